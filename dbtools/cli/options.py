@@ -1,0 +1,32 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dsn_option(func: F) -> F:
+    """``--dsn``: where to connect (URL or keyword DSN); defaults to DATABASE_URL, then PG*."""
+    return click.option(
+        "--dsn",
+        metavar="DSN",
+        default=None,
+        help="PostgreSQL URL or keyword DSN. Default: $DATABASE_URL, then libpq's PG* variables.",
+    )(func)
+
+
+def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
+    """``--format``: how to render the result (tables for people, json for pipelines)."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )

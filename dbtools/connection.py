@@ -1,0 +1,148 @@
+"""Connection settings and the sessions every command opens.
+
+Where the connection comes from, in order: ``--dsn``, ``DATABASE_URL``, then libpq's own ``PG*``
+variables and service files (an empty conninfo lets libpq read them). URLs
+(``postgresql://``, ``postgres://``, SQLAlchemy's ``postgresql+psycopg://``) and keyword DSNs
+(``host=… dbname=…``) are accepted.
+
+Every session is named ``application_name = 'dbtools'`` (so dbtools can leave its own statements
+out of what it measures) and carries a statement timeout; read-only sessions open read-only
+transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from dbtools.errors import ConnectionFailed, UsageError
+from dbtools.redaction import redact
+
+APPLICATION_NAME = "dbtools"
+DEFAULT_STATEMENT_TIMEOUT = "30s"
+
+_DRIVER_SUFFIX = re.compile(r"^(postgres(?:ql)?)\+\w+://", re.I)
+_URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*)://", re.I)
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """Return the DSN to use: *dsn*, else ``DATABASE_URL``, else ``""`` (libpq's ``PG*``)."""
+    chosen = dsn if dsn is not None else os.environ.get("DATABASE_URL", "")
+    return normalise_dsn(chosen)
+
+
+def normalise_dsn(dsn: str) -> str:
+    """Return *dsn* in a form libpq accepts, raising ``UsageError`` for what it never could."""
+    dsn = dsn.strip()
+    dsn = _DRIVER_SUFFIX.sub(lambda m: "postgresql://", dsn)
+    scheme = _URL_SCHEME.match(dsn)
+    if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
+        raise UsageError(f"not a PostgreSQL URL: {redact(dsn)}")
+    try:
+        conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as err:
+        raise UsageError(f"malformed DSN {redact(dsn)!r}: {_first_line(str(err))}") from err
+    return dsn
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a DSN points, without its password: safe to print."""
+
+    host: str
+    port: str
+    database: str
+    user: str
+
+    def __str__(self) -> str:
+        return f"host {self.host} port {self.port} database {self.database} user {self.user}"
+
+
+def describe(dsn: str) -> Target:
+    """Describe where *dsn* (plus libpq's environment defaults) points."""
+    params = conninfo.conninfo_to_dict(dsn)
+    user = str(params.get("user") or os.environ.get("PGUSER") or _login_name())
+    return Target(
+        host=str(params.get("host") or os.environ.get("PGHOST") or "local socket"),
+        port=str(params.get("port") or os.environ.get("PGPORT") or "5432"),
+        database=str(params.get("dbname") or os.environ.get("PGDATABASE") or user),
+        user=user,
+    )
+
+
+def connect(
+    dsn: str,
+    *,
+    read_only: bool = True,
+    autocommit: bool = False,
+    statement_timeout: str = DEFAULT_STATEMENT_TIMEOUT,
+    lock_timeout: str | None = None,
+    application_name: str = APPLICATION_NAME,
+) -> psycopg.Connection[Any]:
+    """Open a session with dbtools' name, a statement timeout and (by default) read-only mode.
+
+    Raises ``ConnectionFailed`` with a one-line, password-free message naming the target.
+    """
+    options = f"-c statement_timeout={statement_timeout}"
+    if lock_timeout is not None:
+        options += f" -c lock_timeout={lock_timeout}"
+    try:
+        conn = psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            application_name=application_name,
+            options=options,
+            connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
+        )
+    except psycopg.OperationalError as err:
+        raise ConnectionFailed(f"cannot connect to {describe(dsn)}: {_reason(err)}") from err
+    conn.read_only = read_only
+    return conn
+
+
+@contextmanager
+def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
+    """``connect`` as a context manager that always closes the connection."""
+    conn = connect(dsn, **kwargs)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """Return a SQLAlchemy URL for *dsn* (only URLs can be converted; see ``connect`` otherwise)."""
+    if _URL_SCHEME.match(dsn):
+        return _URL_SCHEME.sub("postgresql+psycopg://", dsn, count=1)
+    return "postgresql+psycopg://"
+
+
+def _reason(err: psycopg.Error) -> str:
+    """The useful part of a libpq error: the last line that says what went wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    # libpq prefixes 'connection to server at "h" (1.2.3.4), port 5 failed: FATAL:  …'
+    text = re.sub(r"^(connection failed: )?connection to server (at|on) .*? failed: ", "", text)
+    text = re.sub(r"^FATAL:\s+", "", text)
+    return redact(text)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"

@@ -1,0 +1,46 @@
+"""One exception root and the exit codes every command shares.
+
+Exit codes (documented in the README and tested):
+
+* ``0`` success (for ``verify``: the rollout passes);
+* ``1`` checks found problems (``verify``: fail, ``lint``: violations, ``rehearse``: a step failed);
+* ``2`` usage, configuration or connection error: nothing was measured or written;
+* ``3`` ``verify`` only: a rollback threshold was crossed, the deploy must roll back.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_ROLLBACK = 3
+
+
+class DbtoolsError(Exception):
+    """Root of every error dbtools reports to a user as one line."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(DbtoolsError):
+    """The command was called with input it cannot act on."""
+
+
+class ConfigError(DbtoolsError):
+    """A configuration file or setting is malformed."""
+
+
+class ConnectionFailed(DbtoolsError):
+    """The server could not be reached or refused the login."""
+
+
+class PrerequisiteMissing(DbtoolsError):
+    """The server lacks something dbtools needs (an extension, a schema, a revision)."""
+
+
+class SandboxError(DbtoolsError):
+    """The throwaway PostgreSQL server could not be started, found or stopped."""
+
+
+class MigrationError(DbtoolsError):
+    """A migration could not be applied safely (lock wait ran out, invalid index, …)."""

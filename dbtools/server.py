@@ -1,0 +1,60 @@
+"""What the connected server is and whether it has what dbtools needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from dbtools.errors import PrerequisiteMissing
+
+SERVER_INFO_SQL = """
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_database() AS database,
+       current_user AS role,
+       'pg_stat_statements' = ANY (string_to_array(
+           replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS pgss_preloaded,
+       (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements') AS pgss_version,
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,
+       to_regclass('public.alembic_version') IS NOT NULL AS has_alembic_version
+"""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The facts about a server that decide what dbtools can read there."""
+
+    version_num: int
+    database: str
+    role: str
+    pgss_preloaded: bool
+    pgss_version: str | None
+    reads_all_stats: bool
+    has_alembic_version: bool
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+
+def inspect_server(conn: psycopg.Connection[Any]) -> ServerInfo:
+    """Read the server's version, the extension's state and the role's reach in one query."""
+    with conn.cursor(row_factory=class_row(ServerInfo)) as cur:
+        info = cur.execute(SERVER_INFO_SQL).fetchone()
+    assert info is not None
+    return info
+
+
+def require_pg_stat_statements(info: ServerInfo) -> None:
+    """Raise ``PrerequisiteMissing`` unless pg_stat_statements is preloaded and created."""
+    if not info.pgss_preloaded:
+        raise PrerequisiteMissing(
+            "pg_stat_statements is not in shared_preload_libraries; add it and restart the server"
+        )
+    if info.pgss_version is None:
+        raise PrerequisiteMissing(
+            f"the pg_stat_statements extension is not created in database {info.database}; "
+            "run: CREATE EXTENSION pg_stat_statements"
+        )

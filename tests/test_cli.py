@@ -1,0 +1,119 @@
+"""The command line: help everywhere, one-line errors, exit codes, where connections come from."""
+
+from __future__ import annotations
+
+import socket
+
+import click
+import pytest
+from psycopg import conninfo
+
+from dbtools import __version__
+from dbtools.cli import cli
+from tests.conftest import Database, PgServer
+from tests.helpers import run_cli, run_dbtools
+
+
+def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _all_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _all_commands(cli), ids=lambda p: " ".join(p) or "dbtools")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = run_cli(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    summary = (command.help or "").strip().splitlines()[0]
+    assert summary and summary in result.output
+
+
+def test_version_as_module() -> None:
+    result = run_dbtools("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"dbtools, version {__version__}"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_unreachable_server_names_host_never_password() -> None:
+    port = _closed_port()
+    result = run_dbtools("doctor", "--dsn", f"postgresql://alice:Sup3rS3cret@127.0.0.1:{port}/app")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"Error: cannot connect to host 127.0.0.1 port {port} database app")
+    assert "Sup3rS3cret" not in result.stderr
+
+
+def test_wrong_password_exit_2_without_password(database: Database, pg_server: PgServer) -> None:
+    if pg_server.sandbox is None:
+        pytest.fail("this test needs the sandbox's password authentication on TCP")
+    database.execute("CREATE ROLE dbtools_pw_probe LOGIN PASSWORD 'right-one'")
+    try:
+        dsn = pg_server.sandbox.tcp_dsn(database.name, "dbtools_pw_probe", "Wr0ngPassw0rd")
+        result = run_dbtools("doctor", "--dsn", dsn)
+        assert result.returncode == 2, result.stderr
+        assert "password authentication failed" in result.stderr
+        assert "Wr0ngPassw0rd" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        database.execute("DROP ROLE dbtools_pw_probe")
+
+
+def test_traceback_flag_shows_the_stack() -> None:
+    port = _closed_port()
+    result = run_dbtools(
+        "--traceback", "doctor", "--dsn", f"postgresql://u:pw123456@127.0.0.1:{port}/x"
+    )
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "pw123456" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "bad", ["mysql://u@h/db", "host=h port=5432 =oops", "postgresql://u@h:notaport/db"]
+)
+def test_malformed_dsn_is_a_usage_error(bad: str) -> None:
+    result = run_dbtools("doctor", "--dsn", bad)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("Error: ")
+
+
+def _connection_forms(database: Database) -> dict[str, tuple[list[str], dict[str, str]]]:
+    params = conninfo.conninfo_to_dict(database.dsn)
+    host, port, user, name = (str(params.get(k, "")) for k in ("host", "port", "user", "dbname"))
+    url = f"postgresql://{user}@/{name}?host={host}&port={port}"
+    # An empty DATABASE_URL counts as unset, so libpq's own variables decide.
+    return {
+        "url option": (["--dsn", url], {"DATABASE_URL": ""}),
+        "sqlalchemy url": (["--dsn", url.replace("postgresql://", "postgresql+psycopg://")], {}),
+        "keyword dsn": (["--dsn", f"host={host} port={port} user={user} dbname={name}"], {}),
+        "DATABASE_URL": ([], {"DATABASE_URL": url}),
+        "PG* variables": ([], {"DATABASE_URL": "", "PGHOST": host, "PGPORT": port,
+                               "PGUSER": user, "PGDATABASE": name}),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "form", ["url option", "sqlalchemy url", "keyword dsn", "DATABASE_URL", "PG* variables"]
+)
+def test_connection_settings_sources(database: Database, form: str) -> None:
+    args, env = _connection_forms(database)[form]
+    result = run_dbtools("doctor", *args, env={"DATABASE_URL": "", **env})
+    assert result.returncode == 0, result.stderr
+    assert f"database: {database.name} as role" in result.stdout
