@@ -129,8 +129,9 @@ def _reason(err: psycopg.Error) -> str:
     """The useful part of a libpq error: the last line that says what went wrong."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = lines[0] if lines else type(err).__name__
-    # libpq prefixes 'connection to server at "h" (1.2.3.4), port 5 failed: FATAL:  …'
-    text = re.sub(r"^(connection failed: )?connection to server (at|on) .*? failed: ", "", text)
+    # libpq says 'connection to server at "h" (1.2.3.4), port 5 failed: FATAL:  …'; the target
+    # is already named, so keep only what went wrong.
+    text = re.sub(r"^.*?connection to server (at|on) .*? failed: ", "", text)
     text = re.sub(r"^FATAL:\s+", "", text)
     return redact(text)
 

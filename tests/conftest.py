@@ -179,6 +179,19 @@ def database(pg_server: PgServer) -> Iterator[Database]:
         pg_server.drop_database(name)
 
 
+@pytest.fixture
+def migrated_database(pg_server: PgServer) -> Iterator[Database]:
+    """A fresh database at alembic head (copied from a template migrated once per session)."""
+    from dbtools.revisions import upgrade
+
+    template = pg_server.template("dbtools_test_migrated", lambda dsn: upgrade(dsn))
+    name = pg_server.create_database(template)
+    try:
+        yield Database(pg_server, name)
+    finally:
+        pg_server.drop_database(name)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
     if os.environ.get("DBTOOLS_TEST_DSN"):

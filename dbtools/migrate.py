@@ -1,0 +1,405 @@
+"""What makes `alembic upgrade head` safe on a busy database; used by migrations/env.py and the
+revisions.
+
+* A migration lock: ``pg_try_advisory_lock`` polled on the migration connection, committing
+  between tries, so two deploy jobs never apply anything twice. Never a blocking
+  ``pg_advisory_lock``: it deadlocks against a concurrent index build (the build waits for the
+  waiting session's transaction).
+* ``lock_timeout`` and a DDL-sized ``statement_timeout`` on every migration session, and bounded
+  retries with backoff when a step hits ``lock_not_available``; the final failure names the table.
+* Index builds with ``CREATE INDEX CONCURRENTLY`` that check ``indisvalid`` afterwards and repair
+  an invalid leftover (drop concurrently, rebuild) instead of trusting ``IF NOT EXISTS``.
+* Storage parameters set with the previous values recorded, so a downgrade restores exactly what
+  was there (SET the keys that had values, RESET the keys that had none).
+
+Every helper also renders plain SQL in offline mode (``alembic upgrade head --sql``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import op
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from dbtools.errors import MigrationError
+from dbtools.objects import MONITORING_SCHEMA, AutovacuumSpec, IndexSpec
+
+log = logging.getLogger("dbtools.migrate")
+
+# pg_try_advisory_lock key shared by every `alembic upgrade` of this project ("dbtmigr" in ASCII).
+MIGRATION_LOCK_KEY = 0x0064_6274_6D69_6772
+LOCK_NOT_AVAILABLE = "55P03"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """Timeouts and retry policy for migration sessions (alembic.ini, ``-x``, or environment)."""
+
+    lock_timeout: str = "5s"
+    statement_timeout: str = "2h"
+    lock_retries: int = 3
+    retry_backoff_s: float = 1.0
+    lock_wait_s: float = 600.0
+
+    @classmethod
+    def from_alembic(cls, config: Config, x_args: Mapping[str, str]) -> MigrationSettings:
+        """Read ``-x key=value``, else ``DBTOOLS_<KEY>``, else ``dbtools_<key>`` in alembic.ini."""
+
+        def pick(key: str, default: object) -> str:
+            return (
+                x_args.get(key)
+                or os.environ.get(f"DBTOOLS_{key.upper()}")
+                or config.get_main_option(f"dbtools_{key}")
+                or str(default)
+            )
+
+        base = cls()
+        try:
+            return cls(
+                lock_timeout=pick("lock_timeout", base.lock_timeout),
+                statement_timeout=pick("statement_timeout", base.statement_timeout),
+                lock_retries=int(pick("lock_retries", base.lock_retries)),
+                retry_backoff_s=float(pick("retry_backoff", base.retry_backoff_s)),
+                lock_wait_s=float(pick("lock_wait", base.lock_wait_s)),
+            )
+        except ValueError as err:
+            raise MigrationError(f"bad migration setting: {err}") from err
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry *attempt* (1-based): doubling from retry_backoff_s."""
+        return float(self.retry_backoff_s * 2 ** (attempt - 1))
+
+
+def settings() -> MigrationSettings:
+    """The settings env.py stored for the migration being run."""
+    found = op.get_context().config
+    stored = found.attributes.get("dbtools.migration_settings") if found is not None else None
+    return stored if isinstance(stored, MigrationSettings) else MigrationSettings()
+
+
+def set_session_timeouts(connection: Connection, config: MigrationSettings) -> None:
+    """SET (not SET LOCAL: autocommit blocks would drop it) the session's timeouts."""
+    connection.execute(
+        sa.text("SELECT set_config('lock_timeout', :v, false)"), {"v": config.lock_timeout}
+    )
+    connection.execute(
+        sa.text("SELECT set_config('statement_timeout', :v, false)"),
+        {"v": config.statement_timeout},
+    )
+
+
+def timeout_preamble(config: MigrationSettings) -> list[str]:
+    """The SET statements that open offline SQL, so a psql-driven deploy has the same limits."""
+    return [
+        f"SET lock_timeout = '{config.lock_timeout}'",
+        f"SET statement_timeout = '{config.statement_timeout}'",
+    ]
+
+
+# -- the migration lock --------------------------------------------------------------------------
+
+_HOLDER_SQL = sa.text(
+    """
+    SELECT a.pid, a.application_name, a.client_addr::text AS client, a.backend_start
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = (:key >> 32)::oid AND l.objid = (:key & 4294967295)::oid AND l.objsubid = 1
+    """
+)
+
+
+def acquire_migration_lock(
+    connection: Connection, wait_s: float, poll_s: float = 0.25, key: int = MIGRATION_LOCK_KEY
+) -> None:
+    """Poll ``pg_try_advisory_lock`` until it is ours, or raise naming the holder's pid.
+
+    Commits after every try, so no transaction stays open while waiting: an index build elsewhere
+    waits for open transactions, and a blocked one here would deadlock with it.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        got = connection.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+        ).scalar()
+        holder = None if got else connection.execute(_HOLDER_SQL, {"key": key}).mappings().first()
+        connection.commit()
+        if got:
+            return
+        if time.monotonic() >= deadline:
+            who = (
+                f"pid {holder['pid']} ({holder['application_name'] or 'no application_name'}, "
+                f"connected {holder['backend_start']:%Y-%m-%d %H:%M:%S})"
+                if holder
+                else "a session that has since gone"
+            )
+            raise MigrationError(
+                f"another migration holds the migration lock: {who}; waited {wait_s:g}s. "
+                "If that run is stuck, cancel it with pg_cancel_backend(pid)"
+            )
+        time.sleep(poll_s)
+
+
+def release_migration_lock(connection: Connection, key: int = MIGRATION_LOCK_KEY) -> None:
+    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    connection.commit()
+
+
+# -- lock timeouts ---------------------------------------------------------------------------------
+
+
+def is_lock_timeout(err: BaseException) -> bool:
+    """True for SQLSTATE 55P03 (lock_not_available), raised by lock_timeout."""
+    orig = getattr(err, "orig", err)
+    return getattr(orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+def tables_in(statement: str | None) -> list[str]:
+    """The relations a DDL statement names (for messages); empty when it cannot be parsed."""
+    if not statement:
+        return []
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(statement, read="postgres")
+    except sqlglot.errors.SqlglotError:
+        return []
+    if tree is None:
+        return []
+    names = []
+    for table in tree.find_all(exp.Table):
+        name = ".".join(part for part in (table.db, table.name) if part)
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def retry_on_lock_timeout(
+    step: Callable[[], T],
+    *,
+    what: str,
+    config: MigrationSettings,
+    on_retry: Callable[[], None] = lambda: None,
+) -> T:
+    """Run *step*; on lock_not_available retry with backoff, then raise ``MigrationError``."""
+    for attempt in range(1, config.lock_retries + 2):
+        try:
+            return step()
+        except sa.exc.DBAPIError as err:
+            if not is_lock_timeout(err):
+                raise
+            if attempt > config.lock_retries:
+                raise MigrationError(
+                    f"lock timeout on {what}: still locked after {attempt} tries "
+                    f"(lock_timeout {config.lock_timeout}); find the holder in pg_locks and retry"
+                ) from err
+            pause = config.backoff(attempt)
+            log.warning("lock timeout on %s (try %d); retrying in %.1fs", what, attempt, pause)
+            on_retry()
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- concurrent index builds -----------------------------------------------------------------------
+
+_INDEX_STATE_SQL = sa.text(
+    """
+    SELECT i.indisvalid AND i.indisready AS healthy
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = :schema AND c.relname = :name
+    """
+)
+
+
+def index_state(connection: Connection, spec: IndexSpec) -> str:
+    """``"absent"``, ``"valid"`` or ``"invalid"`` (a failed concurrent build's leftover)."""
+    healthy = connection.execute(
+        _INDEX_STATE_SQL, {"schema": spec.schema, "name": spec.name}
+    ).scalar()
+    if healthy is None:
+        return "absent"
+    return "valid" if healthy else "invalid"
+
+
+def build_index_concurrently(spec: IndexSpec) -> bool:
+    """Build *spec* with CREATE INDEX CONCURRENTLY; return True if this call built it.
+
+    Online: an existing valid index is kept; an invalid leftover (from a build that was cancelled,
+    terminated or timed out) is dropped concurrently and rebuilt. Failures are retried with
+    backoff up to ``lock_retries`` times; the final failure drops its own invalid leftover and
+    raises ``MigrationError`` naming the table. Offline: renders the build and a check that fails
+    loudly if the index is left invalid.
+    """
+    context = op.get_context()
+    config = settings()
+    with context.autocommit_block():
+        if context.as_sql:
+            op.execute(spec.create_sql(if_not_exists=True))
+            op.execute(_assert_valid_sql(spec))
+            return True
+        connection = op.get_bind()
+        built, failures = False, 0
+        while True:
+            state = index_state(connection, spec)
+            if state == "valid":
+                return built
+            if state == "invalid":
+                log.warning("index %s is invalid (a failed build); dropping it", spec.name)
+                _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
+            try:
+                connection.exec_driver_sql(spec.create_sql())
+                built = True
+            except sa.exc.DBAPIError as err:
+                failures += 1
+                if failures > config.lock_retries:
+                    if index_state(connection, spec) == "invalid":
+                        _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
+                    raise MigrationError(_build_failure(spec, err, failures, config)) from err
+                pause = config.backoff(failures)
+                log.warning(
+                    "building %s failed (%s); retrying in %.1fs", spec.name, err.orig, pause
+                )
+                time.sleep(pause)
+
+
+def _build_failure(
+    spec: IndexSpec, err: sa.exc.DBAPIError, tries: int, config: MigrationSettings
+) -> str:
+    if is_lock_timeout(err):
+        return (
+            f"lock timeout on table {spec.qualified_table}: still locked after {tries} tries "
+            f"(lock_timeout {config.lock_timeout}) building index {spec.name}"
+        )
+    reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+    return f"building index {spec.qualified_name} failed {tries} times: {reason}"
+
+
+def drop_index_concurrently(spec: IndexSpec) -> None:
+    """DROP INDEX CONCURRENTLY IF EXISTS, with the lock retry policy."""
+    context = op.get_context()
+    with context.autocommit_block():
+        if context.as_sql:
+            op.execute(spec.drop_sql())
+            return
+        _execute_retrying(op.get_bind(), spec.drop_sql(), spec.qualified_table, settings())
+
+
+def undo_index_builds(built: Sequence[IndexSpec]) -> None:
+    """Drop the indexes this upgrade attempt built, so a failed upgrade leaves no trace."""
+    if not built or op.get_context().as_sql:
+        return
+    for spec in reversed(built):
+        drop_index_concurrently(spec)
+
+
+def _execute_retrying(
+    connection: Connection, statement: str, table: str, config: MigrationSettings
+) -> None:
+    retry_on_lock_timeout(
+        lambda: connection.exec_driver_sql(statement), what=f"table {table}", config=config
+    )
+
+
+def _assert_valid_sql(spec: IndexSpec) -> str:
+    return f"""DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = '{spec.qualified_name}'::regclass
+               AND NOT (indisvalid AND indisready)) THEN
+        RAISE EXCEPTION 'index {spec.qualified_name} is invalid: DROP INDEX CONCURRENTLY it and rerun';
+    END IF;
+END $$"""
+
+
+# -- storage parameters with exact undo ----------------------------------------------------------
+
+_LOG = f"{MONITORING_SCHEMA}.setting_changes"
+
+
+def set_storage_parameters(revision: str, specs: Iterable[AutovacuumSpec]) -> None:
+    """Record each key's current value in the settings log, then ALTER TABLE … SET (…).
+
+    One savepoint per table, retried on lock timeouts; runs inside the revision's transaction.
+    """
+    context = op.get_context()
+    config = settings()
+    for spec in specs:
+        statements = [_record_sql(revision, spec), _set_sql(spec)]
+        if context.as_sql:
+            for statement in statements:
+                op.execute(statement)
+            continue
+        connection = op.get_bind()
+
+        def apply(connection: Connection = connection, statements: list[str] = statements) -> None:
+            with connection.begin_nested():
+                for statement in statements:
+                    connection.exec_driver_sql(statement)
+
+        retry_on_lock_timeout(apply, what=f"table {spec.qualified_table}", config=config)
+
+
+def restore_storage_parameters(revision: str, specs: Sequence[AutovacuumSpec]) -> None:
+    """Undo ``set_storage_parameters`` exactly: RESET the keys, re-SET recorded old values."""
+    context = op.get_context()
+    config = settings()
+    resets = [_reset_sql(spec) for spec in reversed(specs)]
+    tail = [_reapply_sql(revision), f"DELETE FROM {_LOG} WHERE revision = '{revision}'"]
+    if context.as_sql:
+        for statement in [*resets, *tail]:
+            op.execute(statement)
+        return
+    connection = op.get_bind()
+
+    def apply() -> None:
+        with connection.begin_nested():
+            for statement in [*resets, *tail]:
+                connection.exec_driver_sql(statement)
+
+    tables = ", ".join(spec.qualified_table for spec in specs)
+    retry_on_lock_timeout(apply, what=f"tables {tables}", config=config)
+
+
+def _record_sql(revision: str, spec: AutovacuumSpec) -> str:
+    values = ", ".join(f"('{key}', '{value}')" for key, value in spec.settings.items())
+    return f"""INSERT INTO {_LOG} (revision, relation, option_name, old_value, new_value)
+SELECT '{revision}', '{spec.qualified_table}', k.name, o.option_value, k.value
+FROM (VALUES {values}) AS k(name, value)
+LEFT JOIN pg_options_to_table(
+    (SELECT reloptions FROM pg_class WHERE oid = '{spec.qualified_table}'::regclass)
+) AS o ON o.option_name = k.name"""
+
+
+def _set_sql(spec: AutovacuumSpec) -> str:
+    pairs = ", ".join(f"{key} = {value}" for key, value in spec.settings.items())
+    return f"ALTER TABLE {spec.qualified_table} SET ({pairs})"
+
+
+def _reset_sql(spec: AutovacuumSpec) -> str:
+    return f"ALTER TABLE {spec.qualified_table} RESET ({', '.join(spec.settings)})"
+
+
+def _reapply_sql(revision: str) -> str:
+    return f"""DO $$
+DECLARE r record;
+BEGIN
+    -- Put back the values a DBA had set before revision {revision}; keys without one stay RESET.
+    FOR r IN SELECT relation, option_name, old_value FROM {_LOG}
+             WHERE revision = '{revision}' AND old_value IS NOT NULL ORDER BY id
+    LOOP
+        -- (no format() here: drivers would read its placeholders as parameters)
+        EXECUTE 'ALTER TABLE ' || r.relation || ' SET ('
+            || quote_ident(r.option_name) || ' = ' || quote_literal(r.old_value) || ')';
+    END LOOP;
+END $$"""

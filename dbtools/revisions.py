@@ -1,0 +1,78 @@
+"""The project's Alembic setup as a library: configuration, the revision graph, upgrades.
+
+``alembic.ini`` is found at ``DBTOOLS_ALEMBIC_INI``, else ``./alembic.ini``, else next to the
+``dbtools`` package (a source checkout, the usual install: ``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TextIO
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from dbtools.errors import ConfigError
+
+_REPO_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def find_alembic_ini() -> Path:
+    """Locate alembic.ini (see the module docstring); raise ``ConfigError`` if there is none."""
+    candidates = [os.environ.get("DBTOOLS_ALEMBIC_INI"), Path.cwd() / "alembic.ini", _REPO_INI]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).resolve()
+    raise ConfigError("alembic.ini not found: set DBTOOLS_ALEMBIC_INI or run from the repository")
+
+
+def alembic_config(
+    dsn: str | None = None, *, output: TextIO | None = None, x_args: dict[str, str] | None = None
+) -> Config:
+    """An Alembic ``Config`` for this project, pointed at *dsn* (else DATABASE_URL/PG*).
+
+    Programmatic runs leave the caller's logging alone; *output* receives offline SQL.
+    """
+    ini = find_alembic_ini()
+    config = Config(str(ini), output_buffer=output) if output else Config(str(ini))
+    config.set_main_option("script_location", str(ini.parent / "migrations"))
+    config.attributes["configure_logging"] = False
+    if dsn is not None:
+        config.attributes["dsn"] = dsn
+    if x_args:
+        config.attributes["x_args"] = dict(x_args)
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The single head of the revision graph."""
+    heads = script_directory().get_heads()
+    if len(heads) != 1:
+        raise ConfigError(f"the migrations have {len(heads)} heads, expected one: {heads}")
+    return heads[0]
+
+
+def upgrade(dsn: str, target: str = "head", *, x_args: dict[str, str] | None = None) -> None:
+    command.upgrade(alembic_config(dsn, x_args=x_args), target)
+
+
+def downgrade(dsn: str, target: str, *, x_args: dict[str, str] | None = None) -> None:
+    command.downgrade(alembic_config(dsn, x_args=x_args), target)
+
+
+def offline_sql(revision_range: str, *, downgrade: bool = False) -> str:
+    """The SQL Alembic would run for *revision_range* (``"base:head"``, ``"0003:0002"``)."""
+    buffer = io.StringIO()
+    config = alembic_config(output=buffer)
+    if downgrade:
+        command.downgrade(config, revision_range, sql=True)
+    else:
+        command.upgrade(config, revision_range, sql=True)
+    return buffer.getvalue()

@@ -1,0 +1,144 @@
+"""Alembic environment: one lock, bounded lock waits, retries, and offline SQL.
+
+The URL comes from ``-x dsn=…`` (or ``config.attributes["dsn"]``), else ``DATABASE_URL`` (libpq's
+``PG*`` variables when neither is set), or a SQLAlchemy connection passed in
+``config.attributes["connection"]``.
+
+Settings (``-x key=value``, ``DBTOOLS_<KEY>``, or ``dbtools_<key>`` in alembic.ini):
+``lock_timeout``, ``statement_timeout``, ``lock_retries``, ``retry_backoff`` (seconds, doubling),
+``lock_wait`` (seconds to wait for the migration lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from logging.config import fileConfig
+
+import sqlalchemy as sa
+from alembic import context
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from dbtools.connection import connect, resolve_dsn
+from dbtools.errors import DbtoolsError
+from dbtools.migrate import (
+    MigrationSettings,
+    acquire_migration_lock,
+    is_lock_timeout,
+    release_migration_lock,
+    set_session_timeouts,
+    tables_in,
+    timeout_preamble,
+)
+from dbtools.redaction import RedactingFilter
+
+config = context.config
+# Programmatic runs (dbtools.revisions, tests) keep the caller's logging.
+if config.config_file_name is not None and config.attributes.get("configure_logging", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+log = logging.getLogger("dbtools.migrate")
+
+x_args = {**config.attributes.get("x_args", {}), **context.get_x_argument(as_dictionary=True)}
+try:
+    SETTINGS = MigrationSettings.from_alembic(config, x_args)
+except DbtoolsError as err:
+    raise CommandError(str(err)) from err
+config.attributes["dbtools.migration_settings"] = SETTINGS
+
+CONFIGURE_OPTS = {
+    "transaction_per_migration": True,
+    "target_metadata": None,
+    "compare_type": True,
+}
+
+
+def run_migrations_offline() -> None:
+    """Render SQL (``--sql``) without touching a database."""
+    context.configure(
+        dialect_name="postgresql",
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        **CONFIGURE_OPTS,
+    )
+    for statement in timeout_preamble(SETTINGS):
+        context.execute(statement)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    dsn = resolve_dsn(x_args.get("dsn") or config.attributes.get("dsn"))
+    engine = sa.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: connect(
+            dsn,
+            read_only=False,
+            statement_timeout=SETTINGS.statement_timeout,
+            lock_timeout=SETTINGS.lock_timeout,
+            application_name="dbtools-migrate",
+        ),
+        poolclass=NullPool,
+    )
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+    except DbtoolsError as err:
+        raise CommandError(str(err)) from err
+
+
+def _run(connection: Connection) -> None:
+    set_session_timeouts(connection, SETTINGS)
+    # Commit before configure(): Alembic treats an open transaction as the caller's and then
+    # cannot run autocommit blocks (CREATE INDEX CONCURRENTLY).
+    connection.commit()
+    acquire_migration_lock(connection, SETTINGS.lock_wait_s)
+    try:
+        context.configure(connection=connection, **CONFIGURE_OPTS)
+        _run_with_lock_retries(connection)
+    finally:
+        connection.rollback()
+        release_migration_lock(connection)
+
+
+def _run_with_lock_retries(connection: Connection) -> None:
+    """Run the pending revisions; a revision whose transaction hit lock_timeout is rerun.
+
+    Each revision commits on its own (transaction_per_migration), so a rerun resumes at the
+    revision that failed.
+    """
+    for attempt in range(1, SETTINGS.lock_retries + 2):
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+            return
+        except sa.exc.DBAPIError as err:
+            if not is_lock_timeout(err):
+                raise
+            tables = ", ".join(tables_in(err.statement)) or "a table"
+            connection.rollback()
+            if attempt > SETTINGS.lock_retries:
+                raise CommandError(
+                    f"lock timeout on {tables}: still locked after {attempt} tries "
+                    f"(lock_timeout {SETTINGS.lock_timeout}); nothing of the failed revision was "
+                    "applied. Find the holder in pg_locks and rerun"
+                ) from err
+            pause = SETTINGS.backoff(attempt)
+            log.warning("lock timeout on %s (try %d); retrying in %.1fs", tables, attempt, pause)
+            time.sleep(pause)
+
+
+try:
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()
+except DbtoolsError as err:
+    raise CommandError(str(err)) from err
