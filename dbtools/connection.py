@@ -118,11 +118,15 @@ def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
         conn.close()
 
 
-def sqlalchemy_url(dsn: str) -> str:
-    """Return a SQLAlchemy URL for *dsn* (only URLs can be converted; see ``connect`` otherwise)."""
-    if _URL_SCHEME.match(dsn):
-        return _URL_SCHEME.sub("postgresql+psycopg://", dsn, count=1)
-    return "postgresql+psycopg://"
+def split_password(dsn: str) -> tuple[str, dict[str, str]]:
+    """For client programs (pg_dump, psql): the DSN without its password, and an environment
+    carrying it as PGPASSWORD, so that it never shows on a command line."""
+    params = conninfo.conninfo_to_dict(dsn)
+    password = params.pop("password", None)
+    env = {**os.environ}
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return conninfo.make_conninfo("", **params), env
 
 
 def _reason(err: psycopg.Error) -> str:

