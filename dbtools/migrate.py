@@ -268,9 +268,15 @@ def build_index_concurrently(spec: IndexSpec) -> bool:
                         _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
                     raise MigrationError(_build_failure(spec, err, failures, config)) from err
                 pause = config.backoff(failures)
-                log.warning(
-                    "building %s failed (%s); retrying in %.1fs", spec.name, err.orig, pause
-                )
+                if is_lock_timeout(err):
+                    log.warning(
+                        "lock timeout on table %s (try %d); retrying in %.1fs",
+                        spec.qualified_table, failures, pause,
+                    )  # fmt: skip
+                else:
+                    log.warning(
+                        "building %s failed (%s); retrying in %.1fs", spec.name, err.orig, pause
+                    )
                 time.sleep(pause)
 
 
