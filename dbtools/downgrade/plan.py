@@ -1,0 +1,665 @@
+"""A downgrade plan: the ordered steps Alembic would run to go from one revision down to another,
+each classified, with export steps before every statement that destroys data.
+
+The steps come from the revision graph and the offline SQL of each revision (``alembic downgrade
+REV:DOWN --sql``), revision by revision. The upgrade SQL of every revision up to ``--from`` is read
+too: it says which objects each revision created (so the plan can show that the downgrade removes
+every one of them, in reverse order) and what a ``DROP`` needs to know that its own text does not
+say (the table of an index, the tables a table's foreign keys reference).
+
+With a live connection (a read-only session) the plan adds the size and estimated rows of each
+relation a step touches, and estimated durations from the throughputs in ``Rates``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, replace
+
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+
+from dbtools import revisions
+from dbtools.connection import session
+from dbtools.downgrade.classify import (
+    Classification,
+    DataLoss,
+    DbObject,
+    SchemaContext,
+    classify,
+)
+from dbtools.downgrade.live import (
+    VERSION_TABLE,
+    RelationSize,
+    current_revision,
+    relation_sizes,
+    server_identity,
+)
+from dbtools.downgrade.locks import Blocking, LockLevel
+from dbtools.downgrade.sqltext import OfflineStatement, read_offline_sql
+from dbtools.errors import ConfigError, UsageError
+from dbtools.migrate import MigrationSettings
+
+BASE = "base"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Throughputs the duration estimates assume (bytes per second of relation size).
+
+    Conservative figures for a server under load: ``benchmarks/downgrade_rates.py`` measures them
+    on an idle machine (results in ``benchmarks/downgrade_rates.md``); production runs slower.
+    """
+
+    export: float = 25 * MiB  # \\copy (SELECT …) TO a CSV file, over the network
+    scan: float = 100 * MiB  # a sequential scan (DELETE without index, VALIDATE, SET NOT NULL)
+    index_build: float = 20 * MiB  # CREATE INDEX; CONCURRENTLY scans twice
+    rewrite: float = 20 * MiB  # a table rewrite (ALTER COLUMN TYPE, VACUUM FULL, CLUSTER)
+    catalog_change_s: float = 0.05  # a catalog-only change once its lock is granted
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation a step touches: the lock the step takes on it, and (live) its size."""
+
+    name: str
+    lock: LockLevel | None
+    total_bytes: int | None = None
+    estimated_rows: int | None = None
+    exists: bool | None = None  # None: no connection
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to do, in order: a statement Alembic runs, or an export to run before it."""
+
+    number: int
+    revision: str
+    kind: str  # "export" (psql, before the downgrade), "statement", "version" (alembic_version)
+    sql: str
+    action: str
+    lock: LockLevel | None
+    blocks: Blocking
+    in_transaction: bool
+    transaction: int  # which transaction of the revision's run (0: not part of the run)
+    data_loss: tuple[DataLoss, ...]
+    rerunnable: bool
+    relations: tuple[Relation, ...]
+    work: str  # what its duration depends on: catalog, scan, rewrite, index build, export
+    estimated_seconds: float | None
+    parser: str
+    dropped: tuple[DbObject, ...] = ()
+    notes: tuple[str, ...] = ()
+    warning: str | None = None
+
+    @property
+    def destroys_data(self) -> bool:
+        return bool(self.data_loss)
+
+
+@dataclass(frozen=True)
+class RemovedObject:
+    """An object a revision's upgrade created and the step of its downgrade that removes it."""
+
+    object: DbObject
+    step: int
+    how: str  # "dropped", "with table public.x", "with schema s"
+
+
+@dataclass(frozen=True)
+class RevisionPlan:
+    """The steps that undo one revision, and how to run them."""
+
+    revision: str
+    down_revision: str  # "base" below the first revision
+    title: str
+    steps: tuple[Step, ...]
+    removes: tuple[RemovedObject, ...]
+    not_removed: tuple[DbObject, ...]
+
+    @property
+    def command(self) -> str:
+        return f"alembic downgrade {self.down_revision}"
+
+
+@dataclass(frozen=True)
+class LiveDatabase:
+    """The database a plan was made against (sizes and the current revision came from it)."""
+
+    database: str
+    server_version_num: int
+    current_revision: str
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """Everything ``dbtools downgrade-plan`` reports."""
+
+    from_revision: str
+    from_source: str  # "head", "current" or "given"
+    to_revision: str
+    revisions: tuple[RevisionPlan, ...]
+    warnings: tuple[str, ...]
+    lock_timeout: str | None
+    statement_timeout: str | None
+    lock_retries: int
+    rates: Rates
+    live: LiveDatabase | None = None
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(step for revision in self.revisions for step in revision.steps)
+
+    @property
+    def estimated_seconds(self) -> float | None:
+        """The sum of the steps' estimates; None when one of them is unknown (no connection)."""
+        estimates = [step.estimated_seconds for step in self.steps]
+        return None if any(e is None for e in estimates) else sum(e or 0.0 for e in estimates)
+
+    @property
+    def data_loss_tables(self) -> tuple[str, ...]:
+        """Tables whose rows (all or some) the downgrade destroys, in step order."""
+        tables = [
+            loss.table for step in self.steps if step.kind == "statement" for loss in step.data_loss
+        ]
+        return tuple(dict.fromkeys(tables))
+
+
+def build_plan(
+    to_revision: str,
+    from_revision: str | None = None,
+    *,
+    dsn: str | None = None,
+    ini: revisions.IniPath = None,
+    rates: Rates | None = None,
+) -> DowngradePlan:
+    """Plan the downgrade from *from_revision* down to *to_revision*.
+
+    *from_revision*: a revision id, ``"head"``, or ``"current"`` (the revision recorded in the
+    database at *dsn*); default ``"current"`` with a *dsn*, else ``"head"``. *to_revision*: a
+    revision id below it, ``"base"``, or ``"-N"`` (N revisions down). *dsn*: when given, a
+    read-only session adds relation sizes, row estimates and durations. *ini*: another
+    ``alembic.ini`` (its migrations in ``migrations/`` beside it).
+
+    Raises ``UsageError`` for an unknown revision or a target that is not below the start,
+    ``ConfigError`` for a revision graph with branches, ``ConnectionFailed`` when *dsn* cannot be
+    reached.
+    """
+    script = revisions.script_directory(ini)
+    settings = MigrationSettings.from_alembic(revisions.alembic_config(ini=ini), {})
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(session(dsn)) if dsn is not None else None
+        live = None
+        if conn is not None:
+            identity = server_identity(conn)
+            live = LiveDatabase(
+                identity.database, identity.version_num, current_revision(conn) or BASE
+            )
+        start, source = _resolve_from(script, from_revision, live, ini)
+        target = _resolve_to(script, to_revision, start)
+        chain = _chain(script, start, target)
+        context, created = _upgrade_history(script, start, ini)
+        plans: list[RevisionPlan] = []
+        preamble: dict[str, str] = {}
+        number = 1
+        for revision in chain:
+            plan, settings_made = _plan_revision(
+                revision, context, created.get(revision.revision, []), number, ini
+            )
+            plans.append(plan)
+            preamble = preamble or settings_made
+            number += len(plan.steps)
+        sizes = None
+        if conn is not None:
+            names = [r.name for plan in plans for step in plan.steps for r in step.relations]
+            sizes = relation_sizes(conn, [name for name in names if not name.startswith("(")])
+        plans = [_with_estimates(plan, sizes, rates or Rates()) for plan in plans]
+    return DowngradePlan(
+        from_revision=start,
+        from_source=source,
+        to_revision=target,
+        revisions=tuple(plans),
+        warnings=tuple(_warnings(plans, live, start)),
+        lock_timeout=preamble.get("lock_timeout"),
+        statement_timeout=preamble.get("statement_timeout"),
+        lock_retries=settings.lock_retries,
+        rates=rates or Rates(),
+        live=live,
+    )
+
+
+# -- the revision graph ------------------------------------------------------------------------------
+
+
+def _revision(script: ScriptDirectory, revision: str, option: str) -> Script:
+    try:
+        found = script.get_revision(revision)
+    except CommandError as err:
+        raise UsageError(f"{option}: unknown revision {revision!r} ({_known(script)})") from err
+    if found is None:
+        raise UsageError(f"{option}: unknown revision {revision!r} ({_known(script)})")
+    return found
+
+
+def _known(script: ScriptDirectory) -> str:
+    ids = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    return "known: " + ", ".join([BASE, *ids, "head"])
+
+
+def _resolve_from(
+    script: ScriptDirectory,
+    from_revision: str | None,
+    live: LiveDatabase | None,
+    ini: revisions.IniPath,
+) -> tuple[str, str]:
+    chosen = from_revision or ("current" if live else "head")
+    if chosen == "current":
+        if live is None:
+            raise UsageError("--from current needs a database connection (--dsn)")
+        if live.current_revision != BASE:
+            _revision(script, live.current_revision, "the database's revision")
+        return live.current_revision, "current"
+    if chosen == "head":
+        return revisions.head_revision(ini), "head"
+    if chosen == BASE:
+        return BASE, "given"
+    return _revision(script, chosen, "--from").revision, "given"
+
+
+def _resolve_to(script: ScriptDirectory, to_revision: str, start: str) -> str:
+    relative = re.fullmatch(r"-(\d+)", to_revision.strip())
+    if relative:
+        current = start
+        for _ in range(int(relative.group(1))):
+            if current == BASE:
+                raise UsageError(
+                    f"--to {to_revision}: fewer than {relative.group(1)} revisions below {start}"
+                )
+            current = _down(_revision(script, current, "--from"))
+        return current
+    if to_revision == BASE:
+        return BASE
+    if to_revision == "head":
+        to_revision = script.get_current_head() or BASE
+    target = _revision(script, to_revision, "--to").revision
+    below = start
+    while below != BASE and below != target:
+        below = _down(_revision(script, below, "--from"))
+    if below != target:
+        raise UsageError(f"--to {target} is not below --from {start}: a downgrade cannot reach it")
+    return target
+
+
+def _down(revision: Script) -> str:
+    down = revision.down_revision
+    if isinstance(down, tuple | list):
+        raise ConfigError(
+            f"revision {revision.revision} merges {', '.join(down)}: plans follow one line of "
+            "revisions; plan each branch separately"
+        )
+    return down or BASE
+
+
+def _chain(script: ScriptDirectory, start: str, target: str) -> list[Script]:
+    """The revisions to undo, newest first."""
+    chain = []
+    current = start
+    while current != target:
+        revision = _revision(script, current, "--from")
+        chain.append(revision)
+        current = _down(revision)
+    return chain
+
+
+def _upgrade_history(
+    script: ScriptDirectory, start: str, ini: revisions.IniPath
+) -> tuple[SchemaContext, dict[str, list[DbObject]]]:
+    """Read the upgrade SQL of every revision up to *start*: the schema context, and the objects
+    each revision created, in creation order."""
+    context = SchemaContext()
+    created: dict[str, list[DbObject]] = {}
+    history = list(reversed(_chain(script, start, BASE))) if start != BASE else []
+    for revision in history:
+        sql = revisions.offline_sql(f"{_down(revision)}:{revision.revision}", ini=ini)
+        objects: list[DbObject] = []
+        for statement in read_offline_sql(sql).statements:
+            found = classify(statement.sql, context)
+            context.learn(found)
+            objects += [obj for obj in found.created if obj.name != f"public.{VERSION_TABLE}"]
+        created[revision.revision] = objects
+    return context, created
+
+
+# -- one revision ------------------------------------------------------------------------------------
+
+
+def _plan_revision(
+    revision: Script,
+    context: SchemaContext,
+    created: list[DbObject],
+    first_number: int,
+    ini: revisions.IniPath,
+) -> tuple[RevisionPlan, dict[str, str]]:
+    """The steps of one revision's downgrade, and the session settings its SQL starts with."""
+    down = _down(revision)
+    sql = revisions.offline_sql(f"{revision.revision}:{down}", downgrade=True, ini=ini)
+    script = read_offline_sql(sql)
+    statements = script.statements
+    classified = [(s, classify(s.sql, context)) for s in statements]
+    for _, found in classified:
+        context.learn(found)
+    rerun = _rerun_verdicts(classified)
+    exports = [
+        (loss, index)
+        for index, (statement, found) in enumerate(classified)
+        if not _is_version_step(found)
+        for loss in found.data_loss
+        if loss.export_query
+    ]
+    number = first_number + len(exports)
+    statement_numbers = {index: number + index for index in range(len(classified))}
+    steps = [
+        _export_step(first_number + position, revision.revision, loss, statement_numbers[index])
+        for position, (loss, index) in enumerate(exports)
+    ]
+    for index, (statement, found) in enumerate(classified):
+        steps.append(
+            _statement_step(
+                statement_numbers[index], revision.revision, statement, found, rerun[index]
+            )
+        )
+    removes, not_removed = _account(created, steps)
+    title = _title(revision)
+    plan = RevisionPlan(revision.revision, down, title, tuple(steps), removes, not_removed)
+    return plan, script.settings
+
+
+def _title(revision: Script) -> str:
+    """The first sentence of the revision's docstring."""
+    text = (getattr(revision.module, "__doc__", None) or revision.doc or "").strip()
+    paragraph = " ".join(text.split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s", paragraph)[0]
+
+
+def _is_version_step(found: Classification) -> bool:
+    return bool(found.locks) and all(
+        lock.relation == f"public.{VERSION_TABLE}" for lock in found.locks
+    )
+
+
+def _export_file(loss: DataLoss, revision: str) -> str:
+    suffix = "" if loss.what == "every row" else f".{revision}"
+    return f"{loss.table}{suffix}.csv"
+
+
+def _export_step(number: int, revision: str, loss: DataLoss, before: int) -> Step:
+    target = _export_file(loss, revision)
+    return Step(
+        number=number,
+        revision=revision,
+        kind="export",
+        sql=f"\\copy ({loss.export_query}) TO '{target}' CSV HEADER",
+        action=f"export {loss.table} ({loss.what})",
+        lock=LockLevel.ACCESS_SHARE,
+        blocks=Blocking.NEITHER,
+        in_transaction=False,
+        transaction=0,
+        data_loss=(),
+        rerunnable=True,
+        relations=(Relation(loss.table, LockLevel.ACCESS_SHARE),),
+        work="export",
+        estimated_seconds=None,
+        parser="dbtools",
+        notes=(
+            f"run with psql before `alembic downgrade`: step {before} destroys these rows; "
+            "stop the writers of this table first so that the export is complete",
+        ),
+    )
+
+
+def _statement_step(
+    number: int,
+    revision: str,
+    statement: OfflineStatement,
+    found: Classification,
+    rerun: tuple[bool, str | None],
+) -> Step:
+    version = _is_version_step(found)
+    rerunnable, rerun_note = rerun
+    notes = list(found.notes)
+    if rerun_note:
+        notes.append(rerun_note)
+    relations = [Relation(lock.relation, lock.level) for lock in found.locks]
+    for obj in found.dropped:
+        if obj.kind == "index" and all(r.name != obj.name for r in relations):
+            relations.append(Relation(obj.name, None))
+    return Step(
+        number=number,
+        revision=revision,
+        kind="version" if version else "statement",
+        sql=statement.sql,
+        action=f"record revision (alembic_version): {found.action}" if version else found.action,
+        lock=found.lock,
+        blocks=found.blocks,
+        in_transaction=statement.in_transaction,
+        transaction=statement.block,
+        data_loss=() if version else found.data_loss,
+        rerunnable=rerunnable,
+        relations=tuple(relations),
+        work=_work(found),
+        estimated_seconds=None,
+        parser=found.parser,
+        dropped=found.dropped,
+        notes=tuple(notes),
+        warning=found.warning,
+    )
+
+
+def _work(found: Classification) -> str:
+    if found.rewrites_table:
+        return "rewrite"
+    if found.action.startswith("CREATE INDEX"):
+        return "index build"
+    if found.scans_table:
+        return "scan"
+    return "catalog"
+
+
+def _rerun_verdicts(
+    classified: list[tuple[OfflineStatement, Classification]],
+) -> list[tuple[bool, str | None]]:
+    """Whether each statement can safely run again if the revision is interrupted and rerun.
+
+    The revision's last transaction (the one that records the revision) rolls back as a whole:
+    its statements are safe. Everything before it commits on its own when an autocommit block
+    starts, so a rerun repeats it: safe when each statement is idempotent, unless its transaction
+    also consumes a log (reads rows of a table, then deletes them): a rerun then finds the log
+    empty, so only changes driven by the log's rows are safe to repeat, not the others.
+    """
+    if not classified:
+        return []
+    last = max(statement.block for statement, _ in classified)
+    hazards = _log_hazards(classified)
+    verdicts: list[tuple[bool, str | None]] = []
+    for index, (statement, found) in enumerate(classified):
+        if statement.block == last and statement.in_transaction:
+            verdicts.append((True, None))
+        elif not found.idempotent:
+            verdicts.append(
+                (
+                    False,
+                    "commits before the revision is recorded and cannot run twice: if a later "
+                    "step fails, a rerun of the revision fails here or repeats it",
+                )
+            )
+        elif index in hazards:
+            verdicts.append((False, hazards[index]))
+        else:
+            verdicts.append((True, None))
+    return verdicts
+
+
+def _log_hazards(classified: list[tuple[OfflineStatement, Classification]]) -> dict[int, str]:
+    """Statements of an early-committed transaction that change the schema without reading the
+    log (a table whose rows the same transaction reads, then deletes) that other statements of
+    the transaction restore from: a rerun repeats them, but the restore finds no rows."""
+    hazards: dict[int, str] = {}
+    last = max(statement.block for statement, _ in classified)
+    blocks = {s.block for s, _ in classified if s.in_transaction and s.block != last}
+    for block in blocks:
+        members = [(i, c) for i, (s, c) in enumerate(classified) if s.block == block]
+        deleted = {loss.table for _, c in members for loss in c.data_loss}
+        readers = {
+            lock.relation
+            for _, c in members
+            for lock in c.locks
+            if lock.level is LockLevel.ACCESS_SHARE
+        }
+        logs = deleted & readers
+        if not logs:
+            continue
+        log = sorted(logs)[0]
+        for index, found in members:
+            reads_log = any(lock.relation in logs for lock in found.locks)
+            changes = (
+                found.created
+                or found.dropped
+                or any(lock.level.rank > LockLevel.ROW_EXCLUSIVE.rank for lock in found.locks)
+            )
+            if changes and not reads_log:
+                hazards[index] = (
+                    f"its transaction commits before the revision's later steps and deletes the "
+                    f"rows of {log} it restores from: a rerun repeats this change without the "
+                    "restore"
+                )
+    return hazards
+
+
+def _account(
+    created: list[DbObject], steps: list[Step]
+) -> tuple[tuple[RemovedObject, ...], tuple[DbObject, ...]]:
+    """Match the objects a revision created with the steps of its downgrade that remove them."""
+    removed: dict[str, RemovedObject] = {}
+    by_name = {obj.name: obj for obj in created}
+    statement_steps = [step for step in steps if step.kind == "statement"]
+    for step in statement_steps:
+        for obj in step.dropped:
+            key = obj.name
+            if key in by_name and key not in removed:
+                removed[key] = RemovedObject(by_name[key], step.number, "dropped")
+            dropped_table = obj.kind == "table"
+            for other in created:
+                if other.name in removed:
+                    continue
+                if dropped_table and other.table == obj.name:
+                    removed[other.name] = RemovedObject(
+                        other, step.number, f"with table {obj.name}"
+                    )
+                elif (
+                    obj.kind == "schema"
+                    and other.name.startswith(f"{obj.name}.")
+                    and ("CASCADE" in step.sql.upper())
+                ):
+                    removed[other.name] = RemovedObject(
+                        other, step.number, f"with schema {obj.name}"
+                    )
+    order = sorted(removed.values(), key=lambda r: (r.step, r.how != "dropped"))
+    missing = tuple(obj for obj in created if obj.name not in removed)
+    return tuple(order), missing
+
+
+# -- live sizes and estimates ----------------------------------------------------------------------
+
+
+def _with_estimates(
+    plan: RevisionPlan, sizes: dict[str, RelationSize] | None, rates: Rates
+) -> RevisionPlan:
+    """*plan* with relation sizes (when *sizes* came from a live database) and estimates."""
+    steps = []
+    for step in plan.steps:
+        relations = tuple(_sized(r, sizes) for r in step.relations)
+        seconds = _estimate(step, relations, rates)
+        steps.append(replace(step, relations=relations, estimated_seconds=seconds))
+    return replace(plan, steps=tuple(steps))
+
+
+def _sized(relation: Relation, sizes: dict[str, RelationSize] | None) -> Relation:
+    if sizes is None or relation.name.startswith("("):
+        return relation
+    found = sizes.get(relation.name)
+    if found is None:
+        return replace(relation, exists=False)
+    return replace(
+        relation, total_bytes=found.total_bytes, estimated_rows=found.estimated_rows, exists=True
+    )
+
+
+def _estimate(step: Step, relations: tuple[Relation, ...], rates: Rates) -> float | None:
+    """Seconds the step works once its locks are granted (lock waits are not included); None
+    when that depends on a size nobody measured (no connection)."""
+    rate = {
+        "export": rates.export,
+        "rewrite": rates.rewrite,
+        "index build": rates.index_build,
+        "scan": rates.scan,
+    }.get(step.work)
+    if rate is None:
+        return rates.catalog_change_s
+    if step.work == "index build" and "CONCURRENTLY" in step.action:
+        rate /= 2  # two table scans, then a wait for running transactions
+    size = relations[0].total_bytes if relations else None
+    if size is None:
+        return 0.0 if relations and relations[0].exists is False else None
+    return (0.0 if step.work == "export" else rates.catalog_change_s) + size / rate
+
+
+def _warnings(plans: list[RevisionPlan], live: LiveDatabase | None, start: str) -> list[str]:
+    warnings: list[str] = []
+    if live is not None and live.current_revision != start:
+        warnings.append(
+            f"the database is at revision {live.current_revision}, the plan starts at {start}: "
+            "steps for revisions it does not have will fail"
+        )
+    exports = {
+        (loss_table, step.revision): step.number
+        for plan in plans
+        for step in plan.steps
+        if step.kind == "export"
+        for loss_table in [step.relations[0].name]
+    }
+    for plan in plans:
+        for step in plan.steps:
+            for loss in step.data_loss if step.kind == "statement" else ():
+                exported = exports.get((loss.table, step.revision))
+                how = f"export it first (step {exported})" if exported else "no export possible"
+                warnings.append(
+                    f"data loss: step {step.number} ({step.action}) destroys {loss.what} of "
+                    f"{loss.table}; {how}"
+                )
+            if step.warning:
+                warnings.append(f"step {step.number} of revision {step.revision}: {step.warning}")
+            if not step.rerunnable:
+                warnings.append(
+                    f"step {step.number} ({step.action}) is not safe to rerun if the downgrade "
+                    f"of {step.revision} is interrupted after it"
+                )
+        for obj in plan.not_removed:
+            warnings.append(
+                f"the downgrade of {plan.revision} does not remove {obj}, which its upgrade creates"
+            )
+    return warnings
+
+
+__all__ = [
+    "BASE",
+    "DowngradePlan",
+    "LiveDatabase",
+    "Rates",
+    "Relation",
+    "RemovedObject",
+    "RevisionPlan",
+    "Step",
+    "build_plan",
+]

@@ -1,0 +1,223 @@
+"""Renderers for downgrade plans, rehearsals and lint results: Markdown for people, JSON (with a
+``schema_version``) for pipelines. Pure functions from results to text; nothing here prints."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from dbtools.downgrade.plan import DowngradePlan, Relation, RevisionPlan, Step
+
+SCHEMA_VERSION = 1
+
+
+# -- shared ----------------------------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, tuples and paths as JSON values (enums by their value)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def dump_json(kind: str, payload: dict[str, Any]) -> str:
+    return json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, **payload}, indent=2) + "\n"
+
+
+def markdown_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], align: str = ""
+) -> str:
+    """A GitHub-flavoured table; ``|`` and newlines inside cells are escaped."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    colalign = [("right" if a == "r" else "left") for a in align] if align else None
+    return tabulate(cells, headers=list(headers), tablefmt="github", colalign=colalign)
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return "< 1 s"
+    if seconds < 120:
+        return f"~{seconds:.0f} s"
+    if seconds < 7200:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+# -- downgrade plans ---------------------------------------------------------------------------------
+
+
+def plan_json(plan: DowngradePlan) -> str:
+    payload = to_jsonable(plan)
+    payload["estimated_seconds"] = plan.estimated_seconds
+    payload["data_loss_tables"] = list(plan.data_loss_tables)
+    return dump_json("downgrade-plan", payload)
+
+
+def plan_markdown(plan: DowngradePlan) -> str:
+    """The plan as Markdown: summary, warnings, how to run it, then each revision's steps."""
+    lines = [f"# Downgrade plan: {plan.from_revision} → {plan.to_revision}", ""]
+    lines += [_summary(plan), ""]
+    if not plan.revisions:
+        lines += [f"Nothing to do: the start is already {plan.to_revision}.", ""]
+        return "\n".join(lines)
+    if plan.data_loss_tables:
+        lines += [
+            "**Data loss.** This downgrade destroys data in "
+            + ", ".join(f"`{t}`" for t in plan.data_loss_tables)
+            + ". Each is exported first (`\\copy … TO` a CSV file).",
+            "",
+        ]
+    lines += ["## Warnings", ""]
+    lines += [f"- {warning}" for warning in plan.warnings] or ["- none"]
+    lines += ["", "## How to run it", ""]
+    lines += [
+        "Revision by revision, newest first: run the revision's export steps with `psql` "
+        "(stop the writers of those tables first), then its `alembic downgrade` command. A "
+        f"statement waits at most lock_timeout ({plan.lock_timeout or 'not set'}) for its locks; "
+        f"a revision that times out is retried up to {plan.lock_retries} times.",
+        "",
+    ]
+    for index, revision in enumerate(plan.revisions, 1):
+        exports = [s.number for s in revision.steps if s.kind == "export"]
+        run = [s.number for s in revision.steps if s.kind != "export"]
+        before = f"steps {_span(exports)} (exports), then " if exports else ""
+        lines.append(
+            f"{index}. Revision {revision.revision}: {before}`{revision.command}` "
+            f"(steps {_span(run)})"
+        )
+    lines.append("")
+    for revision in plan.revisions:
+        lines += _revision_section(revision, plan)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary(plan: DowngradePlan) -> str:
+    source = {"head": " (head of the migrations)", "current": " (the database's revision)"}
+    database = (
+        f"{plan.live.database} (PostgreSQL {plan.live.server_version_num // 10000}, "
+        f"at revision {plan.live.current_revision})"
+        if plan.live
+        else "none: offline plan, no sizes or row estimates (pass --dsn for them)"
+    )
+    total = plan.estimated_seconds
+    work = (
+        f"{human_seconds(total)} once locks are granted"
+        if total is not None
+        else "unknown without a connection"
+    )
+    rows = [
+        ("From", f"{plan.from_revision}{source.get(plan.from_source, '')}"),
+        ("To", plan.to_revision),
+        ("Revisions undone", ", ".join(r.revision for r in plan.revisions) or "none"),
+        ("Database", database),
+        ("Lock timeout", plan.lock_timeout or "not set"),
+        ("Statement timeout", plan.statement_timeout or "not set"),
+        ("Estimated work", work),
+    ]
+    return markdown_table(("", ""), rows)
+
+
+def _span(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    return str(numbers[0]) if len(numbers) == 1 else f"{numbers[0]}–{numbers[-1]}"
+
+
+def _revision_section(revision: RevisionPlan, plan: DowngradePlan) -> list[str]:
+    lines = [f"## Revision {revision.revision} → {revision.down_revision}: {revision.title}", ""]
+    lines += [f"Command: `{revision.command}`", ""]
+    rows = [
+        (
+            step.number,
+            step.action,
+            step.lock.value if step.lock else "none",
+            step.blocks.value,
+            _transaction(step),
+            "yes" if step.destroys_data else "no",
+            "yes" if step.rerunnable else "**no**",
+            ", ".join(_relation(r) for r in step.relations) or "-",
+            human_seconds(step.estimated_seconds),
+        )
+        for step in revision.steps
+    ]
+    headers = (
+        "step", "what", "lock", "blocks", "transaction", "destroys data", "safe to rerun",
+        "relations", "work",
+    )  # fmt: skip
+    lines += [markdown_table(headers, rows, "rlllllllr"), ""]
+    if revision.removes or revision.not_removed:
+        lines += ["Objects its upgrade created, in the order this downgrade removes them:", ""]
+        removed = [(str(r.object), f"step {r.step} ({r.how})") for r in revision.removes]
+        removed += [(str(obj), "**not removed**") for obj in revision.not_removed]
+        lines += [markdown_table(("object", "removed by"), removed), ""]
+    lines += [f"### Statements of revision {revision.revision}", ""]
+    for step in revision.steps:
+        lines += _statement(step)
+    return lines
+
+
+def _transaction(step: Step) -> str:
+    if step.kind == "export":
+        return "psql, before"
+    return (
+        f"yes (#{step.transaction})"
+        if step.in_transaction
+        else f"no: autocommit (#{step.transaction})"
+    )
+
+
+def _relation(relation: Relation) -> str:
+    if relation.exists is False:
+        return f"{relation.name} (not in the database)"
+    if relation.total_bytes is None:
+        return relation.name
+    rows = "? rows" if relation.estimated_rows is None else f"~{relation.estimated_rows:,} rows"
+    return f"{relation.name} ({human_bytes(relation.total_bytes)}, {rows})"
+
+
+def _statement(step: Step) -> list[str]:
+    # An export is a psql meta-command: no semicolon.
+    code = step.sql if step.kind == "export" else step.sql.rstrip() + ";"
+    lines = [f"**Step {step.number}**: {step.action}", "", "```sql", code, "```"]
+    notes = list(step.notes)
+    if step.warning:
+        notes.insert(0, f"**warning**: {step.warning}")
+    for loss in step.data_loss:
+        notes.append(f"destroys {loss.what} of {loss.table}")
+    if notes:
+        lines.append("")
+        lines += [f"- {note}" for note in notes]
+    lines.append("")
+    return lines
