@@ -140,4 +140,92 @@ def downgrade_plan(
     )
 
 
-COMMANDS = [downgrade_plan]
+@click.command("rehearse")
+@click.option(
+    "--dsn",
+    metavar="DSN",
+    default=None,
+    help="A scratch database to rehearse in instead of a sandbox. Never taken from "
+    "$DATABASE_URL. Refused when it holds data or is the database $DATABASE_URL names.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rehearse in --dsn even though it holds data: its migration objects are dropped.",
+)
+@click.option(
+    "--pg-bin",
+    metavar="DIR",
+    default=None,
+    help="PostgreSQL binaries for the sandbox (default: $DBTOOLS_PG_BIN, then the embedded 18).",
+)
+@alembic_ini_option
+@format_option("table", "json")
+def rehearse(
+    dsn: str | None, force: bool, pg_bin: str | None, alembic_ini: Path | None, output_format: str
+) -> None:
+    """Rehearse every downgrade: upgrade → downgrade → upgrade, revision by revision.
+
+    After each downgrade the schema (pg_dump --schema-only, normalised) must equal the schema
+    before that revision's upgrade, and after the second upgrade it must equal the first
+    upgrade's. Prints a pass/fail table naming the objects that differ (an index or a table a
+    downgrade forgot). The first failure stops the rehearsal.
+
+    It runs in a throwaway sandbox unless --dsn names a scratch database; that database is
+    downgraded to base first and left at head. A database that holds data (a row in any table
+    but alembic_version) or that $DATABASE_URL names is refused unless --force.
+
+    \b
+    Exit codes: 0 every revision passes; 1 a revision fails; 2 refused database, no sandbox,
+    bad option.
+    """
+    from dbtools.downgrade.rehearse import rehearse as run_rehearsal
+    from dbtools.downgrade.render import rehearsal_json, rehearsal_table
+
+    if force and dsn is None:
+        raise UsageError("--force only applies to --dsn (a sandbox needs no forcing)")
+    result = run_rehearsal(dsn=dsn, ini=alembic_ini, pg_bin=pg_bin, force=force)
+    click.echo(
+        rehearsal_json(result) if output_format == "json" else rehearsal_table(result), nl=False
+    )
+    if not result.passed:
+        click.get_current_context().exit(1)
+
+
+@click.command("lint")
+@click.option(
+    "--revision",
+    "only",
+    metavar="REV",
+    multiple=True,
+    help="Lint only this revision (repeatable). Default: every revision.",
+)
+@alembic_ini_option
+@format_option("table", "json")
+def lint(only: tuple[str, ...], alembic_ini: Path | None, output_format: str) -> None:
+    """Check the migrations against the rules for online migrations.
+
+    The upgrade and the downgrade SQL of each revision are checked separately (tables created
+    by earlier revisions count as existing ones): index builds and drops without CONCURRENTLY
+    on existing tables, DDL without lock_timeout/statement_timeout, table rewrites, constraints
+    added without NOT VALID, destructive statements, and what squawk cannot see (DO blocks,
+    VACUUM FULL, CLUSTER, TRUNCATE, SET LOCAL outside a transaction…).
+
+    \b
+    A finding is ignored only with a reason, by a comment in the revision's file:
+      # dbtools-lint: ignore RULE[,RULE] [in upgrade|downgrade] because REASON
+    An ignore without a reason (three words at least) or that matches nothing is a violation.
+
+    \b
+    Exit codes: 0 no violations; 1 violations; 2 squawk missing, unknown revision.
+    """
+    from dbtools.downgrade.lint import lint_revisions
+    from dbtools.downgrade.render import lint_json, lint_table
+
+    result = lint_revisions(ini=alembic_ini, only=only or None)
+    click.echo(lint_json(result) if output_format == "json" else lint_table(result), nl=False)
+    if not result.passed:
+        click.get_current_context().exit(1)
+
+
+COMMANDS = [downgrade_plan, rehearse, lint]

@@ -11,7 +11,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from dbtools.downgrade.lint import LintResult
 from dbtools.downgrade.plan import DowngradePlan, Relation, RevisionPlan, Step
+from dbtools.downgrade.rehearse import Rehearsal
 
 SCHEMA_VERSION = 1
 
@@ -44,7 +46,9 @@ def markdown_table(
     """A GitHub-flavoured table; ``|`` and newlines inside cells are escaped."""
     cells = [[_cell(value) for value in row] for row in rows]
     colalign = [("right" if a == "r" else "left") for a in align] if align else None
-    return tabulate(cells, headers=list(headers), tablefmt="github", colalign=colalign)
+    return tabulate(
+        cells, headers=list(headers), tablefmt="github", colalign=colalign, disable_numparse=True
+    )
 
 
 def _cell(value: object) -> str:
@@ -221,3 +225,106 @@ def _statement(step: Step) -> list[str]:
         lines += [f"- {note}" for note in notes]
     lines.append("")
     return lines
+
+
+# -- rehearsals --------------------------------------------------------------------------------------
+
+
+def rehearsal_json(rehearsal: Rehearsal) -> str:
+    payload = to_jsonable(rehearsal)
+    payload["passed"] = rehearsal.passed
+    for step, item in zip(rehearsal.steps, payload["steps"], strict=True):
+        item["passed"] = step.passed
+        item["differences"] = [str(d) for d in step.differences]
+    return dump_json("rehearsal", payload)
+
+
+def rehearsal_table(rehearsal: Rehearsal) -> str:
+    """The pass/fail table, one row a revision, and a verdict line."""
+
+    def yes_no(value: bool | None) -> str:
+        return "not run" if value is None else ("yes" if value else "NO")
+
+    rows = [
+        (
+            step.revision,
+            step.down_revision,
+            yes_no(step.upgraded if step.error is None or step.upgraded else False),
+            yes_no(step.downgrade_restores),
+            yes_no(step.reupgrade_matches),
+            "PASS" if step.passed else "FAIL",
+            "; ".join(str(d) for d in step.differences) or step.error or "",
+        )
+        for step in rehearsal.steps
+    ]
+    rows += [
+        (revision, "", "not run", "not run", "not run", "not run", "")
+        for revision in rehearsal.not_run
+    ]
+    headers = (
+        "revision", "down to", "upgrade", "downgrade leaves no trace", "upgrade again same schema",
+        "result", "objects that differ / error",
+    )  # fmt: skip
+    failed = [step for step in rehearsal.steps if not step.passed]
+    verdict = (
+        f"PASS: every downgrade undid its upgrade exactly ({len(rehearsal.steps)} revisions, "
+        f"{rehearsal.where})"
+        if rehearsal.passed
+        else f"FAIL: revision {failed[0].revision} ({rehearsal.where})"
+        + (
+            f": {'; '.join(str(d) for d in failed[0].differences)}"
+            if failed and failed[0].differences
+            else ""
+        )
+    )
+    return markdown_table(headers, rows) + "\n\n" + verdict + "\n"
+
+
+# -- lint ----------------------------------------------------------------------------------------------
+
+
+def lint_json(result: LintResult) -> str:
+    payload = to_jsonable(result)
+    payload["passed"] = result.passed
+    payload["violations"] = len(result.violations)
+    payload["ignored"] = len(result.ignored)
+    return dump_json("lint", payload)
+
+
+def lint_table(result: LintResult) -> str:
+    """Violations first, then what is ignored and why, then the verdict."""
+    lines = []
+    if result.violations:
+        violations = [
+            (f.revision, f.direction, f.line, f.rule, f.source, f.statement, f.message)
+            for f in result.violations
+        ]
+        headers = ("revision", "sql", "line", "rule", "from", "statement", "problem")
+        lines += ["Violations:", "", markdown_table(headers, violations), ""]
+    if result.ignored:
+        grouped: dict[tuple[str, str, str, str], int] = {}
+        for finding in result.ignored:
+            key = (finding.revision, finding.direction, finding.rule, finding.ignored_because or "")
+            grouped[key] = grouped.get(key, 0) + 1
+        ignored = [
+            (rev, direction, rule, count, reason)
+            for (rev, direction, rule, reason), count in grouped.items()
+        ]
+        lines += [
+            "Ignored, with reasons:",
+            "",
+            markdown_table(("revision", "sql", "rule", "findings", "ignored because"), ignored),
+            "",
+        ]
+    excluded: dict[str, list[str]] = {}
+    for rule, reason in result.squawk_excluded.items():
+        excluded.setdefault(reason, []).append(rule)
+    for reason, rules in excluded.items():
+        lines += [f"squawk rules not applied ({', '.join(rules)}): {reason}.", ""]
+    verdict = "PASS" if result.passed else "FAIL"
+    lines.append(
+        f"{verdict}: {len(result.violations)} violations, {len(result.ignored)} ignored with "
+        f"reasons, in {len(result.revisions)} revisions (upgrade and downgrade SQL; squawk "
+        f"{result.squawk_version})"
+    )
+    return "\n".join(lines) + "\n"

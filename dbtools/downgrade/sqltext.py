@@ -93,6 +93,7 @@ class OfflineStatement:
     first_line: int
     in_transaction: bool
     block: int
+    last_line: int = 0
 
     @property
     def one_line(self) -> str:
@@ -131,14 +132,16 @@ def read_offline_sql(text: str) -> OfflineScript:
         if not in_transaction:
             block += 1  # an autocommit statement is its own unit
         statements.append(
-            OfflineStatement(statement.sql, statement.first_line, in_transaction, block)
+            OfflineStatement(
+                statement.sql, statement.first_line, in_transaction, block, statement.last_line
+            )
         )
     # Alembic opens a transaction after each autocommit block even when nothing follows: drop
     # the block numbers that hold no statement, so blocks count 1, 2, 3…
     numbering = {old: new for new, old in enumerate(sorted({s.block for s in statements}), 1)}
     return OfflineScript(
         tuple(
-            OfflineStatement(s.sql, s.first_line, s.in_transaction, numbering[s.block])
+            OfflineStatement(s.sql, s.first_line, s.in_transaction, numbering[s.block], s.last_line)
             for s in statements
         ),
         settings,

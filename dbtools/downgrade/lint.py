@@ -1,0 +1,484 @@
+"""Online-migration safety lint: squawk where it covers a rule, dbtools' own rules where it does
+not, on the upgrade and the downgrade SQL of each revision separately (so that tables created by
+earlier revisions count as existing tables with traffic, and tables created earlier in the same
+script as new ones).
+
+What is checked:
+
+* squawk's default rules (index builds and drops without CONCURRENTLY on existing tables, DDL
+  without ``lock_timeout``/``statement_timeout``, column type changes and other rewrites,
+  constraints without ``NOT VALID``, dropped tables, columns, schemas…), except the column-type
+  style rules in ``SQUAWK_EXCLUDED``, each excluded with its reason;
+* ``RULES``: what squawk does not see: table rewrites by ``VACUUM FULL``, ``CLUSTER``,
+  ``SET TABLESPACE``/``LOGGED``; ``TRUNCATE`` and ``DELETE`` without ``WHERE``; timeouts that
+  cannot work (``SET LOCAL`` outside a transaction, ``lock_timeout = 0``); statements that
+  PostgreSQL refuses inside a transaction block; blocking DDL hidden in ``DO`` blocks; statements
+  dbtools cannot classify.
+
+A finding is ignored only by a comment in the revision's file that names the rule and gives a
+reason::
+
+    # dbtools-lint: ignore ban-drop-table in downgrade because it drops only what 0002 created
+
+``in upgrade|downgrade`` is optional (both when left out). An ignore without a reason
+(``because`` and at least three words) is itself a finding (``invalid-ignore``), and so is an
+ignore that matches nothing (``unused-ignore``); neither can be ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from alembic.script import Script
+
+from dbtools import revisions
+from dbtools.downgrade.classify import RUN_TIME, Classification, SchemaContext, classify
+from dbtools.downgrade.locks import Blocking
+from dbtools.downgrade.plan import BASE
+from dbtools.downgrade.sqltext import OfflineStatement, read_offline_sql, strip_comments
+from dbtools.downgrade.squawk import run_squawk, squawk_version
+from dbtools.errors import UsageError
+
+DIRECTIONS = ("upgrade", "downgrade")
+MIN_REASON_WORDS = 3
+
+_TYPE_STYLE = (
+    "column type choice, not an online-migration hazard: it takes no lock and rewrites nothing; "
+    "types are reviewed with the schema (smallint and integer are deliberate for bounded counts, "
+    "and Alembic's own alembic_version uses varchar)"
+)
+SQUAWK_EXCLUDED: dict[str, str] = {
+    "prefer-big-int": _TYPE_STYLE,
+    "prefer-bigint-over-int": _TYPE_STYLE,
+    "prefer-bigint-over-smallint": _TYPE_STYLE,
+    "prefer-identity": _TYPE_STYLE,
+    "prefer-text-field": _TYPE_STYLE,
+    "prefer-timestamptz": _TYPE_STYLE,
+    "ban-char-field": _TYPE_STYLE,
+}
+UNIGNORABLE = ("invalid-ignore", "unused-ignore")
+
+_IGNORE_MARK = re.compile(r"#\s*dbtools-lint:(?P<body>.*)$")
+_IGNORE = re.compile(
+    r"^\s*ignore\s+(?P<rules>[a-z0-9-]+(?:\s*,\s*[a-z0-9-]+)*)"
+    r"(?:\s+in\s+(?P<direction>upgrade|downgrade))?"
+    r"(?:\s+because\b(?P<reason>.*))?\s*$",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule a statement (or a whole script) breaks, or a problem with an ignore comment."""
+
+    revision: str
+    direction: str  # upgrade, downgrade, or "-" for a comment in the revision's file
+    rule: str
+    source: str  # squawk or dbtools
+    message: str
+    line: int  # in the offline SQL of revision+direction (the revision's file for "-")
+    statement: str = ""  # the statement on one line ("" for a whole script)
+    ignored_because: str | None = None
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """A ``# dbtools-lint: ignore …`` comment of a revision."""
+
+    revision: str
+    rules: tuple[str, ...]
+    direction: str | None
+    reason: str
+    line: int
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """Every finding of every revision, the ignored ones with their reasons."""
+
+    revisions: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    squawk_version: str
+    squawk_excluded: dict[str, str]
+
+    @property
+    def violations(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.ignored_because is None)
+
+    @property
+    def ignored(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.ignored_because is not None)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+
+@dataclass(frozen=True)
+class LintScript:
+    """The offline SQL of one revision in one direction, classified statement by statement."""
+
+    revision: str
+    direction: str
+    sql: str
+    statements: tuple[OfflineStatement, ...]
+    classifications: tuple[Classification, ...]
+    settings: dict[str, str]
+
+    def items(self) -> Iterator[tuple[int, OfflineStatement, Classification]]:
+        for index, statement in enumerate(self.statements):
+            yield index, statement, self.classifications[index]
+
+    def created_before(self, index: int) -> set[str]:
+        """Relations created by this script before statement *index*: new, so nobody uses them."""
+        return {
+            obj.name
+            for found in self.classifications[:index]
+            for obj in found.created
+            if obj.kind in ("table", "index", "materialized view")
+        }
+
+    def all_new(self, index: int, relations: Iterable[str]) -> bool:
+        new = self.created_before(index)
+        names = list(relations)
+        return bool(names) and all(name in new for name in names)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a dbtools rule reports: its message and the statement (None: the whole script)."""
+
+    message: str
+    statement: OfflineStatement | None
+
+
+Rule = Callable[[LintScript], Iterable[Hit]]
+
+
+def lint_revisions(
+    *, ini: revisions.IniPath = None, only: Sequence[str] | None = None
+) -> LintResult:
+    """Lint the upgrade and downgrade SQL of every revision (or of *only* these), base first.
+
+    Raises ``UsageError`` for an unknown revision in *only*, ``PrerequisiteMissing`` when squawk
+    is not installed.
+    """
+    script_dir = revisions.script_directory(ini)
+    chain = list(reversed(list(script_dir.walk_revisions())))
+    known = {revision.revision for revision in chain}
+    for wanted in only or ():
+        if wanted not in known:
+            raise UsageError(f"unknown revision {wanted!r} (known: {', '.join(sorted(known))})")
+    selected = [rev for rev in chain if not only or rev.revision in only]
+    scripts = [_lint_script(rev, direction, ini) for rev in selected for direction in DIRECTIONS]
+    findings = _squawk_findings(scripts) + [f for s in scripts for f in _rule_findings(s)]
+    ignores: list[Ignore] = []
+    for revision in selected:
+        found_ignores, problems = _read_ignores(revision)
+        ignores += found_ignores
+        findings += problems
+    findings = _apply_ignores(findings, ignores)
+    order = {rev.revision: position for position, rev in enumerate(selected)}
+    findings.sort(
+        key=lambda f: (order.get(f.revision, -1), DIRECTIONS.index(f.direction)
+                       if f.direction in DIRECTIONS else 2, f.line, f.rule)
+    )  # fmt: skip
+    return LintResult(
+        revisions=tuple(rev.revision for rev in selected),
+        findings=tuple(findings),
+        squawk_version=squawk_version(),
+        squawk_excluded=dict(SQUAWK_EXCLUDED),
+    )
+
+
+def _lint_script(revision: Script, direction: str, ini: revisions.IniPath) -> LintScript:
+    down = revision.down_revision
+    if isinstance(down, tuple | list):
+        raise UsageError(f"revision {revision.revision} merges branches: lint one line at a time")
+    down = down or BASE
+    span = (
+        f"{down}:{revision.revision}" if direction == "upgrade" else f"{revision.revision}:{down}"
+    )
+    sql = revisions.offline_sql(span, downgrade=direction == "downgrade", ini=ini)
+    script = read_offline_sql(sql)
+    context = SchemaContext()
+    classified = []
+    for statement in script.statements:
+        found = classify(statement.sql, context)
+        context.learn(found)
+        classified.append(found)
+    return LintScript(
+        revision.revision, direction, sql, script.statements, tuple(classified), script.settings
+    )
+
+
+# -- squawk ----------------------------------------------------------------------------------------
+
+
+def _squawk_findings(scripts: list[LintScript]) -> list[Finding]:
+    with tempfile.TemporaryDirectory(prefix="dbtools-lint-") as scratch:
+        files: dict[str, LintScript] = {}
+        for number, script in enumerate(scripts):
+            safe = re.sub(r"[^\w.-]", "_", script.revision)
+            path = Path(scratch) / f"{number:04d}-{safe}.{script.direction}.sql"
+            path.write_text(script.sql)
+            files[str(path)] = script
+        raw = run_squawk([Path(p) for p in files])
+    findings = []
+    for item in raw:
+        if item.rule in SQUAWK_EXCLUDED:
+            continue
+        script = files.get(item.file) or _by_name(files, item.file)
+        statement = _statement_at(script, item.line)
+        findings.append(
+            Finding(
+                script.revision,
+                script.direction,
+                item.rule,
+                "squawk",
+                item.message,
+                statement.first_line if statement else item.line,
+                _one_line(statement),
+            )
+        )
+    return findings
+
+
+def _by_name(files: dict[str, LintScript], reported: str) -> LintScript:
+    for path, script in files.items():
+        if Path(path).name == Path(reported).name:
+            return script
+    raise UsageError(f"squawk reported on a file dbtools did not give it: {reported}")
+
+
+def _statement_at(script: LintScript, line: int) -> OfflineStatement | None:
+    for statement in script.statements:
+        if statement.first_line <= line <= max(statement.last_line, statement.first_line):
+            return statement
+    return None
+
+
+def _one_line(statement: OfflineStatement | None, width: int = 100) -> str:
+    if statement is None:
+        return ""
+    text = statement.one_line
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- dbtools' rules --------------------------------------------------------------------------------
+
+
+def table_rewrite(script: LintScript) -> Iterator[Hit]:
+    """Rewrites squawk does not flag: VACUUM FULL, CLUSTER, SET TABLESPACE/LOGGED/UNLOGGED/
+    ACCESS METHOD, and any rewrite inside a DO block."""
+    for index, statement, found in script.items():
+        if not found.rewrites_table:
+            continue
+        squawk_sees = found.parser != "do-block" and (
+            "ALTER COLUMN TYPE" in found.action or "ADD COLUMN" in found.action
+        )
+        relations = [lock.relation for lock in found.locks]
+        if squawk_sees or script.all_new(index, relations):
+            continue
+        yield Hit(
+            f"{found.action} rewrites {', '.join(relations)} holding ACCESS EXCLUSIVE: reads "
+            "and writes wait for the whole rewrite",
+            statement,
+        )
+
+
+def destructive_statement(script: LintScript) -> Iterator[Hit]:
+    """Deleting every row (TRUNCATE, DELETE without WHERE) and data loss inside DO blocks;
+    squawk flags dropped tables, columns and schemas itself."""
+    for index, statement, found in script.items():
+        for loss in found.data_loss:
+            whole = found.action in ("TRUNCATE", "DELETE") and loss.what == "every row"
+            if not (whole or found.parser == "do-block"):
+                continue
+            if script.all_new(index, [loss.table]):
+                continue
+            yield Hit(f"{found.action} destroys {loss.what} of {loss.table}", statement)
+
+
+_SET_TIMEOUT = re.compile(
+    r"^SET\s+(?P<local>LOCAL\s+)?(?P<name>lock_timeout|statement_timeout)\s*(=|\bTO\b)\s*"
+    r"'?(?P<value>[^';]*)'?\s*$",
+    re.I,
+)
+
+
+def timeout_ineffective(script: LintScript) -> Iterator[Hit]:
+    """Timeouts that protect nothing: ``lock_timeout`` 0 (wait forever), ``SET LOCAL`` outside
+    a transaction (PostgreSQL ignores it, so the autocommit block runs without it)."""
+    if _is_zero(script.settings.get("lock_timeout")):
+        yield Hit("lock_timeout is 0 for the whole script: DDL may queue forever", None)
+    for _, statement, _found in script.items():
+        match = _SET_TIMEOUT.match(strip_comments(statement.sql))
+        if not match:
+            continue
+        if match.group("local") and not statement.in_transaction:
+            yield Hit(
+                f"SET LOCAL {match.group('name')} outside a transaction has no effect: use SET "
+                "(and RESET after the autocommit block)",
+                statement,
+            )
+        elif match.group("name").lower() == "lock_timeout" and _is_zero(match.group("value")):
+            yield Hit("lock_timeout = 0 lets the following DDL queue forever", statement)
+
+
+def _is_zero(value: str | None) -> bool:
+    return value is not None and re.fullmatch(r"0+\s*(ms|s|min)?", value.strip(), re.I) is not None
+
+
+def autocommit_in_transaction(script: LintScript) -> Iterator[Hit]:
+    """Statements PostgreSQL refuses inside a transaction block (DROP INDEX CONCURRENTLY,
+    REINDEX CONCURRENTLY, VACUUM…); squawk flags CREATE INDEX CONCURRENTLY itself."""
+    for _, statement, found in script.items():
+        if found.needs_autocommit and statement.in_transaction:
+            if found.action == "CREATE INDEX CONCURRENTLY":
+                continue
+            yield Hit(
+                f"{found.action} cannot run inside a transaction block: put it in an "
+                "autocommit_block()",
+                statement,
+            )
+
+
+def blocking_ddl_in_do_block(script: LintScript) -> Iterator[Hit]:
+    """DDL inside a DO block (squawk cannot see into it) that blocks writes on an existing table."""
+    for index, statement, found in script.items():
+        if found.parser != "do-block" or found.blocks is Blocking.NEITHER:
+            continue
+        blocked = [
+            lock.relation
+            for lock in found.locks
+            if lock.level.blocks is not Blocking.NEITHER
+            and (lock.relation == RUN_TIME or not script.all_new(index, [lock.relation]))
+        ]
+        if blocked:
+            yield Hit(
+                f"the DO block takes {found.lock.value if found.lock else '?'} on "
+                f"{', '.join(blocked)}, blocking {found.blocks.value}",
+                statement,
+            )
+
+
+def unclassified_statement(script: LintScript) -> Iterator[Hit]:
+    """A statement dbtools cannot classify: nobody has checked what it locks."""
+    for _, statement, found in script.items():
+        if found.warning:
+            yield Hit(found.warning, statement)
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("table-rewrite", table_rewrite),
+    ("destructive-statement", destructive_statement),
+    ("timeout-ineffective", timeout_ineffective),
+    ("autocommit-in-transaction", autocommit_in_transaction),
+    ("blocking-ddl-in-do-block", blocking_ddl_in_do_block),
+    ("unclassified-statement", unclassified_statement),
+)
+
+
+def _rule_findings(script: LintScript) -> list[Finding]:
+    return [
+        Finding(
+            script.revision,
+            script.direction,
+            name,
+            "dbtools",
+            hit.message,
+            hit.statement.first_line if hit.statement else 1,
+            _one_line(hit.statement),
+        )
+        for name, rule in RULES
+        for hit in rule(script)
+    ]
+
+
+# -- ignores -------------------------------------------------------------------------------------
+
+
+def read_ignores(path: Path, revision: str) -> tuple[list[Ignore], list[Finding]]:
+    """The ignore comments of a revision's file, and the findings its malformed ones make."""
+    ignores: list[Ignore] = []
+    problems: list[Finding] = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        mark = _IGNORE_MARK.search(line)
+        if not mark:
+            continue
+        body = mark.group("body").strip()
+        match = _IGNORE.match(body)
+        reason = (match.group("reason") or "").strip() if match else ""
+
+        def problem(message: str, number: int = number, body: str = body) -> Finding:
+            return Finding(revision, "-", "invalid-ignore", "dbtools", message, number, body)
+
+        if not match:
+            problems.append(
+                problem(
+                    "cannot read this ignore: write "
+                    "'# dbtools-lint: ignore RULE[,RULE] [in upgrade|downgrade] because REASON'"
+                )
+            )
+            continue
+        rules = tuple(rule.strip().lower() for rule in match.group("rules").split(","))
+        unignorable = [rule for rule in rules if rule in UNIGNORABLE]
+        if unignorable:
+            problems.append(problem(f"{', '.join(unignorable)} cannot be ignored"))
+        elif len(reason.split()) < MIN_REASON_WORDS:
+            problems.append(
+                problem(
+                    f"an ignore needs a reason: 'because' and at least {MIN_REASON_WORDS} words "
+                    f"saying why {', '.join(rules)} is safe here"
+                )
+            )
+        else:
+            direction = match.group("direction")
+            ignores.append(
+                Ignore(revision, rules, direction.lower() if direction else None, reason, number)
+            )
+    return ignores, problems
+
+
+def _read_ignores(revision: Script) -> tuple[list[Ignore], list[Finding]]:
+    return read_ignores(Path(revision.path), revision.revision)
+
+
+def _apply_ignores(findings: list[Finding], ignores: list[Ignore]) -> list[Finding]:
+    used: set[tuple[int, str]] = set()
+    result = []
+    for finding in findings:
+        if finding.rule in UNIGNORABLE:
+            result.append(finding)
+            continue
+        for ignore in ignores:
+            if (
+                ignore.revision == finding.revision
+                and finding.rule in ignore.rules
+                and ignore.direction in (None, finding.direction)
+            ):
+                used.add((id(ignore), finding.rule))
+                finding = replace(finding, ignored_because=ignore.reason)
+                break
+        result.append(finding)
+    for ignore in ignores:
+        for rule in ignore.rules:
+            if (id(ignore), rule) not in used:
+                where = f" in {ignore.direction}" if ignore.direction else ""
+                result.append(
+                    Finding(
+                        ignore.revision,
+                        "-",
+                        "unused-ignore",
+                        "dbtools",
+                        f"nothing in revision {ignore.revision}{where} breaks {rule}: remove "
+                        "the ignore (or fix the rule name)",
+                        ignore.line,
+                    )
+                )
+    return result
