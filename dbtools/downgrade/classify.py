@@ -355,7 +355,8 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
                 notes.append("copies the whole table to the new tablespace")
                 continue
             keys = [
-                _name(e.this) if isinstance(e, exp.EQ) else _name(e) for e in action.expressions
+                (e.this.name if isinstance(e, exp.EQ) else e.name).replace(_DYNAMIC, RUN_TIME)
+                for e in action.expressions
             ]
             if not keys:
                 return None  # SET LOGGED, SET ACCESS METHOD…: the keywords decide
@@ -762,9 +763,9 @@ def _classify_by_keywords(bare: str, context: SchemaContext) -> Classification:
         match = pattern.match(bare)
         if match:
             return handler(match, bare)
-    words = " ".join(bare.split()[:3]).upper()
+    words = " ".join(bare.split()[:3])
     return Classification(
-        words,
+        bare.split()[0].upper(),
         idempotent=False,
         parser="keywords",
         warning=f"dbtools cannot classify this statement ({words} …): check its locks by hand",

@@ -195,6 +195,11 @@ def lint_revisions(
     )
 
 
+def check_sql(sql: str, *, revision: str = "-", direction: str = "upgrade") -> list[Finding]:
+    """dbtools' own rules (not squawk's) on a script of SQL written as Alembic's offline SQL."""
+    return _rule_findings(_script(sql, revision, direction))
+
+
 def _lint_script(revision: Script, direction: str, ini: revisions.IniPath) -> LintScript:
     down = revision.down_revision
     if isinstance(down, tuple | list):
@@ -204,6 +209,10 @@ def _lint_script(revision: Script, direction: str, ini: revisions.IniPath) -> Li
         f"{down}:{revision.revision}" if direction == "upgrade" else f"{revision.revision}:{down}"
     )
     sql = revisions.offline_sql(span, downgrade=direction == "downgrade", ini=ini)
+    return _script(sql, revision.revision, direction)
+
+
+def _script(sql: str, revision: str, direction: str) -> LintScript:
     script = read_offline_sql(sql)
     context = SchemaContext()
     classified = []
@@ -212,7 +221,7 @@ def _lint_script(revision: Script, direction: str, ini: revisions.IniPath) -> Li
         context.learn(found)
         classified.append(found)
     return LintScript(
-        revision.revision, direction, sql, script.statements, tuple(classified), script.settings
+        revision, direction, sql, script.statements, tuple(classified), script.settings
     )
 
 

@@ -8,8 +8,8 @@ rehearsal (the database then holds what the failed step left) and names the obje
 differ by.
 
 It runs in a throwaway sandbox by default. A scratch database given with ``dsn`` is refused when
-it holds data (a row in any table but ``alembic_version``) or is the database ``DATABASE_URL``
-names, unless forced: a rehearsal downgrades it to base first, dropping whatever the migrations
+it holds data (a row in any table but the migrations' own bookkeeping: ``alembic_version`` and
+``perf_monitoring.setting_changes``) or is the database ``DATABASE_URL`` names, unless forced: a rehearsal downgrades it to base first, dropping whatever the migrations
 created. It never reads ``DATABASE_URL`` to decide where to run.
 """
 
@@ -28,15 +28,27 @@ from psycopg import sql
 
 from dbtools import revisions
 from dbtools.connection import describe, resolve_dsn, session
-from dbtools.downgrade.live import current_revision, server_identity, tables_with_rows
+from dbtools.downgrade.live import (
+    VERSION_TABLE,
+    current_revision,
+    server_identity,
+    tables_with_rows,
+)
 from dbtools.downgrade.plan import BASE
 from dbtools.downgrade.sqltext import split_statements
 from dbtools.errors import DbtoolsError, UsageError
+from dbtools.objects import setting_changes
 from dbtools.redaction import redact
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import dump_schema
 
 SANDBOX_DATABASE = "dbtools_rehearsal"
+# Rows the migrations themselves write (the revision; the storage parameters they replaced) are
+# not application data: a freshly migrated scratch database has them.
+BOOKKEEPING_TABLES = (
+    f"public.{VERSION_TABLE}",
+    f"{setting_changes.schema}.{setting_changes.name}",
+)
 
 
 @dataclass(frozen=True)
@@ -98,14 +110,16 @@ def rehearse(
     Raises ``UsageError`` when *dsn* is refused, ``SandboxError`` when no sandbox starts,
     ``ConnectionFailed`` when *dsn* cannot be reached.
     """
+    chain = list(reversed(list(revisions.script_directory(ini).walk_revisions())))
     if dsn is None:
         with _sandbox_database(pg_bin) as (sandbox_dsn, where):
-            return _rehearse(sandbox_dsn, where, ini)
+            return _rehearse(sandbox_dsn, where, chain, ini)
     if pg_bin is not None:
         raise UsageError("--pg-bin chooses a sandbox's binaries; it makes no sense with --dsn")
     dsn = resolve_dsn(dsn)
     check_scratch_database(dsn, force=force)
-    return _rehearse(dsn, f"database {describe(dsn).database} on {describe(dsn).host}", ini)
+    target = describe(dsn)
+    return _rehearse(dsn, f"database {target.database} on {target.host}", chain, ini)
 
 
 def check_scratch_database(dsn: str, *, force: bool = False) -> None:
@@ -119,7 +133,7 @@ def check_scratch_database(dsn: str, *, force: bool = False) -> None:
             "names; give a scratch database (or --force)"
         )
     with session(dsn) as conn:
-        holding = tables_with_rows(conn)
+        holding = tables_with_rows(conn, ignore=BOOKKEEPING_TABLES)
     if holding:
         shown = ", ".join(holding[:5]) + (
             f" and {len(holding) - 5} more" if len(holding) > 5 else ""
@@ -143,9 +157,7 @@ def _sandbox_database(pg_bin: str | os.PathLike[str] | None) -> Iterator[tuple[s
         yield sandbox.dsn(SANDBOX_DATABASE), f"a sandbox (PostgreSQL {sandbox.major})"
 
 
-def _rehearse(dsn: str, where: str, ini: revisions.IniPath) -> Rehearsal:
-    script = revisions.script_directory(ini)
-    chain = list(reversed(list(script.walk_revisions())))
+def _rehearse(dsn: str, where: str, chain: list[Script], ini: revisions.IniPath) -> Rehearsal:
     with session(dsn) as conn:
         version_num = server_identity(conn).version_num
         start = current_revision(conn)

@@ -1,0 +1,172 @@
+"""``dbtools lint``: the real migrations pass (every ignore with a reason), the broken fixture's
+plain CREATE INDEX and DROP TABLE are flagged, ignores need reasons, dbtools' own rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dbtools.downgrade.lint import check_sql, lint_revisions
+from tests.helpers import REPO, run_cli
+
+BROKEN = REPO / "tests" / "fixtures" / "broken_migrations"
+
+
+def test_real_migrations_pass_with_reasoned_ignores() -> None:
+    result = lint_revisions()
+    assert result.passed, result.violations
+    assert result.revisions == ("0001", "0002", "0003")
+    ignored = Counter((f.revision, f.direction, f.rule) for f in result.ignored)
+    assert ignored == {
+        ("0001", "downgrade", "ban-drop-table"): 5,
+        ("0002", "downgrade", "ban-drop-table"): 8,
+        ("0002", "downgrade", "ban-drop-schema"): 1,
+        ("0002", "downgrade", "ban-drop-function"): 1,
+    }
+    assert all(len((f.ignored_because or "").split()) >= 3 for f in result.ignored)
+    assert all(reason for reason in result.squawk_excluded.values())
+
+
+def test_real_migrations_command_exits_0() -> None:
+    result = run_cli("lint")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith("PASS: 0 violations, 15 ignored with reasons, in 3 revisions")
+    )
+
+
+def test_fixture_plain_create_index_and_drop_table_are_flagged() -> None:
+    result = lint_revisions(ini=BROKEN / "alembic.ini")
+    assert not result.passed
+    assert [(f.revision, f.direction, f.rule, f.statement) for f in result.violations] == [
+        ("b002", "upgrade", "require-concurrent-index-creation",
+         "CREATE INDEX ix_widgets_name ON public.widgets (name)"),
+        ("b003", "upgrade", "ban-drop-table", "DROP TABLE public.gadgets"),
+    ]  # fmt: skip
+    # b001 creates the table and indexes nothing on it; its downgrade's drops are ignored.
+    assert {(f.revision, f.rule) for f in result.ignored} == {("b001", "ban-drop-table")}
+
+
+def test_fixture_command_exits_1_and_names_the_statements() -> None:
+    result = run_cli("lint", "--alembic-ini", str(BROKEN / "alembic.ini"))
+    assert result.exit_code == 1
+    assert "CREATE INDEX ix_widgets_name ON public.widgets (name)" in result.stdout
+    assert "DROP TABLE public.gadgets" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("FAIL: 2 violations, 2 ignored")
+
+
+def test_json_report() -> None:
+    result = run_cli("lint", "--alembic-ini", str(BROKEN / "alembic.ini"), "--format", "json")
+    payload = json.loads(result.stdout)
+    assert payload["schema_version"] == 1 and payload["kind"] == "lint"
+    assert payload["passed"] is False and payload["violations"] == 2
+
+
+def test_lint_one_revision() -> None:
+    result = lint_revisions(ini=BROKEN / "alembic.ini", only=["b003"])
+    assert [f.rule for f in result.violations] == ["ban-drop-table"]
+    bad = run_cli("lint", "--revision", "b009", "--alembic-ini", str(BROKEN / "alembic.ini"))
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: unknown revision 'b009'")
+
+
+def _copy_with(tmp_path: Path, old: str, new: str) -> Path:
+    copy = tmp_path / "migrations_copy"
+    shutil.copytree(BROKEN, copy)
+    revision = copy / "migrations" / "versions" / "b001_widgets.py"
+    text = revision.read_text()
+    assert old in text
+    revision.write_text(text.replace(old, new))
+    return copy / "alembic.ini"
+
+
+@pytest.mark.parametrize(
+    ("comment", "rule", "message"),
+    [
+        ("# dbtools-lint: ignore ban-drop-table in downgrade", "invalid-ignore",
+         "an ignore needs a reason"),
+        ("# dbtools-lint: ignore ban-drop-table because fine", "invalid-ignore",
+         "an ignore needs a reason"),
+        ("# dbtools-lint: skip ban-drop-table", "invalid-ignore", "cannot read this ignore"),
+        ("# dbtools-lint: ignore unused-ignore because I really want to", "invalid-ignore",
+         "unused-ignore cannot be ignored"),
+    ],
+)  # fmt: skip
+def test_an_ignore_without_a_reason_is_a_violation(
+    tmp_path: Path, comment: str, rule: str, message: str
+) -> None:
+    ini = _copy_with(
+        tmp_path,
+        "# dbtools-lint: ignore ban-drop-table in downgrade because it drops only the two "
+        "tables this revision creates",
+        comment,
+    )
+    result = lint_revisions(ini=ini, only=["b001"])
+    rules = Counter(f.rule for f in result.violations)
+    assert rules == {rule: 1, "ban-drop-table": 2}  # and the drops are no longer ignored
+    problem = next(f for f in result.violations if f.rule == rule)
+    assert problem.direction == "-" and problem.line == 23 and message in problem.message
+
+
+def test_an_ignore_that_matches_nothing_is_a_violation(tmp_path: Path) -> None:
+    ini = _copy_with(
+        tmp_path,
+        "ignore ban-drop-table in downgrade",
+        "ignore ban-drop-table,ban-truncate-cascade in downgrade",
+    )
+    result = lint_revisions(ini=ini, only=["b001"])
+    assert [(f.rule, f.line) for f in result.violations] == [("unused-ignore", 23)]
+    assert "breaks ban-truncate-cascade" in result.violations[0].message
+    wrong_direction = _copy_with(tmp_path / "2", "in downgrade", "in upgrade")
+    rules = Counter(f.rule for f in lint_revisions(ini=wrong_direction, only=["b001"]).violations)
+    assert rules == {"ban-drop-table": 2, "unused-ignore": 1}
+
+
+SCRIPT = """SET lock_timeout = '5s';
+SET statement_timeout = '1h';
+BEGIN;
+CREATE TABLE public.fresh (id int);
+TRUNCATE public.fresh;
+TRUNCATE public.old;
+DELETE FROM public.old;
+DELETE FROM public.old WHERE id = 1;
+VACUUM FULL public.old;
+CLUSTER public.old USING ix;
+ALTER TABLE public.old SET TABLESPACE slow;
+DROP INDEX CONCURRENTLY IF EXISTS public.ix;
+DO $$ BEGIN EXECUTE 'CREATE INDEX ix2 ON public.old (a)'; END $$;
+DO $$ BEGIN EXECUTE 'CREATE INDEX ix3 ON public.fresh (id)'; END $$;
+FROB public.old;
+COMMIT;
+SET LOCAL lock_timeout = '1s';
+SET lock_timeout = 0;
+"""
+
+
+def test_dbtools_rules_cover_what_squawk_does_not_see() -> None:
+    found = sorted((f.line, f.rule) for f in check_sql(SCRIPT))
+    assert found == [
+        (6, "destructive-statement"),  # TRUNCATE of an existing table (public.fresh is new)
+        (7, "destructive-statement"),  # DELETE without WHERE
+        (9, "autocommit-in-transaction"),  # VACUUM FULL in BEGIN … COMMIT
+        (9, "table-rewrite"),
+        (10, "table-rewrite"),  # CLUSTER
+        (11, "table-rewrite"),  # SET TABLESPACE
+        (12, "autocommit-in-transaction"),  # DROP INDEX CONCURRENTLY in a transaction
+        (13, "blocking-ddl-in-do-block"),  # a plain CREATE INDEX hidden in a DO block
+        (15, "unclassified-statement"),
+        (17, "timeout-ineffective"),  # SET LOCAL outside a transaction
+        (18, "timeout-ineffective"),  # lock_timeout = 0
+    ]
+
+
+def test_zero_lock_timeout_in_the_preamble_is_flagged() -> None:
+    findings = check_sql(
+        "SET lock_timeout = '0';\nBEGIN;\nCREATE INDEX ix ON public.t (a);\nCOMMIT;\n"
+    )
+    assert [(f.rule, f.statement) for f in findings] == [("timeout-ineffective", "")]
