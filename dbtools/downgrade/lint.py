@@ -7,8 +7,8 @@ What is checked:
 
 * squawk's default rules (index builds and drops without CONCURRENTLY on existing tables, DDL
   without ``lock_timeout``/``statement_timeout``, column type changes and other rewrites,
-  constraints without ``NOT VALID``, dropped tables, columns, schemas…), except the column-type
-  style rules in ``SQUAWK_EXCLUDED``, each excluded with its reason;
+  constraints without ``NOT VALID``, dropped tables, columns, schemas…), all of them but those
+  in ``SQUAWK_EXCLUDED`` (each with its reason; none today);
 * ``RULES``: what squawk does not see: table rewrites by ``VACUUM FULL``, ``CLUSTER``,
   ``SET TABLESPACE``/``LOGGED``; ``TRUNCATE`` and ``DELETE`` without ``WHERE``; timeouts that
   cannot work (``SET LOCAL`` outside a transaction, ``lock_timeout = 0``); statements that
@@ -46,20 +46,9 @@ from dbtools.errors import UsageError
 DIRECTIONS = ("upgrade", "downgrade")
 MIN_REASON_WORDS = 3
 
-_TYPE_STYLE = (
-    "column type choice, not an online-migration hazard: it takes no lock and rewrites nothing; "
-    "types are reviewed with the schema (smallint and integer are deliberate for bounded counts, "
-    "and Alembic's own alembic_version uses varchar)"
-)
-SQUAWK_EXCLUDED: dict[str, str] = {
-    "prefer-big-int": _TYPE_STYLE,
-    "prefer-bigint-over-int": _TYPE_STYLE,
-    "prefer-bigint-over-smallint": _TYPE_STYLE,
-    "prefer-identity": _TYPE_STYLE,
-    "prefer-text-field": _TYPE_STYLE,
-    "prefer-timestamptz": _TYPE_STYLE,
-    "ban-char-field": _TYPE_STYLE,
-}
+# Project-wide exclusions of squawk rules, each with its reason (none today: every default rule
+# applies, and a revision that must break one says why in an ignore comment).
+SQUAWK_EXCLUDED: dict[str, str] = {}
 UNIGNORABLE = ("invalid-ignore", "unused-ignore")
 
 _IGNORE_MARK = re.compile(r"#\s*dbtools-lint:(?P<body>.*)$")
