@@ -47,16 +47,19 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Rates:
-    """Throughputs the duration estimates assume (bytes per second of relation size).
+    """Throughputs the duration estimates assume (bytes of ``pg_total_relation_size`` a second).
 
-    Conservative figures for a server under load: ``benchmarks/downgrade_rates.py`` measures them
-    on an idle machine (results in ``benchmarks/downgrade_rates.md``); production runs slower.
+    A quarter of what ``benchmarks/downgrade_rates.py`` measured on an idle 2-core machine
+    (``benchmarks/RESULTS-downgrade-rates.md``): production is busy, exports cross a network,
+    rewrites and index builds compete with the application for I/O. A concurrent index build
+    counts double (two table scans; 2.1x a plain build under write load in
+    ``benchmarks/RESULTS-index-build.md``).
     """
 
-    export: float = 25 * MiB  # \\copy (SELECT …) TO a CSV file, over the network
-    scan: float = 100 * MiB  # a sequential scan (DELETE without index, VALIDATE, SET NOT NULL)
-    index_build: float = 20 * MiB  # CREATE INDEX; CONCURRENTLY scans twice
-    rewrite: float = 20 * MiB  # a table rewrite (ALTER COLUMN TYPE, VACUUM FULL, CLUSTER)
+    export: float = 16 * MiB  # \copy (SELECT …) TO a CSV file (measured 66 MiB/s)
+    scan: float = 300 * MiB  # a sequential scan: DELETE, VALIDATE, SET NOT NULL (1248)
+    index_build: float = 75 * MiB  # CREATE INDEX (300)
+    rewrite: float = 13 * MiB  # VACUUM FULL, CLUSTER, ALTER COLUMN TYPE (54)
     catalog_change_s: float = 0.05  # a catalog-only change once its lock is granted
 
 
