@@ -12,6 +12,8 @@ from dbtools.downgrade.classify import RUN_TIME, SchemaContext, classify
 from dbtools.downgrade.locks import Blocking, LockLevel
 from dbtools.downgrade.plan import _rerun_verdicts
 from dbtools.downgrade.sqltext import read_offline_sql, split_statements, string_literals
+from dbtools.objects import AUTOVACUUM_SETTINGS
+from dbtools.revisions import offline_sql
 from tests.conftest import Database
 
 AE, SUE = LockLevel.ACCESS_EXCLUSIVE, LockLevel.SHARE_UPDATE_EXCLUSIVE
@@ -74,28 +76,18 @@ def test_classification(
 
 
 def test_do_block_is_classified_by_the_ddl_it_executes() -> None:
-    found = classify(
-        """DO $$
-        DECLARE r record;
-        BEGIN
-            FOR r IN SELECT option_name, old_value FROM perf_monitoring.setting_changes
-                     WHERE revision = '0003' ORDER BY id
-            LOOP
-                IF r.old_value IS NULL THEN
-                    EXECUTE 'ALTER TABLE public.t RESET (' || quote_ident(r.option_name) || ')';
-                ELSE
-                    EXECUTE 'ALTER TABLE public.t SET (' || quote_ident(r.option_name) || ' = '
-                        || quote_literal(r.old_value) || ')';
-                END IF;
-            END LOOP;
-        END $$"""
-    )
-    assert found.warning is None and found.parser == "do-block"
-    assert found.lock is SUE and found.blocks is Blocking.NEITHER
-    assert {(lock.relation, lock.level) for lock in found.locks} == {
-        ("perf_monitoring.setting_changes", LockLevel.ACCESS_SHARE),
-        ("public.t", SUE),
-    }
+    """The DO blocks of 0003's downgrade restore storage parameters with EXECUTE'd ALTER TABLEs."""
+    script = read_offline_sql(offline_sql("0003:0002", downgrade=True))
+    blocks = [s.sql for s in script.statements if s.sql.startswith("DO")]
+    assert len(blocks) == len(AUTOVACUUM_SETTINGS)
+    for sql, spec in zip(blocks, reversed(AUTOVACUUM_SETTINGS), strict=True):
+        found = classify(sql)
+        assert found.warning is None and found.parser == "do-block"
+        assert found.lock is SUE and found.blocks is Blocking.NEITHER
+        assert {(lock.relation, lock.level) for lock in found.locks} == {
+            ("perf_monitoring.setting_changes", LockLevel.ACCESS_SHARE),
+            (spec.qualified_table, SUE),
+        }
 
 
 def test_dynamic_relation_is_named_at_run_time() -> None:
