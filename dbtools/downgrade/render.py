@@ -249,7 +249,7 @@ def rehearsal_table(rehearsal: Rehearsal) -> str:
         (
             step.revision,
             step.down_revision,
-            yes_no(step.upgraded if step.error is None or step.upgraded else False),
+            yes_no(step.upgraded),
             yes_no(step.downgrade_restores),
             yes_no(step.reupgrade_matches),
             "PASS" if step.passed else "FAIL",
