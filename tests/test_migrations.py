@@ -344,3 +344,69 @@ def test_locked_table_retries_then_fails_cleanly(
     assert database.execute("SELECT version_num FROM alembic_version") == [(start,)]
     assert reader.reads > 3
     assert reader.longest < 0.3 + 0.25, f"a reader waited {reader.longest:.2f}s"
+
+
+# -- squawk --------------------------------------------------------------------------------------
+
+
+def test_offline_sql_of_each_revision_passes_squawk() -> None:
+    from dbtools.downgrade.lint import lint_revisions
+
+    result = lint_revisions()
+    assert result.revisions == tuple(REVISIONS)
+    squawk = [f for f in result.findings if f.source == "squawk"]
+    # Checked revision by revision and direction by direction: every squawk finding belongs to one.
+    assert {(f.revision, f.direction) for f in squawk} <= {
+        (r, d) for r in REVISIONS for d in ("upgrade", "downgrade")
+    }
+    assert result.violations == (), "\n".join(
+        f"{f.revision} {f.direction} {f.rule}: {f.statement}" for f in result.violations
+    )
+    # Ignored rules carry a written reason; the project excludes no squawk rule wholesale.
+    assert all(len((f.ignored_because or "").split()) >= 3 for f in result.ignored)
+    assert result.squawk_excluded == {}
+    assert {f.rule for f in squawk} == {
+        "prefer-text-field", "ban-drop-table", "ban-drop-function", "ban-drop-schema",
+    }  # fmt: skip
+
+
+# -- the migration lock and programmatic use ------------------------------------------------------
+
+
+def test_migration_lock_wait_runs_out_naming_the_holder(database: Database) -> None:
+    from dbtools.migrate import MIGRATION_LOCK_KEY
+
+    with psycopg.connect(database.dsn, autocommit=True, application_name="other-deploy") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        holder_pid = holder.info.backend_pid
+        started = time.monotonic()
+        result = alembic(database.dsn, "-x", "lock_wait=1", "upgrade", "head")
+        waited = time.monotonic() - started
+    assert result.returncode != 0
+    assert (
+        f"another migration holds the migration lock: pid {holder_pid} (other-deploy"
+        in result.stderr
+    )
+    assert "waited 1s" in result.stderr and 1 <= waited < 15
+    assert database.execute("SELECT to_regclass('public.alembic_version')") == [(None,)]
+
+
+def test_a_connection_passed_in_config_attributes_is_used(database: Database) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from dbtools.revisions import alembic_config
+
+    engine = sa.create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(database.dsn)
+    )
+    try:
+        with engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            revision = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert revision.scalar() == HEAD_REVISION
+    finally:
+        engine.dispose()
+    assert index_health(database) == {spec.name: (True, True) for spec in BATCH_INDEXES}
