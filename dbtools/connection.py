@@ -27,6 +27,9 @@ from dbtools.redaction import redact
 
 APPLICATION_NAME = "dbtools"
 DEFAULT_STATEMENT_TIMEOUT = "30s"
+# Every statement dbtools sends to a measured database carries this comment, so that collection
+# can leave dbtools' own statements out (pg_stat_statements does not record application_name).
+SQL_MARKER = "/* dbtools */"
 
 _DRIVER_SUFFIX = re.compile(r"^(postgres(?:ql)?)\+\w+://", re.I)
 _URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*)://", re.I)
@@ -91,6 +94,10 @@ def connect(
     Raises ``ConnectionFailed`` with a one-line, password-free message naming the target.
     """
     options = f"-c statement_timeout={statement_timeout}"
+    if read_only and autocommit:
+        # Autocommit sends no BEGIN READ ONLY (nor any BEGIN/COMMIT that would show up in
+        # pg_stat_statements): make every implicit transaction read-only instead.
+        options += " -c default_transaction_read_only=on"
     if lock_timeout is not None:
         options += f" -c lock_timeout={lock_timeout}"
     try:
