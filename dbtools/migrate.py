@@ -268,9 +268,15 @@ def build_index_concurrently(spec: IndexSpec) -> bool:
                         _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
                     raise MigrationError(_build_failure(spec, err, failures, config)) from err
                 pause = config.backoff(failures)
-                log.warning(
-                    "building %s failed (%s); retrying in %.1fs", spec.name, err.orig, pause
-                )
+                if is_lock_timeout(err):
+                    log.warning(
+                        "lock timeout on table %s (try %d); retrying in %.1fs",
+                        spec.qualified_table, failures, pause,
+                    )  # fmt: skip
+                else:
+                    log.warning(
+                        "building %s failed (%s); retrying in %.1fs", spec.name, err.orig, pause
+                    )
                 time.sleep(pause)
 
 
@@ -351,24 +357,25 @@ def set_storage_parameters(revision: str, specs: Iterable[AutovacuumSpec]) -> No
 
 
 def restore_storage_parameters(revision: str, specs: Sequence[AutovacuumSpec]) -> None:
-    """Undo ``set_storage_parameters`` exactly: RESET the keys, re-SET recorded old values."""
+    """Undo ``set_storage_parameters`` exactly, table by table in reverse order: SET each key
+    that had a value before *revision* back to it, RESET each key that had none; then clear the
+    revision's rows from the settings log. Keys nobody recorded (a DBA's fillfactor) are untouched.
+    """
     context = op.get_context()
     config = settings()
-    resets = [_reset_sql(spec) for spec in reversed(specs)]
-    tail = [_reapply_sql(revision), f"DELETE FROM {_LOG} WHERE revision = '{revision}'"]
-    if context.as_sql:
-        for statement in [*resets, *tail]:
+    for spec in reversed(specs):
+        statement = _restore_sql(revision, spec)
+        if context.as_sql:
             op.execute(statement)
-        return
-    connection = op.get_bind()
+            continue
+        connection = op.get_bind()
 
-    def apply() -> None:
-        with connection.begin_nested():
-            for statement in [*resets, *tail]:
+        def apply(connection: Connection = connection, statement: str = statement) -> None:
+            with connection.begin_nested():
                 connection.exec_driver_sql(statement)
 
-    tables = ", ".join(spec.qualified_table for spec in specs)
-    retry_on_lock_timeout(apply, what=f"tables {tables}", config=config)
+        retry_on_lock_timeout(apply, what=f"table {spec.qualified_table}", config=config)
+    op.execute(f"DELETE FROM {_LOG} WHERE revision = '{revision}'")
 
 
 def _record_sql(revision: str, spec: AutovacuumSpec) -> str:
@@ -386,20 +393,22 @@ def _set_sql(spec: AutovacuumSpec) -> str:
     return f"ALTER TABLE {spec.qualified_table} SET ({pairs})"
 
 
-def _reset_sql(spec: AutovacuumSpec) -> str:
-    return f"ALTER TABLE {spec.qualified_table} RESET ({', '.join(spec.settings)})"
-
-
-def _reapply_sql(revision: str) -> str:
+def _restore_sql(revision: str, spec: AutovacuumSpec) -> str:
+    # Dynamic because the old values are only known to the database (offline SQL must work too);
+    # no format() here: drivers would read its placeholders as query parameters.
+    table = spec.qualified_table
     return f"""DO $$
 DECLARE r record;
 BEGIN
-    -- Put back the values a DBA had set before revision {revision}; keys without one stay RESET.
-    FOR r IN SELECT relation, option_name, old_value FROM {_LOG}
-             WHERE revision = '{revision}' AND old_value IS NOT NULL ORDER BY id
+    -- Restore {table} as it was before revision {revision}.
+    FOR r IN SELECT option_name, old_value FROM {_LOG}
+             WHERE revision = '{revision}' AND relation = '{table}' ORDER BY id
     LOOP
-        -- (no format() here: drivers would read its placeholders as parameters)
-        EXECUTE 'ALTER TABLE ' || r.relation || ' SET ('
-            || quote_ident(r.option_name) || ' = ' || quote_literal(r.old_value) || ')';
+        IF r.old_value IS NULL THEN
+            EXECUTE 'ALTER TABLE {table} RESET (' || quote_ident(r.option_name) || ')';
+        ELSE
+            EXECUTE 'ALTER TABLE {table} SET (' || quote_ident(r.option_name) || ' = '
+                || quote_literal(r.old_value) || ')';
+        END IF;
     END LOOP;
 END $$"""

@@ -16,6 +16,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,7 @@ class Database:
 
 def _start_sandbox(tmp: Path) -> PgServer:
     pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
-    sandbox = Sandbox(tmp / "pg", pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+    sandbox = Sandbox(tmp, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
     sandbox.start()
     return PgServer(sandbox.dsn(), sandbox.major, sandbox.pg_bin, sandbox=sandbox)
 
@@ -143,8 +144,24 @@ def _existing_server(dsn: str) -> PgServer:
     return PgServer(dsn, major, None)
 
 
+def server_directory() -> Path:
+    """A directory for a test server, outside pytest's tmp tree: pytest resets that tree to mode
+    0700 whenever a pytest starts, which would lock the server's own user out of its data."""
+    return Path(tempfile.mkdtemp(prefix="dbtools-test-"))
+
+
+@pytest.fixture
+def sandbox_dir() -> Iterator[Path]:
+    """A fresh directory for a sandbox a test starts itself (removed afterwards)."""
+    directory = server_directory()
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     """The session's PostgreSQL server; fails every test (never skips) if none can start."""
     container = None
     try:
@@ -153,8 +170,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         elif os.environ.get("DBTOOLS_TEST_DOCKER") == "1":
             server, container = _start_container()
         else:
-            # A short base path: the Unix socket lives under it.
-            server = _start_sandbox(Path(tmp_path_factory.mktemp("srv", numbered=True)))
+            server = _start_sandbox(server_directory())
     except Exception as err:
         pytest.fail(f"cannot start a PostgreSQL server for the tests: {err}", pytrace=False)
     try:

@@ -37,8 +37,8 @@ def test_pg_stat_statements_is_loaded_and_counts_statements(database: Database) 
     assert calls == [(7,)]
 
 
-def test_start_status_stop_leaves_no_process(pg_server: PgServer, tmp_path: Path) -> None:
-    directory = tmp_path / "sb"
+def test_start_status_stop_leaves_no_process(pg_server: PgServer, sandbox_dir: Path) -> None:
+    directory = sandbox_dir / "sb"
     env = ENV
     started = run_dbtools("sandbox", "start", "--dir", str(directory), env=env)
     assert started.returncode == 0, started.stderr
@@ -86,17 +86,17 @@ def test_pg_bin_without_postgres_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "sb").exists()
 
 
-def test_port_in_use_is_refused(tmp_path: Path) -> None:
+def test_port_in_use_is_refused(sandbox_dir: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         result = run_dbtools(
-            "sandbox", "start", "--dir", str(tmp_path / "sb"), "--port", str(port),
+            "sandbox", "start", "--dir", str(sandbox_dir / "sb"), "--port", str(port),
             env=ENV,
         )  # fmt: skip
     _assert_one_line_exit_2(result, f"port {port} is already in use")
-    assert not (tmp_path / "sb").exists()
+    assert not (sandbox_dir / "sb").exists()
 
 
 def test_directory_of_a_running_server_is_refused() -> None:
