@@ -22,11 +22,14 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from dbtools.errors import ConnectionFailed, UsageError
+from dbtools.errors import ConnectionFailed, DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.redaction import redact
 
 APPLICATION_NAME = "dbtools"
 DEFAULT_STATEMENT_TIMEOUT = "30s"
+# Every statement dbtools sends to a measured database carries this comment, so that collection
+# can leave dbtools' own statements out (pg_stat_statements does not record application_name).
+SQL_MARKER = "/* dbtools */"
 
 _DRIVER_SUFFIX = re.compile(r"^(postgres(?:ql)?)\+\w+://", re.I)
 _URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*)://", re.I)
@@ -91,6 +94,10 @@ def connect(
     Raises ``ConnectionFailed`` with a one-line, password-free message naming the target.
     """
     options = f"-c statement_timeout={statement_timeout}"
+    if read_only and autocommit:
+        # Autocommit sends no BEGIN READ ONLY (nor any BEGIN/COMMIT that would show up in
+        # pg_stat_statements): make every implicit transaction read-only instead.
+        options += " -c default_transaction_read_only=on"
     if lock_timeout is not None:
         options += f" -c lock_timeout={lock_timeout}"
     try:
@@ -116,6 +123,25 @@ def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
             yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Turn driver errors raised while doing *what* into one-line ``DbtoolsError``s (exit 2).
+
+    Missing privileges and objects become ``PrerequisiteMissing``; a lost connection
+    ``ConnectionFailed``; anything else from the server a ``DbtoolsError`` naming *what*.
+    """
+    try:
+        yield
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as err:
+        raise PrerequisiteMissing(f"{what}: {_reason(err)}") from err
+    except psycopg.errors.QueryCanceled as err:
+        raise DbtoolsError(f"{what}: cancelled ({_reason(err)})") from err
+    except psycopg.OperationalError as err:
+        raise ConnectionFailed(f"{what}: {_reason(err)}") from err
+    except psycopg.Error as err:
+        raise DbtoolsError(f"{what}: {_reason(err)}") from err
 
 
 def split_password(dsn: str) -> tuple[str, dict[str, str]]:

@@ -8,15 +8,22 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from dbtools.connection import SQL_MARKER
 from dbtools.errors import PrerequisiteMissing
 
-SERVER_INFO_SQL = """
-SELECT current_setting('server_version_num')::int AS version_num,
+SERVER_INFO_SQL = f"""
+SELECT {SQL_MARKER} current_setting('server_version_num')::int AS version_num,
        current_database() AS database,
        current_user AS role,
-       'pg_stat_statements' = ANY (string_to_array(
-           replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS pgss_preloaded,
+       -- shared_preload_libraries is hidden from roles without pg_read_all_settings; the
+       -- module's settings are listed in pg_settings (placeholders are not) once it is loaded.
+       coalesce('pg_stat_statements' = ANY (string_to_array(replace(
+           (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), ' ', ''),
+           ',')), false)
+       OR EXISTS (SELECT FROM pg_settings WHERE name = 'pg_stat_statements.max') AS pgss_preloaded,
        (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements') AS pgss_version,
+       (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+        WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,
        to_regclass('public.alembic_version') IS NOT NULL AS has_alembic_version
 """
@@ -31,6 +38,7 @@ class ServerInfo:
     role: str
     pgss_preloaded: bool
     pgss_version: str | None
+    pgss_schema: str | None
     reads_all_stats: bool
     has_alembic_version: bool
 
