@@ -163,27 +163,6 @@ def is_lock_timeout(err: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-def tables_in(statement: str | None) -> list[str]:
-    """The relations a DDL statement names (for messages); empty when it cannot be parsed."""
-    if not statement:
-        return []
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        tree = sqlglot.parse_one(statement, read="postgres")
-    except sqlglot.errors.SqlglotError:
-        return []
-    if tree is None:
-        return []
-    names = []
-    for table in tree.find_all(exp.Table):
-        name = ".".join(part for part in (table.db, table.name) if part)
-        if name and name not in names:
-            names.append(name)
-    return names
-
-
 def retry_on_lock_timeout(
     step: Callable[[], T],
     *,

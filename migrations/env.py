@@ -21,6 +21,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
+from dbtools.analysis import tables_touched
 from dbtools.connection import connect, resolve_dsn
 from dbtools.errors import DbtoolsError
 from dbtools.migrate import (
@@ -29,7 +30,6 @@ from dbtools.migrate import (
     is_lock_timeout,
     release_migration_lock,
     set_session_timeouts,
-    tables_in,
     timeout_preamble,
 )
 from dbtools.redaction import RedactingFilter
@@ -122,7 +122,9 @@ def _run_with_lock_retries(connection: Connection) -> None:
         except sa.exc.DBAPIError as err:
             if not is_lock_timeout(err):
                 raise
-            tables = ", ".join(tables_in(err.statement)) or "a table"
+            tables = (
+                ", ".join(sorted(map(str, tables_touched(err.statement or "") or ()))) or "a table"
+            )
             connection.rollback()
             if attempt > SETTINGS.lock_retries:
                 raise CommandError(
