@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from dbtools.errors import ConnectionFailed, UsageError
+from dbtools.errors import ConnectionFailed, DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.redaction import redact
 
 APPLICATION_NAME = "dbtools"
@@ -123,6 +123,25 @@ def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
             yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Turn driver errors raised while doing *what* into one-line ``DbtoolsError``s (exit 2).
+
+    Missing privileges and objects become ``PrerequisiteMissing``; a lost connection
+    ``ConnectionFailed``; anything else from the server a ``DbtoolsError`` naming *what*.
+    """
+    try:
+        yield
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as err:
+        raise PrerequisiteMissing(f"{what}: {_reason(err)}") from err
+    except psycopg.errors.QueryCanceled as err:
+        raise DbtoolsError(f"{what}: cancelled ({_reason(err)})") from err
+    except psycopg.OperationalError as err:
+        raise ConnectionFailed(f"{what}: {_reason(err)}") from err
+    except psycopg.Error as err:
+        raise DbtoolsError(f"{what}: {_reason(err)}") from err
 
 
 def split_password(dsn: str) -> tuple[str, dict[str, str]]:

@@ -5,7 +5,8 @@ Exit codes (documented in the README and tested):
 * ``0`` success (for ``verify``: the rollout passes);
 * ``1`` checks found problems (``verify``: fail, ``lint``: violations, ``rehearse``: a step failed);
 * ``2`` usage, configuration or connection error: nothing was measured or written;
-* ``3`` ``verify`` only: a rollback threshold was crossed, the deploy must roll back.
+* ``3`` ``verify`` only: a rollback threshold was crossed, the deploy must roll back;
+* ``130`` interrupted (Ctrl-C, SIGTERM) after cleaning up (``capture``: nothing is stored).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_ROLLBACK = 3
+EXIT_INTERRUPTED = 130
 
 
 class DbtoolsError(Exception):
@@ -44,3 +46,9 @@ class SandboxError(DbtoolsError):
 
 class MigrationError(DbtoolsError):
     """A migration could not be applied safely (lock wait ran out, invalid index, …)."""
+
+
+class Interrupted(DbtoolsError):
+    """The user interrupted a command; what it had written was removed."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -32,6 +32,7 @@ from psycopg.rows import class_row
 
 from dbtools.connection import SQL_MARKER
 from dbtools.errors import PrerequisiteMissing
+from dbtools.objects import MONITORING_SCHEMA
 from dbtools.server import ServerInfo, inspect_server, require_pg_stat_statements
 
 # -- typed rows -------------------------------------------------------------------------------
@@ -309,14 +310,18 @@ def statement_columns(info: ServerInfo) -> StatementColumns:
 
 # -- SQL --------------------------------------------------------------------------------------
 
+# The foreign-key checks and cascades PostgreSQL runs when dbtools stores or deletes snapshot rows
+# are nested statements without the marker; their text always reads `… ONLY "schema"."table" …`.
+RI_MARKER = f'ONLY "{MONITORING_SCHEMA}".'
+
 # Every statement carries SQL_MARKER right after its first keyword (pg_stat_statements keeps
-# comments in the text it stores). %(marker)s is always SQL_MARKER.
+# comments in the text it stores). %(marker)s is always SQL_MARKER, %(ri_marker)s RI_MARKER.
 
 _STATEMENTS_SQL = """
 SELECT {marker} {columns}
 FROM {view} s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
 WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-  AND (s.queryid IS NULL OR strpos(s.query, %(marker)s) = 0)
+  AND (s.queryid IS NULL OR (strpos(s.query, %(marker)s) = 0 AND strpos(s.query, %(ri_marker)s) = 0))
 """
 
 _HEADER_SQL = """
@@ -461,7 +466,7 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
     """
     info, columns = prepare(conn)
     revision = read_alembic_revision(conn, info)
-    params = {"marker": SQL_MARKER, "pgss_version": info.pgss_version}
+    params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
     with conn.cursor(row_factory=class_row(_HeaderFacts)) as cur:
         facts = cur.execute(header_sql(columns), params).fetchone()
     assert facts is not None
@@ -510,3 +515,43 @@ def _fetch(
 ) -> tuple[Row, ...]:
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         return tuple(cur.execute(query, params).fetchall())
+
+
+# -- named objects ------------------------------------------------------------------------------
+
+OBJECTS_SQL = f"""
+SELECT {SQL_MARKER} n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+       i.indisvalid AS is_valid, i.indisready AS is_ready, c.reloptions::text[] AS reloptions
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+WHERE (n.nspname, c.relname) IN (
+    SELECT schema, name FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS t(schema, name))
+"""
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """A named relation as the catalog has it now (``is_valid``/``is_ready`` for indexes)."""
+
+    schema: str
+    name: str
+    kind: str
+    is_valid: bool | None
+    is_ready: bool | None
+    reloptions: list[str] | None
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def read_objects(
+    conn: psycopg.Connection[Any], names: list[tuple[str, str]]
+) -> dict[str, ObjectRow]:
+    """The relations among *names* ((schema, name) pairs) that exist, by ``schema.name``
+    (one query, whatever their number)."""
+    params = {"schemas": [s for s, _ in names], "names": [n for _, n in names]}
+    with conn.cursor(row_factory=class_row(ObjectRow)) as cur:
+        rows = cur.execute(OBJECTS_SQL, params).fetchall()
+    return {row.qualified_name: row for row in rows}

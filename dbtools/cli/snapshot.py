@@ -1,0 +1,146 @@
+"""``dbtools snapshot`` and ``dbtools capture``: store statistics snapshots, or a window of two."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+import click
+
+from dbtools import snapshots
+from dbtools.cli.options import dsn_option
+from dbtools.connection import resolve_dsn
+from dbtools.errors import Interrupted
+
+_requests_option = click.option(
+    "--requests",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Requests served in the window ending at this snapshot, as a load tool reported them. "
+    "Default: verify sums the application's perf_monitoring.request_metrics.",
+)
+
+
+def _summary(summary: snapshots.SnapshotSummary) -> str:
+    hidden = (
+        f", {summary.hidden_statements} not visible to this role"
+        if summary.hidden_statements
+        else ""
+    )
+    return (
+        f"snapshot {summary.label} stored at {summary.taken_at:%Y-%m-%d %H:%M:%S%z}: "
+        f"{summary.statements} statements{hidden}, {summary.tables} tables, "
+        f"{summary.indexes} indexes"
+    )
+
+
+@click.command("snapshot")
+@dsn_option
+@click.option("--label", required=True, help="A unique name for this snapshot (no '..').")
+@_requests_option
+def snapshot(dsn: str | None, label: str, requests: int | None) -> None:
+    """Store one consistent snapshot of the database's statistics, labelled LABEL.
+
+    Copies pg_stat_statements (this database's entries, dbtools' own left out),
+    pg_stat_statements_info, pg_stat_database, table and index statistics, reloptions and index
+    validity into the perf_monitoring tables, all in one statement: stored whole or not at all.
+    Never resets statistics. Two snapshots make a window for `dbtools verify` (`A..B`).
+
+    \b
+    dbtools snapshot --label before-deploy
+    dbtools snapshot --label after-load --requests 12000
+
+    Exit code 2 (nothing written) for a reused label, a database not at alembic head, or
+    pg_stat_statements missing.
+    """
+    click.echo(_summary(snapshots.snapshot(resolve_dsn(dsn), label, requests=requests)))
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``10m``, ``90s``, ``1h30m`` or plain seconds (``600``)."""
+
+    name = "duration"
+    _PATTERN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text.isdigit():
+            seconds = int(text)
+        else:
+            match = self._PATTERN.match(text)
+            if not match or not text:
+                self.fail(f"{value!r} is not a duration like 10m, 90s or 1h30m", param, ctx)
+            hours, minutes, secs = (int(part or 0) for part in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+        if seconds <= 0:
+            self.fail("the duration must be positive", param, ctx)
+        return seconds
+
+
+def _wait_with_progress(seconds: float) -> None:
+    bar: Any
+    with click.progressbar(
+        length=int(seconds), label="capturing", show_eta=True, file=sys.stderr
+    ) as bar:
+        deadline = time.monotonic() + seconds
+        done = 0
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            elapsed = int(seconds - max(deadline - time.monotonic(), 0))
+            bar.update(elapsed - done)
+            done = elapsed
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("capture")
+@dsn_option
+@click.option("--label", required=True, help="The window's name: stores LABEL:start and LABEL:end.")
+@click.option(
+    "--duration",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="How long the window lasts: 10m, 90s, 1h30m or seconds.",
+)
+@_requests_option
+def capture(dsn: str | None, label: str, duration: int, requests: int | None) -> None:
+    """Take the two snapshots that bracket a window: LABEL:start, wait, LABEL:end.
+
+    The guide's monitoring phase: run it while the traffic you want to measure flows, then give
+    LABEL to `dbtools verify --baseline/--candidate`. A progress bar shows on stderr.
+
+    \b
+    dbtools capture --label baseline --duration 10m
+    dbtools capture --label candidate --duration 10m --requests 6000
+
+    Ctrl-C (or SIGTERM) during the wait deletes LABEL:start again, so no half window is left,
+    and exits with code 130. A label already used is an error (exit code 2) before any wait.
+    """
+    dsn = resolve_dsn(dsn)
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        start, end = snapshots.capture(
+            dsn, label, duration, requests=requests, wait=_wait_with_progress
+        )
+    except KeyboardInterrupt as err:
+        raise Interrupted(
+            f"capture {label!r} interrupted: {label}{snapshots.START_SUFFIX} was removed, "
+            "nothing is stored"
+        ) from err
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(_summary(start))
+    click.echo(_summary(end))
+
+
+COMMANDS = [snapshot, capture]

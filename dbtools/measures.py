@@ -1,0 +1,336 @@
+"""What happened inside a window: deltas between two snapshots, and the figures verify judges.
+
+Everything here is computed from the difference between a window's two snapshots, never from
+totals since a reset, and is pure (no database access). A window whose counters cannot be
+trusted (a reset, evictions, a restart, zero requests, …) says why in ``problems``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from dbtools.analysis import TableRef, is_transaction_control, touches_any
+from dbtools.objects import MONITORING_SCHEMA
+from dbtools.snapshots import Window
+from dbtools.stats import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
+
+Row = TypeVar("Row", StatementRow, TableRow, IndexRow, DatabaseRow)
+
+# Cumulative counters: what a delta subtracts. Everything else (names, gauges such as
+# n_live_tup, sizes, settings) is taken from the end snapshot.
+COUNTERS: dict[type[Any], tuple[str, ...]] = {
+    StatementRow: (
+        "calls", "rows", "plans", "total_exec_time", "total_plan_time",
+        "shared_blks_hit", "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
+        "local_blks_hit", "local_blks_read", "temp_blks_read", "temp_blks_written",
+        "shared_blk_read_time", "shared_blk_write_time", "wal_records", "wal_bytes",
+    ),
+    TableRow: (
+        "seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "n_tup_upd",
+        "n_tup_del", "n_tup_hot_upd", "vacuum_count", "autovacuum_count", "analyze_count",
+        "autoanalyze_count", "heap_blks_read", "heap_blks_hit", "idx_blks_read", "idx_blks_hit",
+    ),
+    IndexRow: ("idx_scan", "idx_tup_read", "idx_tup_fetch", "idx_blks_read", "idx_blks_hit"),
+    DatabaseRow: (
+        "xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched",
+        "tup_inserted", "tup_updated", "tup_deleted", "conflicts", "temp_files", "temp_bytes",
+        "deadlocks", "blk_read_time", "blk_write_time",
+    ),
+}  # fmt: skip
+
+
+def statement_key(row: StatementRow) -> tuple[int, int, int, bool]:
+    """How pg_stat_statements keys an entry: (dbid, userid, queryid, toplevel)."""
+    return (row.dbid, row.userid, row.queryid, row.toplevel)
+
+
+@dataclass(frozen=True)
+class Deltas:
+    """Rows of one kind whose counters are the window's deltas, and what did not add up."""
+
+    rows: tuple[Any, ...]
+    reset: tuple[Any, ...] = ()  # end rows whose counters went down, or that restarted counting
+    vanished: tuple[Any, ...] = ()  # start rows missing from the end snapshot
+
+
+def delta_rows(start: Iterable[Row], end: Iterable[Row], key: Callable[[Row], Hashable]) -> Deltas:
+    """Each end row with its counters minus the start row's (a row new in the window keeps
+    its counts: it started counting inside it). Rows whose counters went down count as
+    ``reset``; their delta is their end value."""
+    before = {key(row): row for row in start}
+    rows, reset = [], []
+    seen = set()
+    for row in end:
+        k = key(row)
+        seen.add(k)
+        old = before.get(k)
+        if old is None:
+            rows.append(row)
+            continue
+        names = COUNTERS[type(row)]
+        changes = {name: getattr(row, name) - getattr(old, name) for name in names}
+        if any(value < 0 for value in changes.values()):
+            reset.append(row)
+            rows.append(row)
+        else:
+            rows.append(dataclasses.replace(row, **changes))
+    vanished = tuple(row for k, row in before.items() if k not in seen)
+    return Deltas(tuple(rows), tuple(reset), vanished)
+
+
+def statement_deltas(start: Snapshot, end: Snapshot) -> Deltas:
+    """Per-statement deltas, keyed as pg_stat_statements keys entries.
+
+    On extension 1.11+ an entry whose ``stats_since`` moved (reset or evicted and re-created)
+    counts as reset, and so does an entry new to the end snapshot that started counting
+    before the window did.
+    """
+    deltas = delta_rows(start.statements, end.statements, statement_key)
+    before = {statement_key(row): row for row in start.statements}
+    restarted = []
+    for row in end.statements:
+        if row.stats_since is None:
+            continue
+        old = before.get(statement_key(row))
+        if (old is not None and old.stats_since not in (None, row.stats_since)) or (
+            old is None and row.stats_since < start.header.taken_at
+        ):
+            restarted.append(row)
+    if not restarted:
+        return deltas
+    known = {statement_key(row) for row in deltas.reset}
+    extra = tuple(row for row in restarted if statement_key(row) not in known)
+    return dataclasses.replace(deltas, reset=deltas.reset + extra)
+
+
+def table_deltas(start: Snapshot, end: Snapshot) -> Deltas:
+    return delta_rows(start.tables, end.tables, lambda row: row.relid)
+
+
+def index_deltas(start: Snapshot, end: Snapshot) -> Deltas:
+    return delta_rows(start.indexes, end.indexes, lambda row: row.indexrelid)
+
+
+def database_delta(start: Snapshot, end: Snapshot) -> Deltas:
+    return delta_rows(
+        [start.database] if start.database else [],
+        [end.database] if end.database else [],
+        lambda row: row.datid,
+    )
+
+
+# -- scope and classification -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which statements count: all of the target database's (dbtools' own never), or only
+    those run by *roles* and/or touching one of *tables*."""
+
+    roles: frozenset[str] = frozenset()
+    tables: frozenset[TableRef] = frozenset()
+
+    def includes_role(self, row: StatementRow) -> bool:
+        return not self.roles or row.rolname in self.roles
+
+    def includes_tables(self, row: StatementRow) -> bool:
+        return not self.tables or touches_any(row.query, self.tables)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"roles": sorted(self.roles), "tables": sorted(str(t) for t in self.tables)}
+
+
+@dataclass(frozen=True)
+class StatementCounts:
+    """Calls in a window, split as verify reports them."""
+
+    queries: int = 0  # application statements: the headline
+    statements: int = 0  # distinct application statements called in the window
+    transaction_calls: int = 0  # BEGIN/COMMIT/ROLLBACK…, shown apart
+    nested_calls: int = 0  # statements run inside functions (toplevel = false), not sent
+    shared_blks_hit: int = 0
+    shared_blks_read: int = 0
+
+
+def count_statements(rows: Iterable[StatementRow], scope: Scope) -> StatementCounts:
+    """Split the window's statement deltas into queries, transaction control and nested calls."""
+    queries = statements = transactions = nested = hit = read = 0
+    for row in rows:
+        if row.calls == 0 or not scope.includes_role(row):
+            continue
+        if not row.toplevel:
+            nested += row.calls
+        elif is_transaction_control(row.query):
+            transactions += row.calls
+        elif scope.includes_tables(row):
+            queries += row.calls
+            statements += 1
+            hit += row.shared_blks_hit
+            read += row.shared_blks_read
+    return StatementCounts(queries, statements, transactions, nested, hit, read)
+
+
+# -- window measures ----------------------------------------------------------------------------
+
+
+def ratio(part: float, whole: float) -> float | None:
+    """*part* / *whole*, None when *whole* is zero (no data, never 0 or 1)."""
+    return part / whole if whole else None
+
+
+@dataclass(frozen=True)
+class WindowMeasures:
+    """The figures of one window that verify judges and shows. None means "no data"."""
+
+    name: str
+    start_label: str
+    end_label: str
+    started_at: datetime
+    ended_at: datetime
+    seconds: float
+    requests: int | None
+    requests_source: str  # "--requests", "request_metrics" or "none"
+    counts: StatementCounts
+    queries_per_request: float | None
+    query_rate: float | None
+    buffer_cache_hit_ratio: float | None
+    index_hit_ratio: float | None
+    app_cache_hit_ratio: float | None
+    p95_ms: float | None
+    error_rate: float | None
+    hidden_calls: int
+    problems: tuple[str, ...] = ()
+    index_scans: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def trusted(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (stable keys)."""
+        return {
+            "name": self.name,
+            "start": self.start_label,
+            "end": self.end_label,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat(),
+            "seconds": round(self.seconds, 3),
+            "trusted": self.trusted,
+            "problems": list(self.problems),
+            "requests": self.requests,
+            "requests_source": self.requests_source,
+            "queries": self.counts.queries,
+            "statements": self.counts.statements,
+            "transaction_calls": self.counts.transaction_calls,
+            "nested_calls": self.counts.nested_calls,
+            "hidden_calls": self.hidden_calls,
+            "queries_per_request": self.queries_per_request,
+            "query_rate": self.query_rate,
+            "buffer_cache_hit_ratio": self.buffer_cache_hit_ratio,
+            "index_hit_ratio": self.index_hit_ratio,
+            "app_cache_hit_ratio": self.app_cache_hit_ratio,
+            "p95_ms": self.p95_ms,
+            "error_rate": self.error_rate,
+        }
+
+
+def window_problems(window: Window, statements: Deltas, others: Iterable[Deltas]) -> list[str]:
+    """Why the window's counters cannot be trusted (empty when they can)."""
+    start, end = window.start.header, window.end.header
+    problems = []
+    if (start.database_oid, start.database_name) != (end.database_oid, end.database_name):
+        problems.append(
+            f"snapshots from different databases ({start.database_name}, {end.database_name})"
+        )
+    if start.server_started_at != end.server_started_at:
+        problems.append("the server restarted inside the window (statistics start again)")
+    if start.pgss_stats_reset != end.pgss_stats_reset:
+        problems.append("pg_stat_statements was reset inside the window (stats_reset changed)")
+    if (start.pgss_dealloc or 0) != (end.pgss_dealloc or 0):
+        evicted = (end.pgss_dealloc or 0) - (start.pgss_dealloc or 0)
+        problems.append(
+            f"pg_stat_statements evicted entries {evicted} time(s) inside the window (dealloc); "
+            "raise pg_stat_statements.max"
+        )
+    if statements.reset or statements.vanished:
+        count = len(statements.reset) + len(statements.vanished)
+        problems.append(f"{count} statement entries were reset or evicted inside the window")
+    start_db, end_db = window.start.database, window.end.database
+    if start_db and end_db and start_db.stats_reset != end_db.stats_reset:
+        problems.append("database statistics were reset inside the window (pg_stat_reset)")
+    if any(deltas.reset for deltas in others):
+        problems.append("table or index statistics were reset inside the window")
+    if end.hidden_calls != start.hidden_calls:
+        problems.append(
+            f"{end.hidden_calls - start.hidden_calls} calls came from statements this role "
+            "cannot see (<insufficient privilege>): grant pg_read_all_stats (pg_monitor)"
+        )
+    return problems
+
+
+def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
+    """The figures of *window* over the statements in *scope*."""
+    start, end = window.start, window.end
+    statements = statement_deltas(start, end)
+    tables, indexes, database = (
+        table_deltas(start, end),
+        index_deltas(start, end),
+        database_delta(start, end),
+    )
+    problems = window_problems(window, statements, (tables, indexes, database))
+    counts = count_statements(statements.rows, scope)
+
+    totals = window.request_totals
+    if end.header.requests is not None:
+        requests: int | None = end.header.requests
+        source = "--requests"
+    elif totals.buckets:
+        requests, source = totals.requests, "request_metrics"
+    else:
+        requests, source = None, "none"
+    if not requests:
+        problems.append(
+            "zero requests in the window (no --requests and no request_metrics buckets inside it)"
+            if requests is None
+            else "zero requests in the window"
+        )
+
+    app_indexes = [row for row in indexes.rows if row.schemaname != MONITORING_SCHEMA]
+    db = database.rows[0] if database.rows else None
+    has_metrics = totals.buckets > 0 and totals.requests > 0
+    return WindowMeasures(
+        name=window.ref.name,
+        start_label=window.ref.start,
+        end_label=window.ref.end,
+        started_at=start.header.taken_at,
+        ended_at=end.header.taken_at,
+        seconds=window.seconds,
+        requests=requests,
+        requests_source=source,
+        counts=counts,
+        queries_per_request=ratio(counts.queries, requests or 0),
+        query_rate=ratio(counts.queries, window.seconds),
+        buffer_cache_hit_ratio=ratio(db.blks_hit, db.blks_hit + db.blks_read) if db else None,
+        index_hit_ratio=ratio(
+            sum(row.idx_blks_hit for row in app_indexes),
+            sum(row.idx_blks_hit + row.idx_blks_read for row in app_indexes),
+        ),
+        app_cache_hit_ratio=ratio(totals.cache_hits, totals.cache_hits + totals.cache_misses),
+        p95_ms=totals.p95_ms_max if has_metrics else None,
+        error_rate=ratio(totals.errors, totals.requests) if has_metrics else None,
+        hidden_calls=end.header.hidden_calls - start.header.hidden_calls,
+        problems=tuple(problems),
+        index_scans={f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in indexes.rows},
+    )
+
+
+def query_reduction(baseline: WindowMeasures, candidate: WindowMeasures) -> float | None:
+    """1 - candidate queries per request / baseline queries per request (None: no data)."""
+    before, after = baseline.queries_per_request, candidate.queries_per_request
+    if before is None or after is None or before == 0:
+        return None
+    return 1 - after / before

@@ -1,0 +1,286 @@
+"""Verify's checks: one small pure function per rule, registered in ``RULES``.
+
+A rule reads the ``Evidence`` (both windows' measures, the live state of the objects the
+migrations create, the thresholds) and returns findings. A check whose data is missing says
+``no data``; a window that cannot be trusted makes its checks ``untrusted``; neither is a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dbtools.config import Thresholds
+from dbtools.measures import WindowMeasures
+from dbtools.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, MONITORING_TABLES
+
+Status = Literal[
+    "pass", "warning", "fail", "critical", "rollback", "no data", "untrusted", "skipped"
+]
+FAILING: frozenset[str] = frozenset({"fail", "critical", "no data", "untrusted"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's outcome for one subject (a window, an index, a table, a threshold)."""
+
+    check: str
+    status: Status
+    subject: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "status": self.status,
+            "subject": self.subject,
+            "message": self.message,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """An expected index as the catalog has it now."""
+
+    is_valid: bool
+    is_ready: bool
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The objects the migrations create, as they are when verify runs. Keys are
+    ``schema.name``; a missing key (or None) means the object does not exist."""
+
+    alembic_revision: str | None
+    head_revision: str
+    indexes: Mapping[str, IndexState] = field(default_factory=dict)
+    table_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    monitoring_tables: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the rules judge."""
+
+    baseline: WindowMeasures
+    candidate: WindowMeasures
+    reduction: float | None
+    live: LiveState
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    comparison_problems: tuple[str, ...] = ()
+
+
+Rule = Callable[[Evidence], list[Finding]]
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def windows_trusted(e: Evidence) -> list[Finding]:
+    """Each window must be trustworthy, and the two comparable."""
+    findings = []
+    for role, window in (("baseline", e.baseline), ("candidate", e.candidate)):
+        if window.trusted:
+            findings.append(
+                Finding("window", "pass", role, f"{window.start_label}..{window.end_label}")
+            )
+        else:
+            findings.append(Finding("window", "untrusted", role, "; ".join(window.problems)))
+    findings += [Finding("window", "untrusted", "comparison", p) for p in e.comparison_problems]
+    return findings
+
+
+def query_reduction(e: Evidence) -> list[Finding]:
+    """Queries per request must fall by at least min_query_reduction."""
+    t = e.thresholds
+    if not (e.baseline.trusted and e.candidate.trusted) or e.comparison_problems:
+        return [Finding("query_reduction", "untrusted", "queries per request",
+                        "a window cannot be trusted; see the window findings")]  # fmt: skip
+    if e.reduction is None:
+        return [Finding("query_reduction", "no data", "queries per request",
+                        "no queries per request in the baseline window")]  # fmt: skip
+    before, after = e.baseline.queries_per_request, e.candidate.queries_per_request
+    message = (
+        f"{before:.2f} -> {after:.2f} queries per request: {_pct(e.reduction)} fewer "
+        f"(needs >= {_pct(t.min_query_reduction)})"
+    )
+    status: Status = "pass" if e.reduction >= t.min_query_reduction else "fail"
+    return [Finding("query_reduction", status, "queries per request", message,
+                    e.reduction, t.min_query_reduction)]  # fmt: skip
+
+
+def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
+    """The application's cache hit ratio (request metrics) in the candidate window."""
+    t, value = e.thresholds, e.candidate.app_cache_hit_ratio
+    subject = "application cache hit ratio"
+    if value is None:
+        return [Finding("app_cache_hit_ratio", "no data", subject,
+                        "no cache hits or misses in the candidate window's request metrics")]  # fmt: skip
+    status: Status = "pass"
+    rule = f">= {_pct(t.min_cache_hit_ratio)}"
+    if value < t.rollback_cache_hit_ratio:
+        status, rule = "rollback", f"rollback below {_pct(t.rollback_cache_hit_ratio)}"
+    elif value < t.warning_cache_hit_ratio:
+        status, rule = "fail", f"warning alert below {_pct(t.warning_cache_hit_ratio)}"
+    elif value < t.min_cache_hit_ratio:
+        status = "fail"
+    return [Finding("app_cache_hit_ratio", status, subject, f"{_pct(value)} ({rule})",
+                    value, t.min_cache_hit_ratio)]  # fmt: skip
+
+
+def p95_latency(e: Evidence) -> list[Finding]:
+    """The candidate window's p95 response time (highest bucket p95)."""
+    t, value = e.thresholds, e.candidate.p95_ms
+    if value is None:
+        return [Finding("p95_latency", "no data", "p95 response time",
+                        "no latency in the candidate window's request metrics")]  # fmt: skip
+    status: Status = "pass"
+    rule = f"< {t.max_p95_ms:g} ms"
+    if value > t.rollback_p95_ms:
+        status, rule = "rollback", f"rollback above {t.rollback_p95_ms:g} ms"
+    elif value > t.critical_p95_ms:
+        status, rule = "critical", f"critical above {t.critical_p95_ms:g} ms"
+    elif value >= t.max_p95_ms:
+        status = "fail"
+    return [Finding("p95_latency", status, "p95 response time", f"{value:g} ms ({rule})",
+                    value, t.max_p95_ms)]  # fmt: skip
+
+
+def error_rate(e: Evidence) -> list[Finding]:
+    """The candidate window's error rate (request metrics)."""
+    t, value = e.thresholds, e.candidate.error_rate
+    if value is None:
+        return [Finding("error_rate", "no data", "error rate",
+                        "no requests in the candidate window's request metrics")]  # fmt: skip
+    status: Status = "pass"
+    rule = f"< {_pct(t.max_error_rate)}"
+    if value > t.rollback_error_rate:
+        status, rule = "rollback", f"rollback above {_pct(t.rollback_error_rate)}"
+    elif value > t.critical_error_rate:
+        status, rule = "critical", f"critical above {_pct(t.critical_error_rate)}"
+    elif value >= t.max_error_rate:
+        status = "fail"
+    return [Finding("error_rate", status, "error rate", f"{_pct(value)} ({rule})",
+                    value, t.max_error_rate)]  # fmt: skip
+
+
+def query_rate(e: Evidence) -> list[Finding]:
+    """The candidate window's database query rate (application statements per second)."""
+    t, window = e.thresholds, e.candidate
+    if not window.trusted:
+        return [Finding("query_rate", "untrusted", "database query rate",
+                        "the candidate window cannot be trusted")]  # fmt: skip
+    if window.query_rate is None:
+        return [Finding("query_rate", "no data", "database query rate", "empty window")]
+    value = window.query_rate
+    status: Status = "critical" if value > t.critical_query_rate else "pass"
+    rule = f"critical above {t.critical_query_rate:g}/s"
+    return [Finding("query_rate", status, "database query rate", f"{value:.1f}/s ({rule})",
+                    value, t.critical_query_rate)]  # fmt: skip
+
+
+def schema_at_head(e: Evidence) -> list[Finding]:
+    """The database must be at the migrations' head."""
+    revision, head = e.live.alembic_revision, e.live.head_revision
+    if revision == head:
+        return [Finding("schema_at_head", "pass", "alembic_version", f"at head {head}")]
+    state = "never migrated" if revision is None else f"at {revision}"
+    return [Finding("schema_at_head", "fail", "alembic_version", f"{state}, head is {head}")]
+
+
+def batch_indexes(e: Evidence) -> list[Finding]:
+    """Every batch index present, valid, ready, and used in the candidate window."""
+    findings = []
+    for spec in BATCH_INDEXES:
+        name = f"{spec.schema}.{spec.name}"
+        state = e.live.indexes.get(name)
+        if state is None:
+            findings.append(Finding("batch_indexes", "fail", name, "missing"))
+            continue
+        if not state.is_valid or not state.is_ready:
+            what = "invalid" if not state.is_valid else "not ready"
+            findings.append(Finding("batch_indexes", "fail", name,
+                                    f"{what}: rebuild with REINDEX INDEX CONCURRENTLY {name}"))  # fmt: skip
+            continue
+        scans = e.candidate.index_scans.get(name)
+        if not e.candidate.trusted:
+            findings.append(Finding("batch_indexes", "untrusted", name,
+                                    "valid; usage unknown: the candidate window cannot be trusted"))  # fmt: skip
+        elif scans is None:
+            findings.append(Finding("batch_indexes", "no data", name,
+                                    "valid; not in the candidate window's snapshots"))  # fmt: skip
+        elif scans == 0:
+            findings.append(Finding("batch_indexes", "fail", name,
+                                    "valid but unused: 0 scans in the candidate window", 0))  # fmt: skip
+        else:
+            findings.append(Finding("batch_indexes", "pass", name,
+                                    f"valid, {scans} scans in the candidate window", scans))  # fmt: skip
+    return findings
+
+
+def autovacuum_settings(e: Evidence) -> list[Finding]:
+    """Every expected per-table autovacuum setting in place."""
+    findings = []
+    for spec in AUTOVACUUM_SETTINGS:
+        name = f"{spec.schema}.{spec.table}"
+        options = e.live.table_options.get(name)
+        if options is None:
+            findings.append(Finding("autovacuum_settings", "fail", name, "table missing"))
+            continue
+        wrong = [
+            f"{key} = {options.get(key, '(unset)')}, expected {value}"
+            for key, value in spec.settings.items()
+            if options.get(key) != value
+        ]
+        if wrong:
+            findings.append(Finding("autovacuum_settings", "fail", name, "; ".join(wrong)))
+        else:
+            findings.append(Finding("autovacuum_settings", "pass", name,
+                                    f"{len(spec.settings)} settings in place"))  # fmt: skip
+    return findings
+
+
+def monitoring_tables(e: Evidence) -> list[Finding]:
+    """Every monitoring table present."""
+    missing = [name for name in MONITORING_TABLES if name not in e.live.monitoring_tables]
+    if missing:
+        return [Finding("monitoring_tables", "fail", "perf_monitoring",
+                        f"missing: {', '.join(missing)}")]  # fmt: skip
+    return [Finding("monitoring_tables", "pass", "perf_monitoring",
+                    f"{len(MONITORING_TABLES)} tables present")]  # fmt: skip
+
+
+RULES: tuple[Rule, ...] = (
+    windows_trusted,
+    query_reduction,
+    app_cache_hit_ratio,
+    p95_latency,
+    error_rate,
+    query_rate,
+    schema_at_head,
+    batch_indexes,
+    autovacuum_settings,
+    monitoring_tables,
+)
+CHECK_NAMES: tuple[str, ...] = (
+    "window", "query_reduction", "app_cache_hit_ratio", "p95_latency", "error_rate",
+    "query_rate", "schema_at_head", "batch_indexes", "autovacuum_settings", "monitoring_tables",
+)  # fmt: skip
+
+
+def run_rules(evidence: Evidence, rules: tuple[Rule, ...] = RULES) -> list[Finding]:
+    """Every rule's findings, in order; checks named in ``thresholds.skip`` become ``skipped``."""
+    findings = []
+    skip = set(evidence.thresholds.skip)
+    for rule in rules:
+        for finding in rule(evidence):
+            if finding.check in skip:
+                finding = Finding(finding.check, "skipped", finding.subject, "skipped by config")
+            findings.append(finding)
+    return findings

@@ -1,0 +1,438 @@
+"""Snapshots in the monitoring tables: take one, bracket a window, load them back.
+
+A snapshot is written by ONE statement (``INSERT … SELECT`` with data-modifying CTEs, on an
+autocommit session): it reads the statistics and stores the header and every row atomically,
+so a failure leaves nothing behind, and dbtools sends no BEGIN/COMMIT that would show up in
+pg_stat_statements. Taking a snapshot costs four statements whatever the database's size.
+
+Labels are unique. A *window* is two snapshots: ``W`` means ``W:start..W:end`` (what
+``capture`` writes), ``A..B`` any two labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from dbtools import objects, stats
+from dbtools.connection import SQL_MARKER, connect, translated_errors
+from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
+from dbtools.revisions import head_revision
+from dbtools.stats import (
+    DatabaseRow,
+    IndexRow,
+    Snapshot,
+    SnapshotHeader,
+    StatementRow,
+    TableRow,
+    column_names,
+)
+
+START_SUFFIX = ":start"
+END_SUFFIX = ":end"
+RANGE_SEPARATOR = ".."
+MAX_LABEL_LENGTH = 200
+
+# The row type stored in each monitoring table, and the SELECT that collects it.
+_ROW_TABLES: tuple[tuple[type[Any], str], ...] = (
+    (StatementRow, objects.statement_stats.name),
+    (TableRow, objects.table_stats.name),
+    (IndexRow, objects.index_stats.name),
+    (DatabaseRow, objects.database_stats.name),
+)
+
+
+def _table(name: str) -> sql.Identifier:
+    return sql.Identifier(objects.MONITORING_SCHEMA, name)
+
+
+def _columns(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.Identifier(prefix, name) if prefix else sql.Identifier(name) for name in names
+    )
+
+
+# -- labels and windows -------------------------------------------------------------------------
+
+
+def validate_label(label: str) -> str:
+    """Return *label* if it can name a snapshot, else raise ``UsageError``."""
+    if not label or label != label.strip():
+        raise UsageError(f"invalid label {label!r}: empty, or leading/trailing spaces")
+    if RANGE_SEPARATOR in label:
+        raise UsageError(f"invalid label {label!r}: '..' separates the two labels of a window")
+    if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+        raise UsageError(f"invalid label {label!r}: too long or not printable")
+    return label
+
+
+@dataclass(frozen=True)
+class WindowRef:
+    """A window as given on the command line, and the two labels it stands for."""
+
+    name: str
+    start: str
+    end: str
+
+    def __str__(self) -> str:
+        return f"{self.start}{RANGE_SEPARATOR}{self.end}"
+
+
+def window_labels(label: str) -> tuple[str, str]:
+    """The labels ``capture --label L`` writes: ``L:start`` and ``L:end``."""
+    return f"{label}{START_SUFFIX}", f"{label}{END_SUFFIX}"
+
+
+def parse_window(reference: str) -> WindowRef:
+    """``W`` (``W:start..W:end``) or ``A..B``; raises ``UsageError`` for anything else."""
+    if RANGE_SEPARATOR in reference:
+        start, _, end = reference.partition(RANGE_SEPARATOR)
+        if not start or not end or RANGE_SEPARATOR in end:
+            raise UsageError(f"invalid window {reference!r}: expected LABEL or START..END")
+        return WindowRef(reference, validate_label(start), validate_label(end))
+    start, end = window_labels(validate_label(reference))
+    return WindowRef(reference, start, end)
+
+
+# -- SQL ----------------------------------------------------------------------------------------
+
+_HEADER_COLUMNS = tuple(name for name in column_names(SnapshotHeader) if name != "id")
+
+FIND_HEADERS_SQL = sql.SQL(
+    "SELECT {marker} {columns} FROM {snapshots} WHERE label = ANY(%(labels)s)"
+).format(
+    marker=sql.SQL(SQL_MARKER),
+    columns=_columns(column_names(SnapshotHeader)),
+    snapshots=_table(objects.snapshots.name),
+)
+
+DELETE_SQL = sql.SQL("DELETE {marker} FROM {snapshots} WHERE label = %(label)s").format(
+    marker=sql.SQL(SQL_MARKER), snapshots=_table(objects.snapshots.name)
+)
+
+REQUEST_TOTALS_SQL = sql.SQL(
+    """
+SELECT {marker} count(*) AS buckets,
+       coalesce(sum(requests), 0)::bigint AS requests,
+       coalesce(sum(errors), 0)::bigint AS errors,
+       coalesce(sum(cache_hits), 0)::bigint AS cache_hits,
+       coalesce(sum(cache_misses), 0)::bigint AS cache_misses,
+       max(latency_p95_ms) FILTER (WHERE requests > 0) AS p95_ms_max
+FROM {request_metrics}
+WHERE bucket_start >= %(start)s
+  AND bucket_start + make_interval(secs => bucket_seconds) <= %(end)s
+  AND (%(operation)s::text IS NULL OR operation = %(operation)s::text)
+"""
+).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(objects.request_metrics.name))
+
+
+def store_sql(columns: stats.StatementColumns) -> sql.Composed:
+    """The one statement that collects the statistics and stores a labelled snapshot.
+
+    Parameters: ``label``, ``requests``, ``alembic_revision``, ``pgss_version``, ``marker``,
+    ``ri_marker``.
+    Returns one row: id, taken_at, the number of statement, table and index rows stored, and
+    hidden_statements.
+    """
+    facts = tuple(name for name in _HEADER_COLUMNS if name not in _PARAMETER_COLUMNS)
+    inserts = [
+        sql.SQL(
+            "{cte} AS (INSERT INTO {table} (snapshot_id, {columns}) "
+            "SELECT h.id, {values} FROM header h, ({source}) r {where} RETURNING 1)"
+        ).format(
+            cte=sql.Identifier(f"stored_{table}"),
+            table=_table(table),
+            columns=_columns(column_names(row_type)),
+            values=_columns(column_names(row_type), "r"),
+            source=sql.SQL("SELECT * FROM pgss") if row_type is StatementRow else _SOURCES[table],
+            where=sql.SQL("WHERE r.queryid IS NOT NULL" if row_type is StatementRow else ""),
+        )
+        for row_type, table in _ROW_TABLES
+    ]
+    return sql.SQL(
+        """WITH {marker} pgss AS MATERIALIZED ({statements}),
+facts AS ({header}),
+header AS (
+    INSERT INTO {snapshots} ({header_columns})
+    SELECT %(label)s::text, {facts}, %(alembic_revision)s::text, %(requests)s::bigint,
+           (SELECT count(*) FROM pgss WHERE queryid IS NULL),
+           (SELECT coalesce(sum(calls), 0) FROM pgss WHERE queryid IS NULL)
+    FROM facts f
+    RETURNING id, taken_at, hidden_statements
+),
+{inserts}
+SELECT h.id, h.taken_at,
+       (SELECT count(*) FROM {stored_statements}) AS statements,
+       (SELECT count(*) FROM {stored_tables}) AS tables,
+       (SELECT count(*) FROM {stored_indexes}) AS indexes,
+       h.hidden_statements
+FROM header h"""
+    ).format(
+        marker=sql.SQL(SQL_MARKER),
+        statements=stats.statements_sql(columns),
+        header=stats.header_sql(columns),
+        snapshots=_table(objects.snapshots.name),
+        header_columns=_columns(
+            ("label", *facts, "alembic_revision", "requests", "hidden_statements", "hidden_calls")
+        ),
+        facts=_columns(facts, "f"),
+        inserts=sql.SQL(",\n").join(inserts),
+        stored_statements=sql.Identifier(f"stored_{objects.statement_stats.name}"),
+        stored_tables=sql.Identifier(f"stored_{objects.table_stats.name}"),
+        stored_indexes=sql.Identifier(f"stored_{objects.index_stats.name}"),
+    )
+
+
+_PARAMETER_COLUMNS = {"label", "alembic_revision", "requests", "hidden_statements", "hidden_calls"}
+_SOURCES: dict[str, sql.SQL] = {
+    objects.table_stats.name: sql.SQL(stats.TABLES_SQL),
+    objects.index_stats.name: sql.SQL(stats.INDEXES_SQL),
+    objects.database_stats.name: sql.SQL(stats.DATABASE_SQL),
+}
+
+
+def _load_rows_sql(row_type: type[Any], table: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT {marker} snapshot_id, {columns} FROM {table} WHERE snapshot_id = ANY(%(ids)s)"
+    ).format(
+        marker=sql.SQL(SQL_MARKER), columns=_columns(column_names(row_type)), table=_table(table)
+    )
+
+
+# -- taking snapshots ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """What ``take_snapshot`` stored."""
+
+    id: int
+    label: str
+    taken_at: datetime
+    statements: int
+    tables: int
+    indexes: int
+    hidden_statements: int
+
+
+def require_head(revision: str | None) -> None:
+    """Raise ``PrerequisiteMissing`` unless the database is at the migrations' head."""
+    head = head_revision()
+    if revision != head:
+        state = "was never migrated" if revision is None else f"is at revision {revision}"
+        raise PrerequisiteMissing(
+            f"the database {state}, not at head {head}: run alembic upgrade head first"
+        )
+
+
+def take_snapshot(
+    conn: psycopg.Connection[Any], label: str, *, requests: int | None = None
+) -> SnapshotSummary:
+    """Store one consistent, labelled snapshot of the connected database's statistics.
+
+    *conn* must be an autocommit, read-write session. Raises ``UsageError`` for a bad or reused
+    label, ``PrerequisiteMissing`` when pg_stat_statements is missing or the database is not at
+    head (nothing is written then).
+    """
+    validate_label(label)
+    if requests is not None and requests < 0:
+        raise UsageError(f"--requests must not be negative, not {requests}")
+    with translated_errors(f"snapshot {label!r}"):
+        info, columns = stats.prepare(conn)
+        revision = stats.read_alembic_revision(conn, info)
+        require_head(revision)
+        params = {
+            "label": label,
+            "requests": requests,
+            "alembic_revision": revision,
+            "pgss_version": info.pgss_version,
+            "marker": SQL_MARKER,
+            "ri_marker": stats.RI_MARKER,
+        }
+        try:
+            row = conn.execute(store_sql(columns), params).fetchone()
+        except psycopg.errors.UniqueViolation as err:
+            raise UsageError(f"a snapshot labelled {label!r} already exists") from err
+    assert row is not None
+    return SnapshotSummary(row[0], label, row[1], row[2], row[3], row[4], row[5])
+
+
+@contextmanager
+def writer(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit, read-write session for storing snapshots (no BEGIN/COMMIT is sent)."""
+    conn = connect(dsn, read_only=False, autocommit=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def snapshot(dsn: str, label: str, *, requests: int | None = None) -> SnapshotSummary:
+    """Connect to *dsn* and store one snapshot labelled *label* (see ``take_snapshot``)."""
+    validate_label(label)
+    with writer(dsn) as conn:
+        return take_snapshot(conn, label, requests=requests)
+
+
+def capture(
+    dsn: str,
+    label: str,
+    seconds: float,
+    *,
+    requests: int | None = None,
+    wait: Callable[[float], None] = time.sleep,
+) -> tuple[SnapshotSummary, SnapshotSummary]:
+    """Store ``LABEL:start``, ``wait(seconds)``, store ``LABEL:end`` (with *requests*).
+
+    If anything interrupts it (Ctrl-C during the wait, a failed end snapshot), ``LABEL:start``
+    is deleted again before the exception goes on: a window is stored whole or not at all.
+    Raises ``UsageError`` before waiting when either label is taken.
+    """
+    if seconds <= 0:
+        raise UsageError("the capture duration must be positive")
+    start_label, end_label = window_labels(validate_label(label))
+    with writer(dsn) as conn:
+        with translated_errors("capture"):
+            taken = find_headers(conn, (start_label, end_label))
+        if taken:
+            raise UsageError(f"a snapshot labelled {sorted(taken)[0]!r} already exists")
+    try:
+        with writer(dsn) as conn:
+            start = take_snapshot(conn, start_label)
+        wait(seconds)
+        with writer(dsn) as conn:
+            end = take_snapshot(conn, end_label, requests=requests)
+    except BaseException:
+        delete_quietly(dsn, start_label)
+        raise
+    return start, end
+
+
+def delete_snapshot(conn: psycopg.Connection[Any], label: str) -> bool:
+    """Delete the snapshot *label* and its rows; True if there was one."""
+    with translated_errors(f"deleting snapshot {label!r}"):
+        return conn.execute(DELETE_SQL, {"label": label}).rowcount > 0
+
+
+def delete_quietly(dsn: str, label: str) -> None:
+    """Best-effort ``delete_snapshot`` on a fresh session (used while unwinding)."""
+    with suppress(DbtoolsError), writer(dsn) as conn:
+        delete_snapshot(conn, label)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def find_headers(conn: psycopg.Connection[Any], labels: Iterable[str]) -> dict[str, SnapshotHeader]:
+    """The headers of the snapshots among *labels* that exist, by label (one query)."""
+    with conn.cursor(row_factory=class_row(SnapshotHeader)) as cur:
+        rows = cur.execute(FIND_HEADERS_SQL, {"labels": list(labels)}).fetchall()
+    return {row.label: row for row in rows if row.label is not None}
+
+
+def load_snapshots(
+    conn: psycopg.Connection[Any], headers: Sequence[SnapshotHeader]
+) -> dict[int, Snapshot]:
+    """The rows of the snapshots with *headers*, by snapshot id (four queries in all)."""
+    ids = [header.id for header in headers]
+    rows: dict[str, dict[int, list[Any]]] = {}
+    for row_type, table in _ROW_TABLES:
+        by_snapshot: dict[int, list[Any]] = {i: [] for i in ids if i is not None}
+        for values in conn.execute(_load_rows_sql(row_type, table), {"ids": ids}):
+            by_snapshot[values[0]].append(row_type(*values[1:]))
+        rows[table] = by_snapshot
+    loaded = {}
+    for header in headers:
+        assert header.id is not None
+        databases = rows[objects.database_stats.name][header.id]
+        loaded[header.id] = Snapshot(
+            header=header,
+            statements=tuple(rows[objects.statement_stats.name][header.id]),
+            tables=tuple(rows[objects.table_stats.name][header.id]),
+            indexes=tuple(rows[objects.index_stats.name][header.id]),
+            database=databases[0] if databases else None,
+        )
+    return loaded
+
+
+@dataclass(frozen=True)
+class RequestTotals:
+    """The application's request metrics summed over the buckets lying inside a window.
+
+    ``p95_ms_max`` is the highest bucket p95: percentiles of buckets cannot be merged exactly,
+    and the highest is the bound that never passes what should fail.
+    """
+
+    buckets: int
+    requests: int
+    errors: int
+    cache_hits: int
+    cache_misses: int
+    p95_ms_max: float | None
+
+
+def load_request_totals(
+    conn: psycopg.Connection[Any], start: datetime, end: datetime, operation: str | None = None
+) -> RequestTotals:
+    """Sum ``request_metrics`` buckets with bucket_start >= *start* and bucket end <= *end*."""
+    with conn.cursor(row_factory=class_row(RequestTotals)) as cur:
+        row = cur.execute(
+            REQUEST_TOTALS_SQL, {"start": start, "end": end, "operation": operation}
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+@dataclass(frozen=True)
+class Window:
+    """Two stored snapshots bracketing a period, and the request metrics inside it."""
+
+    ref: WindowRef
+    start: Snapshot
+    end: Snapshot
+    request_totals: RequestTotals
+
+    @property
+    def seconds(self) -> float:
+        return (self.end.header.taken_at - self.start.header.taken_at).total_seconds()
+
+
+def load_windows(
+    conn: psycopg.Connection[Any], refs: Sequence[WindowRef], *, operation: str | None = None
+) -> list[Window]:
+    """Load the snapshots of *refs* (one query for headers, four for rows, one per window for
+    request metrics). Raises ``UsageError`` for unknown labels or an end before its start."""
+    labels = [label for ref in refs for label in (ref.start, ref.end)]
+    with translated_errors("loading snapshots"):
+        headers = find_headers(conn, labels)
+        missing = [label for label in dict.fromkeys(labels) if label not in headers]
+        if missing:
+            raise UsageError(_unknown_labels_message(conn, refs, missing))
+        snapshots = load_snapshots(conn, list({h.id: h for h in headers.values()}.values()))
+        windows = []
+        for ref in refs:
+            start, end = headers[ref.start], headers[ref.end]
+            if end.taken_at <= start.taken_at:
+                raise UsageError(f"window {ref}: {ref.end!r} was not taken after {ref.start!r}")
+            assert start.id is not None and end.id is not None
+            totals = load_request_totals(conn, start.taken_at, end.taken_at, operation)
+            windows.append(Window(ref, snapshots[start.id], snapshots[end.id], totals))
+    return windows
+
+
+def _unknown_labels_message(
+    conn: psycopg.Connection[Any], refs: Sequence[WindowRef], missing: list[str]
+) -> str:
+    message = f"unknown snapshot label(s): {', '.join(repr(m) for m in missing)}"
+    plain = [ref.name for ref in refs if RANGE_SEPARATOR not in ref.name]
+    if plain and find_headers(conn, plain):
+        message += " (a single snapshot is not a window: give START..END)"
+    return message

@@ -1,0 +1,206 @@
+"""``verify``: compare a baseline and a candidate window and decide pass, fail or rollback.
+
+The figures come from snapshot deltas (``dbtools.measures``), the objects the migrations create
+are read live from the catalog, the checks are ``dbtools.rules``. Verdict and exit code:
+
+* ``rollback`` (exit 3) when any finding crossed a rollback threshold;
+* ``fail`` (exit 1) when any finding failed, is critical, has no data, or rests on a window
+  that cannot be trusted;
+* ``pass`` (exit 0) otherwise.
+
+Everything is read in one read-only, autocommit session: about ten statements, whatever the
+number of statements, tables or indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+
+from dbtools import objects
+from dbtools.config import Thresholds
+from dbtools.connection import session, translated_errors
+from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, PrerequisiteMissing
+from dbtools.measures import Scope, WindowMeasures, measure_window, query_reduction
+from dbtools.revisions import head_revision
+from dbtools.rules import (
+    CHECK_NAMES,
+    FAILING,
+    RULES,
+    Evidence,
+    Finding,
+    IndexState,
+    LiveState,
+    Rule,
+    run_rules,
+)
+from dbtools.snapshots import Window, load_windows, parse_window
+from dbtools.stats import ALEMBIC_REVISION_SQL, parse_reloptions, read_objects
+
+SCHEMA_VERSION = 1
+DEFAULT_SCOPE = Scope()
+DEFAULT_THRESHOLDS = Thresholds()
+Verdict = Literal["pass", "fail", "rollback"]
+EXIT_CODES: dict[str, int] = {"pass": EXIT_OK, "fail": EXIT_PROBLEMS, "rollback": EXIT_ROLLBACK}
+
+# The monitoring tables verify reads; without them there is nothing to verify (exit 2).
+REQUIRED_TABLES = (
+    objects.snapshots.name,
+    objects.statement_stats.name,
+    objects.table_stats.name,
+    objects.index_stats.name,
+    objects.database_stats.name,
+    objects.request_metrics.name,
+)
+
+
+def verdict_of(findings: Sequence[Finding]) -> Verdict:
+    """rollback if any finding says so, else fail if any fails (or lacks data), else pass."""
+    if any(f.status == "rollback" for f in findings):
+        return "rollback"
+    if any(f.status in FAILING for f in findings):
+        return "fail"
+    return "pass"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Verify's answer: the two windows' figures, the findings and the verdict."""
+
+    database: str
+    baseline: WindowMeasures
+    candidate: WindowMeasures
+    reduction: float | None
+    findings: tuple[Finding, ...]
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    scope: Scope = field(default_factory=Scope)
+    operation: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_of(self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document (``schema_version`` 1; keys are only ever added)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "database": self.database,
+            "scope": {**self.scope.as_dict(), "operation": self.operation},
+            "windows": {"baseline": self.baseline.as_dict(), "candidate": self.candidate.as_dict()},
+            "query_reduction": self.reduction,
+            "thresholds": self.thresholds.as_dict(),
+            "findings": [finding.as_dict() for finding in self.findings],
+        }
+
+
+def evaluate(
+    baseline: Window,
+    candidate: Window,
+    live: LiveState,
+    *,
+    scope: Scope = DEFAULT_SCOPE,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+    rules: tuple[Rule, ...] = RULES,
+) -> VerifyResult:
+    """Judge two loaded windows and the live state (pure: no database access)."""
+    unknown = sorted(set(thresholds.skip) - set(CHECK_NAMES))
+    if unknown:
+        raise ConfigError(f"skip names unknown check(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(CHECK_NAMES)}")  # fmt: skip
+    before, after = measure_window(baseline, scope), measure_window(candidate, scope)
+    comparison = []
+    b, c = baseline.start.header, candidate.start.header
+    if (b.database_oid, b.database_name) != (c.database_oid, c.database_name):
+        comparison.append(
+            f"baseline and candidate come from different databases "
+            f"({b.database_name}, {c.database_name})"
+        )
+    reduction = query_reduction(before, after)
+    evidence = Evidence(before, after, reduction, live, thresholds, tuple(comparison))
+    return VerifyResult(
+        database=c.database_name,
+        baseline=before,
+        candidate=after,
+        reduction=reduction,
+        findings=tuple(run_rules(evidence, rules)),
+        thresholds=thresholds,
+        scope=scope,
+        operation=operation,
+    )
+
+
+def read_live_state(conn: psycopg.Connection[Any]) -> LiveState:
+    """The alembic revision, batch indexes, autovacuum tables and monitoring tables, now.
+
+    Raises ``PrerequisiteMissing`` when a monitoring table verify reads is missing.
+    """
+    alembic = ("public", "alembic_version")
+    names = [
+        alembic,
+        *((spec.schema, spec.name) for spec in objects.BATCH_INDEXES),
+        *((spec.schema, spec.table) for spec in objects.AUTOVACUUM_SETTINGS),
+        *((objects.MONITORING_SCHEMA, table) for table in objects.MONITORING_TABLES),
+    ]
+    found = read_objects(conn, names)
+    present = frozenset(
+        name for name in objects.MONITORING_TABLES if f"{objects.MONITORING_SCHEMA}.{name}" in found
+    )
+    missing = [name for name in REQUIRED_TABLES if name not in present]
+    if missing:
+        raise PrerequisiteMissing(
+            f"the monitoring table {objects.MONITORING_SCHEMA}.{missing[0]} is missing, so there "
+            "are no snapshots to verify: run alembic upgrade head, then take snapshots"
+        )
+    revision = None
+    if "public.alembic_version" in found:
+        row = conn.execute(ALEMBIC_REVISION_SQL).fetchone()
+        revision = row[0] if row else None
+    return LiveState(
+        alembic_revision=revision,
+        head_revision=head_revision(),
+        indexes={
+            name: IndexState(bool(row.is_valid), bool(row.is_ready))
+            for name, row in found.items()
+            if row.kind == "i"
+        },
+        table_options={
+            f"{spec.schema}.{spec.table}": parse_reloptions(found[name].reloptions)
+            for spec in objects.AUTOVACUUM_SETTINGS
+            if (name := f"{spec.schema}.{spec.table}") in found
+        },
+        monitoring_tables=present,
+    )
+
+
+def verify(
+    dsn: str,
+    baseline: str,
+    candidate: str,
+    *,
+    scope: Scope = DEFAULT_SCOPE,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+) -> VerifyResult:
+    """Compare the windows *baseline* and *candidate* (``W`` or ``A..B``) on the database at *dsn*.
+
+    Raises ``UsageError`` for unknown labels, ``PrerequisiteMissing`` without the monitoring
+    tables, ``ConnectionFailed`` when the server cannot be reached (all exit code 2).
+    """
+    refs = [parse_window(baseline), parse_window(candidate)]
+    with session(dsn, autocommit=True) as conn:
+        with translated_errors("reading the schema"):
+            live = read_live_state(conn)
+        windows = load_windows(conn, refs, operation=operation)
+    return evaluate(
+        windows[0], windows[1], live, scope=scope, thresholds=thresholds, operation=operation
+    )

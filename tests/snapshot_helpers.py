@@ -1,0 +1,102 @@
+"""Ground-truth workloads and window helpers for the snapshot and verify tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from dbtools import snapshots
+from tests.conftest import Database
+
+# The three statements of a flight-search request, each served by one batch index (the planner
+# is steered with startup options, so no SET statement shows up in pg_stat_statements).
+REQUEST_STATEMENTS = (
+    "SELECT id, search_key, traveler_id, max_price FROM trip_requests "
+    "WHERE status = 'active' AND id = ANY(%(ids)s)",
+    "SELECT trip_request_id, expires_at, price_total FROM flight_offers "
+    "WHERE trip_request_id = ANY(%(ids)s) AND expires_at > now()",
+    "SELECT search_key, expires_at FROM flight_search_cache "
+    "WHERE search_key = ANY(%(keys)s) AND expires_at > now()",
+)
+INDEX_OPTIONS = "-c enable_seqscan=off -c enable_bitmapscan=off"
+
+
+def run_requests(
+    db: Database,
+    requests: int,
+    *,
+    batch: int = 1,
+    statements: tuple[str, ...] = REQUEST_STATEMENTS,
+    transactions: bool = False,
+    user: str | None = None,
+) -> int:
+    """Serve *requests* requests: each batch of *batch* requests sends every statement once
+    (batch=1: the per-request path). Returns the number of statements sent (the ground truth).
+    With *transactions* each batch runs in its own transaction (BEGIN … COMMIT)."""
+    sent = 0
+    kwargs: dict[str, Any] = {"options": INDEX_OPTIONS, "autocommit": not transactions}
+    if user:
+        kwargs["user"] = user
+    with psycopg.connect(db.dsn, **kwargs) as conn:
+        for first in range(0, requests, batch):
+            ids = list(range(first, min(first + batch, requests)))
+            params = {"ids": ids, "keys": [f"k{i}" for i in ids]}
+            for statement in statements:
+                conn.execute(statement, params)
+                sent += 1
+            if transactions:
+                conn.commit()
+    return sent
+
+
+def take(db: Database, label: str, requests: int | None = None) -> snapshots.SnapshotSummary:
+    return snapshots.snapshot(db.dsn, label, requests=requests)
+
+
+def window(
+    db: Database,
+    label: str,
+    requests: int,
+    *,
+    batch: int = 1,
+    record_requests: bool = True,
+    pause: float = 0.0,
+    **kwargs: Any,
+) -> int:
+    """Bracket a workload with LABEL:start and LABEL:end; returns the statements sent."""
+    start, end = snapshots.window_labels(label)
+    take(db, start)
+    sent = run_requests(db, requests, batch=batch, **kwargs)
+    time.sleep(pause)
+    take(db, end, requests if record_requests else None)
+    return sent
+
+
+def record_metrics(
+    db: Database,
+    label: str,
+    *,
+    requests: int,
+    errors: int = 0,
+    p95_ms: float = 120.0,
+    cache_hits: int = 50,
+    cache_misses: int = 50,
+    operation: str = "flight_search",
+) -> None:
+    """Write one request_metrics bucket lying inside the window LABEL (written after the window
+    closed, as a late flush would be, so the insert is not one of the window's statements)."""
+    db.execute(
+        "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, operation, "
+        "requests, errors, latency_p95_ms, cache_hits, cache_misses) "
+        "SELECT s.taken_at, floor(extract(epoch FROM e.taken_at - s.taken_at))::int, %s, %s, %s, "
+        "%s, %s, %s FROM perf_monitoring.snapshots s, perf_monitoring.snapshots e "
+        "WHERE s.label = %s AND e.label = %s",
+        (operation, requests, errors, p95_ms, cache_hits, cache_misses,
+         *snapshots.window_labels(label)),
+    )  # fmt: skip
+
+
+def snapshot_count(db: Database) -> int:
+    return int(db.execute("SELECT count(*) FROM perf_monitoring.snapshots")[0][0])

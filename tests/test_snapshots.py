@@ -1,0 +1,261 @@
+"""Collection and snapshots against real servers: exact counts, every extension version,
+dbtools' own statements left out, labels, capture and its Ctrl-C clean-up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from dbtools import objects, snapshots, stats
+from dbtools.connection import SQL_MARKER, connect
+from dbtools.errors import UsageError
+from dbtools.stats import (
+    DatabaseRow,
+    IndexRow,
+    SnapshotHeader,
+    StatementRow,
+    TableRow,
+    column_names,
+)
+from tests.conftest import Database, PgServer
+from tests.helpers import REPO, run_cli
+from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, snapshot_count, take
+
+PROBE = "SELECT %s::int + 1 AS collection_probe"
+
+
+def test_row_dataclasses_are_the_monitoring_tables_columns() -> None:
+    for row_type, table in (
+        (StatementRow, objects.statement_stats),
+        (TableRow, objects.table_stats),
+        (IndexRow, objects.index_stats),
+        (DatabaseRow, objects.database_stats),
+    ):
+        assert column_names(row_type) == tuple(c.name for c in table.columns)[1:], table.name
+    assert column_names(SnapshotHeader) == tuple(c.name for c in objects.snapshots.columns)
+
+
+def _probe_calls(snapshot: stats.Snapshot) -> int:
+    return sum(row.calls for row in snapshot.statements if "collection_probe" in row.query)
+
+
+@pytest.mark.parametrize("version", ["1.8", "1.9", "1.10", "1.11", "1.12"])
+def test_collection_reads_every_extension_version(
+    database: Database, pg_server: PgServer, version: str
+) -> None:
+    available = {row[0] for row in database.execute(
+        "SELECT version FROM pg_available_extension_versions WHERE name = 'pg_stat_statements'"
+    )}  # fmt: skip
+    # PostgreSQL 15 ships 1.4-1.10, 18 ships 1.4-1.12: an older server is tested on the newest
+    # version it has, so the test runs (never skips) on every major.
+    if version not in available:
+        assert pg_server.major < 17 and version in ("1.11", "1.12")
+        version = "1.10"
+    database.execute("DROP EXTENSION pg_stat_statements")
+    database.execute(f"CREATE EXTENSION pg_stat_statements VERSION '{version}'")
+    with database.connect() as conn:
+        for i in range(7):
+            conn.execute(PROBE, (i,))
+    with connect(database.dsn, autocommit=True) as conn:
+        first = stats.collect(conn)
+        with database.connect() as app:
+            for i in range(5):
+                app.execute(PROBE, (i,))
+        second = stats.collect(conn)
+    assert first.header.pgss_version == version
+    assert _probe_calls(first) == 7 and _probe_calls(second) == 12
+    probe = next(r for r in second.statements if "collection_probe" in r.query)
+    assert probe.toplevel is True and probe.rolname == "postgres"
+    assert (probe.stats_since is not None) == (version >= "1.11" and len(version) == 4)
+    assert (second.header.pgss_stats_reset is not None) == (version != "1.8")
+    assert second.header.database_name == database.name
+    assert second.database is not None and second.database.datname == database.name
+    assert not any(SQL_MARKER in row.query for row in second.statements)
+
+
+def test_collection_of_tables_indexes_and_validity(migrated_database: Database) -> None:
+    with connect(migrated_database.dsn, autocommit=True) as conn:
+        snap = stats.collect(conn)
+    tables = {f"{t.schemaname}.{t.relname}": t for t in snap.tables}
+    indexes = {f"{i.schemaname}.{i.indexrelname}": i for i in snap.indexes}
+    for spec in objects.AUTOVACUUM_SETTINGS:
+        assert tables[spec.qualified_table].options == dict(spec.settings)
+    for spec in objects.BATCH_INDEXES:
+        row = indexes[spec.qualified_name]
+        assert row.is_valid and row.is_ready and not row.backs_constraint
+        assert row.key_columns == [column.split()[0] for column in spec.columns]
+        assert row.include_columns == list(spec.include)
+    pkey = indexes["public.trip_requests_pkey"]
+    assert pkey.is_primary and pkey.backs_constraint
+    assert snap.header.alembic_revision == objects.HEAD_REVISION
+
+
+def test_snapshot_stores_exactly_what_collection_reads(migrated_database: Database) -> None:
+    db = migrated_database
+    run_requests(db, 4)
+    summary = take(db, "s1", requests=4)
+    with connect(db.dsn, autocommit=True) as conn:
+        live = stats.collect(conn)
+        header = snapshots.find_headers(conn, ["s1"])["s1"]
+        stored = snapshots.load_snapshots(conn, [header])[summary.id]
+    assert header.requests == 4 and header.hidden_statements == 0
+    assert header.alembic_revision == objects.HEAD_REVISION
+    assert summary.statements == len(stored.statements)
+    assert summary.tables == len(stored.tables) == len(live.tables)
+    assert summary.indexes == len(stored.indexes) == len(live.indexes)
+    calls = {row.query: row.calls for row in stored.statements}
+    for statement in REQUEST_STATEMENTS:
+        text = next(q for q in calls if q.startswith(statement.split(" WHERE")[0]))
+        assert calls[text] == 4
+    assert not any(SQL_MARKER in q or stats.RI_MARKER in q for q in calls)
+    assert {t.relid for t in live.tables} == {t.relid for t in stored.tables}
+    assert {i.indexrelid for i in live.indexes} == {i.indexrelid for i in stored.indexes}
+
+
+def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
+    migrated_database: Database,
+) -> None:
+    """Every statement dbtools sends carries the marker, and their number does not grow with
+    the number of tables and indexes."""
+    db = migrated_database
+    reader = "SELECT /* test reader */ queryid, query, calls FROM pg_stat_statements"
+
+    def entries() -> dict[int, tuple[str, int]]:
+        return {row[0]: (row[1], row[2]) for row in db.execute(reader + " WHERE dbid = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())")}  # fmt: skip
+
+    def sent_by(action: object) -> dict[str, int]:
+        before = entries()
+        action()  # type: ignore[operator]
+        after = entries()
+        return {
+            text: calls - before.get(qid, ("", 0))[1]
+            for qid, (text, calls) in after.items()
+            if calls != before.get(qid, ("", 0))[1] and "test reader" not in text
+        }
+
+    small = sent_by(lambda: take(db, "a"))
+    with db.connect() as conn:
+        for i in range(40):
+            conn.execute(f"CREATE TABLE wide_{i} (id int PRIMARY KEY, v int)")
+            conn.execute(f"CREATE INDEX ON wide_{i} (v)")
+    large = sent_by(lambda: take(db, "b"))
+    verified = sent_by(lambda: run_cli("verify", "--dsn", db.dsn, "--baseline", "a..b",
+                                       "--candidate", "a..b"))  # fmt: skip
+    for sent in (small, large, verified):
+        toplevel = {text: calls for text, calls in sent.items() if stats.RI_MARKER not in text}
+        assert all(SQL_MARKER in text for text in toplevel), toplevel
+    assert sum(c for t, c in small.items() if stats.RI_MARKER not in t) == 3
+    assert sum(c for t, c in large.items() if stats.RI_MARKER not in t) == 3
+    assert sum(verified.values()) == 9
+
+
+def test_reused_label_is_refused_and_nothing_written(migrated_database: Database) -> None:
+    db = migrated_database
+    take(db, "once")
+    with pytest.raises(UsageError, match="a snapshot labelled 'once' already exists"):
+        take(db, "once")
+    assert snapshot_count(db) == 1
+    assert db.execute("SELECT count(DISTINCT snapshot_id) FROM perf_monitoring.table_stats") == [
+        (1,)
+    ]
+
+
+@pytest.mark.parametrize("label", ["", " x", "a..b", "x" * 201, "tab\there"])
+def test_invalid_labels(label: str) -> None:
+    with pytest.raises(UsageError, match="invalid label"):
+        snapshots.validate_label(label)
+
+
+def test_window_references() -> None:
+    assert snapshots.parse_window("w") == snapshots.WindowRef("w", "w:start", "w:end")
+    assert snapshots.parse_window("a..b") == snapshots.WindowRef("a..b", "a", "b")
+    for bad in ("..b", "a..", "a..b..c"):
+        with pytest.raises(UsageError):
+            snapshots.parse_window(bad)
+
+
+def test_capture_stores_a_window(migrated_database: Database) -> None:
+    result = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w",
+                     "--duration", "1s", "--requests", "7")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "snapshot w:start stored" in result.stdout and "snapshot w:end stored" in result.stdout
+    rows = migrated_database.execute(
+        "SELECT label, requests FROM perf_monitoring.snapshots ORDER BY taken_at"
+    )
+    assert rows == [("w:start", None), ("w:end", 7)]
+    again = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w", "--duration", "1s")
+    assert again.exit_code == 2 and "'w:end' already exists" in again.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_capture_leaves_nothing(migrated_database: Database, sig: int) -> None:
+    db = migrated_database
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbtools", "capture", "--dsn", db.dsn, "--label", "cut",
+         "--duration", "5m"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while snapshot_count(db) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert snapshot_count(db) == 1
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "capture 'cut' interrupted: cut:start was removed" in stderr
+    assert "Traceback" not in stderr
+    assert snapshot_count(db) == 0
+    assert db.execute("SELECT count(*) FROM perf_monitoring.statement_stats") == [(0,)]
+
+
+@pytest.mark.parametrize("text", ["10m", "90s", "1h30m", "45", "2m5s"])
+def test_duration_forms(text: str) -> None:
+    from dbtools.cli.snapshot import Duration
+
+    expected = {"10m": 600, "90s": 90, "1h30m": 5400, "45": 45, "2m5s": 125}[text]
+    assert Duration().convert(text, None, None) == expected
+
+
+def test_bad_duration_is_a_usage_error(migrated_database: Database) -> None:
+    result = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "x",
+                     "--duration", "ten minutes")  # fmt: skip
+    assert result.exit_code == 2 and "not a duration" in result.stderr
+    assert snapshot_count(migrated_database) == 0
+
+
+def test_hidden_rows_are_counted_not_zero(migrated_database: Database) -> None:
+    """A role without pg_read_all_stats sees other roles' rows as <insufficient privilege>."""
+    db = migrated_database
+    role = f"{db.name}_blind"
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        db.execute(f"GRANT USAGE ON SCHEMA perf_monitoring TO {role}")
+        db.execute(
+            f"GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA perf_monitoring TO {role}"
+        )
+        db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")
+        with db.connect() as conn:
+            for i in range(9):
+                conn.execute(PROBE, (i,))
+        dsn = psycopg.conninfo.make_conninfo(db.dsn, user=role)
+        summary = snapshots.snapshot(dsn, "blind")
+        hidden_statements, hidden_calls = db.execute(
+            "SELECT hidden_statements, hidden_calls FROM perf_monitoring.snapshots"
+        )[0]
+        stored = db.execute("SELECT DISTINCT rolname FROM perf_monitoring.statement_stats")
+        assert summary.hidden_statements == hidden_statements > 0
+        assert hidden_calls >= 9  # at least the probe's calls, never zero
+        assert stored == []  # the only rows it may see are dbtools' own: left out
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
