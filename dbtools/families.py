@@ -56,6 +56,7 @@ class StatementShape:
     kind: str  # select, insert, upsert, update, delete, merge, ddl, set, transaction, or keywords
     tables: tuple[str, ...]  # schema.name as written (no CTE names); empty when not parsed
     sql: str  # the scrubbed text as sqlglot regenerates it (lists collapsed), or the text itself
+    text: str  # the scrubbed text as it came
     parsed: bool
     lookup: PointLookup | None = None
 
@@ -100,6 +101,7 @@ def shape_of(text: str) -> StatementShape:
             kind=_leading_keywords(scrubbed),
             tables=(),
             sql=scrubbed,
+            text=scrubbed,
             parsed=False,
         )
     collapsed = [_collapse_lists(tree) for tree in trees]
@@ -110,6 +112,7 @@ def shape_of(text: str) -> StatementShape:
         kind=_kind(collapsed[0]),
         tables=tuple(sorted({name for tree in collapsed for name in _tables(tree)})),
         sql="; ".join(tree.sql(dialect=DIALECT, comments=False) for tree in collapsed),
+        text=scrubbed,
         parsed=True,
         lookup=lookup,
     )

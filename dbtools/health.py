@@ -205,7 +205,7 @@ def unused_indexes(data: HealthInput) -> list[Finding]:
             continue
         if row.backs_constraint or _backs_foreign_key(row, data):
             continue
-        size = f", {_size(row.index_bytes)}" if row.index_bytes is not None else ""
+        size = f", {human_size(row.index_bytes)}" if row.index_bytes is not None else ""
         findings.append(
             Finding(
                 "unused_index",
@@ -544,7 +544,8 @@ def autovacuum_health(data: HealthInput) -> list[Finding]:
 # -- wording ------------------------------------------------------------------------------------
 
 
-def _size(size: int) -> str:
+def human_size(size: int) -> str:
+    """``123456`` as ``120.6 kB``."""
     value = float(size)
     for unit in ("B", "kB", "MB", "GB"):
         if value < 1024 or unit == "GB":
