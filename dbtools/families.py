@@ -87,7 +87,7 @@ def parse(text: str) -> list[exp.Expression] | None:
             return None
     if not trees or any(tree is None or isinstance(tree, exp.Command) for tree in trees):
         return None
-    return [tree for tree in trees if tree is not None]
+    return [tree for tree in trees if isinstance(tree, exp.Expression)]
 
 
 def shape_of(text: str) -> StatementShape:
@@ -142,9 +142,9 @@ class Classifier:
 
 
 def _collapse(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.In) and len(node.expressions) > 1:
-        node.set("expressions", node.expressions[:1])
-    elif isinstance(node, (exp.Array, exp.Values)) and len(node.expressions) > 1:
+    if (isinstance(node, exp.In) and len(node.expressions) > 1) or (
+        isinstance(node, (exp.Array, exp.Values)) and len(node.expressions) > 1
+    ):
         node.set("expressions", node.expressions[:1])
     return node
 
@@ -239,10 +239,13 @@ def _pinned_column(condition: exp.Expression) -> exp.Column | None:
 
 def _lookup_condition(where: exp.Where) -> exp.EQ | None:
     """The ``column = $n`` a batch would turn into ``= ANY``: a key-like column's, else the first."""
-    pinned = [c for c in _conjuncts(where.this) if _pinned_column(c) is not None]
-    keyed = [c for c in pinned if _KEY_LIKE.search(_pinned_column(c).name)]  # type: ignore[union-attr]
-    chosen = (keyed or pinned or [None])[0]
-    return chosen if isinstance(chosen, exp.EQ) else None
+    pinned = {
+        condition: column
+        for condition in _conjuncts(where.this)
+        if isinstance(condition, exp.EQ) and (column := _pinned_column(condition)) is not None
+    }
+    keyed = [condition for condition, column in pinned.items() if _KEY_LIKE.search(column.name)]
+    return next(iter(keyed or pinned), None)
 
 
 def _point_lookup(tree: exp.Expression) -> PointLookup | None:

@@ -72,9 +72,9 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _register() -> None:
-    from dbtools.cli import doctor, sandbox, snapshot, verify
+    from dbtools.cli import doctor, report, sandbox, snapshot, verify
 
-    for module in (sandbox, doctor, snapshot, verify):
+    for module in (sandbox, doctor, snapshot, verify, report):
         for command in module.COMMANDS:
             cli.add_command(command)
 

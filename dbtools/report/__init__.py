@@ -33,6 +33,7 @@ from dbtools.report.model import (
     Report,
     ReportInput,
     ReportOptions,
+    Source,
     period_from_snapshot,
     period_from_window,
 )
@@ -67,7 +68,9 @@ def renderer(fmt: str) -> Callable[[Report], str]:
     try:
         return RENDERERS[fmt]
     except KeyError:
-        raise UsageError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}") from None
+        raise UsageError(
+            f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}"
+        ) from None
 
 
 def render(report: Report, fmt: str) -> str:
@@ -113,7 +116,7 @@ def load_input(
             state = stats.collect(conn)
             periods = (period_from_snapshot(state),)
         catalog = health.read_catalog(conn)
-    source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
+    source: Source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
     return ReportInput(source, periods, state, catalog, target)
 
 
@@ -135,9 +138,7 @@ def make_report(
     windows = _windows(window, baseline, candidate, live)
     with session(dsn, autocommit=True) as conn:
         data = load_input(conn, windows, target=str(describe(dsn)))
-    return build_report(
-        data, options, generated_at=generated_at or datetime.now(timezone.utc)
-    )
+    return build_report(data, options, generated_at=generated_at or datetime.now(timezone.utc))
 
 
 def report_stem(report: Report) -> str:
@@ -147,9 +148,7 @@ def report_stem(report: Report) -> str:
     return "report-" + "-vs-".join(_WHOLE_WINDOW.sub(r"\1", p.label) for p in report.periods)
 
 
-def write_report(
-    report: Report, fmt: str = "md", output_dir: Path = DEFAULT_DIRECTORY
-) -> Path:
+def write_report(report: Report, fmt: str = "md", output_dir: Path = DEFAULT_DIRECTORY) -> Path:
     """Render *report* and write it atomically to *output_dir* with a timestamped name."""
     text = render(report, fmt)
     path = timestamped_path(report_stem(report), fmt, output_dir, report.generated_at)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dbtools.report.model import Report
+from dbtools.report.model import Report, StatementFigures
 
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: it takes ~0.3 s
     from matplotlib.figure import Figure
@@ -65,7 +65,7 @@ def top_statements(report: Report) -> str | None:
     figure, axes = _figure(7, 0.45 * len(lines) * max(len(names), 1) + 1.2)
     height = 0.8 / len(names)
     for i, (name, colour) in enumerate(zip(names, _colours(len(names)), strict=True)):
-        times = [(line.figures[name].total_time_ms if line.figures[name] else 0) for line in lines]
+        times = [_time(line.figures[name]) for line in lines]
         positions = [rank + i * height for rank in range(len(lines))]
         axes.barh(positions, times, height=height, color=colour, label=name)
     axes.set_yticks(
@@ -110,6 +110,10 @@ def hit_ratios(report: Report) -> str:
     if len(names) > 1:
         axes.legend(loc="lower right")
     return _svg(figure)
+
+
+def _time(figures: StatementFigures | None) -> float:
+    return figures.total_time_ms if figures else 0.0
 
 
 def _label(query: str, width: int = 40) -> str:

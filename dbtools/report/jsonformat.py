@@ -22,7 +22,9 @@ _AS_TEXT = frozenset({"queryid"})
 def to_jsonable(value: Any, name: str = "") -> Any:
     """*value* (dataclasses, mappings, sequences, datetimes) as JSON-ready data."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_jsonable(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
+        }
     if isinstance(value, Mapping):
         return {str(key): to_jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

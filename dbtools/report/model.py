@@ -32,7 +32,6 @@ from dbtools.measures import (
     table_deltas,
 )
 from dbtools.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA
-from dbtools.redaction import scrub_query
 from dbtools.snapshots import Window
 from dbtools.stats import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 
@@ -450,12 +449,12 @@ def build_report(
     family_lines = []
     suspects = []
     for fingerprint, family in families.items():
-        figures = {name: family.figures(name, total_time[name], requests[name]) for name in names}
+        counted = {name: family.figures(name, total_time[name], requests[name]) for name in names}
         shape = family.shape
-        line = FamilyLine(fingerprint, shape.kind, shape.parsed, shape.tables, shape.sql, figures)
+        line = FamilyLine(fingerprint, shape.kind, shape.parsed, shape.tables, shape.sql, counted)
         family_lines.append(line)
         lookup = shape.lookup
-        if lookup is not None and _is_suspect(figures, requests, options):
+        if lookup is not None and _is_suspect(counted, requests, options):
             batched = lookup.batched_fingerprint
             suspects.append(
                 Suspect(
@@ -465,7 +464,7 @@ def build_report(
                     columns=lookup.columns,
                     batched_sql=lookup.batched_sql,
                     batched_family=batched if batched in families else None,
-                    figures=figures,
+                    figures=counted,
                 )
             )
     order = {
@@ -556,16 +555,18 @@ def _table_hit_lines(periods: Sequence[Period]) -> tuple[TableHitLine, ...]:
             continue  # not read in any period: nothing to say
         figures = {}
         for period in periods:
-            row = by_period[period.name].get(relid)
+            found = by_period[period.name].get(relid)
             figures[period.name] = TableHitFigures(
-                heap_hit_ratio=ratio(row.heap_blks_hit, row.heap_blks_hit + row.heap_blks_read)
-                if row
+                heap_hit_ratio=ratio(
+                    found.heap_blks_hit, found.heap_blks_hit + found.heap_blks_read
+                )
+                if found
                 else None,
-                index_hit_ratio=ratio(row.idx_blks_hit, row.idx_blks_hit + row.idx_blks_read)
-                if row
+                index_hit_ratio=ratio(found.idx_blks_hit, found.idx_blks_hit + found.idx_blks_read)
+                if found
                 else None,
-                heap_blocks_read=row.heap_blks_read if row else 0,
-                index_blocks_read=row.idx_blks_read if row else 0,
+                heap_blocks_read=found.heap_blks_read if found else 0,
+                index_blocks_read=found.idx_blks_read if found else 0,
             )
         lines.append(TableHitLine(table, figures))
     return tuple(lines)

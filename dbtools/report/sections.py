@@ -267,8 +267,14 @@ def table_hit_ratios(report: Report) -> Section:
         "Hit ratios per table",
         "hit / (hit + read) of pg_statio_user_tables, per table: heap blocks and its indexes' "
         "blocks.",
-        ["table", *period, "heap hit ratio", "heap blocks read", "index hit ratio",
-         "index blocks read"],  # fmt: skip
+        [
+            "table",
+            *period,
+            "heap hit ratio",
+            "heap blocks read",
+            "index hit ratio",
+            "index blocks read",
+        ],
         rows,
     )
 
@@ -284,8 +290,15 @@ def indexes(report: Report) -> Section:
         "indexes",
         "Indexes",
         "Scans since the statistics were reset, and in each period.",
-        ["index", "table", "valid", "unique", "size", "scans (total)",
-         *(f"scans ({n})" for n in report.period_names)],  # fmt: skip
+        [
+            "index",
+            "table",
+            "valid",
+            "unique",
+            "size",
+            "scans (total)",
+            *(f"scans ({n})" for n in report.period_names),
+        ],
         rows,
     )
 
@@ -325,8 +338,19 @@ def autovacuum(report: Report) -> Section:
         "Autovacuum",
         "Dead tuples, last (auto)vacuum and (auto)analyze, transaction-ID age and the table's "
         "settings against those the migrations declare.",
-        ["table", "live", "dead", "dead %", "last vacuum", "last autovacuum", "last analyze",
-         "last autoanalyze", "xid age", "settings", "expected settings"],  # fmt: skip
+        [
+            "table",
+            "live",
+            "dead",
+            "dead %",
+            "last vacuum",
+            "last autovacuum",
+            "last analyze",
+            "last autoanalyze",
+            "xid age",
+            "settings",
+            "expected settings",
+        ],
         rows,
     )
 
@@ -335,8 +359,7 @@ def autovacuum_health(report: Report) -> Section:
     return _findings(
         "autovacuum-health",
         "Autovacuum health",
-        "Dead tuples past the autovacuum trigger, stale statistics, settings, transaction-ID "
-        "age.",
+        "Dead tuples past the autovacuum trigger, stale statistics, settings, transaction-ID age.",
         report.autovacuum_health,
     )
 
