@@ -494,11 +494,21 @@ def autovacuum_settings(data: HealthInput) -> list[Finding]:
 def transaction_id_age(data: HealthInput) -> list[Finding]:
     """Tables and the database past ``autovacuum_freeze_max_age`` (anti-wraparound vacuum is
     overdue), critical past ``xid_age_critical``."""
-    subjects: list[tuple[str, int | None]] = [(table_name(row), row.xid_age) for row in data.tables]
+    subjects: list[tuple[str, int | None, str]] = [
+        (table_name(row), row.xid_age, f"VACUUM (FREEZE, VERBOSE) {table_name(row)};")
+        for row in data.tables
+    ]
     if data.database is not None:
-        subjects.append((data.database.datname, data.database.xid_age))
+        name = data.database.datname
+        subjects.append(
+            (
+                name,
+                data.database.xid_age,
+                f"vacuumdb --freeze --dbname {name} (oldest tables first)",
+            )
+        )
     findings = []
-    for subject, age in subjects:
+    for subject, age, fix in subjects:
         if age is None or age <= data.catalog.autovacuum.freeze_max_age:
             continue
         severity: Severity = "critical" if age > data.settings.xid_age_critical else "warning"
@@ -510,8 +520,8 @@ def transaction_id_age(data: HealthInput) -> list[Finding]:
                 f"transaction-ID age {age} ({age / WRAPAROUND_LIMIT:.0%} of the way to "
                 f"wraparound), past autovacuum_freeze_max_age "
                 f"{data.catalog.autovacuum.freeze_max_age}",
-                f"VACUUM (FREEZE, VERBOSE) {subject}; and look for what blocks freezing "
-                "(old transactions, prepared transactions, replication slots)",
+                f"{fix} and look for what blocks freezing (old transactions, prepared "
+                "transactions, replication slots)",
             )
         )
     return findings
