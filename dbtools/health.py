@@ -21,8 +21,8 @@ import psycopg
 from psycopg.rows import class_row
 
 from dbtools.connection import SQL_MARKER
-from dbtools.objects import AUTOVACUUM_SETTINGS, AutovacuumSpec, qualified
-from dbtools.stats import DatabaseRow, IndexRow, TableRow
+from dbtools.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA, AutovacuumSpec, qualified
+from dbtools.stats import DatabaseRow, IndexRow, Snapshot, TableRow
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
@@ -148,6 +148,29 @@ class HealthInput:
 Rule = Callable[[HealthInput], list[Finding]]
 
 
+def health_input(
+    snapshot: Snapshot,
+    catalog: Catalog,
+    settings: HealthSettings | None = None,
+    *,
+    leave_out_schemas: Iterable[str] = (MONITORING_SCHEMA,),
+) -> HealthInput:
+    """What the rules read about *snapshot*: its tables, indexes and foreign keys outside
+    *leave_out_schemas* (dbtools' own monitoring schema by default), as of its time."""
+    left_out = frozenset(leave_out_schemas)
+    return HealthInput(
+        as_of=snapshot.header.taken_at,
+        tables=tuple(row for row in snapshot.tables if row.schemaname not in left_out),
+        indexes=tuple(row for row in snapshot.indexes if row.schemaname not in left_out),
+        database=snapshot.database,
+        catalog=Catalog(
+            tuple(fk for fk in catalog.foreign_keys if fk.schemaname not in left_out),
+            catalog.autovacuum,
+        ),
+        settings=settings or HealthSettings(),
+    )
+
+
 def index_name(row: IndexRow) -> str:
     return qualified(row.schemaname, row.indexrelname)
 
@@ -225,9 +248,10 @@ def _signature(row: IndexRow) -> str:
     return row.definition.partition(" USING ")[2]
 
 
-def _keep_first(row: IndexRow) -> tuple[bool, bool, str]:
-    """Which of duplicates to keep: constraint-backing, then unique, then by name."""
-    return (not row.backs_constraint, not row.is_unique, row.indexrelname)
+def _keep_first(row: IndexRow) -> tuple[bool, bool, int]:
+    """Which of duplicates to keep: constraint-backing, then unique, then the oldest (the one
+    built later is the duplicate)."""
+    return (not row.backs_constraint, not row.is_unique, row.indexrelid)
 
 
 def duplicate_indexes(data: HealthInput) -> list[Finding]:

@@ -478,17 +478,7 @@ def build_report(
     suspects.sort(key=lambda suspect: order[suspect.fingerprint])
 
     state = data.state
-    health_input = health.HealthInput(
-        as_of=state.header.taken_at,
-        tables=tuple(row for row in state.tables if _is_app(row)),
-        indexes=tuple(row for row in state.indexes if _is_app(row)),
-        database=state.database,
-        catalog=health.Catalog(
-            tuple(fk for fk in data.catalog.foreign_keys if fk.schemaname != MONITORING_SCHEMA),
-            data.catalog.autovacuum,
-        ),
-        settings=options.health,
-    )
+    health_input = health.health_input(state, data.catalog, options.health)
     summaries = tuple(_summary(p) for p in periods)
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
