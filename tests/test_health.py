@@ -158,8 +158,9 @@ def test_autovacuum_ground_truth(migrated_database: Database) -> None:
         conn.execute("DELETE FROM churn WHERE id <= 3000")
         conn.execute("ALTER TABLE trip_requests SET (autovacuum_vacuum_scale_factor = 0.3)")
     wait_for(
-        lambda: scalar(db, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'")
-        == 3000,
+        lambda: (
+            scalar(db, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'") == 3000
+        ),
         "3000 dead tuples",
     )
     data = read_health(db)

@@ -188,7 +188,9 @@ def test_html_charts_render_in_chromium(tmp_path: Path) -> None:
 
 LOOKUP_TRIP = "SELECT id, search_key FROM trip_requests WHERE id = %(id)s AND status = 'active'"
 LOOKUP_OFFERS = "SELECT price_total FROM flight_offers WHERE trip_request_id = %(id)s"
-BATCH_TRIPS = "SELECT id, search_key FROM trip_requests WHERE id = ANY(%(ids)s) AND status = 'active'"
+BATCH_TRIPS = (
+    "SELECT id, search_key FROM trip_requests WHERE id = ANY(%(ids)s) AND status = 'active'"
+)
 BATCH_OFFERS = "SELECT price_total FROM flight_offers WHERE trip_request_id = ANY(%(ids)s)"
 REQUESTS = 20
 OFFER_LOOKUPS_PER_REQUEST = 3
@@ -221,7 +223,9 @@ def test_report_ground_truth(migrated_database: Database, pg_server: PgServer) -
     ]
     serve(db, "c", candidate, REQUESTS)
 
-    report = make_report(db.dsn, baseline="b", candidate="c", generated_at=datetime.now(timezone.utc))
+    report = make_report(
+        db.dsn, baseline="b", candidate="c", generated_at=datetime.now(timezone.utc)
+    )
 
     sent_before = REQUESTS * (1 + OFFER_LOOKUPS_PER_REQUEST) + 6
     assert [p.queries for p in report.periods] == [sent_before, 4]
