@@ -104,14 +104,19 @@ def shape_of(text: str) -> StatementShape:
             text=scrubbed,
             parsed=False,
         )
-    collapsed = [_collapse_lists(tree) for tree in trees]
-    normalised = "; ".join(_hash_form(tree) for tree in collapsed)
-    lookup = _point_lookup(collapsed[0]) if len(collapsed) == 1 else None
+    # Copying a tree and generating SQL cost as much as parsing: one generation per statement
+    # (two for a point lookup); the family's hash comes from the generated text.
+    trees = [_simplified(tree) for tree in trees]
+    display = "; ".join(tree.sql(dialect=DIALECT, comments=False) for tree in trees)
+    kind = _kind(trees[0])
+    tables = tuple(sorted({name for tree in trees for name in _tables(tree)}))
+    normalised = _hash_form(display)
+    lookup = _point_lookup(trees[0]) if len(trees) == 1 else None  # last: it rewrites the tree
     return StatementShape(
         fingerprint=fingerprint_of(normalised),
-        kind=_kind(collapsed[0]),
-        tables=tuple(sorted({name for tree in collapsed for name in _tables(tree)})),
-        sql="; ".join(tree.sql(dialect=DIALECT, comments=False) for tree in collapsed),
+        kind=kind,
+        tables=tables,
+        sql=display,
         text=scrubbed,
         parsed=True,
         lookup=lookup,
@@ -141,31 +146,29 @@ class Classifier:
 # -- normalisation ------------------------------------------------------------------------------
 
 
-def _collapse(node: exp.Expression) -> exp.Expression:
-    if (isinstance(node, exp.In) and len(node.expressions) > 1) or (
-        isinstance(node, (exp.Array, exp.Values)) and len(node.expressions) > 1
-    ):
+def _simplify(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, (exp.In, exp.Array, exp.Values)) and len(node.expressions) > 1:
         node.set("expressions", node.expressions[:1])
+    elif isinstance(node, exp.Cast) and isinstance(node.this, (exp.Parameter, exp.Placeholder)):
+        # A cast parameter is a parameter: ``ANY($1::bigint[])`` and ``ANY($1)`` are one family.
+        return node.this
     return node
 
 
-def _collapse_lists(tree: exp.Expression) -> exp.Expression:
-    """*tree* with IN lists, ARRAY[…] and VALUES rows cut to their first element (a copy)."""
-    return tree.transform(_collapse)
+def _simplified(tree: exp.Expression) -> exp.Expression:
+    """*tree* (in place) with IN lists, ARRAY[…] and VALUES rows cut to their first element and
+    casts of parameters dropped."""
+    return tree.transform(_simplify, copy=False)
 
 
-def _to_placeholder(node: exp.Expression) -> exp.Expression:
-    # A cast parameter is a parameter: ``ANY($1::bigint[])`` and ``ANY($1)`` are one family.
-    if isinstance(node, (exp.Parameter, exp.Placeholder, exp.Literal)) or (
-        isinstance(node, exp.Cast) and isinstance(node.this, (exp.Parameter, exp.Placeholder))
-    ):
-        return exp.Placeholder()
-    return node
+# What still tells constants apart in generated SQL: placeholders, and the few literals sqlglot
+# writes itself (``INTERVAL $2`` comes out as ``INTERVAL '2'``).
+_CONSTANT = re.compile(r"'(?:[^']|'')*'|\$\d+|(?<![\w$.])\d+(?:\.\d+)?(?![\w$])")
 
 
-def _hash_form(tree: exp.Expression) -> str:
-    """The SQL that identifies a family: every constant and parameter the same, no comments."""
-    return tree.transform(_to_placeholder).sql(dialect=DIALECT, comments=False)
+def _hash_form(generated_sql: str) -> str:
+    """The SQL that identifies a family: every constant and parameter made the same."""
+    return _CONSTANT.sub("?", generated_sql)
 
 
 def _tables(tree: exp.Expression) -> Iterator[str]:
@@ -220,8 +223,6 @@ def _conjuncts(condition: exp.Expression) -> Iterator[exp.Expression]:
 
 
 def _is_parameter(node: exp.Expression) -> bool:
-    if isinstance(node, exp.Cast):
-        node = node.this
     return isinstance(node, (exp.Parameter, exp.Placeholder))
 
 
@@ -249,12 +250,12 @@ def _lookup_condition(where: exp.Where) -> exp.EQ | None:
 
 
 def _point_lookup(tree: exp.Expression) -> PointLookup | None:
-    """A SELECT (or UNION of them) pinning a column to one parameter, with no ``IN``/``ANY``."""
+    """A SELECT (or UNION of them) pinning a column to one parameter, with no ``IN``/``ANY``.
+    Rewrites *tree* in place into the batched form."""
     if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.find(exp.In, exp.Any):
         return None
-    batched = tree.copy()
     columns = []
-    for where in list(batched.find_all(exp.Where)):
+    for where in list(tree.find_all(exp.Where)):
         condition = _lookup_condition(where)
         if condition is None:
             continue
@@ -262,13 +263,12 @@ def _point_lookup(tree: exp.Expression) -> PointLookup | None:
         assert column is not None
         parameter = condition.expression if condition.this is column else condition.this
         columns.append(column.sql(dialect=DIALECT))
-        condition.replace(
-            exp.EQ(this=column.copy(), expression=exp.Any(this=exp.Paren(this=parameter.copy())))
-        )
+        condition.replace(exp.EQ(this=column, expression=exp.Any(this=exp.Paren(this=parameter))))
     if not columns:
         return None
+    batched_sql = tree.sql(dialect=DIALECT, comments=False)
     return PointLookup(
         columns=tuple(columns),
-        batched_sql=batched.sql(dialect=DIALECT, comments=False),
-        batched_fingerprint=fingerprint_of(_hash_form(batched)),
+        batched_sql=batched_sql,
+        batched_fingerprint=fingerprint_of(_hash_form(batched_sql)),
     )
