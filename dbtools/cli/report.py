@@ -65,7 +65,7 @@ def report_command(
     output_dir: Path,
     top: int,
 ) -> None:  # fmt: skip
-    """Write a report for the DBA: costly statements, query families, N+1 suspects, health.
+    """Write the DBA's report: top statements, query families, N+1 suspects, health.
 
     For one window (--window), a baseline and a candidate side by side (--baseline, --candidate:
     each statement's change), or the live statistics (--live). Sections: the statements that
