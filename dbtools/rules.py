@@ -115,59 +115,79 @@ def query_reduction(e: Evidence) -> list[Finding]:
                     e.reduction, t.min_query_reduction)]  # fmt: skip
 
 
+# (status, crossed?, rule shown): the first grade crossed decides; none crossed is a pass.
+Grade = tuple[Status, Callable[[float], bool], str]
+
+
+def _graded(
+    check: str,
+    subject: str,
+    value: float | None,
+    *,
+    missing: str,
+    show: Callable[[float], str],
+    passing: str,
+    grades: tuple[Grade, ...],
+    threshold: float,
+) -> list[Finding]:
+    if value is None:
+        return [Finding(check, "no data", subject, missing)]
+    status, rule = next(((s, r) for s, crossed, r in grades if crossed(value)), ("pass", passing))
+    return [Finding(check, status, subject, f"{show(value)} ({rule})", value, threshold)]
+
+
 def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
     """The application's cache hit ratio (request metrics) in the candidate window."""
-    t, value = e.thresholds, e.candidate.app_cache_hit_ratio
-    subject = "application cache hit ratio"
-    if value is None:
-        return [Finding("app_cache_hit_ratio", "no data", subject,
-                        "no cache hits or misses in the candidate window's request metrics")]  # fmt: skip
-    status: Status = "pass"
-    rule = f">= {_pct(t.min_cache_hit_ratio)}"
-    if value < t.rollback_cache_hit_ratio:
-        status, rule = "rollback", f"rollback below {_pct(t.rollback_cache_hit_ratio)}"
-    elif value < t.warning_cache_hit_ratio:
-        status, rule = "fail", f"warning alert below {_pct(t.warning_cache_hit_ratio)}"
-    elif value < t.min_cache_hit_ratio:
-        status = "fail"
-    return [Finding("app_cache_hit_ratio", status, subject, f"{_pct(value)} ({rule})",
-                    value, t.min_cache_hit_ratio)]  # fmt: skip
+    t = e.thresholds
+    return _graded(
+        "app_cache_hit_ratio", "application cache hit ratio", e.candidate.app_cache_hit_ratio,
+        missing="no cache hits or misses in the candidate window's request metrics",
+        show=_pct, passing=f">= {_pct(t.min_cache_hit_ratio)}",
+        grades=(
+            ("rollback", lambda v: v < t.rollback_cache_hit_ratio,
+             f"rollback below {_pct(t.rollback_cache_hit_ratio)}"),
+            ("fail", lambda v: v < t.warning_cache_hit_ratio,
+             f"warning alert below {_pct(t.warning_cache_hit_ratio)}"),
+            ("fail", lambda v: v < t.min_cache_hit_ratio, f">= {_pct(t.min_cache_hit_ratio)}"),
+        ),
+        threshold=t.min_cache_hit_ratio,
+    )  # fmt: skip
 
 
 def p95_latency(e: Evidence) -> list[Finding]:
     """The candidate window's p95 response time (highest bucket p95)."""
-    t, value = e.thresholds, e.candidate.p95_ms
-    if value is None:
-        return [Finding("p95_latency", "no data", "p95 response time",
-                        "no latency in the candidate window's request metrics")]  # fmt: skip
-    status: Status = "pass"
-    rule = f"< {t.max_p95_ms:g} ms"
-    if value > t.rollback_p95_ms:
-        status, rule = "rollback", f"rollback above {t.rollback_p95_ms:g} ms"
-    elif value > t.critical_p95_ms:
-        status, rule = "critical", f"critical above {t.critical_p95_ms:g} ms"
-    elif value >= t.max_p95_ms:
-        status = "fail"
-    return [Finding("p95_latency", status, "p95 response time", f"{value:g} ms ({rule})",
-                    value, t.max_p95_ms)]  # fmt: skip
+    t = e.thresholds
+    return _graded(
+        "p95_latency", "p95 response time", e.candidate.p95_ms,
+        missing="no latency in the candidate window's request metrics",
+        show=lambda v: f"{v:g} ms", passing=f"< {t.max_p95_ms:g} ms",
+        grades=(
+            ("rollback", lambda v: v > t.rollback_p95_ms,
+             f"rollback above {t.rollback_p95_ms:g} ms"),
+            ("critical", lambda v: v > t.critical_p95_ms,
+             f"critical above {t.critical_p95_ms:g} ms"),
+            ("fail", lambda v: v >= t.max_p95_ms, f"< {t.max_p95_ms:g} ms"),
+        ),
+        threshold=t.max_p95_ms,
+    )  # fmt: skip
 
 
 def error_rate(e: Evidence) -> list[Finding]:
     """The candidate window's error rate (request metrics)."""
-    t, value = e.thresholds, e.candidate.error_rate
-    if value is None:
-        return [Finding("error_rate", "no data", "error rate",
-                        "no requests in the candidate window's request metrics")]  # fmt: skip
-    status: Status = "pass"
-    rule = f"< {_pct(t.max_error_rate)}"
-    if value > t.rollback_error_rate:
-        status, rule = "rollback", f"rollback above {_pct(t.rollback_error_rate)}"
-    elif value > t.critical_error_rate:
-        status, rule = "critical", f"critical above {_pct(t.critical_error_rate)}"
-    elif value >= t.max_error_rate:
-        status = "fail"
-    return [Finding("error_rate", status, "error rate", f"{_pct(value)} ({rule})",
-                    value, t.max_error_rate)]  # fmt: skip
+    t = e.thresholds
+    return _graded(
+        "error_rate", "error rate", e.candidate.error_rate,
+        missing="no requests in the candidate window's request metrics",
+        show=_pct, passing=f"< {_pct(t.max_error_rate)}",
+        grades=(
+            ("rollback", lambda v: v > t.rollback_error_rate,
+             f"rollback above {_pct(t.rollback_error_rate)}"),
+            ("critical", lambda v: v > t.critical_error_rate,
+             f"critical above {_pct(t.critical_error_rate)}"),
+            ("fail", lambda v: v >= t.max_error_rate, f"< {_pct(t.max_error_rate)}"),
+        ),
+        threshold=t.max_error_rate,
+    )  # fmt: skip
 
 
 def query_rate(e: Evidence) -> list[Finding]:

@@ -16,11 +16,11 @@ SELECT {SQL_MARKER} current_setting('server_version_num')::int AS version_num,
        current_database() AS database,
        current_user AS role,
        -- shared_preload_libraries is hidden from roles without pg_read_all_settings; the
-       -- module's own settings exist (and are visible) exactly when it was preloaded.
+       -- module's settings are listed in pg_settings (placeholders are not) once it is loaded.
        coalesce('pg_stat_statements' = ANY (string_to_array(replace(
            (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), ' ', ''),
-           ',')) OR current_setting('pg_stat_statements.max', true) IS NOT NULL,
-           false) AS pgss_preloaded,
+           ',')), false)
+       OR EXISTS (SELECT FROM pg_settings WHERE name = 'pg_stat_statements.max') AS pgss_preloaded,
        (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements') AS pgss_version,
        (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
         WHERE e.extname = 'pg_stat_statements') AS pgss_schema,

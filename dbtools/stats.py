@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from dbtools.connection import SQL_MARKER
 from dbtools.errors import PrerequisiteMissing
@@ -430,19 +430,6 @@ def header_sql(columns: StatementColumns) -> sql.Composed:
 # -- collection -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _HeaderFacts:
-    taken_at: datetime
-    database_name: str
-    database_oid: int
-    server_version_num: int
-    server_started_at: datetime
-    role_name: str
-    pgss_version: str | None
-    pgss_stats_reset: datetime | None
-    pgss_dealloc: int | None
-
-
 def prepare(conn: psycopg.Connection[Any]) -> tuple[ServerInfo, StatementColumns]:
     """Inspect the server and pick the column adapter (raises ``PrerequisiteMissing``)."""
     info = inspect_server(conn)
@@ -467,14 +454,14 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
     info, columns = prepare(conn)
     revision = read_alembic_revision(conn, info)
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
-    with conn.cursor(row_factory=class_row(_HeaderFacts)) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         facts = cur.execute(header_sql(columns), params).fetchone()
     assert facts is not None
     visible, hidden_statements, hidden_calls = _fetch_statements(conn, columns, params)
     header = SnapshotHeader(
         id=None,
         label=None,
-        **dataclasses.asdict(facts),
+        **facts,
         alembic_revision=revision,
         requests=None,
         hidden_statements=hidden_statements,

@@ -259,3 +259,13 @@ def test_hidden_rows_are_counted_not_zero(migrated_database: Database) -> None:
     finally:
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")
+
+
+def test_read_only_sessions_send_no_transaction_control(migrated_database: Database) -> None:
+    """Autocommit read-only sessions refuse writes without any BEGIN READ ONLY being sent."""
+    with connect(migrated_database.dsn, autocommit=True) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+        assert conn.execute("SHOW application_name").fetchone() == ("dbtools",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE not_allowed (id int)")

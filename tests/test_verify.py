@@ -78,6 +78,52 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
     assert document["windows"]["candidate"]["queries"] == 3
     assert document["query_reduction"] == pytest.approx(0.9)
     assert {f["status"] for f in document["findings"]} == {"pass"}
+    # The JSON contract (schema_version 1): these keys, no fewer.
+    assert sorted(document) == [
+        "database",
+        "exit_code",
+        "findings",
+        "query_reduction",
+        "schema_version",
+        "scope",
+        "thresholds",
+        "verdict",
+        "windows",
+    ]
+    assert sorted(document["windows"]["candidate"]) == sorted(
+        [
+            "name",
+            "start",
+            "end",
+            "started_at",
+            "ended_at",
+            "seconds",
+            "trusted",
+            "problems",
+            "requests",
+            "requests_source",
+            "queries",
+            "statements",
+            "transaction_calls",
+            "nested_calls",
+            "hidden_calls",
+            "queries_per_request",
+            "query_rate",
+            "buffer_cache_hit_ratio",
+            "index_hit_ratio",
+            "app_cache_hit_ratio",
+            "p95_ms",
+            "error_rate",
+        ]
+    )
+    assert sorted(document["findings"][0]) == [
+        "check",
+        "message",
+        "status",
+        "subject",
+        "threshold",
+        "value",
+    ]
 
 
 def test_transaction_control_is_shown_apart(migrated_database: Database) -> None:

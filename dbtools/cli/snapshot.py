@@ -7,14 +7,19 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from dbtools import snapshots
 from dbtools.cli.options import dsn_option
 from dbtools.connection import resolve_dsn
 from dbtools.errors import Interrupted
+
+if TYPE_CHECKING:
+    from dbtools.snapshots import SnapshotSummary
+
+# The library (SQLAlchemy, Alembic) is imported when a command runs: `dbtools --help` and the
+# other commands start faster.
 
 _requests_option = click.option(
     "--requests",
@@ -26,7 +31,7 @@ _requests_option = click.option(
 )
 
 
-def _summary(summary: snapshots.SnapshotSummary) -> str:
+def _summary(summary: SnapshotSummary) -> str:
     hidden = (
         f", {summary.hidden_statements} not visible to this role"
         if summary.hidden_statements
@@ -58,6 +63,8 @@ def snapshot(dsn: str | None, label: str, requests: int | None) -> None:
     Exit code 2 (nothing written) for a reused label, a database not at alembic head, or
     pg_stat_statements missing.
     """
+    from dbtools import snapshots
+
     click.echo(_summary(snapshots.snapshot(resolve_dsn(dsn), label, requests=requests)))
 
 
@@ -126,6 +133,8 @@ def capture(dsn: str | None, label: str, duration: int, requests: int | None) ->
     Ctrl-C (or SIGTERM) during the wait deletes LABEL:start again, so no half window is left,
     and exits with code 130. A label already used is an error (exit code 2) before any wait.
     """
+    from dbtools import snapshots
+
     dsn = resolve_dsn(dsn)
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from tabulate import tabulate
 
-from dbtools.analysis import TableRef
 from dbtools.cli.options import dsn_option, format_option
-from dbtools.config import load_thresholds
 from dbtools.connection import resolve_dsn
-from dbtools.measures import Scope, WindowMeasures
-from dbtools.verify import VerifyResult, verify
+
+if TYPE_CHECKING:
+    from dbtools.measures import WindowMeasures
+    from dbtools.verify import VerifyResult
+
+# The library (sqlglot, SQLAlchemy, Alembic) is imported when the command runs.
 
 
 def _pct(value: float | None) -> str:
@@ -52,6 +54,8 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
 
 def render_table(result: VerifyResult) -> str:
     """The verify result for people: measures side by side, findings, verdict."""
+    from tabulate import tabulate
+
     scope = result.scope.as_dict()
     narrowed = [f"roles {', '.join(scope['roles'])}"] if scope["roles"] else []
     narrowed += [f"tables {', '.join(scope['tables'])}"] if scope["tables"] else []
@@ -162,6 +166,11 @@ def verify_command(
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
+    from dbtools.analysis import TableRef
+    from dbtools.config import load_thresholds
+    from dbtools.measures import Scope
+    from dbtools.verify import verify
+
     thresholds = load_thresholds(config_file)
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
     result = verify(

@@ -1,0 +1,214 @@
+"""Bad input to snapshot, capture and verify: one line, exit code 2, no traceback, nothing
+written. And the least-privileged monitoring role the README documents."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo
+
+from dbtools.sandbox import Sandbox
+from tests.conftest import Database, PgServer
+from tests.helpers import run_cli, run_dbtools
+from tests.snapshot_helpers import record_metrics, run_requests, snapshot_count, window
+
+PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
+
+
+def _one_line_exit_2(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
+    assert expected in lines[0], lines
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["snapshot", "--label", "x"],
+        ["capture", "--label", "x", "--duration", "1s"],
+        ["verify", "--baseline", "a", "--candidate", "b"],
+    ],
+)
+def test_unreachable_server(command: list[str]) -> None:
+    port = _closed_port()
+    dsn = f"postgresql://mon:S3cretPw@127.0.0.1:{port}/app"
+    result = run_dbtools(*command, "--dsn", dsn)
+    _one_line_exit_2(result, f"cannot connect to host 127.0.0.1 port {port} database app")
+    assert "S3cretPw" not in result.stderr
+
+
+def test_wrong_password(database: Database, pg_server: PgServer) -> None:
+    assert pg_server.sandbox is not None, "needs the sandbox's password authentication on TCP"
+    role = f"{database.name}_pw"
+    database.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'right-one'")
+    try:
+        dsn = pg_server.sandbox.tcp_dsn(database.name, role, "Wr0ngPassw0rd")
+        for command in (["snapshot", "--label", "x"],
+                        ["verify", "--baseline", "a", "--candidate", "b"]):  # fmt: skip
+            result = run_dbtools(*command, "--dsn", dsn)
+            _one_line_exit_2(result, "password authentication failed")
+            assert "Wr0ngPassw0rd" not in result.stderr
+    finally:
+        database.execute(f"DROP ROLE {role}")
+
+
+def test_pg_stat_statements_not_preloaded() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="dbtools-nopreload-"))
+    sandbox = Sandbox(directory, pg_bin=PG_BIN, settings={"shared_preload_libraries": "''"})
+    try:
+        sandbox.start()
+        result = run_dbtools("snapshot", "--label", "x", "--dsn", sandbox.dsn())
+        _one_line_exit_2(result, "pg_stat_statements is not in shared_preload_libraries")
+    finally:
+        sandbox.destroy()
+
+
+def test_extension_not_created(migrated_database: Database) -> None:
+    migrated_database.execute("DROP EXTENSION pg_stat_statements")
+    result = run_dbtools("snapshot", "--label", "x", "--dsn", migrated_database.dsn)
+    _one_line_exit_2(result, "the pg_stat_statements extension is not created in database")
+    assert snapshot_count(migrated_database) == 0
+
+
+def test_unknown_label(migrated_database: Database) -> None:
+    window(migrated_database, "before", 3)
+    result = run_dbtools("verify", "--dsn", migrated_database.dsn,
+                         "--baseline", "before", "--candidate", "nope")  # fmt: skip
+    _one_line_exit_2(result, "unknown snapshot label(s): 'nope:start', 'nope:end'")
+    single = run_dbtools("verify", "--dsn", migrated_database.dsn,
+                         "--baseline", "before:start", "--candidate", "before")  # fmt: skip
+    _one_line_exit_2(single, "(a single snapshot is not a window: give START..END)")
+
+
+def test_reused_label(migrated_database: Database) -> None:
+    db = migrated_database
+    first = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
+    assert first.returncode == 0, first.stderr
+    again = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
+    _one_line_exit_2(again, "a snapshot labelled 'dup' already exists")
+    capture = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
+    assert capture.returncode == 0  # dup:start/dup:end are other labels
+    reused = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
+    _one_line_exit_2(reused, "a snapshot labelled 'dup:end' already exists")
+    assert snapshot_count(db) == 3
+
+
+def test_database_not_at_head(database: Database, migrated_database: Database) -> None:
+    never = run_dbtools("snapshot", "--label", "x", "--dsn", database.dsn)
+    _one_line_exit_2(never, "the database was never migrated, not at head 0003")
+    migrated_database.execute("UPDATE alembic_version SET version_num = '0002'")
+    behind = run_dbtools("capture", "--label", "x", "--duration", "1s",
+                         "--dsn", migrated_database.dsn)  # fmt: skip
+    _one_line_exit_2(behind, "the database is at revision 0002, not at head 0003")
+    assert snapshot_count(migrated_database) == 0
+    no_tables = run_dbtools("verify", "--dsn", database.dsn, "--baseline", "a", "--candidate", "b")
+    _one_line_exit_2(no_tables, "the monitoring table perf_monitoring.snapshots is missing")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[verify\nmin_query_reduction = 0.9", "malformed TOML in"),
+        ("[verify]\nmin_query_reductoin = 0.9\n", "unknown verify setting(s) min_query_reductoin"),
+        ("[verify]\nmax_p95_ms = 'fast'\n", "max_p95_ms must be a number"),
+        ("[verify]\nmin_cache_hit_ratio = 40\n", "is a fraction between 0 and 1"),
+        ("[verify]\nrollback_p95_ms = 400\n", "critical_p95_ms (500.0) must not exceed"),
+        ("[other]\nx = 1\n", "no [verify] (or [tool.dbtools.verify]) table"),
+    ],
+)
+def test_malformed_config(tmp_path: Path, content: str, expected: str) -> None:
+    """Read before connecting: a bad file stops verify before it touches any database."""
+    config = tmp_path / "verify.toml"
+    config.write_text(content)
+    result = run_cli("verify", "--dsn", f"postgresql://u@127.0.0.1:{_closed_port()}/x",
+                     "--baseline", "a", "--candidate", "b", "--config", str(config))  # fmt: skip
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+
+
+def test_config_skipping_an_unknown_check(migrated_database: Database, tmp_path: Path) -> None:
+    window(migrated_database, "before", 3)
+    window(migrated_database, "after", 3, batch=3)
+    config = tmp_path / "verify.toml"
+    config.write_text("[verify]\nskip = ['p95']\n")
+    result = run_dbtools("verify", "--dsn", migrated_database.dsn, "--baseline", "before",
+                         "--candidate", "after", "--config", str(config))  # fmt: skip
+    _one_line_exit_2(result, "skip names unknown check(s) p95")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run_dbtools("verify", "--baseline", "a", "--candidate", "b",
+                         "--config", str(tmp_path / "absent.toml"))  # fmt: skip
+    assert result.returncode == 2 and "absent.toml" in result.stderr
+
+
+# The monitoring role of the README: pg_monitor plus exactly these grants.
+MONITOR_GRANTS = """
+GRANT pg_monitor TO {role};
+GRANT USAGE ON SCHEMA perf_monitoring TO {role};
+GRANT SELECT, INSERT, DELETE ON perf_monitoring.snapshots, perf_monitoring.statement_stats,
+    perf_monitoring.table_stats, perf_monitoring.index_stats, perf_monitoring.database_stats
+    TO {role};
+GRANT SELECT ON perf_monitoring.request_metrics, perf_monitoring.app_metrics,
+    perf_monitoring.setting_changes TO {role};
+GRANT SELECT ON public.alembic_version TO {role};
+"""
+
+
+def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
+    db = migrated_database
+    role = f"{db.name}_monitor"
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    db.execute(MONITOR_GRANTS.format(role=role))
+    try:
+        dsn = conninfo.make_conninfo(db.dsn, user=role)
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                                ).fetchone() == (False,)  # fmt: skip
+        for label, batch in (("before", 1), ("after", 10)):
+            started = run_dbtools("snapshot", "--label", f"{label}:start", "--dsn", dsn)
+            assert started.returncode == 0, started.stderr
+            run_requests(db, 20, batch=batch)  # the application, as another role
+            ended = run_dbtools("snapshot", "--label", f"{label}:end", "--requests", "20",
+                                "--dsn", dsn)  # fmt: skip
+            assert ended.returncode == 0, ended.stderr
+            assert "not visible" not in ended.stdout
+            record_metrics(db, label, requests=20)
+        result = run_dbtools("verify", "--dsn", dsn, "--baseline", "before", "--candidate",
+                             "after", "--format", "json")  # fmt: skip
+        assert '"queries": 60' in result.stdout and '"queries": 6' in result.stdout
+        assert '"hidden_calls": 0' in result.stdout and result.returncode == 0, result.stdout
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
+def test_role_without_insert_grant_writes_nothing(migrated_database: Database) -> None:
+    db = migrated_database
+    role = f"{db.name}_readonly"
+    db.execute(f"CREATE ROLE {role} LOGIN IN ROLE pg_monitor")
+    db.execute(f"GRANT USAGE ON SCHEMA perf_monitoring TO {role}")
+    db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")
+    try:
+        result = run_dbtools("snapshot", "--label", "x", "--dsn",
+                             conninfo.make_conninfo(db.dsn, user=role))  # fmt: skip
+        _one_line_exit_2(result, "permission denied for table snapshots")
+        assert snapshot_count(db) == 0
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
