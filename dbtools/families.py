@@ -3,8 +3,8 @@
 Each statement text is scrubbed (``redaction.scrub_query``: every literal becomes a placeholder,
 so neither sqlglot's warnings nor a report can leak one), padded (``analysis.pad_placeholders``:
 sqlglot's ``$1,$2`` trap) and parsed with sqlglot. Its *fingerprint* hashes the generated SQL
-after every constant and placeholder is made the same and every ``IN (…)`` list, ``ARRAY[…]``
-and multi-row ``VALUES`` is collapsed to one element: ``IN ($1,$2,$3)`` (PostgreSQL 15) and
+after every constant and placeholder is made the same, casts of parameters are dropped and every
+``IN (…)`` list, ``ARRAY[…]`` and multi-row ``VALUES`` is collapsed to one element: ``IN ($1,$2,$3)`` (PostgreSQL 15) and
 ``IN ($1 /*, ... */)`` (18) are one family.
 
 Texts sqlglot cannot parse (or only as an opaque ``Command``: ``VACUUM``, ``ALTER ROLE``…) are

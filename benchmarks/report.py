@@ -9,7 +9,7 @@ Measures, side by side in one run:
 3. an end-to-end ``--live`` report on a sandbox PostgreSQL whose pg_stat_statements holds
    5,000 distinct statements: time and the process's peak RSS.
 
-Run: ``.venv/bin/python benchmarks/report_benchmark.py`` (writes benchmarks/report_results.md).
+Run: ``.venv/bin/python benchmarks/report.py`` (writes benchmarks/RESULTS-report.md).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from tests.report_fixture import grown, report_input, statement
 
 STATEMENTS = 5_000
 RUNS = 3
-RESULTS = Path(__file__).with_name("report_results.md")
+RESULTS = Path(__file__).with_name("RESULTS-report.md")
 
 TEMPLATES = (
     "SELECT c{a}, c{b} FROM public.t{t} WHERE c{c} = $1",
@@ -177,7 +177,9 @@ def main() -> None:
         f"- date: {when}",
         f"- machine: {machine()}",
         f"- PostgreSQL {server} (sandbox, embedded); sqlglot, matplotlib as installed",
-        f"- command: `.venv/bin/python benchmarks/report_benchmark.py` (medians of {RUNS} runs)",
+        f"- command: `.venv/bin/python benchmarks/report.py` (medians of {RUNS} runs)",
+        f"- load average when the run ended: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "(the machine is shared; figures are noisy)",
         "",
         f"## Classifying statements ({STATEMENTS:,} distinct texts, two periods: "
         f"{lookups:,} classifications)",
