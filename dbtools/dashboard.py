@@ -1,0 +1,340 @@
+"""A Grafana dashboard (JSON, PostgreSQL data source) over the ``perf_monitoring`` tables.
+
+Panels: application query rate and queries per request (statement deltas between consecutive
+snapshots), buffer cache and index hit ratios (counter deltas between snapshots), and from
+``request_metrics``/``app_metrics`` the app cache hit ratio, p95 latency, error rate, request
+rate and the KMS connection-reuse ratio. Thresholds are verify's (``config.Thresholds``: the
+rollout guide's unless configured), drawn on the panels: the guide's alert lines.
+
+Consecutive snapshots make a step only when their counters are comparable (same database, no
+server restart, no pg_stat_statements reset or eviction in between), as ``measures`` demands of
+a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's polling is left out of what
+dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for the dashboard's time range.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dbtools import objects
+from dbtools.config import Thresholds
+from dbtools.connection import SQL_MARKER
+
+DASHBOARD_UID = "dbtools-rollout"
+DATASOURCE_TYPE = "grafana-postgresql-datasource"
+DATASOURCE_VARIABLE = "datasource"
+KMS_REUSE_METRIC = "kms_connection_reuse_ratio"
+KMS_REUSE_WARNING = 0.60  # the guide's warning alert: "KMS connection reuse ratio < 60%"
+GRID_WIDTH = 12
+GRID_HEIGHT = 8
+
+
+def _table(table: Any) -> str:
+    return objects.qualified(objects.MONITORING_SCHEMA, table.name)
+
+
+SNAPSHOTS = _table(objects.snapshots)
+STATEMENT_STATS = _table(objects.statement_stats)
+INDEX_STATS = _table(objects.index_stats)
+DATABASE_STATS = _table(objects.database_stats)
+REQUEST_METRICS = _table(objects.request_metrics)
+APP_METRICS = _table(objects.app_metrics)
+
+# Transaction control is not a query (verify counts it apart); nested statements are not sent.
+_APPLICATION_STATEMENT = (
+    r"t.toplevel AND t.query !~* '^\s*(begin|start\s+transaction|commit|end|rollback|abort"
+    r"|savepoint|release|prepare\s+transaction)\y'"
+)
+
+# One row per pair of consecutive, comparable snapshots of a database: the deltas between them.
+SNAPSHOT_STEPS = f"""WITH {SQL_MARKER} totals AS (
+    SELECT s.taken_at, s.database_oid, s.server_started_at, s.pgss_stats_reset, s.pgss_dealloc,
+           s.requests, d.blks_hit, d.blks_read, d.stats_reset,
+           (SELECT coalesce(sum(t.calls), 0) FROM {STATEMENT_STATS} t
+            WHERE t.snapshot_id = s.id AND {_APPLICATION_STATEMENT}) AS queries,
+           (SELECT coalesce(sum(i.idx_blks_hit), 0) FROM {INDEX_STATS} i
+            WHERE i.snapshot_id = s.id AND i.schemaname <> '{objects.MONITORING_SCHEMA}')
+               AS idx_blks_hit,
+           (SELECT coalesce(sum(i.idx_blks_read), 0) FROM {INDEX_STATS} i
+            WHERE i.snapshot_id = s.id AND i.schemaname <> '{objects.MONITORING_SCHEMA}')
+               AS idx_blks_read
+    FROM {SNAPSHOTS} s
+    LEFT JOIN {DATABASE_STATS} d ON d.snapshot_id = s.id
+    WHERE $__timeFilter(s.taken_at)
+), steps AS (
+    SELECT taken_at AS "time",
+           lag(taken_at) OVER w AS previous_at,
+           extract(epoch FROM taken_at - lag(taken_at) OVER w)::float8 AS seconds,
+           queries - lag(queries) OVER w AS queries,
+           requests,
+           blks_hit - lag(blks_hit) OVER w AS blks_hit,
+           blks_read - lag(blks_read) OVER w AS blks_read,
+           idx_blks_hit - lag(idx_blks_hit) OVER w AS idx_blks_hit,
+           idx_blks_read - lag(idx_blks_read) OVER w AS idx_blks_read,
+           lag(taken_at) OVER w IS NOT NULL
+           AND server_started_at = lag(server_started_at) OVER w
+           AND pgss_stats_reset IS NOT DISTINCT FROM lag(pgss_stats_reset) OVER w
+           AND pgss_dealloc IS NOT DISTINCT FROM lag(pgss_dealloc) OVER w
+           AND stats_reset IS NOT DISTINCT FROM lag(stats_reset) OVER w AS comparable
+    FROM totals
+    WINDOW w AS (PARTITION BY database_oid ORDER BY taken_at)
+)"""
+
+QUERY_RATE_SQL = f"""{SNAPSHOT_STEPS}
+SELECT "time", queries / nullif(seconds, 0) AS "queries/s"
+FROM steps WHERE comparable AND queries >= 0
+ORDER BY 1"""
+
+# Requests: the end snapshot's --requests, else the request_metrics buckets inside the step.
+QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
+SELECT "time",
+       queries::float8 / nullif(coalesce(requests, (
+           SELECT sum(m.requests) FROM {REQUEST_METRICS} m
+           WHERE m.bucket_start >= previous_at
+             AND m.bucket_start + make_interval(secs => m.bucket_seconds) <= "time")), 0)
+           AS "queries per request"
+FROM steps WHERE comparable AND queries >= 0
+ORDER BY 1"""
+
+BUFFER_CACHE_HIT_RATIO_SQL = f"""{SNAPSHOT_STEPS}
+SELECT "time", blks_hit::float8 / nullif(blks_hit + blks_read, 0) AS "buffer cache hit ratio"
+FROM steps WHERE comparable AND blks_hit >= 0 AND blks_read >= 0
+ORDER BY 1"""
+
+INDEX_HIT_RATIO_SQL = f"""{SNAPSHOT_STEPS}
+SELECT "time",
+       idx_blks_hit::float8 / nullif(idx_blks_hit + idx_blks_read, 0) AS "index hit ratio"
+FROM steps WHERE comparable AND idx_blks_hit >= 0 AND idx_blks_read >= 0
+ORDER BY 1"""
+
+APP_CACHE_HIT_RATIO_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
+       sum(cache_hits)::float8 / nullif(sum(cache_hits + cache_misses), 0) AS "cache hit ratio"
+FROM {REQUEST_METRICS}
+WHERE $__timeFilter(bucket_start)
+GROUP BY 1 ORDER BY 1"""
+
+# Bucket percentiles cannot be merged: the highest operation's p95 is the honest bound.
+P95_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
+       max(latency_p95_ms) FILTER (WHERE requests > 0) AS "p95 (ms)"
+FROM {REQUEST_METRICS}
+WHERE $__timeFilter(bucket_start)
+GROUP BY 1 ORDER BY 1"""
+
+ERROR_RATE_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
+       sum(errors)::float8 / nullif(sum(requests), 0) AS "error rate"
+FROM {REQUEST_METRICS}
+WHERE $__timeFilter(bucket_start)
+GROUP BY 1 ORDER BY 1"""
+
+REQUEST_RATE_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
+       sum(requests)::float8 / nullif(max(bucket_seconds), 0) AS "requests/s"
+FROM {REQUEST_METRICS}
+WHERE $__timeFilter(bucket_start)
+GROUP BY 1 ORDER BY 1"""
+
+KMS_REUSE_SQL = f"""SELECT {SQL_MARKER} recorded_at AS "time",
+       avg(value) AS "KMS connection reuse ratio"
+FROM {APP_METRICS}
+WHERE name = '{KMS_REUSE_METRIC}' AND $__timeFilter(recorded_at)
+GROUP BY 1 ORDER BY 1"""
+
+
+@dataclass(frozen=True)
+class Step:
+    """A threshold step: from *value* up (None: the base), the panel shows *colour*."""
+
+    value: float | None
+    colour: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One time-series panel: its SQL returns ``time`` and the one value column named."""
+
+    title: str
+    description: str
+    sql: str
+    value_column: str
+    unit: str
+    steps: tuple[Step, ...] = (Step(None, "green"),)
+    maximum: float | None = None
+
+
+def panels(thresholds: Thresholds | None = None) -> tuple[Panel, ...]:
+    """The dashboard's panels, with *thresholds* (default: the guide's) as their steps."""
+    t = thresholds or Thresholds()
+    return (
+        Panel(
+            "Database query rate",
+            f"Application statements per second between snapshots. Critical alert above "
+            f"{t.critical_query_rate:g}/s.",
+            QUERY_RATE_SQL, "queries/s", "short",
+            (Step(None, "green"), Step(t.critical_query_rate, "red")),
+        ),
+        Panel(
+            "Queries per request",
+            f"Application statements per request between snapshots; the rollout must cut it by "
+            f"{t.min_query_reduction:.0%} (ten concurrent requests: thirty queries become three).",
+            QUERIES_PER_REQUEST_SQL, "queries per request", "short",
+        ),
+        Panel(
+            "App cache hit ratio",
+            f"Search-cache hits / (hits + misses). Target above {t.min_cache_hit_ratio:.0%}; "
+            f"warning alert below {t.warning_cache_hit_ratio:.0%}; rollback below "
+            f"{t.rollback_cache_hit_ratio:.0%}.",
+            APP_CACHE_HIT_RATIO_SQL, "cache hit ratio", "percentunit",
+            (Step(None, "red"), Step(t.rollback_cache_hit_ratio, "orange"),
+             Step(t.warning_cache_hit_ratio, "yellow"), Step(t.min_cache_hit_ratio, "green")),
+            maximum=1,
+        ),
+        Panel(
+            "Response time p95",
+            f"Highest p95 latency of the bucket's operations. Target below {t.max_p95_ms:g} ms; "
+            f"critical alert above {t.critical_p95_ms:g} ms; rollback above "
+            f"{t.rollback_p95_ms:g} ms.",
+            P95_SQL, "p95 (ms)", "ms",
+            (Step(None, "green"), Step(t.max_p95_ms, "yellow"), Step(t.critical_p95_ms, "red"),
+             Step(t.rollback_p95_ms, "dark-red")),
+        ),
+        Panel(
+            "Error rate",
+            f"Errors / requests. Target below {t.max_error_rate:.0%}; critical alert above "
+            f"{t.critical_error_rate:.0%}; rollback above {t.rollback_error_rate:.0%}.",
+            ERROR_RATE_SQL, "error rate", "percentunit",
+            (Step(None, "green"), Step(t.max_error_rate, "yellow"),
+             Step(t.critical_error_rate, "red")),
+        ),
+        Panel(
+            "Index hit ratio",
+            "Index blocks found in shared buffers / blocks read, application indexes, between "
+            "snapshots.",
+            INDEX_HIT_RATIO_SQL, "index hit ratio", "percentunit", maximum=1,
+        ),
+        Panel(
+            "Buffer cache hit ratio",
+            "pg_stat_database blks_hit / (blks_hit + blks_read) between snapshots.",
+            BUFFER_CACHE_HIT_RATIO_SQL, "buffer cache hit ratio", "percentunit", maximum=1,
+        ),
+        Panel(
+            "Request rate",
+            "Requests per second reported by the application (throughput should rise).",
+            REQUEST_RATE_SQL, "requests/s", "reqps",
+        ),
+        Panel(
+            "KMS connection reuse ratio",
+            f"Application metric {KMS_REUSE_METRIC}. Warning alert below "
+            f"{KMS_REUSE_WARNING:.0%}.",
+            KMS_REUSE_SQL, "KMS connection reuse ratio", "percentunit",
+            (Step(None, "yellow"), Step(KMS_REUSE_WARNING, "green")), maximum=1,
+        ),
+    )  # fmt: skip
+
+
+def _datasource() -> dict[str, str]:
+    return {"type": DATASOURCE_TYPE, "uid": f"${{{DATASOURCE_VARIABLE}}}"}
+
+
+def _panel_json(panel: Panel, number: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "unit": panel.unit,
+        "min": 0,
+        "thresholds": {
+            "mode": "absolute",
+            "steps": [{"color": step.colour, "value": step.value} for step in panel.steps],
+        },
+        "custom": {
+            "drawStyle": "line",
+            "lineWidth": 2,
+            "showPoints": "always",
+            "spanNulls": False,
+            "thresholdsStyle": {"mode": "line+area" if len(panel.steps) > 1 else "off"},
+        },
+        "color": {"mode": "palette-classic"},
+    }
+    if panel.maximum is not None:
+        defaults["max"] = panel.maximum
+    return {
+        "id": number,
+        "type": "timeseries",
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": _datasource(),
+        "gridPos": {
+            "h": GRID_HEIGHT,
+            "w": GRID_WIDTH,
+            "x": (number - 1) % 2 * GRID_WIDTH,
+            "y": (number - 1) // 2 * GRID_HEIGHT,
+        },
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "none"},
+        },
+        "targets": [
+            {
+                "refId": "A",
+                "datasource": _datasource(),
+                "editorMode": "code",
+                "format": "time_series",
+                "rawQuery": True,
+                "rawSql": panel.sql,
+            }
+        ],
+    }
+
+
+def dashboard(
+    thresholds: Thresholds | None = None,
+    *,
+    datasource_uid: str | None = None,
+    title: str = "dbtools: performance rollout",
+) -> dict[str, Any]:
+    """The dashboard as a Grafana JSON model (import it, or provision it from a file).
+
+    The data source is a dashboard variable (any PostgreSQL data source pointing at the
+    monitored database); *datasource_uid* preselects one.
+    """
+    current = (
+        {"selected": True, "text": datasource_uid, "value": datasource_uid}
+        if datasource_uid
+        else {}
+    )
+    return {
+        "uid": DASHBOARD_UID,
+        "title": title,
+        "description": "Database half of the performance rollout: the perf_monitoring tables "
+        "dbtools snapshots write and the application's request metrics.",
+        "tags": ["dbtools", "postgresql", "rollout"],
+        "timezone": "utc",
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": DATASOURCE_VARIABLE,
+                    "label": "PostgreSQL",
+                    "type": "datasource",
+                    "query": DATASOURCE_TYPE,
+                    "current": current,
+                    "hide": 0,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "panels": [
+            _panel_json(panel, number) for number, panel in enumerate(panels(thresholds), 1)
+        ],
+    }
+
+
+def render_dashboard(
+    thresholds: Thresholds | None = None, *, datasource_uid: str | None = None
+) -> str:
+    """The dashboard as indented JSON text (ends with a newline)."""
+    model = dashboard(thresholds, datasource_uid=datasource_uid)
+    return json.dumps(model, indent=2) + "\n"

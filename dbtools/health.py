@@ -1,0 +1,595 @@
+"""Index and autovacuum health: small pure rules over the typed statistics rows.
+
+The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys and
+the server's autovacuum settings) and return ``Finding``s; ``INDEX_RULES`` and
+``AUTOVACUUM_RULES`` list them. Usage counters are the snapshot's own (cumulative since the
+statistics were last reset), as a DBA judges "unused": a short window proves nothing.
+
+What the snapshots do not hold (foreign keys, server settings) ``read_catalog`` reads in two
+queries, whatever the number of tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import class_row
+
+from dbtools.connection import SQL_MARKER
+from dbtools.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA, AutovacuumSpec, qualified
+from dbtools.stats import DatabaseRow, IndexRow, Snapshot, TableRow
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
+WRAPAROUND_LIMIT = 2**31  # transaction IDs before wraparound
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem a rule found in one object."""
+
+    rule: str
+    severity: Severity
+    subject: str  # schema.name of the index or table (or the database name)
+    message: str
+    suggestion: str = ""  # what a DBA would run or check next
+
+    def as_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+# -- catalog facts the snapshots do not hold ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key: the referencing table's columns (quoted as ``pg_get_indexdef`` quotes)."""
+
+    relid: int
+    schemaname: str
+    relname: str
+    constraint_name: str
+    columns: list[str]
+    referenced_table: str
+
+    @property
+    def table(self) -> str:
+        return qualified(self.schemaname, self.relname)
+
+
+@dataclass(frozen=True)
+class AutovacuumDefaults:
+    """The server's autovacuum settings (what a table without reloptions gets)."""
+
+    autovacuum: bool = True
+    vacuum_threshold: int = 50
+    vacuum_scale_factor: float = 0.2
+    analyze_threshold: int = 50
+    analyze_scale_factor: float = 0.1
+    freeze_max_age: int = 200_000_000
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Foreign keys and autovacuum settings, read when the report is made."""
+
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    autovacuum: AutovacuumDefaults = field(default_factory=AutovacuumDefaults)
+
+
+FOREIGN_KEYS_SQL = f"""
+SELECT {SQL_MARKER} k.conrelid::bigint AS relid, n.nspname::text AS schemaname,
+       c.relname::text AS relname, k.conname::text AS constraint_name,
+       ARRAY(SELECT quote_ident(a.attname)
+             FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, position)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
+             ORDER BY u.position) AS columns,
+       k.confrelid::regclass::text AS referenced_table
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'f'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+ORDER BY n.nspname, c.relname, k.conname
+"""
+
+AUTOVACUUM_DEFAULTS_SQL = f"""
+SELECT {SQL_MARKER} current_setting('autovacuum')::bool AS autovacuum,
+       current_setting('autovacuum_vacuum_threshold')::int AS vacuum_threshold,
+       current_setting('autovacuum_vacuum_scale_factor')::float8 AS vacuum_scale_factor,
+       current_setting('autovacuum_analyze_threshold')::int AS analyze_threshold,
+       current_setting('autovacuum_analyze_scale_factor')::float8 AS analyze_scale_factor,
+       current_setting('autovacuum_freeze_max_age')::bigint AS freeze_max_age
+"""
+
+
+def read_catalog(conn: psycopg.Connection[Any]) -> Catalog:
+    """The foreign keys of user tables and the server's autovacuum settings (two queries)."""
+    with conn.cursor(row_factory=class_row(ForeignKey)) as cur:
+        foreign_keys = tuple(cur.execute(FOREIGN_KEYS_SQL).fetchall())
+    with conn.cursor(row_factory=class_row(AutovacuumDefaults)) as cur:
+        defaults = cur.execute(AUTOVACUUM_DEFAULTS_SQL).fetchone()
+    assert defaults is not None
+    return Catalog(foreign_keys, defaults)
+
+
+# -- what the rules read -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """Where the rules draw their lines."""
+
+    large_table_rows: int = 10_000  # a table this big should not be read by sequential scans
+    seq_scan_share: float = 0.5  # ...for more than this share of its scans
+    min_dead_tuples: int = 1_000  # fewer dead tuples than this are never worth a finding
+    min_rows_to_analyze: int = 1_000  # a table never analyzed matters from this size
+    xid_age_critical: int = 1_500_000_000  # wraparound at 2^31: this is ~70% of the way
+
+
+@dataclass(frozen=True)
+class HealthInput:
+    """One snapshot's tables and indexes, with the catalog facts, as of ``as_of``."""
+
+    as_of: datetime
+    tables: tuple[TableRow, ...]
+    indexes: tuple[IndexRow, ...]
+    database: DatabaseRow | None = None
+    catalog: Catalog = field(default_factory=Catalog)
+    settings: HealthSettings = field(default_factory=HealthSettings)
+    expected_settings: tuple[AutovacuumSpec, ...] = AUTOVACUUM_SETTINGS
+
+
+Rule = Callable[[HealthInput], list[Finding]]
+
+
+def health_input(
+    snapshot: Snapshot,
+    catalog: Catalog,
+    settings: HealthSettings | None = None,
+    *,
+    leave_out_schemas: Iterable[str] = (MONITORING_SCHEMA,),
+) -> HealthInput:
+    """What the rules read about *snapshot*: its tables, indexes and foreign keys outside
+    *leave_out_schemas* (dbtools' own monitoring schema by default), as of its time."""
+    left_out = frozenset(leave_out_schemas)
+    return HealthInput(
+        as_of=snapshot.header.taken_at,
+        tables=tuple(row for row in snapshot.tables if row.schemaname not in left_out),
+        indexes=tuple(row for row in snapshot.indexes if row.schemaname not in left_out),
+        database=snapshot.database,
+        catalog=Catalog(
+            tuple(fk for fk in catalog.foreign_keys if fk.schemaname not in left_out),
+            catalog.autovacuum,
+        ),
+        settings=settings or HealthSettings(),
+    )
+
+
+def index_name(row: IndexRow) -> str:
+    return qualified(row.schemaname, row.indexrelname)
+
+
+def table_name(row: TableRow | IndexRow) -> str:
+    return qualified(row.schemaname, row.relname)
+
+
+def _drop(row: IndexRow) -> str:
+    return f"DROP INDEX CONCURRENTLY {index_name(row)};"
+
+
+# -- index rules --------------------------------------------------------------------------------
+
+
+def invalid_indexes(data: HealthInput) -> list[Finding]:
+    """Indexes a failed concurrent build left invalid: maintained on writes, never read."""
+    return [
+        Finding(
+            "invalid_index",
+            "critical",
+            index_name(row),
+            f"invalid index on {table_name(row)} (indisvalid = false"
+            f"{', not ready' if not row.is_ready else ''}): a failed CREATE INDEX CONCURRENTLY",
+            f"{_drop(row)} then build it again, or REINDEX INDEX CONCURRENTLY {index_name(row)};",
+        )
+        for row in data.indexes
+        if not row.is_valid
+    ]
+
+
+def covers(index: IndexRow, columns: Iterable[str]) -> bool:
+    """Whether *index* can serve lookups on *columns*: they are its leading key columns."""
+    wanted = set(columns)
+    return (
+        index.is_valid
+        and index.predicate is None
+        and index.access_method == "btree"
+        and set(index.key_columns[: len(wanted)]) == wanted
+    )
+
+
+def _backs_foreign_key(index: IndexRow, data: HealthInput) -> bool:
+    return any(
+        fk.relid == index.relid and covers(index, fk.columns) for fk in data.catalog.foreign_keys
+    )
+
+
+def unused_indexes(data: HealthInput) -> list[Finding]:
+    """Valid indexes never scanned, except unique, primary-key and constraint- or FK-backing ones
+    (they enforce something, or keep deletes on the referenced table from scanning)."""
+    findings = []
+    for row in data.indexes:
+        if row.idx_scan or not row.is_valid or row.is_unique or row.is_primary:
+            continue
+        if row.backs_constraint or _backs_foreign_key(row, data):
+            continue
+        size = f", {human_size(row.index_bytes)}" if row.index_bytes is not None else ""
+        findings.append(
+            Finding(
+                "unused_index",
+                "warning",
+                index_name(row),
+                f"never scanned since statistics were reset (on {table_name(row)}{size}); "
+                "every write still maintains it",
+                f"check replicas and rare jobs first, then {_drop(row)}",
+            )
+        )
+    return findings
+
+
+def _signature(row: IndexRow) -> str:
+    """The definition without ``CREATE [UNIQUE] INDEX name ON table``: method, keys, INCLUDE,
+    WHERE. Equal signatures on one table are duplicates."""
+    return row.definition.partition(" USING ")[2]
+
+
+def _keep_first(row: IndexRow) -> tuple[bool, bool, int]:
+    """Which of duplicates to keep: constraint-backing, then unique, then the oldest (the one
+    built later is the duplicate)."""
+    return (not row.backs_constraint, not row.is_unique, row.indexrelid)
+
+
+def duplicate_indexes(data: HealthInput) -> list[Finding]:
+    """Valid indexes with the same method, keys, INCLUDE and predicate as another on the table."""
+    groups: dict[tuple[int, str], list[IndexRow]] = {}
+    for row in data.indexes:
+        if row.is_valid:
+            groups.setdefault((row.relid, _signature(row)), []).append(row)
+    findings = []
+    for rows in groups.values():
+        kept, *others = sorted(rows, key=_keep_first)
+        for row in others:
+            fix = (
+                "both back constraints: drop the redundant constraint"
+                if row.backs_constraint
+                else _drop(row)
+            )
+            findings.append(
+                Finding(
+                    "duplicate_index",
+                    "warning",
+                    index_name(row),
+                    f"duplicate of {index_name(kept)} ({_signature(row)})",
+                    fix,
+                )
+            )
+    return findings
+
+
+def overlapping_indexes(data: HealthInput) -> list[Finding]:
+    """Non-unique btree indexes whose keys lead another index's keys (same predicate): the
+    longer one serves the same lookups."""
+    btree = [row for row in data.indexes if row.is_valid and row.access_method == "btree"]
+    findings = []
+    for short in btree:
+        if short.is_unique or short.backs_constraint:
+            continue
+        for long in btree:
+            if (
+                long.relid == short.relid
+                and long.predicate == short.predicate
+                and len(long.key_columns) > len(short.key_columns)
+                and long.key_columns[: len(short.key_columns)] == short.key_columns
+            ):
+                findings.append(
+                    Finding(
+                        "overlapping_index",
+                        "info",
+                        index_name(short),
+                        f"its keys ({', '.join(short.key_columns)}) lead {index_name(long)} "
+                        f"({', '.join(long.key_columns)})",
+                        f"if {index_name(long)} serves its queries: {_drop(short)}",
+                    )
+                )
+                break
+    return findings
+
+
+def unindexed_foreign_keys(data: HealthInput) -> list[Finding]:
+    """Foreign keys whose columns lead no valid index: every delete or key update on the
+    referenced table scans the referencing one."""
+    findings = []
+    for fk in data.catalog.foreign_keys:
+        if any(row.relid == fk.relid and covers(row, fk.columns) for row in data.indexes):
+            continue
+        columns = ", ".join(fk.columns)
+        findings.append(
+            Finding(
+                "unindexed_foreign_key",
+                "warning",
+                fk.table,
+                f"foreign key {fk.constraint_name} ({columns}) references {fk.referenced_table} "
+                "with no index on its columns",
+                f"CREATE INDEX CONCURRENTLY ON {fk.table} ({columns});",
+            )
+        )
+    return findings
+
+
+def sequential_scan_tables(data: HealthInput) -> list[Finding]:
+    """Large tables read mostly by sequential scans (a missing or unusable index)."""
+    limits = data.settings
+    findings = []
+    for row in data.tables:
+        scans = row.seq_scan + row.idx_scan
+        if row.n_live_tup < limits.large_table_rows or not scans:
+            continue
+        share = row.seq_scan / scans
+        if share < limits.seq_scan_share:
+            continue
+        findings.append(
+            Finding(
+                "sequential_scans",
+                "warning",
+                table_name(row),
+                f"{row.seq_scan} sequential scans ({share:.0%} of {scans} scans) over "
+                f"{row.n_live_tup} rows read {row.seq_tup_read} rows",
+                "EXPLAIN the statements that read it (see the query families) for a missing index",
+            )
+        )
+    return findings
+
+
+INDEX_RULES: tuple[Rule, ...] = (
+    invalid_indexes,
+    unused_indexes,
+    duplicate_indexes,
+    overlapping_indexes,
+    unindexed_foreign_keys,
+    sequential_scan_tables,
+)
+
+
+# -- autovacuum rules ---------------------------------------------------------------------------
+
+
+def _option(options: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(options[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def vacuum_trigger(row: TableRow, defaults: AutovacuumDefaults) -> float:
+    """Dead tuples at which autovacuum vacuums *row* (its reloptions, else the server's)."""
+    options = row.options
+    return _option(options, "autovacuum_vacuum_threshold", defaults.vacuum_threshold) + _option(
+        options, "autovacuum_vacuum_scale_factor", defaults.vacuum_scale_factor
+    ) * max(row.n_live_tup, 0)
+
+
+def analyze_trigger(row: TableRow, defaults: AutovacuumDefaults) -> float:
+    """Changed rows at which autovacuum analyzes *row*."""
+    options = row.options
+    return _option(options, "autovacuum_analyze_threshold", defaults.analyze_threshold) + _option(
+        options, "autovacuum_analyze_scale_factor", defaults.analyze_scale_factor
+    ) * max(row.n_live_tup, 0)
+
+
+def dead_tuple_ratio(row: TableRow) -> float | None:
+    total = row.n_live_tup + row.n_dead_tup
+    return row.n_dead_tup / total if total else None
+
+
+def last_vacuum(row: TableRow) -> datetime | None:
+    return max((t for t in (row.last_vacuum, row.last_autovacuum) if t), default=None)
+
+
+def last_analyze(row: TableRow) -> datetime | None:
+    return max((t for t in (row.last_analyze, row.last_autoanalyze) if t), default=None)
+
+
+def autovacuum_disabled(data: HealthInput) -> list[Finding]:
+    """Autovacuum switched off for the server or for a table."""
+    findings = []
+    if not data.catalog.autovacuum.autovacuum:
+        findings.append(
+            Finding(
+                "autovacuum_disabled",
+                "critical",
+                data.database.datname if data.database else "server",
+                "autovacuum = off: dead tuples and transaction-ID age grow unchecked",
+                "ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();",
+            )
+        )
+    for row in data.tables:
+        if row.options.get("autovacuum_enabled", "true").lower() in ("false", "off", "0", "no"):
+            findings.append(
+                Finding(
+                    "autovacuum_disabled",
+                    "warning",
+                    table_name(row),
+                    "autovacuum_enabled = false on this table",
+                    f"ALTER TABLE {table_name(row)} RESET (autovacuum_enabled);",
+                )
+            )
+    return findings
+
+
+def dead_tuples(data: HealthInput) -> list[Finding]:
+    """Tables holding more dead tuples than their autovacuum trigger: vacuum is behind."""
+    findings = []
+    for row in data.tables:
+        trigger = vacuum_trigger(row, data.catalog.autovacuum)
+        if row.n_dead_tup < data.settings.min_dead_tuples or row.n_dead_tup <= trigger:
+            continue
+        ratio = dead_tuple_ratio(row) or 0.0
+        findings.append(
+            Finding(
+                "dead_tuples",
+                "warning",
+                table_name(row),
+                f"{row.n_dead_tup} dead tuples ({ratio:.0%} of rows), above the autovacuum "
+                f"trigger of {trigger:.0f}; last vacuum {_when(last_vacuum(row), data.as_of)}",
+                f"VACUUM (ANALYZE) {table_name(row)}; then check what holds autovacuum back "
+                "(long transactions, cost limits)",
+            )
+        )
+    return findings
+
+
+def stale_statistics(data: HealthInput) -> list[Finding]:
+    """Tables changed past their autoanalyze trigger, or never analyzed at all."""
+    findings = []
+    for row in data.tables:
+        analyzed = last_analyze(row)
+        trigger = analyze_trigger(row, data.catalog.autovacuum)
+        if analyzed is None and row.n_live_tup >= data.settings.min_rows_to_analyze:
+            message = f"never analyzed, with {row.n_live_tup} rows: the planner is guessing"
+        elif (
+            row.n_mod_since_analyze >= data.settings.min_dead_tuples
+            and row.n_mod_since_analyze > trigger
+        ):
+            message = (
+                f"{row.n_mod_since_analyze} rows changed since the last analyze "
+                f"({_when(analyzed, data.as_of)}), above the autoanalyze trigger of {trigger:.0f}"
+            )
+        else:
+            continue
+        findings.append(
+            Finding("stale_statistics", "warning", table_name(row), message,
+                    f"ANALYZE {table_name(row)};")
+        )  # fmt: skip
+    return findings
+
+
+def autovacuum_settings(data: HealthInput) -> list[Finding]:
+    """The per-table settings the migrations set (``objects.AUTOVACUUM_SETTINGS``), as found."""
+    tables = {(row.schemaname, row.relname): row for row in data.tables}
+    findings = []
+    for spec in data.expected_settings:
+        row = tables.get((spec.schema, spec.table))
+        if row is None:
+            findings.append(
+                Finding(
+                    "autovacuum_settings",
+                    "info",
+                    spec.qualified_table,
+                    "table not found: the expected autovacuum settings cannot be checked",
+                    "alembic upgrade head",
+                )
+            )
+            continue
+        options = row.options
+        wrong = {k: v for k, v in spec.settings.items() if options.get(k) != v}
+        if not wrong:
+            continue
+        differences = ", ".join(
+            f"{k} = {options.get(k, '(default)')} (expected {v})" for k, v in sorted(wrong.items())
+        )
+        settings = ", ".join(f"{k} = {v}" for k, v in sorted(wrong.items()))
+        findings.append(
+            Finding(
+                "autovacuum_settings",
+                "warning",
+                spec.qualified_table,
+                differences,
+                f"ALTER TABLE {spec.qualified_table} SET ({settings});",
+            )
+        )
+    return findings
+
+
+def transaction_id_age(data: HealthInput) -> list[Finding]:
+    """Tables and the database past ``autovacuum_freeze_max_age`` (anti-wraparound vacuum is
+    overdue), critical past ``xid_age_critical``."""
+    subjects: list[tuple[str, int | None, str]] = [
+        (table_name(row), row.xid_age, f"VACUUM (FREEZE, VERBOSE) {table_name(row)};")
+        for row in data.tables
+    ]
+    if data.database is not None:
+        name = data.database.datname
+        subjects.append(
+            (
+                name,
+                data.database.xid_age,
+                f"vacuumdb --freeze --dbname {name} (oldest tables first)",
+            )
+        )
+    findings = []
+    for subject, age, fix in subjects:
+        if age is None or age <= data.catalog.autovacuum.freeze_max_age:
+            continue
+        severity: Severity = "critical" if age > data.settings.xid_age_critical else "warning"
+        findings.append(
+            Finding(
+                "transaction_id_age",
+                severity,
+                subject,
+                f"transaction-ID age {age} ({age / WRAPAROUND_LIMIT:.0%} of the way to "
+                f"wraparound), past autovacuum_freeze_max_age "
+                f"{data.catalog.autovacuum.freeze_max_age}",
+                f"{fix} and look for what blocks freezing (old transactions, prepared "
+                "transactions, replication slots)",
+            )
+        )
+    return findings
+
+
+AUTOVACUUM_RULES: tuple[Rule, ...] = (
+    autovacuum_disabled,
+    dead_tuples,
+    stale_statistics,
+    autovacuum_settings,
+    transaction_id_age,
+)
+
+
+def run_rules(rules: Iterable[Rule], data: HealthInput) -> list[Finding]:
+    """Every rule's findings, most severe first (then by rule and subject: stable output)."""
+    findings = [finding for rule in rules for finding in rule(data)]
+    order = {severity: i for i, severity in enumerate(SEVERITIES)}
+    return sorted(findings, key=lambda f: (order[f.severity], f.rule, f.subject))
+
+
+def index_health(data: HealthInput) -> list[Finding]:
+    return run_rules(INDEX_RULES, data)
+
+
+def autovacuum_health(data: HealthInput) -> list[Finding]:
+    return run_rules(AUTOVACUUM_RULES, data)
+
+
+# -- wording ------------------------------------------------------------------------------------
+
+
+def human_size(size: int) -> str:
+    """``123456`` as ``120.6 kB``."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _when(moment: datetime | None, as_of: datetime) -> str:
+    if moment is None:
+        return "never"
+    days = (as_of - moment).total_seconds() / 86400
+    return f"{days:.1f} days before the snapshot"

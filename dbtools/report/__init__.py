@@ -1,0 +1,177 @@
+"""``dbtools report``: what a DBA reads after a rollout (Markdown, self-contained HTML, JSON).
+
+The costliest statements, query families and N+1 suspects, hit ratios, index and autovacuum
+health, for one window (``W`` or ``A..B``), two (baseline and candidate: before/after columns),
+or the live statistics. ``generate_report`` is the one call: it reads (read-only, autocommit,
+a fixed number of statements), builds, renders and writes ``reports/report-…-<UTC time>.<ext>``
+atomically. The parts are usable alone: ``load_input`` (database), ``build_report`` (pure),
+``render`` (pure), ``write_report``.
+
+Every query text is scrubbed of literals before it reaches a report; DSN passwords never do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from dbtools import health, stats
+from dbtools.connection import describe, session, translated_errors
+from dbtools.errors import UsageError
+from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
+from dbtools.report.html import render_html
+from dbtools.report.jsonformat import render_json
+from dbtools.report.markdown import render_markdown
+from dbtools.report.model import (
+    SCHEMA_VERSION,
+    Period,
+    Report,
+    ReportInput,
+    ReportOptions,
+    Source,
+    period_from_snapshot,
+    period_from_window,
+)
+from dbtools.report.model import build_report as build_report
+from dbtools.snapshots import load_windows, parse_window
+
+RENDERERS: dict[str, Callable[[Report], str]] = {
+    "md": render_markdown,
+    "html": render_html,
+    "json": render_json,
+}
+FORMATS = tuple(RENDERERS)
+_WHOLE_WINDOW = re.compile(r"^(.*):start\.\.\1:end$")  # what capture writes: W
+
+__all__ = [
+    "FORMATS",
+    "SCHEMA_VERSION",
+    "Report",
+    "ReportInput",
+    "ReportOptions",
+    "build_report",
+    "generate_report",
+    "load_input",
+    "make_report",
+    "render",
+    "write_report",
+]
+
+
+def renderer(fmt: str) -> Callable[[Report], str]:
+    """The renderer of *fmt* (``md``, ``html``, ``json``); raises ``UsageError`` for others."""
+    try:
+        return RENDERERS[fmt]
+    except KeyError:
+        raise UsageError(
+            f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}"
+        ) from None
+
+
+def render(report: Report, fmt: str) -> str:
+    """*report* as ``md``, ``html`` or ``json`` text."""
+    return renderer(fmt)(report)
+
+
+def _windows(
+    window: str | None, baseline: str | None, candidate: str | None, live: bool
+) -> list[tuple[str | None, str]]:
+    """(period name, window reference) pairs; validates that exactly one source was given."""
+    given = [window is not None, baseline is not None or candidate is not None, live]
+    if sum(given) != 1:
+        raise UsageError("give exactly one of --window W, --baseline W1 --candidate W2, --live")
+    if baseline is not None or candidate is not None:
+        if baseline is None or candidate is None:
+            raise UsageError("--baseline and --candidate go together")
+        return [("baseline", baseline), ("candidate", candidate)]
+    return [] if live else [(None, str(window))]
+
+
+def load_input(
+    conn: psycopg.Connection[Any],
+    windows: Sequence[tuple[str | None, str]] = (),
+    *,
+    target: str = "",
+) -> ReportInput:
+    """Read a report's input on *conn*: the stored *windows* ((name, ``W`` or ``A..B``) pairs;
+    none: the live statistics) and the catalog facts health needs.
+
+    Raises ``UsageError`` for malformed or unknown labels, ``PrerequisiteMissing`` without
+    pg_stat_statements (live) or the monitoring tables (windows).
+    """
+    refs = [parse_window(reference) for _, reference in windows]
+    with translated_errors("reading statistics"):
+        if refs:
+            loaded = load_windows(conn, refs)
+            periods: tuple[Period, ...] = tuple(
+                period_from_window(w, name) for w, (name, _) in zip(loaded, windows, strict=True)
+            )
+            state = loaded[-1].end
+        else:
+            state = stats.collect(conn)
+            periods = (period_from_snapshot(state),)
+        catalog = health.read_catalog(conn)
+    source: Source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
+    return ReportInput(source, periods, state, catalog, target)
+
+
+def make_report(
+    dsn: str,
+    *,
+    window: str | None = None,
+    baseline: str | None = None,
+    candidate: str | None = None,
+    live: bool = False,
+    options: ReportOptions | None = None,
+    generated_at: datetime | None = None,
+) -> Report:
+    """Connect to *dsn* (read-only) and build the report of one window, two, or live statistics.
+
+    Exactly one of *window*, *baseline* + *candidate*, *live*. Raises ``UsageError`` (bad
+    arguments, unknown labels), ``ConnectionFailed``, ``PrerequisiteMissing``: all exit code 2.
+    """
+    windows = _windows(window, baseline, candidate, live)
+    with session(dsn, autocommit=True) as conn:
+        data = load_input(conn, windows, target=str(describe(dsn)))
+    return build_report(data, options, generated_at=generated_at or datetime.now(timezone.utc))
+
+
+def report_stem(report: Report) -> str:
+    """``report-live``, ``report-<window>``, ``report-<baseline>-vs-<candidate>``."""
+    if report.source == "live":
+        return "report-live"
+    return "report-" + "-vs-".join(_WHOLE_WINDOW.sub(r"\1", p.label) for p in report.periods)
+
+
+def write_report(report: Report, fmt: str = "md", output_dir: Path = DEFAULT_DIRECTORY) -> Path:
+    """Render *report* and write it atomically to *output_dir* with a timestamped name."""
+    text = render(report, fmt)
+    path = timestamped_path(report_stem(report), fmt, output_dir, report.generated_at)
+    try:
+        return write_atomically(path, text)
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
+
+
+def generate_report(
+    dsn: str,
+    *,
+    window: str | None = None,
+    baseline: str | None = None,
+    candidate: str | None = None,
+    live: bool = False,
+    fmt: str = "md",
+    output_dir: Path = DEFAULT_DIRECTORY,
+    options: ReportOptions | None = None,
+) -> Path:
+    """Build the report (see ``make_report``) and write it (see ``write_report``); its path."""
+    renderer(fmt)  # a bad format is a usage error before anything is read
+    report = make_report(
+        dsn, window=window, baseline=baseline, candidate=candidate, live=live, options=options
+    )
+    return write_report(report, fmt, output_dir)

@@ -1,0 +1,154 @@
+"""The Grafana dashboard: its JSON model, and every panel's SQL run on a real migrated database
+with a known workload (Grafana's time macro replaced by a real predicate)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbtools import snapshots
+from dbtools.config import Thresholds
+from dbtools.connection import SQL_MARKER
+from dbtools.dashboard import DATASOURCE_TYPE, KMS_REUSE_METRIC, Panel, dashboard, panels
+from tests.conftest import Database
+from tests.helpers import run_cli
+from tests.snapshot_helpers import run_requests
+
+TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
+REQUESTS = 10
+
+
+def as_run_by_grafana(sql: str) -> str:
+    """Grafana's ``$__timeFilter(col)`` as the predicate it expands to, over the last day."""
+    return TIME_FILTER.sub(
+        r"\1 BETWEEN now() - interval '1 day' AND now() + interval '1 minute'", sql
+    )
+
+
+def run_panel(db: Database, panel: Panel) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with db.connect() as conn:
+        cursor = conn.execute(as_run_by_grafana(panel.sql))  # type: ignore[arg-type]
+        assert cursor.description is not None
+        return [column.name for column in cursor.description], cursor.fetchall()
+
+
+def by_title() -> dict[str, Panel]:
+    return {panel.title: panel for panel in panels()}
+
+
+def test_dashboard_model_carries_the_guides_thresholds() -> None:
+    model = dashboard(datasource_uid="pg-main")
+    assert model["uid"] == "dbtools-rollout"
+    assert model["templating"]["list"][0]["current"]["value"] == "pg-main"
+    titles = [panel["title"] for panel in model["panels"]]
+    assert titles == [
+        "Database query rate", "Queries per request", "App cache hit ratio",
+        "Response time p95", "Error rate", "Index hit ratio", "Buffer cache hit ratio",
+        "Request rate", "KMS connection reuse ratio",
+    ]  # fmt: skip
+    steps = {
+        panel["title"]: [
+            s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        ]
+        for panel in model["panels"]
+    }
+    assert steps["Database query rate"] == [None, 50]
+    assert steps["App cache hit ratio"] == [None, 0.2, 0.3, 0.4]
+    assert steps["Response time p95"] == [None, 300, 500, 1000]
+    assert steps["Error rate"] == [None, 0.01, 0.05]
+    assert steps["KMS connection reuse ratio"] == [None, 0.6]
+    for panel in model["panels"]:
+        (target,) = panel["targets"]
+        assert target["datasource"] == {"type": DATASOURCE_TYPE, "uid": "${datasource}"}
+        assert target["format"] == "time_series" and target["rawQuery"] is True
+        # Grafana's polling is left out of what dbtools measures.
+        assert SQL_MARKER in target["rawSql"].split("\n")[0]
+    positions = {(p["gridPos"]["x"], p["gridPos"]["y"]) for p in model["panels"]}
+    assert len(positions) == len(model["panels"])  # no two panels overlap
+
+
+def test_thresholds_follow_the_configuration() -> None:
+    tuned = {p.title: p for p in panels(Thresholds(critical_query_rate=80.0))}
+    assert [s.value for s in tuned["Database query rate"].steps] == [None, 80.0]
+
+
+def test_every_panel_runs_on_a_migrated_database(migrated_database: Database) -> None:
+    db = migrated_database
+    snapshots.snapshot(db.dsn, "d1")
+    sent = run_requests(db, REQUESTS)  # ten requests, three statements each
+    snapshots.snapshot(db.dsn, "d2", requests=REQUESTS)
+    db.execute(
+        "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, operation, "
+        "requests, errors, latency_p95_ms, cache_hits, cache_misses) VALUES "
+        "(date_trunc('minute', now()) - interval '5 minutes', 60, 'search', 200, 4, 250, 45, 55), "
+        "(date_trunc('minute', now()) - interval '5 minutes', 60, 'book', 100, 1, 320, 5, 5)"
+    )
+    db.execute(
+        "INSERT INTO perf_monitoring.app_metrics (name, value) VALUES (%s, 0.75)",
+        (KMS_REUSE_METRIC,),
+    )
+    taken = db.execute("SELECT taken_at FROM perf_monitoring.snapshots ORDER BY taken_at")
+    seconds = (taken[1][0] - taken[0][0]).total_seconds()
+
+    expected = {
+        "Database query rate": sent / seconds,
+        "Queries per request": sent / REQUESTS,
+        "App cache hit ratio": 50 / 110,
+        "Response time p95": 320.0,
+        "Error rate": 5 / 300,
+        "Request rate": 300 / 60,
+        "KMS connection reuse ratio": 0.75,
+    }
+    assert sent == 3 * REQUESTS
+    for panel in panels():
+        columns, rows = run_panel(db, panel)
+        assert columns == ["time", panel.value_column], panel.title
+        assert len(rows) == 1, (panel.title, rows)
+        (moment, value), *_ = rows
+        assert isinstance(moment, datetime) and isinstance(value, float), (panel.title, rows)
+        if panel.title in expected:
+            assert value == pytest.approx(expected[panel.title]), panel.title
+        else:  # the hit ratios: the workload read index and heap blocks
+            assert 0 < value <= 1, panel.title
+
+
+def test_a_statistics_reset_breaks_the_series(migrated_database: Database) -> None:
+    """Counters that went back to zero between two snapshots make no point (as in verify)."""
+    db = migrated_database
+    snapshots.snapshot(db.dsn, "r1")
+    run_requests(db, REQUESTS)
+    snapshots.snapshot(db.dsn, "r2", requests=REQUESTS)
+    db.execute("SELECT pg_stat_statements_reset()")
+    run_requests(db, REQUESTS)
+    snapshots.snapshot(db.dsn, "r3", requests=REQUESTS)
+    _, rows = run_panel(db, by_title()["Queries per request"])
+    assert [value for _, value in rows] == [3.0]
+
+
+def test_cli_writes_the_dashboard(tmp_path: Path) -> None:
+    config = tmp_path / "thresholds.toml"
+    config.write_text("[verify]\nmax_p95_ms = 250\n")
+    out = tmp_path / "monitoring" / "dashboard.json"
+    result = run_cli("dashboard", "--config", str(config), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    model = json.loads(out.read_text())
+    p95 = next(p for p in model["panels"] if p["title"] == "Response time p95")
+    assert [s["value"] for s in p95["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+        None, 250, 500, 1000,
+    ]  # fmt: skip
+    assert [p.name for p in out.parent.iterdir()] == ["dashboard.json"]  # no temporary left
+    stdout = run_cli("dashboard")
+    assert json.loads(stdout.stdout)["uid"] == "dbtools-rollout"
+
+
+def test_cli_bad_config_is_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[verify]\nmax_p95_ms = 'fast'\n")
+    result = run_cli("dashboard", "--config", str(config))
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ")

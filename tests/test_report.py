@@ -1,0 +1,353 @@
+"""``dbtools report``: golden renderings of a fixed input, ground truth on a real database, no
+secrets in any format, and charts that a real browser renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy
+import psycopg
+import pytest
+from PIL import Image
+
+from dbtools import snapshots
+from dbtools.families import shape_of
+from dbtools.report import FORMATS, make_report, render, write_report
+from dbtools.report.html import render_html
+from dbtools.report.model import Report
+from tests.conftest import Database, PgServer
+from tests.helpers import run_cli
+from tests.report_fixture import (
+    LOAD_TRIP,
+    LOAD_TRIPS,
+    OFFERS,
+    OFFERS_BATCH,
+    SECRET,
+    TRAVELERS_2,
+    fixed_report,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = os.environ.get("DBTOOLS_UPDATE_GOLDEN") == "1"
+CANDIDATE_BLUE = (0x2F, 0x6F, 0xB3)  # charts.COLOURS[1]: drawn by the charts and nothing else
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE_GOLDEN:
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with DBTOOLS_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
+
+
+# -- the fixed input ----------------------------------------------------------------------------
+
+
+def test_markdown_golden() -> None:
+    check_golden("report.md", render(fixed_report(), "md"))
+
+
+def test_json_golden() -> None:
+    check_golden("report.json", render(fixed_report(), "json"))
+
+
+def test_fixed_report_findings() -> None:
+    """What the fixed input must yield, stated outright (the golden files hold the rest)."""
+    report = fixed_report()
+    suspects = {s.fingerprint: s for s in report.n_plus_one}
+    load, offers = shape_of(LOAD_TRIP), shape_of(OFFERS)
+    assert set(suspects) == {load.fingerprint, offers.fingerprint}
+    assert suspects[load.fingerprint].batched_family == shape_of(LOAD_TRIPS).fingerprint
+    assert suspects[offers.fingerprint].batched_family == shape_of(OFFERS_BATCH).fingerprint
+    assert suspects[load.fingerprint].figures["baseline"].calls_per_request == 1.0  # type: ignore[union-attr]
+
+    in_list = next(f for f in report.families if f.fingerprint == shape_of(TRAVELERS_2).fingerprint)
+    assert in_list.figures["baseline"].statements == 2  # type: ignore[union-attr]
+    assert in_list.figures["baseline"].calls == 6  # type: ignore[union-attr]
+    assert {f.kind for f in report.unparsed} == {"vacuum", "alter role"}
+
+    assert report.periods[0].queries_per_request == pytest.approx(3.08)
+    assert report.periods[1].queries_per_request == pytest.approx(0.31)
+    assert report.query_reduction == pytest.approx(1 - 0.31 / 3.08)
+
+    index_findings = {(f.rule, f.subject) for f in report.index_health}
+    assert index_findings == {
+        ("invalid_index", "public.ix_flight_search_cache_key_expiry"),
+        ("duplicate_index", "public.ix_flight_offers_trip_expiry_copy"),
+        ("overlapping_index", "public.ix_flight_offers_trip"),
+        ("unused_index", "public.ix_bookings_created_at"),
+        ("unindexed_foreign_key", "public.bookings"),
+        ("sequential_scans", "public.flight_search_cache"),
+    }
+    vacuum_findings = {(f.rule, f.subject) for f in report.autovacuum_health}
+    assert vacuum_findings == {
+        ("autovacuum_settings", "public.flight_search_cache"),
+        ("autovacuum_settings", "public.trip_requests"),
+        ("dead_tuples", "public.flight_offers"),
+        ("stale_statistics", "public.bookings"),
+        ("stale_statistics", "public.flight_offers"),
+        ("stale_statistics", "public.flight_search_cache"),
+        ("transaction_id_age", "flights"),
+        ("transaction_id_age", "public.flight_offers"),
+    }
+
+
+def test_json_is_stable_and_versioned() -> None:
+    document = json.loads(render(fixed_report(), "json"))
+    assert document["schema_version"] == 1
+    assert list(document) == [
+        "schema_version", "title", "generated_at", "source", "target", "database",
+        "server_version", "periods", "query_reduction", "top_statements", "families",
+        "unparsed", "n_plus_one", "table_hit_ratios", "indexes", "index_health", "autovacuum",
+        "autovacuum_health", "notes",
+    ]  # fmt: skip
+    first = document["top_statements"][0]
+    assert isinstance(first["queryid"], str)  # 64-bit ids survive JavaScript
+    assert set(first["figures"]) == {"baseline", "candidate"}
+    assert render(fixed_report(), "json") == render(fixed_report(), "json")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fixed_report_never_shows_the_password(fmt: str) -> None:
+    text = render(fixed_report(), fmt)
+    assert SECRET not in text
+    assert "ALTER ROLE app PASSWORD $1" in text
+
+
+def test_html_is_self_contained() -> None:
+    html = render(fixed_report(), "html")
+    assert html.count("<svg") == 3  # queries per request, hit ratios, top statements
+    references = re.findall(r"""(?:src|href)\s*=\s*["']?(?!#)([^"'\s>]+)""", html)
+    assert references == []
+    assert re.findall(r"url\((?!#)", html) == []  # only the SVGs' own clip paths
+    for needle in ("<script", "<link", "@import", "<img", "<iframe"):
+        assert needle not in html
+
+
+def test_written_atomically_with_timestamped_name(tmp_path: Path) -> None:
+    report = fixed_report()
+    paths = [write_report(report, fmt, tmp_path) for fmt in FORMATS]
+    assert [p.name for p in paths] == [
+        f"report-baseline-vs-candidate-20260102T120000Z.{fmt}" for fmt in FORMATS
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+    assert paths[0].read_text() == render(report, "md")
+
+
+# -- the browser ---------------------------------------------------------------------------------
+
+
+def screenshot(html: str, directory: Path, name: str) -> Image.Image:
+    """Render *html* in headless Chromium; the screenshot as an RGB image."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail(
+            "chromium is not installed: the HTML report test needs it "
+            "(apt-get install -y chromium; .ci/run installs it)",
+            pytrace=False,
+        )
+    page, png = directory / f"{name}.html", directory / f"{name}.png"
+    page.write_text(html, encoding="utf-8")
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={directory / (name + '-profile')}",
+         f"--screenshot={png}", "--window-size=1200,2000", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and png.exists(), result.stderr[-2000:]
+    return Image.open(png).convert("RGB")
+
+
+def count_pixels(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 8) -> int:
+    pixels = numpy.asarray(image, dtype=numpy.int16)
+    close = numpy.abs(pixels - numpy.array(colour, dtype=numpy.int16)) <= tolerance
+    return int(close.all(axis=-1).sum())
+
+
+def test_html_charts_render_in_chromium(tmp_path: Path) -> None:
+    report = fixed_report()
+    with_charts = screenshot(render_html(report), tmp_path, "charts")
+    without = screenshot(render_html(report, with_charts=False), tmp_path, "plain")
+    assert with_charts.size == (1200, 2000)
+    for image in (with_charts, without):  # both rendered the page, not a blank screen
+        assert count_pixels(image, (255, 255, 255), tolerance=0) < 1200 * 2000 * 0.98
+    # The candidate's bars are drawn in one colour that nothing else on the page uses.
+    assert count_pixels(without, CANDIDATE_BLUE) == 0
+    assert count_pixels(with_charts, CANDIDATE_BLUE) > 5_000
+
+
+# -- a real database -----------------------------------------------------------------------------
+
+LOOKUP_TRIP = "SELECT id, search_key FROM trip_requests WHERE id = %(id)s AND status = 'active'"
+LOOKUP_OFFERS = "SELECT price_total FROM flight_offers WHERE trip_request_id = %(id)s"
+BATCH_TRIPS = (
+    "SELECT id, search_key FROM trip_requests WHERE id = ANY(%(ids)s) AND status = 'active'"
+)
+BATCH_OFFERS = "SELECT price_total FROM flight_offers WHERE trip_request_id = ANY(%(ids)s)"
+REQUESTS = 20
+OFFER_LOOKUPS_PER_REQUEST = 3
+
+
+def serve(db: Database, label: str, work: list[tuple[str, Any]], requests: int) -> None:
+    """Run *work* between the snapshots LABEL:start and LABEL:end (with *requests*)."""
+    start, end = snapshots.window_labels(label)
+    snapshots.snapshot(db.dsn, start)
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        for statement, params in work:
+            conn.execute(statement, params)
+    snapshots.snapshot(db.dsn, end, requests=requests)
+
+
+def test_report_ground_truth(migrated_database: Database, pg_server: PgServer) -> None:
+    """Per-request lookups (one and three per request) against their batched forms."""
+    db = migrated_database
+    baseline: list[tuple[str, Any]] = []
+    for request in range(REQUESTS):
+        baseline.append((LOOKUP_TRIP, {"id": request}))
+        baseline += [(LOOKUP_OFFERS, {"id": request})] * OFFER_LOOKUPS_PER_REQUEST
+    baseline += [("SELECT id FROM travelers WHERE id IN (%s, %s)", (1, 2))] * 4
+    baseline += [("SELECT id FROM travelers WHERE id IN (%s, %s, %s)", (1, 2, 3))] * 2
+    serve(db, "b", baseline, REQUESTS)
+    candidate = [
+        (statement, {"ids": list(range(first, first + 10))})
+        for first in range(0, REQUESTS, 10)
+        for statement in (BATCH_TRIPS, BATCH_OFFERS)
+    ]
+    serve(db, "c", candidate, REQUESTS)
+
+    report = make_report(
+        db.dsn, baseline="b", candidate="c", generated_at=datetime.now(timezone.utc)
+    )
+
+    sent_before = REQUESTS * (1 + OFFER_LOOKUPS_PER_REQUEST) + 6
+    assert [p.queries for p in report.periods] == [sent_before, 4]
+    assert report.periods[0].queries_per_request == sent_before / REQUESTS
+    assert report.periods[1].queries_per_request == 4 / REQUESTS
+    assert report.query_reduction == pytest.approx(1 - 4 / sent_before)
+
+    families = {f.fingerprint: f for f in report.families}
+    trips = _family(report, "trip_requests", "id = $1")
+    offers = _family(report, "flight_offers", "id = $1")
+    batch_trips = _family(report, "trip_requests", "ANY(")
+    batch_offers = _family(report, "flight_offers", "ANY(")
+    suspects = {s.fingerprint: s for s in report.n_plus_one}
+    assert set(suspects) == {trips, offers}
+    assert suspects[trips].figures["baseline"].calls_per_request == 1.0  # type: ignore[union-attr]
+    assert suspects[offers].figures["baseline"].calls_per_request == 3.0  # type: ignore[union-attr]
+    assert suspects[offers].figures["candidate"] is None
+    assert suspects[trips].batched_family == batch_trips
+    assert suspects[offers].batched_family == batch_offers
+    assert families[batch_offers].figures["candidate"].calls == REQUESTS // 10  # type: ignore[union-attr]
+
+    # PostgreSQL 18 keeps one entry for IN lists of any length, 15 one per length: one family.
+    in_lists = [f for f in report.families if "IN (" in f.sql and "travelers" in f.sql]
+    assert len(in_lists) == 1
+    assert in_lists[0].figures["baseline"].calls == 6  # type: ignore[union-attr]
+    assert in_lists[0].figures["baseline"].statements == (2 if pg_server.major < 18 else 1)  # type: ignore[union-attr]
+
+    gone = next(line for line in report.top_statements if line.fingerprint == offers)
+    assert gone.change is not None and gone.change.status == "gone"
+    assert gone.figures["baseline"].calls == REQUESTS * OFFER_LOOKUPS_PER_REQUEST  # type: ignore[union-attr]
+    assert report.periods[0].problems == () and report.periods[1].problems == ()
+
+
+def _family(report: Report, table: str, marker: str) -> str:
+    found = [
+        f.fingerprint
+        for f in report.families
+        if f.tables == (table,) and marker in f.sql and f.kind == "select"
+    ]
+    assert len(found) == 1, (table, marker, [f.sql for f in report.families])
+    return found[0]
+
+
+def test_password_literal_never_reaches_a_report(
+    migrated_database: Database, pg_server: PgServer, tmp_path: Path
+) -> None:
+    """A role's password set on the server (kept as a literal in pg_stat_statements), and the
+    DSN's password: in no format, window or live, nor on the terminal."""
+    if pg_server.sandbox is None:
+        pytest.fail("this test needs the sandbox's password authentication on TCP")
+    db = migrated_database
+    role = f"report_probe_{db.name}"
+    snapshots.snapshot(db.dsn, "p:start")
+    db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{SECRET}' IN ROLE pg_monitor")
+    try:
+        db.execute(f"ALTER ROLE {role} PASSWORD '{SECRET}'")
+        snapshots.snapshot(db.dsn, "p:end")
+        db.execute(f"GRANT USAGE ON SCHEMA perf_monitoring TO {role}")
+        db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA perf_monitoring TO {role}")
+        db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")  # stats.collect reads it
+        stored = db.execute(
+            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s", (f"%{SECRET}%",)
+        )
+        assert stored[0][0] >= 2  # the server kept the literal: there is something to scrub
+        dsn = pg_server.sandbox.tcp_dsn(db.name, role, SECRET)
+        for source in (["--window", "p"], ["--live"]):
+            for fmt in FORMATS:
+                out = tmp_path / f"{source[0][2:]}-{fmt}"
+                result = run_cli("report", "--dsn", dsn, *source, "--format", fmt,
+                                 "--output-dir", str(out))  # fmt: skip
+                assert result.exit_code == 0, result.output
+                (written,) = out.iterdir()
+                text = written.read_text()
+                assert SECRET not in text + result.output
+                assert f"ALTER ROLE {role} PASSWORD $1" in text
+                assert "report_probe" in text and "127.0.0.1" in text  # the target, no password
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give exactly one of"),
+        (["--live", "--window", "w"], "give exactly one of"),
+        (["--baseline", "w"], "--baseline and --candidate go together"),
+        (["--window", "nowhere"], "unknown snapshot label"),
+        (["--window", "a..b..c"], "invalid window"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    migrated_database: Database, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "reports"
+    result = run_cli("report", "--dsn", migrated_database.dsn, *args, "--output-dir", str(out))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unwritable_output_dir_is_exit_2(database: Database, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = blocker / "reports"  # cannot be created: its parent is a file
+    result = run_cli("report", "--dsn", database.dsn, "--live", "--output-dir", str(out))
+    assert result.exit_code == 2
+    assert "Error: cannot write" in result.stderr
+
+
+def test_cli_prints_the_path_of_the_report(database: Database, tmp_path: Path) -> None:
+    database.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    result = run_cli("report", "--dsn", database.dsn, "--live", "--format", "json",
+                     "--output-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (written,) = tmp_path.iterdir()
+    assert result.stdout.strip() == str(written)
+    assert re.fullmatch(r"report-live-\d{8}T\d{6}Z\.json", written.name)
+    document = json.loads(written.read_text())
+    assert document["source"] == "live" and document["database"] == database.name
+    assert any("CREATE TABLE t" in f["sql"] for f in document["families"] + document["unparsed"])
