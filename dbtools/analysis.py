@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlglot
@@ -18,11 +19,11 @@ from sqlglot import exp
 
 _PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
 _LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)+", re.S)
-_TRANSACTION_CONTROL = re.compile(
-    r"^(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release"
-    r"|prepare\s+transaction)\b",
-    re.I,
+# Statements that only delimit transactions; shared with the dashboard's SQL (a POSIX regex).
+TRANSACTION_CONTROL_PATTERN = (
+    r"(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)"
 )
+_TRANSACTION_CONTROL = re.compile(rf"^{TRANSACTION_CONTROL_PATTERN}\b", re.I)
 
 
 def pad_placeholders(text: str) -> str:
@@ -75,13 +76,17 @@ def tables_touched(text: str) -> frozenset[TableRef] | None:
     for tree in trees:
         if tree is None or isinstance(tree, exp.Command):
             return None
-        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-        for table in tree.find_all(exp.Table):
-            name = table.name.lower()
-            if not name or (not table.db and name in ctes):
-                continue
-            found.add(TableRef(table.db.lower() or None, name))
+        found.update(table_refs(tree))
     return frozenset(found)
+
+
+def table_refs(tree: exp.Expr) -> Iterator[TableRef]:
+    """The tables a parsed statement names, CTE names left out."""
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        if name and not (not table.db and name in ctes):
+            yield TableRef(table.db.lower() or None, name)
 
 
 def mentions_table(text: str, table: TableRef) -> bool:

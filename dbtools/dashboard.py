@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbtools import objects
+from dbtools.analysis import TRANSACTION_CONTROL_PATTERN
 from dbtools.config import Thresholds
 from dbtools.connection import SQL_MARKER
 
@@ -43,10 +44,7 @@ REQUEST_METRICS = _table(objects.request_metrics)
 APP_METRICS = _table(objects.app_metrics)
 
 # Transaction control is not a query (verify counts it apart); nested statements are not sent.
-_APPLICATION_STATEMENT = (
-    r"t.toplevel AND t.query !~* '^\s*(begin|start\s+transaction|commit|end|rollback|abort"
-    r"|savepoint|release|prepare\s+transaction)\y'"
-)
+_APPLICATION_STATEMENT = rf"t.toplevel AND t.query !~* '^\s*{TRANSACTION_CONTROL_PATTERN}\y'"
 
 # One row per pair of consecutive, comparable snapshots of a database: the deltas between them.
 SNAPSHOT_STEPS = f"""WITH {SQL_MARKER} totals AS (

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from dbtools.analysis import pad_placeholders
+from dbtools.analysis import pad_placeholders, table_refs
 from dbtools.redaction import scrub_query
 
 DIALECT = "postgres"
@@ -172,12 +172,7 @@ def _hash_form(generated_sql: str) -> str:
 
 
 def _tables(tree: exp.Expression) -> Iterator[str]:
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
-        name = table.name.lower()
-        if not name or (not table.db and name in ctes):
-            continue
-        yield f"{table.db.lower()}.{name}" if table.db else name
+    return (str(ref) for ref in table_refs(tree))
 
 
 def _kind(tree: exp.Expression) -> str:

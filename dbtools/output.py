@@ -16,10 +16,20 @@ DEFAULT_DIRECTORY = Path("reports")
 def timestamped_path(
     stem: str, suffix: str, directory: Path = DEFAULT_DIRECTORY, now: datetime | None = None
 ) -> Path:
-    """``reports/<stem>-20261128T134500Z.<suffix>`` (UTC); *stem* made safe for a file name."""
+    """``reports/<stem>-20261128T134500Z.<suffix>`` (UTC); *stem* made safe for a file name.
+
+    A name already taken (two reports in the same second) gets ``-2``, ``-3``… so that nothing
+    written earlier is replaced.
+    """
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     safe = re.sub(r"[^\w.-]+", "-", stem).strip("-")
-    return directory / f"{safe}-{moment:%Y%m%dT%H%M%SZ}.{suffix}"
+    base = f"{safe}-{moment:%Y%m%dT%H%M%SZ}"
+    path = directory / f"{base}.{suffix}"
+    counter = 1
+    while path.exists():
+        counter += 1
+        path = directory / f"{base}-{counter}.{suffix}"
+    return path
 
 
 def write_atomically(path: Path, text: str) -> Path:

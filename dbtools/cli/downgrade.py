@@ -13,8 +13,8 @@ import click
 
 from dbtools.cli.options import format_option
 from dbtools.connection import resolve_dsn
-from dbtools.downgrade.output import timestamped_path, write_atomically
 from dbtools.errors import UsageError
+from dbtools.output import timestamped_path, write_atomically
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -30,3 +31,14 @@ def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
         show_default=True,
         help="Output format.",
     )
+
+
+def config_option(func: F) -> F:
+    """``--config``: a TOML file of thresholds (else ``[tool.dbtools]`` in pyproject.toml)."""
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="TOML file with a [verify] table of thresholds.",
+    )(func)

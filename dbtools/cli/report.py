@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import dsn_option, format_option
+from dbtools.cli.options import config_option, dsn_option, format_option
 from dbtools.config import load_thresholds
 from dbtools.connection import resolve_dsn
 from dbtools.dashboard import render_dashboard
@@ -108,13 +108,7 @@ def report_command(
     default=None,
     help="Preselect this Grafana PostgreSQL data source (a dashboard variable).",
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML file with a [verify] table of thresholds.",
-)
+@config_option
 def dashboard_command(
     output: Path | None, datasource_uid: str | None, config_file: Path | None
 ) -> None:  # fmt: skip

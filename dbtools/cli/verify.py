@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dbtools.cli.options import dsn_option, format_option
+from dbtools.cli.options import config_option, dsn_option, format_option
 from dbtools.connection import resolve_dsn
 
 if TYPE_CHECKING:
@@ -127,13 +127,7 @@ def render_table(result: VerifyResult) -> str:
     metavar="NAME",
     help="Use only request_metrics rows of this operation. Default: all.",
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="TOML file with a [verify] table of thresholds.",
-)
+@config_option
 @format_option("table", "json")
 def verify_command(
     dsn: str | None,
