@@ -72,9 +72,9 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _register() -> None:
-    from dbtools.cli import doctor, sandbox
+    from dbtools.cli import doctor, sandbox, workload
 
-    for module in (sandbox, doctor):
+    for module in (sandbox, doctor, workload):
         for command in module.COMMANDS:
             cli.add_command(command)
 
