@@ -59,7 +59,7 @@ def _dataset(options: dict[str, Any]) -> Dataset:
 
 @click.group("workload")
 def workload() -> None:
-    """Seed and run the reference flight-search workload (the application dbtools measures).
+    """Seed and run the reference flight-search workload (the measured application).
 
     \b
     dbtools workload seed                     # once, into a migrated database
@@ -74,7 +74,9 @@ def workload() -> None:
 @click.option("--replace", is_flag=True, help="Truncate the flight-search tables first.")
 @format_option("table", "json")
 def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> None:
-    """Fill the flight-search tables with the reference data set, then VACUUM ANALYZE them.
+    """Fill the flight-search tables with the reference data set.
+
+    Rows go in with COPY in one transaction, then the tables are vacuumed and analysed.
 
     The database must be migrated (alembic upgrade head) and its flight-search tables empty,
     unless --replace. Exit code 2 when either is not the case; nothing is written then.

@@ -69,6 +69,8 @@ class DataPath(enum.Enum):
 class WorkloadConfig:
     """One run of the workload. Strings are accepted for ``path`` and ``duplication``.
 
+    ``wave_interval_ms`` paces the run: a wave starts at least that long after the previous one
+    started (0: as soon as it is answered), e.g. to hold a query rate over a capture window.
     ``batch_window_ms`` is how long the batched path waits for more requests after the first
     one of a batch (0: only those that arrive in the same event-loop iteration, i.e. the same
     burst); ``app_cache_ttl_s`` should outlast the run for the hit ratio to be the level's.
@@ -77,6 +79,7 @@ class WorkloadConfig:
     path: DataPath = DataPath.BATCHED
     requests: int = 1_000
     concurrency: int = 10
+    wave_interval_ms: float = 0.0
     duplication: Duplication = Duplication.MEDIUM
     seed: int = 1
     dataset: Dataset = field(default_factory=Dataset)
@@ -103,6 +106,7 @@ class WorkloadConfig:
             (self.pool_size >= 1, "pool_size must be at least 1"),
             (self.max_batch_size >= 1, "max_batch_size must be at least 1"),
             (self.batch_window_ms >= 0, "batch_window_ms must not be negative"),
+            (self.wave_interval_ms >= 0, "wave_interval_ms must not be negative"),
             (self.app_cache_ttl_s > 0, "app_cache_ttl_s must be positive"),
             (self.provider_latency_ms >= 0, "provider_latency_ms must not be negative"),
             (self.bucket_seconds >= 1, "bucket_seconds must be at least 1"),
@@ -261,7 +265,9 @@ class _Run:
         self.metrics = RequestMetrics(self.config.operation, self.config.bucket_seconds)
         answered: list[tuple[SearchResult, float]] = []
         size = self.config.concurrency
-        for start in range(0, len(requests), size):
+        interval = self.config.wave_interval_ms / 1000
+        for number, start in enumerate(range(0, len(requests), size)):
+            await asyncio.sleep(max(started + number * interval - time.perf_counter(), 0))
             wave = requests[start : start + size]
             answered += await asyncio.gather(*(self._handle(request) for request in wave))
             if progress is not None:
