@@ -72,8 +72,9 @@ class WorkloadConfig:
     ``wave_interval_ms`` paces the run: a wave starts at least that long after the previous one
     started (0: as soon as it is answered), e.g. to hold a query rate over a capture window.
     ``batch_window_ms`` is how long the batched path waits for more requests after the first
-    one of a batch (0: only those that arrive in the same event-loop iteration, i.e. the same
-    burst); ``app_cache_ttl_s`` should outlast the run for the hit ratio to be the level's.
+    one of a batch; 0 (the default) coalesces what arrives in the same event-loop turn, i.e. a
+    burst of concurrent requests, without adding any wait; set a few ms when requests trickle
+    in. ``app_cache_ttl_s`` should outlast the run for the hit ratio to be the level's.
     """
 
     path: DataPath = DataPath.BATCHED
@@ -84,7 +85,7 @@ class WorkloadConfig:
     seed: int = 1
     dataset: Dataset = field(default_factory=Dataset)
     pool_size: int = 10
-    batch_window_ms: float = 2.0
+    batch_window_ms: float = 0.0
     max_batch_size: int = 100
     app_cache_ttl_s: float = 600.0
     provider_latency_ms: float = 0.0
