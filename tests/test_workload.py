@@ -226,9 +226,11 @@ def test_request_metrics_rows_hold_exactly_the_runs_requests(seeded_database: Da
         wave_interval_ms=200,
     )  # fmt: skip
     (started,) = seeded_database.execute("SELECT clock_timestamp()")[0]
-    result = run_workload(seeded_database.dsn, config)
+    progress: list[tuple[int, int]] = []
+    result = run_workload(seeded_database.dsn, config, progress=lambda *p: progress.append(p))
     (finished,) = seeded_database.execute("SELECT clock_timestamp()")[0]
     _ok(result)
+    assert progress == [(5 * wave, 60) for wave in range(1, 13)]
     rows = seeded_database.execute(
         "SELECT bucket_start, bucket_seconds, operation, requests, errors, cache_hits,"
         " cache_misses, batches, batch_size_max, latency_p50_ms, latency_p95_ms"

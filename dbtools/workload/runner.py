@@ -23,7 +23,7 @@ from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dbtools.connection import connect
-from dbtools.errors import PrerequisiteMissing, UsageError
+from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
 from dbtools.workload import queries
 from dbtools.workload.access import (
     Batched,
@@ -199,9 +199,9 @@ def run_workload(
     """Run the workload against a migrated, seeded database and return what it did.
 
     *progress* is called with (requests answered, requests in total) after every wave. Raises
-    ``ConnectionFailed`` when the database cannot be reached, ``PrerequisiteMissing`` when the
-    schema is missing, ``UsageError`` for a configuration it cannot run. Failed requests are
-    counted (``errors``), not raised.
+    ``ConnectionFailed`` when the database cannot be reached or the pool cannot open its
+    connections, ``PrerequisiteMissing`` when the schema is missing, ``UsageError`` for a
+    configuration it cannot run. Failed requests are counted (``errors``), not raised.
     """
     return asyncio.run(run_workload_async(dsn, config, progress=progress))
 
@@ -257,11 +257,17 @@ class _Run:
             window_s=config.batch_window_ms / 1000,
             max_size=config.max_batch_size,
         )
-        self.metrics = RequestMetrics(config.operation, config.bucket_seconds)
+        self.metrics: RequestMetrics  # created when the first wave starts
         self.hits = self.misses = self.errors = self.batches = self.batch_size_max = 0
 
     async def run(self, requests: list[SearchRequest], progress: Progress | None) -> WorkloadResult:
-        await self.pool.open(wait=True, timeout=self.config.pool_timeout_s)
+        try:
+            await self.pool.open(wait=True, timeout=self.config.pool_timeout_s)
+        except PoolTimeout as err:
+            raise ConnectionFailed(
+                f"the workload's pool could not open {self.config.pool_size} connections within "
+                f"{self.config.pool_timeout_s:g} s (max_connections reached?)"
+            ) from err
         started = time.perf_counter()
         self.metrics = RequestMetrics(self.config.operation, self.config.bucket_seconds)
         answered: list[tuple[SearchResult, float]] = []
