@@ -4,8 +4,9 @@
 
 One run, side by side: a throwaway PostgreSQL (``temporary_sandbox``) migrated to head and seeded
 once, then copied into one database per data path, so that both paths do the same work on the
-same data. Each round runs the same request stream (a new seed per round) on both paths, in
-alternating order.
+same data, each through its own long-lived pool (warmed by one unmeasured run, as a running
+application's connections are). Each round runs the same request stream (a new seed per round)
+on every variant, in rotating order.
 
 * Concurrency table: waves of 1, 5, 10 and 50 simultaneous requests, no duplication; queries
   are the pg_stat_statements deltas of the application's statements (not the workload's own
@@ -20,6 +21,8 @@ Writes ``benchmarks/RESULTS-workload.md`` (atomically) and prints it.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -38,12 +41,14 @@ from psycopg import sql
 from dbtools.revisions import upgrade
 from dbtools.sandbox import temporary_sandbox
 from dbtools.workload import (
+    ApplicationPool,
     DataPath,
     Dataset,
     Duplication,
     WorkloadConfig,
     WorkloadResult,
-    run_workload,
+    application_pool,
+    run_workload_async,
     seed_database,
 )
 from dbtools.workload.observe import calls_between, statement_calls
@@ -54,6 +59,7 @@ CACHE_CONCURRENCY = 10
 CACHE_REQUESTS = 1000
 RESULTS = Path(__file__).resolve().parent / "RESULTS-workload.md"
 SLOW_WINDOW_MS = 2.0
+WARM_UP_PER_CONNECTION = 20
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,11 @@ class Measured:
         return statistics.fmean(self.result.latencies_ms)
 
 
-def measure(dsn: str, variant: Variant, config: WorkloadConfig) -> Measured:
+async def measure(
+    dsn: str, variant: Variant, config: WorkloadConfig, pool: ApplicationPool
+) -> Measured:
     before = statement_calls(dsn)
-    result = run_workload(dsn, config)
+    result = await run_workload_async(dsn, config, pool=pool)
     seen = calls_between(before, statement_calls(dsn))
     if result.errors:
         raise SystemExit(f"{config.path.value}: {result.errors} requests failed")
@@ -102,18 +110,35 @@ def measure(dsn: str, variant: Variant, config: WorkloadConfig) -> Measured:
     return Measured(variant, queries, result)
 
 
-def side_by_side(
-    dsns: dict[Variant, str], base: WorkloadConfig, rounds: int
+@dataclass(frozen=True)
+class Application:
+    """One variant's database and its long-lived, warm connection pool."""
+
+    dsn: str
+    pool: ApplicationPool
+
+
+async def side_by_side(
+    apps: dict[Variant, Application], base: WorkloadConfig, rounds: int
 ) -> dict[Variant, list[Measured]]:
-    """*rounds* rounds of every variant on the same request stream, rotating which goes first."""
+    """*rounds* rounds of every variant on the same request stream, rotating which goes first,
+    after one unmeasured warm-up run each (prepared statements, backend caches)."""
     runs: dict[Variant, list[Measured]] = {variant: [] for variant in VARIANTS}
-    for number in range(rounds):
+    for number in range(-1, rounds):
         shift = number % len(VARIANTS)
         for variant in VARIANTS[shift:] + VARIANTS[:shift]:
             config = dataclasses.replace(
                 base, path=variant.path, batch_window_ms=variant.window_ms, seed=1000 + number
             )
-            runs[variant].append(measure(dsns[variant], variant, config))
+            app = apps[variant]
+            if number < 0:
+                # The pool hands connections out in turn: warm every one of them past psycopg's
+                # prepare threshold (5 executions) and the backend's first-use catalog lookups.
+                warm_up = max(config.requests, WARM_UP_PER_CONNECTION * base.pool_size)
+                warm = dataclasses.replace(config, requests=warm_up, record_metrics=False)
+                await run_workload_async(app.dsn, warm, pool=app.pool)
+            else:
+                runs[variant].append(await measure(app.dsn, variant, config, app.pool))
     return runs
 
 
@@ -125,8 +150,8 @@ def spread(values: Sequence[float]) -> str:
     return f"{min(values):.1f}–{max(values):.1f}"
 
 
-def concurrency_table(
-    dsns: dict[Variant, str], base: WorkloadConfig, rounds: int, waves: int,
+async def concurrency_table(
+    apps: dict[Variant, Application], base: WorkloadConfig, rounds: int, waves: int,
     log: Callable[[str], None],
 ) -> tuple[list[str], list[bool]]:  # fmt: skip
     lines = [
@@ -141,7 +166,7 @@ def concurrency_table(
             base, concurrency=concurrency, requests=concurrency * waves,
             duplication=Duplication.NONE,
         )  # fmt: skip
-        runs = side_by_side(dsns, config, rounds)
+        runs = await side_by_side(apps, config, rounds)
         per, bat, slow = runs[PER_REQUEST], runs[BATCHED], runs[BATCHED_SLOW]
         q_per = median([m.queries / waves for m in per])
         q_bat = median([m.queries / waves for m in bat])
@@ -164,9 +189,10 @@ def concurrency_table(
     return lines, targets
 
 
-def cache_table(
-    dsns: dict[Variant, str], base: WorkloadConfig, rounds: int, log: Callable[[str], None]
-) -> tuple[list[str], list[bool]]:
+async def cache_table(
+    apps: dict[Variant, Application], base: WorkloadConfig, rounds: int,
+    log: Callable[[str], None],
+) -> tuple[list[str], list[bool]]:  # fmt: skip
     lines = [
         "| duplication | target hit ratio | measured hit ratio | queries per request path "
         "| fewer queries | mean ms | p95 ms | queries batched | mean ms batched | p95 ms batched |",
@@ -177,7 +203,7 @@ def cache_table(
         config = dataclasses.replace(
             base, concurrency=CACHE_CONCURRENCY, requests=CACHE_REQUESTS, duplication=level
         )
-        runs = side_by_side(dsns, config, rounds)
+        runs = await side_by_side(apps, config, rounds)
         per, bat = runs[PER_REQUEST], runs[BATCHED]
         hit = median([m.result.cache_hit_ratio or 0.0 for m in per + bat])
         q_per = median([m.queries for m in per])
@@ -191,6 +217,20 @@ def cache_table(
         targets.append(hit == level.hit_ratio)
         log(lines[-1])
     return lines, targets
+
+
+async def measure_tables(
+    dsns: dict[Variant, str], base: WorkloadConfig, args: argparse.Namespace,
+    log: Callable[[str], None],
+) -> tuple[tuple[list[str], list[bool]], tuple[list[str], list[bool]]]:  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        apps = {
+            variant: Application(dsn, await stack.enter_async_context(application_pool(dsn, base)))
+            for variant, dsn in dsns.items()
+        }
+        by_concurrency = await concurrency_table(apps, base, args.rounds, args.waves, log)
+        by_duplication = await cache_table(apps, base, args.rounds, log)
+    return by_concurrency, by_duplication
 
 
 def machine() -> list[str]:
@@ -220,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     started = dt.datetime.now(dt.timezone.utc)
+    load_before = os.getloadavg()
     dataset = Dataset()
     base = WorkloadConfig(
         dataset=dataset, pool_size=args.pool_size,
@@ -245,17 +286,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
                 dsns[variant] = sandbox.dsn(name)
-        concurrency_lines, concurrency_ok = concurrency_table(
-            dsns, base, args.rounds, args.waves, log
-        )
-        cache_lines, cache_ok = cache_table(dsns, base, args.rounds, log)
+        tables = asyncio.run(measure_tables(dsns, base, args, log))
+        (concurrency_lines, concurrency_ok), (cache_lines, cache_ok) = tables
     finished = dt.datetime.now(dt.timezone.utc)
+    load = (load_before, os.getloadavg())
     command = "python benchmarks/workload_bench.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
     report = render(
         args, version[0] if version else "?", seeded.trip_requests, seeded.active_trip_requests,
-        started, finished, command.strip(), concurrency_lines, cache_lines,
+        started, finished, load, command.strip(), concurrency_lines, cache_lines,
         all(concurrency_ok), all(cache_ok),
     )  # fmt: skip
     write_atomically(args.output, report)
@@ -265,8 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def render(
     args: argparse.Namespace, version: str, trips: int, active: int, started: dt.datetime,
-    finished: dt.datetime, command: str, concurrency_lines: list[str], cache_lines: list[str],
-    concurrency_ok: bool, cache_ok: bool,
+    finished: dt.datetime, load: tuple[tuple[float, ...], tuple[float, ...]], command: str,
+    concurrency_lines: list[str], cache_lines: list[str], concurrency_ok: bool, cache_ok: bool,
 ) -> str:  # fmt: skip
     verdict = {True: "met", False: "**missed** (see below)"}
     return "\n".join(
@@ -276,9 +316,13 @@ def render(
             f"Measured {started:%Y-%m-%d %H:%M}–{finished:%H:%M} UTC with `{command}`.",
             "",
             *machine(),
+            f"* load average (1/5/15 min) {_load(load[0])} at the start, {_load(load[1])} at the "
+            "end: other jobs shared the cores, so absolute times are inflated; the paths ran "
+            "interleaved, so the comparison holds",
             f"* PostgreSQL {version} (throwaway sandbox: `fsync = off`, pg_stat_statements)",
             f"* data: {trips} trip requests ({active} active), reference `Dataset()`; "
-            f"pool of {args.pool_size} connections for every path; batched: batches formed in "
+            f"a long-lived pool of {args.pool_size} connections per variant, warmed by one "
+            "unmeasured run before each row; batched: batches formed in "
             f"the event-loop turn the requests arrive in (window 0, the default), and, for "
             f"comparison, with a {SLOW_WINDOW_MS:g} ms window",
             f"* {args.rounds} rounds per row, every variant side by side in each round (rotating "
@@ -309,6 +353,10 @@ def render(
             "",
         ]
     )
+
+
+def _load(values: tuple[float, ...]) -> str:
+    return " / ".join(f"{value:.2f}" for value in values)
 
 
 def write_atomically(path: Path, text: str) -> None:

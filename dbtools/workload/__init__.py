@@ -20,9 +20,11 @@ from dbtools.workload.generator import Duplication, distinct_requests, generate_
 from dbtools.workload.runner import (
     APPLICATION_NAME,
     OPERATION,
+    ApplicationPool,
     DataPath,
     WorkloadConfig,
     WorkloadResult,
+    application_pool,
     run_workload,
     run_workload_async,
 )
@@ -31,6 +33,7 @@ from dbtools.workload.seed import SeedSummary, seed_database
 __all__ = [
     "APPLICATION_NAME",
     "OPERATION",
+    "ApplicationPool",
     "DataPath",
     "Dataset",
     "Duplication",
@@ -41,6 +44,7 @@ __all__ = [
     "SeedSummary",
     "WorkloadConfig",
     "WorkloadResult",
+    "application_pool",
     "distinct_requests",
     "generate_requests",
     "run_workload",

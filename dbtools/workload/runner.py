@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -46,6 +47,7 @@ OPERATION = "flight_search"
 REQUEST_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
 
 Progress = Callable[[int, int], None]
+ApplicationPool = AsyncConnectionPool[AsyncConnection[Any]]
 
 
 class DataPath(enum.Enum):
@@ -207,25 +209,43 @@ def run_workload(
 
 
 async def run_workload_async(
-    dsn: str, config: WorkloadConfig = WorkloadConfig(), *, progress: Progress | None = None
+    dsn: str,
+    config: WorkloadConfig = WorkloadConfig(),
+    *,
+    progress: Progress | None = None,
+    pool: ApplicationPool | None = None,
 ) -> WorkloadResult:
-    """``run_workload`` for callers that already run an event loop."""
+    """``run_workload`` for callers that already run an event loop.
+
+    With *pool* (from ``application_pool``) the run reuses its warm connections, as a
+    long-running application does; otherwise it opens and closes a pool of its own.
+    """
     requests = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
+    if pool is not None:
+        return await _Run(pool, config).run(requests, progress)
+    async with application_pool(dsn, config) as own:
+        return await _Run(own, config).run(requests, progress)
+
+
+@asynccontextmanager
+async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[ApplicationPool]:
+    """The application's connection pool (``config.pool_size`` connections named
+    ``config.application_name``, autocommit, every ``int`` sent as bigint), open; closed on exit.
+
+    Raises ``ConnectionFailed`` when the server cannot be reached or the connections cannot all
+    be opened within ``config.pool_timeout_s``.
+    """
     # Fail early with dbtools' one-line message when the server cannot be reached; the probe
     # sends no statement (connecting is not a query), so the counts stay exact.
     connect(dsn, read_only=False, autocommit=True, application_name=config.application_name).close()
-    async with _pool(dsn, config) as pool:
-        return await _Run(pool, config).run(requests, progress)
 
-
-def _pool(dsn: str, config: WorkloadConfig) -> AsyncConnectionPool[AsyncConnection[Any]]:
     async def configure(conn: AsyncConnection[Any]) -> None:
         # Every integer as bigint: otherwise psycopg picks int2/int4/int8 by value, and a
         # parameter's type is part of pg_stat_statements' query id (one statement, one entry).
         conn.adapters.register_dumper(int, Int8Dumper)
         conn.adapters.register_dumper(int, Int8BinaryDumper)
 
-    return AsyncConnectionPool(
+    pool: ApplicationPool = AsyncConnectionPool(
         dsn,
         min_size=config.pool_size,
         max_size=config.pool_size,
@@ -239,10 +259,22 @@ def _pool(dsn: str, config: WorkloadConfig) -> AsyncConnectionPool[AsyncConnecti
         name=config.application_name,
         open=False,
     )
+    try:
+        await pool.open(wait=True, timeout=config.pool_timeout_s)
+    except PoolTimeout as err:
+        await pool.close()
+        raise ConnectionFailed(
+            f"the workload's pool could not open {config.pool_size} connections within "
+            f"{config.pool_timeout_s:g} s (max_connections reached?)"
+        ) from err
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 class _Run:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]], config: WorkloadConfig):
+    def __init__(self, pool: ApplicationPool, config: WorkloadConfig):
         self.pool = pool
         self.config = config
         self.provider = Provider(config.dataset.seed, config.provider_latency_ms / 1000)
@@ -261,13 +293,6 @@ class _Run:
         self.hits = self.misses = self.errors = self.batches = self.batch_size_max = 0
 
     async def run(self, requests: list[SearchRequest], progress: Progress | None) -> WorkloadResult:
-        try:
-            await self.pool.open(wait=True, timeout=self.config.pool_timeout_s)
-        except PoolTimeout as err:
-            raise ConnectionFailed(
-                f"the workload's pool could not open {self.config.pool_size} connections within "
-                f"{self.config.pool_timeout_s:g} s (max_connections reached?)"
-            ) from err
         started = time.perf_counter()
         self.metrics = RequestMetrics(self.config.operation, self.config.bucket_seconds)
         answered: list[tuple[SearchResult, float]] = []
