@@ -7,13 +7,14 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import socket
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import psycopg
 import pytest
 
-from dbtools.errors import PrerequisiteMissing, UsageError
+from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
 from dbtools.workload import (
     DataPath,
     Dataset,
@@ -21,9 +22,11 @@ from dbtools.workload import (
     SearchRequest,
     WorkloadConfig,
     WorkloadResult,
+    application_pool,
     distinct_requests,
     generate_requests,
     run_workload,
+    run_workload_async,
     seed_database,
 )
 from dbtools.workload.catalog import active_trip_requests, provider_offers, trip_requests
@@ -205,6 +208,37 @@ def test_pg_stat_statements_sees_exactly_three_statements_per_round_trip(
         "record_metrics": 1,
     }
     assert sum(seen.values()) - 1 == result.statements_sent == 3 * result.round_trips
+
+
+def test_runs_sharing_a_warm_pool_stay_exact(seeded_database: Database) -> None:
+    dsn = seeded_database.dsn
+
+    async def two_runs() -> list[WorkloadResult]:
+        base = WorkloadConfig(requests=50, concurrency=5, duplication="none", record_metrics=False)
+        async with application_pool(dsn, base) as pool:
+            return [
+                await run_workload_async(dsn, dataclasses.replace(base, path=path), pool=pool)
+                for path in DataPath
+            ]
+
+    before = statement_calls(dsn)
+    per_request, batched = asyncio.run(two_runs())
+    seen = calls_between(before, statement_calls(dsn))
+    assert (per_request.round_trips, batched.round_trips) == (50, 10)
+    assert seen == {
+        "load_trip": 50, "lookup_offers": 50, "load_trips_batch": 10, "lookup_offers_batch": 10,
+        "upsert_offers": 60,
+    }  # fmt: skip
+    assert per_request.results == batched.results
+
+
+def test_an_unreachable_server_is_one_clear_error(pg_server: PgServer) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionFailed, match=f"port {port}") as raised:
+        run_workload(f"postgresql://nobody:secret@127.0.0.1:{port}/x", WorkloadConfig(requests=1))
+    assert "secret" not in str(raised.value)
 
 
 def test_ten_concurrent_requests_send_thirty_statements_or_three(
