@@ -208,6 +208,17 @@ def test_pg_stat_statements_sees_exactly_three_statements_per_round_trip(
         "record_metrics": 1,
     }
     assert sum(seen.values()) - 1 == result.statements_sent == 3 * result.round_trips
+    # The same requests again: every offer now exists, the upserts send empty arrays, and
+    # still each statement keeps its one pg_stat_statements entry.
+    again = run_workload(seeded_database.dsn, dataclasses.replace(config, record_metrics=False))
+    assert (again.round_trips, again.provider_calls) == (result.round_trips, 0)
+    entries = seeded_database.execute(
+        r"SELECT substring(query from 'flight_search:([a-z_]+)'), count(*)::int"
+        r" FROM pg_stat_statements WHERE query ~ '^\w+ /\* flight_search:'"
+        " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " GROUP BY 1"
+    )
+    assert dict(entries) == dict.fromkeys(seen, 1)
 
 
 def test_runs_sharing_a_warm_pool_stay_exact(seeded_database: Database) -> None:

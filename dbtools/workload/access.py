@@ -1,5 +1,8 @@
 """The flight search's data access: the same three statements for one request or for a batch.
 
+Results come back in binary (``binary=True``): parsing a batch's offers (timestamps, numerics)
+from text costs the client more than the server spends on the statements.
+
 ``search(requests)`` answers a list of requests with exactly three statements whatever the list
 holds: on the per-request path the list is always one request; on the batched path it is a
 coalesced batch and the statements take arrays. Both paths share everything else (the provider,
@@ -113,7 +116,7 @@ class PerRequest:
     ) -> list[tuple[Any, ...]]:
         (request,) = requests
         cur = await conn.execute(
-            queries.LOAD_TRIP.sql, {"trip_request_id": request.trip_request_id}
+            queries.LOAD_TRIP.sql, {"trip_request_id": request.trip_request_id}, binary=True
         )
         return await cur.fetchall()
 
@@ -125,6 +128,7 @@ class PerRequest:
         cur = await conn.execute(
             queries.LOOKUP_OFFERS.sql,
             {"trip_request_id": request.trip_request_id, "search_key": search_key},
+            binary=True,
         )
         return await cur.fetchall()
 
@@ -138,7 +142,9 @@ class Batched:
         self, conn: AsyncConnection[Any], requests: Sequence[SearchRequest]
     ) -> list[tuple[Any, ...]]:
         ids = sorted({request.trip_request_id for request in requests})
-        cur = await conn.execute(queries.LOAD_TRIPS_BATCH.sql, {"trip_request_ids": ids})
+        cur = await conn.execute(
+            queries.LOAD_TRIPS_BATCH.sql, {"trip_request_ids": ids}, binary=True
+        )
         return await cur.fetchall()
 
     async def lookup_offers(
@@ -150,6 +156,7 @@ class Batched:
                 "trip_request_ids": [trip.id for trip in trips],
                 "search_keys": sorted({trip.search_key for trip in trips}),
             },
+            binary=True,
         )
         return await cur.fetchall()
 
@@ -186,6 +193,7 @@ class FlightSearch:
             await conn.execute(
                 queries.UPSERT_OFFERS.sql,
                 self._upsert_params(trips, offers_by_key, fresh, found, searches),
+                binary=True,
             )
         by_id = {trip.id: trip for trip in trips}
         return [

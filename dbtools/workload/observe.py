@@ -29,7 +29,7 @@ WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.query !~* '^\s*(explain|prepare)\M'  -- plans taken by batched_plans(), not the app
 GROUP BY 1
 """
-_NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)[sb]")
 _PREPARED_NAME = "dbtools_workload_plan"
 
 

@@ -5,10 +5,11 @@ PostgreSQL 18's pg_stat_statements drops *leading* comments from the text it kee
 application's statements can be found in pg_stat_statements by name. The tags are the
 application's own, not dbtools' marker: these statements are what dbtools measures.
 
-Every array parameter is cast to the type psycopg sends for it (``bigint[]`` for integers, as
-the pool's connections dump every ``int`` as bigint; ``float8[]``, ``text[]``, ``numeric[]``…)
-and narrower columns are reached by assignment casts: a parameter's type is part of
-pg_stat_statements' query id, and an empty array (sent untyped) must not become another entry.
+Parameters go in binary (``%(name)b``: no text escaping of long arrays) and every array is cast
+to the type psycopg sends for it (``bigint[]`` for integers, as the pool's connections dump every
+``int`` as bigint; ``float8[]``, ``text[]``, ``numeric[]``…); narrower columns are reached by
+assignment casts. A parameter's type is part of pg_stat_statements' query id, and an empty array
+must not become another entry (tested).
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ LOAD_TRIP = Statement(
     "load_trip",
     """SELECT /* flight_search:load_trip */ id, traveler_id, search_key, max_price
 FROM public.trip_requests
-WHERE id = %(trip_request_id)s AND status = 'active'""",
+WHERE id = %(trip_request_id)b AND status = 'active'""",
     reads=("trip_requests",),
 )
 LOAD_TRIPS_BATCH = Statement(
     "load_trips_batch",
     """SELECT /* flight_search:load_trips_batch */ id, traveler_id, search_key, max_price
 FROM public.trip_requests
-WHERE id = ANY(%(trip_request_ids)s::bigint[]) AND status = 'active'""",
+WHERE id = ANY(%(trip_request_ids)b::bigint[]) AND status = 'active'""",
     reads=("trip_requests",),
 )
 
@@ -65,13 +66,13 @@ LOOKUP_OFFERS = Statement(
        NULL::bigint AS trip_request_id,
        {_CACHED_OFFERS}
 FROM (SELECT search_key, offers FROM public.flight_search_cache
-      WHERE search_key = %(search_key)s AND expires_at > now()
+      WHERE search_key = %(search_key)b AND expires_at > now()
       ORDER BY expires_at DESC LIMIT 1) AS c
 CROSS JOIN LATERAL jsonb_to_recordset(c.offers) AS {_OFFER_RECORD}
 UNION ALL
 SELECT 'offer', NULL, o.trip_request_id, {_STORED_OFFERS}
 FROM public.flight_offers AS o
-WHERE o.trip_request_id = %(trip_request_id)s AND o.expires_at > now()""",
+WHERE o.trip_request_id = %(trip_request_id)b AND o.expires_at > now()""",
     reads=("flight_search_cache", "flight_offers"),
 )
 LOOKUP_OFFERS_BATCH = Statement(
@@ -79,7 +80,7 @@ LOOKUP_OFFERS_BATCH = Statement(
     f"""SELECT /* flight_search:lookup_offers_batch */ 'cache' AS source, k.search_key,
        NULL::bigint AS trip_request_id,
        {_CACHED_OFFERS}
-FROM unnest(%(search_keys)s::text[]) AS k(search_key)
+FROM unnest(%(search_keys)b::text[]) AS k(search_key)
 CROSS JOIN LATERAL (SELECT c.offers FROM public.flight_search_cache AS c
                     WHERE c.search_key = k.search_key AND c.expires_at > now()
                     ORDER BY c.expires_at DESC LIMIT 1) AS c
@@ -87,7 +88,7 @@ CROSS JOIN LATERAL jsonb_to_recordset(c.offers) AS {_OFFER_RECORD}
 UNION ALL
 SELECT 'offer', NULL, o.trip_request_id, {_STORED_OFFERS}
 FROM public.flight_offers AS o
-WHERE o.trip_request_id = ANY(%(trip_request_ids)s::bigint[]) AND o.expires_at > now()""",
+WHERE o.trip_request_id = ANY(%(trip_request_ids)b::bigint[]) AND o.expires_at > now()""",
     reads=("flight_search_cache", "flight_offers"),
 )
 
@@ -99,8 +100,8 @@ UPSERT_OFFERS = Statement(
     INSERT INTO public.flight_search_cache
         (search_key, search_params, offers, offer_count, expires_at)
     SELECT s.search_key, s.search_params, s.offers, jsonb_array_length(s.offers),
-           now() + %(cache_ttl)s::interval
-    FROM unnest(%(cache_keys)s::text[], %(cache_params)s::jsonb[], %(cache_offers)s::jsonb[])
+           now() + %(cache_ttl)b::interval
+    FROM unnest(%(cache_keys)b::text[], %(cache_params)b::jsonb[], %(cache_offers)b::jsonb[])
         AS s(search_key, search_params, offers)
     RETURNING 1
 )
@@ -109,11 +110,11 @@ INSERT INTO public.flight_offers AS o
      price_total, currency, seats_available, expires_at)
 SELECT u.trip_request_id, u.offer_key, u.carrier_code, u.flight_number, u.departure_at,
        u.arrival_at, u.stops, u.price_total, u.currency, u.seats_available,
-       now() + %(offer_ttl)s::interval
-FROM unnest(%(trip_request_ids)s::bigint[], %(offer_keys)s::text[], %(carrier_codes)s::text[],
-            %(flight_numbers)s::text[], %(departures)s::timestamptz[],
-            %(arrivals)s::timestamptz[], %(stops)s::bigint[], %(prices)s::numeric[],
-            %(currencies)s::text[], %(seats)s::bigint[])
+       now() + %(offer_ttl)b::interval
+FROM unnest(%(trip_request_ids)b::bigint[], %(offer_keys)b::text[], %(carrier_codes)b::text[],
+            %(flight_numbers)b::text[], %(departures)b::timestamptz[],
+            %(arrivals)b::timestamptz[], %(stops)b::bigint[], %(prices)b::numeric[],
+            %(currencies)b::text[], %(seats)b::bigint[])
     AS u(trip_request_id, offer_key, carrier_code, flight_number, departure_at, arrival_at,
          stops, price_total, currency, seats_available)
 ON CONFLICT (trip_request_id, offer_key) DO UPDATE
@@ -135,12 +136,12 @@ RECORD_METRICS = Statement(
     """INSERT /* flight_search:record_metrics */ INTO perf_monitoring.request_metrics
     (bucket_start, bucket_seconds, operation, requests, errors, latency_p50_ms,
      latency_p95_ms, latency_p99_ms, cache_hits, cache_misses, batches, batch_size_max)
-SELECT statement_timestamp() - make_interval(secs => m.age_s), %(bucket_seconds)s::int,
-       %(operation)s::text, m.requests, m.errors, m.p50, m.p95, m.p99, m.cache_hits,
+SELECT statement_timestamp() - make_interval(secs => m.age_s), %(bucket_seconds)b::int,
+       %(operation)b::text, m.requests, m.errors, m.p50, m.p95, m.p99, m.cache_hits,
        m.cache_misses, m.batches, m.batch_size_max
-FROM unnest(%(age_s)s::float8[], %(requests)s::bigint[], %(errors)s::bigint[],
-            %(p50)s::float8[], %(p95)s::float8[], %(p99)s::float8[], %(cache_hits)s::bigint[],
-            %(cache_misses)s::bigint[], %(batches)s::bigint[], %(batch_size_max)s::bigint[])
+FROM unnest(%(age_s)b::float8[], %(requests)b::bigint[], %(errors)b::bigint[],
+            %(p50)b::float8[], %(p95)b::float8[], %(p99)b::float8[], %(cache_hits)b::bigint[],
+            %(cache_misses)b::bigint[], %(batches)b::bigint[], %(batch_size_max)b::bigint[])
     AS m(age_s, requests, errors, p50, p95, p99, cache_hits, cache_misses, batches,
          batch_size_max)""",
 )
