@@ -350,6 +350,12 @@ def test_an_unmigrated_database_is_refused(database: Database) -> None:
         run_workload(database.dsn, WorkloadConfig(requests=5))
 
 
+def test_a_run_for_another_dataset_is_refused(seeded_database: Database) -> None:
+    other = Dataset(seed=DATASET.seed + 1)
+    with pytest.raises(UsageError, match="seeded with another dataset"):
+        run_workload(seeded_database.dsn, WorkloadConfig(dataset=other, requests=20))
+
+
 def test_seeding_refuses_tables_that_hold_rows(seeded_database: Database) -> None:
     with pytest.raises(UsageError, match="already hold rows"):
         seed_database(seeded_database.dsn, DATASET)

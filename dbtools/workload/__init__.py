@@ -14,13 +14,12 @@ in front, and request metrics go to ``perf_monitoring.request_metrics``::
 
 from __future__ import annotations
 
-from dbtools.workload.access import SearchRequest, SearchResult
+from dbtools.workload.access import ApplicationPool, SearchRequest, SearchResult
 from dbtools.workload.catalog import Dataset, Offer, SearchParams
 from dbtools.workload.generator import Duplication, distinct_requests, generate_requests
 from dbtools.workload.runner import (
     APPLICATION_NAME,
     OPERATION,
-    ApplicationPool,
     DataPath,
     WorkloadConfig,
     WorkloadResult,

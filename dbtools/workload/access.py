@@ -22,10 +22,11 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from dbtools.errors import UsageError
 from dbtools.workload import queries
 from dbtools.workload.catalog import Offer, SearchParams, provider_offers
 
-ConnectionPool = AsyncConnectionPool[AsyncConnection[Any]]
+ApplicationPool = AsyncConnectionPool[AsyncConnection[Any]]
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class FlightSearch:
 
     def __init__(
         self,
-        pool: ConnectionPool,
+        pool: ApplicationPool,
         dialect: Dialect,
         provider: Provider,
         freshness: Freshness = Freshness(),
@@ -183,6 +184,7 @@ class FlightSearch:
         async with self.pool.connection() as conn:
             trips = [_Trip(*row) for row in await self.dialect.load_trips(conn, requests)]
             rows = await self.dialect.lookup_offers(conn, requests, trips)
+        _check_same_dataset(requests, trips)
         found = _parse_lookup(rows, {trip.id for trip in trips})
         searches = {request.search.search_key: request.search for request in requests}
         missing = sorted({trip.search_key for trip in trips} - found.cached.keys())
@@ -223,6 +225,19 @@ class FlightSearch:
             "offer_ttl": self.freshness.offer_ttl,
             **_columns(changed),
         }
+
+
+def _check_same_dataset(requests: Sequence[SearchRequest], trips: Iterable[_Trip]) -> None:
+    """The requests come from the dataset the run was told about; the rows from the one that was
+    seeded. A trip whose stored search differs means they are not the same dataset."""
+    asked = {request.trip_request_id: request.search.search_key for request in requests}
+    for trip in trips:
+        if asked[trip.id] != trip.search_key:
+            raise UsageError(
+                f"trip request {trip.id} is stored with search {trip.search_key!r}, not "
+                f"{asked[trip.id]!r}: the database was seeded with another dataset (give the run "
+                "the seed and sizes the seed was given)"
+            )
 
 
 def _columns(changed: Iterable[tuple[int, Offer]]) -> dict[str, list[Any]]:

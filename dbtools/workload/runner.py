@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,8 +25,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dbtools.connection import connect
 from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
+from dbtools.redaction import redact
 from dbtools.workload import queries
 from dbtools.workload.access import (
+    ApplicationPool,
     Batched,
     FlightSearch,
     Freshness,
@@ -47,7 +49,6 @@ OPERATION = "flight_search"
 REQUEST_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
 
 Progress = Callable[[int, int], None]
-ApplicationPool = AsyncConnectionPool[AsyncConnection[Any]]
 PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
 
 
@@ -136,8 +137,9 @@ class WorkloadResult:
     """What a run did, as the application saw it.
 
     ``round_trips`` is how many times the three statements were sent (per-request path: once per
-    cache miss; batched path: once per batch), so ``statements_sent = 3 * round_trips``; the
-    request-metrics write is one more statement (``metrics_statements``).
+    cache miss; batched path: once per batch), so ``statements_sent = 3 * round_trips`` (a round
+    trip that failed midway sent fewer); the request-metrics write is one more statement
+    (``metrics_statements``).
     """
 
     config: WorkloadConfig
@@ -352,7 +354,7 @@ class _Run:
                 self.cache.fail(request.cache_key, err)
             _raise_if_unmigrated(err)
             result = SearchResult(
-                request.trip_request_id, request.search.search_key, "error", error=str(err)
+                request.trip_request_id, request.search.search_key, "error", error=redact(str(err))
             )
         latency_ms = (time.perf_counter() - started) * 1000
         error = result.status == "error"
@@ -368,7 +370,7 @@ class _Run:
         (result,) = await self.search.search([request])
         return result
 
-    async def _answer_batch(self, requests: Any) -> list[SearchResult]:
+    async def _answer_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
         try:
             return await self.search.search(requests)
         finally:
