@@ -380,12 +380,14 @@ def test_workload_run_prints_json_with_a_schema_version(seeded_database: Databas
     result = run_cli(
         "workload", "run", "--dsn", seeded_database.dsn, "--path", "per-request",
         "--requests", "20", "--concurrency", "5", "--duplication", "high", "--format", "json",
+        "--wave-interval-ms", "25", "--plan-cache-mode", "auto",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["schema_version"] == 1
     assert (figures["requests"], figures["cache_hits"], figures["errors"]) == (20, 14, 0)
     assert figures["statements_sent"] == 3 * 6
+    assert figures["elapsed_s"] >= 3 * 0.025  # four waves, 25 ms apart
 
 
 def test_workload_commands_report_bad_input_in_one_line(database: Database) -> None:

@@ -20,6 +20,7 @@ from dbtools.workload import (
     run_workload,
     seed_database,
 )
+from dbtools.workload.runner import PLAN_CACHE_MODES
 
 JSON_SCHEMA_VERSION = 1
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,6 +122,13 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
     help="Requests arriving together in each wave.",
 )
 @click.option(
+    "--wave-interval-ms",
+    type=click.FloatRange(0),
+    default=_CONFIG_DEFAULTS.wave_interval_ms,
+    show_default=True,
+    help="Start a wave at least this long after the previous one (pacing).",
+)
+@click.option(
     "--duplication",
     type=click.Choice([d.value for d in Duplication]),
     default=_CONFIG_DEFAULTS.duplication.value,
@@ -161,6 +169,13 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
     default=_CONFIG_DEFAULTS.provider_latency_ms,
     show_default=True,
     help="Simulated flight-provider latency on a search-cache miss.",
+)
+@click.option(
+    "--plan-cache-mode",
+    type=click.Choice(PLAN_CACHE_MODES),
+    default=_CONFIG_DEFAULTS.plan_cache_mode,
+    show_default=True,
+    help="plan_cache_mode of the application's sessions (both paths).",
 )
 @click.option(
     "--bucket-seconds",
