@@ -1,0 +1,235 @@
+"""``dbtools workload seed|run``: the reference flight-search application, on demand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+import click
+from tabulate import tabulate
+
+from dbtools.cli.options import dsn_option, format_option
+from dbtools.connection import resolve_dsn
+from dbtools.workload import (
+    DataPath,
+    Dataset,
+    Duplication,
+    WorkloadConfig,
+    run_workload,
+    seed_database,
+)
+from dbtools.workload.runner import PLAN_CACHE_MODES
+
+JSON_SCHEMA_VERSION = 1
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULTS = Dataset()
+_CONFIG_DEFAULTS = WorkloadConfig()
+
+
+def dataset_options(func: F) -> F:
+    """The dataset's size and seed; ``run`` must be given the values ``seed`` was given."""
+    options = (
+        click.option("--data-seed", type=int, default=_DEFAULTS.seed, show_default=True,
+                     help="Seed of the generated data (trips, searches, provider answers)."),
+        click.option("--trip-requests", type=click.IntRange(1), default=_DEFAULTS.trip_requests,
+                     show_default=True, help="Trip requests in the dataset."),
+        click.option("--travelers", type=click.IntRange(1), default=_DEFAULTS.travelers,
+                     show_default=True, help="Travelers in the dataset."),
+        click.option("--searches", type=click.IntRange(1), default=_DEFAULTS.searches,
+                     show_default=True, help="Distinct searches shared by the trip requests."),
+        click.option("--active-ratio", type=click.FloatRange(0, 1),
+                     default=_DEFAULTS.active_ratio, show_default=True,
+                     help="Share of trip requests still active (the rest is history)."),
+    )  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _dataset(options: dict[str, Any]) -> Dataset:
+    return Dataset(
+        seed=options.pop("data_seed"),
+        trip_requests=options.pop("trip_requests"),
+        travelers=options.pop("travelers"),
+        searches=options.pop("searches"),
+        active_ratio=options.pop("active_ratio"),
+    )
+
+
+@click.group("workload")
+def workload() -> None:
+    """Seed and run the reference flight-search workload (the measured application).
+
+    \b
+    dbtools workload seed                     # once, into a migrated database
+    dbtools workload run --path per-request   # baseline: three statements per request
+    dbtools workload run --path batched       # candidate: three statements per batch
+    """
+
+
+@workload.command("seed")
+@dsn_option
+@dataset_options
+@click.option("--replace", is_flag=True, help="Truncate the flight-search tables first.")
+@format_option("table", "json")
+def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> None:
+    """Fill the flight-search tables with the reference data set.
+
+    Rows go in with COPY in one transaction, then the tables are vacuumed and analysed.
+
+    The database must be migrated (alembic upgrade head) and its flight-search tables empty,
+    unless --replace. Exit code 2 when either is not the case; nothing is written then.
+    """
+    summary = seed_database(resolve_dsn(dsn), _dataset(options), replace=replace)
+    figures = {
+        "travelers": summary.travelers,
+        "trip_requests": summary.trip_requests,
+        "active_trip_requests": summary.active_trip_requests,
+        "offers": summary.offers,
+        "cache_rows": summary.cache_rows,
+        "elapsed_s": round(summary.elapsed_s, 2),
+    }
+    if output_format == "json":
+        click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **figures}, indent=2))
+    else:
+        click.echo(tabulate(figures.items(), headers=["seeded", ""], tablefmt="simple"))
+
+
+@workload.command("run")
+@dsn_option
+@click.option(
+    "--path",
+    "path",
+    type=click.Choice([p.value for p in DataPath]),
+    default=_CONFIG_DEFAULTS.path.value,
+    show_default=True,
+    help="per-request: 3 statements per request; batched: 3 per coalesced batch.",
+)
+@click.option(
+    "--requests",
+    type=click.IntRange(0),
+    default=_CONFIG_DEFAULTS.requests,
+    show_default=True,
+    help="Requests to send.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=_CONFIG_DEFAULTS.concurrency,
+    show_default=True,
+    help="Requests arriving together in each wave.",
+)
+@click.option(
+    "--wave-interval-ms",
+    type=click.FloatRange(0),
+    default=_CONFIG_DEFAULTS.wave_interval_ms,
+    show_default=True,
+    help="Start a wave at least this long after the previous one (pacing).",
+)
+@click.option(
+    "--duplication",
+    type=click.Choice([d.value for d in Duplication]),
+    default=_CONFIG_DEFAULTS.duplication.value,
+    show_default=True,
+    help="Repeated requests: high 70%, medium 50%, low 20% application-cache hits.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_CONFIG_DEFAULTS.seed,
+    show_default=True,
+    help="Seed of the request stream; the same seed sends the same requests.",
+)
+@click.option(
+    "--window-ms",
+    type=click.FloatRange(0),
+    default=_CONFIG_DEFAULTS.batch_window_ms,
+    show_default=True,
+    help="Batched path: how long a batch waits for more requests.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=_CONFIG_DEFAULTS.max_batch_size,
+    show_default=True,
+    help="Batched path: most requests in one batch.",
+)
+@click.option(
+    "--pool-size",
+    type=click.IntRange(1),
+    default=_CONFIG_DEFAULTS.pool_size,
+    show_default=True,
+    help="Connections in the application's pool.",
+)
+@click.option(
+    "--provider-latency-ms",
+    type=click.FloatRange(0),
+    default=_CONFIG_DEFAULTS.provider_latency_ms,
+    show_default=True,
+    help="Simulated flight-provider latency on a search-cache miss.",
+)
+@click.option(
+    "--plan-cache-mode",
+    type=click.Choice(PLAN_CACHE_MODES),
+    default=_CONFIG_DEFAULTS.plan_cache_mode,
+    show_default=True,
+    help="plan_cache_mode of the application's sessions (both paths).",
+)
+@click.option(
+    "--bucket-seconds",
+    type=click.IntRange(1),
+    default=_CONFIG_DEFAULTS.bucket_seconds,
+    show_default=True,
+    help="Width of a request-metrics bucket.",
+)
+@click.option(
+    "--no-metrics", is_flag=True, help="Do not write perf_monitoring.request_metrics rows."
+)
+@dataset_options
+@format_option("table", "json")
+def run(
+    dsn: str | None,
+    path: str,
+    window_ms: float,
+    max_batch: int,
+    no_metrics: bool,
+    output_format: str,
+    **options: Any,
+) -> None:
+    """Send flight searches through the per-request or the batched data path.
+
+    Requests arrive in waves of --concurrency; each asks the in-process search cache first. The
+    request metrics go to perf_monitoring.request_metrics (one statement at the end). Connects as
+    application_name 'flight-search': these are the application's statements, the ones dbtools
+    measures. Exit code 0 when it ran (failed requests are counted, not fatal), 2 on bad input or
+    a database that is not migrated, seeded and reachable.
+    """
+    dataset = _dataset(options)
+    names = {f.name for f in fields(WorkloadConfig)}
+    config = WorkloadConfig(
+        path=DataPath.parse(path),
+        duplication=Duplication.parse(options.pop("duplication")),
+        dataset=dataset,
+        batch_window_ms=window_ms,
+        max_batch_size=max_batch,
+        record_metrics=not no_metrics,
+        **{key: value for key, value in options.items() if key in names},
+    )
+    summary = run_workload(resolve_dsn(dsn), config).summary()
+    if output_format == "json":
+        click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **summary}, indent=2))
+        return
+    click.echo(tabulate([(key, _show(value)) for key, value in summary.items()], tablefmt="simple"))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+COMMANDS = [workload]

@@ -1,0 +1,388 @@
+"""Run the reference flight-search workload: N requests, C at a time, on one data-access path.
+
+Requests arrive in waves of ``concurrency`` simultaneous requests (the rollout guide's "10
+concurrent requests"); the next wave starts when the last one is answered. Each request first
+asks the application cache; a miss is answered through the per-request path (three statements
+per request) or the batched path (three statements per batch of coalesced requests). At the end
+the request metrics are written to ``perf_monitoring.request_metrics`` in one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from dbtools.connection import connect
+from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
+from dbtools.redaction import redact
+from dbtools.workload import queries
+from dbtools.workload.access import (
+    ApplicationPool,
+    Batched,
+    FlightSearch,
+    Freshness,
+    PerRequest,
+    Provider,
+    SearchRequest,
+    SearchResult,
+)
+from dbtools.workload.cache import SearchCache
+from dbtools.workload.catalog import Dataset
+from dbtools.workload.coalescer import Coalescer
+from dbtools.workload.generator import Duplication, generate_requests
+from dbtools.workload.metrics import RequestMetrics, percentile
+
+APPLICATION_NAME = "flight-search"
+OPERATION = "flight_search"
+# What counts as a failed request rather than a bug: the database or the pool said no.
+REQUEST_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+
+Progress = Callable[[int, int], None]
+PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
+
+
+class DataPath(enum.Enum):
+    """How a request reaches the database."""
+
+    PER_REQUEST = "per-request"
+    BATCHED = "batched"
+
+    @classmethod
+    def parse(cls, value: DataPath | str) -> DataPath:
+        if isinstance(value, DataPath):
+            return value
+        try:
+            return cls(value.lower().replace("_", "-"))
+        except ValueError:
+            choices = ", ".join(path.value for path in cls)
+            raise UsageError(f"unknown data path {value!r}; choose one of {choices}") from None
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """One run of the workload. Strings are accepted for ``path`` and ``duplication``.
+
+    ``wave_interval_ms`` paces the run: a wave starts at least that long after the previous one
+    started (0: as soon as it is answered), e.g. to hold a query rate over a capture window.
+    ``batch_window_ms`` is how long the batched path waits for more requests after the first
+    one of a batch; 0 (the default) coalesces what arrives in the same event-loop turn, i.e. a
+    burst of concurrent requests, without adding any wait; set a few ms when requests trickle
+    in. ``app_cache_ttl_s`` should outlast the run for the hit ratio to be the level's.
+
+    ``plan_cache_mode`` is set on the application's sessions (both paths): with the default
+    ``auto`` PostgreSQL re-plans a prepared ``id = ANY($1)`` statement on every call (its generic
+    plan assumes ten array elements, so the one- or five-element custom plans look cheaper), which
+    costs the batched path more client-visible time than executing the statement; generic plans
+    are planned once per connection, and use the batch indexes (tested).
+    """
+
+    path: DataPath = DataPath.BATCHED
+    requests: int = 1_000
+    concurrency: int = 10
+    wave_interval_ms: float = 0.0
+    duplication: Duplication = Duplication.MEDIUM
+    seed: int = 1
+    dataset: Dataset = field(default_factory=Dataset)
+    pool_size: int = 10
+    batch_window_ms: float = 0.0
+    max_batch_size: int = 100
+    app_cache_ttl_s: float = 600.0
+    provider_latency_ms: float = 0.0
+    search_cache_ttl_s: float = 900.0
+    offer_ttl_s: float = 1800.0
+    record_metrics: bool = True
+    bucket_seconds: int = 10
+    operation: str = OPERATION
+    application_name: str = APPLICATION_NAME
+    statement_timeout: str = "30s"
+    plan_cache_mode: str = "force_generic_plan"
+    pool_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", DataPath.parse(self.path))
+        object.__setattr__(self, "duplication", Duplication.parse(self.duplication))
+        checks = (
+            (self.requests >= 0, "requests must not be negative"),
+            (self.concurrency >= 1, "concurrency must be at least 1"),
+            (self.pool_size >= 1, "pool_size must be at least 1"),
+            (self.max_batch_size >= 1, "max_batch_size must be at least 1"),
+            (self.batch_window_ms >= 0, "batch_window_ms must not be negative"),
+            (self.wave_interval_ms >= 0, "wave_interval_ms must not be negative"),
+            (self.app_cache_ttl_s > 0, "app_cache_ttl_s must be positive"),
+            (self.provider_latency_ms >= 0, "provider_latency_ms must not be negative"),
+            (self.bucket_seconds >= 1, "bucket_seconds must be at least 1"),
+            (
+                self.plan_cache_mode in PLAN_CACHE_MODES,
+                f"plan_cache_mode must be one of {', '.join(PLAN_CACHE_MODES)}",
+            ),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(f"workload: {message}")
+
+
+@dataclass(frozen=True)
+class WorkloadResult:
+    """What a run did, as the application saw it.
+
+    ``round_trips`` is how many times the three statements were sent (per-request path: once per
+    cache miss; batched path: once per batch), so ``statements_sent = 3 * round_trips`` (a round
+    trip that failed midway sent fewer); the request-metrics write is one more statement
+    (``metrics_statements``).
+    """
+
+    config: WorkloadConfig
+    results: tuple[SearchResult, ...]
+    latencies_ms: tuple[float, ...]
+    cache_hits: int
+    cache_misses: int
+    errors: int
+    round_trips: int
+    batches: int
+    batch_size_max: int
+    provider_calls: int
+    metrics_rows: int
+    metrics_statements: int
+    elapsed_s: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.results)
+
+    @property
+    def statements_sent(self) -> int:
+        return queries.STATEMENTS_PER_ROUND_TRIP * self.round_trips
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        looked_up = self.cache_hits + self.cache_misses
+        return self.cache_hits / looked_up if looked_up else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    def latency_ms(self, fraction: float) -> float | None:
+        """The *fraction* quantile of the request latencies (0.95 for p95)."""
+        return percentile(self.latencies_ms, fraction) if self.latencies_ms else None
+
+    @property
+    def queries_per_request(self) -> float | None:
+        return self.statements_sent / self.requests if self.requests else None
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures as plain values (what ``dbtools workload run`` prints)."""
+        config = self.config
+        return {
+            "path": config.path.value,
+            "requests": self.requests,
+            "concurrency": config.concurrency,
+            "duplication": config.duplication.value,
+            "seed": config.seed,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "cache_hit_ratio": self.cache_hit_ratio,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "round_trips": self.round_trips,
+            "batches": self.batches,
+            "batch_size_max": self.batch_size_max,
+            "statements_sent": self.statements_sent,
+            "queries_per_request": self.queries_per_request,
+            "provider_calls": self.provider_calls,
+            "latency_p50_ms": self.latency_ms(0.50),
+            "latency_p95_ms": self.latency_ms(0.95),
+            "latency_p99_ms": self.latency_ms(0.99),
+            "metrics_rows": self.metrics_rows,
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def run_workload(
+    dsn: str, config: WorkloadConfig = WorkloadConfig(), *, progress: Progress | None = None
+) -> WorkloadResult:
+    """Run the workload against a migrated, seeded database and return what it did.
+
+    *progress* is called with (requests answered, requests in total) after every wave. Raises
+    ``ConnectionFailed`` when the database cannot be reached or the pool cannot open its
+    connections, ``PrerequisiteMissing`` when the schema is missing, ``UsageError`` for a
+    configuration it cannot run. Failed requests are counted (``errors``), not raised.
+    """
+    return asyncio.run(run_workload_async(dsn, config, progress=progress))
+
+
+async def run_workload_async(
+    dsn: str,
+    config: WorkloadConfig = WorkloadConfig(),
+    *,
+    progress: Progress | None = None,
+    pool: ApplicationPool | None = None,
+) -> WorkloadResult:
+    """``run_workload`` for callers that already run an event loop.
+
+    With *pool* (from ``application_pool``) the run reuses its warm connections, as a
+    long-running application does; otherwise it opens and closes a pool of its own.
+    """
+    requests = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
+    if pool is not None:
+        return await _Run(pool, config).run(requests, progress)
+    async with application_pool(dsn, config) as own:
+        return await _Run(own, config).run(requests, progress)
+
+
+@asynccontextmanager
+async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[ApplicationPool]:
+    """The application's connection pool (``config.pool_size`` connections named
+    ``config.application_name``, autocommit, every ``int`` sent as bigint), open; closed on exit.
+
+    Raises ``ConnectionFailed`` when the server cannot be reached or the connections cannot all
+    be opened within ``config.pool_timeout_s``.
+    """
+    # Fail early with dbtools' one-line message when the server cannot be reached; the probe
+    # sends no statement (connecting is not a query), so the counts stay exact.
+    connect(dsn, read_only=False, autocommit=True, application_name=config.application_name).close()
+
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        # Every integer as bigint: otherwise psycopg picks int2/int4/int8 by value, and a
+        # parameter's type is part of pg_stat_statements' query id (one statement, one entry).
+        conn.adapters.register_dumper(int, Int8Dumper)
+        conn.adapters.register_dumper(int, Int8BinaryDumper)
+
+    pool: ApplicationPool = AsyncConnectionPool(
+        dsn,
+        min_size=config.pool_size,
+        max_size=config.pool_size,
+        kwargs={
+            "autocommit": True,
+            "application_name": config.application_name,
+            "options": f"-c statement_timeout={config.statement_timeout}"
+            f" -c plan_cache_mode={config.plan_cache_mode}",
+        },
+        configure=configure,
+        timeout=config.pool_timeout_s,
+        name=config.application_name,
+        open=False,
+    )
+    try:
+        await pool.open(wait=True, timeout=config.pool_timeout_s)
+    except PoolTimeout as err:
+        await pool.close()
+        raise ConnectionFailed(
+            f"the workload's pool could not open {config.pool_size} connections within "
+            f"{config.pool_timeout_s:g} s (max_connections reached?)"
+        ) from err
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+class _Run:
+    def __init__(self, pool: ApplicationPool, config: WorkloadConfig):
+        self.pool = pool
+        self.config = config
+        self.provider = Provider(config.dataset.seed, config.provider_latency_ms / 1000)
+        dialect = PerRequest() if config.path is DataPath.PER_REQUEST else Batched()
+        freshness = Freshness(
+            timedelta(seconds=config.search_cache_ttl_s), timedelta(seconds=config.offer_ttl_s)
+        )
+        self.search = FlightSearch(pool, dialect, self.provider, freshness)
+        self.cache: SearchCache[SearchResult] = SearchCache(config.app_cache_ttl_s)
+        self.coalescer: Coalescer[SearchRequest, SearchResult] = Coalescer(
+            self._answer_batch,
+            window_s=config.batch_window_ms / 1000,
+            max_size=config.max_batch_size,
+        )
+        self.metrics: RequestMetrics  # created when the first wave starts
+        self.hits = self.misses = self.errors = self.batches = self.batch_size_max = 0
+
+    async def run(self, requests: list[SearchRequest], progress: Progress | None) -> WorkloadResult:
+        started = time.perf_counter()
+        self.metrics = RequestMetrics(self.config.operation, self.config.bucket_seconds)
+        answered: list[tuple[SearchResult, float]] = []
+        size = self.config.concurrency
+        interval = self.config.wave_interval_ms / 1000
+        for number, start in enumerate(range(0, len(requests), size)):
+            await asyncio.sleep(max(started + number * interval - time.perf_counter(), 0))
+            wave = requests[start : start + size]
+            answered += await asyncio.gather(*(self._handle(request) for request in wave))
+            if progress is not None:
+                progress(len(answered), len(requests))
+        await self.coalescer.drain()
+        metrics_rows = 0
+        if self.config.record_metrics:
+            async with self.pool.connection() as conn:
+                metrics_rows = await self.metrics.flush(conn)
+        return WorkloadResult(
+            config=self.config,
+            results=tuple(result for result, _ in answered),
+            latencies_ms=tuple(latency for _, latency in answered),
+            cache_hits=self.hits,
+            cache_misses=self.misses,
+            errors=self.errors,
+            round_trips=self.search.round_trips,
+            batches=self.batches,
+            batch_size_max=self.batch_size_max,
+            provider_calls=self.provider.calls,
+            metrics_rows=metrics_rows,
+            metrics_statements=1 if metrics_rows else 0,
+            elapsed_s=time.perf_counter() - started,
+        )
+
+    async def _handle(self, request: SearchRequest) -> tuple[SearchResult, float]:
+        started = time.perf_counter()
+        future, miss = self.cache.claim(request.cache_key)
+        try:
+            if miss:
+                result = await self._answer(request)
+                self.cache.complete(request.cache_key, result)
+            else:
+                result = await asyncio.shield(future)
+        except REQUEST_ERRORS as err:
+            if miss:
+                self.cache.fail(request.cache_key, err)
+            _raise_if_unmigrated(err)
+            result = SearchResult(
+                request.trip_request_id, request.search.search_key, "error", error=redact(str(err))
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        error = result.status == "error"
+        self.hits += not miss
+        self.misses += miss
+        self.errors += error
+        self.metrics.record_request(latency_ms, cache_hit=not miss, error=error)
+        return result, latency_ms
+
+    async def _answer(self, request: SearchRequest) -> SearchResult:
+        if self.config.path is DataPath.BATCHED:
+            return await self.coalescer.submit(request)
+        (result,) = await self.search.search([request])
+        return result
+
+    async def _answer_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        try:
+            return await self.search.search(requests)
+        finally:
+            self.batches += 1
+            self.batch_size_max = max(self.batch_size_max, len(requests))
+            self.metrics.record_batch(len(requests))
+
+
+def _raise_if_unmigrated(err: Exception) -> None:
+    """A missing table is not a failed request: the database is not ready for the workload."""
+    if isinstance(err, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)):
+        raise PrerequisiteMissing(
+            f"the flight-search schema is missing or outdated ({str(err).splitlines()[0]}); "
+            "run the migrations (alembic upgrade head) and seed the data first"
+        ) from err

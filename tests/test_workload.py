@@ -1,0 +1,399 @@
+"""The reference workload: identical answers on both paths, exact statement counts in
+pg_stat_statements, exact request metrics and cache hit ratios, and plans on the batch indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import socket
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import psycopg
+import pytest
+
+from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
+from dbtools.workload import (
+    DataPath,
+    Dataset,
+    Duplication,
+    SearchRequest,
+    WorkloadConfig,
+    WorkloadResult,
+    application_pool,
+    distinct_requests,
+    generate_requests,
+    run_workload,
+    run_workload_async,
+    seed_database,
+)
+from dbtools.workload.catalog import active_trip_requests, provider_offers, trip_requests
+from dbtools.workload.coalescer import Coalescer
+from dbtools.workload.metrics import percentile
+from dbtools.workload.observe import batched_plans, calls_between, statement_calls
+from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
+from tests.conftest import Database, PgServer
+from tests.helpers import run_cli
+
+DATASET = Dataset()
+
+
+@pytest.fixture
+def seeded_database(pg_server: PgServer) -> Iterator[Database]:
+    """A fresh database at alembic head holding the reference data set (from a template)."""
+    from dbtools.revisions import upgrade
+
+    def build(dsn: str) -> None:
+        upgrade(dsn)
+        seed_database(dsn, DATASET)
+
+    template = pg_server.template("dbtools_test_workload", build)
+    name = pg_server.create_database(template)
+    try:
+        yield Database(pg_server, name)
+    finally:
+        pg_server.drop_database(name)
+
+
+def expected_round_trips(config: WorkloadConfig) -> tuple[int, int]:
+    """(misses, batches) the request stream must give, worked out without running it: a request
+    is a miss when its key was not seen earlier; a wave with a miss sends one batch."""
+    stream = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
+    seen: set[str] = set()
+    misses = batches = 0
+    for start in range(0, len(stream), config.concurrency):
+        fresh = 0
+        for request in stream[start : start + config.concurrency]:
+            if request.cache_key not in seen:
+                seen.add(request.cache_key)
+                fresh += 1
+        misses += fresh
+        batches += -(-fresh // config.max_batch_size)
+    return misses, batches
+
+
+# -- the request stream -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", list(Duplication))
+def test_the_stream_repeats_exactly_the_levels_share(level: Duplication) -> None:
+    stream = generate_requests(DATASET, 1000, level, seed=7)
+    assert len(stream) == 1000
+    assert len({request.cache_key for request in stream}) == distinct_requests(1000, level)
+    assert distinct_requests(1000, level) == 1000 - round(1000 * level.hit_ratio)
+    assert all(DATASET.trip_requests >= request.trip_request_id >= 1 for request in stream)
+    assert stream == generate_requests(DATASET, 1000, level, seed=7)
+    assert stream != generate_requests(DATASET, 1000, level, seed=8)
+
+
+def test_the_stream_refuses_more_distinct_requests_than_active_trips() -> None:
+    active = len(active_trip_requests(DATASET))
+    with pytest.raises(UsageError, match=f"the dataset has {active} active ones"):
+        generate_requests(DATASET, active + 1, Duplication.NONE, seed=1)
+
+
+def test_the_catalog_is_a_pure_function_of_the_dataset() -> None:
+    small = Dataset(seed=3, travelers=10, trip_requests=50, searches=20)
+    trips = trip_requests(small)
+    assert [trip.id for trip in trips] == list(range(1, 51))
+    assert len({trip.search.search_key for trip in trips}) <= 20
+    assert trips == trip_requests(Dataset(seed=3, travelers=10, trip_requests=50, searches=20))
+    search = trips[0].search
+    assert provider_offers(search, 3) == provider_offers(search, 3)
+    assert provider_offers(search, 3) != provider_offers(search, 4)
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    assert percentile([1, 2, 3, 4], 0.5) == 2.5
+    assert percentile([10], 0.95) == 10
+    assert percentile(list(range(1, 101)), 0.95) == pytest.approx(95.05)
+
+
+# -- the coalescer --------------------------------------------------------------------------------
+
+
+def test_the_coalescer_batches_a_burst_and_splits_at_the_maximum() -> None:
+    batches: list[list[int]] = []
+
+    async def double(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return [2 * item for item in items]
+
+    async def burst() -> list[int]:
+        coalescer: Coalescer[int, int] = Coalescer(double, window_s=0.002, max_size=4)
+        answers = await asyncio.gather(*(coalescer.submit(i) for i in range(10)))
+        await coalescer.drain()
+        return answers
+
+    assert asyncio.run(burst()) == [2 * i for i in range(10)]
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_the_coalescer_gives_every_caller_the_batch_error() -> None:
+    async def fail(items: Sequence[int]) -> list[int]:
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    async def burst() -> list[BaseException | int]:
+        coalescer: Coalescer[int, int] = Coalescer(fail, window_s=0, max_size=10)
+        return await asyncio.gather(
+            *(coalescer.submit(i) for i in range(3)), return_exceptions=True
+        )
+
+    answers = asyncio.run(burst())
+    assert [type(answer) for answer in answers] == [psycopg.errors.QueryCanceled] * 3
+
+
+# -- against PostgreSQL ------------------------------------------------------------------------------
+
+
+def _ok(result: WorkloadResult) -> None:
+    assert result.errors == 0, [r.error for r in result.results if r.error][:1]
+
+
+def test_both_paths_give_identical_answers(seeded_database: Database, pg_server: PgServer) -> None:
+    config = WorkloadConfig(requests=240, concurrency=12, duplication="medium", seed=5)
+    per_request = run_workload(
+        seeded_database.dsn, dataclasses.replace(config, path=DataPath.PER_REQUEST)
+    )
+    # The batched path on a second, untouched copy: it calls the provider and fills the caches
+    # itself, and must still answer exactly as the per-request path did.
+    other = Database(pg_server, pg_server.create_database("dbtools_test_workload"))
+    try:
+        batched = run_workload(other.dsn, config)
+    finally:
+        pg_server.drop_database(other.name)
+    # And again on the first copy, after the per-request run changed its offers and caches.
+    batched_again = run_workload(seeded_database.dsn, config)
+    for result in (per_request, batched, batched_again):
+        _ok(result)
+    assert per_request.results == batched.results == batched_again.results
+    assert [r.trip_request_id for r in per_request.results] == [
+        request.trip_request_id
+        for request in generate_requests(DATASET, 240, Duplication.MEDIUM, 5)
+    ]
+    answered = [result for result in batched.results if result.offers]
+    assert len(answered) > 100
+    trips = {trip.id: trip for trip in trip_requests(DATASET)}
+    for result in answered:
+        trip = trips[result.trip_request_id]
+        prices = [offer.price_total for offer in result.offers]
+        assert prices == sorted(prices)
+        assert trip.max_price is None or max(prices) <= trip.max_price
+        fresh = {o for o in provider_offers(trip.search, DATASET.seed)
+                 if trip.max_price is None or o.price_total <= trip.max_price}  # fmt: skip
+        assert fresh <= set(result.offers)
+
+
+@pytest.mark.parametrize("path", list(DataPath))
+def test_pg_stat_statements_sees_exactly_three_statements_per_round_trip(
+    seeded_database: Database, path: DataPath
+) -> None:
+    config = WorkloadConfig(path=path, requests=200, concurrency=10, duplication="low", seed=3)
+    misses, batches = expected_round_trips(config)
+    before = statement_calls(seeded_database.dsn)
+    result = run_workload(seeded_database.dsn, config)
+    seen = calls_between(before, statement_calls(seeded_database.dsn))
+    _ok(result)
+    assert (result.cache_misses, result.cache_hits) == (misses, 200 - misses) == (160, 40)
+    if path is DataPath.PER_REQUEST:
+        assert result.round_trips == misses and result.batches == 0
+        statements = PER_REQUEST_STATEMENTS
+    else:
+        assert result.round_trips == result.batches == batches == 20
+        statements = BATCHED_STATEMENTS
+    assert seen == {
+        **{statement.name: result.round_trips for statement in statements},
+        "record_metrics": 1,
+    }
+    assert sum(seen.values()) - 1 == result.statements_sent == 3 * result.round_trips
+    # The same requests again: every offer now exists, the upserts send empty arrays, and
+    # still each statement keeps its one pg_stat_statements entry.
+    again = run_workload(seeded_database.dsn, dataclasses.replace(config, record_metrics=False))
+    assert (again.round_trips, again.provider_calls) == (result.round_trips, 0)
+    entries = seeded_database.execute(
+        r"SELECT substring(query from 'flight_search:([a-z_]+)'), count(*)::int"
+        r" FROM pg_stat_statements WHERE query ~ '^\w+ /\* flight_search:'"
+        " AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " GROUP BY 1"
+    )
+    assert dict(entries) == dict.fromkeys(seen, 1)
+
+
+def test_runs_sharing_a_warm_pool_stay_exact(seeded_database: Database) -> None:
+    dsn = seeded_database.dsn
+
+    async def two_runs() -> list[WorkloadResult]:
+        base = WorkloadConfig(requests=50, concurrency=5, duplication="none", record_metrics=False)
+        async with application_pool(dsn, base) as pool:
+            return [
+                await run_workload_async(dsn, dataclasses.replace(base, path=path), pool=pool)
+                for path in DataPath
+            ]
+
+    before = statement_calls(dsn)
+    per_request, batched = asyncio.run(two_runs())
+    seen = calls_between(before, statement_calls(dsn))
+    assert (per_request.round_trips, batched.round_trips) == (50, 10)
+    assert seen == {
+        "load_trip": 50, "lookup_offers": 50, "load_trips_batch": 10, "lookup_offers_batch": 10,
+        "upsert_offers": 60,
+    }  # fmt: skip
+    assert per_request.results == batched.results
+
+
+def test_an_unreachable_server_is_one_clear_error(pg_server: PgServer) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionFailed, match=f"port {port}") as raised:
+        run_workload(f"postgresql://nobody:secret@127.0.0.1:{port}/x", WorkloadConfig(requests=1))
+    assert "secret" not in str(raised.value)
+
+
+def test_ten_concurrent_requests_send_thirty_statements_or_three(
+    seeded_database: Database,
+) -> None:
+    sent = {}
+    for path in DataPath:
+        config = WorkloadConfig(path=path, requests=10, concurrency=10, duplication="none", seed=9)
+        before = statement_calls(seeded_database.dsn)
+        run_workload(seeded_database.dsn, config)
+        seen = calls_between(before, statement_calls(seeded_database.dsn))
+        sent[path] = sum(calls for name, calls in seen.items() if name != "record_metrics")
+    assert sent == {DataPath.PER_REQUEST: 30, DataPath.BATCHED: 3}
+
+
+def test_request_metrics_rows_hold_exactly_the_runs_requests(seeded_database: Database) -> None:
+    config = WorkloadConfig(
+        requests=60, concurrency=5, duplication="high", seed=2, bucket_seconds=1,
+        wave_interval_ms=200,
+    )  # fmt: skip
+    (started,) = seeded_database.execute("SELECT clock_timestamp()")[0]
+    progress: list[tuple[int, int]] = []
+    result = run_workload(seeded_database.dsn, config, progress=lambda *p: progress.append(p))
+    (finished,) = seeded_database.execute("SELECT clock_timestamp()")[0]
+    _ok(result)
+    assert progress == [(5 * wave, 60) for wave in range(1, 13)]
+    rows = seeded_database.execute(
+        "SELECT bucket_start, bucket_seconds, operation, requests, errors, cache_hits,"
+        " cache_misses, batches, batch_size_max, latency_p50_ms, latency_p95_ms"
+        " FROM perf_monitoring.request_metrics ORDER BY bucket_start"
+    )
+    assert len(rows) == result.metrics_rows >= 2  # 12 waves, 200 ms apart
+    starts: list[datetime] = [row[0] for row in rows]
+    assert started <= starts[0] and starts[-1] <= finished
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert all(abs(step - round(step)) < 0.05 and round(step) >= 1 for step in steps)
+    assert {(row[1], row[2]) for row in rows} == {(1, "flight_search")}
+    totals = [sum(row[i] for row in rows) for i in range(3, 8)]
+    assert totals == [60, 0, 42, 18, result.batches]
+    assert max(row[8] or 0 for row in rows) == result.batch_size_max <= 5
+    assert all(row[9] <= row[10] for row in rows)
+
+
+@pytest.mark.parametrize("level", [Duplication.HIGH, Duplication.MEDIUM, Duplication.LOW])
+def test_the_cache_hit_ratio_is_the_duplication_levels(
+    seeded_database: Database, level: Duplication
+) -> None:
+    config = WorkloadConfig(requests=100, concurrency=10, duplication=level, seed=11)
+    result = run_workload(seeded_database.dsn, config)
+    _ok(result)
+    assert result.cache_hit_ratio == level.hit_ratio
+    (hits, misses) = seeded_database.execute(
+        "SELECT sum(cache_hits)::int, sum(cache_misses)::int FROM perf_monitoring.request_metrics"
+    )[0]
+    assert (hits, misses) == (result.cache_hits, result.cache_misses)
+    assert hits / (hits + misses) == level.hit_ratio
+
+
+@pytest.mark.parametrize("size", [1, 10, 50])
+def test_batched_statements_are_planned_on_the_batch_indexes(
+    seeded_database: Database, size: int
+) -> None:
+    requests: list[SearchRequest] = generate_requests(DATASET, size, Duplication.NONE, seed=size)
+    plans = batched_plans(seeded_database.dsn, requests)
+    assert [(plan.statement, plan.generic) for plan in plans] == [
+        ("load_trips_batch", False), ("load_trips_batch", True),
+        ("lookup_offers_batch", False), ("lookup_offers_batch", True),
+    ]  # fmt: skip
+    assert {plan.expected for plan in plans} == {
+        ("ix_trip_requests_active_batch",),
+        ("ix_flight_search_cache_key_expiry", "ix_flight_offers_trip_expiry"),
+    }
+    assert [plan.missing for plan in plans] == [()] * 4, plans
+
+
+def test_failed_statements_are_counted_as_errors_not_raised(seeded_database: Database) -> None:
+    seeded_database.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'offers are read-only today'; END $$;"
+        " CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON flight_offers"
+        " FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+    config = WorkloadConfig(requests=30, concurrency=10, duplication="none", seed=4)
+    result = run_workload(seeded_database.dsn, config)
+    assert result.errors == 30 and result.error_rate == 1.0
+    assert {r.status for r in result.results} == {"error"}
+    assert "offers are read-only today" in (result.results[0].error or "")
+    (errors, requests) = seeded_database.execute(
+        "SELECT sum(errors), sum(requests) FROM perf_monitoring.request_metrics"
+    )[0]
+    assert (errors, requests) == (30, 30)
+
+
+def test_an_unmigrated_database_is_refused(database: Database) -> None:
+    with pytest.raises(PrerequisiteMissing, match="alembic upgrade head"):
+        seed_database(database.dsn, Dataset(trip_requests=10, travelers=2, searches=5))
+    with pytest.raises(PrerequisiteMissing, match="schema is missing"):
+        run_workload(database.dsn, WorkloadConfig(requests=5))
+
+
+def test_a_run_for_another_dataset_is_refused(seeded_database: Database) -> None:
+    other = Dataset(seed=DATASET.seed + 1)
+    with pytest.raises(UsageError, match="seeded with another dataset"):
+        run_workload(seeded_database.dsn, WorkloadConfig(dataset=other, requests=20))
+
+
+def test_seeding_refuses_tables_that_hold_rows(seeded_database: Database) -> None:
+    with pytest.raises(UsageError, match="already hold rows"):
+        seed_database(seeded_database.dsn, DATASET)
+    small = Dataset(seed=9, travelers=20, trip_requests=100, searches=30, active_ratio=0.5)
+    summary = seed_database(seeded_database.dsn, small, replace=True)
+    assert (summary.travelers, summary.trip_requests) == (20, 100)
+    assert seeded_database.execute("SELECT count(*), max(id) FROM trip_requests")[0] == (100, 100)
+    (active,) = seeded_database.execute(
+        "SELECT count(*) FROM trip_requests WHERE status = 'active'"
+    )[0]
+    assert active == summary.active_trip_requests == len(active_trip_requests(small))
+    # New rows after a seed get ids past the seeded ones.
+    assert seeded_database.execute(
+        "INSERT INTO travelers (email) VALUES ('new@example.test') RETURNING id"
+    ) == [(21,)]
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def test_workload_run_prints_json_with_a_schema_version(seeded_database: Database) -> None:
+    result = run_cli(
+        "workload", "run", "--dsn", seeded_database.dsn, "--path", "per-request",
+        "--requests", "20", "--concurrency", "5", "--duplication", "high", "--format", "json",
+        "--wave-interval-ms", "25", "--plan-cache-mode", "auto",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["schema_version"] == 1
+    assert (figures["requests"], figures["cache_hits"], figures["errors"]) == (20, 14, 0)
+    assert figures["statements_sent"] == 3 * 6
+    assert figures["elapsed_s"] >= 3 * 0.025  # four waves, 25 ms apart
+
+
+def test_workload_commands_report_bad_input_in_one_line(database: Database) -> None:
+    result = run_cli("workload", "run", "--dsn", database.dsn, "--requests", "5")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: the flight-search schema is missing")
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("workload", "run", "--duplication", "extreme")
+    assert result.exit_code == 2 and "extreme" in result.stderr
