@@ -111,10 +111,15 @@ class Database:
         )  # fmt: skip
 
 
-def _start_sandbox(tmp: Path) -> PgServer:
+def _start_sandbox() -> PgServer:
     pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
-    sandbox = Sandbox(tmp, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
-    sandbox.start()
+    directory = server_directory()
+    try:
+        sandbox = Sandbox(directory, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+        sandbox.start()
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     return PgServer(sandbox.dsn(), sandbox.major, sandbox.pg_bin, sandbox=sandbox)
 
 
@@ -170,7 +175,7 @@ def pg_server() -> Iterator[PgServer]:
         elif os.environ.get("DBTOOLS_TEST_DOCKER") == "1":
             server, container = _start_container()
         else:
-            server = _start_sandbox(server_directory())
+            server = _start_sandbox()
     except Exception as err:
         pytest.fail(f"cannot start a PostgreSQL server for the tests: {err}", pytrace=False)
     try:

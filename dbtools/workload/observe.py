@@ -15,13 +15,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbtools.connection import session
+from dbtools.connection import SQL_MARKER, session
 from dbtools.objects import BATCH_INDEXES
 from dbtools.workload import queries
 from dbtools.workload.access import SearchRequest
 
-STATEMENT_CALLS_SQL = r"""
-SELECT substring(s.query from '/\* flight_search:([a-z_]+) \*/') AS name,
+STATEMENT_CALLS_SQL = rf"""
+SELECT {SQL_MARKER} substring(s.query from '/\* flight_search:([a-z_]+) \*/') AS name,
        sum(s.calls)::bigint AS calls
 FROM pg_stat_statements AS s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
