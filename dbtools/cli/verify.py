@@ -47,7 +47,7 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
         row("buffer cache hit ratio", lambda w: _pct(w.buffer_cache_hit_ratio)),
         row("index hit ratio", lambda w: _pct(w.index_hit_ratio)),
         row("app cache hit ratio", lambda w: _pct(w.app_cache_hit_ratio)),
-        row("p95 latency", lambda w: _num(w.p95_ms, "{:g} ms")),
+        row("p95 latency", lambda w: _num(w.p95_ms, "{:.1f} ms")),
         row("error rate", lambda w: _pct(w.error_rate)),
     ]  # fmt: skip
 

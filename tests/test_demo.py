@@ -1,0 +1,106 @@
+"""`dbtools demo`: the whole rollout on a sandbox or a given empty database, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dbtools.demo import DemoConfig, run_demo
+from dbtools.errors import UsageError
+from tests.conftest import Database
+from tests.helpers import REPO, run_dbtools
+
+PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
+ENV = {"DBTOOLS_PG_BIN": PG_BIN} if PG_BIN else {}
+
+
+def postgres_pids() -> set[int]:
+    """Pids of every running postgres server process (postmasters and backends)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
+    database: Database, tmp_path: Path
+) -> None:
+    config = DemoConfig(requests=200, concurrency=20, wave_interval_ms=50, output_dir=tmp_path)
+    result = run_demo(config, dsn=database.dsn)
+    verification = result.verification
+    assert verification.verdict == "pass", verification.as_dict()["findings"]
+    # verify's counts from pg_stat_statements equal what the application sent: its three
+    # statements per miss (per request) or per batch, plus its one request-metrics write.
+    for window, run in (
+        (verification.baseline, result.baseline),
+        (verification.candidate, result.candidate),
+    ):
+        assert window.requests == run.requests == 200
+        assert window.counts.queries == run.statements_sent + run.metrics_statements
+    assert result.baseline.statements_sent == 3 * result.baseline.cache_misses
+    assert result.candidate.statements_sent == 3 * result.candidate.batches
+    assert verification.reduction == pytest.approx(
+        1 - verification.candidate.counts.queries / verification.baseline.counts.queries
+    )
+    assert verification.reduction >= 0.85
+    written = sorted(path.suffix for path in (*result.report_paths, result.plan_path))
+    assert written == [".html", ".md", ".md"]
+    assert all(path.parent == tmp_path and path.stat().st_size > 0 for path in result.report_paths)
+    plan = result.plan_path.read_text()
+    assert "perf_monitoring.snapshots" in plan and "DROP INDEX CONCURRENTLY" in plan
+    # Labels are unique to the run, so a second demo on another empty database cannot collide.
+    labels = database.execute("SELECT label FROM perf_monitoring.snapshots ORDER BY id")
+    assert [label for (label,) in labels][0].startswith("demo-")
+
+
+def test_demo_refuses_a_database_that_holds_data(migrated_database: Database) -> None:
+    migrated_database.execute("INSERT INTO travelers (email) VALUES ('someone@example.com')")
+    with pytest.raises(UsageError, match=r"holds data \(public.travelers\)"):
+        run_demo(DemoConfig(requests=20), dsn=migrated_database.dsn)
+    result = run_dbtools("demo", "--dsn", migrated_database.dsn)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("Error: refusing to run the demo")
+    assert migrated_database.execute("SELECT count(*) FROM perf_monitoring.snapshots") == [(0,)]
+
+
+def test_demo_command_runs_on_a_sandbox_and_leaves_no_process(tmp_path: Path) -> None:
+    before = postgres_pids()
+    result = run_dbtools(
+        "demo", "--requests", "200", "--output-dir", str(tmp_path), env=ENV, timeout=240
+    )
+    assert result.returncode == 0, result.stderr
+    assert "verdict: PASS (exit code 0)" in result.stdout
+    reduction = re.search(r"^query reduction: ([\d.]+)%$", result.stdout, re.M)
+    assert reduction and float(reduction.group(1)) >= 85
+    assert sum(1 for line in result.stdout.splitlines() if line.startswith("written: ")) == 3
+    assert postgres_pids() <= before
+
+
+def test_interrupted_demo_stops_its_server(tmp_path: Path) -> None:
+    before = postgres_pids()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dbtools", "demo", "--requests", "20000", "--output-dir", str(tmp_path)],
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **ENV},
+    )  # fmt: skip
+    assert run.stderr is not None
+    for line in run.stderr:
+        if "baseline window" in line:
+            break
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "interrupted: the sandbox was stopped" in err
+    assert postgres_pids() <= before
+    assert list(tmp_path.iterdir()) == []
