@@ -61,7 +61,13 @@ def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
     assert "perf_monitoring.snapshots" in plan and "DROP INDEX CONCURRENTLY" in plan
     # Labels are unique to the run, so a second demo on another empty database cannot collide.
     labels = database.execute("SELECT label FROM perf_monitoring.snapshots ORDER BY id")
-    assert [label for (label,) in labels][0].startswith("demo-")
+    found = [label for (label,) in labels]
+    prefix = found[0].removesuffix("baseline:start")
+    assert prefix.startswith("demo-") and found == [
+        f"{prefix}{window}:{end}"
+        for window in ("baseline", "candidate")
+        for end in ("start", "end")
+    ]
 
 
 def test_demo_refuses_a_database_that_holds_data(migrated_database: Database) -> None:
