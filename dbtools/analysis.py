@@ -8,6 +8,7 @@ by text.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -60,18 +61,27 @@ class TableRef:
         return self.schema is None or other.schema is None or self.schema == other.schema
 
 
+@contextlib.contextmanager
+def quiet_sqlglot() -> Iterator[None]:
+    """Silence sqlglot's warnings while parsing: it logs one (with the statement's text) for
+    every fallback to ``exp.Command``, which callers handle, and text may hold secrets."""
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @functools.lru_cache(maxsize=20_000)
 def tables_touched(text: str) -> frozenset[TableRef] | None:
     """The tables *text* reads or writes (CTE names left out); None when it cannot be parsed."""
-    logger = logging.getLogger("sqlglot")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # exp.Command fallbacks warn; they are handled below
-    try:
-        trees = sqlglot.parse(pad_placeholders(text), read="postgres")
-    except sqlglot.errors.SqlglotError:
-        return None
-    finally:
-        logger.setLevel(level)
+    with quiet_sqlglot():
+        try:
+            trees = sqlglot.parse(pad_placeholders(text), read="postgres")
+        except sqlglot.errors.SqlglotError:
+            return None
     found: set[TableRef] = set()
     for tree in trees:
         if tree is None or isinstance(tree, exp.Command):

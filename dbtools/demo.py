@@ -26,11 +26,9 @@ from pathlib import Path
 from dbtools import revisions
 from dbtools.config import Thresholds, load_thresholds
 from dbtools.connection import describe, session
-from dbtools.downgrade.live import tables_with_rows
+from dbtools.downgrade.live import refuse_data
 from dbtools.downgrade.plan import build_plan
-from dbtools.downgrade.rehearse import BOOKKEEPING_TABLES
 from dbtools.downgrade.render import plan_markdown
-from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
 from dbtools.report import make_report, write_report
 from dbtools.sandbox import temporary_sandbox
@@ -119,7 +117,11 @@ def run_demo(
     """
     started = time.monotonic()
     if dsn is not None:
-        _require_empty(dsn)
+        refuse_data(
+            dsn,
+            refusing="run the demo",
+            because="the demo migrates and seeds its database, so give it an empty one",
+        )
         return _run(dsn, config, on_step, progress, thresholds, started, label_prefix=_run_id())
     on_step("starting an embedded PostgreSQL with pg_stat_statements")
     with temporary_sandbox(pg_bin=config.pg_bin) as sandbox:
@@ -186,19 +188,6 @@ def _measure_window(
     time.sleep(workload.bucket_seconds + 0.05)
     snapshot(dsn, end)
     return result
-
-
-def _require_empty(dsn: str) -> None:
-    with session(dsn) as conn:
-        holding = tables_with_rows(conn, ignore=BOOKKEEPING_TABLES)
-    if holding:
-        shown = ", ".join(holding[:5]) + (
-            f" and {len(holding) - 5} more" if len(holding) > 5 else ""
-        )
-        raise UsageError(
-            f"refusing to run the demo in {describe(dsn).database}: it holds data ({shown}); "
-            "the demo migrates and seeds its database, so give it an empty one"
-        )
 
 
 def _run_id() -> str:

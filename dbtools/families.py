@@ -19,16 +19,14 @@ requests could share one ``id = ANY($1)``. Parses are cached by queryid (``Class
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
-from dbtools.analysis import pad_placeholders, table_refs
+from dbtools.analysis import pad_placeholders, quiet_sqlglot, table_refs
 from dbtools.redaction import scrub_query
 
 DIALECT = "postgres"
@@ -66,21 +64,9 @@ def fingerprint_of(normalised_sql: str) -> str:
     return hashlib.sha1(normalised_sql.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-@contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
-    """sqlglot warns (with the text) when it falls back to ``exp.Command``: that is handled."""
-    logger = logging.getLogger("sqlglot")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def parse(text: str) -> list[exp.Expression] | None:
     """The statements in scrubbed *text*, or None when sqlglot cannot parse them fully."""
-    with _quiet_sqlglot():
+    with quiet_sqlglot():
         try:
             trees = sqlglot.parse(pad_placeholders(text), read=DIALECT)
         except sqlglot.errors.SqlglotError:

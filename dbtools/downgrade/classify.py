@@ -14,15 +14,14 @@ EXCLUSIVE, a foreign key in ``CREATE TABLE`` takes SHARE ROW EXCLUSIVE on the re
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import sqlglot
 from sqlglot import exp
 
+from dbtools.analysis import quiet_sqlglot
 from dbtools.downgrade.locks import Blocking, LockLevel, storage_parameter_lock, strongest
 from dbtools.downgrade.sqltext import dollar_body, mask_literals, split_statements, strip_comments
 
@@ -156,20 +155,8 @@ def classify(sql: str, context: SchemaContext | None = None) -> Classification:
 # -- sqlglot ---------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
-    """sqlglot logs a warning for every fallback to exp.Command; the classification says it."""
-    logger = logging.getLogger("sqlglot")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
 def _parse(sql: str) -> exp.Expression | None:
-    with _quiet_sqlglot():
+    with quiet_sqlglot():
         try:
             tree = sqlglot.parse_one(sql, read="postgres")
         except sqlglot.errors.SqlglotError:

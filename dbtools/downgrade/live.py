@@ -10,7 +10,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from dbtools.connection import describe, session
 from dbtools.errors import UsageError
+from dbtools.objects import setting_changes
 
 VERSION_TABLE = "alembic_version"
 
@@ -108,8 +110,16 @@ def user_tables(conn: psycopg.Connection[Any]) -> list[UserTable]:
         return cur.execute(USER_TABLES_SQL).fetchall()
 
 
+# Rows the migrations themselves write (the revision; the storage parameters they replaced) are
+# not application data: a freshly migrated database has them.
+BOOKKEEPING_TABLES = (
+    f"public.{VERSION_TABLE}",
+    f"{setting_changes.schema}.{setting_changes.name}",
+)
+
+
 def tables_with_rows(
-    conn: psycopg.Connection[Any], *, ignore: tuple[str, ...] = (f"public.{VERSION_TABLE}",)
+    conn: psycopg.Connection[Any], *, ignore: tuple[str, ...] = BOOKKEEPING_TABLES
 ) -> list[str]:
     """User tables that hold at least one row: checked row by row (``LIMIT 1``), not from
     ``reltuples``, which stays 0 or -1 on a table that was never vacuumed or analyzed."""
@@ -124,3 +134,17 @@ def tables_with_rows(
         if row and row[0]:
             found.append(table.qualified)
     return found
+
+
+def refuse_data(dsn: str, *, refusing: str, because: str) -> None:
+    """Raise ``UsageError`` ("refusing to *refusing* in DB: it holds data (…); *because*") when a
+    table of the database at *dsn* holds a row (the migrations' bookkeeping aside)."""
+    with session(dsn) as conn:
+        holding = tables_with_rows(conn)
+    if holding:
+        shown = ", ".join(holding[:5]) + (
+            f" and {len(holding) - 5} more" if len(holding) > 5 else ""
+        )
+        raise UsageError(
+            f"refusing to {refusing} in {describe(dsn).database}: it holds data ({shown}); {because}"
+        )

@@ -28,27 +28,15 @@ from psycopg import sql
 
 from dbtools import revisions
 from dbtools.connection import describe, resolve_dsn, session
-from dbtools.downgrade.live import (
-    VERSION_TABLE,
-    current_revision,
-    server_identity,
-    tables_with_rows,
-)
+from dbtools.downgrade.live import current_revision, refuse_data, server_identity
 from dbtools.downgrade.plan import BASE
 from dbtools.downgrade.sqltext import split_statements
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.objects import setting_changes
 from dbtools.redaction import redact
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import dump_schema
 
 SANDBOX_DATABASE = "dbtools_rehearsal"
-# Rows the migrations themselves write (the revision; the storage parameters they replaced) are
-# not application data: a freshly migrated scratch database has them.
-BOOKKEEPING_TABLES = (
-    f"public.{VERSION_TABLE}",
-    f"{setting_changes.schema}.{setting_changes.name}",
-)
 
 
 @dataclass(frozen=True)
@@ -132,16 +120,11 @@ def check_scratch_database(dsn: str, *, force: bool = False) -> None:
             f"refusing to rehearse in {describe(dsn).database}: it is the database DATABASE_URL "
             "names; give a scratch database (or --force)"
         )
-    with session(dsn) as conn:
-        holding = tables_with_rows(conn, ignore=BOOKKEEPING_TABLES)
-    if holding:
-        shown = ", ".join(holding[:5]) + (
-            f" and {len(holding) - 5} more" if len(holding) > 5 else ""
-        )
-        raise UsageError(
-            f"refusing to rehearse in {describe(dsn).database}: it holds data ({shown}); a "
-            "rehearsal drops what the migrations created. Use a scratch database (or --force)"
-        )
+    refuse_data(
+        dsn,
+        refusing="rehearse",
+        because="a rehearsal drops what the migrations created. Use a scratch database (or --force)",
+    )
 
 
 def _same_database(first: str, second: str) -> bool:
