@@ -5,7 +5,7 @@ For each build it records the build time and the writers' latency (p50/p99/max) 
 while the build runs. Rounds alternate (plain, migration, plain, …) so both see the same machine
 state; medians are reported. Results go to benchmarks/RESULTS-index-build.md.
 
-    .venv/bin/python benchmarks/index_build.py [--offers 2000000] [--rounds 3] [--writers 4]
+    .venv/bin/python -m benchmarks.index_build [--offers 2000000] [--rounds 3] [--writers 4]
 """
 
 from __future__ import annotations

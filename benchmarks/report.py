@@ -9,18 +9,17 @@ Measures, side by side in one run:
 3. an end-to-end ``--live`` report on a sandbox PostgreSQL whose pg_stat_statements holds
    5,000 distinct statements: time and the process's peak RSS.
 
-Run: ``.venv/bin/python benchmarks/report.py`` (writes benchmarks/RESULTS-report.md).
+Run: ``.venv/bin/python -m benchmarks.report`` (writes benchmarks/RESULTS-report.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
-import platform
 import random
 import resource
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -29,8 +28,7 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from benchmarks.machine import machine_lines
 from dbtools.families import Classifier
 from dbtools.report import make_report, render
 from dbtools.report.model import build_report
@@ -126,22 +124,11 @@ def live_report_seconds(dsn: str, fmt: str) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs (shared), {memory:.0f} GiB, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
+    return "; ".join(machine_lines())
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     texts = distinct_texts(STATEMENTS)
     lookups = 2 * STATEMENTS
 
@@ -177,7 +164,7 @@ def main() -> None:
         f"- date: {when}",
         f"- machine: {machine()}",
         f"- PostgreSQL {server} (sandbox, embedded); sqlglot, matplotlib as installed",
-        f"- command: `.venv/bin/python benchmarks/report.py` (medians of {RUNS} runs)",
+        f"- command: `.venv/bin/python -m benchmarks.report` (medians of {RUNS} runs)",
         f"- load average when the run ended: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
         "(the machine is shared; figures are noisy)",
         "",

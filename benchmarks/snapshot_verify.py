@@ -12,7 +12,7 @@ PostgreSQL (or --pg-bin), measured side by side in one run:
 * the statements dbtools itself sends, counted in pg_stat_statements (their text carries the
   marker comment).
 
-    .venv/bin/python benchmarks/snapshot_verify.py [--runs 7] [--pg-bin DIR] [--output FILE]
+    .venv/bin/python -m benchmarks.snapshot_verify [--runs 7] [--pg-bin DIR] [--output FILE]
 
 Medians of --runs runs; results written to benchmarks/RESULTS-snapshot-verify.md by default.
 """
@@ -23,7 +23,6 @@ import argparse
 import datetime
 import itertools
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks.machine import machine_lines
 from dbtools import snapshots
 from dbtools.connection import SQL_MARKER, split_password
 from dbtools.revisions import upgrade
@@ -107,15 +107,7 @@ def marked_calls(dsn: str) -> int:
 
 
 def machine() -> list[str]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    keep = ("Model name", "CPU(s):", "Thread(s) per core", "Core(s) per socket")
-    lines = [line for line in lscpu if line.startswith(keep)]
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return [
-        f"uname -a: {' '.join(platform.uname())}",
-        *(" ".join(line.split()) for line in lines),
-        f"load average when the run ended: {load} (the machine is shared; figures are noisy)",
-    ]
+    return machine_lines()
 
 
 def main() -> None:
@@ -212,7 +204,7 @@ def main() -> None:
     text = "\n".join([
         "# Benchmark: snapshot and verify",
         "",
-        f"Measured {today} by `benchmarks/snapshot_verify.py --runs {runs}` on PostgreSQL "
+        f"Measured {today} by `python -m benchmarks.snapshot_verify --runs {runs}` on PostgreSQL "
         f"{version[0] if version else '?'} (sandbox), one run, side by side.",
         "",
         *(f"- {line}" for line in machine()),

@@ -1,6 +1,6 @@
 """Reproduce the rollout guide's tables with the reference workload, measured on this machine.
 
-    .venv/bin/python benchmarks/workload_bench.py [--rounds 5] [--waves 30] [--pg-bin DIR]
+    .venv/bin/python -m benchmarks.workload_bench [--rounds 5] [--waves 30] [--pg-bin DIR]
 
 One run, side by side: a throwaway PostgreSQL (``temporary_sandbox``) migrated to head and seeded
 once, then copied into one database per data path, so that both paths do the same work on the
@@ -26,9 +26,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -38,6 +36,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from benchmarks.machine import machine_lines
 from dbtools.revisions import upgrade
 from dbtools.sandbox import temporary_sandbox
 from dbtools.workload import (
@@ -234,17 +233,7 @@ async def measure_tables(
 
 
 def machine() -> list[str]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(
-        (key.strip(), value.strip())
-        for key, _, value in (line.partition(":") for line in lscpu.splitlines())
-    )
-    return [
-        f"* CPU: {fields.get('Model name', '?')}, {os.cpu_count()} cores "
-        "(shared with other jobs while this ran)",
-        f"* `uname -a`: `{' '.join(platform.uname())}`",
-        f"* Python {platform.python_version()}, psycopg {psycopg.__version__}",
-    ]
+    return [f"* {line}" for line in machine_lines()] + [f"* psycopg {psycopg.__version__}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (concurrency_lines, concurrency_ok), (cache_lines, cache_ok) = tables
     finished = dt.datetime.now(dt.timezone.utc)
     load = (load_before, os.getloadavg())
-    command = "python benchmarks/workload_bench.py " + " ".join(
+    command = "python -m benchmarks.workload_bench " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
     report = render(
