@@ -351,3 +351,10 @@ def test_cli_prints_the_path_of_the_report(database: Database, tmp_path: Path) -
     document = json.loads(written.read_text())
     assert document["source"] == "live" and document["database"] == database.name
     assert any("CREATE TABLE t" in f["sql"] for f in document["families"] + document["unparsed"])
+
+
+def test_the_command_offers_every_renderer() -> None:
+    from dbtools.cli.report import REPORT_FORMATS
+    from dbtools.report import FORMATS
+
+    assert REPORT_FORMATS == FORMATS

@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from dbtools.cli.options import config_option, dsn_option, format_option
-from dbtools.config import load_thresholds
 from dbtools.connection import resolve_dsn
-from dbtools.dashboard import render_dashboard
 from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, write_atomically
-from dbtools.report import FORMATS, ReportOptions, generate_report
+
+# The renderers' names, spelled here so that `dbtools --help` need not import the report
+# machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
+REPORT_FORMATS = ("md", "html", "json")
 
 
 @click.command("report")
@@ -40,7 +41,7 @@ from dbtools.report import FORMATS, ReportOptions, generate_report
     is_flag=True,
     help="The live statistics (totals since the last reset) instead of a window.",
 )
-@format_option(*FORMATS, default="md")
+@format_option(*REPORT_FORMATS, default="md")
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,6 +88,8 @@ def report_command(
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
+    from dbtools.report import ReportOptions, generate_report
+
     path = generate_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
         fmt=output_format, output_dir=output_dir, options=ReportOptions(top_statements=top),
@@ -125,6 +128,9 @@ def dashboard_command(
 
     Exit codes: 0 written; 2 usage or configuration error.
     """
+    from dbtools.config import load_thresholds
+    from dbtools.dashboard import render_dashboard
+
     text = render_dashboard(load_thresholds(config_file), datasource_uid=datasource_uid)
     if output is None:
         click.echo(text, nl=False)
