@@ -31,12 +31,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, OID
 APP_SCHEMA = "public"
 MONITORING_SCHEMA = "perf_monitoring"
 
-# Revision ids, in order. The files in migrations/versions/ carry these ids.
-BASELINE_REVISION = "0001"
-MONITORING_REVISION = "0002"
-BATCH_REVISION = "0003"
-HEAD_REVISION = BATCH_REVISION
-
 
 def quote_ident(name: str) -> str:
     """Quote *name* as a PostgreSQL identifier (only when needed, as ``quote_ident`` does)."""

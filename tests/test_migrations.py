@@ -17,7 +17,6 @@ import pytest
 from dbtools.objects import (
     AUTOVACUUM_SETTINGS,
     BATCH_INDEXES,
-    HEAD_REVISION,
     MONITORING_SCHEMA,
     MONITORING_TABLES,
 )
@@ -27,6 +26,7 @@ from tests.conftest import Database
 from tests.helpers import REPO
 
 REVISIONS = ["0001", "0002", "0003"]
+HEAD_REVISION = REVISIONS[-1]
 
 
 def alembic(dsn: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

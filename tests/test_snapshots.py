@@ -14,6 +14,7 @@ import pytest
 from dbtools import objects, snapshots, stats
 from dbtools.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
+from dbtools.revisions import head_revision
 from dbtools.stats import (
     DatabaseRow,
     IndexRow,
@@ -92,7 +93,7 @@ def test_collection_of_tables_indexes_and_validity(migrated_database: Database) 
         assert row.include_columns == list(spec.include)
     pkey = indexes["public.trip_requests_pkey"]
     assert pkey.is_primary and pkey.backs_constraint
-    assert snap.header.alembic_revision == objects.HEAD_REVISION
+    assert snap.header.alembic_revision == head_revision()
 
 
 def test_snapshot_stores_exactly_what_collection_reads(migrated_database: Database) -> None:
@@ -104,7 +105,7 @@ def test_snapshot_stores_exactly_what_collection_reads(migrated_database: Databa
         header = snapshots.find_headers(conn, ["s1"])["s1"]
         stored = snapshots.load_snapshots(conn, [header])[summary.id]
     assert header.requests == 4 and header.hidden_statements == 0
-    assert header.alembic_revision == objects.HEAD_REVISION
+    assert header.alembic_revision == head_revision()
     assert summary.statements == len(stored.statements)
     assert summary.tables == len(stored.tables) == len(live.tables)
     assert summary.indexes == len(stored.indexes) == len(live.indexes)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
@@ -896,8 +896,3 @@ def _dynamic_template(fragment: str) -> str | None:
             pieces.append(_DYNAMIC)
     template = "".join(pieces).strip()
     return None if template == _DYNAMIC else template
-
-
-def with_notes(classification: Classification, *notes: str) -> Classification:
-    """A copy of *classification* with more notes."""
-    return replace(classification, notes=(*classification.notes, *notes))
