@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from dbtools.cli.options import dsn_option
+from dbtools.cli.options import dsn_option, output_dir_option
 from dbtools.errors import EXIT_INTERRUPTED
 
 
@@ -55,13 +55,7 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     show_default=True,
     help="How often requests repeat (the app cache's hit ratio: 0/20/50/70%).",
 )
-@click.option(
-    "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("reports"),
-    show_default=True,
-    help="Where reports are written.",
-)
+@output_dir_option
 @click.option(
     "--pg-bin",
     type=click.Path(file_okay=False),

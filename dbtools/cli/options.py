@@ -42,3 +42,16 @@ def config_option(func: F) -> F:
         default=None,
         help="TOML file with a [verify] table of thresholds.",
     )(func)
+
+
+def output_dir_option(func: F) -> F:
+    """``--output-dir``: where generated reports land (default ``reports/``)."""
+    from dbtools.output import DEFAULT_DIRECTORY
+
+    return click.option(
+        "--output-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_DIRECTORY,
+        show_default=True,
+        help="Where reports are written.",
+    )(func)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import config_option, dsn_option, format_option
+from dbtools.cli.options import config_option, dsn_option, format_option, output_dir_option
 from dbtools.connection import resolve_dsn
 from dbtools.errors import UsageError
-from dbtools.output import DEFAULT_DIRECTORY, write_atomically
+from dbtools.output import write_atomically
 
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
@@ -42,13 +42,7 @@ REPORT_FORMATS = ("md", "html", "json")
     help="The live statistics (totals since the last reset) instead of a window.",
 )
 @format_option(*REPORT_FORMATS, default="md")
-@click.option(
-    "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DIRECTORY,
-    show_default=True,
-    help="Where the report is written.",
-)
+@output_dir_option
 @click.option(
     "--top",
     type=click.IntRange(1, 1000),
