@@ -31,7 +31,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dbtools migrations tests benchmarks
 	$(BIN)/ruff format --check dbtools migrations tests benchmarks
-	$(BIN)/mypy dbtools
+	$(BIN)/mypy dbtools migrations tests benchmarks
 
 format: $(STAMP)
 	$(BIN)/ruff format dbtools migrations tests benchmarks

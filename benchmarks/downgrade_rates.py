@@ -5,7 +5,7 @@ an export (`COPY (SELECT * …) TO STDOUT CSV`, the `\\copy` of an export step),
 index build (plain and CONCURRENTLY), and a rewrite (`VACUUM FULL`). Each rate is the table's
 total size (`pg_total_relation_size`, what the plan multiplies by) divided by the time. Medians of
 the rounds go to benchmarks/RESULTS-downgrade-rates.md next to the rates the plan assumes
-(`dbtools.downgrade.plan.Rates`).
+(`dbtools.safety.plan.Rates`).
 
     .venv/bin/python -m benchmarks.downgrade_rates [--offers 1000000] [--rounds 3]
 """
@@ -23,9 +23,9 @@ import psycopg
 
 from benchmarks.index_build import SEED_SQL
 from benchmarks.machine import describe_machine
-from dbtools.downgrade.plan import MiB, Rates
-from dbtools.revisions import upgrade
+from dbtools.safety.plan import MiB, Rates
 from dbtools.sandbox import temporary_sandbox
+from dbtools.schema.revisions import upgrade
 
 RESULTS = Path(__file__).with_name("RESULTS-downgrade-rates.md")
 TABLE = "public.flight_offers"
@@ -118,7 +118,7 @@ def write_results(
         )
     lines += [
         "",
-        "The plan assumes a quarter of these idle-machine figures (`dbtools.downgrade.plan.Rates`): "
+        "The plan assumes a quarter of these idle-machine figures (`dbtools.safety.plan.Rates`): "
         "a production server is busy, an export crosses a network, and a rewrite or "
         "index build competes with the application for I/O.",
     ]

@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.machine import describe_machine
-from dbtools.objects import BATCH_INDEXES
-from dbtools.revisions import downgrade, upgrade
 from dbtools.sandbox import temporary_sandbox
+from dbtools.schema.objects import BATCH_INDEXES
+from dbtools.schema.revisions import downgrade, upgrade
 
 RESULTS = Path(__file__).with_name("RESULTS-index-build.md")
 STALL_MS = 100
@@ -149,13 +149,13 @@ def measure(load: WriterLoad, method: str, build: Callable[[], None]) -> Measure
 def plain_build(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for spec in BATCH_INDEXES:
-            conn.execute(spec.create_sql(concurrently=False))  # type: ignore[arg-type]
+            conn.execute(spec.create_sql(concurrently=False))
 
 
 def plain_drop(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for spec in BATCH_INDEXES:
-            conn.execute(spec.drop_sql(concurrently=False))  # type: ignore[arg-type]
+            conn.execute(spec.drop_sql(concurrently=False))
 
 
 def main() -> None:
@@ -176,7 +176,7 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             sizes = {"trips": trips, "offers": args.offers, "cache": args.offers // 4}
             for statement in SEED_SQL:
-                conn.execute(statement, sizes)  # type: ignore[arg-type]
+                conn.execute(statement, sizes)
             conn.execute("VACUUM ANALYZE")
         print(f"seeded {args.offers:,} offers in {time.perf_counter() - seed_started:.1f}s")
 
@@ -197,7 +197,7 @@ def main() -> None:
 
 def write_results(results: list[Measurement], args: argparse.Namespace, major: int) -> None:
     def median(method: str, attr: str) -> float:
-        return statistics.median(getattr(m, attr) for m in results if m.method == method)
+        return float(statistics.median(getattr(m, attr) for m in results if m.method == method))
 
     methods = ["plain CREATE INDEX", "migration (CONCURRENTLY)"]
     lines = [
@@ -207,7 +207,7 @@ def write_results(results: list[Measurement], args: argparse.Namespace, major: i
         f"PostgreSQL {major} (sandbox), {args.offers:,} flight offers, {args.offers // 10:,} trip "
         f"requests, {args.offers // 4:,} cache rows; {args.writers} writers (70% single-row "
         f"UPDATE, 30% INSERT into flight_offers) running throughout; {args.rounds} alternating "
-        "rounds, medians shown. Build = all three batch indexes (`dbtools.objects.BATCH_INDEXES`); "
+        "rounds, medians shown. Build = all three batch indexes (`dbtools.schema.objects.BATCH_INDEXES`); "
         "for the migration it is the whole `alembic upgrade 0002:head` (indexes, validity checks, "
         "autovacuum settings).",
         "",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import random
 import resource
@@ -29,10 +30,10 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.machine import machine_lines
-from dbtools.families import Classifier
 from dbtools.report import make_report, render
-from dbtools.report.model import build_report
+from dbtools.report.model import Report, ReportInput, build_report
 from dbtools.sandbox import temporary_sandbox
+from dbtools.sqltext.families import Classifier
 from tests.report_fixture import grown, report_input, statement
 
 STATEMENTS = 5_000
@@ -97,7 +98,7 @@ def big_input(texts: list[str]):  # type: ignore[no-untyped-def]
     return dataclasses.replace(data, periods=tuple(periods))
 
 
-def build(data) -> object:  # type: ignore[no-untyped-def]
+def build(data: ReportInput) -> Report:
     return build_report(data, generated_at=datetime(2026, 1, 2, tzinfo=timezone.utc))
 
 
@@ -141,8 +142,9 @@ def main() -> None:
     build_seconds = median_seconds(lambda: build(data))
     report = build(data)
     render_seconds = {
-        fmt: median_seconds(lambda f=fmt: render(report, f)) for fmt in ("md", "json", "html")
-    }  # type: ignore[misc]
+        fmt: median_seconds(functools.partial(render, report, fmt))
+        for fmt in ("md", "json", "html")
+    }
     tracemalloc.start()
     render(build(data), "html")
     _, peak_traced = tracemalloc.get_traced_memory()

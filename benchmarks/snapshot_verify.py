@@ -34,10 +34,10 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.machine import machine_lines
-from dbtools import snapshots
-from dbtools.connection import SQL_MARKER, split_password
-from dbtools.revisions import upgrade
+from dbtools.db.connection import SQL_MARKER, split_password
 from dbtools.sandbox import Sandbox, client_binary
+from dbtools.schema.revisions import upgrade
+from dbtools.stats import snapshots
 from dbtools.verify import verify
 
 HERE = Path(__file__).resolve().parent

@@ -37,8 +37,8 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.machine import machine_lines
-from dbtools.revisions import upgrade
 from dbtools.sandbox import temporary_sandbox
+from dbtools.schema.revisions import upgrade
 from dbtools.workload import (
     ApplicationPool,
     DataPath,

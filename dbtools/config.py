@@ -1,19 +1,10 @@
-"""``verify`` thresholds: the rollout guide's by default, overridable in TOML.
-
-Where they come from, later overriding earlier: the defaults (the guide's figures), then
-``[tool.dbtools.verify]`` in ``./pyproject.toml``, then a ``--config FILE`` (TOML with a
-``[verify]`` table, or a ``[tool.dbtools.verify]`` one, so a pyproject.toml can be given too).
-Ratios are fractions (``0.85`` for 85%), latencies milliseconds, rates statements per second.
-An unknown key, a wrong type, a value out of range or thresholds in the wrong order is a
-``ConfigError`` (exit code 2): a typo must never leave a default silently in force.
-"""
+"""Project configuration: the ``[tool.dbtools.*]`` tables of ``pyproject.toml``, or a TOML file
+given with ``--config``. Malformed files are a ``ConfigError`` (exit code 2)."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,103 +16,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """The figures ``verify`` judges the candidate window by (defaults: the rollout guide)."""
-
-    # success criteria: the rollout passes only if all hold
-    min_query_reduction: float = 0.85
-    min_cache_hit_ratio: float = 0.40
-    max_p95_ms: float = 300.0
-    max_error_rate: float = 0.01
-    # critical alerts: fail, said loudly
-    critical_error_rate: float = 0.05
-    critical_p95_ms: float = 500.0
-    critical_query_rate: float = 50.0
-    # warning alert
-    warning_cache_hit_ratio: float = 0.30
-    # automatic rollback triggers: exit code 3
-    rollback_error_rate: float = 0.05
-    rollback_p95_ms: float = 1000.0
-    rollback_cache_hit_ratio: float = 0.20
-    # checks to leave out (reported as "skipped", never as "pass")
-    skip: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        values["skip"] = list(self.skip)
-        return values
-
-
-_RATIOS = {
-    "min_query_reduction",
-    "min_cache_hit_ratio",
-    "max_error_rate",
-    "critical_error_rate",
-    "warning_cache_hit_ratio",
-    "rollback_error_rate",
-    "rollback_cache_hit_ratio",
-}
-# (lower, higher): the first must not exceed the second.
-_ORDER = (
-    ("max_error_rate", "critical_error_rate"),
-    ("critical_error_rate", "rollback_error_rate"),
-    ("max_p95_ms", "critical_p95_ms"),
-    ("critical_p95_ms", "rollback_p95_ms"),
-    ("rollback_cache_hit_ratio", "warning_cache_hit_ratio"),
-    ("warning_cache_hit_ratio", "min_cache_hit_ratio"),
-)
-
-
-def load_thresholds(
-    config_file: Path | None = None, *, project_dir: Path | None = None
-) -> Thresholds:
-    """The thresholds in force: defaults, then ``pyproject.toml``, then *config_file*.
-
-    Raises ``ConfigError`` for an unreadable or malformed file, an unknown key or a bad value.
-    """
-    values: dict[str, Any] = {}
-    pyproject = (project_dir or Path.cwd()) / "pyproject.toml"
-    if pyproject.is_file():
-        values.update(_verify_table(_read_toml(pyproject), pyproject, file_is_pyproject=True))
-    if config_file is not None:
-        values.update(_verify_table(_read_toml(config_file), config_file))
-    return thresholds_from(values, source=str(config_file or pyproject))
-
-
-def thresholds_from(values: Mapping[str, Any], *, source: str = "configuration") -> Thresholds:
-    """``Thresholds`` from a mapping of overrides, validated (raises ``ConfigError``)."""
-    known = {f.name: f for f in dataclasses.fields(Thresholds)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown verify setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
-        )
-    checked: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "skip":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{source}: skip must be a list of check names")
-            checked[key] = tuple(value)
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key} must be a number, not {value!r}")
-        if key in _RATIOS and not 0 <= value <= 1:
-            raise ConfigError(f"{source}: {key} is a fraction between 0 and 1, not {value!r}")
-        if value < 0:
-            raise ConfigError(f"{source}: {key} must not be negative")
-        checked[key] = float(value)
-    thresholds = Thresholds(**checked)
-    for lower, higher in _ORDER:
-        if getattr(thresholds, lower) > getattr(thresholds, higher):
-            raise ConfigError(
-                f"{source}: {lower} ({getattr(thresholds, lower)}) must not exceed "
-                f"{higher} ({getattr(thresholds, higher)})"
-            )
-    return thresholds
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at *path*; raises ``ConfigError`` when unreadable or malformed."""
     try:
         with path.open("rb") as handle:
             document: dict[str, Any] = tomllib.load(handle)
@@ -132,18 +28,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"malformed TOML in {path}: {err}") from err
 
 
-def _verify_table(
-    document: Mapping[str, Any], path: Path, *, file_is_pyproject: bool = False
+def section(
+    document: Mapping[str, Any], name: str, path: Path, *, file_is_pyproject: bool = False
 ) -> dict[str, Any]:
+    """The ``[tool.dbtools.NAME]`` table of *document* (in a file given with ``--config`` also a
+    bare ``[NAME]``); empty when a pyproject.toml has none."""
     tool = document.get("tool", {})
     dbtools = tool.get("dbtools", {}) if isinstance(tool, dict) else {}
-    table = dbtools.get("verify") if isinstance(dbtools, dict) else None
+    table = dbtools.get(name) if isinstance(dbtools, dict) else None
     if table is None and not file_is_pyproject:
-        table = document.get("verify")
+        table = document.get(name)
         if table is None:
-            raise ConfigError(f"{path}: no [verify] (or [tool.dbtools.verify]) table")
+            raise ConfigError(f"{path}: no [{name}] (or [tool.dbtools.{name}]) table")
     if table is None:
         return {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: verify settings must be a table")
+        raise ConfigError(f"{path}: {name} settings must be a table")
     return dict(table)

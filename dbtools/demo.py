@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dbtools import revisions
-from dbtools.config import Thresholds, load_thresholds
-from dbtools.connection import describe, session
-from dbtools.downgrade.live import refuse_data
-from dbtools.downgrade.plan import build_plan
-from dbtools.downgrade.render import plan_markdown
+from dbtools.db.connection import describe, session
 from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
 from dbtools.report import make_report, write_report
+from dbtools.safety.live import refuse_data
+from dbtools.safety.plan import build_plan
+from dbtools.safety.render import plan_markdown
 from dbtools.sandbox import temporary_sandbox
-from dbtools.snapshots import snapshot, window_labels
+from dbtools.schema import revisions
+from dbtools.stats.snapshots import snapshot, window_labels
 from dbtools.verify import VerifyResult, verify
+from dbtools.verify.thresholds import Thresholds, load_thresholds
 from dbtools.workload import (
     DataPath,
     Dataset,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from logging.config import fileConfig
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import context
@@ -21,10 +22,10 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from dbtools.analysis import tables_touched
-from dbtools.connection import connect, resolve_dsn
+from dbtools.db.connection import connect, resolve_dsn
 from dbtools.errors import DbtoolsError
-from dbtools.migrate import (
+from dbtools.redaction import RedactingFilter
+from dbtools.schema.online import (
     MigrationSettings,
     acquire_migration_lock,
     is_lock_timeout,
@@ -32,15 +33,15 @@ from dbtools.migrate import (
     set_session_timeouts,
     timeout_preamble,
 )
-from dbtools.redaction import RedactingFilter
+from dbtools.sqltext.parse import tables_touched
 
 config = context.config
-# Programmatic runs (dbtools.revisions, tests) keep the caller's logging.
+# Programmatic runs (dbtools.schema.revisions, tests) keep the caller's logging.
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
-log = logging.getLogger("dbtools.migrate")
+log = logging.getLogger("dbtools.schema.online")
 
 x_args = {**config.attributes.get("x_args", {}), **context.get_x_argument(as_dictionary=True)}
 try:
@@ -49,7 +50,7 @@ except DbtoolsError as err:
     raise CommandError(str(err)) from err
 config.attributes["dbtools.migration_settings"] = SETTINGS
 
-CONFIGURE_OPTS = {
+CONFIGURE_OPTS: dict[str, Any] = {
     "transaction_per_migration": True,
     "target_metadata": None,
     "compare_type": True,

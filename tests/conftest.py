@@ -52,7 +52,7 @@ class PgServer:
             pytest.fail(f"{name} for PostgreSQL {self.major} not found", pytrace=False)
         return str(found)
 
-    def execute(self, statement: str | sql.Composable, database: str = "postgres") -> None:
+    def execute(self, statement: str | sql.SQL | sql.Composed, database: str = "postgres") -> None:
         with psycopg.connect(self.dsn(database), autocommit=True) as conn:
             conn.execute(statement)
 
@@ -101,7 +101,7 @@ class Database:
 
     def execute(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
         with self.connect() as conn:
-            cur = conn.execute(statement, params)  # type: ignore[arg-type]
+            cur = conn.execute(statement, params)
             return cur.fetchall() if cur.description else []
 
     def psql(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -203,7 +203,7 @@ def database(pg_server: PgServer) -> Iterator[Database]:
 @pytest.fixture
 def migrated_database(pg_server: PgServer) -> Iterator[Database]:
     """A fresh database at alembic head (copied from a template migrated once per session)."""
-    from dbtools.revisions import upgrade
+    from dbtools.schema.revisions import upgrade
 
     template = pg_server.template("dbtools_test_migrated", lambda dsn: upgrade(dsn))
     name = pg_server.create_database(template)

@@ -19,11 +19,10 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dbtools.health import AutovacuumDefaults, Catalog, ForeignKey
 from dbtools.report import ReportInput, build_report
+from dbtools.report.health import AutovacuumDefaults, Catalog, ForeignKey
 from dbtools.report.model import Report, period_from_window
-from dbtools.snapshots import RequestTotals, Window, WindowRef
-from dbtools.stats import (
+from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
     Snapshot,
@@ -31,6 +30,7 @@ from dbtools.stats import (
     StatementRow,
     TableRow,
 )
+from dbtools.stats.snapshots import RequestTotals, Window, WindowRef
 
 SECRET = "S3cretLiteral"
 T0 = datetime(2026, 1, 2, 10, 0, 0, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from dbtools import snapshots
+from dbtools.stats import snapshots
 from tests.conftest import Database
 
 # The three statements of a flight-search request, each served by one batch index (the planner

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from dbtools import snapshots
-from dbtools.config import Thresholds
-from dbtools.connection import SQL_MARKER
-from dbtools.dashboard import DATASOURCE_TYPE, KMS_REUSE_METRIC, Panel, dashboard, panels
+from dbtools.db.connection import SQL_MARKER
+from dbtools.report.dashboard import DATASOURCE_TYPE, KMS_REUSE_METRIC, Panel, dashboard, panels
+from dbtools.stats import snapshots
+from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import run_cli
 from tests.snapshot_helpers import run_requests
@@ -32,7 +32,7 @@ def as_run_by_grafana(sql: str) -> str:
 
 def run_panel(db: Database, panel: Panel) -> tuple[list[str], list[tuple[Any, ...]]]:
     with db.connect() as conn:
-        cursor = conn.execute(as_run_by_grafana(panel.sql))  # type: ignore[arg-type]
+        cursor = conn.execute(as_run_by_grafana(panel.sql))
         assert cursor.description is not None
         return [column.name for column in cursor.description], cursor.fetchall()
 

@@ -8,12 +8,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbtools.downgrade.classify import RUN_TIME, SchemaContext, classify
-from dbtools.downgrade.locks import Blocking, LockLevel
-from dbtools.downgrade.plan import _rerun_verdicts
-from dbtools.downgrade.sqltext import read_offline_sql, split_statements, string_literals
-from dbtools.objects import AUTOVACUUM_SETTINGS
-from dbtools.revisions import offline_sql
+from dbtools.safety.classify import RUN_TIME, SchemaContext, classify
+from dbtools.safety.locks import Blocking, LockLevel
+from dbtools.safety.plan import _rerun_verdicts
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS
+from dbtools.schema.revisions import offline_sql
+from dbtools.sqltext.split import read_offline_sql, split_statements, string_literals
 from tests.conftest import Database
 
 AE, SUE = LockLevel.ACCESS_EXCLUSIVE, LockLevel.SHARE_UPDATE_EXCLUSIVE

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.downgrade.classify import DbObject, SchemaContext, classify
-from dbtools.downgrade.locks import Blocking, LockLevel
-from dbtools.downgrade.plan import DowngradePlan, build_plan
-from dbtools.downgrade.render import plan_markdown
-from dbtools.downgrade.sqltext import read_offline_sql
-from dbtools.objects import BATCH_INDEXES, MONITORING_SCHEMA, MONITORING_TABLES
-from dbtools.revisions import downgrade, head_revision, offline_sql
+from dbtools.safety.classify import DbObject, SchemaContext, classify
+from dbtools.safety.locks import Blocking, LockLevel
+from dbtools.safety.plan import DowngradePlan, build_plan
+from dbtools.safety.render import plan_markdown
+from dbtools.schema.objects import BATCH_INDEXES, MONITORING_SCHEMA, MONITORING_TABLES
+from dbtools.schema.revisions import downgrade, head_revision, offline_sql
+from dbtools.sqltext.split import read_offline_sql
 from tests.conftest import Database
 from tests.helpers import REPO, run_cli
 

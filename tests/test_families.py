@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from dbtools.families import Classifier, shape_of
+from dbtools.sqltext.families import Classifier, shape_of
 
 
 def fingerprint(text: str) -> str:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from dbtools import health, stats
-from dbtools.health import AutovacuumDefaults, Catalog, HealthInput, HealthSettings
+from dbtools.report import health
+from dbtools.report.health import AutovacuumDefaults, Catalog, HealthInput, HealthSettings
+from dbtools.stats import collect as stats
 from tests.conftest import Database
 from tests.report_fixture import T0, database, table
 

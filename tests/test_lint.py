@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.downgrade.lint import check_sql, lint_revisions
+from dbtools.safety.lint import check_sql, lint_revisions
 from tests.helpers import REPO, run_cli
 
 BROKEN = REPO / "tests" / "fixtures" / "broken_migrations"

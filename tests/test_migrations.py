@@ -14,14 +14,20 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from dbtools.objects import (
+from dbtools.schema.dump import diff, dump_schema
+from dbtools.schema.objects import (
     AUTOVACUUM_SETTINGS,
     BATCH_INDEXES,
     MONITORING_SCHEMA,
     MONITORING_TABLES,
 )
-from dbtools.revisions import downgrade, head_revision, offline_sql, script_directory, upgrade
-from dbtools.schema import diff, dump_schema
+from dbtools.schema.revisions import (
+    downgrade,
+    head_revision,
+    offline_sql,
+    script_directory,
+    upgrade,
+)
 from tests.conftest import Database
 from tests.helpers import REPO
 
@@ -155,7 +161,9 @@ def test_downgrade_restores_a_dba_setting_exactly(database: Database) -> None:
 
 def _statements(sql_text: str) -> list[str]:
     """Split Alembic's offline output into statements (DO bodies kept whole)."""
-    statements, current, in_dollar = [], [], False
+    statements: list[str] = []
+    current: list[str] = []
+    in_dollar = False
     for line in sql_text.splitlines():
         if not current and (not line.strip() or line.startswith("--")):
             continue
@@ -350,7 +358,7 @@ def test_locked_table_retries_then_fails_cleanly(
 
 
 def test_offline_sql_of_each_revision_passes_squawk() -> None:
-    from dbtools.downgrade.lint import lint_revisions
+    from dbtools.safety.lint import lint_revisions
 
     result = lint_revisions()
     assert result.revisions == tuple(REVISIONS)
@@ -374,7 +382,7 @@ def test_offline_sql_of_each_revision_passes_squawk() -> None:
 
 
 def test_migration_lock_wait_runs_out_naming_the_holder(database: Database) -> None:
-    from dbtools.migrate import MIGRATION_LOCK_KEY
+    from dbtools.schema.online import MIGRATION_LOCK_KEY
 
     with psycopg.connect(database.dsn, autocommit=True, application_name="other-deploy") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -395,7 +403,7 @@ def test_a_connection_passed_in_config_attributes_is_used(database: Database) ->
     import sqlalchemy as sa
     from alembic import command
 
-    from dbtools.revisions import alembic_config
+    from dbtools.schema.revisions import alembic_config
 
     engine = sa.create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(database.dsn)

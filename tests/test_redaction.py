@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from dbtools.redaction import RedactingFilter, redact, scrub_query
+from dbtools.redaction import RedactingFilter, redact
+from dbtools.sqltext.scrub import scrub_query
 
 
 @pytest.mark.parametrize(

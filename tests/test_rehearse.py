@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.downgrade.rehearse import object_identity, rehearse, schema_differences
 from dbtools.errors import UsageError
-from dbtools.revisions import head_revision
-from dbtools.schema import dump_schema
+from dbtools.safety.rehearse import object_identity, rehearse, schema_differences
+from dbtools.schema.dump import dump_schema
+from dbtools.schema.revisions import head_revision
 from tests.conftest import Database, PgServer
 from tests.helpers import REPO, run_cli
 
@@ -143,6 +143,6 @@ def test_fixture_copy_elsewhere_still_runs(tmp_path: Path) -> None:
     """The fixture's env.py finds the project's env.py wherever the fixture is copied."""
     copy = tmp_path / "migrations_copy"
     shutil.copytree(BROKEN_INI.parent, copy)
-    from dbtools.revisions import offline_sql
+    from dbtools.schema.revisions import offline_sql
 
     assert "CREATE INDEX ix_widgets_name" in offline_sql("b001:b002", ini=copy / "alembic.ini")

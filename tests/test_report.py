@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from PIL import Image
 
-from dbtools import snapshots
-from dbtools.families import shape_of
 from dbtools.report import FORMATS, make_report, render, write_report
 from dbtools.report.html import render_html
 from dbtools.report.model import Report
+from dbtools.sqltext.families import shape_of
+from dbtools.stats import snapshots
 from tests.conftest import Database, PgServer
 from tests.helpers import run_cli
 from tests.report_fixture import (

@@ -11,13 +11,16 @@ import time
 import psycopg
 import pytest
 
-from dbtools import objects, snapshots, stats
-from dbtools.connection import SQL_MARKER, connect
+from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
-from dbtools.revisions import head_revision
-from dbtools.stats import (
+from dbtools.schema import objects
+from dbtools.schema.revisions import head_revision
+from dbtools.stats import collect as stats
+from dbtools.stats import snapshots
+from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
+    Snapshot,
     SnapshotHeader,
     StatementRow,
     TableRow,
@@ -41,7 +44,7 @@ def test_row_dataclasses_are_the_monitoring_tables_columns() -> None:
     assert column_names(SnapshotHeader) == tuple(c.name for c in objects.snapshots.columns)
 
 
-def _probe_calls(snapshot: stats.Snapshot) -> int:
+def _probe_calls(snapshot: Snapshot) -> int:
     return sum(row.calls for row in snapshot.statements if "collection_probe" in row.query)
 
 
@@ -86,11 +89,11 @@ def test_collection_of_tables_indexes_and_validity(migrated_database: Database) 
     indexes = {f"{i.schemaname}.{i.indexrelname}": i for i in snap.indexes}
     for spec in objects.AUTOVACUUM_SETTINGS:
         assert tables[spec.qualified_table].options == dict(spec.settings)
-    for spec in objects.BATCH_INDEXES:
-        row = indexes[spec.qualified_name]
+    for index in objects.BATCH_INDEXES:
+        row = indexes[index.qualified_name]
         assert row.is_valid and row.is_ready and not row.backs_constraint
-        assert row.key_columns == [column.split()[0] for column in spec.columns]
-        assert row.include_columns == list(spec.include)
+        assert row.key_columns == [column.split()[0] for column in index.columns]
+        assert row.include_columns == list(index.include)
     pkey = indexes["public.trip_requests_pkey"]
     assert pkey.is_primary and pkey.backs_constraint
     assert snap.header.alembic_revision == head_revision()

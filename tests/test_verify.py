@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dbtools import snapshots
-from dbtools.analysis import TableRef
-from dbtools.config import Thresholds
-from dbtools.measures import Scope
+from dbtools.sqltext.parse import TableRef
+from dbtools.stats import snapshots
+from dbtools.stats.measures import Scope
 from dbtools.verify import VerifyResult, verify
+from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, record_metrics, run_requests, window

@@ -43,7 +43,7 @@ DATASET = Dataset()
 @pytest.fixture
 def seeded_database(pg_server: PgServer) -> Iterator[Database]:
     """A fresh database at alembic head holding the reference data set (from a template)."""
-    from dbtools.revisions import upgrade
+    from dbtools.schema.revisions import upgrade
 
     def build(dsn: str) -> None:
         upgrade(dsn)
@@ -153,7 +153,7 @@ def _ok(result: WorkloadResult) -> None:
 
 
 def test_both_paths_give_identical_answers(seeded_database: Database, pg_server: PgServer) -> None:
-    config = WorkloadConfig(requests=240, concurrency=12, duplication="medium", seed=5)
+    config = WorkloadConfig(requests=240, concurrency=12, duplication=Duplication.MEDIUM, seed=5)
     per_request = run_workload(
         seeded_database.dsn, dataclasses.replace(config, path=DataPath.PER_REQUEST)
     )
@@ -166,8 +166,8 @@ def test_both_paths_give_identical_answers(seeded_database: Database, pg_server:
         pg_server.drop_database(other.name)
     # And again on the first copy, after the per-request run changed its offers and caches.
     batched_again = run_workload(seeded_database.dsn, config)
-    for result in (per_request, batched, batched_again):
-        _ok(result)
+    for run in (per_request, batched, batched_again):
+        _ok(run)
     assert per_request.results == batched.results == batched_again.results
     assert [r.trip_request_id for r in per_request.results] == [
         request.trip_request_id
@@ -190,7 +190,9 @@ def test_both_paths_give_identical_answers(seeded_database: Database, pg_server:
 def test_pg_stat_statements_sees_exactly_three_statements_per_round_trip(
     seeded_database: Database, path: DataPath
 ) -> None:
-    config = WorkloadConfig(path=path, requests=200, concurrency=10, duplication="low", seed=3)
+    config = WorkloadConfig(
+        path=path, requests=200, concurrency=10, duplication=Duplication.LOW, seed=3
+    )
     misses, batches = expected_round_trips(config)
     before = statement_calls(seeded_database.dsn)
     result = run_workload(seeded_database.dsn, config)
@@ -225,7 +227,9 @@ def test_runs_sharing_a_warm_pool_stay_exact(seeded_database: Database) -> None:
     dsn = seeded_database.dsn
 
     async def two_runs() -> list[WorkloadResult]:
-        base = WorkloadConfig(requests=50, concurrency=5, duplication="none", record_metrics=False)
+        base = WorkloadConfig(
+            requests=50, concurrency=5, duplication=Duplication.NONE, record_metrics=False
+        )
         async with application_pool(dsn, base) as pool:
             return [
                 await run_workload_async(dsn, dataclasses.replace(base, path=path), pool=pool)
@@ -257,7 +261,9 @@ def test_ten_concurrent_requests_send_thirty_statements_or_three(
 ) -> None:
     sent = {}
     for path in DataPath:
-        config = WorkloadConfig(path=path, requests=10, concurrency=10, duplication="none", seed=9)
+        config = WorkloadConfig(
+            path=path, requests=10, concurrency=10, duplication=Duplication.NONE, seed=9
+        )
         before = statement_calls(seeded_database.dsn)
         run_workload(seeded_database.dsn, config)
         seen = calls_between(before, statement_calls(seeded_database.dsn))
@@ -267,7 +273,7 @@ def test_ten_concurrent_requests_send_thirty_statements_or_three(
 
 def test_request_metrics_rows_hold_exactly_the_runs_requests(seeded_database: Database) -> None:
     config = WorkloadConfig(
-        requests=60, concurrency=5, duplication="high", seed=2, bucket_seconds=1,
+        requests=60, concurrency=5, duplication=Duplication.HIGH, seed=2, bucket_seconds=1,
         wave_interval_ms=200,
     )  # fmt: skip
     (started,) = seeded_database.execute("SELECT clock_timestamp()")[0]
@@ -332,7 +338,7 @@ def test_failed_statements_are_counted_as_errors_not_raised(seeded_database: Dat
         " CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON flight_offers"
         " FOR EACH ROW EXECUTE FUNCTION refuse()"
     )
-    config = WorkloadConfig(requests=30, concurrency=10, duplication="none", seed=4)
+    config = WorkloadConfig(requests=30, concurrency=10, duplication=Duplication.NONE, seed=4)
     result = run_workload(seeded_database.dsn, config)
     assert result.errors == 30 and result.error_rate == 1.0
     assert {r.status for r in result.results} == {"error"}

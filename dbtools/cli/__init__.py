@@ -72,9 +72,9 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _register() -> None:
-    from dbtools.cli import demo, doctor, downgrade, report, sandbox, snapshot, verify, workload
+    from dbtools.cli import demo, doctor, report, safety, sandbox, snapshot, verify, workload
 
-    for module in (demo, sandbox, doctor, workload, snapshot, verify, report, downgrade):
+    for module in (demo, sandbox, doctor, workload, snapshot, verify, report, safety):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -82,8 +82,8 @@ def demo(
     Exit codes: verify's (0 pass, 1 fail, 3 rollback); 2 usage or connection error; 130
     interrupted.
     """
-    from dbtools.cli.verify import render_table
     from dbtools.demo import DemoConfig, run_demo
+    from dbtools.verify.render import render_table
 
     config = DemoConfig(
         requests=requests, concurrency=concurrency, duplication=duplication,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from dbtools.cli.options import dsn_option
-from dbtools.connection import resolve_dsn, session
-from dbtools.server import inspect_server
+from dbtools.db.connection import resolve_dsn, session
+from dbtools.db.server import inspect_server
 
 
 @click.command("doctor")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dbtools.cli.options import config_option, dsn_option, format_option, output_dir_option
-from dbtools.connection import resolve_dsn
+from dbtools.db.connection import resolve_dsn
 from dbtools.errors import UsageError
 from dbtools.output import write_atomically
 
@@ -122,8 +122,8 @@ def dashboard_command(
 
     Exit codes: 0 written; 2 usage or configuration error.
     """
-    from dbtools.config import load_thresholds
-    from dbtools.dashboard import render_dashboard
+    from dbtools.report.dashboard import render_dashboard
+    from dbtools.verify.thresholds import load_thresholds
 
     text = render_dashboard(load_thresholds(config_file), datasource_uid=datasource_uid)
     if output is None:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dbtools.cli.options import dsn_option
-from dbtools.connection import resolve_dsn
+from dbtools.db.connection import resolve_dsn
 from dbtools.errors import Interrupted
 
 if TYPE_CHECKING:
-    from dbtools.snapshots import SnapshotSummary
+    from dbtools.stats.snapshots import SnapshotSummary
 
 # The library (SQLAlchemy, Alembic) is imported when a command runs: `dbtools --help` and the
 # other commands start faster.
@@ -63,7 +63,7 @@ def snapshot(dsn: str | None, label: str, requests: int | None) -> None:
     Exit code 2 (nothing written) for a reused label, a database not at alembic head, or
     pg_stat_statements missing.
     """
-    from dbtools import snapshots
+    from dbtools.stats import snapshots
 
     click.echo(_summary(snapshots.snapshot(resolve_dsn(dsn), label, requests=requests)))
 
@@ -133,7 +133,7 @@ def capture(dsn: str | None, label: str, duration: int, requests: int | None) ->
     Ctrl-C (or SIGTERM) during the wait deletes LABEL:start again, so no half window is left,
     and exits with code 130. A label already used is an error (exit code 2) before any wait.
     """
-    from dbtools import snapshots
+    from dbtools.stats import snapshots
 
     dsn = resolve_dsn(dsn)
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

@@ -3,94 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from dbtools.cli.options import config_option, dsn_option, format_option
-from dbtools.connection import resolve_dsn
-
-if TYPE_CHECKING:
-    from dbtools.measures import WindowMeasures
-    from dbtools.verify import VerifyResult
+from dbtools.db.connection import resolve_dsn
 
 # The library (sqlglot, SQLAlchemy, Alembic) is imported when the command runs.
-
-
-def _pct(value: float | None) -> str:
-    return "no data" if value is None else f"{value * 100:.1f}%"
-
-
-def _num(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "no data" if value is None else fmt.format(value)
-
-
-def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
-    def row(name: str, fn: Callable[[WindowMeasures], str]) -> list[str]:
-        return [name, fn(b), fn(c)]
-
-    return [
-        row("window", lambda w: f"{w.start_label}..{w.end_label}"),
-        row("duration", lambda w: f"{w.seconds:.1f} s"),
-        row("trusted", lambda w: "yes" if w.trusted else "NO"),
-        row("requests", lambda w: "no data" if w.requests is None
-            else f"{w.requests:,} ({w.requests_source})"),
-        row("queries (application)", lambda w: f"{w.counts.queries:,}"),
-        row("distinct statements", lambda w: f"{w.counts.statements:,}"),
-        row("queries per request", lambda w: _num(w.queries_per_request)),
-        row("transaction control calls", lambda w: f"{w.counts.transaction_calls:,}"),
-        row("nested calls (in functions)", lambda w: f"{w.counts.nested_calls:,}"),
-        row("not visible calls", lambda w: f"{w.hidden_calls:,}"),
-        row("query rate", lambda w: _num(w.query_rate, "{:.1f}/s")),
-        row("buffer cache hit ratio", lambda w: _pct(w.buffer_cache_hit_ratio)),
-        row("index hit ratio", lambda w: _pct(w.index_hit_ratio)),
-        row("app cache hit ratio", lambda w: _pct(w.app_cache_hit_ratio)),
-        row("p95 latency", lambda w: _num(w.p95_ms, "{:.1f} ms")),
-        row("error rate", lambda w: _pct(w.error_rate)),
-    ]  # fmt: skip
-
-
-def render_table(result: VerifyResult) -> str:
-    """The verify result for people: measures side by side, findings, verdict."""
-    from tabulate import tabulate
-
-    scope = result.scope.as_dict()
-    narrowed = [f"roles {', '.join(scope['roles'])}"] if scope["roles"] else []
-    narrowed += [f"tables {', '.join(scope['tables'])}"] if scope["tables"] else []
-    if result.operation:
-        narrowed.append(f"operation {result.operation}")
-    lines = [
-        f"database {result.database}" + (f" (scope: {'; '.join(narrowed)})" if narrowed else ""),
-        "",
-        tabulate(
-            _measure_rows(result.baseline, result.candidate),
-            headers=[
-                "measure",
-                f"baseline {result.baseline.name}",
-                f"candidate {result.candidate.name}",
-            ],
-        ),
-        "",
-        f"query reduction: {_pct(result.reduction)}",
-        "",
-        tabulate(
-            [
-                [
-                    f.check,
-                    f.status.upper() if f.status != "pass" else f.status,
-                    f.subject,
-                    f.message,
-                ]
-                for f in result.findings
-            ],
-            headers=["check", "status", "subject", "detail"],
-        ),
-        "",
-        f"verdict: {result.verdict.upper()} (exit code {result.exit_code})",
-    ]
-    return "\n".join(lines)
 
 
 @click.command("verify")
@@ -160,10 +80,10 @@ def verify_command(
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
-    from dbtools.analysis import TableRef
-    from dbtools.config import load_thresholds
-    from dbtools.measures import Scope
+    from dbtools.sqltext.parse import TableRef
+    from dbtools.stats.measures import Scope
     from dbtools.verify import verify
+    from dbtools.verify.thresholds import load_thresholds
 
     thresholds = load_thresholds(config_file)
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
@@ -171,6 +91,8 @@ def verify_command(
         resolve_dsn(dsn), baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation,
     )  # fmt: skip
+    from dbtools.verify.render import render_table
+
     if output_format == "json":
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:

@@ -11,7 +11,7 @@ import click
 from tabulate import tabulate
 
 from dbtools.cli.options import dsn_option, format_option
-from dbtools.connection import resolve_dsn
+from dbtools.db.connection import resolve_dsn
 from dbtools.workload import (
     DataPath,
     Dataset,

@@ -20,10 +20,10 @@ from typing import Any
 
 import psycopg
 
-from dbtools import health, stats
-from dbtools.connection import describe, session, translated_errors
+from dbtools.db.connection import describe, session, translated_errors
 from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
+from dbtools.report import health
 from dbtools.report.html import render_html
 from dbtools.report.jsonformat import render_json
 from dbtools.report.markdown import render_markdown
@@ -38,7 +38,8 @@ from dbtools.report.model import (
     period_from_window,
 )
 from dbtools.report.model import build_report as build_report
-from dbtools.snapshots import load_windows, parse_window
+from dbtools.stats import collect as stats
+from dbtools.stats.snapshots import load_windows, parse_window
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "md": render_markdown,

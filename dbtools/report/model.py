@@ -1,11 +1,11 @@
 """The report as data: built (purely) from periods of statistics, rendered by the renderers.
 
-A *period* is one column of the report: a window's deltas (``dbtools.measures``), or the live
+A *period* is one column of the report: a window's deltas (``dbtools.stats.measures``), or the live
 totals since the statistics were last reset. One period, or two (baseline and candidate: the
 report then shows the change). Health (index and autovacuum) is judged on the latest snapshot,
 with cumulative counters, plus the catalog facts ``health.read_catalog`` reads.
 
-Every query text in a ``Report`` has been through ``redaction.scrub_query``: renderers may show
+Every query text in a ``Report`` has been through ``sqltext.scrub.scrub_query``: renderers may show
 any text in it. Nothing here reads a clock or a database: the same input gives the same report.
 """
 
@@ -16,24 +16,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from dbtools import health
-from dbtools.families import Classifier, StatementShape
-from dbtools.measures import (
-    Scope,
-    WindowMeasures,
-    count_statements,
+from dbtools.report import health
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA
+from dbtools.sqltext.families import Classifier, StatementShape
+from dbtools.stats.deltas import (
     database_delta,
     index_deltas,
-    measure_window,
-    query_reduction,
-    ratio,
     statement_deltas,
     statement_key,
     table_deltas,
 )
-from dbtools.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA
-from dbtools.snapshots import Window
-from dbtools.stats import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
+from dbtools.stats.measures import (
+    Scope,
+    WindowMeasures,
+    count_statements,
+    measure_window,
+    query_reduction,
+    ratio,
+)
+from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
+from dbtools.stats.snapshots import Window
 
 SCHEMA_VERSION = 1
 LIVE = "live"
@@ -70,7 +72,7 @@ class Period:
 
 
 def period_from_window(window: Window, name: str | None = None) -> Period:
-    """A window's deltas (``measures``), with the figures verify computes for it."""
+    """A window's deltas (``stats.measures``), with the figures verify computes for it."""
     start, end = window.start, window.end
     database = database_delta(start, end).rows
     return Period(

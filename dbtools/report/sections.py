@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from dbtools.health import Finding, human_size
+from dbtools.report.health import Finding, human_size
 from dbtools.report.model import (
     Change,
     FamilyFigures,

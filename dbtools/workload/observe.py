@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbtools.connection import SQL_MARKER, session
-from dbtools.objects import BATCH_INDEXES
+from dbtools.db.connection import SQL_MARKER, session
+from dbtools.schema.objects import BATCH_INDEXES
 from dbtools.workload import queries
 from dbtools.workload.access import SearchRequest
 

@@ -23,7 +23,7 @@ from psycopg import AsyncConnection
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from dbtools.connection import connect
+from dbtools.db.connection import connect
 from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
 from dbtools.redaction import redact
 from dbtools.workload import queries

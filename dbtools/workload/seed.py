@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from dbtools.connection import session
+from dbtools.db.connection import session
 from dbtools.errors import PrerequisiteMissing, UsageError
 from dbtools.workload.catalog import (
     CURRENCY,

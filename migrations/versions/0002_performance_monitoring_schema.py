@@ -1,7 +1,7 @@
 """Performance monitoring schema: snapshots of PostgreSQL's statistics, request and app metrics,
 the log of setting changes, and retention.
 
-The tables are declared once, in ``dbtools.objects``; ``dbtools verify`` reads the same
+The tables are declared once, in ``dbtools.schema.objects``; ``dbtools verify`` reads the same
 declarations.
 
 Revision ID: 0002
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable, SetColumnComment, SetTableComment
 
-from dbtools.objects import (
+from dbtools.schema.objects import (
     MONITORING,
     MONITORING_SCHEMA,
     PURGE_FUNCTION,

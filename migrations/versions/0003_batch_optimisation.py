@@ -1,7 +1,7 @@
 """Batch optimisation: the indexes the batched flight search needs, built concurrently, and
 autovacuum settings for the high-churn tables, recorded so the downgrade restores them exactly.
 
-The index and setting definitions live in ``dbtools.objects`` (read by ``dbtools verify`` too).
+The index and setting definitions live in ``dbtools.schema.objects`` (read by ``dbtools verify`` too).
 
 Revision ID: 0003
 Revises: 0002
@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dbtools.errors import MigrationError
-from dbtools.migrate import (
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, IndexSpec
+from dbtools.schema.online import (
     build_index_concurrently,
     drop_index_concurrently,
     restore_storage_parameters,
     set_storage_parameters,
     undo_index_builds,
 )
-from dbtools.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, IndexSpec
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"

@@ -7,13 +7,14 @@ migrations create, the thresholds) and returns findings. A check whose data is m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dbtools.config import Thresholds
-from dbtools.measures import WindowMeasures
-from dbtools.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, MONITORING_TABLES
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, MONITORING_TABLES
+from dbtools.stats.measures import WindowMeasures
+from dbtools.verify.live import LiveState
+from dbtools.verify.thresholds import Thresholds
 
 Status = Literal[
     "pass", "warning", "fail", "critical", "rollback", "no data", "untrusted", "skipped"
@@ -41,26 +42,6 @@ class Finding:
             "value": self.value,
             "threshold": self.threshold,
         }
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """An expected index as the catalog has it now."""
-
-    is_valid: bool
-    is_ready: bool
-
-
-@dataclass(frozen=True)
-class LiveState:
-    """The objects the migrations create, as they are when verify runs. Keys are
-    ``schema.name``; a missing key (or None) means the object does not exist."""
-
-    alembic_revision: str | None
-    head_revision: str
-    indexes: Mapping[str, IndexState] = field(default_factory=dict)
-    table_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    monitoring_tables: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from dbtools.connection import describe, session
+from dbtools.db.connection import describe, session
 from dbtools.errors import UsageError
-from dbtools.objects import setting_changes
+from dbtools.schema.objects import setting_changes
 
 VERSION_TABLE = "alembic_version"
 

@@ -20,26 +20,26 @@ from dataclasses import dataclass, replace
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
-from dbtools import revisions
-from dbtools.connection import session
-from dbtools.downgrade.classify import (
+from dbtools.db.connection import session
+from dbtools.errors import ConfigError, UsageError
+from dbtools.safety.classify import (
     Classification,
     DataLoss,
     DbObject,
     SchemaContext,
     classify,
 )
-from dbtools.downgrade.live import (
+from dbtools.safety.live import (
     VERSION_TABLE,
     RelationSize,
     current_revision,
     relation_sizes,
     server_identity,
 )
-from dbtools.downgrade.locks import Blocking, LockLevel
-from dbtools.downgrade.sqltext import OfflineStatement, read_offline_sql
-from dbtools.errors import ConfigError, UsageError
-from dbtools.migrate import MigrationSettings
+from dbtools.safety.locks import Blocking, LockLevel
+from dbtools.schema import revisions
+from dbtools.schema.online import MigrationSettings
+from dbtools.sqltext.split import OfflineStatement, read_offline_sql
 
 BASE = "base"
 MiB = 1024 * 1024

@@ -11,9 +11,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from dbtools.downgrade.lint import LintResult
-from dbtools.downgrade.plan import DowngradePlan, Relation, RevisionPlan, Step
-from dbtools.downgrade.rehearse import Rehearsal
+from dbtools.safety.lint import LintResult
+from dbtools.safety.plan import DowngradePlan, Relation, RevisionPlan, Step
+from dbtools.safety.rehearse import Rehearsal
 
 SCHEMA_VERSION = 1
 

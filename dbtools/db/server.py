@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from dbtools.connection import SQL_MARKER
+from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import PrerequisiteMissing
 
 SERVER_INFO_SQL = f"""

@@ -1,7 +1,7 @@
 """Query families: statements grouped by what they do, whatever their constants or list lengths.
 
-Each statement text is scrubbed (``redaction.scrub_query``: every literal becomes a placeholder,
-so neither sqlglot's warnings nor a report can leak one), padded (``analysis.pad_placeholders``:
+Each statement text is scrubbed (``sqltext.scrub.scrub_query``: every literal becomes a placeholder,
+so neither sqlglot's warnings nor a report can leak one), padded (``sqltext.parse.pad_placeholders``:
 sqlglot's ``$1,$2`` trap) and parsed with sqlglot. Its *fingerprint* hashes the generated SQL
 after every constant and placeholder is made the same, casts of parameters are dropped and every
 ``IN (…)`` list, ``ARRAY[…]`` and multi-row ``VALUES`` is collapsed to one element: ``IN ($1,$2,$3)`` (PostgreSQL 15) and
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from dbtools.analysis import pad_placeholders, quiet_sqlglot, table_refs
-from dbtools.redaction import scrub_query
+from dbtools.sqltext.parse import pad_placeholders, quiet_sqlglot, table_refs
+from dbtools.sqltext.scrub import scrub_query
 
 DIALECT = "postgres"
 FINGERPRINT_LENGTH = 16

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from dbtools.cli.options import format_option
-from dbtools.connection import resolve_dsn
+from dbtools.db.connection import resolve_dsn
 from dbtools.errors import UsageError
 from dbtools.output import timestamped_path, write_atomically
 
@@ -108,8 +108,8 @@ def downgrade_plan(
     Exit codes: 0 planned; 2 bad input (unknown revision, --to not below --from, no
     connection for --from current), nothing written.
     """
-    from dbtools.downgrade.plan import build_plan
-    from dbtools.downgrade.render import plan_json, plan_markdown
+    from dbtools.safety.plan import build_plan
+    from dbtools.safety.render import plan_json, plan_markdown
 
     if offline and dsn is not None:
         raise UsageError("--offline and --dsn contradict each other")
@@ -179,8 +179,8 @@ def rehearse(
     Exit codes: 0 every revision passes; 1 a revision fails; 2 refused database, no sandbox,
     bad option.
     """
-    from dbtools.downgrade.rehearse import rehearse as run_rehearsal
-    from dbtools.downgrade.render import rehearsal_json, rehearsal_table
+    from dbtools.safety.rehearse import rehearse as run_rehearsal
+    from dbtools.safety.render import rehearsal_json, rehearsal_table
 
     if force and dsn is None:
         raise UsageError("--force only applies to --dsn (a sandbox needs no forcing)")
@@ -219,8 +219,8 @@ def lint(only: tuple[str, ...], alembic_ini: Path | None, output_format: str) ->
     \b
     Exit codes: 0 no violations; 1 violations; 2 squawk missing, unknown revision.
     """
-    from dbtools.downgrade.lint import lint_revisions
-    from dbtools.downgrade.render import lint_json, lint_table
+    from dbtools.safety.lint import lint_revisions
+    from dbtools.safety.render import lint_json, lint_table
 
     result = lint_revisions(ini=alembic_ini, only=only or None)
     click.echo(lint_json(result) if output_format == "json" else lint_table(result), nl=False)

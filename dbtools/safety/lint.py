@@ -35,13 +35,13 @@ from pathlib import Path
 
 from alembic.script import Script
 
-from dbtools import revisions
-from dbtools.downgrade.classify import RUN_TIME, Classification, SchemaContext, classify
-from dbtools.downgrade.locks import Blocking
-from dbtools.downgrade.plan import BASE
-from dbtools.downgrade.sqltext import OfflineStatement, read_offline_sql, strip_comments
-from dbtools.downgrade.squawk import run_squawk, squawk_version
 from dbtools.errors import UsageError
+from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify
+from dbtools.safety.locks import Blocking
+from dbtools.safety.plan import BASE
+from dbtools.safety.squawk import run_squawk, squawk_version
+from dbtools.schema import revisions
+from dbtools.sqltext.split import OfflineStatement, read_offline_sql, strip_comments
 
 DIRECTIONS = ("upgrade", "downgrade")
 MIN_REASON_WORDS = 3

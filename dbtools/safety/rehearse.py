@@ -26,15 +26,15 @@ import psycopg
 from alembic.script import Script
 from psycopg import sql
 
-from dbtools import revisions
-from dbtools.connection import describe, resolve_dsn, session
-from dbtools.downgrade.live import current_revision, refuse_data, server_identity
-from dbtools.downgrade.plan import BASE
-from dbtools.downgrade.sqltext import split_statements
+from dbtools.db.connection import describe, resolve_dsn, session
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
+from dbtools.safety.live import current_revision, refuse_data, server_identity
+from dbtools.safety.plan import BASE
 from dbtools.sandbox import temporary_sandbox
-from dbtools.schema import dump_schema
+from dbtools.schema import revisions
+from dbtools.schema.dump import dump_schema
+from dbtools.sqltext.split import split_statements
 
 SANDBOX_DATABASE = "dbtools_rehearsal"
 
@@ -254,7 +254,7 @@ def object_identity(statement: str) -> str:
 
 
 def schema_differences(before: str, after: str) -> list[SchemaDifference]:
-    """The objects two normalised dumps (``dbtools.schema.dump_schema``) disagree on."""
+    """The objects two normalised dumps (``dbtools.schema.dump.dump_schema``) disagree on."""
     first, second = _definitions(before), _definitions(after)
     differences = []
     for identity, text in second.items():

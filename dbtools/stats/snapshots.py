@@ -22,11 +22,14 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from dbtools import objects, stats
-from dbtools.connection import SQL_MARKER, connect, translated_errors
+from dbtools.db.catalog import read_alembic_revision
+from dbtools.db.connection import SQL_MARKER, connect, translated_errors
 from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
-from dbtools.revisions import head_revision
-from dbtools.stats import (
+from dbtools.schema import objects
+from dbtools.schema.revisions import head_revision
+from dbtools.stats import collect as stats
+from dbtools.stats.columns import StatementColumns
+from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
     Snapshot,
@@ -134,7 +137,7 @@ WHERE bucket_start >= %(start)s
 ).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(objects.request_metrics.name))
 
 
-def store_sql(columns: stats.StatementColumns) -> sql.Composed:
+def store_sql(columns: StatementColumns) -> sql.Composed:
     """The one statement that collects the statistics and stores a labelled snapshot.
 
     Parameters: ``label``, ``requests``, ``alembic_revision``, ``pgss_version``, ``marker``,
@@ -247,7 +250,7 @@ def take_snapshot(
         raise UsageError(f"--requests must not be negative, not {requests}")
     with translated_errors(f"snapshot {label!r}"):
         info, columns = stats.prepare(conn)
-        revision = stats.read_alembic_revision(conn, info)
+        revision = read_alembic_revision(conn, info)
         require_head(revision)
         params = {
             "label": label,

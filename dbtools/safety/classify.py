@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from dbtools.analysis import quiet_sqlglot
-from dbtools.downgrade.locks import Blocking, LockLevel, storage_parameter_lock, strongest
-from dbtools.downgrade.sqltext import dollar_body, mask_literals, split_statements, strip_comments
+from dbtools.safety.locks import Blocking, LockLevel, storage_parameter_lock, strongest
+from dbtools.sqltext.parse import quiet_sqlglot
+from dbtools.sqltext.split import dollar_body, mask_literals, split_statements, strip_comments
 
 DEFAULT_SCHEMA = "public"
 RUN_TIME = "(named at run time)"

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 
 from dbtools.errors import ConfigError
 
-_REPO_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+_REPO_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
 IniPath = str | os.PathLike[str] | None

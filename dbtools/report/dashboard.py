@@ -7,7 +7,7 @@ rate and the KMS connection-reuse ratio. Thresholds are verify's (``config.Thres
 rollout guide's unless configured), drawn on the panels: the guide's alert lines.
 
 Consecutive snapshots make a step only when their counters are comparable (same database, no
-server restart, no pg_stat_statements reset or eviction in between), as ``measures`` demands of
+server restart, no pg_stat_statements reset or eviction in between), as ``stats.measures`` demands of
 a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's polling is left out of what
 dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for the dashboard's time range.
 """
@@ -18,10 +18,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dbtools import objects
-from dbtools.analysis import TRANSACTION_CONTROL_PATTERN
-from dbtools.config import Thresholds
-from dbtools.connection import SQL_MARKER
+from dbtools.db.connection import SQL_MARKER
+from dbtools.schema import objects
+from dbtools.sqltext.parse import TRANSACTION_CONTROL_PATTERN
+from dbtools.verify.thresholds import Thresholds
 
 DASHBOARD_UID = "dbtools-rollout"
 DATASOURCE_TYPE = "grafana-postgresql-datasource"

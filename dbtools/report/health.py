@@ -20,9 +20,9 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import class_row
 
-from dbtools.connection import SQL_MARKER
-from dbtools.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA, AutovacuumSpec, qualified
-from dbtools.stats import DatabaseRow, IndexRow, Snapshot, TableRow
+from dbtools.db.connection import SQL_MARKER
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA, AutovacuumSpec, qualified
+from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")

@@ -50,7 +50,7 @@ def run_squawk(files: Iterable[Path]) -> list[SquawkFinding]:
     """Lint *files* with squawk's default rules.
 
     An empty configuration file is passed so that a ``.squawk.toml`` lying around cannot exclude
-    rules behind dbtools' back: every exclusion carries a reason in ``dbtools.downgrade.lint``
+    rules behind dbtools' back: every exclusion carries a reason in ``dbtools.safety.lint``
     (which filters findings itself: ``--exclude`` rejects rule names a squawk version lacks).
     """
     paths = [str(path) for path in files]

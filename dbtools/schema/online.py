@@ -30,9 +30,9 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from dbtools.errors import MigrationError
-from dbtools.objects import MONITORING_SCHEMA, AutovacuumSpec, IndexSpec
+from dbtools.schema.objects import MONITORING_SCHEMA, AutovacuumSpec, IndexSpec
 
-log = logging.getLogger("dbtools.migrate")
+log = logging.getLogger("dbtools.schema.online")
 
 # pg_try_advisory_lock key shared by every `alembic upgrade` of this project ("dbtmigr" in ASCII).
 MIGRATION_LOCK_KEY = 0x0064_6274_6D69_6772

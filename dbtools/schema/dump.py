@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from dbtools.connection import split_password
+from dbtools.db.connection import split_password
 from dbtools.errors import DbtoolsError
 from dbtools.sandbox import client_binary
 

@@ -1,7 +1,7 @@
 """``verify``: compare a baseline and a candidate window and decide pass, fail or rollback.
 
-The figures come from snapshot deltas (``dbtools.measures``), the objects the migrations create
-are read live from the catalog, the checks are ``dbtools.rules``. Verdict and exit code:
+The figures come from snapshot deltas (``dbtools.stats.measures``), the objects the migrations create
+are read live from the catalog, the checks are ``dbtools.verify.rules``. Verdict and exit code:
 
 * ``rollback`` (exit 3) when any finding crossed a rollback threshold;
 * ``fail`` (exit 1) when any finding failed, is critical, has no data, or rests on a window
@@ -18,43 +18,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import psycopg
-
-from dbtools import objects
-from dbtools.config import Thresholds
-from dbtools.connection import session, translated_errors
-from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, PrerequisiteMissing
-from dbtools.measures import Scope, WindowMeasures, measure_window, query_reduction
-from dbtools.revisions import head_revision
-from dbtools.rules import (
+from dbtools.db.connection import session, translated_errors
+from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError
+from dbtools.stats.measures import Scope, WindowMeasures, measure_window, query_reduction
+from dbtools.stats.snapshots import Window, load_windows, parse_window
+from dbtools.verify.live import LiveState, read_live_state
+from dbtools.verify.rules import (
     CHECK_NAMES,
     FAILING,
     RULES,
     Evidence,
     Finding,
-    IndexState,
-    LiveState,
     Rule,
     run_rules,
 )
-from dbtools.snapshots import Window, load_windows, parse_window
-from dbtools.stats import ALEMBIC_REVISION_SQL, parse_reloptions, read_objects
+from dbtools.verify.thresholds import Thresholds
 
 SCHEMA_VERSION = 1
 DEFAULT_SCOPE = Scope()
 DEFAULT_THRESHOLDS = Thresholds()
 Verdict = Literal["pass", "fail", "rollback"]
 EXIT_CODES: dict[str, int] = {"pass": EXIT_OK, "fail": EXIT_PROBLEMS, "rollback": EXIT_ROLLBACK}
-
-# The monitoring tables verify reads; without them there is nothing to verify (exit 2).
-REQUIRED_TABLES = (
-    objects.snapshots.name,
-    objects.statement_stats.name,
-    objects.table_stats.name,
-    objects.index_stats.name,
-    objects.database_stats.name,
-    objects.request_metrics.name,
-)
 
 
 def verdict_of(findings: Sequence[Finding]) -> Verdict:
@@ -136,49 +120,6 @@ def evaluate(
         thresholds=thresholds,
         scope=scope,
         operation=operation,
-    )
-
-
-def read_live_state(conn: psycopg.Connection[Any]) -> LiveState:
-    """The alembic revision, batch indexes, autovacuum tables and monitoring tables, now.
-
-    Raises ``PrerequisiteMissing`` when a monitoring table verify reads is missing.
-    """
-    alembic = ("public", "alembic_version")
-    names = [
-        alembic,
-        *((spec.schema, spec.name) for spec in objects.BATCH_INDEXES),
-        *((spec.schema, spec.table) for spec in objects.AUTOVACUUM_SETTINGS),
-        *((objects.MONITORING_SCHEMA, table) for table in objects.MONITORING_TABLES),
-    ]
-    found = read_objects(conn, names)
-    present = frozenset(
-        name for name in objects.MONITORING_TABLES if f"{objects.MONITORING_SCHEMA}.{name}" in found
-    )
-    missing = [name for name in REQUIRED_TABLES if name not in present]
-    if missing:
-        raise PrerequisiteMissing(
-            f"the monitoring table {objects.MONITORING_SCHEMA}.{missing[0]} is missing, so there "
-            "are no snapshots to verify: run alembic upgrade head, then take snapshots"
-        )
-    revision = None
-    if "public.alembic_version" in found:
-        row = conn.execute(ALEMBIC_REVISION_SQL).fetchone()
-        revision = row[0] if row else None
-    return LiveState(
-        alembic_revision=revision,
-        head_revision=head_revision(),
-        indexes={
-            name: IndexState(bool(row.is_valid), bool(row.is_ready))
-            for name, row in found.items()
-            if row.kind == "i"
-        },
-        table_options={
-            f"{spec.schema}.{spec.table}": parse_reloptions(found[name].reloptions)
-            for spec in objects.AUTOVACUUM_SETTINGS
-            if (name := f"{spec.schema}.{spec.table}") in found
-        },
-        monitoring_tables=present,
     )
 
 

@@ -1,0 +1,4 @@
+"""Connecting and the catalog: where a DSN points, sessions with dbtools' name and timeouts,
+what the server is and has (version, pg_stat_statements, privileges), named objects and the
+database's Alembic revision. The lowest layer: it imports nothing else of dbtools but errors
+and redaction."""

@@ -1,0 +1,63 @@
+"""Named objects in the catalog, and the database's Alembic revision: read in one query each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from dbtools.db.connection import SQL_MARKER
+from dbtools.db.server import ServerInfo
+
+ALEMBIC_REVISION_SQL = f"""
+SELECT {SQL_MARKER} string_agg(version_num, ',' ORDER BY version_num) AS revision
+FROM public.alembic_version
+"""
+
+
+def read_alembic_revision(conn: psycopg.Connection[Any], info: ServerInfo) -> str | None:
+    """The database's Alembic revision(s), comma-separated; None when it was never migrated."""
+    if not info.has_alembic_version:
+        return None
+    row = conn.execute(ALEMBIC_REVISION_SQL).fetchone()
+    return None if row is None else row[0]
+
+
+OBJECTS_SQL = f"""
+SELECT {SQL_MARKER} n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+       i.indisvalid AS is_valid, i.indisready AS is_ready, c.reloptions::text[] AS reloptions
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+WHERE (n.nspname, c.relname) IN (
+    SELECT schema, name FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS t(schema, name))
+"""
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """A named relation as the catalog has it now (``is_valid``/``is_ready`` for indexes)."""
+
+    schema: str
+    name: str
+    kind: str
+    is_valid: bool | None
+    is_ready: bool | None
+    reloptions: list[str] | None
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def read_objects(
+    conn: psycopg.Connection[Any], names: list[tuple[str, str]]
+) -> dict[str, ObjectRow]:
+    """The relations among *names* ((schema, name) pairs) that exist, by ``schema.name``
+    (one query, whatever their number)."""
+    params = {"schemas": [s for s, _ in names], "names": [n for _, n in names]}
+    with conn.cursor(row_factory=class_row(ObjectRow)) as cur:
+        rows = cur.execute(OBJECTS_SQL, params).fetchall()
+    return {row.qualified_name: row for row in rows}

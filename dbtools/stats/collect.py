@@ -1,0 +1,226 @@
+"""Collection: PostgreSQL's statistics as typed rows, read with a fixed number of queries.
+
+What is read (whatever the number of statements, tables or indexes, always the same few
+queries, never one per object):
+
+* ``pg_stat_statements`` for the connected database, through one column adapter keyed on the
+  *extension* version (1.8 to 1.12, PostgreSQL 13 to 18), plus ``pg_stat_statements_info``;
+* ``pg_stat_database`` for the connected database;
+* ``pg_stat_user_tables`` + ``pg_statio_user_tables`` + ``pg_class.reloptions``;
+* ``pg_stat_user_indexes`` + ``pg_statio_user_indexes`` + ``pg_index`` validity;
+* ``alembic_version``.
+
+dbtools' own statements never count: every statement dbtools sends carries
+``connection.SQL_MARKER`` and rows whose text holds it are left out. Rows the role may not see
+(``<insufficient privilege>``, a NULL queryid) are counted in the header as ``hidden_statements``
+and ``hidden_calls``, never as zero. Nothing here resets statistics.
+
+The row dataclasses' field names are the column names of the ``perf_monitoring`` tables declared
+in ``dbtools.schema.objects`` (without ``snapshot_id``); ``dbtools.stats.snapshots`` stores and loads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row, dict_row
+
+from dbtools.db.catalog import read_alembic_revision
+from dbtools.db.connection import SQL_MARKER
+from dbtools.db.server import ServerInfo, inspect_server
+from dbtools.schema.objects import MONITORING_SCHEMA
+from dbtools.stats.columns import StatementColumns, statement_columns
+from dbtools.stats.rows import (
+    DatabaseRow,
+    IndexRow,
+    Row,
+    Snapshot,
+    SnapshotHeader,
+    StatementRow,
+    TableRow,
+    column_names,
+)
+
+# -- SQL --------------------------------------------------------------------------------------
+
+# The foreign-key checks and cascades PostgreSQL runs when dbtools stores or deletes snapshot rows
+# are nested statements without the marker; their text always reads `… ONLY "schema"."table" …`.
+RI_MARKER = f'ONLY "{MONITORING_SCHEMA}".'
+
+# Every statement carries SQL_MARKER right after its first keyword (pg_stat_statements keeps
+# comments in the text it stores). %(marker)s is always SQL_MARKER, %(ri_marker)s RI_MARKER.
+
+_STATEMENTS_SQL = """
+SELECT {marker} {columns}
+FROM {view} s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND (s.queryid IS NULL OR (strpos(s.query, %(marker)s) = 0 AND strpos(s.query, %(ri_marker)s) = 0))
+"""
+
+_HEADER_SQL = """
+SELECT {marker} now() AS taken_at,
+       current_database()::text AS database_name,
+       d.oid::bigint AS database_oid,
+       current_setting('server_version_num')::int AS server_version_num,
+       pg_postmaster_start_time() AS server_started_at,
+       current_user::text AS role_name,
+       %(pgss_version)s::text AS pgss_version,
+       {stats_reset} AS pgss_stats_reset,
+       {dealloc} AS pgss_dealloc
+FROM pg_catalog.pg_database d WHERE d.datname = current_database()
+"""
+
+TABLES_SQL = f"""
+SELECT {SQL_MARKER} s.relid::bigint AS relid, s.schemaname::text AS schemaname,
+       s.relname::text AS relname,
+       coalesce(s.seq_scan, 0) AS seq_scan, coalesce(s.seq_tup_read, 0) AS seq_tup_read,
+       coalesce(s.idx_scan, 0) AS idx_scan, coalesce(s.idx_tup_fetch, 0) AS idx_tup_fetch,
+       s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_tup_hot_upd, s.n_live_tup, s.n_dead_tup,
+       s.n_mod_since_analyze, s.last_vacuum, s.last_autovacuum, s.last_analyze,
+       s.last_autoanalyze, s.vacuum_count, s.autovacuum_count, s.analyze_count,
+       s.autoanalyze_count,
+       coalesce(io.heap_blks_read, 0) AS heap_blks_read,
+       coalesce(io.heap_blks_hit, 0) AS heap_blks_hit,
+       coalesce(io.idx_blks_read, 0) AS idx_blks_read,
+       coalesce(io.idx_blks_hit, 0) AS idx_blks_hit,
+       c.reloptions::text[] AS reloptions,
+       CASE WHEN c.relkind IN ('r', 'm', 't') THEN age(c.relfrozenxid)::bigint END AS xid_age,
+       pg_total_relation_size(s.relid) AS total_bytes
+FROM pg_catalog.pg_stat_user_tables s
+JOIN pg_catalog.pg_statio_user_tables io ON io.relid = s.relid
+JOIN pg_catalog.pg_class c ON c.oid = s.relid
+"""
+
+INDEXES_SQL = f"""
+SELECT {SQL_MARKER} s.indexrelid::bigint AS indexrelid, s.relid::bigint AS relid,
+       s.schemaname::text AS schemaname, s.relname::text AS relname,
+       s.indexrelname::text AS indexrelname,
+       coalesce(s.idx_scan, 0) AS idx_scan, coalesce(s.idx_tup_read, 0) AS idx_tup_read,
+       coalesce(s.idx_tup_fetch, 0) AS idx_tup_fetch,
+       coalesce(io.idx_blks_read, 0) AS idx_blks_read,
+       coalesce(io.idx_blks_hit, 0) AS idx_blks_hit,
+       i.indisvalid AS is_valid, i.indisready AS is_ready, i.indisunique AS is_unique,
+       i.indisprimary AS is_primary,
+       EXISTS (SELECT FROM pg_catalog.pg_constraint k
+               WHERE k.conindid = s.indexrelid AND k.contype IN ('p', 'u', 'x', 'f'))
+           AS backs_constraint,
+       ARRAY(SELECT pg_get_indexdef(s.indexrelid, k, true)
+             FROM generate_series(1, i.indnkeyatts) k) AS key_columns,
+       ARRAY(SELECT pg_get_indexdef(s.indexrelid, k, true)
+             FROM generate_series(i.indnkeyatts + 1, i.indnatts) k) AS include_columns,
+       pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
+       am.amname::text AS access_method,
+       pg_get_indexdef(s.indexrelid) AS definition,
+       pg_relation_size(s.indexrelid) AS index_bytes
+FROM pg_catalog.pg_stat_user_indexes s
+JOIN pg_catalog.pg_statio_user_indexes io ON io.indexrelid = s.indexrelid
+JOIN pg_catalog.pg_index i ON i.indexrelid = s.indexrelid
+JOIN pg_catalog.pg_class c ON c.oid = s.indexrelid
+JOIN pg_catalog.pg_am am ON am.oid = c.relam
+"""
+
+DATABASE_SQL = f"""
+SELECT {SQL_MARKER} d.datid::bigint AS datid, d.datname::text AS datname,
+       d.numbackends::bigint AS numbackends, d.xact_commit, d.xact_rollback,
+       d.blks_read, d.blks_hit, d.tup_returned, d.tup_fetched, d.tup_inserted, d.tup_updated,
+       d.tup_deleted, d.conflicts, d.temp_files, d.temp_bytes, d.deadlocks,
+       d.blk_read_time, d.blk_write_time, d.stats_reset,
+       age(db.datfrozenxid)::bigint AS xid_age,
+       pg_database_size(d.datid) AS database_bytes
+FROM pg_catalog.pg_stat_database d
+JOIN pg_catalog.pg_database db ON db.oid = d.datid
+WHERE d.datname = current_database()
+"""
+
+
+def statements_sql(columns: StatementColumns) -> sql.Composed:
+    """pg_stat_statements rows of the current database, dbtools' own left out; hidden rows
+    (NULL queryid) included so they can be counted."""
+    expressions = columns.expressions()
+    return sql.SQL(_STATEMENTS_SQL).format(
+        marker=sql.SQL(SQL_MARKER),
+        columns=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
+            for name, expr in expressions.items()
+        ),
+        view=columns.view(),
+    )
+
+
+def header_sql(columns: StatementColumns) -> sql.Composed:
+    """The header's server facts (``%(pgss_version)s`` is a parameter)."""
+    stats_reset, dealloc = columns.info_expressions()
+    return sql.SQL(_HEADER_SQL).format(
+        marker=sql.SQL(SQL_MARKER), stats_reset=stats_reset, dealloc=dealloc
+    )
+
+
+# -- collection -------------------------------------------------------------------------------
+
+
+def prepare(conn: psycopg.Connection[Any]) -> tuple[ServerInfo, StatementColumns]:
+    """Inspect the server and pick the column adapter (raises ``PrerequisiteMissing``)."""
+    info = inspect_server(conn)
+    return info, statement_columns(info)
+
+
+def collect(conn: psycopg.Connection[Any]) -> Snapshot:
+    """Read the live statistics of the connected database (seven queries, whatever its size).
+
+    Best run on an autocommit, read-only session (``connection.connect(autocommit=True)``) so
+    that dbtools sends no transaction-control statements. Raises ``PrerequisiteMissing`` when
+    pg_stat_statements is missing or too old.
+    """
+    info, columns = prepare(conn)
+    revision = read_alembic_revision(conn, info)
+    params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
+    with conn.cursor(row_factory=dict_row) as cur:
+        facts = cur.execute(header_sql(columns), params).fetchone()
+    assert facts is not None
+    visible, hidden_statements, hidden_calls = _fetch_statements(conn, columns, params)
+    header = SnapshotHeader(
+        id=None,
+        label=None,
+        **facts,
+        alembic_revision=revision,
+        requests=None,
+        hidden_statements=hidden_statements,
+        hidden_calls=hidden_calls,
+    )
+    databases = _fetch(conn, sql.SQL(DATABASE_SQL), DatabaseRow)
+    return Snapshot(
+        header=header,
+        statements=visible,
+        tables=_fetch(conn, sql.SQL(TABLES_SQL), TableRow),
+        indexes=_fetch(conn, sql.SQL(INDEXES_SQL), IndexRow),
+        database=databases[0] if databases else None,
+    )
+
+
+def _fetch_statements(
+    conn: psycopg.Connection[Any], columns: StatementColumns, params: dict[str, Any]
+) -> tuple[tuple[StatementRow, ...], int, int]:
+    """Visible rows, and the number and calls of the rows the role may not see."""
+    names = column_names(StatementRow)
+    queryid, calls = names.index("queryid"), names.index("calls")
+    visible: list[StatementRow] = []
+    hidden_statements = hidden_calls = 0
+    for values in conn.execute(statements_sql(columns), params):
+        if values[queryid] is None:
+            hidden_statements += 1
+            hidden_calls += values[calls]
+        else:
+            visible.append(StatementRow(*values))
+    return tuple(visible), hidden_statements, hidden_calls
+
+
+def _fetch(
+    conn: psycopg.Connection[Any],
+    query: sql.SQL | sql.Composed,
+    row_type: type[Row],
+    params: dict[str, Any] | None = None,
+) -> tuple[Row, ...]:
+    with conn.cursor(row_factory=class_row(row_type)) as cur:
+        return tuple(cur.execute(query, params).fetchall())

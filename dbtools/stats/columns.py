@@ -1,0 +1,97 @@
+"""The pg_stat_statements column adapter: the one place version differences live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from dbtools.db.server import ServerInfo, require_pg_stat_statements
+from dbtools.errors import PrerequisiteMissing
+from dbtools.stats.rows import StatementRow, column_names
+
+OLDEST_SUPPORTED = (1, 8)
+NEWEST_KNOWN = (1, 12)
+
+
+@dataclass(frozen=True)
+class StatementColumns:
+    """How one pg_stat_statements extension version spells what dbtools stores.
+
+    The one place version differences live (see postgres-facts.md): 1.9 added ``toplevel`` and
+    ``pg_stat_statements_info``; 1.11 renamed ``blk_read_time`` to ``shared_blk_read_time`` and
+    added ``stats_since``.
+    """
+
+    version: tuple[int, int]
+    schema: str
+
+    @property
+    def has_toplevel(self) -> bool:
+        return self.version >= (1, 9)
+
+    @property
+    def has_info(self) -> bool:
+        return self.version >= (1, 9)
+
+    @property
+    def has_stats_since(self) -> bool:
+        return self.version >= (1, 11)
+
+    def view(self, name: str = "pg_stat_statements") -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    def expressions(self) -> dict[str, sql.Composable]:
+        """The SQL expression (over ``s``, the view) for each ``StatementRow`` column."""
+        renamed = self.version >= (1, 11)
+        special: dict[str, sql.Composable] = {
+            "rolname": sql.SQL("r.rolname::text"),
+            "toplevel": sql.SQL("s.toplevel" if self.has_toplevel else "true"),
+            "wal_bytes": sql.SQL("s.wal_bytes::bigint"),
+            "shared_blk_read_time": sql.SQL(
+                "s.shared_blk_read_time" if renamed else "s.blk_read_time"
+            ),
+            "shared_blk_write_time": sql.SQL(
+                "s.shared_blk_write_time" if renamed else "s.blk_write_time"
+            ),
+            "stats_since": sql.SQL(
+                "s.stats_since" if self.has_stats_since else "NULL::timestamptz"
+            ),
+        }
+        return {
+            name: special.get(name, sql.SQL("s.") + sql.Identifier(name))
+            for name in column_names(StatementRow)
+        }
+
+    def info_expressions(self) -> tuple[sql.Composable, sql.Composable]:
+        """``pg_stat_statements_info.stats_reset`` and ``dealloc`` (NULL before 1.9)."""
+        if not self.has_info:
+            return sql.SQL("NULL::timestamptz"), sql.SQL("NULL::bigint")
+        info = self.view("pg_stat_statements_info")
+        return (
+            sql.SQL("(SELECT stats_reset FROM {})").format(info),
+            sql.SQL("(SELECT dealloc FROM {})").format(info),
+        )
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """``'1.10'`` as ``(1, 10)``."""
+    major, _, minor = text.partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError as err:
+        raise PrerequisiteMissing(f"unrecognised pg_stat_statements version {text!r}") from err
+
+
+def statement_columns(info: ServerInfo) -> StatementColumns:
+    """The adapter for the server's pg_stat_statements; raises ``PrerequisiteMissing`` when it is
+    not loaded, not created, or older than 1.8. Versions newer than 1.12 read as 1.12."""
+    require_pg_stat_statements(info)
+    assert info.pgss_version is not None and info.pgss_schema is not None
+    version = parse_version(info.pgss_version)
+    if version < OLDEST_SUPPORTED:
+        raise PrerequisiteMissing(
+            f"pg_stat_statements {info.pgss_version} is too old: dbtools needs 1.8 or newer "
+            "(PostgreSQL 13+); run: ALTER EXTENSION pg_stat_statements UPDATE"
+        )
+    return StatementColumns(min(version, NEWEST_KNOWN), info.pgss_schema)

@@ -1,0 +1,82 @@
+"""Verify's result for people: both windows' figures side by side, the findings, the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tabulate import tabulate
+
+from dbtools.stats.measures import WindowMeasures
+from dbtools.verify import VerifyResult
+
+
+def _pct(value: float | None) -> str:
+    return "no data" if value is None else f"{value * 100:.1f}%"
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "no data" if value is None else fmt.format(value)
+
+
+def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
+    def row(name: str, fn: Callable[[WindowMeasures], str]) -> list[str]:
+        return [name, fn(b), fn(c)]
+
+    return [
+        row("window", lambda w: f"{w.start_label}..{w.end_label}"),
+        row("duration", lambda w: f"{w.seconds:.1f} s"),
+        row("trusted", lambda w: "yes" if w.trusted else "NO"),
+        row("requests", lambda w: "no data" if w.requests is None
+            else f"{w.requests:,} ({w.requests_source})"),
+        row("queries (application)", lambda w: f"{w.counts.queries:,}"),
+        row("distinct statements", lambda w: f"{w.counts.statements:,}"),
+        row("queries per request", lambda w: _num(w.queries_per_request)),
+        row("transaction control calls", lambda w: f"{w.counts.transaction_calls:,}"),
+        row("nested calls (in functions)", lambda w: f"{w.counts.nested_calls:,}"),
+        row("not visible calls", lambda w: f"{w.hidden_calls:,}"),
+        row("query rate", lambda w: _num(w.query_rate, "{:.1f}/s")),
+        row("buffer cache hit ratio", lambda w: _pct(w.buffer_cache_hit_ratio)),
+        row("index hit ratio", lambda w: _pct(w.index_hit_ratio)),
+        row("app cache hit ratio", lambda w: _pct(w.app_cache_hit_ratio)),
+        row("p95 latency", lambda w: _num(w.p95_ms, "{:.1f} ms")),
+        row("error rate", lambda w: _pct(w.error_rate)),
+    ]  # fmt: skip
+
+
+def render_table(result: VerifyResult) -> str:
+    """The verify result for people: measures side by side, findings, verdict."""
+    scope = result.scope.as_dict()
+    narrowed = [f"roles {', '.join(scope['roles'])}"] if scope["roles"] else []
+    narrowed += [f"tables {', '.join(scope['tables'])}"] if scope["tables"] else []
+    if result.operation:
+        narrowed.append(f"operation {result.operation}")
+    lines = [
+        f"database {result.database}" + (f" (scope: {'; '.join(narrowed)})" if narrowed else ""),
+        "",
+        tabulate(
+            _measure_rows(result.baseline, result.candidate),
+            headers=[
+                "measure",
+                f"baseline {result.baseline.name}",
+                f"candidate {result.candidate.name}",
+            ],
+        ),
+        "",
+        f"query reduction: {_pct(result.reduction)}",
+        "",
+        tabulate(
+            [
+                [
+                    f.check,
+                    f.status.upper() if f.status != "pass" else f.status,
+                    f.subject,
+                    f.message,
+                ]
+                for f in result.findings
+            ],
+            headers=["check", "status", "subject", "detail"],
+        ),
+        "",
+        f"verdict: {result.verdict.upper()} (exit code {result.exit_code})",
+    ]
+    return "\n".join(lines)
