@@ -12,7 +12,6 @@ Settings (``-x key=value``, ``DBTOOLS_<KEY>``, or ``dbtools_<key>`` in alembic.i
 from __future__ import annotations
 
 import logging
-import time
 from logging.config import fileConfig
 from typing import Any
 
@@ -28,8 +27,8 @@ from dbtools.redaction import RedactingFilter
 from dbtools.schema.online import (
     MigrationSettings,
     acquire_migration_lock,
-    is_lock_timeout,
     release_migration_lock,
+    retry_on_lock_timeout,
     set_session_timeouts,
     timeout_preamble,
 )
@@ -41,7 +40,6 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
-log = logging.getLogger("dbtools.schema.online")
 
 x_args = {**config.attributes.get("x_args", {}), **context.get_x_argument(as_dictionary=True)}
 try:
@@ -110,32 +108,29 @@ def _run(connection: Connection) -> None:
 
 
 def _run_with_lock_retries(connection: Connection) -> None:
-    """Run the pending revisions; a revision whose transaction hit lock_timeout is rerun.
+    """Run the pending revisions; a revision whose transaction hit lock_timeout is rolled back
+    and rerun (``retry_on_lock_timeout``, the policy of every migration step).
 
     Each revision commits on its own (transaction_per_migration), so a rerun resumes at the
     revision that failed.
     """
-    for attempt in range(1, SETTINGS.lock_retries + 2):
-        try:
-            with context.begin_transaction():
-                context.run_migrations()
-            return
-        except sa.exc.DBAPIError as err:
-            if not is_lock_timeout(err):
-                raise
-            tables = (
-                ", ".join(sorted(map(str, tables_touched(err.statement or "") or ()))) or "a table"
-            )
-            connection.rollback()
-            if attempt > SETTINGS.lock_retries:
-                raise CommandError(
-                    f"lock timeout on {tables}: still locked after {attempt} tries "
-                    f"(lock_timeout {SETTINGS.lock_timeout}); nothing of the failed revision was "
-                    "applied. Find the holder in pg_locks and rerun"
-                ) from err
-            pause = SETTINGS.backoff(attempt)
-            log.warning("lock timeout on %s (try %d); retrying in %.1fs", tables, attempt, pause)
-            time.sleep(pause)
+
+    def run() -> None:
+        with context.begin_transaction():
+            context.run_migrations()
+
+    retry_on_lock_timeout(
+        run,
+        what=_locked_tables,
+        config=SETTINGS,
+        after_failure=connection.rollback,
+        outcome="nothing of the failed revision was applied",
+    )
+
+
+def _locked_tables(err: sa.exc.DBAPIError) -> str:
+    """The tables the statement that timed out touches (as the failure names them)."""
+    return ", ".join(sorted(map(str, tables_touched(err.statement or "") or ()))) or "a table"
 
 
 try:

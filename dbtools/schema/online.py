@@ -5,8 +5,10 @@ revisions.
   between tries, so two deploy jobs never apply anything twice. Never a blocking
   ``pg_advisory_lock``: it deadlocks against a concurrent index build (the build waits for the
   waiting session's transaction).
-* ``lock_timeout`` and a DDL-sized ``statement_timeout`` on every migration session, and bounded
-  retries with backoff when a step hits ``lock_not_available``; the final failure names the table.
+* ``lock_timeout`` and a DDL-sized ``statement_timeout`` on every migration session, and one retry
+  policy (``retry_on_lock_timeout``: bounded retries with backoff when a step hits
+  ``lock_not_available``; the final failure names the table) for every step: a revision's
+  transaction (migrations/env.py), an index build, a storage-parameter change.
 * Index builds with ``CREATE INDEX CONCURRENTLY`` that check ``indisvalid`` afterwards and repair
   an invalid leftover (drop concurrently, rebuild) instead of trusting ``IF NOT EXISTS``.
 * Storage parameters set with the previous values recorded, so a downgrade restores exactly what
@@ -17,6 +19,7 @@ Every helper also renders plain SQL in offline mode (``alembic upgrade head --sq
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -166,27 +169,71 @@ def is_lock_timeout(err: BaseException) -> bool:
 def retry_on_lock_timeout(
     step: Callable[[], T],
     *,
-    what: str,
+    what: str | Callable[[sa.exc.DBAPIError], str],
     config: MigrationSettings,
-    on_retry: Callable[[], None] = lambda: None,
+    after_failure: Callable[[], None] = lambda: None,
+    action: str = "",
+    any_error: bool = False,
+    outcome: str = "",
 ) -> T:
-    """Run *step*; on lock_not_available retry with backoff, then raise ``MigrationError``."""
-    for attempt in range(1, config.lock_retries + 2):
+    """Run *step*: the one retry policy of every migration step.
+
+    When it fails with lock_not_available (with *any_error*, with any database error), call
+    *after_failure* (roll back, drop a leftover), log a warning, wait ``config.backoff`` and run it
+    again, up to ``config.lock_retries`` times; then raise ``MigrationError``: "lock timeout on
+    WHAT: still locked after N tries (lock_timeout T); [OUTCOME; ]find the holder in pg_locks and
+    retry", or for another error "ACTION failed N times: REASON".
+
+    *what* names what was locked ("table public.t"), or derives it from the error; *action*
+    says what the step does ("building index public.ix"); *outcome* what a failure leaves.
+    """
+    for attempt in itertools.count(1):
         try:
             return step()
         except sa.exc.DBAPIError as err:
-            if not is_lock_timeout(err):
+            locked = is_lock_timeout(err)
+            if not (locked or any_error):
                 raise
+            after_failure()
+            target = what(err) if callable(what) else what
             if attempt > config.lock_retries:
                 raise MigrationError(
-                    f"lock timeout on {what}: still locked after {attempt} tries "
-                    f"(lock_timeout {config.lock_timeout}); find the holder in pg_locks and retry"
+                    _retry_failure(err, target, action, outcome, attempt, config)
                 ) from err
             pause = config.backoff(attempt)
-            log.warning("lock timeout on %s (try %d); retrying in %.1fs", what, attempt, pause)
-            on_retry()
+            if locked:
+                log.warning(
+                    "lock timeout on %s (try %d); retrying in %.1fs", target, attempt, pause
+                )
+            else:
+                log.warning(
+                    "%s failed (%s, try %d); retrying in %.1fs",
+                    action or "a migration step", _reason(err), attempt, pause,
+                )  # fmt: skip
             time.sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_failure(
+    err: sa.exc.DBAPIError,
+    what: str,
+    action: str,
+    outcome: str,
+    tries: int,
+    config: MigrationSettings,
+) -> str:
+    if not is_lock_timeout(err):
+        return f"{action or 'a migration step'} failed {tries} times: {_reason(err)}"
+    during = f" while {action}" if action else ""
+    left = f"{outcome}; " if outcome else ""
+    return (
+        f"lock timeout on {what}{during}: still locked after {tries} tries "
+        f"(lock_timeout {config.lock_timeout}); {left}find the holder in pg_locks and retry"
+    )
+
+
+def _reason(err: sa.exc.DBAPIError) -> str:
+    return str(err.orig).strip().splitlines()[0] if err.orig else str(err)
 
 
 # -- concurrent index builds -----------------------------------------------------------------------
@@ -229,46 +276,34 @@ def build_index_concurrently(spec: IndexSpec) -> bool:
             op.execute(_assert_valid_sql(spec))
             return True
         connection = op.get_bind()
-        built, failures = False, 0
-        while True:
+        built = False
+
+        def build() -> None:
+            nonlocal built
             state = index_state(connection, spec)
             if state == "valid":
-                return built
+                return
             if state == "invalid":
                 log.warning("index %s is invalid (a failed build); dropping it", spec.name)
                 _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
-            try:
-                connection.exec_driver_sql(spec.create_sql())
-                built = True
-            except sa.exc.DBAPIError as err:
-                failures += 1
-                if failures > config.lock_retries:
-                    if index_state(connection, spec) == "invalid":
-                        _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
-                    raise MigrationError(_build_failure(spec, err, failures, config)) from err
-                pause = config.backoff(failures)
-                if is_lock_timeout(err):
-                    log.warning(
-                        "lock timeout on table %s (try %d); retrying in %.1fs",
-                        spec.qualified_table, failures, pause,
-                    )  # fmt: skip
-                else:
-                    log.warning(
-                        "building %s failed (%s); retrying in %.1fs", spec.name, err.orig, pause
-                    )
-                time.sleep(pause)
+            connection.exec_driver_sql(spec.create_sql())
+            built = True
+            if index_state(connection, spec) != "valid":
+                raise MigrationError(f"index {spec.qualified_name} is invalid after its build")
 
+        def drop_leftover() -> None:
+            if index_state(connection, spec) == "invalid":
+                _execute_retrying(connection, spec.drop_sql(), spec.qualified_table, config)
 
-def _build_failure(
-    spec: IndexSpec, err: sa.exc.DBAPIError, tries: int, config: MigrationSettings
-) -> str:
-    if is_lock_timeout(err):
-        return (
-            f"lock timeout on table {spec.qualified_table}: still locked after {tries} tries "
-            f"(lock_timeout {config.lock_timeout}) building index {spec.name}"
+        retry_on_lock_timeout(
+            build,
+            what=f"table {spec.qualified_table}",
+            action=f"building index {spec.qualified_name}",
+            config=config,
+            after_failure=drop_leftover,
+            any_error=True,
         )
-    reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-    return f"building index {spec.qualified_name} failed {tries} times: {reason}"
+        return built
 
 
 def drop_index_concurrently(spec: IndexSpec) -> None:
