@@ -7,7 +7,9 @@ import logging
 
 import pytest
 
-from dbtools.sqltext.families import Classifier, shape_of
+from dbtools.safety.classify import classify
+from dbtools.sqltext.families import Classifier, NPlusOne, is_n_plus_one, shape_of
+from dbtools.sqltext.parse import TableRef, parse_statements, tables_touched
 
 
 def fingerprint(text: str) -> str:
@@ -68,9 +70,29 @@ def test_kind_and_tables(text: str, kind: str, tables: tuple[str, ...]) -> None:
 
 
 def test_placeholder_trap_is_padded() -> None:
-    """``($1,$2)`` would be read as a dollar-quoted string without padding."""
-    shape = shape_of("SELECT * FROM t WHERE (a, b) IN (($1,$2))")
+    """``($1,$2)`` would be read as a dollar-quoted string without padding: every parse in
+    dbtools (families, the tables a statement touches, migration safety) goes through the one
+    entry that pads."""
+    text = "SELECT * FROM t WHERE (a, b) IN (($1,$2))"
+    shape = shape_of(text)
     assert shape.parsed and shape.tables == ("t",)
+    assert tables_touched(text) == frozenset({TableRef(None, "t")})
+    assert classify("DELETE FROM t WHERE (a, b) IN (($1,$2))").parser == "sqlglot"
+
+
+@pytest.mark.parametrize(
+    ("text", "statements"),
+    [("SELECT 1; SELECT 2", 2), ("", None), (";", None), ("SELECT FROM WHERE (", None),
+     ("VACUUM t", None), ("ALTER TABLE t RESET (fillfactor)", None)],
+)  # fmt: skip
+def test_parse_entry_returns_trees_or_none(
+    text: str, statements: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opaque ``Command`` fallbacks and errors are None, and sqlglot's logger stays quiet."""
+    with caplog.at_level(logging.DEBUG, logger="sqlglot"):
+        trees = parse_statements(text)
+    assert (None if trees is None else len(trees)) == statements
+    assert not [r for r in caplog.records if r.name.startswith("sqlglot")]
 
 
 @pytest.mark.parametrize(
@@ -138,6 +160,20 @@ def test_batched_form_is_the_family_of_the_batched_statement() -> None:
 )
 def test_not_point_lookups(text: str) -> None:
     assert shape_of(text).lookup is None
+
+
+@pytest.mark.parametrize(
+    ("calls", "requests", "suspect"),
+    [(100, 100, True), (99, 100, False), (300, 100, True), (100, None, True), (99, None, False),
+     (99, 0, False)],
+)  # fmt: skip
+def test_n_plus_one_is_a_point_lookup_sent_once_or_more_per_request(
+    calls: int, requests: int | None, suspect: bool
+) -> None:
+    lookup = shape_of("SELECT a FROM t WHERE id = $1").lookup
+    assert is_n_plus_one(lookup, calls, requests) is suspect
+    assert is_n_plus_one(lookup, calls, requests, NPlusOne(3.1, 1000)) is False
+    assert is_n_plus_one(None, 10_000, 1) is False  # not a point lookup: never
 
 
 def test_classifier_caches_parses_by_queryid() -> None:

@@ -18,11 +18,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sqlglot
 from sqlglot import exp
 
 from dbtools.safety.locks import Blocking, LockLevel, storage_parameter_lock, strongest
-from dbtools.sqltext.parse import quiet_sqlglot
+from dbtools.sqltext.parse import parse_statements
 from dbtools.sqltext.split import dollar_body, mask_literals, split_statements, strip_comments
 
 DEFAULT_SCHEMA = "public"
@@ -143,7 +142,7 @@ def classify(sql: str, context: SchemaContext | None = None) -> Classification:
     if re.match(r"DO\b", bare, re.I):
         return _classify_do(sql, context)
     tree = _parse(sql)
-    if tree is not None and not isinstance(tree, exp.Command):
+    if tree is not None:
         handler = _SQLGLOT_HANDLERS.get(type(tree))
         if handler is not None:
             result = handler(tree, bare, context)
@@ -156,12 +155,9 @@ def classify(sql: str, context: SchemaContext | None = None) -> Classification:
 
 
 def _parse(sql: str) -> exp.Expression | None:
-    with quiet_sqlglot():
-        try:
-            tree = sqlglot.parse_one(sql, read="postgres")
-        except sqlglot.errors.SqlglotError:
-            return None
-    return tree if isinstance(tree, exp.Expression) else None
+    """The one statement in *sql*, or None (sqlglot cannot parse it, or it is several)."""
+    trees = parse_statements(sql)
+    return trees[0] if trees is not None and len(trees) == 1 else None
 
 
 def _name(node: exp.Expression | None) -> str:

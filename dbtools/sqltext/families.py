@@ -12,8 +12,9 @@ kept: their family is their scrubbed text with whitespace collapsed, ``parsed`` 
 reports list them verbatim.
 
 A *point lookup* is a SELECT whose WHERE pins a column to one parameter (``id = $1``) and has no
-``IN``/``= ANY`` form; called at least once per request it is an **N+1 suspect**: a batch of
-requests could share one ``id = ANY($1)``. Parses are cached by queryid (``Classifier``).
+``IN``/``= ANY`` form; called at least once per request it is an **N+1 suspect**
+(``is_n_plus_one``, with the lines drawn by ``NPlusOne``): a batch of requests could share one
+``id = ANY($1)``. Parses are cached by queryid (``Classifier``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 
-from dbtools.sqltext.parse import pad_placeholders, quiet_sqlglot, table_refs
+from dbtools.sqltext.parse import DIALECT, parse_statements, table_refs
 from dbtools.sqltext.scrub import scrub_query
 
-DIALECT = "postgres"
 FINGERPRINT_LENGTH = 16
 _WHITESPACE = re.compile(r"\s+")
 _LEADING_WORDS = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)(?:\s+(\w+))?", re.S)
@@ -44,6 +43,27 @@ class PointLookup:
     columns: tuple[str, ...]  # the lookup columns (``id`` in ``id = $1``), one per WHERE
     batched_sql: str  # the same statement with ``column = ANY($n)``
     batched_fingerprint: str  # its family, to spot a batched form already running
+
+
+@dataclass(frozen=True)
+class NPlusOne:
+    """Where a point lookup becomes an N+1 suspect."""
+
+    calls_per_request: float = 1.0  # a lookup each request sends (or more)
+    min_calls: int = 100  # without a request count: a lookup called this often
+
+
+def is_n_plus_one(
+    lookup: PointLookup | None, calls: int, requests: int | None, limits: NPlusOne = NPlusOne()
+) -> bool:
+    """Whether a point lookup *lookup* called *calls* times for *requests* requests looks like
+    an N+1 pattern: at least ``calls_per_request`` per request (without requests: at least
+    ``min_calls`` calls). Anything but a point lookup never is."""
+    if lookup is None:
+        return False
+    if requests:
+        return calls / requests >= limits.calls_per_request
+    return calls >= limits.min_calls
 
 
 @dataclass(frozen=True)
@@ -64,22 +84,10 @@ def fingerprint_of(normalised_sql: str) -> str:
     return hashlib.sha1(normalised_sql.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def parse(text: str) -> list[exp.Expression] | None:
-    """The statements in scrubbed *text*, or None when sqlglot cannot parse them fully."""
-    with quiet_sqlglot():
-        try:
-            trees = sqlglot.parse(pad_placeholders(text), read=DIALECT)
-        except sqlglot.errors.SqlglotError:
-            return None
-    if not trees or any(tree is None or isinstance(tree, exp.Command) for tree in trees):
-        return None
-    return [tree for tree in trees if isinstance(tree, exp.Expression)]
-
-
 def shape_of(text: str) -> StatementShape:
     """Classify one statement text (any text: it is scrubbed first)."""
     scrubbed = scrub_query(text)
-    trees = parse(scrubbed)
+    trees = parse_statements(scrubbed)
     if trees is None:
         verbatim = _WHITESPACE.sub(" ", scrubbed).strip()
         return StatementShape(

@@ -1,9 +1,14 @@
-"""What a statement's text says: its kind and the tables it touches (parsed with sqlglot).
+"""What a statement's text says: the one sqlglot entry point (``parse_statements``), the tables
+a statement touches, and whether it is transaction control.
 
-pg_stat_statements texts are normalised (``$1``, ``$2``…); they are padded before parsing
-because sqlglot reads ``($1,$2)`` as the start of a dollar-quoted string (postgres-facts.md).
-Parsing costs about 0.2 ms a statement: callers parse only what they need and results are cached
-by text.
+Every parse in dbtools goes through ``parse_statements``: it pads placeholders (pg_stat_statements
+texts are normalised to ``$1``, ``$2``…, and sqlglot's tokenizer reads ``($1,$2)`` as the start
+of a dollar-quoted string), silences sqlglot's logger (it logs the statement's text, which may
+hold a secret, for every fallback to ``exp.Command``) and turns every way of not understanding
+a text (an error, an opaque ``Command``, nothing) into None. Parsing costs about 0.2 ms a
+statement, so what is derived from a parse is cached: by text here
+(``tables_touched``), by queryid in ``families.Classifier``. Trees themselves are not cached:
+each call returns fresh ones, which callers may rewrite in place.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+DIALECT = "postgres"
 _PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
 _LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)+", re.S)
 # Statements that only delimit transactions; shared with the dashboard's SQL (a POSIX regex).
@@ -62,7 +68,7 @@ class TableRef:
 
 
 @contextlib.contextmanager
-def quiet_sqlglot() -> Iterator[None]:
+def _quiet_sqlglot() -> Iterator[None]:
     """Silence sqlglot's warnings while parsing: it logs one (with the statement's text) for
     every fallback to ``exp.Command``, which callers handle, and text may hold secrets."""
     logger = logging.getLogger("sqlglot")
@@ -74,20 +80,28 @@ def quiet_sqlglot() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def parse_statements(text: str) -> list[exp.Expression] | None:
+    """The statements of *text* as sqlglot trees (PostgreSQL dialect, placeholders padded), or
+    None when sqlglot cannot parse all of them, or only as an opaque ``exp.Command``."""
+    with _quiet_sqlglot():
+        try:
+            trees = sqlglot.parse(pad_placeholders(text), read=DIALECT)
+        except sqlglot.errors.SqlglotError:
+            return None
+    if not trees or any(not isinstance(tree, exp.Expression) for tree in trees):
+        return None  # None entries: empty statements (a lone ";")
+    if any(isinstance(tree, exp.Command) for tree in trees):
+        return None
+    return [tree for tree in trees if isinstance(tree, exp.Expression)]
+
+
 @functools.lru_cache(maxsize=20_000)
 def tables_touched(text: str) -> frozenset[TableRef] | None:
     """The tables *text* reads or writes (CTE names left out); None when it cannot be parsed."""
-    with quiet_sqlglot():
-        try:
-            trees = sqlglot.parse(pad_placeholders(text), read="postgres")
-        except sqlglot.errors.SqlglotError:
-            return None
-    found: set[TableRef] = set()
-    for tree in trees:
-        if tree is None or isinstance(tree, exp.Command):
-            return None
-        found.update(table_refs(tree))
-    return frozenset(found)
+    trees = parse_statements(text)
+    if trees is None:
+        return None
+    return frozenset(ref for tree in trees for ref in table_refs(tree))
 
 
 def table_refs(tree: exp.Expr) -> Iterator[TableRef]:
