@@ -1,4 +1,5 @@
-"""Named objects in the catalog, and the database's Alembic revision: read in one query each."""
+"""Named objects in the catalog, and the database's Alembic revision (the one place that reads
+it): read in one query each."""
 
 from __future__ import annotations
 
@@ -9,17 +10,28 @@ import psycopg
 from psycopg.rows import class_row
 
 from dbtools.db.connection import SQL_MARKER
-from dbtools.db.server import ServerInfo
 
+ALEMBIC_VERSION_TABLE = "public.alembic_version"
+ALEMBIC_TABLE_SQL = f"SELECT {SQL_MARKER} to_regclass('{ALEMBIC_VERSION_TABLE}') IS NOT NULL"
 ALEMBIC_REVISION_SQL = f"""
 SELECT {SQL_MARKER} string_agg(version_num, ',' ORDER BY version_num) AS revision
-FROM public.alembic_version
+FROM {ALEMBIC_VERSION_TABLE}
 """
 
 
-def read_alembic_revision(conn: psycopg.Connection[Any], info: ServerInfo) -> str | None:
-    """The database's Alembic revision(s), comma-separated; None when it was never migrated."""
-    if not info.has_alembic_version:
+def read_alembic_revision(
+    conn: psycopg.Connection[Any], *, table_exists: bool | None = None
+) -> str | None:
+    """The database's Alembic revision: comma-separated when branches are applied; None when it
+    was never migrated (no ``alembic_version`` table, or no row: the base).
+
+    *table_exists*: whether ``public.alembic_version`` exists, when the caller already knows
+    (``ServerInfo.has_alembic_version``, a catalog lookup); it saves a query.
+    """
+    if table_exists is None:
+        found = conn.execute(ALEMBIC_TABLE_SQL).fetchone()
+        table_exists = bool(found and found[0])
+    if not table_exists:
         return None
     row = conn.execute(ALEMBIC_REVISION_SQL).fetchone()
     return None if row is None else row[0]

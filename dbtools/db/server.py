@@ -1,4 +1,5 @@
-"""What the connected server is and whether it has what dbtools needs."""
+"""What the connected server is and whether it has what dbtools needs: the one place that reads
+the server's version (``inspect_server``) and names its major (``major_of``, ``version_text``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from dbtools.db.catalog import ALEMBIC_VERSION_TABLE
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import PrerequisiteMissing
 
@@ -25,8 +27,18 @@ SELECT {SQL_MARKER} current_setting('server_version_num')::int AS version_num,
        (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
         WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,
-       to_regclass('public.alembic_version') IS NOT NULL AS has_alembic_version
+       to_regclass('{ALEMBIC_VERSION_TABLE}') IS NOT NULL AS has_alembic_version
 """
+
+
+def major_of(version_num: int) -> int:
+    """The major version of a ``server_version_num`` (``150014`` → ``15``)."""
+    return version_num // 10000
+
+
+def version_text(version_num: int) -> str:
+    """A ``server_version_num`` as people write it (``150014`` → ``15.14``)."""
+    return f"{major_of(version_num)}.{version_num % 10000}"
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,11 @@ class ServerInfo:
 
     @property
     def major(self) -> int:
-        return self.version_num // 10000
+        return major_of(self.version_num)
+
+    @property
+    def version(self) -> str:
+        return version_text(self.version_num)
 
 
 def inspect_server(conn: psycopg.Connection[Any]) -> ServerInfo:

@@ -1,5 +1,6 @@
-"""What a live database says about a downgrade: its revision, the size of the relations a plan
-touches, and whether it holds data (so that a rehearsal refuses it). Read-only queries only."""
+"""What a live database says about a downgrade: its revision (``db.catalog``), the size of the
+relations a plan touches, and whether it holds data (so that a rehearsal refuses it). Read-only
+queries only."""
 
 from __future__ import annotations
 
@@ -10,15 +11,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from dbtools.db.catalog import ALEMBIC_VERSION_TABLE, read_alembic_revision
 from dbtools.db.connection import describe, session
 from dbtools.errors import UsageError
 from dbtools.schema.objects import setting_changes
-
-VERSION_TABLE = "alembic_version"
-
-CURRENT_REVISION_SQL = """
-SELECT to_regclass(%(version_table)s) IS NOT NULL AS has_table
-"""
 
 RELATIONS_SQL = """
 SELECT r.name,
@@ -41,10 +37,6 @@ WHERE c.relkind IN ('r', 'p')
 ORDER BY 1, 2
 """
 
-SERVER_SQL = """
-SELECT current_database() AS database, current_setting('server_version_num')::int AS version_num
-"""
-
 
 @dataclass(frozen=True)
 class RelationSize:
@@ -57,12 +49,6 @@ class RelationSize:
 
 
 @dataclass(frozen=True)
-class ServerIdentity:
-    database: str
-    version_num: int
-
-
-@dataclass(frozen=True)
 class UserTable:
     schema: str
     name: str
@@ -72,27 +58,16 @@ class UserTable:
         return f"{self.schema}.{self.name}"
 
 
-def server_identity(conn: psycopg.Connection[Any]) -> ServerIdentity:
-    with conn.cursor(row_factory=class_row(ServerIdentity)) as cur:
-        found = cur.execute(SERVER_SQL).fetchone()
-    assert found is not None
-    return found
-
-
-def current_revision(
-    conn: psycopg.Connection[Any], version_table: str = VERSION_TABLE
-) -> str | None:
-    """The revision recorded in *version_table* (None: no table, or no row: the base)."""
-    row = conn.execute(CURRENT_REVISION_SQL, {"version_table": version_table}).fetchone()
-    if not row or not row[0]:
-        return None
-    query = sql.SQL("SELECT version_num FROM {} ORDER BY version_num").format(
-        sql.Identifier(version_table)
-    )
-    versions = [str(r[0]) for r in conn.execute(query).fetchall()]
-    if len(versions) > 1:
-        raise UsageError(f"{version_table} holds {len(versions)} revisions (branches): {versions}")
-    return versions[0] if versions else None
+def current_revision(conn: psycopg.Connection[Any]) -> str | None:
+    """The database's one revision (None: never migrated, or at the base); raises
+    ``UsageError`` when branches are applied (a plan follows one line of revisions)."""
+    revision = read_alembic_revision(conn)
+    if revision is not None and "," in revision:
+        versions = revision.split(",")
+        raise UsageError(
+            f"{ALEMBIC_VERSION_TABLE} holds {len(versions)} revisions (branches): {versions}"
+        )
+    return revision
 
 
 def relation_sizes(conn: psycopg.Connection[Any], names: list[str]) -> dict[str, RelationSize]:
@@ -113,7 +88,7 @@ def user_tables(conn: psycopg.Connection[Any]) -> list[UserTable]:
 # Rows the migrations themselves write (the revision; the storage parameters they replaced) are
 # not application data: a freshly migrated database has them.
 BOOKKEEPING_TABLES = (
-    f"public.{VERSION_TABLE}",
+    ALEMBIC_VERSION_TABLE,
     f"{setting_changes.schema}.{setting_changes.name}",
 )
 

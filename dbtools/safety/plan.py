@@ -20,7 +20,9 @@ from dataclasses import dataclass, replace
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
+from dbtools.db.catalog import ALEMBIC_VERSION_TABLE
 from dbtools.db.connection import session
+from dbtools.db.server import inspect_server
 from dbtools.errors import ConfigError, UsageError
 from dbtools.safety.classify import (
     Classification,
@@ -29,13 +31,7 @@ from dbtools.safety.classify import (
     SchemaContext,
     classify,
 )
-from dbtools.safety.live import (
-    VERSION_TABLE,
-    RelationSize,
-    current_revision,
-    relation_sizes,
-    server_identity,
-)
+from dbtools.safety.live import RelationSize, current_revision, relation_sizes
 from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.schema import revisions
 from dbtools.schema.online import MigrationSettings
@@ -196,10 +192,8 @@ def build_plan(
         conn = stack.enter_context(session(dsn)) if dsn is not None else None
         live = None
         if conn is not None:
-            identity = server_identity(conn)
-            live = LiveDatabase(
-                identity.database, identity.version_num, current_revision(conn) or BASE
-            )
+            server = inspect_server(conn)
+            live = LiveDatabase(server.database, server.version_num, current_revision(conn) or BASE)
         start, source = _resolve_from(script, from_revision, live, ini)
         target = _resolve_to(script, to_revision, start)
         chain = _chain(script, start, target)
@@ -330,7 +324,7 @@ def _upgrade_history(
         for statement in read_offline_sql(sql).statements:
             found = classify(statement.sql, context)
             context.learn(found)
-            objects += [obj for obj in found.created if obj.name != f"public.{VERSION_TABLE}"]
+            objects += [obj for obj in found.created if obj.name != ALEMBIC_VERSION_TABLE]
         created[revision.revision] = objects
     return context, created
 
@@ -387,9 +381,7 @@ def _title(revision: Script) -> str:
 
 
 def _is_version_step(found: Classification) -> bool:
-    return bool(found.locks) and all(
-        lock.relation == f"public.{VERSION_TABLE}" for lock in found.locks
-    )
+    return bool(found.locks) and all(lock.relation == ALEMBIC_VERSION_TABLE for lock in found.locks)
 
 
 def _export_file(loss: DataLoss, revision: str) -> str:

@@ -27,9 +27,10 @@ from alembic.script import Script
 from psycopg import sql
 
 from dbtools.db.connection import describe, resolve_dsn, session
+from dbtools.db.server import inspect_server
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
-from dbtools.safety.live import current_revision, refuse_data, server_identity
+from dbtools.safety.live import current_revision, refuse_data
 from dbtools.safety.plan import BASE
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
@@ -142,7 +143,7 @@ def _sandbox_database(pg_bin: str | os.PathLike[str] | None) -> Iterator[tuple[s
 
 def _rehearse(dsn: str, where: str, chain: list[Script], ini: revisions.IniPath) -> Rehearsal:
     with session(dsn) as conn:
-        version_num = server_identity(conn).version_num
+        version_num = inspect_server(conn).version_num
         start = current_revision(conn)
     if start is not None:
         _run(lambda: revisions.downgrade(dsn, BASE, ini=ini), "downgrade to base before rehearsing")

@@ -174,7 +174,7 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
     pg_stat_statements is missing or too old.
     """
     info, columns = prepare(conn)
-    revision = read_alembic_revision(conn, info)
+    revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
     with conn.cursor(row_factory=dict_row) as cur:
         facts = cur.execute(header_sql(columns), params).fetchone()

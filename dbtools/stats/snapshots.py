@@ -250,7 +250,7 @@ def take_snapshot(
         raise UsageError(f"--requests must not be negative, not {requests}")
     with translated_errors(f"snapshot {label!r}"):
         info, columns = stats.prepare(conn)
-        revision = read_alembic_revision(conn, info)
+        revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
         require_head(revision)
         params = {
             "label": label,

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from dbtools.db.catalog import ALEMBIC_REVISION_SQL, read_objects
+from dbtools.db.catalog import read_alembic_revision, read_objects
 from dbtools.errors import PrerequisiteMissing
 from dbtools.schema import objects
 from dbtools.schema.revisions import head_revision
@@ -67,12 +67,10 @@ def read_live_state(conn: psycopg.Connection[Any]) -> LiveState:
             f"the monitoring table {objects.MONITORING_SCHEMA}.{missing[0]} is missing, so there "
             "are no snapshots to verify: run alembic upgrade head, then take snapshots"
         )
-    revision = None
-    if "public.alembic_version" in found:
-        row = conn.execute(ALEMBIC_REVISION_SQL).fetchone()
-        revision = row[0] if row else None
     return LiveState(
-        alembic_revision=revision,
+        alembic_revision=read_alembic_revision(
+            conn, table_exists="public.alembic_version" in found
+        ),
         head_revision=head_revision(),
         indexes={
             name: IndexState(bool(row.is_valid), bool(row.is_ready))
