@@ -10,6 +10,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from dbtools.findings import Rule
 from dbtools.report import health
 from dbtools.report.health import AutovacuumDefaults, Catalog, HealthInput, HealthSettings
 from dbtools.stats import collect as stats
@@ -62,11 +63,11 @@ def read_health(db: Database) -> HealthInput:
         return health.health_input(snapshot, health.read_catalog(conn))
 
 
-def findings(rule: health.Rule, data: HealthInput) -> set[tuple[str, str]]:
+def findings(rule: Rule[HealthInput], data: HealthInput) -> set[tuple[str, str]]:
     return {(f.subject, f.message) for f in rule(data)}
 
 
-def subjects(rule: health.Rule, data: HealthInput) -> set[str]:
+def subjects(rule: Rule[HealthInput], data: HealthInput) -> set[str]:
     return {f.subject for f in rule(data)}
 
 
@@ -96,8 +97,8 @@ def crafted(database: Database) -> HealthInput:
 
 def test_invalid_index_from_a_failed_concurrent_build(crafted: HealthInput) -> None:
     (finding,) = health.invalid_indexes(crafted)
-    assert finding.subject == "public.parent_code_uq" and finding.severity == "critical"
-    assert "REINDEX INDEX CONCURRENTLY public.parent_code_uq" in finding.suggestion
+    assert finding.subject == "public.parent_code_uq" and finding.status == "critical"
+    assert "REINDEX INDEX CONCURRENTLY public.parent_code_uq" in finding.fix
 
 
 def test_unused_indexes_leave_out_unique_primary_and_fk_backing(crafted: HealthInput) -> None:
@@ -131,7 +132,7 @@ def test_foreign_key_without_an_index(crafted: HealthInput) -> None:
         "foreign key child_other_parent_id_fkey (other_parent_id) references parent "
         "with no index on its columns"
     )
-    assert finding.suggestion == "CREATE INDEX CONCURRENTLY ON public.child (other_parent_id);"
+    assert finding.fix == "CREATE INDEX CONCURRENTLY ON public.child (other_parent_id);"
     quoted = next(fk for fk in crafted.catalog.foreign_keys if fk.relname == "quoted")
     assert quoted.columns == ['"Parent Ref"']  # quoted as pg_get_indexdef quotes: it matched
 
@@ -145,7 +146,7 @@ def test_large_table_read_by_sequential_scans(crafted: HealthInput) -> None:
 def test_index_health_runs_every_rule_most_severe_first(crafted: HealthInput) -> None:
     """All the index rules together: every finding above, the critical one first."""
     found = health.index_health(crafted)
-    assert [f.rule for f in found][:1] == ["invalid_index"]
+    assert [f.check for f in found][:1] == ["invalid_index"]
     assert len(found) == 1 + 5 + 1 + 1 + 1 + 1
 
 
@@ -176,7 +177,7 @@ def test_autovacuum_ground_truth(migrated_database: Database) -> None:
     (setting,) = health.autovacuum_settings(data)
     assert setting.subject == "public.trip_requests"
     assert setting.message == "autovacuum_vacuum_scale_factor = 0.3 (expected 0.05)"
-    assert setting.suggestion == (
+    assert setting.fix == (
         "ALTER TABLE public.trip_requests SET (autovacuum_vacuum_scale_factor = 0.05);"
     )
     assert all(t.schemaname != "perf_monitoring" for t in data.tables)  # dbtools' own left out
@@ -201,7 +202,7 @@ def constructed(**catalog: object) -> HealthInput:
 
 
 def test_transaction_id_age() -> None:
-    found = {(f.subject, f.severity) for f in health.transaction_id_age(constructed())}
+    found = {(f.subject, f.status) for f in health.transaction_id_age(constructed())}
     assert found == {("public.old", "warning"), ("public.ancient", "critical"),
                      ("flights", "warning")}  # fmt: skip
     raised = constructed(freeze_max_age=300_000_000)
@@ -210,7 +211,7 @@ def test_transaction_id_age() -> None:
 
 def test_server_autovacuum_off_is_critical() -> None:
     (finding,) = health.autovacuum_disabled(constructed(autovacuum=False))
-    assert (finding.subject, finding.severity) == ("flights", "critical")
+    assert (finding.subject, finding.status) == ("flights", "critical")
 
 
 def test_expected_settings_on_a_missing_table() -> None:
@@ -219,7 +220,7 @@ def test_expected_settings_on_a_missing_table() -> None:
     assert {f.subject for f in found} == {
         "public.flight_offers", "public.flight_search_cache", "public.trip_requests"
     }  # fmt: skip
-    assert {f.severity for f in found} == {"info"}
+    assert {f.status for f in found} == {"info"}
 
 
 def test_vacuum_trigger_uses_the_tables_own_settings() -> None:

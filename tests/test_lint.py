@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.safety.lint import check_sql, lint_revisions
+from dbtools.safety.lint import check_sql, lint_revisions, location
 from tests.helpers import REPO, run_cli
 
 BROKEN = REPO / "tests" / "fixtures" / "broken_migrations"
@@ -20,7 +20,9 @@ def test_real_migrations_pass_with_reasoned_ignores() -> None:
     result = lint_revisions()
     assert result.passed, result.violations
     assert result.revisions == ("0001", "0002", "0003")
-    ignored = Counter((f.revision, f.direction, f.rule) for f in result.ignored)
+    ignored = Counter(
+        (location(f).revision, location(f).direction, f.check) for f in result.ignored
+    )
     assert ignored == {
         ("0001", "upgrade", "prefer-text-field"): 1,  # Alembic's own alembic_version
         ("0001", "downgrade", "ban-drop-table"): 5,
@@ -28,7 +30,7 @@ def test_real_migrations_pass_with_reasoned_ignores() -> None:
         ("0002", "downgrade", "ban-drop-schema"): 1,
         ("0002", "downgrade", "ban-drop-function"): 1,
     }
-    assert all(len((f.ignored_because or "").split()) >= 3 for f in result.ignored)
+    assert all(len((f.because or "").split()) >= 3 for f in result.ignored)
     assert result.squawk_excluded == {}
 
 
@@ -45,13 +47,16 @@ def test_real_migrations_command_exits_0() -> None:
 def test_fixture_plain_create_index_and_drop_table_are_flagged() -> None:
     result = lint_revisions(ini=BROKEN / "alembic.ini")
     assert not result.passed
-    assert [(f.revision, f.direction, f.rule, f.statement) for f in result.violations] == [
+    assert [
+        (location(f).revision, location(f).direction, f.check, f.subject)
+        for f in result.violations
+    ] == [
         ("b002", "upgrade", "require-concurrent-index-creation",
          "CREATE INDEX ix_widgets_name ON public.widgets (name)"),
         ("b003", "upgrade", "ban-drop-table", "DROP TABLE public.gadgets"),
     ]  # fmt: skip
     # b001 creates the tables; its downgrade's drops (and Alembic's varchar) are ignored.
-    assert {(f.revision, f.rule) for f in result.ignored} == {
+    assert {(location(f).revision, f.check) for f in result.ignored} == {
         ("b001", "ban-drop-table"),
         ("b001", "prefer-text-field"),
     }
@@ -68,13 +73,13 @@ def test_fixture_command_exits_1_and_names_the_statements() -> None:
 def test_json_report() -> None:
     result = run_cli("lint", "--alembic-ini", str(BROKEN / "alembic.ini"), "--format", "json")
     payload = json.loads(result.stdout)
-    assert payload["schema_version"] == 1 and payload["kind"] == "lint"
+    assert payload["schema_version"] == 2 and payload["kind"] == "lint"
     assert payload["passed"] is False and payload["violations"] == 2
 
 
 def test_lint_one_revision() -> None:
     result = lint_revisions(ini=BROKEN / "alembic.ini", only=["b003"])
-    assert [f.rule for f in result.violations] == ["ban-drop-table"]
+    assert [f.check for f in result.violations] == ["ban-drop-table"]
     bad = run_cli("lint", "--revision", "b009", "--alembic-ini", str(BROKEN / "alembic.ini"))
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: unknown revision 'b009'")
 
@@ -111,10 +116,11 @@ def test_an_ignore_without_a_reason_is_a_violation(
         comment,
     )
     result = lint_revisions(ini=ini, only=["b001"])
-    rules = Counter(f.rule for f in result.violations)
+    rules = Counter(f.check for f in result.violations)
     assert rules == {rule: 1, "ban-drop-table": 2}  # and the drops are no longer ignored
-    problem = next(f for f in result.violations if f.rule == rule)
-    assert problem.direction == "-" and problem.line == 24 and message in problem.message
+    problem = next(f for f in result.violations if f.check == rule)
+    assert location(problem).direction == "-" and location(problem).line == 24
+    assert message in problem.message
 
 
 def test_an_ignore_that_matches_nothing_is_a_violation(tmp_path: Path) -> None:
@@ -124,10 +130,10 @@ def test_an_ignore_that_matches_nothing_is_a_violation(tmp_path: Path) -> None:
         "ignore ban-drop-table,ban-truncate-cascade in downgrade",
     )
     result = lint_revisions(ini=ini, only=["b001"])
-    assert [(f.rule, f.line) for f in result.violations] == [("unused-ignore", 24)]
+    assert [(f.check, location(f).line) for f in result.violations] == [("unused-ignore", 24)]
     assert "breaks ban-truncate-cascade" in result.violations[0].message
     wrong_direction = _copy_with(tmp_path / "2", "in downgrade", "in upgrade")
-    rules = Counter(f.rule for f in lint_revisions(ini=wrong_direction, only=["b001"]).violations)
+    rules = Counter(f.check for f in lint_revisions(ini=wrong_direction, only=["b001"]).violations)
     assert rules == {"ban-drop-table": 2, "unused-ignore": 1}
 
 
@@ -153,7 +159,7 @@ SET lock_timeout = 0;
 
 
 def test_dbtools_rules_cover_what_squawk_does_not_see() -> None:
-    found = sorted((f.line, f.rule) for f in check_sql(SCRIPT))
+    found = sorted((location(f).line, f.check) for f in check_sql(SCRIPT))
     assert found == [
         (6, "destructive-statement"),  # TRUNCATE of an existing table (public.fresh is new)
         (7, "destructive-statement"),  # DELETE without WHERE
@@ -173,4 +179,4 @@ def test_zero_lock_timeout_in_the_preamble_is_flagged() -> None:
     findings = check_sql(
         "SET lock_timeout = '0';\nBEGIN;\nCREATE INDEX ix ON public.t (a);\nCOMMIT;\n"
     )
-    assert [(f.rule, f.statement) for f in findings] == [("timeout-ineffective", "")]
+    assert [(f.check, f.subject) for f in findings] == [("timeout-ineffective", "")]

@@ -358,22 +358,23 @@ def test_locked_table_retries_then_fails_cleanly(
 
 
 def test_offline_sql_of_each_revision_passes_squawk() -> None:
-    from dbtools.safety.lint import lint_revisions
+    from dbtools.safety.lint import lint_revisions, location
 
     result = lint_revisions()
     assert result.revisions == tuple(REVISIONS)
     squawk = [f for f in result.findings if f.source == "squawk"]
     # Checked revision by revision and direction by direction: every squawk finding belongs to one.
-    assert {(f.revision, f.direction) for f in squawk} <= {
+    assert {(location(f).revision, location(f).direction) for f in squawk} <= {
         (r, d) for r in REVISIONS for d in ("upgrade", "downgrade")
     }
     assert result.violations == (), "\n".join(
-        f"{f.revision} {f.direction} {f.rule}: {f.statement}" for f in result.violations
+        f"{location(f).revision} {location(f).direction} {f.check}: {f.subject}"
+        for f in result.violations
     )
     # Ignored rules carry a written reason; the project excludes no squawk rule wholesale.
-    assert all(len((f.ignored_because or "").split()) >= 3 for f in result.ignored)
+    assert all(len((f.because or "").split()) >= 3 for f in result.ignored)
     assert result.squawk_excluded == {}
-    assert {f.rule for f in squawk} == {
+    assert {f.check for f in squawk} == {
         "prefer-text-field", "ban-drop-table", "ban-drop-function", "ban-drop-schema",
     }  # fmt: skip
 

@@ -19,9 +19,12 @@ from PIL import Image
 
 from dbtools.report import FORMATS, make_report, render, write_report
 from dbtools.report.html import render_html
-from dbtools.report.model import Report
+from dbtools.report.model import Report, period_from_window
 from dbtools.sqltext.families import shape_of
 from dbtools.stats import snapshots
+from dbtools.stats.deltas import WindowDeltas, window_deltas
+from dbtools.stats.measures import measure_window
+from dbtools.stats.rows import Snapshot
 from tests.conftest import Database, PgServer
 from tests.helpers import run_cli
 from tests.report_fixture import (
@@ -32,6 +35,7 @@ from tests.report_fixture import (
     SECRET,
     TRAVELERS_2,
     fixed_report,
+    windows,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -77,7 +81,7 @@ def test_fixed_report_findings() -> None:
     assert report.periods[1].queries_per_request == pytest.approx(0.31)
     assert report.query_reduction == pytest.approx(1 - 0.31 / 3.08)
 
-    index_findings = {(f.rule, f.subject) for f in report.index_health}
+    index_findings = {(f.check, f.subject) for f in report.index_health}
     assert index_findings == {
         ("invalid_index", "public.ix_flight_search_cache_key_expiry"),
         ("duplicate_index", "public.ix_flight_offers_trip_expiry_copy"),
@@ -86,7 +90,7 @@ def test_fixed_report_findings() -> None:
         ("unindexed_foreign_key", "public.bookings"),
         ("sequential_scans", "public.flight_search_cache"),
     }
-    vacuum_findings = {(f.rule, f.subject) for f in report.autovacuum_health}
+    vacuum_findings = {(f.check, f.subject) for f in report.autovacuum_health}
     assert vacuum_findings == {
         ("autovacuum_settings", "public.flight_search_cache"),
         ("autovacuum_settings", "public.trip_requests"),
@@ -99,14 +103,35 @@ def test_fixed_report_findings() -> None:
     }
 
 
+def test_a_windows_deltas_are_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's period and verify's figures read one computation of a window's deltas."""
+    computed: list[str | None] = []
+
+    def counting(start: Snapshot, end: Snapshot) -> WindowDeltas:
+        computed.append(start.header.label)
+        return window_deltas(start, end)
+
+    monkeypatch.setattr("dbtools.stats.snapshots.window_deltas", counting)
+    baseline, _ = windows()
+    period = period_from_window(baseline, "baseline")
+    assert measure_window(baseline) == period.measures
+    assert computed == ["baseline:start"]
+    assert period.statements is baseline.deltas.statements.rows
+
+
 def test_json_is_stable_and_versioned() -> None:
     document = json.loads(render(fixed_report(), "json"))
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2 and document["kind"] == "report"
     assert list(document) == [
-        "schema_version", "title", "generated_at", "source", "target", "database",
+        "schema_version", "kind", "title", "generated_at", "source", "target", "database",
         "server_version", "periods", "query_reduction", "top_statements", "families",
         "unparsed", "n_plus_one", "table_hit_ratios", "indexes", "index_health", "autovacuum",
         "autovacuum_health", "notes",
+    ]  # fmt: skip
+    # Findings use dbtools.findings' vocabulary, as verify's and lint's do.
+    assert list(document["index_health"][0]) == [
+        "check", "status", "subject", "message", "value", "threshold", "fix", "source",
+        "location", "because",
     ]  # fmt: skip
     first = document["top_statements"][0]
     assert isinstance(first["queryid"], str)  # 64-bit ids survive JavaScript

@@ -73,16 +73,19 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
                       "--candidate", "after", "--format", "json")  # fmt: skip
     document = json.loads(as_json.stdout)
     assert as_json.exit_code == 0
-    assert document["schema_version"] == 1 and document["verdict"] == "pass"
+    assert document["schema_version"] == 1 and document["kind"] == "verify"
+    assert document["verdict"] == "pass"
     assert document["windows"]["baseline"]["queries"] == 30
     assert document["windows"]["candidate"]["queries"] == 3
     assert document["query_reduction"] == pytest.approx(0.9)
     assert {f["status"] for f in document["findings"]} == {"pass"}
-    # The JSON contract (schema_version 1): these keys, no fewer.
+    # The JSON contract (schema_version 1): these keys, no fewer (kind, and the findings' fix,
+    # source, location and because, were added within the version).
     assert sorted(document) == [
         "database",
         "exit_code",
         "findings",
+        "kind",
         "query_reduction",
         "schema_version",
         "scope",
@@ -117,8 +120,12 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
         ]
     )
     assert sorted(document["findings"][0]) == [
+        "because",
         "check",
+        "fix",
+        "location",
         "message",
+        "source",
         "status",
         "subject",
         "threshold",

@@ -390,7 +390,7 @@ def test_workload_run_prints_json_with_a_schema_version(seeded_database: Databas
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert figures["schema_version"] == 1
+    assert figures["schema_version"] == 1 and figures["kind"] == "workload-run"
     assert (figures["requests"], figures["cache_hits"], figures["errors"]) == (20, 14, 0)
     assert figures["statements_sent"] == 3 * 6
     assert figures["elapsed_s"] >= 3 * 0.025  # four waves, 25 ms apart

@@ -28,7 +28,6 @@ from dbtools.report.html import render_html
 from dbtools.report.jsonformat import render_json
 from dbtools.report.markdown import render_markdown
 from dbtools.report.model import (
-    SCHEMA_VERSION,
     Period,
     Report,
     ReportInput,
@@ -51,7 +50,6 @@ _WHOLE_WINDOW = re.compile(r"^(.*):start\.\.\1:end$")  # what capture writes: W
 
 __all__ = [
     "FORMATS",
-    "SCHEMA_VERSION",
     "Report",
     "ReportInput",
     "ReportOptions",

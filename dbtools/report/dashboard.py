@@ -21,6 +21,7 @@ from typing import Any
 from dbtools.db.connection import SQL_MARKER
 from dbtools.schema import objects
 from dbtools.sqltext.parse import TRANSACTION_CONTROL_PATTERN
+from dbtools.stats.measures import application_schema_sql
 from dbtools.verify.thresholds import Thresholds
 
 DASHBOARD_UID = "dbtools-rollout"
@@ -46,6 +47,9 @@ APP_METRICS = _table(objects.app_metrics)
 # Transaction control is not a query (verify counts it apart); nested statements are not sent.
 _APPLICATION_STATEMENT = rf"t.toplevel AND t.query !~* '^\s*{TRANSACTION_CONTROL_PATTERN}\y'"
 
+# The application's indexes (dbtools' monitoring schema left out), as ``stats.measures`` counts.
+_APPLICATION_INDEX = application_schema_sql("i.schemaname")
+
 # One row per pair of consecutive, comparable snapshots of a database: the deltas between them.
 SNAPSHOT_STEPS = f"""WITH {SQL_MARKER} totals AS (
     SELECT s.taken_at, s.database_oid, s.server_started_at, s.pgss_stats_reset, s.pgss_dealloc,
@@ -53,10 +57,10 @@ SNAPSHOT_STEPS = f"""WITH {SQL_MARKER} totals AS (
            (SELECT coalesce(sum(t.calls), 0) FROM {STATEMENT_STATS} t
             WHERE t.snapshot_id = s.id AND {_APPLICATION_STATEMENT}) AS queries,
            (SELECT coalesce(sum(i.idx_blks_hit), 0) FROM {INDEX_STATS} i
-            WHERE i.snapshot_id = s.id AND i.schemaname <> '{objects.MONITORING_SCHEMA}')
+            WHERE i.snapshot_id = s.id AND {_APPLICATION_INDEX})
                AS idx_blks_hit,
            (SELECT coalesce(sum(i.idx_blks_read), 0) FROM {INDEX_STATS} i
-            WHERE i.snapshot_id = s.id AND i.schemaname <> '{objects.MONITORING_SCHEMA}')
+            WHERE i.snapshot_id = s.id AND {_APPLICATION_INDEX})
                AS idx_blks_read
     FROM {SNAPSHOTS} s
     LEFT JOIN {DATABASE_STATS} d ON d.snapshot_id = s.id

@@ -1,9 +1,11 @@
 """Index and autovacuum health: small pure rules over the typed statistics rows.
 
 The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys and
-the server's autovacuum settings) and return ``Finding``s; ``INDEX_RULES`` and
-``AUTOVACUUM_RULES`` list them. Usage counters are the snapshot's own (cumulative since the
-statistics were last reset), as a DBA judges "unused": a short window proves nothing.
+the server's autovacuum settings) and return ``dbtools.findings.Finding``s (status
+``critical``, ``warning`` or ``info``, and a ``fix``: what a DBA would run or check next);
+``INDEX_RULES`` and ``AUTOVACUUM_RULES`` list them. Usage counters are the snapshot's own
+(cumulative since the statistics were last reset), as a DBA judges "unused": a short window
+proves nothing.
 
 What the snapshots do not hold (foreign keys, server settings) ``read_catalog`` reads in two
 queries, whatever the number of tables.
@@ -11,36 +13,22 @@ queries, whatever the number of tables.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
 
 from dbtools.db.connection import SQL_MARKER
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA, AutovacuumSpec, qualified
+from dbtools.findings import Finding, Rule, Status, rule, run_rules, worst_first
+from dbtools.output import byte_size
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS, AutovacuumSpec, qualified
+from dbtools.stats.measures import application_rows
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 
-Severity = Literal["critical", "warning", "info"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 WRAPAROUND_LIMIT = 2**31  # transaction IDs before wraparound
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem a rule found in one object."""
-
-    rule: str
-    severity: Severity
-    subject: str  # schema.name of the index or table (or the database name)
-    message: str
-    suggestion: str = ""  # what a DBA would run or check next
-
-    def as_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
 
 
 # -- catalog facts the snapshots do not hold ---------------------------------------------------
@@ -145,28 +133,17 @@ class HealthInput:
     expected_settings: tuple[AutovacuumSpec, ...] = AUTOVACUUM_SETTINGS
 
 
-Rule = Callable[[HealthInput], list[Finding]]
-
-
 def health_input(
-    snapshot: Snapshot,
-    catalog: Catalog,
-    settings: HealthSettings | None = None,
-    *,
-    leave_out_schemas: Iterable[str] = (MONITORING_SCHEMA,),
+    snapshot: Snapshot, catalog: Catalog, settings: HealthSettings | None = None
 ) -> HealthInput:
-    """What the rules read about *snapshot*: its tables, indexes and foreign keys outside
-    *leave_out_schemas* (dbtools' own monitoring schema by default), as of its time."""
-    left_out = frozenset(leave_out_schemas)
+    """What the rules read about *snapshot*: the application's tables, indexes and foreign keys
+    (``stats.measures.is_application``: dbtools' monitoring schema left out), as of its time."""
     return HealthInput(
         as_of=snapshot.header.taken_at,
-        tables=tuple(row for row in snapshot.tables if row.schemaname not in left_out),
-        indexes=tuple(row for row in snapshot.indexes if row.schemaname not in left_out),
+        tables=application_rows(snapshot.tables),
+        indexes=application_rows(snapshot.indexes),
         database=snapshot.database,
-        catalog=Catalog(
-            tuple(fk for fk in catalog.foreign_keys if fk.schemaname not in left_out),
-            catalog.autovacuum,
-        ),
+        catalog=Catalog(application_rows(catalog.foreign_keys), catalog.autovacuum),
         settings=settings or HealthSettings(),
     )
 
@@ -186,6 +163,7 @@ def _drop(row: IndexRow) -> str:
 # -- index rules --------------------------------------------------------------------------------
 
 
+@rule("invalid_index")
 def invalid_indexes(data: HealthInput) -> list[Finding]:
     """Indexes a failed concurrent build left invalid: maintained on writes, never read."""
     return [
@@ -195,7 +173,8 @@ def invalid_indexes(data: HealthInput) -> list[Finding]:
             index_name(row),
             f"invalid index on {table_name(row)} (indisvalid = false"
             f"{', not ready' if not row.is_ready else ''}): a failed CREATE INDEX CONCURRENTLY",
-            f"{_drop(row)} then build it again, or REINDEX INDEX CONCURRENTLY {index_name(row)};",
+            fix=f"{_drop(row)} then build it again, or REINDEX INDEX CONCURRENTLY "
+            f"{index_name(row)};",
         )
         for row in data.indexes
         if not row.is_valid
@@ -219,6 +198,7 @@ def _backs_foreign_key(index: IndexRow, data: HealthInput) -> bool:
     )
 
 
+@rule("unused_index")
 def unused_indexes(data: HealthInput) -> list[Finding]:
     """Valid indexes never scanned, except unique, primary-key and constraint- or FK-backing ones
     (they enforce something, or keep deletes on the referenced table from scanning)."""
@@ -228,7 +208,7 @@ def unused_indexes(data: HealthInput) -> list[Finding]:
             continue
         if row.backs_constraint or _backs_foreign_key(row, data):
             continue
-        size = f", {human_size(row.index_bytes)}" if row.index_bytes is not None else ""
+        size = f", {byte_size(row.index_bytes)}" if row.index_bytes is not None else ""
         findings.append(
             Finding(
                 "unused_index",
@@ -236,7 +216,7 @@ def unused_indexes(data: HealthInput) -> list[Finding]:
                 index_name(row),
                 f"never scanned since statistics were reset (on {table_name(row)}{size}); "
                 "every write still maintains it",
-                f"check replicas and rare jobs first, then {_drop(row)}",
+                fix=f"check replicas and rare jobs first, then {_drop(row)}",
             )
         )
     return findings
@@ -254,6 +234,7 @@ def _keep_first(row: IndexRow) -> tuple[bool, bool, int]:
     return (not row.backs_constraint, not row.is_unique, row.indexrelid)
 
 
+@rule("duplicate_index")
 def duplicate_indexes(data: HealthInput) -> list[Finding]:
     """Valid indexes with the same method, keys, INCLUDE and predicate as another on the table."""
     groups: dict[tuple[int, str], list[IndexRow]] = {}
@@ -275,12 +256,13 @@ def duplicate_indexes(data: HealthInput) -> list[Finding]:
                     "warning",
                     index_name(row),
                     f"duplicate of {index_name(kept)} ({_signature(row)})",
-                    fix,
+                    fix=fix,
                 )
             )
     return findings
 
 
+@rule("overlapping_index")
 def overlapping_indexes(data: HealthInput) -> list[Finding]:
     """Non-unique btree indexes whose keys lead another index's keys (same predicate): the
     longer one serves the same lookups."""
@@ -303,13 +285,14 @@ def overlapping_indexes(data: HealthInput) -> list[Finding]:
                         index_name(short),
                         f"its keys ({', '.join(short.key_columns)}) lead {index_name(long)} "
                         f"({', '.join(long.key_columns)})",
-                        f"if {index_name(long)} serves its queries: {_drop(short)}",
+                        fix=f"if {index_name(long)} serves its queries: {_drop(short)}",
                     )
                 )
                 break
     return findings
 
 
+@rule("unindexed_foreign_key")
 def unindexed_foreign_keys(data: HealthInput) -> list[Finding]:
     """Foreign keys whose columns lead no valid index: every delete or key update on the
     referenced table scans the referencing one."""
@@ -325,12 +308,13 @@ def unindexed_foreign_keys(data: HealthInput) -> list[Finding]:
                 fk.table,
                 f"foreign key {fk.constraint_name} ({columns}) references {fk.referenced_table} "
                 "with no index on its columns",
-                f"CREATE INDEX CONCURRENTLY ON {fk.table} ({columns});",
+                fix=f"CREATE INDEX CONCURRENTLY ON {fk.table} ({columns});",
             )
         )
     return findings
 
 
+@rule("sequential_scans")
 def sequential_scan_tables(data: HealthInput) -> list[Finding]:
     """Large tables read mostly by sequential scans (a missing or unusable index)."""
     limits = data.settings
@@ -349,13 +333,16 @@ def sequential_scan_tables(data: HealthInput) -> list[Finding]:
                 table_name(row),
                 f"{row.seq_scan} sequential scans ({share:.0%} of {scans} scans) over "
                 f"{row.n_live_tup} rows read {row.seq_tup_read} rows",
-                "EXPLAIN the statements that read it (see the query families) for a missing index",
+                share,
+                limits.seq_scan_share,
+                fix="EXPLAIN the statements that read it (see the query families) for a missing "
+                "index",
             )
         )
     return findings
 
 
-INDEX_RULES: tuple[Rule, ...] = (
+INDEX_RULES: tuple[Rule[HealthInput], ...] = (
     invalid_indexes,
     unused_indexes,
     duplicate_indexes,
@@ -404,6 +391,7 @@ def last_analyze(row: TableRow) -> datetime | None:
     return max((t for t in (row.last_analyze, row.last_autoanalyze) if t), default=None)
 
 
+@rule("autovacuum_disabled")
 def autovacuum_disabled(data: HealthInput) -> list[Finding]:
     """Autovacuum switched off for the server or for a table."""
     findings = []
@@ -414,7 +402,7 @@ def autovacuum_disabled(data: HealthInput) -> list[Finding]:
                 "critical",
                 data.database.datname if data.database else "server",
                 "autovacuum = off: dead tuples and transaction-ID age grow unchecked",
-                "ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();",
+                fix="ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf();",
             )
         )
     for row in data.tables:
@@ -425,12 +413,13 @@ def autovacuum_disabled(data: HealthInput) -> list[Finding]:
                     "warning",
                     table_name(row),
                     "autovacuum_enabled = false on this table",
-                    f"ALTER TABLE {table_name(row)} RESET (autovacuum_enabled);",
+                    fix=f"ALTER TABLE {table_name(row)} RESET (autovacuum_enabled);",
                 )
             )
     return findings
 
 
+@rule("dead_tuples")
 def dead_tuples(data: HealthInput) -> list[Finding]:
     """Tables holding more dead tuples than their autovacuum trigger: vacuum is behind."""
     findings = []
@@ -446,19 +435,24 @@ def dead_tuples(data: HealthInput) -> list[Finding]:
                 table_name(row),
                 f"{row.n_dead_tup} dead tuples ({ratio:.0%} of rows), above the autovacuum "
                 f"trigger of {trigger:.0f}; last vacuum {_when(last_vacuum(row), data.as_of)}",
-                f"VACUUM (ANALYZE) {table_name(row)}; then check what holds autovacuum back "
+                row.n_dead_tup,
+                trigger,
+                fix=f"VACUUM (ANALYZE) {table_name(row)}; then check what holds autovacuum back "
                 "(long transactions, cost limits)",
             )
         )
     return findings
 
 
+@rule("stale_statistics")
 def stale_statistics(data: HealthInput) -> list[Finding]:
     """Tables changed past their autoanalyze trigger, or never analyzed at all."""
     findings = []
     for row in data.tables:
         analyzed = last_analyze(row)
         trigger = analyze_trigger(row, data.catalog.autovacuum)
+        value: float | None = None
+        threshold: float | None = None
         if analyzed is None and row.n_live_tup >= data.settings.min_rows_to_analyze:
             message = f"never analyzed, with {row.n_live_tup} rows: the planner is guessing"
         elif (
@@ -469,15 +463,17 @@ def stale_statistics(data: HealthInput) -> list[Finding]:
                 f"{row.n_mod_since_analyze} rows changed since the last analyze "
                 f"({_when(analyzed, data.as_of)}), above the autoanalyze trigger of {trigger:.0f}"
             )
+            value, threshold = row.n_mod_since_analyze, trigger
         else:
             continue
         findings.append(
-            Finding("stale_statistics", "warning", table_name(row), message,
-                    f"ANALYZE {table_name(row)};")
+            Finding("stale_statistics", "warning", table_name(row), message, value, threshold,
+                    fix=f"ANALYZE {table_name(row)};")
         )  # fmt: skip
     return findings
 
 
+@rule("autovacuum_settings")
 def autovacuum_settings(data: HealthInput) -> list[Finding]:
     """The per-table settings the migrations set (``objects.AUTOVACUUM_SETTINGS``), as found."""
     tables = {(row.schemaname, row.relname): row for row in data.tables}
@@ -491,7 +487,7 @@ def autovacuum_settings(data: HealthInput) -> list[Finding]:
                     "info",
                     spec.qualified_table,
                     "table not found: the expected autovacuum settings cannot be checked",
-                    "alembic upgrade head",
+                    fix="alembic upgrade head",
                 )
             )
             continue
@@ -509,12 +505,13 @@ def autovacuum_settings(data: HealthInput) -> list[Finding]:
                 "warning",
                 spec.qualified_table,
                 differences,
-                f"ALTER TABLE {spec.qualified_table} SET ({settings});",
+                fix=f"ALTER TABLE {spec.qualified_table} SET ({settings});",
             )
         )
     return findings
 
 
+@rule("transaction_id_age")
 def transaction_id_age(data: HealthInput) -> list[Finding]:
     """Tables and the database past ``autovacuum_freeze_max_age`` (anti-wraparound vacuum is
     overdue), critical past ``xid_age_critical``."""
@@ -535,23 +532,25 @@ def transaction_id_age(data: HealthInput) -> list[Finding]:
     for subject, age, fix in subjects:
         if age is None or age <= data.catalog.autovacuum.freeze_max_age:
             continue
-        severity: Severity = "critical" if age > data.settings.xid_age_critical else "warning"
+        status: Status = "critical" if age > data.settings.xid_age_critical else "warning"
         findings.append(
             Finding(
                 "transaction_id_age",
-                severity,
+                status,
                 subject,
                 f"transaction-ID age {age} ({age / WRAPAROUND_LIMIT:.0%} of the way to "
                 f"wraparound), past autovacuum_freeze_max_age "
                 f"{data.catalog.autovacuum.freeze_max_age}",
-                f"{fix} and look for what blocks freezing (old transactions, prepared "
+                age,
+                data.catalog.autovacuum.freeze_max_age,
+                fix=f"{fix} and look for what blocks freezing (old transactions, prepared "
                 "transactions, replication slots)",
             )
         )
     return findings
 
 
-AUTOVACUUM_RULES: tuple[Rule, ...] = (
+AUTOVACUUM_RULES: tuple[Rule[HealthInput], ...] = (
     autovacuum_disabled,
     dead_tuples,
     stale_statistics,
@@ -560,32 +559,17 @@ AUTOVACUUM_RULES: tuple[Rule, ...] = (
 )
 
 
-def run_rules(rules: Iterable[Rule], data: HealthInput) -> list[Finding]:
-    """Every rule's findings, most severe first (then by rule and subject: stable output)."""
-    findings = [finding for rule in rules for finding in rule(data)]
-    order = {severity: i for i, severity in enumerate(SEVERITIES)}
-    return sorted(findings, key=lambda f: (order[f.severity], f.rule, f.subject))
-
-
 def index_health(data: HealthInput) -> list[Finding]:
-    return run_rules(INDEX_RULES, data)
+    """Every index rule's findings, worst first."""
+    return worst_first(run_rules(INDEX_RULES, data))
 
 
 def autovacuum_health(data: HealthInput) -> list[Finding]:
-    return run_rules(AUTOVACUUM_RULES, data)
+    """Every autovacuum rule's findings, worst first."""
+    return worst_first(run_rules(AUTOVACUUM_RULES, data))
 
 
 # -- wording ------------------------------------------------------------------------------------
-
-
-def human_size(size: int) -> str:
-    """``123456`` as ``120.6 kB``."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _when(moment: datetime | None, as_of: datetime) -> str:

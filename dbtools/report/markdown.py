@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from dbtools.output import markdown_cell
 from dbtools.report.model import Report
 from dbtools.report.sections import Section, moment, sections
-
-
-def _cell(text: str) -> str:
-    """A table cell: one line, pipes escaped (GitHub's pipe tables)."""
-    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _fence(text: str) -> str:
@@ -23,7 +19,7 @@ def render_section(section: Section) -> str:
     parts = [f"## {section.title}", "", section.intro, ""]
     if section.rows:
         table = tabulate(
-            [[_cell(cell) for cell in row] for row in section.rows],
+            [[markdown_cell(cell) for cell in row] for row in section.rows],
             headers=section.headers,
             tablefmt="pipe",
             disable_numparse=True,
@@ -33,7 +29,7 @@ def render_section(section: Section) -> str:
         parts += [f"_{section.empty}_", ""]
     for block in section.code:
         fence = _fence(block.text)
-        parts += [f"**{_cell(block.label)}**", "", f"{fence}sql", block.text, fence, ""]
+        parts += [f"**{markdown_cell(block.label)}**", "", f"{fence}sql", block.text, fence, ""]
     return "\n".join(parts)
 
 

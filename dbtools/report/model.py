@@ -16,28 +16,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from dbtools.db.server import version_text
+from dbtools.findings import Finding
+from dbtools.output import SCHEMA_VERSIONS
 from dbtools.report import health
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA
-from dbtools.sqltext.families import Classifier, StatementShape
-from dbtools.stats.deltas import (
-    database_delta,
-    index_deltas,
-    statement_deltas,
-    statement_key,
-    table_deltas,
-)
+from dbtools.schema.objects import AUTOVACUUM_SETTINGS
+from dbtools.sqltext.families import Classifier, NPlusOne, StatementShape, is_n_plus_one
+from dbtools.stats.deltas import statement_key
 from dbtools.stats.measures import (
     Scope,
     WindowMeasures,
+    application_rows,
+    buffer_cache_hit_ratio,
     count_statements,
+    heap_hit_ratio,
+    index_hit_ratio,
+    is_application,
     measure_window,
+    per_request,
     query_reduction,
     ratio,
+    statement_hit_ratio,
 )
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 from dbtools.stats.snapshots import Window
 
-SCHEMA_VERSION = 1
 LIVE = "live"
 Source = Literal["window", "comparison", "live"]
 
@@ -48,8 +51,7 @@ class ReportOptions:
 
     top_statements: int = 20
     top_families: int = 30
-    n_plus_one_calls_per_request: float = 1.0  # a lookup each request sends (or more)
-    n_plus_one_min_calls: int = 100  # without request counts: a lookup called this often
+    n_plus_one: NPlusOne = field(default_factory=NPlusOne)
     health: health.HealthSettings = field(default_factory=health.HealthSettings)
 
 
@@ -72,18 +74,18 @@ class Period:
 
 
 def period_from_window(window: Window, name: str | None = None) -> Period:
-    """A window's deltas (``stats.measures``), with the figures verify computes for it."""
-    start, end = window.start, window.end
-    database = database_delta(start, end).rows
+    """A window's deltas (``window.deltas``, computed once), with the figures verify computes
+    for it."""
+    deltas = window.deltas
     return Period(
         name=name or window.ref.name,
         label=str(window.ref),
-        started_at=start.header.taken_at,
-        ended_at=end.header.taken_at,
-        statements=statement_deltas(start, end).rows,
-        tables=table_deltas(start, end).rows,
-        indexes=index_deltas(start, end).rows,
-        database=database[0] if database else None,
+        started_at=window.start.header.taken_at,
+        ended_at=window.end.header.taken_at,
+        statements=deltas.statements.rows,
+        tables=deltas.tables.rows,
+        indexes=deltas.indexes.rows,
+        database=deltas.database_row,
         measures=measure_window(window),
     )
 
@@ -243,7 +245,6 @@ class VacuumLine:
 
 @dataclass(frozen=True)
 class Report:
-    schema_version: int
     title: str
     generated_at: datetime
     source: Source
@@ -258,10 +259,15 @@ class Report:
     n_plus_one: tuple[Suspect, ...]
     table_hit_ratios: tuple[TableHitLine, ...]
     indexes: tuple[IndexLine, ...]
-    index_health: tuple[health.Finding, ...]
+    index_health: tuple[Finding, ...]
     autovacuum: tuple[VacuumLine, ...]
-    autovacuum_health: tuple[health.Finding, ...]
+    autovacuum_health: tuple[Finding, ...]
     notes: tuple[str, ...]
+
+    @property
+    def schema_version(self) -> int:
+        """The version of the report's JSON document (``output.SCHEMA_VERSIONS``)."""
+        return SCHEMA_VERSIONS["report"]
 
     @property
     def period_names(self) -> tuple[str, ...]:
@@ -269,10 +275,6 @@ class Report:
 
 
 # -- building ------------------------------------------------------------------------------------
-
-
-def _is_app(row: TableRow | IndexRow) -> bool:
-    return row.schemaname != MONITORING_SCHEMA
 
 
 def _called(rows: Iterable[StatementRow]) -> tuple[StatementRow, ...]:
@@ -284,9 +286,6 @@ def _requests(period: Period) -> int | None:
 
 
 def _summary(period: Period) -> PeriodSummary:
-    tables = [row for row in period.tables if _is_app(row)]
-    indexes = [row for row in period.indexes if _is_app(row)]
-    db = period.database
     measures = period.measures
     counts = count_statements(period.statements, Scope())
     return PeriodSummary(
@@ -302,21 +301,11 @@ def _summary(period: Period) -> PeriodSummary:
         total_time_ms=sum(row.total_exec_time for row in period.statements),
         queries_per_request=measures.queries_per_request if measures else None,
         query_rate=measures.query_rate if measures else None,
-        buffer_cache_hit_ratio=ratio(db.blks_hit, db.blks_hit + db.blks_read) if db else None,
-        index_hit_ratio=ratio(
-            sum(r.idx_blks_hit for r in indexes),
-            sum(r.idx_blks_hit + r.idx_blks_read for r in indexes),
-        ),
-        table_hit_ratio=ratio(
-            sum(r.heap_blks_hit for r in tables),
-            sum(r.heap_blks_hit + r.heap_blks_read for r in tables),
-        ),
+        buffer_cache_hit_ratio=buffer_cache_hit_ratio(period.database),
+        index_hit_ratio=index_hit_ratio(application_rows(period.indexes)),
+        table_hit_ratio=heap_hit_ratio(application_rows(period.tables)),
         problems=measures.problems if measures else (),
     )
-
-
-def _per_request(calls: int, requests: int | None) -> float | None:
-    return calls / requests if requests else None
 
 
 def _statement_figures(
@@ -327,9 +316,9 @@ def _statement_figures(
         total_time_ms=row.total_exec_time,
         mean_time_ms=ratio(row.total_exec_time, row.calls),
         rows_per_call=ratio(row.rows, row.calls),
-        hit_ratio=ratio(row.shared_blks_hit, row.shared_blks_hit + row.shared_blks_read),
+        hit_ratio=statement_hit_ratio(row),
         share_of_time=ratio(row.total_exec_time, total_time),
-        calls_per_request=_per_request(row.calls, requests),
+        calls_per_request=per_request(row.calls, requests),
     )
 
 
@@ -379,7 +368,7 @@ class _Family:
             calls=calls,
             total_time_ms=time,
             share_of_time=ratio(time, total_time),
-            calls_per_request=_per_request(calls, requests),
+            calls_per_request=per_request(calls, requests),
         )
 
 
@@ -456,7 +445,11 @@ def build_report(
         line = FamilyLine(fingerprint, shape.kind, shape.parsed, shape.tables, shape.sql, counted)
         family_lines.append(line)
         lookup = shape.lookup
-        if lookup is not None and _is_suspect(counted, requests, options):
+        if lookup is not None and any(
+            is_n_plus_one(lookup, found.calls, requests[name], options.n_plus_one)
+            for name, found in counted.items()
+            if found is not None
+        ):
             batched = lookup.batched_fingerprint
             suspects.append(
                 Suspect(
@@ -488,13 +481,12 @@ def build_report(
         else None
     )
     return Report(
-        schema_version=SCHEMA_VERSION,
         title=_title(data),
         generated_at=generated_at,
         source=data.source,
         target=data.target,
         database=state.header.database_name,
-        server_version=_server_version(state.header.server_version_num),
+        server_version=version_text(state.header.server_version_num),
         periods=summaries,
         query_reduction=reduction,
         top_statements=tuple(lines[: options.top_statements]),
@@ -516,27 +508,11 @@ def _statement_order(rows: Mapping[str, StatementRow]) -> tuple[float, int]:
     return (-max(row.total_exec_time for row in rows.values()), sample.queryid)
 
 
-def _is_suspect(
-    figures: Mapping[str, FamilyFigures | None],
-    requests: Mapping[str, int | None],
-    options: ReportOptions,
-) -> bool:
-    for name, found in figures.items():
-        if found is None:
-            continue
-        if requests[name]:
-            if (found.calls_per_request or 0) >= options.n_plus_one_calls_per_request:
-                return True
-        elif found.calls >= options.n_plus_one_min_calls:
-            return True
-    return False
-
-
 def _table_hit_lines(periods: Sequence[Period]) -> tuple[TableHitLine, ...]:
     names: dict[int, str] = {}
     by_period: dict[str, dict[int, TableRow]] = {}
     for period in periods:
-        by_period[period.name] = {row.relid: row for row in period.tables if _is_app(row)}
+        by_period[period.name] = {row.relid: row for row in period.tables if is_application(row)}
         for row in by_period[period.name].values():
             names[row.relid] = health.table_name(row)
     lines = []
@@ -549,14 +525,8 @@ def _table_hit_lines(periods: Sequence[Period]) -> tuple[TableHitLine, ...]:
         for period in periods:
             found = by_period[period.name].get(relid)
             figures[period.name] = TableHitFigures(
-                heap_hit_ratio=ratio(
-                    found.heap_blks_hit, found.heap_blks_hit + found.heap_blks_read
-                )
-                if found
-                else None,
-                index_hit_ratio=ratio(found.idx_blks_hit, found.idx_blks_hit + found.idx_blks_read)
-                if found
-                else None,
+                heap_hit_ratio=heap_hit_ratio([found]) if found else None,
+                index_hit_ratio=index_hit_ratio([found]) if found else None,
                 heap_blocks_read=found.heap_blks_read if found else 0,
                 index_blocks_read=found.idx_blks_read if found else 0,
             )
@@ -612,10 +582,6 @@ def _vacuum_lines(tables: Iterable[TableRow]) -> tuple[VacuumLine, ...]:
             )
         )
     return tuple(sorted(lines, key=lambda line: line.table))
-
-
-def _server_version(number: int) -> str:
-    return f"{number // 10000}.{number % 10000}"
 
 
 def _title(data: ReportInput) -> str:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from dbtools.report.health import Finding, human_size
+from dbtools.findings import Finding
+from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
 from dbtools.report.model import (
     Change,
     FamilyFigures,
@@ -21,7 +22,6 @@ from dbtools.report.model import (
     StatementFigures,
 )
 
-NONE = "–"
 SHORT_SQL = 72
 
 
@@ -45,34 +45,14 @@ class Section:
 # -- formatting ----------------------------------------------------------------------------------
 
 
-def pct(value: float | None, digits: int = 1) -> str:
-    return NONE if value is None else f"{value * 100:.{digits}f}%"
-
-
-def signed_pct(value: float | None) -> str:
-    return NONE if value is None else f"{value * 100:+.0f}%"
-
-
-def number(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return NONE
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
-
-
 def ms(value: float | None) -> str:
-    return NONE if value is None else f"{value:,.3f}"
+    return NO_VALUE if value is None else f"{value:,.3f}"
 
 
 def moment(value: datetime | None) -> str:
     if value is None:
         return "never"
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def size(value: int | None) -> str:
-    return NONE if value is None else human_size(value)
 
 
 def one_line(text: str, width: int = SHORT_SQL) -> str:
@@ -82,10 +62,10 @@ def one_line(text: str, width: int = SHORT_SQL) -> str:
 
 def change_text(change: Change | None) -> str:
     if change is None:
-        return NONE
+        return NO_VALUE
     if change.status != "changed":
         return change.status
-    return f"calls {signed_pct(change.calls)}, time {signed_pct(change.total_time)}"
+    return f"calls {signed_percent(change.calls)}, time {signed_percent(change.total_time)}"
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -103,22 +83,22 @@ def summary(report: Report) -> Section:
         row("window", lambda p: p.label),
         row("from", lambda p: moment(p.started_at) if p.started_at else "statistics reset"),
         row("to", lambda p: moment(p.ended_at)),
-        row("duration", lambda p: NONE if p.seconds is None else f"{p.seconds:,.1f} s"),
-        row("requests", lambda p: NONE if p.requests is None
+        row("duration", lambda p: number(p.seconds, 1, unit=" s")),
+        row("requests", lambda p: NO_VALUE if p.requests is None
             else f"{p.requests:,} ({p.requests_source})"),
         row("queries (application)", lambda p: f"{p.queries:,}"),
         row("queries per request", lambda p: number(p.queries_per_request)),
-        row("query rate", lambda p: NONE if p.query_rate is None else f"{p.query_rate:,.1f}/s"),
+        row("query rate", lambda p: number(p.query_rate, 1, unit="/s")),
         row("statement calls (all)", lambda p: f"{p.calls:,}"),
         row("execution time", lambda p: f"{p.total_time_ms:,.1f} ms"),
-        row("buffer cache hit ratio", lambda p: pct(p.buffer_cache_hit_ratio)),
-        row("index hit ratio", lambda p: pct(p.index_hit_ratio)),
-        row("table hit ratio", lambda p: pct(p.table_hit_ratio)),
+        row("buffer cache hit ratio", lambda p: percent(p.buffer_cache_hit_ratio)),
+        row("index hit ratio", lambda p: percent(p.index_hit_ratio)),
+        row("table hit ratio", lambda p: percent(p.table_hit_ratio)),
         row("trusted", lambda p: "yes" if not p.problems else "NO: " + "; ".join(p.problems)),
     ]  # fmt: skip
     intro = "What each period measured; ratios come from the deltas of the counters."
     if report.query_reduction is not None:
-        intro += f" Queries per request fell by {pct(report.query_reduction)}."
+        intro += f" Queries per request fell by {percent(report.query_reduction)}."
     return Section(
         "summary", "Summary", intro, ["measure", *(p.name for p in report.periods)], rows
     )
@@ -126,14 +106,14 @@ def summary(report: Report) -> Section:
 
 def _statement_cells(figures: StatementFigures | None) -> list[str]:
     if figures is None:
-        return ["0", NONE, NONE, NONE, NONE, NONE, NONE]
+        return ["0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE]
     return [
         f"{figures.calls:,}",
         ms(figures.total_time_ms),
         ms(figures.mean_time_ms),
         number(figures.rows_per_call),
-        pct(figures.hit_ratio),
-        pct(figures.share_of_time),
+        percent(figures.hit_ratio),
+        percent(figures.share_of_time),
         number(figures.calls_per_request),
     ]
 
@@ -173,11 +153,11 @@ def top_statements(report: Report) -> Section:
 
 def _family_cells(figures: FamilyFigures | None) -> list[str]:
     if figures is None:
-        return ["0", NONE, NONE, NONE]
+        return ["0", NO_VALUE, NO_VALUE, NO_VALUE]
     return [
         f"{figures.calls:,}",
         ms(figures.total_time_ms),
-        pct(figures.share_of_time),
+        percent(figures.share_of_time),
         number(figures.calls_per_request),
     ]
 
@@ -185,7 +165,7 @@ def _family_cells(figures: FamilyFigures | None) -> list[str]:
 def _family_rows(report: Report, lines: Sequence[FamilyLine]) -> list[list[str]]:
     rows = []
     for line in lines:
-        first = [line.fingerprint, line.kind, ", ".join(line.tables) or NONE]
+        first = [line.fingerprint, line.kind, ", ".join(line.tables) or NO_VALUE]
         for i, name in enumerate(report.period_names):
             cells = _family_cells(line.figures[name])
             label = first if i == 0 else ["", "", ""]
@@ -221,7 +201,7 @@ def n_plus_one(report: Report) -> Section:
             label = first if i == 0 else ["", "", ""]
             period = [name] if _per_period(report) else []
             calls = f"{figures.calls:,}" if figures else "0"
-            per_request = number(figures.calls_per_request) if figures else NONE
+            per_request = number(figures.calls_per_request) if figures else NO_VALUE
             seen = (suspect.batched_family or "not seen") if i == 0 else ""
             rows.append([*label, *period, calls, per_request, seen])
         code.append(CodeBlock(f"{suspect.fingerprint}: point lookup", suspect.sql))
@@ -258,8 +238,8 @@ def table_hit_ratios(report: Report) -> Section:
         for i, name in enumerate(report.period_names):
             f = line.figures[name]
             period = [name] if _per_period(report) else []
-            rows.append([line.table if i == 0 else "", *period, pct(f.heap_hit_ratio),
-                         f"{f.heap_blocks_read:,}", pct(f.index_hit_ratio),
+            rows.append([line.table if i == 0 else "", *period, percent(f.heap_hit_ratio),
+                         f"{f.heap_blocks_read:,}", percent(f.index_hit_ratio),
                          f"{f.index_blocks_read:,}"])  # fmt: skip
     period = ["period"] if _per_period(report) else []
     return Section(
@@ -282,8 +262,8 @@ def table_hit_ratios(report: Report) -> Section:
 def indexes(report: Report) -> Section:
     rows = [
         [line.index, line.table, "yes" if line.valid else "NO", "yes" if line.unique else "",
-         size(line.size_bytes), f"{line.total_scans:,}",
-         *(NONE if line.scans[n] is None else f"{line.scans[n]:,}" for n in report.period_names)]
+         byte_size(line.size_bytes), f"{line.total_scans:,}",
+         *(number(line.scans[n]) for n in report.period_names)]
         for line in report.indexes
     ]  # fmt: skip
     return Section(
@@ -308,8 +288,8 @@ def _findings(id: str, title: str, intro: str, findings: Sequence[Finding]) -> S
         id,
         title,
         intro,
-        ["severity", "rule", "subject", "finding", "suggestion"],
-        [[f.severity, f.rule, f.subject, f.message, f.suggestion] for f in findings],
+        ["status", "check", "subject", "finding", "fix"],
+        [[f.status, f.check, f.subject, f.message, f.fix] for f in findings],
         empty="No findings.",
     )
 
@@ -327,10 +307,10 @@ def index_health(report: Report) -> Section:
 
 def autovacuum(report: Report) -> Section:
     rows = [
-        [line.table, f"{line.live_tuples:,}", f"{line.dead_tuples:,}", pct(line.dead_ratio),
+        [line.table, f"{line.live_tuples:,}", f"{line.dead_tuples:,}", percent(line.dead_ratio),
          moment(line.last_vacuum), moment(line.last_autovacuum), moment(line.last_analyze),
          moment(line.last_autoanalyze), number(line.xid_age),
-         ", ".join(f"{k}={v}" for k, v in line.settings.items()) or NONE, line.expected]
+         ", ".join(f"{k}={v}" for k, v in line.settings.items()) or NO_VALUE, line.expected]
         for line in report.autovacuum
     ]  # fmt: skip
     return Section(

@@ -23,19 +23,25 @@ reason::
 ``in upgrade|downgrade`` is optional (both when left out). An ignore without a reason
 (``because`` and at least three words) is itself a finding (``invalid-ignore``), and so is an
 ignore that matches nothing (``unused-ignore``); neither can be ignored.
+
+Findings are ``dbtools.findings.Finding``s: the rule is the check, a violation is ``fail``, an
+ignored finding ``skipped`` with the ignore's reason in ``because``; the subject is the statement
+on one line ("" for a whole script), ``location`` the revision, direction and line, ``source``
+squawk or dbtools.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alembic.script import Script
 
 from dbtools.errors import UsageError
+from dbtools.findings import FAILING, Finding, Location, Rule, check_names, rule, run_rules
 from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify
 from dbtools.safety.locks import Blocking
 from dbtools.safety.plan import BASE
@@ -60,18 +66,13 @@ _IGNORE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A rule a statement (or a whole script) breaks, or a problem with an ignore comment."""
+SQUAWK = "squawk"
 
-    revision: str
-    direction: str  # upgrade, downgrade, or "-" for a comment in the revision's file
-    rule: str
-    source: str  # squawk or dbtools
-    message: str
-    line: int  # in the offline SQL of revision+direction (the revision's file for "-")
-    statement: str = ""  # the statement on one line ("" for a whole script)
-    ignored_because: str | None = None
+
+def location(finding: Finding) -> Location:
+    """Where a lint finding is (every lint finding has a location)."""
+    assert finding.location is not None, finding
+    return finding.location
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,11 @@ class LintResult:
 
     @property
     def violations(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.ignored_because is None)
+        return tuple(f for f in self.findings if f.status in FAILING)
 
     @property
     def ignored(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.ignored_because is not None)
+        return tuple(f for f in self.findings if f.status == "skipped")
 
     @property
     def passed(self) -> bool:
@@ -136,16 +137,20 @@ class LintScript:
         names = list(relations)
         return bool(names) and all(name in new for name in names)
 
-
-@dataclass(frozen=True)
-class Hit:
-    """What a dbtools rule reports: its message and the statement (None: the whole script)."""
-
-    message: str
-    statement: OfflineStatement | None
-
-
-Rule = Callable[[LintScript], Iterable[Hit]]
+    def violation(
+        self, check: str, message: str, statement: OfflineStatement | None, source: str = "dbtools"
+    ) -> Finding:
+        """A *check* violation by *statement* of this script (None: the whole script)."""
+        return Finding(
+            check,
+            "fail",
+            _one_line(statement),
+            message,
+            source=source,
+            location=Location(
+                self.revision, self.direction, statement.first_line if statement else 1
+            ),
+        )
 
 
 def lint_revisions(
@@ -172,16 +177,19 @@ def lint_revisions(
         findings += problems
     findings = _apply_ignores(findings, ignores)
     order = {rev.revision: position for position, rev in enumerate(selected)}
-    findings.sort(
-        key=lambda f: (order.get(f.revision, -1), DIRECTIONS.index(f.direction)
-                       if f.direction in DIRECTIONS else 2, f.line, f.rule)
-    )  # fmt: skip
+    findings.sort(key=lambda f: _position(f, order))
     return LintResult(
         revisions=tuple(rev.revision for rev in selected),
         findings=tuple(findings),
         squawk_version=squawk_version(),
         squawk_excluded=dict(SQUAWK_EXCLUDED),
     )
+
+
+def _position(finding: Finding, order: dict[str, int]) -> tuple[int, int, int, str]:
+    where = location(finding)
+    direction = DIRECTIONS.index(where.direction) if where.direction in DIRECTIONS else 2
+    return (order.get(where.revision, -1), direction, where.line, finding.check)
 
 
 def check_sql(sql: str, *, revision: str = "-", direction: str = "upgrade") -> list[Finding]:
@@ -232,17 +240,10 @@ def _squawk_findings(scripts: list[LintScript]) -> list[Finding]:
             continue
         script = files.get(item.file) or _by_name(files, item.file)
         statement = _statement_at(script, item.line)
-        findings.append(
-            Finding(
-                script.revision,
-                script.direction,
-                item.rule,
-                "squawk",
-                item.message,
-                statement.first_line if statement else item.line,
-                _one_line(statement),
-            )
-        )
+        found = script.violation(item.rule, item.message, statement, SQUAWK)
+        if statement is None:  # squawk's own line, when no statement holds it
+            found = replace(found, location=replace(location(found), line=item.line))
+        findings.append(found)
     return findings
 
 
@@ -270,7 +271,8 @@ def _one_line(statement: OfflineStatement | None, width: int = 100) -> str:
 # -- dbtools' rules --------------------------------------------------------------------------------
 
 
-def table_rewrite(script: LintScript) -> Iterator[Hit]:
+@rule("table-rewrite")
+def table_rewrite(script: LintScript) -> Iterator[Finding]:
     """Rewrites squawk does not flag: VACUUM FULL, CLUSTER, SET TABLESPACE/LOGGED/UNLOGGED/
     ACCESS METHOD, and any rewrite inside a DO block."""
     for index, statement, found in script.items():
@@ -282,14 +284,16 @@ def table_rewrite(script: LintScript) -> Iterator[Hit]:
         relations = [lock.relation for lock in found.locks]
         if squawk_sees or script.all_new(index, relations):
             continue
-        yield Hit(
+        yield script.violation(
+            "table-rewrite",
             f"{found.action} rewrites {', '.join(relations)} holding ACCESS EXCLUSIVE: reads "
             "and writes wait for the whole rewrite",
             statement,
         )
 
 
-def destructive_statement(script: LintScript) -> Iterator[Hit]:
+@rule("destructive-statement")
+def destructive_statement(script: LintScript) -> Iterator[Finding]:
     """Deleting every row (TRUNCATE, DELETE without WHERE) and data loss inside DO blocks;
     squawk flags dropped tables, columns and schemas itself."""
     for index, statement, found in script.items():
@@ -299,7 +303,10 @@ def destructive_statement(script: LintScript) -> Iterator[Hit]:
                 continue
             if script.all_new(index, [loss.table]):
                 continue
-            yield Hit(f"{found.action} destroys {loss.what} of {loss.table}", statement)
+            yield script.violation(
+                "destructive-statement", f"{found.action} destroys {loss.what} of {loss.table}",
+                statement,
+            )  # fmt: skip
 
 
 _SET_TIMEOUT = re.compile(
@@ -309,44 +316,55 @@ _SET_TIMEOUT = re.compile(
 )
 
 
-def timeout_ineffective(script: LintScript) -> Iterator[Hit]:
+@rule("timeout-ineffective")
+def timeout_ineffective(script: LintScript) -> Iterator[Finding]:
     """Timeouts that protect nothing: ``lock_timeout`` 0 (wait forever), ``SET LOCAL`` outside
     a transaction (PostgreSQL ignores it, so the autocommit block runs without it)."""
     if _is_zero(script.settings.get("lock_timeout")):
-        yield Hit("lock_timeout is 0 for the whole script: DDL may queue forever", None)
+        yield script.violation(
+            "timeout-ineffective", "lock_timeout is 0 for the whole script: DDL may queue forever",
+            None,
+        )  # fmt: skip
     for _, statement, _found in script.items():
         match = _SET_TIMEOUT.match(strip_comments(statement.sql))
         if not match:
             continue
         if match.group("local") and not statement.in_transaction:
-            yield Hit(
+            yield script.violation(
+                "timeout-ineffective",
                 f"SET LOCAL {match.group('name')} outside a transaction has no effect: use SET "
                 "(and RESET after the autocommit block)",
                 statement,
             )
         elif match.group("name").lower() == "lock_timeout" and _is_zero(match.group("value")):
-            yield Hit("lock_timeout = 0 lets the following DDL queue forever", statement)
+            yield script.violation(
+                "timeout-ineffective", "lock_timeout = 0 lets the following DDL queue forever",
+                statement,
+            )  # fmt: skip
 
 
 def _is_zero(value: str | None) -> bool:
     return value is not None and re.fullmatch(r"0+\s*(ms|s|min)?", value.strip(), re.I) is not None
 
 
-def autocommit_in_transaction(script: LintScript) -> Iterator[Hit]:
+@rule("autocommit-in-transaction")
+def autocommit_in_transaction(script: LintScript) -> Iterator[Finding]:
     """Statements PostgreSQL refuses inside a transaction block (DROP INDEX CONCURRENTLY,
     REINDEX CONCURRENTLY, VACUUM…); squawk flags CREATE INDEX CONCURRENTLY itself."""
     for _, statement, found in script.items():
         if found.needs_autocommit and statement.in_transaction:
             if found.action == "CREATE INDEX CONCURRENTLY":
                 continue
-            yield Hit(
+            yield script.violation(
+                "autocommit-in-transaction",
                 f"{found.action} cannot run inside a transaction block: put it in an "
                 "autocommit_block()",
                 statement,
             )
 
 
-def blocking_ddl_in_do_block(script: LintScript) -> Iterator[Hit]:
+@rule("blocking-ddl-in-do-block")
+def blocking_ddl_in_do_block(script: LintScript) -> Iterator[Finding]:
     """DDL inside a DO block (squawk cannot see into it) that blocks writes on an existing table."""
     for index, statement, found in script.items():
         if found.parser != "do-block" or found.blocks is Blocking.NEITHER:
@@ -358,44 +376,35 @@ def blocking_ddl_in_do_block(script: LintScript) -> Iterator[Hit]:
             and (lock.relation == RUN_TIME or not script.all_new(index, [lock.relation]))
         ]
         if blocked:
-            yield Hit(
+            yield script.violation(
+                "blocking-ddl-in-do-block",
                 f"the DO block takes {found.lock.value if found.lock else '?'} on "
                 f"{', '.join(blocked)}, blocking {found.blocks.value}",
                 statement,
             )
 
 
-def unclassified_statement(script: LintScript) -> Iterator[Hit]:
+@rule("unclassified-statement")
+def unclassified_statement(script: LintScript) -> Iterator[Finding]:
     """A statement dbtools cannot classify: nobody has checked what it locks."""
     for _, statement, found in script.items():
         if found.warning:
-            yield Hit(found.warning, statement)
+            yield script.violation("unclassified-statement", found.warning, statement)
 
 
-RULES: tuple[tuple[str, Rule], ...] = (
-    ("table-rewrite", table_rewrite),
-    ("destructive-statement", destructive_statement),
-    ("timeout-ineffective", timeout_ineffective),
-    ("autocommit-in-transaction", autocommit_in_transaction),
-    ("blocking-ddl-in-do-block", blocking_ddl_in_do_block),
-    ("unclassified-statement", unclassified_statement),
+RULES: tuple[Rule[LintScript], ...] = (
+    table_rewrite,
+    destructive_statement,
+    timeout_ineffective,
+    autocommit_in_transaction,
+    blocking_ddl_in_do_block,
+    unclassified_statement,
 )
+CHECK_NAMES: tuple[str, ...] = check_names(RULES)
 
 
 def _rule_findings(script: LintScript) -> list[Finding]:
-    return [
-        Finding(
-            script.revision,
-            script.direction,
-            name,
-            "dbtools",
-            hit.message,
-            hit.statement.first_line if hit.statement else 1,
-            _one_line(hit.statement),
-        )
-        for name, rule in RULES
-        for hit in rule(script)
-    ]
+    return run_rules(RULES, script)
 
 
 # -- ignores -------------------------------------------------------------------------------------
@@ -414,7 +423,9 @@ def read_ignores(path: Path, revision: str) -> tuple[list[Ignore], list[Finding]
         reason = (match.group("reason") or "").strip() if match else ""
 
         def problem(message: str, number: int = number, body: str = body) -> Finding:
-            return Finding(revision, "-", "invalid-ignore", "dbtools", message, number, body)
+            return Finding(
+                "invalid-ignore", "fail", body, message, location=Location(revision, "-", number)
+            )
 
         if not match:
             problems.append(
@@ -451,32 +462,32 @@ def _apply_ignores(findings: list[Finding], ignores: list[Ignore]) -> list[Findi
     used: set[tuple[int, str]] = set()
     result = []
     for finding in findings:
-        if finding.rule in UNIGNORABLE:
+        if finding.check in UNIGNORABLE:
             result.append(finding)
             continue
+        at = location(finding)
         for ignore in ignores:
             if (
-                ignore.revision == finding.revision
-                and finding.rule in ignore.rules
-                and ignore.direction in (None, finding.direction)
+                ignore.revision == at.revision
+                and finding.check in ignore.rules
+                and ignore.direction in (None, at.direction)
             ):
-                used.add((id(ignore), finding.rule))
-                finding = replace(finding, ignored_because=ignore.reason)
+                used.add((id(ignore), finding.check))
+                finding = replace(finding, status="skipped", because=ignore.reason)
                 break
         result.append(finding)
     for ignore in ignores:
-        for rule in ignore.rules:
-            if (id(ignore), rule) not in used:
+        for name in ignore.rules:
+            if (id(ignore), name) not in used:
                 where = f" in {ignore.direction}" if ignore.direction else ""
                 result.append(
                     Finding(
-                        ignore.revision,
-                        "-",
                         "unused-ignore",
-                        "dbtools",
-                        f"nothing in revision {ignore.revision}{where} breaks {rule}: remove "
+                        "fail",
+                        "",
+                        f"nothing in revision {ignore.revision}{where} breaks {name}: remove "
                         "the ignore (or fix the rule name)",
-                        ignore.line,
+                        location=Location(ignore.revision, "-", ignore.line),
                     )
                 )
     return result

@@ -1,70 +1,31 @@
 """Renderers for downgrade plans, rehearsals and lint results: Markdown for people, JSON (with a
-``schema_version``) for pipelines. Pure functions from results to text; nothing here prints."""
+``schema_version`` and a ``kind``: ``dbtools.output``) for pipelines. Pure functions from results
+to text; nothing here prints."""
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import json
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from tabulate import tabulate
 
-from dbtools.safety.lint import LintResult
+from dbtools.db.server import major_of
+from dbtools.output import byte_size, dump_json, markdown_cell, to_jsonable
+from dbtools.safety.lint import LintResult, location
 from dbtools.safety.plan import DowngradePlan, Relation, RevisionPlan, Step
 from dbtools.safety.rehearse import Rehearsal
 
-SCHEMA_VERSION = 1
-
-
 # -- shared ----------------------------------------------------------------------------------------
-
-
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses, enums, tuples and paths as JSON values (enums by their value)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
-def dump_json(kind: str, payload: dict[str, Any]) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, **payload}, indent=2) + "\n"
 
 
 def markdown_table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], align: str = ""
 ) -> str:
     """A GitHub-flavoured table; ``|`` and newlines inside cells are escaped."""
-    cells = [[_cell(value) for value in row] for row in rows]
+    cells = [[markdown_cell(value) for value in row] for row in rows]
     colalign = [("right" if a == "r" else "left") for a in align] if align else None
     return tabulate(
         cells, headers=list(headers), tablefmt="github", colalign=colalign, disable_numparse=True
     )
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def human_bytes(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def human_seconds(seconds: float | None) -> str:
@@ -130,7 +91,7 @@ def plan_markdown(plan: DowngradePlan) -> str:
 def _summary(plan: DowngradePlan) -> str:
     source = {"head": " (head of the migrations)", "current": " (the database's revision)"}
     database = (
-        f"{plan.live.database} (PostgreSQL {plan.live.server_version_num // 10000}, "
+        f"{plan.live.database} (PostgreSQL {major_of(plan.live.server_version_num)}, "
         f"at revision {plan.live.current_revision})"
         if plan.live
         else "none: offline plan, no sizes or row estimates (pass --dsn for them)"
@@ -208,7 +169,7 @@ def _relation(relation: Relation) -> str:
     if relation.total_bytes is None:
         return relation.name
     rows = "? rows" if relation.estimated_rows is None else f"~{relation.estimated_rows:,} rows"
-    return f"{relation.name} ({human_bytes(relation.total_bytes)}, {rows})"
+    return f"{relation.name} ({byte_size(relation.total_bytes, missing='?')}, {rows})"
 
 
 def _statement(step: Step) -> list[str]:
@@ -295,16 +256,19 @@ def lint_table(result: LintResult) -> str:
     """Violations first, then what is ignored and why, then the verdict."""
     lines = []
     if result.violations:
-        violations = [
-            (f.revision, f.direction, f.line, f.rule, f.source, f.statement, f.message)
-            for f in result.violations
-        ]
+        violations = []
+        for f in result.violations:
+            at = location(f)
+            violations.append(
+                (at.revision, at.direction, at.line, f.check, f.source, f.subject, f.message)
+            )
         headers = ("revision", "sql", "line", "rule", "from", "statement", "problem")
         lines += ["Violations:", "", markdown_table(headers, violations), ""]
     if result.ignored:
         grouped: dict[tuple[str, str, str, str], int] = {}
         for finding in result.ignored:
-            key = (finding.revision, finding.direction, finding.rule, finding.ignored_because or "")
+            at = location(finding)
+            key = (at.revision, at.direction, finding.check, finding.because or "")
             grouped[key] = grouped.get(key, 0) + 1
         ignored = [
             (rev, direction, rule, count, reason)

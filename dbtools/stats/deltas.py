@@ -115,3 +115,27 @@ def database_delta(start: Snapshot, end: Snapshot) -> Deltas:
         [end.database] if end.database else [],
         lambda row: row.datid,
     )
+
+
+@dataclass(frozen=True)
+class WindowDeltas:
+    """Every kind of row's deltas between two snapshots."""
+
+    statements: Deltas
+    tables: Deltas
+    indexes: Deltas
+    database: Deltas
+
+    @property
+    def database_row(self) -> DatabaseRow | None:
+        return self.database.rows[0] if self.database.rows else None
+
+
+def window_deltas(start: Snapshot, end: Snapshot) -> WindowDeltas:
+    """The deltas of statements, tables, indexes and the database from *start* to *end*."""
+    return WindowDeltas(
+        statement_deltas(start, end),
+        table_deltas(start, end),
+        index_deltas(start, end),
+        database_delta(start, end),
+    )

@@ -3,6 +3,11 @@
 Everything here is computed from the difference between a window's two snapshots, never from
 totals since a reset, and is pure (no database access). A window whose counters cannot be
 trusted (a reset, evictions, a restart, zero requests, …) says why in ``problems``.
+
+This is also the one home of what every figure shares: which tables and indexes are the
+application's (``is_application``: dbtools' own monitoring schema is left out, in Python and in
+the dashboard's SQL), the hit ratios (``hit_ratio`` and its family, ``hit / (hit + read)``) and
+figures per request (``per_request``).
 """
 
 from __future__ import annotations
@@ -10,19 +15,43 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from dbtools.schema.objects import MONITORING_SCHEMA
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
-from dbtools.stats.deltas import (
-    Deltas,
-    database_delta,
-    index_deltas,
-    statement_deltas,
-    table_deltas,
-)
-from dbtools.stats.rows import StatementRow
+from dbtools.stats.rows import DatabaseRow, IndexRow, StatementRow, TableRow
 from dbtools.stats.snapshots import Window
+
+# -- the application's tables and indexes -------------------------------------------------------
+
+# Schemas whose tables and indexes are not the application's: dbtools' own (snapshots write to
+# it, so its counters move with every measurement).
+LEFT_OUT_SCHEMAS: tuple[str, ...] = (MONITORING_SCHEMA,)
+
+
+class InSchema(Protocol):
+    @property
+    def schemaname(self) -> str: ...
+
+
+S = TypeVar("S", bound=InSchema)
+
+
+def is_application(row: InSchema) -> bool:
+    """Whether *row* (a table, an index, a foreign key) is the application's."""
+    return row.schemaname not in LEFT_OUT_SCHEMAS
+
+
+def application_rows(rows: Iterable[S]) -> tuple[S, ...]:
+    """The rows of *rows* that are the application's."""
+    return tuple(row for row in rows if is_application(row))
+
+
+def application_schema_sql(column: str) -> str:
+    """``is_application`` as a SQL condition on *column*, a schema name (the dashboard's SQL)."""
+    names = ", ".join("'" + name.replace("'", "''") + "'" for name in LEFT_OUT_SCHEMAS)
+    return f"{column} NOT IN ({names})"
+
 
 # -- scope and classification -------------------------------------------------------------------
 
@@ -83,6 +112,40 @@ def ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
+def per_request(count: float, requests: int | None) -> float | None:
+    """*count* per request; None without requests."""
+    return ratio(count, requests or 0)
+
+
+def hit_ratio(hit: float, read: float) -> float | None:
+    """``hit / (hit + read)``: the share of reads a cache served (shared buffers; the
+    application's cache for its hits and misses); None when nothing was read. Over a window's
+    deltas, never totals since a reset."""
+    return ratio(hit, hit + read)
+
+
+def buffer_cache_hit_ratio(database: DatabaseRow | None) -> float | None:
+    """The database's (``pg_stat_database``: blks_hit, blks_read)."""
+    return hit_ratio(database.blks_hit, database.blks_read) if database else None
+
+
+def heap_hit_ratio(tables: Iterable[TableRow]) -> float | None:
+    """The tables' heap blocks together (``pg_statio_user_tables``: heap_blks_*)."""
+    rows = list(tables)
+    return hit_ratio(sum(r.heap_blks_hit for r in rows), sum(r.heap_blks_read for r in rows))
+
+
+def index_hit_ratio(rows: Iterable[IndexRow | TableRow]) -> float | None:
+    """Index blocks together (idx_blks_*): of indexes, or of tables (all their indexes)."""
+    found = list(rows)
+    return hit_ratio(sum(r.idx_blks_hit for r in found), sum(r.idx_blks_read for r in found))
+
+
+def statement_hit_ratio(row: StatementRow) -> float | None:
+    """A statement's shared-buffer hit ratio (``pg_stat_statements``: shared_blks_*)."""
+    return hit_ratio(row.shared_blks_hit, row.shared_blks_read)
+
+
 @dataclass(frozen=True)
 class WindowMeasures:
     """The figures of one window that verify judges and shows. None means "no data"."""
@@ -139,8 +202,10 @@ class WindowMeasures:
         }
 
 
-def window_problems(window: Window, statements: Deltas, others: Iterable[Deltas]) -> list[str]:
+def window_problems(window: Window) -> list[str]:
     """Why the window's counters cannot be trusted (empty when they can)."""
+    deltas = window.deltas
+    statements = deltas.statements
     start, end = window.start.header, window.end.header
     problems = []
     if (start.database_oid, start.database_name) != (end.database_oid, end.database_name):
@@ -163,7 +228,7 @@ def window_problems(window: Window, statements: Deltas, others: Iterable[Deltas]
     start_db, end_db = window.start.database, window.end.database
     if start_db and end_db and start_db.stats_reset != end_db.stats_reset:
         problems.append("database statistics were reset inside the window (pg_stat_reset)")
-    if any(deltas.reset for deltas in others):
+    if any(kind.reset for kind in (deltas.tables, deltas.indexes, deltas.database)):
         problems.append("table or index statistics were reset inside the window")
     if end.hidden_calls != start.hidden_calls:
         problems.append(
@@ -174,16 +239,11 @@ def window_problems(window: Window, statements: Deltas, others: Iterable[Deltas]
 
 
 def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
-    """The figures of *window* over the statements in *scope*."""
+    """The figures of *window* over the statements in *scope* (from ``window.deltas``)."""
     start, end = window.start, window.end
-    statements = statement_deltas(start, end)
-    tables, indexes, database = (
-        table_deltas(start, end),
-        index_deltas(start, end),
-        database_delta(start, end),
-    )
-    problems = window_problems(window, statements, (tables, indexes, database))
-    counts = count_statements(statements.rows, scope)
+    deltas = window.deltas
+    problems = window_problems(window)
+    counts = count_statements(deltas.statements.rows, scope)
 
     totals = window.request_totals
     if end.header.requests is not None:
@@ -200,8 +260,6 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
             else "zero requests in the window"
         )
 
-    app_indexes = [row for row in indexes.rows if row.schemaname != MONITORING_SCHEMA]
-    db = database.rows[0] if database.rows else None
     has_metrics = totals.buckets > 0 and totals.requests > 0
     return WindowMeasures(
         name=window.ref.name,
@@ -213,19 +271,18 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
         requests=requests,
         requests_source=source,
         counts=counts,
-        queries_per_request=ratio(counts.queries, requests or 0),
+        queries_per_request=per_request(counts.queries, requests),
         query_rate=ratio(counts.queries, window.seconds),
-        buffer_cache_hit_ratio=ratio(db.blks_hit, db.blks_hit + db.blks_read) if db else None,
-        index_hit_ratio=ratio(
-            sum(row.idx_blks_hit for row in app_indexes),
-            sum(row.idx_blks_hit + row.idx_blks_read for row in app_indexes),
-        ),
-        app_cache_hit_ratio=ratio(totals.cache_hits, totals.cache_hits + totals.cache_misses),
+        buffer_cache_hit_ratio=buffer_cache_hit_ratio(deltas.database_row),
+        index_hit_ratio=index_hit_ratio(application_rows(deltas.indexes.rows)),
+        app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses),
         p95_ms=totals.p95_ms_max if has_metrics else None,
         error_rate=ratio(totals.errors, totals.requests) if has_metrics else None,
         hidden_calls=end.header.hidden_calls - start.header.hidden_calls,
         problems=tuple(problems),
-        index_scans={f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in indexes.rows},
+        index_scans={
+            f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in deltas.indexes.rows
+        },
     )
 
 

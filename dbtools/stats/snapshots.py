@@ -11,6 +11,7 @@ Labels are unique. A *window* is two snapshots: ``W`` means ``W:start..W:end`` (
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -29,6 +30,7 @@ from dbtools.schema import objects
 from dbtools.schema.revisions import head_revision
 from dbtools.stats import collect as stats
 from dbtools.stats.columns import StatementColumns
+from dbtools.stats.deltas import WindowDeltas, window_deltas
 from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
@@ -406,6 +408,11 @@ class Window:
     @property
     def seconds(self) -> float:
         return (self.end.header.taken_at - self.start.header.taken_at).total_seconds()
+
+    @functools.cached_property
+    def deltas(self) -> WindowDeltas:
+        """What every counter did inside the window (computed once, on first use)."""
+        return window_deltas(self.start, self.end)
 
 
 def load_windows(

@@ -20,21 +20,14 @@ from typing import Any, Literal
 
 from dbtools.db.connection import session, translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError
+from dbtools.findings import FAILING, Finding, Rule, run_rules
+from dbtools.output import json_document
 from dbtools.stats.measures import Scope, WindowMeasures, measure_window, query_reduction
 from dbtools.stats.snapshots import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
-from dbtools.verify.rules import (
-    CHECK_NAMES,
-    FAILING,
-    RULES,
-    Evidence,
-    Finding,
-    Rule,
-    run_rules,
-)
+from dbtools.verify.rules import CHECK_NAMES, RULES, Evidence
 from dbtools.verify.thresholds import Thresholds
 
-SCHEMA_VERSION = 1
 DEFAULT_SCOPE = Scope()
 DEFAULT_THRESHOLDS = Thresholds()
 Verdict = Literal["pass", "fail", "rollback"]
@@ -72,18 +65,23 @@ class VerifyResult:
         return EXIT_CODES[self.verdict]
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON document (``schema_version`` 1; keys are only ever added)."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "verdict": self.verdict,
-            "exit_code": self.exit_code,
-            "database": self.database,
-            "scope": {**self.scope.as_dict(), "operation": self.operation},
-            "windows": {"baseline": self.baseline.as_dict(), "candidate": self.candidate.as_dict()},
-            "query_reduction": self.reduction,
-            "thresholds": self.thresholds.as_dict(),
-            "findings": [finding.as_dict() for finding in self.findings],
-        }
+        """The JSON document (``output.SCHEMA_VERSIONS["verify"]``; keys are only ever added)."""
+        return json_document(
+            "verify",
+            {
+                "verdict": self.verdict,
+                "exit_code": self.exit_code,
+                "database": self.database,
+                "scope": {**self.scope.as_dict(), "operation": self.operation},
+                "windows": {
+                    "baseline": self.baseline.as_dict(),
+                    "candidate": self.candidate.as_dict(),
+                },
+                "query_reduction": self.reduction,
+                "thresholds": self.thresholds.as_dict(),
+                "findings": [finding.as_dict() for finding in self.findings],
+            },
+        )
 
 
 def evaluate(
@@ -94,7 +92,7 @@ def evaluate(
     scope: Scope = DEFAULT_SCOPE,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     operation: str | None = None,
-    rules: tuple[Rule, ...] = RULES,
+    rules: tuple[Rule[Evidence], ...] = RULES,
 ) -> VerifyResult:
     """Judge two loaded windows and the live state (pure: no database access)."""
     unknown = sorted(set(thresholds.skip) - set(CHECK_NAMES))
@@ -116,7 +114,7 @@ def evaluate(
         baseline=before,
         candidate=after,
         reduction=reduction,
-        findings=tuple(run_rules(evidence, rules)),
+        findings=tuple(run_rules(rules, evidence, skip=thresholds.skip)),
         thresholds=thresholds,
         scope=scope,
         operation=operation,

@@ -6,16 +6,19 @@ from collections.abc import Callable
 
 from tabulate import tabulate
 
+from dbtools.output import number, percent
 from dbtools.stats.measures import WindowMeasures
 from dbtools.verify import VerifyResult
 
+NO_DATA = "no data"
+
 
 def _pct(value: float | None) -> str:
-    return "no data" if value is None else f"{value * 100:.1f}%"
+    return percent(value, missing=NO_DATA)
 
 
-def _num(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "no data" if value is None else fmt.format(value)
+def _num(value: float | None, digits: int = 2, unit: str = "") -> str:
+    return number(value, digits, unit=unit, missing=NO_DATA)
 
 
 def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
@@ -34,11 +37,11 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
         row("transaction control calls", lambda w: f"{w.counts.transaction_calls:,}"),
         row("nested calls (in functions)", lambda w: f"{w.counts.nested_calls:,}"),
         row("not visible calls", lambda w: f"{w.hidden_calls:,}"),
-        row("query rate", lambda w: _num(w.query_rate, "{:.1f}/s")),
+        row("query rate", lambda w: _num(w.query_rate, 1, "/s")),
         row("buffer cache hit ratio", lambda w: _pct(w.buffer_cache_hit_ratio)),
         row("index hit ratio", lambda w: _pct(w.index_hit_ratio)),
         row("app cache hit ratio", lambda w: _pct(w.app_cache_hit_ratio)),
-        row("p95 latency", lambda w: _num(w.p95_ms, "{:.1f} ms")),
+        row("p95 latency", lambda w: _num(w.p95_ms, 1, " ms")),
         row("error rate", lambda w: _pct(w.error_rate)),
     ]  # fmt: skip
 

@@ -1,47 +1,22 @@
 """Verify's checks: one small pure function per rule, registered in ``RULES``.
 
 A rule reads the ``Evidence`` (both windows' measures, the live state of the objects the
-migrations create, the thresholds) and returns findings. A check whose data is missing says
-``no data``; a window that cannot be trusted makes its checks ``untrusted``; neither is a pass.
+migrations create, the thresholds) and returns findings (``dbtools.findings``: the statuses, and
+``CHECK_NAMES`` derived from ``RULES``). A check whose data is missing says ``no data``; a window
+that cannot be trusted makes its checks ``untrusted``; neither is a pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
+from dbtools.findings import Finding, Rule, Status, check_names, rule
+from dbtools.output import percent
 from dbtools.schema.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, MONITORING_TABLES
 from dbtools.stats.measures import WindowMeasures
 from dbtools.verify.live import LiveState
 from dbtools.verify.thresholds import Thresholds
-
-Status = Literal[
-    "pass", "warning", "fail", "critical", "rollback", "no data", "untrusted", "skipped"
-]
-FAILING: frozenset[str] = frozenset({"fail", "critical", "no data", "untrusted"})
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One check's outcome for one subject (a window, an index, a table, a threshold)."""
-
-    check: str
-    status: Status
-    subject: str
-    message: str
-    value: float | None = None
-    threshold: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "status": self.status,
-            "subject": self.subject,
-            "message": self.message,
-            "value": self.value,
-            "threshold": self.threshold,
-        }
 
 
 @dataclass(frozen=True)
@@ -56,13 +31,7 @@ class Evidence:
     comparison_problems: tuple[str, ...] = ()
 
 
-Rule = Callable[[Evidence], list[Finding]]
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
+@rule("window")
 def windows_trusted(e: Evidence) -> list[Finding]:
     """Each window must be trustworthy, and the two comparable."""
     findings = []
@@ -77,6 +46,7 @@ def windows_trusted(e: Evidence) -> list[Finding]:
     return findings
 
 
+@rule("query_reduction")
 def query_reduction(e: Evidence) -> list[Finding]:
     """Queries per request must fall by at least min_query_reduction."""
     t = e.thresholds
@@ -88,8 +58,8 @@ def query_reduction(e: Evidence) -> list[Finding]:
                         "no queries per request in the baseline window")]  # fmt: skip
     before, after = e.baseline.queries_per_request, e.candidate.queries_per_request
     message = (
-        f"{before:.2f} -> {after:.2f} queries per request: {_pct(e.reduction)} fewer "
-        f"(needs >= {_pct(t.min_query_reduction)})"
+        f"{before:.2f} -> {after:.2f} queries per request: {percent(e.reduction)} fewer "
+        f"(needs >= {percent(t.min_query_reduction)})"
     )
     status: Status = "pass" if e.reduction >= t.min_query_reduction else "fail"
     return [Finding("query_reduction", status, "queries per request", message,
@@ -117,24 +87,26 @@ def _graded(
     return [Finding(check, status, subject, f"{show(value)} ({rule})", value, threshold)]
 
 
+@rule("app_cache_hit_ratio")
 def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
     """The application's cache hit ratio (request metrics) in the candidate window."""
     t = e.thresholds
     return _graded(
         "app_cache_hit_ratio", "application cache hit ratio", e.candidate.app_cache_hit_ratio,
         missing="no cache hits or misses in the candidate window's request metrics",
-        show=_pct, passing=f">= {_pct(t.min_cache_hit_ratio)}",
+        show=percent, passing=f">= {percent(t.min_cache_hit_ratio)}",
         grades=(
             ("rollback", lambda v: v < t.rollback_cache_hit_ratio,
-             f"rollback below {_pct(t.rollback_cache_hit_ratio)}"),
+             f"rollback below {percent(t.rollback_cache_hit_ratio)}"),
             ("fail", lambda v: v < t.warning_cache_hit_ratio,
-             f"warning alert below {_pct(t.warning_cache_hit_ratio)}"),
-            ("fail", lambda v: v < t.min_cache_hit_ratio, f">= {_pct(t.min_cache_hit_ratio)}"),
+             f"warning alert below {percent(t.warning_cache_hit_ratio)}"),
+            ("fail", lambda v: v < t.min_cache_hit_ratio, f">= {percent(t.min_cache_hit_ratio)}"),
         ),
         threshold=t.min_cache_hit_ratio,
     )  # fmt: skip
 
 
+@rule("p95_latency")
 def p95_latency(e: Evidence) -> list[Finding]:
     """The candidate window's p95 response time (highest bucket p95)."""
     t = e.thresholds
@@ -153,24 +125,26 @@ def p95_latency(e: Evidence) -> list[Finding]:
     )  # fmt: skip
 
 
+@rule("error_rate")
 def error_rate(e: Evidence) -> list[Finding]:
     """The candidate window's error rate (request metrics)."""
     t = e.thresholds
     return _graded(
         "error_rate", "error rate", e.candidate.error_rate,
         missing="no requests in the candidate window's request metrics",
-        show=_pct, passing=f"< {_pct(t.max_error_rate)}",
+        show=percent, passing=f"< {percent(t.max_error_rate)}",
         grades=(
             ("rollback", lambda v: v > t.rollback_error_rate,
-             f"rollback above {_pct(t.rollback_error_rate)}"),
+             f"rollback above {percent(t.rollback_error_rate)}"),
             ("critical", lambda v: v > t.critical_error_rate,
-             f"critical above {_pct(t.critical_error_rate)}"),
-            ("fail", lambda v: v >= t.max_error_rate, f"< {_pct(t.max_error_rate)}"),
+             f"critical above {percent(t.critical_error_rate)}"),
+            ("fail", lambda v: v >= t.max_error_rate, f"< {percent(t.max_error_rate)}"),
         ),
         threshold=t.max_error_rate,
     )  # fmt: skip
 
 
+@rule("query_rate")
 def query_rate(e: Evidence) -> list[Finding]:
     """The candidate window's database query rate (application statements per second)."""
     t, window = e.thresholds, e.candidate
@@ -186,6 +160,7 @@ def query_rate(e: Evidence) -> list[Finding]:
                     value, t.critical_query_rate)]  # fmt: skip
 
 
+@rule("schema_at_head")
 def schema_at_head(e: Evidence) -> list[Finding]:
     """The database must be at the migrations' head."""
     revision, head = e.live.alembic_revision, e.live.head_revision
@@ -195,6 +170,7 @@ def schema_at_head(e: Evidence) -> list[Finding]:
     return [Finding("schema_at_head", "fail", "alembic_version", f"{state}, head is {head}")]
 
 
+@rule("batch_indexes")
 def batch_indexes(e: Evidence) -> list[Finding]:
     """Every batch index present, valid, ready, and used in the candidate window."""
     findings = []
@@ -225,6 +201,7 @@ def batch_indexes(e: Evidence) -> list[Finding]:
     return findings
 
 
+@rule("autovacuum_settings")
 def autovacuum_settings(e: Evidence) -> list[Finding]:
     """Every expected per-table autovacuum setting in place."""
     findings = []
@@ -247,6 +224,7 @@ def autovacuum_settings(e: Evidence) -> list[Finding]:
     return findings
 
 
+@rule("monitoring_tables")
 def monitoring_tables(e: Evidence) -> list[Finding]:
     """Every monitoring table present."""
     missing = [name for name in MONITORING_TABLES if name not in e.live.monitoring_tables]
@@ -257,7 +235,7 @@ def monitoring_tables(e: Evidence) -> list[Finding]:
                     f"{len(MONITORING_TABLES)} tables present")]  # fmt: skip
 
 
-RULES: tuple[Rule, ...] = (
+RULES: tuple[Rule[Evidence], ...] = (
     windows_trusted,
     query_reduction,
     app_cache_hit_ratio,
@@ -269,19 +247,4 @@ RULES: tuple[Rule, ...] = (
     autovacuum_settings,
     monitoring_tables,
 )
-CHECK_NAMES: tuple[str, ...] = (
-    "window", "query_reduction", "app_cache_hit_ratio", "p95_latency", "error_rate",
-    "query_rate", "schema_at_head", "batch_indexes", "autovacuum_settings", "monitoring_tables",
-)  # fmt: skip
-
-
-def run_rules(evidence: Evidence, rules: tuple[Rule, ...] = RULES) -> list[Finding]:
-    """Every rule's findings, in order; checks named in ``thresholds.skip`` become ``skipped``."""
-    findings = []
-    skip = set(evidence.thresholds.skip)
-    for rule in rules:
-        for finding in rule(evidence):
-            if finding.check in skip:
-                finding = Finding(finding.check, "skipped", finding.subject, "skipped by config")
-            findings.append(finding)
-    return findings
+CHECK_NAMES: tuple[str, ...] = check_names(RULES)
