@@ -1,7 +1,8 @@
 """Index and autovacuum health: small pure rules over the typed statistics rows.
 
-The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys and
-the server's autovacuum settings) and return ``Finding``s; ``INDEX_RULES`` and
+The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys, the
+server's autovacuum settings, and the per-table settings the snapshot's revision sets, from its
+manifest) and return ``Finding``s; ``INDEX_RULES`` and
 ``AUTOVACUUM_RULES`` list them. Usage counters are the snapshot's own (cumulative since the
 statistics were last reset), as a DBA judges "unused": a short window proves nothing.
 
@@ -12,7 +13,7 @@ queries, whatever the number of tables.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -20,8 +21,10 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import class_row
 
+from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA, AutovacuumSpec, qualified
+from dbtools.schema.manifest import TableSettings, setting_differences
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 
 Severity = Literal["critical", "warning", "info"]
@@ -142,7 +145,7 @@ class HealthInput:
     database: DatabaseRow | None = None
     catalog: Catalog = field(default_factory=Catalog)
     settings: HealthSettings = field(default_factory=HealthSettings)
-    expected_settings: tuple[AutovacuumSpec, ...] = AUTOVACUUM_SETTINGS
+    expected_settings: tuple[TableSettings, ...] = ()  # the revision's, from its manifest
 
 
 Rule = Callable[[HealthInput], list[Finding]]
@@ -153,10 +156,12 @@ def health_input(
     catalog: Catalog,
     settings: HealthSettings | None = None,
     *,
+    expected_settings: Sequence[TableSettings],
     leave_out_schemas: Iterable[str] = (MONITORING_SCHEMA,),
 ) -> HealthInput:
     """What the rules read about *snapshot*: its tables, indexes and foreign keys outside
-    *leave_out_schemas* (dbtools' own monitoring schema by default), as of its time."""
+    *leave_out_schemas* (dbtools' own monitoring schema by default), as of its time, and the
+    per-table settings its revision sets (``manifest_at(revision).table_settings``)."""
     left_out = frozenset(leave_out_schemas)
     return HealthInput(
         as_of=snapshot.header.taken_at,
@@ -168,6 +173,7 @@ def health_input(
             catalog.autovacuum,
         ),
         settings=settings or HealthSettings(),
+        expected_settings=tuple(expected_settings),
     )
 
 
@@ -479,11 +485,11 @@ def stale_statistics(data: HealthInput) -> list[Finding]:
 
 
 def autovacuum_settings(data: HealthInput) -> list[Finding]:
-    """The per-table settings the migrations set (``objects.AUTOVACUUM_SETTINGS``), as found."""
-    tables = {(row.schemaname, row.relname): row for row in data.tables}
+    """The per-table settings the snapshot's revision sets (its manifest), as found."""
+    tables = {table_name(row): row for row in data.tables}
     findings = []
     for spec in data.expected_settings:
-        row = tables.get((spec.schema, spec.table))
+        row = tables.get(spec.qualified_table)
         if row is None:
             findings.append(
                 Finding(
@@ -495,14 +501,13 @@ def autovacuum_settings(data: HealthInput) -> list[Finding]:
                 )
             )
             continue
-        options = row.options
-        wrong = {k: v for k, v in spec.settings.items() if options.get(k) != v}
+        wrong = sorted(setting_differences(spec, row.options), key=lambda d: d.option)
         if not wrong:
             continue
         differences = ", ".join(
-            f"{k} = {options.get(k, '(default)')} (expected {v})" for k, v in sorted(wrong.items())
+            f"{d.option} = {d.found or '(default)'} (expected {d.expected})" for d in wrong
         )
-        settings = ", ".join(f"{k} = {v}" for k, v in sorted(wrong.items()))
+        settings = ", ".join(f"{d.option} = {d.expected}" for d in wrong)
         findings.append(
             Finding(
                 "autovacuum_settings",

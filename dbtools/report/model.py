@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Literal
 
 from dbtools.report import health
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS, MONITORING_SCHEMA
+from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.sqltext.families import Classifier, StatementShape
 from dbtools.stats.deltas import (
     database_delta,
@@ -111,6 +112,7 @@ class ReportInput:
     state: Snapshot  # the latest snapshot: health is judged on it
     catalog: health.Catalog
     target: str  # where the data came from, without any password
+    manifest: Manifest  # what the state snapshot's revision sets up (``manifest_at``)
 
 
 # -- output: the report --------------------------------------------------------------------------
@@ -480,7 +482,9 @@ def build_report(
     suspects.sort(key=lambda suspect: order[suspect.fingerprint])
 
     state = data.state
-    health_input = health.health_input(state, data.catalog, options.health)
+    health_input = health.health_input(
+        state, data.catalog, options.health, expected_settings=data.manifest.table_settings
+    )
     summaries = tuple(_summary(p) for p in periods)
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
@@ -504,7 +508,7 @@ def build_report(
         table_hit_ratios=_table_hit_lines(periods),
         indexes=_index_lines(periods, health_input.indexes),
         index_health=tuple(health.index_health(health_input)),
-        autovacuum=_vacuum_lines(health_input.tables),
+        autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data),
     )
@@ -583,18 +587,20 @@ def _index_lines(periods: Sequence[Period], indexes: Iterable[IndexRow]) -> tupl
     return tuple(sorted(lines, key=lambda line: (line.table, line.index)))
 
 
-def _vacuum_lines(tables: Iterable[TableRow]) -> tuple[VacuumLine, ...]:
-    expected = {(spec.schema, spec.table): spec.settings for spec in AUTOVACUUM_SETTINGS}
+def _vacuum_lines(
+    tables: Iterable[TableRow], expected_settings: Iterable[TableSettings]
+) -> tuple[VacuumLine, ...]:
+    expected = {spec.qualified_table: spec for spec in expected_settings}
     lines = []
     for row in tables:
-        wanted = expected.get((row.schemaname, row.relname))
+        wanted = expected.get(health.table_name(row))
         options = row.options
         status: Literal["ok", "differs", "not declared"] = (
             "not declared"
             if wanted is None
-            else "ok"
-            if all(options.get(k) == v for k, v in wanted.items())
             else "differs"
+            if setting_differences(wanted, options)
+            else "ok"
         )
         lines.append(
             VacuumLine(

@@ -12,7 +12,7 @@ from psycopg.rows import class_row
 
 from dbtools.db.connection import describe, session
 from dbtools.errors import UsageError
-from dbtools.schema.objects import setting_changes
+from dbtools.schema.monitoring import SETTING_CHANGES, monitoring_table
 
 VERSION_TABLE = "alembic_version"
 
@@ -114,7 +114,7 @@ def user_tables(conn: psycopg.Connection[Any]) -> list[UserTable]:
 # not application data: a freshly migrated database has them.
 BOOKKEEPING_TABLES = (
     f"public.{VERSION_TABLE}",
-    f"{setting_changes.schema}.{setting_changes.name}",
+    monitoring_table(SETTING_CHANGES),
 )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dbtools.schema.objects import MONITORING_SCHEMA
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
 from dbtools.stats.deltas import (
     Deltas,
