@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dbtools.db.catalog import qualified, split_qualified
 from dbtools.errors import ConfigError
 from dbtools.report.dashboard import panels
 from dbtools.schema.manifest import (
@@ -372,6 +373,15 @@ def test_an_index_definition_gives_its_concurrent_build_and_drop() -> None:
         IndexDefinition(
             "CREATE INDEX ix ON trips (id)"
         )  # no schema, no method: not pg_get_indexdef's
+
+
+def test_qualified_names_split_back_into_their_parts() -> None:
+    assert split_qualified("public.trip_requests") == ("public", "trip_requests")
+    assert split_qualified('"My.Schema"."T ""x"""') == ("My.Schema", 'T "x"')
+    assert qualified("My.Schema", 'T "x"') == '"My.Schema"."T ""x"""'
+    for bad in ("trip_requests", "a.b.c", "public. t"):
+        with pytest.raises(ValueError, match="not a schema-qualified name"):
+            split_qualified(bad)
 
 
 def test_setting_differences_name_what_is_missing_or_wrong() -> None:
