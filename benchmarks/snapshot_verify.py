@@ -224,8 +224,8 @@ def main() -> None:
         f"- one verify of two windows: {per_verify} statements.",
         "",
         "The CLI figures include the Python interpreter start-up (last row) and importing "
-        "SQLAlchemy and Alembic when the command runs (the table declarations and the head "
-        "revision, about 0.6 s). A snapshot also writes what it reads (one row per statement, "
+        "SQLAlchemy and Alembic when the command runs (the revisions, for the head revision and "
+        "verify's manifest). A snapshot also writes what it reads (one row per statement, "
         "table and index, with their foreign-key checks) where psql only reads. verify's "
         "in-process time is mostly loading four snapshots' rows and computing deltas in Python.",
         "",

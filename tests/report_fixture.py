@@ -22,6 +22,7 @@ from typing import Any
 from dbtools.report import ReportInput, build_report
 from dbtools.report.health import AutovacuumDefaults, Catalog, ForeignKey
 from dbtools.report.model import Report, period_from_window
+from dbtools.schema.manifest import manifest_at
 from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
@@ -299,6 +300,7 @@ def report_input() -> ReportInput:
         state=candidate.end,
         catalog=Catalog(FOREIGN_KEYS, AutovacuumDefaults()),
         target=TARGET,
+        manifest=manifest_at(candidate.end.header.alembic_revision),
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import pytest
 from dbtools.safety.classify import RUN_TIME, SchemaContext, classify
 from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.safety.plan import _rerun_verdicts
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS
+from dbtools.schema.manifest import manifest_at
 from dbtools.schema.revisions import offline_sql
 from dbtools.sqltext.split import read_offline_sql, split_statements, string_literals
 from tests.conftest import Database
@@ -79,8 +79,9 @@ def test_do_block_is_classified_by_the_ddl_it_executes() -> None:
     """The DO blocks of 0003's downgrade restore storage parameters with EXECUTE'd ALTER TABLEs."""
     script = read_offline_sql(offline_sql("0003:0002", downgrade=True))
     blocks = [s.sql for s in script.statements if s.sql.startswith("DO")]
-    assert len(blocks) == len(AUTOVACUUM_SETTINGS)
-    for sql, spec in zip(blocks, reversed(AUTOVACUUM_SETTINGS), strict=True):
+    settings = manifest_at("0003").table_settings
+    assert len(blocks) == len(settings)
+    for sql, spec in zip(blocks, reversed(settings), strict=True):
         found = classify(sql)
         assert found.warning is None and found.parser == "do-block"
         assert found.lock is SUE and found.blocks is Blocking.NEITHER

@@ -13,7 +13,8 @@ from dbtools.safety.classify import DbObject, SchemaContext, classify
 from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.safety.plan import DowngradePlan, build_plan
 from dbtools.safety.render import plan_markdown
-from dbtools.schema.objects import BATCH_INDEXES, MONITORING_SCHEMA, MONITORING_TABLES
+from dbtools.schema.manifest import manifest_at
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.schema.revisions import downgrade, head_revision, offline_sql
 from dbtools.sqltext.split import read_offline_sql
 from tests.conftest import Database
@@ -57,7 +58,7 @@ def test_plan_removes_every_object_created_in_reverse_order(head_to_base: Downgr
     assert explicit == [obj.name for obj in reversed(created) if obj.name in explicit]
     implicit = {r.object.name: r.how for r in removed if r.how != "dropped"}
     assert implicit and all(how.startswith("with table ") for how in implicit.values())
-    assert {f"public.{spec.name}" for spec in BATCH_INDEXES} <= set(explicit)
+    assert {index.qualified_name for index in manifest_at("head").batch_indexes} <= set(explicit)
     assert len(created) == len(removed) == 25  # 13 tables, 10 indexes, a schema, a function
 
 
@@ -84,7 +85,7 @@ def test_plan_lock_levels_and_transactions(head_to_base: DowngradePlan) -> None:
 def test_data_loss_warnings_name_every_monitoring_table_after_its_export(
     head_to_base: DowngradePlan,
 ) -> None:
-    monitoring = {f"{MONITORING_SCHEMA}.{table}" for table in MONITORING_TABLES}
+    monitoring = {f"{MONITORING_SCHEMA}.{table}" for table in manifest_at("head").monitoring_tables}
     loss_warnings = [w for w in head_to_base.warnings if w.startswith("data loss:")]
     for table in monitoring:
         assert any(f" of {table};" in warning for warning in loss_warnings), table
@@ -146,7 +147,8 @@ def test_live_plan_warns_when_the_database_is_elsewhere(migrated_database: Datab
     plan = build_plan("0001", "head", dsn=migrated_database.dsn)
     assert plan.warnings[0].startswith("the database is at revision 0002, the plan starts at 0003")
     missing = [r for s in plan.steps for r in s.relations if r.exists is False]
-    assert {f"public.{spec.name}" for spec in BATCH_INDEXES} <= {r.name for r in missing}
+    batch_indexes = {index.qualified_name for index in manifest_at("head").batch_indexes}
+    assert batch_indexes <= {r.name for r in missing}
 
 
 # -- the command -------------------------------------------------------------------------------------

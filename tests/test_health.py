@@ -13,6 +13,7 @@ import pytest
 from dbtools.findings import Rule
 from dbtools.report import health
 from dbtools.report.health import AutovacuumDefaults, Catalog, HealthInput, HealthSettings
+from dbtools.schema.manifest import manifest_at
 from dbtools.stats import collect as stats
 from tests.conftest import Database
 from tests.report_fixture import T0, database, table
@@ -60,7 +61,8 @@ def scalar(db: Database, query: str) -> int:
 def read_health(db: Database) -> HealthInput:
     with db.connect() as conn:
         snapshot = stats.collect(conn)
-        return health.health_input(snapshot, health.read_catalog(conn))
+        expected = manifest_at(snapshot.header.alembic_revision).table_settings
+        return health.health_input(snapshot, health.read_catalog(conn), expected_settings=expected)
 
 
 def findings(rule: Rule[HealthInput], data: HealthInput) -> set[tuple[str, str]]:
@@ -215,7 +217,8 @@ def test_server_autovacuum_off_is_critical() -> None:
 
 
 def test_expected_settings_on_a_missing_table() -> None:
-    data = dataclasses.replace(constructed(), tables=())
+    expected = manifest_at("0003").table_settings
+    data = dataclasses.replace(constructed(), tables=(), expected_settings=expected)
     found = health.autovacuum_settings(data)
     assert {f.subject for f in found} == {
         "public.flight_offers", "public.flight_search_cache", "public.trip_requests"

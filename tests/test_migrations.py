@@ -15,12 +15,8 @@ import psycopg
 import pytest
 
 from dbtools.schema.dump import diff, dump_schema
-from dbtools.schema.objects import (
-    AUTOVACUUM_SETTINGS,
-    BATCH_INDEXES,
-    MONITORING_SCHEMA,
-    MONITORING_TABLES,
-)
+from dbtools.schema.manifest import manifest_at
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.schema.revisions import (
     downgrade,
     head_revision,
@@ -33,6 +29,10 @@ from tests.helpers import REPO
 
 REVISIONS = ["0001", "0002", "0003"]
 HEAD_REVISION = REVISIONS[-1]
+HEAD = manifest_at(HEAD_REVISION)
+BATCH_INDEXES = HEAD.batch_indexes
+AUTOVACUUM_SETTINGS = HEAD.table_settings
+MONITORING_TABLES = HEAD.monitoring_tables
 
 
 def alembic(dsn: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

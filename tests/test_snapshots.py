@@ -13,7 +13,8 @@ import pytest
 
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
-from dbtools.schema import objects
+from dbtools.schema import monitoring
+from dbtools.schema.manifest import manifest_at
 from dbtools.schema.revisions import head_revision
 from dbtools.stats import collect as stats
 from dbtools.stats import snapshots
@@ -33,15 +34,23 @@ from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, snapshot_co
 PROBE = "SELECT %s::int + 1 AS collection_probe"
 
 
-def test_row_dataclasses_are_the_monitoring_tables_columns() -> None:
+def test_row_dataclasses_are_the_monitoring_tables_columns(migrated_database: Database) -> None:
+    def columns(table: str) -> tuple[str, ...]:
+        rows = migrated_database.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (monitoring.MONITORING_SCHEMA, table),
+        )
+        return tuple(name for (name,) in rows)
+
     for row_type, table in (
-        (StatementRow, objects.statement_stats),
-        (TableRow, objects.table_stats),
-        (IndexRow, objects.index_stats),
-        (DatabaseRow, objects.database_stats),
+        (StatementRow, monitoring.STATEMENT_STATS),
+        (TableRow, monitoring.TABLE_STATS),
+        (IndexRow, monitoring.INDEX_STATS),
+        (DatabaseRow, monitoring.DATABASE_STATS),
     ):
-        assert column_names(row_type) == tuple(c.name for c in table.columns)[1:], table.name
-    assert column_names(SnapshotHeader) == tuple(c.name for c in objects.snapshots.columns)
+        assert ("snapshot_id", *column_names(row_type)) == columns(table), table
+    assert column_names(SnapshotHeader) == columns(monitoring.SNAPSHOTS)
 
 
 def _probe_calls(snapshot: Snapshot) -> int:
@@ -87,13 +96,16 @@ def test_collection_of_tables_indexes_and_validity(migrated_database: Database) 
         snap = stats.collect(conn)
     tables = {f"{t.schemaname}.{t.relname}": t for t in snap.tables}
     indexes = {f"{i.schemaname}.{i.indexrelname}": i for i in snap.indexes}
-    for spec in objects.AUTOVACUUM_SETTINGS:
+    head = manifest_at("head")
+    for spec in head.table_settings:
         assert tables[spec.qualified_table].options == dict(spec.settings)
-    for index in objects.BATCH_INDEXES:
+    for index in head.batch_indexes:
         row = indexes[index.qualified_name]
         assert row.is_valid and row.is_ready and not row.backs_constraint
-        assert row.key_columns == [column.split()[0] for column in index.columns]
-        assert row.include_columns == list(index.include)
+        assert row.definition == index.definition
+    active = indexes["public.ix_trip_requests_active_batch"]
+    assert active.key_columns == ["id"]
+    assert active.include_columns == ["search_key", "traveler_id", "max_price"]
     pkey = indexes["public.trip_requests_pkey"]
     assert pkey.is_primary and pkey.backs_constraint
     assert snap.header.alembic_revision == head_revision()
@@ -156,7 +168,8 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
         assert all(SQL_MARKER in text for text in toplevel), toplevel
     assert sum(c for t, c in small.items() if stats.RI_MARKER not in t) == 3
     assert sum(c for t, c in large.items() if stats.RI_MARKER not in t) == 3
-    assert sum(verified.values()) == 9
+    # verify: the server facts and the revision, the objects its manifest names, the windows.
+    assert sum(verified.values()) == 10
 
 
 def test_reused_label_is_refused_and_nothing_written(migrated_database: Database) -> None:

@@ -1,8 +1,9 @@
 """Named objects in the catalog, and the database's Alembic revision (the one place that reads
-it): read in one query each."""
+it): read in one query each; identifiers quoted and split as PostgreSQL does."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,38 @@ import psycopg
 from psycopg.rows import class_row
 
 from dbtools.db.connection import SQL_MARKER
+
+# An identifier as SQL text writes it: quoted (quotes doubled inside), or a bare word.
+IDENTIFIER = re.compile(r'"(?:[^"]|"")+"|[^".\s]+')
+
+
+def quote_ident(name: str) -> str:
+    """Quote *name* as a PostgreSQL identifier (only when needed, as ``quote_ident`` does)."""
+    if name.isidentifier() and name == name.lower() and name.isascii():
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, name: str) -> str:
+    """``schema.name``, each part quoted when needed."""
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def unquote_ident(text: str) -> str:
+    """An identifier as SQL text writes it (``"My Table"``, ``orders``) back to its name."""
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """``schema.name`` (as ``qualified`` writes it) back into its unquoted parts.
+
+    Raises ``ValueError`` when *name* is not a schema-qualified identifier.
+    """
+    parts = IDENTIFIER.findall(name)
+    if len(parts) != 2 or ".".join(parts) != name:
+        raise ValueError(f"not a schema-qualified name: {name!r}")
+    return unquote_ident(parts[0]), unquote_ident(parts[1])
+
 
 ALEMBIC_VERSION_TABLE = "public.alembic_version"
 ALEMBIC_TABLE_SQL = f"SELECT {SQL_MARKER} to_regclass('{ALEMBIC_VERSION_TABLE}') IS NOT NULL"

@@ -37,6 +37,7 @@ from dbtools.report.model import (
     period_from_window,
 )
 from dbtools.report.model import build_report as build_report
+from dbtools.schema.manifest import manifest_at
 from dbtools.stats import collect as stats
 from dbtools.stats.snapshots import load_windows, parse_window
 
@@ -98,10 +99,12 @@ def load_input(
     target: str = "",
 ) -> ReportInput:
     """Read a report's input on *conn*: the stored *windows* ((name, ``W`` or ``A..B``) pairs;
-    none: the live statistics) and the catalog facts health needs.
+    none: the live statistics), the catalog facts health needs, and the manifest of the revision
+    the latest snapshot was taken at (what its tables' settings are judged against).
 
     Raises ``UsageError`` for malformed or unknown labels, ``PrerequisiteMissing`` without
-    pg_stat_statements (live) or the monitoring tables (windows).
+    pg_stat_statements (live) or the monitoring tables (windows), ``ConfigError`` for a revision
+    the migrations do not know.
     """
     refs = [parse_window(reference) for _, reference in windows]
     with translated_errors("reading statistics"):
@@ -116,7 +119,8 @@ def load_input(
             periods = (period_from_snapshot(state),)
         catalog = health.read_catalog(conn)
     source: Source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
-    return ReportInput(source, periods, state, catalog, target)
+    manifest = manifest_at(state.header.alembic_revision)
+    return ReportInput(source, periods, state, catalog, target, manifest)
 
 
 def make_report(

@@ -10,6 +10,7 @@ Consecutive snapshots make a step only when their counters are comparable (same 
 server restart, no pg_stat_statements reset or eviction in between), as ``stats.measures`` demands of
 a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's polling is left out of what
 dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for the dashboard's time range.
+The tables the panels read are checked against the head revision's manifest.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbtools.db.connection import SQL_MARKER
-from dbtools.schema import objects
+from dbtools.errors import ConfigError
+from dbtools.schema import monitoring
+from dbtools.schema.manifest import Manifest, manifest_at
+from dbtools.schema.monitoring import monitoring_table
 from dbtools.sqltext.parse import TRANSACTION_CONTROL_PATTERN
 from dbtools.stats.measures import application_schema_sql
 from dbtools.verify.thresholds import Thresholds
@@ -33,16 +37,21 @@ GRID_WIDTH = 12
 GRID_HEIGHT = 8
 
 
-def _table(table: Any) -> str:
-    return objects.qualified(objects.MONITORING_SCHEMA, table.name)
-
-
-SNAPSHOTS = _table(objects.snapshots)
-STATEMENT_STATS = _table(objects.statement_stats)
-INDEX_STATS = _table(objects.index_stats)
-DATABASE_STATS = _table(objects.database_stats)
-REQUEST_METRICS = _table(objects.request_metrics)
-APP_METRICS = _table(objects.app_metrics)
+SNAPSHOTS = monitoring_table(monitoring.SNAPSHOTS)
+STATEMENT_STATS = monitoring_table(monitoring.STATEMENT_STATS)
+INDEX_STATS = monitoring_table(monitoring.INDEX_STATS)
+DATABASE_STATS = monitoring_table(monitoring.DATABASE_STATS)
+REQUEST_METRICS = monitoring_table(monitoring.REQUEST_METRICS)
+APP_METRICS = monitoring_table(monitoring.APP_METRICS)
+# What the panels read; the revision the dashboard is made for must create every one.
+TABLES_READ = (
+    SNAPSHOTS,
+    STATEMENT_STATS,
+    INDEX_STATS,
+    DATABASE_STATS,
+    REQUEST_METRICS,
+    APP_METRICS,
+)
 
 # Transaction control is not a query (verify counts it apart); nested statements are not sent.
 _APPLICATION_STATEMENT = rf"t.toplevel AND t.query !~* '^\s*{TRANSACTION_CONTROL_PATTERN}\y'"
@@ -164,8 +173,21 @@ class Panel:
     maximum: float | None = None
 
 
-def panels(thresholds: Thresholds | None = None) -> tuple[Panel, ...]:
-    """The dashboard's panels, with *thresholds* (default: the guide's) as their steps."""
+def panels(
+    thresholds: Thresholds | None = None, *, manifest: Manifest | None = None
+) -> tuple[Panel, ...]:
+    """The dashboard's panels, with *thresholds* (default: the guide's) as their steps.
+
+    Their SQL reads monitoring tables that *manifest* must list (default: the head revision's,
+    as the dashboard has no database to ask); ``ConfigError`` names the first it lacks.
+    """
+    expected = manifest if manifest is not None else manifest_at("head")
+    missing = [table for table in TABLES_READ if table not in expected.tables]
+    if missing:
+        raise ConfigError(
+            f"the dashboard reads {missing[0]}, which revision "
+            f"{expected.revision or 'base'} does not create"
+        )
     t = thresholds or Thresholds()
     return (
         Panel(

@@ -1,11 +1,11 @@
 """Index and autovacuum health: small pure rules over the typed statistics rows.
 
-The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys and
-the server's autovacuum settings) and return ``dbtools.findings.Finding``s (status
-``critical``, ``warning`` or ``info``, and a ``fix``: what a DBA would run or check next);
-``INDEX_RULES`` and ``AUTOVACUUM_RULES`` list them. Usage counters are the snapshot's own
-(cumulative since the statistics were last reset), as a DBA judges "unused": a short window
-proves nothing.
+The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys, the
+server's autovacuum settings, and the per-table settings the snapshot's revision sets, from its
+manifest) and return ``dbtools.findings.Finding``s (status ``critical``, ``warning`` or
+``info``, and a ``fix``: what a DBA would run or check next); ``INDEX_RULES`` and
+``AUTOVACUUM_RULES`` list them. Usage counters are the snapshot's own (cumulative since the
+statistics were last reset), as a DBA judges "unused": a short window proves nothing.
 
 What the snapshots do not hold (foreign keys, server settings) ``read_catalog`` reads in two
 queries, whatever the number of tables.
@@ -13,7 +13,7 @@ queries, whatever the number of tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,10 +21,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
 from dbtools.findings import Finding, Rule, Status, rule, run_rules, worst_first
 from dbtools.output import byte_size
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS, AutovacuumSpec, qualified
+from dbtools.schema.manifest import TableSettings, setting_differences
 from dbtools.stats.measures import application_rows
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 
@@ -130,14 +131,19 @@ class HealthInput:
     database: DatabaseRow | None = None
     catalog: Catalog = field(default_factory=Catalog)
     settings: HealthSettings = field(default_factory=HealthSettings)
-    expected_settings: tuple[AutovacuumSpec, ...] = AUTOVACUUM_SETTINGS
+    expected_settings: tuple[TableSettings, ...] = ()  # the revision's, from its manifest
 
 
 def health_input(
-    snapshot: Snapshot, catalog: Catalog, settings: HealthSettings | None = None
+    snapshot: Snapshot,
+    catalog: Catalog,
+    settings: HealthSettings | None = None,
+    *,
+    expected_settings: Sequence[TableSettings],
 ) -> HealthInput:
     """What the rules read about *snapshot*: the application's tables, indexes and foreign keys
-    (``stats.measures.is_application``: dbtools' monitoring schema left out), as of its time."""
+    (``stats.measures.is_application``: dbtools' monitoring schema left out), as of its time, and
+    the per-table settings its revision sets (``manifest_at(revision).table_settings``)."""
     return HealthInput(
         as_of=snapshot.header.taken_at,
         tables=application_rows(snapshot.tables),
@@ -145,6 +151,7 @@ def health_input(
         database=snapshot.database,
         catalog=Catalog(application_rows(catalog.foreign_keys), catalog.autovacuum),
         settings=settings or HealthSettings(),
+        expected_settings=tuple(expected_settings),
     )
 
 
@@ -475,11 +482,11 @@ def stale_statistics(data: HealthInput) -> list[Finding]:
 
 @rule("autovacuum_settings")
 def autovacuum_settings(data: HealthInput) -> list[Finding]:
-    """The per-table settings the migrations set (``objects.AUTOVACUUM_SETTINGS``), as found."""
-    tables = {(row.schemaname, row.relname): row for row in data.tables}
+    """The per-table settings the snapshot's revision sets (its manifest), as found."""
+    tables = {table_name(row): row for row in data.tables}
     findings = []
     for spec in data.expected_settings:
-        row = tables.get((spec.schema, spec.table))
+        row = tables.get(spec.qualified_table)
         if row is None:
             findings.append(
                 Finding(
@@ -491,14 +498,13 @@ def autovacuum_settings(data: HealthInput) -> list[Finding]:
                 )
             )
             continue
-        options = row.options
-        wrong = {k: v for k, v in spec.settings.items() if options.get(k) != v}
+        wrong = sorted(setting_differences(spec, row.options), key=lambda d: d.option)
         if not wrong:
             continue
         differences = ", ".join(
-            f"{k} = {options.get(k, '(default)')} (expected {v})" for k, v in sorted(wrong.items())
+            f"{d.option} = {d.found or '(default)'} (expected {d.expected})" for d in wrong
         )
-        settings = ", ".join(f"{k} = {v}" for k, v in sorted(wrong.items()))
+        settings = ", ".join(f"{d.option} = {d.expected}" for d in wrong)
         findings.append(
             Finding(
                 "autovacuum_settings",

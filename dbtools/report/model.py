@@ -20,7 +20,7 @@ from dbtools.db.server import version_text
 from dbtools.findings import Finding
 from dbtools.output import SCHEMA_VERSIONS
 from dbtools.report import health
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS
+from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
 from dbtools.sqltext.families import Classifier, NPlusOne, StatementShape, is_n_plus_one
 from dbtools.stats.deltas import statement_key
 from dbtools.stats.measures import (
@@ -113,6 +113,7 @@ class ReportInput:
     state: Snapshot  # the latest snapshot: health is judged on it
     catalog: health.Catalog
     target: str  # where the data came from, without any password
+    manifest: Manifest  # what the state snapshot's revision sets up (``manifest_at``)
 
 
 # -- output: the report --------------------------------------------------------------------------
@@ -473,7 +474,9 @@ def build_report(
     suspects.sort(key=lambda suspect: order[suspect.fingerprint])
 
     state = data.state
-    health_input = health.health_input(state, data.catalog, options.health)
+    health_input = health.health_input(
+        state, data.catalog, options.health, expected_settings=data.manifest.table_settings
+    )
     summaries = tuple(_summary(p) for p in periods)
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
@@ -496,7 +499,7 @@ def build_report(
         table_hit_ratios=_table_hit_lines(periods),
         indexes=_index_lines(periods, health_input.indexes),
         index_health=tuple(health.index_health(health_input)),
-        autovacuum=_vacuum_lines(health_input.tables),
+        autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data),
     )
@@ -553,18 +556,20 @@ def _index_lines(periods: Sequence[Period], indexes: Iterable[IndexRow]) -> tupl
     return tuple(sorted(lines, key=lambda line: (line.table, line.index)))
 
 
-def _vacuum_lines(tables: Iterable[TableRow]) -> tuple[VacuumLine, ...]:
-    expected = {(spec.schema, spec.table): spec.settings for spec in AUTOVACUUM_SETTINGS}
+def _vacuum_lines(
+    tables: Iterable[TableRow], expected_settings: Iterable[TableSettings]
+) -> tuple[VacuumLine, ...]:
+    expected = {spec.qualified_table: spec for spec in expected_settings}
     lines = []
     for row in tables:
-        wanted = expected.get((row.schemaname, row.relname))
+        wanted = expected.get(health.table_name(row))
         options = row.options
         status: Literal["ok", "differs", "not declared"] = (
             "not declared"
             if wanted is None
-            else "ok"
-            if all(options.get(k) == v for k, v in wanted.items())
             else "differs"
+            if setting_differences(wanted, options)
+            else "ok"
         )
         lines.append(
             VacuumLine(

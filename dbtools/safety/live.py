@@ -14,7 +14,7 @@ from psycopg.rows import class_row
 from dbtools.db.catalog import ALEMBIC_VERSION_TABLE, read_alembic_revision
 from dbtools.db.connection import describe, session
 from dbtools.errors import UsageError
-from dbtools.schema.objects import setting_changes
+from dbtools.schema.monitoring import SETTING_CHANGES, monitoring_table
 
 RELATIONS_SQL = """
 SELECT r.name,
@@ -89,7 +89,7 @@ def user_tables(conn: psycopg.Connection[Any]) -> list[UserTable]:
 # not application data: a freshly migrated database has them.
 BOOKKEEPING_TABLES = (
     ALEMBIC_VERSION_TABLE,
-    f"{setting_changes.schema}.{setting_changes.name}",
+    monitoring_table(SETTING_CHANGES),
 )
 
 

@@ -14,7 +14,9 @@ revisions.
 * Storage parameters set with the previous values recorded, so a downgrade restores exactly what
   was there (SET the keys that had values, RESET the keys that had none).
 
-Every helper also renders plain SQL in offline mode (``alembic upgrade head --sql``).
+Every helper also renders plain SQL in offline mode (``alembic upgrade head --sql``). The revisions
+pass them their own frozen definitions (``dbtools.schema.manifest.IndexDefinition``,
+``TableSettings``), never a declaration that could change under an applied revision.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from dbtools.errors import MigrationError
-from dbtools.schema.objects import MONITORING_SCHEMA, AutovacuumSpec, IndexSpec
+from dbtools.schema.manifest import IndexDefinition, TableSettings
+from dbtools.schema.monitoring import SETTING_CHANGES, monitoring_table
 
 log = logging.getLogger("dbtools.schema.online")
 
@@ -249,7 +252,7 @@ _INDEX_STATE_SQL = sa.text(
 )
 
 
-def index_state(connection: Connection, spec: IndexSpec) -> str:
+def index_state(connection: Connection, spec: IndexDefinition) -> str:
     """``"absent"``, ``"valid"`` or ``"invalid"`` (a failed concurrent build's leftover)."""
     healthy = connection.execute(
         _INDEX_STATE_SQL, {"schema": spec.schema, "name": spec.name}
@@ -259,7 +262,7 @@ def index_state(connection: Connection, spec: IndexSpec) -> str:
     return "valid" if healthy else "invalid"
 
 
-def build_index_concurrently(spec: IndexSpec) -> bool:
+def build_index_concurrently(spec: IndexDefinition) -> bool:
     """Build *spec* with CREATE INDEX CONCURRENTLY; return True if this call built it.
 
     Online: an existing valid index is kept; an invalid leftover (from a build that was cancelled,
@@ -306,7 +309,7 @@ def build_index_concurrently(spec: IndexSpec) -> bool:
         return built
 
 
-def drop_index_concurrently(spec: IndexSpec) -> None:
+def drop_index_concurrently(spec: IndexDefinition) -> None:
     """DROP INDEX CONCURRENTLY IF EXISTS, with the lock retry policy."""
     context = op.get_context()
     with context.autocommit_block():
@@ -316,7 +319,7 @@ def drop_index_concurrently(spec: IndexSpec) -> None:
         _execute_retrying(op.get_bind(), spec.drop_sql(), spec.qualified_table, settings())
 
 
-def undo_index_builds(built: Sequence[IndexSpec]) -> None:
+def undo_index_builds(built: Sequence[IndexDefinition]) -> None:
     """Drop the indexes this upgrade attempt built, so a failed upgrade leaves no trace."""
     if not built or op.get_context().as_sql:
         return
@@ -332,7 +335,7 @@ def _execute_retrying(
     )
 
 
-def _assert_valid_sql(spec: IndexSpec) -> str:
+def _assert_valid_sql(spec: IndexDefinition) -> str:
     return f"""DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = '{spec.qualified_name}'::regclass
@@ -344,10 +347,10 @@ END $$"""
 
 # -- storage parameters with exact undo ----------------------------------------------------------
 
-_LOG = f"{MONITORING_SCHEMA}.setting_changes"
+_LOG = monitoring_table(SETTING_CHANGES)
 
 
-def set_storage_parameters(revision: str, specs: Iterable[AutovacuumSpec]) -> None:
+def set_storage_parameters(revision: str, specs: Iterable[TableSettings]) -> None:
     """Record each key's current value in the settings log, then ALTER TABLE … SET (…).
 
     One savepoint per table, retried on lock timeouts; runs inside the revision's transaction.
@@ -370,7 +373,7 @@ def set_storage_parameters(revision: str, specs: Iterable[AutovacuumSpec]) -> No
         retry_on_lock_timeout(apply, what=f"table {spec.qualified_table}", config=config)
 
 
-def restore_storage_parameters(revision: str, specs: Sequence[AutovacuumSpec]) -> None:
+def restore_storage_parameters(revision: str, specs: Sequence[TableSettings]) -> None:
     """Undo ``set_storage_parameters`` exactly, table by table in reverse order: SET each key
     that had a value before *revision* back to it, RESET each key that had none; then clear the
     revision's rows from the settings log. Keys nobody recorded (a DBA's fillfactor) are untouched.
@@ -392,7 +395,7 @@ def restore_storage_parameters(revision: str, specs: Sequence[AutovacuumSpec]) -
     op.execute(f"DELETE FROM {_LOG} WHERE revision = '{revision}'")
 
 
-def _record_sql(revision: str, spec: AutovacuumSpec) -> str:
+def _record_sql(revision: str, spec: TableSettings) -> str:
     values = ", ".join(f"('{key}', '{value}')" for key, value in spec.settings.items())
     return f"""INSERT INTO {_LOG} (revision, relation, option_name, old_value, new_value)
 SELECT '{revision}', '{spec.qualified_table}', k.name, o.option_value, k.value
@@ -402,12 +405,12 @@ LEFT JOIN pg_options_to_table(
 ) AS o ON o.option_name = k.name"""
 
 
-def _set_sql(spec: AutovacuumSpec) -> str:
+def _set_sql(spec: TableSettings) -> str:
     pairs = ", ".join(f"{key} = {value}" for key, value in spec.settings.items())
     return f"ALTER TABLE {spec.qualified_table} SET ({pairs})"
 
 
-def _restore_sql(revision: str, spec: AutovacuumSpec) -> str:
+def _restore_sql(revision: str, spec: TableSettings) -> str:
     # Dynamic because the old values are only known to the database (offline SQL must work too);
     # no format() here: drivers would read its placeholders as query parameters.
     table = spec.qualified_table

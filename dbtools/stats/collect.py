@@ -15,8 +15,8 @@ dbtools' own statements never count: every statement dbtools sends carries
 (``<insufficient privilege>``, a NULL queryid) are counted in the header as ``hidden_statements``
 and ``hidden_calls``, never as zero. Nothing here resets statistics.
 
-The row dataclasses' field names are the column names of the ``perf_monitoring`` tables declared
-in ``dbtools.schema.objects`` (without ``snapshot_id``); ``dbtools.stats.snapshots`` stores and loads them.
+The row dataclasses' field names are the column names of the ``perf_monitoring`` tables that
+revision 0002 creates (without ``snapshot_id``); ``dbtools.stats.snapshots`` stores and loads them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from psycopg.rows import class_row, dict_row
 from dbtools.db.catalog import read_alembic_revision
 from dbtools.db.connection import SQL_MARKER
 from dbtools.db.server import ServerInfo, inspect_server
-from dbtools.schema.objects import MONITORING_SCHEMA
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.stats.columns import StatementColumns, statement_columns
 from dbtools.stats.rows import (
     DatabaseRow,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from dbtools.schema.objects import MONITORING_SCHEMA
+from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
 from dbtools.stats.rows import DatabaseRow, IndexRow, StatementRow, TableRow
 from dbtools.stats.snapshots import Window

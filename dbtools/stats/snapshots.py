@@ -26,7 +26,7 @@ from psycopg.rows import class_row
 from dbtools.db.catalog import read_alembic_revision
 from dbtools.db.connection import SQL_MARKER, connect, translated_errors
 from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
-from dbtools.schema import objects
+from dbtools.schema import monitoring
 from dbtools.schema.revisions import head_revision
 from dbtools.stats import collect as stats
 from dbtools.stats.columns import StatementColumns
@@ -48,15 +48,15 @@ MAX_LABEL_LENGTH = 200
 
 # The row type stored in each monitoring table, and the SELECT that collects it.
 _ROW_TABLES: tuple[tuple[type[Any], str], ...] = (
-    (StatementRow, objects.statement_stats.name),
-    (TableRow, objects.table_stats.name),
-    (IndexRow, objects.index_stats.name),
-    (DatabaseRow, objects.database_stats.name),
+    (StatementRow, monitoring.STATEMENT_STATS),
+    (TableRow, monitoring.TABLE_STATS),
+    (IndexRow, monitoring.INDEX_STATS),
+    (DatabaseRow, monitoring.DATABASE_STATS),
 )
 
 
 def _table(name: str) -> sql.Identifier:
-    return sql.Identifier(objects.MONITORING_SCHEMA, name)
+    return sql.Identifier(monitoring.MONITORING_SCHEMA, name)
 
 
 def _columns(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
@@ -116,11 +116,11 @@ FIND_HEADERS_SQL = sql.SQL(
 ).format(
     marker=sql.SQL(SQL_MARKER),
     columns=_columns(column_names(SnapshotHeader)),
-    snapshots=_table(objects.snapshots.name),
+    snapshots=_table(monitoring.SNAPSHOTS),
 )
 
 DELETE_SQL = sql.SQL("DELETE {marker} FROM {snapshots} WHERE label = %(label)s").format(
-    marker=sql.SQL(SQL_MARKER), snapshots=_table(objects.snapshots.name)
+    marker=sql.SQL(SQL_MARKER), snapshots=_table(monitoring.SNAPSHOTS)
 )
 
 REQUEST_TOTALS_SQL = sql.SQL(
@@ -136,7 +136,7 @@ WHERE bucket_start >= %(start)s
   AND bucket_start + make_interval(secs => bucket_seconds) <= %(end)s
   AND (%(operation)s::text IS NULL OR operation = %(operation)s::text)
 """
-).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(objects.request_metrics.name))
+).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(monitoring.REQUEST_METRICS))
 
 
 def store_sql(columns: StatementColumns) -> sql.Composed:
@@ -184,23 +184,23 @@ FROM header h"""
         marker=sql.SQL(SQL_MARKER),
         statements=stats.statements_sql(columns),
         header=stats.header_sql(columns),
-        snapshots=_table(objects.snapshots.name),
+        snapshots=_table(monitoring.SNAPSHOTS),
         header_columns=_columns(
             ("label", *facts, "alembic_revision", "requests", "hidden_statements", "hidden_calls")
         ),
         facts=_columns(facts, "f"),
         inserts=sql.SQL(",\n").join(inserts),
-        stored_statements=sql.Identifier(f"stored_{objects.statement_stats.name}"),
-        stored_tables=sql.Identifier(f"stored_{objects.table_stats.name}"),
-        stored_indexes=sql.Identifier(f"stored_{objects.index_stats.name}"),
+        stored_statements=sql.Identifier(f"stored_{monitoring.STATEMENT_STATS}"),
+        stored_tables=sql.Identifier(f"stored_{monitoring.TABLE_STATS}"),
+        stored_indexes=sql.Identifier(f"stored_{monitoring.INDEX_STATS}"),
     )
 
 
 _PARAMETER_COLUMNS = {"label", "alembic_revision", "requests", "hidden_statements", "hidden_calls"}
 _SOURCES: dict[str, sql.SQL] = {
-    objects.table_stats.name: sql.SQL(stats.TABLES_SQL),
-    objects.index_stats.name: sql.SQL(stats.INDEXES_SQL),
-    objects.database_stats.name: sql.SQL(stats.DATABASE_SQL),
+    monitoring.TABLE_STATS: sql.SQL(stats.TABLES_SQL),
+    monitoring.INDEX_STATS: sql.SQL(stats.INDEXES_SQL),
+    monitoring.DATABASE_STATS: sql.SQL(stats.DATABASE_SQL),
 }
 
 
@@ -357,12 +357,12 @@ def load_snapshots(
     loaded = {}
     for header in headers:
         assert header.id is not None
-        databases = rows[objects.database_stats.name][header.id]
+        databases = rows[monitoring.DATABASE_STATS][header.id]
         loaded[header.id] = Snapshot(
             header=header,
-            statements=tuple(rows[objects.statement_stats.name][header.id]),
-            tables=tuple(rows[objects.table_stats.name][header.id]),
-            indexes=tuple(rows[objects.index_stats.name][header.id]),
+            statements=tuple(rows[monitoring.STATEMENT_STATS][header.id]),
+            tables=tuple(rows[monitoring.TABLE_STATS][header.id]),
+            indexes=tuple(rows[monitoring.INDEX_STATS][header.id]),
             database=databases[0] if databases else None,
         )
     return loaded

@@ -1,9 +1,10 @@
 """Verify's checks: one small pure function per rule, registered in ``RULES``.
 
 A rule reads the ``Evidence`` (both windows' measures, the live state of the objects the
-migrations create, the thresholds) and returns findings (``dbtools.findings``: the statuses, and
-``CHECK_NAMES`` derived from ``RULES``). A check whose data is missing says ``no data``; a window
-that cannot be trusted makes its checks ``untrusted``; neither is a pass.
+migrations create and the manifest of the database's revision, the thresholds) and returns
+findings (``dbtools.findings``: the statuses, and ``CHECK_NAMES`` derived from ``RULES``). A check
+whose data is missing says ``no data``; a window that cannot be trusted makes its checks
+``untrusted``; neither is a pass.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dbtools.findings import Finding, Rule, Status, check_names, rule
 from dbtools.output import percent
-from dbtools.schema.objects import AUTOVACUUM_SETTINGS, BATCH_INDEXES, MONITORING_TABLES
+from dbtools.schema.manifest import setting_differences
 from dbtools.stats.measures import WindowMeasures
 from dbtools.verify.live import LiveState
 from dbtools.verify.thresholds import Thresholds
@@ -170,12 +171,21 @@ def schema_at_head(e: Evidence) -> list[Finding]:
     return [Finding("schema_at_head", "fail", "alembic_version", f"{state}, head is {head}")]
 
 
+def _nothing_expected(check: str, what: str, e: Evidence) -> list[Finding]:
+    revision = e.live.alembic_revision or "base"
+    return [Finding(check, "pass", f"revision {revision}", f"no {what} expected at {revision}")]
+
+
 @rule("batch_indexes")
 def batch_indexes(e: Evidence) -> list[Finding]:
-    """Every batch index present, valid, ready, and used in the candidate window."""
+    """Every batch index of the database's revision present, valid, ready, and used in the
+    candidate window."""
+    expected = e.live.manifest.batch_indexes
+    if not expected:
+        return _nothing_expected("batch_indexes", "batch indexes", e)
     findings = []
-    for spec in BATCH_INDEXES:
-        name = f"{spec.schema}.{spec.name}"
+    for index in expected:
+        name = f"{index.schema}.{index.name}"
         state = e.live.indexes.get(name)
         if state is None:
             findings.append(Finding("batch_indexes", "fail", name, "missing"))
@@ -203,18 +213,20 @@ def batch_indexes(e: Evidence) -> list[Finding]:
 
 @rule("autovacuum_settings")
 def autovacuum_settings(e: Evidence) -> list[Finding]:
-    """Every expected per-table autovacuum setting in place."""
+    """Every per-table autovacuum setting of the database's revision in place."""
+    expected = e.live.manifest.table_settings
+    if not expected:
+        return _nothing_expected("autovacuum_settings", "autovacuum settings", e)
     findings = []
-    for spec in AUTOVACUUM_SETTINGS:
+    for spec in expected:
         name = f"{spec.schema}.{spec.table}"
         options = e.live.table_options.get(name)
         if options is None:
             findings.append(Finding("autovacuum_settings", "fail", name, "table missing"))
             continue
         wrong = [
-            f"{key} = {options.get(key, '(unset)')}, expected {value}"
-            for key, value in spec.settings.items()
-            if options.get(key) != value
+            f"{d.option} = {d.found or '(unset)'}, expected {d.expected}"
+            for d in setting_differences(spec, options)
         ]
         if wrong:
             findings.append(Finding("autovacuum_settings", "fail", name, "; ".join(wrong)))
@@ -226,13 +238,14 @@ def autovacuum_settings(e: Evidence) -> list[Finding]:
 
 @rule("monitoring_tables")
 def monitoring_tables(e: Evidence) -> list[Finding]:
-    """Every monitoring table present."""
-    missing = [name for name in MONITORING_TABLES if name not in e.live.monitoring_tables]
+    """Every monitoring table of the database's revision present."""
+    expected = e.live.manifest.monitoring_tables
+    missing = [name for name in expected if name not in e.live.monitoring_tables]
     if missing:
         return [Finding("monitoring_tables", "fail", "perf_monitoring",
                         f"missing: {', '.join(missing)}")]  # fmt: skip
     return [Finding("monitoring_tables", "pass", "perf_monitoring",
-                    f"{len(MONITORING_TABLES)} tables present")]  # fmt: skip
+                    f"{len(expected)} tables present")]  # fmt: skip
 
 
 RULES: tuple[Rule[Evidence], ...] = (

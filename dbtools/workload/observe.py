@@ -2,7 +2,8 @@
 
 These read-only questions back the tests and the benchmark: counting the application's
 statements in pg_stat_statements (by their ``flight_search:`` tags) and checking that each
-batched statement is served by the batch index declared for the table it reads.
+batched statement is served by the batch index that the database's revision (its manifest) has
+for the table it reads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from dbtools.db.connection import SQL_MARKER, session
-from dbtools.schema.objects import BATCH_INDEXES
+from dbtools.schema.manifest import database_manifest
 from dbtools.workload import queries
 from dbtools.workload.access import SearchRequest
 
@@ -70,13 +71,13 @@ def batched_plans(dsn: str, requests: Sequence[SearchRequest]) -> list[Statement
     Each statement is planned twice: with the batch's values (a custom plan) and as a generic
     plan (what a prepared statement may switch to after a few executions).
     """
-    by_table = {spec.table: spec.name for spec in BATCH_INDEXES}
     params = {
         "trip_request_ids": sorted({request.trip_request_id for request in requests}),
         "search_keys": sorted({request.search.search_key for request in requests}),
     }
     plans = []
     with session(dsn) as conn:
+        by_table = {index.table: index.name for index in database_manifest(conn).batch_indexes}
         for statement in (queries.LOAD_TRIPS_BATCH, queries.LOOKUP_OFFERS_BATCH):
             expected = tuple(by_table[table] for table in statement.reads if table in by_table)
             for generic in (False, True):

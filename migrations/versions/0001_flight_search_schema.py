@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from dbtools.schema.manifest import IndexDefinition, Manifest
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -108,6 +110,31 @@ INDEXES = (
     "CREATE INDEX ix_trip_requests_traveler_id ON public.trip_requests (traveler_id)",
     "CREATE INDEX ix_bookings_trip_request_id ON public.bookings (trip_request_id)",
     "CREATE INDEX ix_bookings_flight_offer_id ON public.bookings (flight_offer_id)",
+)
+
+# What this revision creates (tests/test_manifests.py compares it with the catalog).
+MANIFEST = Manifest(
+    tables=tuple(f"public.{table}" for table in TABLES),
+    indexes=tuple(
+        IndexDefinition(definition)
+        for definition in (
+            "CREATE UNIQUE INDEX travelers_pkey ON public.travelers USING btree (id)",
+            "CREATE UNIQUE INDEX uq_travelers_email ON public.travelers USING btree (email)",
+            "CREATE UNIQUE INDEX trip_requests_pkey ON public.trip_requests USING btree (id)",
+            "CREATE UNIQUE INDEX flight_offers_pkey ON public.flight_offers USING btree (id)",
+            "CREATE UNIQUE INDEX uq_flight_offers_trip_offer ON public.flight_offers "
+            "USING btree (trip_request_id, offer_key)",
+            "CREATE UNIQUE INDEX flight_search_cache_pkey ON public.flight_search_cache "
+            "USING btree (id)",
+            "CREATE UNIQUE INDEX bookings_pkey ON public.bookings USING btree (id)",
+            "CREATE INDEX ix_trip_requests_traveler_id ON public.trip_requests "
+            "USING btree (traveler_id)",
+            "CREATE INDEX ix_bookings_trip_request_id ON public.bookings "
+            "USING btree (trip_request_id)",
+            "CREATE INDEX ix_bookings_flight_offer_id ON public.bookings "
+            "USING btree (flight_offer_id)",
+        )
+    ),
 )
 
 

@@ -1,0 +1,25 @@
+"""The names dbtools reads and writes in its monitoring schema.
+
+Revision 0002 creates the schema (its DDL is written in the revision); which of these tables a
+database has is its revision's manifest (``dbtools.schema.manifest``).
+"""
+
+from __future__ import annotations
+
+from dbtools.db.catalog import qualified
+
+MONITORING_SCHEMA = "perf_monitoring"
+
+SNAPSHOTS = "snapshots"
+STATEMENT_STATS = "statement_stats"
+TABLE_STATS = "table_stats"
+INDEX_STATS = "index_stats"
+DATABASE_STATS = "database_stats"
+REQUEST_METRICS = "request_metrics"
+APP_METRICS = "app_metrics"
+SETTING_CHANGES = "setting_changes"
+
+
+def monitoring_table(name: str) -> str:
+    """*name* qualified with the monitoring schema, as SQL text needs it."""
+    return qualified(MONITORING_SCHEMA, name)
