@@ -60,7 +60,7 @@ class DemoConfig:
     seed: int = 1
     dataset: Dataset = field(default_factory=Dataset)
     output_dir: Path = DEFAULT_DIRECTORY
-    pg_bin: str | None = None
+    pg_bin: str | Path | None = None
 
     def workload(self, path: str) -> WorkloadConfig:
         return WorkloadConfig(

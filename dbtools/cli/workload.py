@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ from tabulate import tabulate
 
 from dbtools.cli.options import dsn_option, format_option
 from dbtools.db.connection import resolve_dsn
+from dbtools.output import json_document
 from dbtools.workload import (
     DataPath,
     Dataset,
@@ -22,7 +22,6 @@ from dbtools.workload import (
 )
 from dbtools.workload.runner import PLAN_CACHE_MODES
 
-JSON_SCHEMA_VERSION = 1
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = Dataset()
 _CONFIG_DEFAULTS = WorkloadConfig()
@@ -92,7 +91,7 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
         "elapsed_s": round(summary.elapsed_s, 2),
     }
     if output_format == "json":
-        click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **figures}, indent=2))
+        click.echo(json_document("workload-seed", figures), nl=False)
     else:
         click.echo(tabulate(figures.items(), headers=["seeded", ""], tablefmt="simple"))
 
@@ -219,7 +218,7 @@ def run(
     )
     summary = run_workload(resolve_dsn(dsn), config).summary()
     if output_format == "json":
-        click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **summary}, indent=2))
+        click.echo(json_document("workload-run", summary), nl=False)
         return
     click.echo(tabulate([(key, _show(value)) for key, value in summary.items()], tablefmt="simple"))
 

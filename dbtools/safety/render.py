@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tabulate import tabulate
 
+from dbtools.output import json_document
 from dbtools.safety.lint import LintResult
 from dbtools.safety.plan import DowngradePlan, Relation, RevisionPlan, Step
 from dbtools.safety.rehearse import Rehearsal
-
-SCHEMA_VERSION = 1
-
 
 # -- shared ----------------------------------------------------------------------------------------
 
@@ -37,7 +34,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def dump_json(kind: str, payload: dict[str, Any]) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION, "kind": kind, **payload}, indent=2) + "\n"
+    return json_document(kind, payload)
 
 
 def markdown_table(
