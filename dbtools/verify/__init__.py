@@ -14,6 +14,7 @@ number of statements, tables or indexes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,8 @@ from dbtools.verify.rules import (
     run_rules,
 )
 from dbtools.verify.thresholds import Thresholds
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_SCOPE = Scope()
@@ -110,6 +113,7 @@ def evaluate(
             f"({b.database_name}, {c.database_name})"
         )
     reduction = query_reduction(before, after)
+    log.info("judging %s against %s", candidate.ref, baseline.ref)
     evidence = Evidence(before, after, reduction, live, thresholds, tuple(comparison))
     return VerifyResult(
         database=c.database_name,
