@@ -1,9 +1,9 @@
 """What a statement's text says: its kind and the tables it touches (parsed with sqlglot).
 
 pg_stat_statements texts are normalised (``$1``, ``$2``…); they are padded before parsing
-because sqlglot reads ``($1,$2)`` as the start of a dollar-quoted string (postgres-facts.md).
-Parsing costs about 0.2 ms a statement: callers parse only what they need and results are cached
-by text.
+because sqlglot reads ``($1,$2)`` as the start of a dollar-quoted string (docs/postgresql.md,
+"sqlglot"). Parsing costs about 0.2 ms a statement: callers parse only what they need and
+results are cached by text.
 """
 
 from __future__ import annotations
