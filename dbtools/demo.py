@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dbtools.db.connection import describe, session
-from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
+from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.report import make_report, write_report
 from dbtools.safety.live import refuse_data
 from dbtools.safety.plan import build_plan
@@ -161,9 +161,11 @@ def _run(
     report_paths = tuple(write_report(report, fmt, config.output_dir) for fmt in ("html", "md"))
     on_step("dbtools downgrade-plan --to base")
     plan = build_plan("base", dsn=dsn)
-    plan_path = write_atomically(
-        timestamped_path("downgrade-plan-head-to-base", "md", config.output_dir),
+    plan_path = write_output(
         plan_markdown(plan),
+        Destination(directory=config.output_dir),
+        "downgrade-plan-head-to-base",
+        "md",
     )
     return DemoResult(
         target=str(describe(dsn)),

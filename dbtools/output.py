@@ -107,8 +107,11 @@ def write_output(
 ) -> Path:
     """Write *text* atomically to the file *destination* names (see ``Destination.file_for``).
 
-    Raises ``UsageError`` when it cannot be written (nothing is left behind then).
+    Raises ``UsageError`` when it cannot be written (nothing is left behind then). Standard
+    output (``--output -``) is the caller's to write.
     """
+    if destination.is_stdout:
+        raise ValueError("write_output writes files; print to standard output instead")
     path = destination.file_for(stem, suffix, now)
     try:
         write_atomically(path, text)
