@@ -6,8 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 # Every PostgreSQL major the suite runs on: the embedded 18 always, plus Debian's where present.
 EXTRA_PG_BINS := $(wildcard /usr/lib/postgresql/*/bin)
 PYTEST_ARGS ?=
+# The fast tier: every test that needs no PostgreSQL server (tests/test_tiers.py runs it with no
+# server binaries at all, to prove that it starts none).
+FAST_TIER := not server and not slow
 
-.PHONY: demo test lint format clean
+.PHONY: demo test test-fast lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,9 @@ test: $(STAMP)
 		echo "== PostgreSQL from $$bin"; \
 		DBTOOLS_TEST_PG_BIN=$$bin $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	done
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "$(FAST_TIER)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dbtools migrations tests benchmarks

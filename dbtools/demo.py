@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dbtools.db.connection import describe, session
-from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
+from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.report import make_report, write_report
 from dbtools.safety.live import refuse_data
 from dbtools.safety.plan import build_plan
@@ -60,7 +60,7 @@ class DemoConfig:
     seed: int = 1
     dataset: Dataset = field(default_factory=Dataset)
     output_dir: Path = DEFAULT_DIRECTORY
-    pg_bin: str | None = None
+    pg_bin: str | Path | None = None
 
     def workload(self, path: str) -> WorkloadConfig:
         return WorkloadConfig(
@@ -161,9 +161,11 @@ def _run(
     report_paths = tuple(write_report(report, fmt, config.output_dir) for fmt in ("html", "md"))
     on_step("dbtools downgrade-plan --to base")
     plan = build_plan("base", dsn=dsn)
-    plan_path = write_atomically(
-        timestamped_path("downgrade-plan-head-to-base", "md", config.output_dir),
+    plan_path = write_output(
         plan_markdown(plan),
+        Destination(directory=config.output_dir),
+        "downgrade-plan-head-to-base",
+        "md",
     )
     return DemoResult(
         target=str(describe(dsn)),

@@ -1,8 +1,14 @@
-"""What every renderer shares: where generated files land (a timestamped name, written
-atomically: a temporary file in the same directory, then a rename, so a reader never sees half a
-file and a failure leaves none), figures as text (percentages, numbers, byte sizes), Markdown
-table cells, and JSON documents (``to_jsonable``; ``schema_version`` and ``kind`` from one table,
-``SCHEMA_VERSIONS``)."""
+"""What every command and renderer shares: where generated files land, figures as text, Markdown
+table cells, and JSON documents.
+
+Files: a timestamped name, written atomically (a temporary file in the same directory, then a
+rename), so a reader never sees half a file and a failure leaves none. Every command that writes
+a file follows one convention (``Destination``): ``--output PATH``, or ``--output -`` for
+standard output, or a timestamped name in ``--output-dir`` (default ``reports/``).
+
+JSON: ``to_jsonable`` converts; every document carries ``schema_version`` and ``kind`` from one
+table, ``SCHEMA_VERSIONS`` (``json_document``, ``dump_json``).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,22 @@ import contextlib
 import dataclasses
 import enum
 import json
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dbtools.errors import UsageError
+
 DEFAULT_DIRECTORY = Path("reports")
+STDOUT = "-"
+
+log = logging.getLogger(__name__)
 
 
 def timestamped_path(
@@ -70,6 +83,17 @@ def percent(value: float | None, digits: int = 1, *, missing: str = NO_VALUE) ->
     return missing if value is None else f"{value * 100:.{digits}f}%"
 
 
+def beside(value: float, limits: Iterable[float], render: Callable[[float, int], str]) -> str:
+    """*value* rendered with the fewest decimals (one at least) at which it never reads as one of
+    the *limits* it differs from: 0.8497 beside 0.85 is ``84.97%``, not ``85.0%``."""
+    digits = 1
+    while digits < FLOAT_DIGITS and any(
+        value != limit and render(value, digits) == render(limit, digits) for limit in limits
+    ):
+        digits += 1
+    return render(value, digits)
+
+
 def signed_percent(value: float | None, *, missing: str = NO_VALUE) -> str:
     """A relative change as a signed whole percentage: ``0.5`` as ``+50%``."""
     return missing if value is None else f"{value * 100:+.0f}%"
@@ -116,6 +140,9 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "lint": 2,  # 2: findings share dbtools.findings' keys (check, status, …, location)
     "workload-seed": 1,
     "workload-run": 1,
+    "doctor": 1,
+    "snapshot": 1,
+    "capture": 1,
 }
 
 # Fields whose integers are shown as strings: 64-bit ids do not survive JavaScript's numbers.
@@ -158,3 +185,50 @@ def json_document(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
 def dump_json(kind: str, payload: Mapping[str, Any]) -> str:
     """The *kind* document of *payload* as indented JSON text, ending with a newline."""
     return json.dumps(json_document(kind, payload), indent=2, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a command's file goes: *path* (``-``: standard output), else a timestamped name in
+    *directory*."""
+
+    path: str | None = None
+    directory: Path = DEFAULT_DIRECTORY
+
+    @classmethod
+    def from_options(cls, output: str | None, output_dir: Path | None) -> Destination:
+        """From ``--output`` and ``--output-dir``; raises ``UsageError`` when both are given."""
+        if output is not None and output_dir is not None:
+            raise UsageError("give --output or --output-dir, not both")
+        if output is not None and not output.strip():
+            raise UsageError("--output needs a path, or - for standard output")
+        return cls(output, output_dir if output_dir is not None else DEFAULT_DIRECTORY)
+
+    @property
+    def is_stdout(self) -> bool:
+        return self.path == STDOUT
+
+    def file_for(self, stem: str, suffix: str, now: datetime | None = None) -> Path:
+        """The file to write: *path*, or ``<directory>/<stem>-<UTC time>.<suffix>``."""
+        if self.path is not None and not self.is_stdout:
+            return Path(self.path)
+        return timestamped_path(stem, suffix, self.directory, now)
+
+
+def write_output(
+    text: str, destination: Destination, stem: str, suffix: str, now: datetime | None = None
+) -> Path:
+    """Write *text* atomically to the file *destination* names (see ``Destination.file_for``).
+
+    Raises ``UsageError`` when it cannot be written (nothing is left behind then). Standard
+    output (``--output -``) is the caller's to write.
+    """
+    if destination.is_stdout:
+        raise ValueError("write_output writes files; print to standard output instead")
+    path = destination.file_for(stem, suffix, now)
+    try:
+        write_atomically(path, text)
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
+    log.info("written: %s", path)
+    return path

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -36,6 +37,8 @@ from pathlib import Path
 import psycopg
 
 from dbtools.errors import SandboxError
+
+log = logging.getLogger(__name__)
 
 SERVER_SETTINGS: Mapping[str, str] = {
     "shared_preload_libraries": "'pg_stat_statements'",
@@ -176,6 +179,7 @@ class Sandbox:
         except BaseException:
             self._stop_quietly()
             raise
+        log.info("sandbox started: PostgreSQL %d in %s", self.major, self.directory)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and wait until no process of it is left."""
@@ -193,6 +197,7 @@ class Sandbox:
         except SandboxError:
             _kill(pid, signal.SIGQUIT)
         _wait_gone(pid)
+        log.info("sandbox stopped: %s", self.directory)
 
     def destroy(self) -> None:
         """Stop the server and delete the sandbox directory."""

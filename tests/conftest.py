@@ -213,6 +213,18 @@ def migrated_database(pg_server: PgServer) -> Iterator[Database]:
         pg_server.drop_database(name)
 
 
+# Fixtures that start (or reach) the session's server: a test that uses one, directly or through
+# another fixture, is marked ``server``; ``make test-fast`` runs the tests without that mark.
+SERVER_FIXTURES = frozenset({"pg_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
     if os.environ.get("DBTOOLS_TEST_DSN"):

@@ -1,4 +1,5 @@
-"""Small helpers the tests share (processes, CLI runs)."""
+"""Small helpers the tests share: CLI runs, the usage-error contract, golden files, and whether a
+test's own server is running."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner, Result
 from dbtools.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -30,17 +32,40 @@ def run_dbtools(
     )  # fmt: skip
 
 
-def processes_using(path: Path) -> list[int]:
-    """Pids of live processes whose command line mentions *path* (a data directory)."""
-    found = []
-    needle = str(path).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append(int(entry.name))
-    return found
+def assert_usage_error(result: Result | subprocess.CompletedProcess[str], expected: str) -> str:
+    """The contract for bad input: exit code 2, nothing on stdout, and exactly one line on
+    stderr, ``Error: …`` containing *expected*, without a traceback. Returns that line."""
+    code = result.exit_code if isinstance(result, Result) else result.returncode
+    assert code == 2, (code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
+    assert expected in lines[0], lines
+    assert result.stdout == "", result.stdout
+    return lines[0]
+
+
+def check_golden(name: str, text: str) -> None:
+    """*text* must equal ``tests/golden/NAME``. ``UPDATE_GOLDEN=1`` rewrites the file instead
+    (then review the diff)."""
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{name} differs from its golden file (UPDATE_GOLDEN=1 regenerates it; review the diff)"
+    )
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    """The pid a server recorded in its own ``postmaster.pid`` (the test's data directory)."""
+    return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
+def server_alive(pid: int, data_dir: Path) -> bool:
+    """Whether *pid* is still the server of *data_dir*: only that pid's /proc entry is read, and
+    its command line must name *data_dir* (a reused pid belongs to someone else)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone (FileNotFoundError), or a process we may not look at
+        return False
+    return str(data_dir).encode() in cmdline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import click
@@ -11,7 +12,7 @@ from psycopg import conninfo
 from dbtools import __version__
 from dbtools.cli import cli
 from tests.conftest import Database, PgServer
-from tests.helpers import run_cli, run_dbtools
+from tests.helpers import assert_usage_error, run_cli, run_dbtools
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -52,11 +53,8 @@ def _closed_port() -> int:
 def test_unreachable_server_names_host_never_password() -> None:
     port = _closed_port()
     result = run_dbtools("doctor", "--dsn", f"postgresql://alice:Sup3rS3cret@127.0.0.1:{port}/app")
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith(f"Error: cannot connect to host 127.0.0.1 port {port} database app")
+    line = assert_usage_error(result, "")
+    assert line.startswith(f"Error: cannot connect to host 127.0.0.1 port {port} database app")
     assert "Sup3rS3cret" not in result.stderr
 
 
@@ -67,10 +65,8 @@ def test_wrong_password_exit_2_without_password(database: Database, pg_server: P
     try:
         dsn = pg_server.sandbox.tcp_dsn(database.name, "dbtools_pw_probe", "Wr0ngPassw0rd")
         result = run_dbtools("doctor", "--dsn", dsn)
-        assert result.returncode == 2, result.stderr
-        assert "password authentication failed" in result.stderr
-        assert "Wr0ngPassw0rd" not in result.stderr + result.stdout
-        assert len(result.stderr.strip().splitlines()) == 1
+        assert_usage_error(result, "password authentication failed")
+        assert "Wr0ngPassw0rd" not in result.stderr
     finally:
         database.execute("DROP ROLE dbtools_pw_probe")
 
@@ -89,9 +85,7 @@ def test_traceback_flag_shows_the_stack() -> None:
     "bad", ["mysql://u@h/db", "host=h port=5432 =oops", "postgresql://u@h:notaport/db"]
 )
 def test_malformed_dsn_is_a_usage_error(bad: str) -> None:
-    result = run_dbtools("doctor", "--dsn", bad)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("Error: ")
+    assert_usage_error(run_dbtools("doctor", "--dsn", bad), "")
 
 
 def _connection_forms(database: Database) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -117,3 +111,50 @@ def test_connection_settings_sources(database: Database, form: str) -> None:
     result = run_dbtools("doctor", *args, env={"DATABASE_URL": "", **env})
     assert result.returncode == 0, result.stderr
     assert f"database: {database.name} as role" in result.stdout
+
+
+def test_group_help_lists_every_exit_code() -> None:
+    text = run_cli("--help").output
+    for code, meaning in [("0", "success"), ("1", "checks found problems"),
+                          ("2", "usage, configuration or connection error"),
+                          ("3", "rollback threshold"), ("130", "interrupted (Ctrl-C, SIGTERM)")]:  # fmt: skip
+        assert any(line.split()[:1] == [code] and meaning in line for line in text.splitlines())
+
+
+def test_demo_dsn_help_says_what_happens_without_one() -> None:
+    text = " ".join(run_cli("demo", "--help").output.split())
+    assert "Without --dsn the demo starts a throwaway embedded PostgreSQL" in text
+    assert "$DATABASE_URL is never used" in text
+
+
+def test_doctor_json(database: Database) -> None:
+    result = run_cli("doctor", "--dsn", database.dsn, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (document["schema_version"], document["kind"], document["ok"]) == (1, "doctor", True)
+    assert document["server"]["database"] == database.name
+    assert [c["name"] for c in document["checks"]] == [
+        "server", "database", "pg_stat_statements preloaded", "pg_stat_statements created",
+        "reads all statistics",
+    ]  # fmt: skip
+    assert all(c["ok"] for c in document["checks"])
+
+
+def test_doctor_fails_without_the_extension(database: Database) -> None:
+    database.execute("DROP EXTENSION pg_stat_statements")
+    result = run_cli("doctor", "--dsn", database.dsn)
+    assert result.exit_code == 1
+    assert "FAIL  pg_stat_statements created: missing" in result.stdout.splitlines()
+
+
+def test_verbose_logs_progress_without_the_password(migrated_database: Database) -> None:
+    dsn = conninfo.make_conninfo(migrated_database.dsn, password="Pw-in-the-DSN")
+    quiet = run_dbtools("snapshot", "--label", "quiet", "--dsn", dsn)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    loud = run_dbtools("-v", "snapshot", "--label", "loud", "--dsn", dsn)
+    assert loud.returncode == 0, loud.stderr
+    lines = loud.stderr.splitlines()
+    assert lines[0].startswith("INFO dbtools.db.connection: connecting to host ")
+    assert lines[-1].startswith("INFO dbtools.stats.snapshots: snapshot 'loud' stored: ")
+    assert "Pw-in-the-DSN" not in loud.stderr

@@ -16,7 +16,7 @@ from dbtools.report.dashboard import DATASOURCE_TYPE, KMS_REUSE_METRIC, Panel, d
 from dbtools.stats import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
-from tests.helpers import run_cli
+from tests.helpers import assert_usage_error, run_cli
 from tests.snapshot_helpers import run_requests
 
 TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
@@ -143,12 +143,31 @@ def test_cli_writes_the_dashboard(tmp_path: Path) -> None:
         None, 250, 500, 1000,
     ]  # fmt: skip
     assert [p.name for p in out.parent.iterdir()] == ["dashboard.json"]  # no temporary left
-    stdout = run_cli("dashboard")
+    stdout = run_cli("dashboard", "--output", "-")
     assert json.loads(stdout.stdout)["uid"] == "dbtools-rollout"
+
+
+def test_cli_default_is_a_timestamped_file_in_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("dashboard")
+    assert result.exit_code == 0, result.stderr
+    (written,) = (tmp_path / "reports").iterdir()
+    assert re.fullmatch(r"dashboard-\d{8}T\d{6}Z\.json", written.name)
+    assert result.stdout == f"reports/{written.name}\n"
+    assert json.loads(written.read_text())["uid"] == "dbtools-rollout"
+
+
+def test_cli_output_and_output_dir_exclude_each_other(tmp_path: Path) -> None:
+    result = run_cli("dashboard", "-o", str(tmp_path / "d.json"), "--output-dir", str(tmp_path))
+    assert_usage_error(result, "give --output or --output-dir, not both")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_bad_config_is_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[verify]\nmax_p95_ms = 'fast'\n")
-    result = run_cli("dashboard", "--config", str(config))
-    assert result.exit_code == 2 and result.stderr.startswith("Error: ")
+    result = run_cli("dashboard", "--config", str(config), "--output-dir", str(tmp_path / "out"))
+    assert_usage_error(result, "max_p95_ms must be a number")
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,23 +15,28 @@ import pytest
 from dbtools.demo import DemoConfig, run_demo
 from dbtools.errors import UsageError
 from tests.conftest import Database
-from tests.helpers import REPO, run_dbtools
+from tests.helpers import REPO, assert_usage_error, postmaster_pid, run_dbtools, server_alive
 
 PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
 ENV = {"DBTOOLS_PG_BIN": PG_BIN} if PG_BIN else {}
 
 
-def postgres_pids() -> set[int]:
-    """Pids of every running postgres server process (postmasters and backends)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
+def start_demo(*args: str, tmpdir: Path) -> tuple[subprocess.Popen[str], Iterator[str], Path, int]:
+    """``dbtools demo ARGS`` in a child whose temporary directory is *tmpdir* (so its sandbox
+    lives there), read until its server is up: the child, the rest of its stderr lines, the
+    sandbox's data directory and its server's pid."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dbtools", "demo", *args],
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, **ENV, "TMPDIR": str(tmpdir)},
+    )  # fmt: skip
+    assert run.stderr is not None
+    lines = iter(run.stderr)
+    for line in lines:
+        if line.startswith("- alembic upgrade head"):
+            break
+    (data_dir,) = tmpdir.glob("dbtools-*/data")
+    return run, lines, data_dir, postmaster_pid(data_dir)
 
 
 def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
@@ -75,38 +81,38 @@ def test_demo_refuses_a_database_that_holds_data(migrated_database: Database) ->
     with pytest.raises(UsageError, match=r"holds data \(public.travelers\)"):
         run_demo(DemoConfig(requests=20), dsn=migrated_database.dsn)
     result = run_dbtools("demo", "--dsn", migrated_database.dsn)
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("Error: refusing to run the demo")
+    assert_usage_error(result, "Error: refusing to run the demo")
     assert migrated_database.execute("SELECT count(*) FROM perf_monitoring.snapshots") == [(0,)]
 
 
-def test_demo_command_runs_on_a_sandbox_and_leaves_no_process(tmp_path: Path) -> None:
-    before = postgres_pids()
-    result = run_dbtools(
-        "demo", "--requests", "200", "--output-dir", str(tmp_path), env=ENV, timeout=240
-    )
-    assert result.returncode == 0, result.stderr
-    assert "verdict: PASS (exit code 0)" in result.stdout
-    reduction = re.search(r"^query reduction: ([\d.]+)%$", result.stdout, re.M)
+@pytest.mark.server  # starts a sandbox of its own
+def test_demo_command_runs_on_a_sandbox_and_leaves_no_process(
+    tmp_path: Path, sandbox_dir: Path
+) -> None:
+    run, _, data_dir, pid = start_demo("--requests", "200", "--output-dir", str(tmp_path),
+                                       tmpdir=sandbox_dir)  # fmt: skip
+    assert server_alive(pid, data_dir)
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 0, err
+    assert "verdict: PASS (exit code 0)" in out
+    reduction = re.search(r"^query reduction: ([\d.]+)%$", out, re.M)
     assert reduction and float(reduction.group(1)) >= 85
-    assert sum(1 for line in result.stdout.splitlines() if line.startswith("written: ")) == 3
-    assert postgres_pids() <= before
+    assert sum(1 for line in out.splitlines() if line.startswith("written: ")) == 3
+    assert not server_alive(pid, data_dir)
+    assert list(sandbox_dir.iterdir()) == []
 
 
-def test_interrupted_demo_stops_its_server(tmp_path: Path) -> None:
-    before = postgres_pids()
-    run = subprocess.Popen(
-        [sys.executable, "-m", "dbtools", "demo", "--requests", "20000", "--output-dir", str(tmp_path)],
-        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, **ENV},
-    )  # fmt: skip
-    assert run.stderr is not None
-    for line in run.stderr:
+@pytest.mark.server  # starts a sandbox of its own
+def test_interrupted_demo_stops_its_server(tmp_path: Path, sandbox_dir: Path) -> None:
+    run, lines, data_dir, pid = start_demo("--requests", "20000", "--output-dir", str(tmp_path),
+                                           tmpdir=sandbox_dir)  # fmt: skip
+    for line in lines:
         if "baseline window" in line:
             break
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130, err
-    assert "interrupted: the sandbox was stopped" in err
-    assert postgres_pids() <= before
+    assert err.strip().splitlines()[-1] == "Error: demo interrupted: the sandbox was stopped"
+    assert not server_alive(pid, data_dir)
+    assert list(sandbox_dir.iterdir()) == []
     assert list(tmp_path.iterdir()) == []

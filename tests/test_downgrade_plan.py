@@ -4,7 +4,6 @@ order, locks and data-loss warnings, a live plan's sizes, and bad input."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,9 @@ from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.schema.revisions import downgrade, head_revision, offline_sql
 from dbtools.sqltext.split import read_offline_sql
 from tests.conftest import Database
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, assert_usage_error, check_golden, run_cli
 
-GOLDEN = Path(__file__).parent / "golden" / "downgrade_plan_head_to_base.md"
+GOLDEN = "downgrade_plan_head_to_base.md"
 BROKEN_INI = REPO / "tests" / "fixtures" / "broken_migrations" / "alembic.ini"
 OFFLINE = {"DATABASE_URL": ""}
 
@@ -31,11 +30,7 @@ def head_to_base() -> DowngradePlan:
 
 
 def test_head_to_base_plan_matches_the_golden_file(head_to_base: DowngradePlan) -> None:
-    """Regenerate after a deliberate change with DBTOOLS_UPDATE_GOLDEN=1, and review the diff."""
-    rendered = plan_markdown(head_to_base)
-    if os.environ.get("DBTOOLS_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(rendered)
-    assert rendered == GOLDEN.read_text()
+    check_golden(GOLDEN, plan_markdown(head_to_base))
 
 
 def _created_in_order() -> list[DbObject]:
@@ -158,8 +153,9 @@ def test_command_writes_markdown_atomically(tmp_path: Path) -> None:
     target = tmp_path / "plan.md"
     result = run_cli("downgrade-plan", "--to", "base", "--offline", "--output", str(target))
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-1] == f"Written to {target}"
-    assert target.read_text() == GOLDEN.read_text()
+    assert result.stdout == f"{target}\n"
+    assert result.stderr.startswith("Downgrade 0003 → base: ")
+    check_golden(GOLDEN, target.read_text())
     assert [p.name for p in tmp_path.iterdir()] == ["plan.md"]  # no temporary file left
 
 
@@ -208,7 +204,5 @@ def test_bad_input_exits_2_with_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = run_cli("downgrade-plan", *args, env=OFFLINE)
-    assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
-    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+    assert assert_usage_error(result, message).startswith(message)
+    assert list(tmp_path.iterdir()) == []

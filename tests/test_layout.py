@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.db", "dbtools.sandbox", "dbtools.sqltext"),
     ("dbtools.schema",),
     ("dbtools.stats",),
-    ("dbtools.verify", "dbtools.safety", "dbtools.workload"),
+    ("dbtools.verify", "dbtools.safety", "dbtools.workload", "dbtools.doctor"),
     ("dbtools.report",),
     ("dbtools.demo",),
     ("dbtools.cli",),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dbtools.safety.lint import check_sql, lint_revisions, location
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, assert_usage_error, run_cli
 
 BROKEN = REPO / "tests" / "fixtures" / "broken_migrations"
 
@@ -81,7 +81,7 @@ def test_lint_one_revision() -> None:
     result = lint_revisions(ini=BROKEN / "alembic.ini", only=["b003"])
     assert [f.check for f in result.violations] == ["ban-drop-table"]
     bad = run_cli("lint", "--revision", "b009", "--alembic-ini", str(BROKEN / "alembic.ini"))
-    assert bad.exit_code == 2 and bad.stderr.startswith("Error: unknown revision 'b009'")
+    assert assert_usage_error(bad, "").startswith("Error: unknown revision 'b009'")
 
 
 def _copy_with(tmp_path: Path, old: str, new: str) -> Path:

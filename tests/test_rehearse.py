@@ -14,7 +14,7 @@ from dbtools.safety.rehearse import object_identity, rehearse, schema_difference
 from dbtools.schema.dump import dump_schema
 from dbtools.schema.revisions import head_revision
 from tests.conftest import Database, PgServer
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, assert_usage_error, run_cli
 
 BROKEN_INI = REPO / "tests" / "fixtures" / "broken_migrations" / "alembic.ini"
 
@@ -65,12 +65,11 @@ def test_refuses_a_database_that_holds_data(migrated_database: Database) -> None
     migrated_database.execute("INSERT INTO public.travelers (email) VALUES ('a@example.com')")
     before = dump_schema(migrated_database.dsn)
     result = run_cli("rehearse", "--dsn", migrated_database.dsn)
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [
+    assert assert_usage_error(result, "") == (
         f"Error: refusing to rehearse in {migrated_database.name}: it holds data "
         "(public.travelers); a rehearsal drops what the migrations created. Use a scratch "
         "database (or --force)"
-    ]
+    )
     assert dump_schema(migrated_database.dsn) == before
     assert migrated_database.execute("SELECT count(*) FROM public.travelers") == [(1,)]
 
@@ -85,8 +84,7 @@ def test_forced_rehearsal_in_a_database_with_data(database: Database) -> None:
 
 def test_refuses_the_database_url_database(database: Database) -> None:
     result = run_cli("rehearse", "--dsn", database.dsn, env={"DATABASE_URL": database.dsn})
-    assert result.exit_code == 2
-    assert "it is the database DATABASE_URL names" in result.stderr
+    assert_usage_error(result, "it is the database DATABASE_URL names")
 
 
 def test_without_dsn_it_uses_a_sandbox_never_database_url(
@@ -109,7 +107,7 @@ def test_without_dsn_it_uses_a_sandbox_never_database_url(
 
 def test_force_without_dsn_is_a_usage_error() -> None:
     result = run_cli("rehearse", "--force")
-    assert result.exit_code == 2 and result.stderr.startswith("Error: --force only applies")
+    assert_usage_error(result, "Error: --force only applies")
 
 
 def test_schema_differences_name_objects() -> None:
@@ -135,8 +133,8 @@ def test_schema_differences_name_objects() -> None:
 
 def test_unknown_alembic_ini_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("rehearse", "--alembic-ini", str(tmp_path / "nope.ini"))
-    assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: alembic.ini not found: {tmp_path / 'nope.ini'}"
+    line = assert_usage_error(result, "")
+    assert line == f"Error: alembic.ini not found: {tmp_path / 'nope.ini'}"
 
 
 def test_fixture_copy_elsewhere_still_runs(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ secrets in any format, and charts that a real browser renders."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from dbtools.stats.deltas import WindowDeltas, window_deltas
 from dbtools.stats.measures import measure_window
 from dbtools.stats.rows import Snapshot
 from tests.conftest import Database, PgServer
-from tests.helpers import run_cli
+from tests.helpers import assert_usage_error, check_golden, run_cli
 from tests.report_fixture import (
     LOAD_TRIP,
     LOAD_TRIPS,
@@ -38,17 +37,7 @@ from tests.report_fixture import (
     windows,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
-UPDATE_GOLDEN = os.environ.get("DBTOOLS_UPDATE_GOLDEN") == "1"
 CANDIDATE_BLUE = (0x2F, 0x6F, 0xB3)  # charts.COLOURS[1]: drawn by the charts and nothing else
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE_GOLDEN:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} is missing: run with DBTOOLS_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
 
 
 # -- the fixed input ----------------------------------------------------------------------------
@@ -350,9 +339,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
 ) -> None:
     out = tmp_path / "reports"
     result = run_cli("report", "--dsn", migrated_database.dsn, *args, "--output-dir", str(out))
-    assert result.exit_code == 2
-    assert result.stderr.startswith("Error: ") and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert_usage_error(result, message)
     assert not out.exists()
 
 
@@ -361,8 +348,7 @@ def test_unwritable_output_dir_is_exit_2(database: Database, tmp_path: Path) -> 
     blocker.write_text("not a directory")
     out = blocker / "reports"  # cannot be created: its parent is a file
     result = run_cli("report", "--dsn", database.dsn, "--live", "--output-dir", str(out))
-    assert result.exit_code == 2
-    assert "Error: cannot write" in result.stderr
+    assert_usage_error(result, "Error: cannot write")
 
 
 def test_cli_prints_the_path_of_the_report(database: Database, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from dbtools.errors import SandboxError
 from dbtools.sandbox import Sandbox, temporary_sandbox
 from tests.conftest import Database, PgServer
-from tests.helpers import processes_using, run_dbtools
+from tests.helpers import assert_usage_error, postmaster_pid, run_dbtools, server_alive
 
 # The sandbox tests start their own servers, with the binaries of the major under test.
 PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
@@ -48,44 +48,41 @@ def test_start_status_stop_leaves_no_process(pg_server: PgServer, sandbox_dir: P
         major = conn.info.server_version // 10000
     assert major == pg_server.major
     status = run_dbtools("sandbox", "status", "--dir", str(directory), env=env)
-    assert status.returncode == 0 and "running: pid" in status.stdout
-    assert processes_using(directory / "data")
+    pid = postmaster_pid(directory / "data")
+    assert status.returncode == 0 and f"running: pid {pid}," in status.stdout
+    assert server_alive(pid, directory / "data")
 
     stopped = run_dbtools("sandbox", "stop", "--dir", str(directory), env=env)
     assert stopped.returncode == 0, stopped.stderr
-    assert processes_using(directory / "data") == []
+    assert not server_alive(pid, directory / "data")
     assert not directory.exists()
     after = run_dbtools("sandbox", "status", "--dir", str(directory), env=env)
     assert after.returncode == 1 and "no sandbox running" in after.stdout
 
 
+@pytest.mark.server  # starts a sandbox of its own
 @pytest.mark.parametrize("interrupt", [RuntimeError("boom"), KeyboardInterrupt()])
 def test_context_manager_always_stops(interrupt: BaseException) -> None:
-    seen: list[Path] = []
+    seen: list[tuple[Path, int]] = []
     with pytest.raises(type(interrupt)), temporary_sandbox(pg_bin=PG_BIN) as sandbox:
-        seen.append(sandbox.data_dir)
+        seen.append((sandbox.data_dir, postmaster_pid(sandbox.data_dir)))
         with psycopg.connect(sandbox.dsn()) as conn:
             conn.execute("SELECT 1")
         raise interrupt
-    assert processes_using(seen[0]) == []
-    assert not seen[0].exists()
-
-
-def _assert_one_line_exit_2(result: object, expected: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)  # type: ignore[attr-defined]
-    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], lines
-    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+    data_dir, pid = seen[0]
+    assert not server_alive(pid, data_dir)
+    assert not data_dir.exists()
 
 
 def test_pg_bin_without_postgres_is_refused(tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
     result = run_dbtools("sandbox", "start", "--dir", str(tmp_path / "sb"), "--pg-bin", str(empty))
-    _assert_one_line_exit_2(result, f"no executable 'postgres' in --pg-bin {empty}")
+    assert_usage_error(result, f"no executable 'postgres' in --pg-bin {empty}")
     assert not (tmp_path / "sb").exists()
 
 
+@pytest.mark.server  # starts a sandbox of its own
 def test_port_in_use_is_refused(sandbox_dir: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -95,21 +92,23 @@ def test_port_in_use_is_refused(sandbox_dir: Path) -> None:
             "sandbox", "start", "--dir", str(sandbox_dir / "sb"), "--port", str(port),
             env=ENV,
         )  # fmt: skip
-    _assert_one_line_exit_2(result, f"port {port} is already in use")
+    assert_usage_error(result, f"port {port} is already in use")
     assert not (sandbox_dir / "sb").exists()
 
 
+@pytest.mark.server  # starts a sandbox of its own
 def test_directory_of_a_running_server_is_refused() -> None:
     with temporary_sandbox(pg_bin=PG_BIN) as running:
-        before = set(processes_using(running.data_dir))
+        pid = postmaster_pid(running.data_dir)
         for directory, expected in [
             (running.directory, "belongs to a running server"),
             (running.data_dir, "is a PostgreSQL data directory of a running server"),
         ]:
             result = run_dbtools("sandbox", "start", "--dir", str(directory), env=ENV)
-            _assert_one_line_exit_2(result, expected)
-        # Nothing new was started, and the running server is untouched.
-        assert set(processes_using(running.data_dir)) == before
+            assert_usage_error(result, expected)
+        # Nothing new was started there, and the running server is untouched.
+        assert postmaster_pid(running.data_dir) == pid and server_alive(pid, running.data_dir)
+        assert not (running.data_dir / "data").exists()
         with psycopg.connect(running.dsn()) as conn:
             conn.execute("SELECT 1")
 
@@ -119,6 +118,7 @@ def test_library_raises_sandbox_error(tmp_path: Path) -> None:
         Sandbox(tmp_path / "sb", pg_bin=tmp_path).start()
 
 
+@pytest.mark.server  # starts a sandbox of its own
 def test_runs_as_unprivileged_user_when_root() -> None:
     with temporary_sandbox(pg_bin=PG_BIN) as sandbox:
         owner = sandbox.data_dir.stat().st_uid

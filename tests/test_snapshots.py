@@ -3,6 +3,7 @@ dbtools' own statements left out, labels, capture and its Ctrl-C clean-up."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from dbtools.stats.rows import (
     column_names,
 )
 from tests.conftest import Database, PgServer
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, assert_usage_error, run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, snapshot_count, take
 
 PROBE = "SELECT %s::int + 1 AS collection_probe"
@@ -207,7 +208,33 @@ def test_capture_stores_a_window(migrated_database: Database) -> None:
     )
     assert rows == [("w:start", None), ("w:end", 7)]
     again = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w", "--duration", "1s")
-    assert again.exit_code == 2 and "'w:end' already exists" in again.stderr
+    assert_usage_error(again, "'w:end' already exists")
+
+
+def test_snapshot_and_capture_as_json(migrated_database: Database) -> None:
+    dsn = migrated_database.dsn
+    result = run_cli("snapshot", "--dsn", dsn, "--label", "one", "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    ((stored_id, taken_at, statements, tables, indexes),) = migrated_database.execute(
+        "SELECT s.id, s.taken_at,"
+        " (SELECT count(*) FROM perf_monitoring.statement_stats WHERE snapshot_id = s.id),"
+        " (SELECT count(*) FROM perf_monitoring.table_stats WHERE snapshot_id = s.id),"
+        " (SELECT count(*) FROM perf_monitoring.index_stats WHERE snapshot_id = s.id)"
+        " FROM perf_monitoring.snapshots s WHERE label = 'one'"
+    )
+    assert document == {
+        "schema_version": 1, "kind": "snapshot", "id": stored_id, "label": "one",
+        "taken_at": taken_at.isoformat(), "statements": statements, "tables": tables,
+        "indexes": indexes, "hidden_statements": 0,
+    }  # fmt: skip
+    assert tables > 0 and indexes > 0
+    captured = run_cli("capture", "--dsn", dsn, "--label", "w", "--duration", "1s",
+                       "--format", "json")  # fmt: skip
+    assert captured.exit_code == 0, captured.output
+    window = json.loads(captured.stdout)
+    assert (window["schema_version"], window["kind"]) == (1, "capture")
+    assert (window["start"]["label"], window["end"]["label"]) == ("w:start", "w:end")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

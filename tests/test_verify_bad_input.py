@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -15,19 +14,10 @@ from psycopg import conninfo
 
 from dbtools.sandbox import Sandbox
 from tests.conftest import Database, PgServer
-from tests.helpers import run_cli, run_dbtools
+from tests.helpers import assert_usage_error, run_cli, run_dbtools
 from tests.snapshot_helpers import record_metrics, run_requests, snapshot_count, window
 
 PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
-
-
-def _one_line_exit_2(result: subprocess.CompletedProcess[str], expected: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
-    assert expected in lines[0], lines
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
 
 
 def _closed_port() -> int:
@@ -48,7 +38,7 @@ def test_unreachable_server(command: list[str]) -> None:
     port = _closed_port()
     dsn = f"postgresql://mon:S3cretPw@127.0.0.1:{port}/app"
     result = run_dbtools(*command, "--dsn", dsn)
-    _one_line_exit_2(result, f"cannot connect to host 127.0.0.1 port {port} database app")
+    assert_usage_error(result, f"cannot connect to host 127.0.0.1 port {port} database app")
     assert "S3cretPw" not in result.stderr
 
 
@@ -61,19 +51,20 @@ def test_wrong_password(database: Database, pg_server: PgServer) -> None:
         for command in (["snapshot", "--label", "x"],
                         ["verify", "--baseline", "a", "--candidate", "b"]):  # fmt: skip
             result = run_dbtools(*command, "--dsn", dsn)
-            _one_line_exit_2(result, "password authentication failed")
+            assert_usage_error(result, "password authentication failed")
             assert "Wr0ngPassw0rd" not in result.stderr
     finally:
         database.execute(f"DROP ROLE {role}")
 
 
+@pytest.mark.server  # starts a sandbox of its own
 def test_pg_stat_statements_not_preloaded() -> None:
     directory = Path(tempfile.mkdtemp(prefix="dbtools-nopreload-"))
     sandbox = Sandbox(directory, pg_bin=PG_BIN, settings={"shared_preload_libraries": "''"})
     try:
         sandbox.start()
         result = run_dbtools("snapshot", "--label", "x", "--dsn", sandbox.dsn())
-        _one_line_exit_2(result, "pg_stat_statements is not in shared_preload_libraries")
+        assert_usage_error(result, "pg_stat_statements is not in shared_preload_libraries")
     finally:
         sandbox.destroy()
 
@@ -81,7 +72,7 @@ def test_pg_stat_statements_not_preloaded() -> None:
 def test_extension_not_created(migrated_database: Database) -> None:
     migrated_database.execute("DROP EXTENSION pg_stat_statements")
     result = run_dbtools("snapshot", "--label", "x", "--dsn", migrated_database.dsn)
-    _one_line_exit_2(result, "the pg_stat_statements extension is not created in database")
+    assert_usage_error(result, "the pg_stat_statements extension is not created in database")
     assert snapshot_count(migrated_database) == 0
 
 
@@ -89,10 +80,10 @@ def test_unknown_label(migrated_database: Database) -> None:
     window(migrated_database, "before", 3)
     result = run_dbtools("verify", "--dsn", migrated_database.dsn,
                          "--baseline", "before", "--candidate", "nope")  # fmt: skip
-    _one_line_exit_2(result, "unknown snapshot label(s): 'nope:start', 'nope:end'")
+    assert_usage_error(result, "unknown snapshot label(s): 'nope:start', 'nope:end'")
     single = run_dbtools("verify", "--dsn", migrated_database.dsn,
                          "--baseline", "before:start", "--candidate", "before")  # fmt: skip
-    _one_line_exit_2(single, "(a single snapshot is not a window: give START..END)")
+    assert_usage_error(single, "(a single snapshot is not a window: give START..END)")
 
 
 def test_reused_label(migrated_database: Database) -> None:
@@ -100,24 +91,24 @@ def test_reused_label(migrated_database: Database) -> None:
     first = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
     assert first.returncode == 0, first.stderr
     again = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
-    _one_line_exit_2(again, "a snapshot labelled 'dup' already exists")
+    assert_usage_error(again, "a snapshot labelled 'dup' already exists")
     capture = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
     assert capture.returncode == 0  # dup:start/dup:end are other labels
     reused = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
-    _one_line_exit_2(reused, "a snapshot labelled 'dup:end' already exists")
+    assert_usage_error(reused, "a snapshot labelled 'dup:end' already exists")
     assert snapshot_count(db) == 3
 
 
 def test_database_not_at_head(database: Database, migrated_database: Database) -> None:
     never = run_dbtools("snapshot", "--label", "x", "--dsn", database.dsn)
-    _one_line_exit_2(never, "the database was never migrated, not at head 0003")
+    assert_usage_error(never, "the database was never migrated, not at head 0003")
     migrated_database.execute("UPDATE alembic_version SET version_num = '0002'")
     behind = run_dbtools("capture", "--label", "x", "--duration", "1s",
                          "--dsn", migrated_database.dsn)  # fmt: skip
-    _one_line_exit_2(behind, "the database is at revision 0002, not at head 0003")
+    assert_usage_error(behind, "the database is at revision 0002, not at head 0003")
     assert snapshot_count(migrated_database) == 0
     no_tables = run_dbtools("verify", "--dsn", database.dsn, "--baseline", "a", "--candidate", "b")
-    _one_line_exit_2(no_tables, "the monitoring table perf_monitoring.snapshots is missing")
+    assert_usage_error(no_tables, "the monitoring table perf_monitoring.snapshots is missing")
 
 
 @pytest.mark.parametrize(
@@ -137,8 +128,7 @@ def test_malformed_config(tmp_path: Path, content: str, expected: str) -> None:
     config.write_text(content)
     result = run_cli("verify", "--dsn", f"postgresql://u@127.0.0.1:{_closed_port()}/x",
                      "--baseline", "a", "--candidate", "b", "--config", str(config))  # fmt: skip
-    assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+    assert_usage_error(result, expected)
 
 
 def test_config_skipping_an_unknown_check(migrated_database: Database, tmp_path: Path) -> None:
@@ -148,13 +138,13 @@ def test_config_skipping_an_unknown_check(migrated_database: Database, tmp_path:
     config.write_text("[verify]\nskip = ['p95']\n")
     result = run_dbtools("verify", "--dsn", migrated_database.dsn, "--baseline", "before",
                          "--candidate", "after", "--config", str(config))  # fmt: skip
-    _one_line_exit_2(result, "skip names unknown check(s) p95")
+    assert_usage_error(result, "skip names unknown check(s) p95")
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
     result = run_dbtools("verify", "--baseline", "a", "--candidate", "b",
                          "--config", str(tmp_path / "absent.toml"))  # fmt: skip
-    assert result.returncode == 2 and "absent.toml" in result.stderr
+    assert_usage_error(result, "absent.toml")
 
 
 # The monitoring role of the README: pg_monitor plus exactly these grants.
@@ -207,7 +197,7 @@ def test_role_without_insert_grant_writes_nothing(migrated_database: Database) -
     try:
         result = run_dbtools("snapshot", "--label", "x", "--dsn",
                              conninfo.make_conninfo(db.dsn, user=role))  # fmt: skip
-        _one_line_exit_2(result, "permission denied for table snapshots")
+        assert_usage_error(result, "permission denied for table snapshots")
         assert snapshot_count(db) == 0
     finally:
         db.execute(f"DROP OWNED BY {role}")

@@ -46,7 +46,9 @@ class DbtoolsGroup(click.Group):
 @click.group(cls=DbtoolsGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="dbtools")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show the stack on errors.")
-@click.option("-v", "--verbose", count=True, help="Log progress (-v) or debug detail (-vv).")
+@click.option(
+    "-v", "--verbose", count=True, help="Log progress on stderr (-v), or debug detail (-vv)."
+)
 def cli(show_traceback: bool, verbose: int) -> None:
     """Take a PostgreSQL-backed service safely through a performance rollout.
 
@@ -54,10 +56,11 @@ def cli(show_traceback: bool, verbose: int) -> None:
 
     \b
     Exit codes:
-      0  success (verify: pass)
-      1  checks found problems (verify: fail)
-      2  usage, configuration or connection error; nothing was written
-      3  verify: a rollback threshold was crossed
+      0    success (verify: pass)
+      1    checks found problems (verify: fail)
+      2    usage, configuration or connection error; nothing was written
+      3    verify: a rollback threshold was crossed
+      130  interrupted (Ctrl-C, SIGTERM) after cleaning up
     """
     _configure_logging(verbose)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import Any
 
 import click
 
-from dbtools.cli.options import dsn_option, output_dir_option
-from dbtools.errors import EXIT_INTERRUPTED
+from dbtools.cli.options import dsn_option, output_dir_option, pg_bin_option
+from dbtools.cli.signals import interruptible
+from dbtools.output import DEFAULT_DIRECTORY
 
 
 @contextlib.contextmanager
@@ -28,12 +28,12 @@ def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]
         yield advance
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 @click.command("demo")
-@dsn_option
+@dsn_option(
+    help="An empty database to run the demo in (migrated and seeded; the server must preload "
+    "pg_stat_statements). Without --dsn the demo starts a throwaway embedded PostgreSQL and "
+    "deletes it afterwards; $DATABASE_URL is never used."
+)
 @click.option(
     "--requests",
     type=click.IntRange(20, 1_000_000),
@@ -56,16 +56,10 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     help="How often requests repeat (the app cache's hit ratio: 0/20/50/70%).",
 )
 @output_dir_option
-@click.option(
-    "--pg-bin",
-    type=click.Path(file_okay=False),
-    envvar="DBTOOLS_PG_BIN",
-    default=None,
-    help="PostgreSQL binaries for the sandbox [env DBTOOLS_PG_BIN]. Default: embedded 18.",
-)
+@pg_bin_option
 def demo(
-    dsn: str | None, requests: int, concurrency: int, duplication: str, output_dir: Path,
-    pg_bin: str | None,
+    dsn: str | None, requests: int, concurrency: int, duplication: str,
+    output_dir: Path | None, pg_bin: Path | None,
 ) -> None:  # fmt: skip
     """Run the rollout end to end and show what dbtools measured.
 
@@ -87,21 +81,18 @@ def demo(
 
     config = DemoConfig(
         requests=requests, concurrency=concurrency, duplication=duplication,
-        output_dir=output_dir, pg_bin=pg_bin,
+        output_dir=output_dir or DEFAULT_DIRECTORY, pg_bin=pg_bin,
     )  # fmt: skip
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    try:
+    cleaned = (
+        "the sandbox was stopped" if dsn is None else "the database keeps what was done so far"
+    )
+    with interruptible(f"demo interrupted: {cleaned}"):
         result = run_demo(
             config,
             dsn=dsn,
             on_step=lambda step: click.echo(f"- {step}", err=True),
             progress=_progress_bar,
         )
-    except KeyboardInterrupt:
-        click.echo("interrupted: the sandbox was stopped", err=True)
-        click.get_current_context().exit(EXIT_INTERRUPTED)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     baseline, candidate = result.baseline, result.candidate
     click.echo("")
     click.echo(f"PostgreSQL {result.server_version} at {result.target}")

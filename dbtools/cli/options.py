@@ -1,24 +1,31 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once, and how a command emits the file it writes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 import click
 
+from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
+
 F = TypeVar("F", bound=Callable[..., Any])
 
+DSN_HELP = "PostgreSQL URL or keyword DSN. Default: $DATABASE_URL, then libpq's PG* variables."
 
-def dsn_option(func: F) -> F:
-    """``--dsn``: where to connect (URL or keyword DSN); defaults to DATABASE_URL, then PG*."""
-    return click.option(
-        "--dsn",
-        metavar="DSN",
-        default=None,
-        help="PostgreSQL URL or keyword DSN. Default: $DATABASE_URL, then libpq's PG* variables.",
-    )(func)
+
+@overload
+def dsn_option(func: F) -> F: ...
+@overload
+def dsn_option(*, help: str) -> Callable[[F], F]: ...
+def dsn_option(func: F | None = None, *, help: str = DSN_HELP) -> Any:
+    """``--dsn``: where to connect (URL or keyword DSN); *help* says what a command does
+    without it when that is not "$DATABASE_URL, then PG*"."""
+    option = click.option("--dsn", metavar="DSN", default=None, help=help)
+    return option(func) if func is not None else option
 
 
 def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
@@ -44,14 +51,77 @@ def config_option(func: F) -> F:
     )(func)
 
 
-def output_dir_option(func: F) -> F:
-    """``--output-dir``: where generated reports land (default ``reports/``)."""
-    from dbtools.output import DEFAULT_DIRECTORY
+def alembic_ini_option(func: F) -> F:
+    """``--alembic-ini``: plan, rehearse or lint another migration directory."""
+    return click.option(
+        "--alembic-ini",
+        "alembic_ini",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="alembic.ini of the migrations (revisions in migrations/ beside it). "
+        "Default: $DBTOOLS_ALEMBIC_INI, ./alembic.ini, then the project's.",
+    )(func)
 
+
+def pg_bin_option(func: F) -> F:
+    """``--pg-bin``: the PostgreSQL binaries of a sandbox this command starts."""
+    return click.option(
+        "--pg-bin",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="DBTOOLS_PG_BIN",
+        default=None,
+        help="Directory of PostgreSQL binaries for the sandbox [env DBTOOLS_PG_BIN]. "
+        "Default: the embedded PostgreSQL 18.",
+    )(func)
+
+
+def _output_dir(help: str) -> Callable[[F], F]:
     return click.option(
         "--output-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        default=DEFAULT_DIRECTORY,
-        show_default=True,
-        help="Where reports are written.",
-    )(func)
+        default=None,
+        help=f"{help} Default: {DEFAULT_DIRECTORY}/.",
+    )
+
+
+def output_dir_option(func: F) -> F:
+    """``--output-dir``: where a command that writes several files puts them."""
+    return _output_dir("Where the files are written, each with a UTC timestamp in its name.")(func)
+
+
+def output_options(func: F) -> F:
+    """``--output PATH|-`` and ``--output-dir DIR``, given to the command as ``destination``.
+
+    The one convention of every command that writes a file: by default a timestamped file in
+    ``reports/``, written atomically, its path printed; ``--output -`` writes to standard output.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, output: str | None, output_dir: Path | None, **kwargs: Any) -> Any:
+        return func(*args, destination=Destination.from_options(output, output_dir), **kwargs)
+
+    options = (
+        click.option(
+            "--output",
+            "-o",
+            metavar="PATH|-",
+            default=None,
+            help="Write to this file (atomically); - for standard output. "
+            "Default: a file in --output-dir named after the content and the UTC time.",
+        ),
+        _output_dir("Where the file is written under its timestamped name."),
+    )
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return cast(F, decorated)
+
+
+def emit(
+    text: str, destination: Destination, stem: str, suffix: str, now: datetime | None = None
+) -> None:
+    """Write a command's file where *destination* says and print its path, or print *text*."""
+    if destination.is_stdout:
+        click.echo(text, nl=False)
+        return
+    click.echo(str(write_output(text, destination, stem, suffix, now)))

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import config_option, dsn_option, format_option, output_dir_option
+from dbtools.cli.options import config_option, dsn_option, emit, format_option, output_options
 from dbtools.db.connection import resolve_dsn
-from dbtools.errors import UsageError
-from dbtools.output import write_atomically
+from dbtools.output import Destination
 
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
@@ -42,7 +41,7 @@ REPORT_FORMATS = ("md", "html", "json")
     help="The live statistics (totals since the last reset) instead of a window.",
 )
 @format_option(*REPORT_FORMATS, default="md")
-@output_dir_option
+@output_options
 @click.option(
     "--top",
     type=click.IntRange(1, 1000),
@@ -57,7 +56,7 @@ def report_command(
     candidate: str | None,
     live: bool,
     output_format: str,
-    output_dir: Path,
+    destination: Destination,
     top: int,
 ) -> None:  # fmt: skip
     """Write the DBA's report: top statements, query families, N+1 suspects, health.
@@ -72,33 +71,29 @@ def report_command(
     scans); autovacuum health (dead tuples, last vacuum/analyze, settings, transaction-ID age).
 
     Literals are scrubbed from every query text; passwords never appear. The file is written
-    atomically to --output-dir as report-<windows>-<UTC time>.<format>; its path is printed.
+    atomically to --output, or to --output-dir (default reports/) as
+    report-<windows>-<UTC time>.<format>; its path is printed. --output - prints it instead.
     HTML is one self-contained file with charts.
 
     \b
     dbtools report --baseline baseline --candidate candidate --format html
-    dbtools report --window b:start..b:end --format json
+    dbtools report --window b:start..b:end --format json --output -
     dbtools report --live
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
-    from dbtools.report import ReportOptions, generate_report
+    from dbtools.report import ReportOptions, make_report, render, report_stem
 
-    path = generate_report(
+    report = make_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
-        fmt=output_format, output_dir=output_dir, options=ReportOptions(top_statements=top),
+        options=ReportOptions(top_statements=top),
     )  # fmt: skip
-    click.echo(str(path))
+    text = render(report, output_format)
+    emit(text, destination, report_stem(report), output_format, report.generated_at)
 
 
 @click.command("dashboard")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the dashboard to this file (atomically). Default: standard output.",
-)
+@output_options
 @click.option(
     "--datasource-uid",
     metavar="UID",
@@ -107,33 +102,29 @@ def report_command(
 )
 @config_option
 def dashboard_command(
-    output: Path | None, datasource_uid: str | None, config_file: Path | None
-) -> None:  # fmt: skip
+    destination: Destination, datasource_uid: str | None, config_file: Path | None
+) -> None:
     """Write a Grafana dashboard (JSON) over the perf_monitoring tables.
 
     Panels for a PostgreSQL data source pointing at the monitored database: database query
     rate, queries per request, app cache hit ratio, response time p95, error rate, index and
     buffer cache hit ratios, request rate, KMS connection-reuse ratio. Alert thresholds are
     verify's (the rollout guide's, or [tool.dbtools.verify] in pyproject.toml, or --config),
-    drawn on the panels. Import it in Grafana, or provision it from the file.
+    drawn on the panels. Import it in Grafana, or provision it from the file. Written
+    atomically to --output, or to --output-dir (default reports/) as dashboard-<UTC time>.json;
+    its path is printed. --output - prints it instead.
 
     \b
     dbtools dashboard -o monitoring/performance-optimization-dashboard.json
+    dbtools dashboard --output -      # JSON on standard output
 
-    Exit codes: 0 written; 2 usage or configuration error.
+    Exit codes: 0 written; 2 usage or configuration error (nothing written).
     """
     from dbtools.report.dashboard import render_dashboard
     from dbtools.verify.thresholds import load_thresholds
 
     text = render_dashboard(load_thresholds(config_file), datasource_uid=datasource_uid)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        write_atomically(output, text)
-    except OSError as err:
-        raise UsageError(f"cannot write {output}: {err.strerror or err}") from err
-    click.echo(str(output))
+    emit(text, destination, "dashboard", "json")
 
 
 COMMANDS = [report_command, dashboard_command]

@@ -5,51 +5,21 @@ online-safety rules."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from dbtools.cli.options import format_option
+from dbtools.cli.options import (
+    alembic_ini_option,
+    dsn_option,
+    emit,
+    format_option,
+    output_options,
+    pg_bin_option,
+)
 from dbtools.db.connection import resolve_dsn
 from dbtools.errors import UsageError
-from dbtools.output import timestamped_path, write_atomically
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def alembic_ini_option(func: F) -> F:
-    """``--alembic-ini``: plan, rehearse or lint another migration directory."""
-    return click.option(
-        "--alembic-ini",
-        "alembic_ini",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="alembic.ini of the migrations (revisions in migrations/ beside it). "
-        "Default: $DBTOOLS_ALEMBIC_INI, ./alembic.ini, then the project's.",
-    )(func)
-
-
-def output_option(func: F) -> F:
-    return click.option(
-        "--output",
-        "-o",
-        metavar="PATH",
-        default=None,
-        help="Write the report here ('-': standard output). "
-        "Default: reports/<name>-<UTC timestamp>.<md|json>.",
-    )(func)
-
-
-def _emit(text: str, output: str | None, stem: str, suffix: str) -> None:
-    """Write a report to *output* (atomically) or stdout, and say where it went."""
-    if output == "-":
-        click.echo(text, nl=False)
-        return
-    path = Path(output) if output else timestamped_path(stem, suffix)
-    write_atomically(path, text)
-    click.echo(f"Written to {path}")
+from dbtools.output import Destination
 
 
 @click.command("downgrade-plan")
@@ -68,17 +38,14 @@ def _emit(text: str, output: str | None, stem: str, suffix: str) -> None:
     required=True,
     help="Revision to end at: a revision id below --from, 'base', or -N (N revisions down).",
 )
-@click.option(
-    "--dsn",
-    metavar="DSN",
-    default=None,
+@dsn_option(
     help="Connect (read-only) for the current revision, relation sizes, row estimates and "
-    "durations. Default: $DATABASE_URL when set; otherwise the plan is made offline.",
+    "durations. Default: $DATABASE_URL when set; otherwise the plan is made offline."
 )
 @click.option("--offline", is_flag=True, help="Never connect, even if $DATABASE_URL is set.")
 @alembic_ini_option
 @format_option("md", "json", default="md")
-@output_option
+@output_options
 def downgrade_plan(
     from_revision: str | None,
     to_revision: str,
@@ -86,7 +53,7 @@ def downgrade_plan(
     offline: bool,
     alembic_ini: Path | None,
     output_format: str,
-    output: str | None,
+    destination: Destination,
 ) -> None:
     """Say exactly what a downgrade will do, before anyone runs it.
 
@@ -125,44 +92,36 @@ def downgrade_plan(
         ini=alembic_ini,
     )
     text = plan_json(plan) if output_format == "json" else plan_markdown(plan)
-    if output != "-":
-        losses = len(plan.data_loss_tables)
-        click.echo(
-            f"Downgrade {plan.from_revision} → {plan.to_revision}: {len(plan.steps)} steps in "
-            f"{len(plan.revisions)} revisions, {len(plan.warnings)} warnings"
-            + (f", data loss in {losses} tables (exported first)" if losses else "")
-        )
-    _emit(
+    losses = len(plan.data_loss_tables)
+    click.echo(
+        f"Downgrade {plan.from_revision} → {plan.to_revision}: {len(plan.steps)} steps in "
+        f"{len(plan.revisions)} revisions, {len(plan.warnings)} warnings"
+        + (f", data loss in {losses} tables (exported first)" if losses else ""),
+        err=True,
+    )
+    emit(
         text,
-        output,
+        destination,
         f"downgrade-plan-{plan.from_revision}-to-{plan.to_revision}",
         "json" if output_format == "json" else "md",
     )
 
 
 @click.command("rehearse")
-@click.option(
-    "--dsn",
-    metavar="DSN",
-    default=None,
+@dsn_option(
     help="A scratch database to rehearse in instead of a sandbox. Never taken from "
-    "$DATABASE_URL. Refused when it holds data or is the database $DATABASE_URL names.",
+    "$DATABASE_URL. Refused when it holds data or is the database $DATABASE_URL names."
 )
 @click.option(
     "--force",
     is_flag=True,
     help="Rehearse in --dsn even though it holds data: its migration objects are dropped.",
 )
-@click.option(
-    "--pg-bin",
-    metavar="DIR",
-    default=None,
-    help="PostgreSQL binaries for the sandbox (default: $DBTOOLS_PG_BIN, then the embedded 18).",
-)
+@pg_bin_option
 @alembic_ini_option
 @format_option("table", "json")
 def rehearse(
-    dsn: str | None, force: bool, pg_bin: str | None, alembic_ini: Path | None, output_format: str
+    dsn: str | None, force: bool, pg_bin: Path | None, alembic_ini: Path | None, output_format: str
 ) -> None:
     """Rehearse every downgrade: upgrade → downgrade → upgrade, revision by revision.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from dbtools.cli.options import pg_bin_option
 from dbtools.sandbox import Sandbox, default_directory
 
 _dir_option = click.option(
@@ -34,13 +35,7 @@ def sandbox_group() -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=None, help="TCP port. Default: a free one."
 )
-@click.option(
-    "--pg-bin",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="DBTOOLS_PG_BIN",
-    default=None,
-    help="Directory of PostgreSQL binaries [env DBTOOLS_PG_BIN]. Default: the embedded server (18).",
-)
+@pg_bin_option
 def start(directory: Path | None, port: int | None, pg_bin: Path | None) -> None:
     """Start a sandbox and print `export DATABASE_URL=…` for eval.
 

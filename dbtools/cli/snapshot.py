@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import time
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from dbtools.cli.options import dsn_option
+from dbtools.cli.options import dsn_option, format_option
+from dbtools.cli.signals import interruptible
 from dbtools.db.connection import resolve_dsn
-from dbtools.errors import Interrupted
+from dbtools.output import dump_json
 
 if TYPE_CHECKING:
     from dbtools.stats.snapshots import SnapshotSummary
@@ -48,7 +47,8 @@ def _summary(summary: SnapshotSummary) -> str:
 @dsn_option
 @click.option("--label", required=True, help="A unique name for this snapshot (no '..').")
 @_requests_option
-def snapshot(dsn: str | None, label: str, requests: int | None) -> None:
+@format_option("table", "json")
+def snapshot(dsn: str | None, label: str, requests: int | None, output_format: str) -> None:
     """Store one consistent snapshot of the database's statistics, labelled LABEL.
 
     Copies pg_stat_statements (this database's entries, dbtools' own left out),
@@ -58,14 +58,21 @@ def snapshot(dsn: str | None, label: str, requests: int | None) -> None:
 
     \b
     dbtools snapshot --label before-deploy
-    dbtools snapshot --label after-load --requests 12000
+    dbtools snapshot --label after-load --requests 12000 --format json
+
+    --format json prints one document (schema_version, kind "snapshot", and what was stored:
+    id, label, taken_at, statements, tables, indexes, hidden_statements).
 
     Exit code 2 (nothing written) for a reused label, a database not at alembic head, or
     pg_stat_statements missing.
     """
     from dbtools.stats import snapshots
 
-    click.echo(_summary(snapshots.snapshot(resolve_dsn(dsn), label, requests=requests)))
+    summary = snapshots.snapshot(resolve_dsn(dsn), label, requests=requests)
+    if output_format == "json":
+        click.echo(dump_json("snapshot", summary.as_dict()), nl=False)
+    else:
+        click.echo(_summary(summary))
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -105,10 +112,6 @@ def _wait_with_progress(seconds: float) -> None:
             done = elapsed
 
 
-def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 @click.command("capture")
 @dsn_option
 @click.option("--label", required=True, help="The window's name: stores LABEL:start and LABEL:end.")
@@ -120,7 +123,10 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
     help="How long the window lasts: 10m, 90s, 1h30m or seconds.",
 )
 @_requests_option
-def capture(dsn: str | None, label: str, duration: int, requests: int | None) -> None:
+@format_option("table", "json")
+def capture(
+    dsn: str | None, label: str, duration: int, requests: int | None, output_format: str
+) -> None:
     """Take the two snapshots that bracket a window: LABEL:start, wait, LABEL:end.
 
     The guide's monitoring phase: run it while the traffic you want to measure flows, then give
@@ -132,24 +138,22 @@ def capture(dsn: str | None, label: str, duration: int, requests: int | None) ->
 
     Ctrl-C (or SIGTERM) during the wait deletes LABEL:start again, so no half window is left,
     and exits with code 130. A label already used is an error (exit code 2) before any wait.
+    --format json prints one document (schema_version, kind "capture", start, end).
     """
     from dbtools.stats import snapshots
 
     dsn = resolve_dsn(dsn)
-    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    try:
+    removed = f"{label}{snapshots.START_SUFFIX} was removed, nothing is stored"
+    with interruptible(f"capture {label!r} interrupted: {removed}"):
         start, end = snapshots.capture(
             dsn, label, duration, requests=requests, wait=_wait_with_progress
         )
-    except KeyboardInterrupt as err:
-        raise Interrupted(
-            f"capture {label!r} interrupted: {label}{snapshots.START_SUFFIX} was removed, "
-            "nothing is stored"
-        ) from err
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    click.echo(_summary(start))
-    click.echo(_summary(end))
+    if output_format == "json":
+        payload = {"start": start.as_dict(), "end": end.as_dict()}
+        click.echo(dump_json("capture", payload), nl=False)
+    else:
+        click.echo(_summary(start))
+        click.echo(_summary(end))
 
 
 COMMANDS = [snapshot, capture]

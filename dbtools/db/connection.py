@@ -12,6 +12,7 @@ transactions.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from psycopg import conninfo
 
 from dbtools.errors import ConnectionFailed, DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.redaction import redact
+
+log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "dbtools"
 DEFAULT_STATEMENT_TIMEOUT = "30s"
@@ -100,6 +103,7 @@ def connect(
         options += " -c default_transaction_read_only=on"
     if lock_timeout is not None:
         options += f" -c lock_timeout={lock_timeout}"
+    log.info("connecting to %s", describe(dsn))
     try:
         conn = psycopg.connect(
             dsn,

@@ -22,7 +22,7 @@ import psycopg
 
 from dbtools.db.connection import describe, session, translated_errors
 from dbtools.errors import UsageError
-from dbtools.output import DEFAULT_DIRECTORY, timestamped_path, write_atomically
+from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.report import health
 from dbtools.report.html import render_html
 from dbtools.report.jsonformat import render_json
@@ -59,6 +59,7 @@ __all__ = [
     "load_input",
     "make_report",
     "render",
+    "report_stem",
     "write_report",
 ]
 
@@ -153,12 +154,10 @@ def report_stem(report: Report) -> str:
 
 def write_report(report: Report, fmt: str = "md", output_dir: Path = DEFAULT_DIRECTORY) -> Path:
     """Render *report* and write it atomically to *output_dir* with a timestamped name."""
-    text = render(report, fmt)
-    path = timestamped_path(report_stem(report), fmt, output_dir, report.generated_at)
-    try:
-        return write_atomically(path, text)
-    except OSError as err:
-        raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
+    destination = Destination(directory=output_dir)
+    return write_output(
+        render(report, fmt), destination, report_stem(report), fmt, report.generated_at
+    )
 
 
 def generate_report(

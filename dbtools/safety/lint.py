@@ -32,6 +32,7 @@ squawk or dbtools.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,6 +49,8 @@ from dbtools.safety.plan import BASE
 from dbtools.safety.squawk import run_squawk, squawk_version
 from dbtools.schema import revisions
 from dbtools.sqltext.split import OfflineStatement, read_offline_sql, strip_comments
+
+log = logging.getLogger(__name__)
 
 DIRECTIONS = ("upgrade", "downgrade")
 MIN_REASON_WORDS = 3
@@ -168,6 +171,7 @@ def lint_revisions(
         if wanted not in known:
             raise UsageError(f"unknown revision {wanted!r} (known: {', '.join(sorted(known))})")
     selected = [rev for rev in chain if not only or rev.revision in only]
+    log.info("linting %d revisions: %s", len(selected), ", ".join(r.revision for r in selected))
     scripts = [_lint_script(rev, direction, ini) for rev in selected for direction in DIRECTIONS]
     findings = _squawk_findings(scripts) + [f for s in scripts for f in _rule_findings(s)]
     ignores: list[Ignore] = []

@@ -14,6 +14,7 @@ relation a step touches, and estimated durations from the throughputs in ``Rates
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,8 @@ from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.schema import revisions
 from dbtools.schema.online import MigrationSettings
 from dbtools.sqltext.split import OfflineStatement, read_offline_sql
+
+log = logging.getLogger(__name__)
 
 BASE = "base"
 MiB = 1024 * 1024
@@ -197,6 +200,7 @@ def build_plan(
         start, source = _resolve_from(script, from_revision, live, ini)
         target = _resolve_to(script, to_revision, start)
         chain = _chain(script, start, target)
+        log.info("planning the downgrade %s -> %s (%d revisions)", start, target, len(chain))
         context, created = _upgrade_history(script, start, ini)
         plans: list[RevisionPlan] = []
         preamble: dict[str, str] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -36,6 +37,8 @@ from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
 from dbtools.schema.dump import dump_schema
 from dbtools.sqltext.split import split_statements
+
+log = logging.getLogger(__name__)
 
 SANDBOX_DATABASE = "dbtools_rehearsal"
 
@@ -170,6 +173,7 @@ def _rehearse_revision(dsn: str, revision: Script, ini: revisions.IniPath) -> Re
     ) -> RehearsalStep:
         return RehearsalStep(name, down, upgraded, restores, None, error=f"{stage}: {err}")
 
+    log.info("rehearsing %s: upgrade from %s, downgrade, upgrade again", name, down)
     before = dump_schema(dsn)
     error = _attempt(lambda: revisions.upgrade(dsn, name, ini=ini))
     if error:
@@ -187,6 +191,7 @@ def _rehearse_revision(dsn: str, revision: Script, ini: revisions.IniPath) -> Re
         return failed("second upgrade", error, upgraded=True, restores=True)
     again = dump_schema(dsn)
     differences = schema_differences(upgraded, again)
+    log.info("rehearsed %s: %s", name, "differs after the second upgrade" if differences else "ok")
     return RehearsalStep(name, down, True, True, not differences, tuple(differences))
 
 

@@ -9,6 +9,7 @@ live in ``migrations/`` next to that file.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import TextIO
@@ -18,6 +19,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from dbtools.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _REPO_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
@@ -78,12 +81,14 @@ def head_revision(ini: IniPath = None) -> str:
 def upgrade(
     dsn: str, target: str = "head", *, x_args: dict[str, str] | None = None, ini: IniPath = None
 ) -> None:
+    log.info("alembic upgrade %s", target)
     command.upgrade(alembic_config(dsn, x_args=x_args, ini=ini), target)
 
 
 def downgrade(
     dsn: str, target: str, *, x_args: dict[str, str] | None = None, ini: IniPath = None
 ) -> None:
+    log.info("alembic downgrade %s", target)
     command.downgrade(alembic_config(dsn, x_args=x_args, ini=ini), target)
 
 

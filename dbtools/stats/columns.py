@@ -18,9 +18,9 @@ NEWEST_KNOWN = (1, 12)
 class StatementColumns:
     """How one pg_stat_statements extension version spells what dbtools stores.
 
-    The one place version differences live (see postgres-facts.md): 1.9 added ``toplevel`` and
-    ``pg_stat_statements_info``; 1.11 renamed ``blk_read_time`` to ``shared_blk_read_time`` and
-    added ``stats_since``.
+    The one place version differences live (docs/postgresql.md, "pg_stat_statements across
+    extension versions"): 1.9 added ``toplevel`` and ``pg_stat_statements_info``; 1.11 renamed
+    ``blk_read_time`` to ``shared_blk_read_time`` and added ``stats_since``.
     """
 
     version: tuple[int, int]

@@ -12,6 +12,7 @@ Labels are unique. A *window* is two snapshots: ``W`` means ``W:start..W:end`` (
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -40,6 +41,8 @@ from dbtools.stats.rows import (
     TableRow,
     column_names,
 )
+
+log = logging.getLogger(__name__)
 
 START_SUFFIX = ":start"
 END_SUFFIX = ":end"
@@ -227,6 +230,18 @@ class SnapshotSummary:
     indexes: int
     hidden_statements: int
 
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (stable keys; the time in ISO 8601 with its offset)."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "taken_at": self.taken_at.isoformat(),
+            "statements": self.statements,
+            "tables": self.tables,
+            "indexes": self.indexes,
+            "hidden_statements": self.hidden_statements,
+        }
+
 
 def require_head(revision: str | None) -> None:
     """Raise ``PrerequisiteMissing`` unless the database is at the migrations' head."""
@@ -267,6 +282,7 @@ def take_snapshot(
         except psycopg.errors.UniqueViolation as err:
             raise UsageError(f"a snapshot labelled {label!r} already exists") from err
     assert row is not None
+    log.info("snapshot %r stored: %d statements, %d tables, %d indexes", label, *row[2:5])
     return SnapshotSummary(row[0], label, row[1], row[2], row[3], row[4], row[5])
 
 
@@ -312,6 +328,7 @@ def capture(
     try:
         with writer(dsn) as conn:
             start = take_snapshot(conn, start_label)
+        log.info("waiting %g s before %r", seconds, end_label)
         wait(seconds)
         with writer(dsn) as conn:
             end = take_snapshot(conn, end_label, requests=requests)
@@ -435,6 +452,7 @@ def load_windows(
             assert start.id is not None and end.id is not None
             totals = load_request_totals(conn, start.taken_at, end.taken_at, operation)
             windows.append(Window(ref, snapshots[start.id], snapshots[end.id], totals))
+            log.info("window %s loaded: %d requests in the metrics", ref, totals.requests)
     return windows
 
 

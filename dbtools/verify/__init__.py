@@ -14,6 +14,7 @@ number of statements, tables or indexes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +28,8 @@ from dbtools.stats.snapshots import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rules import CHECK_NAMES, RULES, Evidence
 from dbtools.verify.thresholds import Thresholds
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SCOPE = Scope()
 DEFAULT_THRESHOLDS = Thresholds()
@@ -108,6 +111,7 @@ def evaluate(
             f"({b.database_name}, {c.database_name})"
         )
     reduction = query_reduction(before, after)
+    log.info("judging %s against %s", candidate.ref, baseline.ref)
     evidence = Evidence(before, after, reduction, live, thresholds, tuple(comparison))
     return VerifyResult(
         database=c.database_name,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dbtools.findings import Finding, Rule, Status, check_names, rule
-from dbtools.output import percent
+from dbtools.output import beside, percent
 from dbtools.schema.manifest import setting_differences
 from dbtools.stats.measures import WindowMeasures
 from dbtools.verify.live import LiveState
@@ -59,7 +59,8 @@ def query_reduction(e: Evidence) -> list[Finding]:
                         "no queries per request in the baseline window")]  # fmt: skip
     before, after = e.baseline.queries_per_request, e.candidate.queries_per_request
     message = (
-        f"{before:.2f} -> {after:.2f} queries per request: {percent(e.reduction)} fewer "
+        f"{before:.2f} -> {after:.2f} queries per request: "
+        f"{beside(e.reduction, [t.min_query_reduction], percent)} fewer "
         f"(needs >= {percent(t.min_query_reduction)})"
     )
     status: Status = "pass" if e.reduction >= t.min_query_reduction else "fail"
@@ -77,15 +78,19 @@ def _graded(
     value: float | None,
     *,
     missing: str,
-    show: Callable[[float], str],
+    show: Callable[[float, int], str],
     passing: str,
     grades: tuple[Grade, ...],
     threshold: float,
+    limits: tuple[float, ...],
 ) -> list[Finding]:
+    """*limits*: the thresholds the grades compare with; the value is shown with enough decimals
+    never to read as one of them (299.96 ms is not "300.0 ms")."""
     if value is None:
         return [Finding(check, "no data", subject, missing)]
     status, rule = next(((s, r) for s, crossed, r in grades if crossed(value)), ("pass", passing))
-    return [Finding(check, status, subject, f"{show(value)} ({rule})", value, threshold)]
+    shown = beside(value, limits, show)
+    return [Finding(check, status, subject, f"{shown} ({rule})", value, threshold)]
 
 
 @rule("app_cache_hit_ratio")
@@ -104,6 +109,7 @@ def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
             ("fail", lambda v: v < t.min_cache_hit_ratio, f">= {percent(t.min_cache_hit_ratio)}"),
         ),
         threshold=t.min_cache_hit_ratio,
+        limits=(t.rollback_cache_hit_ratio, t.warning_cache_hit_ratio, t.min_cache_hit_ratio),
     )  # fmt: skip
 
 
@@ -114,7 +120,7 @@ def p95_latency(e: Evidence) -> list[Finding]:
     return _graded(
         "p95_latency", "p95 response time", e.candidate.p95_ms,
         missing="no latency in the candidate window's request metrics",
-        show=lambda v: f"{v:.1f} ms", passing=f"< {t.max_p95_ms:g} ms",
+        show=lambda v, digits: f"{v:.{digits}f} ms", passing=f"< {t.max_p95_ms:g} ms",
         grades=(
             ("rollback", lambda v: v > t.rollback_p95_ms,
              f"rollback above {t.rollback_p95_ms:g} ms"),
@@ -123,6 +129,7 @@ def p95_latency(e: Evidence) -> list[Finding]:
             ("fail", lambda v: v >= t.max_p95_ms, f"< {t.max_p95_ms:g} ms"),
         ),
         threshold=t.max_p95_ms,
+        limits=(t.max_p95_ms, t.critical_p95_ms, t.rollback_p95_ms),
     )  # fmt: skip
 
 
@@ -142,6 +149,7 @@ def error_rate(e: Evidence) -> list[Finding]:
             ("fail", lambda v: v >= t.max_error_rate, f"< {percent(t.max_error_rate)}"),
         ),
         threshold=t.max_error_rate,
+        limits=(t.max_error_rate, t.critical_error_rate, t.rollback_error_rate),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +43,8 @@ from dbtools.workload.catalog import Dataset
 from dbtools.workload.coalescer import Coalescer
 from dbtools.workload.generator import Duplication, generate_requests
 from dbtools.workload.metrics import RequestMetrics, percentile
+
+log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "flight-search"
 OPERATION = "flight_search"
@@ -235,6 +238,7 @@ async def run_workload_async(
     long-running application does; otherwise it opens and closes a pool of its own.
     """
     requests = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
+    log.info("running %d requests on the %s path", config.requests, config.path.value)
     if pool is not None:
         return await _Run(pool, config).run(requests, progress)
     async with application_pool(dsn, config) as own:

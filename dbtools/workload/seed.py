@@ -9,6 +9,7 @@ result whether the cache or the provider serves it.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ from dbtools.workload.catalog import (
     trip_requests,
 )
 
+log = logging.getLogger(__name__)
+
 SEED_STATEMENT_TIMEOUT = "10min"
 
 SCHEMA_EXISTS_SQL = """
@@ -48,6 +51,7 @@ TRUNCATE_SQL = (
     "TRUNCATE public.bookings, public.flight_offers, public.flight_search_cache, "
     "public.trip_requests, public.travelers RESTART IDENTITY"
 )
+
 SERVER_NOW_SQL = "SELECT now()"
 COPY_TRAVELERS_SQL = "COPY public.travelers (id, email, display_name) FROM STDIN"
 COPY_TRIP_REQUESTS_SQL = """
@@ -97,6 +101,7 @@ def seed_database(
     truncates them first). All rows go in one transaction: a failure leaves nothing behind.
     """
     dataset = dataset or Dataset()
+    log.info("seeding %d trip requests, %d travelers", dataset.trip_requests, dataset.travelers)
     started = time.perf_counter()
     trips = trip_requests(dataset)
     with session(dsn, read_only=False, statement_timeout=SEED_STATEMENT_TIMEOUT) as conn:

@@ -1,0 +1,156 @@
+"""In-memory snapshots, windows and live states for the database-free tests.
+
+The one place that knows how to build ``Snapshot``/``Window``/``LiveState`` objects by hand: when
+those types change, this module changes and the tests that use it do not. Every counter not
+given is zero; every window is trustworthy unless a test breaks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dbtools.schema.manifest import manifest_at
+from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader, StatementRow
+from dbtools.stats.snapshots import RequestTotals, Window, parse_window
+from dbtools.verify.live import IndexState, LiveState
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+SERVER_STARTED = T0 - timedelta(days=1)
+APP_ROLE = "app"
+APP_USERID = 16384
+DBID = 5
+
+
+def header(taken_at: datetime = T0, **overrides: Any) -> SnapshotHeader:
+    """A snapshot header of database ``app`` on PostgreSQL 18 (extension 1.12)."""
+    values: dict[str, Any] = {
+        "id": None, "label": None, "taken_at": taken_at, "database_name": "app",
+        "database_oid": DBID, "server_version_num": 180001, "server_started_at": SERVER_STARTED,
+        "role_name": "monitor", "pgss_version": "1.12", "pgss_stats_reset": SERVER_STARTED,
+        "pgss_dealloc": 0, "alembic_revision": None, "requests": None,
+        "hidden_statements": 0, "hidden_calls": 0,
+    }  # fmt: skip
+    return SnapshotHeader(**{**values, **overrides})
+
+
+def statement(queryid: int, calls: int, query: str = "", **overrides: Any) -> StatementRow:
+    """A pg_stat_statements entry of the application's role; counters not given are zero."""
+    values: dict[str, Any] = dict.fromkeys(_fields(StatementRow), 0)
+    values.update(
+        userid=APP_USERID, rolname=APP_ROLE, dbid=DBID, queryid=queryid, toplevel=True,
+        query=query or f"SELECT * FROM trip_requests WHERE id = $1 /* {queryid} */",
+        calls=calls, total_exec_time=0.0, total_plan_time=0.0, shared_blk_read_time=0.0,
+        shared_blk_write_time=0.0, stats_since=None,
+    )  # fmt: skip
+    return StatementRow(**{**values, **overrides})
+
+
+def index(name: str, idx_scan: int = 0, schema: str = "public", **overrides: Any) -> IndexRow:
+    """An index's statistics; counters not given are zero."""
+    values: dict[str, Any] = dict.fromkeys(_fields(IndexRow), 0)
+    values.update(
+        indexrelid=zlib.crc32(f"{schema}.{name}".encode()), relid=1, schemaname=schema,
+        relname="t", indexrelname=name, idx_scan=idx_scan, is_valid=True, is_ready=True,
+        is_unique=False, is_primary=False, backs_constraint=False, key_columns=["id"],
+        include_columns=[], predicate=None, access_method="btree",
+        definition=f"CREATE INDEX {name} ON {schema}.t USING btree (id)", index_bytes=None,
+    )  # fmt: skip
+    return IndexRow(**{**values, **overrides})
+
+
+def database(blks_hit: int = 0, blks_read: int = 0, **overrides: Any) -> DatabaseRow:
+    """pg_stat_database of ``app``; counters not given are zero."""
+    values: dict[str, Any] = dict.fromkeys(_fields(DatabaseRow), 0)
+    values.update(
+        datid=DBID, datname="app", blks_hit=blks_hit, blks_read=blks_read, blk_read_time=0.0,
+        blk_write_time=0.0, stats_reset=None, xid_age=None, database_bytes=None,
+    )  # fmt: skip
+    return DatabaseRow(**{**values, **overrides})
+
+
+def snapshot(
+    taken_at: datetime = T0,
+    statements: tuple[StatementRow, ...] = (),
+    indexes: tuple[IndexRow, ...] = (),
+    db: DatabaseRow | None = None,
+    **header_overrides: Any,
+) -> Snapshot:
+    return Snapshot(
+        header=header(taken_at, **header_overrides),
+        statements=statements,
+        tables=(),
+        indexes=indexes,
+        database=db if db is not None else database(),
+    )
+
+
+def totals(
+    requests: int = 0,
+    *,
+    buckets: int | None = None,
+    errors: int = 0,
+    cache_hits: int = 0,
+    cache_misses: int = 0,
+    p95_ms: float | None = None,
+) -> RequestTotals:
+    """Request metrics summed over a window (one bucket when there are requests)."""
+    count = buckets if buckets is not None else (1 if requests else 0)
+    return RequestTotals(count, requests, errors, cache_hits, cache_misses, p95_ms)
+
+
+def window(start: Snapshot, end: Snapshot, metrics: RequestTotals | None = None,
+           name: str = "w") -> Window:  # fmt: skip
+    return Window(parse_window(name), start, end, metrics or totals())
+
+
+def simple_window(
+    name: str = "w",
+    *,
+    queries: int,
+    requests: int,
+    seconds: float = 60.0,
+    metrics: RequestTotals | None = None,
+    start_overrides: dict[str, Any] | None = None,
+    end_overrides: dict[str, Any] | None = None,
+) -> Window:
+    """A trustworthy window in which one application statement ran *queries* times while the
+    request metrics counted *requests* requests (unless *metrics* says otherwise)."""
+    start = snapshot(T0, (statement(1, 100),), **(start_overrides or {}))
+    end = snapshot(T0 + timedelta(seconds=seconds), (statement(1, 100 + queries),),
+                   **(end_overrides or {}))  # fmt: skip
+    return window(start, end, metrics if metrics is not None else totals(requests), name)
+
+
+def healthy_live_state(**overrides: Any) -> LiveState:
+    """The migrations' objects all in place, at head (what a passing verify sees)."""
+    head = "0003"
+    manifest = manifest_at(head)
+    values: dict[str, Any] = {
+        "alembic_revision": head,
+        "head_revision": head,
+        "manifest": manifest,
+        "indexes": {f"{s.schema}.{s.name}": IndexState(True, True) for s in manifest.batch_indexes},
+        "table_options": {f"{s.schema}.{s.table}": dict(s.settings)
+                          for s in manifest.table_settings},
+        "monitoring_tables": frozenset(manifest.monitoring_tables),
+    }  # fmt: skip
+    return LiveState(**{**values, **overrides})
+
+
+def batch_index_rows(scans: int) -> tuple[IndexRow, ...]:
+    """Statistics rows for every batch index, each scanned *scans* times."""
+    return tuple(index(spec.name, scans, spec.schema) for spec in manifest_at("head").batch_indexes)
+
+
+def with_index_scans(w: Window, scans: int = 1) -> Window:
+    """*w* with every batch index scanned *scans* times inside it."""
+    start = dataclasses.replace(w.start, indexes=batch_index_rows(0))
+    end = dataclasses.replace(w.end, indexes=batch_index_rows(scans))
+    return dataclasses.replace(w, start=start, end=end)
+
+
+def _fields(row_type: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(row_type))
