@@ -135,6 +135,9 @@ WHERE d.datname = current_database()
 """
 
 
+_CATALOG_QUERIES = (DATABASE_SQL, TABLES_SQL, INDEXES_SQL)
+
+
 def statements_sql(columns: StatementColumns) -> sql.Composed:
     """pg_stat_statements rows of the current database, dbtools' own left out; hidden rows
     (NULL queryid) included so they can be counted."""
@@ -197,6 +200,25 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
         indexes=_fetch(conn, sql.SQL(INDEXES_SQL), IndexRow),
         database=databases[0] if databases else None,
     )
+
+
+def probe_collection(conn: psycopg.Connection[Any]) -> None:
+    """Run every query ``collect`` (and a snapshot) runs, wrapped to return no rows: proof that
+    the connected role may read every statistics view and function they use (``doctor``).
+
+    Raises the server's error for the first one it may not read, ``PrerequisiteMissing`` when
+    pg_stat_statements is missing.
+    """
+    _, columns = prepare(conn)
+    params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": None}
+    queries = (header_sql(columns), statements_sql(columns), *map(sql.SQL, _CATALOG_QUERIES))
+    for query in queries:
+        conn.execute(
+            sql.SQL("SELECT {marker} FROM ({query}) AS probe LIMIT 0").format(
+                marker=sql.SQL(SQL_MARKER), query=query
+            ),
+            params,
+        )
 
 
 def _fetch_statements(
