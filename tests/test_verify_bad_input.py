@@ -14,7 +14,7 @@ from psycopg import conninfo
 
 from dbtools.sandbox import Sandbox
 from tests.conftest import Database, PgServer
-from tests.helpers import assert_usage_error, run_cli, run_dbtools
+from tests.helpers import assert_usage_error, readme_monitor_grants, run_cli, run_dbtools
 from tests.snapshot_helpers import record_metrics, run_requests, snapshot_count, window
 
 PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
@@ -147,24 +147,11 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert_usage_error(result, "absent.toml")
 
 
-# The monitoring role of the README: pg_monitor plus exactly these grants.
-MONITOR_GRANTS = """
-GRANT pg_monitor TO {role};
-GRANT USAGE ON SCHEMA perf_monitoring TO {role};
-GRANT SELECT, INSERT, DELETE ON perf_monitoring.snapshots, perf_monitoring.statement_stats,
-    perf_monitoring.table_stats, perf_monitoring.index_stats, perf_monitoring.database_stats
-    TO {role};
-GRANT SELECT ON perf_monitoring.request_metrics, perf_monitoring.app_metrics,
-    perf_monitoring.setting_changes TO {role};
-GRANT SELECT ON public.alembic_version TO {role};
-"""
-
-
 def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
     db = migrated_database
     role = f"{db.name}_monitor"
     db.execute(f"CREATE ROLE {role} LOGIN")
-    db.execute(MONITOR_GRANTS.format(role=role))
+    db.execute(readme_monitor_grants(role))  # exactly the README's
     try:
         dsn = conninfo.make_conninfo(db.dsn, user=role)
         with psycopg.connect(dsn) as conn:
