@@ -245,11 +245,13 @@ def open_writer(database: Database, table: str) -> Iterator[psycopg.Connection[o
 
 
 def wait_for_backend(database: Database, pattern: str, timeout: float = 30) -> int:
+    """The pid of this test's migration backend waiting on a lock (its own database only)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = database.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'dbtools-migrate' "
-            "AND query LIKE %s AND wait_event_type = 'Lock'",
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'dbtools-migrate' AND query LIKE %s "
+            "AND wait_event_type = 'Lock'",
             (pattern,),
         )
         if rows:
