@@ -114,7 +114,6 @@ class DoctorFacts:
     manifest: Manifest = field(
         default_factory=Manifest
     )  # the revision's (head's when it cannot be read or known)
-    schema_present: bool = False
     schema_usable: bool = False
     tables: tuple[TableAccess, ...] = ()
     preload_libraries: str | None = None  # None: hidden from the role (pg_read_all_settings)
@@ -133,8 +132,7 @@ class DoctorFacts:
 
 
 SCHEMA_SQL = f"""
-SELECT {SQL_MARKER} n.oid IS NOT NULL AS present,
-       coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usable
+SELECT {SQL_MARKER} coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usable
 FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
 """
 
@@ -187,7 +185,7 @@ def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorF
     except ConfigError:
         manifest = manifest_at(head, ini=ini)
         facts = dataclasses.replace(facts, revision_unknown=facts.revision)
-    present, usable = conn.execute(SCHEMA_SQL, {"schema": MONITORING_SCHEMA}).fetchone() or (0, 0)
+    (usable,) = conn.execute(SCHEMA_SQL, {"schema": MONITORING_SCHEMA}).fetchone() or (False,)
     names = {"names": list(manifest.monitoring_tables), "schema": MONITORING_SCHEMA}
     with conn.cursor(row_factory=class_row(TableAccess)) as cur:
         tables = tuple(cur.execute(TABLES_SQL, names).fetchall())
@@ -202,7 +200,6 @@ def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorF
     return dataclasses.replace(
         facts,
         manifest=manifest,
-        schema_present=bool(present),
         schema_usable=bool(usable),
         tables=tables,
         preload_libraries=libraries,
@@ -361,16 +358,23 @@ def database_at_head(facts: DoctorFacts) -> list[Check]:
 
 
 def monitoring_schema_usable(facts: DoctorFacts) -> list[Check]:
-    """The monitoring schema exists, the role may use it, and it holds every table the
-    database's revision creates there."""
+    """The monitoring schema holds every table the database's revision creates there, and the
+    role may use it."""
     name, commands = "monitoring schema usable", (SNAPSHOT, CAPTURE, VERIFY, REPORT)
-    if not facts.schema_present:
-        message = f"no {MONITORING_SCHEMA} schema: the database was never migrated"
-        return [failed(name, MONITORING_SCHEMA, message, UPGRADE, commands)]
+    if not facts.manifest.monitoring_tables:
+        state = (
+            "was never migrated"
+            if facts.revision is None
+            else f"is at revision {facts.revision}, before the monitoring tables"
+        )
+        return [failed(name, MONITORING_SCHEMA, f"the database {state}", UPGRADE, commands)]
     missing = [monitoring_table(t.name) for t in facts.tables if not t.present]
     if missing:
-        message = f"{', '.join(missing)} missing, though revision {facts.revision} creates them"
-        fix = f"restore them: alembic downgrade and upgrade the revision that creates them ({facts.revision} or earlier)"
+        message = f"{', '.join(missing)} missing, though revision {facts.revision} has them"
+        fix = (
+            "recreate them: downgrade below the revision that creates them and upgrade again "
+            "(alembic downgrade/upgrade, as the deploy role)"
+        )
         return [failed(name, MONITORING_SCHEMA, message, fix, commands)]
     if not facts.schema_usable:
         fix = f"GRANT USAGE ON SCHEMA {MONITORING_SCHEMA} TO {facts.role};"
@@ -396,7 +400,7 @@ def _table_check(
     done: str,
     commands: Sequence[str],
 ) -> list[Check]:
-    if not facts.schema_present or not facts.tables:
+    if not any(table.present for table in facts.tables):
         return [skipped(name, MONITORING_SCHEMA, "no monitoring tables", commands)]
     fixes = _grants(facts, wanted)
     if not fixes:

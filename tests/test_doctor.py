@@ -33,8 +33,8 @@ GRANTED = tuple(
     for name in HEAD.monitoring_tables
 )  # fmt: skip
 READY = DoctorFacts(
-    info=MONITOR, head="0003", revision="0003", manifest=HEAD, schema_present=True,
-    schema_usable=True, tables=GRANTED, preload_libraries="pg_stat_statements", track="top",
+    info=MONITOR, head="0003", revision="0003", manifest=HEAD, schema_usable=True,
+    tables=GRANTED, preload_libraries="pg_stat_statements", track="top",
     track_source="configuration file",
 )  # fmt: skip
 
@@ -107,7 +107,7 @@ def test_never_migrated() -> None:
     info = dataclasses.replace(MONITOR, has_alembic_version=False)
     facts = dataclasses.replace(
         READY, info=info, revision=None, manifest=manifest_at(None), tables=(),
-        schema_present=False, schema_usable=False,
+        schema_usable=False,
     )  # fmt: skip
     upgrade = "alembic upgrade head  # as the deploy role"
     assert failing(judge(facts)) == {
