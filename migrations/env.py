@@ -63,6 +63,7 @@ except DbtoolsError as err:
     raise CommandError(str(err)) from err
 config.attributes["dbtools.migration_settings"] = SETTINGS
 
+IN_FAILED_TRANSACTION = "25P02"  # SQLSTATE: current transaction is aborted
 CONFIGURE_OPTS: dict[str, Any] = {
     "transaction_per_migration": True,
     "target_metadata": None,
@@ -88,6 +89,7 @@ def run_migrations_online() -> None:
     handed = config.attributes.get("connection")
     if isinstance(handed, Connection):
         _require_postgresql(handed.dialect.name)
+        _require_usable(handed)
         if handed.in_transaction():
             _run_in_callers_transaction(handed)
         else:
@@ -99,7 +101,7 @@ def run_migrations_online() -> None:
     elif handed is not None:
         raise CommandError(
             "config.attributes['connection'] must be a SQLAlchemy Connection or Engine, "
-            f"not {type(handed).__name__}"
+            f"not {type(handed).__module__}.{type(handed).__qualname__}"
         )
     else:
         dsn = resolve_dsn(x_args.get("dsn") or config.attributes.get("dsn"))
@@ -115,12 +117,27 @@ def run_migrations_online() -> None:
             poolclass=NullPool,
         )
     with engine.connect() as connection:
+        if handed is not None:
+            _require_usable(connection)
         _run(connection)
 
 
 def _require_postgresql(dialect: str) -> None:
     if dialect != "postgresql":
         raise CommandError(f"dbtools' migrations need PostgreSQL, not {dialect}")
+
+
+def _require_usable(connection: Connection) -> None:
+    """Refuse a handed connection nothing can run on as a migration should."""
+    where = "the Connection in config.attributes['connection']"
+    if connection.closed:
+        raise CommandError(f"{where} is closed")
+    if getattr(connection.connection.dbapi_connection, "autocommit", False):
+        raise CommandError(
+            f"{where} is in autocommit mode: every statement of a revision would commit on its "
+            "own, so a failed revision could not be undone; hand an Engine, or a Connection "
+            "with a transactional isolation level"
+        )
 
 
 def _run(connection: Connection, *, borrowed: bool = False) -> None:
@@ -152,7 +169,15 @@ def _run_in_callers_transaction(connection: Connection) -> None:
         with connection.begin_nested(), context.begin_transaction():
             context.run_migrations()
 
-    previous = set_session_timeouts(connection, SETTINGS, local=True)
+    try:
+        previous = set_session_timeouts(connection, SETTINGS, local=True)
+    except sa.exc.DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) != IN_FAILED_TRANSACTION:
+            raise
+        raise CommandError(
+            "the caller's transaction on the Connection in config.attributes['connection'] has "
+            "already failed: roll it back before migrating"
+        ) from err
     config.attributes[IN_CALLERS_TRANSACTION] = True  # the online helpers refuse autocommit
     try:
         acquire_migration_lock(connection, SETTINGS.lock_wait_s, in_callers_transaction=True)

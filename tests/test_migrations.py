@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -579,23 +579,54 @@ def test_an_engine_is_accepted(database: Database) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize(
-    ("handed", "expected"),
-    [
-        ("postgresql://somewhere/app", "must be a SQLAlchemy Connection or Engine, not str"),
-        ("sqlite", "dbtools' migrations need PostgreSQL, not sqlite"),
-    ],
-)
-def test_anything_else_handed_is_refused(handed: str, expected: str) -> None:
+REFUSED = {
+    "a URL": "must be a SQLAlchemy Connection or Engine, not builtins.str",
+    "a psycopg connection": "must be a SQLAlchemy Connection or Engine, not psycopg.Connection",
+    "a SQLite engine": "dbtools' migrations need PostgreSQL, not sqlite",
+    "a closed connection": "the Connection in config.attributes['connection'] is closed",
+    "an autocommit connection": "is in autocommit mode: every statement of a revision would "
+    "commit on its own",
+    "an autocommit engine": "is in autocommit mode",
+    "a failed transaction": "the caller's transaction on the Connection in "
+    "config.attributes['connection'] has already failed: roll it back before migrating",
+}
+
+
+@pytest.mark.parametrize("handed", list(REFUSED))
+def test_anything_else_handed_is_refused(database: Database, handed: str) -> None:
     import sqlalchemy as sa
     from alembic import command
     from alembic.util import CommandError
 
     from dbtools.schema.revisions import alembic_config
 
+    engine = handed_engine(database)
+    connection = engine.connect()
+    psycopg_connection = psycopg.connect(database.dsn)
+    things: dict[str, Callable[[], Any]] = {
+        "a URL": lambda: database.dsn,
+        "a psycopg connection": lambda: psycopg_connection,
+        "a SQLite engine": lambda: sa.create_engine("sqlite://"),
+        "a closed connection": lambda: connection,
+        "an autocommit connection": lambda: connection.execution_options(
+            isolation_level="AUTOCOMMIT"
+        ),
+        "an autocommit engine": lambda: engine.execution_options(isolation_level="AUTOCOMMIT"),
+        "a failed transaction": lambda: connection,
+    }
+    if handed == "a closed connection":
+        connection.close()
+    if handed == "a failed transaction":
+        with pytest.raises(sa.exc.DataError):
+            connection.execute(sa.text("SELECT 1/0"))
     config = alembic_config()
-    config.attributes["connection"] = (
-        sa.create_engine("sqlite://") if handed == "sqlite" else handed
-    )
-    with pytest.raises(CommandError, match=expected):
-        command.upgrade(config, "head")
+    config.attributes["connection"] = things[handed]()
+    try:
+        with pytest.raises(CommandError) as refused:
+            command.upgrade(config, "head")
+        assert REFUSED[handed] in str(refused.value)
+        assert database.execute("SELECT to_regclass('public.alembic_version')") == [(None,)]
+    finally:
+        psycopg_connection.close()
+        connection.close()
+        engine.dispose()
