@@ -309,6 +309,18 @@ _GRANT = {
 }
 
 
+def grant_for(error: str, role: str, schema_of: Callable[[str], str | None]) -> str | None:
+    """The GRANT that lifts the "permission denied for KIND NAME" in *error* (the server names
+    objects without their schema: *schema_of* gives it), None for any other error."""
+    denied = _DENIED.search(error)
+    if denied is None:
+        return None
+    kind, name = denied.groups()
+    schema = None if kind == "schema" else schema_of(name)
+    target = f"{quote_ident(schema)}.{name}" if schema else name
+    return f"GRANT {_GRANT[kind]} {target} TO {role};"
+
+
 def statistics_readable(facts: DoctorFacts) -> list[Check]:
     """The role may run every query a snapshot runs (each run here returning no rows)."""
     name, role = "statistics readable", facts.info.role
@@ -317,13 +329,12 @@ def statistics_readable(facts: DoctorFacts) -> list[Check]:
     if facts.statistics_error is None:
         message = "a snapshot's queries of pg_stat_statements and the statistics views run"
         return [passed(name, role, message, MEASURING)]
-    denied = _DENIED.search(facts.statistics_error)
-    fix = ""
-    if denied:
-        kind, target = denied.groups()
-        if target.startswith("pg_stat_statements") and facts.info.pgss_schema:
-            target = f"{quote_ident(facts.info.pgss_schema)}.{target}"
-        fix = f"GRANT {_GRANT[kind]} {target} TO {facts.role};"
+
+    def schema_of(object_name: str) -> str | None:
+        extension = object_name.startswith("pg_stat_statements")
+        return facts.info.pgss_schema if extension else "pg_catalog"
+
+    fix = grant_for(facts.statistics_error, facts.role, schema_of) or ""
     return [failed(name, role, facts.statistics_error, fix, MEASURING)]
 
 
@@ -331,7 +342,9 @@ def alembic_version_readable(facts: DoctorFacts) -> list[Check]:
     """The role may read the Alembic revision (snapshots record it, verify judges by it)."""
     name, commands = "alembic_version readable", (SNAPSHOT, CAPTURE, VERIFY, LIVE_REPORT)
     if facts.revision_denied is not None:
-        fix = f"GRANT SELECT ON {ALEMBIC_VERSION} TO {facts.role};"
+        schema = ALEMBIC_VERSION.split(".")[0]
+        fix = grant_for(facts.revision_denied, facts.role, lambda _: schema)
+        fix = fix or f"GRANT SELECT ON {ALEMBIC_VERSION} TO {facts.role};"
         return [failed(name, ALEMBIC_VERSION, facts.revision_denied, fix, commands)]
     if not facts.info.has_alembic_version:
         return [skipped(name, ALEMBIC_VERSION, "the database was never migrated", commands)]

@@ -287,3 +287,20 @@ def test_a_revoked_statistics_view_is_named_with_its_grant(
     apply_fixes(db, failing(found))
     assert doctor(dsn)["ok"] is True
     assert run_cli("snapshot", "--dsn", dsn, "--label", "x").exit_code == 0
+
+
+def test_a_revoked_schema_is_named_with_its_grant(
+    migrated_database: Database, make_role: MakeRole
+) -> None:
+    """A hardened database: no USAGE on schema public for PUBLIC (alembic_version and, here,
+    pg_stat_statements live there)."""
+    db = migrated_database
+    db.execute("REVOKE USAGE ON SCHEMA public FROM PUBLIC")
+    dsn = make_role(readme_monitor_grants("{role}"))
+    role = conninfo.conninfo_to_dict(dsn)["user"]
+    found = doctor(dsn)
+    fix = f"GRANT USAGE ON SCHEMA public TO {role};"
+    assert failing(found) == {"alembic_version readable": fix, "statistics readable": fix}
+    assert run_cli("snapshot", "--dsn", dsn, "--label", "x").exit_code == 2
+    apply_fixes(db, {"once": fix})
+    assert doctor(dsn)["ok"] is True
