@@ -182,9 +182,7 @@ def _run_in_callers_transaction(connection: Connection) -> None:
     try:
         acquire_migration_lock(connection, SETTINGS.lock_wait_s, in_callers_transaction=True)
         context.configure(connection=connection, **CONFIGURE_OPTS)
-        retry_on_lock_timeout(
-            run, what=_locked_tables, config=SETTINGS, outcome="nothing of this run was applied"
-        )
+        retry_on_lock_timeout(run, what=_locked_tables, config=SETTINGS)
     except MigrationError as err:
         raise CommandError(
             f"{err}; nothing of this run was applied, and the caller's transaction is open as "
