@@ -6,6 +6,7 @@ checks, and every pg_stat_statements column the server records."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -92,10 +93,8 @@ def lock_chain(database: Database) -> Iterator[dict[str, int]]:
 
 
 def _quietly(conn: psycopg.Connection[Any], statement: str) -> None:
-    try:
+    with contextlib.suppress(psycopg.errors.QueryCanceled):
         conn.execute(statement)
-    except psycopg.errors.QueryCanceled:
-        pass
 
 
 def _blocked_by(db: Database, pid: int) -> list[int]:
@@ -104,11 +103,11 @@ def _blocked_by(db: Database, pid: int) -> list[int]:
 
 
 def test_activity_shows_the_lock_chain(database: Database, lock_chain: dict[str, int]) -> None:
-    holder, waiter, locker, sleeper = (lock_chain[n] for n in ("holder", "waiter", "locker", "sleeper"))
-    time.sleep(0.6)  # every one of them has waited or slept past the threshold below
-    report = report_of(
-        database, "activity", activity=ActivitySettings(long_running_seconds=0.5)
+    holder, waiter, locker, sleeper = (
+        lock_chain[n] for n in ("holder", "waiter", "locker", "sleeper")
     )
+    time.sleep(0.6)  # every one of them has waited or slept past the threshold below
+    report = report_of(database, "activity", activity=ActivitySettings(long_running_seconds=0.5))
     activity = report.activity
     assert activity is not None
     blocked = {b.pid: b for b in activity.blocked if b.database == database.name}
@@ -230,20 +229,23 @@ def test_sequence_at_95_percent_of_its_type(database: Database) -> None:
 def test_settings_values_sources_and_notes(database: Database) -> None:
     db = database
     db.execute(f'ALTER DATABASE "{db.name}" SET random_page_cost = 1.1')
-    db.execute(f'ALTER DATABASE "{db.name}" SET work_mem = \'64kB\'')
+    db.execute(f"ALTER DATABASE \"{db.name}\" SET work_mem = '64kB'")
     with db.connect() as conn:  # a new session: the database's settings apply
         conn.execute("SELECT g FROM generate_series(1, 100000) g ORDER BY g DESC").fetchall()
     report = report_of(db, "settings")
     assert report.settings is not None
     lines = {s.name: s for s in report.settings.settings}
-    assert (lines["random_page_cost"].value, lines["random_page_cost"].source) == ("1.1", "database")
+    assert (lines["random_page_cost"].value, lines["random_page_cost"].source) == (
+        "1.1",
+        "database",
+    )
     assert lines["random_page_cost"].note == ""
     assert (lines["work_mem"].value, lines["work_mem"].source) == ("64kB", "database")
     assert lines["work_mem"].note.startswith("1 statements wrote ")
     assert lines["track_io_timing"].value == "on" and lines["track_io_timing"].note == ""
     assert lines["pg_stat_statements.track"].value == "all"
     assert lines["effective_cache_size"].source == "default"
-    assert list(lines)[0] == "shared_buffers"
+    assert next(iter(lines)) == "shared_buffers"
 
 
 # -- plans and index advice --------------------------------------------------------------------------
@@ -301,7 +303,9 @@ def test_plans_generic_on_16_and_later(orders: Database, pg_server: PgServer) ->
     # A text without parameters has a plan on every version.
     assert recent.status == "planned" and recent.indexes_used == ()
     assert [(s.table, s.large) for s in recent.seq_scans] == [("public.orders", True)]
-    assert purge.status == "planned" and [s.table for s in purge.large_seq_scans] == ["public.orders"]
+    assert purge.status == "planned" and [s.table for s in purge.large_seq_scans] == [
+        "public.orders"
+    ]
     if pg_server.major >= 16:
         assert report.plans is not None and report.plans.method.startswith("EXPLAIN (GENERIC_PLAN)")
         assert customer.status == "planned" and customer.generic
@@ -393,7 +397,9 @@ def test_schema_health_findings_and_fixes(database: Database) -> None:
     assert fixes["foreign_key_type_mismatch"].startswith(
         "ALTER TABLE public.kids ALTER COLUMN parent_id TYPE bigint;"
     )
-    assert fixes["btree_on_array"].startswith("CREATE INDEX CONCURRENTLY ON public.kids USING gin (tags);")
+    assert fixes["btree_on_array"].startswith(
+        "CREATE INDEX CONCURRENTLY ON public.kids USING gin (tags);"
+    )
     assert fixes["mostly_null_index"].startswith(
         "CREATE INDEX CONCURRENTLY ON public.kids (maybe) WHERE maybe IS NOT NULL;"
     )
@@ -421,10 +427,16 @@ def test_every_pg_stat_statements_column_reaches_the_json(database: Database) ->
     lines = {s["query"]: s for s in document["top_statements"]}
     sort = lines["SELECT v FROM spill ORDER BY v DESC"]
     insert = lines["INSERT INTO spill SELECT g FROM generate_series($1, $2) g"]
-    assert sort["figures"]["live"]["temp_blks_written"] == truth["SELECT v FROM spill ORDER BY v DESC"][0] > 0
-    assert insert["figures"]["live"]["wal_records"] == truth[
-        "INSERT INTO spill SELECT g FROM generate_series($1, $2) g"
-    ][1] >= 50_000
+    assert (
+        sort["figures"]["live"]["temp_blks_written"]
+        == truth["SELECT v FROM spill ORDER BY v DESC"][0]
+        > 0
+    )
+    assert (
+        insert["figures"]["live"]["wal_records"]
+        == truth["INSERT INTO spill SELECT g FROM generate_series($1, $2) g"][1]
+        >= 50_000
+    )
     version = db.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'")
     major, minor = map(int, version[0][0].split("."))
     expected = StatementColumns((major, min(minor, 12)), "public").unstored_columns()
@@ -455,3 +467,77 @@ def test_cli_names_the_inspection_sections() -> None:
     from dbtools.cli.report import INSPECTION_SECTIONS
 
     assert INSPECTION_SECTIONS == SECTIONS
+
+
+# -- the fixed inspection: golden renderings -------------------------------------------------------
+
+
+def test_inspection_golden_markdown() -> None:
+    from tests.helpers import check_golden
+    from tests.inspection_fixture import inspected_report
+
+    check_golden("report_inspection.md", render(inspected_report(), "md"))
+
+
+def test_inspection_golden_json() -> None:
+    from tests.helpers import check_golden
+    from tests.inspection_fixture import inspected_report
+
+    check_golden("report_inspection.json", render(inspected_report(), "json"))
+
+
+def test_fixed_inspection_sections() -> None:
+    """What the fixed inspection must yield, stated outright."""
+    from tests.inspection_fixture import inspected_report
+    from tests.report_fixture import SECRET as FIXTURE_SECRET
+
+    report = inspected_report()
+    assert report.activity is not None
+    (first, second) = report.activity.blocked
+    assert (first.pid, first.chain, first.root_pid) == (302, (302, 301), 301)
+    assert (second.pid, second.chain, second.root_pid) == (303, (303, 302, 301), 301)
+    assert second.lock == "ExclusiveLock on a row of public.bookings (page 0, 7)"
+    assert [s.pid for s in report.activity.long_running] == [302, 303, 304]
+    assert [s.pid for s in report.activity.idle_in_transaction] == [301]
+    assert report.activity.client_connections == 5
+    assert report.space is not None
+    offers, bookings = report.space.tables
+    assert (offers.method, offers.bloat_bytes) == ("pgstattuple_approx", 4_645_000)
+    assert (bookings.method, bookings.bloat_bytes) == ("estimate", 86 * 8192)
+    assert [s.sequence for s in report.space.sequences] == ["public.bookings_id_seq"]
+    gin = report.space.indexes[1]
+    assert gin.method == "btree only" and gin.bloat_bytes is None
+    assert report.plans is not None
+    assert [p.status for p in report.plans.statements] == ["planned", "planned", "failed"]
+    assert report.plans.statements[0].large_seq_scans[0].table == "public.flight_offers"
+    assert report.plans.statements[1].indexes_used == ("public.trip_requests_pkey",)
+    assert report.index_advice is not None
+    (suggestion,) = report.index_advice.suggestions  # expires_at: 1.4x, below the factor
+    assert suggestion.columns == ("trip_request_id",)
+    assert report.settings is not None
+    notes = {s.name: s.note for s in report.settings.settings}
+    assert notes["random_page_cost"] == "" and notes["shared_buffers"].startswith("the compiled")
+    assert notes["max_connections"] == "5 client connections now (5%)"
+    assert report.schema_health is not None and len(report.schema_health) == 6
+    assert report.top_statements[0].other_columns is None
+    offers_line = next(s for s in report.top_statements if s.queryid == 102)
+    assert offers_line.other_columns == {"max_exec_time": 3.5, "wal_fpi": 2}
+    for fmt in ("md", "html", "json"):
+        assert FIXTURE_SECRET not in render(report, fmt)
+
+
+def test_inspected_report_renders_in_chromium(tmp_path: Any) -> None:
+    """The HTML with every inspection section stays one self-contained file a browser renders."""
+    import re as regex
+
+    from tests.inspection_fixture import inspected_report
+    from tests.test_report import count_pixels, screenshot
+
+    html = render(inspected_report(), "html")
+    assert regex.findall(r"""(?:src|href)\s*=\s*["']?(?!#)([^"'\s>]+)""", html) == []
+    for section in ("activity-blocked", "plans", "index-advice", "space-tables", "settings",
+                    "schema-health", "statement-costs"):  # fmt: skip
+        assert f'<section id="{section}">' in html
+    image = screenshot(html, tmp_path, "inspected")
+    assert image.size == (1200, 2000)
+    assert count_pixels(image, (255, 255, 255), tolerance=0) < 1200 * 2000 * 0.98

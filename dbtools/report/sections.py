@@ -409,8 +409,11 @@ def activity_blocked(report: Report) -> Section | None:
          one_line(b.query)]
         for b in report.activity.blocked
     ]  # fmt: skip
-    code = [CodeBlock(f"pid {b.pid} waits; chain head {b.root_pid} runs", b.root_query)
-            for b in report.activity.blocked]  # fmt: skip
+    code = [
+        CodeBlock(f"pid {b.pid}: chain head {b.root_pid} ({b.root_state or 'unknown'}), its "
+                  "statement", b.root_query)
+        for b in report.activity.blocked
+    ]  # fmt: skip
     return Section(
         "activity-blocked",
         "Activity now: blocked sessions",
