@@ -33,7 +33,7 @@ import psycopg
 
 from benchmarks.machine import machine_lines
 from dbtools.report import ReportOptions, make_report, render
-from dbtools.report.inspection import SECTIONS, InspectionOptions
+from dbtools.report.inspection import SECTIONS, InspectionOptions, inspect
 from dbtools.report.model import Report, ReportInput, build_report
 from dbtools.sandbox import temporary_sandbox
 from dbtools.sqltext.families import Classifier
@@ -128,6 +128,29 @@ def live_report_seconds(dsn: str, fmt: str, sections: tuple[str, ...] = SECTIONS
     return median_seconds(lambda: render(make_report(dsn, live=True, options=options), fmt))
 
 
+INSPECT_RUNS = 9
+
+
+def inspection_seconds(dsn: str) -> dict[str, float]:
+    """Seconds ``inspect`` takes for each section alone, and for all of them."""
+    from dbtools.db.connection import session
+    from dbtools.stats.collect import collect
+
+    found = {}
+    with session(dsn, autocommit=True) as conn:
+        state = collect(conn)
+        for name in (*SECTIONS, "all"):
+            wanted = frozenset(SECTIONS if name == "all" else (name,))
+            options = InspectionOptions(sections=wanted)
+            found[name] = median_seconds(
+                lambda options=options: inspect(  # type: ignore[misc]
+                    conn, state, state.statements, options, live=True, large_table_rows=10_000
+                ),
+                INSPECT_RUNS,
+            )
+    return found
+
+
 def user_tables(dsn: str) -> int:
     """User tables in the benchmark's database."""
     with psycopg.connect(dsn) as conn:
@@ -168,10 +191,8 @@ def main() -> None:
             in_pgss = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]  # type: ignore[index]
             server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         live = {fmt: live_report_seconds(dsn, fmt) for fmt in ("md", "json", "html")}
-        by_sections = {"none": live_report_seconds(dsn, "md", ())}
-        for section in SECTIONS:
-            by_sections[section] = live_report_seconds(dsn, "md", (section,))
-        by_sections["all"] = live["md"]
+        without = live_report_seconds(dsn, "md", ())
+        inspecting = inspection_seconds(dsn)
         tables = user_tables(dsn)
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -219,14 +240,13 @@ def main() -> None:
         "|---|---:|",
         *(f"| {fmt} | {seconds:.2f} |" for fmt, seconds in live.items()),
         "",
-        "Markdown, by the sections read from the database:",
+        f"Markdown with none of them: {without:.2f} s. What reading each section costs alone "
+        f"(`inspection.inspect` on an open session, median of {INSPECT_RUNS} runs; the "
+        "end-to-end figures above move more than this from run to run on a shared machine):",
         "",
-        "| sections | seconds | over none |",
-        "|---|---:|---:|",
-        *(
-            f"| {name} | {seconds:.2f} | {seconds - by_sections['none']:+.2f} |"
-            for name, seconds in by_sections.items()
-        ),
+        "| section | milliseconds |",
+        "|---|---:|",
+        *(f"| {name} | {seconds * 1000:.1f} |" for name, seconds in inspecting.items()),
         "",
         f"Peak RSS of the whole benchmark process: {peak_rss_mib:.0f} MiB.",
         "",

@@ -10,7 +10,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +26,7 @@ from dbtools.report.space import SpaceSettings
 from dbtools.stats.columns import StatementColumns
 from tests.conftest import Database, PgServer
 from tests.helpers import run_cli
+from tests.test_health import wait_for
 
 SECRET = "Sekr1t-literal"
 
@@ -39,14 +40,6 @@ def report_of(db: Database, *sections: str, live: bool = True, **settings: Any) 
         options=ReportOptions(inspection=options),
         generated_at=datetime.now(timezone.utc),
     )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never saw {what}")
-        time.sleep(0.05)
 
 
 # -- activity ---------------------------------------------------------------------------------------

@@ -208,15 +208,24 @@ def _backs_foreign_key(index: IndexRow, data: HealthInput) -> bool:
     )
 
 
+def _droppable(index: IndexRow, data: HealthInput) -> bool:
+    """Whether *index* only serves reads: valid, and neither unique, primary, constraint- nor
+    FK-backing (those enforce something, or keep deletes on the referenced table from
+    scanning)."""
+    return (
+        index.is_valid
+        and not (index.is_unique or index.is_primary or index.backs_constraint)
+        and not _backs_foreign_key(index, data)
+    )
+
+
 @rule("unused_index")
 def unused_indexes(data: HealthInput) -> list[Finding]:
     """Valid indexes never scanned, except unique, primary-key and constraint- or FK-backing ones
     (they enforce something, or keep deletes on the referenced table from scanning)."""
     findings = []
     for row in data.indexes:
-        if row.idx_scan or not row.is_valid or row.is_unique or row.is_primary:
-            continue
-        if row.backs_constraint or _backs_foreign_key(row, data):
+        if row.idx_scan or not _droppable(row, data):
             continue
         size = f", {byte_size(row.index_bytes)}" if row.index_bytes is not None else ""
         findings.append(
@@ -240,9 +249,7 @@ def rarely_used_indexes(data: HealthInput) -> list[Finding]:
     limit = data.settings.rare_index_scans
     findings = []
     for row in data.indexes:
-        if not 0 < row.idx_scan < limit or not row.is_valid or row.is_unique or row.is_primary:
-            continue
-        if row.backs_constraint or _backs_foreign_key(row, data):
+        if not 0 < row.idx_scan < limit or not _droppable(row, data):
             continue
         size = f", {byte_size(row.index_bytes)}" if row.index_bytes is not None else ""
         findings.append(
