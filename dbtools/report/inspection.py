@@ -19,6 +19,7 @@ import psycopg
 
 from dbtools.db.connection import SQL_MARKER
 from dbtools.db.server import inspect_server, major_of
+from dbtools.errors import PrerequisiteMissing
 from dbtools.findings import Finding
 from dbtools.report import activity, advice, plans, schema_health, settings, space
 from dbtools.report.health import table_name
@@ -81,6 +82,16 @@ def large_scans(
     return found
 
 
+def unstored_columns(conn: psycopg.Connection[Any]) -> dict[Key, dict[str, Any]]:
+    """The pg_stat_statements columns snapshots do not store, live; none without the extension
+    (a window report can be read where it is missing)."""
+    try:
+        columns = statement_columns(inspect_server(conn))
+    except PrerequisiteMissing:
+        return {}
+    return collect_unstored(conn, columns)
+
+
 def inspect(
     conn: psycopg.Connection[Any],
     state: Snapshot,
@@ -117,7 +128,7 @@ def inspect(
             schema=schema_health.read_schema_facts(conn, options.schema)
             if "schema" in wanted
             else None,
-            unstored_columns=collect_unstored(conn, statement_columns(inspect_server(conn))),
+            unstored_columns=unstored_columns(conn),
         )
     finally:
         conn.execute(f"RESET {SQL_MARKER} lock_timeout")
