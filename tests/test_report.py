@@ -76,6 +76,7 @@ def test_fixed_report_findings() -> None:
         ("duplicate_index", "public.ix_flight_offers_trip_expiry_copy"),
         ("overlapping_index", "public.ix_flight_offers_trip"),
         ("unused_index", "public.ix_bookings_created_at"),
+        ("rarely_used_index", "public.ix_trip_requests_active_batch"),  # 20 scans, under 50
         ("unindexed_foreign_key", "public.bookings"),
         ("sequential_scans", "public.flight_search_cache"),
     }
@@ -115,7 +116,8 @@ def test_json_is_stable_and_versioned() -> None:
         "schema_version", "kind", "title", "generated_at", "source", "target", "database",
         "server_version", "periods", "query_reduction", "top_statements", "families",
         "unparsed", "n_plus_one", "table_hit_ratios", "indexes", "index_health", "autovacuum",
-        "autovacuum_health", "notes",
+        "autovacuum_health", "notes", "activity", "space", "settings", "plans", "index_advice",
+        "schema_health",
     ]  # fmt: skip
     # Findings use dbtools.findings' vocabulary, as verify's and lint's do.
     assert list(document["index_health"][0]) == [

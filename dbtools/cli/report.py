@@ -13,6 +13,8 @@ from dbtools.output import Destination
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
 REPORT_FORMATS = ("md", "html", "json")
+# The sections read from the database, likewise (dbtools.report.inspection.SECTIONS).
+INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
 
 
 @click.command("report")
@@ -49,6 +51,13 @@ REPORT_FORMATS = ("md", "html", "json")
     show_default=True,
     help="How many statements to rank.",
 )
+@click.option(
+    "--skip",
+    type=click.Choice(INSPECTION_SECTIONS),
+    multiple=True,
+    help="Leave out a section read from the database (repeatable): activity (--live only), "
+    "space, settings, plans, advice (index advice), schema (schema health).",
+)
 def report_command(
     dsn: str | None,
     window: str | None,
@@ -58,6 +67,7 @@ def report_command(
     output_format: str,
     destination: Destination,
     top: int,
+    skip: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Write the DBA's report: top statements, query families, N+1 suspects, health.
 
@@ -67,8 +77,18 @@ def report_command(
     time); query families (sqlglot fingerprints) and statements that cannot be parsed (verbatim);
     N+1 suspects (point lookups sent per request that one `= ANY($1)` could serve); buffer cache,
     index and per-table hit ratios (from window deltas); index health (invalid, unused,
-    duplicate, overlapping, foreign keys without an index, large tables read by sequential
-    scans); autovacuum health (dead tuples, last vacuum/analyze, settings, transaction-ID age).
+    duplicate, overlapping, rarely used, foreign keys without an index, large tables read by
+    sequential scans); autovacuum health (dead tuples, last vacuum/analyze, settings,
+    transaction-ID age); where each statement's time goes (planning, I/O, temporary blocks, WAL).
+
+    Read from the database when the report is made (leave any out with --skip): activity
+    (--live only: long-running statements, idle in transaction, blocked sessions and their
+    chains, connections against max_connections); space (table and index sizes, bloat,
+    sequences near their end); settings (values, sources, notes); plans of the costliest
+    statements (EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+, never executed); index advice
+    (hypothetical indexes with hypopg where it is created); schema health (no primary key,
+    NOT VALID constraints, foreign-key type mismatches, btree on boolean or array columns,
+    mostly-NULL index columns).
 
     Literals are scrubbed from every query text; passwords never appear. The file is written
     atomically to --output, or to --output-dir (default reports/) as
@@ -83,10 +103,12 @@ def report_command(
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
     from dbtools.report import ReportOptions, make_report, render, report_stem
+    from dbtools.report.inspection import InspectionOptions
 
+    options = ReportOptions(top_statements=top, inspection=InspectionOptions().without(skip))
     report = make_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
-        options=ReportOptions(top_statements=top),
+        options=options,
     )  # fmt: skip
     text = render(report, output_format)
     emit(text, destination, report_stem(report), output_format, report.generated_at)

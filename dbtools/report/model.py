@@ -14,12 +14,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from dbtools.db.server import version_text
 from dbtools.findings import Finding
 from dbtools.output import SCHEMA_VERSIONS
 from dbtools.report import health
+from dbtools.report.activity import Activity
+from dbtools.report.advice import AdviceReport
+from dbtools.report.inspection import (
+    Inspection,
+    InspectionOptions,
+    InspectionSections,
+    build_inspection,
+)
+from dbtools.report.plans import PlanReport
+from dbtools.report.settings import SettingsReview
+from dbtools.report.space import SpaceReport
 from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
 from dbtools.sqltext.families import Classifier, NPlusOne, StatementShape, is_n_plus_one
 from dbtools.stats.deltas import statement_key
@@ -53,6 +64,7 @@ class ReportOptions:
     top_families: int = 30
     n_plus_one: NPlusOne = field(default_factory=NPlusOne)
     health: health.HealthSettings = field(default_factory=health.HealthSettings)
+    inspection: InspectionOptions = field(default_factory=InspectionOptions)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -114,6 +126,7 @@ class ReportInput:
     catalog: health.Catalog
     target: str  # where the data came from, without any password
     manifest: Manifest  # what the state snapshot's revision sets up (``manifest_at``)
+    inspection: Inspection | None = None  # activity, space, settings, plans… (``inspection``)
 
 
 # -- output: the report --------------------------------------------------------------------------
@@ -148,6 +161,21 @@ class StatementFigures:
     hit_ratio: float | None  # shared buffers
     share_of_time: float | None
     calls_per_request: float | None
+    # Where the cost goes: every counter snapshots store (window deltas, or live totals).
+    plans: int = 0
+    plan_time_ms: float = 0.0
+    shared_blks_hit: int = 0
+    shared_blks_read: int = 0
+    shared_blks_dirtied: int = 0
+    shared_blks_written: int = 0
+    local_blks_hit: int = 0
+    local_blks_read: int = 0
+    temp_blks_read: int = 0
+    temp_blks_written: int = 0
+    blk_read_time_ms: float = 0.0
+    blk_write_time_ms: float = 0.0
+    wal_records: int = 0
+    wal_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,6 +198,9 @@ class StatementLine:
     query: str
     figures: Mapping[str, StatementFigures | None]
     change: Change | None
+    # The pg_stat_statements columns snapshots do not store (min/max/stddev times, JIT, WAL
+    # full-page images…), read live: totals since the entry started counting.
+    other_columns: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +295,13 @@ class Report:
     autovacuum: tuple[VacuumLine, ...]
     autovacuum_health: tuple[Finding, ...]
     notes: tuple[str, ...]
+    # Read from the database when the report is made (``inspection``); None when not read.
+    activity: Activity | None = None
+    space: SpaceReport | None = None
+    settings: SettingsReview | None = None
+    plans: PlanReport | None = None
+    index_advice: AdviceReport | None = None
+    schema_health: tuple[Finding, ...] | None = None
 
     @property
     def schema_version(self) -> int:
@@ -320,6 +358,20 @@ def _statement_figures(
         hit_ratio=statement_hit_ratio(row),
         share_of_time=ratio(row.total_exec_time, total_time),
         calls_per_request=per_request(row.calls, requests),
+        plans=row.plans,
+        plan_time_ms=row.total_plan_time,
+        shared_blks_hit=row.shared_blks_hit,
+        shared_blks_read=row.shared_blks_read,
+        shared_blks_dirtied=row.shared_blks_dirtied,
+        shared_blks_written=row.shared_blks_written,
+        local_blks_hit=row.local_blks_hit,
+        local_blks_read=row.local_blks_read,
+        temp_blks_read=row.temp_blks_read,
+        temp_blks_written=row.temp_blks_written,
+        blk_read_time_ms=row.shared_blk_read_time,
+        blk_write_time_ms=row.shared_blk_write_time,
+        wal_records=row.wal_records,
+        wal_bytes=row.wal_bytes,
     )
 
 
@@ -422,6 +474,9 @@ def build_report(
                 change=change_between(figures[names[0]], figures[names[-1]])
                 if len(names) == 2
                 else None,
+                other_columns=data.inspection.unstored_columns.get(key)
+                if data.inspection
+                else None,
             )
         )
     lines.sort(
@@ -478,6 +533,17 @@ def build_report(
         state, data.catalog, options.health, expected_settings=data.manifest.table_settings
     )
     summaries = tuple(_summary(p) for p in periods)
+    inspected = (
+        build_inspection(
+            data.inspection,
+            options.inspection,
+            state,
+            periods[-1].statements,
+            large_table_rows=options.health.large_table_rows,
+        )
+        if data.inspection
+        else InspectionSections()
+    )
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
         if len(periods) == 2 and periods[0].measures and periods[1].measures
@@ -502,6 +568,12 @@ def build_report(
         autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data),
+        activity=inspected.activity,
+        space=inspected.space,
+        settings=inspected.settings,
+        plans=inspected.plans,
+        index_advice=inspected.index_advice,
+        schema_health=inspected.schema_health,
     )
 
 
@@ -609,6 +681,13 @@ def _notes(data: ReportInput) -> tuple[str, ...]:
     notes.append(
         f"Index and autovacuum health: cumulative counters of the latest snapshot ({when})."
     )
+    if data.inspection is not None:
+        notes.append(
+            "Activity, space, settings, plans, index advice and schema health were read from "
+            "the database when the report was made, whatever the periods. Each statement's "
+            "other_columns (JSON) are pg_stat_statements columns snapshots do not store yet, "
+            "read then: totals since the entry started counting."
+        )
     if state.hidden_statements:
         notes.append(
             f"{state.hidden_statements} statements ({state.hidden_calls} calls) are not visible "

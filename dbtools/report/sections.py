@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
+from dbtools.report.activity import SessionLine
 from dbtools.report.model import (
     Change,
     FamilyFigures,
@@ -21,6 +22,7 @@ from dbtools.report.model import (
     Report,
     StatementFigures,
 )
+from dbtools.report.plans import plan_text
 
 SHORT_SQL = 72
 
@@ -358,5 +360,293 @@ SECTIONS: tuple[Callable[[Report], Section], ...] = (
 )
 
 
+# -- what the inspection read (report.inspection): shown only when it was read --------------------
+
+
+def _seconds(value: float | None) -> str:
+    return number(value, 1, unit=" s")
+
+
+def statement_costs(report: Report) -> Section:
+    """Where each top statement's cost goes: planning, I/O, temporary files, WAL."""
+    compare = _per_period(report)
+    rows = []
+    for rank, line in enumerate(report.top_statements, 1):
+        for i, name in enumerate(report.period_names):
+            f = line.figures[name]
+            period = [name] if compare else []
+            label = str(rank) if i == 0 else ""
+            if f is None:
+                rows.append([label, *period, *([NO_VALUE] * 10)])
+                continue
+            rows.append([
+                label, *period, f"{f.plans:,}", ms(f.plan_time_ms), ms(f.total_time_ms),
+                ms(f.blk_read_time_ms), ms(f.blk_write_time_ms), f"{f.shared_blks_read:,}",
+                f"{f.temp_blks_read:,}", f"{f.temp_blks_written:,}", f"{f.wal_records:,}",
+                byte_size(f.wal_bytes),
+            ])  # fmt: skip
+    return Section(
+        "statement-costs",
+        "Where the statements' time goes",
+        "The statements ranked above (same numbers): planning (counted with "
+        "pg_stat_statements.track_planning), time reading and writing blocks (with "
+        "track_io_timing), blocks read from outside shared buffers, temporary blocks (sorts and "
+        "hashes larger than work_mem), and the WAL they wrote. Every other column the server "
+        "records is in the JSON.",
+        ["#", *(["period"] if compare else []), "plans", "plan ms", "exec ms", "read ms",
+         "write ms", "blocks read", "temp read", "temp written", "WAL records", "WAL"],
+        rows,
+    )  # fmt: skip
+
+
+def activity_blocked(report: Report) -> Section | None:
+    if report.activity is None:
+        return None
+    rows = [
+        [str(b.pid), b.database or NO_VALUE, b.role or NO_VALUE, b.application_name,
+         _seconds(b.waiting_seconds), b.lock, ", ".join(map(str, b.blocked_by)),
+         " ← ".join(map(str, b.chain)), f"{b.root_pid} ({b.root_state or 'unknown'})",
+         one_line(b.query)]
+        for b in report.activity.blocked
+    ]  # fmt: skip
+    code = [
+        CodeBlock(f"pid {b.pid}: chain head {b.root_pid} ({b.root_state or 'unknown'}), its "
+                  "statement", b.root_query)
+        for b in report.activity.blocked
+    ]  # fmt: skip
+    return Section(
+        "activity-blocked",
+        "Activity now: blocked sessions",
+        "Sessions waiting for a lock (pg_blocking_pids): the lock they wait for, who holds it, "
+        "and the chain to the session that waits for nobody (end it, or its transaction, to "
+        "release the chain).",
+        ["pid", "database", "role", "application", "waiting", "waits for", "blocked by",
+         "chain", "chain head", "statement"],
+        rows,
+        code,
+        empty="No session waits for a lock.",
+    )  # fmt: skip
+
+
+def _session_rows(lines: Sequence[SessionLine]) -> list[list[str]]:
+    return [
+        [str(s.pid), s.database or NO_VALUE, s.role or NO_VALUE, s.application_name,
+         s.state or NO_VALUE, _seconds(s.seconds), _seconds(s.transaction_seconds),
+         s.wait or NO_VALUE, one_line(s.query)]
+        for s in lines
+    ]  # fmt: skip
+
+
+_SESSION_HEADERS = ["pid", "database", "role", "application", "state", "for", "transaction",
+                    "wait", "statement"]  # fmt: skip
+
+
+def activity_running(report: Report) -> Section | None:
+    if report.activity is None:
+        return None
+    limit = report.activity.settings.long_running_seconds
+    return Section(
+        "activity-running",
+        "Activity now: long-running statements",
+        f"Statements active for {limit:g} s or more (texts scrubbed of literals).",
+        _SESSION_HEADERS,
+        _session_rows(report.activity.long_running),
+        empty=f"No statement has run for {limit:g} s.",
+    )
+
+
+def activity_idle(report: Report) -> Section | None:
+    if report.activity is None:
+        return None
+    return Section(
+        "activity-idle",
+        "Activity now: idle in transaction",
+        "Sessions inside a transaction that are doing nothing: they hold their locks and keep "
+        "vacuum from removing dead rows; 'for' is the time since their last statement.",
+        _SESSION_HEADERS,
+        _session_rows(report.activity.idle_in_transaction),
+        empty="No session is idle in a transaction.",
+    )
+
+
+def activity_connections(report: Report) -> Section | None:
+    activity = report.activity
+    if activity is None:
+        return None
+    rows = [
+        [c.database or NO_VALUE, c.role or NO_VALUE, c.application_name, c.state,
+         f"{c.connections:,}"]
+        for c in activity.connections
+    ]  # fmt: skip
+    return Section(
+        "activity-connections",
+        "Activity now: connections",
+        f"{activity.client_connections:,} client connections of max_connections "
+        f"{activity.max_connections:,} ({percent(activity.connection_share)}; "
+        f"{activity.reserved_connections} reserved for superusers), by database, role, "
+        "application and state.",
+        ["database", "role", "application", "state", "connections"],
+        rows,
+    )
+
+
+def space_tables(report: Report) -> Section | None:
+    space = report.space
+    if space is None:
+        return None
+    rows = [
+        [t.table, byte_size(t.total_bytes), byte_size(t.heap_bytes), byte_size(t.toast_bytes),
+         byte_size(t.index_bytes), number(round(t.row_estimate)), byte_size(t.bloat_bytes),
+         percent(t.bloat_ratio), t.method]
+        for t in space.tables
+    ]  # fmt: skip
+    return Section(
+        "space-tables",
+        "Space: tables",
+        f"The {space.settings.top_tables} largest tables. Bloat is space the live rows do not "
+        "need (dead rows and free space): measured with pgstattuple_approx where the extension "
+        f"is created and permitted (here: {space.pgstattuple}), else estimated from the "
+        "catalog (pages held against the pages the rows need at the table's fillfactor, from "
+        "ANALYZE's widths). Growth over time will come from collected samples.",
+        ["table", "total", "heap", "TOAST", "indexes", "rows (est.)", "bloat", "bloat %",
+         "method"],
+        rows,
+    )  # fmt: skip
+
+
+def space_indexes(report: Report) -> Section | None:
+    space = report.space
+    if space is None:
+        return None
+    rows = [
+        [i.index, i.table, i.access_method, byte_size(i.index_bytes), byte_size(i.bloat_bytes),
+         percent(i.bloat_ratio), i.method]
+        for i in space.indexes
+    ]  # fmt: skip
+    return Section(
+        "space-indexes",
+        "Space: indexes",
+        f"The {space.settings.top_indexes} largest indexes. Btree bloat is estimated: pages "
+        "held against the pages their entries need at the index's fillfactor (90% by "
+        "default); REINDEX INDEX CONCURRENTLY gives the space back.",
+        ["index", "table", "method", "size", "bloat", "bloat %", "estimated by"],
+        rows,
+    )
+
+
+def space_sequences(report: Report) -> Section | None:
+    space = report.space
+    if space is None:
+        return None
+    rows = [
+        [q.sequence, q.data_type, q.column or NO_VALUE, number(q.last_value), number(q.maximum),
+         percent(q.fraction_used), q.fix]
+        for q in space.sequences
+    ]  # fmt: skip
+    share = percent(space.settings.sequence_fraction, 0)
+    return Section(
+        "space-sequences",
+        "Space: sequences running out",
+        f"Sequences (identity and serial columns' included) {share} or more through their "
+        f"range, of {space.sequences_checked} checked; the range ends at the smaller of the "
+        "sequence's maximum and its column type's.",
+        ["sequence", "type", "column", "last value", "maximum", "used", "fix"],
+        rows,
+        empty=f"No sequence is {share} through its range.",
+    )
+
+
+def settings_review(report: Report) -> Section | None:
+    if report.settings is None:
+        return None
+    return Section(
+        "settings",
+        "Settings",
+        "The settings that matter for this workload, their values and where they come from "
+        "(pg_settings.source). Notes are rules of thumb, not prescriptions: the report does "
+        "not know the machine's memory or disks.",
+        ["setting", "value", "source", "note"],
+        [[s.name, s.value, s.source, s.note] for s in report.settings.settings],
+    )
+
+
+def plans(report: Report) -> Section | None:
+    found = report.plans
+    if found is None:
+        return None
+    rows, code = [], []
+    for rank, p in enumerate(found.statements, 1):
+        scans = ", ".join(f"{s.table} ({number(s.table_rows)} rows)" for s in p.large_seq_scans)
+        rows.append([
+            str(rank), str(p.queryid), p.status, number(p.total_cost), ", ".join(p.indexes_used)
+            or NO_VALUE, scans or NO_VALUE, p.reason or one_line(p.query),
+        ])  # fmt: skip
+        body = f"{p.query}\n\n-- plan:\n{plan_text(p.nodes)}" if p.nodes else p.query
+        code.append(CodeBlock(f"#{rank}: {p.status}", body))
+    return Section(
+        "plans",
+        "Plans",
+        f"The costliest statements' plans ({found.method}). Sequential scans over tables of "
+        f"{found.large_table_rows:,} rows or more are flagged.",
+        ["#", "queryid", "plan", "cost", "indexes used", "sequential scans on large tables",
+         "statement, or why there is no plan"],
+        rows,
+        code,
+        empty="No statement to plan (only SELECT, INSERT, UPDATE and DELETE are explained).",
+    )  # fmt: skip
+
+
+def index_advice(report: Report) -> Section | None:
+    advice = report.index_advice
+    if advice is None:
+        return None
+    rows, code = [], []
+    for s in advice.suggestions:
+        served = "; ".join(
+            f"{x.queryid}: {x.cost_before:,.0f} → {x.cost_after:,.0f}" for x in s.serves
+        )
+        rows.append([s.table, ", ".join(s.columns), byte_size(s.estimated_bytes), served])
+        code.append(CodeBlock(f"{s.table} ({', '.join(s.columns)})", s.create_statement))
+    return Section(
+        "index-advice",
+        "Index advice",
+        advice.status,
+        ["table", "columns", "estimated size", "statements served (queryid: cost before → after)"],
+        rows,
+        code,
+        empty="No index suggested.",
+    )
+
+
+def schema_health(report: Report) -> Section | None:
+    if report.schema_health is None:
+        return None
+    return _findings(
+        "schema-health",
+        "Schema health",
+        "Tables without a primary key, NOT VALID constraints, foreign keys whose type differs "
+        "from the key they reference, btree indexes on boolean or array columns, indexes on "
+        "mostly-NULL columns (after pg-index-health's checks).",
+        report.schema_health,
+    )
+
+
+INSPECTION_SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
+    statement_costs,
+    activity_blocked,
+    activity_running,
+    activity_idle,
+    activity_connections,
+    plans,
+    index_advice,
+    space_tables,
+    space_indexes,
+    space_sequences,
+    settings_review,
+    schema_health,
+)
+
+
 def sections(report: Report) -> list[Section]:
-    return [build(report) for build in SECTIONS]
+    built = [build(report) for build in SECTIONS]
+    return built + [s for build in INSPECTION_SECTIONS if (s := build(report)) is not None]

@@ -152,6 +152,37 @@ def statements_sql(columns: StatementColumns) -> sql.Composed:
     )
 
 
+_UNSTORED_SQL = """
+SELECT {marker} s.dbid, s.userid, s.queryid, {toplevel} AS toplevel, {columns}
+FROM {view} s
+WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND s.queryid IS NOT NULL AND strpos(s.query, %(marker)s) = 0
+"""
+
+
+def collect_unstored(
+    conn: psycopg.Connection[Any], columns: StatementColumns
+) -> dict[tuple[int, int, int, bool], dict[str, Any]]:
+    """The pg_stat_statements columns snapshots do not store (``columns.UNSTORED_COLUMNS``), live,
+    by (dbid, userid, queryid, toplevel): totals since each entry started counting (one query)."""
+    expressions = columns.unstored_expressions()
+    query = sql.SQL(_UNSTORED_SQL).format(
+        marker=sql.SQL(SQL_MARKER),
+        toplevel=sql.SQL("s.toplevel" if columns.has_toplevel else "true"),
+        columns=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
+            for name, expr in expressions.items()
+        ),
+        view=columns.view(),
+    )
+    found = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(query, {"marker": SQL_MARKER}):
+            key = (row.pop("dbid"), row.pop("userid"), row.pop("queryid"), row.pop("toplevel"))
+            found[key] = row
+    return found
+
+
 def header_sql(columns: StatementColumns) -> sql.Composed:
     """The header's server facts (``%(pgss_version)s`` is a parameter)."""
     stats_reset, dealloc = columns.info_expressions()
