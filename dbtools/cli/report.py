@@ -49,6 +49,7 @@ REPORT_FORMATS = ("md", "html", "json")
     show_default=True,
     help="How many statements to rank.",
 )
+@config_option
 def report_command(
     dsn: str | None,
     window: str | None,
@@ -58,17 +59,24 @@ def report_command(
     output_format: str,
     destination: Destination,
     top: int,
+    config_file: Path | None,
 ) -> None:  # fmt: skip
-    """Write the DBA's report: top statements, query families, N+1 suspects, health.
+    """Write the DBA's report: the rollout's story, statements, lookups, health.
 
     For one window (--window), a baseline and a candidate side by side (--baseline, --candidate:
-    each statement's change), or the live statistics (--live). Sections: the statements that
-    cost most (total and mean time, calls, rows per call, shared-buffer hit ratio, share of
-    time); query families (sqlglot fingerprints) and statements that cannot be parsed (verbatim);
-    N+1 suspects (point lookups sent per request that one `= ANY($1)` could serve); buffer cache,
-    index and per-table hit ratios (from window deltas); index health (invalid, unused,
-    duplicate, overlapping, foreign keys without an index, large tables read by sequential
-    scans); autovacuum health (dead tuples, last vacuum/analyze, settings, transaction-ID age).
+    each statement's change), or the live statistics (--live). Two windows open with verify's
+    verdict on them (its thresholds: [tool.dbtools.verify] or --config), the guide's headline
+    figures against their thresholds, and what replaced what (each family that fell paired with
+    the one that rose on the same tables and columns). Sections: the statements that cost most
+    (total and mean time, calls, rows per call, shared-buffer hit ratio, share of time);
+    batchable lookups (point or small-set lookups at a high rate, whatever their calls per
+    request, with what one `= ANY($1)` per batch would save) and N+1 suspects (point lookups
+    each request sends); query families (sqlglot fingerprints) and statements that cannot be
+    parsed (verbatim); planning time, temp blocks, WAL and I/O timing; buffer cache, index and
+    per-table hit ratios (from window deltas); index health (invalid, unused, duplicate,
+    overlapping, foreign keys without an index, large tables read by sequential scans);
+    autovacuum health (dead tuples, last vacuum/analyze, settings, transaction-ID age). The
+    lookup rules' lines are [tool.dbtools.report] settings (or a [report] table in --config).
 
     Literals are scrubbed from every query text; passwords never appear. The file is written
     atomically to --output, or to --output-dir (default reports/) as
@@ -82,11 +90,13 @@ def report_command(
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
-    from dbtools.report import ReportOptions, make_report, render, report_stem
+    from dbtools.report import make_report, render, report_stem
+    from dbtools.report.settings import load_report_options
 
+    options = load_report_options(config_file, top_statements=top)
     report = make_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
-        options=ReportOptions(top_statements=top),
+        options=options,
     )  # fmt: skip
     text = render(report, output_format)
     emit(text, destination, report_stem(report), output_format, report.generated_at)
