@@ -408,8 +408,9 @@ def test_the_work_pg_stat_statements_records_is_shown(migrated_database: Databas
     snapshots.snapshot(db.dsn, end, requests=1)
     recorded = db.execute(
         "SELECT sum(plans), sum(total_plan_time), sum(temp_blks_read), sum(temp_blks_written),"
-        " sum(wal_records), sum(wal_bytes)::bigint FROM pg_stat_statements"
-        " WHERE query LIKE 'INSERT INTO big%' OR query LIKE 'SELECT id FROM big%'"
+        " sum(wal_records)::bigint, sum(wal_bytes)::bigint FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND (query LIKE 'INSERT INTO big%' OR query LIKE 'SELECT id FROM big%')"
     )[0]
     report = make_report(db.dsn, window="work", generated_at=datetime.now(timezone.utc))
     work = report.periods[0].work

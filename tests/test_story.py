@@ -14,7 +14,7 @@ import pytest
 from dbtools.findings import Finding
 from dbtools.report import ReportInput, ReportOptions, build_report, render
 from dbtools.report.health import Catalog
-from dbtools.report.model import Report, period_from_window
+from dbtools.report.model import Report, period_from_snapshot, period_from_window
 from dbtools.report.sections import sections
 from dbtools.report.settings import load_report_options
 from dbtools.schema.manifest import manifest_at
@@ -119,6 +119,22 @@ def test_a_high_rate_point_lookup_at_half_a_call_per_request_is_batchable() -> N
     # Thresholds are the caller's.
     strict = ReportOptions(batchable=Batchable(calls_per_second=200.0))
     assert report_of(w, options=strict).batchable == ()
+
+
+@pytest.mark.parametrize(
+    ("since_reset", "batchable"), [(10.0, True), (3_600.0, False), (None, False)]
+)
+def test_live_statistics_give_a_rate_since_the_last_reset(
+    since_reset: float | None, batchable: bool
+) -> None:
+    """Totals since pg_stat_statements was reset, over the time since: 1,000 calls in ten
+    seconds is a batchable rate, in an hour it is not; with no reset time there is no rate."""
+    reset = T0 - timedelta(seconds=since_reset) if since_reset else None
+    state = snapshot(T0, (ran(1, LOAD, 1_000, 80.0),), pgss_stats_reset=reset)
+    data = ReportInput("live", (period_from_snapshot(state),), state, Catalog(), "crafted",
+                       manifest_at(None), None)  # fmt: skip
+    report = build_report(data, generated_at=GENERATED_AT)
+    assert bool(report.batchable) is batchable
 
 
 def test_batchable_and_n_plus_one_are_named_for_what_they_are() -> None:

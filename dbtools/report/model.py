@@ -409,6 +409,15 @@ def _requests(period: Period) -> int | None:
     return period.measures.requests if period.measures else None
 
 
+def _seconds(period: Period, state: Snapshot) -> float | None:
+    """How long *period* counted: a window's length; for live statistics, the time since
+    pg_stat_statements was last reset (14+), so a rate since then; else unknown."""
+    if period.measures:
+        return period.measures.seconds
+    reset = state.header.pgss_stats_reset
+    return (period.ended_at - reset).total_seconds() if reset else None
+
+
 def _work(rows: Iterable[StatementRow]) -> StatementWork:
     top = [row for row in rows if row.toplevel]
     return StatementWork(
@@ -543,7 +552,7 @@ def build_report(
     names = tuple(p.name for p in periods)
     total_time = {p.name: sum(row.total_exec_time for row in p.statements) for p in periods}
     requests = {p.name: _requests(p) for p in periods}
-    seconds = {p.name: p.measures.seconds if p.measures else None for p in periods}
+    seconds = {p.name: _seconds(p, data.state) for p in periods}
     version = data.state.header.server_version_num
 
     statements: dict[Key, dict[str, StatementRow]] = {}

@@ -104,8 +104,8 @@ GUIDE_CONCURRENCY = (5, 10, 50)
 class Batchable:
     """Where a lookup becomes batchable across requests, whatever its calls per request."""
 
-    calls_per_second: float = 10.0  # called at least this often in the window...
-    min_calls: int = 50  # ...and at least this many times (without a window's length: alone)
+    calls_per_second: float = 10.0  # called at least this often in the period...
+    min_calls: int = 50  # ...and at least this many times (a rate of fewer says little)
     concurrency: tuple[int, ...] = GUIDE_CONCURRENCY  # what batching would save, shown at each
 
 
@@ -113,10 +113,10 @@ def is_batchable(
     lookup: PointLookup | None, calls: int, seconds: float | None, limits: Batchable = Batchable()
 ) -> bool:
     """Whether a lookup called *calls* times in *seconds* runs at a rate batching can serve
-    (``Batchable``; without *seconds*, ``min_calls`` alone). Anything but a lookup never is."""
-    if lookup is None or calls < limits.min_calls:
+    (``Batchable``). Without *seconds* there is no rate: never. Anything but a lookup never is."""
+    if lookup is None or not seconds or calls < limits.min_calls:
         return False
-    return not seconds or calls / seconds >= limits.calls_per_second
+    return calls / seconds >= limits.calls_per_second
 
 
 def batching_reduction(concurrency: int, calls_per_request: float) -> float:
