@@ -56,7 +56,10 @@ def crafted_window(
     indexes: tuple[IndexRow, ...] = (),
 ) -> Window:
     """A window of SECONDS in which *rows* ran (their counters are the window's deltas)."""
-    empty = tuple(dataclasses.replace(row, calls=0, rows=0, total_exec_time=0.0) for row in rows)
+    empty = tuple(
+        dataclasses.replace(row, calls=0, rows=0, total_exec_time=0.0, wal_records=0, plans=0)
+        for row in rows
+    )
     return window(
         snapshot(start, empty, indexes=indexes),
         snapshot(start + timedelta(seconds=SECONDS), rows, indexes=indexes),
@@ -283,3 +286,15 @@ def test_a_bad_setting_is_one_error_line_exit_2(tmp_path: Path, text: str, messa
                      "--config", str(config), "--output-dir", str(out))  # fmt: skip
     assert_usage_error(result, message)
     assert not out.exists()
+
+
+def test_work_adds_up_top_level_statements_only() -> None:
+    """A nested statement's time, blocks and WAL are inside its caller's already."""
+    caller = dataclasses.replace(ran(1, INSERT_ROW, 100, 50.0), wal_records=300, plans=100)
+    check = dataclasses.replace(ran(2, "SELECT 1 FROM public.trip_requests WHERE id = $1", 100,
+                                    20.0), toplevel=False, wal_records=0)  # fmt: skip
+    summary = report_of(crafted_window("w", (caller, check))).periods[0]
+    assert (summary.work.exec_time_ms, summary.work.wal_records, summary.work.plans) == (
+        50.0, 300, 100,
+    )  # fmt: skip
+    assert summary.total_time_ms == 70.0  # every entry, as the JSON has always said

@@ -180,6 +180,7 @@ class StatementWork:
     statements it ran: functions, foreign-key checks). Planning is counted only with
     ``pg_stat_statements.track_planning``, I/O time only with ``track_io_timing``."""
 
+    exec_time_ms: float  # nested statements' time is inside their callers' already
     plans: int
     plan_time_ms: float
     temp_blks_read: int
@@ -421,6 +422,7 @@ def _seconds(period: Period, state: Snapshot) -> float | None:
 def _work(rows: Iterable[StatementRow]) -> StatementWork:
     top = [row for row in rows if row.toplevel]
     return StatementWork(
+        exec_time_ms=sum(row.total_exec_time for row in top),
         plans=sum(row.plans for row in top),
         plan_time_ms=sum(row.total_plan_time for row in top),
         temp_blks_read=sum(row.temp_blks_read for row in top),
@@ -447,8 +449,7 @@ def _summary(period: Period) -> PeriodSummary:
         requests_source=measures.requests_source if measures else "none",
         queries=counts.queries,
         calls=sum(row.calls for row in period.statements),
-        # Top-level only: a nested statement's time is inside its caller's already.
-        total_time_ms=sum(row.total_exec_time for row in period.statements if row.toplevel),
+        total_time_ms=sum(row.total_exec_time for row in period.statements),
         queries_per_request=measures.queries_per_request if measures else None,
         query_rate=measures.query_rate if measures else None,
         buffer_cache_hit_ratio=buffer_cache_hit_ratio(period.database),

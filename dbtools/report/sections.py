@@ -182,7 +182,7 @@ def summary(report: Report) -> Section:
         row("queries per request", lambda p: number(p.queries_per_request)),
         row("query rate", lambda p: number(p.query_rate, 1, unit="/s")),
         row("statement calls (all)", lambda p: f"{p.calls:,}"),
-        row("execution time (top level)", lambda p: f"{p.total_time_ms:,.1f} ms"),
+        row("execution time (top level)", lambda p: f"{p.work.exec_time_ms:,.1f} ms"),
         row("planning time", lambda p: _planning(p.work, p.calls)),
         row("temp blocks", lambda p: f"{p.work.temp_blks_read:,} read, "
             f"{p.work.temp_blks_written:,} written"),
