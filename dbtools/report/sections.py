@@ -420,9 +420,9 @@ def changes(report: Report) -> Section | None:
     return Section(
         "changes",
         "What replaced what",
-        f"Statement families the application sends (top level) whose calls per request fell or "
-        f"rose by more than {percent(report.rules.min_family_change, 0)} from {before} to "
-        f"{after}. A family that fell is paired with those that rose on the same tables and "
+        f"Statement families the application sends (top level) whose calls per request (calls, "
+        f"without a request count) fell or rose by more than "
+        f"{percent(report.rules.min_family_change, 0)} from {before} to {after}. A family that fell is paired with those that rose on the same tables and "
         "columns (a lookup and its = ANY($n) form, an insert per row and its multi-row form): "
         "'replaced'. Unpaired, one that fell is the same statement sent less often ('fewer "
         "calls') or 'gone'; one that rose is 'new' or 'grew'. Calls, calls per request and "
