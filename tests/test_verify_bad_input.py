@@ -170,6 +170,11 @@ def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
                              "after", "--format", "json")  # fmt: skip
         assert '"queries": 60' in result.stdout and '"queries": 6' in result.stdout
         assert '"hidden_calls": 0' in result.stdout and result.returncode == 0, result.stdout
+        # The report on the two windows opens with the same verdict, under the same grants.
+        report = run_dbtools("report", "--dsn", dsn, "--baseline", "before", "--candidate",
+                             "after", "--output", "-")  # fmt: skip
+        assert report.returncode == 0, report.stderr
+        assert "## Verdict: PASS (exit code 0)" in report.stdout
     finally:
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")

@@ -37,7 +37,10 @@ WRAPAROUND_LIMIT = 2**31  # transaction IDs before wraparound
 
 @dataclass(frozen=True)
 class ForeignKey:
-    """A foreign key: the referencing table's columns (quoted as ``pg_get_indexdef`` quotes)."""
+    """A foreign key: the referencing table's columns (quoted as ``pg_get_indexdef`` quotes),
+    and the referenced table (as ``regclass`` prints it, and as ``schema.name``) with its key's
+    shape: each column's position and type, and the referencing column's type (what tells one
+    foreign-key check from another in pg_stat_statements 18)."""
 
     relid: int
     schemaname: str
@@ -45,6 +48,8 @@ class ForeignKey:
     constraint_name: str
     columns: list[str]
     referenced_table: str
+    referenced_name: str = ""
+    referenced_key: str = ""
 
     @property
     def table(self) -> str:
@@ -78,10 +83,19 @@ SELECT {SQL_MARKER} k.conrelid::bigint AS relid, n.nspname::text AS schemaname,
              FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, position)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
              ORDER BY u.position) AS columns,
-       k.confrelid::regclass::text AS referenced_table
+       k.confrelid::regclass::text AS referenced_table,
+       pn.nspname::text || '.' || p.relname::text AS referenced_name,
+       (SELECT string_agg(format('%s:%s=%s', u.pk, format_type(pa.atttypid, NULL),
+                                 format_type(fa.atttypid, NULL)), ',' ORDER BY u.position)
+        FROM unnest(k.confkey, k.conkey) WITH ORDINALITY AS u(pk, fk, position)
+        JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = u.pk
+        JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k.conrelid AND fa.attnum = u.fk)
+           AS referenced_key
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 WHERE k.contype = 'f'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
 ORDER BY n.nspname, c.relname, k.conname

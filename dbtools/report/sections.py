@@ -1,7 +1,9 @@
 """The report's sections as plain tables of text, shared by the Markdown and HTML renderers.
 
-Each section is a title, a sentence saying what it shows, a table (headers and rows of strings)
-and code blocks (full query texts, suggested statements). The renderers only lay them out.
+Each section is a title, a sentence saying what it shows, a table (headers and rows of strings),
+bullet points and code blocks (full query texts, suggested statements). The renderers only lay
+them out. A section with nothing to say for this kind of report (the opening of a one-window
+report) is left out.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from dbtools.report.model import (
     Change,
     FamilyFigures,
     FamilyLine,
+    LookupFigures,
     PeriodSummary,
     Report,
     StatementFigures,
+    StatementWork,
 )
 from dbtools.report.plans import plan_text
+from dbtools.stats.measures import P95_DEFINITION, P95_NAME
 
 SHORT_SQL = 72
 
@@ -42,6 +47,7 @@ class Section:
     rows: list[list[str]]
     code: list[CodeBlock] = field(default_factory=list)
     empty: str = "Nothing to show."
+    bullets: list[str] = field(default_factory=list)
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -62,6 +68,17 @@ def one_line(text: str, width: int = SHORT_SQL) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def tables_text(tables: tuple[str, ...], shared: bool) -> str:
+    """The tables an entry stands for; one entry for several (foreign-key checks on 18) says so."""
+    if shared:
+        return "several tables: " + ", ".join(tables) + (", …" if len(tables) == 1 else "")
+    return ", ".join(tables) or NO_VALUE
+
+
+def before_after(before: str, after: str) -> str:
+    return f"{before} → {after}"
+
+
 def change_text(change: Change | None) -> str:
     if change is None:
         return NO_VALUE
@@ -75,6 +92,81 @@ def change_text(change: Change | None) -> str:
 
 def _per_period(report: Report) -> bool:
     return len(report.periods) > 1
+
+
+def _finding_status(status: str) -> str:
+    return status if status == "pass" else status.upper()
+
+
+def opening(report: Report) -> Section | None:
+    """Verify's verdict on the two windows, the story in three sentences, the guide's headline
+    figures with their thresholds and verify's status for each, then verify's other findings."""
+    verification = report.verification
+    if verification is None or len(report.periods) != 2:
+        return None
+    t = verification.thresholds
+    status: dict[str, str] = {}
+    for finding in verification.findings:  # the first finding of a check is its headline
+        status.setdefault(finding.check, _finding_status(finding.status))
+    before, after = report.periods
+
+    def row(name: str, value: Callable[[PeriodSummary], str], threshold: str = "",
+            check: str = "") -> list[str]:  # fmt: skip
+        return [name, value(before), value(after), threshold, status.get(check, "")]
+
+    rows = [
+        row("queries per request", lambda p: number(p.queries_per_request)),
+        ["query reduction", "", percent(report.query_reduction),
+         f">= {percent(t.min_query_reduction)}", status.get("query_reduction", "")],
+        row("app cache hit ratio", lambda p: percent(p.app_cache_hit_ratio),
+            f">= {percent(t.min_cache_hit_ratio)} (warning < {percent(t.warning_cache_hit_ratio)}"
+            f", rollback < {percent(t.rollback_cache_hit_ratio)})", "app_cache_hit_ratio"),
+        row(P95_NAME, lambda p: number(p.p95_ms, 1, unit=" ms"),
+            f"< {t.max_p95_ms:g} ms (critical > {t.critical_p95_ms:g} ms, rollback > "
+            f"{t.rollback_p95_ms:g} ms)", "p95_latency"),
+        row("error rate", lambda p: percent(p.error_rate),
+            f"< {percent(t.max_error_rate)} (critical > {percent(t.critical_error_rate)}, "
+            f"rollback > {percent(t.rollback_error_rate)})", "error_rate"),
+        row("query rate", lambda p: number(p.query_rate, 1, unit="/s"),
+            f"critical > {t.critical_query_rate:g}/s", "query_rate"),
+        row("queries (application)", lambda p: f"{p.queries:,}"),
+    ]  # fmt: skip
+    headline = {"query_reduction", "app_cache_hit_ratio", "p95_latency", "error_rate",
+                "query_rate"}  # fmt: skip
+    bullets = [
+        f"{f.check} {_finding_status(f.status)}: {f.subject}: {f.message}"
+        for f in verification.findings
+        if f.check not in headline and f.status not in ("pass", "info", "skipped")
+    ]
+    passed: dict[str, int] = {}
+    for f in verification.findings:
+        if f.check not in headline and f.status == "pass":
+            passed[f.check] = passed.get(f.check, 0) + 1
+    if passed:
+        listed = ", ".join(f"{check} ({count})" if count > 1 else check
+                           for check, count in passed.items())  # fmt: skip
+        bullets.append(f"passed: {listed}")
+    return Section(
+        "opening",
+        f"Verdict: {verification.verdict.upper()} (exit code {verification.exit_code})",
+        " ".join(report.story),
+        ["figure", before.name, after.name, "threshold", "verify"],
+        rows,
+        bullets=bullets,
+    )
+
+
+def _planning(work: StatementWork, calls: int) -> str:
+    if work.plans == 0 and calls:
+        return "not recorded (pg_stat_statements.track_planning is off)"
+    return f"{work.plan_time_ms:,.1f} ms ({work.plans:,} plans)"
+
+
+def _io_time(work: StatementWork) -> str:
+    moved = work.shared_blks_read + work.shared_blks_written
+    if moved and not (work.blk_read_time_ms or work.blk_write_time_ms):
+        return "not recorded (track_io_timing is off)"
+    return f"read {work.blk_read_time_ms:,.1f} ms, write {work.blk_write_time_ms:,.1f} ms"
 
 
 def summary(report: Report) -> Section:
@@ -92,13 +184,26 @@ def summary(report: Report) -> Section:
         row("queries per request", lambda p: number(p.queries_per_request)),
         row("query rate", lambda p: number(p.query_rate, 1, unit="/s")),
         row("statement calls (all)", lambda p: f"{p.calls:,}"),
-        row("execution time", lambda p: f"{p.total_time_ms:,.1f} ms"),
+        row("execution time (top level)", lambda p: f"{p.work.exec_time_ms:,.1f} ms"),
+        row("planning time", lambda p: _planning(p.work, p.calls)),
+        row("temp blocks", lambda p: f"{p.work.temp_blks_read:,} read, "
+            f"{p.work.temp_blks_written:,} written"),
+        row("WAL", lambda p: f"{p.work.wal_records:,} records, {byte_size(p.work.wal_bytes)}"),
+        row("I/O time", lambda p: _io_time(p.work)),
         row("buffer cache hit ratio", lambda p: percent(p.buffer_cache_hit_ratio)),
         row("index hit ratio", lambda p: percent(p.index_hit_ratio)),
         row("table hit ratio", lambda p: percent(p.table_hit_ratio)),
+        row("app cache hit ratio", lambda p: percent(p.app_cache_hit_ratio)),
+        row(P95_NAME, lambda p: number(p.p95_ms, 1, unit=" ms")),
+        row("error rate", lambda p: percent(p.error_rate)),
         row("trusted", lambda p: "yes" if not p.problems else "NO: " + "; ".join(p.problems)),
     ]  # fmt: skip
-    intro = "What each period measured; ratios come from the deltas of the counters."
+    intro = (
+        "What each period measured; ratios come from the deltas of the counters. Execution "
+        "time, planning, temp blocks, WAL and I/O time add up pg_stat_statements' top-level "
+        "statements (each includes what it ran inside). "
+        f"{P95_NAME[0].upper() + P95_NAME[1:]}: {P95_DEFINITION}."
+    )
     if report.query_reduction is not None:
         intro += f" Queries per request fell by {percent(report.query_reduction)}."
     return Section(
@@ -139,9 +244,10 @@ def top_statements(report: Report) -> Section:
                 rows.append([label, *cells])
         role = f", role {line.role}" if line.role else ""
         nested = "" if line.toplevel else ", nested"
-        code.append(
-            CodeBlock(f"#{rank}: {line.kind}, family {line.fingerprint}{role}{nested}", line.query)
-        )
+        shared = f", {tables_text(line.tables, True)}" if line.shared_entry else ""
+        code.append(CodeBlock(
+            f"#{rank}: {line.kind}{shared}, family {line.fingerprint}{role}{nested}", line.query
+        ))  # fmt: skip
     return Section(
         "statements",
         "Statements that cost most",
@@ -167,7 +273,7 @@ def _family_cells(figures: FamilyFigures | None) -> list[str]:
 def _family_rows(report: Report, lines: Sequence[FamilyLine]) -> list[list[str]]:
     rows = []
     for line in lines:
-        first = [line.fingerprint, line.kind, ", ".join(line.tables) or NO_VALUE]
+        first = [line.fingerprint, line.kind, tables_text(line.tables, line.shared_entry)]
         for i, name in enumerate(report.period_names):
             cells = _family_cells(line.figures[name])
             label = first if i == 0 else ["", "", ""]
@@ -209,17 +315,127 @@ def n_plus_one(report: Report) -> Section:
         code.append(CodeBlock(f"{suspect.fingerprint}: point lookup", suspect.sql))
         code.append(CodeBlock(f"{suspect.fingerprint}: batched form", suspect.batched_sql))
     period = ["period"] if _per_period(report) else []
+    limit = report.rules.n_plus_one.calls_per_request
+    times = "once" if limit == 1 else f"{limit:g} times"
     return Section(
         "n-plus-one",
-        "N+1 suspects",
-        "Point lookups (column = $n) sent once or more per request: one statement with "
-        "column = ANY($n) could serve a whole batch. 'batched form' names its family when it "
-        "runs too.",
+        "N+1 suspects: lookups each request sends",
+        f"Point lookups (column = $n) sent {times} or more per request (without a "
+        "request count: called often): the N+1 within a request; one statement with "
+        "column = ANY($n) could serve the request's, or a batch's, lookups. 'batched form' "
+        "names its family when it runs too. Lookups that requests send less often but at a "
+        "high rate are under 'Batchable lookups'.",
         ["family", "lookup", "tables", *period, "calls", "calls/request", "batched form"],
         rows,
         code,
-        empty="No point lookup is called once or more per request.",
+        empty=f"No point lookup is sent {times} or more per request.",
     )
+
+
+def _saving_text(figures: LookupFigures) -> str:
+    if not figures.fewer_calls:
+        return NO_VALUE
+    return " / ".join(f"{saving.fewer * 100:.0f}%" for saving in figures.fewer_calls)
+
+
+def _batched_form(family: str | None, replaced_by: tuple[str, ...]) -> str:
+    if family:
+        return family
+    if replaced_by:
+        return f"{', '.join(replaced_by)} (replaced it)"
+    return "not seen"
+
+
+def batchable(report: Report) -> Section:
+    rules = report.rules.batchable
+    levels = " / ".join(str(c) for c in rules.concurrency)
+    target = report.batchable[0].target if report.batchable else report.rules.target
+    rows, code = [], []
+    for lookup in report.batchable:
+        first = [lookup.fingerprint, ", ".join(lookup.columns) + (" (IN list)" if lookup.small_set
+                 else ""), ", ".join(lookup.tables)]  # fmt: skip
+        for i, name in enumerate(report.period_names):
+            figures = lookup.figures[name]
+            label = first if i == 0 else ["", "", ""]
+            period = [name] if _per_period(report) else []
+            seen = _batched_form(lookup.batched_family, lookup.replaced_by) if i == 0 else ""
+            if figures is None:
+                rows.append([*label, *period, "0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, seen])
+                continue
+            calls = f"{figures.calls:,}" + ("" if figures.batchable else " (below the rate)")
+            rows.append([*label, *period, calls, number(figures.calls_per_second, 1, unit="/s"),
+                         number(figures.calls_per_request), _saving_text(figures),
+                         number(figures.concurrency_for_target), seen])  # fmt: skip
+        code.append(CodeBlock(f"{lookup.fingerprint}: lookup", lookup.sql))
+        code.append(CodeBlock(f"{lookup.fingerprint}: batched form", lookup.batched_sql))
+    period = ["period"] if _per_period(report) else []
+    return Section(
+        "batchable",
+        "Batchable lookups: high-rate lookups across requests",
+        f"Point lookups (column = $n) and small-set lookups (column IN (…)) on a key or indexed "
+        f"column, called at least {rules.calls_per_second:g} times a second (and "
+        f"{rules.min_calls:,} times) in a period, whatever their calls per request: concurrent "
+        "requests each send them, and one statement with column = ANY($n) per batch of requests "
+        "could serve them all. Fewer calls with one batch per c concurrent requests, as the "
+        "rollout guide counts: they send c × (calls per request) lookups, a batch sends one (at "
+        "one call per request: 80%, 90%, 98% at 5, 10, 50). 'requests for "
+        f"{percent(target, 0)} fewer': the fewest concurrent requests one batch needs for "
+        "verify's query reduction. 'batched form': the family of its = ANY form when that "
+        "runs, or the family that replaced it between the windows.",
+        ["family", "lookup", "tables", *period, "calls", "calls/s", "calls/request",
+         f"fewer calls at {levels} concurrent requests",
+         f"requests for {percent(target, 0)} fewer", "batched form"],
+        rows,
+        code,
+        empty="No lookup on a key or indexed column runs at the batchable rate.",
+    )  # fmt: skip
+
+
+def _families_cell(fingerprints: tuple[str, ...], same: bool) -> str:
+    if same:
+        return "the same"
+    return ", ".join(fingerprints) or NO_VALUE
+
+
+def changes(report: Report) -> Section | None:
+    """What replaced what: one line per pair (or family that fell or rose with no partner)."""
+    if len(report.periods) != 2:
+        return None
+    before, after = report.period_names
+    rows, code = [], []
+    shown: set[str] = set()
+    for line in report.changes:
+        b, a = line.figures[before], line.figures[after]
+        same = line.before == line.after
+        rows.append([
+            line.change, _families_cell(line.before, False),
+            _families_cell(line.after, same and bool(line.after)), line.kind,
+            ", ".join(line.tables) or NO_VALUE,
+            before_after(f"{b.calls:,}", f"{a.calls:,}"),
+            before_after(number(b.calls_per_request), number(a.calls_per_request)),
+            before_after(ms(b.total_time_ms), ms(a.total_time_ms)),
+        ])  # fmt: skip
+        for fingerprint in line.before + line.after:
+            if fingerprint not in shown:
+                shown.add(fingerprint)
+                code.append(CodeBlock(f"{fingerprint}: {line.kind}", line.sql[fingerprint]))
+    return Section(
+        "changes",
+        "What replaced what",
+        f"Statement families the application sends (top level) whose calls per request (calls, "
+        f"without a request count) fell or rose by more than "
+        f"{percent(report.rules.min_family_change, 0)} from {before} to {after}. A family that fell is paired with those that rose on the same tables and "
+        "columns (a lookup and its = ANY($n) form, an insert per row and its multi-row form): "
+        "'replaced'. Unpaired, one that fell is the same statement sent less often ('fewer "
+        "calls') or 'gone'; one that rose is 'new' or 'grew'. Calls, calls per request and "
+        "execution time are the line's families together, before → after.",
+        ["change", f"families ({before})", f"families ({after})", "kind", "tables", "calls",
+         "calls/request", "time ms"],
+        rows,
+        code,
+        empty="No family's calls per request changed by more than "
+        f"{percent(report.rules.min_family_change, 0)}.",
+    )  # fmt: skip
 
 
 def unparsed(report: Report) -> Section:
@@ -346,9 +562,12 @@ def autovacuum_health(report: Report) -> Section:
     )
 
 
-SECTIONS: tuple[Callable[[Report], Section], ...] = (
+SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
+    opening,
+    changes,
     summary,
     top_statements,
+    batchable,
     n_plus_one,
     families,
     unparsed,
@@ -648,5 +867,9 @@ INSPECTION_SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
 
 
 def sections(report: Report) -> list[Section]:
-    built = [build(report) for build in SECTIONS]
-    return built + [s for build in INSPECTION_SECTIONS if (s := build(report)) is not None]
+    """The report's sections, in order; those with nothing to say for it left out."""
+    return [
+        section
+        for build in (*SECTIONS, *INSPECTION_SECTIONS)
+        if (section := build(report)) is not None
+    ]
