@@ -285,6 +285,18 @@ def lint_table(result: LintResult) -> str:
         excluded.setdefault(reason, []).append(rule)
     for reason, rules in excluded.items():
         lines += [f"squawk rules not applied ({', '.join(rules)}): {reason}.", ""]
+    left_out: dict[str, list[str]] = {}
+    for rule, reason in result.rules_left_out.items():
+        left_out.setdefault(reason, []).append(rule)
+    for reason, rules in left_out.items():
+        lines += [f"Rules left out by the project ({', '.join(rules)}): {reason}.", ""]
+    if result.revisions_left_out:
+        lines += [
+            "Revisions not linted, by declaration: "
+            + "; ".join(f"{rev} ({why})" for rev, why in result.revisions_left_out.items())
+            + ".",
+            "",
+        ]
     verdict = "PASS" if result.passed else "FAIL"
     lines.append(
         f"{verdict}: {len(result.violations)} violations, {len(result.ignored)} ignored with "
