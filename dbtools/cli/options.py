@@ -52,14 +52,28 @@ def config_option(func: F) -> F:
 
 
 def alembic_ini_option(func: F) -> F:
-    """``--alembic-ini``: plan, rehearse or lint another migration directory."""
+    """``--alembic-ini``: plan, rehearse or lint any project's migrations, as shipped."""
     return click.option(
         "--alembic-ini",
         "alembic_ini",
+        metavar="INI|TOML|DIR|PKG:DIR",
+        default=None,
+        help="The migrations: an alembic.ini (its script_location as written), a pyproject.toml "
+        "with [tool.alembic], a directory holding either or an env.py, or package:directory. "
+        "Default: $DBTOOLS_ALEMBIC_INI, ./alembic.ini, then dbtools' own.",
+    )(func)
+
+
+def declarations_option(func: F) -> F:
+    """``--config``: where a project's ``[tool.dbtools.lint]``/``[tool.dbtools.rehearse]`` are."""
+    return click.option(
+        "--config",
+        "config_file",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="alembic.ini of the migrations (revisions in migrations/ beside it). "
-        "Default: $DBTOOLS_ALEMBIC_INI, ./alembic.ini, then the project's.",
+        help="TOML file with the project's [tool.dbtools.lint] / [tool.dbtools.rehearse] "
+        "declarations (a bare [lint] / [rehearse] too). Default: the pyproject.toml beside "
+        "the alembic.ini.",
     )(func)
 
 

@@ -37,6 +37,7 @@ import os
 import re
 import sys
 import traceback
+from unittest import mock
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,8 @@ OFFLINE_URL = "postgresql+psycopg://dbtools@offline.invalid/dbtools"
 MIGRATION_STATEMENT_TIMEOUT = "2h"
 # Alembic 1.16 reads [tool.alembic] from pyproject.toml (Config(toml_file=…)).
 ALEMBIC_READS_TOML = "toml_file" in inspect.signature(Config.__init__).parameters
+# How resolved path lists are joined for Alembic: package:dir entries hold a colon, so not os.
+_SEPARATOR = "\n" if ALEMBIC_READS_TOML else " "
 _PACKAGE_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[^/\\:].*$")
 
 IniPath = str | os.PathLike[str] | None
@@ -226,16 +229,18 @@ def _resolved(config_file: Path | None, toml_file: Path | None, section: str) ->
     options = {"script_location": _resolve_location(str(location), base, "script_location")}
     versions = _path_list(config, "version_locations")
     if versions:
-        options["version_locations"] = os.pathsep.join(
+        options["version_locations"] = _SEPARATOR.join(
             _resolve_location(v, base, "version_locations") for v in versions
         )
     prepend = _path_list(config, "prepend_sys_path")
     if prepend:
-        options["prepend_sys_path"] = os.pathsep.join(
+        options["prepend_sys_path"] = _SEPARATOR.join(
             str(_existing(base, p) or Path(p).resolve()) for p in prepend
         )
     if versions or prepend:
-        options["path_separator" if ALEMBIC_READS_TOML else "version_path_separator"] = "os"
+        options["path_separator" if ALEMBIC_READS_TOML else "version_path_separator"] = (
+            "newline" if ALEMBIC_READS_TOML else "space"
+        )
     return Project(config_file, toml_file, section, options)
 
 
@@ -362,8 +367,9 @@ def _url_text(url: object) -> str | None:
 
 @contextlib.contextmanager
 def _preserving_logging() -> Iterator[None]:
-    """A project's env.py often calls ``logging.config.fileConfig``, which disables every
-    logger that exists and adds handlers: put logging back as the caller had it."""
+    """A project's env.py often calls ``logging.config.fileConfig``, which would disable every
+    logger that exists and print Alembic's progress: it is not run, and whatever else the
+    env.py does to logging is put back as the caller had it."""
     manager = logging.Logger.manager
     root = logging.getLogger()
     saved = {
@@ -373,7 +379,9 @@ def _preserving_logging() -> Iterator[None]:
     }
     root_state = (root.level, list(root.handlers))
     try:
-        yield
+        # Its env.py may configure logging from the ini: dbtools' output stays dbtools'.
+        with mock.patch("logging.config.fileConfig", lambda *args, **kwargs: None):
+            yield
     finally:
         for name, logger in list(manager.loggerDict.items()):
             if not isinstance(logger, logging.Logger):
@@ -437,8 +445,12 @@ class Migrations:
             try:
                 self.script = ScriptDirectory.from_config(self.config())
                 self.script.revision_map.heads  # noqa: B018 - loads every revision file
-            except CommandError as err:
-                raise ConfigError(f"{self.project.name}: {err}") from err
+            except ModuleNotFoundError:
+                raise  # _project_imports says which
+            except Exception as err:  # a revision file that does not load, a missing down revision
+                raise ConfigError(
+                    f"cannot read the revisions of {self.project.name}: {_reason(err)}"
+                ) from err
 
     def config(
         self,
@@ -532,6 +544,15 @@ class Migrations:
                     buffer.getvalue(),
                 ) from err
         return RenderedSql(buffer.getvalue(), _environment(watch, config, None))
+
+    def environment(self) -> Environment:
+        """What env.py configures offline (its version table; whether it is dbtools'), from a
+        run that renders nothing."""
+        config = self.config(output=io.StringIO())
+        config.set_main_option("sqlalchemy.url", OFFLINE_URL)
+        with _watching_configure(offline=True) as watch, _project_imports():
+            self._run_env(config, [], None, None, offline=True)
+        return _environment(watch, config, None)
 
     def render_range(self, revision_range: str, *, downgrade: bool = False) -> str:
         """The SQL ``alembic upgrade|downgrade RANGE --sql`` prints, in PostgreSQL."""
