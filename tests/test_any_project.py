@@ -498,3 +498,38 @@ def test_what_is_no_difference_is_said_in_a_note() -> None:
         "column public.t.c left behind",
         "column public.t.a missing",
     ]
+
+
+# -- statements real projects run -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statement", "action", "lock", "created", "dropped"),
+    [
+        ("CREATE FUNCTION public.g() RETURNS trigger AS $$ BEGIN RETURN NEW; END; $$ "
+         "LANGUAGE plpgsql", "CREATE FUNCTION", None, ["function public.g"], []),
+        ("CREATE OR REPLACE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql",
+         "CREATE OR REPLACE FUNCTION", None, ["function public.f"], []),
+        ("DROP EXTENSION IF EXISTS pg_trgm CASCADE", "DROP EXTENSION", None, [],
+         ["extension pg_trgm"]),
+        ("ALTER INDEX ix_a RENAME TO ix_b", "ALTER INDEX … RENAME", "SHARE UPDATE EXCLUSIVE", [],
+         []),
+        ("ALTER SEQUENCE s RESTART WITH 5", "ALTER SEQUENCE", "SHARE ROW EXCLUSIVE", [], []),
+        ("DO $$ DECLARE n TEXT; BEGIN SELECT conname INTO n FROM pg_constraint; "
+         "EXECUTE format('ALTER TABLE resource DROP CONSTRAINT %I', n); END $$",
+         "DO block (ALTER TABLE … DROP CONSTRAINT)", "ACCESS EXCLUSIVE", [], []),
+        ("ALTER TABLE t ADD COLUMN c text", "ALTER TABLE … ADD COLUMN", "ACCESS EXCLUSIVE",
+         ["column public.t.c"], []),
+    ],
+)  # fmt: skip
+def test_statements_real_projects_run_are_classified(
+    statement: str, action: str, lock: str | None, created: list[str], dropped: list[str]
+) -> None:
+    from dbtools.safety.classify import classify
+
+    found = classify(statement)
+    assert found.warning is None
+    assert found.action == action
+    assert (found.lock.value if found.lock else None) == lock
+    assert [str(o) for o in found.created] == created
+    assert [str(o) for o in found.dropped] == dropped

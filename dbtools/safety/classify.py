@@ -1000,12 +1000,17 @@ def _reads(condition: str) -> Classification:
 
 def _dynamic_template(fragment: str) -> str | None:
     """``EXECUTE 'ALTER TABLE ' || r.relation || ' SET (…)'`` → ``ALTER TABLE <dyn> SET (<dyn>)``:
-    the string literals kept, every other operand replaced by a placeholder name."""
+    the string literals kept, every other operand replaced by a placeholder name; likewise
+    ``EXECUTE format('ALTER TABLE t DROP CONSTRAINT %I', name)``."""
     expression = re.sub(r"^EXECUTE\s+", "", fragment, flags=re.I)
     masked = mask_literals(expression)
     cut = re.search(r"\b(USING|INTO)\b", masked, re.I)
     if cut:
         expression, masked = expression[: cut.start()], masked[: cut.start()]
+    formatted = re.fullmatch(r"\s*format\s*\(\s*[eE]?'((?:[^']|'')*)'.*\)\s*", expression, re.S)
+    if formatted:
+        template = formatted.group(1).replace("''", "'")
+        return re.sub(r"%(\d+\$)?[-0-9]*[IsL]", _DYNAMIC, template).replace("%%", "%")
     parts: list[str] = []
     start = 0
     for operator in re.finditer(r"\|\|", masked):

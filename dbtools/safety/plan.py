@@ -216,7 +216,7 @@ def build_plan(
         log.info(
             "planning the downgrade %s -> %s (%d revisions)", _label(start), target, len(chain)
         )
-        created, upgrade_warnings = _created_by(migrations, chain, context)
+        created, upgrade_warnings = _created_by(migrations, chain, context, dsn)
         applied = {rev.revision for rev in migrations.upgrade_order(start)} if start else set()
         plans: list[RevisionPlan] = []
         preamble: dict[str, str] = {}
@@ -330,16 +330,16 @@ def _resolve_chain(
 
 
 def _created_by(
-    migrations: Migrations, chain: list[Script], context: SchemaContext
+    migrations: Migrations, chain: list[Script], context: SchemaContext, dsn: str | None
 ) -> tuple[dict[str, list[DbObject]], dict[str, str]]:
     """Read the upgrade SQL of the revisions in the range (oldest first): the objects each one
     created, in creation order, with *context* learning from them; and a warning for each one
-    whose upgrade cannot be rendered."""
+    whose upgrade cannot be rendered (with *dsn*: even with its reads answered there)."""
     created: dict[str, list[DbObject]] = {}
     warnings: dict[str, str] = {}
     for revision in reversed(chain):
         try:
-            rendered = migrations.render(revision, "upgrade")
+            rendered = _render(migrations, revision, "upgrade", None, dsn)
         except UnrenderableRevision as err:
             warnings[revision.revision] = (
                 f"what the upgrade of {revision.revision} created is unknown, so nothing is "
@@ -376,7 +376,7 @@ def _plan_revision(
     title = _title(revision)
     command = _command(migrations, revision, heads)
     try:
-        rendered = _render_downgrade(migrations, revision, heads, dsn)
+        rendered = _render(migrations, revision, "downgrade", heads, dsn)
     except UnrenderableRevision as err:
         step = _unplanned_step(first_number, revision.revision, err, dsn is not None)
         plan = RevisionPlan(
@@ -421,16 +421,22 @@ def _plan_revision(
     return plan, script.settings
 
 
-def _render_downgrade(
-    migrations: Migrations, revision: Script, heads: tuple[str, ...], dsn: str | None
+def _render(
+    migrations: Migrations,
+    revision: Script,
+    direction: str,
+    heads: tuple[str, ...] | None,
+    dsn: str | None,
 ) -> revisions.RenderedSql:
+    """A revision's offline SQL; when it cannot be rendered and there is a database, rendered
+    again with the revision's own reads answered there (read-only)."""
     try:
-        return migrations.render(revision, "downgrade", heads=heads)
+        return migrations.render(revision, direction, heads=heads)
     except UnrenderableRevision:
         if dsn is None:
             raise
         log.info("rendering %s again, its reads answered by the database", revision.revision)
-        return migrations.render(revision, "downgrade", heads=heads, live_dsn=dsn)
+        return migrations.render(revision, direction, heads=heads, live_dsn=dsn)
 
 
 def _unplanned_step(number: int, revision: str, err: UnrenderableRevision, live: bool) -> Step:
