@@ -323,7 +323,7 @@ def _create(tree: exp.Expression, bare: str, context: SchemaContext) -> Classifi
     name = _name(target)
     object_kind = kind.lower()
     return Classification(
-        f"CREATE {kind}",
+        f"CREATE {'OR REPLACE ' if tree.args.get('replace') else ''}{kind}",
         created=(DbObject(object_kind, name if kind == "SCHEMA" else qualify(name)),),
         idempotent=exists,
     )
