@@ -37,11 +37,11 @@ import os
 import re
 import sys
 import traceback
-from unittest import mock
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from unittest import mock
 
 import sqlalchemy as sa
 from alembic import command
