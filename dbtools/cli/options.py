@@ -40,15 +40,24 @@ def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
     )
 
 
-def config_option(func: F) -> F:
-    """``--config``: a TOML file of thresholds (else ``[tool.dbtools]`` in pyproject.toml)."""
-    return click.option(
+CONFIG_HELP = "TOML file with a [verify] table of thresholds."
+
+
+@overload
+def config_option(func: F) -> F: ...
+@overload
+def config_option(*, help: str) -> Callable[[F], F]: ...
+def config_option(func: F | None = None, *, help: str = CONFIG_HELP) -> Any:
+    """``--config``: a TOML file of dbtools settings (else ``[tool.dbtools.*]`` in a
+    pyproject.toml); *help* says which tables the command reads."""
+    option = click.option(
         "--config",
         "config_file",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="TOML file with a [verify] table of thresholds.",
-    )(func)
+        help=help,
+    )
+    return option(func) if func is not None else option
 
 
 def alembic_ini_option(func: F) -> F:
@@ -64,17 +73,10 @@ def alembic_ini_option(func: F) -> F:
     )(func)
 
 
-def declarations_option(func: F) -> F:
-    """``--config``: where a project's ``[tool.dbtools.lint]``/``[tool.dbtools.rehearse]`` are."""
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="TOML file with the project's [tool.dbtools.lint] / [tool.dbtools.rehearse] "
-        "declarations (a bare [lint] / [rehearse] too). Default: the pyproject.toml beside "
-        "the alembic.ini.",
-    )(func)
+DECLARATIONS_HELP = (
+    "TOML file with the project's [tool.dbtools.lint] / [tool.dbtools.rehearse] declarations "
+    "(a bare [lint] / [rehearse] too). Default: the pyproject.toml beside the alembic.ini."
+)
 
 
 def pg_bin_option(func: F) -> F:

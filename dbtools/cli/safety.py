@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from dbtools.cli.options import (
+    DECLARATIONS_HELP,
     alembic_ini_option,
-    declarations_option,
+    config_option,
     dsn_option,
     emit,
     format_option,
@@ -137,7 +138,7 @@ def downgrade_plan(
 )
 @pg_bin_option
 @alembic_ini_option
-@declarations_option
+@config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
 def rehearse(
     dsn: str | None,
@@ -203,7 +204,7 @@ def rehearse(
     help="Lint only this revision (repeatable). Default: every revision.",
 )
 @alembic_ini_option
-@declarations_option
+@config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
 def lint(
     only: tuple[str, ...], alembic_ini: str | None, config_file: Path | None, output_format: str

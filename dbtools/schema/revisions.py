@@ -587,9 +587,11 @@ class Migrations:
         return self._online(dsn, lambda config: command.downgrade(config, target), x_args)
 
     def current(self, dsn: str) -> Environment:
-        """Run env.py against *dsn* without applying anything: what it configures."""
+        """Run env.py against *dsn* without applying anything (nor creating the version
+        table, as ``alembic current``): what it configures."""
         return self._online(
-            dsn, lambda config: self._run_env(config, [], None, None, offline=False)
+            dsn,
+            lambda config: self._run_env(config, [], None, None, offline=False, dont_mutate=True),
         )
 
     def _online(
@@ -632,6 +634,7 @@ class Migrations:
         destination: str | None,
         *,
         offline: bool,
+        dont_mutate: bool = False,
     ) -> None:
         """Run env.py with Alembic's own machinery, applying exactly *steps* from *starting*
         (offline; online the database's own heads)."""
@@ -644,6 +647,7 @@ class Migrations:
                 as_sql=offline,
                 starting_rev=starting if offline else None,
                 destination_rev=destination,
+                dont_mutate=dont_mutate,
             ),
         ):
             self.script.run_env()
