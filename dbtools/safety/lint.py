@@ -15,6 +15,14 @@ What is checked:
   PostgreSQL refuses inside a transaction block; blocking DDL hidden in ``DO`` blocks; statements
   dbtools cannot classify.
 
+Revisions are linted in the order Alembic applies them (merges and branches included), each
+classified against what earlier revisions created. A revision whose SQL cannot be rendered
+offline is one ``unrenderable-revision`` finding per direction. Squawk findings that are wrong
+about a statement are left out (``_not_a_finding``: Alembic's version table, ``NOT VALID``
+asked of a primary key or unique constraint, binary-compatible type "changes", ``DROP INDEX``
+of a table the script drops). The project's ``[tool.dbtools.lint]`` declarations
+(``dbtools.safety.declarations``) leave rules and revisions out, each with a reason.
+
 A finding is ignored only by a comment in the revision's file that names the rule and gives a
 reason::
 
