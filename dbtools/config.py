@@ -16,6 +16,15 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+# Every [tool.dbtools.*] table dbtools reads, and who reads it.
+TABLES: dict[str, str] = {
+    "verify": "dbtools.verify.thresholds: verify's thresholds and skipped checks",
+    "lint": "dbtools.safety.declarations: rules left out, deploy timeouts, revisions not linted",
+    "rehearse": "dbtools.safety.declarations: revisions whose downgrade is irreversible",
+    "report": "dbtools.report.options: where the report's lookup rules draw their lines",
+}
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML document at *path*; raises ``ConfigError`` when unreadable or malformed."""
     try:

@@ -40,28 +40,43 @@ def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
     )
 
 
-def config_option(func: F) -> F:
-    """``--config``: a TOML file of thresholds (else ``[tool.dbtools]`` in pyproject.toml)."""
-    return click.option(
+CONFIG_HELP = "TOML file with a [verify] table of thresholds."
+
+
+@overload
+def config_option(func: F) -> F: ...
+@overload
+def config_option(*, help: str) -> Callable[[F], F]: ...
+def config_option(func: F | None = None, *, help: str = CONFIG_HELP) -> Any:
+    """``--config``: a TOML file of dbtools settings (else ``[tool.dbtools.*]`` in a
+    pyproject.toml); *help* says which tables the command reads."""
+    option = click.option(
         "--config",
         "config_file",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="TOML file with a [verify] table of thresholds (report: and/or a [report] table "
-        "of its lookup rules).",
-    )(func)
+        help=help,
+    )
+    return option(func) if func is not None else option
 
 
 def alembic_ini_option(func: F) -> F:
-    """``--alembic-ini``: plan, rehearse or lint another migration directory."""
+    """``--alembic-ini``: plan, rehearse or lint any project's migrations, as shipped."""
     return click.option(
         "--alembic-ini",
         "alembic_ini",
-        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="INI|TOML|DIR|PKG:DIR",
         default=None,
-        help="alembic.ini of the migrations (revisions in migrations/ beside it). "
-        "Default: $DBTOOLS_ALEMBIC_INI, ./alembic.ini, then the project's.",
+        help="The migrations: an alembic.ini (its script_location as written), a pyproject.toml "
+        "with [tool.alembic], a directory holding either or an env.py, or package:directory. "
+        "Default: $DBTOOLS_ALEMBIC_INI, ./alembic.ini, then dbtools' own.",
     )(func)
+
+
+DECLARATIONS_HELP = (
+    "TOML file with the project's [tool.dbtools.lint] / [tool.dbtools.rehearse] declarations "
+    "(a bare [lint] / [rehearse] too). Default: the pyproject.toml beside the alembic.ini."
+)
 
 
 def pg_bin_option(func: F) -> F:

@@ -59,7 +59,10 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
     help="Leave out a section read from the database (repeatable): activity (--live only), "
     "space, settings, plans, advice (index advice), schema (schema health).",
 )
-@config_option
+@config_option(
+    help="TOML file with a [verify] table of thresholds and/or a [report] table of the lookup "
+    "rules."
+)
 def report_command(
     dsn: str | None,
     window: str | None,

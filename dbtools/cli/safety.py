@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from dbtools.cli.options import (
+    DECLARATIONS_HELP,
     alembic_ini_option,
+    config_option,
     dsn_option,
     emit,
     format_option,
@@ -51,19 +53,22 @@ def downgrade_plan(
     to_revision: str,
     dsn: str | None,
     offline: bool,
-    alembic_ini: Path | None,
+    alembic_ini: str | None,
     output_format: str,
     destination: Destination,
 ) -> None:
     """Say exactly what a downgrade will do, before anyone runs it.
 
     The ordered steps Alembic would run, from the revision graph and the offline SQL of each
-    revision. Every statement is classified: the lock it takes and whether that blocks reads,
+    revision (across a merge, each branch's revisions in the order Alembic runs them). Every
+    statement is classified: the lock it takes and whether that blocks reads,
     writes or neither; whether it runs inside a transaction; whether it destroys data (an
     export step, `\\copy … TO` a CSV file, comes before it); whether it can be rerun safely if
     the downgrade is interrupted. Statements dbtools cannot classify are shown verbatim with a
-    warning. With a connection the plan adds the size and estimated rows of every relation
-    touched and an estimated duration.
+    warning. A revision whose downgrade cannot be rendered offline is a warning step ("cannot
+    be planned offline: …"); with a connection the revision's own reads are answered by the
+    database, and the plan adds the size and estimated rows of every relation touched and an
+    estimated duration.
 
     \b
     Examples:
@@ -117,33 +122,72 @@ def downgrade_plan(
     is_flag=True,
     help="Rehearse in --dsn even though it holds data: its migration objects are dropped.",
 )
+@click.option(
+    "--from", "from_revision", metavar="REV", default=None,
+    help="First revision to rehearse; the ones below are applied without rehearsing them.",
+)  # fmt: skip
+@click.option(
+    "--to", "to_revision", metavar="REV", default=None,
+    help="Last revision to rehearse (default: every head).",
+)  # fmt: skip
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Go on past a failure (the database is recreated and brought back) and print the "
+    "whole table.",
+)
 @pg_bin_option
 @alembic_ini_option
+@config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
 def rehearse(
-    dsn: str | None, force: bool, pg_bin: Path | None, alembic_ini: Path | None, output_format: str
+    dsn: str | None,
+    force: bool,
+    from_revision: str | None,
+    to_revision: str | None,
+    keep_going: bool,
+    pg_bin: Path | None,
+    alembic_ini: str | None,
+    config_file: Path | None,
+    output_format: str,
 ) -> None:
     """Rehearse every downgrade: upgrade → downgrade → upgrade, revision by revision.
 
     After each downgrade the schema (pg_dump --schema-only, normalised) must equal the schema
     before that revision's upgrade, and after the second upgrade it must equal the first
     upgrade's. Prints a pass/fail table naming the objects that differ (an index or a table a
-    downgrade forgot). The first failure stops the rehearsal.
+    downgrade forgot). Column order and constraint names PostgreSQL generates are not
+    differences (a note says so). The first failure stops the rehearsal, unless --keep-going.
+
+    After every step the version table is read in the rehearsal's own database: if the
+    project's env.py migrated another database, the rehearsal stops (exit 2) and nothing is
+    judged. Revisions declared in [tool.dbtools.rehearse] irreversible = [{ revision = "…",
+    reason = "…" }] are upgraded, not downgraded ("irreversible, by declaration").
 
     It runs in a throwaway sandbox unless --dsn names a scratch database; that database is
-    downgraded to base first and left at head. A database that holds data (a row in any table
-    but alembic_version) or that $DATABASE_URL names is refused unless --force.
+    downgraded to base first and left at the last revision rehearsed (--keep-going may drop and
+    create it). A database that holds data (a row in any table but the migrations' version
+    table) or that $DATABASE_URL names is refused unless --force.
 
     \b
     Exit codes: 0 every revision passes; 1 a revision fails; 2 refused database, no sandbox,
-    bad option.
+    bad option, env.py migrated another database, project not importable.
     """
     from dbtools.safety.rehearse import rehearse as run_rehearsal
     from dbtools.safety.render import rehearsal_json, rehearsal_table
 
     if force and dsn is None:
         raise UsageError("--force only applies to --dsn (a sandbox needs no forcing)")
-    result = run_rehearsal(dsn=dsn, ini=alembic_ini, pg_bin=pg_bin, force=force)
+    result = run_rehearsal(
+        dsn=dsn,
+        ini=alembic_ini,
+        pg_bin=pg_bin,
+        force=force,
+        from_revision=from_revision,
+        to_revision=to_revision,
+        keep_going=keep_going,
+        config_file=config_file,
+    )
     click.echo(
         rehearsal_json(result) if output_format == "json" else rehearsal_table(result), nl=False
     )
@@ -160,28 +204,35 @@ def rehearse(
     help="Lint only this revision (repeatable). Default: every revision.",
 )
 @alembic_ini_option
+@config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
-def lint(only: tuple[str, ...], alembic_ini: Path | None, output_format: str) -> None:
+def lint(
+    only: tuple[str, ...], alembic_ini: str | None, config_file: Path | None, output_format: str
+) -> None:
     """Check the migrations against the rules for online migrations.
 
     The upgrade and the downgrade SQL of each revision are checked separately (tables created
     by earlier revisions count as existing ones): index builds and drops without CONCURRENTLY
     on existing tables, DDL without lock_timeout/statement_timeout, table rewrites, constraints
     added without NOT VALID, destructive statements, and what squawk cannot see (DO blocks,
-    VACUUM FULL, CLUSTER, TRUNCATE, SET LOCAL outside a transaction…).
+    VACUUM FULL, CLUSTER, TRUNCATE, SET LOCAL outside a transaction…). A revision whose SQL
+    cannot be rendered offline is one finding (unrenderable-revision); the rest is linted.
 
     \b
     A finding is ignored only with a reason, by a comment in the revision's file:
       # dbtools-lint: ignore RULE[,RULE] [in upgrade|downgrade] because REASON
     An ignore without a reason (three words at least) or that matches nothing is a violation.
+    A project declares in [tool.dbtools.lint] (each with a reason): skip_rules,
+    timeouts_set_by_deploy, skip_revisions, skip_before.
 
     \b
-    Exit codes: 0 no violations; 1 violations; 2 squawk missing, unknown revision.
+    Exit codes: 0 no violations; 1 violations; 2 squawk missing, unknown revision, bad
+    declarations, project not importable.
     """
     from dbtools.safety.lint import lint_revisions
     from dbtools.safety.render import lint_json, lint_table
 
-    result = lint_revisions(ini=alembic_ini, only=only or None)
+    result = lint_revisions(ini=alembic_ini, only=only or None, config_file=config_file)
     click.echo(lint_json(result) if output_format == "json" else lint_table(result), nl=False)
     if not result.passed:
         click.get_current_context().exit(1)

@@ -75,6 +75,7 @@ class Classification:
     created: tuple[DbObject, ...] = ()
     dropped: tuple[DbObject, ...] = ()
     references: tuple[str, ...] = ()  # tables the foreign keys of a created table reference
+    column_types: tuple[tuple[str, str], ...] = ()  # (schema.table.column, type) it defines
     data_loss: tuple[DataLoss, ...] = ()
     idempotent: bool = True
     needs_autocommit: bool = False  # not allowed inside a transaction block (CONCURRENTLY, VACUUM)
@@ -106,11 +107,13 @@ class Classification:
 @dataclass
 class SchemaContext:
     """What earlier statements created, so that later ones can be classified fully: the table of
-    an index (``DROP INDEX`` names only the index) and the tables a table's foreign keys reference
-    (``DROP TABLE`` locks them too)."""
+    an index (``DROP INDEX`` names only the index), the tables a table's foreign keys reference
+    (``DROP TABLE`` locks them too), and each column's type (so that a type "change" to the same
+    or a binary-compatible type is not taken for a rewrite)."""
 
     index_tables: dict[str, str] = field(default_factory=dict)
     references: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    column_types: dict[str, str] = field(default_factory=dict)
 
     def learn(self, classification: Classification) -> None:
         for obj in classification.created:
@@ -118,6 +121,12 @@ class SchemaContext:
                 self.index_tables[obj.name] = obj.table
             if obj.kind == "table":
                 self.references[obj.name] = classification.references
+        self.column_types.update(classification.column_types)
+
+    def copy(self) -> SchemaContext:
+        return SchemaContext(
+            dict(self.index_tables), dict(self.references), dict(self.column_types)
+        )
 
 
 def qualify(name: str) -> str:
@@ -293,11 +302,16 @@ def _create(tree: exp.Expression, bare: str, context: SchemaContext) -> Classifi
             if table != name and table not in referenced:
                 referenced.append(table)
         notes = [f"its foreign key locks {t} (blocks writes there)" for t in referenced]
+        definition = tree.this.expressions if isinstance(tree.this, exp.Schema) else []
+        columns = [c for c in definition if isinstance(c, exp.ColumnDef)]
         return Classification(
             "CREATE TABLE",
             locks=tuple(RelationLock(t, LockLevel.SHARE_ROW_EXCLUSIVE) for t in referenced),
             created=(DbObject("table", name),),
             references=tuple(referenced),
+            column_types=tuple(
+                (f"{name}.{c.name}", _type_text(c.args.get("kind"))) for c in columns
+            ),
             idempotent=exists,
             notes=tuple(notes),
         )
@@ -309,7 +323,7 @@ def _create(tree: exp.Expression, bare: str, context: SchemaContext) -> Classifi
     name = _name(target)
     object_kind = kind.lower()
     return Classification(
-        f"CREATE {kind}",
+        f"CREATE {'OR REPLACE ' if tree.args.get('replace') else ''}{kind}",
         created=(DbObject(object_kind, name if kind == "SCHEMA" else qualify(name)),),
         idempotent=exists,
     )
@@ -327,6 +341,9 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
     actions: list[str] = []
     data_loss: list[DataLoss] = []
     others: list[RelationLock] = []
+    created: list[DbObject] = []
+    dropped: list[DbObject] = []
+    column_types: list[tuple[str, str]] = []
     rewrites = scans = False
     idempotent = True
     for action in tree.args.get("actions") or []:
@@ -350,6 +367,9 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
         elif isinstance(action, exp.ColumnDef):
             levels.append(AE)
             actions.append("ADD COLUMN")
+            column = f"{table}.{action.name}"
+            created.append(DbObject("column", column, table))
+            column_types.append((column, _type_text(action.args.get("kind"))))
             idempotent = idempotent and bool(action.args.get("exists"))
             default = action.find(exp.DefaultColumnConstraint)
             if default is not None and default.find(exp.Anonymous, exp.Rand, exp.Uuid):
@@ -365,15 +385,25 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
             idempotent = idempotent and bool(action.args.get("exists"))
             if what == "COLUMN":
                 for column in action.args.get("tables") or []:
+                    dropped.append(DbObject("column", f"{table}.{column.name}", table))
                     data_loss.append(
                         DataLoss(table, f"column {column.name}", f"SELECT * FROM {table}")
                     )
         elif isinstance(action, exp.AlterColumn):
             levels.append(AE)
             if action.args.get("dtype") is not None:
-                rewrites = True
+                column = f"{table}.{action.name}"
+                new_type = _type_text(action.args["dtype"])
+                old_type = context.column_types.get(column)
                 actions.append("ALTER COLUMN TYPE")
-                notes.append("rewrites the table unless the new type is binary-compatible")
+                column_types.append((column, new_type))
+                if not action.args.get("using") and _no_rewrite(old_type, new_type):
+                    notes.append(
+                        f"{old_type} to {new_type} is binary-compatible: no rewrite, no scan"
+                    )
+                else:
+                    rewrites = True
+                    notes.append("rewrites the table unless the new type is binary-compatible")
             elif action.args.get("allow_null") is False:
                 actions.append("SET NOT NULL")
                 scans = True
@@ -411,12 +441,43 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
             RelationLock(table, strongest_level),
             *(lock for lock in others if lock.relation != table),
         ),
+        created=tuple(created),
+        dropped=tuple(dropped),
+        column_types=tuple(column_types),
         data_loss=tuple(data_loss),
         idempotent=idempotent,
         rewrites_table=rewrites,
         scans_table=scans,
         notes=tuple(notes),
     )
+
+
+def _type_text(node: exp.Expression | None) -> str:
+    """A column type as PostgreSQL would name it, for comparing two of them."""
+    return node.sql("postgres").upper() if node is not None else "?"
+
+
+_VARCHAR = re.compile(r"^(?:VARCHAR|CHARACTER VARYING)(?:\((?P<length>\d+)\))?$")
+
+
+def _no_rewrite(old: str | None, new: str) -> bool:
+    """Whether changing a column from *old* to *new* keeps every stored value as it is: the same
+    type, ``varchar(n)`` to ``text``, ``varchar`` or a longer ``varchar`` (PostgreSQL's
+    binary-coercible changes that need no table rewrite and no scan)."""
+    if old is None:
+        return False
+    if old == new:
+        return True
+    was, now = _VARCHAR.match(old), _VARCHAR.match(new)
+    if was is None:
+        return False
+    if new == "TEXT":
+        return True
+    if now is None:
+        return False
+    if now.group("length") is None:
+        return True
+    return was.group("length") is not None and int(now.group("length")) >= int(was.group("length"))
 
 
 def _constraint_lock(action: exp.Expression) -> tuple[LockLevel, str]:
@@ -456,10 +517,23 @@ def _update(tree: exp.Expression, bare: str, context: SchemaContext) -> Classifi
         isinstance(e, exp.EQ) and isinstance(e.expression, exp.Literal)
         for e in tree.expressions or []
     )
+    columns = [e.this.name for e in tree.expressions or [] if isinstance(e, exp.EQ)]
+    where = tree.args.get("where")
+    condition = where.this.sql("postgres") if where is not None else None
+    rows = f"rows WHERE {condition}" if condition else "every row"
     return Classification(
         "UPDATE",
         locks=(RelationLock(table, LockLevel.ROW_EXCLUSIVE),),
+        # The values it overwrites are gone afterwards: changed data, exported first.
+        data_loss=(
+            DataLoss(
+                table,
+                f"the values of {', '.join(columns) or 'columns'} in {rows} (overwritten)",
+                f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else ""),
+            ),
+        ),
         idempotent=constant,
+        scans_table=where is None,
         notes=("locks the rows it updates: their writers wait",),
     )
 
@@ -734,10 +808,68 @@ def _enum_value(match: re.Match[str], bare: str) -> Classification:
     )
 
 
-@_rule(r"^CREATE\s+EXTENSION\b")
+@_rule(rf"^CREATE\s+EXTENSION\s+(IF\s+NOT\s+EXISTS\s+)?{_NAME}")
 def _extension(match: re.Match[str], bare: str) -> Classification:
     return Classification(
-        "CREATE EXTENSION", idempotent="IF NOT EXISTS" in bare.upper(), parser="keywords"
+        "CREATE EXTENSION",
+        created=(DbObject("extension", match.group("name").replace('"', "")),),
+        idempotent=bool(match.group(1)),
+        parser="keywords",
+    )
+
+
+@_rule(rf"^DROP\s+EXTENSION\s+(IF\s+EXISTS\s+)?{_NAME}")
+def _drop_extension(match: re.Match[str], bare: str) -> Classification:
+    cascade = bool(re.search(r"\bCASCADE\s*$", bare, re.I))
+    return Classification(
+        "DROP EXTENSION",
+        dropped=(DbObject("extension", match.group("name").replace('"', "")),),
+        idempotent=bool(match.group(1)),
+        parser="keywords",
+        notes=(
+            "drops the extension's own objects (functions, types, operators)"
+            + (
+                "; CASCADE also drops what depends on them (columns of its types, indexes "
+                "using its operator classes)"
+                if cascade
+                else "; fails while anything else depends on them"
+            ),
+        ),
+    )
+
+
+@_rule(rf"^CREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE)\s+{_NAME}")
+def _create_function(match: re.Match[str], bare: str) -> Classification:
+    replace = bool(match.group(1))
+    return Classification(
+        f"CREATE {'OR REPLACE ' if replace else ''}{match.group(2).upper()}",
+        created=(DbObject("function", _relation(match)),),
+        idempotent=replace,
+        parser="keywords",
+        notes=("takes no lock on a table",),
+    )
+
+
+@_rule(rf"^ALTER\s+INDEX\s+(IF\s+EXISTS\s+)?{_NAME}\s+RENAME\s+TO\s")
+def _rename_index(match: re.Match[str], bare: str) -> Classification:
+    # Checked with pg_locks on PostgreSQL 18 (and the rule since 12): the index only.
+    return Classification(
+        "ALTER INDEX … RENAME",
+        locks=(RelationLock(_relation(match), SUE),),
+        idempotent=False,
+        parser="keywords",
+        notes=("SHARE UPDATE EXCLUSIVE on the index only: its table's reads and writes go on",),
+    )
+
+
+@_rule(rf"^ALTER\s+SEQUENCE\s+(IF\s+EXISTS\s+)?{_NAME}\s")
+def _alter_sequence(match: re.Match[str], bare: str) -> Classification:
+    # pg_locks on PostgreSQL 18: SHARE ROW EXCLUSIVE on the sequence; nextval() waits for it.
+    return Classification(
+        "ALTER SEQUENCE",
+        locks=(RelationLock(_relation(match), LockLevel.SHARE_ROW_EXCLUSIVE),),
+        parser="keywords",
+        notes=("writers calling nextval() on it wait until it commits",),
     )
 
 
@@ -868,12 +1000,17 @@ def _reads(condition: str) -> Classification:
 
 def _dynamic_template(fragment: str) -> str | None:
     """``EXECUTE 'ALTER TABLE ' || r.relation || ' SET (…)'`` → ``ALTER TABLE <dyn> SET (<dyn>)``:
-    the string literals kept, every other operand replaced by a placeholder name."""
+    the string literals kept, every other operand replaced by a placeholder name; likewise
+    ``EXECUTE format('ALTER TABLE t DROP CONSTRAINT %I', name)``."""
     expression = re.sub(r"^EXECUTE\s+", "", fragment, flags=re.I)
     masked = mask_literals(expression)
     cut = re.search(r"\b(USING|INTO)\b", masked, re.I)
     if cut:
         expression, masked = expression[: cut.start()], masked[: cut.start()]
+    formatted = re.fullmatch(r"\s*format\s*\(\s*[eE]?'((?:[^']|'')*)'.*\)\s*", expression, re.S)
+    if formatted:
+        template = formatted.group(1).replace("''", "'")
+        return re.sub(r"%(\d+\$)?[-0-9]*[IsL]", _DYNAMIC, template).replace("%%", "%")
     parts: list[str] = []
     start = 0
     for operator in re.finditer(r"\|\|", masked):

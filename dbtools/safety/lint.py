@@ -15,6 +15,14 @@ What is checked:
   PostgreSQL refuses inside a transaction block; blocking DDL hidden in ``DO`` blocks; statements
   dbtools cannot classify.
 
+Revisions are linted in the order Alembic applies them (merges and branches included), each
+classified against what earlier revisions created. A revision whose SQL cannot be rendered
+offline is one ``unrenderable-revision`` finding per direction. Squawk findings that are wrong
+about a statement are left out (``_not_a_finding``: Alembic's version table, ``NOT VALID``
+asked of a primary key or unique constraint, binary-compatible type "changes", ``DROP INDEX``
+of a table the script drops). The project's ``[tool.dbtools.lint]`` declarations
+(``dbtools.safety.declarations``) leave rules and revisions out, each with a reason.
+
 A finding is ignored only by a comment in the revision's file that names the rule and gives a
 reason::
 
@@ -36,18 +44,19 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from alembic.script import Script
 
 from dbtools.errors import UsageError
 from dbtools.findings import FAILING, Finding, Location, Rule, check_names, rule, run_rules
-from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify
+from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify, qualify
+from dbtools.safety.declarations import LintDeclarations, declarations_file, lint_declarations
 from dbtools.safety.locks import Blocking
-from dbtools.safety.plan import BASE
 from dbtools.safety.squawk import run_squawk, squawk_version
 from dbtools.schema import revisions
+from dbtools.schema.revisions import Migrations, UnrenderableRevision
 from dbtools.sqltext.split import OfflineStatement, read_offline_sql, strip_comments
 
 log = logging.getLogger(__name__)
@@ -97,6 +106,8 @@ class LintResult:
     findings: tuple[Finding, ...]
     squawk_version: str
     squawk_excluded: dict[str, str]
+    rules_left_out: dict[str, str] = field(default_factory=dict)  # by the project, with reasons
+    revisions_left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def violations(self) -> tuple[Finding, ...]:
@@ -121,6 +132,7 @@ class LintScript:
     statements: tuple[OfflineStatement, ...]
     classifications: tuple[Classification, ...]
     settings: dict[str, str]
+    version_table: str = "public.alembic_version"
 
     def items(self) -> Iterator[tuple[int, OfflineStatement, Classification]]:
         for index, statement in enumerate(self.statements):
@@ -157,36 +169,106 @@ class LintScript:
 
 
 def lint_revisions(
-    *, ini: revisions.IniPath = None, only: Sequence[str] | None = None
+    *,
+    ini: revisions.IniPath = None,
+    only: Sequence[str] | None = None,
+    config_file: Path | None = None,
 ) -> LintResult:
-    """Lint the upgrade and downgrade SQL of every revision (or of *only* these), base first.
+    """Lint the upgrade and downgrade SQL of every revision (or of *only* these), in the order
+    Alembic applies them, merges and branches included.
 
-    Raises ``UsageError`` for an unknown revision in *only*, ``PrerequisiteMissing`` when squawk
-    is not installed.
+    The project's declarations (``[tool.dbtools.lint]`` in *config_file*, else in the
+    ``pyproject.toml`` beside its alembic.ini) leave rules and revisions out, each with a
+    reason. A revision whose SQL cannot be rendered offline is one ``unrenderable-revision``
+    finding; the other revisions are linted.
+
+    Raises ``UsageError`` for an unknown revision in *only*, ``ConfigError`` for bad
+    declarations, ``PrerequisiteMissing`` when squawk is not installed.
     """
-    script_dir = revisions.script_directory(ini)
-    chain = list(reversed(list(script_dir.walk_revisions())))
-    known = {revision.revision for revision in chain}
+    migrations = Migrations(ini)
+    order = migrations.upgrade_order()
+    known = {revision.revision for revision in order}
     for wanted in only or ():
         if wanted not in known:
             raise UsageError(f"unknown revision {wanted!r} (known: {', '.join(sorted(known))})")
-    selected = [rev for rev in chain if not only or rev.revision in only]
+    declared = lint_declarations(
+        declarations_file(migrations.project.directory, config_file), known
+    )
+    left_out = _revisions_left_out(migrations, declared)
+    selected = [
+        rev for rev in order if (not only or rev.revision in only) and rev.revision not in left_out
+    ]
     log.info("linting %d revisions: %s", len(selected), ", ".join(r.revision for r in selected))
-    scripts = [_lint_script(rev, direction, ini) for rev in selected for direction in DIRECTIONS]
-    findings = _squawk_findings(scripts) + [f for s in scripts for f in _rule_findings(s)]
+    scripts, findings = _scripts(migrations, order, {rev.revision for rev in selected})
+    findings += _squawk_findings(scripts) + [f for s in scripts for f in _rule_findings(s)]
     ignores: list[Ignore] = []
     for revision in selected:
         found_ignores, problems = _read_ignores(revision)
         ignores += found_ignores
         findings += problems
+    rules_left_out = declared.rules_left_out
+    findings = [f for f in findings if f.check not in rules_left_out]
     findings = _apply_ignores(findings, ignores)
-    order = {rev.revision: position for position, rev in enumerate(selected)}
-    findings.sort(key=lambda f: _position(f, order))
+    positions = {rev.revision: position for position, rev in enumerate(selected)}
+    findings.sort(key=lambda f: _position(f, positions))
     return LintResult(
         revisions=tuple(rev.revision for rev in selected),
         findings=tuple(findings),
         squawk_version=squawk_version(),
         squawk_excluded=dict(SQUAWK_EXCLUDED),
+        rules_left_out=rules_left_out,
+        revisions_left_out=left_out,
+    )
+
+
+def _revisions_left_out(migrations: Migrations, declared: LintDeclarations) -> dict[str, str]:
+    left_out = dict(declared.skip_revisions)
+    if declared.skip_before is not None:
+        baseline, reason = declared.skip_before
+        for revision in migrations.upgrade_order(baseline):
+            if revision.revision != baseline:
+                left_out.setdefault(revision.revision, f"before {baseline}: {reason}")
+    return left_out
+
+
+def _scripts(
+    migrations: Migrations, order: list[Script], selected: set[str]
+) -> tuple[list[LintScript], list[Finding]]:
+    """The upgrade and downgrade scripts of the *selected* revisions, each classified against
+    what the revisions before it created (their upgrade SQL, rendered as far as it renders), and
+    a finding for each script that cannot be rendered."""
+    history = SchemaContext()
+    scripts: list[LintScript] = []
+    findings: list[Finding] = []
+    last = max((i for i, rev in enumerate(order) if rev.revision in selected), default=-1)
+    for revision in order[: last + 1]:
+        wanted = revision.revision in selected
+        before = history.copy()
+        for direction in DIRECTIONS if wanted else ("upgrade",):
+            try:
+                rendered = migrations.render(revision, direction)
+            except UnrenderableRevision as err:
+                if wanted:
+                    findings.append(_unrenderable(err))
+                continue
+            table = rendered.environment.qualified_version_table
+            context = before.copy() if direction == "upgrade" else history.copy()
+            script = _script(rendered.sql, revision.revision, direction, context, table)
+            if direction == "upgrade":
+                for found in script.classifications:
+                    history.learn(found)
+            if wanted:
+                scripts.append(script)
+    return scripts, findings
+
+
+def _unrenderable(err: UnrenderableRevision) -> Finding:
+    return Finding(
+        "unrenderable-revision",
+        "fail",
+        "",
+        f"its {err.direction} SQL cannot be rendered offline, so it is not linted: {err.reason}",
+        location=Location(err.revision, err.direction, 1),
     )
 
 
@@ -201,28 +283,28 @@ def check_sql(sql: str, *, revision: str = "-", direction: str = "upgrade") -> l
     return _rule_findings(_script(sql, revision, direction))
 
 
-def _lint_script(revision: Script, direction: str, ini: revisions.IniPath) -> LintScript:
-    down = revision.down_revision
-    if isinstance(down, tuple | list):
-        raise UsageError(f"revision {revision.revision} merges branches: lint one line at a time")
-    down = down or BASE
-    span = (
-        f"{down}:{revision.revision}" if direction == "upgrade" else f"{revision.revision}:{down}"
-    )
-    sql = revisions.offline_sql(span, downgrade=direction == "downgrade", ini=ini)
-    return _script(sql, revision.revision, direction)
-
-
-def _script(sql: str, revision: str, direction: str) -> LintScript:
+def _script(
+    sql: str,
+    revision: str,
+    direction: str,
+    context: SchemaContext | None = None,
+    version_table: str = "public.alembic_version",
+) -> LintScript:
     script = read_offline_sql(sql)
-    context = SchemaContext()
+    context = context or SchemaContext()
     classified = []
     for statement in script.statements:
         found = classify(statement.sql, context)
         context.learn(found)
         classified.append(found)
     return LintScript(
-        revision, direction, sql, script.statements, tuple(classified), script.settings
+        revision,
+        direction,
+        sql,
+        script.statements,
+        tuple(classified),
+        script.settings,
+        version_table,
     )
 
 
@@ -244,11 +326,40 @@ def _squawk_findings(scripts: list[LintScript]) -> list[Finding]:
             continue
         script = files.get(item.file) or _by_name(files, item.file)
         statement = _statement_at(script, item.line)
+        if statement is not None and _not_a_finding(item.rule, script, statement):
+            continue
         found = script.violation(item.rule, item.message, statement, SQUAWK)
         if statement is None:  # squawk's own line, when no statement holds it
             found = replace(found, location=replace(location(found), line=item.line))
         findings.append(found)
     return findings
+
+
+def _not_a_finding(check: str, script: LintScript, statement: OfflineStatement) -> bool:
+    """Squawk findings that are wrong about this statement (README, "dbtools lint"): Alembic's
+    own version table; NOT VALID asked of a primary key or unique constraint (PostgreSQL has no
+    such thing); a type "change" that keeps every value as stored (the same type, varchar to
+    text); DROP INDEX without CONCURRENTLY of an index whose table the script drops too."""
+    found = script.classifications[script.statements.index(statement)]
+    if _only_version_table(found, script.version_table):
+        return True
+    if check == "constraint-missing-not-valid":
+        return any(kind in found.action for kind in ("(PRIMARY KEY)", "(UNIQUE)"))
+    if check == "changing-column-type":
+        return "ALTER COLUMN TYPE" in found.action and not found.rewrites_table
+    if check == "require-concurrent-index-deletion":
+        tables = {obj.table for obj in found.dropped if obj.kind == "index"}
+        dropped = {
+            obj.name for c in script.classifications for obj in c.dropped if obj.kind == "table"
+        }
+        return bool(tables) and None not in tables and tables <= dropped
+    return False
+
+
+def _only_version_table(found: Classification, version_table: str) -> bool:
+    names = [lock.relation for lock in found.locks] + [obj.name for obj in found.created]
+    names += [obj.name for obj in found.dropped]
+    return bool(names) and all(qualify(name) == version_table for name in names)
 
 
 def _by_name(files: dict[str, LintScript], reported: str) -> LintScript:

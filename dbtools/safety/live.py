@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from dbtools.db.catalog import ALEMBIC_VERSION_TABLE, read_alembic_revision
+from dbtools.db.catalog import ALEMBIC_VERSION_TABLE
 from dbtools.db.connection import describe, session
 from dbtools.errors import UsageError
 from dbtools.schema.monitoring import SETTING_CHANGES, monitoring_table
@@ -38,6 +38,30 @@ ORDER BY 1, 2
 """
 
 
+INDEX_TABLES_SQL = """
+SELECT n.nspname || '.' || ic.relname AS index, tn.nspname || '.' || t.relname AS table
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+"""
+
+REFERENCES_SQL = """
+SELECT n.nspname || '.' || c.relname AS table,
+       array_agg(DISTINCT fn.nspname || '.' || f.relname ORDER BY fn.nspname || '.' || f.relname)
+           AS referenced
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class f ON f.oid = k.confrelid
+JOIN pg_namespace fn ON fn.oid = f.relnamespace
+WHERE k.contype = 'f' AND k.confrelid <> k.conrelid
+GROUP BY 1
+"""
+
+
 @dataclass(frozen=True)
 class RelationSize:
     """A relation's size (table with its indexes and TOAST) and the planner's row estimate."""
@@ -58,16 +82,14 @@ class UserTable:
         return f"{self.schema}.{self.name}"
 
 
-def current_revision(conn: psycopg.Connection[Any]) -> str | None:
-    """The database's one revision (None: never migrated, or at the base); raises
-    ``UsageError`` when branches are applied (a plan follows one line of revisions)."""
-    revision = read_alembic_revision(conn)
-    if revision is not None and "," in revision:
-        versions = revision.split(",")
-        raise UsageError(
-            f"{ALEMBIC_VERSION_TABLE} holds {len(versions)} revisions (branches): {versions}"
-        )
-    return revision
+def catalog_context(
+    conn: psycopg.Connection[Any],
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """What a plan needs to know of objects created before its range: each index's table
+    (``DROP INDEX`` names only the index) and the tables each table's foreign keys reference."""
+    indexes = {row[0]: row[1] for row in conn.execute(INDEX_TABLES_SQL).fetchall()}
+    references = {row[0]: tuple(row[1]) for row in conn.execute(REFERENCES_SQL).fetchall()}
+    return indexes, references
 
 
 def relation_sizes(conn: psycopg.Connection[Any], names: list[str]) -> dict[str, RelationSize]:
@@ -111,11 +133,13 @@ def tables_with_rows(
     return found
 
 
-def refuse_data(dsn: str, *, refusing: str, because: str) -> None:
+def refuse_data(
+    dsn: str, *, refusing: str, because: str, ignore: tuple[str, ...] = BOOKKEEPING_TABLES
+) -> None:
     """Raise ``UsageError`` ("refusing to *refusing* in DB: it holds data (…); *because*") when a
-    table of the database at *dsn* holds a row (the migrations' bookkeeping aside)."""
+    table of the database at *dsn* holds a row (the migrations' bookkeeping, *ignore*, aside)."""
     with session(dsn) as conn:
-        holding = tables_with_rows(conn)
+        holding = tables_with_rows(conn, ignore=ignore)
     if holding:
         shown = ", ".join(holding[:5]) + (
             f" and {len(holding) - 5} more" if len(holding) > 5 else ""

@@ -18,10 +18,8 @@ import logging
 import re
 from dataclasses import dataclass, replace
 
-from alembic.script import Script, ScriptDirectory
-from alembic.util import CommandError
+from alembic.script import Script
 
-from dbtools.db.catalog import ALEMBIC_VERSION_TABLE
 from dbtools.db.connection import session
 from dbtools.db.server import inspect_server
 from dbtools.errors import ConfigError, UsageError
@@ -32,10 +30,16 @@ from dbtools.safety.classify import (
     SchemaContext,
     classify,
 )
-from dbtools.safety.live import RelationSize, current_revision, relation_sizes
+from dbtools.safety.live import RelationSize, catalog_context, relation_sizes
 from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.schema import revisions
 from dbtools.schema.online import MigrationSettings
+from dbtools.schema.revisions import (
+    Migrations,
+    UnrenderableRevision,
+    down_revisions,
+    heads_of,
+)
 from dbtools.sqltext.split import OfflineStatement, read_offline_sql
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,9 @@ class Step:
 
     number: int
     revision: str
-    kind: str  # "export" (psql, before the downgrade), "statement", "version" (alembic_version)
+    # "export" (psql, before the downgrade), "statement", "version" (alembic_version), or
+    # "unplanned" (a revision whose downgrade SQL cannot be rendered: one warning step)
+    kind: str
     sql: str
     action: str
     lock: LockLevel | None
@@ -115,15 +121,13 @@ class RevisionPlan:
     """The steps that undo one revision, and how to run them."""
 
     revision: str
-    down_revision: str  # "base" below the first revision
+    down_revision: str  # "base" below the first revision; "a, b" below a merge
     title: str
     steps: tuple[Step, ...]
     removes: tuple[RemovedObject, ...]
     not_removed: tuple[DbObject, ...]
-
-    @property
-    def command(self) -> str:
-        return f"alembic downgrade {self.down_revision}"
+    command: str  # the alembic command that undoes this revision alone
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class DowngradePlan:
     lock_retries: int
     rates: Rates
     live: LiveDatabase | None = None
+    # dbtools' own env.py runs these migrations (its lock timeout retries apply)
+    env_is_dbtools: bool = True
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -179,36 +185,57 @@ def build_plan(
 ) -> DowngradePlan:
     """Plan the downgrade from *from_revision* down to *to_revision*.
 
-    *from_revision*: a revision id, ``"head"``, or ``"current"`` (the revision recorded in the
-    database at *dsn*); default ``"current"`` with a *dsn*, else ``"head"``. *to_revision*: a
-    revision id below it, ``"base"``, or ``"-N"`` (N revisions down). *dsn*: when given, a
-    read-only session adds relation sizes, row estimates and durations. *ini*: another
-    ``alembic.ini`` (its migrations in ``migrations/`` beside it).
+    *from_revision*: a revision id, ``"head"`` (every head), or ``"current"`` (the revisions
+    recorded in the database at *dsn*); default ``"current"`` with a *dsn*, else ``"head"``.
+    *to_revision*: a revision id below it, ``"base"``, or ``"-N"`` (the first N revisions
+    Alembic undoes). *dsn*: when given, a read-only session adds relation sizes, row estimates
+    and durations, and answers what a revision reads while it is rendered. *ini*: another
+    project's migrations (``dbtools.schema.revisions``).
+
+    Only the revisions in the range are rendered: each one's upgrade (what it created) and
+    downgrade (the steps). Across a merge the revisions come in the order Alembic runs them. A
+    revision whose downgrade cannot be rendered is one warning step; the rest is planned.
 
     Raises ``UsageError`` for an unknown revision or a target that is not below the start,
-    ``ConfigError`` for a revision graph with branches, ``ConnectionFailed`` when *dsn* cannot be
-    reached.
+    ``ConnectionFailed`` when *dsn* cannot be reached.
     """
-    script = revisions.script_directory(ini)
-    settings = MigrationSettings.from_alembic(revisions.alembic_config(ini=ini), {})
+    migrations = Migrations(ini)
+    settings = MigrationSettings.from_alembic(migrations.config(), {})
+    environment = migrations.environment()
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(session(dsn)) if dsn is not None else None
         live = None
-        if conn is not None:
+        context = SchemaContext()
+        if conn is not None and dsn is not None:
             server = inspect_server(conn)
-            live = LiveDatabase(server.database, server.version_num, current_revision(conn) or BASE)
-        start, source = _resolve_from(script, from_revision, live, ini)
-        target = _resolve_to(script, to_revision, start)
-        chain = _chain(script, start, target)
-        log.info("planning the downgrade %s -> %s (%d revisions)", start, target, len(chain))
-        context, created = _upgrade_history(script, start, ini)
+            heads = revisions.recorded_heads(dsn, environment) or ()
+            live = LiveDatabase(server.database, server.version_num, ", ".join(heads) or BASE)
+            context.index_tables, context.references = catalog_context(conn)
+        start, source = _resolve_from(migrations, from_revision, live)
+        chain, target = _resolve_chain(migrations, to_revision, start)
+        log.info(
+            "planning the downgrade %s -> %s (%d revisions)", _label(start), target, len(chain)
+        )
+        created, upgrade_warnings = _created_by(migrations, chain, context, dsn)
+        applied = {rev.revision for rev in migrations.upgrade_order(start)} if start else set()
         plans: list[RevisionPlan] = []
         preamble: dict[str, str] = {}
         number = 1
         for revision in chain:
+            heads = heads_of(applied, migrations)
             plan, settings_made = _plan_revision(
-                revision, context, created.get(revision.revision, []), number, ini
+                migrations,
+                revision,
+                heads,
+                context,
+                created.get(revision.revision, []),
+                number,
+                dsn,
+                environment.qualified_version_table,
             )
+            if revision.revision in upgrade_warnings:
+                plan = replace(plan, warnings=(upgrade_warnings[revision.revision], *plan.warnings))
+            applied.discard(revision.revision)
             plans.append(plan)
             preamble = preamble or settings_made
             number += len(plan.steps)
@@ -218,135 +245,148 @@ def build_plan(
             sizes = relation_sizes(conn, [name for name in names if not name.startswith("(")])
         plans = [_with_estimates(plan, sizes, rates or Rates()) for plan in plans]
     return DowngradePlan(
-        from_revision=start,
+        from_revision=_label(start),
         from_source=source,
         to_revision=target,
         revisions=tuple(plans),
-        warnings=tuple(_warnings(plans, live, start)),
+        warnings=tuple(_warnings(plans, live, _label(start))),
         lock_timeout=preamble.get("lock_timeout"),
         statement_timeout=preamble.get("statement_timeout"),
         lock_retries=settings.lock_retries,
         rates=rates or Rates(),
         live=live,
+        env_is_dbtools=environment.is_dbtools,
     )
 
 
 # -- the revision graph ------------------------------------------------------------------------------
 
 
-def _revision(script: ScriptDirectory, revision: str, option: str) -> Script:
+def _label(heads: tuple[str, ...]) -> str:
+    return ", ".join(heads) or BASE
+
+
+def _revision(migrations: Migrations, revision: str, option: str) -> Script:
     try:
-        found = script.get_revision(revision)
-    except CommandError as err:
-        raise UsageError(f"{option}: unknown revision {revision!r} ({_known(script)})") from err
-    if found is None:
-        raise UsageError(f"{option}: unknown revision {revision!r} ({_known(script)})")
-    return found
+        return migrations.get(revision)
+    except ConfigError as err:
+        raise UsageError(f"{option}: unknown revision {revision!r} ({_known(migrations)})") from err
 
 
-def _known(script: ScriptDirectory) -> str:
-    ids = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+def _known(migrations: Migrations) -> str:
+    ids = [rev.revision for rev in migrations.upgrade_order()]
     return "known: " + ", ".join([BASE, *ids, "head"])
 
 
 def _resolve_from(
-    script: ScriptDirectory,
-    from_revision: str | None,
-    live: LiveDatabase | None,
-    ini: revisions.IniPath,
-) -> tuple[str, str]:
+    migrations: Migrations, from_revision: str | None, live: LiveDatabase | None
+) -> tuple[tuple[str, ...], str]:
+    """The heads the downgrade starts from, and where they came from."""
     chosen = from_revision or ("current" if live else "head")
     if chosen == "current":
         if live is None:
             raise UsageError("--from current needs a database connection (--dsn)")
-        if live.current_revision != BASE:
-            _revision(script, live.current_revision, "the database's revision")
-        return live.current_revision, "current"
-    if chosen == "head":
-        return revisions.head_revision(ini), "head"
+        heads = tuple(h for h in live.current_revision.split(", ") if h != BASE)
+        for head in heads:
+            _revision(migrations, head, "the database's revision")
+        return heads, "current"
+    if chosen in ("head", "heads"):
+        return migrations.heads(), "head"
     if chosen == BASE:
-        return BASE, "given"
-    return _revision(script, chosen, "--from").revision, "given"
+        return (), "given"
+    return (_revision(migrations, chosen, "--from").revision,), "given"
 
 
-def _resolve_to(script: ScriptDirectory, to_revision: str, start: str) -> str:
+def _resolve_chain(
+    migrations: Migrations, to_revision: str, start: tuple[str, ...]
+) -> tuple[list[Script], str]:
+    """The revisions to undo, in the order Alembic undoes them, and the target's label."""
+    everything = migrations.downgrade_order(start, BASE) if start else []
     relative = re.fullmatch(r"-(\d+)", to_revision.strip())
     if relative:
-        current = start
-        for _ in range(int(relative.group(1))):
-            if current == BASE:
-                raise UsageError(
-                    f"--to {to_revision}: fewer than {relative.group(1)} revisions below {start}"
-                )
-            current = _down(_revision(script, current, "--from"))
-        return current
+        count = int(relative.group(1))
+        if count > len(everything):
+            raise UsageError(
+                f"--to {to_revision}: fewer than {count} revisions below {_label(start)}"
+            )
+        chain = everything[:count]
+        undone = {rev.revision for rev in chain}
+        remaining = {rev.revision for rev in everything} - undone
+        return chain, _label(heads_of(remaining, migrations))
     if to_revision == BASE:
-        return BASE
+        return everything, BASE
     if to_revision == "head":
-        to_revision = script.get_current_head() or BASE
-    target = _revision(script, to_revision, "--to").revision
-    below = start
-    while below != BASE and below != target:
-        below = _down(_revision(script, below, "--from"))
-    if below != target:
-        raise UsageError(f"--to {target} is not below --from {start}: a downgrade cannot reach it")
-    return target
-
-
-def _down(revision: Script) -> str:
-    down = revision.down_revision
-    if isinstance(down, tuple | list):
-        raise ConfigError(
-            f"revision {revision.revision} merges {', '.join(down)}: plans follow one line of "
-            "revisions; plan each branch separately"
+        heads = migrations.heads()
+        to_revision = heads[0] if len(heads) == 1 else to_revision
+    target = _revision(migrations, to_revision, "--to").revision
+    below = {rev.revision for rev in everything}
+    if target in start:
+        return [], target
+    if target not in below:
+        raise UsageError(
+            f"--to {target} is not below --from {_label(start)}: a downgrade cannot reach it"
         )
-    return down or BASE
+    return migrations.downgrade_order(start, target), target
 
 
-def _chain(script: ScriptDirectory, start: str, target: str) -> list[Script]:
-    """The revisions to undo, newest first."""
-    chain = []
-    current = start
-    while current != target:
-        revision = _revision(script, current, "--from")
-        chain.append(revision)
-        current = _down(revision)
-    return chain
-
-
-def _upgrade_history(
-    script: ScriptDirectory, start: str, ini: revisions.IniPath
-) -> tuple[SchemaContext, dict[str, list[DbObject]]]:
-    """Read the upgrade SQL of every revision up to *start*: the schema context, and the objects
-    each revision created, in creation order."""
-    context = SchemaContext()
+def _created_by(
+    migrations: Migrations, chain: list[Script], context: SchemaContext, dsn: str | None
+) -> tuple[dict[str, list[DbObject]], dict[str, str]]:
+    """Read the upgrade SQL of the revisions in the range (oldest first): the objects each one
+    created, in creation order, with *context* learning from them; and a warning for each one
+    whose upgrade cannot be rendered (with *dsn*: even with its reads answered there)."""
     created: dict[str, list[DbObject]] = {}
-    history = list(reversed(_chain(script, start, BASE))) if start != BASE else []
-    for revision in history:
-        sql = revisions.offline_sql(f"{_down(revision)}:{revision.revision}", ini=ini)
+    warnings: dict[str, str] = {}
+    for revision in reversed(chain):
+        try:
+            rendered = _render(migrations, revision, "upgrade", None, dsn)
+        except UnrenderableRevision as err:
+            warnings[revision.revision] = (
+                f"what the upgrade of {revision.revision} created is unknown, so nothing is "
+                f"checked as removed: its upgrade cannot be rendered offline: {err.reason}"
+            )
+            continue
+        table = rendered.environment.qualified_version_table
         objects: list[DbObject] = []
-        for statement in read_offline_sql(sql).statements:
+        for statement in read_offline_sql(rendered.sql).statements:
             found = classify(statement.sql, context)
             context.learn(found)
-            objects += [obj for obj in found.created if obj.name != ALEMBIC_VERSION_TABLE]
+            objects += [obj for obj in found.created if obj.name != table]
         created[revision.revision] = objects
-    return context, created
+    return created, warnings
 
 
 # -- one revision ------------------------------------------------------------------------------------
 
 
 def _plan_revision(
+    migrations: Migrations,
     revision: Script,
+    heads: tuple[str, ...],
     context: SchemaContext,
     created: list[DbObject],
     first_number: int,
-    ini: revisions.IniPath,
+    dsn: str | None,
+    version_table: str,
 ) -> tuple[RevisionPlan, dict[str, str]]:
-    """The steps of one revision's downgrade, and the session settings its SQL starts with."""
-    down = _down(revision)
-    sql = revisions.offline_sql(f"{revision.revision}:{down}", downgrade=True, ini=ini)
-    script = read_offline_sql(sql)
+    """The steps of one revision's downgrade (from *heads*), and the session settings its SQL
+    starts with. A downgrade that cannot be rendered offline is rendered again with its reads
+    answered by *dsn* when there is one, else it is one warning step."""
+    down = _label(down_revisions(revision))
+    title = _title(revision)
+    command = _command(migrations, revision, heads)
+    try:
+        rendered = _render(migrations, revision, "downgrade", heads, dsn)
+    except UnrenderableRevision as err:
+        step = _unplanned_step(first_number, revision.revision, err, dsn is not None)
+        plan = RevisionPlan(
+            revision.revision, down, title, (step,), (), (), command,
+            (f"nothing removed by {revision.revision} is checked: its downgrade was not planned",)
+            if created
+            else (),
+        )  # fmt: skip
+        return plan, {}
+    script = read_offline_sql(rendered.sql)
     statements = script.statements
     classified = [(s, classify(s.sql, context)) for s in statements]
     for _, found in classified:
@@ -355,7 +395,7 @@ def _plan_revision(
     exports = [
         (loss, index)
         for index, (statement, found) in enumerate(classified)
-        if not _is_version_step(found)
+        if not _is_version_step(found, version_table)
         for loss in found.data_loss
         if loss.export_query
     ]
@@ -368,13 +408,74 @@ def _plan_revision(
     for index, (statement, found) in enumerate(classified):
         steps.append(
             _statement_step(
-                statement_numbers[index], revision.revision, statement, found, rerun[index]
+                statement_numbers[index],
+                revision.revision,
+                statement,
+                found,
+                rerun[index],
+                _is_version_step(found, version_table),
             )
         )
     removes, not_removed = _account(created, steps)
-    title = _title(revision)
-    plan = RevisionPlan(revision.revision, down, title, tuple(steps), removes, not_removed)
+    plan = RevisionPlan(revision.revision, down, title, tuple(steps), removes, not_removed, command)
     return plan, script.settings
+
+
+def _render(
+    migrations: Migrations,
+    revision: Script,
+    direction: str,
+    heads: tuple[str, ...] | None,
+    dsn: str | None,
+) -> revisions.RenderedSql:
+    """A revision's offline SQL; when it cannot be rendered and there is a database, rendered
+    again with the revision's own reads answered there (read-only)."""
+    try:
+        return migrations.render(revision, direction, heads=heads)
+    except UnrenderableRevision:
+        if dsn is None:
+            raise
+        log.info("rendering %s again, its reads answered by the database", revision.revision)
+        return migrations.render(revision, direction, heads=heads, live_dsn=dsn)
+
+
+def _unplanned_step(number: int, revision: str, err: UnrenderableRevision, live: bool) -> Step:
+    how = "even with its reads answered by the database" if live else "offline"
+    hint = "" if live else " (with --dsn the plan answers the revision's reads from the database)"
+    return Step(
+        number=number,
+        revision=revision,
+        kind="unplanned",
+        sql=err.partial_sql.strip() or "-- nothing rendered",
+        action=f"cannot be planned {how}: {err.reason}",
+        lock=None,
+        blocks=Blocking.NEITHER,
+        in_transaction=False,
+        transaction=0,
+        data_loss=(),
+        rerunnable=False,
+        relations=(),
+        work="unknown",
+        estimated_seconds=None,
+        parser="-",
+        warning=f"its downgrade cannot be planned {how}: {err.reason}; read the revision's "
+        f"downgrade() and what it does by hand{hint}",
+    )
+
+
+def _command(migrations: Migrations, revision: Script, heads: tuple[str, ...]) -> str:
+    """The alembic command that undoes *revision* alone, the other heads *heads* staying: the
+    down revision for a line or a merge; ``REV@-1`` on a branch whose sibling stays applied
+    (``alembic downgrade BRANCH_POINT`` would undo the sibling too)."""
+    downs = down_revisions(revision)
+    others = set(heads) - {revision.revision}
+    if len(downs) == 1 and others:
+        sibling_needs_it = any(
+            downs[0] in {r.revision for r in migrations.upgrade_order(other)} for other in others
+        )
+        if sibling_needs_it:
+            return f"alembic downgrade {revision.revision}@-1"
+    return f"alembic downgrade {downs[0] if downs else BASE}"
 
 
 def _title(revision: Script) -> str:
@@ -384,8 +485,8 @@ def _title(revision: Script) -> str:
     return re.split(r"(?<=\.)\s", paragraph)[0]
 
 
-def _is_version_step(found: Classification) -> bool:
-    return bool(found.locks) and all(lock.relation == ALEMBIC_VERSION_TABLE for lock in found.locks)
+def _is_version_step(found: Classification, version_table: str) -> bool:
+    return bool(found.locks) and all(lock.relation == version_table for lock in found.locks)
 
 
 def _export_file(loss: DataLoss, revision: str) -> str:
@@ -424,8 +525,8 @@ def _statement_step(
     statement: OfflineStatement,
     found: Classification,
     rerun: tuple[bool, str | None],
+    version: bool,
 ) -> Step:
-    version = _is_version_step(found)
     rerunnable, rerun_note = rerun
     notes = list(found.notes)
     if rerun_note:
@@ -439,7 +540,9 @@ def _statement_step(
         revision=revision,
         kind="version" if version else "statement",
         sql=statement.sql,
-        action=f"record revision (alembic_version): {found.action}" if version else found.action,
+        action=f"record revision ({found.locks[0].relation.rsplit('.', 1)[-1]}): {found.action}"
+        if version
+        else found.action,
         lock=found.lock,
         blocks=found.blocks,
         in_transaction=statement.in_transaction,
@@ -639,11 +742,12 @@ def _warnings(plans: list[RevisionPlan], live: LiveDatabase | None, start: str) 
                 )
             if step.warning:
                 warnings.append(f"step {step.number} of revision {step.revision}: {step.warning}")
-            if not step.rerunnable:
+            if not step.rerunnable and step.kind != "unplanned":
                 warnings.append(
                     f"step {step.number} ({step.action}) is not safe to rerun if the downgrade "
                     f"of {step.revision} is interrupted after it"
                 )
+        warnings += list(plan.warnings)
         for obj in plan.not_removed:
             warnings.append(
                 f"the downgrade of {plan.revision} does not remove {obj}, which its upgrade creates"

@@ -1,46 +1,80 @@
 """Rehearse every downgrade before production needs one: upgrade → downgrade → upgrade, revision by
 revision, comparing the schema at each step.
 
-For each revision, from the first up: dump the schema, upgrade one revision, dump, downgrade one
-revision, dump: that must equal the first dump (the downgrade leaves no trace), upgrade again,
-dump: that must equal the second (the revision can be reapplied). The first failure stops the
-rehearsal (the database then holds what the failed step left) and names the objects the schemas
-differ by.
+For each revision, in the order Alembic applies them (branches and merges included): dump the
+schema, upgrade that one revision, dump, downgrade that one revision (a revision on a branch is
+undone alone, its sibling branch stays), dump: that must equal the first dump (the downgrade
+leaves no trace), upgrade again, dump: that must equal the second (the revision can be
+reapplied). ``from_revision``/``to_revision`` rehearse part of the history (the revisions below
+are applied without rehearsing them). The first failure stops the rehearsal, unless
+``keep_going``: then the database is recreated, brought back to where the failed revision left
+the history, and the rehearsal goes on. A revision the project declares irreversible
+(``[tool.dbtools.rehearse]``, with a reason) is upgraded but its downgrade is not rehearsed.
+
+**Never judging a database it did not migrate.** After every step the version table the
+project's env.py uses is read in the rehearsal's database itself: it must hold exactly the
+revisions that step leaves. If it does not, the env.py migrated somewhere else: the rehearsal
+stops (``MigratedElsewhere``, exit code 2) naming where the env.py connected, when it can be seen.
+
+The schema comparison leaves out what is not a difference, each said in a note: the order of a
+table's columns (a downgrade that re-adds a dropped column adds it at the end) and the names
+PostgreSQL generates for constraints (NOT NULL constraints on PostgreSQL 18, and ``*_pkey``,
+``*_key``, ``*_fkey``, ``*_check`` of the same definition).
 
 It runs in a throwaway sandbox by default. A scratch database given with ``dsn`` is refused when
-it holds data (a row in any table but the migrations' own bookkeeping: ``alembic_version`` and
-``perf_monitoring.setting_changes``) or is the database ``DATABASE_URL`` names, unless forced: a rehearsal downgrades it to base first, dropping whatever the migrations
-created. It never reads ``DATABASE_URL`` to decide where to run.
+it holds data (a row in any table but the migrations' own bookkeeping: their version table and
+``perf_monitoring.setting_changes``) or is the database ``DATABASE_URL`` names, unless forced: a
+rehearsal downgrades it to base first, dropping whatever the migrations created (with
+``keep_going`` it may drop and create the database itself). It never reads ``DATABASE_URL`` to
+decide where to run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic.script import Script
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from dbtools.db.connection import describe, resolve_dsn, session
 from dbtools.db.server import inspect_server
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
-from dbtools.safety.live import current_revision, refuse_data
-from dbtools.safety.plan import BASE
+from dbtools.safety.declarations import declarations_file, rehearse_declarations
+from dbtools.safety.live import BOOKKEEPING_TABLES, refuse_data
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
 from dbtools.schema.dump import dump_schema
+from dbtools.schema.revisions import (
+    BASE,
+    Environment,
+    Migrations,
+    ProjectNotImportable,
+    down_revisions,
+    heads_of,
+    recorded_heads,
+    same_database,
+)
 from dbtools.sqltext.split import split_statements
 
 log = logging.getLogger(__name__)
 
 SANDBOX_DATABASE = "dbtools_rehearsal"
+
+
+class MigratedElsewhere(DbtoolsError):
+    """The project's env.py did not migrate the rehearsal's database (exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -61,30 +95,42 @@ class RehearsalStep:
     """The rehearsal of one revision."""
 
     revision: str
-    down_revision: str
+    down_revision: str  # "base", or "a, b" below a merge
     upgraded: bool
-    downgrade_restores: bool | None  # None: not reached
+    downgrade_restores: bool | None  # None: not reached (or not rehearsed: irreversible)
     reupgrade_matches: bool | None
     differences: tuple[SchemaDifference, ...] = ()
     error: str | None = None
+    irreversible: str | None = None  # declared irreversible: the reason; downgrade not run
+    notes: tuple[str, ...] = ()  # what the comparison left out as no difference
+    seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
+        if self.irreversible is not None:
+            return self.upgraded
         return bool(self.upgraded and self.downgrade_restores and self.reupgrade_matches)
 
 
 @dataclass(frozen=True)
 class Rehearsal:
-    """The rehearsal of every revision, in order; revisions after a failure are not run."""
+    """The rehearsal of every revision asked for, in order; revisions after a failure are not
+    run unless it kept going."""
 
     where: str  # "a sandbox" or the scratch database (without password)
     server_version_num: int
     steps: tuple[RehearsalStep, ...]
     not_run: tuple[str, ...]
+    keep_going: bool = False
+    stopped: str | None = None  # why it stopped early although it was to keep going
 
     @property
     def passed(self) -> bool:
         return all(step.passed for step in self.steps) and not self.not_run
+
+    @property
+    def failures(self) -> tuple[RehearsalStep, ...]:
+        return tuple(step for step in self.steps if not step.passed)
 
 
 def rehearse(
@@ -93,29 +139,64 @@ def rehearse(
     ini: revisions.IniPath = None,
     pg_bin: str | os.PathLike[str] | None = None,
     force: bool = False,
+    from_revision: str | None = None,
+    to_revision: str | None = None,
+    keep_going: bool = False,
+    config_file: Path | None = None,
 ) -> Rehearsal:
-    """Rehearse every revision's downgrade in a sandbox (default) or in the scratch database *dsn*.
+    """Rehearse the downgrades in a sandbox (default) or in the scratch database *dsn*.
 
     *pg_bin*: the sandbox's PostgreSQL binaries. *force*: use *dsn* although it holds data or is
-    the database ``DATABASE_URL`` names.
+    the database ``DATABASE_URL`` names. *from_revision*/*to_revision*: the first and last
+    revision to rehearse (default: every one). *keep_going*: rehearse past failures.
+    *config_file*: where the project's ``[tool.dbtools.rehearse]`` is (default: the
+    pyproject.toml beside its alembic.ini).
 
-    Raises ``UsageError`` when *dsn* is refused, ``SandboxError`` when no sandbox starts,
-    ``ConnectionFailed`` when *dsn* cannot be reached.
+    Raises ``UsageError`` when *dsn* is refused or a revision is unknown, ``MigratedElsewhere``
+    when the project's env.py migrates another database, ``SandboxError`` when no sandbox
+    starts, ``ConnectionFailed`` when *dsn* cannot be reached.
     """
-    chain = list(reversed(list(revisions.script_directory(ini).walk_revisions())))
+    migrations = Migrations(ini)
+    known = {rev.revision for rev in migrations.upgrade_order()}
+    for option, given in (("--from", from_revision), ("--to", to_revision)):
+        if given is not None and given not in known:
+            raise UsageError(f"{option}: unknown revision {given!r}")
+    declared = rehearse_declarations(
+        declarations_file(migrations.project.directory, config_file), known
+    )
+    order = migrations.upgrade_order(to_revision or "heads")
+    selected = _selected(migrations, order, from_revision)
+    plan = _Plan(migrations, order, selected, declared.irreversible, keep_going)
     if dsn is None:
         with _sandbox_database(pg_bin) as (sandbox_dsn, where):
-            return _rehearse(sandbox_dsn, where, chain, ini)
+            return plan.run(sandbox_dsn, where)
     if pg_bin is not None:
         raise UsageError("--pg-bin chooses a sandbox's binaries; it makes no sense with --dsn")
     dsn = resolve_dsn(dsn)
-    check_scratch_database(dsn, force=force)
+    version_table = migrations.environment().qualified_version_table
+    check_scratch_database(dsn, force=force, bookkeeping=(version_table,))
     target = describe(dsn)
-    return _rehearse(dsn, f"database {target.database} on {target.host}", chain, ini)
+    return plan.run(dsn, f"database {target.database} on {target.host}")
 
 
-def check_scratch_database(dsn: str, *, force: bool = False) -> None:
-    """Refuse (``UsageError``) a database that holds data, or that ``DATABASE_URL`` names."""
+def _selected(migrations: Migrations, order: list[Script], first: str | None) -> set[str]:
+    """The revisions of *order* to rehearse: *first* and those standing on it (all without)."""
+    if first is None:
+        return {rev.revision for rev in order}
+    return {
+        rev.revision
+        for rev in order
+        if first in {r.revision for r in migrations.upgrade_order(rev.revision)}
+    }
+
+
+def check_scratch_database(
+    dsn: str, *, force: bool = False, bookkeeping: tuple[str, ...] = ()
+) -> None:
+    """Refuse (``UsageError``) a database that holds data, or that ``DATABASE_URL`` names.
+
+    *bookkeeping*: more tables whose rows the migrations write themselves (a project's own
+    version table)."""
     if force:
         return
     application = os.environ.get("DATABASE_URL")
@@ -128,6 +209,7 @@ def check_scratch_database(dsn: str, *, force: bool = False) -> None:
         dsn,
         refusing="rehearse",
         because="a rehearsal drops what the migrations created. Use a scratch database (or --force)",
+        ignore=(*BOOKKEEPING_TABLES, *bookkeeping),
     )
 
 
@@ -144,71 +226,216 @@ def _sandbox_database(pg_bin: str | os.PathLike[str] | None) -> Iterator[tuple[s
         yield sandbox.dsn(SANDBOX_DATABASE), f"a sandbox (PostgreSQL {sandbox.major})"
 
 
-def _rehearse(dsn: str, where: str, chain: list[Script], ini: revisions.IniPath) -> Rehearsal:
-    with session(dsn) as conn:
-        version_num = inspect_server(conn).version_num
-        start = current_revision(conn)
-    if start is not None:
-        _run(lambda: revisions.downgrade(dsn, BASE, ini=ini), "downgrade to base before rehearsing")
-    steps: list[RehearsalStep] = []
-    for position, revision in enumerate(chain):
-        step = _rehearse_revision(dsn, revision, ini)
-        steps.append(step)
-        if not step.passed:
-            return Rehearsal(
-                where, version_num, tuple(steps), tuple(r.revision for r in chain[position + 1 :])
+class _StepFailed(Exception):
+    """A step of a revision's rehearsal failed (its message says which, redacted)."""
+
+
+@dataclass
+class _Plan:
+    """One rehearsal: what to rehearse, and the state of the database while it runs."""
+
+    migrations: Migrations
+    order: list[Script]
+    selected: set[str]
+    irreversible: dict[str, str]
+    keep_going: bool
+    dsn: str = ""
+    where: str = ""
+    applied: set[str] = field(default_factory=set)  # revisions the database holds now
+
+    def run(self, dsn: str, where: str) -> Rehearsal:
+        self.dsn, self.where = dsn, where
+        with session(dsn) as conn:
+            version_num = inspect_server(conn).version_num
+        environment = self.migrations.current(dsn)
+        if recorded_heads(dsn, environment):
+            log.info("downgrading %s to base before rehearsing", where)
+            self._step(lambda: self.migrations.downgrade(dsn, BASE), "downgrade base", ())
+        self.applied = set()
+        steps: list[RehearsalStep] = []
+        not_run: list[str] = []
+        blocked: set[str] = set()  # upgrades that failed: nothing standing on them can run
+        stopped = None
+        for revision in self.order:
+            name = revision.revision
+            if name not in self.selected:
+                continue
+            if stopped is not None or blocked & self._ancestors(revision):
+                not_run.append(name)
+                continue
+            step = self._rehearse_revision(revision)
+            steps.append(step)
+            if step.passed:
+                continue
+            if not step.upgraded:
+                blocked.add(name)
+            if not self.keep_going:
+                stopped = "stopped at the first failure"
+                continue
+            try:
+                self._restore()
+            except (_StepFailed, DbtoolsError) as err:
+                if isinstance(err, MigratedElsewhere | ProjectNotImportable):
+                    raise
+                stopped = f"could not bring the database back after {name}: {err}"
+        return Rehearsal(
+            where,
+            version_num,
+            tuple(steps),
+            tuple(not_run),
+            keep_going=self.keep_going,
+            stopped=stopped if self.keep_going and stopped else None,
+        )
+
+    def _ancestors(self, revision: Script) -> set[str]:
+        return {r.revision for r in self.migrations.upgrade_order(revision.revision)}
+
+    def _rehearse_revision(self, revision: Script) -> RehearsalStep:
+        name = revision.revision
+        down = ", ".join(down_revisions(revision)) or BASE
+        started = time.monotonic()
+        self._apply_ancestors(revision)
+        before_heads = heads_of(self.applied, self.migrations)
+        after_heads = heads_of(self.applied | {name}, self.migrations)
+        exclude = (self.migrations.last_environment.qualified_version_table,)
+
+        def step(**fields: Any) -> RehearsalStep:
+            return RehearsalStep(name, down, seconds=time.monotonic() - started, **fields)
+
+        log.info("rehearsing %s: upgrade from %s, downgrade, upgrade again", name, down)
+        try:
+            before = dump_schema(self.dsn, exclude_tables=exclude)
+            self._apply(revision, "upgrade", after_heads)
+        except _StepFailed as err:
+            return step(upgraded=False, downgrade_restores=None, reupgrade_matches=None,
+                        error=f"upgrade: {err}")  # fmt: skip
+        upgraded = dump_schema(self.dsn, exclude_tables=exclude)
+        if name in self.irreversible:
+            self.applied.add(name)
+            return step(upgraded=True, downgrade_restores=None, reupgrade_matches=None,
+                        irreversible=self.irreversible[name])  # fmt: skip
+        try:
+            self._apply(revision, "downgrade", before_heads)
+        except _StepFailed as err:
+            self.applied.add(name)  # as far as anyone knows: the database is recreated next
+            return step(upgraded=True, downgrade_restores=None, reupgrade_matches=None,
+                        error=f"downgrade: {err}")  # fmt: skip
+        differences, notes = schema_comparison(
+            before, dump_schema(self.dsn, exclude_tables=exclude)
+        )
+        if differences:
+            self.applied.add(name)
+            return step(upgraded=True, downgrade_restores=False, reupgrade_matches=None,
+                        differences=tuple(differences), notes=tuple(notes))  # fmt: skip
+        try:
+            self._apply(revision, "upgrade", after_heads)
+        except _StepFailed as err:
+            self.applied.add(name)
+            return step(upgraded=True, downgrade_restores=True, reupgrade_matches=None,
+                        error=f"second upgrade: {err}", notes=tuple(notes))  # fmt: skip
+        self.applied.add(name)
+        again, more = schema_comparison(upgraded, dump_schema(self.dsn, exclude_tables=exclude))
+        log.info("rehearsed %s: %s", name, "differs after the second upgrade" if again else "ok")
+        return step(upgraded=True, downgrade_restores=True, reupgrade_matches=not again,
+                    differences=tuple(again), notes=tuple(dict.fromkeys(notes + more)))  # fmt: skip
+
+    def _apply_ancestors(self, revision: Script) -> None:
+        """Upgrade to the revisions *revision* stands on, when they are not applied yet (the
+        revisions below ``--from``): one ``alembic upgrade`` each, not rehearsed."""
+        for down in down_revisions(revision):
+            if down in self.applied:
+                continue
+            wanted = self.applied | {r.revision for r in self.migrations.upgrade_order(down)}
+            self._step(
+                functools.partial(self.migrations.upgrade, self.dsn, down),
+                f"upgrade {down}",
+                heads_of(wanted, self.migrations),
             )
-    return Rehearsal(where, version_num, tuple(steps), ())
+            self.applied = wanted
+
+    def _apply(self, revision: Script, direction: str, expected: tuple[str, ...]) -> None:
+        self._step(
+            lambda: self.migrations.apply(self.dsn, revision, direction),
+            f"{direction} {revision.revision}",
+            expected,
+        )
+
+    def _step(self, action: Callable[[], object], what: str, expected: tuple[str, ...]) -> None:
+        """Run one migration step, then check in the database itself that the version table
+        holds *expected*: ``_StepFailed`` when the step fails, ``MigratedElsewhere`` when the
+        env.py connected elsewhere."""
+        try:
+            action()
+        except (ProjectNotImportable, MigratedElsewhere):
+            raise
+        except Exception as err:  # whatever a revision raises: Alembic, SQLAlchemy, psycopg…
+            self._refuse_elsewhere(what, None)
+            raise _StepFailed(_first_line(err)) from err
+        self._refuse_elsewhere(what, expected)
+
+    def _refuse_elsewhere(self, what: str, expected: tuple[str, ...] | None) -> None:
+        environment = self.migrations.last_environment
+        elsewhere = not same_database(self.dsn, environment.target)
+        if expected is None and not elsewhere:
+            return  # a failed step in our own database: an ordinary failure
+        found = recorded_heads(self.dsn, environment)
+        if expected is not None and tuple(found or ()) == tuple(sorted(expected)) and not elsewhere:
+            return
+        raise MigratedElsewhere(_elsewhere_message(what, self.where, environment, found, expected))
+
+    def _restore(self) -> None:
+        """Recreate the database and upgrade it to the revisions applied so far."""
+        log.info("recreating %s and upgrading it to %s", self.where, sorted(self.applied))
+        recreate_database(self.dsn)
+        done: set[str] = set()
+        for head in heads_of(self.applied, self.migrations):
+            done |= {r.revision for r in self.migrations.upgrade_order(head)}
+            self._step(
+                functools.partial(self.migrations.upgrade, self.dsn, head),
+                f"upgrade {head}",
+                heads_of(done, self.migrations),
+            )
 
 
-def _rehearse_revision(dsn: str, revision: Script, ini: revisions.IniPath) -> RehearsalStep:
-    down = revision.down_revision
-    if isinstance(down, tuple | list):
-        raise UsageError(f"revision {revision.revision} merges branches: rehearse one line")
-    down = down or BASE
-    name = revision.revision
-
-    def failed(
-        stage: str, err: str, upgraded: bool = False, restores: bool | None = None
-    ) -> RehearsalStep:
-        return RehearsalStep(name, down, upgraded, restores, None, error=f"{stage}: {err}")
-
-    log.info("rehearsing %s: upgrade from %s, downgrade, upgrade again", name, down)
-    before = dump_schema(dsn)
-    error = _attempt(lambda: revisions.upgrade(dsn, name, ini=ini))
-    if error:
-        return failed("upgrade", error)
-    upgraded = dump_schema(dsn)
-    error = _attempt(lambda: revisions.downgrade(dsn, down, ini=ini))
-    if error:
-        return failed("downgrade", error, upgraded=True)
-    downgraded = dump_schema(dsn)
-    differences = schema_differences(before, downgraded)
-    if differences:
-        return RehearsalStep(name, down, True, False, None, tuple(differences))
-    error = _attempt(lambda: revisions.upgrade(dsn, name, ini=ini))
-    if error:
-        return failed("second upgrade", error, upgraded=True, restores=True)
-    again = dump_schema(dsn)
-    differences = schema_differences(upgraded, again)
-    log.info("rehearsed %s: %s", name, "differs after the second upgrade" if differences else "ok")
-    return RehearsalStep(name, down, True, True, not differences, tuple(differences))
+def _elsewhere_message(
+    what: str,
+    where: str,
+    environment: Environment,
+    found: tuple[str, ...] | None,
+    expected: tuple[str, ...] | None,
+) -> str:
+    table = environment.qualified_version_table
+    holds = "does not exist" if found is None else f"holds {', '.join(found) or 'no revision'}"
+    wanted = f" (expected {', '.join(expected) or 'no revision'})" if expected is not None else ""
+    target = (
+        f"it connected to {environment.target}"
+        if environment.target
+        else "where it connected cannot be seen"
+    )
+    return (
+        f"after `{what}` the version table {table} in {where} {holds}{wanted}: the project's "
+        f"env.py migrated another database ({target}); nothing was judged"
+    )
 
 
-def _attempt(action: Callable[[], object]) -> str | None:
-    """Run *action*; return None, or the first line of what went wrong (redacted)."""
+def recreate_database(dsn: str) -> None:
+    """Drop the database *dsn* names and create it empty (its connections are ended)."""
+    name = str(conninfo.conninfo_to_dict(dsn).get("dbname") or describe(dsn).database)
+    admin = conninfo.make_conninfo(dsn, dbname="postgres")
     try:
-        action()
-    except Exception as err:  # whatever a revision raises: Alembic, SQLAlchemy, psycopg, dbtools
-        text = str(getattr(err, "orig", None) or err).strip()
-        return redact(text.splitlines()[0] if text else type(err).__name__)
-    return None
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as err:
+        raise DbtoolsError(f"cannot recreate {name}: {_first_line(err)}") from err
 
 
-def _run(action: Callable[[], object], what: str) -> None:
-    error = _attempt(action)
-    if error:
-        raise DbtoolsError(f"{what} failed: {error}")
+def _first_line(err: BaseException) -> str:
+    """The first line of what went wrong (redacted)."""
+    text = str(getattr(err, "orig", None) or err).strip()
+    return redact(text.splitlines()[0] if text else type(err).__name__)
 
 
 # -- schema differences ------------------------------------------------------------------------------
@@ -261,19 +488,114 @@ def object_identity(statement: str) -> str:
 
 def schema_differences(before: str, after: str) -> list[SchemaDifference]:
     """The objects two normalised dumps (``dbtools.schema.dump.dump_schema``) disagree on."""
+    return schema_comparison(before, after)[0]
+
+
+def schema_comparison(before: str, after: str) -> tuple[list[SchemaDifference], list[str]]:
+    """The objects two normalised dumps disagree on, and notes on what was left out as no
+    difference: a table's column order, and constraint names PostgreSQL generates."""
     first, second = _definitions(before), _definitions(after)
-    differences = []
+    differences: list[SchemaDifference] = []
+    notes: list[str] = []
     for identity, text in second.items():
         if identity not in first:
             differences.append(SchemaDifference("left behind", identity))
         elif first[identity] != text:
-            differences.append(
-                SchemaDifference("changed", identity, _first_change(first[identity], text))
-            )
+            note = _no_difference(identity, first[identity], text)
+            if note:
+                notes.append(note)
+            else:
+                differences += _column_differences(identity, first[identity], text) or [
+                    SchemaDifference("changed", identity, _first_change(first[identity], text))
+                ]
     for identity in first:
         if identity not in second:
             differences.append(SchemaDifference("missing", identity))
-    return differences
+    renamed = _generated_renames(differences, first, second)
+    notes += [
+        f"constraint on {table} named {old} before and {new} after: a name PostgreSQL "
+        "generates, same definition"
+        for table, old, new in renamed
+    ]
+    gone = {f"constraint {old} on {t}" for t, old, _ in renamed}
+    gone |= {f"constraint {new} on {t}" for t, _, new in renamed}
+    return [d for d in differences if d.object not in gone], notes
+
+
+_NOT_NULL_NAME = re.compile(r'\bCONSTRAINT\s+(?:"(?:[^"]|"")+"|\S+)\s+NOT NULL\b', re.I)
+_GENERATED = re.compile(r"_(?:pkey|key|fkey|check|excl|not_null)\d*$")
+
+
+def _no_difference(identity: str, old: str, new: str) -> str | None:
+    """Why two definitions of *identity* are the same schema, or None when they differ."""
+    if _NOT_NULL_NAME.sub("NOT NULL", old) == _NOT_NULL_NAME.sub("NOT NULL", new):
+        return f"{identity}: NOT NULL constraint names differ (PostgreSQL generates them)"
+    if identity.startswith("table "):
+        old_columns, new_columns = _columns(old), _columns(new)
+        if old_columns and sorted(old_columns) == sorted(new_columns):
+            return (
+                f"{identity}: the same columns in another order (a downgrade that re-adds a "
+                "dropped column adds it at the end)"
+            )
+    return None
+
+
+def _columns(statement: str) -> list[str]:
+    """The column and table-constraint lines of a dumped ``CREATE TABLE``, normalised, with the
+    text around them (so that only their order is left out)."""
+    text = _NOT_NULL_NAME.sub("NOT NULL", statement)
+    start, end = text.find("(\n"), text.rfind("\n)")
+    if start < 0 or end < start:
+        return []
+    lines = [line.strip().rstrip(",") for line in text[start + 2 : end].splitlines()]
+    return [text[:start], text[end:], *sorted(line for line in lines if line)]
+
+
+def _column_differences(identity: str, old: str, new: str) -> list[SchemaDifference]:
+    """A table that differs only in its columns, column by column (``column public.t.c left
+    behind``); empty when it differs otherwise."""
+    if not identity.startswith("table "):
+        return []
+    before, after = _columns(old), _columns(new)
+    if not before or not after or before[:2] != after[:2]:
+        return []
+    table = identity.removeprefix("table ")
+    old_lines = {line.split()[0]: line for line in before[2:]}
+    new_lines = {line.split()[0]: line for line in after[2:]}
+    found = []
+    for name, line in new_lines.items():
+        if name not in old_lines:
+            found.append(SchemaDifference("left behind", f"column {table}.{name}"))
+        elif old_lines[name] != line:
+            found.append(SchemaDifference("changed", f"column {table}.{name}", line))
+    found += [
+        SchemaDifference("missing", f"column {table}.{name}")
+        for name in old_lines
+        if name not in new_lines
+    ]
+    return found
+
+
+def _generated_renames(
+    differences: list[SchemaDifference], first: dict[str, str], second: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    """(table, old name, new name) of constraints missing in one dump and left behind in the
+    other with the same definition, both named as PostgreSQL names them."""
+    pattern = re.compile(r"^constraint (?P<name>\S+) on (?P<table>\S+)$")
+    missing = [pattern.match(d.object) for d in differences if d.change == "missing"]
+    added = [pattern.match(d.object) for d in differences if d.change == "left behind"]
+    pairs = []
+    for old in filter(None, missing):
+        for new in filter(None, added):
+            names = old.group("name"), new.group("name")
+            if old.group("table") != new.group("table") or not all(map(_GENERATED.search, names)):
+                continue
+            old_text = first[old.group(0)].replace(names[0], "NAME")
+            if old_text == second[new.group(0)].replace(names[1], "NAME"):
+                pairs.append((old.group("table"), *names))
+                added.remove(new)
+                break
+    return pairs
 
 
 def _definitions(dump: str) -> dict[str, str]:

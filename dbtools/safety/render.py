@@ -67,11 +67,17 @@ def plan_markdown(plan: DowngradePlan) -> str:
     lines += ["## Warnings", ""]
     lines += [f"- {warning}" for warning in plan.warnings] or ["- none"]
     lines += ["", "## How to run it", ""]
+    retries = (
+        f"a revision that times out is retried up to {plan.lock_retries} times."
+        if plan.env_is_dbtools
+        else "the project's env.py is not dbtools', so nothing says a revision that times out "
+        "is retried: rerun its command."
+    )
     lines += [
         "Revision by revision, newest first: run the revision's export steps with `psql` "
         "(stop the writers of those tables first), then its `alembic downgrade` command. A "
         f"statement waits at most lock_timeout ({plan.lock_timeout or 'not set'}) for its locks; "
-        f"a revision that times out is retried up to {plan.lock_retries} times.",
+        + retries,
         "",
     ]
     for index, revision in enumerate(plan.revisions, 1):
@@ -194,6 +200,7 @@ def _statement(step: Step) -> list[str]:
 def rehearsal_json(rehearsal: Rehearsal) -> str:
     payload = to_jsonable(rehearsal)
     payload["passed"] = rehearsal.passed
+    payload["failures"] = [step.revision for step in rehearsal.failures]
     for step, item in zip(rehearsal.steps, payload["steps"], strict=True):
         item["passed"] = step.passed
         item["differences"] = [str(d) for d in step.differences]
@@ -206,39 +213,62 @@ def rehearsal_table(rehearsal: Rehearsal) -> str:
     def yes_no(value: bool | None) -> str:
         return "not run" if value is None else ("yes" if value else "NO")
 
-    rows = [
-        (
-            step.revision,
-            step.down_revision,
-            yes_no(step.upgraded),
-            yes_no(step.downgrade_restores),
-            yes_no(step.reupgrade_matches),
-            "PASS" if step.passed else "FAIL",
-            "; ".join(str(d) for d in step.differences) or step.error or "",
+    rows = []
+    for step in rehearsal.steps:
+        result = "PASS" if step.passed else "FAIL"
+        downgrade = yes_no(step.downgrade_restores)
+        if step.irreversible is not None:
+            result, downgrade = "irreversible, by declaration", "not rehearsed"
+        said = [str(d) for d in step.differences] or ([step.error] if step.error else [])
+        if step.irreversible is not None:
+            said.append(step.irreversible)
+        said += [f"note: {note}" for note in step.notes]
+        rows.append(
+            (
+                step.revision,
+                step.down_revision,
+                yes_no(step.upgraded),
+                downgrade,
+                yes_no(step.reupgrade_matches),
+                result,
+                "; ".join(said),
+            )
         )
-        for step in rehearsal.steps
-    ]
     rows += [
         (revision, "", "not run", "not run", "not run", "not run", "")
         for revision in rehearsal.not_run
     ]
     headers = (
         "revision", "down to", "upgrade", "downgrade leaves no trace", "upgrade again same schema",
-        "result", "objects that differ / error",
+        "result", "objects that differ / error / notes",
     )  # fmt: skip
-    failed = [step for step in rehearsal.steps if not step.passed]
-    verdict = (
-        f"PASS: every downgrade undid its upgrade exactly ({len(rehearsal.steps)} revisions, "
-        f"{rehearsal.where})"
-        if rehearsal.passed
-        else f"FAIL: revision {failed[0].revision} ({rehearsal.where})"
-        + (
-            f": {'; '.join(str(d) for d in failed[0].differences)}"
-            if failed and failed[0].differences
-            else ""
+    return markdown_table(headers, rows) + "\n\n" + _rehearsal_verdict(rehearsal) + "\n"
+
+
+def _rehearsal_verdict(rehearsal: Rehearsal) -> str:
+    declared = sum(1 for step in rehearsal.steps if step.irreversible is not None)
+    also = f", {declared} irreversible by declaration" if declared else ""
+    failed = rehearsal.failures
+    if rehearsal.passed:
+        return (
+            f"PASS: every downgrade undid its upgrade exactly ({len(rehearsal.steps)} revisions"
+            f"{also}, {rehearsal.where})"
         )
+    if not rehearsal.keep_going and failed:
+        differences = "; ".join(str(d) for d in failed[0].differences)
+        return f"FAIL: revision {failed[0].revision} ({rehearsal.where})" + (
+            f": {differences}" if differences else ""
+        )
+    passed = sum(1 for step in rehearsal.steps if step.passed)
+    verdict = (
+        f"FAIL: {len(failed)} of {len(rehearsal.steps)} revisions failed, {passed} passed{also}"
+        f" ({rehearsal.where}): {', '.join(step.revision for step in failed) or 'none'}"
     )
-    return markdown_table(headers, rows) + "\n\n" + verdict + "\n"
+    if rehearsal.not_run:
+        verdict += f"; {len(rehearsal.not_run)} not run"
+    if rehearsal.stopped:
+        verdict += f" ({rehearsal.stopped})"
+    return verdict
 
 
 # -- lint ----------------------------------------------------------------------------------------------
@@ -285,6 +315,18 @@ def lint_table(result: LintResult) -> str:
         excluded.setdefault(reason, []).append(rule)
     for reason, rules in excluded.items():
         lines += [f"squawk rules not applied ({', '.join(rules)}): {reason}.", ""]
+    left_out: dict[str, list[str]] = {}
+    for rule, reason in result.rules_left_out.items():
+        left_out.setdefault(reason, []).append(rule)
+    for reason, rules in left_out.items():
+        lines += [f"Rules left out by the project ({', '.join(rules)}): {reason}.", ""]
+    if result.revisions_left_out:
+        lines += [
+            "Revisions not linted, by declaration: "
+            + "; ".join(f"{rev} ({why})" for rev, why in result.revisions_left_out.items())
+            + ".",
+            "",
+        ]
     verdict = "PASS" if result.passed else "FAIL"
     lines.append(
         f"{verdict}: {len(result.violations)} violations, {len(result.ignored)} ignored with "

@@ -139,7 +139,6 @@ MANIFEST = Manifest(
 
 
 def upgrade() -> None:
-    # dbtools-lint: ignore prefer-text-field in upgrade because the varchar is Alembic's own alembic_version.version_num, created ahead of this revision; no table of ours uses varchar
     for table, (ddl, comment) in TABLES.items():
         op.execute(ddl)
         quoted = comment.replace("'", "''")
