@@ -21,6 +21,7 @@ from dbtools.report.model import (
     Report,
     StatementFigures,
 )
+from dbtools.stats.measures import RATIO_DEFINITIONS
 
 SHORT_SQL = 72
 
@@ -91,12 +92,16 @@ def summary(report: Report) -> Section:
         row("query rate", lambda p: number(p.query_rate, 1, unit="/s")),
         row("statement calls (all)", lambda p: f"{p.calls:,}"),
         row("execution time", lambda p: f"{p.total_time_ms:,.1f} ms"),
-        row("buffer cache hit ratio", lambda p: percent(p.buffer_cache_hit_ratio)),
-        row("index hit ratio", lambda p: percent(p.index_hit_ratio)),
+        row("buffer cache hit ratio (app statements)", lambda p: percent(p.buffer_cache_hit_ratio)),
+        row("index hit ratio (app indexes)", lambda p: percent(p.index_hit_ratio)),
         row("table hit ratio", lambda p: percent(p.table_hit_ratio)),
         row("trusted", lambda p: "yes" if not p.problems else "NO: " + "; ".join(p.problems)),
     ]  # fmt: skip
-    intro = "What each period measured; ratios come from the deltas of the counters."
+    intro = (
+        "What each period measured; ratios come from the deltas of the counters. Buffer cache "
+        f"hit ratio: {RATIO_DEFINITIONS['buffer_cache_hit_ratio']} (dbtools' own work left out). "
+        f"Index hit ratio: {RATIO_DEFINITIONS['index_hit_ratio']}."
+    )
     if report.query_reduction is not None:
         intro += f" Queries per request fell by {percent(report.query_reduction)}."
     return Section(
