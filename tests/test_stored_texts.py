@@ -5,8 +5,10 @@ a length), out of the table's files, and its downgrade puts the column back."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
 from dbtools.db.connection import SQL_MARKER
 from dbtools.schema.revisions import downgrade, offline_sql, upgrade
@@ -188,3 +190,33 @@ def take_as(dsn: str, label: str) -> bool:
     from dbtools.stats import snapshots
 
     return snapshots.snapshot(dsn, label).statements > 0
+
+
+def test_texts_of_statements_that_appear_during_a_snapshot_are_stored(
+    migrated_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry that appears between reading the new texts and storing the counters (another
+    session's first statement) gets its text from a second, rare round."""
+    from dbtools.stats import snapshots
+
+    db = migrated_database
+    db.execute("SELECT 7 AS appeared_meanwhile")
+    read = snapshots._new_texts
+    calls: list[int] = []
+
+    def nothing_new_the_first_time(*args: Any) -> dict[str, list[Any]]:
+        found = read(*args)
+        calls.append(len(found["texts"]))
+        return found if len(calls) > 1 else {key: [] for key in found}
+
+    monkeypatch.setattr(snapshots, "_new_texts", nothing_new_the_first_time)
+    take(db, "s")
+    assert len(calls) == 2 and calls[0] == calls[1] > 0  # the second round read them again
+    assert db.execute(
+        "SELECT count(*) FROM perf_monitoring.statement_stats s WHERE NOT EXISTS (SELECT FROM "
+        "perf_monitoring.statement_texts t WHERE t.dbid = s.dbid AND t.queryid = s.queryid)"
+    ) == [(0,)]
+    assert db.execute(
+        "SELECT count(*) FROM perf_monitoring.statement_texts "
+        "WHERE query = 'SELECT $1 AS appeared_meanwhile'"
+    ) == [(1,)]
