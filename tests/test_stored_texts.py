@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from dbtools.db.connection import SQL_MARKER
@@ -162,34 +161,6 @@ def test_revision_0004_offline_keeps_only_lengths(database: Database) -> None:
     ]
     assert SECRET not in _monitoring_rows(db)
     assert SECRET.encode() not in _relation_bytes(db, "perf_monitoring.statement_stats")
-
-
-def test_the_monitoring_role_stores_texts(migrated_database: Database) -> None:
-    """The README's grants are enough to store new texts (INSERT … ON CONFLICT DO NOTHING)."""
-    from tests.test_verify_bad_input import MONITOR_GRANTS
-
-    db = migrated_database
-    role = f"{db.name}_monitor"
-    db.execute(f"CREATE ROLE {role} LOGIN")
-    db.execute(MONITOR_GRANTS.format(role=role))
-    try:
-        dsn = psycopg.conninfo.make_conninfo(db.dsn, user=role)
-        db.execute("SELECT 42 AS stored_by_the_monitor")
-        snapshots_taken = [take_as(dsn, label) for label in ("m1", "m2")]
-    finally:
-        db.execute(f"DROP OWNED BY {role}")
-        db.execute(f"DROP ROLE {role}")
-    assert all(snapshots_taken)
-    assert db.execute(
-        "SELECT count(*) FROM perf_monitoring.statement_texts "
-        "WHERE query = 'SELECT $1 AS stored_by_the_monitor'"
-    ) == [(1,)]
-
-
-def take_as(dsn: str, label: str) -> bool:
-    from dbtools.stats import snapshots
-
-    return snapshots.snapshot(dsn, label).statements > 0
 
 
 def test_texts_of_statements_that_appear_during_a_snapshot_are_stored(

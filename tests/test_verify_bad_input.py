@@ -211,6 +211,11 @@ def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
                              "after", "--format", "json")  # fmt: skip
         assert '"queries": 60' in result.stdout and '"queries": 6' in result.stdout
         assert '"hidden_calls": 0' in result.stdout and result.returncode == 0, result.stdout
+        # The grants are enough to store the texts of new statements, scrubbed, once each.
+        assert db.execute(
+            "SELECT count(*) FROM perf_monitoring.statement_texts "
+            "WHERE query LIKE 'SELECT id, search_key, traveler_id, max_price FROM trip_requests%'"
+        ) == [(1,)]
     finally:
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")
