@@ -187,3 +187,27 @@ def test_zero_lock_timeout_in_the_preamble_is_flagged() -> None:
         "SET lock_timeout = '0';\nBEGIN;\nCREATE INDEX ix ON public.t (a);\nCOMMIT;\n"
     )
     assert [(f.check, f.subject) for f in findings] == [("timeout-ineffective", "")]
+
+
+def test_a_password_in_a_migration_is_masked_in_lint_and_plans(tmp_path: Path) -> None:
+    """A migration that sets a role's password: lint and downgrade-plan show it masked."""
+    from dbtools.safety.plan import build_plan
+    from dbtools.safety.render import plan_json, plan_markdown
+
+    shutil.copytree(BROKEN, tmp_path / "project", ignore=shutil.ignore_patterns("__pycache__"))
+    versions = tmp_path / "project" / "migrations" / "versions"
+    (versions / "b004_role_password.py").write_text(
+        '"""Sets a password.\n\nRevision ID: b004\nRevises: b003\n"""\n\n'
+        "from alembic import op\n\n"
+        'revision = "b004"\ndown_revision = "b003"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade() -> None:\n    op.execute(\"ALTER ROLE app PASSWORD 'Up-S3cret'\")\n\n\n"
+        "def downgrade() -> None:\n    op.execute(\"ALTER ROLE app PASSWORD 'Down-S3cret'\")\n"
+    )
+    ini = tmp_path / "project" / "alembic.ini"
+    result = lint_revisions(ini=ini, only=["b004"])
+    subjects = [f.subject for f in result.findings]
+    assert "ALTER ROLE app PASSWORD '***'" in subjects
+    assert not any("S3cret" in subject for subject in subjects)
+    plan = build_plan("b003", "b004", ini=ini)
+    for text in (plan_markdown(plan), plan_json(plan)):
+        assert "PASSWORD '***'" in text and "S3cret" not in text

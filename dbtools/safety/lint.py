@@ -43,6 +43,7 @@ from alembic.script import Script
 
 from dbtools.errors import UsageError
 from dbtools.findings import FAILING, Finding, Location, Rule, check_names, rule, run_rules
+from dbtools.redaction import redact
 from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify
 from dbtools.safety.locks import Blocking
 from dbtools.safety.plan import BASE
@@ -268,7 +269,7 @@ def _statement_at(script: LintScript, line: int) -> OfflineStatement | None:
 def _one_line(statement: OfflineStatement | None, width: int = 100) -> str:
     if statement is None:
         return ""
-    text = statement.one_line
+    text = redact(statement.one_line)  # a migration may set a role's password
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -25,6 +25,7 @@ from dbtools.db.catalog import ALEMBIC_VERSION_TABLE
 from dbtools.db.connection import session
 from dbtools.db.server import inspect_server
 from dbtools.errors import ConfigError, UsageError
+from dbtools.redaction import redact
 from dbtools.safety.classify import (
     Classification,
     DataLoss,
@@ -438,7 +439,7 @@ def _statement_step(
         number=number,
         revision=revision,
         kind="version" if version else "statement",
-        sql=statement.sql,
+        sql=redact(statement.sql),  # a migration may set a role's password
         action=f"record revision (alembic_version): {found.action}" if version else found.action,
         lock=found.lock,
         blocks=found.blocks,
