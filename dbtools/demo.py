@@ -12,11 +12,16 @@ It walks the rollout guide's phases with the reference workload:
 Defaults follow the guide's cache table and alert thresholds: medium duplication (a 50% app
 cache hit ratio), 20 concurrent requests per wave (so a batch replaces up to 20 requests' worth
 of queries), and waves every 100 ms so that the candidate's query rate stays under 50/s.
+
+``summary_text`` is what ``dbtools demo`` prints. It gives two p95 figures for each window, named
+apart: verify's (``measures.P95_NAME``, from the request-metrics buckets, what the thresholds
+judge) and the application's own over every request of the run (``APP_P95_NAME``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,14 +30,17 @@ from pathlib import Path
 
 from dbtools.db.connection import describe, session
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
-from dbtools.report import make_report, write_report
+from dbtools.report import Report, make_report, write_report
+from dbtools.report.options import load_report_options
 from dbtools.safety.live import refuse_data
 from dbtools.safety.plan import build_plan
 from dbtools.safety.render import plan_markdown
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
+from dbtools.stats.measures import P95_NAME
 from dbtools.stats.snapshots import snapshot, window_labels
 from dbtools.verify import VerifyResult, verify
+from dbtools.verify.render import render_table
 from dbtools.verify.thresholds import Thresholds, load_thresholds
 from dbtools.workload import (
     DataPath,
@@ -47,6 +55,8 @@ from dbtools.workload import (
 # Request-metrics buckets of one second: the window's end snapshot waits for the last one to
 # close, so every request of a window is counted in it (verify counts whole buckets only).
 BUCKET_SECONDS = 1
+# The application's own p95: every request's latency, timed in-process over the whole run.
+APP_P95_NAME = "request p95, whole run, timed by the application"
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class DemoResult:
     baseline: WorkloadResult
     candidate: WorkloadResult
     verification: VerifyResult
+    report: Report
     report_paths: tuple[Path, ...]
     plan_path: Path
     elapsed_s: float
@@ -152,12 +163,12 @@ def _run(
         windows[name] = _measure_window(dsn, label, config.workload(path), progress)
 
     baseline, candidate = (f"{label_prefix}baseline", f"{label_prefix}candidate")
+    thresholds = thresholds if thresholds else load_thresholds(None)
     on_step("dbtools verify")
-    verification = verify(
-        dsn, baseline, candidate, thresholds=thresholds if thresholds else load_thresholds(None)
-    )
+    verification = verify(dsn, baseline, candidate, thresholds=thresholds)
     on_step("dbtools report (html, md)")
-    report = make_report(dsn, baseline=baseline, candidate=candidate)
+    options = dataclasses.replace(load_report_options(None), thresholds=thresholds)
+    report = make_report(dsn, baseline=baseline, candidate=candidate, options=options)
     report_paths = tuple(write_report(report, fmt, config.output_dir) for fmt in ("html", "md"))
     on_step("dbtools downgrade-plan --to base")
     plan = build_plan("base", dsn=dsn)
@@ -173,10 +184,36 @@ def _run(
         baseline=windows["baseline"],
         candidate=windows["candidate"],
         verification=verification,
+        report=report,
         report_paths=report_paths,
         plan_path=plan_path,
         elapsed_s=time.monotonic() - started,
     )
+
+
+def summary_text(result: DemoResult) -> str:
+    """What ``dbtools demo`` prints: verify's table, the application's own counts and p95 (named
+    apart from verify's), the report's opening, and the files written."""
+    baseline, candidate = result.baseline, result.candidate
+    before, after = baseline.latency_ms(0.95), candidate.latency_ms(0.95)
+    lines = [
+        f"PostgreSQL {result.server_version} at {result.target}",
+        "",
+        render_table(result.verification),
+        "",
+        f"as the application counted: per request {baseline.statements_sent} statements for "
+        f"{baseline.requests} requests; batched {candidate.statements_sent} statements in "
+        f"{candidate.batches} batches of up to {candidate.batch_size_max} requests",
+        f"{APP_P95_NAME}: {before or 0:.1f} ms -> {after or 0:.1f} ms (every request's "
+        f"latency; verify's {P95_NAME} is the highest p95 of the window's "
+        f"{BUCKET_SECONDS}-second request-metrics buckets)",
+        "",
+        "the report opens: " + " ".join(result.report.story),
+        "",
+        *(f"written: {path}" for path in (*result.report_paths, result.plan_path)),
+        f"done in {result.elapsed_s:.0f} s",
+    ]
+    return "\n".join(lines)
 
 
 def _measure_window(

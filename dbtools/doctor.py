@@ -1,77 +1,455 @@
-"""``doctor``: can dbtools measure on this database? One check function per question.
+"""``doctor``: can each dbtools command work here, as this role? One check function per question.
 
-Each function in ``CHECKS`` reads what was gathered once (``DoctorContext``: the server's facts
-and the open read-only session, for checks that need to ask more) and returns its checks. To add
-a check, write a function and append it to ``CHECKS``; ``run_doctor`` and the renderers follow.
+``read_facts`` asks the server once, as the connected role, everything the checks judge: the
+extension and its settings, the Alembic revision (read as the commands read it), the role's
+privileges on every monitoring table the manifest of that revision lists (so a table a later
+revision adds is covered without a list here), and whether the role may run the queries a
+snapshot runs (each run wrapped to return no rows). Privileges are asked of the catalog
+(``has_table_privilege`` by OID, ``has_schema_privilege``), never tried with a write: doctor's
+session stays read-only, so it is safe on production and on a standby, and a rolled-back
+``INSERT`` would still take locks, fire triggers and use up identity values.
+
+Each function in ``CHECKS`` is pure: it reads the facts and returns ``Check``s, findings
+(``dbtools.findings``) that also name the commands needing them. A failing check says in
+``fix`` the statements that fix it (a ``GRANT`` naming the role and the tables, ``CREATE
+EXTENSION``, ``ALTER SYSTEM`` …), one per line. A command is ready when every check it needs
+passes. To add a check, write a function and append it to ``CHECKS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 
-from dbtools.db.connection import describe, session
+from dbtools.db.catalog import quote_ident, read_alembic_revision
+from dbtools.db.connection import SQL_MARKER, describe, error_reason, session
 from dbtools.db.server import ServerInfo, inspect_server
-from dbtools.errors import EXIT_OK, EXIT_PROBLEMS
+from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, ConfigError
+from dbtools.findings import FAILING, Finding
+from dbtools.schema.manifest import Manifest, manifest_at
+from dbtools.schema.monitoring import (
+    MONITORING_SCHEMA,
+    SNAPSHOTS,
+    WRITTEN_BY_OTHERS,
+    monitoring_table,
+)
+from dbtools.schema.revisions import IniPath, head_revision
+from dbtools.stats.collect import probe_collection
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT, CAPTURE, VERIFY, REPORT, LIVE_REPORT = (
+    "snapshot", "capture", "verify", "report", "report --live"
+)  # fmt: skip
+COMMANDS = (SNAPSHOT, CAPTURE, VERIFY, REPORT, LIVE_REPORT)
+# How the text groups them (the second stage's collect will join the first group).
+COMMAND_GROUPS = ((SNAPSHOT, CAPTURE), (VERIFY,), (REPORT,), (LIVE_REPORT,))
+# The commands that read the live statistics (pg_stat_statements and the catalog's views).
+MEASURING = (SNAPSHOT, CAPTURE, LIVE_REPORT)
+ALEMBIC_VERSION = "public.alembic_version"
+UPGRADE = "alembic upgrade head  # as the deploy role"
+
 
 @dataclass(frozen=True)
-class Check:
-    """One thing dbtools needs, and whether this database has it."""
+class Check(Finding):
+    """A finding that names the commands which need it to pass."""
 
-    name: str
-    ok: bool
-    detail: str
+    commands: tuple[str, ...] = COMMANDS
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {**super().as_dict(), "commands": list(self.commands)}
+
+
+def passed(check: str, subject: str, message: str, commands: Sequence[str]) -> Check:
+    return Check(check, "pass", subject, message, commands=tuple(commands))
+
+
+def failed(check: str, subject: str, message: str, fix: str, commands: Sequence[str]) -> Check:
+    return Check(check, "fail", subject, message, fix=fix, commands=tuple(commands))
+
+
+def skipped(check: str, subject: str, because: str, commands: Sequence[str]) -> Check:
+    message = f"not checked: {because}"
+    return Check(check, "skipped", subject, message, because=because, commands=tuple(commands))
+
+
+# -- the facts, read once as the connected role --------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DoctorContext:
-    """What every check may read: the server's facts and a read-only session."""
+class TableAccess:
+    """What the connected role may do with one monitoring table (all False when it is missing)."""
 
-    conn: psycopg.Connection[Any]
+    name: str  # without the schema
+    present: bool
+    can_select: bool
+    can_insert: bool
+    can_delete: bool
+
+
+@dataclass(frozen=True)
+class TrackOverride:
+    """A per-role or per-database ``pg_stat_statements.track = none`` (None: every one)."""
+
+    role: str | None
+    database: str | None
+
+
+@dataclass(frozen=True)
+class DoctorFacts:
+    """Everything the checks judge, read by ``read_facts`` (or built by a test)."""
+
     info: ServerInfo
+    head: str
+    revision: str | None = None
+    revision_denied: str | None = None  # the server's reason when alembic_version is unreadable
+    revision_unknown: str | None = None  # a revision these migrations do not have
+    manifest: Manifest = field(
+        default_factory=Manifest
+    )  # the revision's (head's when it cannot be read or known)
+    schema_usable: bool = False
+    tables: tuple[TableAccess, ...] = ()
+    preload_libraries: str | None = None  # None: hidden from the role (pg_read_all_settings)
+    track: str | None = None  # the session's pg_stat_statements.track (None: not loaded)
+    track_source: str | None = None
+    track_overrides: tuple[TrackOverride, ...] = ()
+    statistics_error: str | None = None  # why the snapshot's queries failed as this role
+
+    @property
+    def role(self) -> str:
+        return quote_ident(self.info.role)
+
+    @property
+    def pgss_ready(self) -> bool:
+        return self.info.pgss_preloaded and self.info.pgss_version is not None
 
 
-CheckFunction = Callable[[DoctorContext], list[Check]]
+SCHEMA_SQL = f"""
+SELECT {SQL_MARKER} coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usable
+FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+"""
+
+TABLES_SQL = f"""
+SELECT {SQL_MARKER} t.name, c.oid IS NOT NULL AS present,
+       coalesce(has_table_privilege(c.oid, 'SELECT'), false) AS can_select,
+       coalesce(has_table_privilege(c.oid, 'INSERT'), false) AS can_insert,
+       coalesce(has_table_privilege(c.oid, 'DELETE'), false) AS can_delete
+FROM unnest(%(names)s::text[]) WITH ORDINALITY AS t(name, position)
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %(schema)s
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+ORDER BY t.position
+"""
+
+# The session's value (with the server's, the database's and this role's settings applied), and
+# every per-database or per-role "none" that reaches this database for another role.
+TRACK_SQL = f"""
+SELECT {SQL_MARKER} current_setting('pg_stat_statements.track', true) AS track,
+       (SELECT source FROM pg_catalog.pg_settings WHERE name = 'pg_stat_statements.track')
+           AS source,
+       (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'shared_preload_libraries')
+           AS preload_libraries
+"""
+TRACK_OVERRIDES_SQL = f"""
+SELECT {SQL_MARKER} r.rolname::text AS role, d.datname::text AS database
+FROM pg_catalog.pg_db_role_setting s
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                            WHERE datname = current_database()))
+  AND (r.rolname IS NULL OR r.rolname <> current_user)
+  AND EXISTS (SELECT FROM unnest(s.setconfig) AS c(setting)
+              WHERE lower(c.setting) = 'pg_stat_statements.track=none')
+ORDER BY r.rolname NULLS FIRST, d.datname NULLS FIRST
+"""
 
 
-def server(ctx: DoctorContext) -> list[Check]:
+def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorFacts:
+    """Read, as the connected role, everything ``CHECKS`` judge (read-only, a few queries)."""
+    info = inspect_server(conn)
+    head = head_revision(ini)
+    facts = DoctorFacts(info=info, head=head)
+    try:
+        revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
+        facts = dataclasses.replace(facts, revision=revision)
+    except psycopg.errors.InsufficientPrivilege as err:
+        facts = dataclasses.replace(facts, revision=head, revision_denied=error_reason(err))
+    try:
+        manifest = manifest_at(facts.revision, ini=ini)
+    except ConfigError:
+        manifest = manifest_at(head, ini=ini)
+        facts = dataclasses.replace(facts, revision_unknown=facts.revision)
+    (usable,) = conn.execute(SCHEMA_SQL, {"schema": MONITORING_SCHEMA}).fetchone() or (False,)
+    names = {"names": list(manifest.monitoring_tables), "schema": MONITORING_SCHEMA}
+    with conn.cursor(row_factory=class_row(TableAccess)) as cur:
+        tables = tuple(cur.execute(TABLES_SQL, names).fetchall())
+    track, source, libraries = conn.execute(TRACK_SQL).fetchone() or (None, None, None)
+    overrides = tuple(TrackOverride(*row) for row in conn.execute(TRACK_OVERRIDES_SQL))
+    statistics_error = None
+    if facts.pgss_ready:
+        try:
+            probe_collection(conn)
+        except psycopg.Error as err:
+            statistics_error = error_reason(err)
+    return dataclasses.replace(
+        facts,
+        manifest=manifest,
+        schema_usable=bool(usable),
+        tables=tables,
+        preload_libraries=libraries,
+        track=track,
+        track_source=source,
+        track_overrides=overrides,
+        statistics_error=statistics_error,
+    )
+
+
+# -- the checks -----------------------------------------------------------------------------------
+
+CheckFunction = Callable[[DoctorFacts], list[Check]]
+
+
+def server(facts: DoctorFacts) -> list[Check]:
     """The server's major version (always ok: reading it proves the connection works)."""
-    info = ctx.info
-    return [Check("server", True, f"PostgreSQL {info.major} ({info.version_num})")]
+    info = facts.info
+    return [passed("server", "server", f"PostgreSQL {info.major} ({info.version_num})", COMMANDS)]
 
 
-def database(ctx: DoctorContext) -> list[Check]:
+def database(facts: DoctorFacts) -> list[Check]:
     """The database and role dbtools is connected as."""
-    return [Check("database", True, f"{ctx.info.database} as role {ctx.info.role}")]
+    info = facts.info
+    return [passed("database", info.database, f"{info.database} as role {info.role}", COMMANDS)]
 
 
-def pg_stat_statements_preloaded(ctx: DoctorContext) -> list[Check]:
+def pg_stat_statements_preloaded(facts: DoctorFacts) -> list[Check]:
     """pg_stat_statements must be in shared_preload_libraries (it counts nothing otherwise)."""
-    return [Check("pg_stat_statements preloaded", ctx.info.pgss_preloaded,
-                  "shared_preload_libraries")]  # fmt: skip
+    name = "pg_stat_statements preloaded"
+    if facts.info.pgss_preloaded:
+        return [passed(name, "server", "in shared_preload_libraries", MEASURING)]
+    libraries = [lib.strip() for lib in (facts.preload_libraries or "").split(",") if lib.strip()]
+    hidden = (
+        " (shared_preload_libraries is hidden from this role: keep what it lists)"
+        if facts.preload_libraries is None
+        else ""
+    )
+    fix = (
+        f"ALTER SYSTEM SET shared_preload_libraries = '{', '.join([*libraries, 'pg_stat_statements'])}';\n"
+        "then restart PostgreSQL (a reload is not enough)"
+    )
+    message = f"not in shared_preload_libraries: nothing is counted{hidden}"
+    return [failed(name, "server", message, fix, MEASURING)]
 
 
-def pg_stat_statements_created(ctx: DoctorContext) -> list[Check]:
+def pg_stat_statements_created(facts: DoctorFacts) -> list[Check]:
     """The extension must be created in this database (its view lives there)."""
-    version = ctx.info.pgss_version
-    return [Check("pg_stat_statements created", version is not None, version or "missing")]
+    name, info = "pg_stat_statements created", facts.info
+    if info.pgss_version is not None:
+        message = f"version {info.pgss_version} in schema {info.pgss_schema}"
+        return [passed(name, info.database, message, MEASURING)]
+    message = f"not created in database {info.database} (a superuser creates it)"
+    return [failed(name, info.database, message, "CREATE EXTENSION pg_stat_statements;", MEASURING)]
 
 
-def reads_all_statistics(ctx: DoctorContext) -> list[Check]:
+def statements_tracked(facts: DoctorFacts) -> list[Check]:
+    """``pg_stat_statements.track`` must not be ``none`` for the server, the database or any role
+    (the statements would run and not be counted)."""
+    name, info = "pg_stat_statements.track", facts.info
+    if not info.pgss_preloaded:
+        return [skipped(name, "server", "pg_stat_statements is not loaded", MEASURING)]
+    problems: list[str] = []
+    fixes: list[str] = []
+    # A "none" from a database or role setting shows in the overrides; this is the server's own.
+    if facts.track == "none" and facts.track_source not in ("database", "user", "database user"):
+        problems.append(f"none on the server ({facts.track_source})")
+        fixes += ["ALTER SYSTEM SET pg_stat_statements.track = 'top';", "SELECT pg_reload_conf();"]
+    for override in facts.track_overrides:
+        role, database = override.role, override.database
+        if role is None:
+            problems.append(f"none in database {database}")
+            fixes.append(f"ALTER DATABASE {quote_ident(str(database))} RESET {name};")
+        elif database is None:
+            problems.append(f"none for role {role}")
+            fixes.append(f"ALTER ROLE {quote_ident(role)} RESET {name};")
+        else:
+            problems.append(f"none for role {role} in database {database}")
+            fixes.append(f"ALTER ROLE {quote_ident(role)} IN DATABASE {quote_ident(database)} "
+                         f"RESET {name};")  # fmt: skip
+    if not problems:
+        return [passed(name, info.database, str(facts.track), MEASURING)]
+    message = "; ".join(problems) + ": those statements run and are not counted"
+    return [failed(name, info.database, message, "\n".join(fixes), MEASURING)]
+
+
+def reads_all_statistics(facts: DoctorFacts) -> list[Check]:
     """Other roles' statements are only visible with pg_read_all_stats (or as a superuser)."""
-    return [Check("reads all statistics", ctx.info.reads_all_stats,
-                  "pg_read_all_stats or superuser")]  # fmt: skip
+    name, role = "reads all statistics", facts.info.role
+    if facts.info.reads_all_stats:
+        return [passed(name, role, "pg_read_all_stats (other roles' statements visible)",
+                       MEASURING)]  # fmt: skip
+    message = (
+        "not a member of pg_read_all_stats: other roles' statements read <insufficient "
+        "privilege>, and windows in which they ran are untrusted"
+    )
+    return [failed(name, role, message, f"GRANT pg_monitor TO {facts.role};", MEASURING)]
+
+
+_DENIED = re.compile(r"permission denied for (table|view|function|schema|sequence) (\S+)")
+_GRANT = {
+    "table": "SELECT ON",
+    "view": "SELECT ON",
+    "sequence": "SELECT ON SEQUENCE",
+    "function": "EXECUTE ON FUNCTION",
+    "schema": "USAGE ON SCHEMA",
+}
+
+
+def grant_for(error: str, role: str, schema_of: Callable[[str], str | None]) -> str | None:
+    """The GRANT that lifts the "permission denied for KIND NAME" in *error* (the server names
+    objects without their schema: *schema_of* gives it), None for any other error."""
+    denied = _DENIED.search(error)
+    if denied is None:
+        return None
+    kind, name = denied.groups()
+    schema = None if kind == "schema" else schema_of(name)
+    target = f"{quote_ident(schema)}.{name}" if schema else name
+    return f"GRANT {_GRANT[kind]} {target} TO {role};"
+
+
+def statistics_readable(facts: DoctorFacts) -> list[Check]:
+    """The role may run every query a snapshot runs (each run here returning no rows)."""
+    name, role = "statistics readable", facts.info.role
+    if not facts.pgss_ready:
+        return [skipped(name, role, "pg_stat_statements is not ready", MEASURING)]
+    if facts.statistics_error is None:
+        message = "a snapshot's queries of pg_stat_statements and the statistics views run"
+        return [passed(name, role, message, MEASURING)]
+
+    def schema_of(object_name: str) -> str | None:
+        extension = object_name.startswith("pg_stat_statements")
+        return facts.info.pgss_schema if extension else "pg_catalog"
+
+    fix = grant_for(facts.statistics_error, facts.role, schema_of) or ""
+    return [failed(name, role, facts.statistics_error, fix, MEASURING)]
+
+
+def alembic_version_readable(facts: DoctorFacts) -> list[Check]:
+    """The role may read the Alembic revision (snapshots record it, verify judges by it)."""
+    name, commands = "alembic_version readable", (SNAPSHOT, CAPTURE, VERIFY, LIVE_REPORT)
+    if facts.revision_denied is not None:
+        schema = ALEMBIC_VERSION.split(".")[0]
+        fix = grant_for(facts.revision_denied, facts.role, lambda _: schema)
+        fix = fix or f"GRANT SELECT ON {ALEMBIC_VERSION} TO {facts.role};"
+        return [failed(name, ALEMBIC_VERSION, facts.revision_denied, fix, commands)]
+    if not facts.info.has_alembic_version:
+        return [skipped(name, ALEMBIC_VERSION, "the database was never migrated", commands)]
+    return [passed(name, ALEMBIC_VERSION, f"revision {facts.revision}", commands)]
+
+
+def database_at_head(facts: DoctorFacts) -> list[Check]:
+    """Snapshots are taken at the migrations' head; a revision these migrations do not have
+    leaves verify and report nothing to judge the database against."""
+    name, subject = "database at head", facts.info.database
+    if facts.revision_denied is not None:
+        return [skipped(name, subject, "alembic_version is not readable", (SNAPSHOT, CAPTURE))]
+    if facts.revision_unknown is not None:
+        message = (
+            f"revision {facts.revision_unknown} is not one of these migrations (head {facts.head})"
+        )
+        fix = f"use the dbtools release whose migrations include revision {facts.revision_unknown}"
+        return [failed(name, subject, message, fix, COMMANDS)]
+    if facts.revision != facts.head:
+        state = "never migrated" if facts.revision is None else f"at revision {facts.revision}"
+        message = f"{state}, not at head {facts.head}"
+        return [failed(name, subject, message, UPGRADE, (SNAPSHOT, CAPTURE))]
+    return [passed(name, subject, f"at head {facts.head}", (SNAPSHOT, CAPTURE))]
+
+
+def monitoring_schema_usable(facts: DoctorFacts) -> list[Check]:
+    """The monitoring schema holds every table the database's revision creates there, and the
+    role may use it."""
+    name, commands = "monitoring schema usable", (SNAPSHOT, CAPTURE, VERIFY, REPORT)
+    if not facts.manifest.monitoring_tables:
+        state = (
+            "was never migrated"
+            if facts.revision is None
+            else f"is at revision {facts.revision}, before the monitoring tables"
+        )
+        return [failed(name, MONITORING_SCHEMA, f"the database {state}", UPGRADE, commands)]
+    missing = [monitoring_table(t.name) for t in facts.tables if not t.present]
+    if missing:
+        message = f"{', '.join(missing)} missing, though revision {facts.revision} has them"
+        fix = (
+            "recreate them: downgrade below the revision that creates them and upgrade again "
+            "(alembic downgrade/upgrade, as the deploy role)"
+        )
+        return [failed(name, MONITORING_SCHEMA, message, fix, commands)]
+    if not facts.schema_usable:
+        fix = f"GRANT USAGE ON SCHEMA {MONITORING_SCHEMA} TO {facts.role};"
+        message = f"no USAGE on schema {MONITORING_SCHEMA}"
+        return [failed(name, MONITORING_SCHEMA, message, fix, commands)]
+    return [passed(name, MONITORING_SCHEMA, f"USAGE on {MONITORING_SCHEMA}", commands)]
+
+
+def _grants(facts: DoctorFacts, wanted: Iterable[tuple[str, Iterable[TableAccess]]]) -> list[str]:
+    """One ``GRANT privilege ON tables TO role;`` per privilege some present table lacks."""
+    statements = []
+    for privilege, tables in wanted:
+        names = ", ".join(monitoring_table(t.name) for t in tables if t.present)
+        if names:
+            statements.append(f"GRANT {privilege} ON {names} TO {facts.role};")
+    return statements
+
+
+def _table_check(
+    facts: DoctorFacts,
+    name: str,
+    wanted: list[tuple[str, list[TableAccess]]],
+    done: str,
+    commands: Sequence[str],
+) -> list[Check]:
+    if not any(table.present for table in facts.tables):
+        return [skipped(name, MONITORING_SCHEMA, "no monitoring tables", commands)]
+    fixes = _grants(facts, wanted)
+    if not fixes:
+        return [passed(name, MONITORING_SCHEMA, done, commands)]
+    lacking = "; ".join(
+        f"no {privilege} on {', '.join(t.name for t in tables if t.present)}"
+        for privilege, tables in wanted
+        if any(t.present for t in tables)
+    )
+    return [failed(name, MONITORING_SCHEMA, lacking, "\n".join(fixes), commands)]
+
+
+def snapshots_storable(facts: DoctorFacts) -> list[Check]:
+    """A snapshot inserts into every monitoring table but those others write (the manifest's,
+    so a later revision's table is covered) and reads back the header it stored."""
+    written = [t for t in facts.tables if t.name not in WRITTEN_BY_OTHERS]
+    wanted = [
+        ("SELECT", [t for t in written if t.name == SNAPSHOTS and not t.can_select]),
+        ("INSERT", [t for t in written if not t.can_insert]),
+    ]
+    done = f"INSERT on {len(written)} tables, SELECT on {SNAPSHOTS}"
+    return _table_check(facts, "snapshots storable", wanted, done, (SNAPSHOT, CAPTURE))
+
+
+def interrupted_capture_removable(facts: DoctorFacts) -> list[Check]:
+    """An interrupted capture deletes its start snapshot (its rows go by ON DELETE CASCADE)."""
+    wanted = [("DELETE", [t for t in facts.tables if t.name == SNAPSHOTS and not t.can_delete])]
+    done = f"DELETE on {SNAPSHOTS}"
+    return _table_check(facts, "interrupted capture removable", wanted, done, (CAPTURE,))
+
+
+def stored_snapshots_readable(facts: DoctorFacts) -> list[Check]:
+    """verify and report read every monitoring table of the database's revision."""
+    wanted = [("SELECT", [t for t in facts.tables if not t.can_select])]
+    done = f"SELECT on {len(facts.tables)} tables"
+    return _table_check(facts, "stored snapshots readable", wanted, done, (VERIFY, REPORT))
 
 
 CHECKS: tuple[CheckFunction, ...] = (
@@ -79,8 +457,19 @@ CHECKS: tuple[CheckFunction, ...] = (
     database,
     pg_stat_statements_preloaded,
     pg_stat_statements_created,
+    statements_tracked,
     reads_all_statistics,
+    statistics_readable,
+    alembic_version_readable,
+    database_at_head,
+    monitoring_schema_usable,
+    snapshots_storable,
+    interrupted_capture_removable,
+    stored_snapshots_readable,
 )
+
+
+# -- the outcome ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -93,11 +482,15 @@ class DoctorResult:
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        return not any(check.status in FAILING for check in self.checks)
 
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_PROBLEMS
+
+    def failing(self, command: str) -> list[Check]:
+        """The failing checks *command* needs (none: it is ready)."""
+        return [c for c in self.checks if command in c.commands and c.status in FAILING]
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON payload (stable keys)."""
@@ -106,29 +499,76 @@ class DoctorResult:
             "ok": self.ok,
             "server": {**dataclasses.asdict(self.info), "major": self.info.major},
             "checks": [check.as_dict() for check in self.checks],
+            "commands": {
+                command: {
+                    "ready": not self.failing(command),
+                    "failing": [c.check for c in self.failing(command)],
+                }
+                for command in COMMANDS
+            },
         }
 
 
-def run_checks(ctx: DoctorContext, checks: Sequence[CheckFunction] = CHECKS) -> tuple[Check, ...]:
+def run_checks(facts: DoctorFacts, checks: Sequence[CheckFunction] = CHECKS) -> tuple[Check, ...]:
     """Every check's outcome, in the order of *checks*."""
-    return tuple(found for check in checks for found in check(ctx))
+    return tuple(found for check in checks for found in check(facts))
 
 
-def run_doctor(dsn: str, checks: Sequence[CheckFunction] = CHECKS) -> DoctorResult:
-    """Connect to *dsn* (read-only) and run *checks*.
+def run_doctor(
+    dsn: str, checks: Sequence[CheckFunction] = CHECKS, *, ini: IniPath = None
+) -> DoctorResult:
+    """Connect to *dsn* (read-only, autocommit: no BEGIN/COMMIT reaches pg_stat_statements) and
+    run *checks* as its role; *ini* points at another migration directory.
 
     Raises ``ConnectionFailed`` (exit code 2) when the server cannot be reached.
     """
     target = str(describe(dsn))
-    with session(dsn) as conn:
-        ctx = DoctorContext(conn, inspect_server(conn))
-        found = run_checks(ctx, checks)
-    log.info("doctor: %d of %d checks ok", sum(c.ok for c in found), len(found))
-    return DoctorResult(target, ctx.info, found)
+    with session(dsn, autocommit=True) as conn:
+        facts = read_facts(conn, ini=ini)
+    found = run_checks(facts, checks)
+    log.info("doctor: %d of %d checks pass", sum(c.status == "pass" for c in found), len(found))
+    return DoctorResult(target, facts.info, found)
+
+
+_MARKS = {"pass": "ok  ", "skipped": "--  "}
 
 
 def render_checks(result: DoctorResult) -> str:
-    """One line per check for people: ``ok    name: detail`` or ``FAIL  name: detail``."""
-    return "\n".join(
-        f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}" for check in result.checks
-    )
+    """For people: the checks every command needs, then each group of commands with whether each
+    will work and the checks it needs, one line each (``ok``, ``FAIL``, ``--`` not checked),
+    every FAIL followed by its fix. A check shown under an earlier group is shown again only when
+    it fails (its fix beside every command it blocks)."""
+    lines = [f"dbtools doctor: {result.target} (PostgreSQL {result.info.version})", ""]
+    everywhere = [check for check in result.checks if set(check.commands) == set(COMMANDS)]
+    lines += ["every command", *(_line(check, ()) for check in everywhere)]
+    shown = list(everywhere)
+    for group in COMMAND_GROUPS:
+        lines += ["", "; ".join(f"{command}: {_readiness(result, command)}" for command in group)]
+        again = 0
+        for check in result.checks:
+            needed = [command for command in group if command in check.commands]
+            if not needed or (check in shown and check.status not in FAILING):
+                again += bool(needed) and check not in everywhere
+                continue
+            lines.append(_line(check, needed if len(needed) < len(group) else ()))
+            shown.append(check)
+        if again:
+            lines.append(
+                f"  {_MARKS['pass']}  and {again} check{'s' if again > 1 else ''} shown above"
+            )
+    return "\n".join(lines)
+
+
+def _readiness(result: DoctorResult, command: str) -> str:
+    count = len(result.failing(command))
+    return f"will fail ({count} check{'s' if count > 1 else ''})" if count else "ready"
+
+
+def _line(check: Check, only: Sequence[str]) -> str:
+    mark = _MARKS.get(check.status, "FAIL")
+    scope = f" ({', '.join(only)} only)" if only else ""
+    lines = [f"  {mark}  {check.check}{scope}: {check.message}"]
+    if check.status in FAILING:
+        for number, fix in enumerate(check.fix.splitlines()):
+            lines.append(f"        {'fix: ' if number == 0 else '     '}{fix}")
+    return "\n".join(lines)

@@ -140,7 +140,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "lint": 2,  # 2: findings share dbtools.findings' keys (check, status, …, location)
     "workload-seed": 1,
     "workload-run": 1,
-    "doctor": 1,
+    "doctor": 2,  # 2: checks are findings (check, status, …, fix) with their commands
     "snapshot": 1,
     "capture": 1,
 }

@@ -32,7 +32,9 @@ from dbtools.stats.rows import (
     TableRow,
 )
 from dbtools.stats.snapshots import RequestTotals, Window, WindowRef
-from tests.factories import COUNTING_SETTINGS
+from dbtools.verify import evaluate
+from dbtools.verify.live import IndexState, LiveState
+from tests.factories import COUNTING_SETTINGS, healthy_live_state
 
 SECRET = "S3cretLiteral"
 T0 = datetime(2026, 1, 2, 10, 0, 0, tzinfo=timezone.utc)
@@ -293,6 +295,18 @@ def windows() -> tuple[Window, Window]:
     return baseline, candidate
 
 
+def live_state() -> LiveState:
+    """The catalog when the report is made, as the latest snapshot has it: the cache's batch
+    index invalid, the tables' autovacuum settings."""
+    state = healthy_live_state()
+    invalid = "public.ix_flight_search_cache_key_expiry"
+    return dataclasses.replace(
+        state,
+        indexes={**state.indexes, invalid: IndexState(is_valid=False, is_ready=True)},
+        table_options={f"public.{row.relname}": row.options for row in tables(2)},
+    )
+
+
 def report_input() -> ReportInput:
     baseline, candidate = windows()
     return ReportInput(
@@ -303,6 +317,7 @@ def report_input() -> ReportInput:
         catalog=Catalog(FOREIGN_KEYS, AutovacuumDefaults()),
         target=TARGET,
         manifest=manifest_at(candidate.end.header.alembic_revision),
+        verification=evaluate(baseline, candidate, live_state()),
     )  # fmt: skip
 
 

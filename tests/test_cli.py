@@ -136,7 +136,8 @@ def _connection_forms(database: Database) -> dict[str, tuple[list[str], dict[str
 @pytest.mark.parametrize(
     "form", ["url option", "sqlalchemy url", "keyword dsn", "DATABASE_URL", "PG* variables"]
 )
-def test_connection_settings_sources(database: Database, form: str) -> None:
+def test_connection_settings_sources(migrated_database: Database, form: str) -> None:
+    database = migrated_database
     args, env = _connection_forms(database)[form]
     result = run_dbtools("doctor", *args, env={"DATABASE_URL": "", **env})
     assert result.returncode == 0, result.stderr
@@ -157,24 +158,29 @@ def test_demo_dsn_help_says_what_happens_without_one() -> None:
     assert "$DATABASE_URL is never used" in text
 
 
-def test_doctor_json(database: Database) -> None:
+def test_doctor_json(migrated_database: Database) -> None:
+    database = migrated_database
     result = run_cli("doctor", "--dsn", database.dsn, "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert (document["schema_version"], document["kind"], document["ok"]) == (1, "doctor", True)
+    assert (document["schema_version"], document["kind"], document["ok"]) == (2, "doctor", True)
     assert document["server"]["database"] == database.name
-    assert [c["name"] for c in document["checks"]] == [
+    assert [c["check"] for c in document["checks"]] == [
         "server", "database", "pg_stat_statements preloaded", "pg_stat_statements created",
-        "reads all statistics",
+        "pg_stat_statements.track", "reads all statistics", "statistics readable",
+        "alembic_version readable", "database at head", "monitoring schema usable",
+        "snapshots storable", "interrupted capture removable", "stored snapshots readable",
     ]  # fmt: skip
-    assert all(c["ok"] for c in document["checks"])
+    assert {c["status"] for c in document["checks"]} == {"pass"}
+    assert all(state["ready"] for state in document["commands"].values())
 
 
-def test_doctor_fails_without_the_extension(database: Database) -> None:
-    database.execute("DROP EXTENSION pg_stat_statements")
+def test_doctor_fails_on_a_database_never_migrated(database: Database) -> None:
     result = run_cli("doctor", "--dsn", database.dsn)
     assert result.exit_code == 1
-    assert "FAIL  pg_stat_statements created: missing" in result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    assert "  FAIL  monitoring schema usable: the database was never migrated" in lines
+    assert "snapshot: will fail (2 checks); capture: will fail (2 checks)" in lines
 
 
 def test_verbose_logs_progress_without_the_password(migrated_database: Database) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.demo import DemoConfig, run_demo
+from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_text
 from dbtools.errors import UsageError
+from dbtools.stats.measures import P95_NAME
+from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
 from tests.conftest import Database
 from tests.helpers import REPO, assert_usage_error, postmaster_pid, run_dbtools, server_alive
 
@@ -65,6 +67,44 @@ def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
     assert all(path.parent == tmp_path and path.stat().st_size > 0 for path in result.report_paths)
     plan = result.plan_path.read_text()
     assert "perf_monitoring.snapshots" in plan and "DROP INDEX CONCURRENTLY" in plan
+    # The report tells the rollout's story: the pairs the workload's code defines (each
+    # per-request statement and its batched form), with the calls the workload sent...
+    report = result.report
+    tagged = {}
+    for line in report.top_statements:
+        tag = re.search(r"/\* flight_search:(\w+) \*/", line.query)
+        if tag:
+            tagged[tag[1]] = line.fingerprint
+    pairs = {(change.before, change.after): change for change in report.changes}
+    assert set(pairs) == {
+        ((tagged[before.name],), (tagged[after.name],))
+        for before, after in zip(PER_REQUEST_STATEMENTS, BATCHED_STATEMENTS, strict=True)
+    }
+    for change in pairs.values():
+        assert change.change == ("fewer calls" if change.before == change.after else "replaced")
+        assert change.figures["baseline"].calls == result.baseline.round_trips
+        assert change.figures["candidate"].calls == result.candidate.round_trips
+    # ...and the baseline's lookups, half of them answered by the cache (0.5 per request), are
+    # batchable across requests, not N+1 suspects within one.
+    assert report.n_plus_one == ()
+    batchable = {lookup.fingerprint: lookup for lookup in report.batchable}
+    assert set(batchable) == {tagged["load_trip"], tagged["lookup_offers"]}
+    for lookup in batchable.values():
+        before = lookup.figures["baseline"]
+        assert before is not None and before.batchable
+        assert before.calls == result.baseline.round_trips
+        assert before.calls_per_request == result.baseline.round_trips / 200
+        assert lookup.figures["candidate"] is None
+    replaced = batchable[tagged["lookup_offers"]]
+    assert replaced.batched_family is None  # its batch form is not the same text with = ANY…
+    assert replaced.replaced_by == (tagged["lookup_offers_batch"],)  # …but it replaced it
+    # One p95 definition: the summary names verify's and the application's own apart.
+    summary = summary_text(result)
+    p95_lines = [line for line in summary.splitlines() if "p95" in line]
+    assert p95_lines and all(P95_NAME in line or APP_P95_NAME in line for line in p95_lines)
+    (verify_row,) = [line for line in p95_lines if line.startswith(P95_NAME)]
+    for measured in (verification.baseline.p95_ms, verification.candidate.p95_ms):
+        assert f"{measured:.1f} ms" in verify_row
     # Labels are unique to the run, so a second demo on another empty database cannot collide.
     labels = database.execute("SELECT label FROM perf_monitoring.snapshots ORDER BY id")
     found = [label for (label,) in labels]

@@ -33,7 +33,7 @@ def test_check_names_come_from_the_rule_list() -> None:
         "monitoring_tables",
     )  # fmt: skip
     assert check_names(health.INDEX_RULES) == (
-        "invalid_index", "unused_index", "duplicate_index", "overlapping_index",
+        "invalid_index", "unused_index", "rarely_used_index", "duplicate_index", "overlapping_index",
         "unindexed_foreign_key", "sequential_scans",
     )  # fmt: skip
     assert lint.CHECK_NAMES == (

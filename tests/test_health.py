@@ -45,6 +45,9 @@ INSERT INTO used SELECT g FROM generate_series(1, 50) g;
 """
 
 
+SEQUENTIAL_SCANS = 50  # health's minimum (min_seq_scans); 50 x 12,000 rows passes 500,000
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     """Statistics reach the shared counters shortly after a backend reports them."""
     deadline = time.monotonic() + timeout
@@ -84,12 +87,13 @@ def crafted(database: Database) -> HealthInput:
     with db.connect(options="-c enable_seqscan=off -c enable_bitmapscan=off") as conn:
         conn.execute("SELECT * FROM used WHERE k = 7").fetchall()
     with db.connect() as conn:
-        for _ in range(3):
+        for _ in range(SEQUENTIAL_SCANS):
             conn.execute("SELECT count(*) FROM big").fetchall()
     wait_for(
         lambda: scalar(db, "SELECT idx_scan FROM pg_stat_user_indexes "
                            "WHERE indexrelname = 'used_k_idx'") == 1
-        and scalar(db, "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'big'") >= 3
+        and scalar(db, "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'big'")
+        >= SEQUENTIAL_SCANS
         and scalar(db, "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'big'")
         == 12000,
         "the crafted workload",
@@ -142,14 +146,38 @@ def test_foreign_key_without_an_index(crafted: HealthInput) -> None:
 def test_large_table_read_by_sequential_scans(crafted: HealthInput) -> None:
     (finding,) = health.sequential_scan_tables(crafted)
     assert finding.subject == "public.big"
-    assert finding.message.startswith("3 sequential scans (100% of 3 scans) over 12000 rows")
+    assert finding.message.startswith("50 sequential scans (100% of 50 scans) over 12000 rows")
+
+
+def test_rarely_used_index(crafted: HealthInput) -> None:
+    """used_k_idx was scanned once: rare (under 50), not unused."""
+    (finding,) = health.rarely_used_indexes(crafted)
+    assert (finding.subject, finding.value, finding.threshold) == ("public.used_k_idx", 1, 50)
+
+
+def test_a_fresh_index_build_is_not_a_sequential_scan_finding(database: Database) -> None:
+    """CREATE INDEX reads a 20,000-row table once by sequential scan: one scan proves nothing."""
+    database.execute("CREATE TABLE fresh (v int)")
+    database.execute("INSERT INTO fresh SELECT g FROM generate_series(1, 20000) g")
+    database.execute("CREATE INDEX fresh_v ON fresh (v)")
+    database.execute("ANALYZE fresh")
+    wait_for(
+        lambda: scalar(database, "SELECT seq_scan FROM pg_stat_user_tables "
+                                 "WHERE relname = 'fresh'") >= 1
+        and scalar(database, "SELECT n_live_tup FROM pg_stat_user_tables "
+                             "WHERE relname = 'fresh'") == 20000,
+        "the index build's scan",
+    )  # fmt: skip
+    data = read_health(database)
+    assert [row.seq_scan for row in data.tables if row.relname == "fresh"] == [1]
+    assert health.sequential_scan_tables(data) == []
 
 
 def test_index_health_runs_every_rule_most_severe_first(crafted: HealthInput) -> None:
     """All the index rules together: every finding above, the critical one first."""
     found = health.index_health(crafted)
     assert [f.check for f in found][:1] == ["invalid_index"]
-    assert len(found) == 1 + 5 + 1 + 1 + 1 + 1
+    assert len(found) == 1 + 5 + 1 + 1 + 1 + 1 + 1
 
 
 def test_autovacuum_ground_truth(migrated_database: Database) -> None:

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -245,11 +246,13 @@ def open_writer(database: Database, table: str) -> Iterator[psycopg.Connection[o
 
 
 def wait_for_backend(database: Database, pattern: str, timeout: float = 30) -> int:
+    """The pid of this test's migration backend waiting on a lock (its own database only)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = database.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'dbtools-migrate' "
-            "AND query LIKE %s AND wait_event_type = 'Lock'",
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'dbtools-migrate' AND query LIKE %s "
+            "AND wait_event_type = 'Lock'",
             (pattern,),
         )
         if rows:
@@ -423,3 +426,211 @@ def test_a_connection_passed_in_config_attributes_is_used(database: Database) ->
     finally:
         engine.dispose()
     assert index_health(database) == {spec.name: (True, True) for spec in BATCH_INDEXES}
+
+
+# -- a connection or an engine handed in config.attributes["connection"] ---------------------------
+
+
+def handed_engine(database: Database) -> Any:
+    import sqlalchemy as sa
+
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(database.dsn))
+
+
+def migration_lock_free(database: Database) -> bool:
+    """Whether another session could take the migration lock now (and leaves it free)."""
+    from dbtools.schema.online import MIGRATION_LOCK_KEY
+
+    with psycopg.connect(database.dsn, autocommit=True) as other:
+        got = other.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()
+        if got == (True,):
+            other.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        return got == (True,)
+
+
+def seen_from_outside(database: Database) -> tuple[Any, Any]:
+    """What another session sees: the caller's own table, and the alembic revision."""
+    (row,) = database.execute(
+        "SELECT to_regclass('public.callers_work')::text, to_regclass('public.alembic_version')"
+        " IS NOT NULL"
+    )
+    revision = database.execute("SELECT version_num FROM alembic_version") if row[1] else None
+    return row[0], revision
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_connection_in_the_callers_transaction_stays_the_callers(
+    database: Database, outcome: str
+) -> None:
+    """Alembic's convention (cookbook: "Sharing a Connection across one or more programmatic
+    migration commands"): migrations run inside the caller's transaction, which the caller
+    alone commits or rolls back; the migration lock is held until it does."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from dbtools.schema.revisions import alembic_config
+
+    engine = handed_engine(database)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("CREATE TABLE callers_work (id int)"))
+            connection.execute(sa.text("INSERT INTO callers_work VALUES (42)"))
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0002")
+            assert connection.in_transaction() and not connection.closed
+            assert connection.execute(sa.text("SELECT id FROM callers_work")).all() == [(42,)]
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")
+                                      ).all() == [("0002",)]  # fmt: skip
+            assert seen_from_outside(database) == (None, None)  # nothing committed yet
+            assert not migration_lock_free(database)  # held until the caller's transaction ends
+            settings = connection.execute(sa.text(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+            )).one()  # fmt: skip
+            assert tuple(settings) == ("0", "0")  # the migration's timeouts were its own
+            getattr(connection, outcome)()
+            assert migration_lock_free(database)
+        if outcome == "commit":
+            assert seen_from_outside(database) == ("callers_work", [("0002",)])
+            assert database.execute("SELECT id FROM callers_work") == [(42,)]
+        else:
+            assert seen_from_outside(database) == (None, None)
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_builds_are_refused_inside_the_callers_transaction(database: Database) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.util import CommandError
+
+    from dbtools.schema.revisions import alembic_config
+
+    engine = handed_engine(database)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("CREATE TABLE callers_work (id int)"))
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            with pytest.raises(CommandError) as refused:
+                command.upgrade(config, "head")
+            message = str(refused.value)
+            assert (
+                "CREATE INDEX CONCURRENTLY public.ix_trip_requests_active_batch cannot run "
+                "inside the caller's transaction" in message
+            )
+            assert "hand an Engine, or a Connection outside a transaction" in message
+            assert "nothing of this run was applied" in message
+            # The caller's transaction is open, its own work intact, nothing of the migration in it.
+            assert connection.in_transaction()
+            assert connection.execute(sa.text(
+                "SELECT to_regclass('public.callers_work')::text, "
+                "to_regclass('public.alembic_version')::text, to_regclass('public.travelers')::text"
+            )).one() == ("callers_work", None, None)  # fmt: skip
+            connection.commit()
+        assert seen_from_outside(database) == ("callers_work", None)
+        assert migration_lock_free(database)
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_outside_a_transaction_is_left_open_as_it_was(database: Database) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from dbtools.schema.revisions import alembic_config
+
+    engine = handed_engine(database)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SET statement_timeout = '77s'"))
+            connection.commit()
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")  # concurrent builds included: Alembic commits
+            assert not connection.closed and not connection.in_transaction()
+            settings = connection.execute(sa.text(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+            )).one()  # fmt: skip
+            assert tuple(settings) == ("0", "77s")  # the caller's session settings, restored
+            connection.rollback()
+            assert migration_lock_free(database)
+        assert database.execute("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+        assert index_health(database) == {spec.name: (True, True) for spec in BATCH_INDEXES}
+    finally:
+        engine.dispose()
+
+
+def test_an_engine_is_accepted(database: Database) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from dbtools.schema.revisions import alembic_config
+
+    engine = handed_engine(database)
+    try:
+        config = alembic_config()
+        config.attributes["connection"] = engine
+        command.upgrade(config, "head")
+        assert migration_lock_free(database)
+        with engine.connect() as connection:  # the engine still works, its pool intact
+            revision = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert revision.scalar() == HEAD_REVISION
+            assert connection.execute(sa.text("SELECT pg_try_advisory_lock(1)")).scalar()
+        command.downgrade(config, "base")
+        assert database.execute("SELECT to_regclass('public.travelers')") == [(None,)]
+    finally:
+        engine.dispose()
+
+
+REFUSED = {
+    "a URL": "must be a SQLAlchemy Connection or Engine, not builtins.str",
+    "a psycopg connection": "must be a SQLAlchemy Connection or Engine, not psycopg.Connection",
+    "a SQLite engine": "dbtools' migrations need PostgreSQL, not sqlite",
+    "a closed connection": "the Connection in config.attributes['connection'] is closed",
+    "an autocommit connection": "is in autocommit mode: every statement of a revision would "
+    "commit on its own",
+    "an autocommit engine": "is in autocommit mode",
+    "a failed transaction": "the caller's transaction on the Connection in "
+    "config.attributes['connection'] has already failed: roll it back before migrating",
+}
+
+
+@pytest.mark.parametrize("handed", list(REFUSED))
+def test_anything_else_handed_is_refused(database: Database, handed: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.util import CommandError
+
+    from dbtools.schema.revisions import alembic_config
+
+    engine = handed_engine(database)
+    connection = engine.connect()
+    psycopg_connection = psycopg.connect(database.dsn)
+    things: dict[str, Callable[[], Any]] = {
+        "a URL": lambda: database.dsn,
+        "a psycopg connection": lambda: psycopg_connection,
+        "a SQLite engine": lambda: sa.create_engine("sqlite://"),
+        "a closed connection": lambda: connection,
+        "an autocommit connection": lambda: connection.execution_options(
+            isolation_level="AUTOCOMMIT"
+        ),
+        "an autocommit engine": lambda: engine.execution_options(isolation_level="AUTOCOMMIT"),
+        "a failed transaction": lambda: connection,
+    }
+    if handed == "a closed connection":
+        connection.close()
+    if handed == "a failed transaction":
+        with pytest.raises(sa.exc.DataError):
+            connection.execute(sa.text("SELECT 1/0"))
+    config = alembic_config()
+    config.attributes["connection"] = things[handed]()
+    try:
+        with pytest.raises(CommandError) as refused:
+            command.upgrade(config, "head")
+        assert REFUSED[handed] in str(refused.value)
+        assert database.execute("SELECT to_regclass('public.alembic_version')") == [(None,)]
+    finally:
+        psycopg_connection.close()
+        connection.close()
+        engine.dispose()

@@ -3,6 +3,7 @@ secrets in any format, and charts that a real browser renders."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -16,13 +17,14 @@ import psycopg
 import pytest
 from PIL import Image
 
-from dbtools.report import FORMATS, make_report, render, write_report
+from dbtools.report import FORMATS, charts, make_report, render, write_report
 from dbtools.report.html import render_html
 from dbtools.report.model import Report, period_from_window
+from dbtools.report.sections import sections
 from dbtools.sqltext.families import shape_of
 from dbtools.stats import snapshots
 from dbtools.stats.deltas import WindowDeltas, window_deltas
-from dbtools.stats.measures import measure_window
+from dbtools.stats.measures import P95_NAME, measure_window
 from dbtools.stats.rows import Snapshot
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, check_golden, run_cli
@@ -76,6 +78,7 @@ def test_fixed_report_findings() -> None:
         ("duplicate_index", "public.ix_flight_offers_trip_expiry_copy"),
         ("overlapping_index", "public.ix_flight_offers_trip"),
         ("unused_index", "public.ix_bookings_created_at"),
+        ("rarely_used_index", "public.ix_trip_requests_active_batch"),  # 20 scans, under 50
         ("unindexed_foreign_key", "public.bookings"),
         ("sequential_scans", "public.flight_search_cache"),
     }
@@ -90,6 +93,50 @@ def test_fixed_report_findings() -> None:
         ("transaction_id_age", "flights"),
         ("transaction_id_age", "public.flight_offers"),
     }
+
+
+def test_a_comparison_opens_with_verifys_verdict_and_the_guides_figures() -> None:
+    report = fixed_report()
+    assert report.verification is not None
+    opening = sections(report)[0]
+    assert (opening.id, opening.title) == ("opening", "Verdict: FAIL (exit code 1)")
+    rows = {row[0]: row[1:] for row in opening.rows}
+    assert list(rows)[:7] == [
+        "queries per request", "query reduction", "app cache hit ratio", P95_NAME,
+        "error rate", "query rate", "queries (application)",
+    ]  # fmt: skip
+    assert rows["queries per request"][:2] == ["3.08", "0.31"]
+    assert rows[P95_NAME] == [
+        "900.0 ms", "240.0 ms", "< 300 ms (critical > 500 ms, rollback > 1000 ms)", "pass",
+    ]  # fmt: skip
+    assert rows["error rate"][:2] == ["1.0%", "0.0%"]
+    assert len(opening.rows) == 7
+    # Verify's other findings follow, each that did not pass in full.
+    assert opening.bullets == [
+        "batch_indexes FAIL: public.ix_flight_search_cache_key_expiry: invalid: rebuild with "
+        "REINDEX INDEX CONCURRENTLY public.ix_flight_search_cache_key_expiry",
+        "autovacuum_settings FAIL: public.flight_search_cache: autovacuum_vacuum_scale_factor = "
+        "(unset), expected 0.02; autovacuum_analyze_scale_factor = (unset), expected 0.01; "
+        "autovacuum_vacuum_insert_scale_factor = (unset), expected 0.05",
+        "autovacuum_settings FAIL: public.trip_requests: autovacuum_vacuum_scale_factor = 0.2, "
+        "expected 0.05",
+        "passed: window (2), work_per_request, schema_at_head, batch_indexes (2), "
+        "autovacuum_settings, monitoring_tables",
+    ]
+
+
+def test_a_chart_is_drawn_only_where_its_values_can_differ() -> None:
+    report = fixed_report()
+    assert charts.hit_ratios(report) is not None
+    assert charts.queries_per_request(report) is not None
+    alike = dataclasses.replace(report, periods=tuple(
+        dataclasses.replace(p, buffer_cache_hit_ratio=1.0, index_hit_ratio=1.0,
+                            table_hit_ratio=1.0, queries_per_request=0.5)
+        for p in report.periods
+    ))  # fmt: skip
+    assert charts.hit_ratios(alike) is None  # three pairs of 100% bars say nothing
+    assert charts.queries_per_request(alike) is None
+    assert charts.charts(alike)["summary"] == []
 
 
 def test_a_windows_deltas_are_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +162,8 @@ def test_json_is_stable_and_versioned() -> None:
         "schema_version", "kind", "title", "generated_at", "source", "target", "database",
         "server_version", "periods", "query_reduction", "top_statements", "families",
         "unparsed", "n_plus_one", "table_hit_ratios", "indexes", "index_health", "autovacuum",
-        "autovacuum_health", "notes",
+        "autovacuum_health", "notes", "verification", "story", "batchable", "changes", "rules",
+        "activity", "space", "settings", "plans", "index_advice", "schema_health",
     ]  # fmt: skip
     # Findings use dbtools.findings' vocabulary, as verify's and lint's do.
     assert list(document["index_health"][0]) == [
@@ -273,6 +321,116 @@ def test_report_ground_truth(migrated_database: Database, pg_server: PgServer) -
     assert report.periods[0].problems == () and report.periods[1].problems == ()
 
 
+# Parents whose keys differ in position or type from the others' (p3: int, p4: id second).
+FK_SCHEMA = """
+CREATE TABLE p1 (id bigint PRIMARY KEY);
+CREATE TABLE p2 (id bigint PRIMARY KEY);
+CREATE TABLE p3 (id int PRIMARY KEY);
+CREATE TABLE p4 (code text, id bigint PRIMARY KEY);
+CREATE TABLE child (a bigint REFERENCES p1, b bigint REFERENCES p2, c int REFERENCES p3,
+                    d bigint REFERENCES p4);
+INSERT INTO p1 SELECT generate_series(1, 10);
+INSERT INTO p2 SELECT generate_series(1, 10);
+INSERT INTO p3 SELECT generate_series(1, 10);
+INSERT INTO p4 SELECT 'x', generate_series(1, 10);
+"""
+# Parents whose key is one bigint in first position, as PostgreSQL 18 identifies an FK check.
+SAME_KEY_PARENTS_SQL = """
+SELECT DISTINCT n.nspname || '.' || c.relname
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = k.confkey[1]
+WHERE k.contype = 'f' AND k.confkey = '{1}' AND a.atttypid = 'bigint'::regtype
+"""
+
+
+def test_a_foreign_key_check_entry_shows_every_table_it_may_cover(
+    migrated_database: Database, pg_server: PgServer
+) -> None:
+    """PostgreSQL 18 names a table in a queryid by the name the statement gives it, and every
+    foreign-key check calls its table ``x``: checks against parents whose keys have the same
+    position and type share one entry, whose text names only the first. The report lists every
+    parent such an entry may stand for; on 15 each parent has its own entry. Never the alias."""
+    db = migrated_database
+    with db.connect() as conn:
+        conn.execute(FK_SCHEMA)
+        conn.execute("INSERT INTO child (a) VALUES (1)")  # the p1 text comes first on 18
+    inserts = {"a": 3, "b": 4, "c": 5, "d": 6}
+    work = [(f"INSERT INTO child ({column}) VALUES (1)", None)
+            for column, count in inserts.items() for _ in range(count)]  # fmt: skip
+    serve(db, "w", work, REQUESTS)
+    report = make_report(db.dsn, window="w", generated_at=datetime.now(timezone.utc))
+
+    checks = {f.fingerprint: f for f in report.families if f.kind == "foreign-key check"}
+    assert all("x" not in f.tables for f in report.families)
+    by_first = {f.sql.split('"')[3]: f for f in checks.values()}  # the parent the text names
+    calls = {name: f.figures["w"].calls for name, f in by_first.items()}  # type: ignore[union-attr]
+    if pg_server.major < 18:
+        assert {name: f.tables for name, f in by_first.items()} == {
+            "p1": ("public.p1",), "p2": ("public.p2",), "p3": ("public.p3",),
+            "p4": ("public.p4",),
+        }  # fmt: skip
+        assert calls == {"p1": 3, "p2": 4, "p3": 5, "p4": 6}
+        assert not any(f.shared_entry for f in checks.values())
+        return
+    same_key = {name for (name,) in db.execute(SAME_KEY_PARENTS_SQL)}
+    assert {"public.p1", "public.p2", "perf_monitoring.snapshots"} <= same_key
+    assert "public.p3" not in same_key and "public.p4" not in same_key
+    assert set(by_first) == {"p1", "p3", "p4"}  # p2's checks are counted under p1's text
+    shared = by_first["p1"]
+    assert shared.shared_entry and set(shared.tables) == same_key
+    assert (by_first["p3"].tables, by_first["p4"].tables) == (("public.p3",), ("public.p4",))
+    # The window holds p1's and p2's checks, and those of the rows the start snapshot stored
+    # (its foreign keys to perf_monitoring.snapshots): one entry, several tables.
+    stored = db.execute(
+        "SELECT (SELECT count(*) FROM perf_monitoring.statement_stats WHERE snapshot_id = s.id)"
+        " + (SELECT count(*) FROM perf_monitoring.table_stats WHERE snapshot_id = s.id)"
+        " + (SELECT count(*) FROM perf_monitoring.index_stats WHERE snapshot_id = s.id)"
+        " + (SELECT count(*) FROM perf_monitoring.database_stats WHERE snapshot_id = s.id)"
+        " FROM perf_monitoring.snapshots s WHERE s.label = 'w:start'"
+    )[0][0]
+    assert calls == {"p1": 3 + 4 + stored, "p3": 5, "p4": 6}
+    markdown = render(report, "md")
+    listed = re.escape("several tables: " + ", ".join(sorted(same_key)))
+    assert re.search(rf"\| foreign-key check\s+\| {listed}\s+\|", markdown)
+
+
+def test_the_work_pg_stat_statements_records_is_shown(migrated_database: Database) -> None:
+    """Planning time (with track_planning on in the session), temp blocks, WAL and I/O timing of
+    the window's statements, equal to what pg_stat_statements recorded for them."""
+    db = migrated_database
+    db.execute("CREATE TABLE big (id bigint, pad text)")
+    start, end = snapshots.window_labels("work")
+    snapshots.snapshot(db.dsn, start)
+    with db.connect() as conn:
+        conn.execute("SET pg_stat_statements.track_planning = on")
+        conn.execute("SET work_mem = '64kB'")
+        conn.execute("INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g")
+        conn.execute("SELECT id FROM big ORDER BY pad DESC, id OFFSET 19999")
+    snapshots.snapshot(db.dsn, end, requests=1)
+    recorded = db.execute(
+        "SELECT sum(plans), sum(total_plan_time), sum(temp_blks_read), sum(temp_blks_written),"
+        " sum(wal_records)::bigint, sum(wal_bytes)::bigint FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND (query LIKE 'INSERT INTO big%' OR query LIKE 'SELECT id FROM big%')"
+    )[0]
+    report = make_report(db.dsn, window="work", generated_at=datetime.now(timezone.utc))
+    work = report.periods[0].work
+    assert work.plans == recorded[0] and work.plans >= 2
+    assert work.plan_time_ms == pytest.approx(recorded[1])
+    assert (work.temp_blks_read, work.temp_blks_written) == (recorded[2], recorded[3])
+    assert work.temp_blks_written > 0
+    assert (work.wal_records, work.wal_bytes) == (recorded[4], recorded[5])
+    assert work.wal_bytes > 0
+    (summary,) = [section for section in sections(report) if section.id == "summary"]
+    rows = {row[0]: row[1] for row in summary.rows}
+    assert rows["planning time"].endswith(f"({work.plans:,} plans)")
+    assert (
+        rows["temp blocks"] == f"{work.temp_blks_read:,} read, {work.temp_blks_written:,} written"
+    )
+    assert rows["WAL"].startswith(f"{work.wal_records:,} records")
+
+
 def _family(report: Report, table: str, marker: str) -> str:
     found = [
         f.fingerprint
@@ -301,7 +459,9 @@ def test_password_literal_never_reaches_a_report(
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA perf_monitoring TO {role}")
         db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")  # stats.collect reads it
         stored = db.execute(
-            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s", (f"%{SECRET}%",)
+            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s AND dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            (f"%{SECRET}%",),
         )
         assert stored[0][0] >= 2  # the server kept the literal: there is something to scrub
         dsn = pg_server.sandbox.tcp_dsn(db.name, role, SECRET)

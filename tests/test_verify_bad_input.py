@@ -16,7 +16,7 @@ from dbtools.errors import ConfigError
 from dbtools.sandbox import Sandbox
 from dbtools.verify.thresholds import load_thresholds
 from tests.conftest import Database, PgServer
-from tests.helpers import assert_usage_error, run_cli, run_dbtools
+from tests.helpers import assert_usage_error, readme_monitor_grants, run_cli, run_dbtools
 from tests.snapshot_helpers import record_metrics, run_requests, snapshot_count, window
 
 PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
@@ -121,14 +121,14 @@ def test_database_not_at_head(database: Database, migrated_database: Database) -
         ("[verify]\nmax_p95_ms = 'fast'\n", "max_p95_ms must be a number"),
         ("[verify]\nmin_cache_hit_ratio = 40\n", "is a fraction between 0 and 1"),
         ("[verify]\nrollback_p95_ms = 400\n", "critical_p95_ms (500.0) must not exceed"),
-        ("[other]\nx = 1\n", "unknown table [other] (known: verify)"),
+        ("[other]\nx = 1\n", "unknown table [other] (known: verify, report)"),
         (
             "[tool.dbtools.verfy]\nmin_query_reduction = 0.9\n",
-            "unknown table [tool.dbtools.verfy] (known: verify); did you mean [tool.dbtools.verify]?",
+            "unknown table [tool.dbtools.verfy] (known: verify, report); did you mean [tool.dbtools.verify]?",
         ),
         (
             "[verify]\nmax_p95_ms = 250\n[verfy]\nmax_p95_ms = 200\n",
-            "unknown table [verfy] (known: verify); did you mean [verify]?",
+            "unknown table [verfy] (known: verify, report); did you mean [verify]?",
         ),
         ("[tool.dbtools]\nverify = 3\n", "[tool.dbtools.verify] must be a table"),
         ("x = 1\n", "no [verify] (or [tool.dbtools.verify]) table"),
@@ -151,7 +151,7 @@ def test_a_misspelt_table_in_pyproject_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_thresholds(project_dir=tmp_path)
     assert str(error.value) == (
-        f"{tmp_path / 'pyproject.toml'}: unknown table [tool.dbtools.verfy] (known: verify); "
+        f"{tmp_path / 'pyproject.toml'}: unknown table [tool.dbtools.verfy] (known: verify, report); "
         "did you mean [tool.dbtools.verify]?"
     )
     (tmp_path / "pyproject.toml").write_text("[tool.dbtools.verify]\nmax_p95_ms = 250\n")
@@ -174,25 +174,11 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert_usage_error(result, "absent.toml")
 
 
-# The monitoring role of the README: pg_monitor plus exactly these grants.
-MONITOR_GRANTS = """
-GRANT pg_monitor TO {role};
-GRANT USAGE ON SCHEMA perf_monitoring TO {role};
-GRANT SELECT, INSERT, DELETE ON perf_monitoring.snapshots, perf_monitoring.statement_stats,
-    perf_monitoring.table_stats, perf_monitoring.index_stats, perf_monitoring.database_stats
-    TO {role};
-GRANT SELECT, INSERT ON perf_monitoring.statement_texts TO {role};
-GRANT SELECT ON perf_monitoring.request_metrics, perf_monitoring.app_metrics,
-    perf_monitoring.setting_changes TO {role};
-GRANT SELECT ON public.alembic_version TO {role};
-"""
-
-
 def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
     db = migrated_database
     role = f"{db.name}_monitor"
     db.execute(f"CREATE ROLE {role} LOGIN")
-    db.execute(MONITOR_GRANTS.format(role=role))
+    db.execute(readme_monitor_grants(role))  # exactly the README's
     try:
         dsn = conninfo.make_conninfo(db.dsn, user=role)
         with psycopg.connect(dsn) as conn:
@@ -216,6 +202,11 @@ def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
             "SELECT count(*) FROM perf_monitoring.statement_texts "
             "WHERE query LIKE 'SELECT id, search_key, traveler_id, max_price FROM trip_requests%'"
         ) == [(1,)]
+        # The report on the two windows opens with the same verdict, under the same grants.
+        report = run_dbtools("report", "--dsn", dsn, "--baseline", "before", "--candidate",
+                             "after", "--output", "-")  # fmt: skip
+        assert report.returncode == 0, report.stderr
+        assert "## Verdict: PASS (exit code 0)" in report.stdout
     finally:
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")

@@ -349,6 +349,85 @@ def test_failed_statements_are_counted_as_errors_not_raised(seeded_database: Dat
     assert (errors, requests) == (30, 30)
 
 
+# A known fraction of requests fails for real: every Nth upsert statement (one per request on
+# the per-request path, every request a miss without duplication) raises in a trigger.
+EVERY_NTH_UPSERT_FAILS = """
+CREATE SEQUENCE upserts;
+CREATE FUNCTION fail_every_nth() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('upserts') % {every} = 0 THEN
+        RAISE EXCEPTION 'injected failure of upsert %', currval('upserts');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER fail_every_nth AFTER INSERT ON flight_offers
+    FOR EACH STATEMENT EXECUTE FUNCTION fail_every_nth();
+"""
+
+
+@pytest.mark.parametrize(
+    ("every", "errors", "exit_code"), [(10, 10, 1), (50, 2, 1), (100, 1, 0), (1000, 0, 0)]
+)
+def test_failed_requests_are_printed_and_more_than_one_percent_fails_the_run(
+    seeded_database: Database, every: int, errors: int, exit_code: int
+) -> None:
+    seeded_database.execute(EVERY_NTH_UPSERT_FAILS.format(every=every))
+    result = run_cli(
+        "workload", "run", "--dsn", seeded_database.dsn, "--path", "per-request",
+        "--requests", "100", "--concurrency", "10", "--duplication", "none", "--seed", "4",
+    )  # fmt: skip
+    assert result.exit_code == exit_code, result.output
+    lines = result.stdout.splitlines()
+    assert f"errors: {errors} of 100 requests ({errors}.0%)" in lines
+    if errors:
+        assert any("injected failure of upsert" in line for line in lines)
+    assert (" failed, more than 1%: exit code 1" in result.stdout) is (exit_code == 1)
+    (stored,) = seeded_database.execute(
+        "SELECT sum(errors), sum(requests) FROM perf_monitoring.request_metrics"
+    )
+    assert stored == (errors, 100)
+
+
+# What the flight search needs of the application's role, as the error message prints it.
+APPLICATION_GRANTS = (
+    "GRANT SELECT ON public.trip_requests, public.flight_search_cache, public.flight_offers TO {r}",
+    "GRANT INSERT ON public.flight_search_cache TO {r}",
+    "GRANT INSERT, UPDATE ON public.flight_offers TO {r}",
+    "GRANT USAGE ON SCHEMA perf_monitoring TO {r}",
+    "GRANT INSERT ON perf_monitoring.request_metrics TO {r}",
+)
+
+
+def test_a_role_without_grants_gets_one_error_naming_the_table_and_the_role(
+    seeded_database: Database,
+) -> None:
+    db = seeded_database
+    role = f"{db.name}_app"
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    dsn = psycopg.conninfo.make_conninfo(db.dsn, user=role)
+    run = ("workload", "run", "--dsn", dsn, "--path", "per-request", "--requests", "20",
+           "--concurrency", "5", "--duplication", "none")  # fmt: skip
+    try:
+        line = assert_usage_error(run_cli(*run), f"role {role} may not run the flight search")
+        assert "permission denied for table trip_requests" in line
+        assert "; ".join(g.format(r=role) for g in APPLICATION_GRANTS) in line
+        # The requests ran, the metrics could not be written: the same clear error.
+        db.execute("; ".join(g.format(r=role) for g in APPLICATION_GRANTS[:3]))
+        line = assert_usage_error(run_cli(*run), f"role {role} may not run the flight search")
+        assert "permission denied for schema perf_monitoring" in line
+        db.execute(APPLICATION_GRANTS[3].format(r=role))
+        line = assert_usage_error(run_cli(*run), f"role {role} may not run the flight search")
+        assert "permission denied for table request_metrics" in line
+        assert db.execute("SELECT count(*) FROM perf_monitoring.request_metrics") == [(0,)]
+        db.execute(APPLICATION_GRANTS[4].format(r=role))
+        result = run_cli(*run)
+        assert result.exit_code == 0, result.output
+        assert "errors: 0 of 20 requests (0.0%)" in result.stdout.splitlines()
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
 def test_an_unmigrated_database_is_refused(database: Database) -> None:
     with pytest.raises(PrerequisiteMissing, match="alembic upgrade head"):
         seed_database(database.dsn, Dataset(trip_requests=10, travelers=2, searches=5))

@@ -76,8 +76,7 @@ def demo(
     Exit codes: verify's (0 pass, 1 fail, 3 rollback); 2 usage or connection error; 130
     interrupted.
     """
-    from dbtools.demo import DemoConfig, run_demo
-    from dbtools.verify.render import render_table
+    from dbtools.demo import DemoConfig, run_demo, summary_text
 
     config = DemoConfig(
         requests=requests, concurrency=concurrency, duplication=duplication,
@@ -93,21 +92,8 @@ def demo(
             on_step=lambda step: click.echo(f"- {step}", err=True),
             progress=_progress_bar,
         )
-    baseline, candidate = result.baseline, result.candidate
     click.echo("")
-    click.echo(f"PostgreSQL {result.server_version} at {result.target}")
-    click.echo("")
-    click.echo(render_table(result.verification))
-    click.echo("")
-    click.echo(
-        f"as the application counted: per request {baseline.statements_sent} statements for "
-        f"{baseline.requests} requests; batched {candidate.statements_sent} statements in "
-        f"{candidate.batches} batches of up to {candidate.batch_size_max} requests; p95 "
-        f"{baseline.latency_ms(0.95) or 0:.1f} ms -> {candidate.latency_ms(0.95) or 0:.1f} ms"
-    )
-    for path in (*result.report_paths, result.plan_path):
-        click.echo(f"written: {path}")
-    click.echo(f"done in {result.elapsed_s:.0f} s")
+    click.echo(summary_text(result))
     click.get_current_context().exit(result.verification.exit_code)
 
 

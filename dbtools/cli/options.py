@@ -47,7 +47,8 @@ def config_option(func: F) -> F:
         "config_file",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="TOML file with a [verify] table of thresholds.",
+        help="TOML file with a [verify] table of thresholds (report: and/or a [report] table "
+        "of its lookup rules).",
     )(func)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -13,6 +14,8 @@ from dbtools.output import Destination
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
 REPORT_FORMATS = ("md", "html", "json")
+# The sections read from the database, likewise (dbtools.report.inspection.SECTIONS).
+INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
 
 
 @click.command("report")
@@ -49,6 +52,14 @@ REPORT_FORMATS = ("md", "html", "json")
     show_default=True,
     help="How many statements to rank.",
 )
+@click.option(
+    "--skip",
+    type=click.Choice(INSPECTION_SECTIONS),
+    multiple=True,
+    help="Leave out a section read from the database (repeatable): activity (--live only), "
+    "space, settings, plans, advice (index advice), schema (schema health).",
+)
+@config_option
 def report_command(
     dsn: str | None,
     window: str | None,
@@ -58,17 +69,35 @@ def report_command(
     output_format: str,
     destination: Destination,
     top: int,
+    skip: tuple[str, ...],
+    config_file: Path | None,
 ) -> None:  # fmt: skip
-    """Write the DBA's report: top statements, query families, N+1 suspects, health.
+    """Write the DBA's report: the rollout's story, statements, lookups, health.
 
     For one window (--window), a baseline and a candidate side by side (--baseline, --candidate:
-    each statement's change), or the live statistics (--live). Sections: the statements that
-    cost most (total and mean time, calls, rows per call, shared-buffer hit ratio, share of
-    time); query families (sqlglot fingerprints) and statements that cannot be parsed (verbatim);
-    N+1 suspects (point lookups sent per request that one `= ANY($1)` could serve); buffer cache,
-    index and per-table hit ratios (from window deltas); index health (invalid, unused,
-    duplicate, overlapping, foreign keys without an index, large tables read by sequential
-    scans); autovacuum health (dead tuples, last vacuum/analyze, settings, transaction-ID age).
+    each statement's change), or the live statistics (--live). Two windows open with verify's
+    verdict on them (its thresholds: [tool.dbtools.verify] or --config), the guide's headline
+    figures against their thresholds, and what replaced what (each family that fell paired with
+    the one that rose on the same tables and columns). Sections: the statements that cost most
+    (total and mean time, calls, rows per call, shared-buffer hit ratio, share of time);
+    batchable lookups (point or small-set lookups at a high rate, whatever their calls per
+    request, with what one `= ANY($1)` per batch would save) and N+1 suspects (point lookups
+    each request sends); query families (sqlglot fingerprints) and statements that cannot be
+    parsed (verbatim); where each statement's time goes (planning, I/O, temporary blocks, WAL);
+    buffer cache, index and per-table hit ratios (from window deltas); index health (invalid,
+    unused, rarely used, duplicate, overlapping, foreign keys without an index, large tables
+    read by sequential scans); autovacuum health (dead tuples, last vacuum/analyze, settings,
+    transaction-ID age). The lookup rules' lines are [tool.dbtools.report] settings (or a
+    [report] table in --config).
+
+    Read from the database when the report is made (leave any out with --skip): activity
+    (--live only: long-running statements, idle in transaction, blocked sessions and their
+    chains, connections against max_connections); space (table and index sizes, bloat,
+    sequences near their end); settings (values, sources, notes); plans of the costliest
+    statements (EXPLAIN (GENERIC_PLAN) on PostgreSQL 16+, never executed); index advice
+    (hypothetical indexes with hypopg where it is created); schema health (no primary key,
+    NOT VALID constraints, foreign-key type mismatches, btree on boolean or array columns,
+    mostly-NULL index columns).
 
     Literals are scrubbed from every query text; passwords never appear. The file is written
     atomically to --output, or to --output-dir (default reports/) as
@@ -82,11 +111,17 @@ def report_command(
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
-    from dbtools.report import ReportOptions, make_report, render, report_stem
+    from dbtools.report import make_report, render, report_stem
+    from dbtools.report.inspection import InspectionOptions
+    from dbtools.report.options import load_report_options
 
+    options = dataclasses.replace(
+        load_report_options(config_file, top_statements=top),
+        inspection=InspectionOptions().without(skip),
+    )
     report = make_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
-        options=ReportOptions(top_statements=top),
+        options=options,
     )  # fmt: skip
     text = render(report, output_format)
     emit(text, destination, report_stem(report), output_format, report.generated_at)

@@ -11,7 +11,8 @@ from tabulate import tabulate
 
 from dbtools.cli.options import dsn_option, format_option
 from dbtools.db.connection import resolve_dsn
-from dbtools.output import dump_json
+from dbtools.errors import EXIT_OK, EXIT_PROBLEMS
+from dbtools.output import dump_json, percent
 from dbtools.workload import (
     DataPath,
     Dataset,
@@ -20,7 +21,7 @@ from dbtools.workload import (
     run_workload,
     seed_database,
 )
-from dbtools.workload.runner import PLAN_CACHE_MODES
+from dbtools.workload.runner import MAX_ERROR_RATE, PLAN_CACHE_MODES
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULTS = Dataset()
@@ -202,8 +203,12 @@ def run(
     Requests arrive in waves of --concurrency; each asks the in-process search cache first. The
     request metrics go to perf_monitoring.request_metrics (one statement at the end). Connects as
     application_name 'flight-search': these are the application's statements, the ones dbtools
-    measures. Exit code 0 when it ran (failed requests are counted, not fatal), 2 on bad input or
-    a database that is not migrated, seeded and reachable.
+    measures. Failed requests are counted and printed ("errors: N of M requests") with the first
+    one's error.
+
+    Exit code 0 when at most 1% of the requests failed, 1 when more did, 2 on bad input or a
+    database that is not migrated, seeded, reachable and granted to the role (the error names the
+    table, the role and the grants the flight search needs).
     """
     dataset = _dataset(options)
     names = {f.name for f in fields(WorkloadConfig)}
@@ -216,11 +221,21 @@ def run(
         record_metrics=not no_metrics,
         **{key: value for key, value in options.items() if key in names},
     )
-    summary = run_workload(resolve_dsn(dsn), config).summary()
+    result = run_workload(resolve_dsn(dsn), config)
+    summary = result.summary()
     if output_format == "json":
         click.echo(dump_json("workload-run", summary), nl=False)
-        return
-    click.echo(tabulate([(key, _show(value)) for key, value in summary.items()], tablefmt="simple"))
+    else:
+        rows = [(key, _show(value)) for key, value in summary.items() if key != "first_error"]
+        click.echo(tabulate(rows, tablefmt="simple"))
+        click.echo(f"errors: {result.errors} of {result.requests} requests "
+                   f"({percent(result.error_rate or 0.0)})")  # fmt: skip
+        if result.first_error is not None:
+            click.echo(f"first error: {result.first_error}")
+        if result.failed:
+            click.echo(f"{result.errors} of {result.requests} requests failed, more than "
+                       f"{percent(MAX_ERROR_RATE, 0)}: exit code {EXIT_PROBLEMS}")  # fmt: skip
+    click.get_current_context().exit(EXIT_PROBLEMS if result.failed else EXIT_OK)
 
 
 def _show(value: Any) -> str:

@@ -46,7 +46,12 @@ def split_qualified(name: str) -> tuple[str, str]:
 
 
 ALEMBIC_VERSION_TABLE = "public.alembic_version"
-ALEMBIC_TABLE_SQL = f"SELECT {SQL_MARKER} to_regclass('{ALEMBIC_VERSION_TABLE}') IS NOT NULL"
+# Whether it exists, asked of the catalog: to_regclass() needs USAGE on the schema and raises
+# without it (a hardened public schema), which is for reading the table to report.
+ALEMBIC_TABLE_EXISTS = """EXISTS (SELECT FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname = 'alembic_version')"""
+ALEMBIC_TABLE_SQL = f"SELECT {SQL_MARKER} {ALEMBIC_TABLE_EXISTS}"
 ALEMBIC_REVISION_SQL = f"""
 SELECT {SQL_MARKER} string_agg(version_num, ',' ORDER BY version_num) AS revision
 FROM {ALEMBIC_VERSION_TABLE}

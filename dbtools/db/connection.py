@@ -197,7 +197,7 @@ def connect(
             connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
         )
     except psycopg.OperationalError as err:
-        raise ConnectionFailed(f"cannot connect to {describe(dsn)}: {_reason(err)}") from err
+        raise ConnectionFailed(f"cannot connect to {describe(dsn)}: {error_reason(err)}") from err
     conn.read_only = read_only
     return conn
 
@@ -223,13 +223,13 @@ def translated_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as err:
-        raise PrerequisiteMissing(f"{what}: {_reason(err)}") from err
+        raise PrerequisiteMissing(f"{what}: {error_reason(err)}") from err
     except psycopg.errors.QueryCanceled as err:
-        raise DbtoolsError(f"{what}: cancelled ({_reason(err)})") from err
+        raise DbtoolsError(f"{what}: cancelled ({error_reason(err)})") from err
     except psycopg.OperationalError as err:
-        raise ConnectionFailed(f"{what}: {_reason(err)}") from err
+        raise ConnectionFailed(f"{what}: {error_reason(err)}") from err
     except psycopg.Error as err:
-        raise DbtoolsError(f"{what}: {_reason(err)}") from err
+        raise DbtoolsError(f"{what}: {error_reason(err)}") from err
 
 
 def split_password(dsn: str) -> tuple[str, dict[str, str]]:
@@ -243,8 +243,8 @@ def split_password(dsn: str) -> tuple[str, dict[str, str]]:
     return conninfo.make_conninfo("", **params), env
 
 
-def _reason(err: psycopg.Error) -> str:
-    """The useful part of a libpq error: the last line that says what went wrong."""
+def error_reason(err: psycopg.Error) -> str:
+    """The useful part of a server or libpq error, on one line, without a password."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     text = lines[0] if lines else type(err).__name__
     # libpq says 'connection to server at "h" (1.2.3.4), port 5 failed: FATAL:  …'; the target

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from dbtools.db.catalog import ALEMBIC_VERSION_TABLE
+from dbtools.db.catalog import ALEMBIC_TABLE_EXISTS
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import PrerequisiteMissing
 
@@ -27,7 +27,7 @@ SELECT {SQL_MARKER} current_setting('server_version_num')::int AS version_num,
        (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
         WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,
-       to_regclass('{ALEMBIC_VERSION_TABLE}') IS NOT NULL AS has_alembic_version,
+       {ALEMBIC_TABLE_EXISTS} AS has_alembic_version,
        has_table_privilege('pg_catalog.pg_db_role_setting', 'SELECT') AS reads_role_settings
 """
 

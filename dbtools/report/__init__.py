@@ -1,8 +1,11 @@
 """``dbtools report``: what a DBA reads after a rollout (Markdown, self-contained HTML, JSON).
 
-The costliest statements, query families and N+1 suspects, hit ratios, index and autovacuum
-health, for one window (``W`` or ``A..B``), two (baseline and candidate: before/after columns),
-or the live statistics. ``generate_report`` is the one call: it reads (read-only, autocommit,
+The costliest statements, query families, batchable lookups and N+1 suspects, hit ratios, index
+and autovacuum health, for one window (``W`` or ``A..B``), two (baseline and candidate:
+before/after columns, opening with verify's verdict and what replaced what), or the live
+statistics; and, read from the database when the report is made (``report.inspection``):
+activity (live only), space, settings, plans, index advice and schema health.
+``generate_report`` is the one call: it reads (read-only, autocommit,
 a fixed number of statements), builds, renders and writes ``reports/report-…-<UTC time>.<ext>``
 atomically. The parts are usable alone: ``load_input`` (database), ``build_report`` (pure),
 ``render`` (pure), ``write_report``.
@@ -25,6 +28,7 @@ from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.report import health
 from dbtools.report.html import render_html
+from dbtools.report.inspection import InspectionOptions, inspect
 from dbtools.report.jsonformat import render_json
 from dbtools.report.markdown import render_markdown
 from dbtools.report.model import (
@@ -40,6 +44,9 @@ from dbtools.report.model import build_report as build_report
 from dbtools.schema.manifest import manifest_at
 from dbtools.stats import collect as stats
 from dbtools.stats.snapshots import load_windows, parse_window
+from dbtools.verify import evaluate
+from dbtools.verify.live import read_live_state
+from dbtools.verify.thresholds import Thresholds
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "md": render_markdown,
@@ -98,16 +105,23 @@ def load_input(
     windows: Sequence[tuple[str | None, str]] = (),
     *,
     target: str = "",
+    inspection: InspectionOptions | None = None,
+    large_table_rows: int = health.HealthSettings().large_table_rows,
+    thresholds: Thresholds | None = None,
 ) -> ReportInput:
     """Read a report's input on *conn*: the stored *windows* ((name, ``W`` or ``A..B``) pairs;
     none: the live statistics), the catalog facts health needs, and the manifest of the revision
-    the latest snapshot was taken at (what its tables' settings are judged against).
+    the latest snapshot was taken at (what its tables' settings are judged against). With
+    *inspection*, also what ``inspection.inspect`` reads (activity only for the live statistics).
+    For two windows, also verify's answer on them (``verify.evaluate`` with *thresholds*, on the
+    live state of the migrations' objects, as ``dbtools verify`` reads it).
 
     Raises ``UsageError`` for malformed or unknown labels, ``PrerequisiteMissing`` without
     pg_stat_statements (live) or the monitoring tables (windows), ``ConfigError`` for a revision
     the migrations do not know.
     """
     refs = [parse_window(reference) for _, reference in windows]
+    verification = None
     with translated_errors("reading statistics"):
         if refs:
             loaded = load_windows(conn, refs)
@@ -115,13 +129,32 @@ def load_input(
                 period_from_window(w, name) for w, (name, _) in zip(loaded, windows, strict=True)
             )
             state = loaded[-1].end
+            if len(loaded) == 2:
+                live = read_live_state(conn)
+                verification = evaluate(
+                    loaded[0], loaded[1], live, thresholds=thresholds or Thresholds()
+                )
         else:
             state = stats.collect(conn)
             periods = (period_from_snapshot(state),)
         catalog = health.read_catalog(conn)
+        found = (
+            inspect(
+                conn,
+                state,
+                periods[-1].statements,
+                inspection,
+                live=not refs,
+                large_table_rows=large_table_rows,
+            )
+            if inspection is not None
+            else None
+        )
     source: Source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
     manifest = manifest_at(state.header.alembic_revision)
-    return ReportInput(source, periods, state, catalog, target, manifest)
+    return ReportInput(
+        source, periods, state, catalog, target, manifest, found, verification=verification
+    )
 
 
 def make_report(
@@ -140,8 +173,16 @@ def make_report(
     arguments, unknown labels), ``ConnectionFailed``, ``PrerequisiteMissing``: all exit code 2.
     """
     windows = _windows(window, baseline, candidate, live)
+    options = options or ReportOptions()
     with session(dsn, autocommit=True) as conn:
-        data = load_input(conn, windows, target=str(describe(dsn)))
+        data = load_input(
+            conn,
+            windows,
+            target=str(describe(dsn)),
+            inspection=options.inspection,
+            large_table_rows=options.health.large_table_rows,
+            thresholds=options.thresholds,
+        )
     return build_report(data, options, generated_at=generated_at or datetime.now(timezone.utc))
 
 

@@ -1,7 +1,9 @@
 """Charts for the HTML report, drawn with matplotlib and inlined as SVG (no network, no files).
 
 Matplotlib's ``Figure`` is used directly (no pyplot state, no GUI backend); text is drawn as
-paths, so the SVG needs no font on the viewing machine.
+paths, so the SVG needs no font on the viewing machine. A chart is drawn only where its values
+differ: bars of one height (three 100% hit ratios, one period's single bar) say nothing a table
+does not.
 """
 
 from __future__ import annotations
@@ -34,14 +36,19 @@ def _figure(width: float, height: float) -> tuple[Figure, Any]:
     return figure, figure.subplots()
 
 
+def _differ(values: Sequence[float | None]) -> bool:
+    """Whether *values* hold at least two different figures (what makes a chart say something)."""
+    return len({value for value in values if value is not None}) > 1
+
+
 def _colours(count: int) -> Sequence[str]:
     return COLOURS[-count:] if count <= len(COLOURS) else [COLOURS[-1]] * count
 
 
 def queries_per_request(report: Report) -> str | None:
-    """One bar per period: queries per request (None when no period has a request count)."""
+    """One bar per period: queries per request (None unless the periods' figures differ)."""
     values = [p.queries_per_request for p in report.periods]
-    if all(value is None for value in values):
+    if not _differ(values):
         return None
     figure, axes = _figure(5, 2.8)
     names = [p.name for p in report.periods]
@@ -59,9 +66,9 @@ def queries_per_request(report: Report) -> str | None:
 def top_statements(report: Report) -> str | None:
     """Horizontal bars: execution time of the costliest statements, per period."""
     lines = report.top_statements[:TOP_STATEMENTS]
-    if not lines:
-        return None
     names = report.period_names
+    if not _differ([_time(line.figures[name]) for line in lines for name in names]):
+        return None
     figure, axes = _figure(7, 0.45 * len(lines) * max(len(names), 1) + 1.2)
     height = 0.8 / len(names)
     for i, (name, colour) in enumerate(zip(names, _colours(len(names)), strict=True)):
@@ -80,13 +87,16 @@ def top_statements(report: Report) -> str | None:
     return _svg(figure)
 
 
-def hit_ratios(report: Report) -> str:
-    """Grouped bars: buffer cache, index and table hit ratios per period (0-100%)."""
+def hit_ratios(report: Report) -> str | None:
+    """Grouped bars: buffer cache, index and table hit ratios per period (0-100%); None unless
+    they differ."""
     measures = (
         ("buffer cache", "buffer_cache_hit_ratio"),
         ("index", "index_hit_ratio"),
         ("table", "table_hit_ratio"),
     )
+    if not _differ([getattr(p, attribute) for p in report.periods for _, attribute in measures]):
+        return None
     names = report.period_names
     figure, axes = _figure(6, 3)
     width = 0.8 / len(names)
@@ -123,12 +133,9 @@ def _label(query: str, width: int = 40) -> str:
 
 def charts(report: Report) -> dict[str, list[str]]:
     """The charts of each section, by section id."""
-    found: dict[str, list[str]] = {"summary": [], "statements": []}
-    qpr = queries_per_request(report)
-    if qpr is not None:
-        found["summary"].append(qpr)
-    found["summary"].append(hit_ratios(report))
-    top = top_statements(report)
-    if top is not None:
-        found["statements"].append(top)
-    return found
+    drawn = {
+        "summary": (queries_per_request(report), hit_ratios(report)),
+        "statements": (top_statements(report),),
+    }
+    return {section: [chart for chart in found if chart is not None]
+            for section, found in drawn.items()}  # fmt: skip

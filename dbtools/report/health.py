@@ -37,7 +37,10 @@ WRAPAROUND_LIMIT = 2**31  # transaction IDs before wraparound
 
 @dataclass(frozen=True)
 class ForeignKey:
-    """A foreign key: the referencing table's columns (quoted as ``pg_get_indexdef`` quotes)."""
+    """A foreign key: the referencing table's columns (quoted as ``pg_get_indexdef`` quotes),
+    and the referenced table (as ``regclass`` prints it, and as ``schema.name``) with its key's
+    shape: each column's position and type, and the referencing column's type (what tells one
+    foreign-key check from another in pg_stat_statements 18)."""
 
     relid: int
     schemaname: str
@@ -45,6 +48,8 @@ class ForeignKey:
     constraint_name: str
     columns: list[str]
     referenced_table: str
+    referenced_name: str = ""
+    referenced_key: str = ""
 
     @property
     def table(self) -> str:
@@ -78,10 +83,19 @@ SELECT {SQL_MARKER} k.conrelid::bigint AS relid, n.nspname::text AS schemaname,
              FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, position)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
              ORDER BY u.position) AS columns,
-       k.confrelid::regclass::text AS referenced_table
+       k.confrelid::regclass::text AS referenced_table,
+       pn.nspname::text || '.' || p.relname::text AS referenced_name,
+       (SELECT string_agg(format('%s:%s=%s', u.pk, format_type(pa.atttypid, NULL),
+                                 format_type(fa.atttypid, NULL)), ',' ORDER BY u.position)
+        FROM unnest(k.confkey, k.conkey) WITH ORDINALITY AS u(pk, fk, position)
+        JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = u.pk
+        JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k.conrelid AND fa.attnum = u.fk)
+           AS referenced_key
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 WHERE k.contype = 'f'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
 ORDER BY n.nspname, c.relname, k.conname
@@ -116,6 +130,9 @@ class HealthSettings:
 
     large_table_rows: int = 10_000  # a table this big should not be read by sequential scans
     seq_scan_share: float = 0.5  # ...for more than this share of its scans
+    min_seq_scans: int = 50  # ...counted once it was scanned sequentially this often
+    min_seq_rows_read: int = 500_000  # ...and read this many rows so (an index build is one scan)
+    rare_index_scans: int = 50  # an index scanned fewer times than this (but not never) is rare
     min_dead_tuples: int = 1_000  # fewer dead tuples than this are never worth a finding
     min_rows_to_analyze: int = 1_000  # a table never analyzed matters from this size
     xid_age_critical: int = 1_500_000_000  # wraparound at 2^31: this is ~70% of the way
@@ -205,15 +222,24 @@ def _backs_foreign_key(index: IndexRow, data: HealthInput) -> bool:
     )
 
 
+def _droppable(index: IndexRow, data: HealthInput) -> bool:
+    """Whether *index* only serves reads: valid, and neither unique, primary, constraint- nor
+    FK-backing (those enforce something, or keep deletes on the referenced table from
+    scanning)."""
+    return (
+        index.is_valid
+        and not (index.is_unique or index.is_primary or index.backs_constraint)
+        and not _backs_foreign_key(index, data)
+    )
+
+
 @rule("unused_index")
 def unused_indexes(data: HealthInput) -> list[Finding]:
     """Valid indexes never scanned, except unique, primary-key and constraint- or FK-backing ones
     (they enforce something, or keep deletes on the referenced table from scanning)."""
     findings = []
     for row in data.indexes:
-        if row.idx_scan or not row.is_valid or row.is_unique or row.is_primary:
-            continue
-        if row.backs_constraint or _backs_foreign_key(row, data):
+        if row.idx_scan or not _droppable(row, data):
             continue
         size = f", {byte_size(row.index_bytes)}" if row.index_bytes is not None else ""
         findings.append(
@@ -224,6 +250,33 @@ def unused_indexes(data: HealthInput) -> list[Finding]:
                 f"never scanned since statistics were reset (on {table_name(row)}{size}); "
                 "every write still maintains it",
                 fix=f"check replicas and rare jobs first, then {_drop(row)}",
+            )
+        )
+    return findings
+
+
+@rule("rarely_used_index")
+def rarely_used_indexes(data: HealthInput) -> list[Finding]:
+    """Valid indexes scanned, but fewer than ``rare_index_scans`` times since the statistics
+    were reset (the same exceptions as ``unused_index``): every write maintains them for a
+    handful of reads."""
+    limit = data.settings.rare_index_scans
+    findings = []
+    for row in data.indexes:
+        if not 0 < row.idx_scan < limit or not _droppable(row, data):
+            continue
+        size = f", {byte_size(row.index_bytes)}" if row.index_bytes is not None else ""
+        findings.append(
+            Finding(
+                "rarely_used_index",
+                "info",
+                index_name(row),
+                f"scanned {row.idx_scan} times since statistics were reset (on "
+                f"{table_name(row)}{size}); every write still maintains it",
+                row.idx_scan,
+                limit,
+                fix=f"find the statements that use it (plans), then if they can do without: "
+                f"{_drop(row)}",
             )
         )
     return findings
@@ -323,13 +376,16 @@ def unindexed_foreign_keys(data: HealthInput) -> list[Finding]:
 
 @rule("sequential_scans")
 def sequential_scan_tables(data: HealthInput) -> list[Finding]:
-    """Large tables read mostly by sequential scans (a missing or unusable index)."""
+    """Large tables read mostly by sequential scans (a missing or unusable index), once they
+    were scanned so at least ``min_seq_scans`` times over ``min_seq_rows_read`` rows."""
     limits = data.settings
     findings = []
     for row in data.tables:
         scans = row.seq_scan + row.idx_scan
         if row.n_live_tup < limits.large_table_rows or not scans:
             continue
+        if row.seq_scan < limits.min_seq_scans or row.seq_tup_read < limits.min_seq_rows_read:
+            continue  # a few scans (an index build, a one-off job) say nothing
         share = row.seq_scan / scans
         if share < limits.seq_scan_share:
             continue
@@ -352,6 +408,7 @@ def sequential_scan_tables(data: HealthInput) -> list[Finding]:
 INDEX_RULES: tuple[Rule[HealthInput], ...] = (
     invalid_indexes,
     unused_indexes,
+    rarely_used_indexes,
     duplicate_indexes,
     overlapping_indexes,
     unindexed_foreign_keys,

@@ -27,6 +27,8 @@ def render_section(section: Section) -> str:
         parts += [table, ""]
     else:
         parts += [f"_{section.empty}_", ""]
+    if section.bullets:
+        parts += [*(f"- {markdown_cell(bullet)}" for bullet in section.bullets), ""]
     for block in section.code:
         fence = _fence(block.text)
         parts += [f"**{markdown_cell(block.label)}**", "", f"{fence}sql", block.text, fence, ""]

@@ -2,8 +2,15 @@
 
 A *period* is one column of the report: a window's deltas (``dbtools.stats.measures``), or the live
 totals since the statistics were last reset. One period, or two (baseline and candidate: the
-report then shows the change). Health (index and autovacuum) is judged on the latest snapshot,
+report then shows the change, opens with verify's verdict on the two windows, and tells what
+replaced what: ``report.story``). Health (index and autovacuum) is judged on the latest snapshot,
 with cumulative counters, plus the catalog facts ``health.read_catalog`` reads.
+
+On PostgreSQL 18, pg_stat_statements names a table in a query id by the name the statement
+gives it, and every foreign-key check calls its parent ``x``: checks against parents whose keys
+have the same position and types share one entry, whose text names the first parent seen. Such
+an entry lists every parent it may stand for (``shared_entry``), never only the one its text
+names (docs/postgresql.md).
 
 Every query text in a ``Report`` has been through ``sqltext.scrub.scrub_query``: renderers may show
 any text in it. Nothing here reads a clock or a database: the same input gives the same report.
@@ -11,17 +18,42 @@ any text in it. Nothing here reads a clock or a database: the same input gives t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from dbtools.db.server import version_text
 from dbtools.findings import Finding
 from dbtools.output import SCHEMA_VERSIONS
-from dbtools.report import health
+from dbtools.report import health, story
+from dbtools.report.activity import Activity
+from dbtools.report.advice import AdviceReport
+from dbtools.report.inspection import (
+    Inspection,
+    InspectionOptions,
+    InspectionSections,
+    build_inspection,
+)
+from dbtools.report.plans import PlanReport
+from dbtools.report.settings import SettingsReview
+from dbtools.report.space import SpaceReport
+from dbtools.report.story import FamilyChange
 from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
-from dbtools.sqltext.families import Classifier, NPlusOne, StatementShape, is_n_plus_one
+from dbtools.sqltext.families import (
+    Batchable,
+    Classifier,
+    NPlusOne,
+    PointLookup,
+    StatementShape,
+    batching_reduction,
+    concurrency_for,
+    is_batchable,
+    is_key_like,
+    is_n_plus_one,
+)
+from dbtools.sqltext.parse import TableRef
 from dbtools.stats.deltas import statement_key
 from dbtools.stats.measures import (
     Scope,
@@ -40,19 +72,29 @@ from dbtools.stats.measures import (
 )
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 from dbtools.stats.snapshots import Window
+from dbtools.verify import VerifyResult
+from dbtools.verify.thresholds import Thresholds
 
 LIVE = "live"
 Source = Literal["window", "comparison", "live"]
+# The first server whose pg_stat_statements names tables by alias (one foreign-key check entry
+# for several parents).
+SHARED_FK_CHECKS_FROM = 180000
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """How much the report shows and where its N+1 line is drawn."""
+    """How much the report shows, where its lookup rules draw their lines, and verify's
+    thresholds (the opening judges the windows with them, as ``dbtools verify`` does)."""
 
     top_statements: int = 20
     top_families: int = 30
     n_plus_one: NPlusOne = field(default_factory=NPlusOne)
+    batchable: Batchable = field(default_factory=Batchable)
+    min_family_change: float = 0.10  # a smaller change of calls per request is no change
+    thresholds: Thresholds = field(default_factory=Thresholds)
     health: health.HealthSettings = field(default_factory=health.HealthSettings)
+    inspection: InspectionOptions = field(default_factory=InspectionOptions)
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -114,6 +156,8 @@ class ReportInput:
     catalog: health.Catalog
     target: str  # where the data came from, without any password
     manifest: Manifest  # what the state snapshot's revision sets up (``manifest_at``)
+    inspection: Inspection | None = None  # activity, space, settings, plans… (``inspection``)
+    verification: VerifyResult | None = None  # verify's answer on (baseline, candidate)
 
 
 # -- output: the report --------------------------------------------------------------------------
@@ -137,6 +181,29 @@ class PeriodSummary:
     index_hit_ratio: float | None
     table_hit_ratio: float | None
     problems: tuple[str, ...]
+    app_cache_hit_ratio: float | None  # the figures below: verify's, from request_metrics
+    p95_ms: float | None  # measures.P95_NAME: the highest bucket p95
+    error_rate: float | None
+    work: StatementWork
+
+
+@dataclass(frozen=True)
+class StatementWork:
+    """What pg_stat_statements adds up for a period's top-level statements (each includes the
+    statements it ran: functions, foreign-key checks). Planning is counted only with
+    ``pg_stat_statements.track_planning``, I/O time only with ``track_io_timing``."""
+
+    exec_time_ms: float  # nested statements' time is inside their callers' already
+    plans: int
+    plan_time_ms: float
+    temp_blks_read: int
+    temp_blks_written: int
+    wal_records: int
+    wal_bytes: int
+    shared_blks_read: int
+    shared_blks_written: int
+    blk_read_time_ms: float
+    blk_write_time_ms: float
 
 
 @dataclass(frozen=True)
@@ -148,6 +215,21 @@ class StatementFigures:
     hit_ratio: float | None  # shared buffers
     share_of_time: float | None
     calls_per_request: float | None
+    # Where the cost goes: every counter snapshots store (window deltas, or live totals).
+    plans: int = 0
+    plan_time_ms: float = 0.0
+    shared_blks_hit: int = 0
+    shared_blks_read: int = 0
+    shared_blks_dirtied: int = 0
+    shared_blks_written: int = 0
+    local_blks_hit: int = 0
+    local_blks_read: int = 0
+    temp_blks_read: int = 0
+    temp_blks_written: int = 0
+    blk_read_time_ms: float = 0.0
+    blk_write_time_ms: float = 0.0
+    wal_records: int = 0
+    wal_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,6 +252,11 @@ class StatementLine:
     query: str
     figures: Mapping[str, StatementFigures | None]
     change: Change | None
+    # The pg_stat_statements columns snapshots do not store (min/max/stddev times, JIT, WAL
+    # full-page images…), read live: totals since the entry started counting.
+    other_columns: Mapping[str, Any] | None = None
+    tables: tuple[str, ...] = ()  # every table the entry may stand for
+    shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
 
 
 @dataclass(frozen=True)
@@ -179,6 +266,8 @@ class FamilyFigures:
     total_time_ms: float
     share_of_time: float | None
     calls_per_request: float | None
+    calls_per_second: float | None = None
+    rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,9 +275,12 @@ class FamilyLine:
     fingerprint: str
     kind: str
     parsed: bool
-    tables: tuple[str, ...]
+    tables: tuple[str, ...]  # every table the family may stand for
     sql: str
     figures: Mapping[str, FamilyFigures | None]
+    columns: tuple[str, ...] = ()  # what its conditions compare and it writes
+    nested: bool = False  # run inside other statements only (functions, foreign-key checks)
+    shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
 
 
 @dataclass(frozen=True)
@@ -202,6 +294,64 @@ class Suspect:
     batched_sql: str
     batched_family: str | None  # the batched form's family, when it runs too
     figures: Mapping[str, FamilyFigures | None]
+
+
+@dataclass(frozen=True)
+class Saving:
+    """What one batch per *concurrency* concurrent requests would save of a lookup's calls."""
+
+    concurrency: int
+    fewer: float
+
+
+@dataclass(frozen=True)
+class LookupFigures:
+    """A lookup in one period, and what batching it across requests would save."""
+
+    calls: int
+    calls_per_second: float | None
+    calls_per_request: float | None
+    total_time_ms: float
+    batchable: bool  # at the batchable rate in this period
+    fewer_calls: tuple[Saving, ...]  # at the guide's concurrency; empty without requests
+    concurrency_for_target: int | None  # the fewest requests a batch needs for the target
+
+
+@dataclass(frozen=True)
+class BatchableLookup:
+    """A point or small-set lookup on a key or indexed column called at a high rate, whatever
+    its calls per request: one ``= ANY($n)`` per batch of concurrent requests could serve it."""
+
+    fingerprint: str
+    sql: str
+    tables: tuple[str, ...]
+    columns: tuple[str, ...]
+    small_set: bool  # ``IN (…)`` rather than ``= $n``
+    batched_sql: str
+    batched_family: str | None  # the batched form's family, when it runs too
+    target: float  # the reduction ``concurrency_for_target`` aims at (verify's)
+    figures: Mapping[str, LookupFigures | None]
+    replaced_by: tuple[str, ...] = ()  # the families that replaced it (``Report.changes``)
+
+
+@dataclass(frozen=True)
+class ReportRules:
+    """Where the report drew its lines (``ReportOptions``), shown beside what they found."""
+
+    n_plus_one: NPlusOne
+    batchable: Batchable
+    min_family_change: float
+    target: float  # the query reduction a batch is sized for (verify's min_query_reduction)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Verify's answer on the two windows, as ``dbtools verify`` gives it."""
+
+    verdict: str
+    exit_code: int
+    thresholds: Thresholds
+    findings: tuple[Finding, ...]
 
 
 @dataclass(frozen=True)
@@ -264,6 +414,18 @@ class Report:
     autovacuum: tuple[VacuumLine, ...]
     autovacuum_health: tuple[Finding, ...]
     notes: tuple[str, ...]
+    verification: Verification | None  # two windows only
+    story: tuple[str, ...]  # the opening sentences (two windows only)
+    batchable: tuple[BatchableLookup, ...]
+    changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
+    rules: ReportRules
+    # Read from the database when the report is made (``inspection``); None when not read.
+    activity: Activity | None = None
+    space: SpaceReport | None = None
+    settings: SettingsReview | None = None
+    plans: PlanReport | None = None
+    index_advice: AdviceReport | None = None
+    schema_health: tuple[Finding, ...] | None = None
 
     @property
     def schema_version(self) -> int:
@@ -286,6 +448,32 @@ def _requests(period: Period) -> int | None:
     return period.measures.requests if period.measures else None
 
 
+def _seconds(period: Period, state: Snapshot) -> float | None:
+    """How long *period* counted: a window's length; for live statistics, the time since
+    pg_stat_statements was last reset (14+), so a rate since then; else unknown."""
+    if period.measures:
+        return period.measures.seconds
+    reset = state.header.pgss_stats_reset
+    return (period.ended_at - reset).total_seconds() if reset else None
+
+
+def _work(rows: Iterable[StatementRow]) -> StatementWork:
+    top = [row for row in rows if row.toplevel]
+    return StatementWork(
+        exec_time_ms=sum(row.total_exec_time for row in top),
+        plans=sum(row.plans for row in top),
+        plan_time_ms=sum(row.total_plan_time for row in top),
+        temp_blks_read=sum(row.temp_blks_read for row in top),
+        temp_blks_written=sum(row.temp_blks_written for row in top),
+        wal_records=sum(row.wal_records for row in top),
+        wal_bytes=sum(row.wal_bytes for row in top),
+        shared_blks_read=sum(row.shared_blks_read for row in top),
+        shared_blks_written=sum(row.shared_blks_written for row in top),
+        blk_read_time_ms=sum(row.shared_blk_read_time for row in top),
+        blk_write_time_ms=sum(row.shared_blk_write_time for row in top),
+    )
+
+
 def _summary(period: Period) -> PeriodSummary:
     measures = period.measures
     counts = count_statements(period.statements, Scope())
@@ -306,6 +494,10 @@ def _summary(period: Period) -> PeriodSummary:
         index_hit_ratio=index_hit_ratio(application_rows(period.indexes)),
         table_hit_ratio=heap_hit_ratio(application_rows(period.tables)),
         problems=measures.problems if measures else (),
+        app_cache_hit_ratio=measures.app_cache_hit_ratio if measures else None,
+        p95_ms=measures.p95_ms if measures else None,
+        error_rate=measures.error_rate if measures else None,
+        work=_work(period.statements),
     )
 
 
@@ -320,6 +512,20 @@ def _statement_figures(
         hit_ratio=statement_hit_ratio(row),
         share_of_time=ratio(row.total_exec_time, total_time),
         calls_per_request=per_request(row.calls, requests),
+        plans=row.plans,
+        plan_time_ms=row.total_plan_time,
+        shared_blks_hit=row.shared_blks_hit,
+        shared_blks_read=row.shared_blks_read,
+        shared_blks_dirtied=row.shared_blks_dirtied,
+        shared_blks_written=row.shared_blks_written,
+        local_blks_hit=row.local_blks_hit,
+        local_blks_read=row.local_blks_read,
+        temp_blks_read=row.temp_blks_read,
+        temp_blks_written=row.temp_blks_written,
+        blk_read_time_ms=row.shared_blk_read_time,
+        blk_write_time_ms=row.shared_blk_write_time,
+        wal_records=row.wal_records,
+        wal_bytes=row.wal_bytes,
     )
 
 
@@ -358,7 +564,9 @@ class _Family:
     shape: StatementShape
     rows: dict[str, list[StatementRow]] = field(default_factory=dict)
 
-    def figures(self, name: str, total_time: float, requests: int | None) -> FamilyFigures | None:
+    def figures(
+        self, name: str, total_time: float, requests: int | None, seconds: float | None
+    ) -> FamilyFigures | None:
         rows = self.rows.get(name)
         if not rows:
             return None
@@ -370,7 +578,13 @@ class _Family:
             total_time_ms=time,
             share_of_time=ratio(time, total_time),
             calls_per_request=per_request(calls, requests),
+            calls_per_second=ratio(calls, seconds or 0),
+            rows=sum(row.rows for row in rows),
         )
+
+    @property
+    def nested(self) -> bool:
+        return not any(row.toplevel for rows in self.rows.values() for row in rows)
 
 
 def _heaviest_first(times: Mapping[str, float]) -> float:
@@ -391,6 +605,8 @@ def build_report(
     names = tuple(p.name for p in periods)
     total_time = {p.name: sum(row.total_exec_time for row in p.statements) for p in periods}
     requests = {p.name: _requests(p) for p in periods}
+    seconds = {p.name: _seconds(p, data.state) for p in periods}
+    version = data.state.header.server_version_num
 
     statements: dict[Key, dict[str, StatementRow]] = {}
     for period in periods:
@@ -399,6 +615,9 @@ def build_report(
     shapes = {
         key: classifier.shape(key[2], next(iter(rows.values())).query)
         for key, rows in statements.items()
+    }
+    covered = {
+        shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }
 
     lines = []
@@ -422,6 +641,11 @@ def build_report(
                 change=change_between(figures[names[0]], figures[names[-1]])
                 if len(names) == 2
                 else None,
+                other_columns=data.inspection.unstored_columns.get(key)
+                if data.inspection
+                else None,
+                tables=covered[shapes[key].fingerprint][0],
+                shared_entry=covered[shapes[key].fingerprint][1],
             )
         )
     lines.sort(
@@ -440,11 +664,29 @@ def build_report(
             family.rows.setdefault(name, []).append(row)
     family_lines = []
     suspects = []
+    target = (
+        data.verification.thresholds if data.verification else options.thresholds
+    ).min_query_reduction
+    indexed = _indexed_columns(data.state.indexes)
+    batchable = []
     for fingerprint, family in families.items():
-        counted = {name: family.figures(name, total_time[name], requests[name]) for name in names}
+        counted = {
+            name: family.figures(name, total_time[name], requests[name], seconds[name])
+            for name in names
+        }
         shape = family.shape
-        line = FamilyLine(fingerprint, shape.kind, shape.parsed, shape.tables, shape.sql, counted)
+        tables, shared = covered[fingerprint]
+        line = FamilyLine(
+            fingerprint, shape.kind, shape.parsed, tables, shape.sql, counted,
+            columns=shape.footprint.columns if shape.footprint else (),
+            nested=family.nested, shared_entry=shared,
+        )  # fmt: skip
         family_lines.append(line)
+        found = _batchable(
+            line, shape.lookup, indexed, options.batchable, target, families, seconds
+        )
+        if found is not None:
+            batchable.append(found)
         lookup = shape.lookup
         if lookup is not None and any(
             is_n_plus_one(lookup, found.calls, requests[name], options.n_plus_one)
@@ -472,17 +714,38 @@ def build_report(
     }
     family_lines.sort(key=lambda line: order[line.fingerprint])
     suspects.sort(key=lambda suspect: order[suspect.fingerprint])
+    batchable.sort(key=lambda lookup: order[lookup.fingerprint])
 
     state = data.state
     health_input = health.health_input(
         state, data.catalog, options.health, expected_settings=data.manifest.table_settings
     )
     summaries = tuple(_summary(p) for p in periods)
+    inspected = (
+        build_inspection(
+            data.inspection,
+            options.inspection,
+            state,
+            periods[-1].statements,
+            large_table_rows=options.health.large_table_rows,
+        )
+        if data.inspection
+        else InspectionSections()
+    )
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
         if len(periods) == 2 and periods[0].measures and periods[1].measures
         else None
     )
+    changes: tuple[FamilyChange, ...] = (
+        story.family_changes(
+            [_counts(line, families[line.fingerprint]) for line in family_lines
+             if not line.nested],
+            names[0], names[1], requests, min_change=options.min_family_change,
+        )
+        if len(names) == 2
+        else ()
+    )  # fmt: skip
     return Report(
         title=_title(data),
         generated_at=generated_at,
@@ -501,7 +764,161 @@ def build_report(
         index_health=tuple(health.index_health(health_input)),
         autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
-        notes=_notes(data),
+        notes=_notes(data, any(line.shared_entry for line in family_lines)),
+        activity=inspected.activity,
+        space=inspected.space,
+        settings=inspected.settings,
+        plans=inspected.plans,
+        index_advice=inspected.index_advice,
+        schema_health=inspected.schema_health,
+        verification=_verification(data.verification),
+        story=_story(data.verification, changes, names),
+        batchable=tuple(_with_replacements(lookup, changes) for lookup in batchable),
+        changes=changes,
+        rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
+    )
+
+
+def _with_replacements(lookup: BatchableLookup, changes: Sequence[FamilyChange]) -> BatchableLookup:
+    """*lookup* with the families that replaced it between the windows, if any."""
+    after = tuple(
+        fingerprint
+        for change in changes
+        if change.change == "replaced" and lookup.fingerprint in change.before
+        for fingerprint in change.after
+    )
+    return dataclasses.replace(lookup, replaced_by=after) if after else lookup
+
+
+def _verification(result: VerifyResult | None) -> Verification | None:
+    if result is None:
+        return None
+    return Verification(result.verdict, result.exit_code, result.thresholds, result.findings)
+
+
+def _story(
+    result: VerifyResult | None, changes: Sequence[FamilyChange], names: Sequence[str]
+) -> tuple[str, ...]:
+    """The opening: verify's verdict, its headline figures, what the pairs add up to."""
+    if result is None or len(names) != 2:
+        return ()
+    return (
+        story.verdict_sentence(result.verdict, result.exit_code, result.findings),
+        story.headline_sentence(
+            result.baseline, result.candidate, result.reduction,
+            result.thresholds.min_query_reduction,
+        ),
+        story.changes_sentence(changes, names[0], names[1]),
+    )  # fmt: skip
+
+
+def _counts(line: FamilyLine, family: _Family) -> story.FamilyCounts:
+    shape = family.shape
+    footprint = (
+        (shape.footprint.kind, shape.footprint.tables, shape.footprint.columns)
+        if shape.footprint
+        else ("unparsed", line.fingerprint)
+    )
+    present = {name: f for name, f in line.figures.items() if f is not None}
+    return story.FamilyCounts(
+        fingerprint=line.fingerprint,
+        footprint=footprint,
+        kind=line.kind,
+        tables=line.tables,
+        columns=line.columns,
+        calls={name: f.calls for name, f in present.items()},
+        total_time_ms={name: f.total_time_ms for name, f in present.items()},
+        rows={name: f.rows for name, f in present.items()},
+        sql=shape.text,  # as the application sent it (scrubbed), tags and all
+    )
+
+
+def covered_tables(
+    shape: StatementShape, catalog: health.Catalog, server_version_num: int
+) -> tuple[tuple[str, ...], bool]:
+    """Every table a statement's entry may stand for, and whether they are several.
+
+    A foreign-key check on PostgreSQL 18 or later stands for checks against every parent whose
+    referenced key has the same columns' positions and types (the catalog's foreign keys say
+    which); when the catalog does not know its parent, for that parent and possibly others.
+    Any other entry stands for the tables its text names.
+    """
+    parent = shape.foreign_key_check
+    if parent is None or server_version_num < SHARED_FK_CHECKS_FROM:
+        return shape.tables, False
+    named = str(parent)
+    keys = {fk.referenced_key for fk in catalog.foreign_keys if fk.referenced_name == named}
+    if not keys:
+        return (named,), True
+    parents = {fk.referenced_name for fk in catalog.foreign_keys if fk.referenced_key in keys}
+    return tuple(sorted(parents)), len(parents) > 1
+
+
+def _indexed_columns(indexes: Iterable[IndexRow]) -> frozenset[tuple[TableRef, str]]:
+    """(table, column) for each index's leading column."""
+    return frozenset(
+        (TableRef(row.schemaname, row.relname), row.key_columns[0].strip('"').lower())
+        for row in indexes
+        if row.key_columns
+    )
+
+
+def _on_key_or_index(lookup: PointLookup, indexed: frozenset[tuple[TableRef, str]]) -> bool:
+    """Whether every lookup column is named as a key or leads an index of its table."""
+
+    def served(table: str | None, column: str) -> bool:
+        if is_key_like(column):
+            return True
+        if table is None:
+            return False
+        ref = TableRef.parse(table)
+        return any(ref.matches(found) and column == name for found, name in indexed)
+
+    return bool(lookup.keys) and all(served(key.table, key.column) for key in lookup.keys)
+
+
+def _batchable(
+    line: FamilyLine,
+    lookup: PointLookup | None,
+    indexed: frozenset[tuple[TableRef, str]],
+    limits: Batchable,
+    target: float,
+    families: Mapping[str, _Family],
+    seconds: Mapping[str, float | None],
+) -> BatchableLookup | None:
+    """*line* as a batchable lookup, when it is one in any period."""
+    if lookup is None or line.nested or not _on_key_or_index(lookup, indexed):
+        return None
+    figures: dict[str, LookupFigures | None] = {}
+    for name, found in line.figures.items():
+        if found is None:
+            figures[name] = None
+            continue
+        per = found.calls_per_request
+        figures[name] = LookupFigures(
+            calls=found.calls,
+            calls_per_second=found.calls_per_second,
+            calls_per_request=per,
+            total_time_ms=found.total_time_ms,
+            batchable=is_batchable(lookup, found.calls, seconds[name], limits),
+            fewer_calls=tuple(Saving(c, batching_reduction(c, per)) for c in limits.concurrency)
+            if per is not None
+            else (),
+            concurrency_for_target=concurrency_for(target, per) if per is not None else None,
+        )
+    if not any(f is not None and f.batchable for f in figures.values()):
+        return None
+    batched = lookup.batched_fingerprint
+    return BatchableLookup(
+        fingerprint=line.fingerprint,
+        sql=line.sql,
+        tables=line.tables,
+        columns=lookup.columns,
+        small_set=lookup.small_set,
+        batched_sql=lookup.batched_sql,
+        batched_family=batched if batched in families else None,
+        target=target,
+        figures=figures,
     )
 
 
@@ -597,7 +1014,7 @@ def _title(data: ReportInput) -> str:
     return f"Database report: {data.state.header.database_name}, {names}"
 
 
-def _notes(data: ReportInput) -> tuple[str, ...]:
+def _notes(data: ReportInput, shared_entries: bool) -> tuple[str, ...]:
     notes = []
     if data.source == "live":
         notes.append(
@@ -609,6 +1026,20 @@ def _notes(data: ReportInput) -> tuple[str, ...]:
     notes.append(
         f"Index and autovacuum health: cumulative counters of the latest snapshot ({when})."
     )
+    if data.inspection is not None:
+        notes.append(
+            "Activity, space, settings, plans, index advice and schema health were read from "
+            "the database when the report was made, whatever the periods. Each statement's "
+            "other_columns (JSON) are pg_stat_statements columns snapshots do not store yet, "
+            "read then: totals since the entry started counting."
+        )
+    if shared_entries:
+        notes.append(
+            "PostgreSQL 18 identifies a table in pg_stat_statements by the name a statement gives "
+            "it, and every foreign-key check calls its parent x: checks against parents whose "
+            "keys have the same column positions and types are one entry, whose text names only "
+            "the first parent seen. Such entries list every parent they may stand for."
+        )
     if state.hidden_statements:
         notes.append(
             f"{state.hidden_statements} statements ({state.hidden_calls} calls) are not visible "

@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -92,15 +93,39 @@ def settings() -> MigrationSettings:
     return stored if isinstance(stored, MigrationSettings) else MigrationSettings()
 
 
-def set_session_timeouts(connection: Connection, config: MigrationSettings) -> None:
-    """SET (not SET LOCAL: autocommit blocks would drop it) the session's timeouts."""
-    connection.execute(
-        sa.text("SELECT set_config('lock_timeout', :v, false)"), {"v": config.lock_timeout}
+SessionSettings = dict[str, str]
+
+
+def set_session_timeouts(
+    connection: Connection, config: MigrationSettings, *, local: bool = False
+) -> SessionSettings:
+    """Set the migration's ``lock_timeout`` and ``statement_timeout``; return the values they
+    replace (to put back with ``replace_session_settings``).
+
+    SET, not SET LOCAL (autocommit blocks would drop it), unless *local*: inside a caller's
+    transaction, where the caller's session must not keep them.
+    """
+    return replace_session_settings(
+        connection,
+        {"lock_timeout": config.lock_timeout, "statement_timeout": config.statement_timeout},
+        local=local,
     )
-    connection.execute(
-        sa.text("SELECT set_config('statement_timeout', :v, false)"),
-        {"v": config.statement_timeout},
-    )
+
+
+def replace_session_settings(
+    connection: Connection, timeouts: SessionSettings, *, local: bool = False
+) -> SessionSettings:
+    """Set each of *timeouts* (setting name to value); return the values they replace."""
+    previous = {}
+    for name, value in timeouts.items():
+        previous[name] = connection.execute(
+            sa.text("SELECT current_setting(:name)"), {"name": name}
+        ).scalar_one()
+        connection.execute(
+            sa.text("SELECT set_config(:name, :value, :local)"),
+            {"name": name, "value": value, "local": local},
+        )
+    return previous
 
 
 def timeout_preamble(config: MigrationSettings) -> list[str]:
@@ -125,20 +150,29 @@ _HOLDER_SQL = sa.text(
 
 
 def acquire_migration_lock(
-    connection: Connection, wait_s: float, poll_s: float = 0.25, key: int = MIGRATION_LOCK_KEY
+    connection: Connection,
+    wait_s: float,
+    poll_s: float = 0.25,
+    key: int = MIGRATION_LOCK_KEY,
+    *,
+    in_callers_transaction: bool = False,
 ) -> None:
     """Poll ``pg_try_advisory_lock`` until it is ours, or raise naming the holder's pid.
 
     Commits after every try, so no transaction stays open while waiting: an index build elsewhere
     waits for open transactions, and a blocked one here would deadlock with it.
+
+    *in_callers_transaction*: the connection is in a transaction that is not ours to commit; take
+    ``pg_try_advisory_xact_lock`` instead, held until the caller commits or rolls back (what the
+    migration did is only visible then), and never commit.
     """
+    function = "pg_try_advisory_xact_lock" if in_callers_transaction else "pg_try_advisory_lock"
     deadline = time.monotonic() + wait_s
     while True:
-        got = connection.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
-        ).scalar()
+        got = connection.execute(sa.text(f"SELECT {function}(:key)"), {"key": key}).scalar()
         holder = None if got else connection.execute(_HOLDER_SQL, {"key": key}).mappings().first()
-        connection.commit()
+        if not in_callers_transaction:
+            connection.commit()
         if got:
             return
         if time.monotonic() >= deadline:
@@ -239,6 +273,30 @@ def _reason(err: sa.exc.DBAPIError) -> str:
     return str(err.orig).strip().splitlines()[0] if err.orig else str(err)
 
 
+# -- work outside transactions ---------------------------------------------------------------------
+
+# Set by migrations/env.py when the connection handed in config.attributes["connection"] is inside
+# the caller's transaction, which is not Alembic's (nor ours) to commit.
+IN_CALLERS_TRANSACTION = "dbtools.in_callers_transaction"
+
+
+def autocommit_block(what: str) -> AbstractContextManager[None]:
+    """Alembic's ``autocommit_block`` for *what* (a statement that cannot run in a transaction).
+
+    Raises ``MigrationError`` when the migration runs inside a caller's transaction: the block
+    would commit it.
+    """
+    context = op.get_context()
+    found = context.config
+    if not context.as_sql and found is not None and found.attributes.get(IN_CALLERS_TRANSACTION):
+        raise MigrationError(
+            f"{what} cannot run inside the caller's transaction (the connection in "
+            "config.attributes['connection'] is in one, and Alembic must not commit it): hand an "
+            "Engine, or a Connection outside a transaction"
+        )
+    return context.autocommit_block()
+
+
 # -- concurrent index builds -----------------------------------------------------------------------
 
 _INDEX_STATE_SQL = sa.text(
@@ -273,7 +331,7 @@ def build_index_concurrently(spec: IndexDefinition) -> bool:
     """
     context = op.get_context()
     config = settings()
-    with context.autocommit_block():
+    with autocommit_block(f"CREATE INDEX CONCURRENTLY {spec.qualified_name}"):
         if context.as_sql:
             op.execute(spec.create_sql(if_not_exists=True))
             op.execute(_assert_valid_sql(spec))
@@ -312,7 +370,7 @@ def build_index_concurrently(spec: IndexDefinition) -> bool:
 def drop_index_concurrently(spec: IndexDefinition) -> None:
     """DROP INDEX CONCURRENTLY IF EXISTS, with the lock retry policy."""
     context = op.get_context()
-    with context.autocommit_block():
+    with autocommit_block(f"DROP INDEX CONCURRENTLY {spec.qualified_name}"):
         if context.as_sql:
             op.execute(spec.drop_sql())
             return

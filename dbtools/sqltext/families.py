@@ -12,22 +12,36 @@ kept: their family is their scrubbed text with whitespace collapsed, ``parsed`` 
 reports list them verbatim. A text the scrubber could not read (``<unreadable statement, N
 characters>``) is a family of its own, keyed by its queryid: equal lengths say nothing.
 
-A *point lookup* is a SELECT whose WHERE pins a column to one parameter (``id = $1``) and has no
-``IN``/``= ANY`` form; called at least once per request it is an **N+1 suspect**
-(``is_n_plus_one``, with the lines drawn by ``NPlusOne``): a batch of requests could share one
-``id = ANY($1)``. Parses are cached by queryid (``Classifier``).
+A *lookup* is a SELECT whose WHERE pins a column to one parameter (``id = $1``, a point lookup)
+or to a small list of them (``id IN ($1, $2)``), and has no ``= ANY`` form yet. Two rules judge
+one, each named for what it finds:
+
+* an **N+1 suspect** is a point lookup each request sends once or more (``is_n_plus_one``, lines
+  drawn by ``NPlusOne``): the N+1 within a request;
+* a **batchable lookup** is one called at a high rate, whatever its calls per request
+  (``is_batchable``, lines drawn by ``Batchable``): concurrent requests each send it, and one
+  ``id = ANY($1)`` per batch could serve them all. ``batching_reduction`` and
+  ``concurrency_for`` give the rollout guide's arithmetic (5, 10, 50 concurrent requests: 80%,
+  90%, 98% fewer calls at one call per request).
+
+A statement's *footprint* (kind, tables, and the columns it looks up or writes) is what a
+per-request statement and its batched form share: ``id = $1`` and ``id = ANY($1)``, an insert
+per row and its multi-row or ``unnest`` form. A *foreign-key check* is the statement PostgreSQL
+runs for a foreign key (``SELECT 1 FROM ONLY "s"."t" x WHERE … FOR KEY SHARE OF x``); it names
+its parent table. Parses are cached by queryid (``Classifier``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlglot import exp
 
-from dbtools.sqltext.parse import DIALECT, parse_statements, table_refs
+from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements, table_refs
 from dbtools.sqltext.scrub import is_unreadable, scrub_query
 
 FINGERPRINT_LENGTH = 16
@@ -37,13 +51,29 @@ _LEADING_WORDS = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)(?:\s+(\w
 _TWO_WORD_KINDS = frozenset({"alter", "create", "drop", "grant", "revoke", "comment", "reindex"})
 
 
+@dataclass(frozen=True, order=True)
+class LookupKey:
+    """A lookup column and its table (``schema.name`` as written; None when the text does not
+    say, e.g. an unqualified column in a join)."""
+
+    table: str | None
+    column: str
+
+
 @dataclass(frozen=True)
 class PointLookup:
-    """A lookup of rows by one value per call, and the batched form that would serve a batch."""
+    """A lookup of rows by one value (or a small list) per call, and the batched form that would
+    serve a batch."""
 
     columns: tuple[str, ...]  # the lookup columns (``id`` in ``id = $1``), one per WHERE
     batched_sql: str  # the same statement with ``column = ANY($n)``
     batched_fingerprint: str  # its family, to spot a batched form already running
+    keys: tuple[LookupKey, ...] = ()  # the lookup columns with their tables
+    small_set: bool = False  # ``column IN (…)``: a few values per call, not one
+
+    @property
+    def point(self) -> bool:
+        return not self.small_set
 
 
 @dataclass(frozen=True)
@@ -60,11 +90,61 @@ def is_n_plus_one(
     """Whether a point lookup *lookup* called *calls* times for *requests* requests looks like
     an N+1 pattern: at least ``calls_per_request`` per request (without requests: at least
     ``min_calls`` calls). Anything but a point lookup never is."""
-    if lookup is None:
+    if lookup is None or not lookup.point:
         return False
     if requests:
         return calls / requests >= limits.calls_per_request
     return calls >= limits.min_calls
+
+
+# The rollout guide's table: concurrent requests whose queries one batch replaces.
+GUIDE_CONCURRENCY = (5, 10, 50)
+
+
+@dataclass(frozen=True)
+class Batchable:
+    """Where a lookup becomes batchable across requests, whatever its calls per request."""
+
+    calls_per_second: float = 10.0  # called at least this often in the period...
+    min_calls: int = 50  # ...and at least this many times (a rate of fewer says little)
+    concurrency: tuple[int, ...] = GUIDE_CONCURRENCY  # what batching would save, shown at each
+
+
+def is_batchable(
+    lookup: PointLookup | None, calls: int, seconds: float | None, limits: Batchable = Batchable()
+) -> bool:
+    """Whether a lookup called *calls* times in *seconds* runs at a rate batching can serve
+    (``Batchable``). Without *seconds* there is no rate: never. Anything but a lookup never is."""
+    if lookup is None or not seconds or calls < limits.min_calls:
+        return False
+    return calls / seconds >= limits.calls_per_second
+
+
+def batching_reduction(concurrency: int, calls_per_request: float) -> float:
+    """The share of a lookup's calls one batch per *concurrency* concurrent requests saves:
+    they send ``concurrency × calls_per_request`` lookups, a batch sends one (the guide's 80%,
+    90%, 98% at 5, 10, 50 requests and one call each; nothing when they send at most one)."""
+    lookups = concurrency * calls_per_request
+    return 1 - 1 / lookups if lookups > 1 else 0.0
+
+
+def concurrency_for(target: float, calls_per_request: float) -> int | None:
+    """The fewest concurrent requests whose batch saves at least *target* (a fraction) of a
+    lookup's calls; None when no number of requests can."""
+    if calls_per_request <= 0 or not 0 <= target < 1:
+        return None
+    # The epsilon keeps a float just above an integer (1 / 0.2 = 5.000000000000001) at it.
+    return max(1, math.ceil(1 / ((1 - target) * calls_per_request) - 1e-9))
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a statement does, whatever its form: a per-request statement and its batched form
+    share one (the columns are those its conditions compare, and those it writes)."""
+
+    kind: str
+    tables: tuple[str, ...]
+    columns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,6 +158,8 @@ class StatementShape:
     text: str  # the scrubbed text as it came
     parsed: bool
     lookup: PointLookup | None = None
+    footprint: Footprint | None = None  # None when not parsed
+    foreign_key_check: TableRef | None = None  # the parent table the check's text names
 
 
 def fingerprint_of(normalised_sql: str) -> str:
@@ -113,10 +195,14 @@ def shape_of(text: str, queryid: int | None = None) -> StatementShape:
     # (two for a point lookup); the family's hash comes from the generated text.
     trees = [_simplified(tree) for tree in trees]
     display = "; ".join(tree.sql(dialect=DIALECT, comments=False) for tree in trees)
-    kind = _kind(trees[0])
+    parent = foreign_key_parent(scrubbed)
+    kind = "foreign-key check" if parent else _kind(trees[0])
     tables = tuple(sorted({name for tree in trees for name in _tables(tree)}))
     normalised = _hash_form(display)
-    lookup = _point_lookup(trees[0]) if len(trees) == 1 else None  # last: it rewrites the tree
+    footprint = Footprint(kind, tables, _footprint_columns(trees))
+    lookup = None
+    if len(trees) == 1 and parent is None:
+        lookup = _point_lookup(trees[0])  # last: it rewrites the tree
     return StatementShape(
         fingerprint=fingerprint_of(normalised),
         kind=kind,
@@ -125,6 +211,8 @@ def shape_of(text: str, queryid: int | None = None) -> StatementShape:
         text=scrubbed,
         parsed=True,
         lookup=lookup,
+        footprint=footprint,
+        foreign_key_check=parent,
     )
 
 
@@ -207,9 +295,55 @@ def _leading_keywords(text: str) -> str:
     return f"{first} {second}" if first in _TWO_WORD_KINDS and second else first
 
 
-# -- point lookups ------------------------------------------------------------------------------
+# -- footprints and foreign-key checks ----------------------------------------------------------
+
+# What ri_triggers.c sends for a foreign key, as pg_stat_statements keeps it: the parent table
+# (ONLY, except for a partitioned one) always aliased ``x``.
+_FOREIGN_KEY_CHECK = re.compile(
+    r'^\s*SELECT\s+\S+\s+FROM\s+(?:ONLY\s+)?"((?:[^"]|"")+)"\."((?:[^"]|"")+)"\s+x\s+WHERE\s'
+    r".*\sFOR\s+KEY\s+SHARE\s+OF\s+x\s*$",
+    re.S,
+)
+
+
+def foreign_key_parent(text: str) -> TableRef | None:
+    """The parent table of a foreign-key check's text; None for any other text."""
+    match = _FOREIGN_KEY_CHECK.match(text)
+    if match is None:
+        return None
+    schema, name = (part.replace('""', '"') for part in match.groups())
+    return TableRef(schema, name)
+
+
+def _footprint_columns(trees: list[exp.Expression]) -> tuple[str, ...]:
+    """The columns the statements compare (WHERE, JOIN … ON) and write (INSERT's column list,
+    UPDATE's SET), by name: ``o.trip_request_id`` and ``trip_request_id`` are one column."""
+    names: set[str] = set()
+    for tree in trees:
+        conditions: list[exp.Expression] = list(tree.find_all(exp.Where))
+        conditions += [j.args["on"] for j in tree.find_all(exp.Join) if j.args.get("on")]
+        for condition in conditions:
+            names.update(column.name.lower() for column in condition.find_all(exp.Column))
+        for insert in tree.find_all(exp.Insert):
+            if isinstance(insert.this, exp.Schema):
+                names.update(column.name.lower() for column in insert.this.expressions)
+        for update in tree.find_all(exp.Update):
+            names.update(
+                assignment.this.name.lower()
+                for assignment in update.expressions
+                if isinstance(assignment, exp.EQ) and isinstance(assignment.this, exp.Column)
+            )
+    return tuple(sorted(name for name in names if name))
+
+
+# -- lookups ------------------------------------------------------------------------------------
 
 _KEY_LIKE = re.compile(r"(^|_)(id|key)$", re.I)
+
+
+def is_key_like(column: str) -> bool:
+    """``id``, ``trip_request_id``, ``search_key``: named as a key."""
+    return bool(_KEY_LIKE.search(column))
 
 
 def _conjuncts(condition: exp.Expression) -> Iterator[exp.Expression]:
@@ -226,44 +360,83 @@ def _is_parameter(node: exp.Expression) -> bool:
     return isinstance(node, (exp.Parameter, exp.Placeholder))
 
 
-def _pinned_column(condition: exp.Expression) -> exp.Column | None:
-    """The column in ``column = $n`` (either way round, the parameter maybe cast), else None."""
-    if not isinstance(condition, exp.EQ):
-        return None
-    left, right = condition.this, condition.expression
-    if isinstance(left, exp.Column) and _is_parameter(right):
-        return left
-    if isinstance(right, exp.Column) and _is_parameter(left):
-        return right
+def _pinned(condition: exp.Expression) -> tuple[exp.Column, exp.Expression] | None:
+    """The column and its parameter in ``column = $n`` (either way round, the parameter maybe
+    cast) or ``column IN ($n, …)`` (lists are cut to one element first), else None."""
+    if isinstance(condition, exp.EQ):
+        left, right = condition.this, condition.expression
+        if isinstance(left, exp.Column) and _is_parameter(right):
+            return left, right
+        if isinstance(right, exp.Column) and _is_parameter(left):
+            return right, left
+    elif (
+        isinstance(condition, exp.In)
+        and isinstance(condition.this, exp.Column)
+        and not condition.args.get("query")
+        and condition.expressions
+        and all(_is_parameter(e) or isinstance(e, exp.Literal) for e in condition.expressions)
+    ):
+        return condition.this, condition.expressions[0]
     return None
 
 
-def _lookup_condition(where: exp.Where) -> exp.EQ | None:
-    """The ``column = $n`` a batch would turn into ``= ANY``: a key-like column's, else the first."""
+def _lookup_condition(where: exp.Where) -> exp.Expression | None:
+    """The condition a batch would turn into ``= ANY``: a key-like column's, else the first."""
     pinned = {
-        condition: column
+        condition: found[0]
         for condition in _conjuncts(where.this)
-        if isinstance(condition, exp.EQ) and (column := _pinned_column(condition)) is not None
+        if (found := _pinned(condition)) is not None
     }
-    keyed = [condition for condition, column in pinned.items() if _KEY_LIKE.search(column.name)]
+    keyed = [condition for condition, column in pinned.items() if is_key_like(column.name)]
     return next(iter(keyed or pinned), None)
 
 
+def _source_tables(select: exp.Expr) -> dict[str, str | None]:
+    """What a SELECT reads directly (FROM and JOINs), by the name its columns use (the alias, or
+    the table's name): the table (``schema.name`` as written), or None for anything else
+    (a subquery, a function)."""
+    sources = []
+    from_clause = select.args.get("from_") or select.args.get("from")
+    if isinstance(from_clause, exp.From):
+        sources.append(from_clause.this)
+    sources += [join.this for join in select.args.get("joins") or []]
+    found: dict[str, str | None] = {}
+    for source in sources:
+        if isinstance(source, exp.Table) and source.name:
+            found[source.alias_or_name.lower()] = str(next(table_refs(source)))
+        else:
+            found[source.alias_or_name.lower()] = None
+    return found
+
+
+def _lookup_key(column: exp.Column, where: exp.Where) -> LookupKey:
+    sources = _source_tables(where.parent) if where.parent is not None else {}
+    if column.table:
+        table = sources.get(column.table.lower())
+    else:  # unqualified: the table's only when the SELECT reads one table
+        table = next(iter(sources.values())) if len(sources) == 1 else None
+    return LookupKey(table, column.name.lower())
+
+
 def _point_lookup(tree: exp.Expression) -> PointLookup | None:
-    """A SELECT (or UNION of them) pinning a column to one parameter, with no ``IN``/``ANY``.
-    Rewrites *tree* in place into the batched form."""
-    if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.find(exp.In, exp.Any):
+    """A SELECT (or UNION of them) pinning a column to one parameter or a small list, with no
+    ``= ANY`` yet. Rewrites *tree* in place into the batched form."""
+    if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.find(exp.Any):
         return None
-    columns = []
-    for where in list(tree.find_all(exp.Where)):
+    columns, keys, small_set = [], [], False
+    for where in list(tree.find_all(exp.Where, bfs=False)):  # in the text's order
         condition = _lookup_condition(where)
         if condition is None:
             continue
-        column = _pinned_column(condition)
-        assert column is not None
-        parameter = condition.expression if condition.this is column else condition.this
+        pinned = _pinned(condition)
+        assert pinned is not None
+        column, parameter = pinned
+        small_set = small_set or isinstance(condition, exp.In)
         columns.append(column.sql(dialect=DIALECT))
-        condition.replace(exp.EQ(this=column, expression=exp.Any(this=exp.Paren(this=parameter))))
+        keys.append(_lookup_key(column, where))
+        condition.replace(
+            exp.EQ(this=column.copy(), expression=exp.Any(this=exp.Paren(this=parameter.copy())))
+        )
     if not columns:
         return None
     batched_sql = tree.sql(dialect=DIALECT, comments=False)
@@ -271,4 +444,6 @@ def _point_lookup(tree: exp.Expression) -> PointLookup | None:
         columns=tuple(columns),
         batched_sql=batched_sql,
         batched_fingerprint=fingerprint_of(_hash_form(batched_sql)),
+        keys=tuple(keys),
+        small_set=small_set,
     )

@@ -105,10 +105,13 @@ def tables_touched(text: str) -> frozenset[TableRef] | None:
 
 
 def table_refs(tree: exp.Expr) -> Iterator[TableRef]:
-    """The tables a parsed statement names, CTE names left out."""
+    """The tables a parsed statement names: CTE names left out, and the names a locking clause
+    gives (``FOR KEY SHARE OF x`` names a FROM item, often by its alias)."""
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         name = table.name.lower()
+        if isinstance(table.parent, exp.Lock):
+            continue
         if name and not (not table.db and name in ctes):
             yield TableRef(table.db.lower() or None, name)
 

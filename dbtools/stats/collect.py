@@ -184,6 +184,9 @@ WHERE d.datname = current_database()
 """
 
 
+_CATALOG_QUERIES = (DATABASE_SQL, TABLES_SQL, INDEXES_SQL)
+
+
 def statements_sql(columns: StatementColumns, *, with_text: bool = True) -> sql.Composed:
     """pg_stat_statements rows of the current database, dbtools' own left out; hidden rows
     (NULL queryid) included so they can be counted. Without text: the columns
@@ -207,6 +210,37 @@ def new_texts_sql(columns: StatementColumns) -> sql.Composed:
         view=columns.view(),
         texts=sql.Identifier(MONITORING_SCHEMA, STATEMENT_TEXTS),
     )
+
+
+_UNSTORED_SQL = """
+SELECT {marker} s.dbid, s.userid, s.queryid, {toplevel} AS toplevel, {columns}
+FROM {view} s
+WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND s.queryid IS NOT NULL AND strpos(s.query, %(marker)s) = 0
+"""
+
+
+def collect_unstored(
+    conn: psycopg.Connection[Any], columns: StatementColumns
+) -> dict[tuple[int, int, int, bool], dict[str, Any]]:
+    """The pg_stat_statements columns snapshots do not store (``columns.UNSTORED_COLUMNS``), live,
+    by (dbid, userid, queryid, toplevel): totals since each entry started counting (one query)."""
+    expressions = columns.unstored_expressions()
+    query = sql.SQL(_UNSTORED_SQL).format(
+        marker=sql.SQL(SQL_MARKER),
+        toplevel=sql.SQL("s.toplevel" if columns.has_toplevel else "true"),
+        columns=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
+            for name, expr in expressions.items()
+        ),
+        view=columns.view(),
+    )
+    found = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(query, {"marker": SQL_MARKER}):
+            key = (row.pop("dbid"), row.pop("userid"), row.pop("queryid"), row.pop("toplevel"))
+            found[key] = row
+    return found
 
 
 def header_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
@@ -266,6 +300,30 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
         indexes=_fetch(conn, sql.SQL(INDEXES_SQL), IndexRow),
         database=databases[0] if databases else None,
     )
+
+
+def probe_collection(conn: psycopg.Connection[Any]) -> None:
+    """Run every query ``collect`` (and a snapshot) runs, wrapped to return no rows: proof that
+    the connected role may read every statistics view and function they use (``doctor``).
+
+    Raises the server's error for the first one it may not read, ``PrerequisiteMissing`` when
+    pg_stat_statements is missing.
+    """
+    info, columns = prepare(conn)
+    params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": None}
+    queries = (
+        header_sql(columns, info),
+        statements_sql(columns),
+        new_texts_sql(columns),
+        *map(sql.SQL, _CATALOG_QUERIES),
+    )
+    for query in queries:
+        conn.execute(
+            sql.SQL("SELECT {marker} FROM ({query}) AS probe LIMIT 0").format(
+                marker=sql.SQL(SQL_MARKER), query=query
+            ),
+            params,
+        )
 
 
 def _fetch_statements(

@@ -13,6 +13,28 @@ from dbtools.stats.rows import StatementRow, column_names
 OLDEST_SUPPORTED = (1, 8)
 NEWEST_KNOWN = (1, 12)
 
+# The columns pg_stat_statements has that snapshots do not store (yet), by the extension
+# version that added them; ``collect.collect_unstored`` reads them live. Storing one needs a
+# revision of the monitoring tables; until then a report shows them as totals since the entry
+# started counting.
+UNSTORED_COLUMNS: tuple[tuple[tuple[int, int], tuple[str, ...]], ...] = (
+    ((1, 8), (
+        "min_plan_time", "max_plan_time", "mean_plan_time", "stddev_plan_time",
+        "min_exec_time", "max_exec_time", "mean_exec_time", "stddev_exec_time",
+        "local_blks_dirtied", "local_blks_written", "wal_fpi",
+    )),
+    ((1, 10), (
+        "temp_blk_read_time", "temp_blk_write_time", "jit_functions", "jit_generation_time",
+        "jit_inlining_count", "jit_inlining_time", "jit_optimization_count",
+        "jit_optimization_time", "jit_emission_count", "jit_emission_time",
+    )),
+    ((1, 11), (
+        "local_blk_read_time", "local_blk_write_time", "jit_deform_count", "jit_deform_time",
+        "minmax_stats_since",
+    )),
+    ((1, 12), ("wal_buffers_full", "parallel_workers_to_launch", "parallel_workers_launched")),
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class StatementColumns:
@@ -70,6 +92,22 @@ class StatementColumns:
         return sql.SQL(
             "(SELECT coalesce(sum(calls), 0)::bigint FROM {}(false) WHERE dbid = {}{})"
         ).format(self.view(), database_oid, toplevel)
+
+    def unstored_columns(self) -> tuple[str, ...]:
+        """The columns of this version that snapshots do not store (``UNSTORED_COLUMNS``)."""
+        return tuple(
+            name for since, names in UNSTORED_COLUMNS if self.version >= since for name in names
+        )
+
+    def unstored_expressions(self) -> dict[str, sql.Composable]:
+        """The SQL expression (over ``s``) of each unstored column (``wal_fpi`` and
+        ``wal_buffers_full`` as bigint: numeric in the view)."""
+        return {
+            name: sql.SQL("s.")
+            + sql.Identifier(name)
+            + sql.SQL("::bigint" if name.startswith("wal_") else "")
+            for name in self.unstored_columns()
+        }
 
     def info_expressions(self) -> tuple[sql.Composable, sql.Composable]:
         """``pg_stat_statements_info.stats_reset`` and ``dealloc`` (NULL before 1.9)."""

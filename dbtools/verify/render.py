@@ -7,7 +7,7 @@ from collections.abc import Callable
 from tabulate import tabulate
 
 from dbtools.output import number, percent
-from dbtools.stats.measures import RATIO_DEFINITIONS, WindowMeasures
+from dbtools.stats.measures import P95_NAME, RATIO_DEFINITIONS, WindowMeasures
 from dbtools.verify import VerifyResult
 
 NO_DATA = "no data"
@@ -44,7 +44,7 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
         row("buffer cache hit ratio (app statements)", lambda w: _pct(w.buffer_cache_hit_ratio)),
         row("index hit ratio (app indexes)", lambda w: _pct(w.index_hit_ratio)),
         row("app cache hit ratio (request metrics)", lambda w: _pct(w.app_cache_hit_ratio)),
-        row("p95 latency", lambda w: _num(w.p95_ms, 1, " ms")),
+        row(P95_NAME, lambda w: _num(w.p95_ms, 1, " ms")),
         row("error rate", lambda w: _pct(w.error_rate)),
     ]  # fmt: skip
 

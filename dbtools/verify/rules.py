@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from dbtools.findings import Finding, Rule, Status, check_names, rule
 from dbtools.output import beside, percent
 from dbtools.schema.manifest import setting_differences
-from dbtools.stats.measures import WindowMeasures
+from dbtools.stats.measures import P95_NAME, WindowMeasures
 from dbtools.verify.live import LiveState
 from dbtools.verify.thresholds import Thresholds
 
@@ -152,10 +152,10 @@ def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
 
 @rule("p95_latency")
 def p95_latency(e: Evidence) -> list[Finding]:
-    """The candidate window's p95 response time (highest bucket p95)."""
+    """The candidate window's p95 latency (``measures.P95_NAME``: the highest bucket p95)."""
     t = e.thresholds
     return _graded(
-        "p95_latency", "p95 response time", e.candidate.p95_ms,
+        "p95_latency", P95_NAME, e.candidate.p95_ms,
         missing="no latency in the candidate window's request metrics",
         show=lambda v, digits: f"{v:.{digits}f} ms", passing=f"< {t.max_p95_ms:g} ms",
         grades=(

@@ -145,3 +145,17 @@ FROM unnest(%(age_s)b::float8[], %(requests)b::bigint[], %(errors)b::bigint[],
     AS m(age_s, requests, errors, p50, p95, p99, cache_hits, cache_misses, batches,
          batch_size_max)""",
 )
+
+
+# -- what the application's role needs -------------------------------------------------------
+
+# The privileges the statements above need (the upsert's ON CONFLICT also reads flight_offers;
+# identity columns need no grant on their sequences); ``{role}`` is the quoted role name.
+APPLICATION_GRANTS = (
+    "GRANT SELECT ON public.trip_requests, public.flight_search_cache, public.flight_offers "
+    "TO {role}",
+    "GRANT INSERT ON public.flight_search_cache TO {role}",
+    "GRANT INSERT, UPDATE ON public.flight_offers TO {role}",
+    "GRANT USAGE ON SCHEMA perf_monitoring TO {role}",
+    "GRANT INSERT ON perf_monitoring.request_metrics TO {role}",
+)

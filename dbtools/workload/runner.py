@@ -24,7 +24,8 @@ from psycopg import AsyncConnection
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from dbtools.db.connection import connect
+from dbtools.db.catalog import quote_ident
+from dbtools.db.connection import connect, error_reason
 from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
 from dbtools.redaction import redact
 from dbtools.workload import queries
@@ -50,6 +51,9 @@ APPLICATION_NAME = "flight-search"
 OPERATION = "flight_search"
 # What counts as a failed request rather than a bug: the database or the pool said no.
 REQUEST_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, PoolTimeout)
+# A run in which more requests failed than this share fails (the rollout guide's error-rate
+# target): ``WorkloadResult.failed``, and ``dbtools workload run`` exits with code 1.
+MAX_ERROR_RATE = 0.01
 
 Progress = Callable[[int, int], None]
 PLAN_CACHE_MODES = ("auto", "force_generic_plan", "force_custom_plan")
@@ -176,6 +180,16 @@ class WorkloadResult:
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
 
+    @property
+    def failed(self) -> bool:
+        """More than ``MAX_ERROR_RATE`` of the requests failed."""
+        return self.errors > MAX_ERROR_RATE * self.requests
+
+    @property
+    def first_error(self) -> str | None:
+        """What the first failed request was told (passwords masked), None when none failed."""
+        return next((r.error for r in self.results if r.status == "error"), None)
+
     def latency_ms(self, fraction: float) -> float | None:
         """The *fraction* quantile of the request latencies (0.95 for p95)."""
         return percentile(self.latencies_ms, fraction) if self.latencies_ms else None
@@ -198,6 +212,8 @@ class WorkloadResult:
             "cache_hit_ratio": self.cache_hit_ratio,
             "errors": self.errors,
             "error_rate": self.error_rate,
+            "failed": self.failed,
+            "first_error": self.first_error,
             "round_trips": self.round_trips,
             "batches": self.batches,
             "batch_size_max": self.batch_size_max,
@@ -240,9 +256,15 @@ async def run_workload_async(
     requests = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
     log.info("running %d requests on the %s path", config.requests, config.path.value)
     if pool is not None:
-        return await _Run(pool, config).run(requests, progress)
+        return await _Run(pool, config, await _role_of(pool)).run(requests, progress)
     async with application_pool(dsn, config) as own:
-        return await _Run(own, config).run(requests, progress)
+        return await _Run(own, config, await _role_of(own)).run(requests, progress)
+
+
+async def _role_of(pool: ApplicationPool) -> str:
+    """The role the pool's sessions run as (from the connection: no statement is sent)."""
+    async with pool.connection() as conn:
+        return str(conn.info.user)
 
 
 @asynccontextmanager
@@ -293,9 +315,13 @@ async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[Ap
 
 
 class _Run:
-    def __init__(self, pool: ApplicationPool, config: WorkloadConfig):
+    def __init__(self, pool: ApplicationPool, config: WorkloadConfig, role: str):
         self.pool = pool
         self.config = config
+        self.role = role
+        # A failure that is the setup's, not a request's (a missing table or grant): the run
+        # stops after the wave that met it and raises it, and records no metrics.
+        self.refused: PrerequisiteMissing | None = None
         self.provider = Provider(config.dataset.seed, config.provider_latency_ms / 1000)
         dialect = PerRequest() if config.path is DataPath.PER_REQUEST else Batched()
         freshness = Freshness(
@@ -321,13 +347,23 @@ class _Run:
             await asyncio.sleep(max(started + number * interval - time.perf_counter(), 0))
             wave = requests[start : start + size]
             answered += await asyncio.gather(*(self._handle(request) for request in wave))
+            if self.refused is not None:
+                break
             if progress is not None:
                 progress(len(answered), len(requests))
         await self.coalescer.drain()
+        if self.refused is not None:
+            raise self.refused
         metrics_rows = 0
         if self.config.record_metrics:
-            async with self.pool.connection() as conn:
-                metrics_rows = await self.metrics.flush(conn)
+            try:
+                async with self.pool.connection() as conn:
+                    metrics_rows = await self.metrics.flush(conn)
+            except psycopg.Error as err:
+                refused = self._refusal(err)
+                if refused is None:
+                    raise
+                raise refused from err
         return WorkloadResult(
             config=self.config,
             results=tuple(result for result, _ in answered),
@@ -356,9 +392,9 @@ class _Run:
         except REQUEST_ERRORS as err:
             if miss:
                 self.cache.fail(request.cache_key, err)
-            _raise_if_unmigrated(err)
+            self.refused = self.refused or self._refusal(err)
             result = SearchResult(
-                request.trip_request_id, request.search.search_key, "error", error=redact(str(err))
+                request.trip_request_id, request.search.search_key, "error", error=_reason(err)
             )
         latency_ms = (time.perf_counter() - started) * 1000
         error = result.status == "error"
@@ -382,11 +418,29 @@ class _Run:
             self.batch_size_max = max(self.batch_size_max, len(requests))
             self.metrics.record_batch(len(requests))
 
+    def _refusal(self, err: Exception) -> PrerequisiteMissing | None:
+        """The setup's failure that *err* reveals (a missing table or grant), else None."""
+        if isinstance(err, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)):
+            message = (
+                f"the flight-search schema is missing or outdated ({error_reason(err)}); "
+                "run the migrations (alembic upgrade head) and seed the data first"
+            )
+        elif isinstance(err, psycopg.errors.InsufficientPrivilege):
+            role = quote_ident(self.role)
+            grants = "; ".join(grant.format(role=role) for grant in queries.APPLICATION_GRANTS)
+            message = (
+                f"role {self.role} may not run the flight search ({error_reason(err)}); "
+                f"it needs: {grants}"
+            )
+        else:
+            return None
+        refusal = PrerequisiteMissing(message)
+        refusal.__cause__ = err  # --traceback shows the server's error
+        return refusal
 
-def _raise_if_unmigrated(err: Exception) -> None:
-    """A missing table is not a failed request: the database is not ready for the workload."""
-    if isinstance(err, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)):
-        raise PrerequisiteMissing(
-            f"the flight-search schema is missing or outdated ({str(err).splitlines()[0]}); "
-            "run the migrations (alembic upgrade head) and seed the data first"
-        ) from err
+
+def _reason(err: Exception) -> str:
+    """A failed request's error on one line, without a password."""
+    if isinstance(err, psycopg.Error):
+        return error_reason(err)
+    return redact(str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
