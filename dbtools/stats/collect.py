@@ -243,6 +243,19 @@ def collect_unstored(
     return found
 
 
+COUNTING_OVERRIDES_SQL = (
+    f"SELECT {SQL_MARKER} {_COUNTING_OVERRIDES} "
+    "FROM pg_catalog.pg_database d WHERE d.datname = current_database()"
+)
+
+
+def read_counting_overrides(conn: psycopg.Connection[Any]) -> list[dict[str, str | None]]:
+    """The per-role and per-database ``pg_stat_statements.*`` settings that apply in the
+    connected database, as a snapshot records them (``counting_overrides``; one query)."""
+    row = conn.execute(COUNTING_OVERRIDES_SQL, {}).fetchone()  # {}: %% reads as %
+    return list(row[0]) if row and row[0] is not None else []
+
+
 def header_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
     """The header's server facts (``%(pgss_version)s`` is a parameter). The per-role and
     per-database settings are NULL when the role cannot read ``pg_db_role_setting``."""
@@ -311,12 +324,7 @@ def probe_collection(conn: psycopg.Connection[Any]) -> None:
     """
     info, columns = prepare(conn)
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": None}
-    queries = (
-        header_sql(columns, info),
-        statements_sql(columns),
-        new_texts_sql(columns),
-        *map(sql.SQL, _CATALOG_QUERIES),
-    )
+    queries = (header_sql(columns, info), statements_sql(columns), *map(sql.SQL, _CATALOG_QUERIES))
     for query in queries:
         conn.execute(
             sql.SQL("SELECT {marker} FROM ({query}) AS probe LIMIT 0").format(
