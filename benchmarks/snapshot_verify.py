@@ -4,11 +4,14 @@ With 5,000 distinct statements in pg_stat_statements and 2,000 indexes, on a thr
 PostgreSQL (or --pg-bin), measured side by side in one run:
 
 * wall time of `dbtools snapshot` (a new process, as a deploy script runs it) and of the same
-  snapshot called in-process (no interpreter start-up);
+  snapshot called in-process (no interpreter start-up), and of the first snapshot, which reads,
+  scrubs and stores every statement's text (later ones only the texts of new statements);
 * wall time of `psql` copying the same views (pg_stat_statements, _info, pg_stat_database,
   pg_stat_user_tables/_indexes, pg_statio_user_tables/_indexes, pg_index, pg_class.reloptions,
   alembic_version) to /dev/null: the floor any collector pays to read them;
 * wall time of `dbtools verify` over two windows (four such snapshots);
+* the bytes one snapshot adds to the monitoring schema (its tables, indexes and TOAST), over
+  --runs snapshots of an unchanged workload;
 * the statements dbtools itself sends, counted in pg_stat_statements (their text carries the
   marker comment).
 
@@ -106,6 +109,21 @@ def marked_calls(dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
+MONITORING_BYTES_SQL = """
+SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'perf_monitoring' AND c.relkind = 'r'
+"""
+
+
+def monitoring_bytes(dsn: str) -> int:
+    """The size of the monitoring tables, with their indexes and TOAST."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        row = conn.execute(MONITORING_BYTES_SQL).fetchone()
+    return int(row[0]) if row else 0
+
+
 def machine() -> list[str]:
     return machine_lines()
 
@@ -131,14 +149,25 @@ def main() -> None:
             version = conn.execute("SHOW server_version").fetchone()
         labels = (f"run{i}" for i in itertools.count())
 
-        # Statements dbtools sends: one snapshot, then one verify.
+        # Statements dbtools sends: one snapshot, then one verify of two windows (a baseline
+        # and a later candidate: verify refuses one window compared with itself).
+        started = time.perf_counter()
+        snapshots.snapshot(dsn, "first")  # reads, scrubs and stores every text
+        first_snapshot = time.perf_counter() - started
         before = marked_calls(dsn)
         snapshots.snapshot(dsn, "count:start")
         per_snapshot = marked_calls(dsn) - before
         snapshots.snapshot(dsn, "count:end", requests=1)
+        snapshots.snapshot(dsn, "later:start")
+        snapshots.snapshot(dsn, "later:end", requests=1)
         before = marked_calls(dsn)
-        verify(dsn, "count", "count")
+        verify(dsn, "count", "later")
         per_verify = marked_calls(dsn) - before
+        # Bytes per snapshot: the monitoring tables' growth over --runs snapshots.
+        bytes_before = monitoring_bytes(dsn)
+        for _ in range(args.runs):
+            snapshots.snapshot(dsn, next(labels))
+        bytes_per_snapshot = (monitoring_bytes(dsn) - bytes_before) / args.runs
 
         psql = str(client_binary("psql"))
         conninfo, env = split_password(dsn)
@@ -173,7 +202,7 @@ def main() -> None:
                         "--baseline",
                         "count",
                         "--candidate",
-                        "count",
+                        "later",
                         "--format",
                         "json",
                     ],
@@ -183,7 +212,7 @@ def main() -> None:
                 ),
                 runs,
             ),
-            "verify() in-process": timed(lambda: verify(dsn, "count", "count"), runs),
+            "verify() in-process": timed(lambda: verify(dsn, "count", "later"), runs),
             "python -m dbtools --version (start-up)": timed(lambda: dbtools_cli("--version"), runs),
         }
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -217,10 +246,17 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
         *rows,
         "",
+        f"Bytes one snapshot adds to the monitoring tables (with indexes and TOAST, over "
+        f"{runs} snapshots): {bytes_per_snapshot:,.0f}.",
+        "",
+        f"The first snapshot, which reads, scrubs and stores the {STATEMENTS:,} statements' texts "
+        f"(once; later snapshots read only the texts of new statements): "
+        f"{first_snapshot * 1000:.0f} ms in-process.",
+        "",
         "Statements dbtools sent (counted in pg_stat_statements by their marker comment):",
         "",
-        f"- one snapshot: {per_snapshot} statements (server facts, alembic revision, and one "
-        "INSERT … SELECT that reads and stores everything);",
+        f"- one snapshot: {per_snapshot} statements (server facts, alembic revision, the texts "
+        "not stored yet, and one INSERT … SELECT that reads and stores everything else);",
         f"- one verify of two windows: {per_verify} statements.",
         "",
         "The CLI figures include the Python interpreter start-up (last row) and importing "

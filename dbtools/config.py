@@ -1,8 +1,11 @@
 """Project configuration: the ``[tool.dbtools.*]`` tables of ``pyproject.toml``, or a TOML file
-given with ``--config``. Malformed files are a ``ConfigError`` (exit code 2)."""
+given with ``--config``. Malformed files are a ``ConfigError`` (exit code 2), and so is a table
+dbtools does not know (``[tool.dbtools.verfy]``): a typo must never leave every default in force
+silently."""
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +19,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-# Every [tool.dbtools.*] table dbtools reads, and who reads it.
+# Every [tool.dbtools.*] table dbtools reads, and who reads it: the one list (a command that gains
+# a configuration adds its table here; any other table is an error).
 TABLES: dict[str, str] = {
     "verify": "dbtools.verify.thresholds: verify's thresholds and skipped checks",
     "lint": "dbtools.safety.declarations: rules left out, deploy timeouts, revisions not linted",
@@ -37,11 +41,35 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"malformed TOML in {path}: {err}") from err
 
 
+def check_tables(document: Mapping[str, Any], path: Path, *, file_is_pyproject: bool) -> None:
+    """Raise ``ConfigError`` for a table of *document* dbtools does not know: any under
+    ``[tool.dbtools]``, and (in a file given with ``--config``) any at the top level."""
+    tool = document.get("tool", {})
+    dbtools = tool.get("dbtools", {}) if isinstance(tool, dict) else {}
+    found = (
+        [(f"tool.dbtools.{k}", k, v) for k, v in dbtools.items()]
+        if isinstance(dbtools, dict)
+        else []
+    )
+    if not file_is_pyproject:
+        found += [(k, k, v) for k, v in document.items() if k != "tool" and isinstance(v, dict)]
+    for shown, name, value in found:
+        if name not in TABLES:
+            known = [shown.removesuffix(name) + table for table in TABLES]
+            close = difflib.get_close_matches(shown, known, n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(f"{path}: unknown table [{shown}] (known: {', '.join(TABLES)}){hint}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: [{shown}] must be a table")
+
+
 def section(
     document: Mapping[str, Any], name: str, path: Path, *, file_is_pyproject: bool = False
 ) -> dict[str, Any]:
     """The ``[tool.dbtools.NAME]`` table of *document* (in a file given with ``--config`` also a
-    bare ``[NAME]``); empty when a pyproject.toml has none."""
+    bare ``[NAME]``); empty when a pyproject.toml has none. Raises ``ConfigError`` for a table
+    dbtools does not know (``check_tables``)."""
+    check_tables(document, path, file_is_pyproject=file_is_pyproject)
     tool = document.get("tool", {})
     dbtools = tool.get("dbtools", {}) if isinstance(tool, dict) else {}
     table = dbtools.get(name) if isinstance(dbtools, dict) else None
@@ -52,5 +80,5 @@ def section(
     if table is None:
         return {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {name} settings must be a table")
+        raise ConfigError(f"{path}: [{name}] must be a table")
     return dict(table)

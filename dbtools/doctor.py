@@ -41,7 +41,7 @@ from dbtools.schema.monitoring import (
     monitoring_table,
 )
 from dbtools.schema.revisions import IniPath, head_revision
-from dbtools.stats.collect import probe_collection
+from dbtools.stats.collect import probe_collection, read_counting_overrides
 
 log = logging.getLogger(__name__)
 
@@ -156,18 +156,6 @@ SELECT {SQL_MARKER} current_setting('pg_stat_statements.track', true) AS track,
        (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'shared_preload_libraries')
            AS preload_libraries
 """
-TRACK_OVERRIDES_SQL = f"""
-SELECT {SQL_MARKER} r.rolname::text AS role, d.datname::text AS database
-FROM pg_catalog.pg_db_role_setting s
-LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
-LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
-WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
-                            WHERE datname = current_database()))
-  AND (r.rolname IS NULL OR r.rolname <> current_user)
-  AND EXISTS (SELECT FROM unnest(s.setconfig) AS c(setting)
-              WHERE lower(c.setting) = 'pg_stat_statements.track=none')
-ORDER BY r.rolname NULLS FIRST, d.datname NULLS FIRST
-"""
 
 
 def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorFacts:
@@ -190,7 +178,15 @@ def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorF
     with conn.cursor(row_factory=class_row(TableAccess)) as cur:
         tables = tuple(cur.execute(TABLES_SQL, names).fetchall())
     track, source, libraries = conn.execute(TRACK_SQL).fetchone() or (None, None, None)
-    overrides = tuple(TrackOverride(*row) for row in conn.execute(TRACK_OVERRIDES_SQL))
+    # The per-role and per-database settings a snapshot records; the connected role's own
+    # setting is its session's track, judged above.
+    overrides = tuple(
+        TrackOverride(o["role"], o["database"])
+        for o in (read_counting_overrides(conn) if info.reads_role_settings else ())
+        if o["setting"] == "pg_stat_statements.track"
+        and str(o["value"]).lower() == "none"
+        and o["role"] != info.role
+    )
     statistics_error = None
     if facts.pgss_ready:
         try:

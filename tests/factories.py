@@ -22,6 +22,12 @@ SERVER_STARTED = T0 - timedelta(days=1)
 APP_ROLE = "app"
 APP_USERID = 16384
 DBID = 5
+# What a snapshot records of pg_stat_statements' settings on a server that counts everything.
+COUNTING_SETTINGS = {
+    "pg_stat_statements.track": {"value": "all", "source": "configuration file"},
+    "pg_stat_statements.track_utility": {"value": "on", "source": "default"},
+    "autovacuum_naptime": {"value": "60", "source": "default"},
+}
 
 
 def header(taken_at: datetime = T0, **overrides: Any) -> SnapshotHeader:
@@ -31,7 +37,8 @@ def header(taken_at: datetime = T0, **overrides: Any) -> SnapshotHeader:
         "database_oid": DBID, "server_version_num": 180001, "server_started_at": SERVER_STARTED,
         "role_name": "monitor", "pgss_version": "1.12", "pgss_stats_reset": SERVER_STARTED,
         "pgss_dealloc": 0, "alembic_revision": None, "requests": None,
-        "hidden_statements": 0, "hidden_calls": 0,
+        "hidden_statements": 0, "hidden_calls": 0, "counting_settings": COUNTING_SETTINGS,
+        "counting_overrides": [], "toplevel_calls": None,
     }  # fmt: skip
     return SnapshotHeader(**{**values, **overrides})
 
@@ -43,7 +50,7 @@ def statement(queryid: int, calls: int, query: str = "", **overrides: Any) -> St
         userid=APP_USERID, rolname=APP_ROLE, dbid=DBID, queryid=queryid, toplevel=True,
         query=query or f"SELECT * FROM trip_requests WHERE id = $1 /* {queryid} */",
         calls=calls, total_exec_time=0.0, total_plan_time=0.0, shared_blk_read_time=0.0,
-        shared_blk_write_time=0.0, stats_since=None,
+        shared_blk_write_time=0.0, stats_since=None, min_exec_time=None, max_exec_time=None,
     )  # fmt: skip
     return StatementRow(**{**values, **overrides})
 
@@ -116,10 +123,12 @@ def simple_window(
     start_overrides: dict[str, Any] | None = None,
     end_overrides: dict[str, Any] | None = None,
 ) -> Window:
-    """A trustworthy window in which one application statement ran *queries* times while the
-    request metrics counted *requests* requests (unless *metrics* says otherwise)."""
-    start = snapshot(T0, (statement(1, 100),), **(start_overrides or {}))
-    end = snapshot(T0 + timedelta(seconds=seconds), (statement(1, 100 + queries),),
+    """A trustworthy window in which one application statement ran *queries* times (0.05 ms
+    each) while the request metrics counted *requests* requests (unless *metrics* says
+    otherwise)."""
+    start = snapshot(T0, (statement(1, 100, total_exec_time=5.0),), **(start_overrides or {}))
+    end = snapshot(T0 + timedelta(seconds=seconds),
+                   (statement(1, 100 + queries, total_exec_time=5.0 + 0.05 * queries),),
                    **(end_overrides or {}))  # fmt: skip
     return window(start, end, metrics if metrics is not None else totals(requests), name)
 

@@ -34,7 +34,7 @@ from dbtools.stats.rows import (
 from dbtools.stats.snapshots import RequestTotals, Window, WindowRef
 from dbtools.verify import evaluate
 from dbtools.verify.live import IndexState, LiveState
-from tests.factories import healthy_live_state
+from tests.factories import COUNTING_SETTINGS, healthy_live_state
 
 SECRET = "S3cretLiteral"
 T0 = datetime(2026, 1, 2, 10, 0, 0, tzinfo=timezone.utc)
@@ -79,7 +79,7 @@ def statement(queryid: int, query: str, calls: int, time_ms: float, rows: int,
         shared_blks_hit=hit, shared_blks_read=read, shared_blks_dirtied=0,
         shared_blks_written=0, local_blks_hit=0, local_blks_read=0, temp_blks_read=0,
         temp_blks_written=0, shared_blk_read_time=0.0, shared_blk_write_time=0.0,
-        wal_records=0, wal_bytes=0, stats_since=None,
+        wal_records=0, wal_bytes=0, stats_since=None, min_exec_time=None, max_exec_time=None,
     )  # fmt: skip
 
 
@@ -142,6 +142,7 @@ def header(label: str, taken_at: datetime, snapshot_id: int) -> SnapshotHeader:
         database_oid=DBID, server_version_num=150014, server_started_at=STARTED,
         role_name="monitor", pgss_version="1.10", pgss_stats_reset=STARTED, pgss_dealloc=0,
         alembic_revision="0003", requests=None, hidden_statements=0, hidden_calls=0,
+        counting_settings=COUNTING_SETTINGS, counting_overrides=[],
     )  # fmt: skip
 
 

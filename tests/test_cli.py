@@ -88,6 +88,36 @@ def test_malformed_dsn_is_a_usage_error(bad: str) -> None:
     assert_usage_error(run_dbtools("doctor", "--dsn", bad), "")
 
 
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ("postgresql://u:p%zzS3cret@h/db", "a bad percent-escape in the URL's password"),
+        ("postgresql://u:S3cret@h/d%zb", "a bad percent-escape in the URL's database name"),
+        (
+            "postgresql://u:S3cret@h/db?password=S3cret%zz",
+            "a bad percent-escape in the value of the URL's query parameter password",
+        ),
+        ("postgresql://u:S3cret@[::1/db", "an unclosed '[' in the URL's host"),
+        (
+            "postgresql://u:S3cret@h/db?S3cret&sslmode=require",
+            "the URL's query parameter 1 has no '='",
+        ),
+        ("host=h password='S3cret", "an unclosed quote in the value of password"),
+        ("host=h password='S3\\'cret user=u", "an unclosed quote in the value of password"),
+        ("host=h S3cretword", "word 2 has no '=' (keyword=value expected)"),
+        ("host=h =S3cret", "word 2 has no keyword before '='"),
+        ("mysql://u:S3cret@h/db", "not a PostgreSQL URL: its scheme is mysql"),
+    ],
+)
+def test_a_malformed_dsn_is_reported_without_its_secrets(bad: str, expected: str) -> None:
+    """libpq's own messages quote the part they stumble on: the password, often."""
+    for result in (run_dbtools("doctor", "--dsn", bad),
+                   run_dbtools("doctor", env={"DATABASE_URL": bad})):  # fmt: skip
+        line = assert_usage_error(result, expected)
+        assert line.startswith("Error: malformed DSN: ") or "scheme" in line
+        assert "S3cret" not in result.stderr and "S3" not in line
+
+
 def _connection_forms(database: Database) -> dict[str, tuple[list[str], dict[str, str]]]:
     params = conninfo.conninfo_to_dict(database.dsn)
     host, port, user, name = (str(params.get(k, "")) for k in ("host", "port", "user", "dbname"))

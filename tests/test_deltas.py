@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -128,10 +129,17 @@ def test_no_requests_is_no_data_and_untrusted() -> None:
 
 
 def test_hit_ratios_come_from_the_deltas_and_leave_the_monitoring_schema_out() -> None:
-    start = snapshot(T0, (statement(1, 0),), db=database(blks_hit=1000, blks_read=500),
+    """The buffer cache hit ratio is the application's statements' (pg_stat_statements), not
+    the database's (its counters include dbtools' own snapshots); nested statements' blocks are
+    in their top-level statement's already."""
+    nested: dict[str, Any] = {"toplevel": False}
+    start = snapshot(T0, (statement(1, 0), statement(2, 0, **nested)),
+                     db=database(blks_hit=1000, blks_read=500),
                      indexes=(index("ix_app", 0, idx_blks_hit=100, idx_blks_read=100),
                               index("ix_mon", 0, "perf_monitoring", idx_blks_hit=0)))  # fmt: skip
-    end = snapshot(LATER, (statement(1, 30),), db=database(blks_hit=1900, blks_read=600),
+    end = snapshot(LATER, (statement(1, 30, shared_blks_hit=900, shared_blks_read=100),
+                           statement(2, 30, shared_blks_hit=0, shared_blks_read=500, **nested)),
+                   db=database(blks_hit=1100, blks_read=600),
                    indexes=(index("ix_app", 4, idx_blks_hit=175, idx_blks_read=125),
                             index("ix_mon", 9, "perf_monitoring", idx_blks_hit=5000)))  # fmt: skip
     measured = measure_window(window(start, end, totals(10)))

@@ -116,15 +116,17 @@ def test_pg_monitor_alone_fails_every_command_and_doctor_says_so(
     found = doctor(dsn)
     assert found["ok"] is False  # no false green
     assert ready(found) == dict.fromkeys(COMMANDS, False)
-    # In the order revision 0002 creates them (its manifest's).
+    # In the order revisions 0002 and 0004 create them (their manifests').
     written = ", ".join(
         f"perf_monitoring.{t}"
-        for t in ("snapshots", "database_stats", "index_stats", "statement_stats", "table_stats")
-    )
+        for t in ("snapshots", "database_stats", "index_stats", "statement_stats", "table_stats",
+                  "statement_texts")
+    )  # fmt: skip
     read = ", ".join(
         f"perf_monitoring.{t}"
         for t in ("app_metrics", "request_metrics", "setting_changes", "snapshots",
-                  "database_stats", "index_stats", "statement_stats", "table_stats")
+                  "database_stats", "index_stats", "statement_stats", "table_stats",
+                  "statement_texts")
     )  # fmt: skip
     assert failing(found) == {
         "alembic_version readable": f"GRANT SELECT ON public.alembic_version TO {role};",

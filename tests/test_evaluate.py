@@ -67,7 +67,8 @@ def test_the_guide_scenario_passes_every_check() -> None:
     assert result.reduction == pytest.approx(0.9)
     assert (result.verdict, result.exit_code) == ("pass", 0)
     assert {f.check for f in result.findings} == {
-        "window", "query_reduction", "app_cache_hit_ratio", "p95_latency", "error_rate",
+        "window", "query_reduction", "work_per_request", "app_cache_hit_ratio", "p95_latency",
+        "error_rate",
         "query_rate", "schema_at_head", "batch_indexes", "autovacuum_settings",
         "monitoring_tables",
     }  # fmt: skip
@@ -161,6 +162,7 @@ def test_an_untrusted_candidate_never_passes(case: str) -> None:
     assert not_passing(result) == {
         "window": {"pass", "untrusted"},  # the baseline is fine
         "query_reduction": {"untrusted"},
+        "work_per_request": {"untrusted"},
         "query_rate": {"untrusted"},
         "batch_indexes": {"untrusted"},
     }
@@ -172,7 +174,8 @@ def test_an_untrusted_baseline_makes_the_reduction_untrusted() -> None:
                              end_overrides={"pgss_stats_reset": T0 + timedelta(seconds=1)})  # fmt: skip
     result = judge(baseline=baseline)
     assert not_passing(result) == {"window": {"untrusted", "pass"},
-                                   "query_reduction": {"untrusted"}}  # fmt: skip
+                                   "query_reduction": {"untrusted"},
+                                   "work_per_request": {"untrusted"}}  # fmt: skip
     assert result.exit_code == 1
 
 
@@ -192,7 +195,7 @@ NO_DATA = {
     "no request metrics": (
         totals(0),
         {"window": {"pass", "untrusted"}, "query_reduction": {"untrusted"},
-         "app_cache_hit_ratio": {"no data"}, "p95_latency": {"no data"},
+         "work_per_request": {"untrusted"}, "app_cache_hit_ratio": {"no data"}, "p95_latency": {"no data"},
          "error_rate": {"no data"}, "query_rate": {"untrusted"}, "batch_indexes": {"untrusted"}},
     ),
     "no cache hits or misses": (

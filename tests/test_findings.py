@@ -27,7 +27,8 @@ RULES: tuple[Rule[list[int]], ...] = (even, positive)
 def test_check_names_come_from_the_rule_list() -> None:
     assert check_names(RULES) == ("even", "positive")
     assert verify_rules.CHECK_NAMES == (
-        "window", "query_reduction", "app_cache_hit_ratio", "p95_latency", "error_rate",
+        "window", "query_reduction", "work_per_request", "app_cache_hit_ratio", "p95_latency",
+        "error_rate",
         "query_rate", "schema_at_head", "batch_indexes", "autovacuum_settings",
         "monitoring_tables",
     )  # fmt: skip

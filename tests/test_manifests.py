@@ -144,7 +144,8 @@ def test_manifests_count_what_the_revisions_create() -> None:
         own = own_manifest(revision)
         counts[revision] = (len(own.tables), len(own.indexes), len(own.table_settings),
                             len(own.functions), len(own.batch_indexes))  # fmt: skip
-    assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3)}
+    assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
+                      "0004": (1, 1, 0, 0, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -269,8 +270,17 @@ def test_verify_after_a_downgrade_to_0002_judges_against_0002(migrated_database:
         ("pass", "revision 0002", "no autovacuum settings expected at 0002")
     ]
     assert by_check["monitoring_tables"] == [("pass", "perf_monitoring", "8 tables present")]
-    assert by_check["schema_at_head"] == [("fail", "alembic_version", "at 0002, head is 0003")]
-    assert [f.check for f in result.findings if f.status != "pass"] == ["schema_at_head"]
+    assert by_check["schema_at_head"] == [("fail", "alembic_version", "at 0002, head is 0004")]
+    # The downgrade took the snapshots' record of pg_stat_statements' settings (revision 0004's
+    # columns) with it: whether every statement was counted can no longer be told.
+    assert by_check["window"] == [
+        ("untrusted", role, "pg_stat_statements settings were not recorded (a snapshot taken "
+         "before revision 0004): whether every statement was counted is unknown")
+        for role in ("baseline", "candidate")
+    ]  # fmt: skip
+    assert [f.check for f in result.findings if f.status not in ("pass", "untrusted")] == [
+        "schema_at_head"
+    ]
     assert result.verdict == "fail" and result.exit_code == 1
 
 
@@ -284,11 +294,16 @@ def test_verify_at_an_unknown_revision_is_a_config_error(migrated_database: Data
 
 
 def test_dashboard_needs_the_tables_its_revision_creates() -> None:
-    assert len(panels(manifest=manifest_at("0002"))) == len(panels())
+    assert len(panels(manifest=manifest_at("0004"))) == len(panels())
     with pytest.raises(ConfigError) as error:
         panels(manifest=manifest_at("0001"))
     assert str(error.value) == (
         "the dashboard reads perf_monitoring.snapshots, which revision 0001 does not create"
+    )
+    with pytest.raises(ConfigError) as error:
+        panels(manifest=manifest_at("0003"))
+    assert str(error.value) == (
+        "the dashboard reads perf_monitoring.statement_texts, which revision 0003 does not create"
     )
 
 
@@ -308,6 +323,7 @@ def test_manifest_at_base_and_never_migrated_is_empty() -> None:
 
 def test_manifest_at_each_revision() -> None:
     first, second, third = (manifest_at(r) for r in ("0001", "0002", "0003"))
+    fourth = manifest_at("0004")
     assert (first.revision, second.revision, third.revision) == ("0001", "0002", "0003")
     assert list(first.tables) == APP_TABLES
     assert (len(first.indexes), first.schemas, first.functions, first.monitoring_tables) == (
@@ -337,7 +353,10 @@ def test_manifest_at_each_revision() -> None:
             "autovacuum_analyze_scale_factor": "0.02",
         },
     }
-    assert manifest_at("head") == third
+    assert fourth.tables == (*third.tables, "perf_monitoring.statement_texts")
+    assert len(fourth.indexes) == 27 and fourth.table_settings == third.table_settings
+    assert fourth.monitoring_tables == (*MONITORING_TABLES, "statement_texts")
+    assert manifest_at("head") == fourth
 
 
 @pytest.mark.parametrize("revision", ["0009", "00", "0002,0003", "head-1"])
@@ -345,7 +364,7 @@ def test_manifest_at_an_unknown_revision_is_a_config_error(revision: str) -> Non
     with pytest.raises(ConfigError) as error:
         manifest_at(revision)
     assert str(error.value).startswith(f"unknown revision {revision!r}: the migrations in ")
-    assert str(error.value).endswith(" have 0001, 0002, 0003")
+    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004")
 
 
 # -- the manifest's parts, pure -----------------------------------------------------------------

@@ -120,8 +120,8 @@ def test_a_comparison_opens_with_verifys_verdict_and_the_guides_figures() -> Non
         "autovacuum_vacuum_insert_scale_factor = (unset), expected 0.05",
         "autovacuum_settings FAIL: public.trip_requests: autovacuum_vacuum_scale_factor = 0.2, "
         "expected 0.05",
-        "passed: window (2), schema_at_head, batch_indexes (2), autovacuum_settings, "
-        "monitoring_tables",
+        "passed: window (2), work_per_request, schema_at_head, batch_indexes (2), "
+        "autovacuum_settings, monitoring_tables",
     ]
 
 

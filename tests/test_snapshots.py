@@ -27,6 +27,7 @@ from dbtools.stats.rows import (
     StatementRow,
     TableRow,
     column_names,
+    stored_columns,
 )
 from tests.conftest import Database, PgServer
 from tests.helpers import REPO, assert_usage_error, run_cli
@@ -52,6 +53,9 @@ def test_row_dataclasses_are_the_monitoring_tables_columns(migrated_database: Da
     ):
         assert ("snapshot_id", *column_names(row_type)) == columns(table), table
     assert column_names(SnapshotHeader) == columns(monitoring.SNAPSHOTS)
+    # statement_stats.query stays NULL: a statement's text is stored once, in statement_texts.
+    assert "query" not in stored_columns(StatementRow)
+    assert columns(monitoring.STATEMENT_TEXTS) == ("dbid", "queryid", "query")
 
 
 def _probe_calls(snapshot: Snapshot) -> int:
@@ -161,16 +165,21 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
         for i in range(40):
             conn.execute(f"CREATE TABLE wide_{i} (id int PRIMARY KEY, v int)")
             conn.execute(f"CREATE INDEX ON wide_{i} (v)")
+            for op in ("<", "<=", "=", ">=", ">"):  # 200 statements whose texts are new
+                conn.execute(f"SELECT count(*) FROM wide_{i} WHERE v {op} 0")
     large = sent_by(lambda: take(db, "b"))
+    take(db, "c")
     verified = sent_by(lambda: run_cli("verify", "--dsn", db.dsn, "--baseline", "a..b",
-                                       "--candidate", "a..b"))  # fmt: skip
+                                       "--candidate", "b..c"))  # fmt: skip
     for sent in (small, large, verified):
         toplevel = {text: calls for text, calls in sent.items() if stats.RI_MARKER not in text}
         assert all(SQL_MARKER in text for text in toplevel), toplevel
-    assert sum(c for t, c in small.items() if stats.RI_MARKER not in t) == 3
-    assert sum(c for t, c in large.items() if stats.RI_MARKER not in t) == 3
-    # verify: the server facts and the revision, the objects its manifest names, the windows.
-    assert sum(verified.values()) == 10
+    # server facts, the revision, the new texts, and the one INSERT … SELECT
+    assert sum(c for t, c in small.items() if stats.RI_MARKER not in t) == 4
+    assert sum(c for t, c in large.items() if stats.RI_MARKER not in t) == 4
+    # verify: the server facts and the revision, the objects its manifest names, the monitoring
+    # tables' columns (snapshots are read at any revision), the windows.
+    assert sum(verified.values()) == 11
 
 
 def test_reused_label_is_refused_and_nothing_written(migrated_database: Database) -> None:

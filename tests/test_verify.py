@@ -83,6 +83,7 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
     # source, location and because, were added within the version).
     assert sorted(document) == [
         "database",
+        "definitions",
         "exit_code",
         "findings",
         "kind",
@@ -117,6 +118,8 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
             "app_cache_hit_ratio",
             "p95_ms",
             "error_rate",
+            "nested_per_request",
+            "exec_time_per_request_ms",
         ]
     )
     assert sorted(document["findings"][0]) == [
@@ -249,7 +252,7 @@ def test_windows_from_different_databases_are_untrusted(
          "autovacuum_settings", "public.trip_requests",
          "autovacuum_analyze_scale_factor = (unset), expected 0.02"),
         ("UPDATE public.alembic_version SET version_num = '0002'",
-         "schema_at_head", "alembic_version", "at 0002, head is 0003"),
+         "schema_at_head", "alembic_version", "at 0002, head is 0004"),
         ("DROP TABLE perf_monitoring.app_metrics",
          "monitoring_tables", "perf_monitoring", "missing: app_metrics"),
     ],

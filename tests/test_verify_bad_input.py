@@ -12,7 +12,9 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
+from dbtools.errors import ConfigError
 from dbtools.sandbox import Sandbox
+from dbtools.verify.thresholds import load_thresholds
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, readme_monitor_grants, run_cli, run_dbtools
 from tests.snapshot_helpers import record_metrics, run_requests, snapshot_count, window
@@ -101,11 +103,11 @@ def test_reused_label(migrated_database: Database) -> None:
 
 def test_database_not_at_head(database: Database, migrated_database: Database) -> None:
     never = run_dbtools("snapshot", "--label", "x", "--dsn", database.dsn)
-    assert_usage_error(never, "the database was never migrated, not at head 0003")
+    assert_usage_error(never, "the database was never migrated, not at head 0004")
     migrated_database.execute("UPDATE alembic_version SET version_num = '0002'")
     behind = run_dbtools("capture", "--label", "x", "--duration", "1s",
                          "--dsn", migrated_database.dsn)  # fmt: skip
-    assert_usage_error(behind, "the database is at revision 0002, not at head 0003")
+    assert_usage_error(behind, "the database is at revision 0002, not at head 0004")
     assert snapshot_count(migrated_database) == 0
     no_tables = run_dbtools("verify", "--dsn", database.dsn, "--baseline", "a", "--candidate", "b")
     assert_usage_error(no_tables, "the monitoring table perf_monitoring.snapshots is missing")
@@ -119,7 +121,17 @@ def test_database_not_at_head(database: Database, migrated_database: Database) -
         ("[verify]\nmax_p95_ms = 'fast'\n", "max_p95_ms must be a number"),
         ("[verify]\nmin_cache_hit_ratio = 40\n", "is a fraction between 0 and 1"),
         ("[verify]\nrollback_p95_ms = 400\n", "critical_p95_ms (500.0) must not exceed"),
-        ("[other]\nx = 1\n", "no [verify] (or [tool.dbtools.verify]) table"),
+        ("[other]\nx = 1\n", "unknown table [other] (known: verify, lint, rehearse, report)"),
+        (
+            "[tool.dbtools.verfy]\nmin_query_reduction = 0.9\n",
+            "unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report); did you mean [tool.dbtools.verify]?",
+        ),
+        (
+            "[verify]\nmax_p95_ms = 250\n[verfy]\nmax_p95_ms = 200\n",
+            "unknown table [verfy] (known: verify, lint, rehearse, report); did you mean [verify]?",
+        ),
+        ("[tool.dbtools]\nverify = 3\n", "[tool.dbtools.verify] must be a table"),
+        ("x = 1\n", "no [verify] (or [tool.dbtools.verify]) table"),
     ],
 )
 def test_malformed_config(tmp_path: Path, content: str, expected: str) -> None:
@@ -129,6 +141,21 @@ def test_malformed_config(tmp_path: Path, content: str, expected: str) -> None:
     result = run_cli("verify", "--dsn", f"postgresql://u@127.0.0.1:{_closed_port()}/x",
                      "--baseline", "a", "--candidate", "b", "--config", str(config))  # fmt: skip
     assert_usage_error(result, expected)
+
+
+def test_a_misspelt_table_in_pyproject_is_an_error(tmp_path: Path) -> None:
+    """A typo in a table's name must not leave every default silently in force."""
+    (tmp_path / "pyproject.toml").write_text(
+        "[project]\nname = 'x'\n[tool.dbtools.verfy]\nmin_query_reduction = 0.9\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_thresholds(project_dir=tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path / 'pyproject.toml'}: unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report); "
+        "did you mean [tool.dbtools.verify]?"
+    )
+    (tmp_path / "pyproject.toml").write_text("[tool.dbtools.verify]\nmax_p95_ms = 250\n")
+    assert load_thresholds(project_dir=tmp_path).max_p95_ms == 250
 
 
 def test_config_skipping_an_unknown_check(migrated_database: Database, tmp_path: Path) -> None:
@@ -170,6 +197,11 @@ def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
                              "after", "--format", "json")  # fmt: skip
         assert '"queries": 60' in result.stdout and '"queries": 6' in result.stdout
         assert '"hidden_calls": 0' in result.stdout and result.returncode == 0, result.stdout
+        # The grants are enough to store the texts of new statements, scrubbed, once each.
+        assert db.execute(
+            "SELECT count(*) FROM perf_monitoring.statement_texts "
+            "WHERE query LIKE 'SELECT id, search_key, traveler_id, max_price FROM trip_requests%'"
+        ) == [(1,)]
         # The report on the two windows opens with the same verdict, under the same grants.
         report = run_dbtools("report", "--dsn", dsn, "--baseline", "before", "--candidate",
                              "after", "--output", "-")  # fmt: skip
@@ -185,12 +217,14 @@ def test_role_without_insert_grant_writes_nothing(migrated_database: Database) -
     role = f"{db.name}_readonly"
     db.execute(f"CREATE ROLE {role} LOGIN IN ROLE pg_monitor")
     db.execute(f"GRANT USAGE ON SCHEMA perf_monitoring TO {role}")
+    db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA perf_monitoring TO {role}")
     db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")
     try:
         result = run_dbtools("snapshot", "--label", "x", "--dsn",
                              conninfo.make_conninfo(db.dsn, user=role))  # fmt: skip
-        assert_usage_error(result, "permission denied for table snapshots")
+        assert_usage_error(result, "permission denied for table ")
         assert snapshot_count(db) == 0
+        assert db.execute("SELECT count(*) FROM perf_monitoring.statement_texts") == [(0,)]
     finally:
         db.execute(f"DROP OWNED BY {role}")
         db.execute(f"DROP ROLE {role}")

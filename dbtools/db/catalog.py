@@ -4,6 +4,7 @@ it): read in one query each; identifiers quoted and split as PostgreSQL does."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,14 @@ def read_alembic_revision(
         return None
     row = conn.execute(ALEMBIC_REVISION_SQL).fetchone()
     return None if row is None else row[0]
+
+
+ROLES_SQL = f"SELECT {SQL_MARKER} rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)"
+
+
+def existing_roles(conn: psycopg.Connection[Any], names: Iterable[str]) -> frozenset[str]:
+    """The roles among *names* that exist (one query)."""
+    return frozenset(row[0] for row in conn.execute(ROLES_SQL, (list(names),)))
 
 
 OBJECTS_SQL = f"""

@@ -45,17 +45,101 @@ def resolve_dsn(dsn: str | None = None) -> str:
 
 
 def normalise_dsn(dsn: str) -> str:
-    """Return *dsn* in a form libpq accepts, raising ``UsageError`` for what it never could."""
+    """Return *dsn* in a form libpq accepts, raising ``UsageError`` for what it never could.
+
+    The error names the part that is wrong (``an unclosed quote in the value of password``),
+    never its value: libpq's own messages quote it, and redaction cannot find a password in a
+    DSN it cannot parse either.
+    """
     dsn = dsn.strip()
     dsn = _DRIVER_SUFFIX.sub(lambda m: "postgresql://", dsn)
     scheme = _URL_SCHEME.match(dsn)
     if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
-        raise UsageError(f"not a PostgreSQL URL: {redact(dsn)}")
+        raise UsageError(f"not a PostgreSQL URL: its scheme is {scheme.group(1)}")
     try:
         conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as err:
-        raise UsageError(f"malformed DSN {redact(dsn)!r}: {_first_line(str(err))}") from err
+    except psycopg.ProgrammingError:
+        # Not chained: the driver's message (shown by --traceback) quotes the DSN.
+        raise UsageError(f"malformed DSN: {dsn_problem(dsn)}") from None
     return dsn
+
+
+_PERCENT_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+
+
+def dsn_problem(dsn: str) -> str:
+    """What makes *dsn* unreadable to libpq, naming the part, never quoting it."""
+    if _URL_SCHEME.match(dsn):
+        return _url_problem(dsn.split("://", 1)[1])
+    return _keywords_problem(dsn)
+
+
+def _url_problem(rest: str) -> str:
+    """The problem of a URL after ``scheme://``: ``[user[:password]@]hosts[/database][?query]``."""
+    location, _, query = rest.partition("?")
+    authority, _, database = location.partition("/")
+    userinfo, _, hosts = authority.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    parts = (("user name", user), ("password", password), ("host", hosts),
+             ("database name", database))  # fmt: skip
+    for part, text in parts:
+        if _PERCENT_ESCAPE.search(text):
+            return f"a bad percent-escape in the URL's {part}"
+    if hosts.count("[") != hosts.count("]"):
+        return "an unclosed '[' in the URL's host"
+    for number, parameter in enumerate(query.split("&") if query else (), 1):
+        name, equals, value = parameter.partition("=")
+        if not equals:
+            return f"the URL's query parameter {number} has no '='"
+        if _PERCENT_ESCAPE.search(name) or not name.isidentifier():
+            return f"the URL's query parameter {number} has no valid name"
+        if _PERCENT_ESCAPE.search(value):
+            return f"a bad percent-escape in the value of the URL's query parameter {name}"
+        if name not in _CONNECTION_OPTIONS:
+            return f"the URL's query parameter {number} ({name}) is not a connection option"
+    return "libpq cannot read the URL"
+
+
+def _keywords_problem(dsn: str) -> str:
+    """The problem of a keyword DSN (``key=value key='quoted value'``), read as libpq reads it."""
+    position, number, length = 0, 0, len(dsn)
+    while True:
+        while position < length and dsn[position].isspace():
+            position += 1
+        if position == length:
+            return "libpq cannot read it"
+        number += 1
+        start = position
+        while position < length and dsn[position] != "=" and not dsn[position].isspace():
+            position += 1
+        keyword = dsn[start:position]
+        while position < length and dsn[position].isspace():
+            position += 1
+        if position == length or dsn[position] != "=":
+            return f"word {number} has no '=' (keyword=value expected)"
+        if not keyword:
+            return f"word {number} has no keyword before '='"
+        if keyword not in _CONNECTION_OPTIONS:
+            return f"word {number} ({keyword}) is not a connection option"
+        position += 1
+        while position < length and dsn[position].isspace():
+            position += 1
+        if position < length and dsn[position] == "'":
+            position += 1
+            while position < length and dsn[position] != "'":
+                position += 2 if dsn[position] == "\\" else 1
+            if position >= length:
+                return f"an unclosed quote in the value of {keyword}"
+            position += 1
+        else:
+            while position < length and not dsn[position].isspace():
+                position += 2 if dsn[position] == "\\" else 1
+
+
+# libpq's connection options (the keywords of a DSN and the query parameters of a URL).
+_CONNECTION_OPTIONS = frozenset(
+    option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()
+)
 
 
 @dataclass(frozen=True)
@@ -168,10 +252,6 @@ def error_reason(err: psycopg.Error) -> str:
     text = re.sub(r"^.*?connection to server (at|on) .*? failed: ", "", text)
     text = re.sub(r"^FATAL:\s+", "", text)
     return redact(text)
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _login_name() -> str:

@@ -27,7 +27,8 @@ SELECT {SQL_MARKER} current_setting('server_version_num')::int AS version_num,
        (SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
         WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,
-       {ALEMBIC_TABLE_EXISTS} AS has_alembic_version
+       {ALEMBIC_TABLE_EXISTS} AS has_alembic_version,
+       has_table_privilege('pg_catalog.pg_db_role_setting', 'SELECT') AS reads_role_settings
 """
 
 
@@ -53,6 +54,9 @@ class ServerInfo:
     pgss_schema: str | None
     reads_all_stats: bool
     has_alembic_version: bool
+    # pg_db_role_setting (per-role and per-database settings) is readable by PUBLIC unless a
+    # DBA revoked it.
+    reads_role_settings: bool = True
 
     @property
     def major(self) -> int:

@@ -1,7 +1,8 @@
 """A Grafana dashboard (JSON, PostgreSQL data source) over the ``perf_monitoring`` tables.
 
 Panels: application query rate and queries per request (statement deltas between consecutive
-snapshots), buffer cache and index hit ratios (counter deltas between snapshots), and from
+snapshots), buffer cache hit ratio (the application's statements' shared blocks, as verify
+computes it) and index hit ratio (counter deltas between snapshots), and from
 ``request_metrics``/``app_metrics`` the app cache hit ratio, p95 latency, error rate, request
 rate and the KMS connection-reuse ratio. Thresholds are verify's (``config.Thresholds``: the
 rollout guide's unless configured), drawn on the panels: the guide's alert lines.
@@ -39,6 +40,7 @@ GRID_HEIGHT = 8
 
 SNAPSHOTS = monitoring_table(monitoring.SNAPSHOTS)
 STATEMENT_STATS = monitoring_table(monitoring.STATEMENT_STATS)
+STATEMENT_TEXTS = monitoring_table(monitoring.STATEMENT_TEXTS)
 INDEX_STATS = monitoring_table(monitoring.INDEX_STATS)
 DATABASE_STATS = monitoring_table(monitoring.DATABASE_STATS)
 REQUEST_METRICS = monitoring_table(monitoring.REQUEST_METRICS)
@@ -47,6 +49,7 @@ APP_METRICS = monitoring_table(monitoring.APP_METRICS)
 TABLES_READ = (
     SNAPSHOTS,
     STATEMENT_STATS,
+    STATEMENT_TEXTS,
     INDEX_STATS,
     DATABASE_STATS,
     REQUEST_METRICS,
@@ -54,7 +57,10 @@ TABLES_READ = (
 )
 
 # Transaction control is not a query (verify counts it apart); nested statements are not sent.
-_APPLICATION_STATEMENT = rf"t.toplevel AND t.query !~* '^\s*{TRANSACTION_CONTROL_PATTERN}\y'"
+# A statement's text is in the texts table, stored once.
+_APPLICATION_STATEMENT = rf"""t.toplevel AND NOT EXISTS (
+                SELECT FROM {STATEMENT_TEXTS} x WHERE x.dbid = t.dbid AND x.queryid = t.queryid
+                  AND x.query ~* '^\s*{TRANSACTION_CONTROL_PATTERN}\y')"""
 
 # The application's indexes (dbtools' monitoring schema left out), as ``stats.measures`` counts.
 _APPLICATION_INDEX = application_schema_sql("i.schemaname")
@@ -62,9 +68,13 @@ _APPLICATION_INDEX = application_schema_sql("i.schemaname")
 # One row per pair of consecutive, comparable snapshots of a database: the deltas between them.
 SNAPSHOT_STEPS = f"""WITH {SQL_MARKER} totals AS (
     SELECT s.taken_at, s.database_oid, s.server_started_at, s.pgss_stats_reset, s.pgss_dealloc,
-           s.requests, d.blks_hit, d.blks_read, d.stats_reset,
+           s.requests, d.stats_reset,
            (SELECT coalesce(sum(t.calls), 0) FROM {STATEMENT_STATS} t
             WHERE t.snapshot_id = s.id AND {_APPLICATION_STATEMENT}) AS queries,
+           (SELECT coalesce(sum(t.shared_blks_hit), 0) FROM {STATEMENT_STATS} t
+            WHERE t.snapshot_id = s.id AND t.toplevel) AS blks_hit,
+           (SELECT coalesce(sum(t.shared_blks_read), 0) FROM {STATEMENT_STATS} t
+            WHERE t.snapshot_id = s.id AND t.toplevel) AS blks_read,
            (SELECT coalesce(sum(i.idx_blks_hit), 0) FROM {INDEX_STATS} i
             WHERE i.snapshot_id = s.id AND {_APPLICATION_INDEX})
                AS idx_blks_hit,
@@ -238,7 +248,9 @@ def panels(
         ),
         Panel(
             "Buffer cache hit ratio",
-            "pg_stat_database blks_hit / (blks_hit + blks_read) between snapshots.",
+            "Shared blocks the application's statements found in shared buffers / blocks they "
+            "read (pg_stat_statements shared_blks_hit / (hit + read), top-level statements), "
+            "between snapshots: dbtools' own work left out.",
             BUFFER_CACHE_HIT_RATIO_SQL, "buffer cache hit ratio", "percentunit", maximum=1,
         ),
         Panel(

@@ -490,7 +490,7 @@ def _summary(period: Period) -> PeriodSummary:
         total_time_ms=sum(row.total_exec_time for row in period.statements),
         queries_per_request=measures.queries_per_request if measures else None,
         query_rate=measures.query_rate if measures else None,
-        buffer_cache_hit_ratio=buffer_cache_hit_ratio(period.database),
+        buffer_cache_hit_ratio=buffer_cache_hit_ratio(counts),
         index_hit_ratio=index_hit_ratio(application_rows(period.indexes)),
         table_hit_ratio=heap_hit_ratio(application_rows(period.tables)),
         problems=measures.problems if measures else (),

@@ -27,7 +27,7 @@ from dbtools.report.model import (
     StatementWork,
 )
 from dbtools.report.plans import plan_text
-from dbtools.stats.measures import P95_DEFINITION, P95_NAME
+from dbtools.stats.measures import P95_DEFINITION, P95_NAME, RATIO_DEFINITIONS
 
 SHORT_SQL = 72
 
@@ -190,8 +190,8 @@ def summary(report: Report) -> Section:
             f"{p.work.temp_blks_written:,} written"),
         row("WAL", lambda p: f"{p.work.wal_records:,} records, {byte_size(p.work.wal_bytes)}"),
         row("I/O time", lambda p: _io_time(p.work)),
-        row("buffer cache hit ratio", lambda p: percent(p.buffer_cache_hit_ratio)),
-        row("index hit ratio", lambda p: percent(p.index_hit_ratio)),
+        row("buffer cache hit ratio (app statements)", lambda p: percent(p.buffer_cache_hit_ratio)),
+        row("index hit ratio (app indexes)", lambda p: percent(p.index_hit_ratio)),
         row("table hit ratio", lambda p: percent(p.table_hit_ratio)),
         row("app cache hit ratio", lambda p: percent(p.app_cache_hit_ratio)),
         row(P95_NAME, lambda p: number(p.p95_ms, 1, unit=" ms")),
@@ -201,7 +201,9 @@ def summary(report: Report) -> Section:
     intro = (
         "What each period measured; ratios come from the deltas of the counters. Execution "
         "time, planning, temp blocks, WAL and I/O time add up pg_stat_statements' top-level "
-        "statements (each includes what it ran inside). "
+        "statements (each includes what it ran inside). Buffer cache hit ratio: "
+        f"{RATIO_DEFINITIONS['buffer_cache_hit_ratio']} (dbtools' own work left out). Index hit "
+        f"ratio: {RATIO_DEFINITIONS['index_hit_ratio']}. "
         f"{P95_NAME[0].upper() + P95_NAME[1:]}: {P95_DEFINITION}."
     )
     if report.query_reduction is not None:

@@ -51,6 +51,7 @@ from alembic.script import Script
 
 from dbtools.errors import UsageError
 from dbtools.findings import FAILING, Finding, Location, Rule, check_names, rule, run_rules
+from dbtools.redaction import redact
 from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify, qualify
 from dbtools.safety.declarations import LintDeclarations, declarations_file, lint_declarations
 from dbtools.safety.locks import Blocking
@@ -379,7 +380,7 @@ def _statement_at(script: LintScript, line: int) -> OfflineStatement | None:
 def _one_line(statement: OfflineStatement | None, width: int = 100) -> str:
     if statement is None:
         return ""
-    text = statement.one_line
+    text = redact(statement.one_line)  # a migration may set a role's password
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -23,6 +23,7 @@ from alembic.script import Script
 from dbtools.db.connection import session
 from dbtools.db.server import inspect_server
 from dbtools.errors import ConfigError, UsageError
+from dbtools.redaction import redact
 from dbtools.safety.classify import (
     Classification,
     DataLoss,
@@ -539,7 +540,7 @@ def _statement_step(
         number=number,
         revision=revision,
         kind="version" if version else "statement",
-        sql=statement.sql,
+        sql=redact(statement.sql),  # a migration may set a role's password
         action=f"record revision ({found.locks[0].relation.rsplit('.', 1)[-1]}): {found.action}"
         if version
         else found.action,

@@ -1,7 +1,7 @@
 """The names dbtools reads and writes in its monitoring schema.
 
-Revision 0002 creates the schema (its DDL is written in the revision); which of these tables a
-database has is its revision's manifest (``dbtools.schema.manifest``).
+Revision 0002 creates the schema (its DDL is written in the revision), 0004 the texts table;
+which of these tables a database has is its revision's manifest (``dbtools.schema.manifest``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ MONITORING_SCHEMA = "perf_monitoring"
 
 SNAPSHOTS = "snapshots"
 STATEMENT_STATS = "statement_stats"
+STATEMENT_TEXTS = "statement_texts"  # one scrubbed text per (dbid, queryid)
 TABLE_STATS = "table_stats"
 INDEX_STATS = "index_stats"
 DATABASE_STATS = "database_stats"

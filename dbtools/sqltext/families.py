@@ -9,7 +9,8 @@ after every constant and placeholder is made the same, casts of parameters are d
 
 Texts sqlglot cannot parse (or only as an opaque ``Command``: ``VACUUM``, ``ALTER ROLE``…) are
 kept: their family is their scrubbed text with whitespace collapsed, ``parsed`` is False, and
-reports list them verbatim.
+reports list them verbatim. A text the scrubber could not read (``<unreadable statement, N
+characters>``) is a family of its own, keyed by its queryid: equal lengths say nothing.
 
 A *lookup* is a SELECT whose WHERE pins a column to one parameter (``id = $1``, a point lookup)
 or to a small list of them (``id IN ($1, $2)``), and has no ``= ANY`` form yet. Two rules judge
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements, table_refs
-from dbtools.sqltext.scrub import scrub_query
+from dbtools.sqltext.scrub import is_unreadable, scrub_query
 
 FINGERPRINT_LENGTH = 16
 _WHITESPACE = re.compile(r"\s+")
@@ -166,9 +167,19 @@ def fingerprint_of(normalised_sql: str) -> str:
     return hashlib.sha1(normalised_sql.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def shape_of(text: str) -> StatementShape:
-    """Classify one statement text (any text: it is scrubbed first)."""
+def shape_of(text: str, queryid: int | None = None) -> StatementShape:
+    """Classify one statement text (any text: it is scrubbed first). An unreadable text's family
+    is its *queryid*'s."""
     scrubbed = scrub_query(text)
+    if is_unreadable(scrubbed):
+        return StatementShape(
+            fingerprint=fingerprint_of(f"unreadable:{queryid}"),
+            kind="unreadable",
+            tables=(),
+            sql=scrubbed,
+            text=scrubbed,
+            parsed=False,
+        )
     trees = parse_statements(scrubbed)
     if trees is None:
         verbatim = _WHITESPACE.sub(" ", scrubbed).strip()
@@ -219,7 +230,7 @@ class Classifier:
             if found is not None:
                 return found
         self.parses += 1
-        shape = shape_of(text)
+        shape = shape_of(text, queryid)
         if self._cache is not None:
             self._cache[queryid] = shape
         return shape

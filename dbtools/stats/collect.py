@@ -13,14 +13,21 @@ queries, never one per object):
 dbtools' own statements never count: every statement dbtools sends carries
 ``connection.SQL_MARKER`` and rows whose text holds it are left out. Rows the role may not see
 (``<insufficient privilege>``, a NULL queryid) are counted in the header as ``hidden_statements``
-and ``hidden_calls``, never as zero. Nothing here resets statistics.
+and ``hidden_calls``, never as zero. Query texts are scrubbed (``sqltext.scrub``) before anything
+else sees them. Nothing here resets statistics.
 
-The row dataclasses' field names are the column names of the ``perf_monitoring`` tables that
-revision 0002 creates (without ``snapshot_id``); ``dbtools.stats.snapshots`` stores and loads them.
+The header also records what decides what pg_stat_statements counts (``counting_settings``,
+``counting_overrides``) and every top-level call it counted in the database
+(``toplevel_calls``): ``stats.counting`` judges a window by them.
+
+The row dataclasses' field names are the column names of the ``perf_monitoring`` tables
+(without ``snapshot_id``; texts in ``statement_texts``); ``dbtools.stats.snapshots`` stores and
+loads them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import psycopg
@@ -30,7 +37,8 @@ from psycopg.rows import class_row, dict_row
 from dbtools.db.catalog import read_alembic_revision
 from dbtools.db.connection import SQL_MARKER
 from dbtools.db.server import ServerInfo, inspect_server
-from dbtools.schema.monitoring import MONITORING_SCHEMA
+from dbtools.schema.monitoring import MONITORING_SCHEMA, STATEMENT_TEXTS
+from dbtools.sqltext.scrub import scrub_query
 from dbtools.stats.columns import StatementColumns, statement_columns
 from dbtools.stats.rows import (
     DatabaseRow,
@@ -41,6 +49,7 @@ from dbtools.stats.rows import (
     StatementRow,
     TableRow,
     column_names,
+    stored_columns,
 )
 
 # -- SQL --------------------------------------------------------------------------------------
@@ -52,12 +61,47 @@ RI_MARKER = f'ONLY "{MONITORING_SCHEMA}".'
 # Every statement carries SQL_MARKER right after its first keyword (pg_stat_statements keeps
 # comments in the text it stores). %(marker)s is always SQL_MARKER, %(ri_marker)s RI_MARKER.
 
-_STATEMENTS_SQL = """
-SELECT {marker} {columns}
-FROM {view} s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
-WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-  AND (s.queryid IS NULL OR (strpos(s.query, %(marker)s) = 0 AND strpos(s.query, %(ri_marker)s) = 0))
+_OWN = "strpos(s.query, %(marker)s) = 0 AND strpos(s.query, %(ri_marker)s) = 0"
+_CURRENT_DATABASE = (
+    "s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+)
+
+_STATEMENTS_SQL = f"""
+SELECT {{marker}} {{columns}}
+FROM {{view}} s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+WHERE {_CURRENT_DATABASE} AND (s.queryid IS NULL OR ({_OWN}))
 """
+
+# The texts of the entries whose text is not stored yet: the only texts a snapshot reads.
+_NEW_TEXTS_SQL = f"""
+SELECT {{marker}} DISTINCT ON (s.dbid, s.queryid) s.dbid::bigint, s.queryid, s.query
+FROM {{view}} s
+WHERE {_CURRENT_DATABASE} AND s.queryid IS NOT NULL AND {_OWN}
+  AND NOT EXISTS (SELECT FROM {{texts}} t WHERE t.dbid = s.dbid AND t.queryid = s.queryid)
+ORDER BY s.dbid, s.queryid, s.toplevel DESC, s.userid
+"""
+
+# What decides what pg_stat_statements counts (and how often autovacuum visits: its
+# transactions are committed without a statement), with where each value comes from.
+_COUNTING_SETTINGS = """(
+    SELECT jsonb_object_agg(name, jsonb_build_object('value', setting, 'source', source))
+    FROM pg_catalog.pg_settings
+    WHERE name IN ('pg_stat_statements.track', 'pg_stat_statements.track_utility',
+                   'autovacuum_naptime'))"""
+
+# The per-role and per-database pg_stat_statements settings that apply in this database
+# (role or database NULL: all of them). Other settings are never read: they may hold secrets.
+_COUNTING_OVERRIDES = """(
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'role', r.rolname::text, 'database', db.datname::text,
+               'setting', split_part(c.setting, '=', 1),
+               'value', substr(c.setting, strpos(c.setting, '=') + 1))
+           ORDER BY r.rolname NULLS FIRST, db.datname NULLS FIRST, c.setting), '[]'::jsonb)
+    FROM pg_catalog.pg_db_role_setting o
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = o.setrole
+    LEFT JOIN pg_catalog.pg_database db ON db.oid = o.setdatabase
+    CROSS JOIN LATERAL unnest(o.setconfig) AS c(setting)
+    WHERE o.setdatabase IN (0, d.oid) AND c.setting LIKE 'pg\\_stat\\_statements.%%')"""
 
 _HEADER_SQL = """
 SELECT {marker} now() AS taken_at,
@@ -68,7 +112,10 @@ SELECT {marker} now() AS taken_at,
        current_user::text AS role_name,
        %(pgss_version)s::text AS pgss_version,
        {stats_reset} AS pgss_stats_reset,
-       {dealloc} AS pgss_dealloc
+       {dealloc} AS pgss_dealloc,
+       {counting_settings} AS counting_settings,
+       {counting_overrides} AS counting_overrides,
+       {toplevel_calls} AS toplevel_calls
 FROM pg_catalog.pg_database d WHERE d.datname = current_database()
 """
 
@@ -128,7 +175,9 @@ SELECT {SQL_MARKER} d.datid::bigint AS datid, d.datname::text AS datname,
        d.tup_deleted, d.conflicts, d.temp_files, d.temp_bytes, d.deadlocks,
        d.blk_read_time, d.blk_write_time, d.stats_reset,
        age(db.datfrozenxid)::bigint AS xid_age,
-       pg_database_size(d.datid) AS database_bytes
+       pg_database_size(d.datid) AS database_bytes,
+       -- sessions exists from PostgreSQL 14 on: read by name, NULL before
+       (to_jsonb(d) ->> 'sessions')::bigint AS sessions
 FROM pg_catalog.pg_stat_database d
 JOIN pg_catalog.pg_database db ON db.oid = d.datid
 WHERE d.datname = current_database()
@@ -138,17 +187,28 @@ WHERE d.datname = current_database()
 _CATALOG_QUERIES = (DATABASE_SQL, TABLES_SQL, INDEXES_SQL)
 
 
-def statements_sql(columns: StatementColumns) -> sql.Composed:
+def statements_sql(columns: StatementColumns, *, with_text: bool = True) -> sql.Composed:
     """pg_stat_statements rows of the current database, dbtools' own left out; hidden rows
-    (NULL queryid) included so they can be counted."""
+    (NULL queryid) included so they can be counted. Without text: the columns
+    ``statement_stats`` stores."""
     expressions = columns.expressions()
+    names = column_names(StatementRow) if with_text else stored_columns(StatementRow)
     return sql.SQL(_STATEMENTS_SQL).format(
         marker=sql.SQL(SQL_MARKER),
         columns=sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
-            for name, expr in expressions.items()
+            sql.SQL("{} AS {}").format(expressions[name], sql.Identifier(name)) for name in names
         ),
         view=columns.view(),
+    )
+
+
+def new_texts_sql(columns: StatementColumns) -> sql.Composed:
+    """(dbid, queryid, raw text) of the current database's entries whose text
+    ``statement_texts`` does not hold yet, one per statement, dbtools' own left out."""
+    return sql.SQL(_NEW_TEXTS_SQL).format(
+        marker=sql.SQL(SQL_MARKER),
+        view=columns.view(),
+        texts=sql.Identifier(MONITORING_SCHEMA, STATEMENT_TEXTS),
     )
 
 
@@ -183,11 +243,32 @@ def collect_unstored(
     return found
 
 
-def header_sql(columns: StatementColumns) -> sql.Composed:
-    """The header's server facts (``%(pgss_version)s`` is a parameter)."""
+COUNTING_OVERRIDES_SQL = (
+    f"SELECT {SQL_MARKER} {_COUNTING_OVERRIDES} "
+    "FROM pg_catalog.pg_database d WHERE d.datname = current_database()"
+)
+
+
+def read_counting_overrides(conn: psycopg.Connection[Any]) -> list[dict[str, str | None]]:
+    """The per-role and per-database ``pg_stat_statements.*`` settings that apply in the
+    connected database, as a snapshot records them (``counting_overrides``; one query)."""
+    row = conn.execute(COUNTING_OVERRIDES_SQL, {}).fetchone()  # {}: %% reads as %
+    return list(row[0]) if row and row[0] is not None else []
+
+
+def header_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
+    """The header's server facts (``%(pgss_version)s`` is a parameter). The per-role and
+    per-database settings are NULL when the role cannot read ``pg_db_role_setting``."""
     stats_reset, dealloc = columns.info_expressions()
     return sql.SQL(_HEADER_SQL).format(
-        marker=sql.SQL(SQL_MARKER), stats_reset=stats_reset, dealloc=dealloc
+        marker=sql.SQL(SQL_MARKER),
+        stats_reset=stats_reset,
+        dealloc=dealloc,
+        counting_settings=sql.SQL(_COUNTING_SETTINGS),
+        counting_overrides=sql.SQL(
+            _COUNTING_OVERRIDES if info.reads_role_settings else "NULL::jsonb"
+        ),
+        toplevel_calls=columns.toplevel_calls(sql.SQL("d.oid")),
     )
 
 
@@ -201,7 +282,8 @@ def prepare(conn: psycopg.Connection[Any]) -> tuple[ServerInfo, StatementColumns
 
 
 def collect(conn: psycopg.Connection[Any]) -> Snapshot:
-    """Read the live statistics of the connected database (seven queries, whatever its size).
+    """Read the live statistics of the connected database (seven queries, whatever its size);
+    query texts scrubbed.
 
     Best run on an autocommit, read-only session (``connection.connect(autocommit=True)``) so
     that dbtools sends no transaction-control statements. Raises ``PrerequisiteMissing`` when
@@ -211,7 +293,7 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
     revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
     with conn.cursor(row_factory=dict_row) as cur:
-        facts = cur.execute(header_sql(columns), params).fetchone()
+        facts = cur.execute(header_sql(columns, info), params).fetchone()
     assert facts is not None
     visible, hidden_statements, hidden_calls = _fetch_statements(conn, columns, params)
     header = SnapshotHeader(
@@ -240,9 +322,9 @@ def probe_collection(conn: psycopg.Connection[Any]) -> None:
     Raises the server's error for the first one it may not read, ``PrerequisiteMissing`` when
     pg_stat_statements is missing.
     """
-    _, columns = prepare(conn)
+    info, columns = prepare(conn)
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": None}
-    queries = (header_sql(columns), statements_sql(columns), *map(sql.SQL, _CATALOG_QUERIES))
+    queries = (header_sql(columns, info), statements_sql(columns), *map(sql.SQL, _CATALOG_QUERIES))
     for query in queries:
         conn.execute(
             sql.SQL("SELECT {marker} FROM ({query}) AS probe LIMIT 0").format(
@@ -265,7 +347,8 @@ def _fetch_statements(
             hidden_statements += 1
             hidden_calls += values[calls]
         else:
-            visible.append(StatementRow(*values))
+            row = StatementRow(*values)
+            visible.append(dataclasses.replace(row, query=scrub_query(row.query)))
     return tuple(visible), hidden_statements, hidden_calls
 
 

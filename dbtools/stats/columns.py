@@ -85,6 +85,14 @@ class StatementColumns:
             for name in column_names(StatementRow)
         }
 
+    def toplevel_calls(self, database_oid: sql.Composable) -> sql.Composable:
+        """Every top-level call counted in the database *database_oid*, whoever ran it
+        (dbtools included; texts not read). On 1.8, which does not tell, every call."""
+        toplevel = sql.SQL(" AND toplevel" if self.has_toplevel else "")
+        return sql.SQL(
+            "(SELECT coalesce(sum(calls), 0)::bigint FROM {}(false) WHERE dbid = {}{})"
+        ).format(self.view(), database_oid, toplevel)
+
     def unstored_columns(self) -> tuple[str, ...]:
         """The columns of this version that snapshots do not store (``UNSTORED_COLUMNS``)."""
         return tuple(

@@ -1,8 +1,10 @@
 """Deltas between two snapshots: what each counter did inside a window.
 
 Counters are subtracted (end minus start); names, gauges and settings are taken from the end.
-An entry whose counters went down, or that started counting again (``stats_since`` on 1.11+),
-is reported as ``reset``; one missing from the end as ``vanished``. Pure: no database access.
+An entry whose counters went down, or that started counting again (``stats_since`` on 1.11+;
+before it, an execution time no window of the entry's life can give: its max fell, its min
+rose, or the window's mean lies outside them), is reported as ``reset``; one missing from the
+end as ``vanished``. Pure: no database access.
 """
 
 from __future__ import annotations
@@ -87,9 +89,11 @@ def statement_deltas(start: Snapshot, end: Snapshot) -> Deltas:
     before = {statement_key(row): row for row in start.statements}
     restarted = []
     for row in end.statements:
-        if row.stats_since is None:
-            continue
         old = before.get(statement_key(row))
+        if row.stats_since is None:
+            if old is not None and _impossible_times(old, row):
+                restarted.append(row)
+            continue
         if (old is not None and old.stats_since not in (None, row.stats_since)) or (
             old is None and row.stats_since < start.header.taken_at
         ):
@@ -99,6 +103,28 @@ def statement_deltas(start: Snapshot, end: Snapshot) -> Deltas:
     known = {statement_key(row) for row in deltas.reset}
     extra = tuple(row for row in restarted if statement_key(row) not in known)
     return dataclasses.replace(deltas, reset=deltas.reset + extra)
+
+
+# Relative slack for floating-point sums when comparing a mean with the min and max.
+_TIME_TOLERANCE = 1e-6
+
+
+def _impossible_times(old: StatementRow, new: StatementRow) -> bool:
+    """Whether *new*'s execution times cannot follow *old*'s in one entry's life: its max fell,
+    its min rose, or the calls between the two took a mean time outside [min, max]. (Without
+    ``stats_since``, before extension 1.11: there a min/max-only reset is legitimate.)"""
+    if None in (old.min_exec_time, old.max_exec_time, new.min_exec_time, new.max_exec_time):
+        return False  # a snapshot taken before revision 0004
+    assert old.min_exec_time is not None and old.max_exec_time is not None
+    assert new.min_exec_time is not None and new.max_exec_time is not None
+    if new.max_exec_time < old.max_exec_time or new.min_exec_time > old.min_exec_time:
+        return True
+    calls = new.calls - old.calls
+    if calls <= 0:
+        return False
+    mean = (new.total_exec_time - old.total_exec_time) / calls
+    slack = _TIME_TOLERANCE * max(abs(new.max_exec_time), 1.0)
+    return not new.min_exec_time - slack <= mean <= new.max_exec_time + slack
 
 
 def table_deltas(start: Snapshot, end: Snapshot) -> Deltas:

@@ -19,7 +19,8 @@ from typing import Any, Protocol, TypeVar
 
 from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
-from dbtools.stats.rows import DatabaseRow, IndexRow, StatementRow, TableRow
+from dbtools.stats import counting
+from dbtools.stats.rows import IndexRow, StatementRow, TableRow
 from dbtools.stats.snapshots import Window
 
 # -- the application's tables and indexes -------------------------------------------------------
@@ -94,13 +95,17 @@ class StatementCounts:
     statements: int = 0  # distinct application statements called in the window
     transaction_calls: int = 0  # BEGIN/COMMIT/ROLLBACK…, shown apart
     nested_calls: int = 0  # statements run inside functions (toplevel = false), not sent
+    # The queries' own: shared blocks (a top-level statement's include its nested statements')
+    # and execution time (including the functions they call).
     shared_blks_hit: int = 0
     shared_blks_read: int = 0
+    exec_time_ms: float = 0.0
 
 
 def count_statements(rows: Iterable[StatementRow], scope: Scope) -> StatementCounts:
     """Split the window's statement deltas into queries, transaction control and nested calls."""
     queries = statements = transactions = nested = hit = read = 0
+    exec_time = 0.0
     for row in rows:
         if row.calls == 0 or not scope.includes_role(row):
             continue
@@ -113,7 +118,8 @@ def count_statements(rows: Iterable[StatementRow], scope: Scope) -> StatementCou
             statements += 1
             hit += row.shared_blks_hit
             read += row.shared_blks_read
-    return StatementCounts(queries, statements, transactions, nested, hit, read)
+            exec_time += row.total_exec_time
+    return StatementCounts(queries, statements, transactions, nested, hit, read, exec_time)
 
 
 # -- window measures ----------------------------------------------------------------------------
@@ -136,9 +142,21 @@ def hit_ratio(hit: float, read: float) -> float | None:
     return ratio(hit, hit + read)
 
 
-def buffer_cache_hit_ratio(database: DatabaseRow | None) -> float | None:
-    """The database's (``pg_stat_database``: blks_hit, blks_read)."""
-    return hit_ratio(database.blks_hit, database.blks_read) if database else None
+def buffer_cache_hit_ratio(counts: StatementCounts) -> float | None:
+    """The application's statements' (``pg_stat_statements``: shared_blks_hit, shared_blks_read
+    of the queries in scope), never ``pg_stat_database``'s: that one counts dbtools' own
+    snapshots too (an idle window read 100%)."""
+    return hit_ratio(counts.shared_blks_hit, counts.shared_blks_read)
+
+
+# What each ratio is computed from (verify's JSON and table, the report, the README).
+RATIO_DEFINITIONS = {
+    "buffer_cache_hit_ratio": "pg_stat_statements shared_blks_hit / (shared_blks_hit + "
+    "shared_blks_read) of the application's top-level statements in scope",
+    "index_hit_ratio": "pg_statio_user_indexes idx_blks_hit / (idx_blks_hit + idx_blks_read) "
+    "of the application's indexes (the monitoring schema left out)",
+    "app_cache_hit_ratio": "request_metrics cache_hits / (cache_hits + cache_misses)",
+}
 
 
 def heap_hit_ratio(tables: Iterable[TableRow]) -> float | None:
@@ -180,6 +198,9 @@ class WindowMeasures:
     error_rate: float | None
     hidden_calls: int
     problems: tuple[str, ...] = ()
+    # Beside the headline: work that moved into functions shows here (None: not counted).
+    nested_per_request: float | None = None  # None also when track is not 'all'
+    exec_time_per_request_ms: float | None = None
     index_scans: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -211,11 +232,21 @@ class WindowMeasures:
             "app_cache_hit_ratio": self.app_cache_hit_ratio,
             "p95_ms": self.p95_ms,
             "error_rate": self.error_rate,
+            "nested_per_request": self.nested_per_request,
+            "exec_time_per_request_ms": self.exec_time_per_request_ms,
         }
 
+    @property
+    def statements_per_request(self) -> float | None:
+        """Queries and nested statements per request (None when nested ones are not counted)."""
+        if self.queries_per_request is None or self.nested_per_request is None:
+            return None
+        return self.queries_per_request + self.nested_per_request
 
-def window_problems(window: Window) -> list[str]:
-    """Why the window's counters cannot be trusted (empty when they can)."""
+
+def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
+    """Why the window's counters cannot be trusted (empty when they can); *roles*: whose
+    statements count (none given: everyone's)."""
     deltas = window.deltas
     statements = deltas.statements
     start, end = window.start.header, window.end.header
@@ -247,6 +278,24 @@ def window_problems(window: Window) -> list[str]:
             f"{end.hidden_calls - start.hidden_calls} calls came from statements this role "
             "cannot see (<insufficient privilege>): grant pg_read_all_stats (pg_monitor)"
         )
+    problems += counting.settings_problems(start, end, roles)
+    database = deltas.database_row
+    transactions = counting.transaction_count(
+        start,
+        end,
+        committed=database.xact_commit if database else 0,
+        sessions=database.sessions if database else None,
+        maintenance_runs=sum(t.autovacuum_count + t.autoanalyze_count for t in deltas.tables.rows),
+        seconds=window.seconds,
+    )
+    if transactions is not None and transactions.unexplained > 0:
+        problems.append(
+            f"statements missing: {transactions.committed:,} transactions committed in the "
+            f"database, but the {transactions.counted:,} top-level statements "
+            f"pg_stat_statements counted explain at most {transactions.explained:,} (with "
+            "sessions opened, autovacuum and prepared statements): an entry was reset, or "
+            "tracking switched off, inside the window"
+        )
     return problems
 
 
@@ -254,7 +303,7 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
     """The figures of *window* over the statements in *scope* (from ``window.deltas``)."""
     start, end = window.start, window.end
     deltas = window.deltas
-    problems = window_problems(window)
+    problems = window_problems(window, scope.roles)
     counts = count_statements(deltas.statements.rows, scope)
 
     totals = window.request_totals
@@ -285,13 +334,17 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
         counts=counts,
         queries_per_request=per_request(counts.queries, requests),
         query_rate=ratio(counts.queries, window.seconds),
-        buffer_cache_hit_ratio=buffer_cache_hit_ratio(deltas.database_row),
+        buffer_cache_hit_ratio=buffer_cache_hit_ratio(counts),
         index_hit_ratio=index_hit_ratio(application_rows(deltas.indexes.rows)),
         app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses),
         p95_ms=totals.p95_ms_max if has_metrics else None,
         error_rate=ratio(totals.errors, totals.requests) if has_metrics else None,
         hidden_calls=end.header.hidden_calls - start.header.hidden_calls,
         problems=tuple(problems),
+        nested_per_request=per_request(counts.nested_calls, requests)
+        if counting.tracks_nested(start.header, end.header, scope.roles)
+        else None,
+        exec_time_per_request_ms=per_request(counts.exec_time_ms, requests),
         index_scans={
             f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in deltas.indexes.rows
         },

@@ -1,6 +1,7 @@
 """The typed rows of PostgreSQL's statistics, as dbtools reads and stores them.
 
-The field names are the column names of the ``perf_monitoring`` tables (without ``snapshot_id``):
+The field names are the column names of the ``perf_monitoring`` tables (without ``snapshot_id``;
+a statement's ``query`` lives in ``statement_texts``, once per statement: ``stored_columns``):
 ``stats.snapshots`` stores and loads them, ``stats.collect`` reads them live.
 """
 
@@ -35,6 +36,10 @@ class SnapshotHeader:
     requests: int | None
     hidden_statements: int
     hidden_calls: int
+    # What decides what pg_stat_statements counts (None: a snapshot taken before revision 0004).
+    counting_settings: dict[str, dict[str, str]] | None = None  # name: {value, source}
+    counting_overrides: list[dict[str, str | None]] | None = None  # None: not readable
+    toplevel_calls: int | None = None  # every top-level call counted in the database
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,9 @@ class StatementRow:
     """One pg_stat_statements entry of the snapshotted database (``statement_stats``).
 
     Keyed on (dbid, userid, queryid, toplevel). ``toplevel`` is True on extension 1.8, which
-    does not tell; ``stats_since`` is None before 1.11.
+    does not tell; ``stats_since`` is None before 1.11; ``min_exec_time``/``max_exec_time`` are
+    None in snapshots taken before revision 0004. ``query`` is always scrubbed
+    (``sqltext.scrub``): stored in ``statement_texts``, or scrubbed as it is read live.
     """
 
     userid: int
@@ -69,6 +76,8 @@ class StatementRow:
     wal_records: int
     wal_bytes: int
     stats_since: datetime | None
+    min_exec_time: float | None
+    max_exec_time: float | None
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,7 @@ class DatabaseRow:
     stats_reset: datetime | None
     xid_age: int | None
     database_bytes: int | None
+    sessions: int | None = None  # PostgreSQL 14+, and snapshots from revision 0004 on
 
 
 @dataclass(frozen=True)
@@ -184,8 +194,18 @@ Row = TypeVar("Row", StatementRow, TableRow, IndexRow, DatabaseRow)
 
 
 def column_names(row_type: type[Any]) -> tuple[str, ...]:
-    """The column names of a row dataclass, in order (the monitoring table's, minus snapshot_id)."""
+    """The field names of a row dataclass, in order."""
     return tuple(f.name for f in dataclasses.fields(row_type))
+
+
+# A statement's text is not a column of statement_stats: it is stored once, in statement_texts.
+TEXT_COLUMN = "query"
+
+
+def stored_columns(row_type: type[Any]) -> tuple[str, ...]:
+    """The columns of the row type's monitoring table, in order (without snapshot_id)."""
+    names = column_names(row_type)
+    return tuple(n for n in names if not (row_type is StatementRow and n == TEXT_COLUMN))
 
 
 def parse_reloptions(reloptions: list[str] | None) -> dict[str, str]:

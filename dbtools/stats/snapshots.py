@@ -3,14 +3,26 @@
 A snapshot is written by ONE statement (``INSERT … SELECT`` with data-modifying CTEs, on an
 autocommit session): it reads the statistics and stores the header and every row atomically,
 so a failure leaves nothing behind, and dbtools sends no BEGIN/COMMIT that would show up in
-pg_stat_statements. Taking a snapshot costs four statements whatever the database's size.
+pg_stat_statements.
+
+Query texts are stored once per statement, scrubbed, in ``statement_texts``; ``statement_stats``
+rows refer to them by (dbid, queryid). SQL cannot scrub, so before that statement the snapshot
+reads the texts of the entries not stored yet (only those), scrubs them in Python and hands
+them to the statement as parameters. Taking a snapshot costs four statements whatever the
+database's size (two more, rarely: for entries that appeared between the two).
 
 Labels are unique. A *window* is two snapshots: ``W`` means ``W:start..W:end`` (what
 ``capture`` writes), ``A..B`` any two labels.
+
+Snapshots are loaded whatever the database's revision (a database downgraded after they were
+taken): the loaders read the columns the monitoring tables have (``Layout``), a column a
+revision lacks reads as NULL, and without ``statement_texts`` (before revision 0004) a text is
+read from ``statement_stats.query`` and scrubbed as it is loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -26,13 +38,16 @@ from psycopg.rows import class_row
 
 from dbtools.db.catalog import read_alembic_revision
 from dbtools.db.connection import SQL_MARKER, connect, translated_errors
+from dbtools.db.server import ServerInfo
 from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.schema import monitoring
 from dbtools.schema.revisions import head_revision
+from dbtools.sqltext.scrub import scrub_query
 from dbtools.stats import collect as stats
 from dbtools.stats.columns import StatementColumns
 from dbtools.stats.deltas import WindowDeltas, window_deltas
 from dbtools.stats.rows import (
+    TEXT_COLUMN,
     DatabaseRow,
     IndexRow,
     Snapshot,
@@ -40,6 +55,7 @@ from dbtools.stats.rows import (
     StatementRow,
     TableRow,
     column_names,
+    stored_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -114,13 +130,65 @@ def parse_window(reference: str) -> WindowRef:
 
 _HEADER_COLUMNS = tuple(name for name in column_names(SnapshotHeader) if name != "id")
 
-FIND_HEADERS_SQL = sql.SQL(
-    "SELECT {marker} {columns} FROM {snapshots} WHERE label = ANY(%(labels)s)"
-).format(
-    marker=sql.SQL(SQL_MARKER),
-    columns=_columns(column_names(SnapshotHeader)),
-    snapshots=_table(monitoring.SNAPSHOTS),
-)
+LAYOUT_SQL = sql.SQL(
+    """SELECT {marker} c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+GROUP BY 1"""
+).format(marker=sql.SQL(SQL_MARKER))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The monitoring tables' columns as the database has them (its revision decides), or
+    None: as this dbtools writes them (head)."""
+
+    columns: dict[str, tuple[str, ...]] | None = None
+
+    def has(self, table: str, column: str | None = None) -> bool:
+        if self.columns is None:
+            return True
+        found = self.columns.get(table)
+        return found is not None and (column is None or column in found)
+
+    @property
+    def texts_stored_apart(self) -> bool:
+        """Whether texts are in ``statement_texts`` (revision 0004 on)."""
+        return self.has(monitoring.STATEMENT_TEXTS)
+
+
+HEAD_LAYOUT = Layout()
+
+
+def read_layout(conn: psycopg.Connection[Any]) -> Layout:
+    """The monitoring tables' columns in the connected database (one query)."""
+    rows = conn.execute(LAYOUT_SQL, {"schema": monitoring.MONITORING_SCHEMA}).fetchall()
+    return Layout({table: tuple(columns) for table, columns in rows})
+
+
+def _or_null(
+    layout: Layout, table: str, names: Iterable[str], prefix: str | None = None
+) -> sql.Composed:
+    """The columns *names* of *table*, NULL for those its revision lacks."""
+    return sql.SQL(", ").join(
+        (sql.Identifier(prefix, name) if prefix else sql.Identifier(name))
+        if layout.has(table, name)
+        else sql.SQL("NULL AS {}").format(sql.Identifier(name))
+        for name in names
+    )
+
+
+def find_headers_sql(layout: Layout = HEAD_LAYOUT) -> sql.Composed:
+    return sql.SQL(
+        "SELECT {marker} {columns} FROM {snapshots} WHERE label = ANY(%(labels)s)"
+    ).format(
+        marker=sql.SQL(SQL_MARKER),
+        columns=_or_null(layout, monitoring.SNAPSHOTS, column_names(SnapshotHeader)),
+        snapshots=_table(monitoring.SNAPSHOTS),
+    )
+
 
 DELETE_SQL = sql.SQL("DELETE {marker} FROM {snapshots} WHERE label = %(label)s").format(
     marker=sql.SQL(SQL_MARKER), snapshots=_table(monitoring.SNAPSHOTS)
@@ -142,13 +210,31 @@ WHERE bucket_start >= %(start)s
 ).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(monitoring.REQUEST_METRICS))
 
 
-def store_sql(columns: StatementColumns) -> sql.Composed:
-    """The one statement that collects the statistics and stores a labelled snapshot.
+# The texts handed to the store statement: inserted unless a concurrent snapshot got there first.
+_TEXTS_CTE = """stored_texts AS (
+    INSERT INTO {texts} (dbid, queryid, query)
+    SELECT * FROM unnest(%(text_dbids)s::oid[], %(text_queryids)s::bigint[], %(texts)s::text[])
+    ON CONFLICT DO NOTHING RETURNING 1
+)"""
 
-    Parameters: ``label``, ``requests``, ``alembic_revision``, ``pgss_version``, ``marker``,
-    ``ri_marker``.
-    Returns one row: id, taken_at, the number of statement, table and index rows stored, and
-    hidden_statements.
+# Entries that appeared after their texts were read: neither stored nor handed over.
+_MISSING_TEXTS = """(SELECT count(*) FROM pgss p
+    WHERE p.queryid IS NOT NULL AND p.queryid <> ALL(%(text_queryids)s::bigint[])
+      AND NOT EXISTS (SELECT FROM {texts} t WHERE t.dbid = p.dbid AND t.queryid = p.queryid))"""
+
+INSERT_TEXTS_SQL = sql.SQL(
+    "WITH {marker} " + _TEXTS_CTE + " SELECT count(*) FROM stored_texts"
+).format(marker=sql.SQL(SQL_MARKER), texts=_table(monitoring.STATEMENT_TEXTS))
+
+
+def store_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
+    """The one statement that collects the statistics and stores a labelled snapshot, with the
+    scrubbed texts of new statements (arrays ``text_dbids``, ``text_queryids``, ``texts``).
+
+    Parameters: those, ``label``, ``requests``, ``alembic_revision``, ``pgss_version``,
+    ``marker``, ``ri_marker``.
+    Returns one row: id, taken_at, the number of statement, table and index rows stored,
+    hidden_statements, and the number of statements whose text is neither stored nor given.
     """
     facts = tuple(name for name in _HEADER_COLUMNS if name not in _PARAMETER_COLUMNS)
     inserts = [
@@ -158,15 +244,17 @@ def store_sql(columns: StatementColumns) -> sql.Composed:
         ).format(
             cte=sql.Identifier(f"stored_{table}"),
             table=_table(table),
-            columns=_columns(column_names(row_type)),
-            values=_columns(column_names(row_type), "r"),
+            columns=_columns(stored_columns(row_type)),
+            values=_columns(stored_columns(row_type), "r"),
             source=sql.SQL("SELECT * FROM pgss") if row_type is StatementRow else _SOURCES[table],
             where=sql.SQL("WHERE r.queryid IS NOT NULL" if row_type is StatementRow else ""),
         )
         for row_type, table in _ROW_TABLES
     ]
+    texts = _table(monitoring.STATEMENT_TEXTS)
     return sql.SQL(
         """WITH {marker} pgss AS MATERIALIZED ({statements}),
+{stored_texts},
 facts AS ({header}),
 header AS (
     INSERT INTO {snapshots} ({header_columns})
@@ -181,12 +269,15 @@ SELECT h.id, h.taken_at,
        (SELECT count(*) FROM {stored_statements}) AS statements,
        (SELECT count(*) FROM {stored_tables}) AS tables,
        (SELECT count(*) FROM {stored_indexes}) AS indexes,
-       h.hidden_statements
+       h.hidden_statements,
+       {missing_texts} AS missing_texts
 FROM header h"""
     ).format(
         marker=sql.SQL(SQL_MARKER),
-        statements=stats.statements_sql(columns),
-        header=stats.header_sql(columns),
+        statements=stats.statements_sql(columns, with_text=False),
+        stored_texts=sql.SQL(_TEXTS_CTE).format(texts=texts),
+        missing_texts=sql.SQL(_MISSING_TEXTS).format(texts=texts),
+        header=stats.header_sql(columns, info),
         snapshots=_table(monitoring.SNAPSHOTS),
         header_columns=_columns(
             ("label", *facts, "alembic_revision", "requests", "hidden_statements", "hidden_calls")
@@ -207,11 +298,36 @@ _SOURCES: dict[str, sql.SQL] = {
 }
 
 
-def _load_rows_sql(row_type: type[Any], table: str) -> sql.Composed:
+# Shown for a statement whose text no snapshot could store (it was evicted in between).
+TEXT_NOT_STORED = "<text not stored>"
+
+
+def _load_rows_sql(row_type: type[Any], table: str, layout: Layout = HEAD_LAYOUT) -> sql.Composed:
+    """The rows of the snapshots ``%(ids)s``, in the row type's field order; a statement's text
+    comes from ``statement_texts`` (before revision 0004: from its own row, unscrubbed)."""
+    if row_type is not StatementRow or not layout.texts_stored_apart:
+        return sql.SQL(
+            "SELECT {marker} snapshot_id, {columns} FROM {table} WHERE snapshot_id = ANY(%(ids)s)"
+        ).format(
+            marker=sql.SQL(SQL_MARKER),
+            columns=_or_null(layout, table, column_names(row_type)),
+            table=_table(table),
+        )
+    columns = [
+        sql.SQL("coalesce(t.query, {}) AS query").format(sql.Literal(TEXT_NOT_STORED))
+        if name == TEXT_COLUMN
+        else _or_null(layout, table, [name], "s")
+        for name in column_names(row_type)
+    ]
     return sql.SQL(
-        "SELECT {marker} snapshot_id, {columns} FROM {table} WHERE snapshot_id = ANY(%(ids)s)"
+        "SELECT {marker} s.snapshot_id, {columns} FROM {table} s "
+        "LEFT JOIN {texts} t ON t.dbid = s.dbid AND t.queryid = s.queryid "
+        "WHERE s.snapshot_id = ANY(%(ids)s)"
     ).format(
-        marker=sql.SQL(SQL_MARKER), columns=_columns(column_names(row_type)), table=_table(table)
+        marker=sql.SQL(SQL_MARKER),
+        columns=sql.SQL(", ").join(columns),
+        table=_table(table),
+        texts=_table(monitoring.STATEMENT_TEXTS),
     )
 
 
@@ -276,14 +392,32 @@ def take_snapshot(
             "pgss_version": info.pgss_version,
             "marker": SQL_MARKER,
             "ri_marker": stats.RI_MARKER,
+            **_new_texts(conn, columns),
         }
         try:
-            row = conn.execute(store_sql(columns), params).fetchone()
+            row = conn.execute(store_sql(columns, info), params).fetchone()
         except psycopg.errors.UniqueViolation as err:
-            raise UsageError(f"a snapshot labelled {label!r} already exists") from err
-    assert row is not None
+            if err.diag.constraint_name == "uq_snapshots_label":
+                raise UsageError(f"a snapshot labelled {label!r} already exists") from err
+            raise
+        assert row is not None
+        if row[6]:  # statements that appeared while the texts were read: store theirs now
+            conn.execute(INSERT_TEXTS_SQL, _new_texts(conn, columns))
     log.info("snapshot %r stored: %d statements, %d tables, %d indexes", label, *row[2:5])
     return SnapshotSummary(row[0], label, row[1], row[2], row[3], row[4], row[5])
+
+
+def _new_texts(conn: psycopg.Connection[Any], columns: StatementColumns) -> dict[str, list[Any]]:
+    """The texts ``statement_texts`` lacks, read from pg_stat_statements and scrubbed, as the
+    array parameters of ``store_sql`` and ``INSERT_TEXTS_SQL``."""
+    params = {"marker": SQL_MARKER, "ri_marker": stats.RI_MARKER}
+    rows = conn.execute(stats.new_texts_sql(columns), params).fetchall()
+    log.debug("%d new statement texts to store", len(rows))
+    return {
+        "text_dbids": [dbid for dbid, _, _ in rows],
+        "text_queryids": [queryid for _, queryid, _ in rows],
+        "texts": [scrub_query(text) for _, _, text in rows],
+    }
 
 
 @contextmanager
@@ -353,23 +487,29 @@ def delete_quietly(dsn: str, label: str) -> None:
 # -- loading ------------------------------------------------------------------------------------
 
 
-def find_headers(conn: psycopg.Connection[Any], labels: Iterable[str]) -> dict[str, SnapshotHeader]:
+def find_headers(
+    conn: psycopg.Connection[Any], labels: Iterable[str], layout: Layout = HEAD_LAYOUT
+) -> dict[str, SnapshotHeader]:
     """The headers of the snapshots among *labels* that exist, by label (one query)."""
     with conn.cursor(row_factory=class_row(SnapshotHeader)) as cur:
-        rows = cur.execute(FIND_HEADERS_SQL, {"labels": list(labels)}).fetchall()
+        rows = cur.execute(find_headers_sql(layout), {"labels": list(labels)}).fetchall()
     return {row.label: row for row in rows if row.label is not None}
 
 
 def load_snapshots(
-    conn: psycopg.Connection[Any], headers: Sequence[SnapshotHeader]
+    conn: psycopg.Connection[Any], headers: Sequence[SnapshotHeader], layout: Layout = HEAD_LAYOUT
 ) -> dict[int, Snapshot]:
     """The rows of the snapshots with *headers*, by snapshot id (four queries in all)."""
     ids = [header.id for header in headers]
     rows: dict[str, dict[int, list[Any]]] = {}
+    scrub = not layout.texts_stored_apart  # texts stored before revision 0004, as they came
     for row_type, table in _ROW_TABLES:
         by_snapshot: dict[int, list[Any]] = {i: [] for i in ids if i is not None}
-        for values in conn.execute(_load_rows_sql(row_type, table), {"ids": ids}):
-            by_snapshot[values[0]].append(row_type(*values[1:]))
+        for values in conn.execute(_load_rows_sql(row_type, table, layout), {"ids": ids}):
+            row = row_type(*values[1:])
+            if scrub and row_type is StatementRow:
+                row = dataclasses.replace(row, query=scrub_query(row.query))
+            by_snapshot[values[0]].append(row)
         rows[table] = by_snapshot
     loaded = {}
     for header in headers:
@@ -435,15 +575,18 @@ class Window:
 def load_windows(
     conn: psycopg.Connection[Any], refs: Sequence[WindowRef], *, operation: str | None = None
 ) -> list[Window]:
-    """Load the snapshots of *refs* (one query for headers, four for rows, one per window for
-    request metrics). Raises ``UsageError`` for unknown labels or an end before its start."""
+    """Load the snapshots of *refs* (one query for the tables' columns, one for headers, four
+    for rows, one per window for request metrics). Raises ``UsageError`` for unknown labels or
+    an end before its start."""
     labels = [label for ref in refs for label in (ref.start, ref.end)]
     with translated_errors("loading snapshots"):
-        headers = find_headers(conn, labels)
+        layout = read_layout(conn)
+        headers = find_headers(conn, labels, layout)
         missing = [label for label in dict.fromkeys(labels) if label not in headers]
         if missing:
-            raise UsageError(_unknown_labels_message(conn, refs, missing))
-        snapshots = load_snapshots(conn, list({h.id: h for h in headers.values()}.values()))
+            raise UsageError(_unknown_labels_message(conn, refs, missing, layout))
+        unique = list({h.id: h for h in headers.values()}.values())
+        snapshots = load_snapshots(conn, unique, layout)
         windows = []
         for ref in refs:
             start, end = headers[ref.start], headers[ref.end]
@@ -457,10 +600,10 @@ def load_windows(
 
 
 def _unknown_labels_message(
-    conn: psycopg.Connection[Any], refs: Sequence[WindowRef], missing: list[str]
+    conn: psycopg.Connection[Any], refs: Sequence[WindowRef], missing: list[str], layout: Layout
 ) -> str:
     message = f"unknown snapshot label(s): {', '.join(repr(m) for m in missing)}"
     plain = [ref.name for ref in refs if RANGE_SEPARATOR not in ref.name]
-    if plain and find_headers(conn, plain):
+    if plain and find_headers(conn, plain, layout):
         message += " (a single snapshot is not a window: give START..END)"
     return message

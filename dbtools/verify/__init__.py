@@ -8,6 +8,10 @@ are read live from the catalog, the checks are ``dbtools.verify.rules``. Verdict
   that cannot be trusted;
 * ``pass`` (exit 0) otherwise.
 
+Refused (``UsageError``, exit 2) before anything is judged: a baseline and a candidate that
+are the same window or overlap (one period's statements would count on both sides), and a
+``--role`` that names no role (neither in ``pg_roles`` now nor in either window).
+
 Everything is read in one read-only, autocommit session: about ten statements, whatever the
 number of statements, tables or indexes.
 """
@@ -19,11 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dbtools.db.catalog import existing_roles
 from dbtools.db.connection import session, translated_errors
-from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError
+from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
 from dbtools.findings import FAILING, Finding, Rule, run_rules
 from dbtools.output import json_document
-from dbtools.stats.measures import Scope, WindowMeasures, measure_window, query_reduction
+from dbtools.stats.measures import (
+    RATIO_DEFINITIONS,
+    Scope,
+    WindowMeasures,
+    measure_window,
+    query_reduction,
+)
 from dbtools.stats.snapshots import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rules import CHECK_NAMES, RULES, Evidence
@@ -83,6 +94,7 @@ class VerifyResult:
                 "query_reduction": self.reduction,
                 "thresholds": self.thresholds.as_dict(),
                 "findings": [finding.as_dict() for finding in self.findings],
+                "definitions": dict(RATIO_DEFINITIONS),
             },
         )
 
@@ -125,6 +137,41 @@ def evaluate(
     )
 
 
+def refuse_overlap(baseline: Window, candidate: Window) -> None:
+    """Raise ``UsageError`` when the two windows are the same or share any time (a shared end
+    snapshot is fine: ``a..b`` then ``b..c``)."""
+    b, c = baseline, candidate
+    if (b.start.header.id, b.end.header.id) == (c.start.header.id, c.end.header.id):
+        raise UsageError(
+            f"the baseline and the candidate are the same window ({b.ref}): compare two "
+            "separate windows"
+        )
+    b_start, b_end = b.start.header.taken_at, b.end.header.taken_at
+    c_start, c_end = c.start.header.taken_at, c.end.header.taken_at
+    if b_start < c_end and c_start < b_end:
+        raise UsageError(
+            f"the baseline {b.ref} and the candidate {c.ref} overlap ({b_start:%H:%M:%S}-"
+            f"{b_end:%H:%M:%S} and {c_start:%H:%M:%S}-{c_end:%H:%M:%S} UTC): a statement in "
+            "both would count twice; compare two separate windows"
+        )
+
+
+def refuse_unknown_roles(
+    roles: frozenset[str], existing: frozenset[str], windows: Sequence[Window]
+) -> None:
+    """Raise ``UsageError`` naming the first role of *roles* that neither exists nor ran a
+    statement in *windows* (a role dropped since still counts)."""
+    seen = {
+        row.rolname for w in windows for s in (w.start, w.end) for row in s.statements
+    } | existing
+    unknown = sorted(roles - seen)
+    if unknown:
+        raise UsageError(
+            f"unknown role {unknown[0]!r}: not in pg_roles, and no statement of it in either "
+            "window (--role names a role whose statements count)"
+        )
+
+
 def verify(
     dsn: str,
     baseline: str,
@@ -144,6 +191,11 @@ def verify(
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
         windows = load_windows(conn, refs, operation=operation)
+        refuse_overlap(windows[0], windows[1])
+        if scope.roles:
+            with translated_errors("reading the roles"):
+                known = existing_roles(conn, scope.roles)
+            refuse_unknown_roles(scope.roles, known, windows)
     return evaluate(
         windows[0], windows[1], live, scope=scope, thresholds=thresholds, operation=operation
     )

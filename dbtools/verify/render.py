@@ -7,7 +7,7 @@ from collections.abc import Callable
 from tabulate import tabulate
 
 from dbtools.output import number, percent
-from dbtools.stats.measures import P95_NAME, WindowMeasures
+from dbtools.stats.measures import P95_NAME, RATIO_DEFINITIONS, WindowMeasures
 from dbtools.verify import VerifyResult
 
 NO_DATA = "no data"
@@ -34,13 +34,16 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
         row("queries (application)", lambda w: f"{w.counts.queries:,}"),
         row("distinct statements", lambda w: f"{w.counts.statements:,}"),
         row("queries per request", lambda w: _num(w.queries_per_request)),
+        row("nested statements per request", lambda w: "not counted"
+            if w.nested_per_request is None and w.requests else _num(w.nested_per_request)),
+        row("database time per request", lambda w: _num(w.exec_time_per_request_ms, 3, " ms")),
         row("transaction control calls", lambda w: f"{w.counts.transaction_calls:,}"),
         row("nested calls (in functions)", lambda w: f"{w.counts.nested_calls:,}"),
         row("not visible calls", lambda w: f"{w.hidden_calls:,}"),
         row("query rate", lambda w: _num(w.query_rate, 1, "/s")),
-        row("buffer cache hit ratio", lambda w: _pct(w.buffer_cache_hit_ratio)),
-        row("index hit ratio", lambda w: _pct(w.index_hit_ratio)),
-        row("app cache hit ratio", lambda w: _pct(w.app_cache_hit_ratio)),
+        row("buffer cache hit ratio (app statements)", lambda w: _pct(w.buffer_cache_hit_ratio)),
+        row("index hit ratio (app indexes)", lambda w: _pct(w.index_hit_ratio)),
+        row("app cache hit ratio (request metrics)", lambda w: _pct(w.app_cache_hit_ratio)),
         row(P95_NAME, lambda w: _num(w.p95_ms, 1, " ms")),
         row("error rate", lambda w: _pct(w.error_rate)),
     ]  # fmt: skip
@@ -66,6 +69,7 @@ def render_table(result: VerifyResult) -> str:
         ),
         "",
         f"query reduction: {_pct(result.reduction)}",
+        *(f"{name.replace('_', ' ')}: {text}" for name, text in RATIO_DEFINITIONS.items()),
         "",
         tabulate(
             [

@@ -68,6 +68,43 @@ def query_reduction(e: Evidence) -> list[Finding]:
                     e.reduction, t.min_query_reduction)]  # fmt: skip
 
 
+@rule("work_per_request")
+def work_per_request(e: Evidence) -> list[Finding]:
+    """Beside the headline, what it cannot see: statements per request with the nested ones
+    (run inside functions) and database time per request. Work moved into a function lowers
+    the headline and not these: a warning."""
+    check, subject = "work_per_request", "work per request"
+    b, c = e.baseline, e.candidate
+    if not (b.trusted and c.trusted) or e.comparison_problems:
+        return [Finding(check, "untrusted", subject,
+                        "a window cannot be trusted; see the window findings")]  # fmt: skip
+    if b.queries_per_request is None or c.queries_per_request is None:
+        return [Finding(check, "no data", subject, "no queries per request in a window")]
+    headline = f"queries per request fell ({b.queries_per_request:.2f} -> {c.queries_per_request:.2f}) but "
+    fell = c.queries_per_request < b.queries_per_request
+    shown, warnings = [], []
+    before, after = b.statements_per_request, c.statements_per_request
+    if before is None or after is None:
+        shown.append("nested statements not counted (pg_stat_statements.track is not 'all')")
+    else:
+        figures = f"({before:.2f} -> {after:.2f})"
+        shown.append(f"statements per request, nested ones included, {before:.2f} -> {after:.2f}")
+        if fell and after >= before:
+            warnings.append(f"{headline}statements per request, nested ones included, did not "
+                            f"{figures}: work moved into functions")  # fmt: skip
+    before_ms, after_ms = b.exec_time_per_request_ms, c.exec_time_per_request_ms
+    if before_ms is not None and after_ms is not None:
+        figures = f"({before_ms:.3f} ms -> {after_ms:.3f} ms)"
+        shown.append(f"database time per request {before_ms:.3f} ms -> {after_ms:.3f} ms")
+        if fell and after_ms >= before_ms:
+            warnings.append(f"{'' if warnings else headline}database time per request did not "
+                            f"fall {figures}")  # fmt: skip
+    if warnings:
+        return [Finding(check, "warning", subject, "; ".join(warnings),
+                        fix="read the report's statements, nested ones included")]  # fmt: skip
+    return [Finding(check, "pass", subject, "; ".join(shown))]
+
+
 # (status, crossed?, rule shown): the first grade crossed decides; none crossed is a pass.
 Grade = tuple[Status, Callable[[float], bool], str]
 
@@ -259,6 +296,7 @@ def monitoring_tables(e: Evidence) -> list[Finding]:
 RULES: tuple[Rule[Evidence], ...] = (
     windows_trusted,
     query_reduction,
+    work_per_request,
     app_cache_hit_ratio,
     p95_latency,
     error_rate,

@@ -1,0 +1,274 @@
+"""No false pass: verify says "untrusted" (exit 1), never pass, when what it counts could not be
+counted, refuses comparisons that mean nothing (exit 2), and shows what a headline hides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from dbtools.stats import snapshots
+from dbtools.stats.measures import Scope
+from dbtools.verify import VerifyResult, verify
+from dbtools.verify.render import render_table
+from dbtools.verify.thresholds import Thresholds
+from tests.conftest import Database, PgServer
+from tests.helpers import assert_usage_error, run_cli
+from tests.snapshot_helpers import record_metrics, run_requests, take
+
+RELAXED = Thresholds(critical_query_rate=1e9)
+PROBE = "SELECT %s::int + 1 AS reset_probe"
+
+
+def _window(db: Database, label: str, requests: int, *, during: Callable[[], object] = lambda: None,
+            before_end: Callable[[], object] = lambda: None, **kwargs: object) -> None:  # fmt: skip
+    """LABEL:start, *during*, *requests* requests (``run_requests``), *before_end*, LABEL:end."""
+    start, end = snapshots.window_labels(label)
+    take(db, start)
+    during()
+    run_requests(db, requests, **kwargs)  # type: ignore[arg-type]
+    before_end()
+    take(db, end, requests)
+    record_metrics(db, label, requests=requests)
+
+
+def _verify(db: Database, **kwargs: object) -> VerifyResult:
+    kwargs.setdefault("thresholds", RELAXED)
+    return verify(db.dsn, "before", "after", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def app_role(migrated_database: Database) -> Iterator[str]:
+    """A login role for the application, with the grants the test workload needs."""
+    db = migrated_database
+    role = f"{db.name}_app"
+    db.execute(f"CREATE ROLE {role} LOGIN")
+    db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    try:
+        yield role
+    finally:
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
+# -- pg_stat_statements was not counting -------------------------------------------------------
+
+
+def test_statements_of_an_untracked_role_are_untrusted(
+    migrated_database: Database, app_role: str
+) -> None:
+    db = migrated_database
+    db.execute(f"ALTER ROLE {app_role} IN DATABASE {db.name} SET pg_stat_statements.track = none")
+    _window(db, "before", 10, user=app_role)
+    _window(db, "after", 10, batch=10, user=app_role)
+    result = _verify(db)
+    expected = (f"pg_stat_statements.track = none for role {app_role} in database {db.name}: "
+                "its statements are not counted")  # fmt: skip
+    assert expected in result.baseline.problems and expected in result.candidate.problems
+    assert result.verdict == "fail"
+    # Another role's statements are counted: narrowed to it, the windows can be trusted.
+    other = _verify(db, scope=Scope(roles=frozenset({"postgres"})))
+    assert other.baseline.trusted and other.candidate.trusted, other.baseline.problems
+
+
+def test_settings_changed_inside_a_window_are_untrusted(migrated_database: Database) -> None:
+    db = migrated_database
+    _window(db, "before", 10)
+    change = f"ALTER DATABASE {db.name} SET pg_stat_statements.track_utility = off"
+    _window(db, "after", 10, batch=10, during=lambda: db.execute(change))
+    result = _verify(db)
+    assert result.baseline.trusted
+    assert result.candidate.problems == (
+        "pg_stat_statements settings changed inside the window: "
+        f"database {db.name}: pg_stat_statements.track_utility = off (was not set)",
+    )
+    assert result.verdict == "fail"
+
+
+def test_tracking_switched_off_and_on_inside_a_window_is_seen(migrated_database: Database) -> None:
+    """The settings are the same at both ends; the transaction counters show what was missed."""
+    db = migrated_database
+    _window(db, "before", 100)
+    off = f"ALTER DATABASE {db.name} SET pg_stat_statements.track = none"
+    on = f"ALTER DATABASE {db.name} RESET pg_stat_statements.track"
+    _window(db, "after", 100, during=lambda: db.execute(off), before_end=lambda: db.execute(on))
+    result = _verify(db)
+    assert result.baseline.trusted, result.baseline.problems
+    # 300 statements ran; the one counted is the ALTER DATABASE that switched tracking off
+    assert result.candidate.counts.queries == 1
+    (problem,) = result.candidate.problems
+    assert problem.startswith("statements missing: ") and "transactions committed" in problem
+    assert result.verdict == "fail"
+
+
+# -- a single-entry reset ---------------------------------------------------------------------
+
+
+def _probe(db: Database, calls: int, seconds: float = 0.0) -> None:
+    with db.connect() as conn:
+        for _ in range(calls):
+            conn.execute("SELECT pg_sleep(%s) AS reset_probe", (seconds,))
+
+
+def _reset_probe(db: Database) -> None:
+    db.execute(
+        "SELECT pg_stat_statements_reset(s.userid, s.dbid, s.queryid) FROM pg_stat_statements s "
+        "WHERE s.query LIKE '%%reset_probe%%' AND s.query NOT LIKE '%%pg_stat_statements_reset%%'"
+    )
+
+
+def test_single_entry_reset_seen_by_its_max_time(
+    migrated_database: Database, pg_server: PgServer
+) -> None:
+    """Extension 1.10 (PostgreSQL 15; on 18 created at that version) has no stats_since: after
+    the reset every counter is higher than at the start, only the entry's max time fell."""
+    db = migrated_database
+    db.execute("DROP EXTENSION pg_stat_statements")
+    db.execute("CREATE EXTENSION pg_stat_statements VERSION '1.10'")
+    _window(db, "before", 10)
+    _probe(db, 5, 0.02)  # before the window: max >= 20 ms, 100 ms in all
+    start, end = snapshots.window_labels("after")
+    take(db, start)
+    _reset_probe(db)
+    _probe(db, 50, 0.005)  # after the reset: 50 calls, >= 250 ms in all, max ~5 ms
+    run_requests(db, 10, batch=10)
+    take(db, end, 10)
+    record_metrics(db, "after", requests=10)
+    result = _verify(db)
+    assert result.baseline.trusted, result.baseline.problems
+    assert result.candidate.problems == (
+        "1 statement entries were reset or evicted inside the window",
+    )
+    assert result.verdict == "fail"
+
+
+def test_single_entry_reset_seen_by_the_transaction_counters(migrated_database: Database) -> None:
+    """Its counters grew past the start and its times may not tell: the database's committed
+    transactions outnumber the statements counted."""
+    db = migrated_database
+    _window(db, "before", 10)
+    _probe(db, 300)
+    start, end = snapshots.window_labels("after")
+    take(db, start)
+    _probe(db, 100)
+    _reset_probe(db)
+    _probe(db, 500)
+    take(db, end, 10)
+    record_metrics(db, "after", requests=10)
+    result = _verify(db)
+    assert result.baseline.trusted, result.baseline.problems
+    missing = [p for p in result.candidate.problems if p.startswith("statements missing: ")]
+    assert len(missing) == 1, result.candidate.problems
+    assert result.verdict == "fail"
+
+
+# -- comparisons that mean nothing ------------------------------------------------------------
+
+
+def test_same_or_overlapping_windows_are_refused(migrated_database: Database) -> None:
+    db = migrated_database
+    for label in ("s1", "s2", "s3", "s4"):
+        take(db, label, 1)
+    same = run_cli("verify", "--dsn", db.dsn, "--baseline", "s1..s2", "--candidate", "s1..s2")
+    assert_usage_error(same, "the baseline and the candidate are the same window (s1..s2)")
+    overlapping = run_cli(
+        "verify", "--dsn", db.dsn, "--baseline", "s1..s3", "--candidate", "s2..s4"
+    )
+    assert_usage_error(overlapping, "the baseline s1..s3 and the candidate s2..s4 overlap")
+    adjacent = run_cli("verify", "--dsn", db.dsn, "--baseline", "s1..s2", "--candidate", "s2..s3")
+    assert adjacent.exit_code == 1, adjacent.output  # compared (no requests: untrusted)
+
+
+def test_an_unknown_role_is_a_usage_error(migrated_database: Database) -> None:
+    db = migrated_database
+    _window(db, "before", 3)
+    _window(db, "after", 3, batch=3)
+    result = run_cli("verify", "--dsn", db.dsn, "--baseline", "before", "--candidate", "after",
+                     "--role", "postgres", "--role", "no_such_role")  # fmt: skip
+    assert_usage_error(result, "unknown role 'no_such_role'")
+
+
+# -- what the headline hides ------------------------------------------------------------------
+
+THIRTY_LOOKUPS = """
+CREATE FUNCTION thirty_lookups(first bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 0..29 LOOP
+        PERFORM id FROM trip_requests WHERE id = first + i;
+    END LOOP;
+END $$"""
+
+
+def test_work_moved_into_a_function_is_shown_and_warned(migrated_database: Database) -> None:
+    """Thirty lookups per request, then the same thirty inside one PL/pgSQL function: the
+    headline falls by 97%, the statements per request do not."""
+    db = migrated_database
+    db.execute(THIRTY_LOOKUPS)
+    lookup = tuple(f"SELECT id FROM trip_requests WHERE id = %(ids)s[1] + {i}" for i in range(30))
+    _window(db, "before", 10, statements=lookup)
+    _window(db, "after", 10, statements=("SELECT thirty_lookups(%(ids)s[1])",))
+    result = _verify(db)
+    before, after = result.baseline, result.candidate
+    assert (before.queries_per_request, after.queries_per_request) == (30, 1)
+    assert (before.nested_per_request, after.nested_per_request) == (0, 30)
+    assert before.exec_time_per_request_ms is not None and after.exec_time_per_request_ms
+    assert before.trusted and after.trusted, (before.problems, after.problems)
+    (finding,) = [f for f in result.findings if f.check == "work_per_request"]
+    assert finding.status == "warning"
+    assert finding.message.startswith(
+        "queries per request fell (30.00 -> 1.00) but statements per request, nested ones "
+        "included, did not (30.00 -> 31.00): work moved into functions"
+    )
+    table = render_table(result)
+    assert "nested statements per request" in table and "database time per request" in table
+
+
+# -- the buffer cache hit ratio is the application's ---------------------------------------------
+
+_PROBE_BLOCKS = """
+SELECT coalesce(sum(shared_blks_hit), 0), coalesce(sum(shared_blks_read), 0)
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND toplevel
+  AND query LIKE 'SELECT count(*) FROM probe_blocks%%'
+"""
+
+
+def test_buffer_cache_hit_ratio_counts_the_applications_statements(
+    migrated_database: Database,
+) -> None:
+    db = migrated_database
+    db.execute("CREATE TABLE probe_blocks AS "
+               "SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 5000) i")  # fmt: skip
+    _window(db, "before", 3)
+    hit0, read0 = db.execute(_PROBE_BLOCKS)[0]
+    start, end = snapshots.window_labels("after")
+    take(db, start)
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        for _ in range(20):
+            conn.execute("SELECT count(*) FROM probe_blocks WHERE i > 0")
+    take(db, end, 20)
+    record_metrics(db, "after", requests=20)
+    hit1, read1 = db.execute(_PROBE_BLOCKS)[0]
+    result = _verify(db)
+    assert hit1 - hit0 >= 20 * 100  # the table's ~150 pages, twenty times
+    assert result.candidate.buffer_cache_hit_ratio == pytest.approx(
+        (hit1 - hit0) / ((hit1 - hit0) + (read1 - read0))
+    )
+    document = json.loads(run_cli("verify", "--dsn", db.dsn, "--baseline", "before",
+                                  "--candidate", "after", "--format", "json").stdout)  # fmt: skip
+    assert "pg_stat_statements" in document["definitions"]["buffer_cache_hit_ratio"]
+
+
+def test_an_idle_window_has_no_buffer_cache_hit_ratio(migrated_database: Database) -> None:
+    """dbtools' own snapshot work read 100% before: nothing of the application ran."""
+    db = migrated_database
+    for label in ("before", "after"):
+        start, end = snapshots.window_labels(label)
+        take(db, start)
+        take(db, end, 1)
+    result = _verify(db)
+    assert result.baseline.buffer_cache_hit_ratio is None
+    assert result.candidate.buffer_cache_hit_ratio is None
+    assert "buffer cache hit ratio (app statements)" in render_table(result)
