@@ -1,11 +1,16 @@
 """Project configuration: the ``[tool.dbtools.*]`` tables of ``pyproject.toml``, or a TOML file
 given with ``--config``. Malformed files are a ``ConfigError`` (exit code 2), and so is a table
 dbtools does not know (``[tool.dbtools.verfy]``): a typo must never leave every default in force
-silently."""
+silently.
+
+Durations (``--duration 10m``) and ``DBTOOLS_MAX_DURATION``, which shortens every wait a command
+is asked for (a rehearsal of a runbook, the README's test), are read here too."""
 
 from __future__ import annotations
 
 import difflib
+import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,3 +87,40 @@ def section(
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{name}] must be a table")
     return dict(table)
+
+
+# -- durations ---------------------------------------------------------------------------------
+
+DURATION_FORMS = "10m, 90s or 1h30m"
+MAX_DURATION_VARIABLE = "DBTOOLS_MAX_DURATION"
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> int:
+    """``10m``, ``90s``, ``1h30m`` or plain seconds (``600``) as seconds; raises ``ValueError``
+    for anything else, and for zero."""
+    text = text.strip().lower()
+    match = _DURATION.fullmatch(text)
+    if text.isdigit():
+        seconds = int(text)
+    elif text and match:
+        hours, minutes, secs = (int(part or 0) for part in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        raise ValueError(f"{text!r} is not a duration like {DURATION_FORMS}")
+    if seconds <= 0:
+        raise ValueError("the duration must be positive")
+    return seconds
+
+
+def max_duration() -> int | None:
+    """The longest wait a command may make, from ``DBTOOLS_MAX_DURATION`` (None when unset):
+    a window asked for as ``--duration 10m`` lasts at most this long. Raises ``ConfigError``
+    when the variable is not a duration."""
+    value = os.environ.get(MAX_DURATION_VARIABLE, "").strip()
+    if not value:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise ConfigError(f"{MAX_DURATION_VARIABLE}: {err}") from err

@@ -347,10 +347,11 @@ def alembic_version_readable(facts: DoctorFacts) -> list[Check]:
     return [passed(name, ALEMBIC_VERSION, f"revision {facts.revision}", commands)]
 
 
-def database_at_head(facts: DoctorFacts) -> list[Check]:
-    """Snapshots are taken at the migrations' head; a revision these migrations do not have
-    leaves verify and report nothing to judge the database against."""
-    name, subject = "database at head", facts.info.database
+def database_revision(facts: DoctorFacts) -> list[Check]:
+    """Snapshots are taken at any revision with the monitoring tables (the head, or below it
+    after a rollback's downgrade); a revision these migrations do not have leaves verify and
+    report nothing to judge the database against."""
+    name, subject = "database revision", facts.info.database
     if facts.revision_denied is not None:
         return [skipped(name, subject, "alembic_version is not readable", (SNAPSHOT, CAPTURE))]
     if facts.revision_unknown is not None:
@@ -359,10 +360,16 @@ def database_at_head(facts: DoctorFacts) -> list[Check]:
         )
         fix = f"use the dbtools release whose migrations include revision {facts.revision_unknown}"
         return [failed(name, subject, message, fix, COMMANDS)]
-    if facts.revision != facts.head:
+    if not facts.manifest.monitoring_tables:
         state = "never migrated" if facts.revision is None else f"at revision {facts.revision}"
-        message = f"{state}, not at head {facts.head}"
+        message = f"{state}: no monitoring tables to store snapshots in (head {facts.head})"
         return [failed(name, subject, message, UPGRADE, (SNAPSHOT, CAPTURE))]
+    if facts.revision != facts.head:
+        message = (
+            f"at revision {facts.revision}, below head {facts.head}: snapshots store what its "
+            "monitoring tables hold, verify judges the objects it creates"
+        )
+        return [passed(name, subject, message, (SNAPSHOT, CAPTURE))]
     return [passed(name, subject, f"at head {facts.head}", (SNAPSHOT, CAPTURE))]
 
 
@@ -457,7 +464,7 @@ CHECKS: tuple[CheckFunction, ...] = (
     reads_all_statistics,
     statistics_readable,
     alembic_version_readable,
-    database_at_head,
+    database_revision,
     monitoring_schema_usable,
     snapshots_storable,
     interrupted_capture_removable,

@@ -69,15 +69,3 @@ def server_alive(pid: int, data_dir: Path) -> bool:
     except OSError:  # gone (FileNotFoundError), or a process we may not look at
         return False
     return str(data_dir).encode() in cmdline
-
-
-def readme_monitor_grants(role: str) -> str:
-    """The README's grants for the monitoring role ("The monitoring role"), exactly as written
-    there, for *role* (its ``CREATE ROLE`` line left out: the test creates the role)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("### The monitoring role", 1)[1]
-    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
-    statements = [s.strip() for s in block.split(";") if s.strip()]
-    grants = [s for s in statements if not s.startswith("CREATE ROLE")]
-    assert grants and all(s.startswith("GRANT ") for s in grants), grants
-    return ";\n".join(grants).replace("dbtools_monitor", role) + ";"

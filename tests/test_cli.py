@@ -168,7 +168,7 @@ def test_doctor_json(migrated_database: Database) -> None:
     assert [c["check"] for c in document["checks"]] == [
         "server", "database", "pg_stat_statements preloaded", "pg_stat_statements created",
         "pg_stat_statements.track", "reads all statistics", "statistics readable",
-        "alembic_version readable", "database at head", "monitoring schema usable",
+        "alembic_version readable", "database revision", "monitoring schema usable",
         "snapshots storable", "interrupted capture removable", "stored snapshots readable",
     ]  # fmt: skip
     assert {c["status"] for c in document["checks"]} == {"pass"}

@@ -4,6 +4,7 @@ an entry's min and max times (``dbtools.stats.deltas``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -77,10 +78,13 @@ def test_untracked_roles_and_unknowns_are_problems() -> None:
     assert counting.settings_problems(unreadable, unreadable)[0].startswith(
         "per-role and per-database settings cannot be read"
     )
-    old = header(counting_settings=None, counting_overrides=None)  # before revision 0004
-    assert counting.settings_problems(old, untracked)[0].startswith(
-        "pg_stat_statements settings were not recorded"
-    )
+    old = dataclasses.replace(header(counting_settings=None, counting_overrides=None),
+                              alembic_revision="0003")  # fmt: skip
+    assert counting.settings_problems(old, untracked) == [
+        "pg_stat_statements settings are not stored with this window's snapshots (taken at "
+        "revision 0003; they are stored from revision 0004 on, and a downgrade below 0004 drops "
+        "them): whether every statement was counted is unknown"
+    ]
 
 
 def test_changed_settings_are_named() -> None:

@@ -98,7 +98,7 @@ def test_track_none_on_the_server_and_per_role() -> None:
 def test_a_revision_the_migrations_do_not_have_blocks_every_command() -> None:
     result = judge(dataclasses.replace(READY, revision="0042", revision_unknown="0042"))
     assert failing(result) == {
-        "database at head": "use the dbtools release whose migrations include revision 0042"
+        "database revision": "use the dbtools release whose migrations include revision 0042"
     }
     assert all(result.failing(command) for command in ("snapshot", "verify", "report"))
 
@@ -111,7 +111,7 @@ def test_never_migrated() -> None:
     )  # fmt: skip
     upgrade = "alembic upgrade head  # as the deploy role"
     assert failing(judge(facts)) == {
-        "database at head": upgrade,
+        "database revision": upgrade,
         "monitoring schema usable": upgrade,
     }
 

@@ -17,7 +17,8 @@ from psycopg import conninfo
 from dbtools.schema.revisions import head_revision, upgrade
 from dbtools.stats import snapshots
 from tests.conftest import Database
-from tests.helpers import REPO, readme_monitor_grants, run_cli
+from tests.helpers import REPO, run_cli
+from tests.readme_runner import readme_monitor_grants
 
 COMMANDS = ("snapshot", "capture", "verify", "report", "report --live")
 MakeRole = Callable[[str], str]

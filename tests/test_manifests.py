@@ -274,8 +274,9 @@ def test_verify_after_a_downgrade_to_0002_judges_against_0002(migrated_database:
     # The downgrade took the snapshots' record of pg_stat_statements' settings (revision 0004's
     # columns) with it: whether every statement was counted can no longer be told.
     assert by_check["window"] == [
-        ("untrusted", role, "pg_stat_statements settings were not recorded (a snapshot taken "
-         "before revision 0004): whether every statement was counted is unknown")
+        ("untrusted", role, "pg_stat_statements settings are not stored with this window's "
+         "snapshots (taken at revision 0004; they are stored from revision 0004 on, and a "
+         "downgrade below 0004 drops them): whether every statement was counted is unknown")
         for role in ("baseline", "candidate")
     ]  # fmt: skip
     assert [f.check for f in result.findings if f.status not in ("pass", "untrusted")] == [

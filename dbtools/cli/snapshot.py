@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ import click
 
 from dbtools.cli.options import dsn_option, format_option
 from dbtools.cli.signals import interruptible
+from dbtools.config import parse_duration
 from dbtools.db.connection import resolve_dsn
 from dbtools.output import dump_json
 
@@ -63,8 +63,9 @@ def snapshot(dsn: str | None, label: str, requests: int | None, output_format: s
     --format json prints one document (schema_version, kind "snapshot", and what was stored:
     id, label, taken_at, statements, tables, indexes, hidden_statements).
 
-    Exit code 2 (nothing written) for a reused label, a database not at alembic head, or
-    pg_stat_statements missing.
+    Exit code 2 (nothing written) for a reused label, a database without the monitoring tables
+    (never migrated, or below revision 0002), or pg_stat_statements missing. Any revision with
+    them will do: a database downgraded below head stores what its tables hold.
     """
     from dbtools.stats import snapshots
 
@@ -79,23 +80,14 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
     """``10m``, ``90s``, ``1h30m`` or plain seconds (``600``)."""
 
     name = "duration"
-    _PATTERN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        text = str(value).strip().lower()
-        if text.isdigit():
-            seconds = int(text)
-        else:
-            match = self._PATTERN.match(text)
-            if not match or not text:
-                self.fail(f"{value!r} is not a duration like 10m, 90s or 1h30m", param, ctx)
-            hours, minutes, secs = (int(part or 0) for part in match.groups())
-            seconds = hours * 3600 + minutes * 60 + secs
-        if seconds <= 0:
-            self.fail("the duration must be positive", param, ctx)
-        return seconds
+        try:
+            return parse_duration(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 def _wait_with_progress(seconds: float) -> None:
@@ -120,7 +112,8 @@ def _wait_with_progress(seconds: float) -> None:
     type=Duration(),
     default="10m",
     show_default=True,
-    help="How long the window lasts: 10m, 90s, 1h30m or seconds.",
+    help="How long the window lasts: 10m, 90s, 1h30m or seconds (at most $DBTOOLS_MAX_DURATION "
+    "when set: a rehearsal).",
 )
 @_requests_option
 @format_option("table", "json")
@@ -138,6 +131,9 @@ def capture(
 
     Ctrl-C (or SIGTERM) during the wait deletes LABEL:start again, so no half window is left,
     and exits with code 130. A label already used is an error (exit code 2) before any wait.
+    DBTOOLS_MAX_DURATION=15s shortens every window to at most 15 s (with a warning): a rehearsal
+    of a runbook that says --duration 10m. Works at any revision with the monitoring tables
+    (after a rollback's alembic downgrade too).
     --format json prints one document (schema_version, kind "capture", start, end).
     """
     from dbtools.stats import snapshots

@@ -72,14 +72,15 @@ FROM {{view}} s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
 WHERE {_CURRENT_DATABASE} AND (s.queryid IS NULL OR ({_OWN}))
 """
 
-# The texts of the entries whose text is not stored yet: the only texts a snapshot reads.
+# The texts of the entries whose text is not stored yet: the only texts a snapshot reads
+# ({unstored}: empty before revision 0004, where every row stores its own).
 _NEW_TEXTS_SQL = f"""
 SELECT {{marker}} DISTINCT ON (s.dbid, s.queryid) s.dbid::bigint, s.queryid, s.query
 FROM {{view}} s
-WHERE {_CURRENT_DATABASE} AND s.queryid IS NOT NULL AND {_OWN}
-  AND NOT EXISTS (SELECT FROM {{texts}} t WHERE t.dbid = s.dbid AND t.queryid = s.queryid)
+WHERE {_CURRENT_DATABASE} AND s.queryid IS NOT NULL AND {_OWN} {{unstored}}
 ORDER BY s.dbid, s.queryid, s.toplevel DESC, s.userid
 """
+_UNSTORED = "AND NOT EXISTS (SELECT FROM {texts} t WHERE t.dbid = s.dbid AND t.queryid = s.queryid)"
 
 # What decides what pg_stat_statements counts (and how often autovacuum visits: its
 # transactions are committed without a statement), with where each value comes from.
@@ -202,13 +203,15 @@ def statements_sql(columns: StatementColumns, *, with_text: bool = True) -> sql.
     )
 
 
-def new_texts_sql(columns: StatementColumns) -> sql.Composed:
+def new_texts_sql(columns: StatementColumns, *, only_unstored: bool = True) -> sql.Composed:
     """(dbid, queryid, raw text) of the current database's entries whose text
-    ``statement_texts`` does not hold yet, one per statement, dbtools' own left out."""
+    ``statement_texts`` does not hold yet (*only_unstored* False: of every entry), one per
+    statement, dbtools' own left out."""
+    texts = sql.Identifier(MONITORING_SCHEMA, STATEMENT_TEXTS)
     return sql.SQL(_NEW_TEXTS_SQL).format(
         marker=sql.SQL(SQL_MARKER),
         view=columns.view(),
-        texts=sql.Identifier(MONITORING_SCHEMA, STATEMENT_TEXTS),
+        unstored=sql.SQL(_UNSTORED).format(texts=texts) if only_unstored else sql.SQL(""),
     )
 
 

@@ -5,7 +5,8 @@ Counters cannot say what they did not count. Each snapshot records what decides 
 per-role and per-database ``pg_stat_statements.*`` settings (``pg_db_role_setting``), and every
 top-level call counted in the database. From two of them, a window is untrusted when:
 
-* the settings were not recorded (a snapshot taken before revision 0004), or could not be read
+* the settings were not recorded (a snapshot taken below revision 0004, or one whose record a
+  downgrade below 0004 dropped), or could not be read
   (``pg_db_role_setting`` revoked; the server-wide value hidden behind a per-role setting of the
   snapshotting role);
 * they changed between the two snapshots;
@@ -141,10 +142,15 @@ def settings_problems(
     start: SnapshotHeader, end: SnapshotHeader, roles: Iterable[str] = ()
 ) -> list[str]:
     """Why the window's statements may not all have been counted, from the recorded settings."""
-    if start.counting_settings is None or end.counting_settings is None:
+    unrecorded = [h for h in (start, end) if h.counting_settings is None]
+    if unrecorded:
+        # Revision 0004 added the columns; a snapshot taken below it has none, and a downgrade
+        # below it drops those of snapshots taken above: the revision each was taken at tells.
+        taken = ", ".join(sorted({h.alembic_revision or "base" for h in unrecorded}))
         return [
-            "pg_stat_statements settings were not recorded (a snapshot taken before revision "
-            "0004): whether every statement was counted is unknown"
+            f"pg_stat_statements settings are not stored with this window's snapshots (taken "
+            f"at revision {taken}; they are stored from revision 0004 on, and a downgrade below "
+            "0004 drops them): whether every statement was counted is unknown"
         ]
     problems = []
     changes = _changes(start, end)

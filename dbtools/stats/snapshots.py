@@ -36,11 +36,13 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from dbtools.config import MAX_DURATION_VARIABLE, max_duration
 from dbtools.db.catalog import read_alembic_revision
 from dbtools.db.connection import SQL_MARKER, connect, translated_errors
 from dbtools.db.server import ServerInfo
 from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.schema import monitoring
+from dbtools.schema.manifest import manifest_at
 from dbtools.schema.revisions import head_revision
 from dbtools.sqltext.scrub import scrub_query
 from dbtools.stats import collect as stats
@@ -72,6 +74,11 @@ _ROW_TABLES: tuple[tuple[type[Any], str], ...] = (
     (IndexRow, monitoring.INDEX_STATS),
     (DatabaseRow, monitoring.DATABASE_STATS),
 )
+
+
+# The tables a snapshot writes: revision 0002 creates them (0004 adds statement_texts, used
+# where the database has it).
+SNAPSHOT_TABLES = (monitoring.SNAPSHOTS, *(table for _, table in _ROW_TABLES))
 
 
 def _table(name: str) -> sql.Identifier:
@@ -217,6 +224,16 @@ _TEXTS_CTE = """stored_texts AS (
     ON CONFLICT DO NOTHING RETURNING 1
 )"""
 
+# Before revision 0004 each statement_stats row holds its own text: the texts handed over.
+_GIVEN_TEXTS_CTE = """given_texts AS (
+    SELECT * FROM unnest(%(text_dbids)s::oid[], %(text_queryids)s::bigint[], %(texts)s::text[])
+        AS g(dbid, queryid, query)
+)"""
+_GIVEN_TEXT = sql.SQL(
+    "coalesce((SELECT g.query FROM given_texts g WHERE g.dbid = r.dbid AND g.queryid = r.queryid),"
+    " {})"
+)
+
 # Entries that appeared after their texts were read: neither stored nor handed over.
 _MISSING_TEXTS = """(SELECT count(*) FROM pgss p
     WHERE p.queryid IS NOT NULL AND p.queryid <> ALL(%(text_queryids)s::bigint[])
@@ -227,30 +244,47 @@ INSERT_TEXTS_SQL = sql.SQL(
 ).format(marker=sql.SQL(SQL_MARKER), texts=_table(monitoring.STATEMENT_TEXTS))
 
 
-def store_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
+def store_sql(
+    columns: StatementColumns, info: ServerInfo, layout: Layout = HEAD_LAYOUT
+) -> sql.Composed:
     """The one statement that collects the statistics and stores a labelled snapshot, with the
     scrubbed texts of new statements (arrays ``text_dbids``, ``text_queryids``, ``texts``).
 
+    It writes the columns the monitoring tables have (*layout*: a database below head stores
+    what its revision's tables hold; before revision 0004 each statement row carries its text).
     Parameters: those, ``label``, ``requests``, ``alembic_revision``, ``pgss_version``,
     ``marker``, ``ri_marker``.
     Returns one row: id, taken_at, the number of statement, table and index rows stored,
     hidden_statements, and the number of statements whose text is neither stored nor given.
     """
-    facts = tuple(name for name in _HEADER_COLUMNS if name not in _PARAMETER_COLUMNS)
-    inserts = [
-        sql.SQL(
-            "{cte} AS (INSERT INTO {table} (snapshot_id, {columns}) "
-            "SELECT h.id, {values} FROM header h, ({source}) r {where} RETURNING 1)"
-        ).format(
-            cte=sql.Identifier(f"stored_{table}"),
-            table=_table(table),
-            columns=_columns(stored_columns(row_type)),
-            values=_columns(stored_columns(row_type), "r"),
-            source=sql.SQL("SELECT * FROM pgss") if row_type is StatementRow else _SOURCES[table],
-            where=sql.SQL("WHERE r.queryid IS NOT NULL" if row_type is StatementRow else ""),
+    facts = tuple(
+        name
+        for name in _HEADER_COLUMNS
+        if name not in _PARAMETER_COLUMNS and layout.has(monitoring.SNAPSHOTS, name)
+    )
+    texts_apart = layout.texts_stored_apart
+    inserts = []
+    for row_type, table in _ROW_TABLES:
+        names = [name for name in stored_columns(row_type) if layout.has(table, name)]
+        values: list[sql.Composable] = [sql.Identifier("r", name) for name in names]
+        if row_type is StatementRow and not texts_apart:
+            names.append(TEXT_COLUMN)
+            values.append(_GIVEN_TEXT.format(sql.Literal(TEXT_NOT_STORED)))
+        inserts.append(
+            sql.SQL(
+                "{cte} AS (INSERT INTO {table} (snapshot_id, {columns}) "
+                "SELECT h.id, {values} FROM header h, ({source}) r {where} RETURNING 1)"
+            ).format(
+                cte=sql.Identifier(f"stored_{table}"),
+                table=_table(table),
+                columns=_columns(names),
+                values=sql.SQL(", ").join(values),
+                source=sql.SQL("SELECT * FROM pgss")
+                if row_type is StatementRow
+                else _SOURCES[table],
+                where=sql.SQL("WHERE r.queryid IS NOT NULL" if row_type is StatementRow else ""),
+            )
         )
-        for row_type, table in _ROW_TABLES
-    ]
     texts = _table(monitoring.STATEMENT_TEXTS)
     return sql.SQL(
         """WITH {marker} pgss AS MATERIALIZED ({statements}),
@@ -275,8 +309,8 @@ FROM header h"""
     ).format(
         marker=sql.SQL(SQL_MARKER),
         statements=stats.statements_sql(columns, with_text=False),
-        stored_texts=sql.SQL(_TEXTS_CTE).format(texts=texts),
-        missing_texts=sql.SQL(_MISSING_TEXTS).format(texts=texts),
+        stored_texts=sql.SQL(_TEXTS_CTE if texts_apart else _GIVEN_TEXTS_CTE).format(texts=texts),
+        missing_texts=sql.SQL(_MISSING_TEXTS if texts_apart else "0").format(texts=texts),
         header=stats.header_sql(columns, info),
         snapshots=_table(monitoring.SNAPSHOTS),
         header_columns=_columns(
@@ -359,13 +393,17 @@ class SnapshotSummary:
         }
 
 
-def require_head(revision: str | None) -> None:
-    """Raise ``PrerequisiteMissing`` unless the database is at the migrations' head."""
-    head = head_revision()
-    if revision != head:
+def require_monitoring_tables(revision: str | None) -> None:
+    """Raise ``PrerequisiteMissing`` unless the database's revision has the tables a snapshot
+    writes (its manifest's; revision 0002 on), ``ConfigError`` for a revision these migrations
+    do not know. Any such revision will do: a snapshot stores what its tables hold."""
+    have = set(manifest_at(revision).monitoring_tables)
+    missing = [table for table in SNAPSHOT_TABLES if table not in have]
+    if missing:
         state = "was never migrated" if revision is None else f"is at revision {revision}"
         raise PrerequisiteMissing(
-            f"the database {state}, not at head {head}: run alembic upgrade head first"
+            f"the database {state}, which has no {monitoring.monitoring_table(missing[0])} to "
+            "store snapshots in: run alembic upgrade head first"
         )
 
 
@@ -374,9 +412,10 @@ def take_snapshot(
 ) -> SnapshotSummary:
     """Store one consistent, labelled snapshot of the connected database's statistics.
 
-    *conn* must be an autocommit, read-write session. Raises ``UsageError`` for a bad or reused
-    label, ``PrerequisiteMissing`` when pg_stat_statements is missing or the database is not at
-    head (nothing is written then).
+    *conn* must be an autocommit, read-write session. The database may be at any revision with
+    the monitoring tables (a rollback's ``alembic downgrade``): what its tables hold is stored.
+    Raises ``UsageError`` for a bad or reused label, ``PrerequisiteMissing`` when
+    pg_stat_statements or the monitoring tables are missing (nothing is written then).
     """
     validate_label(label)
     if requests is not None and requests < 0:
@@ -384,7 +423,9 @@ def take_snapshot(
     with translated_errors(f"snapshot {label!r}"):
         info, columns = stats.prepare(conn)
         revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
-        require_head(revision)
+        require_monitoring_tables(revision)
+        # At head the tables are this dbtools' own; below it, read what they are (one query).
+        layout = HEAD_LAYOUT if revision == head_revision() else read_layout(conn)
         params = {
             "label": label,
             "requests": requests,
@@ -392,26 +433,30 @@ def take_snapshot(
             "pgss_version": info.pgss_version,
             "marker": SQL_MARKER,
             "ri_marker": stats.RI_MARKER,
-            **_new_texts(conn, columns),
+            **_new_texts(conn, columns, layout),
         }
         try:
-            row = conn.execute(store_sql(columns, info), params).fetchone()
+            row = conn.execute(store_sql(columns, info, layout), params).fetchone()
         except psycopg.errors.UniqueViolation as err:
             if err.diag.constraint_name == "uq_snapshots_label":
                 raise UsageError(f"a snapshot labelled {label!r} already exists") from err
             raise
         assert row is not None
         if row[6]:  # statements that appeared while the texts were read: store theirs now
-            conn.execute(INSERT_TEXTS_SQL, _new_texts(conn, columns))
+            conn.execute(INSERT_TEXTS_SQL, _new_texts(conn, columns, layout))
     log.info("snapshot %r stored: %d statements, %d tables, %d indexes", label, *row[2:5])
     return SnapshotSummary(row[0], label, row[1], row[2], row[3], row[4], row[5])
 
 
-def _new_texts(conn: psycopg.Connection[Any], columns: StatementColumns) -> dict[str, list[Any]]:
-    """The texts ``statement_texts`` lacks, read from pg_stat_statements and scrubbed, as the
-    array parameters of ``store_sql`` and ``INSERT_TEXTS_SQL``."""
+def _new_texts(
+    conn: psycopg.Connection[Any], columns: StatementColumns, layout: Layout
+) -> dict[str, list[Any]]:
+    """The texts ``statement_texts`` lacks (before revision 0004: every text, each row holds
+    its own), read from pg_stat_statements and scrubbed, as the array parameters of
+    ``store_sql`` and ``INSERT_TEXTS_SQL``."""
     params = {"marker": SQL_MARKER, "ri_marker": stats.RI_MARKER}
-    rows = conn.execute(stats.new_texts_sql(columns), params).fetchall()
+    query = stats.new_texts_sql(columns, only_unstored=layout.texts_stored_apart)
+    rows = conn.execute(query, params).fetchall()
     log.debug("%d new statement texts to store", len(rows))
     return {
         "text_dbids": [dbid for dbid, _, _ in rows],
@@ -447,16 +492,28 @@ def capture(
 ) -> tuple[SnapshotSummary, SnapshotSummary]:
     """Store ``LABEL:start``, ``wait(seconds)``, store ``LABEL:end`` (with *requests*).
 
-    If anything interrupts it (Ctrl-C during the wait, a failed end snapshot), ``LABEL:start``
-    is deleted again before the exception goes on: a window is stored whole or not at all.
-    Raises ``UsageError`` before waiting when either label is taken.
+    ``DBTOOLS_MAX_DURATION`` (``config.max_duration``) shortens the wait, with a warning. If
+    anything interrupts it (Ctrl-C during the wait, a failed end snapshot), ``LABEL:start`` is
+    deleted again before the exception goes on: a window is stored whole or not at all.
+    Raises ``UsageError`` before waiting when either label is taken, ``ConfigError`` when
+    ``DBTOOLS_MAX_DURATION`` is not a duration.
     """
     if seconds <= 0:
         raise UsageError("the capture duration must be positive")
     start_label, end_label = window_labels(validate_label(label))
+    limit = max_duration()
+    if limit is not None and seconds > limit:
+        log.warning("%s shortens the window %r from %g s to %d s", MAX_DURATION_VARIABLE, label,
+                    seconds, limit)  # fmt: skip
+        seconds = limit
     with writer(dsn) as conn:
         with translated_errors("capture"):
-            taken = find_headers(conn, (start_label, end_label))
+            layout = read_layout(conn)  # no monitoring tables: the first snapshot says so
+            taken = (
+                find_headers(conn, (start_label, end_label), layout)
+                if layout.has(monitoring.SNAPSHOTS)
+                else {}
+            )
         if taken:
             raise UsageError(f"a snapshot labelled {sorted(taken)[0]!r} already exists")
     try:
