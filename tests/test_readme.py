@@ -1,0 +1,332 @@
+"""The README works as written: every shell block of "A rollout, phase by phase" and of "Rolling
+back" runs, in order, against a server of its own with the README's three roles, and each
+command's exit code is the one the README gives it.
+
+Only what the README tells a reader to replace is replaced (the server's ``db.internal:5432``,
+the ``change-me-…`` passwords), and the capture windows are shortened with the variable the
+README names (``DBTOOLS_MAX_DURATION``). The commands run as after ``. .venv/bin/activate``
+(this interpreter's scripts first on PATH, then the server's client binaries), in a checkout of
+the project (its alembic.ini, migrations and pyproject.toml), with a HOME of their own whose
+``~/.pgpass`` holds the superuser's password, as a DBA's does. The application's traffic comes
+from the reference workload, run as the application role, on the path the README's
+``<!-- application traffic: … -->`` comments name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dbtools.sandbox import Sandbox, resolve_pg_bin
+from dbtools.workload import (
+    DataPath,
+    Dataset,
+    Duplication,
+    WorkloadConfig,
+    WorkloadResult,
+    run_workload,
+    seed_database,
+)
+from dbtools.workload.queries import APPLICATION_GRANTS
+from tests.helpers import REPO, run_dbtools
+from tests.readme_runner import (
+    README,
+    Block,
+    ExitCodeMismatch,
+    Traffic,
+    expected_codes,
+    readme_grants,
+    run_block,
+    section_events,
+    section_lines,
+    split_commands,
+)
+
+SECTIONS = ("A rollout, phase by phase", "Rolling back")
+HOST = "db.internal:5432"  # what the README tells the reader to replace with the server's
+# The README's placeholder passwords, and what this test chooses instead: characters a URL must
+# percent-encode, none that SQL or ~/.pgpass would need escaped.
+PASSWORDS = {
+    "change-me-deploy": "dep@/1%x",
+    "change-me-app": "app#?2%y",
+    "change-me-monitor": "mon@/3?z",
+}
+SUPERUSER_PASSWORD = "su-4/@w"
+MAX_DURATION = "12s"  # each capture window, shortened from the README's 10m and 30m
+# Each run of the application: 400 requests, 20 at a time (as the demo), half of them answered by
+# its cache (the batched path cuts queries per request by ~90%), then a pause that keeps the
+# batched query rate well under the guide's 50/s.
+RUN = WorkloadConfig(requests=400, concurrency=20, duplication=Duplication.MEDIUM, bucket_seconds=1)
+PAUSE_S = 2.0
+
+
+def readme_events() -> list[Block | Traffic]:
+    markdown = README.read_text(encoding="utf-8")
+    return [event for heading in SECTIONS for event in section_events(markdown, heading)]
+
+
+# -- the parts that need no server ----------------------------------------------------------------
+
+
+def test_each_section_has_blocks_and_every_command_an_exit_code() -> None:
+    events = readme_events()
+    for heading in SECTIONS:
+        blocks = [e for e in events if isinstance(e, Block) and e.section == heading]
+        assert blocks and all(block.commands for block in blocks), heading
+    traffic = [e.path for e in events if isinstance(e, Traffic)]
+    assert traffic and traffic[-1] != "none", traffic  # the rollback's windows have traffic
+    markdown = README.read_text(encoding="utf-8")
+    _, lines = section_lines(markdown, SECTIONS[0])
+    told = "\n".join(lines)
+    # The README tells the reader what to replace, and names the duration variable.
+    for placeholder in (HOST, *PASSWORDS, "DBTOOLS_MAX_DURATION"):
+        assert f"`{placeholder}" in told, placeholder
+    for placeholder in (HOST, *PASSWORDS):
+        assert any(placeholder in b.text for b in events if isinstance(b, Block)), placeholder
+
+
+def privileges(grants: Iterable[str]) -> set[tuple[str, str]]:
+    """(privilege, object) pairs of ``GRANT privileges ON [SCHEMA] objects TO role`` statements."""
+    pairs = set()
+    for grant in grants:
+        match = re.fullmatch(r"GRANT (.+?) ON (SCHEMA )?(.+?) TO \S+", " ".join(grant.split()))
+        assert match, grant
+        for privilege in match.group(1).split(", "):
+            pairs |= {(privilege, f"{match.group(2) or ''}{o}") for o in match.group(3).split(", ")}
+    return pairs
+
+
+def test_the_application_role_gets_exactly_what_the_application_needs() -> None:
+    """The README's grants to the application role are the reference workload's (what its
+    statements need, ``APPLICATION_GRANTS``), plus ``INSERT`` on ``app_metrics`` for the
+    application's name/value figures: nothing more, nothing less."""
+    needed = privileges(g.format(role="flight_search") for g in APPLICATION_GRANTS)
+    needed.add(("INSERT", "perf_monitoring.app_metrics"))
+    assert privileges(readme_grants("flight_search")) == needed
+    assert len(needed) == 9
+
+
+def test_commands_are_split_as_bash_reads_them() -> None:
+    text = (
+        "export X=1\n"
+        "dbtools verify --baseline a \\\n  --candidate b   # exit 0 or 1: pass or fail\n"
+        "case $? in\n  0) echo pass ;;\nesac\n"
+        "psql \"$URL\" <<'SQL'   # exit 3: an error\nSELECT 1; # not a command\nSQL\n"
+        "# a comment\n"
+        "dbtools lint   # the rules (1 on violations)"
+    )
+    commands = split_commands(text, 10)
+    assert [(c.first_line.split()[0], sorted(c.expected), c.line) for c in commands] == [
+        ("export", [0], 10),
+        ("dbtools", [0, 1], 11),
+        ("case", [0], 13),
+        ("psql", [3], 16),
+        ("dbtools", [0], 20),
+    ]
+    assert expected_codes("alembic upgrade head   # exit 2, 3: never") == {2, 3}
+
+
+def test_a_command_whose_exit_code_differs_is_named(tmp_path: Path) -> None:
+    text = "export GREETING=hello\ntrue   # exit 0\nfalse   # exit 0: wrong on purpose\ntrue\n"
+    block = Block("a test", 41, text, split_commands(text, 42))
+    env = {"PATH": os.environ["PATH"]}
+    with pytest.raises(ExitCodeMismatch) as caught:
+        run_block(block, replacements={}, env=env, cwd=tmp_path, state=tmp_path / "state")
+    assert str(caught.value).splitlines()[0] == (
+        "the block at README.md line 41 ('a test'): `false   # exit 0: wrong on purpose` "
+        "(line 44) exited with 1, the README says 0"
+    )
+    assert (tmp_path / "state.codes").read_text().split() == ["0", "0", "1"]  # `true` not run
+    assert 'GREETING="hello"' in (tmp_path / "state").read_text()  # the shell's exports kept
+
+
+# -- the whole rollout and its rollback ----------------------------------------------------------
+
+
+class Application:
+    """The application's traffic: runs of the reference workload as the application role, one
+    after another, on the path the README's traffic comments name (none: no traffic)."""
+
+    def __init__(self, dsn: str, owner_dsn: str) -> None:
+        self.dsn, self.owner_dsn = dsn, owner_dsn
+        self.path = "none"
+        self.running = False
+        self.seeded = False
+        self.stopping = threading.Event()
+        self.changed = threading.Condition()
+        self.results: list[WorkloadResult] = []
+        self.failures: list[BaseException] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def switch(self, path: str) -> None:
+        """Route the traffic to *path*; returns once no request on the old path is left (the
+        application's deploy has completed)."""
+        if path != "none" and not self.seeded:  # the application's data, written by its owner
+            seed_database(self.owner_dsn, Dataset())
+            self.seeded = True
+            self.thread.start()
+        with self.changed:
+            self.path = path
+            self.changed.wait_for(lambda: not self.running)
+            self.changed.notify_all()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.changed:
+            self.changed.notify_all()
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)
+
+    def _serve(self) -> None:
+        # Each run opens a pool of its own and closes it: a session that stays open and idle
+        # reports its committed transactions to pg_stat_database up to 10 s late (PostgreSQL
+        # 15+), and in a 12-second rehearsal window the previous path's late transactions read
+        # as statements pg_stat_statements missed (verify: untrusted). Production windows are
+        # minutes long; a closing session reports at once.
+        while (path := self._next_path()) is not None:
+            try:
+                config = dataclasses.replace(RUN, path=DataPath.parse(path))
+                self.results.append(run_workload(self.dsn, config))
+            except BaseException as err:  # reported by the test
+                self.failures.append(err)
+            finally:
+                with self.changed:
+                    self.running = False
+                    self.changed.notify_all()
+            self.stopping.wait(PAUSE_S)
+
+    def _next_path(self) -> str | None:
+        """The path of the next run, once there is one (None: stop)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.path != "none" or self.stopping.is_set())
+            if self.stopping.is_set():
+                return None
+            self.running = True
+            return self.path
+
+
+def checkout(directory: Path) -> Path:
+    """The project as a deploy job has it: alembic.ini, migrations, pyproject.toml."""
+    directory.mkdir()
+    for name in ("alembic.ini", "migrations", "pyproject.toml"):
+        (directory / name).symlink_to(REPO / name)
+    return directory
+
+
+def reader_environment(home: Path, sandbox: Sandbox) -> dict[str, str]:
+    """A reader's shell after `. .venv/bin/activate`: nothing of this test's own environment
+    (no DATABASE_URL, no PG* variables)."""
+    scripts = Path(sys.executable).parent
+    env = {
+        "PATH": os.pathsep.join((str(scripts), str(sandbox.pg_bin), os.environ["PATH"])),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "DBTOOLS_MAX_DURATION": MAX_DURATION,
+    }
+    if os.environ.get("DBTOOLS_TEST_PG_BIN"):  # rehearse on the major under test
+        env["DBTOOLS_PG_BIN"] = str(sandbox.pg_bin)
+    return env
+
+
+@pytest.mark.server  # starts a server of its own
+def test_the_rollout_and_the_rollback_run_as_the_readme_says(
+    sandbox_dir: Path, tmp_path: Path
+) -> None:
+    events = readme_events()
+    pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
+    sandbox = Sandbox(sandbox_dir, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+    sandbox.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    cwd, state = checkout(tmp_path / "project"), tmp_path / "shell-state"
+    port = sandbox.port
+    replacements = {HOST: f"127.0.0.1:{port}", **PASSWORDS}
+
+    def url(role: str, password: str, database: str = "app") -> str:
+        return psycopg.conninfo.make_conninfo(
+            host="127.0.0.1", port=port, dbname=database, user=role, password=password
+        )
+
+    app = Application(url("flight_search", PASSWORDS["change-me-app"]),
+                      url("deploy", PASSWORDS["change-me-deploy"]))  # fmt: skip
+    ran: list[tuple[Block, list[int]]] = []
+    try:
+        with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE postgres PASSWORD '{SUPERUSER_PASSWORD}'")
+        pgpass = home / ".pgpass"  # the DBA's own line; the README's lines come after it
+        pgpass.write_text(f"127.0.0.1:{port}:*:postgres:{SUPERUSER_PASSWORD}\n")
+        pgpass.chmod(0o600)
+        env = reader_environment(home, sandbox)
+        for event in events:
+            if isinstance(event, Traffic):
+                app.switch(event.path)
+            else:
+                codes = run_block(event, replacements=replacements, env=env, cwd=cwd, state=state)
+                ran.append((event, codes))
+        app.switch("none")
+
+        # Every command ran, with the README's exit code.
+        assert sum(len(codes) for _, codes in ran) == sum(len(b.commands) for b, _ in ran) > 15
+        assert not app.failures, app.failures
+        assert app.results and all(r.errors == 0 for r in app.results)
+        assert {r.config.path.value for r in app.results} == {"per-request", "batched"}
+
+        # The application role can write its name/value figures, and nothing beyond its grants.
+        with psycopg.connect(app.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO perf_monitoring.app_metrics (name, value) "
+                         "VALUES ('kms_connection_reuse_ratio', 0.9)")  # fmt: skip
+            for statement in ("SELECT count(*) FROM perf_monitoring.request_metrics",
+                              "DELETE FROM public.flight_offers",
+                              "SELECT count(*) FROM perf_monitoring.snapshots"):  # fmt: skip
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+
+        # The README's ~/.pgpass lines were written, the passwords nowhere else.
+        assert pgpass.read_text().count(f"127.0.0.1:{port}:app:") == 3
+        assert pgpass.stat().st_mode & 0o077 == 0
+
+        # A password in a URL must be percent-encoded (the README says so): encoded, it works.
+        monitor = PASSWORDS["change-me-monitor"]
+        encoded = urllib.parse.quote(monitor, safe="")
+        env_url = f"postgresql://dbtools_monitor:{encoded}@127.0.0.1:{port}/app"
+        doctor = run_dbtools("doctor", "--dsn", env_url, env={"HOME": str(tmp_path)})
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert encoded not in doctor.stdout + doctor.stderr and monitor not in doctor.stdout
+        # As written (not encoded), it is refused with one line that never shows it.
+        raw = run_dbtools(
+            "doctor", "--dsn", f"postgresql://dbtools_monitor:{monitor}@127.0.0.1:{port}/app",
+            env={"HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert raw.returncode == 2 and raw.stdout == "", raw.stdout + raw.stderr
+        assert raw.stderr.startswith("Error: ") and len(raw.stderr.splitlines()) == 1
+        assert monitor not in raw.stderr and "mon@" not in raw.stderr, raw.stderr
+
+        # The test can fail: a copy of a block whose README exit code is wrong is caught, at
+        # that command, before anything after it runs.
+        block = next(
+            b for b, _ in ran if any(c.text.startswith("dbtools lint") for c in b.commands)
+        )
+        lint = next(c for c in block.commands if c.text.startswith("dbtools lint"))
+        (code,) = lint.expected
+        wrong = block.text.replace(lint.first_line,
+                                   re.sub(r"\bexit \d+", f"exit {code + 1}", lint.first_line))  # fmt: skip
+        assert wrong != block.text
+        copy = Block(block.section, block.line, wrong, split_commands(wrong, block.line + 1))
+        with pytest.raises(ExitCodeMismatch) as caught:
+            run_block(copy, replacements=replacements, env=env, cwd=cwd, state=state)
+        assert str(caught.value).splitlines()[0] == (
+            f"{block.name}: `{copy.commands[block.commands.index(lint)].first_line}` "
+            f"(line {lint.line}) exited with {code}, the README says {code + 1}"
+        )
+    finally:
+        app.stop()
+        sandbox.destroy()
