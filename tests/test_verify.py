@@ -79,14 +79,15 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
     assert document["windows"]["candidate"]["queries"] == 3
     assert document["query_reduction"] == pytest.approx(0.9)
     assert {f["status"] for f in document["findings"]} == {"pass"}
-    # The JSON contract (schema_version 1): these keys, no fewer (kind, and the findings' fix,
-    # source, location and because, were added within the version).
+    # The JSON contract (schema_version 1): these keys, no fewer (kind, mode, and the findings'
+    # fix, source, location and because, were added within the version).
     assert sorted(document) == [
         "database",
         "definitions",
         "exit_code",
         "findings",
         "kind",
+        "mode",
         "query_reduction",
         "schema_version",
         "scope",

@@ -47,6 +47,12 @@ from dbtools.db.connection import resolve_dsn
     metavar="NAME",
     help="Use only request_metrics rows of this operation. Default: all.",
 )
+@click.option(
+    "--after-rollback",
+    is_flag=True,
+    help="The candidate is a window after a rollback: did error rate, p95 and queries per "
+    "request return to the baseline's (tolerances: [tool.dbtools.verify] after_rollback_*)?",
+)
 @config_option
 @format_option("table", "json")
 def verify_command(
@@ -56,6 +62,7 @@ def verify_command(
     roles: tuple[str, ...],
     tables: tuple[str, ...],
     operation: str | None,
+    after_rollback: bool,
     config_file: Path | None,
     output_format: str,
 ) -> None:  # fmt: skip
@@ -73,10 +80,18 @@ def verify_command(
     \b
     dbtools verify --baseline baseline --candidate candidate
     dbtools verify --baseline b:start..b:end --candidate c1..c2 --format json
+    dbtools verify --baseline baseline --candidate after-rollback --after-rollback
+
+    --after-rollback: the candidate was measured after the traffic was routed back (and
+    perhaps after alembic downgrade). Instead of a reduction it must be back at the baseline:
+    queries per request within 10% either way, error rate at most 0.5 points and p95 at most
+    25% or 50 ms (the larger) above the baseline's; the objects are judged at the database's
+    current revision, present and valid.
 
     \b
-    Exit codes: 0 pass; 1 fail (a threshold missed, no data, or an untrusted window: a
-    statistics reset, evictions, a restart, zero requests); 3 rollback (a rollback trigger:
+    Exit codes: 0 pass (after a rollback: returned to the baseline); 1 fail (a threshold
+    missed, not returned, no data, or an untrusted window: a statistics reset, evictions, a
+    restart, zero requests); 3 rollback (a rollback trigger:
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
@@ -89,7 +104,7 @@ def verify_command(
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
     result = verify(
         resolve_dsn(dsn), baseline, candidate,
-        scope=scope, thresholds=thresholds, operation=operation,
+        scope=scope, thresholds=thresholds, operation=operation, after_rollback=after_rollback,
     )  # fmt: skip
     from dbtools.verify.render import render_table
 

@@ -8,6 +8,10 @@ are read live from the catalog, the checks are ``dbtools.verify.rules``. Verdict
   that cannot be trusted;
 * ``pass`` (exit 0) otherwise.
 
+``after_rollback=True`` judges the candidate (a window after the traffic was routed back, and
+perhaps after ``alembic downgrade``) by ``verify.rollback``'s rules instead: did it return to
+the baseline? Same verdicts and exit codes.
+
 Refused (``UsageError``, exit 2) before anything is judged: a baseline and a candidate that
 are the same window or overlap (one period's statements would count on both sides), and a
 ``--role`` that names no role (neither in ``pg_roles`` now nor in either window).
@@ -26,7 +30,7 @@ from typing import Any, Literal
 from dbtools.db.catalog import existing_roles
 from dbtools.db.connection import session, translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
-from dbtools.findings import FAILING, Finding, Rule, run_rules
+from dbtools.findings import FAILING, Finding, Rule, check_names, run_rules
 from dbtools.output import json_document
 from dbtools.stats.measures import (
     RATIO_DEFINITIONS,
@@ -37,7 +41,8 @@ from dbtools.stats.measures import (
 )
 from dbtools.stats.snapshots import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
-from dbtools.verify.rules import CHECK_NAMES, RULES, Evidence
+from dbtools.verify.rollback import AFTER_ROLLBACK_RULES
+from dbtools.verify.rules import RULES, Evidence
 from dbtools.verify.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,13 @@ DEFAULT_SCOPE = Scope()
 DEFAULT_THRESHOLDS = Thresholds()
 Verdict = Literal["pass", "fail", "rollback"]
 EXIT_CODES: dict[str, int] = {"pass": EXIT_OK, "fail": EXIT_PROBLEMS, "rollback": EXIT_ROLLBACK}
+Mode = Literal["rollout", "after-rollback"]
+RULES_OF_MODE: dict[Mode, tuple[Rule[Evidence], ...]] = {
+    "rollout": RULES,
+    "after-rollback": AFTER_ROLLBACK_RULES,
+}
+# Every check a mode makes: what ``skip`` may name (a configuration serves both modes).
+KNOWN_CHECKS: tuple[str, ...] = check_names(r for rules in RULES_OF_MODE.values() for r in rules)
 
 
 def verdict_of(findings: Sequence[Finding]) -> Verdict:
@@ -69,6 +81,7 @@ class VerifyResult:
     thresholds: Thresholds = field(default_factory=Thresholds)
     scope: Scope = field(default_factory=Scope)
     operation: str | None = None
+    mode: Mode = "rollout"
 
     @property
     def verdict(self) -> Verdict:
@@ -85,6 +98,7 @@ class VerifyResult:
             {
                 "verdict": self.verdict,
                 "exit_code": self.exit_code,
+                "mode": self.mode,
                 "database": self.database,
                 "scope": {**self.scope.as_dict(), "operation": self.operation},
                 "windows": {
@@ -107,13 +121,15 @@ def evaluate(
     scope: Scope = DEFAULT_SCOPE,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     operation: str | None = None,
-    rules: tuple[Rule[Evidence], ...] = RULES,
+    mode: Mode = "rollout",
+    rules: tuple[Rule[Evidence], ...] | None = None,
 ) -> VerifyResult:
-    """Judge two loaded windows and the live state (pure: no database access)."""
-    unknown = sorted(set(thresholds.skip) - set(CHECK_NAMES))
+    """Judge two loaded windows and the live state (pure: no database access) by *rules*
+    (default: the *mode*'s)."""
+    unknown = sorted(set(thresholds.skip) - set(KNOWN_CHECKS))
     if unknown:
         raise ConfigError(f"skip names unknown check(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(CHECK_NAMES)}")  # fmt: skip
+                          f"{', '.join(KNOWN_CHECKS)}")  # fmt: skip
     before, after = measure_window(baseline, scope), measure_window(candidate, scope)
     comparison = []
     b, c = baseline.start.header, candidate.start.header
@@ -130,10 +146,11 @@ def evaluate(
         baseline=before,
         candidate=after,
         reduction=reduction,
-        findings=tuple(run_rules(rules, evidence, skip=thresholds.skip)),
+        findings=tuple(run_rules(rules or RULES_OF_MODE[mode], evidence, skip=thresholds.skip)),
         thresholds=thresholds,
         scope=scope,
         operation=operation,
+        mode=mode,
     )
 
 
@@ -180,8 +197,10 @@ def verify(
     scope: Scope = DEFAULT_SCOPE,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     operation: str | None = None,
+    after_rollback: bool = False,
 ) -> VerifyResult:
-    """Compare the windows *baseline* and *candidate* (``W`` or ``A..B``) on the database at *dsn*.
+    """Compare the windows *baseline* and *candidate* (``W`` or ``A..B``) on the database at *dsn*
+    (*after_rollback*: did the candidate return to the baseline?).
 
     Raises ``UsageError`` for unknown labels, ``PrerequisiteMissing`` without the monitoring
     tables, ``ConnectionFailed`` when the server cannot be reached (all exit code 2).
@@ -196,6 +215,6 @@ def verify(
             with translated_errors("reading the roles"):
                 known = existing_roles(conn, scope.roles)
             refuse_unknown_roles(scope.roles, known, windows)
-    return evaluate(
-        windows[0], windows[1], live, scope=scope, thresholds=thresholds, operation=operation
-    )
+    mode: Mode = "after-rollback" if after_rollback else "rollout"
+    return evaluate(windows[0], windows[1], live, scope=scope, thresholds=thresholds,
+                    operation=operation, mode=mode)  # fmt: skip

@@ -58,6 +58,11 @@ def render_table(result: VerifyResult) -> str:
         narrowed.append(f"operation {result.operation}")
     lines = [
         f"database {result.database}" + (f" (scope: {'; '.join(narrowed)})" if narrowed else ""),
+        *(
+            ["after a rollback: did the candidate return to the baseline?"]
+            if result.mode == "after-rollback"
+            else []
+        ),
         "",
         tabulate(
             _measure_rows(result.baseline, result.candidate),

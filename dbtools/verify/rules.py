@@ -16,7 +16,7 @@ from dbtools.findings import Finding, Rule, Status, check_names, rule
 from dbtools.output import beside, percent
 from dbtools.schema.manifest import setting_differences
 from dbtools.stats.measures import P95_NAME, WindowMeasures
-from dbtools.verify.live import LiveState
+from dbtools.verify.live import IndexState, LiveState
 from dbtools.verify.thresholds import Thresholds
 
 
@@ -216,9 +216,20 @@ def schema_at_head(e: Evidence) -> list[Finding]:
     return [Finding("schema_at_head", "fail", "alembic_version", f"{state}, head is {head}")]
 
 
-def _nothing_expected(check: str, what: str, e: Evidence) -> list[Finding]:
+def nothing_expected(check: str, what: str, e: Evidence) -> list[Finding]:
     revision = e.live.alembic_revision or "base"
     return [Finding(check, "pass", f"revision {revision}", f"no {what} expected at {revision}")]
+
+
+def index_defect(name: str, state: IndexState | None) -> Finding | None:
+    """A batch index missing, invalid or not ready (None: in place)."""
+    if state is None:
+        return Finding("batch_indexes", "fail", name, "missing")
+    if not state.is_valid or not state.is_ready:
+        what = "invalid" if not state.is_valid else "not ready"
+        return Finding("batch_indexes", "fail", name,
+                       f"{what}: rebuild with REINDEX INDEX CONCURRENTLY {name}")  # fmt: skip
+    return None
 
 
 @rule("batch_indexes")
@@ -227,18 +238,13 @@ def batch_indexes(e: Evidence) -> list[Finding]:
     candidate window."""
     expected = e.live.manifest.batch_indexes
     if not expected:
-        return _nothing_expected("batch_indexes", "batch indexes", e)
+        return nothing_expected("batch_indexes", "batch indexes", e)
     findings = []
     for index in expected:
         name = f"{index.schema}.{index.name}"
-        state = e.live.indexes.get(name)
-        if state is None:
-            findings.append(Finding("batch_indexes", "fail", name, "missing"))
-            continue
-        if not state.is_valid or not state.is_ready:
-            what = "invalid" if not state.is_valid else "not ready"
-            findings.append(Finding("batch_indexes", "fail", name,
-                                    f"{what}: rebuild with REINDEX INDEX CONCURRENTLY {name}"))  # fmt: skip
+        defect = index_defect(name, e.live.indexes.get(name))
+        if defect is not None:
+            findings.append(defect)
             continue
         scans = e.candidate.index_scans.get(name)
         if not e.candidate.trusted:
@@ -261,7 +267,7 @@ def autovacuum_settings(e: Evidence) -> list[Finding]:
     """Every per-table autovacuum setting of the database's revision in place."""
     expected = e.live.manifest.table_settings
     if not expected:
-        return _nothing_expected("autovacuum_settings", "autovacuum settings", e)
+        return nothing_expected("autovacuum_settings", "autovacuum settings", e)
     findings = []
     for spec in expected:
         name = f"{spec.schema}.{spec.table}"

@@ -39,6 +39,11 @@ class Thresholds:
     rollback_error_rate: float = 0.05
     rollback_p95_ms: float = 1000.0
     rollback_cache_hit_ratio: float = 0.20
+    # after a rollback (verify --after-rollback): how far from the baseline is "returned to it"
+    after_rollback_query_tolerance: float = 0.10  # queries per request, either way, relative
+    after_rollback_error_rate_tolerance: float = 0.005  # error rate, above, absolute
+    after_rollback_p95_tolerance: float = 0.25  # p95 above, relative …
+    after_rollback_p95_tolerance_ms: float = 50.0  # … or absolute, whichever allows more
     # checks to leave out (reported as "skipped", never as "pass")
     skip: tuple[str, ...] = ()
 
@@ -56,6 +61,9 @@ _RATIOS = {
     "warning_cache_hit_ratio",
     "rollback_error_rate",
     "rollback_cache_hit_ratio",
+    "after_rollback_query_tolerance",
+    "after_rollback_error_rate_tolerance",
+    "after_rollback_p95_tolerance",
 }
 # (lower, higher): the first must not exceed the second.
 _ORDER = (
