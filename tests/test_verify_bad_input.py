@@ -14,6 +14,7 @@ from psycopg import conninfo
 
 from dbtools.errors import ConfigError
 from dbtools.sandbox import Sandbox
+from dbtools.schema.revisions import head_revision
 from dbtools.verify.thresholds import load_thresholds
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, readme_monitor_grants, run_cli, run_dbtools
@@ -103,11 +104,11 @@ def test_reused_label(migrated_database: Database) -> None:
 
 def test_database_not_at_head(database: Database, migrated_database: Database) -> None:
     never = run_dbtools("snapshot", "--label", "x", "--dsn", database.dsn)
-    assert_usage_error(never, "the database was never migrated, not at head 0004")
+    assert_usage_error(never, f"the database was never migrated, not at head {head_revision()}")
     migrated_database.execute("UPDATE alembic_version SET version_num = '0002'")
     behind = run_dbtools("capture", "--label", "x", "--duration", "1s",
                          "--dsn", migrated_database.dsn)  # fmt: skip
-    assert_usage_error(behind, "the database is at revision 0002, not at head 0004")
+    assert_usage_error(behind, f"the database is at revision 0002, not at head {head_revision()}")
     assert snapshot_count(migrated_database) == 0
     no_tables = run_dbtools("verify", "--dsn", database.dsn, "--baseline", "a", "--candidate", "b")
     assert_usage_error(no_tables, "the monitoring table perf_monitoring.snapshots is missing")
