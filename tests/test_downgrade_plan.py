@@ -81,7 +81,7 @@ def test_plan_lock_levels_and_transactions(head_to_base: DowngradePlan) -> None:
     assert all(step.rerunnable for step in head_to_base.steps)
     assert not any(step.warning for step in head_to_base.steps)
     assert [r.revision for r in head_to_base.revisions] == [
-        "0005", "0004", "0003", "0002", "0001"
+        "0006", "0004", "0003", "0002", "0001"
     ]  # fmt: skip
     assert head_to_base.from_revision == head_revision() and head_to_base.to_revision == "base"
 
@@ -189,7 +189,7 @@ def test_command_json_on_stdout() -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["schema_version"] == 1 and payload["kind"] == "downgrade-plan"
-    assert [r["revision"] for r in payload["revisions"]] == ["0005", "0004", "0003"]
+    assert [r["revision"] for r in payload["revisions"]] == ["0006", "0004", "0003"]
     assert [s["action"] for s in payload["revisions"][-1]["steps"]][-4:-1] == [
         "DROP INDEX CONCURRENTLY"
     ] * 3
@@ -205,12 +205,12 @@ def test_command_json_on_stdout() -> None:
     [
         (
             ["--to", "0009"],
-            "Error: --to: unknown revision '0009' (known: base, 0001, 0002, 0003, 0004, 0005, "
+            "Error: --to: unknown revision '0009' (known: base, 0001, 0002, 0003, 0004, 0006, "
             "head)",
         ),
         (["--from", "0001", "--to", "0002"], "Error: --to 0002 is not below --from 0001"),
         (["--from", "nope", "--to", "base"], "Error: --from: unknown revision 'nope'"),
-        (["--to", "-6"], "Error: --to -6: fewer than 6 revisions below 0005"),
+        (["--to", "-6"], "Error: --to -6: fewer than 6 revisions below 0006"),
         (
             ["--from", "current", "--to", "base", "--offline"],
             "Error: --from current needs a connection",

@@ -153,7 +153,7 @@ def test_manifests_count_what_the_revisions_create() -> None:
         counts[revision] = (len(own.tables), len(own.indexes), len(own.table_settings),
                             len(own.functions), len(own.batch_indexes))  # fmt: skip
     assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
-                      "0004": (1, 1, 0, 0, 0), "0005": (0, 0, 0, 0, 0)}  # fmt: skip
+                      "0004": (1, 1, 0, 0, 0), "0006": (0, 0, 0, 0, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -366,9 +366,9 @@ def test_manifest_at_each_revision() -> None:
     assert fourth.tables == (*third.tables, "perf_monitoring.statement_texts")
     assert len(fourth.indexes) == 27 and fourth.table_settings == third.table_settings
     assert fourth.monitoring_tables == (*MONITORING_TABLES, "statement_texts")
-    # 0005 adds columns only (request_metrics' variant and queries), which manifests do not list
-    assert dataclasses.replace(manifest_at("0005"), revision="0004") == fourth
-    assert manifest_at("head") == manifest_at("0005")
+    # 0006 adds columns only (request_metrics' variant and queries), which manifests do not list
+    assert dataclasses.replace(manifest_at("0006"), revision="0004") == fourth
+    assert manifest_at("head") == manifest_at("0006")
 
 
 @pytest.mark.parametrize("revision", ["0009", "00", "0002,0003", "head-1"])
@@ -376,7 +376,7 @@ def test_manifest_at_an_unknown_revision_is_a_config_error(revision: str) -> Non
     with pytest.raises(ConfigError) as error:
         manifest_at(revision)
     assert str(error.value).startswith(f"unknown revision {revision!r}: the migrations in ")
-    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005")
+    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0006")
 
 
 # -- the manifest's parts, pure -----------------------------------------------------------------

@@ -27,7 +27,7 @@ def test_real_migrations_pass_revision_by_revision(database: Database) -> None:
         ("0002", "0001"),
         ("0003", "0002"),
         ("0004", "0003"),
-        ("0005", "0004"),
+        ("0006", "0004"),
     ]
     assert all(s.upgraded and s.downgrade_restores and s.reupgrade_matches for s in result.steps)
     assert result.server_version_num // 10000 == database.server.major
