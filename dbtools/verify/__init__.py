@@ -37,7 +37,7 @@ from dbtools.stats.measures import (
 )
 from dbtools.stats.snapshots import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
-from dbtools.verify.rules import CHECK_NAMES, RULES, Evidence
+from dbtools.verify.rules import KNOWN_CHECKS, RULES, Evidence
 from dbtools.verify.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -110,10 +110,7 @@ def evaluate(
     rules: tuple[Rule[Evidence], ...] = RULES,
 ) -> VerifyResult:
     """Judge two loaded windows and the live state (pure: no database access)."""
-    unknown = sorted(set(thresholds.skip) - set(CHECK_NAMES))
-    if unknown:
-        raise ConfigError(f"skip names unknown check(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(CHECK_NAMES)}")  # fmt: skip
+    refuse_unknown_checks(thresholds)
     before, after = measure_window(baseline, scope), measure_window(candidate, scope)
     comparison = []
     b, c = baseline.start.header, candidate.start.header
@@ -137,6 +134,14 @@ def evaluate(
     )
 
 
+def refuse_unknown_checks(thresholds: Thresholds) -> None:
+    """Raise ``ConfigError`` when ``skip`` names a check neither verify nor a canary makes."""
+    unknown = sorted(set(thresholds.skip) - set(KNOWN_CHECKS))
+    if unknown:
+        raise ConfigError(f"skip names unknown check(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(KNOWN_CHECKS)}")  # fmt: skip
+
+
 def refuse_overlap(baseline: Window, candidate: Window) -> None:
     """Raise ``UsageError`` when the two windows are the same or share any time (a shared end
     snapshot is fine: ``a..b`` then ``b..c``)."""
@@ -157,18 +162,23 @@ def refuse_overlap(baseline: Window, candidate: Window) -> None:
 
 
 def refuse_unknown_roles(
-    roles: frozenset[str], existing: frozenset[str], windows: Sequence[Window]
+    roles: frozenset[str],
+    existing: frozenset[str],
+    windows: Sequence[Window],
+    *,
+    option: str = "--role names a role whose statements count",
 ) -> None:
     """Raise ``UsageError`` naming the first role of *roles* that neither exists nor ran a
-    statement in *windows* (a role dropped since still counts)."""
+    statement in *windows* (a role dropped since still counts); *option* says what names it."""
     seen = {
         row.rolname for w in windows for s in (w.start, w.end) for row in s.statements
     } | existing
     unknown = sorted(roles - seen)
     if unknown:
+        where = "either window" if len(windows) > 1 else "the window"
         raise UsageError(
-            f"unknown role {unknown[0]!r}: not in pg_roles, and no statement of it in either "
-            "window (--role names a role whose statements count)"
+            f"unknown role {unknown[0]!r}: not in pg_roles, and no statement of it in {where} "
+            f"({option})"
         )
 
 
