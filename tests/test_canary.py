@@ -5,6 +5,7 @@ requests is never a pass."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -106,6 +107,25 @@ def test_a_known_mix_gives_exact_per_variant_figures_under_both_attributions(
     assert by_app.attribution_text.startswith("app: the application's counts")
     # The whole window mixes both paths: its queries per request is neither variant's.
     assert by_app.whole.queries_per_request == pytest.approx(total / 200)
+    # The command line, as a deploy script runs it (the default minimum: 100 requests).
+    cli = run_cli("verify", "--dsn", db.dsn, "--canary", "canary", "--baseline-variant",
+                  PER_REQUEST, "--candidate-variant", BATCHED, "--attribute", "role",
+                  "--variant-role", f"{PER_REQUEST}={variant_roles[PER_REQUEST]}",
+                  "--variant-role", f"{BATCHED}={variant_roles[BATCHED]}", "--format", "json")  # fmt: skip
+    document = json.loads(cli.stdout)
+    assert (document["kind"], document["attribution"]["method"]) == ("verify-canary", "role")
+    assert {
+        side: (v["variant"], v["requests"], v["queries"], v["too_few_requests"])
+        for side, v in document["variants"].items()
+    } == {
+        "baseline": (PER_REQUEST, base.requests, base.statements, base.requests < 100),
+        "candidate": (BATCHED, cand.requests, cand.statements, cand.requests < 100),
+    }
+    if traffic == 10:  # 20 batched requests: too few, never a pass
+        assert cli.exit_code == 1
+        assert {(f["check"], f["subject"]): f["status"] for f in document["findings"]}[
+            ("variant_requests", BATCHED)
+        ] == "no data"
 
 
 def test_an_application_that_under_reports_by_a_quarter_is_caught(

@@ -57,8 +57,23 @@ def verdict_of(findings: Sequence[Finding]) -> Verdict:
     return "pass"
 
 
+class Judged:
+    """What a result with findings answers: its verdict and the exit code for a deploy script
+    (mixed into ``VerifyResult`` and the canary's result)."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_of(self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(Judged):
     """Verify's answer: the two windows' figures, the findings and the verdict."""
 
     database: str
@@ -69,14 +84,6 @@ class VerifyResult:
     thresholds: Thresholds = field(default_factory=Thresholds)
     scope: Scope = field(default_factory=Scope)
     operation: str | None = None
-
-    @property
-    def verdict(self) -> Verdict:
-        return verdict_of(self.findings)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document (``output.SCHEMA_VERSIONS["verify"]``; keys are only ever added)."""

@@ -54,11 +54,9 @@ from dbtools.stats.snapshots import (
 from dbtools.verify import (
     DEFAULT_SCOPE,
     DEFAULT_THRESHOLDS,
-    EXIT_CODES,
-    Verdict,
+    Judged,
     refuse_unknown_checks,
     refuse_unknown_roles,
-    verdict_of,
 )
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rules import (
@@ -461,7 +459,7 @@ LIVE_RULES: tuple[Rule[Evidence], ...] = (
 
 
 @dataclass(frozen=True)
-class CanaryResult:
+class CanaryResult(Judged):
     """The canary's answer: the whole window's figures, each variant's, findings and verdict."""
 
     database: str
@@ -478,14 +476,6 @@ class CanaryResult:
     thresholds: Thresholds = field(default_factory=Thresholds)
     scope: Scope = field(default_factory=Scope)
     operation: str | None = None
-
-    @property
-    def verdict(self) -> Verdict:
-        return verdict_of(self.findings)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
 
     @property
     def attribution_text(self) -> str:
