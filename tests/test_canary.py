@@ -257,3 +257,28 @@ def test_canary_options_are_checked_before_anything_is_read() -> None:
     ):  # fmt: skip
         result = run_cli("verify", "--dsn", "postgresql://nobody@127.0.0.1:1/none", *args)
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_misnamed_variant_is_too_few_requests_and_names_what_the_window_holds() -> None:
+    start = snapshot(T0, (statement(1, 0),))
+    end = snapshot(T0 + timedelta(seconds=60), (statement(1, 630),))
+    variants: dict[str | None, VariantTotals] = {
+        PER_REQUEST: variant_totals(PER_REQUEST, 200, queries=600),
+        BATCHED: variant_totals(BATCHED, 200, queries=30),
+        None: variant_totals(None, 5, queries=0),  # rows that name no variant
+    }
+    result = evaluate_canary(
+        with_index_scans(window(start, end, totals(405))), variants, healthy_live_state(),
+        CanarySpec(PER_REQUEST, "batchd", "app"),
+    )  # fmt: skip
+    (finding,) = [
+        f for f in result.findings if (f.check, f.subject) == ("variant_requests", "batchd")
+    ]
+    assert (finding.status, finding.message) == (
+        "no data",
+        "too few requests: 0, fewer than 100 (the window's request metrics name batched, "
+        "per-request)",
+    )
+    assert result.other_variants == {BATCHED: 200, "(none)": 5}
+    assert result.reconciliation is not None and result.reconciliation.difference == 0
+    assert result.verdict == "fail"

@@ -76,6 +76,9 @@ from dbtools.verify.thresholds import Thresholds
 log = logging.getLogger(__name__)
 
 Attribution = Literal["role", "app"]
+# How request-metrics rows that name no variant are shown (written before revision 0006, or by
+# an application that does not tell).
+UNNAMED_VARIANT = "(none)"
 ATTRIBUTIONS: dict[Attribution, str] = {
     "role": "each variant runs as its own database role, and pg_stat_statements keys its "
     "entries by role",
@@ -583,7 +586,7 @@ def evaluate_canary(
         reconciliation=reconciliation,
         role_queries=role_queries,
         other_variants={
-            str(name): v.requests
+            UNNAMED_VARIANT if name is None else name: v.requests
             for name, v in variants.items()
             if name not in (spec.baseline_variant, spec.candidate_variant)
         },

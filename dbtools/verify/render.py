@@ -143,7 +143,7 @@ def render_canary_table(result: CanaryResult) -> str:
             )
     if result.other_variants:
         attribution.append("other variants in the window: " + ", ".join(
-            f"{name or '(none)'} {requests:,} requests"
+            f"{name} {requests:,} requests"
             for name, requests in result.other_variants.items()))  # fmt: skip
     lines = [
         f"database {result.database}, canary window {w.start_label}..{w.end_label} "
