@@ -7,7 +7,11 @@ It walks the rollout guide's phases with the reference workload:
 3. measure a baseline window on the per-request path (three statements per request);
 4. measure a candidate window on the batched path (three statements per batch);
 5. verify: queries per request, reduction, thresholds, the migration's objects;
-6. report (HTML and Markdown) and a downgrade plan, written to ``reports/``.
+6. report (HTML and Markdown) and a downgrade plan, written to ``reports/``;
+7. a canary window: 10% of the requests on the batched path, the rest on the per-request path,
+   judged whole (against the baseline window, as two-window ``verify`` would) and per variant
+   (``verify --canary --attribute app``), side by side: the whole database shows a small cut,
+   the batched path its own.
 
 Defaults follow the guide's cache table and alert thresholds: medium duplication (a 50% app
 cache hit ratio), 20 concurrent requests per wave (so a batch replaces up to 20 requests' worth
@@ -28,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tabulate import tabulate
+
 from dbtools.db.connection import describe, session
-from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
+from dbtools.output import DEFAULT_DIRECTORY, Destination, number, percent, write_output
 from dbtools.report import Report, make_report, write_report
 from dbtools.report.options import load_report_options
 from dbtools.safety.live import refuse_data
@@ -40,6 +46,7 @@ from dbtools.schema import revisions
 from dbtools.stats.measures import P95_NAME
 from dbtools.stats.snapshots import snapshot, window_labels
 from dbtools.verify import VerifyResult, verify
+from dbtools.verify.canary import CanaryResult, CanarySpec, verify_canary
 from dbtools.verify.render import render_table
 from dbtools.verify.thresholds import Thresholds, load_thresholds
 from dbtools.workload import (
@@ -65,6 +72,7 @@ class DemoConfig:
 
     requests: int = 2_000
     concurrency: int = 20
+    canary_traffic: float = 10.0  # percent of the canary window's requests on the batched path
     duplication: str = "medium"
     wave_interval_ms: float = 100.0
     seed: int = 1
@@ -72,9 +80,10 @@ class DemoConfig:
     output_dir: Path = DEFAULT_DIRECTORY
     pg_bin: str | Path | None = None
 
-    def workload(self, path: str) -> WorkloadConfig:
+    def workload(self, path: str, traffic: float = 100.0) -> WorkloadConfig:
         return WorkloadConfig(
             path=DataPath.parse(path),
+            traffic=traffic,
             requests=self.requests,
             concurrency=self.concurrency,
             pool_size=min(self.concurrency, 20),
@@ -98,6 +107,9 @@ class DemoResult:
     report: Report
     report_paths: tuple[Path, ...]
     plan_path: Path
+    canary: WorkloadResult
+    canary_whole: VerifyResult  # the baseline window against the canary window, whole
+    canary_variants: CanaryResult  # the canary window per variant
     elapsed_s: float
 
 
@@ -178,6 +190,16 @@ def _run(
         "downgrade-plan-head-to-base",
         "md",
     )
+    canary = f"{label_prefix}canary"
+    traffic = f"{config.canary_traffic:g}%"
+    on_step(f"canary window: {traffic} of {config.requests} requests on the batched path")
+    canary_run = _measure_window(
+        dsn, canary, config.workload("batched", config.canary_traffic), progress
+    )
+    on_step(f"dbtools verify --canary {canary} --attribute app")
+    canary_whole = verify(dsn, baseline, canary, thresholds=thresholds)
+    spec = CanarySpec(DataPath.PER_REQUEST.value, DataPath.BATCHED.value, "app")
+    canary_variants = verify_canary(dsn, canary, spec, thresholds=thresholds)
     return DemoResult(
         target=str(describe(dsn)),
         server_version=server_version,
@@ -187,6 +209,9 @@ def _run(
         report=report,
         report_paths=report_paths,
         plan_path=plan_path,
+        canary=canary_run,
+        canary_whole=canary_whole,
+        canary_variants=canary_variants,
         elapsed_s=time.monotonic() - started,
     )
 
@@ -210,10 +235,67 @@ def summary_text(result: DemoResult) -> str:
         "",
         "the report opens: " + " ".join(result.report.story),
         "",
+        *canary_text(result),
+        "",
         *(f"written: {path}" for path in (*result.report_paths, result.plan_path)),
         f"done in {result.elapsed_s:.0f} s",
     ]
     return "\n".join(lines)
+
+
+def canary_text(result: DemoResult) -> list[str]:
+    """The canary window, whole and per variant, side by side (what ``summary_text`` shows)."""
+    whole, per_variant = result.canary_whole, result.canary_variants
+    base, cand = per_variant.baseline, per_variant.candidate
+    before = whole.baseline.queries_per_request  # the baseline window: every request per request
+
+    def fewer(value: float | None) -> str:
+        return percent(None if value is None or not before else 1 - value / before, missing="-")
+
+    rows = [
+        ["requests", f"{whole.candidate.requests or 0:,}", f"{base.requests:,}",
+         f"{cand.requests:,}"],
+        ["queries", f"{whole.candidate.counts.queries:,}",
+         _count(base.queries), _count(cand.queries)],
+        ["queries per request", number(whole.candidate.queries_per_request, 2),
+         number(base.queries_per_request, 2), number(cand.queries_per_request, 2)],
+        [f"fewer than the baseline window's {number(before, 2)}",
+         fewer(whole.candidate.queries_per_request), fewer(base.queries_per_request),
+         fewer(cand.queries_per_request)],
+    ]  # fmt: skip
+    reconciled = per_variant.reconciliation
+    return [
+        f"canary window: {percent(cand.share)} of {whole.candidate.requests or 0:,} requests on "
+        f"the {cand.variant} path, the rest on the {base.variant} path, at the same time",
+        f"attribution: {per_variant.attribution_text}"
+        + (f" ({reconciled.application:,} counted, {reconciled.database:,} in pg_stat_statements)"
+           if reconciled and reconciled.application is not None else ""),
+        "",
+        tabulate(rows, headers=["canary", "whole database", f"{base.variant} path",
+                                f"{cand.variant} path"]),
+        "",
+        f"whole database: {percent(whole.reduction)} fewer queries per request than the baseline "
+        f"window; the {cand.variant} path itself: {percent(per_variant.reduction)} fewer than the "
+        f"{base.variant} path beside it",
+        f"(its batches held {number(_mean_batch(result.canary), 1)} requests on average with "
+        f"{percent(cand.share)} of the traffic; at 100% they held "
+        f"{number(_mean_batch(result.candidate), 1)}: {percent(result.verification.reduction)} "
+        "fewer)",
+        f"canary verdict (verify --canary): {per_variant.verdict.upper()} "
+        f"(exit code {per_variant.exit_code})",
+        *(f"  {f.status.upper()} {f.subject}: {f.message}" for f in per_variant.findings
+          if f.status not in ("pass", "skipped")),
+    ]  # fmt: skip
+
+
+def _count(value: int | None) -> str:
+    return "not counted" if value is None else f"{value:,}"
+
+
+def _mean_batch(run: WorkloadResult) -> float | None:
+    """Requests per batch on the batched path (the misses it answered)."""
+    batched = run.path(DataPath.BATCHED)
+    return batched.cache_misses / batched.batches if batched.batches else None
 
 
 def _measure_window(

@@ -134,6 +134,7 @@ def markdown_cell(value: object) -> str:
 # here (and CHANGELOG.md says so).
 SCHEMA_VERSIONS: dict[str, int] = {
     "verify": 1,
+    "verify-canary": 1,
     "report": 2,  # 2: findings share dbtools.findings' keys (check, status, …, fix)
     "downgrade-plan": 1,
     "rehearsal": 1,

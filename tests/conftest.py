@@ -213,6 +213,24 @@ def migrated_database(pg_server: PgServer) -> Iterator[Database]:
         pg_server.drop_database(name)
 
 
+@pytest.fixture
+def seeded_database(pg_server: PgServer) -> Iterator[Database]:
+    """A fresh database at alembic head holding the reference data set (from a template)."""
+    from dbtools.schema.revisions import upgrade
+    from dbtools.workload import Dataset, seed_database
+
+    def build(dsn: str) -> None:
+        upgrade(dsn)
+        seed_database(dsn, Dataset())
+
+    template = pg_server.template("dbtools_test_workload", build)
+    name = pg_server.create_database(template)
+    try:
+        yield Database(pg_server, name)
+    finally:
+        pg_server.drop_database(name)
+
+
 # Fixtures that start (or reach) the session's server: a test that uses one, directly or through
 # another fixture, is marked ``server``; ``make test-fast`` runs the tests without that mark.
 SERVER_FIXTURES = frozenset({"pg_server"})

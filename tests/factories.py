@@ -14,7 +14,7 @@ from typing import Any
 
 from dbtools.schema.manifest import manifest_at
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader, StatementRow
-from dbtools.stats.snapshots import RequestTotals, Window, parse_window
+from dbtools.stats.snapshots import RequestTotals, VariantTotals, Window, parse_window
 from dbtools.verify.live import IndexState, LiveState
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -106,6 +106,22 @@ def totals(
     """Request metrics summed over a window (one bucket when there are requests)."""
     count = buckets if buckets is not None else (1 if requests else 0)
     return RequestTotals(count, requests, errors, cache_hits, cache_misses, p95_ms)
+
+
+def variant_totals(
+    variant: str | None,
+    requests: int,
+    *,
+    queries: int | None = None,
+    uncounted_buckets: int = 0,
+    errors: int = 0,
+    cache_hits: int = 0,
+    cache_misses: int = 0,
+    p95_ms: float | None = None,
+) -> VariantTotals:
+    """One variant's request metrics summed over a window (one bucket)."""
+    return VariantTotals(1, requests, errors, cache_hits, cache_misses, p95_ms, variant, queries,
+                         uncounted_buckets)  # fmt: skip
 
 
 def window(start: Snapshot, end: Snapshot, metrics: RequestTotals | None = None,

@@ -9,7 +9,7 @@ import json
 import pytest
 from psycopg import conninfo
 
-from dbtools.schema.revisions import downgrade
+from dbtools.schema.revisions import downgrade, head_revision
 from dbtools.verify import verify
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
@@ -68,7 +68,10 @@ def test_windows_below_head_are_stored_scrubbed_and_measured_exactly(
             "untrusted",
             SETTINGS_NOT_STORED.format(revision=revision),
         )
-    assert by_check["schema_at_head", "alembic_version"] == ("fail", f"at {revision}, head is 0004")
+    assert by_check["schema_at_head", "alembic_version"] == (
+        "fail",
+        f"at {revision}, head is {head_revision()}",
+    )
     indexes = [(s, m) for (check, _), (s, m) in by_check.items() if check == "batch_indexes"]
     if revision == "0002":  # what 0002 declares: none
         assert indexes == [("pass", "no batch indexes expected at 0002")]
@@ -90,7 +93,9 @@ def test_a_window_across_a_rollback_says_why_it_is_untrusted(migrated_database: 
     document = json.loads(result.stdout)
     windows = {f["subject"]: f["message"] for f in document["findings"] if f["check"] == "window"}
     assert windows == {
-        "baseline": SETTINGS_NOT_STORED.format(revision="0004"),  # dropped by the downgrade
+        "baseline": SETTINGS_NOT_STORED.format(
+            revision=head_revision()
+        ),  # dropped by the downgrade
         "candidate": SETTINGS_NOT_STORED.format(revision="0002"),  # never stored at 0002
     }
     # The figures are still there to compare by hand: the same 3 statements per request.
@@ -130,7 +135,8 @@ def test_the_readme_monitoring_role_after_a_rollback(migrated_database: Database
         assert all(state["ready"] for state in document["commands"].values())
         (revision,) = [c for c in document["checks"] if c["check"] == "database revision"]
         assert (revision["status"], revision["message"]) == ("pass", (
-            "at revision 0002, below head 0004: snapshots store what its monitoring tables hold, "
+            f"at revision 0002, below head {head_revision()}: snapshots store what its monitoring "
+            "tables hold, "
             "verify judges the objects it creates"))  # fmt: skip
         for label in ("a", "b"):
             captured = run_cli("capture", "--dsn", dsn, "--label", label, "--duration", "1s")

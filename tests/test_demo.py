@@ -55,7 +55,7 @@ def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
         (verification.candidate, result.candidate),
     ):
         assert window.requests == run.requests == 200
-        assert window.counts.queries == run.statements_sent + run.metrics_statements
+        assert window.counts.queries == run.statements_sent
     assert result.baseline.statements_sent == 3 * result.baseline.cache_misses
     assert result.candidate.statements_sent == 3 * result.candidate.batches
     assert verification.reduction == pytest.approx(
@@ -112,13 +112,45 @@ def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
     (verify_row,) = [line for line in p95_lines if line.startswith(P95_NAME)]
     for measured in (verification.baseline.p95_ms, verification.candidate.p95_ms):
         assert f"{measured:.1f} ms" in verify_row
+    # The canary window: 10% of the 200 requests (20) on the batched path, judged whole and per
+    # variant; each variant's queries are exactly what its path sent, reconciled exactly.
+    canary, whole, per_variant = result.canary, result.canary_whole, result.canary_variants
+    batched, per_request = canary.path("batched"), canary.path("per-request")
+    assert (per_request.requests, batched.requests) == (180, 20)
+    assert (per_variant.baseline.requests, per_variant.candidate.requests) == (180, 20)
+    assert (
+        per_variant.baseline.queries == per_request.statements_sent == 3 * per_request.cache_misses
+    )
+    assert per_variant.candidate.queries == batched.statements_sent == 3 * batched.batches
+    assert whole.candidate.counts.queries == canary.statements_sent == per_variant.reported_queries
+    reconciliation = per_variant.reconciliation
+    assert reconciliation is not None and reconciliation.difference == 0
+    assert whole.reduction == pytest.approx(
+        1 - canary.statements_sent / result.baseline.statements_sent
+    )
+    # 20 batched requests are too few to judge the batched path: never a pass.
+    too_few = [f for f in per_variant.findings if f.check == "variant_requests"]
+    assert [(f.subject, f.status) for f in too_few] == [
+        ("per-request", "pass"),
+        ("batched", "no data"),
+    ]
+    assert per_variant.verdict == "fail"
+    canary_lines = summary.split("canary window: ")[1].splitlines()
+    assert canary_lines[0] == (
+        "10.0% of 200 requests on the batched path, the rest on the per-request path, at the "
+        "same time"
+    )
+    assert (
+        f"({canary.statements_sent:,} counted, {canary.statements_sent:,} in pg_stat_statements)"
+        in summary
+    )
     # Labels are unique to the run, so a second demo on another empty database cannot collide.
     labels = database.execute("SELECT label FROM perf_monitoring.snapshots ORDER BY id")
     found = [label for (label,) in labels]
     prefix = found[0].removesuffix("baseline:start")
     assert prefix.startswith("demo-") and found == [
         f"{prefix}{window}:{end}"
-        for window in ("baseline", "candidate")
+        for window in ("baseline", "candidate", "canary")
         for end in ("start", "end")
     ]
 

@@ -58,9 +58,10 @@ def test_plan_removes_every_object_created_in_reverse_order(head_to_base: Downgr
     implicit = {r.object.name: r.how for r in removed if r.how != "dropped"}
     assert implicit and all(how.startswith("with table ") for how in implicit.values())
     assert {index.qualified_name for index in manifest_at("head").batch_indexes} <= set(explicit)
-    # 14 tables, 10 indexes, a schema, a function, and the six columns 0004 adds
-    assert len(created) == len(removed) == 32
-    assert len(columns) == 6
+    # 14 tables, 10 indexes, a schema, a function, the six columns 0004 adds and the two (the
+    # request metrics' variant and queries) of the revision after it
+    assert len(created) == len(removed) == 34
+    assert len(columns) == 8
 
 
 def test_plan_lock_levels_and_transactions(head_to_base: DowngradePlan) -> None:
@@ -79,7 +80,9 @@ def test_plan_lock_levels_and_transactions(head_to_base: DowngradePlan) -> None:
     assert by_action["DELETE"] == {(LockLevel.ROW_EXCLUSIVE, Blocking.NEITHER, True)}
     assert all(step.rerunnable for step in head_to_base.steps)
     assert not any(step.warning for step in head_to_base.steps)
-    assert [r.revision for r in head_to_base.revisions] == ["0004", "0003", "0002", "0001"]
+    assert [r.revision for r in head_to_base.revisions] == [
+        "0006", "0004", "0003", "0002", "0001"
+    ]  # fmt: skip
     assert head_to_base.from_revision == head_revision() and head_to_base.to_revision == "base"
 
 
@@ -146,7 +149,9 @@ def test_live_plan_reads_the_revision_sizes_and_rows(migrated_database: Database
 def test_live_plan_warns_when_the_database_is_elsewhere(migrated_database: Database) -> None:
     downgrade(migrated_database.dsn, "0002")
     plan = build_plan("0001", "head", dsn=migrated_database.dsn)
-    assert plan.warnings[0].startswith("the database is at revision 0002, the plan starts at 0004")
+    assert plan.warnings[0].startswith(
+        f"the database is at revision 0002, the plan starts at {head_revision()}"
+    )
     missing = [r for s in plan.steps for r in s.relations if r.exists is False]
     batch_indexes = {index.qualified_name for index in manifest_at("head").batch_indexes}
     assert batch_indexes <= {r.name for r in missing}
@@ -160,7 +165,7 @@ def test_command_writes_markdown_atomically(tmp_path: Path) -> None:
     result = run_cli("downgrade-plan", "--to", "base", "--offline", "--output", str(target))
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{target}\n"
-    assert result.stderr.startswith("Downgrade 0004 → base: ")
+    assert result.stderr.startswith(f"Downgrade {head_revision()} → base: ")
     check_golden(GOLDEN, target.read_text())
     assert [p.name for p in tmp_path.iterdir()] == ["plan.md"]  # no temporary file left
 
@@ -173,7 +178,8 @@ def test_command_default_path_is_timestamped_in_reports(
     assert result.exit_code == 0, result.output
     written = list((tmp_path / "reports").iterdir())
     assert len(written) == 1
-    assert written[0].name.startswith("downgrade-plan-0004-to-0002-") and written[0].suffix == ".md"
+    assert written[0].name.startswith(f"downgrade-plan-{head_revision()}-to-0002-")
+    assert written[0].suffix == ".md"
 
 
 def test_command_json_on_stdout() -> None:
@@ -183,14 +189,14 @@ def test_command_json_on_stdout() -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["schema_version"] == 1 and payload["kind"] == "downgrade-plan"
-    assert [r["revision"] for r in payload["revisions"]] == ["0004", "0003"]
-    assert [s["action"] for s in payload["revisions"][1]["steps"]][-4:-1] == [
+    assert [r["revision"] for r in payload["revisions"]] == ["0006", "0004", "0003"]
+    assert [s["action"] for s in payload["revisions"][-1]["steps"]][-4:-1] == [
         "DROP INDEX CONCURRENTLY"
     ] * 3
     assert payload["data_loss_tables"] == [
         f"{MONITORING_SCHEMA}.{table}"
-        for table in ("statement_stats", "database_stats", "snapshots", "statement_texts",
-                      "setting_changes")
+        for table in ("request_metrics", "statement_stats", "database_stats", "snapshots",
+                      "statement_texts", "setting_changes")
     ]  # fmt: skip
 
 
@@ -199,11 +205,12 @@ def test_command_json_on_stdout() -> None:
     [
         (
             ["--to", "0009"],
-            "Error: --to: unknown revision '0009' (known: base, 0001, 0002, 0003, 0004, head)",
+            "Error: --to: unknown revision '0009' (known: base, 0001, 0002, 0003, 0004, 0006, "
+            "head)",
         ),
         (["--from", "0001", "--to", "0002"], "Error: --to 0002 is not below --from 0001"),
         (["--from", "nope", "--to", "base"], "Error: --from: unknown revision 'nope'"),
-        (["--to", "-5"], "Error: --to -5: fewer than 5 revisions below 0004"),
+        (["--to", "-6"], "Error: --to -6: fewer than 6 revisions below 0006"),
         (
             ["--from", "current", "--to", "base", "--offline"],
             "Error: --from current needs a connection",

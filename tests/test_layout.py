@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.redaction", "dbtools.output", "dbtools.config", "dbtools.findings"),
     ("dbtools.db", "dbtools.sandbox", "dbtools.sqltext"),
     ("dbtools.schema",),
-    ("dbtools.stats",),
+    ("dbtools.stats", "dbtools.metrics"),
     ("dbtools.verify", "dbtools.safety", "dbtools.workload", "dbtools.doctor"),
     ("dbtools.report",),
     ("dbtools.demo",),

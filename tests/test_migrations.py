@@ -29,7 +29,7 @@ from dbtools.schema.revisions import (
 from tests.conftest import Database
 from tests.helpers import REPO
 
-REVISIONS = ["0001", "0002", "0003", "0004"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0006"]
 HEAD_REVISION = REVISIONS[-1]
 HEAD = manifest_at(HEAD_REVISION)
 BATCH_INDEXES = HEAD.batch_indexes

@@ -8,13 +8,14 @@ import dataclasses
 import itertools
 import json
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import psycopg
 import pytest
 
 from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
+from dbtools.metrics import percentile
 from dbtools.workload import (
     DataPath,
     Dataset,
@@ -31,47 +32,14 @@ from dbtools.workload import (
 )
 from dbtools.workload.catalog import active_trip_requests, provider_offers, trip_requests
 from dbtools.workload.coalescer import Coalescer
-from dbtools.workload.metrics import percentile
 from dbtools.workload.observe import batched_plans, calls_between, statement_calls
 from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
+from dbtools.workload.runner import split_traffic
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, run_cli
+from tests.workload_helpers import expected_paths
 
 DATASET = Dataset()
-
-
-@pytest.fixture
-def seeded_database(pg_server: PgServer) -> Iterator[Database]:
-    """A fresh database at alembic head holding the reference data set (from a template)."""
-    from dbtools.schema.revisions import upgrade
-
-    def build(dsn: str) -> None:
-        upgrade(dsn)
-        seed_database(dsn, DATASET)
-
-    template = pg_server.template("dbtools_test_workload", build)
-    name = pg_server.create_database(template)
-    try:
-        yield Database(pg_server, name)
-    finally:
-        pg_server.drop_database(name)
-
-
-def expected_round_trips(config: WorkloadConfig) -> tuple[int, int]:
-    """(misses, batches) the request stream must give, worked out without running it: a request
-    is a miss when its key was not seen earlier; a wave with a miss sends one batch."""
-    stream = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
-    seen: set[str] = set()
-    misses = batches = 0
-    for start in range(0, len(stream), config.concurrency):
-        fresh = 0
-        for request in stream[start : start + config.concurrency]:
-            if request.cache_key not in seen:
-                seen.add(request.cache_key)
-                fresh += 1
-        misses += fresh
-        batches += -(-fresh // config.max_batch_size)
-    return misses, batches
 
 
 # -- the request stream -------------------------------------------------------------------------
@@ -193,7 +161,8 @@ def test_pg_stat_statements_sees_exactly_three_statements_per_round_trip(
     config = WorkloadConfig(
         path=path, requests=200, concurrency=10, duplication=Duplication.LOW, seed=3
     )
-    misses, batches = expected_round_trips(config)
+    expected = expected_paths(config)[path]
+    misses, batches = expected.misses, expected.round_trips
     before = statement_calls(seeded_database.dsn)
     result = run_workload(seeded_database.dsn, config)
     seen = calls_between(before, statement_calls(seeded_database.dsn))
@@ -205,11 +174,14 @@ def test_pg_stat_statements_sees_exactly_three_statements_per_round_trip(
     else:
         assert result.round_trips == result.batches == batches == 20
         statements = BATCHED_STATEMENTS
-    assert seen == {
-        **{statement.name: result.round_trips for statement in statements},
-        "record_metrics": 1,
-    }
-    assert sum(seen.values()) - 1 == result.statements_sent == 3 * result.round_trips
+    assert seen == {statement.name: result.round_trips for statement in statements}
+    assert sum(seen.values()) == result.statements_sent == 3 * result.round_trips
+    # What the pool's counting cursors saw, and what the request metrics say it sent.
+    assert result.path(path).statements_counted == result.statements_sent
+    assert seeded_database.execute(
+        "SELECT variant, sum(queries)::int, sum(requests)::int"
+        " FROM perf_monitoring.request_metrics GROUP BY 1"
+    ) == [(path.value, result.statements_sent, 200)]
     # The same requests again: every offer now exists, the upserts send empty arrays, and
     # still each statement keeps its one pg_stat_statements entry.
     again = run_workload(seeded_database.dsn, dataclasses.replace(config, record_metrics=False))
@@ -267,8 +239,57 @@ def test_ten_concurrent_requests_send_thirty_statements_or_three(
         before = statement_calls(seeded_database.dsn)
         run_workload(seeded_database.dsn, config)
         seen = calls_between(before, statement_calls(seeded_database.dsn))
-        sent[path] = sum(calls for name, calls in seen.items() if name != "record_metrics")
+        sent[path] = sum(seen.values())
     assert sent == {DataPath.PER_REQUEST: 30, DataPath.BATCHED: 3}
+
+
+def test_traffic_goes_down_the_path_in_exactly_its_share() -> None:
+    for traffic, batched in ((10, 100), (50, 500), (90, 900), (33.3, 333), (0, 0), (100, 1000)):
+        paths = split_traffic(1000, DataPath.BATCHED, traffic, seed=4)
+        assert (len(paths), paths.count(DataPath.BATCHED)) == (1000, batched)
+    assert split_traffic(500, DataPath.PER_REQUEST, 20, seed=4).count(DataPath.PER_REQUEST) == 100
+    assert split_traffic(50, DataPath.BATCHED, 50, 4) == split_traffic(50, DataPath.BATCHED, 50, 4)
+    assert split_traffic(50, DataPath.BATCHED, 50, 4) != split_traffic(50, DataPath.BATCHED, 50, 5)
+
+
+def test_a_canary_run_sends_each_paths_statements_and_metrics_exactly(
+    seeded_database: Database,
+) -> None:
+    """``workload run --path batched --traffic 30``: 30% of the requests down the batched path,
+    the rest down the per-request path, at once; each path's statements in pg_stat_statements,
+    in the application's count and in the request metrics of its variant are exactly its own."""
+    config = WorkloadConfig(path=DataPath.BATCHED, traffic=30, requests=300, concurrency=20,
+                            duplication=Duplication.MEDIUM, seed=6)  # fmt: skip
+    expected = expected_paths(config)
+    per_request, batched = expected[DataPath.PER_REQUEST], expected[DataPath.BATCHED]
+    assert (per_request.requests, batched.requests) == (210, 90)
+    before = statement_calls(seeded_database.dsn)
+    result = run_cli(
+        "workload", "run", "--dsn", seeded_database.dsn, "--path", "batched", "--traffic", "30",
+        "--requests", "300", "--concurrency", "20", "--duplication", "medium", "--seed", "6",
+        "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    seen = calls_between(before, statement_calls(seeded_database.dsn))
+    assert seen == {
+        "load_trip": per_request.round_trips, "lookup_offers": per_request.round_trips,
+        "load_trips_batch": batched.round_trips, "lookup_offers_batch": batched.round_trips,
+        "upsert_offers": per_request.round_trips + batched.round_trips,
+    }  # fmt: skip
+    figures = json.loads(result.stdout)
+    assert figures["traffic"] == 30
+    assert {path: (f["requests"], f["cache_misses"], f["round_trips"], f["statements_counted"])
+            for path, f in figures["paths"].items()} == {
+        "per-request": (210, per_request.misses, per_request.round_trips, per_request.statements),
+        "batched": (90, batched.misses, batched.round_trips, batched.statements),
+    }  # fmt: skip
+    assert seeded_database.execute(
+        "SELECT variant, sum(requests)::int, sum(queries)::int, sum(batches)::int"
+        " FROM perf_monitoring.request_metrics GROUP BY 1 ORDER BY 1"
+    ) == [
+        ("batched", 90, batched.statements, batched.round_trips),
+        ("per-request", 210, per_request.statements, 0),
+    ]
 
 
 def test_request_metrics_rows_hold_exactly_the_runs_requests(seeded_database: Database) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,15 +18,42 @@ from dbtools.db.connection import resolve_dsn
 @dsn_option
 @click.option(
     "--baseline",
-    required=True,
     metavar="WINDOW",
     help="The window before: LABEL (LABEL:start..LABEL:end, as capture writes) or A..B.",
 )
 @click.option(
     "--candidate",
-    required=True,
     metavar="WINDOW",
     help="The window after the rollout, same forms as --baseline.",
+)
+@click.option(
+    "--canary",
+    metavar="WINDOW",
+    help="Instead of --baseline/--candidate: one window in which both variants ran.",
+)
+@click.option(
+    "--baseline-variant",
+    metavar="NAME",
+    help="--canary: the variant (code path) to compare with, e.g. per-request.",
+)
+@click.option(
+    "--candidate-variant",
+    metavar="NAME",
+    help="--canary: the variant being rolled out, e.g. batched.",
+)
+@click.option(
+    "--attribute",
+    "attribution",
+    type=click.Choice(["role", "app"]),
+    help="--canary: split the statements by database role (--variant-role) or by the "
+    "application's counts, reconciled with pg_stat_statements.",
+)
+@click.option(
+    "--variant-role",
+    "variant_roles",
+    multiple=True,
+    metavar="VARIANT=ROLE",
+    help="--attribute role: the role VARIANT's sessions run as (one per variant).",
 )
 @click.option(
     "--role",
@@ -57,8 +85,13 @@ from dbtools.db.connection import resolve_dsn
 @format_option("table", "json")
 def verify_command(
     dsn: str | None,
-    baseline: str,
-    candidate: str,
+    baseline: str | None,
+    candidate: str | None,
+    canary: str | None,
+    baseline_variant: str | None,
+    candidate_variant: str | None,
+    attribution: str | None,
+    variant_roles: tuple[str, ...],
     roles: tuple[str, ...],
     tables: tuple[str, ...],
     operation: str | None,
@@ -88,6 +121,20 @@ def verify_command(
     25% or 50 ms (the larger) above the baseline's; the objects are judged at the database's
     current revision, present and valid.
 
+    A canary (both code paths live in one window): each variant's queries per request and the
+    reduction between them, its statements attributed by role or by the application's own
+    counts (request_metrics.queries, reconciled with pg_stat_statements within
+    canary_max_mismatch, else the window is untrusted); a variant with fewer requests than
+    canary_min_requests is "too few requests", never a pass; the guide's other thresholds are
+    judged on the candidate variant's own request metrics.
+
+    \b
+    dbtools verify --canary canary --baseline-variant per-request \\
+        --candidate-variant batched --attribute app
+    dbtools verify --canary canary --baseline-variant per-request \\
+        --candidate-variant batched --attribute role \\
+        --variant-role per-request=app_v1 --variant-role batched=app_v2
+
     \b
     Exit codes: 0 pass (after a rollback: returned to the baseline); 1 fail (a threshold
     missed, not returned, no data, or an untrusted window: a statistics reset, evictions, a
@@ -95,13 +142,34 @@ def verify_command(
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
+    from dbtools.errors import UsageError
     from dbtools.sqltext.parse import TableRef
     from dbtools.stats.measures import Scope
     from dbtools.verify import verify
     from dbtools.verify.thresholds import load_thresholds
 
+    canary_options = {
+        "--baseline-variant": baseline_variant, "--candidate-variant": candidate_variant,
+        "--attribute": attribution, "--variant-role": variant_roles,
+    }  # fmt: skip
+    if canary is None:
+        given = [name for name, value in canary_options.items() if value]
+        if given:
+            raise UsageError(f"{given[0]} is for --canary")
+        if baseline is None or candidate is None:
+            raise UsageError("give --baseline and --candidate (or --canary)")
+    elif baseline is not None or candidate is not None:
+        raise UsageError("--canary judges one window: give it without --baseline/--candidate")
+    elif attribution is None:
+        raise UsageError("--canary needs --attribute role or --attribute app")
     thresholds = load_thresholds(config_file)
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
+    if canary is not None:
+        _canary(dsn, canary, baseline_variant, candidate_variant, attribution, variant_roles,
+                scope=scope, thresholds=thresholds, operation=operation,
+                output_format=output_format)  # fmt: skip
+        return
+    assert baseline is not None and candidate is not None
     result = verify(
         resolve_dsn(dsn), baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation, after_rollback=after_rollback,
@@ -112,6 +180,32 @@ def verify_command(
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
         click.echo(render_table(result))
+    click.get_current_context().exit(result.exit_code)
+
+
+def _canary(
+    dsn: str | None,
+    window: str,
+    baseline_variant: str | None,
+    candidate_variant: str | None,
+    attribution: str | None,
+    variant_roles: tuple[str, ...],
+    **options: Any,
+) -> None:
+    from dbtools.verify.canary import CanarySpec, parse_variant_roles, verify_canary
+    from dbtools.verify.render import render_canary_table
+
+    output_format = options.pop("output_format")
+    spec = CanarySpec(
+        baseline_variant or "", candidate_variant or "",
+        attribution,  # type: ignore[arg-type]  # click's Choice checked it
+        parse_variant_roles(variant_roles),
+    )  # fmt: skip
+    result = verify_canary(resolve_dsn(dsn), window, spec, **options)
+    if output_format == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(render_canary_table(result))
     click.get_current_context().exit(result.exit_code)
 
 

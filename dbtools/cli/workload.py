@@ -108,6 +108,23 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
     help="per-request: 3 statements per request; batched: 3 per coalesced batch.",
 )
 @click.option(
+    "--traffic",
+    type=click.FloatRange(0, 100),
+    default=_CONFIG_DEFAULTS.traffic,
+    show_default=True,
+    metavar="PCT",
+    help="Percentage of the requests sent down --path; the rest go down the other path "
+    "(a canary: --path batched --traffic 10).",
+)
+@click.option(
+    "--variant-role",
+    "variant_roles",
+    multiple=True,
+    metavar="PATH=ROLE",
+    help="Run PATH's sessions as ROLE (the login role must be a member), so that "
+    "pg_stat_statements keys its statements apart (repeatable).",
+)
+@click.option(
     "--requests",
     type=click.IntRange(0),
     default=_CONFIG_DEFAULTS.requests,
@@ -195,16 +212,20 @@ def run(
     window_ms: float,
     max_batch: int,
     no_metrics: bool,
+    variant_roles: tuple[str, ...],
     output_format: str,
     **options: Any,
 ) -> None:
-    """Send flight searches through the per-request or the batched data path.
+    """Send flight searches through the per-request or batched data path, or both.
 
-    Requests arrive in waves of --concurrency; each asks the in-process search cache first. The
-    request metrics go to perf_monitoring.request_metrics (one statement at the end). Connects as
-    application_name 'flight-search': these are the application's statements, the ones dbtools
-    measures. Failed requests are counted and printed ("errors: N of M requests") with the first
-    one's error.
+    Requests arrive in waves of --concurrency; each asks the in-process search cache first.
+    With --traffic PCT, PCT% of the requests (chosen by --seed) go down --path and the rest down
+    the other path, as during a canary. The request metrics go to
+    perf_monitoring.request_metrics per bucket and per path (the variant), with the statements
+    each path sent (counted by the application), written every bucket and at the end. Connects
+    as application_name 'flight-search': these are the application's statements, the ones
+    dbtools measures. Failed requests are counted and printed ("errors: N of M requests") with
+    the first one's error.
 
     Exit code 0 when at most 1% of the requests failed, 1 when more did, 2 on bad input or a
     database that is not migrated, seeded, reachable and granted to the role (the error names the
@@ -219,6 +240,7 @@ def run(
         batch_window_ms=window_ms,
         max_batch_size=max_batch,
         record_metrics=not no_metrics,
+        variant_roles=_variant_roles(variant_roles),
         **{key: value for key, value in options.items() if key in names},
     )
     result = run_workload(resolve_dsn(dsn), config)
@@ -226,8 +248,18 @@ def run(
     if output_format == "json":
         click.echo(dump_json("workload-run", summary), nl=False)
     else:
-        rows = [(key, _show(value)) for key, value in summary.items() if key != "first_error"]
-        click.echo(tabulate(rows, tablefmt="simple"))
+        shown = [
+            (key, value) for key, value in summary.items() if key not in ("first_error", "paths")
+        ]
+        click.echo(tabulate([(key, _show(value)) for key, value in shown], tablefmt="simple"))
+        paths = summary["paths"]
+        if len(paths) > 1:
+            click.echo("")
+            figures = list(next(iter(paths.values())))
+            click.echo(tabulate(
+                [[name, *(_show(paths[p][name]) for p in paths)] for name in figures],
+                headers=["per path", *paths], tablefmt="simple",
+            ))  # fmt: skip
         click.echo(f"errors: {result.errors} of {result.requests} requests "
                    f"({percent(result.error_rate or 0.0)})")  # fmt: skip
         if result.first_error is not None:
@@ -236,6 +268,12 @@ def run(
             click.echo(f"{result.errors} of {result.requests} requests failed, more than "
                        f"{percent(MAX_ERROR_RATE, 0)}: exit code {EXIT_PROBLEMS}")  # fmt: skip
     click.get_current_context().exit(EXIT_PROBLEMS if result.failed else EXIT_OK)
+
+
+def _variant_roles(items: tuple[str, ...]) -> dict[str, str]:
+    from dbtools.verify.canary import parse_variant_roles
+
+    return {DataPath.parse(path).value: role for path, role in parse_variant_roles(items).items()}
 
 
 def _show(value: Any) -> str:

@@ -216,6 +216,26 @@ WHERE bucket_start >= %(start)s
 """
 ).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(monitoring.REQUEST_METRICS))
 
+VARIANT_TOTALS_SQL = sql.SQL(
+    """
+SELECT {marker} variant,
+       count(*) AS buckets,
+       coalesce(sum(requests), 0)::bigint AS requests,
+       coalesce(sum(errors), 0)::bigint AS errors,
+       coalesce(sum(cache_hits), 0)::bigint AS cache_hits,
+       coalesce(sum(cache_misses), 0)::bigint AS cache_misses,
+       max(latency_p95_ms) FILTER (WHERE requests > 0) AS p95_ms_max,
+       sum(queries)::bigint AS queries,
+       count(*) FILTER (WHERE queries IS NULL) AS uncounted_buckets
+FROM {request_metrics}
+WHERE bucket_start >= %(start)s
+  AND bucket_start + make_interval(secs => bucket_seconds) <= %(end)s
+  AND (%(operation)s::text IS NULL OR operation = %(operation)s::text)
+GROUP BY variant
+ORDER BY variant NULLS FIRST
+"""
+).format(marker=sql.SQL(SQL_MARKER), request_metrics=_table(monitoring.REQUEST_METRICS))
+
 
 # The texts handed to the store statement: inserted unless a concurrent snapshot got there first.
 _TEXTS_CTE = """stored_texts AS (
@@ -608,6 +628,40 @@ def load_request_totals(
         ).fetchone()
     assert row is not None
     return row
+
+
+@dataclass(frozen=True)
+class VariantTotals(RequestTotals):
+    """``RequestTotals`` of one variant (the code path that served the requests; None: rows
+    that name none), with the statements the application counted for them: ``queries`` is the
+    sum over the buckets that count them, ``uncounted_buckets`` how many do not (NULL)."""
+
+    variant: str | None
+    queries: int | None
+    uncounted_buckets: int
+
+
+def load_variant_totals(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    operation: str | None = None,
+    layout: Layout = HEAD_LAYOUT,
+) -> dict[str | None, VariantTotals]:
+    """``request_metrics`` of the buckets inside [*start*, *end*], summed per variant.
+
+    Raises ``PrerequisiteMissing`` when the table has no ``variant`` column (a revision before
+    the one that adds it).
+    """
+    if not layout.has(monitoring.REQUEST_METRICS, "variant"):
+        raise PrerequisiteMissing(
+            f"{monitoring.monitoring_table(monitoring.REQUEST_METRICS)} has no variant column "
+            "at this database's revision: run alembic upgrade head"
+        )
+    params = {"start": start, "end": end, "operation": operation}
+    with conn.cursor(row_factory=class_row(VariantTotals)) as cur:
+        rows = cur.execute(VARIANT_TOTALS_SQL, params).fetchall()
+    return {row.variant: row for row in rows}
 
 
 @dataclass(frozen=True)

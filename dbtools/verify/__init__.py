@@ -42,7 +42,7 @@ from dbtools.stats.measures import (
 from dbtools.stats.snapshots import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rollback import AFTER_ROLLBACK_RULES
-from dbtools.verify.rules import RULES, Evidence
+from dbtools.verify.rules import CANARY_CHECKS, RULES, Evidence
 from dbtools.verify.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,11 @@ RULES_OF_MODE: dict[Mode, tuple[Rule[Evidence], ...]] = {
     "rollout": RULES,
     "after-rollback": AFTER_ROLLBACK_RULES,
 }
-# Every check a mode makes: what ``skip`` may name (a configuration serves both modes).
-KNOWN_CHECKS: tuple[str, ...] = check_names(r for rules in RULES_OF_MODE.values() for r in rules)
+# Every check a mode or a canary makes: what ``skip`` may name (one configuration serves all).
+KNOWN_CHECKS: tuple[str, ...] = (
+    *check_names(r for rules in RULES_OF_MODE.values() for r in rules),
+    *CANARY_CHECKS,
+)
 
 
 def verdict_of(findings: Sequence[Finding]) -> Verdict:
@@ -69,8 +72,23 @@ def verdict_of(findings: Sequence[Finding]) -> Verdict:
     return "pass"
 
 
+class Judged:
+    """What a result with findings answers: its verdict and the exit code for a deploy script
+    (mixed into ``VerifyResult`` and the canary's result)."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_of(self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(Judged):
     """Verify's answer: the two windows' figures, the findings and the verdict."""
 
     database: str
@@ -82,14 +100,6 @@ class VerifyResult:
     scope: Scope = field(default_factory=Scope)
     operation: str | None = None
     mode: Mode = "rollout"
-
-    @property
-    def verdict(self) -> Verdict:
-        return verdict_of(self.findings)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document (``output.SCHEMA_VERSIONS["verify"]``; keys are only ever added)."""
@@ -124,12 +134,8 @@ def evaluate(
     mode: Mode = "rollout",
     rules: tuple[Rule[Evidence], ...] | None = None,
 ) -> VerifyResult:
-    """Judge two loaded windows and the live state (pure: no database access) by *rules*
-    (default: the *mode*'s)."""
-    unknown = sorted(set(thresholds.skip) - set(KNOWN_CHECKS))
-    if unknown:
-        raise ConfigError(f"skip names unknown check(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(KNOWN_CHECKS)}")  # fmt: skip
+    """Judge two loaded windows and the live state (pure: no database access)."""
+    refuse_unknown_checks(thresholds)
     before, after = measure_window(baseline, scope), measure_window(candidate, scope)
     comparison = []
     b, c = baseline.start.header, candidate.start.header
@@ -154,6 +160,14 @@ def evaluate(
     )
 
 
+def refuse_unknown_checks(thresholds: Thresholds) -> None:
+    """Raise ``ConfigError`` when ``skip`` names a check neither verify nor a canary makes."""
+    unknown = sorted(set(thresholds.skip) - set(KNOWN_CHECKS))
+    if unknown:
+        raise ConfigError(f"skip names unknown check(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(KNOWN_CHECKS)}")  # fmt: skip
+
+
 def refuse_overlap(baseline: Window, candidate: Window) -> None:
     """Raise ``UsageError`` when the two windows are the same or share any time (a shared end
     snapshot is fine: ``a..b`` then ``b..c``)."""
@@ -174,18 +188,23 @@ def refuse_overlap(baseline: Window, candidate: Window) -> None:
 
 
 def refuse_unknown_roles(
-    roles: frozenset[str], existing: frozenset[str], windows: Sequence[Window]
+    roles: frozenset[str],
+    existing: frozenset[str],
+    windows: Sequence[Window],
+    *,
+    option: str = "--role names a role whose statements count",
 ) -> None:
     """Raise ``UsageError`` naming the first role of *roles* that neither exists nor ran a
-    statement in *windows* (a role dropped since still counts)."""
+    statement in *windows* (a role dropped since still counts); *option* says what names it."""
     seen = {
         row.rolname for w in windows for s in (w.start, w.end) for row in s.statements
     } | existing
     unknown = sorted(roles - seen)
     if unknown:
+        where = "either window" if len(windows) > 1 else "the window"
         raise UsageError(
-            f"unknown role {unknown[0]!r}: not in pg_roles, and no statement of it in either "
-            "window (--role names a role whose statements count)"
+            f"unknown role {unknown[0]!r}: not in pg_roles, and no statement of it in {where} "
+            f"({option})"
         )
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tabulate import tabulate
 
+from dbtools.findings import Finding
 from dbtools.output import number, percent
 from dbtools.stats.measures import P95_NAME, RATIO_DEFINITIONS, WindowMeasures
 from dbtools.verify import VerifyResult
+from dbtools.verify.canary import CanaryResult, VariantMeasures
 
 NO_DATA = "no data"
 
@@ -49,6 +51,16 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def _findings_table(findings: Sequence[Finding]) -> str:
+    return tabulate(
+        [
+            [f.check, f.status.upper() if f.status != "pass" else f.status, f.subject, f.message]
+            for f in findings
+        ],
+        headers=["check", "status", "subject", "detail"],
+    )
+
+
 def render_table(result: VerifyResult) -> str:
     """The verify result for people: measures side by side, findings, verdict."""
     scope = result.scope.as_dict()
@@ -76,18 +88,81 @@ def render_table(result: VerifyResult) -> str:
         f"query reduction: {_pct(result.reduction)}",
         *(f"{name.replace('_', ' ')}: {text}" for name, text in RATIO_DEFINITIONS.items()),
         "",
+        _findings_table(result.findings),
+        "",
+        f"verdict: {result.verdict.upper()} (exit code {result.exit_code})",
+    ]
+    return "\n".join(lines)
+
+
+def _canary_rows(result: CanaryResult) -> list[list[str]]:
+    w, b, c = result.whole, result.baseline, result.candidate
+
+    def row(name: str, whole: str, each: Callable[[VariantMeasures], str]) -> list[str]:
+        return [name, whole, each(b), each(c)]
+
+    def requests(v: VariantMeasures) -> str:
+        share = f" ({_pct(v.share)})" if v.share is not None else ""
+        return f"{v.requests:,}{share}" + (" TOO FEW" if v.too_few else "")
+
+    def counted(value: int | None) -> str:
+        return "not counted" if value is None else f"{value:,}"
+
+    whole_requests = "no data" if w.requests is None else f"{w.requests:,}"
+    return [
+        row("requests", whole_requests, requests),
+        row("queries", f"{w.counts.queries:,}", lambda v: counted(v.queries)),
+        row("queries per request", _num(w.queries_per_request),
+            lambda v: _num(v.queries_per_request)),
+        row("query rate", _num(w.query_rate, 1, "/s"), lambda v: _num(v.query_rate, 1, "/s")),
+        row("queries the application counted", counted(result.reported_queries),
+            lambda v: counted(v.reported_queries)),
+        row("app cache hit ratio", _pct(w.app_cache_hit_ratio),
+            lambda v: _pct(v.app_cache_hit_ratio)),
+        row(P95_NAME, _num(w.p95_ms, 1, " ms"), lambda v: _num(v.p95_ms, 1, " ms")),
+        row("error rate", _pct(w.error_rate), lambda v: _pct(v.error_rate)),
+    ]  # fmt: skip
+
+
+def render_canary_table(result: CanaryResult) -> str:
+    """The canary's result for people: the whole window and each variant side by side, how
+    the statements were attributed, the findings, the verdict."""
+    w, b, c = result.whole, result.baseline, result.candidate
+    roles = result.spec.variant_roles
+    attribution = [f"attribution: {result.attribution_text}"]
+    if roles:
+        attribution.append("roles: " + ", ".join(f"{v} as {r}" for v, r in roles.items()))
+        others = w.counts.queries - sum(result.role_queries.values())
+        if others:
+            attribution.append(f"queries of other roles (in the whole window only): {others:,}")
+    if result.reconciliation is not None:
+        r = result.reconciliation
+        if r.application is None:
+            attribution.append("reconciliation: the application did not count its statements "
+                               f"in {r.uncounted_buckets} bucket(s)")  # fmt: skip
+        else:
+            attribution.append(
+                f"reconciliation: the application counted {r.application:,} statements, "
+                f"pg_stat_statements {r.database:,} ({_pct(r.relative)} apart; tolerance "
+                f"{_pct(r.tolerance)}): {'trusted' if r.matches else 'UNTRUSTED'}"
+            )
+    if result.other_variants:
+        attribution.append("other variants in the window: " + ", ".join(
+            f"{name} {requests:,} requests"
+            for name, requests in result.other_variants.items()))  # fmt: skip
+    lines = [
+        f"database {result.database}, canary window {w.start_label}..{w.end_label} "
+        f"({w.seconds:.1f} s, trusted: {'yes' if w.trusted else 'NO'})",
+        *attribution,
+        "",
         tabulate(
-            [
-                [
-                    f.check,
-                    f.status.upper() if f.status != "pass" else f.status,
-                    f.subject,
-                    f.message,
-                ]
-                for f in result.findings
-            ],
-            headers=["check", "status", "subject", "detail"],
+            _canary_rows(result),
+            headers=["measure", "whole window", f"baseline {b.variant}", f"candidate {c.variant}"],
         ),
+        "",
+        f"query reduction ({c.variant} against {b.variant}): {_pct(result.reduction)}",
+        "",
+        _findings_table(result.findings),
         "",
         f"verdict: {result.verdict.upper()} (exit code {result.exit_code})",
     ]

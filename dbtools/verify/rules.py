@@ -50,7 +50,6 @@ def windows_trusted(e: Evidence) -> list[Finding]:
 @rule("query_reduction")
 def query_reduction(e: Evidence) -> list[Finding]:
     """Queries per request must fall by at least min_query_reduction."""
-    t = e.thresholds
     if not (e.baseline.trusted and e.candidate.trusted) or e.comparison_problems:
         return [Finding("query_reduction", "untrusted", "queries per request",
                         "a window cannot be trusted; see the window findings")]  # fmt: skip
@@ -58,14 +57,22 @@ def query_reduction(e: Evidence) -> list[Finding]:
         return [Finding("query_reduction", "no data", "queries per request",
                         "no queries per request in the baseline window")]  # fmt: skip
     before, after = e.baseline.queries_per_request, e.candidate.queries_per_request
+    assert before is not None and after is not None  # a reduction needs both
+    return judge_reduction(before, after, e.reduction, e.thresholds)
+
+
+def judge_reduction(
+    before: float, after: float, reduction: float, t: Thresholds, *, subject: str = ""
+) -> list[Finding]:
+    """*before* -> *after* queries per request, a *reduction* of at least min_query_reduction."""
     message = (
-        f"{before:.2f} -> {after:.2f} queries per request: "
-        f"{beside(e.reduction, [t.min_query_reduction], percent)} fewer "
+        f"{subject}{before:.2f} -> {after:.2f} queries per request: "
+        f"{beside(reduction, [t.min_query_reduction], percent)} fewer "
         f"(needs >= {percent(t.min_query_reduction)})"
     )
-    status: Status = "pass" if e.reduction >= t.min_query_reduction else "fail"
+    status: Status = "pass" if reduction >= t.min_query_reduction else "fail"
     return [Finding("query_reduction", status, "queries per request", message,
-                    e.reduction, t.min_query_reduction)]  # fmt: skip
+                    reduction, t.min_query_reduction)]  # fmt: skip
 
 
 @rule("work_per_request")
@@ -133,11 +140,20 @@ def _graded(
 @rule("app_cache_hit_ratio")
 def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
     """The application's cache hit ratio (request metrics) in the candidate window."""
-    t = e.thresholds
-    return _graded(
-        "app_cache_hit_ratio", "application cache hit ratio", e.candidate.app_cache_hit_ratio,
+    return judge_app_cache_hit_ratio(
+        e.candidate.app_cache_hit_ratio, e.thresholds,
         missing="no cache hits or misses in the candidate window's request metrics",
-        show=percent, passing=f">= {percent(t.min_cache_hit_ratio)}",
+    )  # fmt: skip
+
+
+def judge_app_cache_hit_ratio(
+    value: float | None, t: Thresholds, *, missing: str, subject: str = ""
+) -> list[Finding]:
+    """*value* against the cache-hit thresholds (*subject*: what is judged, when not the
+    application's)."""
+    return _graded(
+        "app_cache_hit_ratio", subject or "application cache hit ratio", value,
+        missing=missing, show=percent, passing=f">= {percent(t.min_cache_hit_ratio)}",
         grades=(
             ("rollback", lambda v: v < t.rollback_cache_hit_ratio,
              f"rollback below {percent(t.rollback_cache_hit_ratio)}"),
@@ -153,10 +169,18 @@ def app_cache_hit_ratio(e: Evidence) -> list[Finding]:
 @rule("p95_latency")
 def p95_latency(e: Evidence) -> list[Finding]:
     """The candidate window's p95 latency (``measures.P95_NAME``: the highest bucket p95)."""
-    t = e.thresholds
-    return _graded(
-        "p95_latency", P95_NAME, e.candidate.p95_ms,
+    return judge_p95_latency(
+        e.candidate.p95_ms, e.thresholds,
         missing="no latency in the candidate window's request metrics",
+    )  # fmt: skip
+
+
+def judge_p95_latency(
+    value: float | None, t: Thresholds, *, missing: str, subject: str = ""
+) -> list[Finding]:
+    """*value* (ms) against the p95 thresholds."""
+    return _graded(
+        "p95_latency", subject or P95_NAME, value, missing=missing,
         show=lambda v, digits: f"{v:.{digits}f} ms", passing=f"< {t.max_p95_ms:g} ms",
         grades=(
             ("rollback", lambda v: v > t.rollback_p95_ms,
@@ -173,10 +197,18 @@ def p95_latency(e: Evidence) -> list[Finding]:
 @rule("error_rate")
 def error_rate(e: Evidence) -> list[Finding]:
     """The candidate window's error rate (request metrics)."""
-    t = e.thresholds
-    return _graded(
-        "error_rate", "error rate", e.candidate.error_rate,
+    return judge_error_rate(
+        e.candidate.error_rate, e.thresholds,
         missing="no requests in the candidate window's request metrics",
+    )  # fmt: skip
+
+
+def judge_error_rate(
+    value: float | None, t: Thresholds, *, missing: str, subject: str = ""
+) -> list[Finding]:
+    """*value* against the error-rate thresholds."""
+    return _graded(
+        "error_rate", subject or "error rate", value, missing=missing,
         show=percent, passing=f"< {percent(t.max_error_rate)}",
         grades=(
             ("rollback", lambda v: v > t.rollback_error_rate,
@@ -193,16 +225,21 @@ def error_rate(e: Evidence) -> list[Finding]:
 @rule("query_rate")
 def query_rate(e: Evidence) -> list[Finding]:
     """The candidate window's database query rate (application statements per second)."""
-    t, window = e.thresholds, e.candidate
-    if not window.trusted:
-        return [Finding("query_rate", "untrusted", "database query rate",
+    return judge_query_rate(e.candidate.query_rate, e.candidate.trusted, e.thresholds)
+
+
+def judge_query_rate(
+    value: float | None, trusted: bool, t: Thresholds, *, subject: str = "database query rate"
+) -> list[Finding]:
+    """*value* (statements per second) against the critical query rate."""
+    if not trusted:
+        return [Finding("query_rate", "untrusted", subject,
                         "the candidate window cannot be trusted")]  # fmt: skip
-    if window.query_rate is None:
-        return [Finding("query_rate", "no data", "database query rate", "empty window")]
-    value = window.query_rate
+    if value is None:
+        return [Finding("query_rate", "no data", subject, "empty window")]
     status: Status = "critical" if value > t.critical_query_rate else "pass"
     rule = f"critical above {t.critical_query_rate:g}/s"
-    return [Finding("query_rate", status, "database query rate", f"{value:.1f}/s ({rule})",
+    return [Finding("query_rate", status, subject, f"{value:.1f}/s ({rule})",
                     value, t.critical_query_rate)]  # fmt: skip
 
 
@@ -313,3 +350,6 @@ RULES: tuple[Rule[Evidence], ...] = (
     monitoring_tables,
 )
 CHECK_NAMES: tuple[str, ...] = check_names(RULES)
+# The checks only a canary makes (``verify.canary``); one [verify] table configures every mode,
+# so ``skip`` may name any of them.
+CANARY_CHECKS: tuple[str, ...] = ("attribution", "variant_requests")

@@ -44,6 +44,12 @@ class Thresholds:
     after_rollback_error_rate_tolerance: float = 0.005  # error rate, above, absolute
     after_rollback_p95_tolerance: float = 0.25  # p95 above, relative …
     after_rollback_p95_tolerance_ms: float = 50.0  # … or absolute, whichever allows more
+    # canary windows (verify --canary): a variant with fewer requests is "too few requests",
+    # never a pass (with 20 requests or fewer the slowest one is in the p95's interpolation;
+    # at 100, five lie above the p95); the application's statement counts (--attribute app)
+    # may differ from pg_stat_statements' by this share at most
+    canary_min_requests: int = 100
+    canary_max_mismatch: float = 0.05
     # checks to leave out (reported as "skipped", never as "pass")
     skip: tuple[str, ...] = ()
 
@@ -64,7 +70,9 @@ _RATIOS = {
     "after_rollback_query_tolerance",
     "after_rollback_error_rate_tolerance",
     "after_rollback_p95_tolerance",
+    "canary_max_mismatch",
 }
+_COUNTS = {"canary_min_requests"}
 # (lower, higher): the first must not exceed the second.
 _ORDER = (
     ("max_error_rate", "critical_error_rate"),
@@ -113,7 +121,9 @@ def thresholds_from(values: Mapping[str, Any], *, source: str = "configuration")
             raise ConfigError(f"{source}: {key} is a fraction between 0 and 1, not {value!r}")
         if value < 0:
             raise ConfigError(f"{source}: {key} must not be negative")
-        checked[key] = float(value)
+        if key in _COUNTS and value != int(value):
+            raise ConfigError(f"{source}: {key} is a number of requests, not {value!r}")
+        checked[key] = int(value) if key in _COUNTS else float(value)
     thresholds = Thresholds(**checked)
     for lower, higher in _ORDER:
         if getattr(thresholds, lower) > getattr(thresholds, higher):

@@ -1,10 +1,16 @@
-"""Run the reference flight-search workload: N requests, C at a time, on one data-access path.
+"""Run the reference flight-search workload: N requests, C at a time, on one data-access path
+or split between both (a canary: ``traffic`` percent on ``path``, the rest on the other).
 
 Requests arrive in waves of ``concurrency`` simultaneous requests (the rollout guide's "10
 concurrent requests"); the next wave starts when the last one is answered. Each request first
-asks the application cache; a miss is answered through the per-request path (three statements
-per request) or the batched path (three statements per batch of coalesced requests). At the end
-the request metrics are written to ``perf_monitoring.request_metrics`` in one statement.
+asks the application cache (shared by both paths, as one application's would be); a miss is
+answered through the per-request path (three statements per request) or the batched path (three
+statements per batch of coalesced requests). The request metrics go to
+``perf_monitoring.request_metrics`` per bucket and per path (``dbtools.metrics``: the variant is
+the path's name, and the statements each path sent are counted by the pool's cursors), written
+every bucket and once more at the end. With ``variant_roles`` a path's sessions run as its own
+database role (the ``role`` setting at connection start: no statement is sent), so that
+pg_stat_statements keys its statements apart.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,11 +34,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from dbtools.db.catalog import quote_ident
 from dbtools.db.connection import connect, error_reason
 from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
+from dbtools.metrics import MetricsRecorder, instrument_psycopg, percentile
 from dbtools.redaction import redact
 from dbtools.workload import queries
 from dbtools.workload.access import (
     ApplicationPool,
     Batched,
+    Dialect,
     FlightSearch,
     Freshness,
     PerRequest,
@@ -43,7 +52,6 @@ from dbtools.workload.cache import SearchCache
 from dbtools.workload.catalog import Dataset
 from dbtools.workload.coalescer import Coalescer
 from dbtools.workload.generator import Duplication, generate_requests
-from dbtools.workload.metrics import RequestMetrics, percentile
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,19 @@ class DataPath(enum.Enum):
             choices = ", ".join(path.value for path in cls)
             raise UsageError(f"unknown data path {value!r}; choose one of {choices}") from None
 
+    @property
+    def other(self) -> DataPath:
+        return DataPath.BATCHED if self is DataPath.PER_REQUEST else DataPath.PER_REQUEST
+
+
+def split_traffic(requests: int, path: DataPath, traffic: float, seed: int) -> list[DataPath]:
+    """Which path each of *requests* requests goes down: exactly ``round(requests * traffic /
+    100)`` of them down *path*, chosen by *seed*, the others down the other path."""
+    chosen = set(random.Random(f"dbtools-traffic:{seed}").sample(
+        range(requests), round(requests * traffic / 100)
+    ))  # fmt: skip
+    return [path if index in chosen else path.other for index in range(requests)]
+
 
 @dataclass(frozen=True)
 class WorkloadConfig:
@@ -92,9 +113,16 @@ class WorkloadConfig:
     plan assumes ten array elements, so the one- or five-element custom plans look cheaper), which
     costs the batched path more client-visible time than executing the statement; generic plans
     are planned once per connection, and use the batch indexes (tested).
+
+    ``traffic`` is the percentage of requests sent down ``path`` (the others go down the other
+    path), chosen by ``seed``: exactly ``round(requests * traffic / 100)`` of them.
+    ``variant_roles`` maps a path's name to the role its sessions run as (the login role must be
+    a member of it); a path not named runs as the login role.
     """
 
     path: DataPath = DataPath.BATCHED
+    traffic: float = 100.0
+    variant_roles: Mapping[str, str] = field(default_factory=dict)
     requests: int = 1_000
     concurrency: int = 10
     wave_interval_ms: float = 0.0
@@ -119,7 +147,10 @@ class WorkloadConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", DataPath.parse(self.path))
         object.__setattr__(self, "duplication", Duplication.parse(self.duplication))
+        for name in self.variant_roles:
+            DataPath.parse(name)
         checks = (
+            (0 <= self.traffic <= 100, "traffic is a percentage between 0 and 100"),
             (self.requests >= 0, "requests must not be negative"),
             (self.concurrency >= 1, "concurrency must be at least 1"),
             (self.pool_size >= 1, "pool_size must be at least 1"),
@@ -139,14 +170,55 @@ class WorkloadConfig:
                 raise UsageError(f"workload: {message}")
 
 
-@dataclass(frozen=True)
-class WorkloadResult:
-    """What a run did, as the application saw it.
+@dataclass
+class PathResult:
+    """What one data-access path did in a run (the variant of its request metrics).
 
     ``round_trips`` is how many times the three statements were sent (per-request path: once per
     cache miss; batched path: once per batch), so ``statements_sent = 3 * round_trips`` (a round
-    trip that failed midway sent fewer); the request-metrics write is one more statement
-    (``metrics_statements``).
+    trip that failed midway sent fewer); ``statements_counted`` is what the pool's counting
+    cursors saw (``dbtools.metrics``), the figure written to the metrics' ``queries``.
+    """
+
+    path: DataPath
+    requests: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    errors: int = 0
+    round_trips: int = 0
+    batches: int = 0
+    batch_size_max: int = 0
+    statements_counted: int = 0
+
+    @property
+    def statements_sent(self) -> int:
+        return queries.STATEMENTS_PER_ROUND_TRIP * self.round_trips
+
+    @property
+    def queries_per_request(self) -> float | None:
+        return self.statements_sent / self.requests if self.requests else None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "errors": self.errors,
+            "round_trips": self.round_trips,
+            "batches": self.batches,
+            "batch_size_max": self.batch_size_max,
+            "statements_sent": self.statements_sent,
+            "statements_counted": self.statements_counted,
+            "queries_per_request": self.queries_per_request,
+        }
+
+
+@dataclass(frozen=True)
+class WorkloadResult:
+    """What a run did, as the application saw it: the totals, and each path's (``paths``).
+
+    ``statements_sent = 3 * round_trips`` over both paths. The request-metrics writes carry
+    dbtools' marker: snapshots leave them out, as they leave out dbtools' own statements.
     """
 
     config: WorkloadConfig
@@ -160,8 +232,13 @@ class WorkloadResult:
     batch_size_max: int
     provider_calls: int
     metrics_rows: int
-    metrics_statements: int
     elapsed_s: float
+    paths: tuple[PathResult, ...] = ()
+
+    def path(self, path: DataPath | str) -> PathResult:
+        """The figures of *path* (zeros when no request went down it)."""
+        wanted = DataPath.parse(path)
+        return next((p for p in self.paths if p.path is wanted), PathResult(wanted))
 
     @property
     def requests(self) -> int:
@@ -203,6 +280,7 @@ class WorkloadResult:
         config = self.config
         return {
             "path": config.path.value,
+            "traffic": config.traffic,
             "requests": self.requests,
             "concurrency": config.concurrency,
             "duplication": config.duplication.value,
@@ -225,6 +303,7 @@ class WorkloadResult:
             "latency_p99_ms": self.latency_ms(0.99),
             "metrics_rows": self.metrics_rows,
             "elapsed_s": self.elapsed_s,
+            "paths": {p.path.value: p.summary() for p in self.paths if p.requests},
         }
 
 
@@ -251,26 +330,42 @@ async def run_workload_async(
     """``run_workload`` for callers that already run an event loop.
 
     With *pool* (from ``application_pool``) the run reuses its warm connections, as a
-    long-running application does; otherwise it opens and closes a pool of its own.
+    long-running application does (for the paths without a role of their own); otherwise it
+    opens and closes a pool of its own, and one per path that runs as its own role.
     """
     requests = generate_requests(config.dataset, config.requests, config.duplication, config.seed)
-    log.info("running %d requests on the %s path", config.requests, config.path.value)
-    if pool is not None:
-        return await _Run(pool, config, await _role_of(pool)).run(requests, progress)
-    async with application_pool(dsn, config) as own:
-        return await _Run(own, config, await _role_of(own)).run(requests, progress)
+    paths = split_traffic(config.requests, config.path, config.traffic, config.seed)
+    log.info("running %d requests: %s", config.requests, ", ".join(
+        f"{sum(p is path for p in paths)} on the {path.value} path" for path in DataPath
+        if path in paths))  # fmt: skip
+    async with AsyncExitStack() as stack:
+        by_role: dict[str | None, ApplicationPool] = {} if pool is None else {None: pool}
+        pools: dict[DataPath, tuple[ApplicationPool, str]] = {}
+        for path in [p for p in DataPath if p in paths] or [config.path]:
+            role = config.variant_roles.get(path.value)
+            if role not in by_role:
+                by_role[role] = await stack.enter_async_context(
+                    application_pool(dsn, config, role=role)
+                )
+            pools[path] = (by_role[role], role or await _role_of(by_role[role]))
+        login_role = await _role_of(next(iter(pools.values()))[0])
+        return await _Run(dsn, pools, config, login_role).run(requests, paths, progress)
 
 
 async def _role_of(pool: ApplicationPool) -> str:
-    """The role the pool's sessions run as (from the connection: no statement is sent)."""
+    """The role the pool's sessions log in as (from the connection: no statement is sent)."""
     async with pool.connection() as conn:
         return str(conn.info.user)
 
 
 @asynccontextmanager
-async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[ApplicationPool]:
+async def application_pool(
+    dsn: str, config: WorkloadConfig, *, role: str | None = None
+) -> AsyncIterator[ApplicationPool]:
     """The application's connection pool (``config.pool_size`` connections named
-    ``config.application_name``, autocommit, every ``int`` sent as bigint), open; closed on exit.
+    ``config.application_name``, autocommit, every ``int`` sent as bigint, every statement
+    counted for the request being served), open; closed on exit. *role*: the sessions run as it
+    (``-c role=…`` at connection start).
 
     Raises ``ConnectionFailed`` when the server cannot be reached or the connections cannot all
     be opened within ``config.pool_timeout_s``.
@@ -284,7 +379,14 @@ async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[Ap
         # parameter's type is part of pg_stat_statements' query id (one statement, one entry).
         conn.adapters.register_dumper(int, Int8Dumper)
         conn.adapters.register_dumper(int, Int8BinaryDumper)
+        instrument_psycopg(conn)
 
+    options = (
+        f"-c statement_timeout={config.statement_timeout} "
+        f"-c plan_cache_mode={config.plan_cache_mode}"
+    )
+    if role is not None:
+        options += f" -c role={_option_value(role)}"
     pool: ApplicationPool = AsyncConnectionPool(
         dsn,
         min_size=config.pool_size,
@@ -292,8 +394,7 @@ async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[Ap
         kwargs={
             "autocommit": True,
             "application_name": config.application_name,
-            "options": f"-c statement_timeout={config.statement_timeout}"
-            f" -c plan_cache_mode={config.plan_cache_mode}",
+            "options": options,
         },
         configure=configure,
         timeout=config.pool_timeout_s,
@@ -315,110 +416,149 @@ async def application_pool(dsn: str, config: WorkloadConfig) -> AsyncIterator[Ap
 
 
 class _Run:
-    def __init__(self, pool: ApplicationPool, config: WorkloadConfig, role: str):
-        self.pool = pool
+    def __init__(
+        self,
+        dsn: str,
+        pools: Mapping[DataPath, tuple[ApplicationPool, str]],
+        config: WorkloadConfig,
+        login_role: str,
+    ) -> None:
         self.config = config
-        self.role = role
+        self.roles = {path: role for path, (_, role) in pools.items()}
+        self.login_role = login_role
         # A failure that is the setup's, not a request's (a missing table or grant): the run
         # stops after the wave that met it and raises it, and records no metrics.
         self.refused: PrerequisiteMissing | None = None
         self.provider = Provider(config.dataset.seed, config.provider_latency_ms / 1000)
-        dialect = PerRequest() if config.path is DataPath.PER_REQUEST else Batched()
         freshness = Freshness(
             timedelta(seconds=config.search_cache_ttl_s), timedelta(seconds=config.offer_ttl_s)
         )
-        self.search = FlightSearch(pool, dialect, self.provider, freshness)
+        dialects: dict[DataPath, Dialect] = {
+            DataPath.PER_REQUEST: PerRequest(),
+            DataPath.BATCHED: Batched(),
+        }
+        self.searches = {
+            path: FlightSearch(pool, dialects[path], self.provider, freshness)
+            for path, (pool, _) in pools.items()
+        }
         self.cache: SearchCache[SearchResult] = SearchCache(config.app_cache_ttl_s)
         self.coalescer: Coalescer[SearchRequest, SearchResult] = Coalescer(
             self._answer_batch,
             window_s=config.batch_window_ms / 1000,
             max_size=config.max_batch_size,
         )
-        self.metrics: RequestMetrics  # created when the first wave starts
-        self.hits = self.misses = self.errors = self.batches = self.batch_size_max = 0
+        self.counts = {path: PathResult(path) for path in pools}
+        self.recorder = MetricsRecorder(
+            dsn,
+            operation=config.operation,
+            bucket_seconds=config.bucket_seconds,
+            flush_interval_s=config.bucket_seconds if config.record_metrics else None,
+            counts_statements=True,  # application_pool's sessions count what they execute
+            application_name=config.application_name,
+        )
 
-    async def run(self, requests: list[SearchRequest], progress: Progress | None) -> WorkloadResult:
+    async def run(
+        self, requests: list[SearchRequest], paths: list[DataPath], progress: Progress | None
+    ) -> WorkloadResult:
         started = time.perf_counter()
-        self.metrics = RequestMetrics(self.config.operation, self.config.bucket_seconds)
+        try:
+            answered = await self._waves(requests, paths, progress, started)
+        finally:
+            self.recorder.stop()
+        metrics_rows = 0
+        if self.config.record_metrics:
+            try:
+                await asyncio.to_thread(self.recorder.flush, final=True)
+            except psycopg.Error as err:
+                refused = self._refusal(err, self.login_role)
+                if refused is None:
+                    raise
+                raise refused from err
+            metrics_rows = self.recorder.rows_written
+        totals = list(self.counts.values())
+        return WorkloadResult(
+            config=self.config,
+            results=tuple(result for result, _ in answered),
+            latencies_ms=tuple(latency for _, latency in answered),
+            cache_hits=sum(p.cache_hits for p in totals),
+            cache_misses=sum(p.cache_misses for p in totals),
+            errors=sum(p.errors for p in totals),
+            round_trips=sum(p.round_trips for p in totals),
+            batches=sum(p.batches for p in totals),
+            batch_size_max=max((p.batch_size_max for p in totals), default=0),
+            provider_calls=self.provider.calls,
+            metrics_rows=metrics_rows,
+            elapsed_s=time.perf_counter() - started,
+            paths=tuple(self.counts[path] for path in DataPath if path in self.counts),
+        )
+
+    async def _waves(
+        self,
+        requests: list[SearchRequest],
+        paths: list[DataPath],
+        progress: Progress | None,
+        started: float,
+    ) -> list[tuple[SearchResult, float]]:
         answered: list[tuple[SearchResult, float]] = []
         size = self.config.concurrency
         interval = self.config.wave_interval_ms / 1000
         for number, start in enumerate(range(0, len(requests), size)):
             await asyncio.sleep(max(started + number * interval - time.perf_counter(), 0))
-            wave = requests[start : start + size]
-            answered += await asyncio.gather(*(self._handle(request) for request in wave))
+            wave = zip(requests[start : start + size], paths[start : start + size], strict=True)
+            answered += await asyncio.gather(*(self._handle(r, path) for r, path in wave))
             if self.refused is not None:
                 break
             if progress is not None:
                 progress(len(answered), len(requests))
         await self.coalescer.drain()
+        for path, search in self.searches.items():
+            self.counts[path].round_trips = search.round_trips
         if self.refused is not None:
             raise self.refused
-        metrics_rows = 0
-        if self.config.record_metrics:
+        return answered
+
+    async def _handle(self, request: SearchRequest, path: DataPath) -> tuple[SearchResult, float]:
+        counts = self.counts[path]
+        with self.recorder.request(path.value) as record:
+            future, miss = self.cache.claim(request.cache_key)
             try:
-                async with self.pool.connection() as conn:
-                    metrics_rows = await self.metrics.flush(conn)
-            except psycopg.Error as err:
-                refused = self._refusal(err)
-                if refused is None:
-                    raise
-                raise refused from err
-        return WorkloadResult(
-            config=self.config,
-            results=tuple(result for result, _ in answered),
-            latencies_ms=tuple(latency for _, latency in answered),
-            cache_hits=self.hits,
-            cache_misses=self.misses,
-            errors=self.errors,
-            round_trips=self.search.round_trips,
-            batches=self.batches,
-            batch_size_max=self.batch_size_max,
-            provider_calls=self.provider.calls,
-            metrics_rows=metrics_rows,
-            metrics_statements=1 if metrics_rows else 0,
-            elapsed_s=time.perf_counter() - started,
-        )
+                if miss:
+                    result = await self._answer(request, path)
+                    self.cache.complete(request.cache_key, result)
+                else:
+                    result = await asyncio.shield(future)
+            except REQUEST_ERRORS as err:
+                if miss:
+                    self.cache.fail(request.cache_key, err)
+                self.refused = self.refused or self._refusal(err, self.roles[path])
+                result = SearchResult(
+                    request.trip_request_id, request.search.search_key, "error", error=_reason(err)
+                )
+            record.cache_hit = not miss
+            record.error = result.status == "error"
+        counts.requests += 1
+        counts.cache_hits += not miss
+        counts.cache_misses += miss
+        counts.errors += record.error
+        counts.statements_counted += record.statements
+        return result, record.latency_ms or 0.0
 
-    async def _handle(self, request: SearchRequest) -> tuple[SearchResult, float]:
-        started = time.perf_counter()
-        future, miss = self.cache.claim(request.cache_key)
-        try:
-            if miss:
-                result = await self._answer(request)
-                self.cache.complete(request.cache_key, result)
-            else:
-                result = await asyncio.shield(future)
-        except REQUEST_ERRORS as err:
-            if miss:
-                self.cache.fail(request.cache_key, err)
-            self.refused = self.refused or self._refusal(err)
-            result = SearchResult(
-                request.trip_request_id, request.search.search_key, "error", error=_reason(err)
-            )
-        latency_ms = (time.perf_counter() - started) * 1000
-        error = result.status == "error"
-        self.hits += not miss
-        self.misses += miss
-        self.errors += error
-        self.metrics.record_request(latency_ms, cache_hit=not miss, error=error)
-        return result, latency_ms
-
-    async def _answer(self, request: SearchRequest) -> SearchResult:
-        if self.config.path is DataPath.BATCHED:
+    async def _answer(self, request: SearchRequest, path: DataPath) -> SearchResult:
+        if path is DataPath.BATCHED:
             return await self.coalescer.submit(request)
-        (result,) = await self.search.search([request])
+        (result,) = await self.searches[path].search([request])
         return result
 
     async def _answer_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        counts = self.counts[DataPath.BATCHED]
         try:
-            return await self.search.search(requests)
+            return await self.searches[DataPath.BATCHED].search(requests)
         finally:
-            self.batches += 1
-            self.batch_size_max = max(self.batch_size_max, len(requests))
-            self.metrics.record_batch(len(requests))
+            counts.batches += 1
+            counts.batch_size_max = max(counts.batch_size_max, len(requests))
+            self.recorder.record_batch(len(requests), variant=DataPath.BATCHED.value)
 
-    def _refusal(self, err: Exception) -> PrerequisiteMissing | None:
+    def _refusal(self, err: Exception, role_name: str) -> PrerequisiteMissing | None:
         """The setup's failure that *err* reveals (a missing table or grant), else None."""
         if isinstance(err, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)):
             message = (
@@ -426,10 +566,10 @@ class _Run:
                 "run the migrations (alembic upgrade head) and seed the data first"
             )
         elif isinstance(err, psycopg.errors.InsufficientPrivilege):
-            role = quote_ident(self.role)
+            role = quote_ident(role_name)
             grants = "; ".join(grant.format(role=role) for grant in queries.APPLICATION_GRANTS)
             message = (
-                f"role {self.role} may not run the flight search ({error_reason(err)}); "
+                f"role {role_name} may not run the flight search ({error_reason(err)}); "
                 f"it needs: {grants}"
             )
         else:
@@ -444,3 +584,8 @@ def _reason(err: Exception) -> str:
     if isinstance(err, psycopg.Error):
         return error_reason(err)
     return redact(str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _option_value(value: str) -> str:
+    """*value* as one word of libpq's ``options`` (spaces and backslashes escaped)."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")

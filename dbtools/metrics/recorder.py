@@ -1,0 +1,283 @@
+"""The application's side of the request metrics: time each request, count its statements, and
+write the buckets to ``perf_monitoring.request_metrics`` in batches, off the request's path.
+
+Recording a request only appends to memory, under a lock held for microseconds; the writes
+happen on a thread of the recorder's own (every ``flush_interval_s``, the buckets whose time is
+over, in one statement) and at ``close()``. A write that fails (the database down, a grant
+missing, a schema without revision 0006's columns) is logged and retried with the next one; its
+buckets are kept, up to ``max_buckets`` (then the oldest go, counted in ``dropped_buckets``).
+Nothing a request does can fail because metrics could not be written.
+
+The writes carry dbtools' marker comment, so snapshots leave them out as they leave out
+dbtools' own statements: the application's statements are what it sends for its requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from dbtools.db.connection import SQL_MARKER, connect, error_reason
+from dbtools.errors import DbtoolsError
+from dbtools.metrics import hooks
+from dbtools.metrics.buckets import Buckets, MetricsRow
+from dbtools.redaction import redact
+from dbtools.schema.monitoring import REQUEST_METRICS, monitoring_table
+
+log = logging.getLogger(__name__)
+
+RECORD_SQL = f"""INSERT {SQL_MARKER} INTO {monitoring_table(REQUEST_METRICS)}
+    (bucket_start, bucket_seconds, operation, variant, requests, errors, latency_p50_ms,
+     latency_p95_ms, latency_p99_ms, cache_hits, cache_misses, batches, batch_size_max, queries)
+SELECT statement_timestamp() - make_interval(secs => m.age_s), %(bucket_seconds)s::int,
+       %(operation)s::text, m.variant, m.requests, m.errors, m.p50, m.p95, m.p99, m.cache_hits,
+       m.cache_misses, m.batches, m.batch_size_max, m.queries
+FROM unnest(%(age_s)s::float8[], %(variant)s::text[], %(requests)s::bigint[],
+            %(errors)s::bigint[], %(p50)s::float8[], %(p95)s::float8[], %(p99)s::float8[],
+            %(cache_hits)s::bigint[], %(cache_misses)s::bigint[], %(batches)s::bigint[],
+            %(batch_size_max)s::bigint[], %(queries)s::bigint[])
+    AS m(age_s, variant, requests, errors, p50, p95, p99, cache_hits, cache_misses, batches,
+         batch_size_max, queries)"""
+
+WRITE_TIMEOUT = "5s"
+
+
+class RequestRecord:
+    """One request being served: what the application tells of it, and its statements.
+
+    Set ``cache_hit`` (True/False) when the request asked a cache, ``error`` for a failure that
+    raised nothing (an exception leaving the ``with`` block is counted as an error by itself).
+    """
+
+    def __init__(self, recorder: MetricsRecorder, variant: str | None) -> None:
+        self.recorder = recorder
+        self.variant = variant
+        self.statements = 0
+        self.cache_hit: bool | None = None
+        self.error = False
+        self.latency_ms: float | None = None  # set when the request ends
+
+    def count(self, statements: int) -> None:
+        """Count *statements* sent for this request (the hooks call it)."""
+        self.statements += statements
+        self.recorder.count_statements(statements, variant=self.variant)
+
+
+class MetricsRecorder:
+    """Request metrics of one operation, bucketed by time and variant, written in batches.
+
+    ::
+
+        recorder = MetricsRecorder(dsn, operation="flight_search", bucket_seconds=10)
+        recorder.instrument_sqlalchemy(engine)        # or instrument_psycopg(conn) per connection
+        with recorder.request(variant="batched") as request:
+            ...                                       # the request's statements are counted
+            request.cache_hit = True
+        recorder.close()                              # at shutdown: the last buckets
+
+    ``queries`` is written only once the recorder counts statements (an ``instrument_*`` call,
+    or *counts_statements* for connections instrumented with ``hooks`` directly); otherwise it is
+    NULL (not counted), never 0. *flush_interval_s* None: no thread, write with ``flush()``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        operation: str,
+        bucket_seconds: int = 10,
+        flush_interval_s: float | None = 10.0,
+        max_buckets: int = 10_000,
+        counts_statements: bool = False,
+        application_name: str = "dbtools-metrics",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if flush_interval_s is not None and flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be positive")
+        self.dsn = dsn
+        self.operation = operation
+        self.bucket_seconds = bucket_seconds
+        self.max_buckets = max_buckets
+        self.application_name = application_name
+        self.counts_statements = counts_statements
+        self.rows_written = 0
+        self.failed_writes = 0
+        self.dropped_buckets = 0
+        self.last_error: str | None = None
+        self._buckets = Buckets(bucket_seconds, clock=clock)
+        self._lock = threading.Lock()  # the buckets
+        self._write_lock = threading.Lock()  # one write at a time, on one connection
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if flush_interval_s is not None:
+            self._thread = threading.Thread(
+                target=self._flush_periodically, args=(flush_interval_s,),
+                name=f"dbtools-metrics-{operation}", daemon=True,
+            )  # fmt: skip
+            self._thread.start()
+
+    # -- what the application calls ------------------------------------------------------------
+
+    @contextmanager
+    def request(self, variant: str | None = None) -> Iterator[RequestRecord]:
+        """Time a request served by *variant* and count the statements sent for it."""
+        record = RequestRecord(self, variant)
+        started = time.perf_counter()
+        try:
+            with hooks.counting_into(record):
+                yield record
+        except Exception:
+            record.error = True
+            raise
+        finally:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self._record(record)
+
+    def record_batch(self, size: int, *, variant: str | None = None) -> None:
+        """A batch of *size* coalesced requests was answered."""
+        self._safely(lambda: self._buckets.record_batch(size, variant=variant))
+
+    def count_statements(self, statements: int, *, variant: str | None = None) -> None:
+        """*statements* sent now for *variant*'s requests (the hooks count through requests)."""
+        self._safely(lambda: self._buckets.count_statements(statements, variant=variant))
+
+    def instrument_psycopg(
+        self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]
+    ) -> None:
+        """Count the statements *conn* executes for the requests being served."""
+        hooks.instrument_psycopg(conn)
+        self.counts_statements = True
+
+    def instrument_sqlalchemy(self, target: Any) -> None:
+        """Count the statements an SQLAlchemy ``Engine`` executes for the requests served."""
+        hooks.instrument_sqlalchemy(target)
+        self.counts_statements = True
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def flush(self, *, final: bool = False) -> int:
+        """Write the buckets whose time is over (*final*: every bucket, then close the
+        connection) in one statement; returns the rows written. Raises the database's error
+        (``psycopg.Error``, ``ConnectionFailed``) when the write fails: its buckets are kept for
+        the next one."""
+        with self._write_lock:
+            try:
+                return self._write(final)
+            finally:
+                if final:
+                    self._disconnect()
+
+    def pending_rows(self) -> list[MetricsRow]:
+        """The rows the next final write would store (nothing is written)."""
+        with self._lock:
+            return self._buckets.rows(self._buckets.pending(),
+                                      counts_statements=self.counts_statements)  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the writing thread (what is recorded stays, for ``flush``)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop the writing thread and write every bucket left (a failure is logged)."""
+        self.stop()
+        self._flush_quietly(final=True)
+
+    def __enter__(self) -> MetricsRecorder:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _write(self, final: bool) -> int:
+        with self._lock:
+            taken = self._buckets.take(closed_only=not final)
+            rows = self._buckets.rows(taken, counts_statements=self.counts_statements)
+        if not rows:
+            return 0
+        try:
+            self._connection().execute(RECORD_SQL, self._params(rows))
+        except BaseException:
+            with self._lock:
+                self._buckets.put_back(taken)
+                self.dropped_buckets += self._buckets.drop_oldest(self.max_buckets)
+            self._disconnect()
+            raise
+        self.rows_written += len(rows)
+        log.debug("%d request-metrics rows written", len(rows))
+        return len(rows)
+
+    def _record(self, record: RequestRecord) -> None:
+        latency = record.latency_ms or 0.0
+        self._safely(lambda: self._buckets.record_request(
+            latency, variant=record.variant, cache_hit=record.cache_hit, error=record.error
+        ))  # fmt: skip
+
+    def _safely(self, change: Callable[[], None]) -> None:
+        try:
+            with self._lock:
+                change()
+        except Exception:  # a request must never fail because of its metrics
+            log.warning("could not record request metrics", exc_info=True)
+
+    def _flush_periodically(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self._flush_quietly(final=False)
+
+    def _flush_quietly(self, *, final: bool) -> None:
+        try:
+            self.flush(final=final)
+        except (psycopg.Error, DbtoolsError) as err:
+            self.failed_writes += 1
+            reason = error_reason(err) if isinstance(err, psycopg.Error) else str(err)
+            self.last_error = redact(reason)
+            log.warning("request metrics not written (kept for the next write): %s",
+                        self.last_error)  # fmt: skip
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(
+                self.dsn, read_only=False, autocommit=True, statement_timeout=WRITE_TIMEOUT,
+                application_name=self.application_name,
+            )  # fmt: skip
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _params(self, rows: list[MetricsRow]) -> dict[str, Any]:
+        return {
+            "bucket_seconds": self.bucket_seconds,
+            "operation": self.operation,
+            "age_s": [row.age_s for row in rows],
+            "variant": [row.variant for row in rows],
+            "requests": [row.requests for row in rows],
+            "errors": [row.errors for row in rows],
+            "p50": [row.latency_p50_ms for row in rows],
+            "p95": [row.latency_p95_ms for row in rows],
+            "p99": [row.latency_p99_ms for row in rows],
+            "cache_hits": [row.cache_hits for row in rows],
+            "cache_misses": [row.cache_misses for row in rows],
+            "batches": [row.batches for row in rows],
+            "batch_size_max": [row.batch_size_max for row in rows],
+            "queries": [row.queries for row in rows],
+        }

@@ -1,0 +1,632 @@
+"""``verify --canary``: both variants of a rollout in one window, each judged on its own figures.
+
+During a canary both code paths run against the same database at once, so the whole window's
+queries per request mixes them (at 10% traffic a 90% cut on the new path shows as a 9% cut).
+Here the window's requests come from the request metrics per variant, and its statements are
+attributed to the variants one of two ways, named in the output:
+
+* ``role``: each variant runs as its own database role; pg_stat_statements keys its entries by
+  role, so the split is the database's own;
+* ``app``: the application's own count of the statements it sent (``request_metrics.queries``,
+  ``dbtools.metrics``), trusted only when its sum over the window matches the pg_stat_statements
+  delta of the application's statements within ``canary_max_mismatch``; otherwise the window is
+  untrusted and the output says by how much they differ.
+
+A variant with fewer requests than ``canary_min_requests`` is "too few requests": every check
+resting on its figures says ``no data``, never pass. The query reduction is the candidate
+variant's queries per request against the baseline variant's; the guide's other thresholds are
+judged on the candidate variant's own request metrics, and the query rate on the statements
+attributed to it (during a canary the database-wide rate is mostly the baseline's). The objects
+the migrations create are judged as ``verify`` judges them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dbtools.db.catalog import existing_roles
+from dbtools.db.connection import session, translated_errors
+from dbtools.errors import UsageError
+from dbtools.findings import Finding, Rule, rule, run_rules
+from dbtools.output import json_document, percent
+from dbtools.stats.measures import (
+    P95_NAME,
+    RATIO_DEFINITIONS,
+    Scope,
+    WindowMeasures,
+    count_statements,
+    hit_ratio,
+    measure_window,
+    per_request,
+    ratio,
+)
+from dbtools.stats.snapshots import (
+    VariantTotals,
+    Window,
+    load_variant_totals,
+    load_windows,
+    parse_window,
+    read_layout,
+)
+from dbtools.verify import (
+    DEFAULT_SCOPE,
+    DEFAULT_THRESHOLDS,
+    Judged,
+    refuse_unknown_checks,
+    refuse_unknown_roles,
+)
+from dbtools.verify.live import LiveState, read_live_state
+from dbtools.verify.rules import (
+    Evidence,
+    autovacuum_settings,
+    batch_indexes,
+    judge_app_cache_hit_ratio,
+    judge_error_rate,
+    judge_p95_latency,
+    judge_query_rate,
+    judge_reduction,
+    monitoring_tables,
+    schema_at_head,
+)
+from dbtools.verify.thresholds import Thresholds
+
+log = logging.getLogger(__name__)
+
+Attribution = Literal["role", "app"]
+# How request-metrics rows that name no variant are shown (written before revision 0006, or by
+# an application that does not tell).
+UNNAMED_VARIANT = "(none)"
+ATTRIBUTIONS: dict[Attribution, str] = {
+    "role": "each variant runs as its own database role, and pg_stat_statements keys its "
+    "entries by role",
+    "app": "the application's counts of its statements, request_metrics.queries, reconciled "
+    "with pg_stat_statements",
+}
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """Which variants to compare, and how their statements are attributed.
+
+    Raises ``UsageError`` for variants that are missing or the same, an unknown attribution,
+    ``role`` without a role for each variant (or one role for both), and roles with ``app``.
+    """
+
+    baseline_variant: str
+    candidate_variant: str
+    attribution: Attribution
+    variant_roles: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        variants = (self.baseline_variant, self.candidate_variant)
+        if not all(v.strip() for v in variants):
+            raise UsageError("a canary needs --baseline-variant and --candidate-variant")
+        if self.baseline_variant == self.candidate_variant:
+            raise UsageError(f"the baseline and the candidate variant are the same "
+                             f"({self.baseline_variant!r}): name two code paths")  # fmt: skip
+        if self.attribution not in ATTRIBUTIONS:
+            raise UsageError(f"unknown attribution {self.attribution!r}; choose role or app")
+        if self.attribution == "app":
+            if self.variant_roles:
+                raise UsageError("--variant-role is for --attribute role")
+            return
+        strays = sorted(set(self.variant_roles) - set(variants))
+        if strays:
+            raise UsageError(f"--variant-role names {strays[0]!r}, which is neither the "
+                             "baseline nor the candidate variant")  # fmt: skip
+        missing = [v for v in variants if not self.variant_roles.get(v)]
+        if missing:
+            raise UsageError(f"--attribute role needs each variant's role: add --variant-role "
+                             f"{missing[0]}=ROLE")  # fmt: skip
+        if self.variant_roles[self.baseline_variant] == self.variant_roles[self.candidate_variant]:
+            raise UsageError("--attribute role needs a role of its own for each variant (both "
+                             f"run as {self.variant_roles[self.baseline_variant]!r})")  # fmt: skip
+
+    def role_of(self, variant: str) -> str | None:
+        return self.variant_roles.get(variant)
+
+
+def parse_variant_roles(items: Iterable[str]) -> dict[str, str]:
+    """``VARIANT=ROLE`` items as a mapping; raises ``UsageError`` for a malformed or repeated
+    one."""
+    roles: dict[str, str] = {}
+    for item in items:
+        variant, equals, role = item.partition("=")
+        if not equals or not variant.strip() or not role.strip():
+            raise UsageError(f"--variant-role {item!r}: expected VARIANT=ROLE")
+        if variant in roles:
+            raise UsageError(f"--variant-role names {variant!r} twice")
+        roles[variant] = role
+    return roles
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantMeasures:
+    """One variant's figures in the canary window. ``queries`` are the statements attributed to
+    it (by role or by the application's count), ``reported_queries`` what the application
+    counted (None: not counted in every bucket). None elsewhere means no data."""
+
+    variant: str
+    role: str | None
+    requests: int
+    share: float | None  # of the window's requests
+    buckets: int
+    queries: int | None
+    reported_queries: int | None
+    queries_per_request: float | None
+    query_rate: float | None
+    app_cache_hit_ratio: float | None
+    p95_ms: float | None
+    error_rate: float | None
+    min_requests: int
+
+    @property
+    def too_few(self) -> bool:
+        return self.requests < self.min_requests
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "role": self.role,
+            "requests": self.requests,
+            "share": self.share,
+            "too_few_requests": self.too_few,
+            "buckets": self.buckets,
+            "queries": self.queries,
+            "reported_queries": self.reported_queries,
+            "queries_per_request": self.queries_per_request,
+            "query_rate": self.query_rate,
+            "app_cache_hit_ratio": self.app_cache_hit_ratio,
+            "p95_ms": self.p95_ms,
+            "error_rate": self.error_rate,
+        }
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The application's count of its statements against pg_stat_statements' (``app``)."""
+
+    application: int | None  # None: some bucket did not count them
+    database: int
+    tolerance: float
+    uncounted_buckets: int = 0
+
+    @property
+    def difference(self) -> int | None:
+        """How many more statements the database counted than the application."""
+        return None if self.application is None else self.database - self.application
+
+    @property
+    def relative(self) -> float | None:
+        """|difference| / the database's count (1.0 when the database counted none)."""
+        if self.difference is None:
+            return None
+        return (
+            abs(self.difference) / self.database if self.database else float(bool(self.difference))
+        )
+
+    @property
+    def matches(self) -> bool:
+        return self.relative is not None and self.relative <= self.tolerance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "application": self.application,
+            "database": self.database,
+            "difference": self.difference,
+            "relative_difference": self.relative,
+            "tolerance": self.tolerance,
+            "uncounted_buckets": self.uncounted_buckets,
+            "matches": self.matches,
+        }
+
+
+def _measure_variant(
+    name: str,
+    totals: VariantTotals | None,
+    queries: int | None,
+    role: str | None,
+    *,
+    window_requests: int,
+    seconds: float,
+    min_requests: int,
+) -> VariantMeasures:
+    requests = totals.requests if totals else 0
+    has_metrics = totals is not None and totals.requests > 0
+    reported = totals.queries if totals and not totals.uncounted_buckets else None
+    return VariantMeasures(
+        variant=name,
+        role=role,
+        requests=requests,
+        share=ratio(requests, window_requests),
+        buckets=totals.buckets if totals else 0,
+        queries=queries,
+        reported_queries=reported,
+        queries_per_request=per_request(queries, requests) if queries is not None else None,
+        query_rate=ratio(queries, seconds) if queries is not None else None,
+        app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses) if totals else None,
+        p95_ms=totals.p95_ms_max if totals and has_metrics else None,
+        error_rate=ratio(totals.errors, totals.requests) if totals and has_metrics else None,
+        min_requests=min_requests,
+    )
+
+
+# -- evidence and rules -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CanaryEvidence:
+    """What the canary's rules judge."""
+
+    whole: WindowMeasures
+    baseline: VariantMeasures
+    candidate: VariantMeasures
+    spec: CanarySpec
+    reduction: float | None
+    thresholds: Thresholds
+    reconciliation: Reconciliation | None = None  # app
+    role_queries: Mapping[str, int] = field(default_factory=dict)  # role: statements in scope
+    variants_seen: tuple[str, ...] = ()  # the variants the window's request metrics name
+
+    @property
+    def variants(self) -> tuple[VariantMeasures, VariantMeasures]:
+        return self.baseline, self.candidate
+
+    @property
+    def attributed(self) -> bool:
+        """Whether the statements' split between the variants can be trusted."""
+        if self.spec.attribution == "app":
+            return self.reconciliation is not None and self.reconciliation.matches
+        return all(v.queries or not v.requests for v in self.variants)
+
+
+@rule("window")
+def canary_window(e: CanaryEvidence) -> list[Finding]:
+    """The window must be trustworthy (as verify's windows)."""
+    w = e.whole
+    if w.trusted:
+        return [Finding("window", "pass", "canary", f"{w.start_label}..{w.end_label}")]
+    return [Finding("window", "untrusted", "canary", "; ".join(w.problems))]
+
+
+@rule("attribution")
+def attribution(e: CanaryEvidence) -> list[Finding]:
+    """Role: each variant's role ran the variant's statements. App: the application's count
+    of its statements matches pg_stat_statements' within the tolerance."""
+    if e.spec.attribution == "role":
+        findings = []
+        for v in e.variants:
+            if v.queries or not v.requests:
+                findings.append(Finding("attribution", "pass", v.variant,
+                                        f"{v.queries or 0:,} statements run as role {v.role}"))  # fmt: skip
+            else:
+                findings.append(Finding(
+                    "attribution", "untrusted", v.variant,
+                    f"{v.requests:,} requests, but role {v.role} ran no statement in the window",
+                    fix=f"check that the {v.variant} code path connects as {v.role}",
+                ))  # fmt: skip
+        return findings
+    r = e.reconciliation
+    assert r is not None
+    subject = "application's statement count"
+    if r.application is None:
+        return [Finding("attribution", "no data", subject,
+                        f"the application did not count its statements in {r.uncounted_buckets} "
+                        "request-metrics bucket(s) of the window (queries is NULL)",
+                        fix="count them with dbtools.metrics, or use --attribute role")]  # fmt: skip
+    assert r.difference is not None and r.relative is not None
+    figures = (f"the application counted {r.application:,} statements, pg_stat_statements "
+               f"{r.database:,}")  # fmt: skip
+    if r.matches:
+        return [Finding("attribution", "pass", subject,
+                        f"{figures} ({percent(r.relative)} apart; tolerance "
+                        f"{percent(r.tolerance)})", r.relative, r.tolerance)]  # fmt: skip
+    side = "fewer" if r.difference > 0 else "more"
+    return [Finding(
+        "attribution", "untrusted", subject,
+        f"{figures}: {abs(r.difference):,} {side} ({percent(r.relative)}), more than the "
+        f"tolerance {percent(r.tolerance)}; the window cannot be attributed",
+        r.relative, r.tolerance,
+        fix="statements sent outside a request or on a connection the hooks do not see, or "
+        "another application's statements (narrow with --role or --table)",
+    )]  # fmt: skip
+
+
+@rule("variant_requests")
+def variant_requests(e: CanaryEvidence) -> list[Finding]:
+    """Each variant needs at least canary_min_requests requests: fewer is never a pass."""
+    findings = []
+    for v in e.variants:
+        if v.too_few:
+            seen = f" (the window's request metrics name {', '.join(e.variants_seen)})" if (
+                not v.requests and e.variants_seen) else ""  # fmt: skip
+            findings.append(Finding("variant_requests", "no data", v.variant,
+                                    f"too few requests: {v.requests:,}, fewer than "
+                                    f"{v.min_requests:,}{seen}", v.requests, v.min_requests))  # fmt: skip
+        else:
+            findings.append(Finding("variant_requests", "pass", v.variant,
+                                    f"{v.requests:,} requests (at least {v.min_requests:,})",
+                                    v.requests, v.min_requests))  # fmt: skip
+    return findings
+
+
+def _blocked(e: CanaryEvidence, check: str, subject: str, *variants: VariantMeasures,
+             statements: bool) -> list[Finding] | None:  # fmt: skip
+    """The finding when *variants*' figures cannot be judged: too few requests, or (for
+    figures from statements) a window or an attribution that cannot be trusted."""
+    if statements and not e.whole.trusted:
+        return [Finding(check, "untrusted", subject, "the window cannot be trusted")]
+    if statements and not e.attributed:
+        return [Finding(check, "untrusted", subject,
+                        "the statements cannot be attributed to the variants")]  # fmt: skip
+    few = [v for v in variants if v.too_few]
+    if few:
+        return [Finding(check, "no data", subject,
+                        f"too few requests: {few[0].variant} has {few[0].requests:,}, fewer "
+                        f"than {few[0].min_requests:,}")]  # fmt: skip
+    return None
+
+
+@rule("query_reduction")
+def canary_query_reduction(e: CanaryEvidence) -> list[Finding]:
+    """The candidate variant's queries per request against the baseline variant's."""
+    b, c = e.baseline, e.candidate
+    blocked = _blocked(e, "query_reduction", "queries per request", b, c, statements=True)
+    if blocked:
+        return blocked
+    if e.reduction is None or b.queries_per_request is None or c.queries_per_request is None:
+        return [Finding("query_reduction", "no data", "queries per request",
+                        f"no queries per request for {b.variant}")]  # fmt: skip
+    return judge_reduction(b.queries_per_request, c.queries_per_request, e.reduction,
+                           e.thresholds, subject=f"{b.variant} -> {c.variant}: ")  # fmt: skip
+
+
+def _of_candidate(e: CanaryEvidence, subject: str) -> str:
+    return f"{subject} of {e.candidate.variant}"
+
+
+def _candidate_metric(e: CanaryEvidence, check: str, subject: str) -> list[Finding] | None:
+    return _blocked(e, check, _of_candidate(e, subject), e.candidate, statements=False)
+
+
+@rule("app_cache_hit_ratio")
+def canary_cache_hit_ratio(e: CanaryEvidence) -> list[Finding]:
+    """The candidate variant's application cache hit ratio."""
+    c = e.candidate
+    return _candidate_metric(e, "app_cache_hit_ratio", "application cache hit ratio") or (
+        judge_app_cache_hit_ratio(
+            c.app_cache_hit_ratio, e.thresholds,
+            missing=f"no cache hits or misses of {c.variant} in the window's request metrics",
+            subject=_of_candidate(e, "application cache hit ratio"),
+        )
+    )  # fmt: skip
+
+
+@rule("p95_latency")
+def canary_p95_latency(e: CanaryEvidence) -> list[Finding]:
+    """The candidate variant's p95 latency (the highest of its buckets')."""
+    c = e.candidate
+    return _candidate_metric(e, "p95_latency", P95_NAME) or judge_p95_latency(
+        c.p95_ms, e.thresholds,
+        missing=f"no latency of {c.variant} in the window's request metrics",
+        subject=_of_candidate(e, P95_NAME),
+    )  # fmt: skip
+
+
+@rule("error_rate")
+def canary_error_rate(e: CanaryEvidence) -> list[Finding]:
+    """The candidate variant's error rate."""
+    c = e.candidate
+    return _candidate_metric(e, "error_rate", "error rate") or judge_error_rate(
+        c.error_rate, e.thresholds,
+        missing=f"no requests of {c.variant} in the window's request metrics",
+        subject=_of_candidate(e, "error rate"),
+    )  # fmt: skip
+
+
+@rule("query_rate")
+def canary_query_rate(e: CanaryEvidence) -> list[Finding]:
+    """The statements per second attributed to the candidate variant."""
+    c = e.candidate
+    subject = _of_candidate(e, "database query rate")
+    blocked = _blocked(e, "query_rate", subject, c, statements=True)
+    return blocked or judge_query_rate(c.query_rate, True, e.thresholds, subject=subject)
+
+
+CANARY_RULES: tuple[Rule[CanaryEvidence], ...] = (
+    canary_window,
+    attribution,
+    variant_requests,
+    canary_query_reduction,
+    canary_cache_hit_ratio,
+    canary_p95_latency,
+    canary_error_rate,
+    canary_query_rate,
+)
+# The objects the migrations create, judged as verify judges them (on the whole window).
+LIVE_RULES: tuple[Rule[Evidence], ...] = (
+    schema_at_head,
+    batch_indexes,
+    autovacuum_settings,
+    monitoring_tables,
+)
+
+
+# -- the result ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CanaryResult(Judged):
+    """The canary's answer: the whole window's figures, each variant's, findings and verdict."""
+
+    database: str
+    whole: WindowMeasures
+    baseline: VariantMeasures
+    candidate: VariantMeasures
+    spec: CanarySpec
+    reduction: float | None
+    findings: tuple[Finding, ...]
+    reconciliation: Reconciliation | None = None
+    role_queries: Mapping[str, int] = field(default_factory=dict)
+    other_variants: Mapping[str, int] = field(default_factory=dict)  # name: requests
+    reported_queries: int | None = None  # every variant's, as the application counted them
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    scope: Scope = field(default_factory=Scope)
+    operation: str | None = None
+
+    @property
+    def attribution_text(self) -> str:
+        """Which attribution was used, in words."""
+        return f"{self.spec.attribution}: {ATTRIBUTIONS[self.spec.attribution]}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document (``output.SCHEMA_VERSIONS["verify-canary"]``)."""
+        return json_document(
+            "verify-canary",
+            {
+                "verdict": self.verdict,
+                "exit_code": self.exit_code,
+                "database": self.database,
+                "scope": {**self.scope.as_dict(), "operation": self.operation},
+                "window": self.whole.as_dict(),
+                "attribution": {
+                    "method": self.spec.attribution,
+                    "description": ATTRIBUTIONS[self.spec.attribution],
+                    "roles": dict(self.spec.variant_roles),
+                    "role_queries": dict(self.role_queries),
+                    "reconciliation": self.reconciliation.as_dict()
+                    if self.reconciliation
+                    else None,
+                },
+                "variants": {
+                    "baseline": self.baseline.as_dict(),
+                    "candidate": self.candidate.as_dict(),
+                },
+                "other_variants": dict(self.other_variants),
+                "reported_queries": self.reported_queries,
+                "query_reduction": self.reduction,
+                "thresholds": self.thresholds.as_dict(),
+                "findings": [finding.as_dict() for finding in self.findings],
+                "definitions": dict(RATIO_DEFINITIONS),
+            },
+        )
+
+
+def evaluate_canary(
+    window: Window,
+    variants: Mapping[str | None, VariantTotals],
+    live: LiveState,
+    spec: CanarySpec,
+    *,
+    scope: Scope = DEFAULT_SCOPE,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+) -> CanaryResult:
+    """Judge a canary window from its snapshots, its request metrics per variant and the live
+    state (pure: no database access)."""
+    refuse_unknown_checks(thresholds)
+    roles = frozenset(spec.variant_roles.values()) | scope.roles
+    whole = measure_window(window, Scope(roles, scope.tables) if scope.roles else scope)
+    rows = window.deltas.statements.rows
+    role_queries = {
+        role: count_statements(rows, Scope(frozenset({role}), scope.tables)).queries
+        for role in spec.variant_roles.values()
+    }
+    min_requests = int(thresholds.canary_min_requests)
+    window_requests = sum(v.requests for v in variants.values())
+
+    def measured(name: str) -> VariantMeasures:
+        totals = variants.get(name)
+        role = spec.role_of(name)
+        if spec.attribution == "role":
+            assert role is not None
+            queries: int | None = role_queries[role]
+        else:
+            queries = totals.queries if totals and not totals.uncounted_buckets else None
+        return _measure_variant(name, totals, queries, role, window_requests=window_requests,
+                                seconds=window.seconds, min_requests=min_requests)  # fmt: skip
+
+    baseline, candidate = measured(spec.baseline_variant), measured(spec.candidate_variant)
+    uncounted = sum(v.uncounted_buckets for v in variants.values())
+    reported = None if uncounted else sum(v.queries or 0 for v in variants.values())
+    reconciliation = None
+    if spec.attribution == "app":
+        reconciliation = Reconciliation(
+            reported, whole.counts.queries, thresholds.canary_max_mismatch, uncounted
+        )
+    reduction = None
+    before, after = baseline.queries_per_request, candidate.queries_per_request
+    if before and after is not None:
+        reduction = 1 - after / before
+    evidence = CanaryEvidence(
+        whole, baseline, candidate, spec, reduction, thresholds, reconciliation, role_queries,
+        tuple(sorted(str(name) for name in variants if name is not None)),
+    )  # fmt: skip
+    log.info("judging the canary %s: %s against %s", window.ref, candidate.variant,
+             baseline.variant)  # fmt: skip
+    live_evidence = Evidence(whole, whole, None, live, thresholds)
+    findings = [
+        *run_rules(CANARY_RULES, evidence, skip=thresholds.skip),
+        *run_rules(LIVE_RULES, live_evidence, skip=thresholds.skip),
+    ]
+    return CanaryResult(
+        database=window.end.header.database_name,
+        whole=whole,
+        baseline=baseline,
+        candidate=candidate,
+        spec=spec,
+        reduction=reduction,
+        findings=tuple(findings),
+        reconciliation=reconciliation,
+        role_queries=role_queries,
+        other_variants={
+            UNNAMED_VARIANT if name is None else name: v.requests
+            for name, v in variants.items()
+            if name not in (spec.baseline_variant, spec.candidate_variant)
+        },
+        reported_queries=reported,
+        thresholds=thresholds,
+        scope=scope,
+        operation=operation,
+    )
+
+
+def verify_canary(
+    dsn: str,
+    window: str,
+    spec: CanarySpec,
+    *,
+    scope: Scope = DEFAULT_SCOPE,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+) -> CanaryResult:
+    """Judge the canary window *window* (``W`` or ``A..B``) on the database at *dsn*.
+
+    Raises ``UsageError`` for unknown labels or roles, ``PrerequisiteMissing`` without the
+    monitoring tables or the request metrics' variants, ``ConnectionFailed`` when the server
+    cannot be reached (all exit code 2).
+    """
+    ref = parse_window(window)
+    with session(dsn, autocommit=True) as conn:
+        with translated_errors("reading the schema"):
+            live = read_live_state(conn)
+        (loaded,) = load_windows(conn, [ref], operation=operation)
+        with translated_errors("reading the request metrics"):
+            variants = load_variant_totals(
+                conn, loaded.start.header.taken_at, loaded.end.header.taken_at, operation,
+                read_layout(conn),
+            )  # fmt: skip
+        roles = frozenset(spec.variant_roles.values()) | scope.roles
+        if roles:
+            with translated_errors("reading the roles"):
+                known = existing_roles(conn, roles)
+            refuse_unknown_roles(roles, known, [loaded],
+                                 option="--variant-role and --role name roles that run statements")  # fmt: skip
+    return evaluate_canary(loaded, variants, live, spec, scope=scope, thresholds=thresholds,
+                           operation=operation)  # fmt: skip

@@ -1,0 +1,16 @@
+SET lock_timeout = '5s';
+
+SET statement_timeout = '2h';
+
+BEGIN;
+
+-- Running downgrade 0006 -> 0004
+
+ALTER TABLE perf_monitoring.request_metrics
+    DROP COLUMN queries,
+    DROP COLUMN variant;
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0006';
+
+COMMIT;
+
