@@ -27,6 +27,7 @@ from dbtools.sqltext.families import (
     shapes_of,
 )
 from dbtools.sqltext.parse_cache import ParseCache
+from tests.helpers import PURE_SQLGLOT
 
 TEXTS = (
     "SELECT id, name FROM public.travelers WHERE id = $1",
@@ -146,29 +147,17 @@ def test_parallel_stored_and_serial_shapes_are_identical(tmp_path: Path) -> None
     assert after.ru_utime - before.ru_utime > 0.05
 
 
-PURE_SQLGLOT = """
-import importlib.machinery as machinery, json, sys, dataclasses
-
-class PureSqlglot:
-    # sqlglot's modules from their .py files, never from sqlglotc's compiled ones beside them.
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name.partition(".")[0] != "sqlglot":
-            return None
-        for entry in path or sys.path:
-            loaders = (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES)
-            spec = machinery.FileFinder(entry, loaders).find_spec(name)
-            if spec is not None:
-                return spec
-        return None
-
-sys.meta_path.insert(0, PureSqlglot)
+CLASSIFY_WITH_PURE_SQLGLOT = (
+    PURE_SQLGLOT
+    + """
+import dataclasses, json
 from dbtools.sqltext.families import Classifier, compiled_sqlglot
 texts = json.loads(sys.stdin.read())
 shapes = Classifier(workers=1).shapes(list(enumerate(texts, 1)))
 print(json.dumps({"compiled": compiled_sqlglot(),
                   "shapes": [dataclasses.asdict(s) for s in shapes]}))
 """
+)
 
 
 def test_compiled_sqlglot_is_used_where_installed_and_finds_what_pure_sqlglot_finds() -> None:
@@ -180,7 +169,7 @@ def test_compiled_sqlglot_is_used_where_installed_and_finds_what_pure_sqlglot_fi
     assert compiled_sqlglot() is installed
     texts = many_texts(140)
     pure = subprocess.run(
-        [sys.executable, "-c", PURE_SQLGLOT],
+        [sys.executable, "-c", CLASSIFY_WITH_PURE_SQLGLOT],
         input=json.dumps(texts), capture_output=True, text=True, check=True,
     )  # fmt: skip
     found = json.loads(pure.stdout)

@@ -36,6 +36,7 @@ its parent table.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -285,7 +286,7 @@ def shapes_of(texts: Sequence[str], *, workers: int = 1) -> list[StatementShape]
     with quiet_sqlglot():
         if workers < 2 or len(texts) < PARALLEL_FROM or not _CAN_FORK:
             return [shape_of(text) for text in texts]
-        chunk = max(1, len(texts) // (workers * 8))
+        chunk = -(-len(texts) // (workers * 2))  # few, large chunks: each costs a round trip
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             return pool.map(shape_of, texts, chunksize=chunk)
 
@@ -325,7 +326,8 @@ class Classifier:
         found: dict[str, StatementShape] = {}
         if self.store is not None and wanted:
             for text, value in self.store.get_many(wanted).items():
-                found[text] = _shape_from_json(value)
+                with contextlib.suppress(KeyError, TypeError, ValueError):  # damaged: parse again
+                    found[text] = _shape_from_json(value)
             self.stored += len(found)
         missing = [text for text in wanted if text not in found]
         parsed = dict(zip(missing, shapes_of(missing, workers=self.workers), strict=True))
