@@ -9,6 +9,7 @@ import dataclasses
 import importlib.metadata
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -176,3 +177,20 @@ def test_compiled_sqlglot_is_used_where_installed_and_finds_what_pure_sqlglot_fi
     assert found["compiled"] is False
     here = shapes_of(texts)
     assert found["shapes"] == json.loads(as_json(here))
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.0, "all"), (1.5, 1), (40.0, 1)])
+def test_parses_run_on_the_idle_cores(
+    monkeypatch: pytest.MonkeyPatch, load: float, expected: int | str
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    want = cores if expected == "all" else expected
+    if load == 1.5 and cores > 2:
+        want = cores - 1  # one whole core idle at load 1.5 on 3+ cores
+    classifier = Classifier()
+    classifier.shapes(list(enumerate(many_texts(PARALLEL_FROM), 1)))
+    assert classifier.workers_used == want
+    small = Classifier()
+    small.shapes(list(enumerate(many_texts(PARALLEL_FROM - 1), 1)))
+    assert small.workers_used == 1  # too few to be worth a worker

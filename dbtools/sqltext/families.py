@@ -273,11 +273,13 @@ def cache_namespace() -> str:
     return f"shapes-v{RULES_VERSION};sqlglot-{getattr(sqlglot, '__version__', '?')}-{build}"
 
 
-def available_cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def free_cores() -> int:
+    """The cores this process may run on that are idle now: one, plus one for each whole core
+    the last minute's load average leaves free. On a shared machine whose cores are busy, a
+    second worker only halves each one's share (benchmarks/RESULTS-report.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    idle = int((cores or 1) - os.getloadavg()[0])
+    return max(1, min(cores or 1, idle + 1))
 
 
 def shapes_of(texts: Sequence[str], *, workers: int = 1) -> list[StatementShape]:
@@ -300,9 +302,10 @@ class Classifier:
     Shapes are kept in memory by text (a queryid's text never changes on a server, and one text
     may have several queryids: several roles, databases) and, with a *store*, across runs
     (``ParseCache``: a report over the statements of the previous one parses nothing). What is
-    left to parse is spread over *workers* processes when there is a lot of it (default: every
-    core). ``cache=False`` keeps nothing between calls (for measuring what caching saves).
-    ``parses`` counts texts parsed, ``stored`` shapes read from the store.
+    left to parse is spread over *workers* processes when there is a lot of it (default: the
+    cores idle at the time, ``free_cores``). ``cache=False`` keeps nothing between calls (for
+    measuring what caching saves). ``parses`` counts texts parsed, ``stored`` shapes read from
+    the store, ``workers_used`` the most processes one call parsed on.
     """
 
     def __init__(
@@ -310,9 +313,10 @@ class Classifier:
     ) -> None:
         self._memory: dict[str, StatementShape] | None = {} if cache else None
         self.store = store
-        self.workers = available_cores() if workers is None else workers
+        self.workers = workers
         self.parses = 0
         self.stored = 0
+        self.workers_used = 0
 
     def shape(self, queryid: int, text: str) -> StatementShape:
         return self.shapes([(queryid, text)])[0]
@@ -330,7 +334,9 @@ class Classifier:
                     found[text] = _shape_from_json(value)
             self.stored += len(found)
         missing = [text for text in wanted if text not in found]
-        parsed = dict(zip(missing, shapes_of(missing, workers=self.workers), strict=True))
+        workers = 1 if len(missing) < PARALLEL_FROM else self.workers or free_cores()
+        parsed = dict(zip(missing, shapes_of(missing, workers=workers), strict=True))
+        self.workers_used = max(self.workers_used, workers if missing else 0)
         self.parses += len(parsed)
         if self.store is not None and parsed:
             # An unreadable text's family is its queryid's: nothing to keep by text.
