@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import functools
 import io
-import itertools
 import json
 import os
 import random
@@ -62,6 +61,7 @@ BEFORE_COMMIT = "4615b43"  # main before issue 14: pure sqlglot, parses cached b
 GOAL_BUILD_SECONDS = 2.0
 GOAL_PEAK_MIB = 200.0
 GOAL_LIVE_SECONDS = 3.0
+GOAL_RUNS = 5  # rounds of the goals' measurements (each way once per round, interleaved)
 
 TEMPLATES = (
     "SELECT c{a}, c{b} FROM public.t{t} WHERE c{c} = $1",
@@ -175,48 +175,81 @@ def child_env(code: Path, cache: Path | None = None) -> dict[str, str]:
     return env
 
 
-def build_in_process(
-    code: Path, *, pure: bool, workers: int | None, store: Path | None, before: bool = False
-) -> Measured:
-    """Median of RUNS builds, each in a fresh process running *code*."""
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """One way of building the report: which code, which sqlglot, how many parse workers
+    (None: the default, the idle cores), which parse cache."""
+
+    code: Path
+    pure: bool
+    workers: int | None
+    store: Path | None = None
+    before: bool = False
+
+
+def build_once(build: Build) -> dict[str, float]:
+    """Build the report once in a fresh process: seconds, peak_mib, workers."""
     mode = {
-        "before": before,
-        "workers": workers,
-        "store": str(store) if store else None,
+        "before": build.before,
+        "workers": build.workers,
+        "store": str(build.store) if build.store else None,
         "statements": STATEMENTS,
     }
-    runs = []
-    for _ in range(RUNS):
-        done = subprocess.run(
-            [sys.executable, "-c", (PURE_SQLGLOT if pure else "") + BUILD_ONCE, json.dumps(mode)],
-            capture_output=True, text=True, check=True, cwd=code, env=child_env(code),
-        )  # fmt: skip
-        runs.append(json.loads(done.stdout.splitlines()[-1]))
-    return Measured(
-        statistics.median(r["seconds"] for r in runs),
-        statistics.median(r["peak_mib"] for r in runs),
-        statistics.median(r["workers"] for r in runs),
-    )
+    program = (PURE_SQLGLOT if build.pure else "") + BUILD_ONCE
+    done = subprocess.run(
+        [sys.executable, "-c", program, json.dumps(mode)],
+        capture_output=True, text=True, check=True, cwd=build.code, env=child_env(build.code),
+    )  # fmt: skip
+    return dict(json.loads(done.stdout.splitlines()[-1]))
 
 
-def live_command(
-    code: Path, dsn: str, *, pure: bool, cache: Callable[[], Path] | None = None
-) -> Measured:
-    """Median of RUNS ``dbtools report --live`` processes running *code* (each with the cache
-    directory *cache* gives: a fresh one, cold, or the same one, warm): wall time, peak RSS."""
-    runs = []
+def interleaved(builds: dict[str, Build], rounds: int) -> dict[str, Measured]:
+    """Medians of *rounds* rounds, each building once every way in turn: on a shared machine the
+    load drifts, and interleaving spreads it over every way alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, build in builds.items():
+            runs[name].append(build_once(build))
+    return {
+        name: Measured(
+            statistics.median(r["seconds"] for r in found),
+            statistics.median(r["peak_mib"] for r in found),
+            statistics.median(r["workers"] for r in found),
+        )
+        for name, found in runs.items()
+    }
+
+
+def live_once(code: Path, dsn: str, *, pure: bool, cache: Path | None) -> tuple[float, float]:
+    """One ``dbtools report --live`` process running *code* with the parse cache in *cache*:
+    its wall time and peak RSS (MiB)."""
     peak_file = Path(tempfile.mkdtemp(prefix="dbtools-bench-peak-")) / "peak"
-    for _ in range(RUNS):
-        env = {**child_env(code, cache() if cache else None), "BENCH_PEAK_FILE": str(peak_file)}
-        command = [sys.executable, "-c", (PURE_SQLGLOT if pure else "") + RUN_DBTOOLS_WITH_PEAK]
-        args = ["report", "--live", "--dsn", dsn, "--format", "md", "--output", "-"]
-        started = time.perf_counter()
-        subprocess.run(
-            [*command, *args], cwd=code, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, check=True,
-        )  # fmt: skip
-        runs.append((time.perf_counter() - started, float(peak_file.read_text())))
-    return Measured(statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+    env = {**child_env(code, cache), "BENCH_PEAK_FILE": str(peak_file)}
+    command = [sys.executable, "-c", (PURE_SQLGLOT if pure else "") + RUN_DBTOOLS_WITH_PEAK]
+    args = ["report", "--live", "--dsn", dsn, "--format", "md", "--output", "-"]
+    started = time.perf_counter()
+    subprocess.run(
+        [*command, *args], cwd=code, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - started, float(peak_file.read_text())
+
+
+def live_commands(before_code: Path, dsn: str, scratch: Path) -> dict[str, Measured]:
+    """Before, now with a cold cache (a fresh directory each time) and now warm (one directory,
+    filled first): GOAL_RUNS rounds, one of each per round."""
+    live_once(REPO, dsn, pure=False, cache=scratch / "live")  # fills the warm cache
+    runs: dict[str, list[tuple[float, float]]] = {"before": [], "cold": [], "warm": []}
+    for round_ in range(GOAL_RUNS):
+        runs["before"].append(live_once(before_code, dsn, pure=True, cache=None))
+        runs["cold"].append(live_once(REPO, dsn, pure=False, cache=scratch / f"cold-{round_}"))
+        runs["warm"].append(live_once(REPO, dsn, pure=False, cache=scratch / "live"))
+    return {
+        name: Measured(
+            statistics.median(r[0] for r in found), statistics.median(r[1] for r in found)
+        )
+        for name, found in runs.items()
+    }
 
 
 def sqlglot_version() -> str:
@@ -330,18 +363,17 @@ def main() -> None:
 
     # 0. The goals: builds in fresh processes, before and now.
     warm_store = scratch / "warm" / "parses.sqlite3"
-    builds = {
-        "before": build_in_process(before_code, pure=True, workers=1, store=None, before=True),
-        "pure sqlglot, one core": build_in_process(REPO, pure=True, workers=1, store=None),
-        "compiled, one core": build_in_process(REPO, pure=False, workers=1, store=None),
-        "compiled, two workers": build_in_process(REPO, pure=False, workers=2, store=None),
-        "compiled, the idle cores (the default)": build_in_process(
-            REPO, pure=False, workers=None, store=None
-        ),
-    }
-    build_in_process(REPO, pure=False, workers=None, store=warm_store)  # fills the store
-    builds["compiled, cache warm"] = build_in_process(
-        REPO, pure=False, workers=None, store=warm_store
+    build_once(Build(REPO, pure=False, workers=None, store=warm_store))  # fills the store
+    builds = interleaved(
+        {
+            "before": Build(before_code, pure=True, workers=1, before=True),
+            "pure sqlglot, one core": Build(REPO, pure=True, workers=1),
+            "compiled, one core": Build(REPO, pure=False, workers=1),
+            "compiled, two workers": Build(REPO, pure=False, workers=2),
+            "compiled, the idle cores (the default)": Build(REPO, pure=False, workers=None),
+            "compiled, cache warm": Build(REPO, pure=False, workers=None, store=warm_store),
+        },
+        GOAL_RUNS,
     )
     compiled = compiled_sqlglot()
 
@@ -368,14 +400,7 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             in_pgss = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]  # type: ignore[index]
             server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        fresh = itertools.count()
-        live_runs = {
-            "before": live_command(before_code, dsn, pure=True),
-            "now, cache cold": live_command(
-                REPO, dsn, pure=False, cache=lambda: scratch / f"cold-{next(fresh)}"
-            ),
-            "now, cache warm": live_command(REPO, dsn, pure=False, cache=lambda: scratch / "live"),
-        }
+        live_runs = live_commands(before_code, dsn, scratch)
         live = {fmt: live_report_seconds(dsn, fmt) for fmt in ("md", "json", "html")}
         without = live_report_seconds(dsn, "md", ())
         inspecting = inspection_seconds(dsn)
@@ -397,7 +422,8 @@ def main() -> None:
         "",
         "## Issue 14's goals, before and now",
         "",
-        f"Each figure is the median of {RUNS} fresh processes; ratio = now / goal (below 1: met).",
+        f"Each figure is the median of {GOAL_RUNS} fresh processes (the builds interleaved: one "
+        "of each per round, and the same for `--live`); ratio = now / goal (below 1: met).",
         "",
         "| goal | before | now | goal | ratio | |",
         "|---|---:|---:|---:|---:|---|",
@@ -425,21 +451,21 @@ def main() -> None:
         goal_row(
             "`dbtools report --live` end to end, cache cold (s)",
             live_runs["before"].seconds,
-            live_runs["now, cache cold"].seconds,
+            live_runs["cold"].seconds,
             GOAL_LIVE_SECONDS,
             "s",
         ),
         goal_row(
             "`dbtools report --live` end to end, cache warm (s)",
             live_runs["before"].seconds,
-            live_runs["now, cache warm"].seconds,
+            live_runs["warm"].seconds,
             GOAL_LIVE_SECONDS,
             "s",
         ),
         goal_row(
             "peak RSS of `dbtools report --live`, cache cold (MiB)",
             live_runs["before"].peak_mib,
-            live_runs["now, cache cold"].peak_mib,
+            live_runs["cold"].peak_mib,
             GOAL_PEAK_MIB,
             "MiB",
         ),

@@ -32,6 +32,12 @@ RESULTS = Path(__file__).with_name("RESULTS-startup.md")
 GOAL_VERIFY_HELP_IMPORTS_MS = 150.0
 WATCHED = ("sqlalchemy", "alembic", "matplotlib", "sqlglot", "psycopg")
 COMMANDS = (("verify", "--help"), ("--help",), ("--version",))
+# What `dbtools verify` loads to do its work (its library, and what the database's revision
+# expects), without a database: the same code before and now.
+VERIFY_WORK = (
+    "from dbtools.verify import verify; from dbtools.verify.render import render_table; "
+    "from dbtools.schema.manifest import manifest_at; manifest_at('head')"
+)
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)")
 
 
@@ -44,10 +50,19 @@ class Startup:
     loaded: tuple[str, ...]
 
 
-def measure(code: Path, args: tuple[str, ...], *, before: bool) -> Startup:
-    """``dbtools ARGS`` RUNS times under ``-X importtime`` with *code* first on the path."""
-    if before:  # as main ran it: pure sqlglot
-        command = [sys.executable, "-X", "importtime", "-c", PURE_SQLGLOT + RUN_DBTOOLS]
+def measure(
+    code: Path, args: tuple[str, ...], *, before: bool, program: str = RUN_DBTOOLS
+) -> Startup:
+    """``dbtools ARGS`` (or *program*) RUNS times under ``-X importtime``, *code* first on the
+    path."""
+    if before or program != RUN_DBTOOLS:  # before: as main ran it, with pure sqlglot
+        command = [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            (PURE_SQLGLOT if before else "") + program,
+        ]
     else:  # the goal's own command line
         command = [sys.executable, "-X", "importtime", "-m", "dbtools"]
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -82,6 +97,10 @@ def main() -> None:
         command: (measure(before_code, command, before=True), measure(REPO, command, before=False))
         for command in COMMANDS
     }
+    work = (
+        measure(before_code, (), before=True, program=VERIFY_WORK),
+        measure(REPO, (), before=False, program=VERIFY_WORK),
+    )
     verify_now = found[("verify", "--help")][1].imports_ms
     met = "met" if verify_now < GOAL_VERIFY_HELP_IMPORTS_MS else "**not met**"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -106,6 +125,9 @@ def main() -> None:
             f"{', '.join(new.loaded) or '-'} |"
             for command, (old, new) in found.items()
         ),
+        f"| what `dbtools verify` loads to work (`{VERIFY_WORK}`) | {work[0].imports_ms:.0f} | "
+        f"{work[1].imports_ms:.0f} | {work[0].wall_ms:.0f} | {work[1].wall_ms:.0f} | "
+        f"{', '.join(work[0].loaded) or '-'} | {', '.join(work[1].loaded) or '-'} |",
         "",
         "Imports: the sum of every module's own time as `-X importtime` prints it (the "
         "interpreter's own start-up included). Wall: the whole process. What `verify`, "
