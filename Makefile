@@ -12,10 +12,11 @@ FAST_TIER := not server and not slow
 
 .PHONY: demo test test-fast lint format clean
 
+# With sqlglot's compiled build where it installs (dbtools[fast]), else pure sqlglot.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast]' || $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 # The main job on an embedded PostgreSQL: migrate, seed, baseline and candidate windows,

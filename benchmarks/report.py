@@ -2,8 +2,12 @@
 
 Measures, side by side in one run:
 
+0. the goals of issue 14, before (main at ``--before``, pure sqlglot, one core) and now: building
+   a report over 5,000 distinct statements (each build in a fresh process: pure sqlglot, the
+   compiled build, both cores, the parse cache warm), its peak RSS, and a ``--live`` report end
+   to end (the ``dbtools report`` process, cache cold and warm), each as a ratio to its goal;
 1. statements classified per second (scrub + sqlglot parse + fingerprint) with and without the
-   parse cache, over two periods holding the same 5,000 statements (a before/after report);
+   in-memory cache, over two periods holding the same 5,000 statements (a before/after report);
 2. building and rendering a before/after report from constructed rows (no database): time per
    format and the peak of Python allocations (tracemalloc);
 3. an end-to-end ``--live`` report on a sandbox PostgreSQL whose pg_stat_statements holds
@@ -12,6 +16,8 @@ Measures, side by side in one run:
    plans, index advice, schema health), with none of them, and with each one alone.
 
 Run: ``.venv/bin/python -m benchmarks.report`` (writes benchmarks/RESULTS-report.md).
+``--before DIR``: a checkout of the code to compare with (default: main's commit 4615b43,
+extracted with ``git archive`` into a temporary directory).
 """
 
 from __future__ import annotations
@@ -19,10 +25,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import io
+import json
 import os
 import random
 import resource
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -36,12 +48,20 @@ from dbtools.report import ReportOptions, make_report, render
 from dbtools.report.inspection import SECTIONS, InspectionOptions, inspect
 from dbtools.report.model import Report, ReportInput, build_report
 from dbtools.sandbox import temporary_sandbox
-from dbtools.sqltext.families import Classifier
+from dbtools.sqltext.families import Classifier, compiled_sqlglot
+from tests.helpers import PURE_SQLGLOT
 from tests.report_fixture import grown, report_input, statement
 
 STATEMENTS = 5_000
 RUNS = 3
 RESULTS = Path(__file__).with_name("RESULTS-report.md")
+REPO = Path(__file__).resolve().parent.parent
+BEFORE_COMMIT = "4615b43"  # main before issue 14: pure sqlglot, parses cached by queryid only
+# Issue 14's goals for the report.
+GOAL_BUILD_SECONDS = 2.0
+GOAL_PEAK_MIB = 200.0
+GOAL_LIVE_SECONDS = 3.0
+GOAL_RUNS = 5  # rounds of the goals' measurements (each way once per round, interleaved)
 
 TEMPLATES = (
     "SELECT c{a}, c{b} FROM public.t{t} WHERE c{c} = $1",
@@ -76,11 +96,180 @@ def median_seconds(action: Callable[[], object], runs: int = RUNS) -> float:
     return statistics.median(times)
 
 
+# -- 0. the goals, before and now, each in fresh processes -------------------------------------
+
+# The peak RSS of the largest process: this one (VmHWM: its own memory's high-water mark; its
+# ru_maxrss would start at its parent's size, inherited at exec) and its workers (forked, not
+# exec'd: their ru_maxrss is their own, the pages they share with it included).
+PEAK_RSS = """
+def peak_mib():
+    import resource
+    with open("/proc/self/status") as status:
+        own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+"""
+
+# Builds the report of big_input() once and prints its seconds and the process's peak RSS.
+BUILD_ONCE = (
+    """
+import json, resource, sys, time
+from datetime import datetime, timezone
+from pathlib import Path
+mode = json.loads(sys.argv[1])
+from benchmarks.report import big_input, distinct_texts
+from dbtools.report.model import build_report
+kwargs = {}
+if not mode["before"]:  # the code of issue 14 (workers None: the idle cores)
+    from dbtools.sqltext.families import Classifier, cache_namespace
+    from dbtools.sqltext.parse_cache import ParseCache
+    store = mode["store"] and ParseCache(Path(mode["store"]), namespace=cache_namespace())
+    kwargs["classifier"] = Classifier(store=store or None, workers=mode["workers"])
+data = big_input(distinct_texts(mode["statements"]))
+started = time.perf_counter()
+build_report(data, generated_at=datetime(2026, 1, 2, tzinfo=timezone.utc), **kwargs)
+seconds = time.perf_counter() - started
+workers = kwargs["classifier"].workers_used if kwargs else 1
+"""
+    + PEAK_RSS
+    + """
+print(json.dumps({"seconds": seconds, "peak_mib": peak_mib(), "workers": workers}))
+"""
+)
+
+RUN_DBTOOLS = "import runpy; runpy.run_module('dbtools', run_name='__main__')"
+# The same, writing the process's peak RSS (MiB) to the file $BENCH_PEAK_FILE names on exit.
+RUN_DBTOOLS_WITH_PEAK = (
+    PEAK_RSS
+    + """
+import atexit, os
+atexit.register(lambda: open(os.environ["BENCH_PEAK_FILE"], "w").write(str(peak_mib())))
+"""
+    + RUN_DBTOOLS
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """Medians over fresh processes: seconds, and the peak RSS of the largest process (MiB)."""
+
+    seconds: float
+    peak_mib: float
+    workers: float = 1  # parse workers (a report's default: the cores idle at the time)
+
+
+def extract_before(commit: str) -> Path:
+    """The code at *commit*, extracted (``git archive``) into a temporary directory."""
+    directory = Path(tempfile.mkdtemp(prefix="dbtools-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
+def child_env(code: Path, cache: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    if cache is not None:
+        env["DBTOOLS_CACHE_DIR"] = str(cache)
+    return env
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """One way of building the report: which code, which sqlglot, how many parse workers
+    (None: the default, the idle cores), which parse cache."""
+
+    code: Path
+    pure: bool
+    workers: int | None
+    store: Path | None = None
+    before: bool = False
+
+
+def build_once(build: Build) -> dict[str, float]:
+    """Build the report once in a fresh process: seconds, peak_mib, workers."""
+    mode = {
+        "before": build.before,
+        "workers": build.workers,
+        "store": str(build.store) if build.store else None,
+        "statements": STATEMENTS,
+    }
+    program = (PURE_SQLGLOT if build.pure else "") + BUILD_ONCE
+    done = subprocess.run(
+        [sys.executable, "-c", program, json.dumps(mode)],
+        capture_output=True, text=True, check=True, cwd=build.code, env=child_env(build.code),
+    )  # fmt: skip
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def interleaved(builds: dict[str, Build], rounds: int) -> dict[str, Measured]:
+    """Medians of *rounds* rounds, each building once every way in turn: on a shared machine the
+    load drifts, and interleaving spreads it over every way alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, build in builds.items():
+            runs[name].append(build_once(build))
+    return {
+        name: Measured(
+            statistics.median(r["seconds"] for r in found),
+            statistics.median(r["peak_mib"] for r in found),
+            statistics.median(r["workers"] for r in found),
+        )
+        for name, found in runs.items()
+    }
+
+
+def live_once(code: Path, dsn: str, *, pure: bool, cache: Path | None) -> tuple[float, float]:
+    """One ``dbtools report --live`` process running *code* with the parse cache in *cache*:
+    its wall time and peak RSS (MiB)."""
+    peak_file = Path(tempfile.mkdtemp(prefix="dbtools-bench-peak-")) / "peak"
+    env = {**child_env(code, cache), "BENCH_PEAK_FILE": str(peak_file)}
+    command = [sys.executable, "-c", (PURE_SQLGLOT if pure else "") + RUN_DBTOOLS_WITH_PEAK]
+    args = ["report", "--live", "--dsn", dsn, "--format", "md", "--output", "-"]
+    started = time.perf_counter()
+    subprocess.run(
+        [*command, *args], cwd=code, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - started, float(peak_file.read_text())
+
+
+def live_commands(before_code: Path, dsn: str, scratch: Path) -> dict[str, Measured]:
+    """Before, now with a cold cache (a fresh directory each time) and now warm (one directory,
+    filled first): GOAL_RUNS rounds, one of each per round."""
+    live_once(REPO, dsn, pure=False, cache=scratch / "live")  # fills the warm cache
+    runs: dict[str, list[tuple[float, float]]] = {"before": [], "cold": [], "warm": []}
+    for round_ in range(GOAL_RUNS):
+        runs["before"].append(live_once(before_code, dsn, pure=True, cache=None))
+        runs["cold"].append(live_once(REPO, dsn, pure=False, cache=scratch / f"cold-{round_}"))
+        runs["warm"].append(live_once(REPO, dsn, pure=False, cache=scratch / "live"))
+    return {
+        name: Measured(
+            statistics.median(r[0] for r in found), statistics.median(r[1] for r in found)
+        )
+        for name, found in runs.items()
+    }
+
+
+def sqlglot_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("sqlglot")
+
+
+def goal_row(what: str, before: float | None, now: float, goal: float, unit: str) -> str:
+    """One Markdown row: the figure before and now, the goal, now/goal and whether it is met."""
+    shown = "" if before is None else f"{before:,.2f}"
+    verdict = "met" if now < goal else "**not met**"
+    return f"| {what} | {shown} | {now:,.2f} | < {goal:g} {unit} | {now / goal:.2f} | {verdict} |"
+
+
 # -- 1. classification rate ---------------------------------------------------------------------
 
 
 def classify_all(texts: list[str], *, cache: bool, periods: int = 2) -> Classifier:
-    classifier = Classifier(cache=cache)
+    classifier = Classifier(cache=cache, workers=1)
     for _ in range(periods):
         for queryid, text in enumerate(texts, 1):
             classifier.shape(queryid, text)
@@ -163,9 +352,30 @@ def machine() -> str:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, default=None, help="the code to compare with")
+    args = parser.parse_args()
+    before_code = args.before or extract_before(BEFORE_COMMIT)
+    scratch = Path(tempfile.mkdtemp(prefix="dbtools-bench-cache-"))
+    os.environ["DBTOOLS_CACHE_DIR"] = str(scratch / "in-process")  # never the user's cache
     texts = distinct_texts(STATEMENTS)
     lookups = 2 * STATEMENTS
+
+    # 0. The goals: builds in fresh processes, before and now.
+    warm_store = scratch / "warm" / "parses.sqlite3"
+    build_once(Build(REPO, pure=False, workers=None, store=warm_store))  # fills the store
+    builds = interleaved(
+        {
+            "before": Build(before_code, pure=True, workers=1, before=True),
+            "pure sqlglot, one core": Build(REPO, pure=True, workers=1),
+            "compiled, one core": Build(REPO, pure=False, workers=1),
+            "compiled, two workers": Build(REPO, pure=False, workers=2),
+            "compiled, the idle cores (the default)": Build(REPO, pure=False, workers=None),
+            "compiled, cache warm": Build(REPO, pure=False, workers=None, store=warm_store),
+        },
+        GOAL_RUNS,
+    )
+    compiled = compiled_sqlglot()
 
     uncached = median_seconds(lambda: classify_all(texts, cache=False))
     cached = median_seconds(lambda: classify_all(texts, cache=True))
@@ -190,6 +400,7 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             in_pgss = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]  # type: ignore[index]
             server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        live_runs = live_commands(before_code, dsn, scratch)
         live = {fmt: live_report_seconds(dsn, fmt) for fmt in ("md", "json", "html")}
         without = live_report_seconds(dsn, "md", ())
         inspecting = inspection_seconds(dsn)
@@ -206,15 +417,87 @@ def main() -> None:
         f"- command: `.venv/bin/python -m benchmarks.report` (medians of {RUNS} runs)",
         f"- load average when the run ended: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
         "(the machine is shared; figures are noisy)",
+        f"- sqlglot {sqlglot_version()}, compiled build (sqlglotc) in use: {compiled}; "
+        f"before: commit {BEFORE_COMMIT} (main before issue 14) with pure sqlglot",
+        "",
+        "## Issue 14's goals, before and now",
+        "",
+        f"Each figure is the median of {GOAL_RUNS} fresh processes (the builds interleaved: one "
+        "of each per round, and the same for `--live`); ratio = now / goal (below 1: met).",
+        "",
+        "| goal | before | now | goal | ratio | |",
+        "|---|---:|---:|---:|---:|---|",
+        goal_row(
+            f"build a report over {STATEMENTS:,} distinct statements, cache cold (s)",
+            builds["before"].seconds,
+            builds["compiled, the idle cores (the default)"].seconds,
+            GOAL_BUILD_SECONDS,
+            "s",
+        ),
+        goal_row(
+            "the same, parses kept from the previous run (s)",
+            builds["before"].seconds,
+            builds["compiled, cache warm"].seconds,
+            GOAL_BUILD_SECONDS,
+            "s",
+        ),
+        goal_row(
+            "peak RSS of that build, cache cold (MiB; the largest process)",
+            builds["before"].peak_mib,
+            builds["compiled, the idle cores (the default)"].peak_mib,
+            GOAL_PEAK_MIB,
+            "MiB",
+        ),
+        goal_row(
+            "`dbtools report --live` end to end, cache cold (s)",
+            live_runs["before"].seconds,
+            live_runs["cold"].seconds,
+            GOAL_LIVE_SECONDS,
+            "s",
+        ),
+        goal_row(
+            "`dbtools report --live` end to end, cache warm (s)",
+            live_runs["before"].seconds,
+            live_runs["warm"].seconds,
+            GOAL_LIVE_SECONDS,
+            "s",
+        ),
+        goal_row(
+            "peak RSS of `dbtools report --live`, cache cold (MiB)",
+            live_runs["before"].peak_mib,
+            live_runs["cold"].peak_mib,
+            GOAL_PEAK_MIB,
+            "MiB",
+        ),
+        "",
+        "What each step gives (building the report, fresh processes):",
+        "",
+        "| code | parse workers | seconds | vs before | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {m.workers:g} | {m.seconds:.2f} | "
+            f"{builds['before'].seconds / m.seconds:.1f}x | {m.peak_mib:.0f} |"
+            for name, m in builds.items()
+        ),
+        "",
+        "Parse workers: the median of the most processes a build parsed on (0: nothing to parse). "
+        "The default takes one, plus one for each whole core the last minute's load average "
+        "leaves idle: on this shared machine the other core is often busy, and two workers then "
+        "each run at half speed.",
+        "",
+        f"The `--live` report ran against the server of section 3 below ({STATEMENTS:,} "
+        "statements in pg_stat_statements, every section read from the database).",
         "",
         f"## Classifying statements ({STATEMENTS:,} distinct texts, two periods: "
         f"{lookups:,} classifications)",
+        "",
+        "One core, no parse cache on disk (`Classifier(workers=1)`), this process's sqlglot:",
         "",
         "| parse cache | parses | seconds | classifications/s | parses/s |",
         "|---|---:|---:|---:|---:|",
         f"| off | {lookups:,} | {uncached:.2f} | {lookups / uncached:,.0f} | "
         f"{lookups / uncached:,.0f} |",
-        f"| on (by queryid) | {STATEMENTS:,} | {cached:.2f} | {lookups / cached:,.0f} | "
+        f"| on (in memory, by text) | {STATEMENTS:,} | {cached:.2f} | {lookups / cached:,.0f} | "
         f"{STATEMENTS / cached:,.0f} |",
         "",
         f"The cache makes a before/after report {uncached / cached:.2f}x faster to classify "
@@ -234,7 +517,8 @@ def main() -> None:
         f"## End to end: `--live` report on a server with {in_pgss:,} pg_stat_statements entries",
         "",
         "Every section on (activity, space, settings, plans of the 10 costliest statements, "
-        f"index advice, schema health; {tables} user tables; no hypopg in the embedded server):",
+        f"index advice, schema health; {tables} user tables; no hypopg in the embedded server; "
+        "in-process, so the parse cache is cold for the first run only):",
         "",
         "| format | seconds (connect, collect, inspect, build, render) |",
         "|---|---:|",

@@ -33,14 +33,14 @@ from dbtools.db.connection import SQL_MARKER, describe, error_reason, session
 from dbtools.db.server import ServerInfo, inspect_server
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, ConfigError
 from dbtools.findings import FAILING, Finding
-from dbtools.schema.manifest import Manifest, manifest_at
+from dbtools.schema.frozen import IniPath
+from dbtools.schema.manifest import Manifest, head_revision, manifest_at
 from dbtools.schema.monitoring import (
     MONITORING_SCHEMA,
     SNAPSHOTS,
     WRITTEN_BY_OTHERS,
     monitoring_table,
 )
-from dbtools.schema.revisions import IniPath, head_revision
 from dbtools.stats.collect import probe_collection, read_counting_overrides
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ import pytest
 from psycopg import conninfo, sql
 
 from dbtools.sandbox import SERVER_SETTINGS, Sandbox, resolve_pg_bin
+from dbtools.sqltext.parse_cache import CACHE_DIR_VARIABLE
 
 TEMPLATE = "dbtools_test_template"
 _counter = itertools.count(1)
@@ -163,6 +164,22 @@ def sandbox_dir() -> Iterator[Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's own cache directory (DBTOOLS_CACHE_DIR, subprocesses included): the
+    suite never reads or fills the cache of the user who runs it."""
+    directory = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get(CACHE_DIR_VARIABLE)
+    os.environ[CACHE_DIR_VARIABLE] = str(directory)
+    try:
+        yield directory
+    finally:
+        if previous is None:
+            os.environ.pop(CACHE_DIR_VARIABLE, None)
+        else:
+            os.environ[CACHE_DIR_VARIABLE] = previous
 
 
 @pytest.fixture(scope="session")

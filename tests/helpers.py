@@ -15,6 +15,26 @@ from dbtools.cli import cli
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
+# Python code that makes the rest of a `python -c` program import sqlglot's modules from their
+# .py files, never from the compiled ones (sqlglotc) installed beside them.
+PURE_SQLGLOT = """
+import importlib.machinery as machinery, sys
+
+class PureSqlglot:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] != "sqlglot":
+            return None
+        for entry in path or sys.path:
+            loaders = (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES)
+            spec = machinery.FileFinder(entry, loaders).find_spec(name)
+            if spec is not None:
+                return spec
+        return None
+
+sys.meta_path.insert(0, PureSqlglot)
+"""
+
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run ``dbtools ARGS`` in-process; stdout and stderr are kept apart."""

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from dbtools.errors import ConfigError
-from dbtools.schema.revisions import downgrade, head_revision
+from dbtools.schema.manifest import head_revision
+from dbtools.schema.revisions import downgrade
 from dbtools.stats.snapshots import RequestTotals, Window, window_labels
 from dbtools.stats.snapshots import snapshot as take_snapshot
 from dbtools.verify import VerifyResult, evaluate, verify

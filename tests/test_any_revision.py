@@ -9,7 +9,8 @@ import json
 import pytest
 from psycopg import conninfo
 
-from dbtools.schema.revisions import downgrade, head_revision
+from dbtools.schema.manifest import head_revision
+from dbtools.schema.revisions import downgrade
 from dbtools.verify import verify
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database

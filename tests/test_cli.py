@@ -15,9 +15,16 @@ from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, run_cli, run_dbtools
 
 
+def _command(group: click.Group, name: str) -> click.Command:
+    command = group.get_command(click.Context(group), name)
+    assert command is not None, name
+    return command
+
+
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
-    for name, command in sorted(group.commands.items()):
+    for name in group.list_commands(click.Context(group)):
+        command = _command(group, name)
         if isinstance(command, click.Group):
             found += _all_commands(command, (*prefix, name))
         else:
@@ -33,7 +40,7 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        command = _command(command, name)
     summary = (command.help or "").strip().splitlines()[0]
     assert summary and summary in result.output
 

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from dbtools.schema.revisions import head_revision, upgrade
+from dbtools.schema.manifest import head_revision
+from dbtools.schema.revisions import upgrade
 from dbtools.stats import snapshots
 from tests.conftest import Database
 from tests.helpers import REPO, run_cli

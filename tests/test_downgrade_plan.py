@@ -12,9 +12,9 @@ from dbtools.safety.classify import DbObject, SchemaContext, classify
 from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.safety.plan import DowngradePlan, build_plan
 from dbtools.safety.render import plan_markdown
-from dbtools.schema.manifest import manifest_at
+from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.schema.monitoring import MONITORING_SCHEMA
-from dbtools.schema.revisions import downgrade, head_revision, offline_sql
+from dbtools.schema.revisions import downgrade, offline_sql
 from dbtools.sqltext.split import read_offline_sql
 from tests.conftest import Database
 from tests.helpers import REPO, assert_usage_error, check_golden, run_cli

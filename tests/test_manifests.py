@@ -20,13 +20,13 @@ from dbtools.schema.manifest import (
     Manifest,
     SettingDifference,
     TableSettings,
+    head_revision,
     manifest_at,
     setting_differences,
 )
 from dbtools.schema.revisions import (
     IniPath,
     downgrade,
-    head_revision,
     offline_sql,
     script_directory,
     upgrade,

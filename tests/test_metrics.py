@@ -20,7 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from dbtools.db.connection import session
 from dbtools.metrics import MetricsRecorder, count_statements
 from dbtools.metrics.buckets import Buckets, MetricsRow
-from dbtools.schema.revisions import head_revision, script_directory, upgrade
+from dbtools.schema.manifest import head_revision
+from dbtools.schema.revisions import script_directory, upgrade
 from dbtools.stats.measures import measure_window
 from dbtools.stats.snapshots import load_windows, parse_window
 from tests.conftest import Database

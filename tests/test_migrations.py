@@ -17,11 +17,10 @@ import psycopg
 import pytest
 
 from dbtools.schema.dump import diff, dump_schema
-from dbtools.schema.manifest import manifest_at
+from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.schema.monitoring import MONITORING_SCHEMA
 from dbtools.schema.revisions import (
     downgrade,
-    head_revision,
     offline_sql,
     script_directory,
     upgrade,

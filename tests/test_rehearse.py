@@ -12,7 +12,7 @@ import pytest
 from dbtools.errors import UsageError
 from dbtools.safety.rehearse import object_identity, rehearse, schema_differences
 from dbtools.schema.dump import dump_schema
-from dbtools.schema.revisions import head_revision
+from dbtools.schema.manifest import head_revision
 from tests.conftest import Database, PgServer
 from tests.helpers import REPO, assert_usage_error, run_cli
 

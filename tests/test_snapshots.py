@@ -15,8 +15,7 @@ import pytest
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
 from dbtools.schema import monitoring
-from dbtools.schema.manifest import manifest_at
-from dbtools.schema.revisions import head_revision
+from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.stats import collect as stats
 from dbtools.stats import snapshots
 from dbtools.stats.rows import (

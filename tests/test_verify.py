@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.schema.revisions import head_revision
+from dbtools.schema.manifest import head_revision
 from dbtools.sqltext.parse import TableRef
 from dbtools.stats import snapshots
 from dbtools.stats.measures import Scope

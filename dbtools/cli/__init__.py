@@ -6,6 +6,7 @@ Every subcommand maps ``DbtoolsError`` to one ``Error: …`` line on stderr and 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -20,8 +21,38 @@ from dbtools.redaction import RedactingFilter, redact
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+# Where each command lives. A command's module is imported when the command runs (or when
+# `dbtools --help` lists them all), so each command loads only the libraries its own work needs
+# (tests/test_imports.py).
+COMMAND_MODULES: dict[str, str] = {
+    "demo": "dbtools.cli.demo",
+    "sandbox": "dbtools.cli.sandbox",
+    "doctor": "dbtools.cli.doctor",
+    "workload": "dbtools.cli.workload",
+    "snapshot": "dbtools.cli.snapshot",
+    "capture": "dbtools.cli.snapshot",
+    "verify": "dbtools.cli.verify",
+    "report": "dbtools.cli.report",
+    "dashboard": "dbtools.cli.report",
+    "downgrade-plan": "dbtools.cli.safety",
+    "rehearse": "dbtools.cli.safety",
+    "lint": "dbtools.cli.safety",
+}
+
+
 class DbtoolsGroup(click.Group):
-    """A group whose commands report errors as one redacted line and a documented exit code."""
+    """A group whose commands report errors as one redacted line and a documented exit code,
+    and are loaded from ``COMMAND_MODULES`` when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(COMMAND_MODULES[cmd_name])
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -72,17 +103,6 @@ def _configure_logging(verbose: int) -> None:
     root = logging.getLogger("dbtools")
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING - 10 * min(verbose, 2))
-
-
-def _register() -> None:
-    from dbtools.cli import demo, doctor, report, safety, sandbox, snapshot, verify, workload
-
-    for module in (demo, sandbox, doctor, workload, snapshot, verify, report, safety):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from dbtools.cli.options import config_option, dsn_option, format_option
-from dbtools.db.connection import resolve_dsn
 
-# The library (sqlglot, SQLAlchemy, Alembic) is imported when the command runs.
+# The library (psycopg, and sqlglot for --table) is imported when the command runs: a deploy
+# script's `dbtools verify --help` and its argument errors cost no driver start-up.
 
 
 @click.command("verify")
@@ -142,10 +142,12 @@ def verify_command(
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
+    from dbtools.db.connection import resolve_dsn
     from dbtools.errors import UsageError
     from dbtools.sqltext.parse import TableRef
     from dbtools.stats.measures import Scope
     from dbtools.verify import verify
+    from dbtools.verify.render import render_table
     from dbtools.verify.thresholds import load_thresholds
 
     canary_options = {
@@ -174,8 +176,6 @@ def verify_command(
         resolve_dsn(dsn), baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation, after_rollback=after_rollback,
     )  # fmt: skip
-    from dbtools.verify.render import render_table
-
     if output_format == "json":
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
@@ -192,6 +192,7 @@ def _canary(
     variant_roles: tuple[str, ...],
     **options: Any,
 ) -> None:
+    from dbtools.db.connection import resolve_dsn
     from dbtools.verify.canary import CanarySpec, parse_variant_roles, verify_canary
     from dbtools.verify.render import render_canary_table
 

@@ -42,6 +42,8 @@ from dbtools.report.model import (
 )
 from dbtools.report.model import build_report as build_report
 from dbtools.schema.manifest import manifest_at
+from dbtools.sqltext.families import Classifier, cache_namespace
+from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.stats import collect as stats
 from dbtools.stats.snapshots import load_windows, parse_window
 from dbtools.verify import evaluate
@@ -183,7 +185,17 @@ def make_report(
             large_table_rows=options.health.large_table_rows,
             thresholds=options.thresholds,
         )
-    return build_report(data, options, generated_at=generated_at or datetime.now(timezone.utc))
+    # Parses kept across runs: a report over the statements of the previous one parses nothing.
+    store = ParseCache(namespace=cache_namespace())
+    try:
+        return build_report(
+            data,
+            options,
+            generated_at=generated_at or datetime.now(timezone.utc),
+            classifier=Classifier(store=store),
+        )
+    finally:
+        store.close()
 
 
 def report_stem(report: Report) -> str:

@@ -612,10 +612,8 @@ def build_report(
     for period in periods:
         for row in _called(period.statements):
             statements.setdefault(statement_key(row), {})[period.name] = row
-    shapes = {
-        key: classifier.shape(key[2], next(iter(rows.values())).query)
-        for key, rows in statements.items()
-    }
+    samples = [(key[2], next(iter(rows.values())).query) for key, rows in statements.items()]
+    shapes = dict(zip(statements, classifier.shapes(samples), strict=True))
     covered = {
         shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }

@@ -5,14 +5,17 @@ definition, as ``pg_get_indexdef`` prints it), per-table storage parameters and 
 upgrade creates, and what it drops. Revisions are frozen, and so are their manifests
 (``tests/test_manifests.py`` proves that each upgrade creates exactly its manifest).
 
-``manifest_at(revision)`` adds them up from base to *revision*, through Alembic's script
-directory: what ``verify``, ``report``, the dashboard and the workload expect of a database at
-that revision. Names are schema-qualified and quoted where needed (``db.catalog.qualified``).
+``manifest_at(revision)`` adds them up from base to *revision*: what ``verify``, ``report``, the
+dashboard and the workload expect of a database at that revision. Names are schema-qualified and
+quoted where needed (``db.catalog.qualified``). For dbtools' own migrations the revisions and
+their manifests are read from their record (``frozen``), without importing Alembic or SQLAlchemy;
+``record_revisions`` (``python -m dbtools.schema.manifest``) rewrites it from the revision files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +23,6 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
-from alembic.util import CommandError
 
 from dbtools.db.catalog import (
     IDENTIFIER,
@@ -30,8 +32,9 @@ from dbtools.db.catalog import (
     unquote_ident,
 )
 from dbtools.errors import ConfigError
+from dbtools.schema import frozen
+from dbtools.schema.frozen import IniPath, RecordedRevision
 from dbtools.schema.monitoring import MONITORING_SCHEMA
-from dbtools.schema.revisions import IniPath, script_directory
 
 _NAME = IDENTIFIER.pattern
 _INDEX_DEFINITION = re.compile(
@@ -202,6 +205,10 @@ class Manifest:
         )
 
 
+BASE = "base"
+HEAD = "head"
+
+
 def manifest_at(revision: str | None, *, ini: IniPath = None) -> Manifest:
     """What the revisions from base up to *revision* create: a revision id, ``head``, or
     ``base``/None (never migrated: an empty manifest).
@@ -209,9 +216,63 @@ def manifest_at(revision: str | None, *, ini: IniPath = None) -> Manifest:
     Raises ``ConfigError`` for a revision the migrations do not know (a database migrated by a
     newer dbtools, a typo) or one that exports no ``MANIFEST``.
     """
-    if revision is None:
+    if revision is None or revision == BASE:
         return Manifest()
-    script = script_directory(ini)
+    recorded = frozen.recorded_revisions(ini)
+    if recorded is None:
+        return _manifest_through_alembic(revision, ini)
+    by_id = {entry.revision: entry for entry in recorded}
+    target = _recorded_head(recorded) if revision == HEAD else revision
+    if target not in by_id:
+        known = ", ".join(by_id)
+        raise ConfigError(
+            f"unknown revision {revision!r}: the migrations in {frozen.OWN_VERSIONS.parent} "
+            f"have {known}"
+        )
+    chain: list[RecordedRevision] = []
+    at: str | None = target
+    while at is not None:
+        chain.append(by_id[at])
+        at = by_id[at].down_revision
+    manifest = Manifest()
+    for entry in reversed(chain):
+        manifest = manifest.then(manifest_from_json(entry.manifest, entry.revision))
+    return manifest
+
+
+def head_revision(ini: IniPath = None) -> str:
+    """The single head of the revision graph (from the record when it holds: no Alembic).
+
+    Raises ``ConfigError`` when the migrations have several heads.
+    """
+    recorded = frozen.recorded_revisions(ini)
+    if recorded is not None:
+        return _recorded_head(recorded)
+    heads = _script_directory(ini).get_heads()
+    if len(heads) != 1:
+        raise ConfigError(f"the migrations have {len(heads)} heads, expected one: {heads}")
+    return str(heads[0])
+
+
+def _recorded_head(recorded: tuple[RecordedRevision, ...]) -> str:
+    downs = {entry.down_revision for entry in recorded}
+    heads = [entry.revision for entry in recorded if entry.revision not in downs]
+    if len(heads) != 1:
+        raise ConfigError(f"the migrations have {len(heads)} heads, expected one: {heads}")
+    return heads[0]
+
+
+def _script_directory(ini: IniPath) -> Any:
+    # Alembic (and SQLAlchemy, which it imports) only for migrations the record does not hold.
+    from dbtools.schema.revisions import script_directory
+
+    return script_directory(ini)
+
+
+def _manifest_through_alembic(revision: str, ini: IniPath) -> Manifest:
+    from alembic.util import CommandError  # with the script directory: see _script_directory
+
+    script = _script_directory(ini)
     try:
         target = script.get_revision(revision)
     except CommandError as err:
@@ -230,6 +291,60 @@ def manifest_at(revision: str | None, *, ini: IniPath = None) -> Manifest:
     return manifest
 
 
+def manifest_as_json(manifest: Manifest) -> dict[str, Any]:
+    """A revision's own manifest as its record holds it (no revision id: the record's own)."""
+    found = dataclasses.asdict(manifest)
+    found.pop("revision")
+    for spec in found["table_settings"]:
+        spec["settings"] = dict(spec["settings"])
+    return found
+
+
+def manifest_from_json(value: Mapping[str, Any], revision: str) -> Manifest:
+    """The ``Manifest`` ``manifest_as_json`` recorded for *revision*."""
+    return Manifest(
+        revision=revision,
+        schemas=tuple(value["schemas"]),
+        tables=tuple(value["tables"]),
+        indexes=tuple(IndexDefinition(**index) for index in value["indexes"]),
+        table_settings=tuple(
+            TableSettings(s["schema"], s["table"], dict(s["settings"]), s["reason"])
+            for s in value["table_settings"]
+        ),
+        functions=tuple(value["functions"]),
+        dropped=tuple(value["dropped"]),
+    )
+
+
+def revision_record() -> dict[str, Any]:
+    """The record of dbtools' own revisions, read through Alembic from the revision files."""
+    script = _script_directory(frozen.OWN_INI)
+    revisions = []
+    for rev in reversed(list(script.walk_revisions())):
+        own = getattr(rev.module, "MANIFEST", None)
+        if not isinstance(own, Manifest):
+            raise ConfigError(f"revision {rev.revision} ({rev.path}) exports no MANIFEST")
+        down = rev.down_revision
+        if down is not None and not isinstance(down, str):
+            raise ConfigError(f"revision {rev.revision}: a merge; the record holds a chain only")
+        revisions.append(
+            {"revision": rev.revision, "down_revision": down, "manifest": manifest_as_json(own)}
+        )
+    return {"sources": frozen.source_digests(), "revisions": revisions}
+
+
+def record_revisions() -> None:
+    """Rewrite the record of dbtools' own revisions (``frozen.RECORD``)."""
+    frozen.RECORD.write_text(json.dumps(revision_record(), indent=1) + "\n")
+
+
 def database_manifest(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> Manifest:
     """The manifest at the revision *conn*'s database is at (``alembic_version``)."""
     return manifest_at(read_alembic_revision(conn), ini=ini)
+
+
+if __name__ == "__main__":
+    # The revision files import this module by name: record with that module's Manifest.
+    from dbtools.schema import manifest
+
+    manifest.record_revisions()

@@ -33,7 +33,6 @@ import contextlib
 import inspect
 import io
 import logging
-import os
 import re
 import sys
 import traceback
@@ -59,10 +58,11 @@ from dbtools.config import read_toml
 from dbtools.db.connection import connect, describe, session
 from dbtools.errors import ConfigError, DbtoolsError
 from dbtools.redaction import redact
+from dbtools.schema.frozen import IniPath as IniPath  # the safety commands name it from here
+from dbtools.schema.frozen import find_alembic_ini
 
 log = logging.getLogger(__name__)
 
-_REPO_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 BASE = "base"
 ALEMBIC_SECTION = "alembic"
 DEFAULT_VERSION_TABLE = "alembic_version"
@@ -75,8 +75,6 @@ ALEMBIC_READS_TOML = "toml_file" in inspect.signature(Config.__init__).parameter
 # How resolved path lists are joined for Alembic: package:dir entries hold a colon, so not os.
 _SEPARATOR = "\n" if ALEMBIC_READS_TOML else " "
 _PACKAGE_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[^/\\:].*$")
-
-IniPath = str | os.PathLike[str] | None
 
 
 class ProjectNotImportable(ConfigError):
@@ -118,22 +116,6 @@ class Project:
     @property
     def name(self) -> str:
         return str(self.config_file or self.toml_file or self.options["script_location"])
-
-
-def find_alembic_ini(ini: IniPath = None) -> Path:
-    """The ini (or pyproject.toml, or script directory) *ini* names, else the default one.
-
-    Raises ``ConfigError`` if there is none.
-    """
-    if ini is not None:
-        if not Path(ini).exists():
-            raise ConfigError(f"alembic.ini not found: {ini}")
-        return Path(ini).resolve()
-    candidates = [os.environ.get("DBTOOLS_ALEMBIC_INI"), Path.cwd() / "alembic.ini", _REPO_INI]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).resolve()
-    raise ConfigError("alembic.ini not found: set DBTOOLS_ALEMBIC_INI or run from the repository")
 
 
 def find_project(ini: IniPath = None) -> Project:
@@ -802,14 +784,6 @@ def alembic_config(
 
 def script_directory(ini: IniPath = None) -> ScriptDirectory:
     return Migrations(ini).script
-
-
-def head_revision(ini: IniPath = None) -> str:
-    """The single head of the revision graph."""
-    heads = script_directory(ini).get_heads()
-    if len(heads) != 1:
-        raise ConfigError(f"the migrations have {len(heads)} heads, expected one: {heads}")
-    return heads[0]
 
 
 def upgrade(

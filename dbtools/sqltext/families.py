@@ -28,23 +28,36 @@ A statement's *footprint* (kind, tables, and the columns it looks up or writes) 
 per-request statement and its batched form share: ``id = $1`` and ``id = ANY($1)``, an insert
 per row and its multi-row or ``unnest`` form. A *foreign-key check* is the statement PostgreSQL
 runs for a foreign key (``SELECT 1 FROM ONLY "s"."t" x WHERE … FOR KEY SHARE OF x``); it names
-its parent table. Parses are cached by queryid (``Classifier``).
+its parent table.
+
+``Classifier`` parses each distinct text once: in memory by text, across runs in a
+``ParseCache``, and on every core when there are many to parse.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import math
+import multiprocessing
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import sqlglot
 from sqlglot import exp
+from sqlglot import tokens as sqlglot_tokens
+from sqlglot.dialects.dialect import Dialect
 
-from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements, table_refs
+from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements, quiet_sqlglot, table_refs
+from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.sqltext.scrub import is_unreadable, scrub_query
 
 FINGERPRINT_LENGTH = 16
+_POSTGRES = Dialect.get_or_raise(DIALECT)
 _WHITESPACE = re.compile(r"\s+")
 _LEADING_WORDS = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)(?:\s+(\w+))?", re.S)
 # Utility statements named by two words (ALTER ROLE, CREATE INDEX…), the rest by one.
@@ -216,24 +229,127 @@ def shape_of(text: str, queryid: int | None = None) -> StatementShape:
     )
 
 
-class Classifier:
-    """``shape_of`` with its results cached by queryid (a queryid's text never changes on one
-    server). ``cache=False`` parses every time (for measuring what the cache saves)."""
+def _shape_from_json(value: dict[str, Any]) -> StatementShape:
+    """A ``StatementShape`` from its JSON form (``dataclasses.asdict``, through JSON)."""
+    lookup, footprint, parent = value["lookup"], value["footprint"], value["foreign_key_check"]
+    return StatementShape(
+        fingerprint=value["fingerprint"],
+        kind=value["kind"],
+        tables=tuple(value["tables"]),
+        sql=value["sql"],
+        text=value["text"],
+        parsed=value["parsed"],
+        lookup=None
+        if lookup is None
+        else PointLookup(
+            columns=tuple(lookup["columns"]),
+            batched_sql=lookup["batched_sql"],
+            batched_fingerprint=lookup["batched_fingerprint"],
+            keys=tuple(LookupKey(**key) for key in lookup["keys"]),
+            small_set=lookup["small_set"],
+        ),
+        footprint=None
+        if footprint is None
+        else Footprint(footprint["kind"], tuple(footprint["tables"]), tuple(footprint["columns"])),
+        foreign_key_check=None if parent is None else TableRef(**parent),
+    )
 
-    def __init__(self, *, cache: bool = True) -> None:
-        self._cache: dict[int, StatementShape] | None = {} if cache else None
+
+# Bump when shape_of's results change for a text: the stored shapes of older rules are misses.
+RULES_VERSION = 1
+# Below this many texts to parse, starting worker processes costs more than they save.
+PARALLEL_FROM = 400
+
+
+def compiled_sqlglot() -> bool:
+    """Whether sqlglot runs its compiled build (the ``sqlglotc`` distribution, ``dbtools[fast]``),
+    about twice as fast to parse as the pure Python one."""
+    return bool(getattr(sqlglot_tokens, "SQLGLOTC_INSTALLED", False))
+
+
+def cache_namespace() -> str:
+    """What a stored shape depends on besides its text: these rules and this sqlglot."""
+    build = "c" if compiled_sqlglot() else "py"
+    return f"shapes-v{RULES_VERSION};sqlglot-{getattr(sqlglot, '__version__', '?')}-{build}"
+
+
+def free_cores() -> int:
+    """The cores this process may run on that are idle now: one, plus one for each whole core
+    the last minute's load average leaves free. On a shared machine whose cores are busy, a
+    second worker only halves each one's share (benchmarks/RESULTS-report.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    idle = int((cores or 1) - os.getloadavg()[0])
+    return max(1, min(cores or 1, idle + 1))
+
+
+def shapes_of(texts: Sequence[str], *, workers: int = 1) -> list[StatementShape]:
+    """``shape_of`` each of *texts*, in order; over *workers* processes when there are at least
+    ``PARALLEL_FROM`` (forked, so they start with sqlglot loaded; where fork is missing, here)."""
+    with quiet_sqlglot():
+        if workers < 2 or len(texts) < PARALLEL_FROM or not _CAN_FORK:
+            return [shape_of(text) for text in texts]
+        chunk = -(-len(texts) // (workers * 2))  # few, large chunks: each costs a round trip
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(shape_of, texts, chunksize=chunk)
+
+
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
+
+
+class Classifier:
+    """``shape_of`` for many statements, each distinct text parsed once.
+
+    Shapes are kept in memory by text (a queryid's text never changes on a server, and one text
+    may have several queryids: several roles, databases) and, with a *store*, across runs
+    (``ParseCache``: a report over the statements of the previous one parses nothing). What is
+    left to parse is spread over *workers* processes when there is a lot of it (default: the
+    cores idle at the time, ``free_cores``). ``cache=False`` keeps nothing between calls (for
+    measuring what caching saves). ``parses`` counts texts parsed, ``stored`` shapes read from
+    the store, ``workers_used`` the most processes one call parsed on.
+    """
+
+    def __init__(
+        self, *, cache: bool = True, store: ParseCache | None = None, workers: int | None = None
+    ) -> None:
+        self._memory: dict[str, StatementShape] | None = {} if cache else None
+        self.store = store
+        self.workers = workers
         self.parses = 0
+        self.stored = 0
+        self.workers_used = 0
 
     def shape(self, queryid: int, text: str) -> StatementShape:
-        if self._cache is not None:
-            found = self._cache.get(queryid)
-            if found is not None:
-                return found
-        self.parses += 1
-        shape = shape_of(text, queryid)
-        if self._cache is not None:
-            self._cache[queryid] = shape
-        return shape
+        return self.shapes([(queryid, text)])[0]
+
+    def shapes(self, statements: Sequence[tuple[int, str]]) -> list[StatementShape]:
+        """The shape of each ``(queryid, text)``, in order."""
+        known = self._memory if self._memory is not None else {}
+        wanted = [
+            text for text in dict.fromkeys(text for _, text in statements) if text not in known
+        ]
+        found: dict[str, StatementShape] = {}
+        if self.store is not None and wanted:
+            for text, value in self.store.get_many(wanted).items():
+                with contextlib.suppress(KeyError, TypeError, ValueError):  # damaged: parse again
+                    found[text] = _shape_from_json(value)
+            self.stored += len(found)
+        missing = [text for text in wanted if text not in found]
+        workers = 1 if len(missing) < PARALLEL_FROM else self.workers or free_cores()
+        parsed = dict(zip(missing, shapes_of(missing, workers=workers), strict=True))
+        self.workers_used = max(self.workers_used, workers if missing else 0)
+        self.parses += len(parsed)
+        if self.store is not None and parsed:
+            # An unreadable text's family is its queryid's: nothing to keep by text.
+            keep = {t: dataclasses.asdict(s) for t, s in parsed.items() if s.kind != "unreadable"}
+            self.store.put_many(keep)
+        found.update(parsed)
+        if self._memory is not None:
+            self._memory.update(found)
+        shapes = []
+        for queryid, text in statements:
+            shape = known.get(text) or found[text]
+            shapes.append(shape_of(text, queryid) if shape.kind == "unreadable" else shape)
+        return shapes
 
 
 # -- normalisation ------------------------------------------------------------------------------
@@ -439,7 +555,8 @@ def _point_lookup(tree: exp.Expression) -> PointLookup | None:
         )
     if not columns:
         return None
-    batched_sql = tree.sql(dialect=DIALECT, comments=False)
+    # The tree's last use: generate without the copy that guards against the generator's edits.
+    batched_sql = _POSTGRES.generate(tree, copy=False, comments=False)
     return PointLookup(
         columns=tuple(columns),
         batched_sql=batched_sql,

@@ -7,7 +7,7 @@ of a dollar-quoted string: docs/postgresql.md, "sqlglot"), silences sqlglot's lo
 the statement's text, which may hold a secret, for every fallback to ``exp.Command``) and turns
 every way of not understanding a text (an error, an opaque ``Command``, nothing) into None. Parsing costs about 0.2 ms a
 statement, so what is derived from a parse is cached: by text here
-(``tables_touched``), by queryid in ``families.Classifier``. Trees themselves are not cached:
+(``tables_touched``), by text in ``families.Classifier`` (and across runs). Trees themselves are not cached:
 each call returns fresh ones, which callers may rewrite in place.
 """
 
@@ -19,9 +19,10 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sqlglot
-from sqlglot import exp
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 DIALECT = "postgres"
 _PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
@@ -68,11 +69,16 @@ class TableRef:
 
 
 @contextlib.contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
+def quiet_sqlglot() -> Iterator[None]:
     """Silence sqlglot's warnings while parsing: it logs one (with the statement's text) for
-    every fallback to ``exp.Command``, which callers handle, and text may hold secrets."""
+    every fallback to ``exp.Command``, which callers handle, and text may hold secrets. Around
+    a batch of parses too: setting a logger's level clears every logger's cache, which costs as
+    much as a small parse."""
     logger = logging.getLogger("sqlglot")
     level = logger.level
+    if level >= logging.ERROR:
+        yield
+        return
     logger.setLevel(logging.ERROR)
     try:
         yield
@@ -83,7 +89,12 @@ def _quiet_sqlglot() -> Iterator[None]:
 def parse_statements(text: str) -> list[exp.Expression] | None:
     """The statements of *text* as sqlglot trees (PostgreSQL dialect, placeholders padded), or
     None when sqlglot cannot parse all of them, or only as an opaque ``exp.Command``."""
-    with _quiet_sqlglot():
+    # Imported at the first parse: what only names tables or spots transaction control (verify
+    # without --table, snapshot, doctor) never loads sqlglot.
+    import sqlglot
+    from sqlglot import exp
+
+    with quiet_sqlglot():
         try:
             trees = sqlglot.parse(pad_placeholders(text), read=DIALECT)
         except sqlglot.errors.SqlglotError:
@@ -107,6 +118,8 @@ def tables_touched(text: str) -> frozenset[TableRef] | None:
 def table_refs(tree: exp.Expr) -> Iterator[TableRef]:
     """The tables a parsed statement names: CTE names left out, and the names a locking clause
     gives (``FOR KEY SHARE OF x`` names a FROM item, often by its alias)."""
+    from sqlglot import exp  # loaded already: *tree* is sqlglot's
+
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         name = table.name.lower()

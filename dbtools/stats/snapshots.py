@@ -42,8 +42,7 @@ from dbtools.db.connection import SQL_MARKER, connect, translated_errors
 from dbtools.db.server import ServerInfo
 from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.schema import monitoring
-from dbtools.schema.manifest import manifest_at
-from dbtools.schema.revisions import head_revision
+from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.sqltext.scrub import scrub_query
 from dbtools.stats import collect as stats
 from dbtools.stats.columns import StatementColumns

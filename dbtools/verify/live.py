@@ -12,8 +12,7 @@ import psycopg
 from dbtools.db.catalog import read_alembic_revision, read_objects, split_qualified
 from dbtools.errors import PrerequisiteMissing
 from dbtools.schema import monitoring
-from dbtools.schema.manifest import Manifest, manifest_at
-from dbtools.schema.revisions import head_revision
+from dbtools.schema.manifest import Manifest, head_revision, manifest_at
 from dbtools.stats.rows import parse_reloptions
 
 # The monitoring tables verify reads; without them there is nothing to verify (exit 2).
