@@ -44,6 +44,7 @@ class Thresholds:
     after_rollback_error_rate_tolerance: float = 0.005  # error rate, above, absolute
     after_rollback_p95_tolerance: float = 0.25  # p95 above, relative …
     after_rollback_p95_tolerance_ms: float = 50.0  # … or absolute, whichever allows more
+    after_rollback_min_minutes: float = 30.0  # the guide's monitoring period after a rollback
     # checks to leave out (reported as "skipped", never as "pass")
     skip: tuple[str, ...] = ()
 
