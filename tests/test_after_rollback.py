@@ -45,10 +45,14 @@ BASELINE = simple_window("baseline", queries=300, requests=100,
 RETURNED_CHECKS = ("returned_queries_per_request", "returned_error_rate", "returned_p95_latency")
 
 
-def after(queries: int = 3000, errors: int = 10, p95_ms: float = 100.0) -> Window:
-    """A window of 1,000 requests after the rollback (defaults: exactly the baseline's)."""
+def after(
+    queries: int = 3000, errors: int = 10, p95_ms: float = 100.0, minutes: float = 30.0
+) -> Window:
+    """A window of 1,000 requests after the rollback, the guide's 30 minutes long (defaults:
+    exactly the baseline's figures)."""
     metrics = totals(1000, errors=errors, p95_ms=p95_ms)
-    return simple_window("after", queries=queries, requests=1000, metrics=metrics)
+    return simple_window("after", queries=queries, requests=1000, metrics=metrics,
+                         seconds=minutes * 60)  # fmt: skip
 
 
 def judge(candidate: Window, baseline: Window = BASELINE, **kwargs: Any) -> VerifyResult:
@@ -64,7 +68,8 @@ def test_the_baseline_again_passes_every_check() -> None:
     assert [(f.check, f.status) for f in result.findings] == [
         ("window", "pass"), ("window", "pass"),
         ("returned_queries_per_request", "pass"), ("returned_error_rate", "pass"),
-        ("returned_p95_latency", "pass"), ("schema_revision", "pass"),
+        ("returned_p95_latency", "pass"), ("monitoring_period", "pass"),
+        ("schema_revision", "pass"),
         ("batch_indexes", "pass"), ("batch_indexes", "pass"), ("batch_indexes", "pass"),
         ("autovacuum_settings", "pass"), ("autovacuum_settings", "pass"),
         ("autovacuum_settings", "pass"), ("monitoring_tables", "pass"),
@@ -122,6 +127,18 @@ def test_tolerance_boundaries(case: str) -> None:
         assert failing[check].message.startswith(message)
 
 
+def test_a_window_shorter_than_the_guides_30_minutes_is_a_warning() -> None:
+    result = judge(after(minutes=12))
+    (period,) = [f for f in result.findings if f.check == "monitoring_period"]
+    assert (period.status, period.message) == (
+        "warning",
+        "12.0 minutes; the guide monitors 30 minutes after a rollback",
+    )
+    assert result.exit_code == 0  # the figures judged are the window's: a warning never fails
+    longer = [f for f in judge(after(minutes=45)).findings if f.check == "monitoring_period"]
+    assert [(f.status, f.message) for f in longer] == [("pass", "45.0 minutes (>= 30)")]
+
+
 def test_p95_tolerance_is_relative_above_200_ms() -> None:
     slow = simple_window("baseline", queries=300, requests=100, metrics=totals(100, p95_ms=400.0))
     ok, late = (judge(after(errors=0, p95_ms=p95), baseline=slow) for p95 in (500.0, 500.5))
@@ -150,7 +167,7 @@ def test_tolerances_are_configurable_and_checked() -> None:
 
 
 def test_untrusted_windows_leave_queries_per_request_untrusted() -> None:
-    reset = simple_window("after", queries=3000, requests=1000,
+    reset = simple_window("after", queries=3000, requests=1000, seconds=1800,
                           metrics=totals(1000, errors=10, p95_ms=100.0),
                           end_overrides={"pgss_dealloc": 2})  # fmt: skip
     result = judge(reset)

@@ -271,7 +271,10 @@ def test_each_broken_object_fails_verify_by_name(
     result = run_cli("verify", "--dsn", db.dsn, "--baseline", "before", "--candidate", "after",
                      "--format", "json", "--config", str(_relaxed_config(tmp_path)))  # fmt: skip
     assert result.exit_code == 1, result.output
-    failing = [f for f in json.loads(result.stdout)["findings"] if f["status"] != "pass"]
+    # work_per_request's warning compares database time per request, which a loaded machine
+    # can tip (it never fails the gate); every other finding is exact.
+    failing = [f for f in json.loads(result.stdout)["findings"]
+               if f["status"] != "pass" and f["check"] != "work_per_request"]  # fmt: skip
     assert [(f["check"], f["subject"], f["status"]) for f in failing] == [(check, subject, "fail")]
     assert expected in failing[0]["message"]
 

@@ -16,7 +16,9 @@ each within a tolerance of ``Thresholds``:
 Error rate and p95 come from the application's request metrics; queries per request from
 pg_stat_statements, so only it needs both windows trusted. The objects are judged at the
 database's current revision (its manifest): present and valid, their use not asked (the path
-rolled back to need not use them). Both windows' trust is judged as for the gate.
+rolled back to need not use them). Both windows' trust is judged as for the gate. A candidate
+shorter than the guide's 30 minutes of monitoring after a rollback (``after_rollback_min_minutes``)
+is a warning: the figures hold for the window measured, not yet for the period the guide asks.
 """
 
 from __future__ import annotations
@@ -109,6 +111,20 @@ def returned_p95_latency(e: Evidence) -> list[Finding]:
     return [Finding(check, _status(returned), P95_NAME, message, change, allowed)]
 
 
+@rule("monitoring_period")
+def monitoring_period(e: Evidence) -> list[Finding]:
+    """The candidate window as long as the guide's monitoring after a rollback; shorter is a
+    warning (it does not fail: the figures judged are the window's)."""
+    minutes, needed = e.candidate.seconds / 60, e.thresholds.after_rollback_min_minutes
+    if minutes >= needed:
+        return [Finding("monitoring_period", "pass", "candidate window",
+                        f"{minutes:.1f} minutes (>= {needed:g})", minutes, needed)]  # fmt: skip
+    return [Finding("monitoring_period", "warning", "candidate window",
+                    f"{minutes:.1f} minutes; the guide monitors {needed:g} minutes after a "
+                    "rollback", minutes, needed,
+                    fix="capture a longer window before calling the rollback done")]  # fmt: skip
+
+
 @rule("schema_revision")
 def schema_revision(e: Evidence) -> list[Finding]:
     """The revision the objects are judged at: any these migrations know (a rollback may have
@@ -141,6 +157,7 @@ AFTER_ROLLBACK_RULES: tuple[Rule[Evidence], ...] = (
     returned_queries_per_request,
     returned_error_rate,
     returned_p95_latency,
+    monitoring_period,
     schema_revision,
     batch_indexes_in_place,
     autovacuum_settings,

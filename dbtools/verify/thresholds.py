@@ -44,6 +44,7 @@ class Thresholds:
     after_rollback_error_rate_tolerance: float = 0.005  # error rate, above, absolute
     after_rollback_p95_tolerance: float = 0.25  # p95 above, relative …
     after_rollback_p95_tolerance_ms: float = 50.0  # … or absolute, whichever allows more
+    after_rollback_min_minutes: float = 30.0  # the guide's monitoring period after a rollback
     # canary windows (verify --canary): a variant with fewer requests is "too few requests",
     # never a pass (with 20 requests or fewer the slowest one is in the p95's interpolation;
     # at 100, five lie above the p95); the application's statement counts (--attribute app)
