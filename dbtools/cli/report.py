@@ -136,13 +136,26 @@ def report_command(
     "--datasource-uid",
     metavar="UID",
     default=None,
-    help="Preselect this Grafana PostgreSQL data source (a dashboard variable).",
+    help="Preselect this Grafana PostgreSQL data source (a dashboard variable); the alert "
+    "rules query it (required with --alerts).",
+)
+@click.option(
+    "--alerts",
+    "alerts_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write Grafana alert rules (unified alerting file provisioning) to FILE "
+    "(.yaml, .yml or .json), atomically.",
 )
 @config_option
 def dashboard_command(
-    destination: Destination, datasource_uid: str | None, config_file: Path | None
+    destination: Destination,
+    datasource_uid: str | None,
+    alerts_file: Path | None,
+    config_file: Path | None,
 ) -> None:
-    """Write a Grafana dashboard (JSON) over the perf_monitoring tables.
+    """Write a Grafana dashboard (JSON) and alert rules over perf_monitoring.
 
     Panels for a PostgreSQL data source pointing at the monitored database: database query
     rate, queries per request, app cache hit ratio, response time p95, error rate, index and
@@ -152,17 +165,36 @@ def dashboard_command(
     atomically to --output, or to --output-dir (default reports/) as dashboard-<UTC time>.json;
     its path is printed. --output - prints it instead.
 
+    --alerts FILE writes the guide's alerts as Grafana alert rules for provisioning/alerting/:
+    critical (error rate, p95, database query rate), warning (app cache hit ratio, growth of
+    the application metric memory_usage_bytes in 30 minutes, kms_connection_reuse_ratio) and
+    the automatic rollback triggers (error rate, p95, app cache hit ratio), querying the data
+    source --datasource-uid. Its path is printed after the dashboard's (on standard error when
+    the dashboard goes to standard output).
+
     \b
     dbtools dashboard -o monitoring/performance-optimization-dashboard.json
     dbtools dashboard --output -      # JSON on standard output
+    dbtools dashboard --datasource-uid pg-main --alerts provisioning/alerting/dbtools.yaml
 
     Exit codes: 0 written; 2 usage or configuration error (nothing written).
     """
+    from dbtools.output import write_atomically
+    from dbtools.report.alerts import check_provisioning_path, render_alert_rules
     from dbtools.report.dashboard import render_dashboard
     from dbtools.verify.thresholds import load_thresholds
 
-    text = render_dashboard(load_thresholds(config_file), datasource_uid=datasource_uid)
+    thresholds = load_thresholds(config_file)
+    text = render_dashboard(thresholds, datasource_uid=datasource_uid)
+    rules = None
+    if alerts_file is not None:  # both rendered before either is written
+        check_provisioning_path(alerts_file)
+        rules = render_alert_rules(thresholds, datasource_uid=datasource_uid)
+    # The rules first: a file that cannot be written leaves no dashboard behind either.
+    written = write_atomically(alerts_file, rules) if alerts_file and rules else None
     emit(text, destination, "dashboard", "json")
+    if written is not None:
+        click.echo(str(written), err=destination.is_stdout)
 
 
 COMMANDS = [report_command, dashboard_command]

@@ -32,8 +32,9 @@ from dbtools.verify.thresholds import Thresholds
 DASHBOARD_UID = "dbtools-rollout"
 DATASOURCE_TYPE = "grafana-postgresql-datasource"
 DATASOURCE_VARIABLE = "datasource"
-KMS_REUSE_METRIC = "kms_connection_reuse_ratio"
-KMS_REUSE_WARNING = 0.60  # the guide's warning alert: "KMS connection reuse ratio < 60%"
+# Application metrics (``app_metrics.name``) the panels and alert rules read; the README names them.
+KMS_REUSE_METRIC = "kms_connection_reuse_ratio"  # a fraction, e.g. 0.85
+MEMORY_USAGE_METRIC = "memory_usage_bytes"  # the process's memory in use, bytes
 GRID_WIDTH = 12
 GRID_HEIGHT = 8
 
@@ -130,30 +131,28 @@ SELECT "time",
 FROM steps WHERE comparable AND idx_blks_hit >= 0 AND idx_blks_read >= 0
 ORDER BY 1"""
 
-APP_CACHE_HIT_RATIO_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
-       sum(cache_hits)::float8 / nullif(sum(cache_hits + cache_misses), 0) AS "cache hit ratio"
-FROM {REQUEST_METRICS}
-WHERE $__timeFilter(bucket_start)
-GROUP BY 1 ORDER BY 1"""
-
+# What a panel (per bucket) and an alert rule (per variant, over the rule's span) compute from
+# ``request_metrics``: one expression each, shared.
+APP_CACHE_HIT_RATIO = "sum(cache_hits)::float8 / nullif(sum(cache_hits + cache_misses), 0)"
 # Bucket percentiles cannot be merged: the highest operation's p95 is the honest bound.
-P95_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
-       max(latency_p95_ms) FILTER (WHERE requests > 0) AS "p95 (ms)"
+P95 = "max(latency_p95_ms) FILTER (WHERE requests > 0)"
+ERROR_RATE = "sum(errors)::float8 / nullif(sum(requests), 0)"
+REQUEST_RATE = "sum(requests)::float8 / nullif(max(bucket_seconds), 0)"
+
+
+def request_metrics_series(expression: str, column: str) -> str:
+    """A panel's SQL: *expression* over ``request_metrics``, one point per bucket."""
+    return f"""SELECT {SQL_MARKER} bucket_start AS "time",
+       {expression} AS "{column}"
 FROM {REQUEST_METRICS}
 WHERE $__timeFilter(bucket_start)
 GROUP BY 1 ORDER BY 1"""
 
-ERROR_RATE_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
-       sum(errors)::float8 / nullif(sum(requests), 0) AS "error rate"
-FROM {REQUEST_METRICS}
-WHERE $__timeFilter(bucket_start)
-GROUP BY 1 ORDER BY 1"""
 
-REQUEST_RATE_SQL = f"""SELECT {SQL_MARKER} bucket_start AS "time",
-       sum(requests)::float8 / nullif(max(bucket_seconds), 0) AS "requests/s"
-FROM {REQUEST_METRICS}
-WHERE $__timeFilter(bucket_start)
-GROUP BY 1 ORDER BY 1"""
+APP_CACHE_HIT_RATIO_SQL = request_metrics_series(APP_CACHE_HIT_RATIO, "cache hit ratio")
+P95_SQL = request_metrics_series(P95, "p95 (ms)")
+ERROR_RATE_SQL = request_metrics_series(ERROR_RATE, "error rate")
+REQUEST_RATE_SQL = request_metrics_series(REQUEST_RATE, "requests/s")
 
 KMS_REUSE_SQL = f"""SELECT {SQL_MARKER} recorded_at AS "time",
        avg(value) AS "KMS connection reuse ratio"
@@ -261,9 +260,9 @@ def panels(
         Panel(
             "KMS connection reuse ratio",
             f"Application metric {KMS_REUSE_METRIC}. Warning alert below "
-            f"{KMS_REUSE_WARNING:.0%}.",
+            f"{t.warning_kms_reuse_ratio:.0%}.",
             KMS_REUSE_SQL, "KMS connection reuse ratio", "percentunit",
-            (Step(None, "yellow"), Step(KMS_REUSE_WARNING, "green")), maximum=1,
+            (Step(None, "yellow"), Step(t.warning_kms_reuse_ratio, "green")), maximum=1,
         ),
     )  # fmt: skip
 

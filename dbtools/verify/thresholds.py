@@ -3,7 +3,8 @@
 Where they come from, later overriding earlier: the defaults (the guide's figures), then
 ``[tool.dbtools.verify]`` in ``./pyproject.toml``, then a ``--config FILE`` (TOML with a
 ``[verify]`` table, or a ``[tool.dbtools.verify]`` one, so a pyproject.toml can be given too).
-Ratios are fractions (``0.85`` for 85%), latencies milliseconds, rates statements per second.
+Ratios are fractions (``0.85`` for 85%), latencies milliseconds, rates statements per second,
+memory megabytes (2**20 bytes).
 An unknown key, a wrong type, a value out of range or thresholds in the wrong order is a
 ``ConfigError`` (exit code 2): a typo must never leave a default silently in force.
 """
@@ -33,8 +34,10 @@ class Thresholds:
     critical_error_rate: float = 0.05
     critical_p95_ms: float = 500.0
     critical_query_rate: float = 50.0
-    # warning alert
+    # warning alerts (the last two on application metrics: the dashboard's alert rules)
     warning_cache_hit_ratio: float = 0.30
+    warning_memory_growth_mb: float = 100.0  # memory usage increase in 30 minutes, 2**20 bytes
+    warning_kms_reuse_ratio: float = 0.60
     # automatic rollback triggers: exit code 3
     rollback_error_rate: float = 0.05
     rollback_p95_ms: float = 1000.0
@@ -66,6 +69,7 @@ _RATIOS = {
     "max_error_rate",
     "critical_error_rate",
     "warning_cache_hit_ratio",
+    "warning_kms_reuse_ratio",
     "rollback_error_rate",
     "rollback_cache_hit_ratio",
     "after_rollback_query_tolerance",
