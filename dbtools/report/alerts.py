@@ -36,6 +36,7 @@ from dbtools.report.dashboard import (
     SNAPSHOT_STEPS,
     panels,
 )
+from dbtools.verify.canary import UNNAMED_VARIANT  # request metrics that name no variant
 from dbtools.verify.thresholds import Thresholds
 
 FOLDER = "dbtools"
@@ -49,7 +50,6 @@ CONDITION_REF = "B"
 # Grafana reads these suffixes in provisioning/alerting (any other file there is an error);
 # the file is JSON, which its YAML reader reads too.
 PROVISIONING_SUFFIXES = (".yaml", ".yml", ".json")
-UNNAMED_VARIANT = "(none)"  # as verify --canary shows request metrics that name no variant
 BYTES_PER_MB = 2**20
 
 # -- the SQL: one row per series, text labels then the value ------------------------------------

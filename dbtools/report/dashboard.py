@@ -11,7 +11,8 @@ Consecutive snapshots make a step only when their counters are comparable (same 
 server restart, no pg_stat_statements reset or eviction in between), as ``stats.measures`` demands of
 a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's polling is left out of what
 dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for the dashboard's time range.
-The tables the panels read are checked against the head revision's manifest.
+The tables the panels read are checked against the head revision's manifest. The alert rules
+(``alerts``) share the panels' request-metrics expressions and snapshot steps.
 """
 
 from __future__ import annotations
