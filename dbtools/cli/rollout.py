@@ -38,7 +38,7 @@ def rollout(
     skip_tests: bool, force: bool, monitor_seconds: int, baseline: str | None,
     config_file: Path | None, output_dir: Path | None,
 ) -> None:  # fmt: skip
-    """Run the guide's five phases: migrate, deploy, load test, monitor, complete or roll back.
+    """Run the guide's five phases: migrate, deploy, test, monitor, complete.
 
     \b
     1 migrate    alembic upgrade head (--migrate-dsn), then doctor as --dsn's role
