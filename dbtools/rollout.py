@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from dbtools.config import max_duration, parse_duration, read_toml, section
+from dbtools.config import layered_table, max_duration, parse_duration
 from dbtools.db.connection import session, translated_errors
 from dbtools.errors import (
     EXIT_INTERRUPTED,
@@ -152,13 +152,8 @@ def load_rollout_config(
 ) -> RolloutConfig:
     """The rollout settings: ``[tool.dbtools.rollout]`` of ``./pyproject.toml``, then
     *config_file* (``[rollout]`` or ``[tool.dbtools.rollout]``). Raises ``ConfigError``."""
-    values: dict[str, Any] = {}
-    pyproject = (project_dir or Path.cwd()) / "pyproject.toml"
-    if pyproject.is_file():
-        values.update(section(read_toml(pyproject), "rollout", pyproject, file_is_pyproject=True))
-    if config_file is not None:
-        values.update(section(read_toml(config_file), "rollout", config_file))
-    return rollout_config_from(values, source=str(config_file or pyproject))
+    values, source = layered_table("rollout", config_file, project_dir=project_dir)
+    return rollout_config_from(values, source=source)
 
 
 @dataclass(frozen=True)
@@ -172,6 +167,7 @@ class RolloutOptions:
     skip_tests: bool = False
     force: bool = False
     baseline: str | None = None  # overrides the configuration's
+    label: str | None = None  # of the monitoring window (default: the record's name)
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -180,6 +176,8 @@ class RolloutOptions:
             raise UsageError(f"--traffic is a percentage from 1 to 100, not {self.traffic}")
         if self.monitor_seconds <= 0:
             raise UsageError("--monitor must be positive")
+        if self.label is not None:
+            snapshots.validate_label(self.label)
 
 
 def check_ready(options: RolloutOptions, config: RolloutConfig) -> None:
@@ -607,7 +605,7 @@ class Rollout:
 
     def _monitor(self, phase: PhaseRecord) -> None:
         sampler = self.sampler or SnapshotSampler(self.dsn)
-        label = self.stem
+        label = self.options.label or self.stem
         start_label, end_label = snapshots.window_labels(label)
         started = previous = sampler.sample(start_label)
         self.record.window = f"{start_label}..{end_label}"
@@ -626,13 +624,13 @@ class Rollout:
             crossed, figures = judge_triggers(totals, self.thresholds)
             sample = Sample(number, sample_label, taken, figures["requests"], figures["errors"],
                             figures["error_rate"], figures["p95_ms"], figures["cache_hit_ratio"],
-                            [f.message for f in crossed])  # fmt: skip
+                            [f"{f.subject}: {f.message}" for f in crossed])  # fmt: skip
             self.record.samples.append(sample)
             self._write()
             if crossed:
                 reason = (f"rollback trigger at sample {number} "
                           f"({(taken - started).total_seconds():.0f} s into monitoring): "
-                          f"{crossed[0].message}")  # fmt: skip
+                          f"{sample.crossed[0]}")  # fmt: skip
                 phase.detail = reason
                 if not last:  # the window ends here, so that verify can read it later
                     sampler.sample(end_label)

@@ -183,9 +183,10 @@ def test_a_rollout_completes_phase_by_phase(
                          (record["window"].split("..")[0],))[0][0]  # fmt: skip
     previous = started.isoformat()
     for sample in record["samples"]:  # each sample: the batched requests since the previous one
-        assert sample["requests"] == batched_requests(db, previous, sample["taken_at"]) > 0
+        assert sample["requests"] == batched_requests(db, previous, sample["taken_at"])
         assert sample["errors"] == 0 and sample["crossed"] == []
         previous = sample["taken_at"]
+    assert sum(s["requests"] for s in record["samples"]) > 0
     verdict = record["verdict"]
     assert verdict["command"] == f"verify --canary {record['window']}"
     assert (verdict["verdict"], verdict["exit_code"]) == ("pass", 0)
@@ -197,6 +198,15 @@ def test_a_rollout_completes_phase_by_phase(
     assert [c["output"] for c in deploy] == ["deployed the batched path to production\n",
                                              "50% of traffic on the batched path\n"]  # fmt: skip
     assert record["phases"][2]["commands"][0]["output"] == "load test: ok\n"
+    # The report of the monitoring window names the record.
+    (md,) = (tmp_path / "reports").glob("rollout-*.md")
+    report = run_cli("report", "--dsn", db.dsn, "--window", record["window"], "--output-dir",
+                     str(tmp_path / "reports"), "--skip", "plans", "--skip", "advice")  # fmt: skip
+    assert report.exit_code == 0, report.stdout + report.stderr
+    text = Path(report.stdout.strip()).read_text()
+    assert (
+        f"- Rollout record of the window {record['window']}: {md} (complete, exit code 0)" in text
+    )
 
 
 @pytest.mark.slow
@@ -223,7 +233,7 @@ def test_a_crossed_trigger_rolls_back_at_once(
     *quiet, crossed = record["samples"]
     assert all(s["requests"] == 0 and s["crossed"] == [] for s in quiet)
     assert crossed["requests"] > 0 and crossed["cache_hit_ratio"] == 0.0
-    assert len(crossed["crossed"]) == 1 and "rollback below 20.0%" in crossed["crossed"][0]
+    assert crossed["crossed"] == ["application cache hit ratio: 0.0% (rollback below 20.0%)"]
     assert record["stopped_in"] == "monitor" and record["outcome"] == "rolled back"
     assert f"rollback trigger at sample {crossed['number']} " in record["reason"]
     assert record["reason"].endswith(crossed["crossed"][0])

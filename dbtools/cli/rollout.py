@@ -9,6 +9,7 @@ import click
 from dbtools.cli.options import config_option, dsn_option, output_dir_option
 from dbtools.cli.signals import interruptible
 from dbtools.cli.snapshot import Duration
+from dbtools.config import has_table, read_toml
 from dbtools.db.connection import resolve_dsn
 from dbtools.output import DEFAULT_DIRECTORY
 
@@ -31,11 +32,14 @@ from dbtools.output import DEFAULT_DIRECTORY
 @click.option("--baseline", metavar="W", default=None,
               help="The window a 100% rollout is compared with (default: baseline in "
               "[tool.dbtools.rollout]).")  # fmt: skip
+@click.option("--label", metavar="LABEL", default=None,
+              help="Name the monitoring window LABEL (LABEL:start..LABEL:end), for verify and "
+              "report. Default: the record's name.")  # fmt: skip
 @config_option(help="TOML file with [rollout] (the application's commands) and [verify] tables.")
 @output_dir_option
 def rollout(
     dsn: str | None, migrate_dsn: str | None, environment: str, traffic: int, dry_run: bool,
-    skip_tests: bool, force: bool, monitor_seconds: int, baseline: str | None,
+    skip_tests: bool, force: bool, monitor_seconds: int, baseline: str | None, label: str | None,
     config_file: Path | None, output_dir: Path | None,
 ) -> None:  # fmt: skip
     """Run the guide's five phases: migrate, deploy, test, monitor, complete.
@@ -64,9 +68,12 @@ def rollout(
     from dbtools.verify.thresholds import load_thresholds
 
     options = RolloutOptions(environment, traffic, monitor_seconds, dry_run, skip_tests, force,
-                             baseline)  # fmt: skip
+                             baseline, label)  # fmt: skip
     config = load_rollout_config(config_file)
-    thresholds = load_thresholds(config_file)
+    verify_file = (
+        config_file if config_file and has_table(read_toml(config_file), "verify") else None
+    )
+    thresholds = load_thresholds(verify_file)
     target = "" if dry_run else resolve_dsn(dsn)
     run = Rollout(
         target, options, config, thresholds, output_dir or DEFAULT_DIRECTORY,
