@@ -31,6 +31,7 @@ TABLES: dict[str, str] = {
     "lint": "dbtools.safety.declarations: rules left out, deploy timeouts, revisions not linted",
     "rehearse": "dbtools.safety.declarations: revisions whose downgrade is irreversible",
     "report": "dbtools.report.options: where the report's lookup rules draw their lines",
+    "rollout": "dbtools.rollout: the application's deploy, traffic, rollback, load-test commands",
 }
 
 
@@ -87,6 +88,29 @@ def section(
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{name}] must be a table")
     return dict(table)
+
+
+def layered_table(
+    name: str, config_file: Path | None = None, *, project_dir: Path | None = None
+) -> tuple[dict[str, Any], str]:
+    """``[tool.dbtools.NAME]`` of ``./pyproject.toml`` (or *project_dir*'s), overridden by
+    *config_file*'s table (``[NAME]`` or ``[tool.dbtools.NAME]``), and the file to name in
+    errors. Raises ``ConfigError`` (see ``section``)."""
+    values: dict[str, Any] = {}
+    pyproject = (project_dir or Path.cwd()) / "pyproject.toml"
+    if pyproject.is_file():
+        values.update(section(read_toml(pyproject), name, pyproject, file_is_pyproject=True))
+    if config_file is not None:
+        values.update(section(read_toml(config_file), name, config_file))
+    return values, str(config_file or pyproject)
+
+
+def has_table(document: Mapping[str, Any], name: str) -> bool:
+    """Whether *document* holds a ``[NAME]`` or ``[tool.dbtools.NAME]`` table (a file given
+    with ``--config`` to a command that reads several tables need not have each)."""
+    tool = document.get("tool", {})
+    dbtools = tool.get("dbtools", {}) if isinstance(tool, dict) else {}
+    return name in document or (isinstance(dbtools, dict) and name in dbtools)
 
 
 # -- durations ---------------------------------------------------------------------------------

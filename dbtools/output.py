@@ -144,6 +144,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "doctor": 2,  # 2: checks are findings (check, status, …, fix) with their commands
     "snapshot": 1,
     "capture": 1,
+    "rollout": 1,
 }
 
 # Fields whose integers are shown as strings: 64-bit ids do not survive JavaScript's numbers.

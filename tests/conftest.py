@@ -248,6 +248,23 @@ def seeded_database(pg_server: PgServer) -> Iterator[Database]:
         pg_server.drop_database(name)
 
 
+@pytest.fixture
+def variant_roles(seeded_database: Database) -> Iterator[dict[str, str]]:
+    """A role of its own in the seeded database for each path (NOLOGIN: the pool's sessions take it with ``-c role``),
+    granted what the flight search needs; dropped afterwards."""
+    from dbtools.workload.queries import APPLICATION_GRANTS
+
+    db = seeded_database
+    roles = {"per-request": f"{db.name}_v1", "batched": f"{db.name}_v2"}
+    for role in roles.values():
+        db.execute(f"CREATE ROLE {role} NOLOGIN")
+        db.execute("; ".join(grant.format(role=role) for grant in APPLICATION_GRANTS))
+    yield roles
+    for role in roles.values():
+        db.execute(f"DROP OWNED BY {role}")
+        db.execute(f"DROP ROLE {role}")
+
+
 # Fixtures that start (or reach) the session's server: a test that uses one, directly or through
 # another fixture, is marked ``server``; ``make test-fast`` runs the tests without that mark.
 SERVER_FIXTURES = frozenset({"pg_server"})

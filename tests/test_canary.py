@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
@@ -19,7 +18,6 @@ from dbtools.stats.snapshots import VariantTotals, window_labels
 from dbtools.verify.canary import CANARY_RULES, CanarySpec, evaluate_canary, verify_canary
 from dbtools.verify.thresholds import Thresholds
 from dbtools.workload import DataPath, Duplication, WorkloadConfig, run_workload
-from dbtools.workload.queries import APPLICATION_GRANTS
 from tests.conftest import Database
 from tests.factories import (
     T0,
@@ -38,21 +36,6 @@ from tests.workload_helpers import expected_paths
 PER_REQUEST, BATCHED = DataPath.PER_REQUEST.value, DataPath.BATCHED.value
 # Short test windows: the query rate is not under test, and the small mixes must be judged.
 RELAXED = Thresholds(critical_query_rate=1e9, canary_min_requests=10)
-
-
-@pytest.fixture
-def variant_roles(seeded_database: Database) -> Iterator[dict[str, str]]:
-    """A role of its own for each path (NOLOGIN: the pool's sessions take it with ``-c role``),
-    granted what the flight search needs; dropped afterwards."""
-    db = seeded_database
-    roles = {PER_REQUEST: f"{db.name}_v1", BATCHED: f"{db.name}_v2"}
-    for role in roles.values():
-        db.execute(f"CREATE ROLE {role} NOLOGIN")
-        db.execute("; ".join(grant.format(role=role) for grant in APPLICATION_GRANTS))
-    yield roles
-    for role in roles.values():
-        db.execute(f"DROP OWNED BY {role}")
-        db.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize("traffic", [10, 50, 90])

@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.stats", "dbtools.metrics"),
     ("dbtools.verify", "dbtools.safety", "dbtools.workload", "dbtools.doctor"),
     ("dbtools.report",),
-    ("dbtools.demo",),
+    # rollout runs migrations, doctor, snapshots and verify in turn: above them, beside demo
+    ("dbtools.demo", "dbtools.rollout"),
     ("dbtools.cli",),
     ("dbtools.__main__",),
 )  # fmt: skip

@@ -37,6 +37,7 @@ COMMAND_MODULES: dict[str, str] = {
     "downgrade-plan": "dbtools.cli.safety",
     "rehearse": "dbtools.cli.safety",
     "lint": "dbtools.cli.safety",
+    "rollout": "dbtools.cli.rollout",
 }
 
 

@@ -105,7 +105,8 @@ def report_command(
     Literals are scrubbed from every query text; passwords never appear. The file is written
     atomically to --output, or to --output-dir (default reports/) as
     report-<windows>-<UTC time>.<format>; its path is printed. --output - prints it instead.
-    HTML is one self-contained file with charts.
+    HTML is one self-contained file with charts. A rollout record of `dbtools rollout` in
+    --output-dir whose monitoring window the report reads is named in its notes.
 
     \b
     dbtools report --baseline baseline --candidate candidate --format html
@@ -114,7 +115,7 @@ def report_command(
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
-    from dbtools.report import make_report, render, report_stem
+    from dbtools.report import make_report, render, report_stem, with_rollout_records
     from dbtools.report.inspection import InspectionOptions
     from dbtools.report.options import load_report_options
 
@@ -126,6 +127,7 @@ def report_command(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
         options=options,
     )  # fmt: skip
+    report = with_rollout_records(report, destination.directory)
     text = render(report, output_format)
     emit(text, destination, report_stem(report), output_format, report.generated_at)
 

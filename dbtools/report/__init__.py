@@ -15,6 +15,8 @@ Every query text is scrubbed of literals before it reaches a report; DSN passwor
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -203,6 +205,25 @@ def report_stem(report: Report) -> str:
     if report.source == "live":
         return "report-live"
     return "report-" + "-vs-".join(_WHOLE_WINDOW.sub(r"\1", p.label) for p in report.periods)
+
+
+def with_rollout_records(report: Report, directory: Path) -> Report:
+    """*report* with a note naming each rollout record in *directory* (``rollout-*.json``, kind
+    ``rollout``, written by ``dbtools rollout``) whose monitoring window the report reads."""
+    if report.source == "live":
+        return report
+    windows = {str(parse_window(period.label)) for period in report.periods}
+    notes = []
+    for path in sorted(directory.glob("rollout-*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a record dbtools can read: no link
+        window = record.get("window") if isinstance(record, dict) else None
+        if record.get("kind") == "rollout" and window and str(parse_window(window)) in windows:
+            notes.append(f"Rollout record of the window {window}: {path.with_suffix('.md')} "
+                         f"({record.get('outcome')}, exit code {record.get('exit_code')})")  # fmt: skip
+    return dataclasses.replace(report, notes=(*report.notes, *notes)) if notes else report
 
 
 def write_report(report: Report, fmt: str = "md", output_dir: Path = DEFAULT_DIRECTORY) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dbtools.config import read_toml, section
+from dbtools.config import layered_table
 from dbtools.errors import ConfigError
 
 
@@ -96,13 +96,8 @@ def load_thresholds(
 
     Raises ``ConfigError`` for an unreadable or malformed file, an unknown key or a bad value.
     """
-    values: dict[str, Any] = {}
-    pyproject = (project_dir or Path.cwd()) / "pyproject.toml"
-    if pyproject.is_file():
-        values.update(section(read_toml(pyproject), "verify", pyproject, file_is_pyproject=True))
-    if config_file is not None:
-        values.update(section(read_toml(config_file), "verify", config_file))
-    return thresholds_from(values, source=str(config_file or pyproject))
+    values, source = layered_table("verify", config_file, project_dir=project_dir)
+    return thresholds_from(values, source=source)
 
 
 def thresholds_from(values: Mapping[str, Any], *, source: str = "configuration") -> Thresholds:

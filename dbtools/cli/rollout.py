@@ -1,0 +1,94 @@
+"""``dbtools rollout``: the guide's five phases for the database half, for a deploy script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dbtools.cli.options import config_option, dsn_option, output_dir_option
+from dbtools.cli.signals import interruptible
+from dbtools.cli.snapshot import Duration
+from dbtools.config import has_table, read_toml
+from dbtools.db.connection import resolve_dsn
+from dbtools.output import DEFAULT_DIRECTORY
+
+
+@click.command("rollout")
+@dsn_option
+@click.option("--migrate-dsn", metavar="DSN", default=None,
+              help="Where `alembic upgrade head` runs (the deploy role, which owns the schema). "
+              "Default: --dsn.")  # fmt: skip
+@click.option("-e", "--environment", type=click.Choice(["staging", "production"]),
+              required=True, help="Target environment (given to the application's commands).")  # fmt: skip
+@click.option("-t", "--traffic", type=click.IntRange(1, 100), required=True, metavar="PCT",
+              help="Percentage of traffic to route to the new path (1-100).")  # fmt: skip
+@click.option("-d", "--dry-run", is_flag=True,
+              help="Offline SQL, lint and downgrade plan only: no connection, no command run.")  # fmt: skip
+@click.option("-s", "--skip-tests", is_flag=True, help="Skip the load-test command.")
+@click.option("-f", "--force", is_flag=True, help="Go on when the load test fails.")
+@click.option("--monitor", "monitor_seconds", type=Duration(), default="10m", show_default=True,
+              help="The monitoring period (at most $DBTOOLS_MAX_DURATION when set).")  # fmt: skip
+@click.option("--baseline", metavar="W", default=None,
+              help="The window a 100% rollout is compared with (default: baseline in "
+              "[tool.dbtools.rollout]).")  # fmt: skip
+@click.option("--label", metavar="LABEL", default=None,
+              help="Name the monitoring window LABEL (LABEL:start..LABEL:end), for verify and "
+              "report. Default: the record's name.")  # fmt: skip
+@config_option(help="TOML file with [rollout] (the application's commands) and [verify] tables.")
+@output_dir_option
+def rollout(
+    dsn: str | None, migrate_dsn: str | None, environment: str, traffic: int, dry_run: bool,
+    skip_tests: bool, force: bool, monitor_seconds: int, baseline: str | None, label: str | None,
+    config_file: Path | None, output_dir: Path | None,
+) -> None:  # fmt: skip
+    """Run the guide's five phases: migrate, deploy, test, monitor, complete.
+
+    \b
+    1 migrate    alembic upgrade head (--migrate-dsn), then doctor as --dsn's role
+    2 deploy     the deploy command, then the traffic command with PCT
+    3 load-test  the load_test command (--skip-tests; --force goes on when it fails)
+    4 monitor    a snapshot now and every interval; at every sample the guide's rollback
+                 triggers (error rate > 5%, p95 > 1000 ms, cache hit < 20%) on the candidate
+                 variant's request metrics: the first crossed runs the rollback command
+    5 complete   verify --canary on the monitoring window (PCT < 100), else verify
+                 --baseline W against it; a rollback verdict runs the rollback command
+
+    The application's commands are argument lists in [tool.dbtools.rollout] (deploy, traffic,
+    rollback, load_test; interval, baseline_variant, candidate_variant, attribute), run without
+    a shell; {traffic} and {environment} are replaced inside arguments. Their output is logged
+    (-v) and kept, redacted, in the rollout record: reports/rollout-ENV-PCT-TIME.md and .json,
+    written after every phase, also when one fails or Ctrl-C stops it.
+
+    Exit codes: 0 complete (dry run: planned); 1 a phase failed or verify failed (the record
+    names the phase); 3 rolled back; 2 usage, configuration or connection error; 130
+    interrupted (the record says in which phase).
+    """
+    from dbtools.rollout import Rollout, RolloutOptions, load_rollout_config
+    from dbtools.verify.thresholds import load_thresholds
+
+    options = RolloutOptions(environment, traffic, monitor_seconds, dry_run, skip_tests, force,
+                             baseline, label)  # fmt: skip
+    config = load_rollout_config(config_file)
+    verify_file = (
+        config_file if config_file and has_table(read_toml(config_file), "verify") else None
+    )
+    thresholds = load_thresholds(verify_file)
+    target = "" if dry_run else resolve_dsn(dsn)
+    run = Rollout(
+        target, options, config, thresholds, output_dir or DEFAULT_DIRECTORY,
+        migrate_dsn=resolve_dsn(migrate_dsn) if migrate_dsn else None, config_file=config_file,
+        on_phase=lambda p: click.echo(f"- {p.name}: {p.status}  {p.detail}", err=True),
+    )  # fmt: skip
+    try:
+        with interruptible("rollout interrupted: the record says in which phase"):
+            record = run.run()
+    finally:
+        if run.paths:
+            click.echo(f"record: {run.paths[0]}", err=True)
+    click.echo(f"rollout {record.outcome}" + (f" in {record.stopped_in}" if record.stopped_in
+                                               else "") + (f": {record.reason}" if record.reason else ""))  # fmt: skip
+    click.get_current_context().exit(record.exit_code)
+
+
+COMMANDS = [rollout]
