@@ -159,8 +159,8 @@ class Application:
     """The application's traffic: runs of the reference workload as the application role, one
     after another, on the path the README's traffic comments name (none: no traffic)."""
 
-    def __init__(self, dsn: str, owner_dsn: str) -> None:
-        self.dsn, self.owner_dsn = dsn, owner_dsn
+    def __init__(self, dsn: str, owner_dsn: str, checkout: Path) -> None:
+        self.dsn, self.owner_dsn, self.checkout = dsn, owner_dsn, checkout
         self.path = "none"
         self.running = False
         self.seeded = False
@@ -197,7 +197,7 @@ class Application:
         # minutes long; a closing session reports at once.
         while (path := self._next_path()) is not None:
             try:
-                config = dataclasses.replace(RUN, path=DataPath.parse(path))
+                config = self._routed(dataclasses.replace(RUN, path=DataPath.parse(path)))
                 self.results.append(run_workload(self.dsn, config))
             except BaseException as err:  # reported by the test
                 self.failures.append(err)
@@ -206,6 +206,20 @@ class Application:
                     self.running = False
                     self.changed.notify_all()
             self.stopping.wait(PAUSE_S)
+
+    def _routed(self, config: WorkloadConfig) -> WorkloadConfig:
+        """*config* as the guide's traffic-routing file says, when there is one (acknowledged:
+        the run before this one has ended)."""
+        routing = self.checkout / ROUTING
+        if not routing.exists():
+            return config
+        percentage = json.loads(routing.read_text())["flight_search_optimization"][
+            "traffic_percentage"
+        ]
+        (self.checkout / ROUTING_ACK).write_text(str(percentage))
+        if percentage == 0:
+            return dataclasses.replace(config, path=DataPath.PER_REQUEST, traffic=100)
+        return dataclasses.replace(config, path=DataPath.BATCHED, traffic=percentage)
 
     def _next_path(self) -> str | None:
         """The path of the next run, once there is one (None: stop)."""
@@ -224,15 +238,42 @@ class Application:
 TEST_PROJECT_SETTINGS = "\n[tool.dbtools.verify]\nafter_rollback_p95_tolerance_ms = 5000\n"
 
 
+# The application team's scripts the README's rollout.toml names (stand-ins): the deploy and the
+# load test say what they would do; the route script writes the guide's traffic-routing file,
+# which the application (``Application``) reads before each run, and returns once it has
+# acknowledged the new split (``ROUTING_ACK``): from then on no request takes the old one.
+ROUTING, ROUTING_ACK = Path("config/traffic-routing.json"), Path("config/traffic-routing.ack")
+APPLICATION_SCRIPTS = {
+    "deploy-functions.sh": 'echo "deployed the optimized edge functions to $1"\n',
+    "load-test.sh": 'echo "load test at $1% of traffic: passed"\n',
+    "route-traffic.sh": f"""mkdir -p config
+enabled=$([ "$1" -gt 0 ] && echo true || echo false)
+printf '{{"flight_search_optimization":{{"enabled":%s,"traffic_percentage":%s}}}}\\n' \\
+    "$enabled" "$1" > {ROUTING}.tmp && mv {ROUTING}.tmp {ROUTING}
+for _ in $(seq 600); do
+    [ "$(cat {ROUTING_ACK} 2>/dev/null)" = "$1" ] && echo "$1% of traffic on the batched path" && exit 0
+    sleep 0.1
+done
+echo "the application did not take the new routing" >&2
+exit 1
+""",
+}
+
+
 def checkout(directory: Path) -> Path:
-    """The project as a deploy job has it: alembic.ini, migrations, and pyproject.toml (with
-    ``TEST_PROJECT_SETTINGS``)."""
+    """The project as a deploy job has it: alembic.ini, migrations, pyproject.toml (with
+    ``TEST_PROJECT_SETTINGS``), and the application's scripts."""
     directory.mkdir()
     for name in ("alembic.ini", "migrations"):
         (directory / name).symlink_to(REPO / name)
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     assert "[tool.dbtools.verify]" not in pyproject  # else the setting goes into that table
     (directory / "pyproject.toml").write_text(pyproject + TEST_PROJECT_SETTINGS)
+    (directory / "scripts").mkdir()
+    for name, body in APPLICATION_SCRIPTS.items():
+        script = directory / "scripts" / name
+        script.write_text("#!/usr/bin/env bash\n" + body)
+        script.chmod(0o755)
     return directory
 
 
@@ -271,7 +312,7 @@ def test_the_rollout_and_the_rollback_run_as_the_readme_says(
         )
 
     app = Application(url("flight_search", PASSWORDS["change-me-app"]),
-                      url("deploy", PASSWORDS["change-me-deploy"]))  # fmt: skip
+                      url("deploy", PASSWORDS["change-me-deploy"]), cwd)  # fmt: skip
     ran: list[tuple[Block, list[int]]] = []
     try:
         with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
