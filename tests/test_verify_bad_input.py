@@ -117,7 +117,10 @@ def test_database_never_migrated(database: Database) -> None:
         ("[verify]\nmax_p95_ms = 'fast'\n", "max_p95_ms must be a number"),
         ("[verify]\nmin_cache_hit_ratio = 40\n", "is a fraction between 0 and 1"),
         ("[verify]\nrollback_p95_ms = 400\n", "critical_p95_ms (500.0) must not exceed"),
-        ("[other]\nx = 1\n", "unknown table [other] (known: verify, lint, rehearse, report, rollout)"),
+        (
+            "[other]\nx = 1\n",
+            "unknown table [other] (known: verify, lint, rehearse, report, rollout)",
+        ),
         (
             "[tool.dbtools.verfy]\nmin_query_reduction = 0.9\n",
             "unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report, rollout); did you mean [tool.dbtools.verify]?",
