@@ -117,14 +117,14 @@ def test_database_never_migrated(database: Database) -> None:
         ("[verify]\nmax_p95_ms = 'fast'\n", "max_p95_ms must be a number"),
         ("[verify]\nmin_cache_hit_ratio = 40\n", "is a fraction between 0 and 1"),
         ("[verify]\nrollback_p95_ms = 400\n", "critical_p95_ms (500.0) must not exceed"),
-        ("[other]\nx = 1\n", "unknown table [other] (known: verify, lint, rehearse, report)"),
+        ("[other]\nx = 1\n", "unknown table [other] (known: verify, lint, rehearse, report, rollout)"),
         (
             "[tool.dbtools.verfy]\nmin_query_reduction = 0.9\n",
-            "unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report); did you mean [tool.dbtools.verify]?",
+            "unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report, rollout); did you mean [tool.dbtools.verify]?",
         ),
         (
             "[verify]\nmax_p95_ms = 250\n[verfy]\nmax_p95_ms = 200\n",
-            "unknown table [verfy] (known: verify, lint, rehearse, report); did you mean [verify]?",
+            "unknown table [verfy] (known: verify, lint, rehearse, report, rollout); did you mean [verify]?",
         ),
         ("[tool.dbtools]\nverify = 3\n", "[tool.dbtools.verify] must be a table"),
         ("x = 1\n", "no [verify] (or [tool.dbtools.verify]) table"),
@@ -147,7 +147,7 @@ def test_a_misspelt_table_in_pyproject_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_thresholds(project_dir=tmp_path)
     assert str(error.value) == (
-        f"{tmp_path / 'pyproject.toml'}: unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report); "
+        f"{tmp_path / 'pyproject.toml'}: unknown table [tool.dbtools.verfy] (known: verify, lint, rehearse, report, rollout); "
         "did you mean [tool.dbtools.verify]?"
     )
     (tmp_path / "pyproject.toml").write_text("[tool.dbtools.verify]\nmax_p95_ms = 250\n")
