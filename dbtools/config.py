@@ -6,12 +6,13 @@ silently."""
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dbtools.errors import ConfigError
+from dbtools.errors import ConfigError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,3 +83,23 @@ def section(
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{name}] must be a table")
     return dict(table)
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> int:
+    """``10m``, ``90s``, ``1h30m``, ``14d`` or plain seconds (``600``), in seconds; raises
+    ``UsageError`` for anything else or a duration that is not positive."""
+    value = text.strip().lower()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        match = _DURATION.match(value)
+        if not match or not value:
+            raise UsageError(f"{text!r} is not a duration like 10m, 90s, 1h30m or 14d")
+        days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    if seconds <= 0:
+        raise UsageError(f"the duration {text!r} must be positive")
+    return seconds

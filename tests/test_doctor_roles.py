@@ -15,7 +15,7 @@ import pytest
 from psycopg import conninfo
 
 from dbtools.schema.revisions import head_revision, upgrade
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
 from tests.conftest import Database
 from tests.helpers import REPO, readme_monitor_grants, run_cli
 
@@ -68,7 +68,7 @@ def ready(document: dict[str, Any]) -> dict[str, bool]:
 def stored_windows(db: Database) -> None:
     """Two windows, stored by the superuser, for verify and report to read."""
     for label in ("b", "c"):
-        for end in snapshots.window_labels(label):
+        for end in windows.window_labels(label):
             snapshots.snapshot(db.dsn, end, requests=10)
 
 

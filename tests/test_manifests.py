@@ -145,7 +145,7 @@ def test_manifests_count_what_the_revisions_create() -> None:
         counts[revision] = (len(own.tables), len(own.indexes), len(own.table_settings),
                             len(own.functions), len(own.batch_indexes))  # fmt: skip
     assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
-                      "0004": (1, 1, 0, 0, 0)}  # fmt: skip
+                      "0004": (1, 1, 0, 0, 0), "0005": (0, 12, 0, 1, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -270,7 +270,7 @@ def test_verify_after_a_downgrade_to_0002_judges_against_0002(migrated_database:
         ("pass", "revision 0002", "no autovacuum settings expected at 0002")
     ]
     assert by_check["monitoring_tables"] == [("pass", "perf_monitoring", "8 tables present")]
-    assert by_check["schema_at_head"] == [("fail", "alembic_version", "at 0002, head is 0004")]
+    assert by_check["schema_at_head"] == [("fail", "alembic_version", "at 0002, head is 0005")]
     # The downgrade took the snapshots' record of pg_stat_statements' settings (revision 0004's
     # columns) with it: whether every statement was counted can no longer be told.
     assert by_check["window"] == [
@@ -356,7 +356,13 @@ def test_manifest_at_each_revision() -> None:
     assert fourth.tables == (*third.tables, "perf_monitoring.statement_texts")
     assert len(fourth.indexes) == 27 and fourth.table_settings == third.table_settings
     assert fourth.monitoring_tables == (*MONITORING_TABLES, "statement_texts")
-    assert manifest_at("head") == fourth
+    # 0005: the monitoring tables keyed by target first (8 keys and indexes replaced by 12),
+    # and the function that folds samples
+    fifth = manifest_at("0005")
+    assert fifth.tables == fourth.tables and fifth.table_settings == fourth.table_settings
+    assert len(fifth.indexes) == 27 - 8 + 12 == 31
+    assert fifth.functions == (*fourth.functions, "perf_monitoring.fold_samples(text, bigint[])")
+    assert manifest_at("head") == fifth
 
 
 @pytest.mark.parametrize("revision", ["0009", "00", "0002,0003", "head-1"])
@@ -364,7 +370,7 @@ def test_manifest_at_an_unknown_revision_is_a_config_error(revision: str) -> Non
     with pytest.raises(ConfigError) as error:
         manifest_at(revision)
     assert str(error.value).startswith(f"unknown revision {revision!r}: the migrations in ")
-    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004")
+    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005")
 
 
 # -- the manifest's parts, pure -----------------------------------------------------------------

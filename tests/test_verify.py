@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dbtools.sqltext.parse import TableRef
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
 from dbtools.stats.measures import Scope
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.thresholds import Thresholds
@@ -104,6 +104,7 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
             "seconds",
             "trusted",
             "problems",
+            "notes",
             "requests",
             "requests_source",
             "queries",
@@ -181,7 +182,7 @@ def test_scope_by_role_and_table(migrated_database: Database) -> None:
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
     try:
         for label, batch in (("before", 1), ("after", 5)):
-            start, end = snapshots.window_labels(label)
+            start, end = windows.window_labels(label)
             snapshots.snapshot(db.dsn, start)
             run_requests(db, 10, batch=batch, user=role)
             run_requests(db, 7)  # another role's traffic, same statements
@@ -202,7 +203,7 @@ def test_scope_by_role_and_table(migrated_database: Database) -> None:
 def test_reset_inside_a_window_is_untrusted(migrated_database: Database) -> None:
     db = migrated_database
     window(db, "before", 10)
-    start, end = snapshots.window_labels("after")
+    start, end = windows.window_labels("after")
     snapshots.snapshot(db.dsn, start)
     run_requests(db, 10, batch=10)
     db.execute("SELECT pg_stat_statements_reset()")
@@ -252,7 +253,7 @@ def test_windows_from_different_databases_are_untrusted(
          "autovacuum_settings", "public.trip_requests",
          "autovacuum_analyze_scale_factor = (unset), expected 0.02"),
         ("UPDATE public.alembic_version SET version_num = '0002'",
-         "schema_at_head", "alembic_version", "at 0002, head is 0004"),
+         "schema_at_head", "alembic_version", "at 0002, head is 0005"),
         ("DROP TABLE perf_monitoring.app_metrics",
          "monitoring_tables", "perf_monitoring", "missing: app_metrics"),
     ],

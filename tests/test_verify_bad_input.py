@@ -93,21 +93,21 @@ def test_reused_label(migrated_database: Database) -> None:
     first = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
     assert first.returncode == 0, first.stderr
     again = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
-    assert_usage_error(again, "a snapshot labelled 'dup' already exists")
+    assert_usage_error(again, f"target '{db.name}' already has a snapshot labelled 'dup'")
     capture = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
     assert capture.returncode == 0  # dup:start/dup:end are other labels
     reused = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
-    assert_usage_error(reused, "a snapshot labelled 'dup:end' already exists")
+    assert_usage_error(reused, f"target '{db.name}' already has a snapshot labelled 'dup:end'")
     assert snapshot_count(db) == 3
 
 
 def test_database_not_at_head(database: Database, migrated_database: Database) -> None:
     never = run_dbtools("snapshot", "--label", "x", "--dsn", database.dsn)
-    assert_usage_error(never, "the database was never migrated, not at head 0004")
+    assert_usage_error(never, "the database was never migrated, not at head 0005")
     migrated_database.execute("UPDATE alembic_version SET version_num = '0002'")
     behind = run_dbtools("capture", "--label", "x", "--duration", "1s",
                          "--dsn", migrated_database.dsn)  # fmt: skip
-    assert_usage_error(behind, "the database is at revision 0002, not at head 0004")
+    assert_usage_error(behind, "the database is at revision 0002, not at head 0005")
     assert snapshot_count(migrated_database) == 0
     no_tables = run_dbtools("verify", "--dsn", database.dsn, "--baseline", "a", "--candidate", "b")
     assert_usage_error(no_tables, "the monitoring table perf_monitoring.snapshots is missing")

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import config_option, dsn_option, format_option
-from dbtools.db.connection import resolve_dsn
+from dbtools.cli.options import (
+    WINDOW_HELP,
+    config_option,
+    dsn_option,
+    format_option,
+    store_option,
+    target_option,
+)
+from dbtools.db.connection import normalise_dsn, resolve_dsn
 
 # The library (sqlglot, SQLAlchemy, Alembic) is imported when the command runs.
 
@@ -19,7 +26,7 @@ from dbtools.db.connection import resolve_dsn
     "--baseline",
     required=True,
     metavar="WINDOW",
-    help="The window before: LABEL (LABEL:start..LABEL:end, as capture writes) or A..B.",
+    help=f"The window before: {WINDOW_HELP}",
 )
 @click.option(
     "--candidate",
@@ -47,6 +54,8 @@ from dbtools.db.connection import resolve_dsn
     metavar="NAME",
     help="Use only request_metrics rows of this operation. Default: all.",
 )
+@target_option
+@store_option
 @config_option
 @format_option("table", "json")
 def verify_command(
@@ -56,6 +65,8 @@ def verify_command(
     roles: tuple[str, ...],
     tables: tuple[str, ...],
     operation: str | None,
+    target: str | None,
+    store: str | None,
     config_file: Path | None,
     output_format: str,
 ) -> None:  # fmt: skip
@@ -70,9 +81,15 @@ def verify_command(
     tables. Thresholds: the rollout guide's, or [tool.dbtools.verify] in pyproject.toml, or
     --config.
 
+    A window is two samples of one target: LABEL (LABEL:start..LABEL:end), A..B (labels or ISO
+    times: the samples nearest inside), or last:10m. A window by time is untrusted when an end
+    has no sample within twice the collection interval, or its samples lie further apart than
+    that; the times of the samples used are printed.
+
     \b
     dbtools verify --baseline baseline --candidate candidate
     dbtools verify --baseline b:start..b:end --candidate c1..c2 --format json
+    dbtools verify --baseline 2026-11-30T09:00Z..2026-11-30T09:10Z --candidate last:10m
 
     \b
     Exit codes: 0 pass; 1 fail (a threshold missed, no data, or an untrusted window: a
@@ -90,6 +107,7 @@ def verify_command(
     result = verify(
         resolve_dsn(dsn), baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation,
+        target=target, store=normalise_dsn(store) if store is not None else None,
     )  # fmt: skip
     from dbtools.verify.render import render_table
 
