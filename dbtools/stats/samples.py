@@ -27,9 +27,11 @@ nothing and dbtools sends a measured database no BEGIN or COMMIT.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,20 +77,30 @@ class RowKind:
     key: tuple[str, ...]
     derived: tuple[str, ...] = ()
 
-    @property
+    # Computed once per kind: a sample compares every entry (5,000 statements: 5,000 calls).
+    @functools.cached_property
     def columns(self) -> tuple[str, ...]:
         """The row type's stored columns, in the table's order."""
         return stored_columns(self.row_type)
 
-    @property
+    @functools.cached_property
     def compared(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.key and c not in self.derived)
 
+    @functools.cached_property
+    def _key_getter(self) -> Callable[[Any], Any]:
+        return operator.attrgetter(*self.key)
+
+    @functools.cached_property
+    def _values_getter(self) -> Callable[[Any], Any]:
+        return operator.attrgetter(*self.compared)
+
     def key_of(self, row: Any) -> tuple[Any, ...]:
-        return tuple(getattr(row, name) for name in self.key)
+        found = self._key_getter(row)
+        return found if len(self.key) > 1 else (found,)
 
     def values_of(self, row: Any) -> tuple[Any, ...]:
-        return tuple(getattr(row, name) for name in self.compared)
+        return self._values_getter(row)  # type: ignore[no-any-return]
 
 
 STATEMENTS = RowKind(
