@@ -326,11 +326,13 @@ class Collector:
     def open_all(self) -> list[str]:
         """Open every target's sessions and lock it before the first round; returns the
         targets that could not be reached (retried each round). Raises ``TargetBusy`` when
-        another collector holds one of them."""
+        another collector holds one of them. Concurrently: a target that never answers delays
+        the start by one connect timeout, not one per such target."""
         unreachable = []
-        for sessions in self._targets:
+        opening = [(s, self._pool.submit(self._open, s)) for s in self._targets]
+        for sessions, future in opening:
             try:
-                self._open(sessions)
+                future.result()
             except samples.TargetBusy:
                 self.close()
                 raise
