@@ -70,6 +70,7 @@ MAX_DURATION = "12s"  # each capture window, shortened from the README's 10m and
 # `verify --after-rollback` asks. The batched path cuts queries per request by ~88%.
 RUN = WorkloadConfig(requests=40, concurrency=20, duplication=Duplication.MEDIUM, bucket_seconds=1)
 PAUSE_S = 0.2
+CANARY_TRAFFIC = 50.0  # the README's second canary step: half the requests on the batched path
 
 
 def readme_events() -> list[Block | Traffic]:
@@ -197,7 +198,11 @@ class Application:
         # minutes long; a closing session reports at once.
         while (path := self._next_path()) is not None:
             try:
-                config = dataclasses.replace(RUN, path=DataPath.parse(path))
+                config = (
+                    dataclasses.replace(RUN, path=DataPath.BATCHED, traffic=CANARY_TRAFFIC)
+                    if path == "canary"
+                    else dataclasses.replace(RUN, path=DataPath.parse(path))
+                )
                 self.results.append(run_workload(self.dsn, config))
             except BaseException as err:  # reported by the test
                 self.failures.append(err)

@@ -75,9 +75,19 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _register() -> None:
-    from dbtools.cli import demo, doctor, report, safety, sandbox, snapshot, verify, workload
+    from dbtools.cli import (
+        collect,
+        demo,
+        doctor,
+        report,
+        safety,
+        sandbox,
+        snapshot,
+        verify,
+        workload,
+    )
 
-    for module in (demo, sandbox, doctor, workload, snapshot, verify, report, safety):
+    for module in (demo, sandbox, doctor, workload, snapshot, collect, verify, report, safety):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -33,18 +33,31 @@ from dbtools.schema.monitoring import REQUEST_METRICS, monitoring_table
 
 log = logging.getLogger(__name__)
 
-RECORD_SQL = f"""INSERT {SQL_MARKER} INTO {monitoring_table(REQUEST_METRICS)}
-    (bucket_start, bucket_seconds, operation, variant, requests, errors, latency_p50_ms,
-     latency_p95_ms, latency_p99_ms, cache_hits, cache_misses, batches, batch_size_max, queries)
-SELECT statement_timestamp() - make_interval(secs => m.age_s), %(bucket_seconds)s::int,
-       %(operation)s::text, m.variant, m.requests, m.errors, m.p50, m.p95, m.p99, m.cache_hits,
-       m.cache_misses, m.batches, m.batch_size_max, m.queries
-FROM unnest(%(age_s)s::float8[], %(variant)s::text[], %(requests)s::bigint[],
-            %(errors)s::bigint[], %(p50)s::float8[], %(p95)s::float8[], %(p99)s::float8[],
-            %(cache_hits)s::bigint[], %(cache_misses)s::bigint[], %(batches)s::bigint[],
-            %(batch_size_max)s::bigint[], %(queries)s::bigint[])
-    AS m(age_s, variant, requests, errors, p50, p95, p99, cache_hits, cache_misses, batches,
-         batch_size_max, queries)"""
+_COLUMNS = {  # request_metrics' column: (the unnest array's type, whether revision 0002 has it)
+    "variant": ("text", False), "requests": ("bigint", True), "errors": ("bigint", True),
+    "latency_p50_ms": ("float8", True), "latency_p95_ms": ("float8", True),
+    "latency_p99_ms": ("float8", True), "cache_hits": ("bigint", True),
+    "cache_misses": ("bigint", True), "batches": ("bigint", True),
+    "batch_size_max": ("bigint", True), "queries": ("bigint", False),
+}  # fmt: skip
+
+
+def _record_sql(columns: list[str]) -> str:
+    return (
+        f"INSERT {SQL_MARKER} INTO {monitoring_table(REQUEST_METRICS)}\n"
+        f"    (bucket_start, bucket_seconds, operation, {', '.join(columns)})\n"
+        "SELECT statement_timestamp() - make_interval(secs => m.age_s), %(bucket_seconds)s::int,\n"
+        f"       %(operation)s::text, {', '.join(f'm.{c}' for c in columns)}\n"
+        "FROM unnest(%(age_s)s::float8[], "
+        + ", ".join(f"%({c})s::{_COLUMNS[c][0]}[]" for c in columns)
+        + f")\n    AS m(age_s, {', '.join(columns)})"
+    )
+
+
+RECORD_SQL = _record_sql(list(_COLUMNS))
+# A database downgraded below revision 0006 (a rollback) has no variant and no queries columns:
+# the application's metrics still reach it, without them.
+RECORD_SQL_BEFORE_0006 = _record_sql([c for c, (_, old) in _COLUMNS.items() if old])
 
 WRITE_TIMEOUT = "5s"
 
@@ -102,6 +115,7 @@ class MetricsRecorder:
         if flush_interval_s is not None and flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be positive")
         self.dsn = dsn
+        self._record_sql = RECORD_SQL
         self.operation = operation
         self.bucket_seconds = bucket_seconds
         self.max_buckets = max_buckets
@@ -213,7 +227,7 @@ class MetricsRecorder:
         if not rows:
             return 0
         try:
-            self._connection().execute(RECORD_SQL, self._params(rows))
+            self._insert(rows)
         except BaseException:
             with self._lock:
                 self._buckets.put_back(taken)
@@ -223,6 +237,17 @@ class MetricsRecorder:
         self.rows_written += len(rows)
         log.debug("%d request-metrics rows written", len(rows))
         return len(rows)
+
+    def _insert(self, rows: list[MetricsRow]) -> None:
+        try:
+            self._connection().execute(self._record_sql, self._params(rows))
+        except psycopg.errors.UndefinedColumn:
+            if self._record_sql == RECORD_SQL_BEFORE_0006:
+                raise
+            log.warning("request_metrics has no variant or queries column (a revision before "
+                        "0006): writing the metrics without them")  # fmt: skip
+            self._record_sql = RECORD_SQL_BEFORE_0006
+            self._connection().execute(self._record_sql, self._params(rows))
 
     def _record(self, record: RequestRecord) -> None:
         latency = record.latency_ms or 0.0
@@ -272,9 +297,9 @@ class MetricsRecorder:
             "variant": [row.variant for row in rows],
             "requests": [row.requests for row in rows],
             "errors": [row.errors for row in rows],
-            "p50": [row.latency_p50_ms for row in rows],
-            "p95": [row.latency_p95_ms for row in rows],
-            "p99": [row.latency_p99_ms for row in rows],
+            "latency_p50_ms": [row.latency_p50_ms for row in rows],
+            "latency_p95_ms": [row.latency_p95_ms for row in rows],
+            "latency_p99_ms": [row.latency_p99_ms for row in rows],
             "cache_hits": [row.cache_hits for row in rows],
             "cache_misses": [row.cache_misses for row in rows],
             "batches": [row.batches for row in rows],
