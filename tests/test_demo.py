@@ -17,7 +17,14 @@ from dbtools.errors import UsageError
 from dbtools.stats.measures import P95_NAME
 from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
 from tests.conftest import Database
-from tests.helpers import REPO, assert_usage_error, postmaster_pid, run_dbtools, server_alive
+from tests.helpers import (
+    REPO,
+    assert_usage_error,
+    interruptible_child,
+    postmaster_pid,
+    run_dbtools,
+    server_alive,
+)
 
 PG_BIN = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
 ENV = {"DBTOOLS_PG_BIN": PG_BIN} if PG_BIN else {}
@@ -30,7 +37,7 @@ def start_demo(*args: str, tmpdir: Path) -> tuple[subprocess.Popen[str], Iterato
     run = subprocess.Popen(
         [sys.executable, "-m", "dbtools", "demo", *args],
         cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, **ENV, "TMPDIR": str(tmpdir)},
+        env={**os.environ, **ENV, "TMPDIR": str(tmpdir)}, preexec_fn=interruptible_child,
     )  # fmt: skip
     assert run.stderr is not None
     lines = iter(run.stderr)
