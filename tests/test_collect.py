@@ -14,7 +14,7 @@ import pytest
 
 from dbtools.db.connection import SQL_MARKER
 from tests.conftest import Database
-from tests.helpers import REPO, assert_usage_error, run_cli
+from tests.helpers import REPO, assert_usage_error, interruptible_child, run_cli
 from tests.snapshot_helpers import snapshot_count
 
 
@@ -28,6 +28,7 @@ def _collector(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "dbtools", "-v", "collect", *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible_child,
     )  # fmt: skip
 
 

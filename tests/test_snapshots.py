@@ -30,7 +30,7 @@ from dbtools.stats.rows import (
     stored_columns,
 )
 from tests.conftest import Database, PgServer
-from tests.helpers import REPO, assert_usage_error, run_cli
+from tests.helpers import REPO, assert_usage_error, interruptible_child, run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, snapshot_count, take
 
 PROBE = "SELECT %s::int + 1 AS collection_probe"
@@ -270,6 +270,7 @@ def test_interrupted_capture_leaves_nothing(migrated_database: Database, sig: in
         [sys.executable, "-m", "dbtools", "capture", "--dsn", db.dsn, "--label", "cut",
          "--duration", "5m"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible_child,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
