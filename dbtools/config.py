@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dbtools.errors import ConfigError
+from dbtools.errors import ConfigError, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -115,25 +115,25 @@ def has_table(document: Mapping[str, Any], name: str) -> bool:
 
 # -- durations ---------------------------------------------------------------------------------
 
-DURATION_FORMS = "10m, 90s or 1h30m"
+DURATION_FORMS = "10m, 90s, 1h30m or 14d"
 MAX_DURATION_VARIABLE = "DBTOOLS_MAX_DURATION"
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def parse_duration(text: str) -> int:
-    """``10m``, ``90s``, ``1h30m`` or plain seconds (``600``) as seconds; raises ``ValueError``
-    for anything else, and for zero."""
-    text = text.strip().lower()
-    match = _DURATION.fullmatch(text)
-    if text.isdigit():
-        seconds = int(text)
-    elif text and match:
-        hours, minutes, secs = (int(part or 0) for part in match.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
+    """``10m``, ``90s``, ``1h30m``, ``14d`` or plain seconds (``600``), in seconds; raises
+    ``UsageError`` for anything else or a duration that is not positive."""
+    value = text.strip().lower()
+    if value.isdigit():
+        seconds = int(value)
     else:
-        raise ValueError(f"{text!r} is not a duration like {DURATION_FORMS}")
+        match = _DURATION.match(value)
+        if not match or not value:
+            raise UsageError(f"{text!r} is not a duration like {DURATION_FORMS}")
+        days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
     if seconds <= 0:
-        raise ValueError("the duration must be positive")
+        raise UsageError(f"the duration {text!r} must be positive")
     return seconds
 
 
@@ -146,5 +146,5 @@ def max_duration() -> int | None:
         return None
     try:
         return parse_duration(value)
-    except ValueError as err:
+    except UsageError as err:
         raise ConfigError(f"{MAX_DURATION_VARIABLE}: {err}") from err

@@ -44,7 +44,8 @@ from dbtools.safety.render import plan_markdown
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
 from dbtools.stats.measures import P95_NAME
-from dbtools.stats.snapshots import snapshot, window_labels
+from dbtools.stats.snapshots import snapshot
+from dbtools.stats.windows import window_labels
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.canary import CanaryResult, CanarySpec, verify_canary
 from dbtools.verify.render import render_table

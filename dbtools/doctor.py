@@ -36,8 +36,14 @@ from dbtools.findings import FAILING, Finding
 from dbtools.schema.frozen import IniPath
 from dbtools.schema.manifest import Manifest, head_revision, manifest_at
 from dbtools.schema.monitoring import (
+    DATABASE_STATS,
+    FOLD_SAMPLES_FUNCTION,
+    INDEX_STATS,
     MONITORING_SCHEMA,
     SNAPSHOTS,
+    STATEMENT_STATS,
+    STATEMENT_TEXTS,
+    TABLE_STATS,
     WRITTEN_BY_OTHERS,
     monitoring_table,
 )
@@ -431,20 +437,41 @@ def _table_check(
 
 def snapshots_storable(facts: DoctorFacts) -> list[Check]:
     """A snapshot inserts into every monitoring table but those others write (the manifest's,
-    so a later revision's table is covered) and reads back the header it stored."""
+    so a later revision's table is covered) and reads back the header it stored; from revision
+    0005 it reads the target's previous sample from all of them too (it stores what moved)."""
     written = [t for t in facts.tables if t.name not in WRITTEN_BY_OTHERS]
+    read = [t for t in written if t.name in _sample_tables(facts)]
     wanted = [
-        ("SELECT", [t for t in written if t.name == SNAPSHOTS and not t.can_select]),
+        ("SELECT", [t for t in read if not t.can_select]),
         ("INSERT", [t for t in written if not t.can_insert]),
     ]
-    done = f"INSERT on {len(written)} tables, SELECT on {SNAPSHOTS}"
+    done = f"INSERT on {len(written)} tables, SELECT on {_names(read)}"
     return _table_check(facts, "snapshots storable", wanted, done, (SNAPSHOT, CAPTURE))
 
 
+# The tables of a compact sample (revision 0005 on): a snapshot reads the target's previous
+# sample from them, and ``fold_samples`` deletes from them.
+SAMPLE_TABLES = (SNAPSHOTS, STATEMENT_STATS, TABLE_STATS, INDEX_STATS, DATABASE_STATS,
+                 STATEMENT_TEXTS)  # fmt: skip
+
+
+def _names(tables: Sequence[TableAccess]) -> str:
+    return tables[0].name if len(tables) == 1 else f"{len(tables)} tables"
+
+
+def _sample_tables(facts: DoctorFacts) -> tuple[str, ...]:
+    """The tables a snapshot reads back and an interrupted capture deletes from: every sample
+    table from revision 0005 (``fold_samples``), else the header only (rows cascade)."""
+    return SAMPLE_TABLES if FOLD_SAMPLES_FUNCTION in facts.manifest.functions else (SNAPSHOTS,)
+
+
 def interrupted_capture_removable(facts: DoctorFacts) -> list[Check]:
-    """An interrupted capture deletes its start snapshot (its rows go by ON DELETE CASCADE)."""
-    wanted = [("DELETE", [t for t in facts.tables if t.name == SNAPSHOTS and not t.can_delete])]
-    done = f"DELETE on {SNAPSHOTS}"
+    """An interrupted capture removes its start snapshot: below revision 0005 its rows go by
+    ON DELETE CASCADE; from 0005 ``fold_samples`` deletes, as the role, the rows and texts no
+    other sample reads, from every table a snapshot writes."""
+    removed = [t for t in facts.tables if t.name in _sample_tables(facts)]
+    wanted = [("DELETE", [t for t in removed if not t.can_delete])]
+    done = f"DELETE on {_names(removed)}"
     return _table_check(facts, "interrupted capture removable", wanted, done, (CAPTURE,))
 
 

@@ -56,7 +56,8 @@ from dbtools.output import (
     write_output,
 )
 from dbtools.redaction import redact
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
+from dbtools.stats.legacy import read_layout
 from dbtools.verify.rules import judge_app_cache_hit_ratio, judge_error_rate, judge_p95_latency
 from dbtools.verify.thresholds import Thresholds
 
@@ -130,7 +131,7 @@ def rollout_config_from(
         elif key == "interval":
             try:
                 checked["interval_seconds"] = parse_duration(str(value))
-            except ValueError as err:
+            except UsageError as err:
                 raise ConfigError(f"{source}: rollout interval: {err}") from err
         elif key == "attribute":
             if value not in ("role", "app"):
@@ -177,7 +178,7 @@ class RolloutOptions:
         if self.monitor_seconds <= 0:
             raise UsageError("--monitor must be positive")
         if self.label is not None:
-            snapshots.validate_label(self.label)
+            windows.validate_label(self.label)
 
 
 def check_ready(options: RolloutOptions, config: RolloutConfig) -> None:
@@ -395,7 +396,7 @@ class SnapshotSampler:
 
 
 def judge_triggers(
-    totals: snapshots.VariantTotals | None, thresholds: Thresholds
+    totals: windows.VariantTotals | None, thresholds: Thresholds
 ) -> tuple[list[Finding], dict[str, Any]]:
     """The guide's automatic rollback triggers (error rate, p95, cache hit ratio) on one
     variant's request metrics: the findings whose status is ``rollback``, and the figures."""
@@ -420,11 +421,11 @@ def judge_triggers(
 
 def candidate_totals(
     dsn: str, start: datetime, end: datetime, variant: str
-) -> snapshots.VariantTotals | None:
+) -> windows.VariantTotals | None:
     """The request metrics of *variant* in the buckets inside [*start*, *end*]."""
     with session(dsn, autocommit=True) as conn, translated_errors("reading the request metrics"):
-        layout = snapshots.read_layout(conn)
-        return snapshots.load_variant_totals(conn, start, end, None, layout).get(variant)
+        layout = read_layout(conn)
+        return windows.load_variant_totals(conn, start, end, layout=layout).get(variant)
 
 
 # -- the rollout ------------------------------------------------------------------------------------
@@ -607,7 +608,7 @@ class Rollout:
     def _monitor(self, phase: PhaseRecord) -> None:
         sampler = self.sampler or SnapshotSampler(self.dsn)
         label = self.options.label or self.stem
-        start_label, end_label = snapshots.window_labels(label)
+        start_label, end_label = windows.window_labels(label)
         started = previous = sampler.sample(start_label)
         self.record.window = f"{start_label}..{end_label}"
         seconds, interval = self.record.monitor_seconds, self.record.interval_seconds

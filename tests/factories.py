@@ -14,7 +14,7 @@ from typing import Any
 
 from dbtools.schema.manifest import manifest_at
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader, StatementRow
-from dbtools.stats.snapshots import RequestTotals, VariantTotals, Window, parse_window
+from dbtools.stats.windows import RequestTotals, VariantTotals, Window, parse_window
 from dbtools.verify.live import IndexState, LiveState
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)

@@ -4,6 +4,7 @@ test's own server is running."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,13 @@ def run_dbtools(
         capture_output=True, text=True, timeout=timeout, cwd=REPO,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
+
+
+def interruptible_child() -> None:
+    """``preexec_fn`` for a child a test will Ctrl-C: SIGINT back to its default. A suite started
+    in the background (``make test &``) runs with SIGINT ignored, which every child inherits and
+    Python then keeps: the child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_usage_error(result: Result | subprocess.CompletedProcess[str], expected: str) -> str:

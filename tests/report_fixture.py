@@ -31,7 +31,7 @@ from dbtools.stats.rows import (
     StatementRow,
     TableRow,
 )
-from dbtools.stats.snapshots import RequestTotals, Window, WindowRef
+from dbtools.stats.windows import RequestTotals, Window, WindowRef
 from dbtools.verify import evaluate
 from dbtools.verify.live import IndexState, LiveState
 from tests.factories import COUNTING_SETTINGS, healthy_live_state

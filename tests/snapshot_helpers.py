@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
+from dbtools.stats.samples import SampleSummary
 from tests.conftest import Database
 
 # The three statements of a flight-search request, each served by one batch index (the planner
@@ -51,7 +52,7 @@ def run_requests(
     return sent
 
 
-def take(db: Database, label: str, requests: int | None = None) -> snapshots.SnapshotSummary:
+def take(db: Database, label: str, requests: int | None = None) -> SampleSummary:
     return snapshots.snapshot(db.dsn, label, requests=requests)
 
 
@@ -66,7 +67,7 @@ def window(
     **kwargs: Any,
 ) -> int:
     """Bracket a workload with LABEL:start and LABEL:end; returns the statements sent."""
-    start, end = snapshots.window_labels(label)
+    start, end = windows.window_labels(label)
     take(db, start)
     sent = run_requests(db, requests, batch=batch, **kwargs)
     time.sleep(pause)
@@ -94,7 +95,7 @@ def record_metrics(
         "%s, %s, %s FROM perf_monitoring.snapshots s, perf_monitoring.snapshots e "
         "WHERE s.label = %s AND e.label = %s",
         (operation, requests, errors, p95_ms, cache_hits, cache_misses,
-         *snapshots.window_labels(label)),
+         *windows.window_labels(label)),
     )  # fmt: skip
 
 

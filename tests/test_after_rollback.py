@@ -19,8 +19,8 @@ import pytest
 from dbtools.errors import ConfigError
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import downgrade
-from dbtools.stats.snapshots import RequestTotals, Window, window_labels
 from dbtools.stats.snapshots import snapshot as take_snapshot
+from dbtools.stats.windows import RequestTotals, Window, window_labels
 from dbtools.verify import VerifyResult, evaluate, verify
 from dbtools.verify.thresholds import Thresholds, thresholds_from
 from dbtools.workload import (

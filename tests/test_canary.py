@@ -14,7 +14,7 @@ import pytest
 
 from dbtools.errors import UsageError
 from dbtools.metrics import MetricsRecorder
-from dbtools.stats.snapshots import VariantTotals, window_labels
+from dbtools.stats.windows import VariantTotals, window_labels
 from dbtools.verify.canary import CANARY_RULES, CanarySpec, evaluate_canary, verify_canary
 from dbtools.verify.thresholds import Thresholds
 from dbtools.workload import DataPath, Duplication, WorkloadConfig, run_workload

@@ -11,7 +11,7 @@ import pytest
 from dbtools.sqltext.parse import TableRef
 from dbtools.stats.deltas import delta_rows, statement_deltas, statement_key
 from dbtools.stats.measures import Scope, count_statements, measure_window, query_reduction
-from dbtools.stats.snapshots import Window
+from dbtools.stats.windows import Window
 from tests.factories import (
     T0,
     database,

@@ -29,7 +29,8 @@ MONITOR = ServerInfo(
 HEAD = manifest_at("head")
 GRANTED = tuple(
     TableAccess(name, present=True, can_select=True, can_insert=name not in {
-        "request_metrics", "app_metrics", "setting_changes"}, can_delete=name == "snapshots")
+        "request_metrics", "app_metrics", "setting_changes"}, can_delete=name not in {
+        "request_metrics", "app_metrics", "setting_changes"})
     for name in HEAD.monitoring_tables
 )  # fmt: skip
 READY = DoctorFacts(

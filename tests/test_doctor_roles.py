@@ -16,7 +16,7 @@ from psycopg import conninfo
 
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import upgrade
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
 from tests.conftest import Database
 from tests.helpers import REPO, run_cli
 from tests.readme_runner import readme_monitor_grants
@@ -70,7 +70,7 @@ def ready(document: dict[str, Any]) -> dict[str, bool]:
 def stored_windows(db: Database) -> None:
     """Two windows, stored by the superuser, for verify and report to read."""
     for label in ("b", "c"):
-        for end in snapshots.window_labels(label):
+        for end in windows.window_labels(label):
             snapshots.snapshot(db.dsn, end, requests=10)
 
 
@@ -133,9 +133,10 @@ def test_pg_monitor_alone_fails_every_command_and_doctor_says_so(
     assert failing(found) == {
         "alembic_version readable": f"GRANT SELECT ON public.alembic_version TO {role};",
         "monitoring schema usable": f"GRANT USAGE ON SCHEMA perf_monitoring TO {role};",
-        "snapshots storable": f"GRANT SELECT ON perf_monitoring.snapshots TO {role};\n"
+        # a snapshot reads the previous sample back; an interrupted one is folded away
+        "snapshots storable": f"GRANT SELECT ON {written} TO {role};\n"
         f"GRANT INSERT ON {written} TO {role};",
-        "interrupted capture removable": f"GRANT DELETE ON perf_monitoring.snapshots TO {role};",
+        "interrupted capture removable": f"GRANT DELETE ON {written} TO {role};",
         "stored snapshots readable": f"GRANT SELECT ON {read} TO {role};",
     }
     # The text names the same fixes, each under the FAIL line it fixes.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dbtools.errors import ConfigError
-from dbtools.stats.snapshots import RequestTotals, Window
+from dbtools.stats.windows import RequestTotals, Window
 from dbtools.verify import VerifyResult, evaluate
 from dbtools.verify.live import IndexState
 from dbtools.verify.thresholds import Thresholds

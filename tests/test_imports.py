@@ -87,6 +87,7 @@ def test_verify_snapshot_and_doctor_load_only_what_their_work_needs(
     assert scoped == (0, {"psycopg", "sqlglot"})
     assert loaded(tmp_path, "snapshot", *dsn, "--label", "later") == (0, {"psycopg"})
     assert loaded(tmp_path, "doctor", *dsn) == (0, {"psycopg"})
+    assert loaded(tmp_path, "collect", *dsn, "--once") == (0, {"psycopg"})
 
 
 def test_the_record_of_dbtools_revisions_is_what_the_revision_files_say() -> None:

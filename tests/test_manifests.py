@@ -153,7 +153,8 @@ def test_manifests_count_what_the_revisions_create() -> None:
         counts[revision] = (len(own.tables), len(own.indexes), len(own.table_settings),
                             len(own.functions), len(own.batch_indexes))  # fmt: skip
     assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
-                      "0004": (1, 1, 0, 0, 0), "0006": (0, 0, 0, 0, 0)}  # fmt: skip
+                      "0004": (1, 1, 0, 0, 0), "0005": (0, 12, 0, 1, 0),
+                      "0006": (0, 0, 0, 0, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -285,8 +286,9 @@ def test_verify_after_a_downgrade_to_0002_judges_against_0002(migrated_database:
     # columns) with it: whether every statement was counted can no longer be told.
     assert by_check["window"] == [
         ("untrusted", role, "pg_stat_statements settings are not stored with this window's "
-         "snapshots (taken at revision 0004; they are stored from revision 0004 on, and a "
-         "downgrade below 0004 drops them): whether every statement was counted is unknown")
+         f"snapshots (taken at revision {head_revision()}; they are stored from revision 0004 "
+         "on, and a downgrade below 0004 drops them): whether every statement was counted is "
+         "unknown")
         for role in ("baseline", "candidate")
     ]  # fmt: skip
     assert [f.check for f in result.findings if f.status not in ("pass", "untrusted")] == [
@@ -367,8 +369,14 @@ def test_manifest_at_each_revision() -> None:
     assert fourth.tables == (*third.tables, "perf_monitoring.statement_texts")
     assert len(fourth.indexes) == 27 and fourth.table_settings == third.table_settings
     assert fourth.monitoring_tables == (*MONITORING_TABLES, "statement_texts")
+    # 0005: the monitoring tables keyed by target first (8 keys and indexes replaced by 12),
+    # and the function that folds samples
+    fifth = manifest_at("0005")
+    assert fifth.tables == fourth.tables and fifth.table_settings == fourth.table_settings
+    assert len(fifth.indexes) == 27 - 8 + 12 == 31
+    assert fifth.functions == (*fourth.functions, "perf_monitoring.fold_samples(text, bigint[])")
     # 0006 adds columns only (request_metrics' variant and queries), which manifests do not list
-    assert dataclasses.replace(manifest_at("0006"), revision="0004") == fourth
+    assert dataclasses.replace(manifest_at("0006"), revision="0005") == fifth
     assert manifest_at("head") == manifest_at("0006")
 
 
@@ -377,7 +385,7 @@ def test_manifest_at_an_unknown_revision_is_a_config_error(revision: str) -> Non
     with pytest.raises(ConfigError) as error:
         manifest_at(revision)
     assert str(error.value).startswith(f"unknown revision {revision!r}: the migrations in ")
-    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0006")
+    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005, 0006")
 
 
 # -- the manifest's parts, pure -----------------------------------------------------------------

@@ -23,7 +23,7 @@ from dbtools.metrics.buckets import Buckets, MetricsRow
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import script_directory, upgrade
 from dbtools.stats.measures import measure_window
-from dbtools.stats.snapshots import load_windows, parse_window
+from dbtools.stats.windows import load_windows, parse_window
 from tests.conftest import Database
 from tests.snapshot_helpers import take
 

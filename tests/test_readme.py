@@ -70,6 +70,7 @@ MAX_DURATION = "12s"  # each capture window, shortened from the README's 10m and
 # `verify --after-rollback` asks. The batched path cuts queries per request by ~88%.
 RUN = WorkloadConfig(requests=40, concurrency=20, duplication=Duplication.MEDIUM, bucket_seconds=1)
 PAUSE_S = 0.2
+CANARY_TRAFFIC = 50.0  # the README's second canary step: half the requests on the batched path
 
 
 def readme_events() -> list[Block | Traffic]:

@@ -27,7 +27,7 @@ from dbtools.rollout import (
     rollout_config_from,
     run_command,
 )
-from dbtools.stats.snapshots import VariantTotals
+from dbtools.stats.windows import VariantTotals
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import REPO, run_cli

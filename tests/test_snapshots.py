@@ -17,7 +17,7 @@ from dbtools.errors import UsageError
 from dbtools.schema import monitoring
 from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.stats import collect as stats
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
 from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
@@ -29,7 +29,7 @@ from dbtools.stats.rows import (
     stored_columns,
 )
 from tests.conftest import Database, PgServer
-from tests.helpers import REPO, assert_usage_error, run_cli
+from tests.helpers import REPO, assert_usage_error, interruptible_child, run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, snapshot_count, take
 
 PROBE = "SELECT %s::int + 1 AS collection_probe"
@@ -50,11 +50,15 @@ def test_row_dataclasses_are_the_monitoring_tables_columns(migrated_database: Da
         (IndexRow, monitoring.INDEX_STATS),
         (DatabaseRow, monitoring.DATABASE_STATS),
     ):
-        assert ("snapshot_id", *column_names(row_type)) == columns(table), table
+        # Each row is its sample's and its target's, and may say its entry vanished there.
+        stored = columns(table)
+        assert {"target", "vanished"} <= set(stored), table
+        plain = tuple(c for c in stored if c not in ("target", "vanished"))
+        assert ("snapshot_id", *column_names(row_type)) == plain, table
     assert column_names(SnapshotHeader) == columns(monitoring.SNAPSHOTS)
     # statement_stats.query stays NULL: a statement's text is stored once, in statement_texts.
     assert "query" not in stored_columns(StatementRow)
-    assert columns(monitoring.STATEMENT_TEXTS) == ("dbid", "queryid", "query")
+    assert columns(monitoring.STATEMENT_TEXTS) == ("dbid", "queryid", "query", "target")
 
 
 def _probe_calls(snapshot: Snapshot) -> int:
@@ -121,8 +125,8 @@ def test_snapshot_stores_exactly_what_collection_reads(migrated_database: Databa
     summary = take(db, "s1", requests=4)
     with connect(db.dsn, autocommit=True) as conn:
         live = stats.collect(conn)
-        header = snapshots.find_headers(conn, ["s1"])["s1"]
-        stored = snapshots.load_snapshots(conn, [header])[summary.id]
+        header = windows.find_headers(conn, ["s1"], target=db.name)["s1"]
+        stored = windows.load_snapshots(conn, [header])[summary.id]
     assert header.requests == 4 and header.hidden_statements == 0
     assert header.alembic_revision == head_revision()
     assert summary.statements == len(stored.statements)
@@ -159,32 +163,41 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
             if calls != before.get(qid, ("", 0))[1] and "test reader" not in text
         }
 
-    small = sent_by(lambda: take(db, "a"))
+    take(db, "a")
+    db.execute("SELECT 1 AS small_probe")  # a statement whose text is new, as below
+    small = sent_by(lambda: take(db, "b"))
     with db.connect() as conn:
         for i in range(40):
             conn.execute(f"CREATE TABLE wide_{i} (id int PRIMARY KEY, v int)")
             conn.execute(f"CREATE INDEX ON wide_{i} (v)")
             for op in ("<", "<=", "=", ">=", ">"):  # 200 statements whose texts are new
                 conn.execute(f"SELECT count(*) FROM wide_{i} WHERE v {op} 0")
-    large = sent_by(lambda: take(db, "b"))
-    take(db, "c")
-    verified = sent_by(lambda: run_cli("verify", "--dsn", db.dsn, "--baseline", "a..b",
-                                       "--candidate", "b..c"))  # fmt: skip
+    large = sent_by(lambda: take(db, "c"))
+    take(db, "d")
+    verified = sent_by(lambda: run_cli("verify", "--dsn", db.dsn, "--baseline", "b..c",
+                                       "--candidate", "c..d"))  # fmt: skip
     for sent in (small, large, verified):
         toplevel = {text: calls for text, calls in sent.items() if stats.RI_MARKER not in text}
         assert all(SQL_MARKER in text for text in toplevel), toplevel
-    # server facts, the revision, the new texts, and the one INSERT … SELECT
-    assert sum(c for t, c in small.items() if stats.RI_MARKER not in t) == 4
-    assert sum(c for t, c in large.items() if stats.RI_MARKER not in t) == 4
-    # verify: the server facts and the revision, the objects its manifest names, the monitoring
-    # tables' columns (snapshots are read at any revision), the windows.
-    assert sum(verified.values()) == 11
+    # A snapshot, whatever the number of statements, tables and indexes: the server facts; the
+    # repository's revision (whether its table exists, and its row); the target's write lock,
+    # its latest sample and the state there (one query per row kind: a new process); the read
+    # (the header, the revision, the counters, the new texts, the database, tables and
+    # indexes); the write (one statement); the lock's release.
+    assert sum(small.values()) == sum(large.values()) == 1 + 2 + 1 + 1 + 4 + 7 + 1 + 1
+    # verify: the revision (whether its table exists, and its row), the objects its manifest
+    # names, the monitoring tables' columns (samples are read at any revision), the targets,
+    # the labels, the state at the three samples (one query per row kind), the request metrics
+    # of each window.
+    assert sum(verified.values()) == 2 + 1 + 1 + 1 + 1 + 4 + 2
 
 
 def test_reused_label_is_refused_and_nothing_written(migrated_database: Database) -> None:
     db = migrated_database
     take(db, "once")
-    with pytest.raises(UsageError, match="a snapshot labelled 'once' already exists"):
+    with pytest.raises(
+        UsageError, match=f"target '{db.name}' already has a snapshot labelled 'once'"
+    ):
         take(db, "once")
     assert snapshot_count(db) == 1
     assert db.execute("SELECT count(DISTINCT snapshot_id) FROM perf_monitoring.table_stats") == [
@@ -195,28 +208,30 @@ def test_reused_label_is_refused_and_nothing_written(migrated_database: Database
 @pytest.mark.parametrize("label", ["", " x", "a..b", "x" * 201, "tab\there"])
 def test_invalid_labels(label: str) -> None:
     with pytest.raises(UsageError, match="invalid label"):
-        snapshots.validate_label(label)
+        windows.validate_label(label)
 
 
 def test_window_references() -> None:
-    assert snapshots.parse_window("w") == snapshots.WindowRef("w", "w:start", "w:end")
-    assert snapshots.parse_window("a..b") == snapshots.WindowRef("a..b", "a", "b")
+    assert windows.parse_window("w") == windows.WindowRef("w", "w:start", "w:end")
+    assert windows.parse_window("a..b") == windows.WindowRef("a..b", "a", "b")
     for bad in ("..b", "a..", "a..b..c"):
         with pytest.raises(UsageError):
-            snapshots.parse_window(bad)
+            windows.parse_window(bad)
 
 
 def test_capture_stores_a_window(migrated_database: Database) -> None:
     result = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w",
                      "--duration", "1s", "--requests", "7")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "snapshot w:start stored" in result.stdout and "snapshot w:end stored" in result.stdout
+    name = migrated_database.name
+    assert f"snapshot w:start of {name} stored" in result.stdout
+    assert f"snapshot w:end of {name} stored" in result.stdout
     rows = migrated_database.execute(
         "SELECT label, requests FROM perf_monitoring.snapshots ORDER BY taken_at"
     )
     assert rows == [("w:start", None), ("w:end", 7)]
     again = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w", "--duration", "1s")
-    assert_usage_error(again, "'w:end' already exists")
+    assert_usage_error(again, f"target '{name}' already has a snapshot labelled 'w:end'")
 
 
 def test_snapshot_and_capture_as_json(migrated_database: Database) -> None:
@@ -231,10 +246,12 @@ def test_snapshot_and_capture_as_json(migrated_database: Database) -> None:
         " (SELECT count(*) FROM perf_monitoring.index_stats WHERE snapshot_id = s.id)"
         " FROM perf_monitoring.snapshots s WHERE label = 'one'"
     )
+    # The target's first sample: every entry is a row of it (and the database's one row).
     assert document == {
         "schema_version": 1, "kind": "snapshot", "id": stored_id, "label": "one",
-        "taken_at": taken_at.isoformat(), "statements": statements, "tables": tables,
-        "indexes": indexes, "hidden_statements": 0,
+        "target": migrated_database.name, "taken_at": taken_at.isoformat(),
+        "statements": statements, "tables": tables, "indexes": indexes, "hidden_statements": 0,
+        "rows_stored": statements + tables + indexes + 1,
     }  # fmt: skip
     assert tables > 0 and indexes > 0
     captured = run_cli("capture", "--dsn", dsn, "--label", "w", "--duration", "1s",
@@ -252,6 +269,7 @@ def test_interrupted_capture_leaves_nothing(migrated_database: Database, sig: in
         [sys.executable, "-m", "dbtools", "capture", "--dsn", db.dsn, "--label", "cut",
          "--duration", "5m"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible_child,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
@@ -272,7 +290,7 @@ def test_interrupted_capture_leaves_nothing(migrated_database: Database, sig: in
 
 @pytest.mark.parametrize("text", ["10m", "90s", "1h30m", "45", "2m5s"])
 def test_duration_forms(text: str) -> None:
-    from dbtools.cli.snapshot import Duration
+    from dbtools.cli.options import Duration
 
     expected = {"10m": 600, "90s": 90, "1h30m": 5400, "45": 45, "2m5s": 125}[text]
     assert Duration().convert(text, None, None) == expected

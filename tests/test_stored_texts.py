@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from dbtools.db.connection import SQL_MARKER
 from dbtools.schema.revisions import downgrade, offline_sql, upgrade
 from tests.conftest import Database
 from tests.snapshot_helpers import take
@@ -53,8 +52,21 @@ def _leak(db: Database, role: str) -> None:
         conn.execute(f"SELECT 1 AS probe /* api_key={SECRET} */")
 
 
-def test_snapshots_store_every_text_scrubbed_and_once(migrated_database: Database) -> None:
+def test_snapshots_store_every_text_scrubbed_and_once(
+    migrated_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbtools.stats import collect
+
     db = migrated_database
+    read_sample = collect.read_sample
+    new_texts: list[set[tuple[int, int]]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> collect.SampleRead:
+        read = read_sample(*args, **kwargs)
+        new_texts.append(set(read.texts))
+        return read
+
+    monkeypatch.setattr(collect, "read_sample", recording)
     role = f"{db.name}_victim"
     db.execute(f"CREATE ROLE {role} LOGIN")
     try:
@@ -81,16 +93,12 @@ def test_snapshots_store_every_text_scrubbed_and_once(migrated_database: Databas
     texts_before = len(texts)
     take(db, "second")
     texts_after = db.execute("SELECT count(*) FROM perf_monitoring.statement_texts")[0][0]
-    reads = db.execute(
-        "SELECT calls, rows FROM pg_stat_statements WHERE strpos(query, %s) > 0 "
-        "AND query LIKE '%%DISTINCT ON%%statement_texts%%' AND dbid = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database())",
-        (SQL_MARKER,),
-    )
-    assert reads and sum(calls for calls, _ in reads) == 2
-    # Both reads together returned exactly the texts stored: the second read only the texts
-    # of the statements the test ran in between, none of those the first snapshot stored.
-    assert sum(rows for _, rows in reads) == texts_after > texts_before
+    # The two reads found exactly the texts stored: the second only the texts of the
+    # statements the test ran in between, none of those the first snapshot stored.
+    first_read, second_read = new_texts
+    assert len(first_read) == texts_before
+    assert len(second_read) == texts_after - texts_before > 0
+    assert not first_read & second_read
 
 
 PASSWORD_TEXT = f"ALTER ROLE app PASSWORD '{SECRET}'"
@@ -163,31 +171,39 @@ def test_revision_0004_offline_keeps_only_lengths(database: Database) -> None:
     assert SECRET.encode() not in _relation_bytes(db, "perf_monitoring.statement_stats")
 
 
-def test_texts_of_statements_that_appear_during_a_snapshot_are_stored(
+def test_a_statement_whose_text_cannot_be_read_waits_for_the_next_sample(
     migrated_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An entry that appears between reading the new texts and storing the counters (another
-    session's first statement) gets its text from a second, rare round."""
-    from dbtools.stats import snapshots
+    """An entry whose text is gone when the sample asks for it (evicted in between) is left
+    out of that sample, and stored with its text by the next one."""
+    from psycopg import sql
+
+    from dbtools.stats import collect
 
     db = migrated_database
     db.execute("SELECT 7 AS appeared_meanwhile")
-    read = snapshots._new_texts
+    read = collect.texts_sql
     calls: list[int] = []
 
-    def nothing_new_the_first_time(*args: Any) -> dict[str, list[Any]]:
-        found = read(*args)
-        calls.append(len(found["texts"]))
-        return found if len(calls) > 1 else {key: [] for key in found}
+    def no_text_the_first_time(columns: Any) -> sql.Composed:
+        calls.append(1)
+        query = read(columns)
+        return (
+            query if len(calls) > 1 else sql.SQL("SELECT * FROM ({}) q WHERE false").format(query)
+        )
 
-    monkeypatch.setattr(snapshots, "_new_texts", nothing_new_the_first_time)
-    take(db, "s")
-    assert len(calls) == 2 and calls[0] == calls[1] > 0  # the second round read them again
+    monkeypatch.setattr(collect, "texts_sql", no_text_the_first_time)
+    count = (
+        "SELECT count(*) FROM perf_monitoring.statement_stats s "
+        "JOIN perf_monitoring.statement_texts t USING (target, dbid, queryid) "
+        "WHERE t.query = 'SELECT $1 AS appeared_meanwhile'"
+    )
+    take(db, "first")
+    assert db.execute(count) == [(0,)]
+    take(db, "second")
+    assert db.execute(count) == [(1,)]
     assert db.execute(
         "SELECT count(*) FROM perf_monitoring.statement_stats s WHERE NOT EXISTS (SELECT FROM "
-        "perf_monitoring.statement_texts t WHERE t.dbid = s.dbid AND t.queryid = s.queryid)"
+        "perf_monitoring.statement_texts t WHERE t.target = s.target AND t.dbid = s.dbid "
+        "AND t.queryid = s.queryid)"
     ) == [(0,)]
-    assert db.execute(
-        "SELECT count(*) FROM perf_monitoring.statement_texts "
-        "WHERE query = 'SELECT $1 AS appeared_meanwhile'"
-    ) == [(1,)]

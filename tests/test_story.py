@@ -20,7 +20,7 @@ from dbtools.report.sections import sections
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Batchable, shape_of
 from dbtools.stats.rows import IndexRow, StatementRow
-from dbtools.stats.snapshots import Window
+from dbtools.stats.windows import Window
 from dbtools.verify import evaluate
 from tests.factories import T0, healthy_live_state, index, snapshot, statement, totals, window
 from tests.helpers import assert_usage_error, run_cli

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from dbtools.stats import snapshots
+from dbtools.stats import windows
 from dbtools.stats.measures import Scope
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.render import render_table
@@ -25,7 +25,7 @@ PROBE = "SELECT %s::int + 1 AS reset_probe"
 def _window(db: Database, label: str, requests: int, *, during: Callable[[], object] = lambda: None,
             before_end: Callable[[], object] = lambda: None, **kwargs: object) -> None:  # fmt: skip
     """LABEL:start, *during*, *requests* requests (``run_requests``), *before_end*, LABEL:end."""
-    start, end = snapshots.window_labels(label)
+    start, end = windows.window_labels(label)
     take(db, start)
     during()
     run_requests(db, requests, **kwargs)  # type: ignore[arg-type]
@@ -129,7 +129,7 @@ def test_single_entry_reset_seen_by_its_max_time(
     db.execute("CREATE EXTENSION pg_stat_statements VERSION '1.10'")
     _window(db, "before", 10)
     _probe(db, 5, 0.02)  # before the window: max >= 20 ms, 100 ms in all
-    start, end = snapshots.window_labels("after")
+    start, end = windows.window_labels("after")
     take(db, start)
     _reset_probe(db)
     _probe(db, 50, 0.005)  # after the reset: 50 calls, >= 250 ms in all, max ~5 ms
@@ -150,7 +150,7 @@ def test_single_entry_reset_seen_by_the_transaction_counters(migrated_database: 
     db = migrated_database
     _window(db, "before", 10)
     _probe(db, 300)
-    start, end = snapshots.window_labels("after")
+    start, end = windows.window_labels("after")
     take(db, start)
     _probe(db, 100)
     _reset_probe(db)
@@ -243,7 +243,7 @@ def test_buffer_cache_hit_ratio_counts_the_applications_statements(
                "SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 5000) i")  # fmt: skip
     _window(db, "before", 3)
     hit0, read0 = db.execute(_PROBE_BLOCKS)[0]
-    start, end = snapshots.window_labels("after")
+    start, end = windows.window_labels("after")
     take(db, start)
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         for _ in range(20):
@@ -265,7 +265,7 @@ def test_an_idle_window_has_no_buffer_cache_hit_ratio(migrated_database: Databas
     """dbtools' own snapshot work read 100% before: nothing of the application ran."""
     db = migrated_database
     for label in ("before", "after"):
-        start, end = snapshots.window_labels(label)
+        start, end = windows.window_labels(label)
         take(db, start)
         take(db, end, 1)
     result = _verify(db)

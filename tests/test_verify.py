@@ -10,7 +10,7 @@ import pytest
 
 from dbtools.schema.manifest import head_revision
 from dbtools.sqltext.parse import TableRef
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, windows
 from dbtools.stats.measures import Scope
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.thresholds import Thresholds
@@ -106,6 +106,7 @@ def test_guide_scenario_passes_and_exits_0(migrated_database: Database, tmp_path
             "seconds",
             "trusted",
             "problems",
+            "notes",
             "requests",
             "requests_source",
             "queries",
@@ -183,7 +184,7 @@ def test_scope_by_role_and_table(migrated_database: Database) -> None:
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
     try:
         for label, batch in (("before", 1), ("after", 5)):
-            start, end = snapshots.window_labels(label)
+            start, end = windows.window_labels(label)
             snapshots.snapshot(db.dsn, start)
             run_requests(db, 10, batch=batch, user=role)
             run_requests(db, 7)  # another role's traffic, same statements
@@ -204,7 +205,7 @@ def test_scope_by_role_and_table(migrated_database: Database) -> None:
 def test_reset_inside_a_window_is_untrusted(migrated_database: Database) -> None:
     db = migrated_database
     window(db, "before", 10)
-    start, end = snapshots.window_labels("after")
+    start, end = windows.window_labels("after")
     snapshots.snapshot(db.dsn, start)
     run_requests(db, 10, batch=10)
     db.execute("SELECT pg_stat_statements_reset()")

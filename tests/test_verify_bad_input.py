@@ -94,11 +94,11 @@ def test_reused_label(migrated_database: Database) -> None:
     first = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
     assert first.returncode == 0, first.stderr
     again = run_dbtools("snapshot", "--label", "dup", "--dsn", db.dsn)
-    assert_usage_error(again, "a snapshot labelled 'dup' already exists")
+    assert_usage_error(again, f"target '{db.name}' already has a snapshot labelled 'dup'")
     capture = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
     assert capture.returncode == 0  # dup:start/dup:end are other labels
     reused = run_dbtools("capture", "--label", "dup", "--duration", "1s", "--dsn", db.dsn)
-    assert_usage_error(reused, "a snapshot labelled 'dup:end' already exists")
+    assert_usage_error(reused, f"target '{db.name}' already has a snapshot labelled 'dup:end'")
     assert snapshot_count(db) == 3
 
 

@@ -31,6 +31,7 @@ COMMAND_MODULES: dict[str, str] = {
     "workload": "dbtools.cli.workload",
     "snapshot": "dbtools.cli.snapshot",
     "capture": "dbtools.cli.snapshot",
+    "collect": "dbtools.cli.collect",
     "verify": "dbtools.cli.verify",
     "report": "dbtools.cli.report",
     "dashboard": "dbtools.cli.report",

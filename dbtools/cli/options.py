@@ -10,6 +10,8 @@ from typing import Any, TypeVar, cast, overload
 
 import click
 
+from dbtools.config import parse_duration
+from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,3 +143,45 @@ def emit(
         click.echo(text, nl=False)
         return
     click.echo(str(write_output(text, destination, stem, suffix, now)))
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``10m``, ``90s``, ``1h30m``, ``14d`` or plain seconds (``600``), as seconds
+    (``config.parse_duration``)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(str(value))
+        except UsageError as err:
+            self.fail(str(err), param, ctx)
+
+
+WINDOW_HELP = (
+    "LABEL (LABEL:start..LABEL:end, as capture writes), A..B (two labels, or ISO times such as "
+    "2026-11-30T10:00Z: the samples nearest inside), or last:DURATION (last:10m)."
+)
+
+TARGET_HELP = (
+    "The target's name in the repository of samples. Default: the database's name (with one "
+    "target in the repository: that one)."
+)
+
+
+def target_option(func: F) -> F:
+    """``--target NAME``: which target's samples (a repository may hold several)."""
+    return click.option("--target", metavar="NAME", default=None, help=TARGET_HELP)(func)
+
+
+def store_option(func: F) -> F:
+    """``--store DSN``: the central repository of samples, instead of the target's own."""
+    return click.option(
+        "--store",
+        metavar="DSN",
+        default=None,
+        help="Where samples are stored: a central repository's DSN (required for a read "
+        "replica). Default: the target's own perf_monitoring schema.",
+    )(func)

@@ -7,8 +7,17 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import config_option, dsn_option, emit, format_option, output_options
-from dbtools.db.connection import resolve_dsn
+from dbtools.cli.options import (
+    WINDOW_HELP,
+    config_option,
+    dsn_option,
+    emit,
+    format_option,
+    output_options,
+    store_option,
+    target_option,
+)
+from dbtools.db.connection import normalise_dsn, resolve_dsn
 from dbtools.output import Destination
 
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
@@ -24,7 +33,7 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
     "--window",
     metavar="WINDOW",
     default=None,
-    help="One window: LABEL (LABEL:start..LABEL:end, as capture writes) or A..B.",
+    help=f"One window: {WINDOW_HELP}",
 )
 @click.option(
     "--baseline",
@@ -59,6 +68,8 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
     help="Leave out a section read from the database (repeatable): activity (--live only), "
     "space, settings, plans, advice (index advice), schema (schema health).",
 )
+@target_option
+@store_option
 @config_option(
     help="TOML file with a [verify] table of thresholds and/or a [report] table of the lookup "
     "rules."
@@ -73,6 +84,8 @@ def report_command(
     destination: Destination,
     top: int,
     skip: tuple[str, ...],
+    target: str | None,
+    store: str | None,
     config_file: Path | None,
 ) -> None:  # fmt: skip
     """Write the DBA's report: the rollout's story, statements, lookups, health.
@@ -125,7 +138,8 @@ def report_command(
     )
     report = make_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
-        options=options,
+        options=options, sample_target=target,
+        store=normalise_dsn(store) if store is not None else None,
     )  # fmt: skip
     report = with_rollout_records(report, destination.directory)
     text = render(report, output_format)

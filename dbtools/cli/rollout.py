@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import config_option, dsn_option, output_dir_option
+from dbtools.cli.options import Duration, config_option, dsn_option, output_dir_option
 from dbtools.cli.signals import interruptible
-from dbtools.cli.snapshot import Duration
 from dbtools.config import has_table, read_toml
 from dbtools.db.connection import resolve_dsn
 from dbtools.output import DEFAULT_DIRECTORY

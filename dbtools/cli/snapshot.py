@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dbtools.cli.options import dsn_option, format_option
+from dbtools.cli.options import Duration, dsn_option, format_option, store_option, target_option
 from dbtools.cli.signals import interruptible
-from dbtools.config import parse_duration
-from dbtools.db.connection import resolve_dsn
+from dbtools.db.connection import normalise_dsn, resolve_dsn
 from dbtools.output import dump_json
 
 if TYPE_CHECKING:
-    from dbtools.stats.snapshots import SnapshotSummary
+    from dbtools.stats.samples import SampleSummary
 
 # The library (SQLAlchemy, Alembic) is imported when a command runs: `dbtools --help` and the
 # other commands start faster.
@@ -30,64 +29,70 @@ _requests_option = click.option(
 )
 
 
-def _summary(summary: SnapshotSummary) -> str:
+def _summary(summary: SampleSummary) -> str:
     hidden = (
         f", {summary.hidden_statements} not visible to this role"
         if summary.hidden_statements
         else ""
     )
     return (
-        f"snapshot {summary.label} stored at {summary.taken_at:%Y-%m-%d %H:%M:%S%z}: "
-        f"{summary.statements} statements{hidden}, {summary.tables} tables, "
-        f"{summary.indexes} indexes"
+        f"snapshot {summary.label} of {summary.target} stored at "
+        f"{summary.taken_at:%Y-%m-%d %H:%M:%S%z}: {summary.statements} statements{hidden}, "
+        f"{summary.tables} tables, {summary.indexes} indexes ({summary.rows_stored} rows moved)"
     )
 
 
 @click.command("snapshot")
 @dsn_option
-@click.option("--label", required=True, help="A unique name for this snapshot (no '..').")
+@click.option("--label", required=True, help="A name for this snapshot, unique to its target.")
 @_requests_option
+@target_option
+@store_option
 @format_option("table", "json")
-def snapshot(dsn: str | None, label: str, requests: int | None, output_format: str) -> None:
+def snapshot(
+    dsn: str | None,
+    label: str,
+    requests: int | None,
+    target: str | None,
+    store: str | None,
+    output_format: str,
+) -> None:
     """Store one consistent snapshot of the database's statistics, labelled LABEL.
 
-    Copies pg_stat_statements (this database's entries, dbtools' own left out),
+    Reads pg_stat_statements (this database's entries, dbtools' own left out),
     pg_stat_statements_info, pg_stat_database, table and index statistics, reloptions and index
-    validity into the perf_monitoring tables, all in one statement: stored whole or not at all.
-    Never resets statistics. Two snapshots make a window for `dbtools verify` (`A..B`).
+    validity in one transaction, and stores in the perf_monitoring tables, in one transaction,
+    the entries that changed since the target's previous sample (`dbtools collect` stores the
+    same way; a database rolled back below revision 0005: a full copy, as those revisions
+    stored it): stored whole or not at all. Never resets statistics. Two snapshots make a window
+    for `dbtools verify` (`A..B`).
 
     \b
     dbtools snapshot --label before-deploy
     dbtools snapshot --label after-load --requests 12000 --format json
+    dbtools snapshot --dsn "$REPLICA_URL" --store "$REPOSITORY_URL" --label replica-baseline
 
     --format json prints one document (schema_version, kind "snapshot", and what was stored:
-    id, label, taken_at, statements, tables, indexes, hidden_statements).
+    id, target, label, taken_at, statements, tables, indexes, hidden_statements, rows_stored).
 
     Exit code 2 (nothing written) for a reused label, a database without the monitoring tables
     (never migrated, or below revision 0002), or pg_stat_statements missing. Any revision with
-    them will do: a database downgraded below head stores what its tables hold.
+    them will do: a database rolled back below revision 0005 stores a full copy in the tables
+    its revision has (one target, its own; --target and --store need revision 0005).
     """
     from dbtools.stats import snapshots
 
-    summary = snapshots.snapshot(resolve_dsn(dsn), label, requests=requests)
+    summary = snapshots.snapshot(
+        resolve_dsn(dsn), label, requests=requests, target=target, store=_store(store)
+    )
     if output_format == "json":
         click.echo(dump_json("snapshot", summary.as_dict()), nl=False)
     else:
         click.echo(_summary(summary))
 
 
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """``10m``, ``90s``, ``1h30m`` or plain seconds (``600``)."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
+def _store(store: str | None) -> str | None:
+    return normalise_dsn(store) if store is not None else None
 
 
 def _wait_with_progress(seconds: float) -> None:
@@ -116,9 +121,17 @@ def _wait_with_progress(seconds: float) -> None:
     "when set: a rehearsal).",
 )
 @_requests_option
+@target_option
+@store_option
 @format_option("table", "json")
 def capture(
-    dsn: str | None, label: str, duration: int, requests: int | None, output_format: str
+    dsn: str | None,
+    label: str,
+    duration: int,
+    requests: int | None,
+    target: str | None,
+    store: str | None,
+    output_format: str,
 ) -> None:
     """Take the two snapshots that bracket a window: LABEL:start, wait, LABEL:end.
 
@@ -137,13 +150,15 @@ def capture(
     --format json prints one document (schema_version, kind "capture", start, end).
     """
     from dbtools.stats import snapshots
+    from dbtools.stats.windows import START_SUFFIX
 
     dsn = resolve_dsn(dsn)
-    removed = f"{label}{snapshots.START_SUFFIX} was removed, nothing is stored"
+    removed = f"{label}{START_SUFFIX} was removed, nothing is stored"
     with interruptible(f"capture {label!r} interrupted: {removed}"):
         start, end = snapshots.capture(
-            dsn, label, duration, requests=requests, wait=_wait_with_progress
-        )
+            dsn, label, duration, requests=requests, wait=_wait_with_progress,
+            target=target, store=_store(store),
+        )  # fmt: skip
     if output_format == "json":
         payload = {"start": start.as_dict(), "end": end.as_dict()}
         click.echo(dump_json("capture", payload), nl=False)

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from dbtools.cli.options import config_option, dsn_option, format_option
+from dbtools.cli.options import (
+    WINDOW_HELP,
+    config_option,
+    dsn_option,
+    format_option,
+    store_option,
+    target_option,
+)
 
 # The library (psycopg, and sqlglot for --table) is imported when the command runs: a deploy
 # script's `dbtools verify --help` and its argument errors cost no driver start-up.
@@ -19,7 +26,7 @@ from dbtools.cli.options import config_option, dsn_option, format_option
 @click.option(
     "--baseline",
     metavar="WINDOW",
-    help="The window before: LABEL (LABEL:start..LABEL:end, as capture writes) or A..B.",
+    help=f"The window before: {WINDOW_HELP}",
 )
 @click.option(
     "--candidate",
@@ -81,6 +88,8 @@ from dbtools.cli.options import config_option, dsn_option, format_option
     help="The candidate is a window after a rollback: did error rate, p95 and queries per "
     "request return to the baseline's (tolerances: [tool.dbtools.verify] after_rollback_*)?",
 )
+@target_option
+@store_option
 @config_option
 @format_option("table", "json")
 def verify_command(
@@ -96,6 +105,8 @@ def verify_command(
     tables: tuple[str, ...],
     operation: str | None,
     after_rollback: bool,
+    target: str | None,
+    store: str | None,
     config_file: Path | None,
     output_format: str,
 ) -> None:  # fmt: skip
@@ -110,10 +121,16 @@ def verify_command(
     tables. Thresholds: the rollout guide's, or [tool.dbtools.verify] in pyproject.toml, or
     --config.
 
+    A window is two samples of one target: LABEL (LABEL:start..LABEL:end), A..B (labels or ISO
+    times: the samples nearest inside), or last:10m. A window by time is untrusted when an end
+    has no sample within twice the collection interval, or its samples lie further apart than
+    that; the times of the samples used are printed.
+
     \b
     dbtools verify --baseline baseline --candidate candidate
     dbtools verify --baseline b:start..b:end --candidate c1..c2 --format json
     dbtools verify --baseline baseline --candidate after-rollback --after-rollback
+    dbtools verify --baseline 2026-11-30T09:00Z..2026-11-30T09:10Z --candidate last:10m
 
     --after-rollback: the candidate was measured after the traffic was routed back (and
     perhaps after alembic downgrade). Instead of a reduction it must be back at the baseline:
@@ -142,7 +159,7 @@ def verify_command(
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
-    from dbtools.db.connection import resolve_dsn
+    from dbtools.db.connection import normalise_dsn, resolve_dsn
     from dbtools.errors import UsageError
     from dbtools.sqltext.parse import TableRef
     from dbtools.stats.measures import Scope
@@ -165,16 +182,18 @@ def verify_command(
     elif attribution is None:
         raise UsageError("--canary needs --attribute role or --attribute app")
     thresholds = load_thresholds(config_file)
+    repository = normalise_dsn(store) if store is not None else None
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
     if canary is not None:
         _canary(dsn, canary, baseline_variant, candidate_variant, attribution, variant_roles,
-                scope=scope, thresholds=thresholds, operation=operation,
-                output_format=output_format)  # fmt: skip
+                scope=scope, thresholds=thresholds, operation=operation, target=target,
+                store=repository, output_format=output_format)  # fmt: skip
         return
     assert baseline is not None and candidate is not None
     result = verify(
         resolve_dsn(dsn), baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation, after_rollback=after_rollback,
+        target=target, store=repository,
     )  # fmt: skip
     if output_format == "json":
         click.echo(json.dumps(result.as_dict(), indent=2))

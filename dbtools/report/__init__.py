@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from dbtools.db.connection import describe, session, translated_errors
+from dbtools.db.connection import describe, repository, session, translated_errors
 from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.report import health
@@ -47,7 +47,7 @@ from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Classifier, cache_namespace
 from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.stats import collect as stats
-from dbtools.stats.snapshots import load_windows, parse_window
+from dbtools.stats.windows import load_windows, parse_window
 from dbtools.verify import evaluate
 from dbtools.verify.live import read_live_state
 from dbtools.verify.thresholds import Thresholds
@@ -59,6 +59,7 @@ RENDERERS: dict[str, Callable[[Report], str]] = {
 }
 FORMATS = tuple(RENDERERS)
 _WHOLE_WINDOW = re.compile(r"^(.*):start\.\.\1:end$")  # what capture writes: W
+_UNSAFE_IN_NAMES = re.compile(r"[^\w.:+-]")  # a label may hold "/" or spaces
 
 __all__ = [
     "FORMATS",
@@ -112,6 +113,8 @@ def load_input(
     inspection: InspectionOptions | None = None,
     large_table_rows: int = health.HealthSettings().large_table_rows,
     thresholds: Thresholds | None = None,
+    store: psycopg.Connection[Any] | None = None,
+    sample_target: str | None = None,
 ) -> ReportInput:
     """Read a report's input on *conn*: the stored *windows* ((name, ``W`` or ``A..B``) pairs;
     none: the live statistics), the catalog facts health needs, and the manifest of the revision
@@ -122,13 +125,14 @@ def load_input(
 
     Raises ``UsageError`` for malformed or unknown labels, ``PrerequisiteMissing`` without
     pg_stat_statements (live) or the monitoring tables (windows), ``ConfigError`` for a revision
-    the migrations do not know.
+    the migrations do not know. The windows are *sample_target*'s, read from *store* (a
+    central repository) when given, else from *conn*'s database.
     """
     refs = [parse_window(reference) for _, reference in windows]
     verification = None
     with translated_errors("reading statistics"):
         if refs:
-            loaded = load_windows(conn, refs)
+            loaded = load_windows(store or conn, refs, target=sample_target)
             periods: tuple[Period, ...] = tuple(
                 period_from_window(w, name) for w, (name, _) in zip(loaded, windows, strict=True)
             )
@@ -170,15 +174,18 @@ def make_report(
     live: bool = False,
     options: ReportOptions | None = None,
     generated_at: datetime | None = None,
+    sample_target: str | None = None,
+    store: str | None = None,
 ) -> Report:
     """Connect to *dsn* (read-only) and build the report of one window, two, or live statistics.
 
-    Exactly one of *window*, *baseline* + *candidate*, *live*. Raises ``UsageError`` (bad
-    arguments, unknown labels), ``ConnectionFailed``, ``PrerequisiteMissing``: all exit code 2.
+    Exactly one of *window*, *baseline* + *candidate*, *live*; windows of *sample_target*, read
+    from the central repository *store* when given. Raises ``UsageError`` (bad arguments,
+    unknown labels), ``ConnectionFailed``, ``PrerequisiteMissing``: all exit code 2.
     """
     windows = _windows(window, baseline, candidate, live)
     options = options or ReportOptions()
-    with session(dsn, autocommit=True) as conn:
+    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         data = load_input(
             conn,
             windows,
@@ -186,25 +193,28 @@ def make_report(
             inspection=options.inspection,
             large_table_rows=options.health.large_table_rows,
             thresholds=options.thresholds,
+            store=samples,
+            sample_target=sample_target,
         )
     # Parses kept across runs: a report over the statements of the previous one parses nothing.
-    store = ParseCache(namespace=cache_namespace())
+    parses = ParseCache(namespace=cache_namespace())
     try:
         return build_report(
             data,
             options,
             generated_at=generated_at or datetime.now(timezone.utc),
-            classifier=Classifier(store=store),
+            classifier=Classifier(store=parses),
         )
     finally:
-        store.close()
+        parses.close()
 
 
 def report_stem(report: Report) -> str:
     """``report-live``, ``report-<window>``, ``report-<baseline>-vs-<candidate>``."""
     if report.source == "live":
         return "report-live"
-    return "report-" + "-vs-".join(_WHOLE_WINDOW.sub(r"\1", p.label) for p in report.periods)
+    names = (_WHOLE_WINDOW.sub(r"\1", p.label) for p in report.periods)
+    return "report-" + "-vs-".join(_UNSAFE_IN_NAMES.sub("-", name) for name in names)
 
 
 def with_rollout_records(report: Report, directory: Path) -> Report:

@@ -41,6 +41,7 @@ from dbtools.report.settings import SettingsReview
 from dbtools.report.space import SpaceReport
 from dbtools.report.story import FamilyChange
 from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
+from dbtools.schema.monitoring import is_application
 from dbtools.sqltext.families import (
     Batchable,
     Classifier,
@@ -63,7 +64,6 @@ from dbtools.stats.measures import (
     count_statements,
     heap_hit_ratio,
     index_hit_ratio,
-    is_application,
     measure_window,
     per_request,
     query_reduction,
@@ -71,7 +71,7 @@ from dbtools.stats.measures import (
     statement_hit_ratio,
 )
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
-from dbtools.stats.snapshots import Window
+from dbtools.stats.windows import Window
 from dbtools.verify import VerifyResult
 from dbtools.verify.thresholds import Thresholds
 

@@ -330,6 +330,11 @@ def _resolve_chain(
     return migrations.downgrade_order(start, target), target
 
 
+# A revision that replaces a function a revision below created (its downgrade puts the old body
+# back) does not create it.
+_REPLACES = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+FUNCTION\b", re.I)
+
+
 def _created_by(
     migrations: Migrations, chain: list[Script], context: SchemaContext, dsn: str | None
 ) -> tuple[dict[str, list[DbObject]], dict[str, str]]:
@@ -352,7 +357,12 @@ def _created_by(
         for statement in read_offline_sql(rendered.sql).statements:
             found = classify(statement.sql, context)
             context.learn(found)
-            objects += [obj for obj in found.created if obj.name != table]
+            objects += [
+                obj
+                for obj in found.created
+                if obj.name != table
+                and not (obj.kind == "function" and _REPLACES.match(statement.sql))
+            ]
         created[revision.revision] = objects
     return created, warnings
 

@@ -6,6 +6,8 @@ which of these tables a database has is its revision's manifest (``dbtools.schem
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from dbtools.db.catalog import qualified
 
 MONITORING_SCHEMA = "perf_monitoring"
@@ -30,7 +32,26 @@ WRITTEN_BY_OTHERS: dict[str, str] = {
     SETTING_CHANGES: "the migrations",
 }
 
+# From revision 0005 samples are removed (retention, roll-ups, an interrupted capture) by this
+# function, as the calling role: it deletes the rows no remaining sample reads, and texts.
+FOLD_SAMPLES_FUNCTION = f"{MONITORING_SCHEMA}.fold_samples(text, bigint[])"
+
 
 def monitoring_table(name: str) -> str:
     """*name* qualified with the monitoring schema, as SQL text needs it."""
     return qualified(MONITORING_SCHEMA, name)
+
+
+# Schemas whose tables and indexes are not the application's: dbtools' own (snapshots write to
+# it, so its counters move with every measurement).
+LEFT_OUT_SCHEMAS: tuple[str, ...] = (MONITORING_SCHEMA,)
+
+
+class InSchema(Protocol):
+    @property
+    def schemaname(self) -> str: ...
+
+
+def is_application(row: InSchema) -> bool:
+    """Whether *row* (a table, an index, a foreign key) is the application's."""
+    return row.schemaname not in LEFT_OUT_SCHEMAS

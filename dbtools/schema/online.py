@@ -35,6 +35,7 @@ from alembic import op
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
+from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import MigrationError
 from dbtools.schema.manifest import IndexDefinition, TableSettings
 from dbtools.schema.monitoring import SETTING_CHANGES, monitoring_table
@@ -169,7 +170,10 @@ def acquire_migration_lock(
     function = "pg_try_advisory_xact_lock" if in_callers_transaction else "pg_try_advisory_lock"
     deadline = time.monotonic() + wait_s
     while True:
-        got = connection.execute(sa.text(f"SELECT {function}(:key)"), {"key": key}).scalar()
+        # marked: a sample's lock shares the entry (comments are not part of a queryid)
+        got = connection.execute(
+            sa.text(f"SELECT {SQL_MARKER} {function}(:key)"), {"key": key}
+        ).scalar()
         holder = None if got else connection.execute(_HOLDER_SQL, {"key": key}).mappings().first()
         if not in_callers_transaction:
             connection.commit()
@@ -190,7 +194,7 @@ def acquire_migration_lock(
 
 
 def release_migration_lock(connection: Connection, key: int = MIGRATION_LOCK_KEY) -> None:
-    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    connection.execute(sa.text(f"SELECT {SQL_MARKER} pg_advisory_unlock(:key)"), {"key": key})
     connection.commit()
 
 

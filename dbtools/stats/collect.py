@@ -28,6 +28,8 @@ loads them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -135,7 +137,8 @@ SELECT {SQL_MARKER} s.relid::bigint AS relid, s.schemaname::text AS schemaname,
        coalesce(io.idx_blks_hit, 0) AS idx_blks_hit,
        c.reloptions::text[] AS reloptions,
        CASE WHEN c.relkind IN ('r', 'm', 't') THEN age(c.relfrozenxid)::bigint END AS xid_age,
-       pg_total_relation_size(s.relid) AS total_bytes
+       pg_total_relation_size(s.relid) AS total_bytes,
+       CASE WHEN c.relkind IN ('r', 'm', 't') THEN c.relfrozenxid::text::bigint END AS frozen_xid
 FROM pg_catalog.pg_stat_user_tables s
 JOIN pg_catalog.pg_statio_user_tables io ON io.relid = s.relid
 JOIN pg_catalog.pg_class c ON c.oid = s.relid
@@ -363,3 +366,125 @@ def _fetch(
 ) -> tuple[Row, ...]:
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         return tuple(cur.execute(query, params).fetchall())
+
+
+# -- samples: what ``dbtools collect`` and a snapshot read ---------------------------------------
+
+_COUNTERS_SQL = f"""
+SELECT {{marker}} {{columns}}
+FROM {{view}}(false) s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+WHERE {_CURRENT_DATABASE}
+"""
+
+# The texts of the statements *queryids* (one per statement): the only texts a sample reads.
+_TEXTS_SQL = f"""
+SELECT {{marker}} DISTINCT ON (s.queryid) s.queryid, s.query
+FROM {{view}} s
+WHERE {_CURRENT_DATABASE} AND s.queryid = ANY(%(queryids)s)
+ORDER BY s.queryid, s.toplevel DESC, s.userid
+"""
+
+
+def counters_sql(columns: StatementColumns) -> sql.Composed:
+    """Every pg_stat_statements entry of the current database without its text (the view's
+    function with ``showtext => false``: the texts file is not read), hidden rows included."""
+    expressions = columns.expressions()
+    return sql.SQL(_COUNTERS_SQL).format(
+        marker=sql.SQL(SQL_MARKER),
+        columns=sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(expressions[name], sql.Identifier(name))
+            for name in stored_columns(StatementRow)
+        ),
+        view=columns.view(),
+    )
+
+
+def texts_sql(columns: StatementColumns) -> sql.Composed:
+    return sql.SQL(_TEXTS_SQL).format(marker=sql.SQL(SQL_MARKER), view=columns.view())
+
+
+def is_own(text: str) -> bool:
+    """Whether a raw pg_stat_statements text is dbtools' own statement (its marker, or a
+    foreign-key check PostgreSQL ran for it)."""
+    return SQL_MARKER in text or RI_MARKER in text
+
+
+StatementKey = tuple[int, int]  # (dbid, queryid): what a text belongs to
+
+
+@dataclass(frozen=True)
+class SampleRead:
+    """What one sample read of a database: its statistics, statements without their text
+    (``query`` is empty) and dbtools' own left out; the scrubbed texts of the statements whose
+    text was not known yet; and which of those were dbtools' own (never stored)."""
+
+    snapshot: Snapshot
+    texts: dict[StatementKey, str]
+    own: frozenset[StatementKey]
+
+
+def read_sample(
+    conn: psycopg.Connection[Any],
+    info: ServerInfo,
+    columns: StatementColumns,
+    known: Container[StatementKey] = frozenset(),
+    own: Container[StatementKey] = frozenset(),
+) -> SampleRead:
+    """Read the connected database's statistics (an autocommit session: dbtools sends no
+    BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's own entry),
+    reading texts only of the statements neither *known* (texts already stored) nor *own*
+    (dbtools' statements met before).
+
+    A statement whose text could not be read (evicted in between) is left out of this sample;
+    the next sample asks again.
+    """
+    params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
+    with conn.cursor(row_factory=dict_row) as cur:
+        facts = cur.execute(header_sql(columns, info), params).fetchone()
+    assert facts is not None
+    revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
+    names = stored_columns(StatementRow)
+    queryid, calls = names.index("queryid"), names.index("calls")
+    found, hidden_statements, hidden_calls = [], 0, 0
+    for values in conn.execute(counters_sql(columns)):
+        if values[queryid] is None:
+            hidden_statements += 1
+            hidden_calls += values[calls]
+        else:
+            found.append(StatementRow(**dict(zip(names, values, strict=True)), query=""))
+    asked = {
+        (row.dbid, row.queryid)
+        for row in found
+        if (row.dbid, row.queryid) not in known and (row.dbid, row.queryid) not in own
+    }
+    texts: dict[StatementKey, str] = {}
+    mine: set[StatementKey] = set()
+    if asked:
+        dbid = next(iter(asked))[0]  # every entry read is the current database's
+        rows = conn.execute(texts_sql(columns), {"queryids": [q for _, q in asked]})
+        for query_id, text in rows:
+            if is_own(text):
+                mine.add((dbid, query_id))
+            else:
+                texts[dbid, query_id] = scrub_query(text)
+    databases = _fetch(conn, sql.SQL(DATABASE_SQL), DatabaseRow)
+    tables = _fetch(conn, sql.SQL(TABLES_SQL), TableRow)
+    indexes = _fetch(conn, sql.SQL(INDEXES_SQL), IndexRow)
+    statements = tuple(
+        row
+        for row in found
+        if (key := (row.dbid, row.queryid)) not in own
+        and key not in mine
+        and (key in known or key in texts)
+    )
+    header = SnapshotHeader(
+        id=None,
+        label=None,
+        **facts,
+        alembic_revision=revision,
+        requests=None,
+        hidden_statements=hidden_statements,
+        hidden_calls=hidden_calls,
+    )
+    snapshot = Snapshot(header, statements, tables, indexes, databases[0] if databases else None)
+    return SampleRead(snapshot, texts, frozenset(mine))

@@ -15,32 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from dbtools.schema.monitoring import MONITORING_SCHEMA
+from dbtools.schema.monitoring import LEFT_OUT_SCHEMAS, InSchema, is_application
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
 from dbtools.stats import counting
 from dbtools.stats.rows import IndexRow, StatementRow, TableRow
-from dbtools.stats.snapshots import Window
+from dbtools.stats.windows import Window
 
 # -- the application's tables and indexes -------------------------------------------------------
 
-# Schemas whose tables and indexes are not the application's: dbtools' own (snapshots write to
-# it, so its counters move with every measurement).
-LEFT_OUT_SCHEMAS: tuple[str, ...] = (MONITORING_SCHEMA,)
-
-
-class InSchema(Protocol):
-    @property
-    def schemaname(self) -> str: ...
-
-
 S = TypeVar("S", bound=InSchema)
-
-
-def is_application(row: InSchema) -> bool:
-    """Whether *row* (a table, an index, a foreign key) is the application's."""
-    return row.schemaname not in LEFT_OUT_SCHEMAS
 
 
 def application_rows(rows: Iterable[S]) -> tuple[S, ...]:
@@ -198,6 +183,7 @@ class WindowMeasures:
     error_rate: float | None
     hidden_calls: int
     problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # a window by time on rolled-up samples, …
     # Beside the headline: work that moved into functions shows here (None: not counted).
     nested_per_request: float | None = None  # None also when track is not 'all'
     exec_time_per_request_ms: float | None = None
@@ -215,6 +201,7 @@ class WindowMeasures:
             "end": self.end_label,
             "started_at": self.started_at.isoformat(),
             "ended_at": self.ended_at.isoformat(),
+            "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
             "trusted": self.trusted,
             "problems": list(self.problems),
@@ -250,7 +237,7 @@ def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
     deltas = window.deltas
     statements = deltas.statements
     start, end = window.start.header, window.end.header
-    problems = []
+    problems = list(window.problems)  # a window by time its samples do not cover
     if (start.database_oid, start.database_name) != (end.database_oid, end.database_name):
         problems.append(
             f"snapshots from different databases ({start.database_name}, {end.database_name})"
@@ -324,8 +311,8 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
     has_metrics = totals.buckets > 0 and totals.requests > 0
     return WindowMeasures(
         name=window.ref.name,
-        start_label=window.ref.start,
-        end_label=window.ref.end,
+        start_label=window.ref.start or start.header.taken_at.isoformat(),
+        end_label=window.ref.end or end.header.taken_at.isoformat(),
         started_at=start.header.taken_at,
         ended_at=end.header.taken_at,
         seconds=window.seconds,
@@ -341,6 +328,7 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
         error_rate=ratio(totals.errors, totals.requests) if has_metrics else None,
         hidden_calls=end.header.hidden_calls - start.header.hidden_calls,
         problems=tuple(problems),
+        notes=window.notes,
         nested_per_request=per_request(counts.nested_calls, requests)
         if counting.tracks_nested(start.header, end.header, scope.roles)
         else None,

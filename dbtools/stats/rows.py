@@ -40,6 +40,20 @@ class SnapshotHeader:
     counting_settings: dict[str, dict[str, str]] | None = None  # name: {value, source}
     counting_overrides: list[dict[str, str | None]] | None = None  # None: not readable
     toplevel_calls: int | None = None  # every top-level call counted in the database
+    # Revision 0005 on (``stats.samples``): the target the sample was read from, the collection
+    # interval (None: a labelled snapshot), the period a rolled-up sample stands for, the
+    # transaction ID table ages count from, and the sums a dashboard draws a point per sample
+    # from (None in snapshots converted from older revisions where noted there).
+    target: str | None = None
+    interval_seconds: float | None = None
+    rollup_seconds: float | None = None
+    xid_now: int | None = None
+    queries: int | None = None  # calls of top-level statements, transaction control left out
+    shared_blks_hit: int | None = None  # of top-level statements
+    shared_blks_read: int | None = None
+    idx_blks_hit: int | None = None  # of the application's indexes
+    idx_blks_read: int | None = None
+    database_stats_reset: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ class TableRow:
     reloptions: list[str] | None
     xid_age: int | None
     total_bytes: int | None
+    frozen_xid: int | None = None  # pg_class.relfrozenxid (revision 0005 on)
 
     @property
     def options(self) -> dict[str, str]:

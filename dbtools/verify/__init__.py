@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import session, translated_errors
+from dbtools.db.connection import repository, session, translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
 from dbtools.findings import FAILING, Finding, Rule, check_names, run_rules
 from dbtools.output import json_document
@@ -39,7 +39,7 @@ from dbtools.stats.measures import (
     measure_window,
     query_reduction,
 )
-from dbtools.stats.snapshots import Window, load_windows, parse_window
+from dbtools.stats.windows import Window, load_windows, parse_window
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rollback import AFTER_ROLLBACK_RULES
 from dbtools.verify.rules import CANARY_CHECKS, RULES, Evidence
@@ -217,18 +217,22 @@ def verify(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     operation: str | None = None,
     after_rollback: bool = False,
+    target: str | None = None,
+    store: str | None = None,
 ) -> VerifyResult:
-    """Compare the windows *baseline* and *candidate* (``W`` or ``A..B``) on the database at *dsn*
-    (*after_rollback*: did the candidate return to the baseline?).
+    """Compare the windows *baseline* and *candidate* (``W``, ``A..B`` by labels or times,
+    ``last:10m``) of *target* on the database at *dsn* (*after_rollback*: did the candidate
+    return to the baseline?); the samples are read from the central repository *store* when
+    given (else from the database itself).
 
-    Raises ``UsageError`` for unknown labels, ``PrerequisiteMissing`` without the monitoring
-    tables, ``ConnectionFailed`` when the server cannot be reached (all exit code 2).
+    Raises ``UsageError`` for unknown labels or targets, ``PrerequisiteMissing`` without the
+    monitoring tables, ``ConnectionFailed`` when a server cannot be reached (all exit code 2).
     """
     refs = [parse_window(baseline), parse_window(candidate)]
-    with session(dsn, autocommit=True) as conn:
+    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        windows = load_windows(conn, refs, operation=operation)
+        windows = load_windows(samples, refs, operation=operation, target=target)
         refuse_overlap(windows[0], windows[1])
         if scope.roles:
             with translated_errors("reading the roles"):

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import session, translated_errors
+from dbtools.db.connection import repository, session, translated_errors
 from dbtools.errors import UsageError
 from dbtools.findings import Finding, Rule, rule, run_rules
 from dbtools.output import json_document, percent
+from dbtools.stats.legacy import read_layout
 from dbtools.stats.measures import (
     P95_NAME,
     RATIO_DEFINITIONS,
@@ -43,13 +44,12 @@ from dbtools.stats.measures import (
     per_request,
     ratio,
 )
-from dbtools.stats.snapshots import (
+from dbtools.stats.windows import (
     VariantTotals,
     Window,
     load_variant_totals,
     load_windows,
     parse_window,
-    read_layout,
 )
 from dbtools.verify import (
     DEFAULT_SCOPE,
@@ -605,22 +605,26 @@ def verify_canary(
     scope: Scope = DEFAULT_SCOPE,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     operation: str | None = None,
+    target: str | None = None,
+    store: str | None = None,
 ) -> CanaryResult:
-    """Judge the canary window *window* (``W`` or ``A..B``) on the database at *dsn*.
+    """Judge the canary window *window* (``W``, ``A..B`` by labels or times, ``last:10m``) of
+    *target* on the database at *dsn*; the samples and request metrics are read from the
+    central repository *store* when given (else from the database itself).
 
     Raises ``UsageError`` for unknown labels or roles, ``PrerequisiteMissing`` without the
     monitoring tables or the request metrics' variants, ``ConnectionFailed`` when the server
     cannot be reached (all exit code 2).
     """
     ref = parse_window(window)
-    with session(dsn, autocommit=True) as conn:
+    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        (loaded,) = load_windows(conn, [ref], operation=operation)
+        (loaded,) = load_windows(samples, [ref], operation=operation, target=target)
         with translated_errors("reading the request metrics"):
             variants = load_variant_totals(
-                conn, loaded.start.header.taken_at, loaded.end.header.taken_at, operation,
-                read_layout(conn),
+                samples, loaded.start.header.taken_at, loaded.end.header.taken_at, operation,
+                target=loaded.start.header.target, layout=read_layout(samples),
             )  # fmt: skip
         roles = frozenset(spec.variant_roles.values()) | scope.roles
         if roles:

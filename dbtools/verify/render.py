@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timezone
 
 from tabulate import tabulate
 
@@ -23,12 +24,20 @@ def _num(value: float | None, digits: int = 2, unit: str = "") -> str:
     return number(value, digits, unit=unit, missing=NO_DATA)
 
 
+def _times(window: WindowMeasures) -> str:
+    """The exact times of the window's two samples (a window by time names times it asked)."""
+    start = window.started_at.astimezone(timezone.utc)
+    end = window.ended_at.astimezone(timezone.utc)
+    return f"{start:%Y-%m-%d %H:%M:%S} – {end:{'%H:%M:%S' if end.date() == start.date() else '%Y-%m-%d %H:%M:%S'}}"
+
+
 def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
     def row(name: str, fn: Callable[[WindowMeasures], str]) -> list[str]:
         return [name, fn(b), fn(c)]
 
     return [
         row("window", lambda w: f"{w.start_label}..{w.end_label}"),
+        row("samples used (UTC)", lambda w: _times(w)),
         row("duration", lambda w: f"{w.seconds:.1f} s"),
         row("trusted", lambda w: "yes" if w.trusted else "NO"),
         row("requests", lambda w: "no data" if w.requests is None
@@ -85,6 +94,7 @@ def render_table(result: VerifyResult) -> str:
             ],
         ),
         "",
+        *(f"{w.name}: {note}" for w in (result.baseline, result.candidate) for note in w.notes),
         f"query reduction: {_pct(result.reduction)}",
         *(f"{name.replace('_', ' ')}: {text}" for name, text in RATIO_DEFINITIONS.items()),
         "",

@@ -16,7 +16,7 @@ Downgrade: the two columns go, with what they held.
 Frozen: the DDL below is literal SQL; a change is a new revision.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-30
 """
 
@@ -29,7 +29,7 @@ from alembic import op
 from dbtools.schema.manifest import Manifest
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,13 +4,13 @@ SET statement_timeout = '2h';
 
 BEGIN;
 
--- Running downgrade 0006 -> 0004
+-- Running downgrade 0006 -> 0005
 
 ALTER TABLE perf_monitoring.request_metrics
     DROP COLUMN queries,
     DROP COLUMN variant;
 
-UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0006';
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0006';
 
 COMMIT;
 

@@ -1,0 +1,452 @@
+"""Continuous collection (``dbtools collect``): a sample of every target each interval.
+
+A *target* is a monitored database with a name (``NAME=DSN``, or a TOML file of them). Each
+round reads the targets concurrently (at most ``concurrency`` at once, a session each) and
+stores a sample per target (``stats.samples``: only the entries that moved), in the target's
+own ``perf_monitoring`` or, with a central *store*, in that repository keyed by target. A
+round never waits for a slow target: a target still busy from the previous round is skipped
+(``busy``), one that is down or refusing is logged and retried next round, and the others keep
+their interval.
+
+One collector per target: the store session holds a session-level advisory lock keyed by the
+target for the collector's life (``locks``, polled, never blocking); a second collector is
+refused with the holder's name. ``stop`` (SIGTERM, Ctrl-C) abandons the round in progress:
+a target whose sample is not yet being written stores nothing, its queries are cancelled, and a
+write in progress is one transaction (stored whole or rolled back).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from dbtools.config import read_toml
+from dbtools.db import locks
+from dbtools.db.connection import (
+    APPLICATION_NAME,
+    connect,
+    describe,
+    error_reason,
+    normalise_dsn,
+)
+from dbtools.errors import ConfigError, DbtoolsError, UsageError
+from dbtools.stats import collect as stats
+from dbtools.stats import samples
+from dbtools.stats.snapshots import SAMPLE_LOCK_TIMEOUT, require_samples
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 60.0
+DEFAULT_CONCURRENCY = 4
+# Samples older than --rollup-after are kept one per hour (the rows in between folded).
+ROLLUP_PERIOD_S = 3600.0
+# A sample's statements give up well inside a minute's interval.
+SAMPLE_STATEMENT_TIMEOUT = "20s"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A monitored database: its name in the repository (None: the database's own name, read
+    at the first connection) and how to reach it."""
+
+    name: str | None
+    dsn: str
+
+    def __str__(self) -> str:
+        return self.name or describe(self.dsn).database
+
+
+def validate_target_name(name: str) -> str:
+    """Return *name* if it can name a target, else raise ``UsageError``."""
+    if not name or name != name.strip() or not name.isprintable() or len(name) > 200:
+        raise UsageError(f"invalid target name {name!r}: empty, padded, too long or unprintable")
+    return name
+
+
+def parse_target(text: str) -> Target:
+    """``NAME=DSN`` (``--target``); raises ``UsageError`` for anything else."""
+    name, separator, dsn = text.partition("=")
+    if not separator or not dsn.strip() or " " in name:
+        raise UsageError(f"invalid --target {text.split('=')[0]!r}...: expected NAME=DSN")
+    return Target(validate_target_name(name), normalise_dsn(dsn.strip()))
+
+
+def read_targets(path: Path) -> list[Target]:
+    """The targets of a TOML file: ``[[target]]`` tables, each with a ``name`` and either a
+    ``dsn`` or a libpq ``service`` name. Raises ``ConfigError`` for anything else."""
+    document = read_toml(path)
+    entries = document.get("target")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: expected [[target]] tables with a name and a dsn or service")
+    found: list[Target] = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or set(entry) - {"name", "dsn", "service"}:
+            raise ConfigError(f"{path}: target {number}: only name, dsn and service are known")
+        name, dsn, service = entry.get("name"), entry.get("dsn"), entry.get("service")
+        if not isinstance(name, str) or (dsn is None) == (service is None):
+            raise ConfigError(f"{path}: target {number}: a name and either a dsn or a service")
+        text = dsn if dsn is not None else f"service={service}"
+        if not isinstance(text, str):
+            raise ConfigError(f"{path}: target {number}: the dsn must be a string")
+        try:
+            found.append(Target(validate_target_name(name), normalise_dsn(text)))
+        except UsageError as err:
+            raise ConfigError(f"{path}: target {number}: {err}") from err
+    names = [t.name for t in found]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: a target name is given twice")
+    return found
+
+
+class Abandoned(DbtoolsError):
+    """The collector was asked to stop before this sample was written."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a round did for one target: its sample, or why there is none."""
+
+    target: str
+    sample: samples.SampleSummary | None = None
+    error: str | None = None
+    busy: bool = False  # still reading from the previous round
+    abandoned: bool = False
+    purged: samples.Purged = field(default_factory=samples.Purged)
+
+    def describe(self) -> str:
+        if self.sample is not None:
+            moved = f"{self.sample.rows_stored} rows of {self.sample.statements} statements"
+            restart = ", server restarted: step not comparable" if self.sample.restarted else ""
+            purged = f", {self.purged.samples} old samples purged" if self.purged.samples else ""
+            return f"{self.target}: sample {self.sample.id} ({moved}{restart}{purged})"
+        if self.busy:
+            return f"{self.target}: still busy with the previous round, skipped"
+        if self.abandoned:
+            return f"{self.target}: abandoned, nothing stored"
+        return f"{self.target}: no sample ({self.error})"
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round: when it started, how long it took, and what it did per target."""
+
+    number: int
+    started_at: datetime
+    seconds: float
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for o in self.outcomes if o.sample is not None)
+
+    def line(self) -> str:
+        """The one progress line ``-v`` prints."""
+        rows = sum(o.sample.rows_stored for o in self.outcomes if o.sample is not None)
+        return (
+            f"round {self.number} at {self.started_at:%H:%M:%S}: {self.stored}/"
+            f"{len(self.outcomes)} targets sampled in {self.seconds:.2f} s, {rows} rows stored; "
+            + "; ".join(o.describe() for o in self.outcomes)
+        )
+
+
+@dataclass
+class Summary:
+    """What a collector did in its life (printed on exit)."""
+
+    rounds: int = 0
+    samples: int = 0
+    rows: int = 0
+    failures: int = 0
+    purged: int = 0
+    abandoned: bool = False
+
+    def add(self, done: Round) -> None:
+        self.rounds += 1
+        for outcome in done.outcomes:
+            if outcome.sample is not None:
+                self.samples += 1
+                self.rows += outcome.sample.rows_stored
+            elif outcome.error is not None:
+                self.failures += 1
+            self.purged += outcome.purged.samples
+            self.abandoned = self.abandoned or outcome.abandoned
+
+    def line(self) -> str:
+        stopped = ", the last round abandoned (nothing half stored)" if self.abandoned else ""
+        return (
+            f"collected {self.samples} samples ({self.rows} rows) in {self.rounds} rounds, "
+            f"{self.failures} failed target reads, {self.purged} old samples purged{stopped}"
+        )
+
+
+@dataclass
+class _Sessions:
+    """A target's sessions and what the collector knows of it between rounds."""
+
+    target: Target
+    name: str | None = None
+    store: psycopg.Connection[Any] | None = None  # holds the collect lock
+    source: psycopg.Connection[Any] | None = None  # a central store's target (else: store)
+    prepared: tuple[Any, Any] | None = None
+    state: samples.TargetState | None = None
+    running: concurrent.futures.Future[Outcome] | None = None
+    connections: list[psycopg.Connection[Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for conn in (self.source, self.store):
+            if conn is not None and not conn.closed:
+                conn.close()
+        self.store = self.source = None
+        self.prepared = None
+
+
+def collect_lock_key(name: str) -> int:
+    return locks.lock_key("collect", name)
+
+
+class Collector:
+    """Samples *targets* every *interval_s* seconds into their own repositories or *store*;
+    *retention_s*, *rollup_after_s*: purge and roll up after each round; *once*: one round,
+    whose failures are in its outcomes (logged at INFO, not as warnings).
+
+    Use as a context manager (its sessions, and the locks they hold, close on exit).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        *,
+        store: str | None = None,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        retention_s: float | None = None,
+        rollup_after_s: float | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        once: bool = False,
+    ) -> None:
+        if not targets:
+            raise UsageError("no target to collect from: give --dsn, --target or --targets")
+        if interval_s <= 0 or concurrency <= 0:
+            raise UsageError("the interval and the concurrency must be positive")
+        names = [t.name for t in targets]
+        if len(targets) > 1 and (None in names or len(set(names)) != len(names)):
+            raise UsageError("several targets need distinct names (--target NAME=DSN)")
+        self.store = store
+        self.interval_s = interval_s
+        self.retention_s = retention_s
+        self.rollup_after_s = rollup_after_s
+        self.once = once
+        self._targets = [_Sessions(t, t.name) for t in targets]
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="dbtools-collect"
+        )
+        self._stop = threading.Event()
+        self.application_name = f"{APPLICATION_NAME} collect (pid {os.getpid()})"
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Abandon the round in progress (safe from a signal handler): cancel the targets'
+        running statements; a sample not yet being written is not stored."""
+        self._stop.set()
+        # No lock taken: a signal handler runs in the main thread, which may hold it. Each
+        # target's list is replaced whole (never changed in place), so a copy is consistent.
+        running = [c for s in self._targets for c in list(s.connections) if not c.closed]
+        for conn in running:
+            try:
+                conn.cancel_safe(timeout=2)
+            except (psycopg.Error, OSError) as err:  # the round's end is what matters
+                log.debug("cancel failed: %s", err)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for sessions in self._targets:
+            sessions.close()
+
+    # -- sessions and the lock ----------------------------------------------------------------
+
+    def _connect(
+        self, sessions: _Sessions, dsn: str, *, read_only: bool
+    ) -> psycopg.Connection[Any]:
+        conn = connect(
+            dsn,
+            read_only=read_only,
+            autocommit=True,
+            statement_timeout=SAMPLE_STATEMENT_TIMEOUT,
+            lock_timeout=SAMPLE_LOCK_TIMEOUT,
+            application_name=self.application_name,
+        )
+        # replaced whole: ``stop`` may read it from a signal handler at any moment
+        sessions.connections = [c for c in sessions.connections if not c.closed] + [conn]
+        return conn
+
+    def _open(self, sessions: _Sessions) -> None:
+        """Open the target's sessions if they are not, and take its collect lock."""
+        if sessions.store is not None and not sessions.store.closed:
+            return
+        sessions.close()
+        target = sessions.target
+        if self.store is None:
+            sessions.store = self._connect(sessions, target.dsn, read_only=False)
+            reader = sessions.store
+        else:
+            sessions.source = self._connect(sessions, target.dsn, read_only=True)
+            sessions.store = self._connect(sessions, self.store, read_only=False)
+            reader = sessions.source
+        require_samples(sessions.store, "dbtools collect")
+        sessions.prepared = stats.prepare(reader)
+        if sessions.name is None:
+            sessions.name = sessions.prepared[0].database
+        key = collect_lock_key(sessions.name)
+        if not locks.try_lock(sessions.store, key):
+            holder = locks.holder(sessions.store, key)
+            sessions.close()
+            raise samples.TargetBusy(
+                f"another collector holds target {sessions.name!r}: "
+                f"{holder or 'a session that has since gone'}"
+            )
+
+    def open_all(self) -> list[str]:
+        """Open every target's sessions and lock it before the first round; returns the
+        targets that could not be reached (retried each round). Raises ``TargetBusy`` when
+        another collector holds one of them. Concurrently: a target that never answers delays
+        the start by one connect timeout, not one per such target."""
+        unreachable = []
+        opening = [(s, self._pool.submit(self._open, s)) for s in self._targets]
+        for sessions, future in opening:
+            try:
+                future.result()
+            except samples.TargetBusy:
+                self.close()
+                raise
+            except (DbtoolsError, psycopg.Error) as err:
+                log.info("target %s: %s; tried again each round", sessions.target, _reason(err))
+                unreachable.append(str(sessions.target))
+                sessions.close()
+        return unreachable
+
+    # -- one sample ---------------------------------------------------------------------------
+
+    def _sample(self, sessions: _Sessions) -> Outcome:
+        name = str(sessions.name or sessions.target)
+        try:
+            if self._stop.is_set():
+                raise Abandoned("stopping")
+            self._open(sessions)
+            assert sessions.store is not None and sessions.prepared is not None
+            name = str(sessions.name)
+            store = sessions.store
+            reader = sessions.source or store
+            info, columns = sessions.prepared
+            with samples.write_lock(store, name):
+                state = samples.current_state(store, name, sessions.state)
+                read = stats.read_sample(reader, info, columns, state.texts, state.own)
+                if self._stop.is_set():
+                    raise Abandoned("stopping")
+                summary, sessions.state = samples.write_sample(
+                    store, name, read, state, interval_seconds=self.interval_s
+                )
+                purged = samples.Purged()
+                if self.retention_s is not None and not self._stop.is_set():
+                    purged = samples.purge(store, name, self.retention_s)
+                if self.rollup_after_s is not None and not self._stop.is_set():
+                    purged += samples.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
+            return Outcome(name, summary, purged=purged)
+        except (DbtoolsError, psycopg.Error) as err:
+            if self._stop.is_set():
+                return Outcome(name, abandoned=True)
+            # one round (--once) reports its failures in its outcome; a collector that goes on
+            # warns at once, so that a daemon's log shows a target that is down
+            report = log.info if self.once else log.warning
+            if isinstance(err, samples.TargetBusy):
+                report("target %s: %s", name, err)
+            else:
+                report("target %s: %s; retried next round", name, _reason(err))
+            sessions.close()
+            return Outcome(name, error=_reason(err))
+
+    # -- rounds -------------------------------------------------------------------------------
+
+    def run_round(self, number: int) -> Round:
+        """Start a sample of every target not still busy, and wait for them for at most one
+        interval (a target that takes longer finishes in the background and is skipped next
+        round)."""
+        started_at = datetime.now().astimezone()
+        clock = time.monotonic()
+        waiting: dict[str, concurrent.futures.Future[Outcome]] = {}
+        outcomes: dict[str, Outcome] = {}
+        for sessions in self._targets:
+            key = str(sessions.target)
+            if sessions.running is not None and not sessions.running.done():
+                outcomes[key] = Outcome(str(sessions.name or key), busy=True)
+                continue
+            sessions.running = self._pool.submit(self._sample, sessions)
+            waiting[key] = sessions.running
+        concurrent.futures.wait(waiting.values(), timeout=self.interval_s)
+        for key, future in waiting.items():
+            if future.done():
+                outcomes[key] = future.result()
+            else:
+                outcomes[key] = Outcome(key, error=f"no answer within {self.interval_s:g} s")
+        ordered = tuple(outcomes[str(s.target)] for s in self._targets)
+        return Round(number, started_at, time.monotonic() - clock, ordered)
+
+    def run(
+        self,
+        *,
+        rounds: int | None = None,
+        on_round: Callable[[Round], None] = lambda done: None,
+    ) -> Summary:
+        """Run rounds every interval (*rounds* of them; None: until ``stop``), calling
+        *on_round* after each; returns the summary."""
+        summary = Summary()
+        number = 0
+        next_start = time.monotonic()
+        while not self._stop.is_set() and (rounds is None or number < rounds):
+            number += 1
+            done = self.run_round(number)
+            summary.add(done)
+            on_round(done)
+            if rounds is not None and number >= rounds:
+                break
+            next_start += self.interval_s
+            # a round that overran its interval is followed at once (no catching up in bursts)
+            next_start = max(next_start, time.monotonic())
+            self._stop.wait(next_start - time.monotonic())
+        return summary
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, psycopg.Error):
+        return error_reason(err)
+    return str(err)
+
+
+def targets_from(dsn: str | None, given: Iterable[str], targets_file: Path | None) -> list[Target]:
+    """The targets of the command line: ``--target NAME=DSN``s, a ``--targets`` file, or the
+    one ``--dsn`` (named after its database)."""
+    found = [parse_target(text) for text in given]
+    if targets_file is not None:
+        found += read_targets(targets_file)
+    if not found and dsn is not None:
+        found.append(Target(None, dsn))
+    names = [t.name for t in found]
+    if len(set(names)) != len(names):
+        raise UsageError("a target name is given twice")
+    return found

@@ -1,0 +1,640 @@
+"""Samples: the compact storage every snapshot and ``dbtools collect`` writes (revision 0005).
+
+A *sample* is one read of a target's statistics (``collect.read_sample``): a header row in
+``perf_monitoring.snapshots`` (labelled: a snapshot; unlabelled: collected) and **a row per
+change**: a statement, table, index or database row is stored only when one of its values
+differs from the same entry's values at the target's previous sample. A row holds its entry's
+values from its sample on, until the entry's next row; an entry missing from a sample gets a
+``vanished`` row there. The state of a target at sample S is, per entry, its latest row at or
+before S, not vanished (``load_states``): exactly what a full copy taken at S would hold, so any
+window between two samples gives the deltas two full copies would.
+
+Two numbers make "did not move" exact for tables: ``xid_age`` grows with every transaction of
+the cluster, so it is not stored per row but counted from ``snapshots.xid_now`` and the table's
+``frozen_xid`` (``relfrozenxid``) as ``age()`` counts it.
+
+Samples of one target are written one at a time: the writer holds the target's *write lock*
+(an advisory lock in the store) from before it reads the target until its sample is committed,
+and diffs against the state at the target's latest sample (reloaded when another writer stored
+one since). Removing samples (retention, roll-ups, an interrupted capture) goes through
+``perf_monitoring.fold_samples``, which keeps every row a remaining sample reads.
+
+Every statement carries ``SQL_MARKER``; a sample is read in autocommit and written by one
+statement (data-modifying CTEs, the rows handed over as JSON), so an interrupted write stores
+nothing and dbtools sends a measured database no BEGIN or COMMIT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from dbtools.db import locks
+from dbtools.db.connection import SQL_MARKER
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.schema import monitoring
+from dbtools.schema.monitoring import is_application
+from dbtools.sqltext.parse import is_transaction_control
+from dbtools.stats.collect import SampleRead, StatementKey
+from dbtools.stats.rows import (
+    TEXT_COLUMN,
+    DatabaseRow,
+    IndexRow,
+    Snapshot,
+    SnapshotHeader,
+    StatementRow,
+    TableRow,
+    column_names,
+    stored_columns,
+)
+
+log = logging.getLogger(__name__)
+
+# Shown for a statement whose text no sample could store (it was evicted in between).
+TEXT_NOT_STORED = "<text not stored>"
+
+
+@dataclass(frozen=True)
+class RowKind:
+    """One row table of a sample: its row type, its entries' key, and the values whose change
+    makes a new row (*derived* values are not: ``xid_age`` is counted from the header)."""
+
+    row_type: type[Any]
+    table: str
+    key: tuple[str, ...]
+    derived: tuple[str, ...] = ()
+
+    # Computed once per kind: a sample compares every entry (5,000 statements: 5,000 calls).
+    @functools.cached_property
+    def columns(self) -> tuple[str, ...]:
+        """The row type's stored columns, in the table's order."""
+        return stored_columns(self.row_type)
+
+    @functools.cached_property
+    def compared(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in self.key and c not in self.derived)
+
+    @functools.cached_property
+    def _key_getter(self) -> Callable[[Any], Any]:
+        return operator.attrgetter(*self.key)
+
+    @functools.cached_property
+    def _values_getter(self) -> Callable[[Any], Any]:
+        return operator.attrgetter(*self.compared)
+
+    def key_of(self, row: Any) -> tuple[Any, ...]:
+        found = self._key_getter(row)
+        return found if len(self.key) > 1 else (found,)
+
+    def values_of(self, row: Any) -> tuple[Any, ...]:
+        return self._values_getter(row)  # type: ignore[no-any-return]
+
+
+STATEMENTS = RowKind(
+    StatementRow, monitoring.STATEMENT_STATS, ("dbid", "queryid", "userid", "toplevel")
+)
+TABLES = RowKind(TableRow, monitoring.TABLE_STATS, ("relid",), derived=("xid_age",))
+INDEXES = RowKind(IndexRow, monitoring.INDEX_STATS, ("indexrelid",))
+DATABASE = RowKind(DatabaseRow, monitoring.DATABASE_STATS, ("datid",))
+KINDS = (STATEMENTS, TABLES, INDEXES, DATABASE)
+
+# The header's columns a writer fills (all but id), in the table's order.
+HEADER_COLUMNS = tuple(name for name in column_names(SnapshotHeader) if name != "id")
+
+
+def _table(name: str) -> sql.Identifier:
+    return sql.Identifier(monitoring.MONITORING_SCHEMA, name)
+
+
+def _names(names: Sequence[str], prefix: str | None = None) -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.Identifier(prefix, name) if prefix else sql.Identifier(name) for name in names
+    )
+
+
+_MARKER = sql.SQL(SQL_MARKER)
+
+
+# -- age() as PostgreSQL counts it ------------------------------------------------------------
+
+_XID_SPACE = 1 << 32
+_FIRST_NORMAL_XID = 3
+_INT32_MAX = (1 << 31) - 1
+
+
+def xid_now(tables: Sequence[TableRow]) -> int | None:
+    """The transaction ID the tables' ``xid_age`` were counted from (the same for every row of
+    one read), or None when no table has a normal ``relfrozenxid``."""
+    for row in tables:
+        if row.frozen_xid is not None and row.frozen_xid >= _FIRST_NORMAL_XID and row.xid_age:
+            return (row.frozen_xid + row.xid_age) % _XID_SPACE
+    return None
+
+
+def xid_age(now: int | None, frozen: int | None) -> int | None:
+    """``age(frozen)`` counted from *now*: PostgreSQL's int32 difference, INT_MAX for a
+    permanent transaction ID (None when either is unknown)."""
+    if now is None or frozen is None:
+        return None
+    if frozen < _FIRST_NORMAL_XID:
+        return _INT32_MAX
+    difference = (now - frozen) % _XID_SPACE
+    return difference - _XID_SPACE if difference > _INT32_MAX else difference
+
+
+# -- the state of a target ---------------------------------------------------------------------
+
+
+@dataclass
+class TargetState:
+    """A target's entries at its latest sample (``sample_id``; None: it has none), which texts
+    the store holds, which statements are transaction control (left out of ``queries``), and
+    which are dbtools' own (never stored)."""
+
+    sample_id: int | None = None
+    rows: dict[str, dict[tuple[Any, ...], Any]] = field(
+        default_factory=lambda: {kind.table: {} for kind in KINDS}
+    )
+    texts: set[StatementKey] = field(default_factory=set)
+    control: set[StatementKey] = field(default_factory=set)
+    own: set[StatementKey] = field(default_factory=set)
+    server_started_at: datetime | None = None
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> TargetState:
+        """The state a loaded sample (rows with their texts) stands for."""
+        state = cls(snapshot.header.id, server_started_at=snapshot.header.server_started_at)
+        for kind, rows in zip(KINDS, _rows_of(snapshot), strict=True):
+            state.rows[kind.table] = {kind.key_of(row): row for row in rows}
+        for row in snapshot.statements:
+            state.texts.add((row.dbid, row.queryid))
+            if is_transaction_control(row.query):
+                state.control.add((row.dbid, row.queryid))
+        return state
+
+
+def _rows_of(snapshot: Snapshot) -> tuple[Sequence[Any], ...]:
+    database = (snapshot.database,) if snapshot.database else ()
+    return (snapshot.statements, snapshot.tables, snapshot.indexes, database)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a sample stores of one row kind: the entries that moved (or appeared) and those
+    that vanished."""
+
+    moved: tuple[Any, ...]
+    vanished: tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return len(self.moved) + len(self.vanished)
+
+
+def changes(kind: RowKind, before: dict[tuple[Any, ...], Any], rows: Sequence[Any]) -> Changes:
+    """The rows of *rows* whose values differ from *before* (or are new), and *before*'s rows
+    missing from *rows*."""
+    moved, seen = [], set()
+    for row in rows:
+        key = kind.key_of(row)
+        seen.add(key)
+        old = before.get(key)
+        if old is None or kind.values_of(old) != kind.values_of(row):
+            moved.append(row)
+    vanished = tuple(row for key, row in before.items() if key not in seen)
+    return Changes(tuple(moved), vanished)
+
+
+def sample_totals(snapshot: Snapshot, control: set[StatementKey]) -> dict[str, Any]:
+    """The header's sums a dashboard draws a point per sample from, and ``xid_now``."""
+    top = [row for row in snapshot.statements if row.toplevel]
+    indexes = [row for row in snapshot.indexes if is_application(row)]
+    return {
+        "queries": sum(r.calls for r in top if (r.dbid, r.queryid) not in control),
+        "shared_blks_hit": sum(r.shared_blks_hit for r in top),
+        "shared_blks_read": sum(r.shared_blks_read for r in top),
+        "idx_blks_hit": sum(r.idx_blks_hit for r in indexes),
+        "idx_blks_read": sum(r.idx_blks_read for r in indexes),
+        "database_stats_reset": snapshot.database.stats_reset if snapshot.database else None,
+        "xid_now": xid_now(snapshot.tables),
+    }
+
+
+# -- writing a sample ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    """What ``write_sample`` stored: the header, the entries the sample holds (its state) and
+    the rows it wrote (those that moved or vanished)."""
+
+    id: int
+    target: str
+    label: str | None
+    taken_at: datetime
+    statements: int
+    tables: int
+    indexes: int
+    hidden_statements: int
+    rows_stored: int
+    restarted: bool = False  # the server restarted since the target's previous sample
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (stable keys; the time in ISO 8601 with its offset)."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "label": self.label,
+            "taken_at": self.taken_at.isoformat(),
+            "statements": self.statements,
+            "tables": self.tables,
+            "indexes": self.indexes,
+            "hidden_statements": self.hidden_statements,
+            "rows_stored": self.rows_stored,
+        }
+
+
+def _rows_cte(kind: RowKind) -> sql.Composed:
+    """The CTE that stores a sample's rows of *kind*, handed over as one JSON array (its
+    objects keyed by column name, ``vanished`` included) and typed by the table's row type."""
+    return sql.SQL(
+        "{cte} AS (INSERT INTO {table} (snapshot_id, target, {columns}, vanished) "
+        "SELECT h.id, %(target)s, {values}, r.vanished FROM header h, "
+        "jsonb_populate_recordset(NULL::{table}, {rows}::jsonb) r RETURNING 1)"
+    ).format(
+        cte=sql.Identifier(f"stored_{kind.table}"),
+        table=_table(kind.table),
+        columns=_names(kind.columns),
+        values=_names(kind.columns, "r"),
+        rows=sql.Placeholder(kind.table),
+    )
+
+
+# One statement stores a sample (the target may be the application's own database: dbtools
+# sends it no BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's entry).
+WRITE_SQL = sql.SQL(
+    """WITH {marker} header AS (
+    INSERT INTO {snapshots} ({columns}) VALUES ({values}) RETURNING id
+), stored_texts AS (
+    INSERT INTO {texts} (target, dbid, queryid, query)
+    SELECT %(target)s, * FROM unnest(%(text_dbids)s::oid[], %(text_queryids)s::bigint[],
+                                     %(texts)s::text[])
+    ON CONFLICT DO NOTHING RETURNING 1
+), {rows}
+SELECT id FROM header"""
+).format(
+    marker=_MARKER,
+    snapshots=_table(monitoring.SNAPSHOTS),
+    columns=_names(HEADER_COLUMNS),
+    values=sql.SQL(", ").join(sql.Placeholder(name) for name in HEADER_COLUMNS),
+    texts=_table(monitoring.STATEMENT_TEXTS),
+    rows=sql.SQL(",\n").join(_rows_cte(kind) for kind in KINDS),
+)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def _stored_rows(kind: RowKind, change: Changes) -> str:
+    """*change*'s rows as the JSON array ``WRITE_SQL`` reads (derived values left NULL)."""
+    rows = [
+        {
+            **{name: None if name in kind.derived else getattr(row, name) for name in kind.columns},
+            "vanished": vanished,
+        }
+        for rows, vanished in ((change.moved, False), (change.vanished, True))
+        for row in rows
+    ]
+    return json.dumps(rows, default=_json_value, allow_nan=False)
+
+
+def write_sample(
+    conn: psycopg.Connection[Any],
+    target: str,
+    read: SampleRead,
+    state: TargetState,
+    *,
+    label: str | None = None,
+    requests: int | None = None,
+    interval_seconds: float | None = None,
+) -> tuple[SampleSummary, TargetState]:
+    """Store *read* as the target's next sample after *state* (the state at its latest sample:
+    the caller holds the target's write lock) in one statement; return what was stored and
+    the target's new state.
+
+    Raises ``UsageError`` for a label the target already has (nothing is written then).
+    """
+    snapshot = read.snapshot
+    control = state.control | {k for k, text in read.texts.items() if is_transaction_control(text)}
+    found = dict(zip(KINDS, _rows_of(snapshot), strict=True))
+    stored = {kind: changes(kind, state.rows[kind.table], found[kind]) for kind in KINDS}
+    header = dataclasses.replace(
+        snapshot.header,
+        label=label,
+        requests=requests,
+        target=target,
+        interval_seconds=interval_seconds,
+        rollup_seconds=None,
+        **sample_totals(snapshot, control),
+    )
+    kept = {(row.dbid, row.queryid) for row in snapshot.statements}
+    new_texts = {
+        key: text for key, text in read.texts.items() if key in kept and key not in state.texts
+    }
+    values: dict[str, Any] = {name: getattr(header, name) for name in HEADER_COLUMNS}
+    values["counting_settings"] = _json(header.counting_settings)
+    values["counting_overrides"] = _json(header.counting_overrides)
+    values |= {kind.table: _stored_rows(kind, change) for kind, change in stored.items()}
+    values |= {
+        "target": target,
+        "text_dbids": [dbid for dbid, _ in new_texts],
+        "text_queryids": [queryid for _, queryid in new_texts],
+        "texts": list(new_texts.values()),
+    }
+    try:
+        row = conn.execute(WRITE_SQL, values).fetchone()
+        assert row is not None
+        sample_id = row[0]
+    except psycopg.errors.UniqueViolation as err:
+        if err.diag.constraint_name == "uq_snapshots_target_label":
+            raise UsageError(
+                f"target {target!r} already has a snapshot labelled {label!r}"
+            ) from err
+        raise
+    after = TargetState(
+        sample_id,
+        {kind.table: {kind.key_of(r): r for r in found[kind]} for kind in KINDS},
+        (state.texts & kept) | set(new_texts),
+        {key for key in control if key in kept},
+        state.own | read.own,
+        header.server_started_at,
+    )
+    summary = SampleSummary(
+        id=sample_id,
+        target=target,
+        label=label,
+        taken_at=header.taken_at,
+        statements=len(snapshot.statements),
+        tables=len(snapshot.tables),
+        indexes=len(snapshot.indexes),
+        hidden_statements=header.hidden_statements,
+        rows_stored=sum(len(change) for change in stored.values()),
+        restarted=state.server_started_at not in (None, header.server_started_at),
+    )
+    log.debug("sample %d of %s stored: %d rows", sample_id, target, summary.rows_stored)
+    return summary, after
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+# -- the write lock, and what the target's latest sample holds ---------------------------------------
+
+WRITE_WAIT_SECONDS = 30.0
+
+
+@contextmanager
+def write_lock(
+    conn: psycopg.Connection[Any], target: str, wait_s: float = WRITE_WAIT_SECONDS
+) -> Iterator[None]:
+    """Hold the target's write lock on the store session *conn* (polled, never blocking) for
+    the block; raises ``TargetBusy`` naming the holder when *wait_s* runs out."""
+    key = locks.lock_key("write", target)
+    found = locks.wait_for_lock(conn, key, wait_s)
+    if found is not None:
+        raise TargetBusy(
+            f"another dbtools session is writing samples of target {target!r}: {found}"
+        )
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            locks.unlock(conn, key)
+
+
+class TargetBusy(DbtoolsError):
+    """Another dbtools process holds a target's lock (its message names the holder)."""
+
+
+_LATEST_SQL = sql.SQL(
+    "SELECT {marker} {columns} FROM {snapshots} WHERE target = %(target)s ORDER BY id DESC LIMIT 1"
+).format(
+    marker=_MARKER,
+    columns=_names(column_names(SnapshotHeader)),
+    snapshots=_table(monitoring.SNAPSHOTS),
+)
+
+
+def latest_header(conn: psycopg.Connection[Any], target: str) -> SnapshotHeader | None:
+    """The target's latest sample (None: it has none)."""
+    with conn.cursor(row_factory=class_row(SnapshotHeader)) as cur:
+        return cur.execute(_LATEST_SQL, {"target": target}).fetchone()
+
+
+def current_state(
+    conn: psycopg.Connection[Any], target: str, state: TargetState | None = None
+) -> TargetState:
+    """The state at the target's latest sample: *state* when it is that sample's, else loaded
+    from the store (a first sample of this process, or another writer stored one since)."""
+    latest = latest_header(conn, target)
+    if latest is None:
+        return TargetState(own=state.own if state else set())
+    assert latest.id is not None
+    if state is not None and state.sample_id == latest.id:
+        return state
+    loaded = TargetState.of(load_states(conn, target, [latest])[latest.id])
+    loaded.own = state.own if state else set()
+    log.info("state of %s loaded at sample %d", target, latest.id)
+    return loaded
+
+
+# -- loading states ------------------------------------------------------------------------------
+
+
+def _state_sql(kind: RowKind) -> sql.Composed:
+    """Per sample in ``%(ids)s``, each entry's latest row at or before it, not vanished: the
+    entries are found with a loose scan of the key, each row with one probe of the key's index."""
+    key = list(kind.key)
+    columns = [
+        sql.SQL("coalesce(x.query, {})").format(sql.Literal(TEXT_NOT_STORED))
+        if name == TEXT_COLUMN
+        else sql.Identifier("r", name)
+        for name in column_names(kind.row_type)
+    ]
+    texts = (
+        sql.SQL(
+            "LEFT JOIN {texts} x ON x.target = r.target AND x.dbid = r.dbid AND x.queryid = r.queryid"
+        ).format(texts=_table(monitoring.STATEMENT_TEXTS))
+        if kind is STATEMENTS
+        else sql.SQL("")
+    )
+    return sql.SQL(
+        """WITH RECURSIVE {marker} entries AS (
+    (SELECT {key} FROM {table} WHERE target = %(target)s ORDER BY {key} LIMIT 1)
+    UNION ALL
+    SELECT n.* FROM entries e CROSS JOIN LATERAL (
+        SELECT {key} FROM {table} t
+        WHERE t.target = %(target)s AND ({t_key}) > ({e_key})
+        ORDER BY {key} LIMIT 1) n
+)
+SELECT w.id, {columns}
+FROM entries e CROSS JOIN unnest(%(ids)s::bigint[]) AS w(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM {table} t
+    WHERE t.target = %(target)s AND {same} AND t.snapshot_id <= w.id
+    ORDER BY t.snapshot_id DESC LIMIT 1) r
+{texts}
+WHERE NOT r.vanished"""
+    ).format(
+        marker=_MARKER,
+        key=_names(key),
+        t_key=_names(key, "t"),
+        e_key=_names(key, "e"),
+        table=_table(kind.table),
+        columns=sql.SQL(", ").join(columns),
+        same=sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier("t", k), sql.Identifier("e", k)) for k in key
+        ),
+        texts=texts,
+    )
+
+
+def load_states(
+    conn: psycopg.Connection[Any], target: str, headers: Sequence[SnapshotHeader]
+) -> dict[int, Snapshot]:
+    """The full state of *target* at each sample of *headers*, by sample id (one query per row
+    kind, whatever the number of samples); statements with their texts, tables with
+    ``xid_age`` counted from the sample's ``xid_now``."""
+    ids = [header.id for header in headers]
+    found: dict[RowKind, dict[int, list[Any]]] = {}
+    for kind in KINDS:
+        by_sample: dict[int, list[Any]] = {i: [] for i in ids if i is not None}
+        for values in conn.execute(_state_sql(kind), {"target": target, "ids": ids}):
+            by_sample[values[0]].append(kind.row_type(*values[1:]))
+        found[kind] = by_sample
+    loaded = {}
+    for header in headers:
+        assert header.id is not None
+        tables = [
+            row
+            if row.frozen_xid is None
+            else dataclasses.replace(row, xid_age=xid_age(header.xid_now, row.frozen_xid))
+            for row in found[TABLES][header.id]
+        ]
+        databases = found[DATABASE][header.id]
+        loaded[header.id] = Snapshot(
+            header=header,
+            statements=tuple(found[STATEMENTS][header.id]),
+            tables=tuple(tables),
+            indexes=tuple(found[INDEXES][header.id]),
+            database=databases[0] if databases else None,
+        )
+    return loaded
+
+
+# -- removing samples -------------------------------------------------------------------------------
+
+_FOLD_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.fold_samples(%(target)s, %(ids)s::bigint[])"
+).format(marker=_MARKER)
+
+
+def fold(conn: psycopg.Connection[Any], target: str, ids: Sequence[int]) -> int:
+    """Remove the samples *ids* of *target*, keeping every row a remaining sample reads
+    (``perf_monitoring.fold_samples``); returns the rows deleted."""
+    if not ids:
+        return 0
+    row = conn.execute(_FOLD_SQL, {"target": target, "ids": list(ids)}).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one retention or roll-up step removed."""
+
+    samples: int = 0
+    rows: int = 0
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(self.samples + other.samples, self.rows + other.rows)
+
+
+MAX_PURGE_BATCH = 500
+
+_EXPIRED_SQL = sql.SQL(
+    "SELECT {marker} id, taken_at FROM {snapshots} "
+    "WHERE target = %(target)s AND taken_at < now() - make_interval(secs => %(seconds)s) "
+    "ORDER BY id LIMIT %(limit)s"
+).format(marker=_MARKER, snapshots=_table(monitoring.SNAPSHOTS))
+
+
+def purge(
+    conn: psycopg.Connection[Any], target: str, retention_s: float, *, batch: int = MAX_PURGE_BATCH
+) -> Purged:
+    """Retention: fold the target's samples older than *retention_s* (at most *batch* of
+    them), once the oldest is a tenth of the retention (at most an hour) past it, so that
+    retention works in batches rather than a sample at a time."""
+    rows = conn.execute(
+        _EXPIRED_SQL, {"target": target, "seconds": retention_s, "limit": batch}
+    ).fetchall()
+    if not rows:
+        return Purged()
+    slack = min(3600.0, retention_s / 10)
+    oldest = rows[0][1]
+    now = conn.execute(f"SELECT {SQL_MARKER} now()").fetchone()[0]  # type: ignore[index]
+    if (now - oldest).total_seconds() < retention_s + slack and len(rows) < batch:
+        return Purged()
+    ids = [sample_id for sample_id, _ in rows]
+    return Purged(len(ids), fold(conn, target, ids))
+
+
+_ROLLUP_SQL = sql.SQL(
+    """SELECT {marker} id, floor(extract(epoch FROM taken_at) / %(period)s)::bigint AS bucket
+FROM {snapshots}
+WHERE target = %(target)s AND label IS NULL AND rollup_seconds IS NULL
+  AND taken_at < now() - make_interval(secs => %(age)s)
+  AND (floor(extract(epoch FROM taken_at) / %(period)s) + 1) * %(period)s
+      <= extract(epoch FROM now() - make_interval(secs => %(age)s))
+ORDER BY id"""
+).format(marker=_MARKER, snapshots=_table(monitoring.SNAPSHOTS))
+
+_MARK_ROLLED_UP = sql.SQL(
+    "UPDATE {marker} {snapshots} SET rollup_seconds = %(period)s "
+    "WHERE target = %(target)s AND id = ANY(%(ids)s::bigint[])"
+).format(marker=_MARKER, snapshots=_table(monitoring.SNAPSHOTS))
+
+
+def roll_up(
+    conn: psycopg.Connection[Any], target: str, age_s: float, period_s: float, *, buckets: int = 1
+) -> Purged:
+    """Roll-ups: of the target's collected samples older than *age_s*, keep the latest of each
+    whole *period_s* (marked ``rollup_seconds``) and fold the others, at most *buckets*
+    periods per call (the oldest first). Labelled snapshots are always kept."""
+    rows = conn.execute(
+        _ROLLUP_SQL, {"target": target, "age": age_s, "period": period_s}
+    ).fetchall()
+    by_bucket: dict[int, list[int]] = {}
+    for sample_id, bucket in rows:
+        by_bucket.setdefault(bucket, []).append(sample_id)
+    done = Purged()
+    for bucket in sorted(by_bucket)[:buckets]:
+        *doomed, kept = by_bucket[bucket]
+        done += Purged(len(doomed), fold(conn, target, doomed))
+        conn.execute(_MARK_ROLLED_UP, {"target": target, "period": period_s, "ids": [kept]})
+    return done

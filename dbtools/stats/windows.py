@@ -1,0 +1,594 @@
+"""Windows: labels and times, and what the repository holds of them read back.
+
+A *window* is two samples of one target (``stats.samples``): ``W`` means ``W:start..W:end``
+(what ``capture`` writes); ``A..B`` takes two labels or two times (ISO 8601:
+``2026-11-30T10:00Z``), or one of each; ``last:10m`` is the last ten minutes. A time stands for
+the nearest sample inside the window (the first at or after a start, the last at or before an
+end), and a window by time is untrusted when an end has no sample within twice the collection
+interval, or two samples inside it lie further apart than that (``coverage``). A window on
+rolled-up samples says so. The repository may hold several targets (``resolve_target``).
+
+Samples are loaded whatever the repository's revision (a database downgraded after they were
+taken): before revision 0005 every snapshot is a full copy with no target, read by
+``stats.legacy`` (``Layout.samples`` decides).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from dbtools.config import parse_duration
+from dbtools.db.connection import SQL_MARKER, translated_errors
+from dbtools.errors import PrerequisiteMissing, UsageError
+from dbtools.schema import monitoring
+from dbtools.stats import legacy, samples
+from dbtools.stats.deltas import WindowDeltas, window_deltas
+from dbtools.stats.legacy import HEAD_LAYOUT, Layout, or_null, read_layout
+from dbtools.stats.rows import Snapshot, SnapshotHeader, column_names
+
+log = logging.getLogger(__name__)
+
+START_SUFFIX = ":start"
+END_SUFFIX = ":end"
+RANGE_SEPARATOR = ".."
+LAST_PREFIX = "last:"
+MAX_LABEL_LENGTH = 200
+
+
+def _table(name: str) -> sql.Identifier:
+    return sql.Identifier(monitoring.MONITORING_SCHEMA, name)
+
+
+# -- labels, times and windows ------------------------------------------------------------------
+
+
+def validate_label(label: str) -> str:
+    """Return *label* if it can name a snapshot, else raise ``UsageError``."""
+    if not label or label != label.strip():
+        raise UsageError(f"invalid label {label!r}: empty, or leading/trailing spaces")
+    if RANGE_SEPARATOR in label:
+        raise UsageError(f"invalid label {label!r}: '..' separates the two labels of a window")
+    if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+        raise UsageError(f"invalid label {label!r}: too long or not printable")
+    if parse_time(label) is not None or label.startswith(LAST_PREFIX):
+        raise UsageError(f"invalid label {label!r}: it reads as a time (a window's end)")
+    return label
+
+
+_TIME = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)(Z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.I,
+)
+
+
+def parse_time(text: str) -> datetime | None:
+    """An ISO 8601 time (``2026-11-30T10:00Z``, ``2026-11-30 10:00:05+01:00``; without an offset:
+    UTC), or None when *text* is not one."""
+    match = _TIME.match(text.strip())
+    if match is None:
+        return None
+    date, clock, zone = match.groups()
+    zone = "+00:00" if zone is None or zone.upper() == "Z" else zone
+    if len(zone) == 3:
+        zone += ":00"
+    elif ":" not in zone:
+        zone = f"{zone[:3]}:{zone[3:]}"
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}{zone}")
+    except ValueError as err:
+        raise UsageError(f"invalid time {text!r}: {err}") from err
+
+
+@dataclass(frozen=True)
+class WindowRef:
+    """A window as given on the command line: its two ends as given (a label or a time), or
+    the last *last_seconds* (``last:10m``)."""
+
+    name: str
+    start: str
+    end: str
+    last_seconds: int | None = None
+
+    def __str__(self) -> str:
+        if self.last_seconds is not None:
+            return self.name
+        return f"{self.start}{RANGE_SEPARATOR}{self.end}"
+
+    @property
+    def start_time(self) -> datetime | None:
+        return parse_time(self.start) if self.start else None
+
+    @property
+    def end_time(self) -> datetime | None:
+        return parse_time(self.end) if self.end else None
+
+    @property
+    def by_time(self) -> bool:
+        """Whether an end is a time: the window takes the samples nearest inside it."""
+        return (
+            self.last_seconds is not None
+            or self.start_time is not None
+            or self.end_time is not None
+        )
+
+
+def window_labels(label: str) -> tuple[str, str]:
+    """The labels ``capture --label L`` writes: ``L:start`` and ``L:end``."""
+    return f"{label}{START_SUFFIX}", f"{label}{END_SUFFIX}"
+
+
+def parse_window(reference: str) -> WindowRef:
+    """``W`` (``W:start..W:end``), ``A..B`` (labels or times) or ``last:DURATION``; raises
+    ``UsageError`` for anything else."""
+    if reference.startswith(LAST_PREFIX):
+        return WindowRef(reference, "", "", parse_duration(reference[len(LAST_PREFIX) :]))
+    if RANGE_SEPARATOR in reference:
+        start, _, end = reference.partition(RANGE_SEPARATOR)
+        if not start or not end or RANGE_SEPARATOR in end:
+            raise UsageError(
+                f"invalid window {reference!r}: expected LABEL, START..END or last:DURATION"
+            )
+        ends = [
+            side if parse_time(side) is not None else validate_label(side) for side in (start, end)
+        ]
+        ref = WindowRef(reference, ends[0], ends[1])
+        if ref.start_time and ref.end_time and ref.end_time <= ref.start_time:
+            raise UsageError(f"window {reference}: its end is not after its start")
+        return ref
+    start, end = window_labels(validate_label(reference))
+    return WindowRef(reference, start, end)
+
+
+_OF_TARGET_SAMPLE = sql.SQL("target = %(target)s AND ")
+_LABELS = sql.SQL("label = ANY(%(labels)s)")
+_BETWEEN = sql.SQL("taken_at >= %(from)s AND taken_at <= %(to)s")
+_NO_ORDER = sql.SQL("")
+
+
+def _headers_sql(
+    layout: Layout, where: sql.Composable, order: sql.Composable = _NO_ORDER
+) -> sql.Composed:
+    """Headers of the target's snapshots matching *where* (before 0005 there are no targets)."""
+    return sql.SQL(
+        "SELECT {marker} {columns} FROM {snapshots} WHERE {target}{where} {order}"
+    ).format(
+        marker=sql.SQL(SQL_MARKER),
+        columns=or_null(layout, monitoring.SNAPSHOTS, column_names(SnapshotHeader)),
+        snapshots=_table(monitoring.SNAPSHOTS),
+        target=_OF_TARGET_SAMPLE if layout.samples else sql.SQL(""),
+        where=where,
+        order=order,
+    )
+
+
+def _fetch_headers(
+    conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]
+) -> list[SnapshotHeader]:
+    with conn.cursor(row_factory=class_row(SnapshotHeader)) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def find_headers(
+    conn: psycopg.Connection[Any],
+    labels: Iterable[str],
+    layout: Layout = HEAD_LAYOUT,
+    target: str | None = None,
+) -> dict[str, SnapshotHeader]:
+    """The headers of the target's snapshots among *labels* that exist, by label (one query)."""
+    query = _headers_sql(layout, _LABELS)
+    rows = _fetch_headers(conn, query, {"labels": list(labels), "target": target})
+    return {row.label: row for row in rows if row.label is not None}
+
+
+_TARGETS_SQL = sql.SQL(
+    """WITH RECURSIVE {marker} t AS (
+    (SELECT target FROM {snapshots} ORDER BY target LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.target FROM {snapshots} s WHERE s.target > t.target ORDER BY s.target LIMIT 1)
+    FROM t WHERE t.target IS NOT NULL
+)
+SELECT target FROM t WHERE target IS NOT NULL"""
+).format(marker=sql.SQL(SQL_MARKER), snapshots=_table(monitoring.SNAPSHOTS))
+
+
+def stored_targets(conn: psycopg.Connection[Any]) -> list[str]:
+    """The targets the repository holds samples of, in order (a loose scan of its key)."""
+    return [target for (target,) in conn.execute(_TARGETS_SQL)]
+
+
+def resolve_target(
+    conn: psycopg.Connection[Any], target: str | None, layout: Layout = HEAD_LAYOUT
+) -> str | None:
+    """The target whose samples to read: *target*, which must have samples; else the only one
+    the repository holds, or the connected database's name among several. None before revision
+    0005 (no targets; ``PrerequisiteMissing`` for a *target* there). Raises ``UsageError``
+    otherwise, naming the targets there are."""
+    if not layout.samples:
+        if target is not None:
+            raise PrerequisiteMissing(
+                f"--target {target}: this database's snapshots have no targets (it is below "
+                "revision 0005, which keys samples by target)"
+            )
+        return None
+    known = stored_targets(conn)
+    if target is not None:
+        if target not in known:
+            there = ", ".join(known) or "none"
+            raise UsageError(f"no samples of target {target!r} here (targets: {there})")
+        return target
+    if len(known) == 1:
+        return known[0]
+    (database,) = conn.execute(f"SELECT {SQL_MARKER} current_database()").fetchone() or ("",)
+    if database in known:
+        return str(database)
+    if not known:
+        return None
+    raise UsageError(
+        f"the repository holds samples of {len(known)} targets ({', '.join(known)}): "
+        "choose one with --target"
+    )
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load_snapshots(
+    conn: psycopg.Connection[Any],
+    headers: Sequence[SnapshotHeader],
+    layout: Layout = HEAD_LAYOUT,
+) -> dict[int, Snapshot]:
+    """The full state at each snapshot of *headers*, by id (one query per row kind): a compact
+    sample's state (``samples.load_states``), or below revision 0005 a full copy."""
+    if layout.samples:
+        by_target: dict[str, list[SnapshotHeader]] = {}
+        for header in headers:
+            by_target.setdefault(header.target or "", []).append(header)
+        loaded: dict[int, Snapshot] = {}
+        for target, chosen in by_target.items():
+            loaded.update(samples.load_states(conn, target, chosen))
+        return loaded
+    return legacy.load_snapshots(conn, headers, layout)
+
+
+@dataclass(frozen=True)
+class RequestTotals:
+    """The application's request metrics summed over the buckets lying inside a window.
+
+    ``p95_ms_max`` is the highest bucket p95: percentiles of buckets cannot be merged exactly,
+    and the highest is the bound that never passes what should fail.
+    """
+
+    buckets: int
+    requests: int
+    errors: int
+    cache_hits: int
+    cache_misses: int
+    p95_ms_max: float | None
+
+
+# The sums over the request_metrics buckets lying inside a window; {group} adds columns and
+# {group_by} groups (per variant).
+_REQUEST_TOTALS = """
+SELECT {marker} {group}count(*) AS buckets,
+       coalesce(sum(requests), 0)::bigint AS requests,
+       coalesce(sum(errors), 0)::bigint AS errors,
+       coalesce(sum(cache_hits), 0)::bigint AS cache_hits,
+       coalesce(sum(cache_misses), 0)::bigint AS cache_misses,
+       max(latency_p95_ms) FILTER (WHERE requests > 0) AS p95_ms_max{columns}
+FROM {request_metrics}
+WHERE bucket_start >= %(start)s
+  AND bucket_start + make_interval(secs => bucket_seconds) <= %(end)s
+  AND (%(operation)s::text IS NULL OR operation = %(operation)s::text)
+{of_target}{group_by}"""
+# From revision 0005 an application may write its metrics to a central repository, naming its
+# target; rows without one are the database's own.
+_OF_TARGET = "  AND (target IS NULL OR target = %(target)s::text)\n"
+_PER_VARIANT = {
+    "group": "variant, ",
+    "columns": """,
+       sum(queries)::bigint AS queries,
+       count(*) FILTER (WHERE queries IS NULL) AS uncounted_buckets""",
+    "group_by": "GROUP BY variant\nORDER BY variant NULLS FIRST\n",
+}
+
+
+def request_totals_sql(layout: Layout = HEAD_LAYOUT, *, per_variant: bool = False) -> sql.Composed:
+    """The request totals of a window (*per_variant*: a row per variant), of the target where
+    *layout*'s ``request_metrics`` names targets."""
+    parts = _PER_VARIANT if per_variant else dict.fromkeys(_PER_VARIANT, "")
+    of_target = _OF_TARGET if layout.has(monitoring.REQUEST_METRICS, "target") else ""
+    return sql.SQL(_REQUEST_TOTALS).format(
+        marker=sql.SQL(SQL_MARKER),
+        request_metrics=_table(monitoring.REQUEST_METRICS),
+        of_target=sql.SQL(of_target),
+        **{name: sql.SQL(text) for name, text in parts.items()},
+    )
+
+
+REQUEST_TOTALS_SQL = request_totals_sql()
+
+
+def load_request_totals(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    operation: str | None = None,
+    *,
+    target: str | None = None,
+    layout: Layout = HEAD_LAYOUT,
+) -> RequestTotals:
+    """Sum ``request_metrics`` buckets with bucket_start >= *start* and bucket end <= *end*
+    (the target's, and those that name none)."""
+    params = {"start": start, "end": end, "operation": operation, "target": target}
+    with conn.cursor(row_factory=class_row(RequestTotals)) as cur:
+        row = cur.execute(request_totals_sql(layout), params).fetchone()
+    assert row is not None
+    return row
+
+
+@dataclass(frozen=True)
+class VariantTotals(RequestTotals):
+    """``RequestTotals`` of one variant (the code path that served the requests; None: rows
+    that name none), with the statements the application counted for them: ``queries`` is the
+    sum over the buckets that count them, ``uncounted_buckets`` how many do not (NULL)."""
+
+    variant: str | None
+    queries: int | None
+    uncounted_buckets: int
+
+
+def load_variant_totals(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    operation: str | None = None,
+    *,
+    target: str | None = None,
+    layout: Layout = HEAD_LAYOUT,
+) -> dict[str | None, VariantTotals]:
+    """``request_metrics`` of the buckets inside [*start*, *end*] (the target's, and those that
+    name none), summed per variant.
+
+    Raises ``PrerequisiteMissing`` when the table has no ``variant`` column (a revision before
+    the one that adds it).
+    """
+    if not layout.has(monitoring.REQUEST_METRICS, "variant"):
+        raise PrerequisiteMissing(
+            f"{monitoring.monitoring_table(monitoring.REQUEST_METRICS)} has no variant column "
+            "at this database's revision: run alembic upgrade head"
+        )
+    params = {"start": start, "end": end, "operation": operation, "target": target}
+    with conn.cursor(row_factory=class_row(VariantTotals)) as cur:
+        rows = cur.execute(request_totals_sql(layout, per_variant=True), params).fetchall()
+    return {row.variant: row for row in rows}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Two stored samples bracketing a period, and the request metrics inside it.
+
+    A window given by time also carries the times asked, why it cannot be trusted when its
+    samples do not cover it (``problems``), and ``notes`` (rolled-up samples).
+    """
+
+    ref: WindowRef
+    start: Snapshot
+    end: Snapshot
+    request_totals: RequestTotals
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    asked: tuple[datetime | None, datetime | None] = (None, None)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end.header.taken_at - self.start.header.taken_at).total_seconds()
+
+    @functools.cached_property
+    def deltas(self) -> WindowDeltas:
+        """What every counter did inside the window (computed once, on first use)."""
+        return window_deltas(self.start, self.end)
+
+
+_FIRST = sql.SQL("ORDER BY taken_at, id LIMIT 1")
+_LAST = sql.SQL("ORDER BY taken_at DESC, id DESC LIMIT 1")
+_IN_ORDER = sql.SQL("ORDER BY taken_at, id")
+
+
+def _labels(ref: WindowRef) -> list[str]:
+    """The ends of *ref* given as labels."""
+    ends = ((ref.start, ref.start_time), (ref.end, ref.end_time))
+    return [label for label, moment in ends if label and moment is None]
+
+
+def _resolved(
+    conn: psycopg.Connection[Any],
+    ref: WindowRef,
+    target: str | None,
+    layout: Layout,
+    by_label: dict[str, SnapshotHeader],
+) -> tuple[SnapshotHeader, SnapshotHeader, tuple[datetime | None, datetime | None]]:
+    """The two samples *ref* stands for (its labels' headers in *by_label*), and the times it
+    asked (None for a label)."""
+    if ref.last_seconds is not None:
+        now = database_now(conn)
+        asked: tuple[datetime | None, datetime | None] = (
+            now - timedelta(seconds=ref.last_seconds),
+            now,
+        )
+    else:
+        asked = (ref.start_time, ref.end_time)
+    low = by_label[ref.start].taken_at if asked[0] is None else asked[0]
+    high = by_label[ref.end].taken_at if asked[1] is None else asked[1]
+    assert low is not None and high is not None
+    params = {"target": target, "from": low, "to": high}
+    start = by_label.get(ref.start) if asked[0] is None else None
+    end = by_label.get(ref.end) if asked[1] is None else None
+    if start is None:
+        found = _fetch_headers(conn, _headers_sql(layout, _BETWEEN, _FIRST), params)
+        start = found[0] if found else None
+    if end is None:
+        found = _fetch_headers(conn, _headers_sql(layout, _BETWEEN, _LAST), params)
+        end = found[0] if found else None
+    if start is None or end is None or end.taken_at <= start.taken_at:
+        where = f" of target {target}" if target else ""
+        raise UsageError(
+            f"window {ref}: no two samples{where} between {_clock(low)} and {_clock(high)} UTC"
+            if ref.by_time
+            else f"window {ref}: {ref.end!r} was not taken after {ref.start!r}"
+        )
+    return start, end, asked
+
+
+def database_now(conn: psycopg.Connection[Any]) -> datetime:
+    """The server's clock (samples are stamped with it, not the local one)."""
+    row = conn.execute(f"SELECT {SQL_MARKER} now()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        (f"{hours}h " if hours else "") + (f"{minutes}m " if minutes or hours else "") + f"{secs}s"
+    )
+
+
+def coverage(
+    headers: Sequence[SnapshotHeader], asked: tuple[datetime | None, datetime | None]
+) -> tuple[list[str], list[str]]:
+    """Why a window by time cannot be trusted, and its notes, from the samples inside it
+    (*headers*, in time order, its two ends first and last) and the times asked.
+
+    The collection interval is the largest among the window's collected samples (a rolled-up
+    sample stands for its period); an end farther than twice that from the time asked, or two
+    samples farther apart, leaves statements unaccounted for at those moments.
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    intervals = [h.interval_seconds for h in headers if h.interval_seconds]
+    rolled = [h for h in headers if h.rollup_seconds]
+    if not intervals:
+        notes.append("no collected sample in the window (labelled snapshots only): gaps not judged")
+        return problems, notes
+    interval = max(intervals)
+
+    def allowed(header: SnapshotHeader) -> float:
+        return 2 * max(interval, header.rollup_seconds or 0.0)
+
+    first, last = headers[0], headers[-1]
+    if asked[0] is not None and (first.taken_at - asked[0]).total_seconds() > allowed(first):
+        problems.append(
+            f"no sample at the start: the first inside the window is {_span((first.taken_at - asked[0]).total_seconds())} "
+            f"after {_clock(asked[0])} UTC (more than twice the collection interval, {interval:g} s)"
+        )
+    if asked[1] is not None and (asked[1] - last.taken_at).total_seconds() > allowed(last):
+        problems.append(
+            f"no sample at the end: the last inside the window is {_span((asked[1] - last.taken_at).total_seconds())} "
+            f"before {_clock(asked[1])} UTC (more than twice the collection interval, {interval:g} s)"
+        )
+    for before, after in itertools.pairwise(headers):
+        gap = (after.taken_at - before.taken_at).total_seconds()
+        if gap > allowed(after):
+            problems.append(
+                f"a gap of {_span(gap)} between samples at {_clock(before.taken_at)} and "
+                f"{_clock(after.taken_at)} UTC (more than twice the collection interval, "
+                f"{interval:g} s): the collector missed samples"
+            )
+    if rolled:
+        periods = sorted({h.rollup_seconds for h in rolled if h.rollup_seconds})
+        notes.append(
+            f"rolled-up data: {len(rolled)} of the window's samples are kept one per "
+            f"{', '.join(_span(p) for p in periods)} (older samples are rolled up), up to "
+            f"{_clock(max(h.taken_at for h in rolled))} UTC"
+        )
+    return problems, notes
+
+
+def load_windows(
+    conn: psycopg.Connection[Any],
+    refs: Sequence[WindowRef],
+    *,
+    operation: str | None = None,
+    target: str | None = None,
+) -> list[Window]:
+    """Load the windows *refs* of *target* (``resolve_target``: by default the repository's
+    only one). Raises ``UsageError`` for unknown labels, an end before its start, or no two
+    samples between two times."""
+    with translated_errors("loading snapshots"):
+        layout = read_layout(conn)
+        if not layout.has(monitoring.SNAPSHOTS):
+            raise PrerequisiteMissing(
+                "no monitoring tables (perf_monitoring.snapshots): run alembic upgrade head"
+            )
+        chosen = resolve_target(conn, target, layout)
+        labels = [label for ref in refs for label in _labels(ref)]
+        by_label = find_headers(conn, labels, layout, chosen) if labels else {}
+        missing = [label for label in dict.fromkeys(labels) if label not in by_label]
+        if missing:
+            raise UsageError(_unknown_labels_message(conn, refs, missing, layout, chosen))
+        resolved = [_resolved(conn, ref, chosen, layout, by_label) for ref in refs]
+        unique = list({h.id: h for start, end, _ in resolved for h in (start, end)}.values())
+        snapshots = load_snapshots(conn, unique, layout)
+        windows = []
+        for ref, (start, end, asked) in zip(refs, resolved, strict=True):
+            problems: list[str] = []
+            notes: list[str] = []
+            if ref.by_time:
+                span = _fetch_headers(
+                    conn,
+                    _headers_sql(layout, _BETWEEN, _IN_ORDER),
+                    {"target": chosen, "from": start.taken_at, "to": end.taken_at},
+                )
+                problems, notes = coverage(span, asked)
+            totals = load_request_totals(
+                conn, start.taken_at, end.taken_at, operation, target=chosen, layout=layout
+            )
+            assert start.id is not None and end.id is not None
+            windows.append(
+                Window(
+                    ref,
+                    snapshots[start.id],
+                    snapshots[end.id],
+                    totals,
+                    tuple(problems),
+                    tuple(notes),
+                    asked,
+                )
+            )
+            log.info(
+                "window %s: samples at %s and %s UTC, %d requests in the metrics",
+                ref, _clock(start.taken_at), _clock(end.taken_at), totals.requests,
+            )  # fmt: skip
+    return windows
+
+
+def _unknown_labels_message(
+    conn: psycopg.Connection[Any],
+    refs: Sequence[WindowRef],
+    missing: list[str],
+    layout: Layout,
+    target: str | None,
+) -> str:
+    message = f"unknown snapshot label(s): {', '.join(repr(m) for m in missing)}"
+    if target is not None:
+        message += f" (target {target})"
+    plain = [ref.name for ref in refs if RANGE_SEPARATOR not in ref.name]
+    if plain and find_headers(conn, plain, layout, target):
+        message += " (a single snapshot is not a window: give START..END)"
+    return message

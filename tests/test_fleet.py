@@ -1,0 +1,133 @@
+"""A collector over a fleet: two databases on two servers feeding one central repository, one
+of them restarted (the other keeps its interval; the restarted one's step is marked and a window
+spanning it is untrusted), and a target that never answers (never holds the others up)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from dbtools.db.connection import SQL_MARKER, connect
+from dbtools.sandbox import Sandbox, resolve_pg_bin
+from dbtools.stats import windows
+from dbtools.stats.collector import Collector, Round, Target
+from dbtools.stats.measures import window_problems
+from tests.conftest import Database, PgServer
+
+INTERVAL_S = 1.0
+
+
+@pytest.fixture
+def second_server(pg_server: PgServer, sandbox_dir: Path) -> Iterator[Sandbox]:
+    """A second server of the same major, which a test may restart."""
+    pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
+    sandbox = Sandbox(sandbox_dir, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.destroy()
+
+
+def _taken(store: Database, target: str) -> list[datetime]:
+    rows = store.execute(
+        f"SELECT {SQL_MARKER} taken_at FROM perf_monitoring.snapshots WHERE target = %s "
+        "ORDER BY id",
+        (target,),
+    )
+    return [taken_at for (taken_at,) in rows]
+
+
+def _gaps(times: list[datetime]) -> list[float]:
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+
+
+def test_a_restart_of_one_target_marks_its_step_and_holds_up_no_other(
+    database: Database, migrated_database: Database, second_server: Sandbox
+) -> None:
+    store = migrated_database
+    rounds: list[Round] = []
+    restarted = threading.Event()
+
+    def restart() -> None:
+        second_server.stop()
+        time.sleep(2 * INTERVAL_S)
+        # the same directory and port: the target's DSN stays valid
+        Sandbox(second_server.directory, port=second_server.port,
+                pg_bin=second_server.pg_bin).start()  # fmt: skip
+        restarted.set()
+
+    def after(done: Round) -> None:
+        rounds.append(done)
+        if done.number == 2:
+            threading.Thread(target=restart).start()
+
+    targets = [Target("steady", database.dsn), Target("restarted", second_server.dsn())]
+    with Collector(targets, store=store.dsn, interval_s=INTERVAL_S) as collector:
+        assert collector.open_all() == []
+        collector.run(rounds=12, on_round=after)
+    assert restarted.is_set()
+    outcomes = {name: [o for r in rounds for o in r.outcomes if o.target == name]
+                for name in ("steady", "restarted")}  # fmt: skip
+    # The steady target got a sample every round, a round's interval apart.
+    assert all(o.sample is not None for o in outcomes["steady"])
+    steady = _taken(store, "steady")
+    assert len(steady) == 12
+    assert all(gap < 2 * INTERVAL_S for gap in _gaps(steady)), _gaps(steady)
+    # The restarted one failed while it was down, and its first sample after is marked.
+    assert any(o.error for o in outcomes["restarted"])
+    flags = [o.sample.restarted for o in outcomes["restarted"] if o.sample is not None]
+    assert flags.count(True) == 1 and flags.index(True) >= 2 and flags[-1] is False, flags
+    assert sum("server restarted: step not comparable" in r.line() for r in rounds) == 1
+    # A window over the restart is untrusted; one after it is not.
+    taken = _taken(store, "restarted")
+    with connect(store.dsn, autocommit=True) as conn:
+        across, after_it = windows.load_windows(
+            conn,
+            [
+                windows.parse_window(f"{taken[0].isoformat()}..{taken[-1].isoformat()}"),
+                windows.parse_window(f"{taken[-2].isoformat()}..{taken[-1].isoformat()}"),
+            ],
+            target="restarted",
+        )
+    assert "the server restarted inside the window (statistics start again)" in window_problems(
+        across
+    )
+    assert not any("restarted" in p for p in window_problems(after_it))
+
+
+def test_a_target_that_never_answers_holds_up_no_other(
+    database: Database, migrated_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts the connection and never says a word (a hung host): its reads
+    stay busy until the connect timeout; the other target is sampled every interval."""
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "3")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        targets = [
+            Target("alive", database.dsn),
+            Target("silent", f"postgresql://nobody@127.0.0.1:{port}/nothing"),
+        ]
+        rounds: list[Round] = []
+        with Collector(targets, store=migrated_database.dsn, interval_s=INTERVAL_S) as collector:
+            assert collector.open_all() == ["silent"]
+            collector.run(rounds=6, on_round=rounds.append)
+    alive = _taken(migrated_database, "alive")
+    assert len(alive) == 6
+    assert all(gap < 2 * INTERVAL_S for gap in _gaps(alive))
+    assert all(r.seconds < 1.5 * INTERVAL_S for r in rounds)
+    silent_outcomes = [o for r in rounds for o in r.outcomes if o.target == "silent"]
+    assert len(silent_outcomes) == 6 and not any(o.sample for o in silent_outcomes)
+    assert silent_outcomes[0].error == "no answer within 1 s"
+    assert silent_outcomes[1].busy  # still connecting: skipped, not queued
+    assert _taken(migrated_database, "silent") == []
