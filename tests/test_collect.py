@@ -164,6 +164,20 @@ def test_bad_targets_are_usage_errors(args: list[str], expected: str) -> None:
     assert_usage_error(run_cli("collect", *args, "--once"), expected)
 
 
+def test_once_with_no_target_reachable_is_a_connection_error(migrated_database: Database) -> None:
+    """One round for cron that stores nothing says why and exits 2; a fleet where one target
+    answers exits 0, its summary counting the failure."""
+    gone = "postgresql://nobody@127.0.0.1:1/nothing"
+    alone = run_cli("collect", "--target", f"gone={gone}", "--once")
+    assert_usage_error(alone, "no target could be sampled: gone: no sample (cannot connect to")
+    mixed = run_cli("collect", "--target", f"gone={gone}",
+                    "--target", f"up={migrated_database.dsn}", "--once")  # fmt: skip
+    assert mixed.exit_code == 0, mixed.output
+    assert mixed.stdout.startswith("collected 1 samples (")
+    assert ", 1 failed target reads," in mixed.stdout
+    assert snapshot_count(migrated_database) == 1
+
+
 def test_a_targets_file_names_each_target(tmp_path: Path) -> None:
     from dbtools.stats.collector import Target, read_targets
 

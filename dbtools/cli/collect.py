@@ -13,7 +13,7 @@ import click
 
 from dbtools.cli.options import Duration, dsn_option, store_option
 from dbtools.db.connection import normalise_dsn
-from dbtools.errors import EXIT_INTERRUPTED
+from dbtools.errors import EXIT_INTERRUPTED, ConnectionFailed
 
 if TYPE_CHECKING:
     from dbtools.stats.collector import Collector, Round
@@ -117,8 +117,8 @@ def collect(
 
     \b
     Exit codes: 0 done (also after SIGTERM: the round in progress is abandoned, nothing half
-    stored); 2 usage, connection or configuration error, or another collector holds a target;
-    130 Ctrl-C.
+    stored); 2 usage, connection or configuration error, another collector holds a target, or
+    --once sampled no target at all; 130 Ctrl-C.
     """
     from dbtools.db.connection import resolve_dsn
     from dbtools.stats.collector import Collector, targets_from
@@ -133,14 +133,22 @@ def collect(
         retention_s=float(retention) if retention is not None else None,
         rollup_after_s=float(rollup_after) if rollup_after is not None else None,
         concurrency=concurrency,
+        once=once,
     ) as collector, _stopped_by_signals(collector) as received:  # fmt: skip
         collector.open_all()
 
+        rounds: list[Round] = []
+
         def progress(done: Round) -> None:
+            rounds.append(done)
             if verbose:
                 click.echo(done.line(), err=True)
 
         summary = collector.run(rounds=1 if once else None, on_round=progress)
+    if once and rounds and not summary.samples and not summary.abandoned:
+        # cron's one round stored nothing at all: say why, as every command does
+        reasons = "; ".join(o.describe() for o in rounds[-1].outcomes)
+        raise ConnectionFailed(f"no target could be sampled: {reasons}")
     click.echo(summary.line())
     if signal.SIGINT in received:
         ctx.exit(EXIT_INTERRUPTED)

@@ -134,7 +134,7 @@ class Outcome:
             return f"{self.target}: still busy with the previous round, skipped"
         if self.abandoned:
             return f"{self.target}: abandoned, nothing stored"
-        return f"{self.target}: no sample ({self.error}); retried next round"
+        return f"{self.target}: no sample ({self.error})"
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,9 @@ def collect_lock_key(name: str) -> int:
 
 
 class Collector:
-    """Samples *targets* every *interval_s* seconds into their own repositories or *store*.
+    """Samples *targets* every *interval_s* seconds into their own repositories or *store*;
+    *retention_s*, *rollup_after_s*: purge and roll up after each round; *once*: one round,
+    whose failures are in its outcomes (logged at INFO, not as warnings).
 
     Use as a context manager (its sessions, and the locks they hold, close on exit).
     """
@@ -230,6 +232,7 @@ class Collector:
         retention_s: float | None = None,
         rollup_after_s: float | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        once: bool = False,
     ) -> None:
         if not targets:
             raise UsageError("no target to collect from: give --dsn, --target or --targets")
@@ -242,6 +245,7 @@ class Collector:
         self.interval_s = interval_s
         self.retention_s = retention_s
         self.rollup_after_s = rollup_after_s
+        self.once = once
         self._targets = [_Sessions(t, t.name) for t in targets]
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="dbtools-collect"
@@ -322,16 +326,18 @@ class Collector:
     def open_all(self) -> list[str]:
         """Open every target's sessions and lock it before the first round; returns the
         targets that could not be reached (retried each round). Raises ``TargetBusy`` when
-        another collector holds one of them."""
+        another collector holds one of them. Concurrently: a target that never answers delays
+        the start by one connect timeout, not one per such target."""
         unreachable = []
-        for sessions in self._targets:
+        opening = [(s, self._pool.submit(self._open, s)) for s in self._targets]
+        for sessions, future in opening:
             try:
-                self._open(sessions)
+                future.result()
             except samples.TargetBusy:
                 self.close()
                 raise
             except (DbtoolsError, psycopg.Error) as err:
-                log.warning("target %s: %s; retried next round", sessions.target, _reason(err))
+                log.info("target %s: %s; tried again each round", sessions.target, _reason(err))
                 unreachable.append(str(sessions.target))
                 sessions.close()
         return unreachable
@@ -366,10 +372,13 @@ class Collector:
         except (DbtoolsError, psycopg.Error) as err:
             if self._stop.is_set():
                 return Outcome(name, abandoned=True)
+            # one round (--once) reports its failures in its outcome; a collector that goes on
+            # warns at once, so that a daemon's log shows a target that is down
+            report = log.info if self.once else log.warning
             if isinstance(err, samples.TargetBusy):
-                log.warning("target %s: %s", name, err)
+                report("target %s: %s", name, err)
             else:
-                log.warning("target %s: %s; retried next round", name, _reason(err))
+                report("target %s: %s; retried next round", name, _reason(err))
             sessions.close()
             return Outcome(name, error=_reason(err))
 
