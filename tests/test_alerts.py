@@ -315,8 +315,9 @@ def test_query_rate_rule_reads_the_steps_between_snapshots_in_its_span(
     migrated_database: Database,
 ) -> None:
     """Snapshots 6, 2 and 1 minutes before NOW: 90 statements in the first step (outside the
-    span), 30 in the second (60 s): 0.5 statements/s."""
+    span), 30 in the second (60 s): 0.5 statements/s, a series per target (the database's)."""
     db = migrated_database
+    target = db.name
     for label, requests in (("q0", 30), ("q1", 10), ("q2", 0)):
         snapshots.snapshot(db.dsn, label)
         assert run_requests(db, requests) == 3 * requests
@@ -326,14 +327,12 @@ def test_query_rate_rule_reads_the_steps_between_snapshots_in_its_span(
             (NOW - timedelta(minutes=minutes), label),
         )
     at_limit = rules_by_uid(Thresholds(critical_query_rate=0.5))["dbtools-critical-query-rate"]
-    assert series(db, at_limit) == {"(value)": 0.5}
-    assert evaluate(db, at_limit) == {"(value)": False}
+    assert series(db, at_limit) == {target: 0.5}
+    assert evaluate(db, at_limit) == {target: False}
     just_under = Thresholds(critical_query_rate=0.499)  # 0.5/s is just above it
-    assert evaluate(db, rules_by_uid(just_under)["dbtools-critical-query-rate"]) == {
-        "(value)": True
-    }
+    assert evaluate(db, rules_by_uid(just_under)["dbtools-critical-query-rate"]) == {target: True}
     # The guide's 50/s: far from it.
-    assert evaluate(db, rules_by_uid()["dbtools-critical-query-rate"]) == {"(value)": False}
+    assert evaluate(db, rules_by_uid()["dbtools-critical-query-rate"]) == {target: False}
     # No snapshots in the span: no series (Grafana's "no data", which this rule treats as OK).
     assert evaluate(db, at_limit, NOW + timedelta(hours=1)) == {}
 

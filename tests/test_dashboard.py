@@ -1,18 +1,27 @@
 """The Grafana dashboard: its JSON model, and every panel's SQL run on a real migrated database
-with a known workload (Grafana's time macro replaced by a real predicate)."""
+with a known workload and with a day of samples of two targets (Grafana's time macro and target
+variable replaced by what Grafana sends)."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dbtools.db.connection import SQL_MARKER
-from dbtools.report.dashboard import DATASOURCE_TYPE, KMS_REUSE_METRIC, Panel, dashboard, panels
+from dbtools.report.dashboard import (
+    DATASOURCE_TYPE,
+    KMS_REUSE_METRIC,
+    TARGETS_SQL,
+    Panel,
+    dashboard,
+    panels,
+)
 from dbtools.stats import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
@@ -23,18 +32,32 @@ TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
 REQUESTS = 10
 
 
-def as_run_by_grafana(sql: str) -> str:
-    """Grafana's ``$__timeFilter(col)`` as the predicate it expands to, over the last day."""
-    return TIME_FILTER.sub(
-        r"\1 BETWEEN now() - interval '1 day' AND now() + interval '1 minute'", sql
-    )
+LAST_DAY = "now() - interval '1 day'", "now() + interval '1 minute'"
+# The panels drawn from samples (a point per step between two samples, a series per target).
+STEP_PANELS = (
+    "Database query rate", "Queries per request", "Index hit ratio", "Buffer cache hit ratio",
+)  # fmt: skip
 
 
-def run_panel(db: Database, panel: Panel) -> tuple[list[str], list[tuple[Any, ...]]]:
+def as_run_by_grafana(sql: str, targets: Sequence[str], between: tuple[str, str] = LAST_DAY) -> str:
+    """The SQL as Grafana sends it: ``$__timeFilter(col)`` as a range predicate, ``$target`` as
+    the selected targets' quoted list."""
+    quoted = ", ".join("'" + target.replace("'", "''") + "'" for target in targets)
+    ranged = TIME_FILTER.sub(rf"\1 BETWEEN {between[0]} AND {between[1]}", sql)
+    return ranged.replace("$target", quoted)
+
+
+def run_panel(
+    db: Database, panel: Panel, targets: Sequence[str], between: tuple[str, str] = LAST_DAY
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     with db.connect() as conn:
-        cursor = conn.execute(as_run_by_grafana(panel.sql))
+        cursor = conn.execute(as_run_by_grafana(panel.sql, targets, between))
         assert cursor.description is not None
         return [column.name for column in cursor.description], cursor.fetchall()
+
+
+def targets_in(db: Database) -> list[str]:
+    return [row[0] for row in db.execute(TARGETS_SQL)]
 
 
 def by_title() -> dict[str, Panel]:
@@ -44,7 +67,10 @@ def by_title() -> dict[str, Panel]:
 def test_dashboard_model_carries_the_guides_thresholds() -> None:
     model = dashboard(datasource_uid="pg-main")
     assert model["uid"] == "dbtools-rollout"
-    assert model["templating"]["list"][0]["current"]["value"] == "pg-main"
+    source, target = model["templating"]["list"]
+    assert source["current"]["value"] == "pg-main"
+    assert (target["name"], target["query"], target["multi"]) == ("target", TARGETS_SQL, True)
+    assert target["datasource"] == {"type": DATASOURCE_TYPE, "uid": "${datasource}"}
     titles = [panel["title"] for panel in model["panels"]]
     assert titles == [
         "Database query rate", "Queries per request", "App cache hit ratio",
@@ -105,11 +131,14 @@ def test_every_panel_runs_on_a_migrated_database(migrated_database: Database) ->
         "KMS connection reuse ratio": 0.75,
     }
     assert sent == 3 * REQUESTS
+    (target,) = targets_in(db)
     for panel in panels():
-        columns, rows = run_panel(db, panel)
-        assert columns == ["time", panel.value_column], panel.title
+        columns, rows = run_panel(db, panel, [target])
+        series = ["metric"] if panel.title in STEP_PANELS else []
+        assert columns == ["time", *series, panel.value_column], panel.title
         assert len(rows) == 1, (panel.title, rows)
-        (moment, value), *_ = rows
+        ((moment, *named, value),) = rows
+        assert named == ([target] if series else []), panel.title
         assert isinstance(moment, datetime) and isinstance(value, float), (panel.title, rows)
         if panel.title in expected:
             assert value == pytest.approx(expected[panel.title]), panel.title
@@ -126,8 +155,102 @@ def test_a_statistics_reset_breaks_the_series(migrated_database: Database) -> No
     db.execute("SELECT pg_stat_statements_reset()")
     run_requests(db, REQUESTS)
     snapshots.snapshot(db.dsn, "r3", requests=REQUESTS)
-    _, rows = run_panel(db, by_title()["Queries per request"])
-    assert [value for _, value in rows] == [3.0]
+    _, rows = run_panel(db, by_title()["Queries per request"], targets_in(db))
+    assert [value for _, _, value in rows] == [3.0]
+
+
+# A day of samples, one a minute, for two targets. Per target, what each minute adds: queries,
+# shared blocks hit and read, index blocks hit and read; and the requests of each step.
+THE_DAY = datetime(2026, 11, 29, tzinfo=timezone.utc)
+SAMPLES = 1440
+KNOWN = {"app": (120, 900, 100, 300, 100, 60), "billing": (30, 95, 5, 50, 50, 10)}
+RESTART = ("billing", 720)  # billing's server restarts before its sample 720 (from 0)
+
+
+def store_a_day_of_samples(db: Database) -> None:
+    """Headers as ``dbtools collect`` writes them (a real sample's, copied), with known sums."""
+    snapshots.snapshot(db.dsn, "seed")
+    columns = [
+        row[0]
+        for row in db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "'perf_monitoring' AND table_name = 'snapshots' AND column_name NOT IN ('id', 'label') "
+            "ORDER BY ordinal_position"
+        )
+    ]
+    for target, (queries, hit, read, idx_hit, idx_read, requests) in KNOWN.items():
+        restart_at = RESTART[1] if target == RESTART[0] else SAMPLES
+        known = {
+            "target": "%(target)s",
+            "taken_at": "%(start)s + g * interval '1 minute'",
+            "interval_seconds": "60",
+            "queries": f"g * {queries}",
+            "shared_blks_hit": f"g * {hit}",
+            "shared_blks_read": f"g * {read}",
+            "idx_blks_hit": f"g * {idx_hit}",
+            "idx_blks_read": f"g * {idx_read}",
+            "requests": str(requests),
+            "server_started_at": "s.server_started_at + CASE WHEN g >= %(restart_at)s "
+            "THEN interval '1 hour' ELSE interval '0' END",
+        }
+        values = ", ".join(known.get(name, f"s.{name}") for name in columns)
+        db.execute(
+            f"INSERT INTO perf_monitoring.snapshots ({', '.join(columns)}) SELECT {values} "
+            "FROM perf_monitoring.snapshots s, generate_series(0, %(last)s) g "
+            "WHERE s.label = 'seed'",
+            {"target": target, "start": THE_DAY, "restart_at": restart_at, "last": SAMPLES - 1},
+        )
+
+
+def expected_points(
+    target: str, value: float, first: int = 1, last: int = SAMPLES - 1
+) -> list[tuple[datetime, str, float]]:
+    """A point per step between consecutive samples *first* - 1 .. *last*, none across the
+    restart."""
+    return [
+        (THE_DAY + timedelta(minutes=g), target, value)
+        for g in range(first, last + 1)
+        if (target, g) != RESTART
+    ]
+
+
+def step_value(title: str, known: tuple[int, ...]) -> float:
+    """What a step panel shows for a minute of a target's *known* counters."""
+    queries, hit, read, idx_hit, idx_read, requests = known
+    return {
+        "Database query rate": queries / 60,
+        "Queries per request": queries / requests,
+        "Buffer cache hit ratio": hit / (hit + read),
+        "Index hit ratio": idx_hit / (idx_hit + idx_read),
+    }[title]
+
+
+def test_panels_over_a_day_of_samples_of_two_targets(migrated_database: Database) -> None:
+    db = migrated_database
+    store_a_day_of_samples(db)
+    (seed_target,) = {row[0] for row in db.execute(
+        "SELECT target FROM perf_monitoring.snapshots WHERE label = 'seed'")}  # fmt: skip
+    assert set(targets_in(db)) == {"app", "billing", seed_target}
+    assert len(targets_in(db)) == 3
+    day = f"'{THE_DAY.isoformat()}'::timestamptz", f"'{THE_DAY.isoformat()}'::timestamptz + '1 day'"
+    for title in STEP_PANELS:
+        panel = by_title()[title]
+        _, rows = run_panel(db, panel, ["app", "billing"], day)
+        expected = sorted(
+            point
+            for target, known in KNOWN.items()
+            for point in expected_points(target, step_value(title, known))
+        )
+        assert rows == expected, title
+        assert len(rows) == (SAMPLES - 1) + (SAMPLES - 2), title  # 1,439 + 1,438 points
+        # one target selected: its series only
+        _, rows = run_panel(db, panel, ["billing"], day)
+        assert rows == expected_points("billing", step_value(title, KNOWN["billing"])), title
+    # the last hour: its 60 samples make 59 steps
+    last_hour = f"{day[0]} + interval '23 hours'", day[1]
+    _, rows = run_panel(db, by_title()["Database query rate"], ["app"], last_hour)
+    assert rows == expected_points("app", 2.0, first=SAMPLES - 59)
+    assert len(rows) == 59
 
 
 def test_cli_writes_the_dashboard(tmp_path: Path) -> None:

@@ -307,16 +307,18 @@ def test_verify_at_an_unknown_revision_is_a_config_error(migrated_database: Data
 
 
 def test_dashboard_needs_the_tables_its_revision_creates() -> None:
-    assert len(panels(manifest=manifest_at("0004"))) == len(panels())
+    assert len(panels(manifest=manifest_at("0005"))) == len(panels())
     with pytest.raises(ConfigError) as error:
         panels(manifest=manifest_at("0001"))
     assert str(error.value) == (
         "the dashboard reads perf_monitoring.snapshots, which revision 0001 does not create"
     )
+    # the panels' SQL reads 0005's samples through its indexes on (target, ...)
     with pytest.raises(ConfigError) as error:
-        panels(manifest=manifest_at("0003"))
+        panels(manifest=manifest_at("0004"))
     assert str(error.value) == (
-        "the dashboard reads perf_monitoring.statement_texts, which revision 0003 does not create"
+        "the dashboard reads perf_monitoring.pk_snapshots_target, which revision 0004 does not "
+        "create"
     )
 
 

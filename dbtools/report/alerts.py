@@ -33,8 +33,8 @@ from dbtools.report.dashboard import (
     MEMORY_USAGE_METRIC,
     P95,
     REQUEST_METRICS,
-    SNAPSHOT_STEPS,
     panels,
+    sample_steps,
 )
 from dbtools.verify.canary import UNNAMED_VARIANT  # request metrics that name no variant
 from dbtools.verify.thresholds import Thresholds
@@ -71,10 +71,10 @@ APP_CACHE_HIT_RATIO_ALERT_SQL = request_metrics_per_variant(APP_CACHE_HIT_RATIO,
 
 # The only rule over the snapshot tables: statements per second over the comparable steps
 # between consecutive snapshots in the span.
-QUERY_RATE_ALERT_SQL = f"""{SNAPSHOT_STEPS}
-SELECT sum(queries)::float8 / nullif(sum(seconds), 0) AS "queries/s"
+QUERY_RATE_ALERT_SQL = f"""{sample_steps("TRUE")}
+SELECT metric AS target, sum(queries)::float8 / nullif(sum(seconds), 0) AS "queries/s"
 FROM steps WHERE comparable AND queries >= 0
-HAVING sum(seconds) > 0"""
+GROUP BY metric HAVING sum(seconds) > 0 ORDER BY 1"""
 
 KMS_REUSE_ALERT_SQL = f"""SELECT {SQL_MARKER} labels::text AS series,
        avg(value) AS "KMS connection reuse ratio"

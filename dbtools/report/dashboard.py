@@ -1,18 +1,21 @@
 """A Grafana dashboard (JSON, PostgreSQL data source) over the ``perf_monitoring`` tables.
 
-Panels: application query rate and queries per request (statement deltas between consecutive
-snapshots), buffer cache hit ratio (the application's statements' shared blocks, as verify
-computes it) and index hit ratio (counter deltas between snapshots), and from
-``request_metrics``/``app_metrics`` the app cache hit ratio, p95 latency, error rate, request
-rate and the KMS connection-reuse ratio. Thresholds are verify's (``config.Thresholds``: the
-rollout guide's unless configured), drawn on the panels: the guide's alert lines.
+Panels: application query rate and queries per request, buffer cache hit ratio (the
+application's statements' shared blocks, as verify computes it) and index hit ratio: a point
+per sample (``dbtools collect``: one per interval), the deltas between consecutive samples'
+header sums; and from ``request_metrics``/``app_metrics`` the app cache hit ratio, p95
+latency, error rate, request rate and the KMS connection-reuse ratio. Thresholds are verify's
+(``config.Thresholds``: the rollout guide's unless configured), drawn on the panels: the guide's
+alert lines.
 
-Consecutive snapshots make a step only when their counters are comparable (same database, no
-server restart, no pg_stat_statements reset or eviction in between), as ``stats.measures`` demands of
-a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's polling is left out of what
-dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for the dashboard's time range.
-The tables the panels read are checked against the head revision's manifest. The alert rules
-(``alerts``) share the panels' request-metrics expressions and snapshot steps.
+A dashboard variable selects the targets (one series each, named by target) among those in the
+samples. Consecutive samples make a step only when their counters are comparable (no server
+restart, no pg_stat_statements reset or eviction, no database statistics reset in between), as
+``stats.measures`` demands of a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's
+polling is left out of what dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for
+the dashboard's time range, ``$target`` the selected targets as a quoted list. The tables and
+indexes the panels read are checked against the head revision's manifest. The alert rules
+(``alerts``) share the panels' request-metrics expressions and sample steps.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from dbtools.errors import ConfigError
 from dbtools.schema import monitoring
 from dbtools.schema.manifest import Manifest, manifest_at
 from dbtools.schema.monitoring import monitoring_table
-from dbtools.sqltext.parse import TRANSACTION_CONTROL_PATTERN
-from dbtools.stats.measures import application_schema_sql
 from dbtools.verify.thresholds import Thresholds
 
 DASHBOARD_UID = "dbtools-rollout"
@@ -41,96 +42,87 @@ GRID_HEIGHT = 8
 
 
 SNAPSHOTS = monitoring_table(monitoring.SNAPSHOTS)
-STATEMENT_STATS = monitoring_table(monitoring.STATEMENT_STATS)
-STATEMENT_TEXTS = monitoring_table(monitoring.STATEMENT_TEXTS)
-INDEX_STATS = monitoring_table(monitoring.INDEX_STATS)
-DATABASE_STATS = monitoring_table(monitoring.DATABASE_STATS)
 REQUEST_METRICS = monitoring_table(monitoring.REQUEST_METRICS)
 APP_METRICS = monitoring_table(monitoring.APP_METRICS)
 # What the panels read; the revision the dashboard is made for must create every one.
-TABLES_READ = (
-    SNAPSHOTS,
-    STATEMENT_STATS,
-    STATEMENT_TEXTS,
-    INDEX_STATS,
-    DATABASE_STATS,
-    REQUEST_METRICS,
-    APP_METRICS,
+TABLES_READ = (SNAPSHOTS, REQUEST_METRICS, APP_METRICS)
+# The indexes that keep the panels fast over weeks of samples (one a minute per target): the
+# target variable's loose scan, and each panel's range of a target's samples.
+INDEXES_READ = (
+    f"{monitoring.MONITORING_SCHEMA}.pk_snapshots_target",
+    f"{monitoring.MONITORING_SCHEMA}.ix_snapshots_target_taken_at",
 )
 
-# Transaction control is not a query (verify counts it apart); nested statements are not sent.
-# A statement's text is in the texts table, stored once.
-_APPLICATION_STATEMENT = rf"""t.toplevel AND NOT EXISTS (
-                SELECT FROM {STATEMENT_TEXTS} x WHERE x.dbid = t.dbid AND x.queryid = t.queryid
-                  AND x.query ~* '^\s*{TRANSACTION_CONTROL_PATTERN}\y')"""
+TARGET_VARIABLE = "target"
 
-# The application's indexes (dbtools' monitoring schema left out), as ``stats.measures`` counts.
-_APPLICATION_INDEX = application_schema_sql("i.schemaname")
+# The targets in the samples, by a loose scan of the samples' key (one probe per target,
+# whatever the number of samples).
+TARGETS_SQL = f"""WITH RECURSIVE {SQL_MARKER} targets AS (
+    (SELECT target FROM {SNAPSHOTS} ORDER BY target LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.target FROM {SNAPSHOTS} s WHERE s.target > t.target
+            ORDER BY s.target LIMIT 1)
+    FROM targets t WHERE t.target IS NOT NULL
+)
+SELECT target FROM targets WHERE target IS NOT NULL"""
 
-# One row per pair of consecutive, comparable snapshots of a database: the deltas between them.
-SNAPSHOT_STEPS = f"""WITH {SQL_MARKER} totals AS (
-    SELECT s.taken_at, s.database_oid, s.server_started_at, s.pgss_stats_reset, s.pgss_dealloc,
-           s.requests, d.stats_reset,
-           (SELECT coalesce(sum(t.calls), 0) FROM {STATEMENT_STATS} t
-            WHERE t.snapshot_id = s.id AND {_APPLICATION_STATEMENT}) AS queries,
-           (SELECT coalesce(sum(t.shared_blks_hit), 0) FROM {STATEMENT_STATS} t
-            WHERE t.snapshot_id = s.id AND t.toplevel) AS blks_hit,
-           (SELECT coalesce(sum(t.shared_blks_read), 0) FROM {STATEMENT_STATS} t
-            WHERE t.snapshot_id = s.id AND t.toplevel) AS blks_read,
-           (SELECT coalesce(sum(i.idx_blks_hit), 0) FROM {INDEX_STATS} i
-            WHERE i.snapshot_id = s.id AND {_APPLICATION_INDEX})
-               AS idx_blks_hit,
-           (SELECT coalesce(sum(i.idx_blks_read), 0) FROM {INDEX_STATS} i
-            WHERE i.snapshot_id = s.id AND {_APPLICATION_INDEX})
-               AS idx_blks_read
-    FROM {SNAPSHOTS} s
-    LEFT JOIN {DATABASE_STATS} d ON d.snapshot_id = s.id
-    WHERE $__timeFilter(s.taken_at)
-), steps AS (
-    SELECT taken_at AS "time",
+
+# One row per pair of consecutive, comparable samples of a selected target: the deltas between
+# their headers' sums (a sample stores only the entries that moved; its header holds the sums
+# over all of them). Read through the index on (target, taken_at).
+def sample_steps(targets: str) -> str:
+    """The ``steps`` CTE over the samples of the targets the SQL condition *targets* selects."""
+    return f"""WITH {SQL_MARKER} steps AS (
+    SELECT taken_at AS "time", target AS metric,
            lag(taken_at) OVER w AS previous_at,
            extract(epoch FROM taken_at - lag(taken_at) OVER w)::float8 AS seconds,
            queries - lag(queries) OVER w AS queries,
            requests,
-           blks_hit - lag(blks_hit) OVER w AS blks_hit,
-           blks_read - lag(blks_read) OVER w AS blks_read,
+           shared_blks_hit - lag(shared_blks_hit) OVER w AS blks_hit,
+           shared_blks_read - lag(shared_blks_read) OVER w AS blks_read,
            idx_blks_hit - lag(idx_blks_hit) OVER w AS idx_blks_hit,
            idx_blks_read - lag(idx_blks_read) OVER w AS idx_blks_read,
            lag(taken_at) OVER w IS NOT NULL
            AND server_started_at = lag(server_started_at) OVER w
            AND pgss_stats_reset IS NOT DISTINCT FROM lag(pgss_stats_reset) OVER w
            AND pgss_dealloc IS NOT DISTINCT FROM lag(pgss_dealloc) OVER w
-           AND stats_reset IS NOT DISTINCT FROM lag(stats_reset) OVER w AS comparable
-    FROM totals
-    WINDOW w AS (PARTITION BY database_oid ORDER BY taken_at)
+           AND database_stats_reset IS NOT DISTINCT FROM lag(database_stats_reset) OVER w
+               AS comparable
+    FROM {SNAPSHOTS}
+    WHERE {targets} AND $__timeFilter(taken_at)
+    WINDOW w AS (PARTITION BY target ORDER BY taken_at)
 )"""
 
-QUERY_RATE_SQL = f"""{SNAPSHOT_STEPS}
-SELECT "time", queries / nullif(seconds, 0) AS "queries/s"
-FROM steps WHERE comparable AND queries >= 0
-ORDER BY 1"""
 
-# Requests: the end snapshot's --requests, else the request_metrics buckets inside the step.
+# The panels' steps: the targets the dashboard variable selects.
+SNAPSHOT_STEPS = sample_steps(f"target IN (${TARGET_VARIABLE})")
+
+QUERY_RATE_SQL = f"""{SNAPSHOT_STEPS}
+SELECT "time", metric, queries / nullif(seconds, 0) AS "queries/s"
+FROM steps WHERE comparable AND queries >= 0
+ORDER BY 1, 2"""
+
+# Requests: the end sample's --requests, else the request_metrics buckets inside the step.
 QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
-SELECT "time",
+SELECT "time", metric,
        queries::float8 / nullif(coalesce(requests, (
            SELECT sum(m.requests) FROM {REQUEST_METRICS} m
            WHERE m.bucket_start >= previous_at
              AND m.bucket_start + make_interval(secs => m.bucket_seconds) <= "time")), 0)
            AS "queries per request"
 FROM steps WHERE comparable AND queries >= 0
-ORDER BY 1"""
+ORDER BY 1, 2"""
 
 BUFFER_CACHE_HIT_RATIO_SQL = f"""{SNAPSHOT_STEPS}
-SELECT "time", blks_hit::float8 / nullif(blks_hit + blks_read, 0) AS "buffer cache hit ratio"
+SELECT "time", metric, blks_hit::float8 / nullif(blks_hit + blks_read, 0) AS "buffer cache hit ratio"
 FROM steps WHERE comparable AND blks_hit >= 0 AND blks_read >= 0
-ORDER BY 1"""
+ORDER BY 1, 2"""
 
 INDEX_HIT_RATIO_SQL = f"""{SNAPSHOT_STEPS}
-SELECT "time",
+SELECT "time", metric,
        idx_blks_hit::float8 / nullif(idx_blks_hit + idx_blks_read, 0) AS "index hit ratio"
 FROM steps WHERE comparable AND idx_blks_hit >= 0 AND idx_blks_read >= 0
-ORDER BY 1"""
+ORDER BY 1, 2"""
 
 # What a panel (per bucket) and an alert rule (per variant, over the rule's span) compute from
 # ``request_metrics``: one expression each, shared.
@@ -188,11 +180,14 @@ def panels(
 ) -> tuple[Panel, ...]:
     """The dashboard's panels, with *thresholds* (default: the guide's) as their steps.
 
-    Their SQL reads monitoring tables that *manifest* must list (default: the head revision's,
-    as the dashboard has no database to ask); ``ConfigError`` names the first it lacks.
+    Their SQL reads monitoring tables and indexes that *manifest* must list (default: the head
+    revision's, as the dashboard has no database to ask); ``ConfigError`` names the first it
+    lacks.
     """
     expected = manifest if manifest is not None else manifest_at("head")
+    indexes = {index.qualified_name for index in expected.indexes}
     missing = [table for table in TABLES_READ if table not in expected.tables]
+    missing += [index for index in INDEXES_READ if index not in indexes]
     if missing:
         raise ConfigError(
             f"the dashboard reads {missing[0]}, which revision "
@@ -202,14 +197,14 @@ def panels(
     return (
         Panel(
             "Database query rate",
-            f"Application statements per second between snapshots. Critical alert above "
+            f"Application statements per second between samples. Critical alert above "
             f"{t.critical_query_rate:g}/s.",
             QUERY_RATE_SQL, "queries/s", "short",
             (Step(None, "green"), Step(t.critical_query_rate, "red")),
         ),
         Panel(
             "Queries per request",
-            f"Application statements per request between snapshots; the rollout must cut it by "
+            f"Application statements per request between samples; the rollout must cut it by "
             f"{t.min_query_reduction:.0%} (ten concurrent requests: thirty queries become three).",
             QUERIES_PER_REQUEST_SQL, "queries per request", "short",
         ),
@@ -243,14 +238,14 @@ def panels(
         Panel(
             "Index hit ratio",
             "Index blocks found in shared buffers / blocks read, application indexes, between "
-            "snapshots.",
+            "samples.",
             INDEX_HIT_RATIO_SQL, "index hit ratio", "percentunit", maximum=1,
         ),
         Panel(
             "Buffer cache hit ratio",
             "Shared blocks the application's statements found in shared buffers / blocks they "
             "read (pg_stat_statements shared_blks_hit / (hit + read), top-level statements), "
-            "between snapshots: dbtools' own work left out.",
+            "between samples: dbtools' own work left out.",
             BUFFER_CACHE_HIT_RATIO_SQL, "buffer cache hit ratio", "percentunit", maximum=1,
         ),
         Panel(
@@ -341,7 +336,7 @@ def dashboard(
         "uid": DASHBOARD_UID,
         "title": title,
         "description": "Database half of the performance rollout: the perf_monitoring tables "
-        "dbtools snapshots write and the application's request metrics.",
+        "dbtools collect and snapshots write, per target, and the application's request metrics.",
         "tags": ["dbtools", "postgresql", "rollout"],
         "timezone": "utc",
         "editable": True,
@@ -358,7 +353,21 @@ def dashboard(
                     "query": DATASOURCE_TYPE,
                     "current": current,
                     "hide": 0,
-                }
+                },
+                {
+                    "name": TARGET_VARIABLE,
+                    "label": "Target",
+                    "type": "query",
+                    "datasource": _datasource(),
+                    "query": TARGETS_SQL,
+                    "definition": TARGETS_SQL,
+                    "refresh": 1,  # when the dashboard loads: a new target shows up
+                    "multi": True,
+                    "includeAll": True,
+                    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+                    "sort": 1,
+                    "hide": 0,
+                },
             ]
         },
         "annotations": {"list": []},

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 DIALECT = "postgres"
 _PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
 _LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)+", re.S)
-# Statements that only delimit transactions; shared with the dashboard's SQL (a POSIX regex).
+# Statements that only delimit transactions (written as a POSIX regex, as revision 0005's SQL has it).
 TRANSACTION_CONTROL_PATTERN = (
     r"(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)"
 )

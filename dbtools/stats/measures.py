@@ -5,8 +5,8 @@ totals since a reset, and is pure (no database access). A window whose counters 
 trusted (a reset, evictions, a restart, zero requests, …) says why in ``problems``.
 
 This is also the one home of what every figure shares: which tables and indexes are the
-application's (``is_application``: dbtools' own monitoring schema is left out, in Python and in
-the dashboard's SQL), the hit ratios (``hit_ratio`` and its family, ``hit / (hit + read)``) and
+application's (``is_application``: dbtools' own monitoring schema is left out; a sample's header
+sums use it), the hit ratios (``hit_ratio`` and its family, ``hit / (hit + read)``) and
 figures per request (``per_request``).
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from dbtools.schema.monitoring import LEFT_OUT_SCHEMAS, InSchema, is_application
+from dbtools.schema.monitoring import InSchema, is_application
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
 from dbtools.stats import counting
 from dbtools.stats.rows import IndexRow, StatementRow, TableRow
@@ -31,12 +31,6 @@ S = TypeVar("S", bound=InSchema)
 def application_rows(rows: Iterable[S]) -> tuple[S, ...]:
     """The rows of *rows* that are the application's."""
     return tuple(row for row in rows if is_application(row))
-
-
-def application_schema_sql(column: str) -> str:
-    """``is_application`` as a SQL condition on *column*, a schema name (the dashboard's SQL)."""
-    names = ", ".join("'" + name.replace("'", "''") + "'" for name in LEFT_OUT_SCHEMAS)
-    return f"{column} NOT IN ({names})"
 
 
 # -- names ---------------------------------------------------------------------------------------

@@ -1,0 +1,573 @@
+"""Benchmark: `dbtools collect` beside PoWA's `powa_take_snapshot()`, one run, PostgreSQL 15.
+
+One throwaway Debian PostgreSQL 15 server (the sandbox) with `pg_stat_statements` and `powa`
+preloaded, the `powa` repository database (pg_stat_statements, btree_gist, powa; PoWA's own
+background worker off: `powa.frequency = -1`), and databases of 100 tables `t0..t99` with
+columns `c0..c49`: 5,000 distinct statements `SELECT cJ FROM tI WHERE id = $1` each. A *move*
+re-runs a random 10% (500) of a database's statements. Measured side by side:
+
+1. **one database**: per sample, after a move, the ms and bytes of a dbtools sample (the
+   collector's per-target library call, state in memory, as `dbtools collect` runs it; then a
+   few `dbtools collect --once` processes, which also start Python and load the state from the
+   store) and of `powa_take_snapshot()` (local mode, which reads the one database's entries);
+   rows stored per sample; WAL. Both repositories are VACUUMed (not timed) before each sample,
+   so that bytes are growth with dead space reclaimed. PoWA's aggregation (`powa.coalesce`)
+   runs at the last round, so its amortised long-run bytes are measured too;
+2. **the old full-copy storage** (revision 0004, the commit before revision 0005, extracted
+   with `git archive` and run in a child process): bytes and ms per `snapshot()` of the same
+   workload in its own database;
+3. **a fleet of 20 databases** on the server: `Collector` rounds over 20 targets (each
+   target's own `perf_monitoring`, the default concurrency) in a child process: a round's wall
+   time, the CPU seconds the process spent in it, its peak RSS, bytes per round and per day at
+   a 60 s interval; beside it `powa_take_snapshot()` covering the same 100,000 statements.
+
+PoWA comes from Debian: `apt-get update && apt-get install -y postgresql-15-powa` (it pulls
+btree_gist and pg_stat_statements with postgresql-15; see /work/notes/powa.md).
+
+    .venv/bin/python -m benchmarks.collect [--rounds 40] [--fleet-rounds 8] [--output FILE]
+
+Medians over the rounds; results written to benchmarks/RESULTS-collect.md by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.machine import machine_lines
+from dbtools.sandbox import Sandbox
+from dbtools.schema.revisions import upgrade
+from dbtools.stats.collector import Collector, Target
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PG15 = "/usr/lib/postgresql/15/bin"
+TABLES, COLUMNS = 100, 50  # 5,000 distinct statements per database
+STATEMENTS = TABLES * COLUMNS
+MOVED = STATEMENTS // 10
+FLEET = 20
+INTERVAL_S = 60
+# The commit before revision 0005: its head is revision 0004 (every sample a full copy).
+OLD_STORAGE = "d94c174^"
+
+SETTINGS = {
+    "shared_preload_libraries": "'pg_stat_statements,powa'",
+    "pg_stat_statements.max": "120000",  # 20 x 5,000 and the repositories' own statements
+    "pg_stat_statements.track": "top",
+    "powa.frequency": "-1",  # no background snapshots: only the benchmark takes them
+    "shared_buffers": "512MB",
+    "max_wal_size": "4GB",
+}
+# The harness's own statements (sizes, VACUUM) are not counted by pg_stat_statements.
+QUIET = "SET pg_stat_statements.track = 'none'"
+
+POWA_TABLES_SQL = """
+SELECT c.oid::regclass::text FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e' AND c.relkind = 'r'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'powa')
+"""
+MONITORING_TABLES_SQL = """
+SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'perf_monitoring' AND c.relkind = 'r'
+"""
+
+
+def statement(number: int) -> str:
+    return f"SELECT c{number % COLUMNS} FROM t{number // COLUMNS} WHERE id = %s"
+
+
+def build_template(dsn: str) -> None:
+    """The tables every workload database copies."""
+    columns = ", ".join(f"c{j} int" for j in range(COLUMNS))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(TABLES):
+            conn.execute(f"CREATE TABLE t{i} (id int PRIMARY KEY, {columns})")
+            conn.execute(f"INSERT INTO t{i} SELECT g FROM generate_series(1, 100) g")
+        conn.execute("VACUUM ANALYZE")
+
+
+def run_statements(dsn: str, numbers: Sequence[int]) -> None:
+    """Run the statements *numbers* once each (server-side binding: texts hold ``$1``)."""
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.pipeline():
+        for number in numbers:
+            conn.execute(statement(number), (number % 100 + 1,))
+
+
+def move(dsn: str, rng: random.Random) -> None:
+    run_statements(dsn, rng.sample(range(STATEMENTS), MOVED))
+
+
+@contextmanager
+def quiet(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(QUIET)
+        yield conn
+
+
+def table_bytes(conn: psycopg.Connection[Any], tables_sql: str, vacuum: bool = False) -> int:
+    """The tables' size with indexes and TOAST (after a VACUUM of each when *vacuum*)."""
+    tables = [row[0] for row in conn.execute(tables_sql)]
+    if vacuum:
+        for table in tables:
+            conn.execute(f"VACUUM {table}")
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(t::regclass)), 0)::bigint "
+        "FROM unnest(%s::text[]) t",
+        (tables,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wal_lsn(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass
+class Series:
+    """One measured quantity per round."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, **values: float) -> None:
+        for name, value in values.items():
+            self.values.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.values[name])
+
+    def low_high(self, name: str) -> tuple[float, float]:
+        return min(self.values[name]), max(self.values[name])
+
+
+# -- 1. one database ------------------------------------------------------------------------
+
+
+def powa_snapshot(conn: psycopg.Connection[Any]) -> tuple[float, int]:
+    """``powa_take_snapshot()``: its ms and the history rows it added (none at aggregation)."""
+    before = conn.execute("SELECT count(*) FROM powa_statements_history_current").fetchone()
+    start = time.perf_counter()
+    failed = conn.execute("SELECT powa_take_snapshot()").fetchone()
+    ms = (time.perf_counter() - start) * 1000
+    assert failed == (0,), f"powa_take_snapshot() failed in {failed} modules"
+    after = conn.execute("SELECT count(*) FROM powa_statements_history_current").fetchone()
+    assert before is not None and after is not None
+    return ms, after[0] - before[0]
+
+
+def powa_logical_bytes(conn: psycopg.Connection[Any]) -> int:
+    """The size of the rows of the latest snapshot in ``powa_statements_history_current``."""
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_column_size(h.*)), 0) FROM powa_statements_history_current h "
+        "WHERE (h.record).ts = (SELECT max((record).ts) FROM powa_statements_history_current)"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def dbtools_logical_bytes(conn: psycopg.Connection[Any], sample_id: int) -> tuple[int, int]:
+    """The size of one sample's rows (header and every row table) and its statement rows."""
+    row = conn.execute(
+        """SELECT (SELECT sum(pg_column_size(s.*)) FROM perf_monitoring.snapshots s WHERE id = %(id)s)
+           + (SELECT coalesce(sum(pg_column_size(r.*)), 0) FROM perf_monitoring.statement_stats r
+              WHERE snapshot_id = %(id)s)
+           + (SELECT coalesce(sum(pg_column_size(r.*)), 0) FROM perf_monitoring.table_stats r
+              WHERE snapshot_id = %(id)s)
+           + (SELECT coalesce(sum(pg_column_size(r.*)), 0) FROM perf_monitoring.index_stats r
+              WHERE snapshot_id = %(id)s)
+           + (SELECT coalesce(sum(pg_column_size(r.*)), 0) FROM perf_monitoring.database_stats r
+              WHERE snapshot_id = %(id)s),
+           (SELECT count(*) FROM perf_monitoring.statement_stats WHERE snapshot_id = %(id)s)""",
+        {"id": sample_id},
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def one_database(
+    sandbox: Sandbox, rounds: int, cli_rounds: int, rng: random.Random
+) -> dict[str, Any]:
+    dsn, powa = sandbox.dsn("bench_01"), sandbox.dsn("powa")
+    with quiet(powa) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+    run_statements(dsn, range(STATEMENTS))
+    result: dict[str, Any] = {}
+    dbtools, powa_series, cli = Series(), Series(), Series()
+    with quiet(dsn) as mon, quiet(powa) as repo:
+        # PoWA aggregates at the snapshot whose sequence (the first is 2) is a multiple of
+        # powa.coalesce: the last round's.
+        repo.execute(f"SET powa.coalesce = {rounds + 2}")
+        with Collector([Target("bench_01", dsn)], interval_s=INTERVAL_S) as collector:
+            collector.open_all()
+            for number in range(rounds + 1):
+                if number:
+                    move(dsn, rng)
+                # dbtools
+                before = table_bytes(mon, MONITORING_TABLES_SQL, vacuum=True)
+                wal = wal_lsn(mon)
+                done = collector.run_round(number)
+                wal_d = wal_lsn(mon) - wal
+                (outcome,) = done.outcomes
+                assert outcome.sample is not None, outcome.describe()
+                grown = table_bytes(mon, MONITORING_TABLES_SQL) - before
+                logical, statement_rows = dbtools_logical_bytes(mon, outcome.sample.id)
+                # PoWA
+                before_p = table_bytes(repo, POWA_TABLES_SQL, vacuum=True)
+                wal = wal_lsn(repo)
+                ms, rows = powa_snapshot(repo)
+                wal_p = wal_lsn(repo) - wal
+                grown_p = table_bytes(repo, POWA_TABLES_SQL) - before_p
+                if number == 0:
+                    result["first"] = {
+                        "dbtools_ms": done.seconds * 1000,
+                        "dbtools_bytes": grown,
+                        "dbtools_rows": outcome.sample.rows_stored,
+                        "powa_ms": ms,
+                        "powa_bytes": grown_p,
+                        "powa_rows": rows,
+                    }
+                    continue
+                if number == rounds:  # PoWA's aggregation
+                    history = repo.execute(
+                        "SELECT pg_total_relation_size('powa_statements_history'), "
+                        "(SELECT sum(cardinality(records)) FROM powa_statements_history)"
+                    ).fetchone()
+                    assert history is not None
+                    result["coalesce"] = {
+                        "ms": ms,
+                        "history_bytes": int(history[0]),
+                        "records": int(history[1]),
+                        "snapshots": rounds,
+                        "wal": wal_p,
+                    }
+                    continue
+                dbtools.add(
+                    ms=done.seconds * 1000,
+                    bytes=grown,
+                    logical=logical,
+                    rows=outcome.sample.rows_stored,
+                    statement_rows=statement_rows,
+                    wal=wal_d,
+                )
+                powa_series.add(ms=ms, bytes=grown_p, logical=powa_logical_bytes(repo),
+                                rows=rows, wal=wal_p)  # fmt: skip
+        # `dbtools collect --once`, a process per sample (state loaded from the store)
+        for _ in range(cli_rounds):
+            move(dsn, rng)
+            before = table_bytes(mon, MONITORING_TABLES_SQL, vacuum=True)
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "dbtools", "collect", "--once", "--target",
+                 f"bench_01={dsn}"],
+                check=True, cwd=REPO, capture_output=True,
+            )  # fmt: skip
+            cli.add(
+                ms=(time.perf_counter() - start) * 1000,
+                bytes=table_bytes(mon, MONITORING_TABLES_SQL) - before,
+            )
+    result["dbtools"], result["powa"], result["cli"] = dbtools, powa_series, cli
+    return result
+
+
+# -- 2. the old full-copy storage (revision 0004) ----------------------------------------------
+
+OLD_CHILD = """
+import sys, time
+import dbtools
+from dbtools.stats import snapshots
+assert dbtools.__file__.startswith(sys.argv[2]), dbtools.__file__
+from dbtools.schema.revisions import upgrade
+upgrade(sys.argv[1])
+print("ready", flush=True)
+for line in sys.stdin:
+    start = time.perf_counter()
+    snapshots.snapshot(sys.argv[1], line.strip())
+    print((time.perf_counter() - start) * 1000, flush=True)
+"""
+
+
+def old_storage(sandbox: Sandbox, rounds: int, rng: random.Random) -> Series:
+    """Bytes and ms per ``snapshot()`` at revision 0004, in database ``bench_full``."""
+    dsn = sandbox.dsn("bench_full")
+    series = Series()
+    with tempfile.TemporaryDirectory(prefix="dbtools-0004-") as tree:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", OLD_STORAGE], check=True, capture_output=True
+        ).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+        child = subprocess.Popen(
+            [sys.executable, "-c", OLD_CHILD, dsn, tree],
+            cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": tree},
+        )  # fmt: skip
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            run_statements(dsn, range(STATEMENTS))
+            with quiet(dsn) as mon:
+                for number in range(rounds + 1):
+                    if number:
+                        move(dsn, rng)
+                    before = table_bytes(mon, MONITORING_TABLES_SQL, vacuum=True)
+                    child.stdin.write(f"s{number}\n")
+                    child.stdin.flush()
+                    ms = float(child.stdout.readline())
+                    grown = table_bytes(mon, MONITORING_TABLES_SQL) - before
+                    if number:  # the first also stores every text
+                        series.add(ms=ms, bytes=grown)
+        finally:
+            child.stdin.close()
+            child.wait(timeout=60)
+    return series
+
+
+# -- 3. the fleet --------------------------------------------------------------------------------
+
+
+def fleet_child(dsns: Sequence[str], rounds: int, seed: int) -> None:
+    """In its own process (peak RSS is the collector's): a first round, then *rounds* rounds
+    after a move in every database; prints one JSON line per measured round."""
+    rng = random.Random(seed)
+    targets = [Target(f"bench_{i:02d}", dsn) for i, dsn in enumerate(dsns, 1)]
+    with Collector(targets, interval_s=INTERVAL_S) as collector:
+        collector.open_all()
+        for number in range(rounds + 1):
+            if number:
+                for dsn in dsns:
+                    move(dsn, rng)
+            before = sum(bytes_of(dsn) for dsn in dsns)
+            cpu = time.process_time()
+            done = collector.run_round(number)
+            cpu = time.process_time() - cpu
+            assert done.stored == len(dsns), done.line()
+            grown = sum(bytes_of(dsn) for dsn in dsns) - before
+            rows = sum(o.sample.rows_stored for o in done.outcomes if o.sample is not None)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            print(json.dumps({"round": number, "seconds": done.seconds, "cpu": cpu,
+                              "bytes": grown, "rows": rows, "peak_rss": peak}),
+                  flush=True)  # fmt: skip
+
+
+def bytes_of(dsn: str) -> int:
+    with quiet(dsn) as conn:
+        return table_bytes(conn, MONITORING_TABLES_SQL)
+
+
+def fleet(sandbox: Sandbox, rounds: int, powa_rounds: int, rng: random.Random) -> dict[str, Any]:
+    dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, FLEET + 1)]
+    with quiet(sandbox.dsn("powa")) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+    for dsn in dsns:
+        run_statements(dsn, range(STATEMENTS))
+    lines = subprocess.run(
+        [sys.executable, "-m", "benchmarks.collect", "--fleet-child", str(rounds),
+         "--seed", str(rng.randrange(1 << 30)), *dsns],
+        check=True, cwd=REPO, capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    measured = [json.loads(line) for line in lines]
+    dbtools = Series()
+    for entry in measured[1:]:
+        dbtools.add(**{k: entry[k] for k in ("seconds", "cpu", "bytes", "rows")})
+    powa = Series()
+    with quiet(sandbox.dsn("powa")) as repo:
+        repo.execute("SET powa.coalesce = 1000")  # no aggregation in these rounds
+        for _ in range(powa_rounds):
+            for dsn in dsns:
+                move(dsn, rng)
+            before = table_bytes(repo, POWA_TABLES_SQL, vacuum=True)
+            ms, rows = powa_snapshot(repo)
+            powa.add(ms=ms, bytes=table_bytes(repo, POWA_TABLES_SQL) - before, rows=rows)
+    return {
+        "dbtools": dbtools,
+        "first": measured[0],
+        "peak_rss": max(e["peak_rss"] for e in measured),
+        "powa": powa,
+    }
+
+
+# -- the results file --------------------------------------------------------------------------
+
+
+def n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def report(
+    args: argparse.Namespace,
+    version: str,
+    single: dict[str, Any],
+    old: Series,
+    fleet_result: dict[str, Any],
+    started: datetime.datetime,
+    elapsed: float,
+) -> str:
+    d, p, c = single["dbtools"], single["powa"], single["cli"]
+    f, fp = fleet_result["dbtools"], fleet_result["powa"]
+    coalesce = single["coalesce"]
+    amortised = coalesce["history_bytes"] / coalesce["snapshots"]
+    first = single["first"]
+    day = 86400 // INTERVAL_S
+    lines = [
+        "# Benchmark: dbtools collect beside PoWA",
+        "",
+        f"Measured {started:%Y-%m-%d %H:%M} UTC by `python -m benchmarks.collect --rounds "
+        f"{args.rounds} --fleet-rounds {args.fleet_rounds}` on PostgreSQL {version} (sandbox, "
+        f"Debian binaries, PoWA {args.powa_version}), one run of {elapsed / 60:.0f} min, side "
+        "by side.",
+        "",
+        *(f"- {line}" for line in machine_lines()),
+        "",
+        f"Workload: databases of {TABLES} tables x {COLUMNS} columns, {STATEMENTS:,} distinct "
+        f"statements each; before each sample a random {MOVED} of them (10%) run again. "
+        "Bytes: growth of the repository's tables with indexes and TOAST (dbtools: the "
+        "`perf_monitoring` tables; PoWA: the tables of the `powa` extension), both VACUUMed "
+        "before each sample (not timed). Logical bytes: `pg_column_size` of the rows the "
+        "sample added. Milliseconds: wall time of the call (client side).",
+        "",
+        "## One database, 5,000 statements, 10% moving",
+        "",
+        f"Medians of {len(d.values['ms'])} samples.",
+        "",
+        "| per sample | dbtools (collector, in-process) | PoWA `powa_take_snapshot()` |",
+        "|---|---:|---:|",
+        f"| rows stored | {n(d.median('rows'))} (statements: {n(d.median('statement_rows'))}) "
+        f"| {n(p.median('rows'))} |",
+        f"| on-disk bytes | **{n(d.median('bytes'))}** | **{n(p.median('bytes'))}** |",
+        f"| logical bytes | {n(d.median('logical'))} | {n(p.median('logical'))} |",
+        f"| WAL bytes | {n(d.median('wal'))} | {n(p.median('wal'))} |",
+        f"| ms, median (min-max) | {d.median('ms'):.0f} ({d.low_high('ms')[0]:.0f}-"
+        f"{d.low_high('ms')[1]:.0f}) | {p.median('ms'):.0f} ({p.low_high('ms')[0]:.0f}-"
+        f"{p.low_high('ms')[1]:.0f}) |",
+        f"| first sample (every text): ms, bytes, rows | {first['dbtools_ms']:.0f} ms, "
+        f"{n(first['dbtools_bytes'])} B, {n(first['dbtools_rows'])} | {first['powa_ms']:.0f} ms,"
+        f" {n(first['powa_bytes'])} B, {n(first['powa_rows'])} |",
+        "",
+        f"Statement rows stored per dbtools sample: min {n(d.low_high('statement_rows')[0])}, "
+        f"max {n(d.low_high('statement_rows')[1])}: exactly the {MOVED} statements that moved "
+        "(an entry that did not move stores nothing). The other rows are the tables and "
+        "indexes the moved statements read (and the monitoring tables the previous sample "
+        "wrote), and the database row. PoWA stores a row for every entry at every snapshot.",
+        "",
+        f"`dbtools collect --once` (a process per sample: Python start-up, connecting, loading "
+        f"the target's state from the store), median of {len(c.values['ms'])}: "
+        f"{c.median('ms'):.0f} ms, {n(c.median('bytes'))} B.",
+        "",
+        f"PoWA's aggregation (`powa.coalesce` = {coalesce['snapshots'] + 2}, at the last round) "
+        f"took {coalesce['ms']:.0f} ms and {n(coalesce['wal'])} B of WAL; "
+        f"`powa_statements_history` then held {n(coalesce['history_bytes'])} B for "
+        f"{coalesce['snapshots']} snapshots ({n(coalesce['records'])} records): "
+        f"**{n(amortised)} B per snapshot** in the long run, against "
+        f"{n(p.median('bytes'))} B per snapshot until the aggregation. dbtools has no such "
+        "step: its samples stay at their size (its roll-ups keep one sample an hour).",
+        "",
+        "## The old full-copy storage (revision 0004)",
+        "",
+        f"`snapshots.snapshot()` of the commit before revision 0005 (`{OLD_STORAGE}`), run from "
+        f"its own tree on the same workload in database `bench_full`, median of "
+        f"{len(old.values['ms'])}: **{n(old.median('bytes'))} B** per snapshot, "
+        f"{old.median('ms'):.0f} ms. Per sample, dbtools now stores "
+        f"{old.median('bytes') / d.median('bytes'):.1f}x less than before.",
+        "",
+        f"## A fleet: {FLEET} databases x {STATEMENTS:,} statements on the server",
+        "",
+        f"One collector process (`Collector`, the default concurrency of 4, each target's own "
+        f"`perf_monitoring`), {len(f.values['seconds'])} rounds after a first one, each after "
+        f"a 10% move in every database. CPU seconds: the process's CPU time during the round "
+        f"(all its threads). Per day: bytes per round x {day} rounds (a 60 s interval).",
+        "",
+        "| per round | dbtools collector | PoWA `powa_take_snapshot()` (one covers all) |",
+        "|---|---:|---:|",
+        f"| wall time, median (max) | **{f.median('seconds'):.2f} s** "
+        f"({f.low_high('seconds')[1]:.2f} s) of a {INTERVAL_S} s interval | "
+        f"{fp.median('ms') / 1000:.2f} s ({fp.low_high('ms')[1] / 1000:.2f} s) |",
+        f"| collector CPU seconds, median | {f.median('cpu'):.2f} | (in the server) |",
+        f"| rows stored | {n(f.median('rows'))} | {n(fp.median('rows'))} |",
+        f"| on-disk bytes | {n(f.median('bytes'))} | {n(fp.median('bytes'))} |",
+        f"| bytes a day | **{f.median('bytes') * day / 1e9:.2f} GB** | "
+        f"{fp.median('bytes') * day / 1e9:.2f} GB before aggregation |",
+        "",
+        f"Collector peak RSS: **{fleet_result['peak_rss'] / 2**20:.0f} MiB** (the whole "
+        f"benchmark child process: the collector and the client that moves the statements). "
+        f"The first round (every text, {n(fleet_result['first']['rows'])} rows): "
+        f"{fleet_result['first']['seconds']:.2f} s, {n(fleet_result['first']['bytes'])} B.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--cli-rounds", type=int, default=5)
+    parser.add_argument("--old-rounds", type=int, default=7)
+    parser.add_argument("--fleet-rounds", type=int, default=8)
+    parser.add_argument("--powa-fleet-rounds", type=int, default=5)
+    parser.add_argument("--pg-bin", default=PG15)
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS-collect.md")
+    parser.add_argument("--fleet-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("dsns", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.fleet_child is not None:
+        fleet_child(args.dsns, args.fleet_child, args.seed)
+        return
+    powa_library = Path(args.pg_bin).parent / "lib" / "powa.so"
+    if not powa_library.exists():
+        sys.exit(f"Error: {powa_library} is missing: apt-get install -y postgresql-15-powa")
+    args.powa_version = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "postgresql-15-powa"],
+        capture_output=True, text=True,
+    ).stdout or "?"  # fmt: skip
+    rng = random.Random(args.seed)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    clock = time.monotonic()
+    directory = Path(tempfile.mkdtemp(prefix="dbtools-bench-collect-"))
+    with Sandbox(directory, pg_bin=args.pg_bin, settings=SETTINGS) as sandbox:
+        with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+            conn.execute(QUIET)
+            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            conn.execute("CREATE DATABASE bench_tables")
+            conn.execute("CREATE DATABASE powa")
+        build_template(sandbox.dsn("bench_tables"))
+        with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench_full TEMPLATE bench_tables")
+            conn.execute("CREATE DATABASE bench_head TEMPLATE bench_tables")
+        upgrade(sandbox.dsn("bench_head"))
+        with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+            for i in range(1, FLEET + 1):
+                conn.execute(f"CREATE DATABASE bench_{i:02d} TEMPLATE bench_head")
+        with psycopg.connect(sandbox.dsn("powa"), autocommit=True) as conn:
+            for extension in ("btree_gist", "powa"):
+                conn.execute(f"CREATE EXTENSION {extension}")
+        print("old storage (0004)…", file=sys.stderr)
+        with quiet(sandbox.dsn()) as conn:
+            conn.execute("SELECT pg_stat_statements_reset()")
+        old = old_storage(sandbox, args.old_rounds, rng)
+        print("one database…", file=sys.stderr)
+        single = one_database(sandbox, args.rounds, args.cli_rounds, rng)
+        print("fleet…", file=sys.stderr)
+        fleet_result = fleet(sandbox, args.fleet_rounds, args.powa_fleet_rounds, rng)
+    text = report(args, version, single, old, fleet_result, started, time.monotonic() - clock)
+    args.output.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
