@@ -164,7 +164,7 @@ def test_json_is_stable_and_versioned() -> None:
         "server_version", "periods", "query_reduction", "top_statements", "families",
         "unparsed", "n_plus_one", "table_hit_ratios", "indexes", "index_health", "autovacuum",
         "autovacuum_health", "notes", "verification", "story", "batchable", "changes", "rules",
-        "activity", "space", "settings", "plans", "index_advice", "schema_health",
+        "activity", "space", "settings", "plans", "index_advice", "schema_health", "timelines",
     ]  # fmt: skip
     # Findings use dbtools.findings' vocabulary, as verify's and lint's do.
     assert list(document["index_health"][0]) == [

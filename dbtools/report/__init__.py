@@ -43,6 +43,8 @@ from dbtools.report.model import (
     period_from_window,
 )
 from dbtools.report.model import build_report as build_report
+from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
+from dbtools.report.timelines import load_timelines
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Classifier, cache_namespace
 from dbtools.sqltext.parse_cache import ParseCache
@@ -115,6 +117,7 @@ def load_input(
     thresholds: Thresholds | None = None,
     store: psycopg.Connection[Any] | None = None,
     sample_target: str | None = None,
+    timeline_statements: int = DEFAULT_TIMELINE_STATEMENTS,
 ) -> ReportInput:
     """Read a report's input on *conn*: the stored *windows* ((name, ``W`` or ``A..B``) pairs;
     none: the live statistics), the catalog facts health needs, and the manifest of the revision
@@ -130,6 +133,7 @@ def load_input(
     """
     refs = [parse_window(reference) for _, reference in windows]
     verification = None
+    timelines = None
     with translated_errors("reading statistics"):
         if refs:
             loaded = load_windows(store or conn, refs, target=sample_target)
@@ -137,6 +141,12 @@ def load_input(
                 period_from_window(w, name) for w, (name, _) in zip(loaded, windows, strict=True)
             )
             state = loaded[-1].end
+            timelines = load_timelines(
+                store or conn,
+                [(p.name, w) for p, w in zip(periods, loaded, strict=True)],
+                target=sample_target,
+                statements=timeline_statements,
+            )
             if len(loaded) == 2:
                 live = read_live_state(conn)
                 verification = evaluate(
@@ -161,7 +171,15 @@ def load_input(
     source: Source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
     manifest = manifest_at(state.header.alembic_revision)
     return ReportInput(
-        source, periods, state, catalog, target, manifest, found, verification=verification
+        source,
+        periods,
+        state,
+        catalog,
+        target,
+        manifest,
+        found,
+        verification=verification,
+        timelines=timelines,
     )
 
 
@@ -195,6 +213,7 @@ def make_report(
             thresholds=options.thresholds,
             store=samples,
             sample_target=sample_target,
+            timeline_statements=options.timeline_statements,
         )
     # Parses kept across runs: a report over the statements of the previous one parses nothing.
     parses = ParseCache(namespace=cache_namespace())

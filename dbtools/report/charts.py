@@ -9,8 +9,11 @@ does not.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dbtools.report.model import Report, StatementFigures
@@ -122,6 +125,79 @@ def hit_ratios(report: Report) -> str | None:
     return _svg(figure)
 
 
+@dataclass(frozen=True)
+class Series:
+    label: str
+    times: tuple[datetime, ...]
+    values: tuple[float | None, ...]  # None: no figure there (a step that is not comparable)
+
+
+@dataclass(frozen=True)
+class TimelinePlot:
+    """What one timeline chart draws: its lines, and the report's windows shaded beneath."""
+
+    title: str
+    ylabel: str
+    series: tuple[Series, ...]
+    shaded: tuple[tuple[str, datetime, datetime], ...]
+
+
+def timeline_plots(report: Report) -> list[TimelinePlot]:
+    """The timeline charts of *report* (``report.timelines``): per step, the top statements'
+    calls, total and mean time and the hit ratios; per request-metrics bucket, p95 and error
+    rate. A chart with no value is left out."""
+    timelines = report.timelines
+    if timelines is None:
+        return []
+    ends = tuple(step.ended_at for step in timelines.steps)
+    starts = tuple(bucket.started_at for bucket in timelines.buckets)
+    shaded = tuple((w.name, w.started_at, w.ended_at) for w in timelines.windows)
+
+    def statements(attribute: str) -> tuple[Series, ...]:
+        return tuple(
+            Series(f"#{rank} {_label(line.query, 30)}", ends,
+                   tuple(None if p is None else getattr(p, attribute) for p in line.points))
+            for rank, line in enumerate(timelines.statements, 1)
+        )  # fmt: skip
+
+    def percent(values: Sequence[float | None]) -> tuple[float | None, ...]:
+        return tuple(None if v is None else 100 * v for v in values)
+
+    plots = [
+        TimelinePlot("Calls per interval", "calls", statements("calls"), shaded),
+        TimelinePlot("Total time per interval", "total time (ms)", statements("total_time_ms"),
+                     shaded),
+        TimelinePlot("Mean time per interval", "mean time (ms)", statements("mean_time_ms"),
+                     shaded),
+        TimelinePlot("Hit ratios per interval", "hit ratio (%)", (
+            Series("buffer cache", ends,
+                   percent([s.buffer_cache_hit_ratio for s in timelines.steps])),
+            Series("index", ends, percent([s.index_hit_ratio for s in timelines.steps])),
+        ), shaded),
+        TimelinePlot("Application p95 per bucket", "p95 (ms)", (
+            Series("p95", starts, tuple(b.p95_ms for b in timelines.buckets)),), shaded),
+        TimelinePlot("Application error rate per bucket", "error rate (%)", (
+            Series("error rate", starts,
+                   percent([b.error_rate for b in timelines.buckets])),), shaded),
+    ]  # fmt: skip
+    return [p for p in plots if any(v is not None for s in p.series for v in s.values)]
+
+
+def draw_timeline(plot: TimelinePlot) -> str:
+    """*plot* as an SVG line chart (a gap where a value is None), its windows shaded."""
+    figure, axes = _figure(7, 3)
+    for (name, start, end), colour in zip(plot.shaded, _colours(len(plot.shaded)), strict=True):
+        axes.axvspan(start, end, color=colour, alpha=0.2, label=name)
+    for series in plot.series:
+        values = [math.nan if v is None else v for v in series.values]
+        axes.plot(series.times, values, marker="o", markersize=3, label=series.label)
+    axes.set_ylabel(plot.ylabel)
+    axes.set_title(plot.title)
+    axes.legend(fontsize="small")
+    figure.autofmt_xdate()
+    return _svg(figure)
+
+
 def _time(figures: StatementFigures | None) -> float:
     return figures.total_time_ms if figures else 0.0
 
@@ -136,6 +212,7 @@ def charts(report: Report) -> dict[str, list[str]]:
     drawn = {
         "summary": (queries_per_request(report), hit_ratios(report)),
         "statements": (top_statements(report),),
+        "timelines": tuple(draw_timeline(plot) for plot in timeline_plots(report)),
     }
     return {section: [chart for chart in found if chart is not None]
             for section, found in drawn.items()}  # fmt: skip

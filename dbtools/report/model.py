@@ -40,6 +40,8 @@ from dbtools.report.plans import PlanReport
 from dbtools.report.settings import SettingsReview
 from dbtools.report.space import SpaceReport
 from dbtools.report.story import FamilyChange
+from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
+from dbtools.report.timelines import Timelines
 from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
 from dbtools.schema.monitoring import is_application
 from dbtools.sqltext.families import (
@@ -95,6 +97,7 @@ class ReportOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     health: health.HealthSettings = field(default_factory=health.HealthSettings)
     inspection: InspectionOptions = field(default_factory=InspectionOptions)
+    timeline_statements: int = DEFAULT_TIMELINE_STATEMENTS  # statements drawn per step
 
 
 # -- input ---------------------------------------------------------------------------------------
@@ -158,6 +161,7 @@ class ReportInput:
     manifest: Manifest  # what the state snapshot's revision sets up (``manifest_at``)
     inspection: Inspection | None = None  # activity, space, settings, plans… (``inspection``)
     verification: VerifyResult | None = None  # verify's answer on (baseline, candidate)
+    timelines: Timelines | None = None  # stored windows only (``timelines``)
 
 
 # -- output: the report --------------------------------------------------------------------------
@@ -426,6 +430,7 @@ class Report:
     plans: PlanReport | None = None
     index_advice: AdviceReport | None = None
     schema_health: tuple[Finding, ...] | None = None
+    timelines: Timelines | None = None  # per step between samples (stored windows only)
 
     @property
     def schema_version(self) -> int:
@@ -773,6 +778,7 @@ def build_report(
         story=_story(data.verification, changes, names),
         batchable=tuple(_with_replacements(lookup, changes) for lookup in batchable),
         changes=changes,
+        timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
     )
 

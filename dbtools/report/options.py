@@ -27,6 +27,7 @@ SETTINGS: dict[str, tuple[str, str, str]] = {
     "batchable_min_calls": ("a whole number", "batchable", "min_calls"),
     "batch_concurrency": ("a list of whole numbers >= 1", "batchable", "concurrency"),
     "min_family_change": ("a fraction between 0 and 1", "", "min_family_change"),
+    "timeline_statements": ("a whole number", "", "timeline_statements"),
 }
 
 

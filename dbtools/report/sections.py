@@ -564,6 +564,57 @@ def autovacuum_health(report: Report) -> Section:
     )
 
 
+def timelines(report: Report) -> Section | None:
+    found = report.timelines
+    if found is None:
+        return None
+    rows = [
+        [moment(step.started_at), moment(step.ended_at),
+         "yes" if step.comparable else "NO: " + "; ".join(step.problems),
+         percent(step.buffer_cache_hit_ratio), percent(step.index_hit_ratio)]
+        for step in found.steps
+    ]  # fmt: skip
+    windows = ", ".join(
+        f"{w.name} {moment(w.started_at)} to {moment(w.ended_at)}" for w in found.windows
+    )
+    return Section(
+        "timelines",
+        "Timelines",
+        f"Each interval between consecutive samples of the span ({found.samples} samples; "
+        f"windows: {windows}). The charts draw the top statements' calls, total and mean time "
+        "per interval, the hit ratios per interval, and the application's p95 and error rate "
+        "per request-metrics bucket, with the windows shaded. An interval across a restart or "
+        "a reset is not comparable and is not drawn.",
+        ["from", "to", "comparable", "buffer cache hit ratio", "index hit ratio"],
+        rows,
+        empty="Fewer than two samples in the span.",
+    )
+
+
+def space_growth(report: Report) -> Section | None:
+    found = report.timelines
+    if found is None:
+        return None
+    rows = [
+        [g.kind, g.name, _bytes(g.first_bytes), _bytes(g.last_bytes),
+         NO_VALUE if g.growth_bytes is None else f"{g.growth_bytes:+,} B"]
+        for g in found.growth
+    ]  # fmt: skip
+    return Section(
+        "space-growth",
+        "Space growth",
+        f"Table and index sizes at the span's first and last sample ({moment(found.started_at)} "
+        f"to {moment(found.ended_at)}), the largest growth first.",
+        ["kind", "name", "first", "last", "growth"],
+        rows,
+        empty="No sizes in the samples.",
+    )
+
+
+def _bytes(value: int | None) -> str:
+    return NO_VALUE if value is None else byte_size(value)
+
+
 SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     opening,
     changes,
@@ -578,6 +629,8 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     index_health,
     autovacuum,
     autovacuum_health,
+    timelines,
+    space_growth,
 )
 
 

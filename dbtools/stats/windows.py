@@ -191,6 +191,19 @@ def find_headers(
     return {row.label: row for row in rows if row.label is not None}
 
 
+def headers_between(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    layout: Layout = HEAD_LAYOUT,
+    target: str | None = None,
+) -> list[SnapshotHeader]:
+    """The headers of the target's samples taken from *start* to *end* (both included), in
+    the order they were taken."""
+    query = _headers_sql(layout, _BETWEEN, _IN_ORDER)
+    return _fetch_headers(conn, query, {"target": target, "from": start, "to": end})
+
+
 _TARGETS_SQL = sql.SQL(
     """WITH RECURSIVE {marker} t AS (
     (SELECT target FROM {snapshots} ORDER BY target LIMIT 1)
@@ -550,11 +563,7 @@ def load_windows(
             problems: list[str] = []
             notes: list[str] = []
             if ref.by_time:
-                span = _fetch_headers(
-                    conn,
-                    _headers_sql(layout, _BETWEEN, _IN_ORDER),
-                    {"target": chosen, "from": start.taken_at, "to": end.taken_at},
-                )
+                span = headers_between(conn, start.taken_at, end.taken_at, layout, chosen)
                 problems, notes = coverage(span, asked)
             totals = load_request_totals(
                 conn, start.taken_at, end.taken_at, operation, target=chosen, layout=layout
