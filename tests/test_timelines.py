@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from dbtools.errors import ConfigError
 from dbtools.report import make_report, render
 from dbtools.report.charts import timeline_plots
 from dbtools.report.html import render_html
@@ -131,3 +132,10 @@ def test_timeline_charts_shade_the_windows_and_draw_only_comparable_steps(
     section = html[html.index('<section id="timelines">') :]
     section = section[: section.index("</section>")]
     assert section.count("<svg") == len(plots)
+
+
+def test_timeline_statements_is_a_report_setting() -> None:
+    assert ReportOptions().timeline_statements == 5
+    assert options_from({"timeline_statements": 2}).timeline_statements == 2
+    with pytest.raises(ConfigError, match="timeline_statements must be a whole number"):
+        options_from({"timeline_statements": 1.5})
