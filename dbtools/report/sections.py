@@ -596,7 +596,7 @@ def space_growth(report: Report) -> Section | None:
     if found is None:
         return None
     rows = [
-        [g.kind, g.name, _bytes(g.first_bytes), _bytes(g.last_bytes),
+        [g.kind, g.name, byte_size(g.first_bytes), byte_size(g.last_bytes),
          NO_VALUE if g.growth_bytes is None else f"{g.growth_bytes:+,} B"]
         for g in found.growth
     ]  # fmt: skip
@@ -609,10 +609,6 @@ def space_growth(report: Report) -> Section | None:
         rows,
         empty="No sizes in the samples.",
     )
-
-
-def _bytes(value: int | None) -> str:
-    return NO_VALUE if value is None else byte_size(value)
 
 
 SECTIONS: tuple[Callable[[Report], Section | None], ...] = (

@@ -39,6 +39,7 @@ from dbtools.stats.measures import (
 )
 from dbtools.stats.rows import Snapshot
 from dbtools.stats.windows import (
+    OF_TARGET,
     RequestTotals,
     Window,
     WindowRef,
@@ -210,7 +211,6 @@ FROM {request_metrics}
 WHERE bucket_start >= %(start)s
   AND bucket_start + make_interval(secs => bucket_seconds) <= %(end)s
 {of_target}GROUP BY bucket_start ORDER BY bucket_start"""
-_OF_TARGET = "  AND (target IS NULL OR target = %(target)s::text)\n"
 
 
 def load_buckets(
@@ -223,7 +223,7 @@ def load_buckets(
         p95=sql.SQL(P95),
         error_rate=sql.SQL(ERROR_RATE),
         request_metrics=sql.Identifier(monitoring.MONITORING_SCHEMA, monitoring.REQUEST_METRICS),
-        of_target=sql.SQL(_OF_TARGET if has_target else ""),
+        of_target=sql.SQL(OF_TARGET if has_target else ""),
     )
     rows = conn.execute(query, {"start": start, "end": end, "target": target}).fetchall()
     return tuple(MetricsBucket(*row) for row in rows)

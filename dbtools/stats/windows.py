@@ -306,7 +306,7 @@ WHERE bucket_start >= %(start)s
 {of_target}{group_by}"""
 # From revision 0005 an application may write its metrics to a central repository, naming its
 # target; rows without one are the database's own.
-_OF_TARGET = "  AND (target IS NULL OR target = %(target)s::text)\n"
+OF_TARGET = "  AND (target IS NULL OR target = %(target)s::text)\n"
 _PER_VARIANT = {
     "group": "variant, ",
     "columns": """,
@@ -320,7 +320,7 @@ def request_totals_sql(layout: Layout = HEAD_LAYOUT, *, per_variant: bool = Fals
     """The request totals of a window (*per_variant*: a row per variant), of the target where
     *layout*'s ``request_metrics`` names targets."""
     parts = _PER_VARIANT if per_variant else dict.fromkeys(_PER_VARIANT, "")
-    of_target = _OF_TARGET if layout.has(monitoring.REQUEST_METRICS, "target") else ""
+    of_target = OF_TARGET if layout.has(monitoring.REQUEST_METRICS, "target") else ""
     return sql.SQL(_REQUEST_TOTALS).format(
         marker=sql.SQL(SQL_MARKER),
         request_metrics=_table(monitoring.REQUEST_METRICS),
