@@ -5,8 +5,8 @@ A section is the text under a heading, down to the next heading of the same or a
 
 * every ```` ```bash ```` block, split into commands: a line, its continuation lines (``\\``),
   its here-document (``<<'SQL'`` … ``SQL``), or a whole ``case``/``if``/``for``/``while``;
-* every ``<!-- application traffic: PATH -->`` comment (per-request, batched, canary: both at
-  once, or none): where the application's traffic changes, as the prose around it says.
+* every ``<!-- application traffic: PATH -->`` comment (per-request, batched or none): where
+  the application's traffic changes, as the prose around it says.
 
 A command's exit code is what the comment on its command line says (the last line of a command
 continued with ``\\``) (``# exit 1: …``,
@@ -28,7 +28,7 @@ from pathlib import Path
 from tests.helpers import REPO
 
 README = REPO / "README.md"
-TRAFFIC_PATHS = ("per-request", "batched", "canary", "none")
+TRAFFIC_PATHS = ("per-request", "batched", "none")
 
 _HEADING = re.compile(r"^(#{1,6}) +(.+?) *$")
 _FENCE = re.compile(r"^```(\w*) *$")

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ CACHE_DIR_VARIABLE = "DBTOOLS_CACHE_DIR"
 FILE_NAME = "parses.sqlite3"
 MAX_ENTRIES = 100_000  # about 60 MB of the largest shapes; a fleet's statements fit many times
 _BUSY_TIMEOUT_SECONDS = 5.0
+_OPEN_ATTEMPTS = 10
 _CHUNK = 500  # keys per SELECT: below SQLite's limit on bound parameters
 
 _SCHEMA = (
@@ -119,15 +121,29 @@ class ParseCache:
             return self._conn
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost write is a parse again
-            conn.execute(_SCHEMA)
+            conn = self._open()
         except (OSError, sqlite3.Error) as err:
             self._give_up(err)
             return None
         self._conn = conn
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        # Switching a new file to WAL can answer "database is locked" at once, without the busy
+        # timeout, while another run does the same: try again a few times before giving up.
+        for attempt in range(_OPEN_ATTEMPTS):
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost write is a parse again
+                conn.execute(_SCHEMA)
+                return conn
+            except sqlite3.OperationalError as err:
+                conn.close()
+                if "locked" not in str(err) or attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _give_up(self, err: Exception) -> None:
         log.warning("parse cache %s not used: %s", self.path, err)
