@@ -302,15 +302,7 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
         facts = cur.execute(header_sql(columns, info), params).fetchone()
     assert facts is not None
     visible, hidden_statements, hidden_calls = _fetch_statements(conn, columns, params)
-    header = SnapshotHeader(
-        id=None,
-        label=None,
-        **facts,
-        alembic_revision=revision,
-        requests=None,
-        hidden_statements=hidden_statements,
-        hidden_calls=hidden_calls,
-    )
+    header = unlabelled_header(facts, revision, hidden_statements, hidden_calls)
     databases = _fetch(conn, sql.SQL(DATABASE_SQL), DatabaseRow)
     return Snapshot(
         header=header,
@@ -423,6 +415,21 @@ class SampleRead:
     own: frozenset[StatementKey]
 
 
+def unlabelled_header(
+    facts: dict[str, Any], revision: str | None, hidden_statements: int, hidden_calls: int
+) -> SnapshotHeader:
+    """The header of a read (``header_sql``'s *facts*): no id or label until it is stored."""
+    return SnapshotHeader(
+        id=None,
+        label=None,
+        **facts,
+        alembic_revision=revision,
+        requests=None,
+        hidden_statements=hidden_statements,
+        hidden_calls=hidden_calls,
+    )
+
+
 def read_sample(
     conn: psycopg.Connection[Any],
     info: ServerInfo,
@@ -477,14 +484,6 @@ def read_sample(
         and key not in mine
         and (key in known or key in texts)
     )
-    header = SnapshotHeader(
-        id=None,
-        label=None,
-        **facts,
-        alembic_revision=revision,
-        requests=None,
-        hidden_statements=hidden_statements,
-        hidden_calls=hidden_calls,
-    )
+    header = unlabelled_header(facts, revision, hidden_statements, hidden_calls)
     snapshot = Snapshot(header, statements, tables, indexes, databases[0] if databases else None)
     return SampleRead(snapshot, texts, frozenset(mine))
