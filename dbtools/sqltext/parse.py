@@ -26,12 +26,15 @@ if TYPE_CHECKING:
 
 DIALECT = "postgres"
 _PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
-_LEADING_COMMENTS = re.compile(r"^(\s+|--[^\n]*\n?|/\*.*?\*/)+", re.S)
-# Statements that only delimit transactions (written as a POSIX regex, as revision 0005's SQL has it).
+# Statements that only delimit transactions, after any leading spaces and comments: one
+# pattern for Python's re and PostgreSQL's regular expressions (verify classifies in SQL).
 TRANSACTION_CONTROL_PATTERN = (
+    r"(\s|--[^\n]*(\n|$)|/\*([^*]|\*+[^*/])*\*+/)*"
     r"(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)"
 )
 _TRANSACTION_CONTROL = re.compile(rf"^{TRANSACTION_CONTROL_PATTERN}\b", re.I)
+# The same test in SQL, for ``~*`` (``\y``: PostgreSQL's word boundary).
+TRANSACTION_CONTROL_SQL_REGEX = rf"^{TRANSACTION_CONTROL_PATTERN}\y"
 
 
 def pad_placeholders(text: str) -> str:
@@ -42,7 +45,7 @@ def pad_placeholders(text: str) -> str:
 def is_transaction_control(text: str) -> bool:
     """BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE
     TRANSACTION (and COMMIT/ROLLBACK PREPARED)."""
-    return bool(_TRANSACTION_CONTROL.match(_LEADING_COMMENTS.sub("", text)))
+    return bool(_TRANSACTION_CONTROL.match(text))
 
 
 @dataclass(frozen=True, order=True)

@@ -106,7 +106,7 @@ def statement_deltas(start: Snapshot, end: Snapshot) -> Deltas:
 
 
 # Relative slack for floating-point sums when comparing a mean with the min and max.
-_TIME_TOLERANCE = 1e-6
+TIME_TOLERANCE = 1e-6
 
 
 def _impossible_times(old: StatementRow, new: StatementRow) -> bool:
@@ -123,7 +123,7 @@ def _impossible_times(old: StatementRow, new: StatementRow) -> bool:
     if calls <= 0:
         return False
     mean = (new.total_exec_time - old.total_exec_time) / calls
-    slack = _TIME_TOLERANCE * max(abs(new.max_exec_time), 1.0)
+    slack = TIME_TOLERANCE * max(abs(new.max_exec_time), 1.0)
     return not new.min_exec_time - slack <= mean <= new.max_exec_time + slack
 
 

@@ -12,7 +12,7 @@ figures per request (``per_request``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from dbtools.schema.monitoring import InSchema, is_application
 from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
 from dbtools.stats import counting
 from dbtools.stats.rows import IndexRow, StatementRow, TableRow
-from dbtools.stats.windows import Window
+from dbtools.stats.windows import Window, WindowBounds
 
 # -- the application's tables and indexes -------------------------------------------------------
 
@@ -60,7 +60,11 @@ class Scope:
         return not self.roles or row.rolname in self.roles
 
     def includes_tables(self, row: StatementRow) -> bool:
-        return not self.tables or touches_any(row.query, self.tables)
+        return self.includes_text(row.query)
+
+    def includes_text(self, text: str) -> bool:
+        """Whether a statement with *text* touches one of the scope's tables (any, without)."""
+        return not self.tables or touches_any(text, self.tables)
 
     def as_dict(self) -> dict[str, list[str]]:
         return {"roles": sorted(self.roles), "tables": sorted(str(t) for t in self.tables)}
@@ -181,7 +185,9 @@ class WindowMeasures:
     # Beside the headline: work that moved into functions shows here (None: not counted).
     nested_per_request: float | None = None  # None also when track is not 'all'
     exec_time_per_request_ms: float | None = None
-    index_scans: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    index_scans: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    database_oid: int | None = field(default=None, compare=False)  # the start sample's
+    database_name: str = field(default="", compare=False)
 
     @property
     def trusted(self) -> bool:
@@ -225,13 +231,53 @@ class WindowMeasures:
         return self.queries_per_request + self.nested_per_request
 
 
-def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
+@dataclass(frozen=True)
+class WindowSums:
+    """What a window's entries add up to: all its measures need beyond its bounds.
+
+    Summed in Python from the two samples' loaded states (``sum_deltas``: every revision; the
+    report and the canary, which need the rows too) or by the database over compact samples
+    (``stats.sql_sums``: verify, which needs only these). Both give the same sums
+    (tests/test_sql_sums.py).
+    """
+
+    counts: StatementCounts
+    statement_entries_reset: int  # entries reset, re-created or evicted inside the window
+    counters_reset: bool  # a table's, an index's or the database's counters went down
+    database_stats_reset: bool  # pg_stat_database.stats_reset moved
+    committed: int  # pg_stat_database.xact_commit
+    sessions: int | None  # pg_stat_database.sessions (None: not counted, or no database row)
+    maintenance_runs: int  # autovacuum and autoanalyze runs on the tables
+    index_blks_hit: int  # of the application's indexes
+    index_blks_read: int
+    index_scans: Mapping[str, int]  # idx_scan by "schema.index" (sql_sums: the indexes asked)
+
+
+def sum_deltas(window: Window, scope: Scope = Scope()) -> WindowSums:
+    """The sums of *window*'s deltas (``window.deltas``) over the statements in *scope*."""
+    deltas = window.deltas
+    start_db, end_db = window.start.database, window.end.database
+    database = deltas.database_row
+    indexes = application_rows(deltas.indexes.rows)
+    return WindowSums(
+        counts=count_statements(deltas.statements.rows, scope),
+        statement_entries_reset=len(deltas.statements.reset) + len(deltas.statements.vanished),
+        counters_reset=any(bool(kind.reset) for kind in (deltas.tables, deltas.indexes, deltas.database)),
+        database_stats_reset=bool(start_db and end_db and start_db.stats_reset != end_db.stats_reset),
+        committed=database.xact_commit if database else 0,
+        sessions=database.sessions if database else None,
+        maintenance_runs=sum(t.autovacuum_count + t.autoanalyze_count for t in deltas.tables.rows),
+        index_blks_hit=sum(row.idx_blks_hit for row in indexes),
+        index_blks_read=sum(row.idx_blks_read for row in indexes),
+        index_scans={f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in deltas.indexes.rows},
+    )  # fmt: skip
+
+
+def problems_of(bounds: WindowBounds, sums: WindowSums, roles: Iterable[str] = ()) -> list[str]:
     """Why the window's counters cannot be trusted (empty when they can); *roles*: whose
     statements count (none given: everyone's)."""
-    deltas = window.deltas
-    statements = deltas.statements
-    start, end = window.start.header, window.end.header
-    problems = list(window.problems)  # a window by time its samples do not cover
+    start, end = bounds.start, bounds.end
+    problems = list(bounds.problems)  # a window by time its samples do not cover
     if (start.database_oid, start.database_name) != (end.database_oid, end.database_name):
         problems.append(
             f"snapshots from different databases ({start.database_name}, {end.database_name})"
@@ -246,13 +292,14 @@ def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
             f"pg_stat_statements evicted entries {evicted} time(s) inside the window (dealloc); "
             "raise pg_stat_statements.max"
         )
-    if statements.reset or statements.vanished:
-        count = len(statements.reset) + len(statements.vanished)
-        problems.append(f"{count} statement entries were reset or evicted inside the window")
-    start_db, end_db = window.start.database, window.end.database
-    if start_db and end_db and start_db.stats_reset != end_db.stats_reset:
+    if sums.statement_entries_reset:
+        problems.append(
+            f"{sums.statement_entries_reset} statement entries were reset or evicted inside the "
+            "window"
+        )
+    if sums.database_stats_reset:
         problems.append("database statistics were reset inside the window (pg_stat_reset)")
-    if any(kind.reset for kind in (deltas.tables, deltas.indexes, deltas.database)):
+    if sums.counters_reset:
         problems.append("table or index statistics were reset inside the window")
     if end.hidden_calls != start.hidden_calls:
         problems.append(
@@ -260,14 +307,13 @@ def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
             "cannot see (<insufficient privilege>): grant pg_read_all_stats (pg_monitor)"
         )
     problems += counting.settings_problems(start, end, roles)
-    database = deltas.database_row
     transactions = counting.transaction_count(
         start,
         end,
-        committed=database.xact_commit if database else 0,
-        sessions=database.sessions if database else None,
-        maintenance_runs=sum(t.autovacuum_count + t.autoanalyze_count for t in deltas.tables.rows),
-        seconds=window.seconds,
+        committed=sums.committed,
+        sessions=sums.sessions,
+        maintenance_runs=sums.maintenance_runs,
+        seconds=bounds.seconds,
     )
     if transactions is not None and transactions.unexplained > 0:
         problems.append(
@@ -280,16 +326,25 @@ def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
     return problems
 
 
+def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
+    """Why *window*'s counters cannot be trusted (``problems_of`` its deltas' sums)."""
+    return problems_of(window.bounds, sum_deltas(window), roles)
+
+
 def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
     """The figures of *window* over the statements in *scope* (from ``window.deltas``)."""
-    start, end = window.start, window.end
-    deltas = window.deltas
-    problems = window_problems(window, scope.roles)
-    counts = count_statements(deltas.statements.rows, scope)
+    return measure(window.bounds, sum_deltas(window, scope), scope)
 
-    totals = window.request_totals
-    if end.header.requests is not None:
-        requests: int | None = end.header.requests
+
+def measure(bounds: WindowBounds, sums: WindowSums, scope: Scope = Scope()) -> WindowMeasures:
+    """The figures of the window *bounds* whose entries add up to *sums* (over *scope*)."""
+    start, end = bounds.start, bounds.end
+    problems = problems_of(bounds, sums, scope.roles)
+    counts = sums.counts
+
+    totals = bounds.request_totals
+    if end.requests is not None:
+        requests: int | None = end.requests
         source = "--requests"
     elif totals.buckets:
         requests, source = totals.requests, "request_metrics"
@@ -304,32 +359,32 @@ def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
 
     has_metrics = totals.buckets > 0 and totals.requests > 0
     return WindowMeasures(
-        name=window.ref.name,
-        start_label=window.ref.start or start.header.taken_at.isoformat(),
-        end_label=window.ref.end or end.header.taken_at.isoformat(),
-        started_at=start.header.taken_at,
-        ended_at=end.header.taken_at,
-        seconds=window.seconds,
+        name=bounds.ref.name,
+        start_label=bounds.ref.start or start.taken_at.isoformat(),
+        end_label=bounds.ref.end or end.taken_at.isoformat(),
+        started_at=start.taken_at,
+        ended_at=end.taken_at,
+        seconds=bounds.seconds,
         requests=requests,
         requests_source=source,
         counts=counts,
         queries_per_request=per_request(counts.queries, requests),
-        query_rate=ratio(counts.queries, window.seconds),
+        query_rate=ratio(counts.queries, bounds.seconds),
         buffer_cache_hit_ratio=buffer_cache_hit_ratio(counts),
-        index_hit_ratio=index_hit_ratio(application_rows(deltas.indexes.rows)),
+        index_hit_ratio=hit_ratio(sums.index_blks_hit, sums.index_blks_read),
         app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses),
         p95_ms=totals.p95_ms_max if has_metrics else None,
         error_rate=ratio(totals.errors, totals.requests) if has_metrics else None,
-        hidden_calls=end.header.hidden_calls - start.header.hidden_calls,
+        hidden_calls=end.hidden_calls - start.hidden_calls,
         problems=tuple(problems),
-        notes=window.notes,
+        notes=bounds.notes,
         nested_per_request=per_request(counts.nested_calls, requests)
-        if counting.tracks_nested(start.header, end.header, scope.roles)
+        if counting.tracks_nested(start, end, scope.roles)
         else None,
         exec_time_per_request_ms=per_request(counts.exec_time_ms, requests),
-        index_scans={
-            f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in deltas.indexes.rows
-        },
+        index_scans=sums.index_scans,
+        database_oid=start.database_oid,
+        database_name=start.database_name,
     )
 
 

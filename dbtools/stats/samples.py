@@ -515,19 +515,24 @@ WHERE NOT r.vanished"""
     )
 
 
+def load_entries(
+    conn: psycopg.Connection[Any], target: str, kind: RowKind, ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    """Each entry of *kind* as it stood at each sample of *ids*, by sample id (one query)."""
+    by_sample: dict[int, list[Any]] = {i: [] for i in ids}
+    for values in conn.execute(_state_sql(kind), {"target": target, "ids": list(ids)}):
+        by_sample[values[0]].append(kind.row_type(*values[1:]))
+    return by_sample
+
+
 def load_states(
     conn: psycopg.Connection[Any], target: str, headers: Sequence[SnapshotHeader]
 ) -> dict[int, Snapshot]:
     """The full state of *target* at each sample of *headers*, by sample id (one query per row
     kind, whatever the number of samples); statements with their texts, tables with
     ``xid_age`` counted from the sample's ``xid_now``."""
-    ids = [header.id for header in headers]
-    found: dict[RowKind, dict[int, list[Any]]] = {}
-    for kind in KINDS:
-        by_sample: dict[int, list[Any]] = {i: [] for i in ids if i is not None}
-        for values in conn.execute(_state_sql(kind), {"target": target, "ids": ids}):
-            by_sample[values[0]].append(kind.row_type(*values[1:]))
-        found[kind] = by_sample
+    ids = [header.id for header in headers if header.id is not None]
+    found = {kind: load_entries(conn, target, kind, ids) for kind in KINDS}
     loaded = {}
     for header in headers:
         assert header.id is not None

@@ -388,12 +388,31 @@ def load_variant_totals(
 
 
 @dataclass(frozen=True)
-class Window:
-    """Two stored samples bracketing a period, and the request metrics inside it.
+class WindowBounds:
+    """A window resolved to its two samples' headers, with the request metrics inside it,
+    before any statistics row is loaded (what ``stats.sql_sums`` sums in the database).
 
     A window given by time also carries the times asked, why it cannot be trusted when its
     samples do not cover it (``problems``), and ``notes`` (rolled-up samples).
     """
+
+    ref: WindowRef
+    start: SnapshotHeader
+    end: SnapshotHeader
+    request_totals: RequestTotals
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    asked: tuple[datetime | None, datetime | None] = (None, None)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end.taken_at - self.start.taken_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Window:
+    """Two stored samples bracketing a period, loaded whole (every entry's state at each end),
+    and the request metrics inside it; the rest as ``WindowBounds``."""
 
     ref: WindowRef
     start: Snapshot
@@ -402,6 +421,17 @@ class Window:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     asked: tuple[datetime | None, datetime | None] = (None, None)
+
+    @classmethod
+    def of(cls, bounds: WindowBounds, start: Snapshot, end: Snapshot) -> Window:
+        """*bounds* with its two samples' states loaded."""
+        return cls(bounds.ref, start, end, bounds.request_totals, bounds.problems, bounds.notes,
+                   bounds.asked)  # fmt: skip
+
+    @property
+    def bounds(self) -> WindowBounds:
+        return WindowBounds(self.ref, self.start.header, self.end.header, self.request_totals,
+                            self.problems, self.notes, self.asked)  # fmt: skip
 
     @property
     def seconds(self) -> float:
@@ -533,16 +563,27 @@ def coverage(
     return problems, notes
 
 
-def load_windows(
+@dataclass(frozen=True)
+class ResolvedWindows:
+    """Windows resolved to their samples: the repository's layout, the target they are of
+    (None before revision 0005) and each window's bounds, in the order asked."""
+
+    layout: Layout
+    target: str | None
+    bounds: tuple[WindowBounds, ...]
+
+
+def resolve_windows(
     conn: psycopg.Connection[Any],
     refs: Sequence[WindowRef],
     *,
     operation: str | None = None,
     target: str | None = None,
-) -> list[Window]:
-    """Load the windows *refs* of *target* (``resolve_target``: by default the repository's
-    only one). Raises ``UsageError`` for unknown labels, an end before its start, or no two
-    samples between two times."""
+) -> ResolvedWindows:
+    """Resolve the windows *refs* of *target* (``resolve_target``: by default the repository's
+    only one) to their samples' headers and request totals, loading no statistics row. Raises
+    ``UsageError`` for unknown labels, an end before its start, or no two samples between two
+    times."""
     with translated_errors("loading snapshots"):
         layout = read_layout(conn)
         if not layout.has(monitoring.SNAPSHOTS):
@@ -555,11 +596,9 @@ def load_windows(
         missing = [label for label in dict.fromkeys(labels) if label not in by_label]
         if missing:
             raise UsageError(_unknown_labels_message(conn, refs, missing, layout, chosen))
-        resolved = [_resolved(conn, ref, chosen, layout, by_label) for ref in refs]
-        unique = list({h.id: h for start, end, _ in resolved for h in (start, end)}.values())
-        snapshots = load_snapshots(conn, unique, layout)
-        windows = []
-        for ref, (start, end, asked) in zip(refs, resolved, strict=True):
+        found = []
+        for ref in refs:
+            start, end, asked = _resolved(conn, ref, chosen, layout, by_label)
             problems: list[str] = []
             notes: list[str] = []
             if ref.by_time:
@@ -568,23 +607,33 @@ def load_windows(
             totals = load_request_totals(
                 conn, start.taken_at, end.taken_at, operation, target=chosen, layout=layout
             )
-            assert start.id is not None and end.id is not None
-            windows.append(
-                Window(
-                    ref,
-                    snapshots[start.id],
-                    snapshots[end.id],
-                    totals,
-                    tuple(problems),
-                    tuple(notes),
-                    asked,
-                )
+            found.append(
+                WindowBounds(ref, start, end, totals, tuple(problems), tuple(notes), asked)
             )
             log.info(
                 "window %s: samples at %s and %s UTC, %d requests in the metrics",
                 ref, _clock(start.taken_at), _clock(end.taken_at), totals.requests,
             )  # fmt: skip
-    return windows
+    return ResolvedWindows(layout, chosen, tuple(found))
+
+
+def load_windows(
+    conn: psycopg.Connection[Any],
+    refs: Sequence[WindowRef],
+    *,
+    operation: str | None = None,
+    target: str | None = None,
+) -> list[Window]:
+    """The windows *refs* of *target* (``resolve_windows``), with their samples' states loaded
+    whole."""
+    resolved = resolve_windows(conn, refs, operation=operation, target=target)
+    with translated_errors("loading snapshots"):
+        headers = {h.id: h for b in resolved.bounds for h in (b.start, b.end)}
+        snapshots = load_snapshots(conn, list(headers.values()), resolved.layout)
+    return [
+        Window.of(b, snapshots[b.start.id], snapshots[b.end.id])  # type: ignore[index]
+        for b in resolved.bounds
+    ]
 
 
 def _unknown_labels_message(

@@ -36,10 +36,19 @@ from dbtools.stats.measures import (
     RATIO_DEFINITIONS,
     Scope,
     WindowMeasures,
+    measure,
     measure_window,
     query_reduction,
+    sum_deltas,
 )
-from dbtools.stats.windows import Window, load_windows, parse_window
+from dbtools.stats.sql_sums import roles_in_windows, sum_windows
+from dbtools.stats.windows import (
+    Window,
+    WindowBounds,
+    load_windows,
+    parse_window,
+    resolve_windows,
+)
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rollback import AFTER_ROLLBACK_RULES
 from dbtools.verify.rules import CANARY_CHECKS, RULES, Evidence
@@ -135,20 +144,35 @@ def evaluate(
     rules: tuple[Rule[Evidence], ...] | None = None,
 ) -> VerifyResult:
     """Judge two loaded windows and the live state (pure: no database access)."""
+    return judge(measure_window(baseline, scope), measure_window(candidate, scope), live,
+                 scope=scope, thresholds=thresholds, operation=operation, mode=mode,
+                 rules=rules)  # fmt: skip
+
+
+def judge(
+    before: WindowMeasures,
+    after: WindowMeasures,
+    live: LiveState,
+    *,
+    scope: Scope = DEFAULT_SCOPE,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+    mode: Mode = "rollout",
+    rules: tuple[Rule[Evidence], ...] | None = None,
+) -> VerifyResult:
+    """Judge a baseline's and a candidate's figures and the live state (pure)."""
     refuse_unknown_checks(thresholds)
-    before, after = measure_window(baseline, scope), measure_window(candidate, scope)
     comparison = []
-    b, c = baseline.start.header, candidate.start.header
-    if (b.database_oid, b.database_name) != (c.database_oid, c.database_name):
+    if (before.database_oid, before.database_name) != (after.database_oid, after.database_name):
         comparison.append(
             f"baseline and candidate come from different databases "
-            f"({b.database_name}, {c.database_name})"
+            f"({before.database_name}, {after.database_name})"
         )
     reduction = query_reduction(before, after)
-    log.info("judging %s against %s", candidate.ref, baseline.ref)
+    log.info("judging %s against %s", after.name, before.name)
     evidence = Evidence(before, after, reduction, live, thresholds, tuple(comparison))
     return VerifyResult(
-        database=c.database_name,
+        database=after.database_name,
         baseline=before,
         candidate=after,
         reduction=reduction,
@@ -168,17 +192,17 @@ def refuse_unknown_checks(thresholds: Thresholds) -> None:
                           f"{', '.join(KNOWN_CHECKS)}")  # fmt: skip
 
 
-def refuse_overlap(baseline: Window, candidate: Window) -> None:
+def refuse_overlap(baseline: WindowBounds, candidate: WindowBounds) -> None:
     """Raise ``UsageError`` when the two windows are the same or share any time (a shared end
     snapshot is fine: ``a..b`` then ``b..c``)."""
     b, c = baseline, candidate
-    if (b.start.header.id, b.end.header.id) == (c.start.header.id, c.end.header.id):
+    if (b.start.id, b.end.id) == (c.start.id, c.end.id):
         raise UsageError(
             f"the baseline and the candidate are the same window ({b.ref}): compare two "
             "separate windows"
         )
-    b_start, b_end = b.start.header.taken_at, b.end.header.taken_at
-    c_start, c_end = c.start.header.taken_at, c.end.header.taken_at
+    b_start, b_end = b.start.taken_at, b.end.taken_at
+    c_start, c_end = c.start.taken_at, c.end.taken_at
     if b_start < c_end and c_start < b_end:
         raise UsageError(
             f"the baseline {b.ref} and the candidate {c.ref} overlap ({b_start:%H:%M:%S}-"
@@ -187,21 +211,27 @@ def refuse_overlap(baseline: Window, candidate: Window) -> None:
         )
 
 
+def statement_roles(windows: Sequence[Window]) -> frozenset[str]:
+    """The roles with a statement entry at either end of one of *windows*."""
+    return frozenset(
+        row.rolname for w in windows for s in (w.start, w.end) for row in s.statements
+        if row.rolname is not None
+    )  # fmt: skip
+
+
 def refuse_unknown_roles(
     roles: frozenset[str],
-    existing: frozenset[str],
-    windows: Sequence[Window],
+    known: frozenset[str],
     *,
+    windows: int,
     option: str = "--role names a role whose statements count",
 ) -> None:
-    """Raise ``UsageError`` naming the first role of *roles* that neither exists nor ran a
-    statement in *windows* (a role dropped since still counts); *option* says what names it."""
-    seen = {
-        row.rolname for w in windows for s in (w.start, w.end) for row in s.statements
-    } | existing
-    unknown = sorted(roles - seen)
+    """Raise ``UsageError`` naming the first role of *roles* not in *known*: the roles that
+    exist and those that ran a statement in the *windows* windows judged (a role dropped since
+    still counts); *option* says what names it."""
+    unknown = sorted(roles - known)
     if unknown:
-        where = "either window" if len(windows) > 1 else "the window"
+        where = "either window" if windows > 1 else "the window"
         raise UsageError(
             f"unknown role {unknown[0]!r}: not in pg_roles, and no statement of it in {where} "
             f"({option})"
@@ -232,12 +262,27 @@ def verify(
     with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        windows = load_windows(samples, refs, operation=operation, target=target)
-        refuse_overlap(windows[0], windows[1])
+        resolved = resolve_windows(samples, refs, operation=operation, target=target)
+        refuse_overlap(*resolved.bounds)
+        known = frozenset[str]()
         if scope.roles:
             with translated_errors("reading the roles"):
                 known = existing_roles(conn, scope.roles)
-            refuse_unknown_roles(scope.roles, known, windows)
+        with translated_errors("summing the windows"):
+            if resolved.layout.samples and resolved.target is not None:
+                # Compact samples: the database sums the windows (a few rows come back).
+                batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes]
+                sums = sum_windows(samples, resolved.target, resolved.bounds, scope,
+                                   indexes=batch)  # fmt: skip
+                if not scope.roles <= known:
+                    known |= roles_in_windows(samples, resolved.target, resolved.bounds,
+                                              scope.roles - known)  # fmt: skip
+            else:
+                windows = load_windows(samples, refs, operation=operation, target=target)
+                sums = [sum_deltas(w, scope) for w in windows]
+                known |= statement_roles(windows)
+        refuse_unknown_roles(scope.roles, known, windows=len(refs))
+    before, after = (measure(b, s, scope) for b, s in zip(resolved.bounds, sums, strict=True))
     mode: Mode = "after-rollback" if after_rollback else "rollout"
-    return evaluate(windows[0], windows[1], live, scope=scope, thresholds=thresholds,
-                    operation=operation, mode=mode)  # fmt: skip
+    return judge(before, after, live, scope=scope, thresholds=thresholds, operation=operation,
+                 mode=mode)  # fmt: skip

@@ -57,6 +57,7 @@ from dbtools.verify import (
     Judged,
     refuse_unknown_checks,
     refuse_unknown_roles,
+    statement_roles,
 )
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rules import (
@@ -630,7 +631,7 @@ def verify_canary(
         if roles:
             with translated_errors("reading the roles"):
                 known = existing_roles(conn, roles)
-            refuse_unknown_roles(roles, known, [loaded],
+            refuse_unknown_roles(roles, known | statement_roles([loaded]), windows=1,
                                  option="--variant-role and --role name roles that run statements")  # fmt: skip
     return evaluate_canary(loaded, variants, live, spec, scope=scope, thresholds=thresholds,
                            operation=operation)  # fmt: skip
