@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pglast.parser import ParseError, scan
 
 from dbtools.redaction import redact
 
@@ -121,6 +120,9 @@ def _tokens(text: str) -> list[_Token]:
     ``_Unreadable``."""
     if text.count("/*") > MAX_COMMENT_OPENERS:
         raise _Unreadable("too many comments")
+    # Imported on first use: a command that scrubs nothing (verify) does not pay for it.
+    from pglast.parser import ParseError, scan
+
     try:
         scanned = scan(text)
     except (ParseError, UnicodeError):
