@@ -133,8 +133,8 @@ class VerifyResult(Judged):
 
 
 def evaluate(
-    baseline: Window,
-    candidate: Window,
+    baseline: Window | WindowMeasures,
+    candidate: Window | WindowMeasures,
     live: LiveState,
     *,
     scope: Scope = DEFAULT_SCOPE,
@@ -143,25 +143,13 @@ def evaluate(
     mode: Mode = "rollout",
     rules: tuple[Rule[Evidence], ...] | None = None,
 ) -> VerifyResult:
-    """Judge two loaded windows and the live state (pure: no database access)."""
-    return judge(measure_window(baseline, scope), measure_window(candidate, scope), live,
-                 scope=scope, thresholds=thresholds, operation=operation, mode=mode,
-                 rules=rules)  # fmt: skip
-
-
-def judge(
-    before: WindowMeasures,
-    after: WindowMeasures,
-    live: LiveState,
-    *,
-    scope: Scope = DEFAULT_SCOPE,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    operation: str | None = None,
-    mode: Mode = "rollout",
-    rules: tuple[Rule[Evidence], ...] | None = None,
-) -> VerifyResult:
-    """Judge a baseline's and a candidate's figures and the live state (pure)."""
+    """Judge two windows (loaded, or their figures already measured) and the live state (pure:
+    no database access)."""
     refuse_unknown_checks(thresholds)
+    before, after = (
+        w if isinstance(w, WindowMeasures) else measure_window(w, scope)
+        for w in (baseline, candidate)
+    )
     comparison = []
     if (before.database_oid, before.database_name) != (after.database_oid, after.database_name):
         comparison.append(
@@ -284,5 +272,5 @@ def verify(
         refuse_unknown_roles(scope.roles, known, windows=len(refs))
     before, after = (measure(b, s, scope) for b, s in zip(resolved.bounds, sums, strict=True))
     mode: Mode = "after-rollback" if after_rollback else "rollout"
-    return judge(before, after, live, scope=scope, thresholds=thresholds, operation=operation,
-                 mode=mode)  # fmt: skip
+    return evaluate(before, after, live, scope=scope, thresholds=thresholds,
+                    operation=operation, mode=mode)  # fmt: skip
