@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.machine import describe_machine
+from benchmarks.machine import describe_machine, load_average
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema.manifest import manifest_at
 from dbtools.schema.revisions import downgrade, upgrade
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--pg-bin", default=None, help="PostgreSQL binaries (default: embedded 18)")
     args = parser.parse_args()
     trips = max(1000, args.offers // 10)
+    load_before = load_average()
 
     with temporary_sandbox(pg_bin=args.pg_bin) as sandbox:
         dsn = sandbox.dsn()
@@ -194,10 +195,12 @@ def main() -> None:
                           f"{m.p50_ms:6.2f} ms p99 {m.p99_ms:8.2f} ms max {m.max_ms:8.1f} ms "
                           f"{m.writes_per_s:7.0f} writes/s stalled {m.stalled} errors {m.errors}")  # fmt: skip
                 results += [plain, online]
-    write_results(results, args, major)
+    write_results(results, args, major, (load_before, load_average()))
 
 
-def write_results(results: list[Measurement], args: argparse.Namespace, major: int) -> None:
+def write_results(
+    results: list[Measurement], args: argparse.Namespace, major: int, load: tuple[str, str]
+) -> None:
     def median(method: str, attr: str) -> float:
         return float(statistics.median(getattr(m, attr) for m in results if m.method == method))
 
@@ -206,6 +209,7 @@ def write_results(results: list[Measurement], args: argparse.Namespace, major: i
         "# Batch index build: migration (CONCURRENTLY) vs plain CREATE INDEX",
         "",
         describe_machine(),
+        f"Load average (1/5/15 min): {load[0]} at the start, {load[1]} at the end.",
         f"PostgreSQL {major} (sandbox), {args.offers:,} flight offers, {args.offers // 10:,} trip "
         f"requests, {args.offers // 4:,} cache rows; {args.writers} writers (70% single-row "
         f"UPDATE, 30% INSERT into flight_offers) running throughout; {args.rounds} alternating "

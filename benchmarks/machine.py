@@ -1,4 +1,5 @@
-"""The machine and date a benchmark ran on, for its results file (one helper for every script)."""
+"""The machine, date and load a benchmark ran on, for its results file (one helper for every
+script)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import datetime
 import os
 import platform
 import subprocess
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def cpu_model() -> str:
@@ -18,10 +23,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    """The load average now: "1-min, 5-min, 15-min"."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def under_load(loads: dict[str, tuple[str, str]], group: str, action: Callable[[], T]) -> T:
+    """*action*'s value; records in *loads* the load average before and after it, as *group*."""
+    before = load_average()
+    value = action()
+    loads[group] = (before, load_average())
+    return value
+
+
+def load_table(loads: dict[str, tuple[str, str]]) -> list[str]:
+    """Markdown rows: each measured group and the load average before and after it."""
+    return [
+        "| measured group | load average before (1/5/15 min) | after |",
+        "|---|---|---|",
+        *(f"| {group} | {before} | {after} |" for group, (before, after) in loads.items()),
+    ]
+
+
 def machine_lines() -> list[str]:
     """CPU, memory, kernel, Python and load average, one fact per line (Markdown-ready)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     return [
         f"CPU: {cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB",
         f"uname -a: `{' '.join(platform.uname())}`",

@@ -15,6 +15,10 @@ Measures, side by side in one run:
 4. the same report with every section read from the database (activity, space, settings,
    plans, index advice, schema health), with none of them, and with each one alone.
 
+Each goal is one row: before, now, the goal, now/goal and met or not; each measured group's load
+average before and after it is written beside the figures (a shared machine). The goals of the
+run the file held are kept under "Earlier runs" (``benchmarks.history``).
+
 Run: ``.venv/bin/python -m benchmarks.report`` (writes benchmarks/RESULTS-report.md).
 ``--before DIR``: a checkout of the code to compare with (default: main's commit 4615b43,
 extracted with ``git archive`` into a temporary directory).
@@ -43,7 +47,8 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.machine import machine_lines
+from benchmarks.history import earlier_runs
+from benchmarks.machine import load_average, load_table, machine_lines, under_load
 from dbtools.report import ReportOptions, make_report, render
 from dbtools.report.inspection import SECTIONS, InspectionOptions, inspect
 from dbtools.report.model import Report, ReportInput, build_report
@@ -55,6 +60,7 @@ from tests.report_fixture import grown, report_input, statement
 STATEMENTS = 5_000
 RUNS = 3
 RESULTS = Path(__file__).with_name("RESULTS-report.md")
+GOALS_HEADING = "## Issue 14's goals, before and now"
 REPO = Path(__file__).resolve().parent.parent
 BEFORE_COMMIT = "4615b43"  # main before issue 14: pure sqlglot, parses cached by queryid only
 # Issue 14's goals for the report.
@@ -125,14 +131,21 @@ if not mode["before"]:  # the code of issue 14 (workers None: the idle cores)
     store = mode["store"] and ParseCache(Path(mode["store"]), namespace=cache_namespace())
     kwargs["classifier"] = Classifier(store=store or None, workers=mode["workers"])
 data = big_input(distinct_texts(mode["statements"]))
-started = time.perf_counter()
+def cpu():  # this process's and its reaped workers' CPU seconds
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+cpu_started, started = cpu(), time.perf_counter()
 build_report(data, generated_at=datetime(2026, 1, 2, tzinfo=timezone.utc), **kwargs)
-seconds = time.perf_counter() - started
+seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu_started
 workers = kwargs["classifier"].workers_used if kwargs else 1
 """
     + PEAK_RSS
     + """
-print(json.dumps({"seconds": seconds, "peak_mib": peak_mib(), "workers": workers}))
+print(json.dumps(
+    {"seconds": seconds, "peak_mib": peak_mib(), "workers": workers, "cpu": cpu_seconds}
+))
 """
 )
 
@@ -155,6 +168,7 @@ class Measured:
     seconds: float
     peak_mib: float
     workers: float = 1  # parse workers (a report's default: the cores idle at the time)
+    cpu: float = 0  # CPU seconds of the process and its workers
 
 
 def extract_before(commit: str) -> Path:
@@ -188,7 +202,7 @@ class Build:
 
 
 def build_once(build: Build) -> dict[str, float]:
-    """Build the report once in a fresh process: seconds, peak_mib, workers."""
+    """Build the report once in a fresh process: seconds, peak_mib, workers, cpu."""
     mode = {
         "before": build.before,
         "workers": build.workers,
@@ -215,6 +229,7 @@ def interleaved(builds: dict[str, Build], rounds: int) -> dict[str, Measured]:
             statistics.median(r["seconds"] for r in found),
             statistics.median(r["peak_mib"] for r in found),
             statistics.median(r["workers"] for r in found),
+            statistics.median(r["cpu"] for r in found),
         )
         for name, found in runs.items()
     }
@@ -360,39 +375,54 @@ def main() -> None:
     os.environ["DBTOOLS_CACHE_DIR"] = str(scratch / "in-process")  # never the user's cache
     texts = distinct_texts(STATEMENTS)
     lookups = 2 * STATEMENTS
+    loads: dict[str, tuple[str, str]] = {}
 
     # 0. The goals: builds in fresh processes, before and now.
     warm_store = scratch / "warm" / "parses.sqlite3"
     build_once(Build(REPO, pure=False, workers=None, store=warm_store))  # fills the store
-    builds = interleaved(
-        {
-            "before": Build(before_code, pure=True, workers=1, before=True),
-            "pure sqlglot, one core": Build(REPO, pure=True, workers=1),
-            "compiled, one core": Build(REPO, pure=False, workers=1),
-            "compiled, two workers": Build(REPO, pure=False, workers=2),
-            "compiled, the idle cores (the default)": Build(REPO, pure=False, workers=None),
-            "compiled, cache warm": Build(REPO, pure=False, workers=None, store=warm_store),
-        },
-        GOAL_RUNS,
+    ways = {
+        "before": Build(before_code, pure=True, workers=1, before=True),
+        "pure sqlglot, one core": Build(REPO, pure=True, workers=1),
+        "compiled, one core": Build(REPO, pure=False, workers=1),
+        "compiled, two workers": Build(REPO, pure=False, workers=2),
+        "compiled, the idle cores (the default)": Build(REPO, pure=False, workers=None),
+        "compiled, cache warm": Build(REPO, pure=False, workers=None, store=warm_store),
+    }
+    builds = under_load(
+        loads,
+        f"goals: the report's build, {len(ways)} ways x {GOAL_RUNS} fresh processes",
+        lambda: interleaved(ways, GOAL_RUNS),
     )
     compiled = compiled_sqlglot()
+    one_core = builds["compiled, one core"]
 
-    uncached = median_seconds(lambda: classify_all(texts, cache=False))
-    cached = median_seconds(lambda: classify_all(texts, cache=True))
-    classifier = classify_all(texts, cache=True)
-    unparsed = sum(1 for i, t in enumerate(texts, 1) if not classifier.shape(i, t).parsed)
+    def classify() -> tuple[float, float, int]:
+        uncached = median_seconds(lambda: classify_all(texts, cache=False))
+        cached = median_seconds(lambda: classify_all(texts, cache=True))
+        classifier = classify_all(texts, cache=True)
+        unparsed = sum(1 for i, t in enumerate(texts, 1) if not classifier.shape(i, t).parsed)
+        return uncached, cached, unparsed
+
+    uncached, cached, unparsed = under_load(loads, "classifying, in-process", classify)
 
     data = big_input(texts)
-    build_seconds = median_seconds(lambda: build(data))
-    report = build(data)
-    render_seconds = {
-        fmt: median_seconds(functools.partial(render, report, fmt))
-        for fmt in ("md", "json", "html")
-    }
-    tracemalloc.start()
-    render(build(data), "html")
-    _, peak_traced = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+
+    def build_and_render() -> tuple[float, dict[str, float], int]:
+        build_seconds = median_seconds(lambda: build(data))
+        report = build(data)
+        render_seconds = {
+            fmt: median_seconds(functools.partial(render, report, fmt))
+            for fmt in ("md", "json", "html")
+        }
+        tracemalloc.start()
+        render(build(data), "html")
+        _, peak_traced = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return build_seconds, render_seconds, peak_traced
+
+    build_seconds, render_seconds, peak_traced = under_load(
+        loads, "building and rendering, in-process", build_and_render
+    )
 
     with temporary_sandbox() as sandbox:
         dsn = sandbox.dsn()
@@ -400,14 +430,26 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             in_pgss = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()[0]  # type: ignore[index]
             server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        live_runs = live_commands(before_code, dsn, scratch)
-        live = {fmt: live_report_seconds(dsn, fmt) for fmt in ("md", "json", "html")}
-        without = live_report_seconds(dsn, "md", ())
-        inspecting = inspection_seconds(dsn)
+        live_runs = under_load(
+            loads,
+            f"goals: `dbtools report --live`, 3 ways x {GOAL_RUNS} fresh processes",
+            lambda: live_commands(before_code, dsn, scratch),
+        )
+        live = under_load(
+            loads,
+            "`--live` in-process, each format and none of the sections",
+            lambda: {
+                **{fmt: live_report_seconds(dsn, fmt) for fmt in ("md", "json", "html")},
+                "none": live_report_seconds(dsn, "md", ()),
+            },
+        )
+        without = live.pop("none")
+        inspecting = under_load(loads, "reading each section", lambda: inspection_seconds(dsn))
         tables = user_tables(dsn)
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    history = earlier_runs(RESULTS, GOALS_HEADING)
     lines = [
         "# Report benchmark",
         "",
@@ -415,12 +457,12 @@ def main() -> None:
         f"- machine: {machine()}",
         f"- PostgreSQL {server} (sandbox, embedded); sqlglot, matplotlib as installed",
         f"- command: `.venv/bin/python -m benchmarks.report` (medians of {RUNS} runs)",
-        f"- load average when the run ended: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
-        "(the machine is shared; figures are noisy)",
+        f"- load average when the run ended: {load_average()} "
+        "(the machine is shared; figures are noisy; each group's below)",
         f"- sqlglot {sqlglot_version()}, compiled build (sqlglotc) in use: {compiled}; "
         f"before: commit {BEFORE_COMMIT} (main before issue 14) with pure sqlglot",
         "",
-        "## Issue 14's goals, before and now",
+        GOALS_HEADING,
         "",
         f"Each figure is the median of {GOAL_RUNS} fresh processes (the builds interleaved: one "
         "of each per round, and the same for `--live`); ratio = now / goal (below 1: met).",
@@ -470,15 +512,25 @@ def main() -> None:
             "MiB",
         ),
         "",
+        "The load average (1/5/15 min) before and after each measured group of this run:",
+        "",
+        *load_table(loads),
+        "",
         "What each step gives (building the report, fresh processes):",
         "",
-        "| code | parse workers | seconds | vs before | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|",
+        "| code | parse workers | seconds | CPU seconds | vs before | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {name} | {m.workers:g} | {m.seconds:.2f} | "
+            f"| {name} | {m.workers:g} | {m.seconds:.2f} | {m.cpu:.2f} | "
             f"{builds['before'].seconds / m.seconds:.1f}x | {m.peak_mib:.0f} |"
             for name, m in builds.items()
         ),
+        "",
+        f"CPU per statement, cache cold, compiled, one core: {one_core.cpu / STATEMENTS * 1000:.2f} "
+        f"ms, so {STATEMENTS:,} statements need {one_core.cpu:.1f} s of one core: at best "
+        f"{one_core.cpu / 2:.1f} s over both cores of this machine when both are free (goal "
+        f"{GOAL_BUILD_SECONDS:g} s); with the parses kept, {builds['compiled, cache warm'].cpu:.2f} "
+        "CPU seconds.",
         "",
         "Parse workers: the median of the most processes a build parsed on (0: nothing to parse). "
         "The default takes one, plus one for each whole core the last minute's load average "
@@ -534,6 +586,7 @@ def main() -> None:
         "",
         f"Peak RSS of the whole benchmark process: {peak_rss_mib:.0f} MiB.",
         "",
+        *history,
     ]
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
