@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 from dbtools.redaction import redact
 
 UNREADABLE = "<unreadable statement, {length} characters>"
