@@ -47,13 +47,14 @@ from benchmarks.machine import machine_lines
 from dbtools.db.connection import SQL_MARKER, split_password
 from dbtools.sandbox import Sandbox, client_binary
 from dbtools.schema.revisions import upgrade
-from dbtools.stats import snapshots
+from dbtools.stats import snapshots, sql_sums
 from dbtools.verify import verify
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TABLES = 400  # x (primary key + 4 secondary indexes) = 2,000 indexes
 STATEMENTS = 5000
+LONG_SAMPLES = 40  # x 5,000 statements moving: 200,000 rows inside the window
 COLUMNS = ("v1", "v2", "v3", "v4")
 
 PSQL_DUMP = """
@@ -116,6 +117,16 @@ def interleaved(actions: dict[str, Callable[[], object]], runs: int) -> dict[str
             action()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def from_rows(action: Callable[[], object]) -> None:
+    """*action* with every window summed from its rows, however many (``sql_sums``' other way)."""
+    by_entry = sql_sums.ROWS_BY_ENTRY
+    sql_sums.ROWS_BY_ENTRY = 1 << 62
+    try:
+        action()
+    finally:
+        sql_sums.ROWS_BY_ENTRY = by_entry
 
 
 @contextmanager
@@ -211,6 +222,12 @@ def main() -> None:
         per_verify = marked_calls(dsn) - before
         verify_sql = directory / "verify.sql"
         verify_sql.write_text("".join(f"{statement};\n" for statement in sent))
+        # A long window: LONG_SAMPLES samples, every statement moving between each two.
+        snapshots.snapshot(dsn, "long:start")
+        for i in range(LONG_SAMPLES):
+            run_every_statement(dsn)
+            snapshots.snapshot(dsn, "long:end" if i == LONG_SAMPLES - 1 else f"long-{i}",
+                               requests=1)  # fmt: skip
         # Bytes per snapshot: the monitoring tables' growth over --runs snapshots.
         bytes_before = monitoring_bytes(dsn)
         for _ in range(args.runs):
@@ -240,6 +257,12 @@ def main() -> None:
                     verify_cli, cwd=REPO, capture_output=True, check=False
                 ),
                 "verify() in-process": lambda: verify(dsn, "count", "later"),
+                f"verify() in-process, a candidate of {LONG_SAMPLES} samples (summed by entry)": (
+                    lambda: verify(dsn, "count", "long")
+                ),
+                f"verify() in-process, a candidate of {LONG_SAMPLES} samples, from its rows": (
+                    lambda: from_rows(lambda: verify(dsn, "count", "long"))
+                ),
                 "psql running verify's statements": lambda: run_psql("-f", str(verify_sql)),
                 "python -m dbtools --version (start-up)": lambda: dbtools_cli("--version"),
                 "python -c pass (the interpreter's start-up)": lambda: subprocess.run(
@@ -322,6 +345,11 @@ def main() -> None:
         "verify sums the windows in the database (`dbtools.stats.sql_sums`: one statement per "
         "kind of row for both windows) and receives a few rows. The CLI figures include the "
         "interpreter's start-up and dbtools' imports (`benchmarks/RESULTS-startup.md`).",
+        "",
+        f"A candidate of {LONG_SAMPLES} samples with every statement moving between each two "
+        f"holds {LONG_SAMPLES * STATEMENTS:,} statement rows: past `ROWS_BY_ENTRY` "
+        f"({sql_sums.ROWS_BY_ENTRY:,}) verify sums it entry by entry (two probes per entry, "
+        "whatever the window's length); the row above it sums the same window from its rows.",
         "",
     ])  # fmt: skip
     args.output.write_text(text)

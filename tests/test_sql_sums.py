@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from dbtools.sqltext.parse import TRANSACTION_CONTROL_SQL_REGEX, TableRef, is_transaction_control
+from dbtools.stats import sql_sums
 from dbtools.stats.measures import Scope, WindowSums, sum_deltas
 from dbtools.stats.sql_sums import roles_in_windows, sum_windows
 from dbtools.stats.windows import load_windows, parse_window, resolve_windows
@@ -130,7 +131,15 @@ def crafted(migrated_database: Database) -> Database:
 WINDOWS = ("w1", "w2", "w3", "w4", "w5", "w6")
 
 
-def test_both_ways_give_the_same_sums_and_the_known_ones(crafted: Database) -> None:
+@pytest.fixture(params=["from-rows", "by-entry"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each window summed from its rows, or entry by entry (as a long window is)."""
+    if request.param == "by-entry":
+        monkeypatch.setattr(sql_sums, "ROWS_BY_ENTRY", 1)
+    return str(request.param)
+
+
+def test_both_ways_give_the_same_sums_and_the_known_ones(crafted: Database, mode: str) -> None:
     db = crafted
     role = f"{db.name}_app"
     indexes = [BATCH_INDEX, "public.ix_probe_sums_v", "public.no_such_index"]

@@ -467,10 +467,38 @@ def current_state(
 # -- loading states ------------------------------------------------------------------------------
 
 
+def entries_cte(kind: RowKind) -> sql.Composed:
+    """``entries AS (…)``, for a ``WITH RECURSIVE``: the keys of the target's entries of *kind*
+    (every one a sample stored), found by a loose scan of the key's index (a probe per entry)."""
+    key = list(kind.key)
+    return sql.SQL(
+        """entries AS (
+    (SELECT {key} FROM {table} WHERE target = %(target)s ORDER BY {key} LIMIT 1)
+    UNION ALL
+    SELECT n.* FROM entries e CROSS JOIN LATERAL (
+        SELECT {key} FROM {table} t
+        WHERE t.target = %(target)s AND ({t_key}) > ({e_key})
+        ORDER BY {key} LIMIT 1) n
+)"""
+    ).format(
+        key=_names(key),
+        t_key=_names(key, "t"),
+        e_key=_names(key, "e"),
+        table=_table(kind.table),
+    )
+
+
+def same_entry(kind: RowKind, row: str, entry: str) -> sql.Composed:
+    """*row*'s key equals *entry*'s (two aliases)."""
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(row, k), sql.Identifier(entry, k))
+        for k in kind.key
+    )
+
+
 def _state_sql(kind: RowKind) -> sql.Composed:
     """Per sample in ``%(ids)s``, each entry's latest row at or before it, not vanished: the
     entries are found with a loose scan of the key, each row with one probe of the key's index."""
-    key = list(kind.key)
     columns = [
         sql.SQL("coalesce(x.query, {})").format(sql.Literal(TEXT_NOT_STORED))
         if name == TEXT_COLUMN
@@ -485,14 +513,7 @@ def _state_sql(kind: RowKind) -> sql.Composed:
         else sql.SQL("")
     )
     return sql.SQL(
-        """WITH RECURSIVE {marker} entries AS (
-    (SELECT {key} FROM {table} WHERE target = %(target)s ORDER BY {key} LIMIT 1)
-    UNION ALL
-    SELECT n.* FROM entries e CROSS JOIN LATERAL (
-        SELECT {key} FROM {table} t
-        WHERE t.target = %(target)s AND ({t_key}) > ({e_key})
-        ORDER BY {key} LIMIT 1) n
-)
+        """WITH RECURSIVE {marker} {entries}
 SELECT w.id, {columns}
 FROM entries e CROSS JOIN unnest(%(ids)s::bigint[]) AS w(id)
 CROSS JOIN LATERAL (
@@ -503,14 +524,10 @@ CROSS JOIN LATERAL (
 WHERE NOT r.vanished"""
     ).format(
         marker=_MARKER,
-        key=_names(key),
-        t_key=_names(key, "t"),
-        e_key=_names(key, "e"),
+        entries=entries_cte(kind),
         table=_table(kind.table),
         columns=sql.SQL(", ").join(columns),
-        same=sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(sql.Identifier("t", k), sql.Identifier("e", k)) for k in key
-        ),
+        same=same_entry(kind, "t", "e"),
         texts=texts,
     )
 

@@ -21,6 +21,7 @@ both ways to the same sums on crafted windows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,18 +52,22 @@ _WINDOWS = sql.SQL(
 )
 
 
-def _same_key(kind: RowKind) -> sql.Composed:
-    return sql.SQL(" AND ").join(
-        sql.SQL("t.{k} = e.{k}").format(k=sql.Identifier(k)) for k in kind.key
-    )
+# A window holding more rows of a kind than this is summed entry by entry (two probes per entry
+# the target ever had: a cost that does not grow with the window), a shorter one from its rows
+# (sorting them costs about what probing an eighth as many entries does).
+ROWS_BY_ENTRY = 50_000
 
 
-def _deltas_sql(kind: RowKind, wanted: Sequence[str], extra: Sequence[str] = ()) -> sql.Composed:
-    """Per window (``n``), the entries of *kind* with a row inside it: their end values
+def _deltas_sql(
+    kind: RowKind, wanted: Sequence[str], extra: Sequence[str] = (), *, by_entry: bool = False
+) -> sql.Composed:
+    """Per window (``n``), the entries of *kind* that changed inside it: their end values
     (``e``), whether they existed at the start (``started``), whether a counter went down, and
     the delta of each *wanted* counter (the end value for a new or reset entry). *extra*: start
-    values carried along as ``s_<name>``."""
+    values carried along as ``s_<name>``. The changed entries are those with a row inside the
+    window: found from those rows, or (*by_entry*) by probing each entry's state at the end."""
     key = sql.SQL(", ").join(sql.Identifier(k) for k in kind.key)
+    table = _table(kind.table)
     went_down = sql.SQL(" OR ").join(
         sql.SQL("e.{c} < s.{c}").format(c=sql.Identifier(c)) for c in COUNTERS[kind.row_type]
     )
@@ -77,14 +82,29 @@ def _deltas_sql(kind: RowKind, wanted: Sequence[str], extra: Sequence[str] = ())
         sql.SQL(", s.{c} AS {s}").format(c=sql.Identifier(c), s=sql.Identifier(f"s_{c}"))
         for c in extra
     )
+    if by_entry:
+        changed = sql.SQL(
+            """CROSS JOIN (WITH RECURSIVE {entries} SELECT * FROM entries) k
+CROSS JOIN LATERAL (
+    SELECT * FROM (
+        SELECT * FROM {table} t
+        WHERE t.target = %(target)s AND {same} AND t.snapshot_id <= w.end_id
+        ORDER BY t.snapshot_id DESC LIMIT 1) last
+    WHERE last.snapshot_id > w.start_id) e"""
+        ).format(entries=samples.entries_cte(kind), table=table,
+                 same=samples.same_entry(kind, "t", "k"))  # fmt: skip
+    else:
+        changed = sql.SQL(
+            """CROSS JOIN LATERAL (
+    SELECT DISTINCT ON ({key}) * FROM {table}
+    WHERE target = %(target)s AND snapshot_id > w.start_id AND snapshot_id <= w.end_id
+    ORDER BY {key}, snapshot_id DESC) e"""
+        ).format(key=key, table=table)
     return sql.SQL(
         """SELECT w.n, w.start_at, e.*, s.snapshot_id IS NOT NULL AS started,
        s.snapshot_id IS NOT NULL AND ({went_down}) AS went_down, {deltas}{carried}
 FROM {windows}
-CROSS JOIN LATERAL (
-    SELECT DISTINCT ON ({key}) * FROM {table}
-    WHERE target = %(target)s AND snapshot_id > w.start_id AND snapshot_id <= w.end_id
-    ORDER BY {key}, snapshot_id DESC) e
+{changed}
 LEFT JOIN LATERAL (
     SELECT * FROM {table} t
     WHERE t.target = e.target AND {same} AND t.snapshot_id <= w.start_id
@@ -94,9 +114,9 @@ LEFT JOIN LATERAL (
         deltas=deltas,
         carried=carried,
         windows=_WINDOWS,
-        key=key,
-        table=_table(kind.table),
-        same=_same_key(kind),
+        changed=changed,
+        table=table,
+        same=samples.same_entry(kind, "t", "e"),
     )
 
 
@@ -115,10 +135,13 @@ ELSE (started AND s_stats_since IS NOT NULL AND s_stats_since <> stats_since)
 END"""
 ).format(tolerance=sql.Literal(TIME_TOLERANCE))
 
+
 # Per window: the entries reset or gone, then the calls of each class (per text for a table
 # scope), with the queries' blocks and time.
-_STATEMENT_SUMS = sql.SQL(
-    """WITH {marker} d AS (
+@functools.cache
+def _statement_sums(by_entry: bool) -> sql.Composed:
+    return sql.SQL(
+        """WITH {marker} d AS (
 {deltas}
 ), c AS (
     SELECT d.*, d.d_calls <> 0 AND NOT d.vanished
@@ -143,50 +166,51 @@ SELECT n, class, CASE WHEN %(by_text)s AND class = 'query' THEN text END,
        sum(d_calls)::bigint, count(*), sum(d_shared_blks_hit)::bigint,
        sum(d_shared_blks_read)::bigint, sum(d_total_exec_time)::float8
 FROM k GROUP BY 1, 2, 3"""
-).format(
-    marker=_MARKER,
-    deltas=_deltas_sql(
-        samples.STATEMENTS,
-        ("calls", "shared_blks_hit", "shared_blks_read", "total_exec_time"),
-        ("stats_since", "min_exec_time", "max_exec_time", "calls", "total_exec_time"),
-    ),
-    not_stored=sql.Literal(TEXT_NOT_STORED),
-    texts=_table(monitoring.STATEMENT_TEXTS),
-    restarted=_RESTARTED,
-)
+    ).format(
+        marker=_MARKER,
+        deltas=_deltas_sql(
+            samples.STATEMENTS,
+            ("calls", "shared_blks_hit", "shared_blks_read", "total_exec_time"),
+            ("stats_since", "min_exec_time", "max_exec_time", "calls", "total_exec_time"),
+            by_entry=by_entry,
+        ),
+        not_stored=sql.Literal(TEXT_NOT_STORED),
+        texts=_table(monitoring.STATEMENT_TEXTS),
+        restarted=_RESTARTED,
+    )
+
 
 # Per window: whether a table's counters went down, and the maintenance runs.
-_TABLE_SUMS = sql.SQL(
-    """WITH {marker} d AS (
+@functools.cache
+def _table_sums(by_entry: bool) -> sql.Composed:
+    return sql.SQL(
+        """WITH {marker} d AS (
 {deltas}
 )
 SELECT n, bool_or(went_down), sum(d_autovacuum_count + d_autoanalyze_count)::bigint
 FROM d WHERE NOT vanished GROUP BY n"""
-).format(
-    marker=_MARKER, deltas=_deltas_sql(samples.TABLES, ("autovacuum_count", "autoanalyze_count"))
-)
+    ).format(
+        marker=_MARKER,
+        deltas=_deltas_sql(
+            samples.TABLES, ("autovacuum_count", "autoanalyze_count"), by_entry=by_entry
+        ),
+    )
+
 
 # Per window: whether an index's counters went down and the application's index blocks (name
 # NULL), then the scans of each asked index there at the window's end: from its row inside the
-# window, else (0 scans) from its state at the end, found by a loose scan of the entries run
-# only when an asked index has no row inside some window.
-_INDEX_SUMS = sql.SQL(
-    """WITH RECURSIVE {marker} d AS (
+# window, else (0 scans) from its state at the end, found by a loose scan of the entries (run
+# only when an asked index has no row inside some window: a one-time filter skips it).
+@functools.cache
+def _index_sums(by_entry: bool) -> sql.Composed:
+    return sql.SQL(
+        """WITH RECURSIVE {marker} d AS (
 {deltas}
 ), missing AS (
     SELECT w.n, a.name FROM {windows} CROSS JOIN unnest(%(indexes)s::text[]) AS a(name)
     EXCEPT
     SELECT n, schemaname || '.' || indexrelname FROM d WHERE NOT vanished
-), entries AS (
-    (SELECT indexrelid FROM {table}
-     WHERE target = %(target)s AND EXISTS (SELECT FROM missing)
-     ORDER BY indexrelid LIMIT 1)
-    UNION ALL
-    SELECT n.indexrelid FROM entries e CROSS JOIN LATERAL (
-        SELECT indexrelid FROM {table} t
-        WHERE t.target = %(target)s AND t.indexrelid > e.indexrelid
-        ORDER BY indexrelid LIMIT 1) n
-)
+), {entries}
 SELECT n, NULL, bool_or(went_down),
        coalesce(sum(d_idx_blks_hit) FILTER (WHERE schemaname <> ALL (%(left_out)s)), 0)::bigint,
        coalesce(sum(d_idx_blks_read) FILTER (WHERE schemaname <> ALL (%(left_out)s)), 0)::bigint
@@ -200,12 +224,36 @@ FROM entries e CROSS JOIN {windows} CROSS JOIN LATERAL (
     SELECT t.schemaname || '.' || t.indexrelname AS name, t.vanished FROM {table} t
     WHERE t.target = %(target)s AND t.indexrelid = e.indexrelid AND t.snapshot_id <= w.end_id
     ORDER BY t.snapshot_id DESC LIMIT 1) r
-WHERE NOT r.vanished AND (w.n, r.name) IN (SELECT n, name FROM missing)"""
+WHERE EXISTS (SELECT FROM missing) AND NOT r.vanished
+  AND (w.n, r.name) IN (SELECT n, name FROM missing)"""
+    ).format(
+        marker=_MARKER,
+        deltas=_deltas_sql(
+            samples.INDEXES, ("idx_blks_hit", "idx_blks_read", "idx_scan"), by_entry=by_entry
+        ),
+        entries=samples.entries_cte(samples.INDEXES),
+        windows=_WINDOWS,
+        table=_table(monitoring.INDEX_STATS),
+    )
+
+
+def _rows_inside(kind: RowKind) -> sql.Composed:
+    return sql.SQL(
+        "(SELECT count(*) >= %(rows)s FROM (SELECT FROM {table} WHERE target = %(target)s "
+        "AND snapshot_id > w.start_id AND snapshot_id <= w.end_id LIMIT %(rows)s) r)"
+    ).format(table=_table(kind.table))
+
+
+# Per kind of row, whether a window holds ROWS_BY_ENTRY rows of it or more (counting no further).
+_LONG_WINDOWS = sql.SQL(
+    "SELECT {marker} coalesce(bool_or({statements}), false), coalesce(bool_or({tables}), false), "
+    "coalesce(bool_or({indexes}), false) FROM {windows}"
 ).format(
     marker=_MARKER,
-    deltas=_deltas_sql(samples.INDEXES, ("idx_blks_hit", "idx_blks_read", "idx_scan")),
+    statements=_rows_inside(samples.STATEMENTS),
+    tables=_rows_inside(samples.TABLES),
+    indexes=_rows_inside(samples.INDEXES),
     windows=_WINDOWS,
-    table=_table(monitoring.INDEX_STATS),
 )
 
 
@@ -253,8 +301,11 @@ def sum_windows(
         "indexes": list(indexes),
     }
     found = {n: _Sums() for n in range(1, len(windows) + 1)}
+    long_statements, long_tables, long_indexes = conn.execute(
+        _LONG_WINDOWS, {**params, "rows": ROWS_BY_ENTRY}
+    ).fetchone() or (False, False, False)
     for n, kind, text, calls, entries, hit, read, exec_time in conn.execute(
-        _STATEMENT_SUMS, params
+        _statement_sums(long_statements), params
     ):
         sums = found[n]
         if kind == "reset":
@@ -269,9 +320,9 @@ def sum_windows(
             sums.hit += hit
             sums.read += read
             sums.exec_time += exec_time
-    for n, went_down, runs in conn.execute(_TABLE_SUMS, params):
+    for n, went_down, runs in conn.execute(_table_sums(long_tables), params):
         found[n].tables_reset, found[n].maintenance_runs = went_down, runs
-    for n, name, went_down, value, read in conn.execute(_INDEX_SUMS, params):
+    for n, name, went_down, value, read in conn.execute(_index_sums(long_indexes), params):
         if name is None:
             found[n].indexes_reset, found[n].index_hit, found[n].index_read = went_down, value, read
         else:
