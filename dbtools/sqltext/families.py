@@ -207,7 +207,8 @@ def shape_of(text: str, queryid: int | None = None) -> StatementShape:
     # Copying a tree and generating SQL cost as much as parsing: one generation per statement
     # (two for a point lookup); the family's hash comes from the generated text.
     trees = [_simplified(tree) for tree in trees]
-    display = "; ".join(tree.sql(dialect=DIALECT, comments=False) for tree in trees)
+    # Generated without a copy: the generator copies what its transforms would rewrite.
+    display = "; ".join(_POSTGRES.generate(tree, copy=False, comments=False) for tree in trees)
     parent = foreign_key_parent(scrubbed)
     kind = "foreign-key check" if parent else _kind(trees[0])
     tables = tuple(sorted({name for tree in trees for name in _tables(tree)}))

@@ -24,7 +24,7 @@ A ``pglast`` error is never shown, logged or chained: its message quotes the tex
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dbtools.redaction import redact
 
@@ -60,8 +60,7 @@ class _Unreadable(Exception):
     """The text cannot be vouched for. Carries nothing of the text."""
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):  # a tuple: a text of a thousand tokens makes a thousand of them
     kind: str  # literal, comment, param or keep
     start: int  # character offsets into the text, end exclusive
     end: int
@@ -135,7 +134,9 @@ def _tokens(text: str) -> list[_Token]:
         name, keyword, start, end = spans[i]
         if start < position or end <= start or not _is_space(text[position:start]):
             raise _Unreadable("text outside the tokens")  # the scanner stopped at a NUL
-        following = [n for n, _, _, _ in spans[i + 1 : i + 3]]
+        following = (
+            [n for n, _, _, _ in spans[i + 1 : i + 3]] if name in ("USCONST", "NCHAR") else []
+        )
         if name == "USCONST" and following == ["UESCAPE", "SCONST"]:
             i += 2  # U&'…' UESCAPE '!' is one literal
             kind = "literal"
@@ -152,7 +153,7 @@ def _tokens(text: str) -> list[_Token]:
             kind = "keep"
         else:
             raise _Unreadable("a token of an unknown kind")
-        for k in range(first, i + 1):
+        for k in range(first, i + 1) if kind == "literal" else ():
             if k > first and not _is_space(text[spans[k - 1][3] : spans[k][2]]):
                 raise _Unreadable("text between the parts of a literal")
             part = text[spans[k][2] : spans[k][3]]
