@@ -52,6 +52,15 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
     is_flag=True,
     help="The live statistics (totals since the last reset) instead of a window.",
 )
+@click.option(
+    "--mark",
+    "marks",
+    metavar="NAME=WINDOW",
+    multiple=True,
+    help="Shade another window of the deploy on the timelines (repeatable): --mark "
+    "canary=canary, --mark rollback=rb:start..rb:end; WINDOW as for --window. The timelines "
+    "span the marks too.",
+)
 @format_option(*REPORT_FORMATS, default="md")
 @output_options
 @click.option(
@@ -80,6 +89,7 @@ def report_command(
     baseline: str | None,
     candidate: str | None,
     live: bool,
+    marks: tuple[str, ...],
     output_format: str,
     destination: Destination,
     top: int,
@@ -103,8 +113,10 @@ def report_command(
     buffer cache, index and per-table hit ratios (from window deltas); index health (invalid,
     unused, rarely used, duplicate, overlapping, foreign keys without an index, large tables
     read by sequential scans); autovacuum health (dead tuples, last vacuum/analyze, settings,
-    transaction-ID age). The lookup rules' lines are [tool.dbtools.report] settings (or a
-    [report] table in --config).
+    transaction-ID age); timelines of stored windows (per interval between samples: the top
+    statements' and families' calls, total and mean time, hit ratios, the application's p95
+    and error rate, charted with the report's windows and each --mark shaded). The lookup
+    rules' lines are [tool.dbtools.report] settings (or a [report] table in --config).
 
     Read from the database when the report is made (leave any out with --skip): activity
     (--live only: long-running statements, idle in transaction, blocked sessions and their
@@ -123,6 +135,8 @@ def report_command(
 
     \b
     dbtools report --baseline baseline --candidate candidate --format html
+    dbtools report --baseline baseline --candidate candidate --mark canary=canary \\
+        --mark rollback=rollback --format html
     dbtools report --window b:start..b:end --format json --output -
     dbtools report --live
 
@@ -139,7 +153,7 @@ def report_command(
     report = make_report(
         resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
         options=options, sample_target=target,
-        store=normalise_dsn(store) if store is not None else None,
+        store=normalise_dsn(store) if store is not None else None, marks=marks,
     )  # fmt: skip
     report = with_rollout_records(report, destination.directory)
     text = render(report, output_format)

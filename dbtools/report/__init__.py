@@ -43,13 +43,14 @@ from dbtools.report.model import (
     period_from_window,
 )
 from dbtools.report.model import build_report as build_report
+from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
-from dbtools.report.timelines import load_timelines
+from dbtools.report.timelines import load_timelines, parse_marks
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Classifier, cache_namespace
 from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.stats import collect as stats
-from dbtools.stats.windows import load_windows, parse_window
+from dbtools.stats.windows import WindowRef, load_windows, parse_window
 from dbtools.verify import evaluate
 from dbtools.verify.live import read_live_state
 from dbtools.verify.thresholds import Thresholds
@@ -118,6 +119,9 @@ def load_input(
     store: psycopg.Connection[Any] | None = None,
     sample_target: str | None = None,
     timeline_statements: int = DEFAULT_TIMELINE_STATEMENTS,
+    timeline_families: int = DEFAULT_TIMELINE_FAMILIES,
+    marks: Sequence[tuple[str, WindowRef]] = (),
+    classifier: Classifier | None = None,
 ) -> ReportInput:
     """Read a report's input on *conn*: the stored *windows* ((name, ``W`` or ``A..B``) pairs;
     none: the live statistics), the catalog facts health needs, and the manifest of the revision
@@ -129,14 +133,19 @@ def load_input(
     Raises ``UsageError`` for malformed or unknown labels, ``PrerequisiteMissing`` without
     pg_stat_statements (live) or the monitoring tables (windows), ``ConfigError`` for a revision
     the migrations do not know. The windows are *sample_target*'s, read from *store* (a
-    central repository) when given, else from *conn*'s database.
+    central repository) when given, else from *conn*'s database. The timelines' span covers
+    the windows and the *marks* ((name, window) pairs: ``timelines.parse_marks``; with windows
+    only), all shaded; their families are *classifier*'s.
     """
     refs = [parse_window(reference) for _, reference in windows]
     verification = None
     timelines = None
     with translated_errors("reading statistics"):
         if refs:
-            loaded = load_windows(store or conn, refs, target=sample_target)
+            every = load_windows(
+                store or conn, [*refs, *(ref for _, ref in marks)], target=sample_target
+            )
+            loaded = every[: len(refs)]
             periods: tuple[Period, ...] = tuple(
                 period_from_window(w, name) for w, (name, _) in zip(loaded, windows, strict=True)
             )
@@ -144,8 +153,11 @@ def load_input(
             timelines = load_timelines(
                 store or conn,
                 [(p.name, w) for p, w in zip(periods, loaded, strict=True)],
+                marks=[(name, w) for (name, _), w in zip(marks, every[len(refs) :], strict=True)],
                 target=sample_target,
                 statements=timeline_statements,
+                families=timeline_families,
+                classifier=classifier,
             )
             if len(loaded) == 2:
                 live = read_live_state(conn)
@@ -194,35 +206,45 @@ def make_report(
     generated_at: datetime | None = None,
     sample_target: str | None = None,
     store: str | None = None,
+    marks: Sequence[str] = (),
 ) -> Report:
     """Connect to *dsn* (read-only) and build the report of one window, two, or live statistics.
 
     Exactly one of *window*, *baseline* + *candidate*, *live*; windows of *sample_target*, read
-    from the central repository *store* when given. Raises ``UsageError`` (bad arguments,
-    unknown labels), ``ConnectionFailed``, ``PrerequisiteMissing``: all exit code 2.
+    from the central repository *store* when given; *marks* (``NAME=WINDOW``) shade the
+    deploy's other windows on the timelines. Raises ``UsageError`` (bad arguments, unknown
+    labels), ``ConnectionFailed``, ``PrerequisiteMissing``: all exit code 2.
     """
     windows = _windows(window, baseline, candidate, live)
+    taken = [name or str(parse_window(reference).name) for name, reference in windows]
+    marked = parse_marks(marks, taken)
+    if marked and live:
+        raise UsageError("--mark shades the timelines of stored windows: not with --live")
     options = options or ReportOptions()
-    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
-        data = load_input(
-            conn,
-            windows,
-            target=str(describe(dsn)),
-            inspection=options.inspection,
-            large_table_rows=options.health.large_table_rows,
-            thresholds=options.thresholds,
-            store=samples,
-            sample_target=sample_target,
-            timeline_statements=options.timeline_statements,
-        )
     # Parses kept across runs: a report over the statements of the previous one parses nothing.
     parses = ParseCache(namespace=cache_namespace())
     try:
+        classifier = Classifier(store=parses)
+        with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
+            data = load_input(
+                conn,
+                windows,
+                target=str(describe(dsn)),
+                inspection=options.inspection,
+                large_table_rows=options.health.large_table_rows,
+                thresholds=options.thresholds,
+                store=samples,
+                sample_target=sample_target,
+                timeline_statements=options.timeline_statements,
+                timeline_families=options.timeline_families,
+                marks=marked,
+                classifier=classifier,
+            )
         return build_report(
             data,
             options,
             generated_at=generated_at or datetime.now(timezone.utc),
-            classifier=Classifier(store=parses),
+            classifier=classifier,
         )
     finally:
         parses.close()

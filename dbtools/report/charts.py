@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: it takes ~0.3
     from matplotlib.figure import Figure
 
 COLOURS = ("#8c9bab", "#2f6fb3")  # baseline grey, candidate blue (a single period: blue)
+MARK_COLOURS = ("#e08a1e", "#c23b3b", "#3c9a5f", "#8a5cb8")  # the marks' shades, in turn
 TOP_STATEMENTS = 10
 
 
@@ -144,31 +145,36 @@ class TimelinePlot:
 
 def timeline_plots(report: Report) -> list[TimelinePlot]:
     """The timeline charts of *report* (``report.timelines``): per step, the top statements'
-    calls, total and mean time and the hit ratios; per request-metrics bucket, p95 and error
-    rate. A chart with no value is left out."""
+    and families' calls, total and mean time and the hit ratios; per request-metrics bucket,
+    p95 and error rate. A chart with no value is left out."""
     timelines = report.timelines
     if timelines is None:
         return []
     ends = tuple(step.ended_at for step in timelines.steps)
     starts = tuple(bucket.started_at for bucket in timelines.buckets)
     shaded = tuple((w.name, w.started_at, w.ended_at) for w in timelines.windows)
+    statements = [(f"#{rank} {_label(line.query, 30)}", line.points)
+                  for rank, line in enumerate(timelines.statements, 1)]  # fmt: skip
+    families = [(f"F{rank} {_label(line.query, 30)}", line.points)
+                for rank, line in enumerate(timelines.families, 1)]  # fmt: skip
 
-    def statements(attribute: str) -> tuple[Series, ...]:
+    def lines(found: Sequence[tuple[str, Sequence[Any]]], attribute: str) -> tuple[Series, ...]:
         return tuple(
-            Series(f"#{rank} {_label(line.query, 30)}", ends,
-                   tuple(None if p is None else getattr(p, attribute) for p in line.points))
-            for rank, line in enumerate(timelines.statements, 1)
-        )  # fmt: skip
+            Series(label, ends, tuple(None if p is None else getattr(p, attribute) for p in points))
+            for label, points in found
+        )
 
     def percent(values: Sequence[float | None]) -> tuple[float | None, ...]:
         return tuple(None if v is None else 100 * v for v in values)
 
     plots = [
-        TimelinePlot("Calls per interval", "calls", statements("calls"), shaded),
-        TimelinePlot("Total time per interval", "total time (ms)", statements("total_time_ms"),
-                     shaded),
-        TimelinePlot("Mean time per interval", "mean time (ms)", statements("mean_time_ms"),
-                     shaded),
+        TimelinePlot(f"{title} per interval{whose}", unit, lines(found, attribute), shaded)
+        for whose, found in (("", statements), (" (families)", families))
+        for title, unit, attribute in (("Calls", "calls", "calls"),
+                                       ("Total time", "total time (ms)", "total_time_ms"),
+                                       ("Mean time", "mean time (ms)", "mean_time_ms"))
+    ]  # fmt: skip
+    plots += [
         TimelinePlot("Hit ratios per interval", "hit ratio (%)", (
             Series("buffer cache", ends,
                    percent([s.buffer_cache_hit_ratio for s in timelines.steps])),
@@ -183,10 +189,19 @@ def timeline_plots(report: Report) -> list[TimelinePlot]:
     return [p for p in plots if any(v is not None for s in p.series for v in s.values)]
 
 
-def draw_timeline(plot: TimelinePlot) -> str:
-    """*plot* as an SVG line chart (a gap where a value is None), its windows shaded."""
+def shade_colours(report: Report) -> list[str]:
+    """A colour per shaded window: the periods' (grey, blue), then the marks' in turn."""
+    periods = len(report.periods)
+    timelines = report.timelines
+    marks = len(timelines.windows) - periods if timelines else 0
+    return [*_colours(periods), *(MARK_COLOURS[i % len(MARK_COLOURS)] for i in range(marks))]
+
+
+def draw_timeline(plot: TimelinePlot, colours: Sequence[str]) -> str:
+    """*plot* as an SVG line chart (a gap where a value is None), its windows shaded in
+    *colours* (one each)."""
     figure, axes = _figure(7, 3)
-    for (name, start, end), colour in zip(plot.shaded, _colours(len(plot.shaded)), strict=True):
+    for (name, start, end), colour in zip(plot.shaded, colours, strict=True):
         axes.axvspan(start, end, color=colour, alpha=0.2, label=name)
     for series in plot.series:
         values = [math.nan if v is None else v for v in series.values]
@@ -212,7 +227,9 @@ def charts(report: Report) -> dict[str, list[str]]:
     drawn = {
         "summary": (queries_per_request(report), hit_ratios(report)),
         "statements": (top_statements(report),),
-        "timelines": tuple(draw_timeline(plot) for plot in timeline_plots(report)),
+        "timelines": tuple(
+            draw_timeline(plot, shade_colours(report)) for plot in timeline_plots(report)
+        ),
     }
     return {section: [chart for chart in found if chart is not None]
             for section, found in drawn.items()}  # fmt: skip

@@ -40,6 +40,7 @@ from dbtools.report.plans import PlanReport
 from dbtools.report.settings import SettingsReview
 from dbtools.report.space import SpaceReport
 from dbtools.report.story import FamilyChange
+from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.report.timelines import Timelines
 from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
@@ -98,6 +99,7 @@ class ReportOptions:
     health: health.HealthSettings = field(default_factory=health.HealthSettings)
     inspection: InspectionOptions = field(default_factory=InspectionOptions)
     timeline_statements: int = DEFAULT_TIMELINE_STATEMENTS  # statements drawn per step
+    timeline_families: int = DEFAULT_TIMELINE_FAMILIES  # families drawn per step
 
 
 # -- input ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ SETTINGS: dict[str, tuple[str, str, str]] = {
     "batch_concurrency": ("a list of whole numbers >= 1", "batchable", "concurrency"),
     "min_family_change": ("a fraction between 0 and 1", "", "min_family_change"),
     "timeline_statements": ("a whole number", "", "timeline_statements"),
+    "timeline_families": ("a whole number", "", "timeline_families"),
 }
 
 

@@ -27,6 +27,7 @@ from dbtools.report.model import (
     StatementWork,
 )
 from dbtools.report.plans import plan_text
+from dbtools.report.timelines import StatementPoint
 from dbtools.stats.measures import P95_DEFINITION, P95_NAME, RATIO_DEFINITIONS
 
 SHORT_SQL = 72
@@ -582,13 +583,51 @@ def timelines(report: Report) -> Section | None:
         "Timelines",
         f"Each interval between consecutive samples of the span ({found.samples} samples; "
         f"windows: {windows}). The charts draw the top statements' calls, total and mean time "
-        "per interval, the hit ratios per interval, and the application's p95 and error rate "
-        "per request-metrics bucket, with the windows shaded. An interval across a restart or "
-        "a reset is not comparable and is not drawn.",
+        "per interval (and the top families'), the hit ratios per interval, and the "
+        "application's p95 and error rate per request-metrics bucket, with the windows "
+        "shaded. An interval across a restart or a reset is not comparable and is not drawn.",
         ["from", "to", "comparable", "buffer cache hit ratio", "index hit ratio"],
         rows,
         empty="Fewer than two samples in the span.",
     )
+
+
+def _per_interval(points: Sequence[StatementPoint | None], attribute: str) -> str:
+    """A line's figures per interval, in order (NO_VALUE where an interval is not comparable)."""
+    return ", ".join(
+        NO_VALUE
+        if p is None
+        else (f"{p.calls:,}" if attribute == "calls" else ms(getattr(p, attribute)))
+        for p in points
+    )
+
+
+def timeline_lines(report: Report) -> Section | None:
+    found = report.timelines
+    if found is None:
+        return None
+    lines = [
+        *((f"#{rank}", "statement", line.total_time_ms, line.points, line.query)
+          for rank, line in enumerate(found.statements, 1)),
+        *((f"F{rank}", f"family {line.fingerprint} ({line.kind}, {line.statements:,} "
+           f"statement{'s' if line.statements != 1 else ''})",
+           line.total_time_ms, line.points, line.query)
+          for rank, line in enumerate(found.families, 1)),
+    ]  # fmt: skip
+    return Section(
+        "timeline-lines",
+        "Top statements and families per interval",
+        "The statements and the families (their statements summed) with the most execution "
+        "time over the span's comparable intervals: calls, total and mean time in each "
+        f"interval, in order ({NO_VALUE}: an interval that is not comparable).",
+        ["line", "what", "total ms", "calls per interval", "total ms per interval",
+         "mean ms per interval"],
+        [[rank, what, ms(total), _per_interval(points, "calls"),
+          _per_interval(points, "total_time_ms"), _per_interval(points, "mean_time_ms")]
+         for rank, what, total, points, _ in lines],
+        [CodeBlock(f"{rank}: {what}", query) for rank, what, _, _, query in lines],
+        empty="No statement ran in a comparable interval.",
+    )  # fmt: skip
 
 
 def space_growth(report: Report) -> Section | None:
@@ -626,6 +665,7 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     autovacuum,
     autovacuum_health,
     timelines,
+    timeline_lines,
     space_growth,
 )
 

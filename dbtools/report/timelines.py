@@ -8,13 +8,21 @@ ratios as ``stats.measures`` counts them for a window. A step across a restart, 
 eviction (``measures.window_problems``) is kept with its problems and no figures: its counters
 are not comparable, so nothing of it is drawn. The application's p95 and error rate come per
 ``request_metrics`` bucket (the dashboard's expressions); the tables' and indexes' sizes at the
-first and last sample give their growth. The windows themselves are carried for shading.
+first and last sample give their growth. The windows themselves are carried for shading, with
+the deploy's other windows given as marks (``--mark canary=W``: ``parse_marks``).
+
+The top *families* (``sqltext.families``: statements that differ only in constants, list
+lengths or placeholders) are drawn the same way, each step's figures the sums of its
+statements'. A step's figures come from what its samples stored (``samples.load_changes``: a
+sample stores a row only for an entry that moved), replayed onto the span's first state: a span
+of hundreds of samples reads each entry once plus what moved, never every sample whole.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,11 +31,14 @@ import psycopg
 from psycopg import sql
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.errors import UsageError
 from dbtools.report.dashboard import ERROR_RATE, P95
 from dbtools.schema import monitoring
+from dbtools.sqltext.families import Classifier
 from dbtools.sqltext.scrub import scrub_query
+from dbtools.stats import samples
 from dbtools.stats.deltas import statement_key
-from dbtools.stats.legacy import read_layout
+from dbtools.stats.legacy import Layout, read_layout
 from dbtools.stats.measures import (
     Scope,
     application_rows,
@@ -37,7 +48,7 @@ from dbtools.stats.measures import (
     ratio,
     window_problems,
 )
-from dbtools.stats.rows import Snapshot
+from dbtools.stats.rows import Snapshot, SnapshotHeader, StatementRow
 from dbtools.stats.windows import (
     OF_TARGET,
     RequestTotals,
@@ -45,16 +56,19 @@ from dbtools.stats.windows import (
     WindowRef,
     headers_between,
     load_snapshots,
+    parse_window,
     resolve_target,
 )
 
 DEFAULT_STATEMENTS = 5
+DEFAULT_FAMILIES = 5
+MARK_NAME = re.compile(r"^[A-Za-z0-9_][\w.:+-]{0,99}$")
 _NO_REQUESTS = RequestTotals(0, 0, 0, 0, 0, None)
 
 
 @dataclass(frozen=True)
 class Shade:
-    """A window of the report, shaded on the charts."""
+    """A window shaded on the charts: one of the report's, or a mark (``--mark``)."""
 
     name: str
     started_at: datetime
@@ -91,6 +105,18 @@ class StatementTimeline:
 
 
 @dataclass(frozen=True)
+class FamilyTimeline:
+    """One top family: a point per step, the sums of its statements' (None: not comparable)."""
+
+    fingerprint: str
+    kind: str
+    query: str  # the family's SQL as sqlglot writes it (scrubbed, lists collapsed)
+    statements: int  # its statement entries that ran in the span
+    total_time_ms: float  # over the span's comparable steps
+    points: tuple[StatementPoint | None, ...]
+
+
+@dataclass(frozen=True)
 class MetricsBucket:
     """One ``request_metrics`` bucket start inside the span (all operations together)."""
 
@@ -119,6 +145,7 @@ class Timelines:
     windows: tuple[Shade, ...]
     steps: tuple[Step, ...]
     statements: tuple[StatementTimeline, ...]
+    families: tuple[FamilyTimeline, ...]
     buckets: tuple[MetricsBucket, ...]
     growth: tuple[Growth, ...]
 
@@ -126,7 +153,8 @@ class Timelines:
 # -- steps ---------------------------------------------------------------------------------------
 
 
-def _step(start: Snapshot, end: Snapshot) -> tuple[Step, Window]:
+def step_between(start: Snapshot, end: Snapshot) -> tuple[Step, Window]:
+    """The step from *start* to *end*: its figures, and the window they were counted in."""
     window = Window(WindowRef("step", "", ""), start, end, _NO_REQUESTS)
     problems = tuple(window_problems(window))
     deltas = window.deltas
@@ -148,40 +176,111 @@ def _step(start: Snapshot, end: Snapshot) -> tuple[Step, Window]:
     return step, window
 
 
-def statement_timelines(
-    steps: Sequence[tuple[Step, Window]], top: int
-) -> tuple[StatementTimeline, ...]:
-    """The *top* statements by total time over the comparable steps, a point per step."""
-    per_step: list[dict[Any, StatementPoint] | None] = []
-    totals: dict[Any, float] = {}
-    texts: dict[Any, tuple[int, str]] = {}
+StatementKey = tuple[int, int, int, bool]  # ``deltas.statement_key``
+StepPoints = list[dict[StatementKey, StatementPoint] | None]  # None: a step not comparable
+
+
+def step_points(
+    steps: Sequence[tuple[Step, Window]],
+) -> tuple[StepPoints, dict[StatementKey, StatementRow]]:
+    """Each comparable step's statements that ran (their calls, total and mean time), and a row
+    of each statement (for its query id and text)."""
+    per_step: StepPoints = []
+    rows: dict[StatementKey, StatementRow] = {}
     for step, window in steps:
         if not step.comparable:
             per_step.append(None)
             continue
         points = {}
         for row in window.deltas.statements.rows:
-            key = statement_key(row)
-            points[key] = StatementPoint(
-                row.calls, row.total_exec_time, ratio(row.total_exec_time, row.calls)
-            )
-            totals[key] = totals.get(key, 0.0) + row.total_exec_time
-            texts[key] = (row.queryid, row.query)
+            if row.calls or row.total_exec_time:
+                key = statement_key(row)
+                points[key] = StatementPoint(
+                    row.calls, row.total_exec_time, ratio(row.total_exec_time, row.calls)
+                )
+                rows[key] = row
         per_step.append(points)
-    chosen = sorted((key for key, total in totals.items() if total > 0),
-                    key=lambda key: (-totals[key], key))[:top]  # fmt: skip
+    return per_step, rows
+
+
+def _summed(points: Iterable[StatementPoint]) -> StatementPoint:
+    calls = total = 0.0
+    for point in points:
+        calls += point.calls
+        total += point.total_time_ms
+    return StatementPoint(int(calls), total, ratio(total, calls))
+
+
+def _line(
+    per_step: StepPoints, members: Sequence[StatementKey]
+) -> tuple[StatementPoint | None, ...]:
+    """The points of *members* summed per step (None where a step is not comparable)."""
+    return tuple(
+        None if points is None else _summed(points[k] for k in members if k in points)
+        for points in per_step
+    )
+
+
+def _heaviest(totals: dict[Any, float], top: int) -> list[Any]:
+    """The *top* keys of *totals* by total time (ties by key), leaving out those with none."""
+    return sorted((key for key, total in totals.items() if total > 0),
+                  key=lambda key: (-totals[key], key))[:top]  # fmt: skip
+
+
+def _totals(per_step: StepPoints) -> dict[StatementKey, float]:
+    totals: dict[StatementKey, float] = {}
+    for points in per_step:
+        for key, point in (points or {}).items():
+            totals[key] = totals.get(key, 0.0) + point.total_time_ms
+    return totals
+
+
+def statement_timelines(
+    per_step: StepPoints, rows: dict[StatementKey, StatementRow], top: int
+) -> tuple[StatementTimeline, ...]:
+    """The *top* statements by total time over the comparable steps, a point per step."""
+    totals = _totals(per_step)
     return tuple(
         StatementTimeline(
-            queryid=texts[key][0],
-            query=scrub_query(texts[key][1]),
+            queryid=rows[key].queryid,
+            query=scrub_query(rows[key].query),
             total_time_ms=totals[key],
-            points=tuple(
-                None if points is None else points.get(key, StatementPoint(0, 0.0, None))
-                for points in per_step
-            ),
+            points=_line(per_step, [key]),
         )
-        for key in chosen
+        for key in _heaviest(totals, top)
     )
+
+
+def family_timelines(
+    per_step: StepPoints,
+    rows: dict[StatementKey, StatementRow],
+    top: int,
+    classifier: Classifier,
+) -> tuple[FamilyTimeline, ...]:
+    """The *top* families (*classifier*'s fingerprints) by total time over the comparable
+    steps, a point per step: the sums of their statements'."""
+    totals = _totals(per_step)
+    keys = list(totals)
+    shapes = dict(zip(keys, classifier.shapes([(rows[k].queryid, rows[k].query) for k in keys]),
+                      strict=True))  # fmt: skip
+    members: dict[str, list[StatementKey]] = {}
+    family_totals: dict[str, float] = {}
+    for key in keys:
+        fingerprint = shapes[key].fingerprint
+        members.setdefault(fingerprint, []).append(key)
+        family_totals[fingerprint] = family_totals.get(fingerprint, 0.0) + totals[key]
+    found = []
+    for fingerprint in _heaviest(family_totals, top):
+        shape = shapes[members[fingerprint][0]]
+        found.append(FamilyTimeline(
+            fingerprint=fingerprint,
+            kind=shape.kind,
+            query=shape.sql,
+            statements=len(members[fingerprint]),
+            total_time_ms=family_totals[fingerprint],
+            points=_line(per_step, members[fingerprint]),
+        ))  # fmt: skip
+    return tuple(found)
 
 
 def size_growth(first: Snapshot, last: Snapshot) -> tuple[Growth, ...]:
@@ -229,36 +328,152 @@ def load_buckets(
     return tuple(MetricsBucket(*row) for row in rows)
 
 
+# -- marks -------------------------------------------------------------------------------------
+
+
+def parse_marks(
+    values: Sequence[str], taken: Iterable[str] = ()
+) -> tuple[tuple[str, WindowRef], ...]:
+    """``NAME=WINDOW`` values (``--mark canary=canary``, ``--mark rollback=last:10m``): the
+    deploy's windows to shade besides the report's, whose names are *taken*. Raises
+    ``UsageError`` for a malformed value, a bad name, a name given twice or a bad window."""
+    marks: dict[str, WindowRef] = {}
+    names = set(taken)
+    for value in values:
+        name, equals, reference = value.partition("=")
+        if not equals or not reference:
+            raise UsageError(f"invalid --mark {value!r}: expected NAME=WINDOW (canary=canary)")
+        if not MARK_NAME.match(name):
+            raise UsageError(
+                f"invalid --mark name {name!r}: letters, digits and _ . : + - (at most 100)"
+            )
+        if name in marks or name in names:
+            raise UsageError(f"--mark {name}: a window of that name is already shaded")
+        marks[name] = parse_window(reference)
+    return tuple(marks.items())
+
+
 # -- loading -------------------------------------------------------------------------------------
+
+
+def _keyed(kind: samples.RowKind, rows: Iterable[Any]) -> dict[tuple[Any, ...], Any]:
+    return {kind.key_of(row): row for row in rows}
+
+
+def _snapshot(header: SnapshotHeader, rows: dict[samples.RowKind, Sequence[Any]]) -> Snapshot:
+    database = rows[samples.DATABASE]
+    return Snapshot(
+        header=header,
+        statements=tuple(rows[samples.STATEMENTS]),
+        tables=tuple(rows[samples.TABLES]),
+        indexes=tuple(rows[samples.INDEXES]),
+        database=database[0] if database else None,
+    )
+
+
+def replayed_pairs(
+    conn: psycopg.Connection[Any], target: str, headers: Sequence[SnapshotHeader]
+) -> tuple[list[tuple[Snapshot, Snapshot]], Snapshot, Snapshot]:
+    """The steps between consecutive *headers* (compact samples of *target*, ids rising with
+    time), each as two partial snapshots holding only the entries that moved in it (and the
+    database row): their deltas are the full states' less the entries whose counters did not
+    move. Also the full states at the first and last sample. Reads the first state and the
+    rows stored after it (``samples.load_changes``), not every sample's state."""
+    first, last = headers[0], headers[-1]
+    assert first.id is not None and last.id is not None
+    loaded = samples.load_states(conn, target, [first])[first.id]
+    state = {
+        samples.STATEMENTS: _keyed(samples.STATEMENTS, loaded.statements),
+        samples.TABLES: _keyed(samples.TABLES, loaded.tables),
+        samples.INDEXES: _keyed(samples.INDEXES, loaded.indexes),
+        samples.DATABASE: _keyed(samples.DATABASE, (loaded.database,) if loaded.database else ()),
+    }
+    changes = samples.load_changes(conn, target, first.id, last.id)
+    read = dict.fromkeys(samples.KINDS, 0)
+    pairs = []
+    for before, after in itertools.pairwise(headers):
+        assert after.id is not None
+        ends: dict[samples.RowKind, tuple[list[Any], list[Any]]] = {}
+        for kind in samples.KINDS:
+            current, stored = state[kind], changes[kind]
+            moved: dict[tuple[Any, ...], Any] = {}  # each entry's row before the step
+            database_before = list(current.values()) if kind is samples.DATABASE else []
+            while read[kind] < len(stored) and stored[read[kind]].sample_id <= after.id:
+                change = stored[read[kind]]
+                read[kind] += 1
+                key = kind.key_of(change.row)
+                if key not in moved:
+                    moved[key] = current.get(key)
+                if change.vanished:
+                    current.pop(key, None)
+                else:
+                    current[key] = change.row
+            if kind is samples.DATABASE:  # whole, moved or not: a step's problems read it
+                ends[kind] = (database_before, list(current.values()))
+            else:
+                ends[kind] = ([row for row in moved.values() if row is not None],
+                              [current[key] for key in moved if key in current])  # fmt: skip
+        pairs.append((
+            _snapshot(before, {kind: start for kind, (start, _) in ends.items()}),
+            _snapshot(after, {kind: end for kind, (_, end) in ends.items()}),
+        ))  # fmt: skip
+    final = _snapshot(last, {kind: list(rows.values()) for kind, rows in state.items()})
+    return pairs, loaded, final
+
+
+def span_pairs(
+    conn: psycopg.Connection[Any],
+    headers: Sequence[SnapshotHeader],
+    layout: Layout,
+    target: str | None,
+) -> tuple[list[tuple[Snapshot, Snapshot]], Snapshot | None, Snapshot | None]:
+    """The steps between consecutive *headers* as pairs of snapshots, and the first and last
+    full states: replayed from what the samples stored (``replayed_pairs``), or, before
+    revision 0005 or for samples whose ids do not rise with time, every state loaded whole."""
+    ids = [header.id for header in headers if header.id is not None]
+    if len(ids) >= 2 and layout.samples and target is not None and ids == sorted(ids):
+        return replayed_pairs(conn, target, headers)
+    states = load_snapshots(conn, headers, layout)
+    ordered = [states[i] for i in ids]
+    if not ordered:
+        return [], None, None
+    return list(itertools.pairwise(ordered)), ordered[0], ordered[-1]
 
 
 def load_timelines(
     conn: psycopg.Connection[Any],
     windows: Sequence[tuple[str, Window]],
     *,
+    marks: Sequence[tuple[str, Window]] = (),
     target: str | None = None,
     statements: int = DEFAULT_STATEMENTS,
+    families: int = DEFAULT_FAMILIES,
+    classifier: Classifier | None = None,
 ) -> Timelines:
-    """The timelines of the span of *windows* ((name, window) pairs) on *conn* (the samples'
-    repository), for *target* (``resolve_target``), with the top *statements*."""
+    """The timelines of the span of *windows* and *marks* ((name, window) pairs, all shaded)
+    on *conn* (the samples' repository), for *target* (``resolve_target``), with the top
+    *statements* and *families* (classified by *classifier*)."""
     layout = read_layout(conn)
     chosen = resolve_target(conn, target, layout)
-    started_at = min(w.start.header.taken_at for _, w in windows)
-    ended_at = max(w.end.header.taken_at for _, w in windows)
+    shades = tuple(
+        Shade(name, w.start.header.taken_at, w.end.header.taken_at)
+        for name, w in (*windows, *marks)
+    )
+    started_at = min(shade.started_at for shade in shades)
+    ended_at = max(shade.ended_at for shade in shades)
     headers = headers_between(conn, started_at, ended_at, layout, chosen)
-    states = load_snapshots(conn, headers, layout)
-    ordered = [states[h.id] for h in headers if h.id is not None]
-    steps = [_step(a, b) for a, b in itertools.pairwise(ordered)]
+    pairs, first, last = span_pairs(conn, headers, layout, chosen)
+    steps = [step_between(a, b) for a, b in pairs]
+    per_step, rows = step_points(steps)
     has_target = layout.has(monitoring.REQUEST_METRICS, "target")
     return Timelines(
         started_at=started_at,
         ended_at=ended_at,
-        samples=len(ordered),
-        windows=tuple(
-            Shade(name, w.start.header.taken_at, w.end.header.taken_at) for name, w in windows
-        ),
+        samples=len(headers),
+        windows=shades,
         steps=tuple(step for step, _ in steps),
-        statements=statement_timelines(steps, statements),
+        statements=statement_timelines(per_step, rows, statements),
+        families=family_timelines(per_step, rows, families, classifier or Classifier()),
         buckets=load_buckets(conn, started_at, ended_at, chosen, has_target=has_target),
-        growth=size_growth(ordered[0], ordered[-1]) if ordered else (),
+        growth=size_growth(first, last) if first and last else (),
     )

@@ -496,22 +496,27 @@ def same_entry(kind: RowKind, row: str, entry: str) -> sql.Composed:
     )
 
 
-def _state_sql(kind: RowKind) -> sql.Composed:
-    """Per sample in ``%(ids)s``, each entry's latest row at or before it, not vanished: the
-    entries are found with a loose scan of the key, each row with one probe of the key's index."""
-    columns = [
+def _row_columns(kind: RowKind) -> sql.Composed:
+    """The row type's fields read from a row ``r`` (a statement's text from ``x``, its texts)."""
+    return sql.SQL(", ").join(
         sql.SQL("coalesce(x.query, {})").format(sql.Literal(TEXT_NOT_STORED))
         if name == TEXT_COLUMN
         else sql.Identifier("r", name)
         for name in column_names(kind.row_type)
-    ]
-    texts = (
-        sql.SQL(
-            "LEFT JOIN {texts} x ON x.target = r.target AND x.dbid = r.dbid AND x.queryid = r.queryid"
-        ).format(texts=_table(monitoring.STATEMENT_TEXTS))
-        if kind is STATEMENTS
-        else sql.SQL("")
     )
+
+
+def _texts_join(kind: RowKind) -> sql.Composable:
+    if kind is not STATEMENTS:
+        return sql.SQL("")
+    return sql.SQL(
+        "LEFT JOIN {texts} x ON x.target = r.target AND x.dbid = r.dbid AND x.queryid = r.queryid"
+    ).format(texts=_table(monitoring.STATEMENT_TEXTS))
+
+
+def _state_sql(kind: RowKind) -> sql.Composed:
+    """Per sample in ``%(ids)s``, each entry's latest row at or before it, not vanished: the
+    entries are found with a loose scan of the key, each row with one probe of the key's index."""
     return sql.SQL(
         """WITH RECURSIVE {marker} {entries}
 SELECT w.id, {columns}
@@ -526,9 +531,9 @@ WHERE NOT r.vanished"""
         marker=_MARKER,
         entries=entries_cte(kind),
         table=_table(kind.table),
-        columns=sql.SQL(", ").join(columns),
+        columns=_row_columns(kind),
         same=same_entry(kind, "t", "e"),
-        texts=texts,
+        texts=_texts_join(kind),
     )
 
 
@@ -568,6 +573,47 @@ def load_states(
             database=databases[0] if databases else None,
         )
     return loaded
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A row stored by a sample: the entry's values from sample ``sample_id`` on (``vanished``:
+    the entry is gone there)."""
+
+    sample_id: int
+    vanished: bool
+    row: Any
+
+
+def _changes_sql(kind: RowKind) -> sql.Composed:
+    return sql.SQL(
+        """SELECT {marker} r.snapshot_id, r.vanished, {columns}
+FROM {table} r {texts}
+WHERE r.target = %(target)s AND r.snapshot_id > %(after)s AND r.snapshot_id <= %(upto)s
+ORDER BY r.snapshot_id"""
+    ).format(
+        marker=_MARKER,
+        columns=_row_columns(kind),
+        table=_table(kind.table),
+        texts=_texts_join(kind),
+    )
+
+
+def load_changes(
+    conn: psycopg.Connection[Any], target: str, after: int, upto: int
+) -> dict[RowKind, list[StoredRow]]:
+    """The rows *target*'s samples stored with ids in (*after*, *upto*], per row kind, in
+    sample order (one query per kind): replayed onto the state at sample *after*, they give
+    the state at every sample up to *upto*, reading only what moved (tables' ``xid_age`` as
+    stored: not counted)."""
+    params = {"target": target, "after": after, "upto": upto}
+    return {
+        kind: [
+            StoredRow(values[0], values[1], kind.row_type(*values[2:]))
+            for values in conn.execute(_changes_sql(kind), params)
+        ]
+        for kind in KINDS
+    }
 
 
 # -- removing samples -------------------------------------------------------------------------------
