@@ -31,7 +31,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.machine import machine_lines
-from benchmarks.snapshot_verify import COLUMNS, STATEMENTS, TABLES, build
+from benchmarks.snapshot_verify import TABLES, build, shapes
 from dbtools.report.timelines import load_timelines, step_between
 from dbtools.sandbox import Sandbox
 from dbtools.sqltext.families import Classifier
@@ -49,22 +49,15 @@ HERE = Path(__file__).resolve().parent
 SPANS = (50, 200, 500)
 
 
-def statements() -> list[str]:
-    """The 5,000 statements ``build`` ran, as it ran them (the same order)."""
-    subsets = [c for n in range(1, len(COLUMNS) + 1) for c in itertools.combinations(COLUMNS, n)]
-    shapes = itertools.islice(itertools.product(range(TABLES), subsets), STATEMENTS)
-    return [f"SELECT {', '.join(columns)} FROM bench_{i} WHERE id = %s" for i, columns in shapes]
-
-
 def take_samples(dsn: str, count: int, moving: int, seed: int = 15) -> float:
     """*count* labelled samples, *moving* random statements run before each; seconds taken."""
     chosen = random.Random(seed)
-    texts = statements()
+    texts = shapes()
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
         for number in range(count):
             for text in chosen.sample(texts, moving):
-                conn.execute(text, (number,))
+                conn.execute(text)
             snapshots.snapshot(dsn, f"s{number}")
             if number % 50 == 49:
                 print(f"  {number + 1} samples", file=sys.stderr)
