@@ -30,7 +30,7 @@ from dbtools.rollout import (
 from dbtools.stats.windows import VariantTotals
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, interruptible_child, run_cli
 
 APP = Path(__file__).resolve().parent / "rollout_app.py"
 INTERVAL_S = 2
@@ -285,6 +285,7 @@ def test_ctrl_c_leaves_a_record_saying_where(
          "--output-dir", str(out), "--environment", "staging", "--traffic", "10"],
         cwd=REPO, env={**os.environ, "DBTOOLS_MAX_DURATION": "120s"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible_child,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
