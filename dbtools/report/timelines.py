@@ -5,7 +5,7 @@ windows were read from. Each *step* (two consecutive samples) gives, from the sa
 (``stats.samples``: exact per-statement values at every sample), the calls, total and mean time
 of the span's top statements (by total time over the span), and the buffer cache and index hit
 ratios as ``stats.measures`` counts them for a window. A step across a restart, a reset or an
-eviction (``measures.window_problems``) is kept with its problems and no figures: its counters
+eviction (``measures.problems_of``) is kept with its problems and no figures: its counters
 are not comparable, so nothing of it is drawn. The application's p95 and error rate come per
 ``request_metrics`` bucket (the dashboard's expressions); the tables' and indexes' sizes at the
 first and last sample give their growth. The windows themselves are carried for shading, with
@@ -40,13 +40,12 @@ from dbtools.stats import samples
 from dbtools.stats.deltas import statement_key
 from dbtools.stats.legacy import Layout, read_layout
 from dbtools.stats.measures import (
-    Scope,
     application_rows,
     buffer_cache_hit_ratio,
-    count_statements,
-    index_hit_ratio,
+    hit_ratio,
+    problems_of,
     ratio,
-    window_problems,
+    sum_deltas,
 )
 from dbtools.stats.rows import Snapshot, SnapshotHeader, StatementRow
 from dbtools.stats.windows import (
@@ -156,20 +155,16 @@ class Timelines:
 def step_between(start: Snapshot, end: Snapshot) -> tuple[Step, Window]:
     """The step from *start* to *end*: its figures, and the window they were counted in."""
     window = Window(WindowRef("step", "", ""), start, end, _NO_REQUESTS)
-    problems = tuple(window_problems(window))
-    deltas = window.deltas
+    sums = sum_deltas(window)
+    problems = tuple(problems_of(window.bounds, sums))
     comparable = not problems
     step = Step(
         started_at=start.header.taken_at,
         ended_at=end.header.taken_at,
         comparable=comparable,
         problems=problems,
-        buffer_cache_hit_ratio=buffer_cache_hit_ratio(
-            count_statements(deltas.statements.rows, Scope())
-        )
-        if comparable
-        else None,
-        index_hit_ratio=index_hit_ratio(application_rows(deltas.indexes.rows))
+        buffer_cache_hit_ratio=buffer_cache_hit_ratio(sums.counts) if comparable else None,
+        index_hit_ratio=hit_ratio(sums.index_blks_hit, sums.index_blks_read)
         if comparable
         else None,
     )

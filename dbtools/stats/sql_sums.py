@@ -73,9 +73,9 @@ def _deltas_sql(
     )
     deltas = sql.SQL(", ").join(
         sql.SQL(
-            "CASE WHEN s.snapshot_id IS NULL OR ({went_down}) THEN e.{c} ELSE e.{c} - s.{c} END "
+            "CASE WHEN s.snapshot_id IS NULL OR g.went_down THEN e.{c} ELSE e.{c} - s.{c} END "
             "AS {d}"
-        ).format(went_down=went_down, c=sql.Identifier(c), d=sql.Identifier(f"d_{c}"))
+        ).format(c=sql.Identifier(c), d=sql.Identifier(f"d_{c}"))
         for c in wanted
     )
     carried = sql.SQL("").join(
@@ -101,14 +101,15 @@ CROSS JOIN LATERAL (
     ORDER BY {key}, snapshot_id DESC) e"""
         ).format(key=key, table=table)
     return sql.SQL(
-        """SELECT w.n, w.start_at, e.*, s.snapshot_id IS NOT NULL AS started,
-       s.snapshot_id IS NOT NULL AND ({went_down}) AS went_down, {deltas}{carried}
+        """SELECT w.n, w.start_at, e.*, s.snapshot_id IS NOT NULL AS started, g.went_down,
+       {deltas}{carried}
 FROM {windows}
 {changed}
 LEFT JOIN LATERAL (
     SELECT * FROM {table} t
     WHERE t.target = e.target AND {same} AND t.snapshot_id <= w.start_id
-    ORDER BY t.snapshot_id DESC LIMIT 1) s ON NOT s.vanished"""
+    ORDER BY t.snapshot_id DESC LIMIT 1) s ON NOT s.vanished
+CROSS JOIN LATERAL (SELECT s.snapshot_id IS NOT NULL AND ({went_down}) AS went_down) g"""
     ).format(
         went_down=went_down,
         deltas=deltas,
@@ -327,12 +328,16 @@ def sum_windows(
             found[n].indexes_reset, found[n].index_hit, found[n].index_read = went_down, value, read
         else:
             found[n].scans[name] = value
-    ids = sorted({h.id for w in windows for h in (w.start, w.end) if h.id is not None})
-    databases = samples.load_entries(conn, target, samples.DATABASE, ids)
+    databases = samples.load_entries(conn, target, samples.DATABASE, _sample_ids(windows))
     return [
         _window_sums(found[n], databases[w.start.id], databases[w.end.id])  # type: ignore[index]
         for n, w in enumerate(windows, start=1)
     ]
+
+
+def _sample_ids(windows: Sequence[WindowBounds]) -> list[int]:
+    """The samples at the windows' ends, each once."""
+    return sorted({h.id for w in windows for h in (w.start, w.end) if h.id is not None})
 
 
 def _window_sums(sums: _Sums, start_db: list[Any], end_db: list[Any]) -> WindowSums:
@@ -389,6 +394,5 @@ def roles_in_windows(
     roles: frozenset[str],
 ) -> frozenset[str]:
     """The roles of *roles* with a statement entry at either end of one of *windows*."""
-    ids = sorted({h.id for w in windows for h in (w.start, w.end) if h.id is not None})
-    params = {"target": target, "roles": sorted(roles), "ids": ids}
+    params = {"target": target, "roles": sorted(roles), "ids": _sample_ids(windows)}
     return frozenset(name for (name,) in conn.execute(_ROLES_SQL, params))

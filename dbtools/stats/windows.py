@@ -626,7 +626,11 @@ def load_windows(
 ) -> list[Window]:
     """The windows *refs* of *target* (``resolve_windows``), with their samples' states loaded
     whole."""
-    resolved = resolve_windows(conn, refs, operation=operation, target=target)
+    return loaded_windows(conn, resolve_windows(conn, refs, operation=operation, target=target))
+
+
+def loaded_windows(conn: psycopg.Connection[Any], resolved: ResolvedWindows) -> list[Window]:
+    """The windows *resolved* with their samples' states loaded whole."""
     with translated_errors("loading snapshots"):
         headers = {h.id: h for b in resolved.bounds for h in (b.start, b.end)}
         snapshots = load_snapshots(conn, list(headers.values()), resolved.layout)

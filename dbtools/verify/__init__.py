@@ -45,7 +45,7 @@ from dbtools.stats.sql_sums import roles_in_windows, sum_windows
 from dbtools.stats.windows import (
     Window,
     WindowBounds,
-    load_windows,
+    loaded_windows,
     parse_window,
     resolve_windows,
 )
@@ -266,7 +266,7 @@ def verify(
                     known |= roles_in_windows(samples, resolved.target, resolved.bounds,
                                               scope.roles - known)  # fmt: skip
             else:
-                windows = load_windows(samples, refs, operation=operation, target=target)
+                windows = loaded_windows(samples, resolved)
                 sums = [sum_deltas(w, scope) for w in windows]
                 known |= statement_roles(windows)
         refuse_unknown_roles(scope.roles, known, windows=len(refs))
