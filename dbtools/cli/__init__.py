@@ -16,6 +16,7 @@ import click
 
 from dbtools import __version__
 from dbtools.errors import EXIT_USAGE, DbtoolsError
+from dbtools import redaction
 from dbtools.redaction import RedactingFilter, redact
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -95,6 +96,10 @@ def cli(show_traceback: bool, verbose: int) -> None:
       3    verify: a rollback threshold was crossed
       130  interrupted (Ctrl-C, SIGTERM) after cleaning up
     """
+    # Each command starts knowing the secrets of its environment (and none of an earlier
+    # command's in this process); the DSNs it is given add theirs (``redaction``).
+    redaction.forget_secrets()
+    redaction.add_environment()
     _configure_logging(verbose)
 
 
