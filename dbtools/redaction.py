@@ -68,9 +68,7 @@ def names_secret(name: str) -> bool:
     """Whether a name in text (``password``, ``DB_PASSWORD``, ``api_token``, ``API_KEY``) names
     a secret. KEY counts in environment-style names only (not ``sort_key``)."""
     lower = name.lower()
-    return any(part in lower for part in _LOWER_NAME_PARTS) or (
-        name.isupper() and "KEY" in name
-    )
+    return any(part in lower for part in _LOWER_NAME_PARTS) or (name.isupper() and "KEY" in name)
 
 
 _known: tuple[str, ...] = ()  # every form of every known value, longest first
@@ -109,7 +107,13 @@ def add_environment(environ: Mapping[str, str] | None = None) -> None:
     """Mask the values of *environ*'s (default: this process's) variables whose names contain
     PASSWORD, SECRET, TOKEN, KEY or CREDENTIAL (``PGPASSWORD`` among them)."""
     environ = os.environ if environ is None else environ
-    add_secret(*(value for name, value in environ.items() if any(part in name.upper() for part in SECRET_NAME_PARTS)))
+    add_secret(
+        *(
+            value
+            for name, value in environ.items()
+            if any(part in name.upper() for part in SECRET_NAME_PARTS)
+        )
+    )
 
 
 def add_connection(params: Mapping[str, object]) -> None:
@@ -177,6 +181,8 @@ def redact(text: str) -> str:
 
 def _masked_if_named(match: re.Match[str]) -> str:
     head = match.group(0)[: match.start("secret") - match.start()]
+    if match.group("secret").strip("'\"") == MASK:  # masked already (perhaps quoted since)
+        return match.group(0)
     if names_secret(match.group("name")):
         return head + MASK
     # not a secret's name, but the value may hold an assignment: ``x=password=S``

@@ -14,9 +14,8 @@ from typing import Any
 
 import click
 
-from dbtools import __version__
+from dbtools import __version__, redaction
 from dbtools.errors import EXIT_USAGE, DbtoolsError
-from dbtools import redaction
 from dbtools.redaction import RedactingFilter, redact
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
