@@ -1115,5 +1115,5 @@ class Rollout:
 
 def _rollback_failure(run: CommandRun) -> str:
     if run.exit_code == 127 and run.output.startswith("cannot run"):
-        return f"rollback failed: the rollback command could not start ({run.output.strip()})"
-    return f"rollback failed: the rollback command exited with {run.exit_code}"
+        return f"the rollback command could not start ({run.output.strip()})"
+    return f"the rollback command exited with {run.exit_code}"

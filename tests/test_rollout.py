@@ -40,6 +40,7 @@ from dbtools.stats.windows import VariantTotals
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import REPO, interruptible_child, run_cli
+from tests.readme_runner import README
 
 APP = Path(__file__).resolve().parent / "rollout_app.py"
 INTERVAL_S = 2
@@ -67,10 +68,11 @@ def test_commands_run_without_a_shell_and_secrets_are_masked(tmp_path: Path) -> 
     assert "s3cret" not in " ".join(run.argv) and run.argv[-3:] == ["--password", "***", "$(id)"]
     missing = run_command(["/nonexistent/deploy"], {}, cwd=tmp_path)
     assert missing.exit_code == 127 and "cannot run /nonexistent/deploy" in missing.output
-    assert _rollback_failure(missing).startswith("rollback failed: the rollback command could "
-                                                 "not start (cannot run /nonexistent/deploy")  # fmt: skip
+    assert _rollback_failure(missing).startswith(
+        "the rollback command could not start (cannot run /nonexistent/deploy"
+    )
     assert _rollback_failure(CommandRun([], run.started_at, exit_code=2)) == (
-        "rollback failed: the rollback command exited with 2"
+        "the rollback command exited with 2"
     )
     redaction.forget_secrets()
 
@@ -438,15 +440,13 @@ def test_a_failed_rollback_is_its_own_outcome(
     assert (record["outcome"], record["exit_code"], record["stopped_in"]) == (
         "rollback failed", 4, "monitor")  # fmt: skip
     assert record["traffic_state"] == "unknown: the rollback failed"
-    assert record["reason"].endswith(
-        "; rollback failed: the rollback command exited with 5: route back by hand"
-    )
+    assert record["reason"].endswith("; the rollback command exited with 5: route back by hand")
     assert record["phases"][-1]["commands"][-1]["output"] == (
         "the router refused: traffic not routed back\n"
     )
     (line,) = result.stdout.splitlines()
     assert line.startswith("rollout rollback failed in monitor: rollback trigger at sample")
-    assert line.endswith("rollback failed: the rollback command exited with 5: route back by hand")
+    assert line.endswith("; the rollback command exited with 5: route back by hand")
     md = next((tmp_path / "reports").glob("rollout-*.md")).read_text()
     assert "- Outcome: **rollback failed** (exit code 4)" in md
 
@@ -689,8 +689,7 @@ def test_a_signal_whose_rollback_fails_exits_4(
     assert (record["outcome"], record["traffic_state"]) == (
         "rollback failed", "unknown: the rollback failed")  # fmt: skip
     assert stdout.startswith("rollout rollback failed in monitor: interrupted (SIGINT) during "
-                             "monitor: rollback failed: the rollback command exited with 3: route "
-                             "back by hand")  # fmt: skip
+                             "monitor: the rollback command exited with 3: route back by hand")  # fmt: skip
     assert app.traffic == "50"
 
 
@@ -736,3 +735,54 @@ def test_no_secret_reaches_the_record_the_log_or_the_one_line_errors(
     program = Path(sys.executable).name
     for form in output.splitlines():  # the -v log, line by line, and the Markdown
         assert f"{program}: {form}" in result.stderr and form in md
+
+
+# -- the README's deploy script ---------------------------------------------------------------------
+
+
+def readme_deploy_script() -> str:
+    """The body of ``scripts/deploy-performance-optimizations.sh`` as the README writes it."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"cat > scripts/deploy-performance-optimizations\.sh <<'SH'\n(.*?)\nSH\n",
+                      text, re.S)  # fmt: skip
+    assert match, "the README's deploy script"
+    return match.group(1) + "\n"
+
+
+def deploy_script(project: Path, app: Application, db: Database, *args: str) -> Any:
+    """Run the README's deploy script in *project* (the application's rollout.toml there), with
+    dbtools on PATH as after ``. .venv/bin/activate``."""
+    project.mkdir(exist_ok=True)
+    script = project / "deploy.sh"
+    script.write_text(readme_deploy_script())
+    script.chmod(0o755)
+    shutil.copy(app.config, project / "rollout.toml")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DEPLOY_DATABASE_URL": db.dsn, "DATABASE_URL": db.dsn, "DBTOOLS_MAX_DURATION": "60s"}  # fmt: skip
+    return subprocess.run([str(script), "--environment", "production", *args], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_readme_deploy_script_prints_each_outcome_once(
+    seeded_database: Database, variant_roles: dict[str, str], tmp_path: Path
+) -> None:
+    db = seeded_database
+    app = Application(tmp_path / "app", db.dsn, variant_roles, duplication="none",
+                      fail_rollback=5)  # fmt: skip
+    project = tmp_path / "project"
+    planned = deploy_script(project, app, db, "--traffic", "50", "--dry-run")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    (line,) = planned.stdout.splitlines()  # dbtools' line; the script adds nothing
+    assert line.startswith("rollout planned: offline SQL base:head: ")
+    assert app.calls == []
+    try:
+        failed = deploy_script(project, app, db, "--traffic", "50", "--skip-tests")
+    finally:
+        app.stop()
+    assert failed.returncode == 4, failed.stdout + failed.stderr
+    outcome, advice = failed.stdout.splitlines()
+    assert outcome.startswith("rollout rollback failed in monitor: ")
+    assert outcome.endswith("; the rollback command exited with 5: route back by hand")
+    assert advice == "next: ROUTE THE TRAFFIC BACK BY HAND (scripts/route-traffic.sh 0) now"
+    assert failed.stdout.count("rollback failed") == 1
