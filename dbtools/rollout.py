@@ -505,8 +505,8 @@ def run_command(
             started(run)
             log.info("  %s", run.output.strip())
             return run
-        started(run)
         try:
+            started(run)  # writes the record: a signal held meanwhile comes here
             run.exit_code = child.wait()
         except KeyboardInterrupt as interrupt:
             if leave_running:
@@ -824,7 +824,8 @@ class Rollout:
                     step(phase)
             self._finish("planned" if self.options.dry_run else "complete", self._completed())
         except _Stop as stop:
-            self._finish(stop.outcome, stop.reason)
+            with signals_deferred(raise_after=False):
+                self._finish(stop.outcome, stop.reason)
         except KeyboardInterrupt as interrupt:
             self._interrupted(interrupt)
         finally:
@@ -876,6 +877,11 @@ class Rollout:
         self.record.phases.append(PhaseRecord(name, moment, moment, "skipped", because))
 
     def _finish(self, outcome: Outcome, reason: str) -> None:
+        """End the record with *outcome*; an unfinished window's start is removed first (or
+        kept, and named in the reason)."""
+        if self._open_start is not None:
+            self.sampler.close()  # its session may be where a signal came: start afresh
+            reason += self._remove_open_start()
         self.record.outcome, self.record.reason = outcome, redact(reason)
         self.record.ended_at = _now()
         self._write()
@@ -892,20 +898,14 @@ class Rollout:
         self.record.interrupted_by = name
         where = self.record.stopped_in or "preflight"
         outcome: Outcome = "interrupted"
-        if where not in ROUTED_PHASES:
-            happened = "nothing deployed, the traffic not routed"
-        elif self.options.on_interrupt == "hold":
-            happened = f"the traffic held where it is: {self.record.traffic_state}"
-            self.record.traffic_state += " (held: --on-interrupt hold)"
-        else:
-            phase = self.record.phases[-1]
-            try:
-                run = self._command(phase, "rollback", leave_running=True)
-            except KeyboardInterrupt:
-                self.record.traffic_state = "unknown: the rollback command was left running"
-                happened = ("rollback interrupted: the rollback command was left running; "
-                            "check the traffic, route back by hand if need be")  # fmt: skip
+        try:
+            if where not in ROUTED_PHASES:
+                happened = "nothing deployed, the traffic not routed"
+            elif self.options.on_interrupt == "hold":
+                happened = f"the traffic held where it is: {self.record.traffic_state}"
+                self.record.traffic_state += " (held: --on-interrupt hold)"
             else:
+                run = self._command(self.record.phases[-1], "rollback", leave_running=True)
                 if run.exit_code == 0:
                     self.record.traffic_state = "routed back"
                     happened = "the rollback command ran: traffic routed back"
@@ -913,9 +913,11 @@ class Rollout:
                     outcome = "rollback failed"
                     self.record.traffic_state = "unknown: the rollback failed"
                     happened = f"{_rollback_failure(run)}: route back by hand"
+        except KeyboardInterrupt:  # a second signal: stop waiting, say so
+            self.record.traffic_state = "unknown: the rollback command was left running"
+            happened = ("rollback interrupted: the rollback command was left running; check "
+                        "the traffic, route back by hand if need be")  # fmt: skip
         with signals_deferred(raise_after=False):
-            self.sampler.close()  # its session may be where the signal came: start afresh
-            happened += self._remove_open_start()
             self._finish(outcome, f"interrupted ({name}) during {where}: {happened}")
 
     def _remove_open_start(self) -> str:

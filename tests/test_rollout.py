@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from dbtools import redaction
@@ -423,30 +424,45 @@ def test_a_crossed_trigger_rolls_back_after_its_failure_threshold(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["exits 5", "cannot start"])
 def test_a_failed_rollback_is_its_own_outcome(
-    seeded_database: Database, variant_roles: dict[str, str], tmp_path: Path
+    seeded_database: Database, variant_roles: dict[str, str], tmp_path: Path, how: str
 ) -> None:
+    """The rollback command exits non-zero, or cannot start (its program, there at the
+    preflight, was removed by the deploy): exit 4, never "rolled back"."""
     db = seeded_database
+    router = tmp_path / "router.sh"
+    router.write_text("#!/bin/sh\necho routed back\n")
+    router.chmod(0o755)
     app = Application(tmp_path / "app", db.dsn, variant_roles, duplication="none",
-                      fail_rollback=5)  # fmt: skip
+                      **({"fail_rollback": 5} if how == "exits 5" else
+                         {"delete_on_deploy": [str(router)]}))  # fmt: skip
+    if how == "cannot start":
+        app.config.write_text(re.sub(r"rollback = .*\n", f"rollback = ['{router}']\n",
+                                     app.config.read_text()))  # fmt: skip
     try:
         result = rollout(db, app, tmp_path / "reports", "--traffic", "50", "--skip-tests",
                          limit="60s")  # fmt: skip
     finally:
         app.stop()
     assert result.exit_code == 4, result.stdout + result.stderr
-    assert app.calls[-1] == "rollback" and app.traffic == "50"  # still on the new path
+    assert app.traffic == "50"  # still on the new path
     record = record_of(tmp_path / "reports")
     assert (record["outcome"], record["exit_code"], record["stopped_in"]) == (
         "rollback failed", 4, "monitor")  # fmt: skip
     assert record["traffic_state"] == "unknown: the rollback failed"
-    assert record["reason"].endswith("; the rollback command exited with 5: route back by hand")
-    assert record["phases"][-1]["commands"][-1]["output"] == (
-        "the router refused: traffic not routed back\n"
-    )
+    failure = ("the rollback command exited with 5" if how == "exits 5" else
+               f"the rollback command could not start (cannot run {router}: No such file or "
+               "directory)")  # fmt: skip
+    assert record["reason"].endswith(f"; {failure}: route back by hand")
+    if how == "exits 5":
+        assert app.calls[-1] == "rollback"
+        assert record["phases"][-1]["commands"][-1]["output"] == (
+            "the router refused: traffic not routed back\n"
+        )
     (line,) = result.stdout.splitlines()
     assert line.startswith("rollout rollback failed in monitor: rollback trigger at sample")
-    assert line.endswith("; the rollback command exited with 5: route back by hand")
+    assert line.endswith(f"; {failure}: route back by hand")
     md = next((tmp_path / "reports").glob("rollout-*.md")).read_text()
     assert "- Outcome: **rollback failed** (exit code 4)" in md
 
@@ -554,6 +570,19 @@ def test_a_taken_label_a_stray_start_and_an_untrusted_baseline_are_refused(
     assert run_cli("capture", "--dsn", db.dsn, "--label", "base", "--duration", "1s").exit_code == 0
     preflight_refused(rollout(db, app, out, "--traffic", "100", "--baseline", "base"), app, out,
                       "the baseline window base cannot be trusted: zero requests in the window")  # fmt: skip
+    # A monitoring role without the monitoring tables' grants fails doctor at head.
+    role = f"{db.name}_nogrants"
+    db.execute(f"CREATE ROLE {role} LOGIN IN ROLE pg_monitor")
+    try:
+        as_role = run_cli(
+            "rollout", "--dsn", psycopg.conninfo.make_conninfo(db.dsn, user=role),
+            "--migrate-dsn", db.dsn, "--config", str(app.config), "--output-dir", str(out),
+            "--environment", "production", "--traffic", "10",
+        )  # fmt: skip
+        line = preflight_refused(as_role, app, out, "the monitoring role fails doctor's check ")
+        assert "for the monitoring phase and verify" in line and "(fix: GRANT " in line
+    finally:
+        db.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
     # A stray start an earlier record kept (its removal failed) is named too.
     assert run_cli("snapshot", "--dsn", db.dsn, "--label", "old-run:start").exit_code == 0
     out.mkdir()
