@@ -12,8 +12,8 @@ another, until stopped), returning once its first run is done; ``loadtest PCT`` 
 (``duplication``: the application cache's hit ratio), and what to misbehave with:
 ``fail_deploy`` / ``fail_rollback`` (exit with that code), ``wait_deploy`` / ``wait_load_test``
 / ``wait_rollback`` (seconds to sleep first: a test signals the rollout meanwhile), ``secret``
-(printed as ``password: S``, ``DB_PASSWORD=S`` and ``PGPASSWORD=S``), ``delete_on_deploy``
-(files the deploy removes).
+(printed as ``password: S``, ``DB_PASSWORD=S`` and ``PGPASSWORD=S``), ``say`` (lines
+printed as they are), ``delete_on_deploy`` (files the deploy removes).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main() -> int:
     if "secret" in SETTINGS:
         secret = SETTINGS["secret"]
         print(f"password: {secret}\nDB_PASSWORD={secret}\nPGPASSWORD={secret}")
+    for line in SETTINGS.get("say", []):
+        print(line)
     if command == "deploy":
         for path in SETTINGS.get("delete_on_deploy", []):  # a file that later goes missing
             Path(path).unlink()

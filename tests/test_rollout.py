@@ -725,45 +725,68 @@ def test_a_signal_whose_rollback_fails_exits_4(
 # -- secrets -----------------------------------------------------------------------------------------
 
 # Seven forms of a secret nobody told dbtools: four in the deploy command's arguments, three in
-# its output; and one dbtools knows by value (an environment variable), printed bare.
+# its output; and values dbtools knows, printed bare.
 ARGUMENT_SECRETS = {"--password": "Arg-Pw-1", "-p": "Arg-Pw-2", "PGPASSWORD=": "Arg-Pw-3",
                     "DB_PASSWORD=": "Arg-Pw-4"}  # fmt: skip
 OUTPUT_SECRET = "Out-Pw-5"
 KNOWN_SECRET = "Env-Token-6"
+DSN_SECRET = "Dsn-Pw-7"
+PGPASS_SECRET = "Pgpass-Pw-8"
 
 
 @pytest.mark.server
 def test_no_secret_reaches_the_record_the_log_or_the_one_line_errors(
     migrated_database: Database, tmp_path: Path
 ) -> None:
+    """The seven forms, in the record (Markdown and JSON), the ``-v`` log and the one line; and
+    the values dbtools knows (an environment variable's, the migrate DSN's password, the
+    ~/.pgpass entry for the server's host) printed bare by the command."""
     db, out = migrated_database, tmp_path / "reports"
+    home = tmp_path / "home"
+    home.mkdir()
+    port = psycopg.conninfo.conninfo_to_dict(db.dsn).get("port") or "5432"
+    (home / ".pgpass").write_text(f"localhost:{port}:*:*:{PGPASS_SECRET}\n")
+    (home / ".pgpass").chmod(0o600)
     deploy_args = ", '--password', 'Arg-Pw-1', '-pArg-Pw-2', 'PGPASSWORD=Arg-Pw-3', " \
                   "'DB_PASSWORD=Arg-Pw-4', 'token=Env-Token-6'"  # fmt: skip
+    known = [KNOWN_SECRET, DSN_SECRET, PGPASS_SECRET]
     app = Application(tmp_path / "app", db.dsn, {"per-request": "a", "batched": "b"},
-                      deploy_args=deploy_args, fail_deploy=4, secret=OUTPUT_SECRET)  # fmt: skip
+                      deploy_args=deploy_args, fail_deploy=4, secret=OUTPUT_SECRET,
+                      say=[f"bare: {value}" for value in known])  # fmt: skip
     result = run_cli(
-        "-v", "rollout", "--dsn", db.dsn, "--config", str(app.config), "--output-dir", str(out),
-        "--environment", "staging", "--traffic", "10",
-        env={"DBTOOLS_MAX_DURATION": "4s", "DEPLOY_API_TOKEN": KNOWN_SECRET},
+        "-v", "rollout", "--dsn", db.dsn, "--migrate-dsn",
+        psycopg.conninfo.make_conninfo(db.dsn, password=DSN_SECRET),
+        "--config", str(app.config), "--output-dir", str(out), "--environment", "staging",
+        "--traffic", "10",
+        env={"DBTOOLS_MAX_DURATION": "4s", "DEPLOY_API_TOKEN": KNOWN_SECRET, "HOME": str(home)},
     )  # fmt: skip
     assert result.exit_code == 1, result.stdout + result.stderr
     md = next(out.glob("rollout-*.md")).read_text()
     js = next(out.glob("rollout-*.json")).read_text()
     record = json.loads(js)
-    secrets = [*ARGUMENT_SECRETS.values(), OUTPUT_SECRET, KNOWN_SECRET]
+    secrets = [*ARGUMENT_SECRETS.values(), OUTPUT_SECRET, *known]
     for where, text in (("md", md), ("json", js), ("log", result.stderr), ("line", result.stdout)):
         assert not [s for s in secrets if s in text], where
     shown = shlex.join([sys.executable, str(app.script), "deploy", "staging", "--password", "***",
                         "-p***", "PGPASSWORD=***", "DB_PASSWORD=***", "token=***"])  # fmt: skip
     (line,) = result.stdout.splitlines()  # the one line, naming the command as run
     assert line == f"rollout held in deploy: the deploy command exited with 4: {shown}"
-    output = ("password: ***\nDB_PASSWORD=***\nPGPASSWORD=***\n"
+    output = ("password: ***\nDB_PASSWORD=***\nPGPASSWORD=***\nbare: ***\nbare: ***\nbare: ***\n"
               "deployed the batched path to staging\n")  # fmt: skip
     assert record["phases"][1]["commands"][0]["output"] == output
     assert f"running {shown}" in result.stderr and shown in md
     program = Path(sys.executable).name
     for form in output.splitlines():  # the -v log, line by line, and the Markdown
         assert f"{program}: {form}" in result.stderr and form in md
+    # An Error: line: a program given as an assignment (as a shell would read it) is named,
+    # its value masked.
+    app.config.write_text(re.sub(r"deploy = \[[^,]*,", "deploy = ['DB_PASSWORD=Arg-Pw-4',",
+                                 app.config.read_text()))  # fmt: skip
+    refused = run_cli("rollout", "--dsn", db.dsn, "--config", str(app.config), "--output-dir",
+                      str(tmp_path / "none"), "--environment", "staging", "--traffic", "10")  # fmt: skip
+    assert refused.exit_code == 2 and refused.stderr == (
+        "Error: preflight: the deploy command cannot run: DB_PASSWORD=*** is not found on PATH\n"
+    )
 
 
 # -- the README's deploy script ---------------------------------------------------------------------
