@@ -442,12 +442,6 @@ def signals_deferred(*, raise_after: bool = True) -> Iterator[None]:
 # -- the application's commands ---------------------------------------------------------------------
 
 
-class CommandFailed(DbtoolsError):
-    """An application command exited with a code other than 0."""
-
-    exit_code = EXIT_PROBLEMS
-
-
 def command_argv(command: Sequence[str], values: Mapping[str, str]) -> list[str]:
     """*command* with ``{traffic}`` and ``{environment}`` replaced inside each argument: the
     values stay one argument each, whatever they hold (no shell reads them)."""
