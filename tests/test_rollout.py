@@ -615,6 +615,16 @@ def wait_for_phase(app: Application, out: Path, phase: str) -> None:
     raise AssertionError("the monitoring never sampled")
 
 
+def signalled_in_monitor(
+    db: Database, app: Application, out: Path, signum: int, *args: str
+) -> tuple[int, str, str]:
+    """Run a rollout of 50% (*args* added), send *signum* once it has sampled, and wait."""
+    child = rollout_child(db, app, out, "--traffic", "50", *args)
+    wait_for_phase(app, out, "monitor")
+    child.send_signal(signum)
+    return finished(child)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", list(PHASE_MARKERS))
 @pytest.mark.parametrize("name", list(SIGNALS))
@@ -658,11 +668,8 @@ def test_on_interrupt_hold_keeps_the_traffic(
     seeded_database: Database, app: Application, tmp_path: Path
 ) -> None:
     db, out = seeded_database, tmp_path / "reports"
-    args = ("--traffic", "50", "--label", "held", "--on-interrupt", "hold")
-    child = rollout_child(db, app, out, *args)
-    wait_for_phase(app, out, "monitor")
-    child.send_signal(signal.SIGTERM)
-    code, stdout, stderr = finished(child)
+    args = ("--label", "held", "--on-interrupt", "hold")
+    code, stdout, stderr = signalled_in_monitor(db, app, out, signal.SIGTERM, *args)
     assert code == 130, stdout + stderr
     record = record_of(out)
     assert record["traffic_state"] == "50% on the new path (held: --on-interrupt hold)"
@@ -670,7 +677,7 @@ def test_on_interrupt_hold_keeps_the_traffic(
                       "traffic held where it is: 50% on the new path; the unfinished window's "
                       "'held:start' removed\n")  # fmt: skip
     assert "rollback" not in app.calls and app.traffic == "50" and labels(db) == []
-    again = rollout(db, app, out, *args, limit="4s")  # the same command: starts anew
+    again = rollout(db, app, out, "--traffic", "50", *args, limit="4s")  # starts anew
     assert again.exit_code == 0, again.stdout + again.stderr
     assert app.traffic == "50" and labels(db) == ["held:start", "held:end"]
 
@@ -709,10 +716,7 @@ def test_a_signal_whose_rollback_fails_exits_4(
 ) -> None:
     db, out = seeded_database, tmp_path / "reports"
     app.setting(fail_rollback=3)
-    child = rollout_child(db, app, out, "--traffic", "50")
-    wait_for_phase(app, out, "monitor")
-    child.send_signal(signal.SIGINT)
-    code, stdout, stderr = finished(child)
+    code, stdout, stderr = signalled_in_monitor(db, app, out, signal.SIGINT)
     assert code == 4, stdout + stderr
     record = record_of(out)
     assert (record["outcome"], record["traffic_state"]) == (
