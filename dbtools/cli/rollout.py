@@ -23,7 +23,8 @@ from dbtools.output import DEFAULT_DIRECTORY
 @click.option("-t", "--traffic", type=click.IntRange(1, 100), required=True, metavar="PCT",
               help="Percentage of traffic to route to the new path (1-100).")  # fmt: skip
 @click.option("-d", "--dry-run", is_flag=True,
-              help="Offline SQL, lint and downgrade plan only: no connection, no command run.")  # fmt: skip
+              help="The preflight without its connections, then offline SQL, lint and downgrade "
+              "plan only: no connection, no command run.")  # fmt: skip
 @click.option("-s", "--skip-tests", is_flag=True, help="Skip the load-test command.")
 @click.option("-f", "--force", is_flag=True, help="Go on when the load test fails.")
 @click.option("--monitor", "monitor_seconds", type=Duration(), default="10m", show_default=True,
