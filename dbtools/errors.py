@@ -5,7 +5,10 @@ Exit codes (documented in the README and tested):
 * ``0`` success (for ``verify``: the rollout passes);
 * ``1`` checks found problems (``verify``: fail, ``lint``: violations, ``rehearse``: a step failed);
 * ``2`` usage, configuration or connection error: nothing was measured or written;
-* ``3`` ``verify`` only: a rollback threshold was crossed, the deploy must roll back;
+* ``3`` ``verify``: a rollback threshold was crossed, the deploy must roll back (``rollout``:
+  rolled back, the traffic was routed back);
+* ``4`` ``rollout`` only: the rollback failed (its command exited non-zero or could not start):
+  route back by hand;
 * ``130`` interrupted (Ctrl-C, SIGTERM) after cleaning up (``capture``: nothing is stored).
 """
 
@@ -15,6 +18,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_ROLLBACK = 3
+EXIT_ROLLBACK_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 

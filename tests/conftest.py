@@ -112,11 +112,19 @@ class Database:
         )  # fmt: skip
 
 
+# pg_stat_statements keeps its entries per server, those of dropped databases too: the suite's
+# hundreds of databases (each rollout test runs migrations, a workload, doctor, samples and
+# verify in one) fill the sandbox's 10,000 entries, and an eviction inside a test's window makes
+# it untrusted (dealloc). Room for the whole suite's entries (about 25 MB of shared memory).
+TEST_SERVER_SETTINGS = {"pg_stat_statements.max": "50000"}
+
+
 def _start_sandbox() -> PgServer:
     pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN") or None
     directory = server_directory()
     try:
-        sandbox = Sandbox(directory, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+        sandbox = Sandbox(directory, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None,
+                          settings=TEST_SERVER_SETTINGS)  # fmt: skip
         sandbox.start()
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
@@ -130,7 +138,10 @@ def _start_container() -> tuple[PgServer, Any]:
     except ImportError:  # testcontainers < 4.14
         from testcontainers.postgres import PostgresContainer
 
-    flags = " ".join(f"-c {key}={value.strip(chr(39))}" for key, value in SERVER_SETTINGS.items())
+    flags = " ".join(
+        f"-c {key}={value.strip(chr(39))}"
+        for key, value in {**SERVER_SETTINGS, **TEST_SERVER_SETTINGS}.items()
+    )
     image = os.environ.get("DBTOOLS_TEST_DOCKER_IMAGE", "postgres:18")
     container = PostgresContainer(image, driver=None).with_command(f"postgres {flags}")
     container.start()

@@ -1,11 +1,19 @@
-"""A small application for ``dbtools rollout``'s tests: its deploy, traffic and rollback commands.
+"""A small application for ``dbtools rollout``'s tests: its deploy, traffic, load-test and rollback
+commands.
 
-``python rollout_app.py deploy ENV`` records the call (``APP_FAIL_DEPLOY=N`` in app.json: exits
-N); ``route PCT`` starts the reference workload in the background, PCT% of requests on the
-batched path (runs of 80 requests, 40 at a time, one after another, until stopped) and returns
-once its first run is done; ``rollback`` stops it. Every call is appended to ``calls.log``;
-``app.json`` beside this script holds the DSN, the variants' roles and how often requests
-repeat (``duplication``: the application cache's hit ratio).
+``python rollout_app.py deploy ENV [ARG…]`` records the call; ``route PCT`` writes PCT to the
+``traffic`` file (the guide's traffic routing) and starts the reference workload in the
+background, PCT% of requests on the batched path (runs of 80 requests, 40 at a time, one after
+another, until stopped), returning once its first run is done; ``loadtest PCT`` says it passed;
+``rollback`` stops the workload and writes 0 to ``traffic``. Every call is appended to
+``calls.log``; a command that is started writes ``COMMAND.started`` first.
+
+``app.json`` beside this script holds the DSN, the variants' roles, how often requests repeat
+(``duplication``: the application cache's hit ratio), and what to misbehave with:
+``fail_deploy`` / ``fail_rollback`` (exit with that code), ``wait_deploy`` / ``wait_load_test``
+/ ``wait_rollback`` (seconds to sleep first: a test signals the rollout meanwhile), ``secret``
+(printed as ``password: S``, ``DB_PASSWORD=S`` and ``PGPASSWORD=S``), ``say`` (lines
+printed as they are), ``delete_on_deploy`` (files the deploy removes).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(sys.argv[0]).resolve().parent
 SETTINGS = json.loads((HERE / "app.json").read_text())
-PIDFILE, READY = HERE / "serve.pid", HERE / "serve.ready"
+PIDFILE, READY, TRAFFIC = HERE / "serve.pid", HERE / "serve.ready", HERE / "traffic"
 
 
 def serve(traffic: float) -> None:
@@ -45,11 +53,21 @@ def main() -> int:
         serve(float(args[0]))
     with (HERE / "calls.log").open("a") as log:  # the rollout's calls, in order
         log.write(" ".join([command, *args]) + "\n")
+    (HERE / f"{command}.started").touch()
+    time.sleep(float(SETTINGS.get(f"wait_{command.replace('loadtest', 'load_test')}", 0)))
+    if "secret" in SETTINGS:
+        secret = SETTINGS["secret"]
+        print(f"password: {secret}\nDB_PASSWORD={secret}\nPGPASSWORD={secret}")
+    for line in SETTINGS.get("say", []):
+        print(line)
     if command == "deploy":
+        for path in SETTINGS.get("delete_on_deploy", []):  # a file that later goes missing
+            Path(path).unlink()
         print(f"deployed the batched path to {args[0]}")
         return int(SETTINGS.get("fail_deploy", 0))
     if command == "route":
         READY.unlink(missing_ok=True)
+        TRAFFIC.write_text(args[0])
         with (HERE / "serve.log").open("a") as output:
             child = subprocess.Popen([sys.executable, sys.argv[0], "serve", args[0]],
                                      stdin=subprocess.DEVNULL, stdout=output, stderr=output,
@@ -60,8 +78,15 @@ def main() -> int:
             time.sleep(0.1)
         print(f"{args[0]}% of traffic on the batched path")
         return 0 if READY.exists() else 1
+    if command == "loadtest":
+        print(f"load test at {args[0]}%: ok")
+        return 0
     if command == "rollback":
+        if SETTINGS.get("fail_rollback"):
+            print("the router refused: traffic not routed back")
+            return int(SETTINGS["fail_rollback"])
         stop()
+        TRAFFIC.write_text("0")
         print("traffic routed back to the per-request path")
         return 0
     return 2

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from dbtools import __version__
+from dbtools import __version__, redaction
 from dbtools.errors import EXIT_USAGE, DbtoolsError
 from dbtools.redaction import RedactingFilter, redact
 
@@ -95,6 +95,10 @@ def cli(show_traceback: bool, verbose: int) -> None:
       3    verify: a rollback threshold was crossed
       130  interrupted (Ctrl-C, SIGTERM) after cleaning up
     """
+    # Each command starts knowing the secrets of its environment (and none of an earlier
+    # command's in this process); the DSNs it is given add theirs (``redaction``).
+    redaction.forget_secrets()
+    redaction.add_environment()
     _configure_logging(verbose)
 
 

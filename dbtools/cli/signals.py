@@ -12,7 +12,7 @@ from dbtools.errors import Interrupted
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt(signal.Signals(signum).name)  # says which, for a record
 
 
 @contextmanager

@@ -49,6 +49,9 @@ def _summary(summary: SampleSummary) -> str:
 @target_option
 @store_option
 @format_option("table", "json")
+@click.option("--delete", is_flag=True,
+              help="Remove the snapshot LABEL instead (a stray LABEL:start that an interrupted "
+              "rollout names); what later samples need of it stays.")  # fmt: skip
 def snapshot(
     dsn: str | None,
     label: str,
@@ -56,6 +59,7 @@ def snapshot(
     target: str | None,
     store: str | None,
     output_format: str,
+    delete: bool,
 ) -> None:
     """Store one consistent snapshot of the database's statistics, labelled LABEL.
 
@@ -71,6 +75,7 @@ def snapshot(
     dbtools snapshot --label before-deploy
     dbtools snapshot --label after-load --requests 12000 --format json
     dbtools snapshot --dsn "$REPLICA_URL" --store "$REPOSITORY_URL" --label replica-baseline
+    dbtools snapshot --delete --label canary:start
 
     --format json prints one document (schema_version, kind "snapshot", and what was stored:
     id, target, label, taken_at, statements, tables, indexes, hidden_statements, rows_stored).
@@ -82,6 +87,10 @@ def snapshot(
     """
     from dbtools.stats import snapshots
 
+    if delete:
+        name = snapshots.remove(resolve_dsn(dsn), label, target=target, store=_store(store))
+        click.echo(f"snapshot {label} of {name} removed")
+        return
     summary = snapshots.snapshot(
         resolve_dsn(dsn), label, requests=requests, target=target, store=_store(store)
     )

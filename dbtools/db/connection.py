@@ -24,7 +24,7 @@ import psycopg
 from psycopg import conninfo
 
 from dbtools.errors import ConnectionFailed, DbtoolsError, PrerequisiteMissing, UsageError
-from dbtools.redaction import redact
+from dbtools.redaction import add_connection, add_secret, redact
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,11 @@ def normalise_dsn(dsn: str) -> str:
     if scheme and scheme.group(1).lower() not in ("postgresql", "postgres"):
         raise UsageError(f"not a PostgreSQL URL: its scheme is {scheme.group(1)}")
     try:
-        conninfo.conninfo_to_dict(dsn)
+        params = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         # Not chained: the driver's message (shown by --traceback) quotes the DSN.
         raise UsageError(f"malformed DSN: {dsn_problem(dsn)}") from None
+    add_connection(params)  # every DSN dbtools is given passes here: its secrets are masked
     return dsn
 
 
@@ -198,6 +199,7 @@ def connect(
         )
     except psycopg.OperationalError as err:
         raise ConnectionFailed(f"cannot connect to {describe(dsn)}: {error_reason(err)}") from err
+    add_secret(conn.info.password)  # the one libpq used (from the DSN, PGPASSWORD, ~/.pgpass…)
     conn.read_only = read_only
     return conn
 

@@ -189,18 +189,105 @@ class Summary:
         )
 
 
-@dataclass
-class _Sessions:
-    """A target's sessions and what the collector knows of it between rounds."""
+class TargetSampler:
+    """One target's sessions, kept open from one sample to the next, and what is known of it
+    between them (the state at its latest sample): a sample is read from the target and written
+    to the repository (its own, or *store*) as a collector's round does, labelled or not.
 
-    target: Target
-    name: str | None = None
-    store: psycopg.Connection[Any] | None = None  # holds the collect lock
-    source: psycopg.Connection[Any] | None = None  # a central store's target (else: store)
-    prepared: tuple[Any, Any] | None = None
-    state: samples.TargetState | None = None
-    running: concurrent.futures.Future[Outcome] | None = None
-    connections: list[psycopg.Connection[Any]] = field(default_factory=list)
+    ``dbtools collect`` runs one per target; ``rollout`` samples its monitoring window through
+    one. ``stop`` (from a signal handler) cancels the statements running on its sessions.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        store: str | None = None,
+        application_name: str = APPLICATION_NAME,
+        interval_s: float | None = None,
+        purpose: str = "dbtools collect",
+    ) -> None:
+        self.target = target
+        self.purpose = purpose
+        self.name = target.name
+        self.store_dsn = store
+        self.application_name = application_name
+        self.interval_s = interval_s
+        self.store: psycopg.Connection[Any] | None = None  # where samples are written
+        self.source: psycopg.Connection[Any] | None = None  # a central store's target (else: store)
+        self.prepared: tuple[Any, Any] | None = None
+        self.state: samples.TargetState | None = None
+        self.connections: list[psycopg.Connection[Any]] = []
+
+    def __str__(self) -> str:
+        return str(self.name or self.target)
+
+    def _connect(self, dsn: str, *, read_only: bool) -> psycopg.Connection[Any]:
+        conn = connect(
+            dsn,
+            read_only=read_only,
+            autocommit=True,
+            statement_timeout=SAMPLE_STATEMENT_TIMEOUT,
+            lock_timeout=SAMPLE_LOCK_TIMEOUT,
+            application_name=self.application_name,
+        )
+        # replaced whole: ``stop`` may read it from a signal handler at any moment
+        self.connections = [c for c in self.connections if not c.closed] + [conn]
+        return conn
+
+    @property
+    def is_open(self) -> bool:
+        return self.store is not None and not self.store.closed
+
+    def open(self) -> psycopg.Connection[Any]:
+        """Open the sessions unless they are; returns the repository's session. Raises
+        ``ConnectionFailed``, ``PrerequisiteMissing`` (no samples at the repository's revision,
+        no pg_stat_statements)."""
+        if self.store is not None and not self.store.closed:
+            return self.store
+        self.close()
+        if self.store_dsn is None:
+            self.store = self._connect(self.target.dsn, read_only=False)
+        else:
+            self.source = self._connect(self.target.dsn, read_only=True)
+            self.store = self._connect(self.store_dsn, read_only=False)
+        require_samples(self.store, self.purpose)
+        self.prepared = stats.prepare(self.source or self.store)
+        if self.name is None:
+            self.name = self.prepared[0].database
+        return self.store
+
+    def sample(
+        self,
+        label: str | None = None,
+        *,
+        stopping: Callable[[], bool] = lambda: False,
+        after: Callable[[psycopg.Connection[Any], str], samples.Purged] | None = None,
+    ) -> tuple[samples.SampleSummary, samples.Purged]:
+        """Read the target and store its sample (labelled *label*) under the target's write
+        lock; *after* (purge, roll-up) runs under the same lock. Raises ``Abandoned`` when
+        *stopping* says so before the write, ``UsageError`` for a label the target has."""
+        store = self.open()
+        assert self.prepared is not None and self.name is not None
+        info, columns = self.prepared
+        with samples.write_lock(store, self.name):
+            state = samples.current_state(store, self.name, self.state)
+            read = stats.read_sample(self.source or store, info, columns, state.texts, state.own)
+            if stopping():
+                raise Abandoned("stopping")
+            summary, self.state = samples.write_sample(
+                store, self.name, read, state, label=label, interval_seconds=self.interval_s
+            )
+            purged = after(store, self.name) if after is not None else samples.Purged()
+        return summary, purged
+
+    def stop(self) -> None:
+        """Cancel the statements running on the sessions (safe from a signal handler)."""
+        for conn in [c for c in list(self.connections) if not c.closed]:
+            try:
+                conn.cancel_safe(timeout=2)
+            except (psycopg.Error, OSError) as err:  # the round's end is what matters
+                log.debug("cancel failed: %s", err)
 
     def close(self) -> None:
         for conn in (self.source, self.store):
@@ -208,6 +295,18 @@ class _Sessions:
                 conn.close()
         self.store = self.source = None
         self.prepared = None
+
+
+@dataclass
+class _Sessions:
+    """A target's sampler in a collector, and the round it is busy with."""
+
+    sampler: TargetSampler
+    running: concurrent.futures.Future[Outcome] | None = None
+
+    @property
+    def target(self) -> Target:
+        return self.sampler.target
 
 
 def collect_lock_key(name: str) -> int:
@@ -245,12 +344,16 @@ class Collector:
         self.retention_s = retention_s
         self.rollup_after_s = rollup_after_s
         self.once = once
-        self._targets = [_Sessions(t, t.name) for t in targets]
+        self.application_name = f"{APPLICATION_NAME} collect (pid {os.getpid()})"
+        self._targets = [
+            _Sessions(TargetSampler(t, store=store, application_name=self.application_name,
+                                    interval_s=interval_s))
+            for t in targets
+        ]  # fmt: skip
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="dbtools-collect"
         )
         self._stop = threading.Event()
-        self.application_name = f"{APPLICATION_NAME} collect (pid {os.getpid()})"
 
     def __enter__(self) -> Collector:
         return self
@@ -264,61 +367,31 @@ class Collector:
         """Abandon the round in progress (safe from a signal handler): cancel the targets'
         running statements; a sample not yet being written is not stored."""
         self._stop.set()
-        # No lock taken: a signal handler runs in the main thread, which may hold it. Each
-        # target's list is replaced whole (never changed in place), so a copy is consistent.
-        running = [c for s in self._targets for c in list(s.connections) if not c.closed]
-        for conn in running:
-            try:
-                conn.cancel_safe(timeout=2)
-            except (psycopg.Error, OSError) as err:  # the round's end is what matters
-                log.debug("cancel failed: %s", err)
+        # No lock taken: a signal handler runs in the main thread, which may hold it.
+        for sessions in self._targets:
+            sessions.sampler.stop()
 
     def close(self) -> None:
         self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         for sessions in self._targets:
-            sessions.close()
+            sessions.sampler.close()
 
     # -- sessions and the lock ----------------------------------------------------------------
 
-    def _connect(
-        self, sessions: _Sessions, dsn: str, *, read_only: bool
-    ) -> psycopg.Connection[Any]:
-        conn = connect(
-            dsn,
-            read_only=read_only,
-            autocommit=True,
-            statement_timeout=SAMPLE_STATEMENT_TIMEOUT,
-            lock_timeout=SAMPLE_LOCK_TIMEOUT,
-            application_name=self.application_name,
-        )
-        # replaced whole: ``stop`` may read it from a signal handler at any moment
-        sessions.connections = [c for c in sessions.connections if not c.closed] + [conn]
-        return conn
-
     def _open(self, sessions: _Sessions) -> None:
         """Open the target's sessions if they are not, and take its collect lock."""
-        if sessions.store is not None and not sessions.store.closed:
+        sampler = sessions.sampler
+        if sampler.is_open:
             return
-        sessions.close()
-        target = sessions.target
-        if self.store is None:
-            sessions.store = self._connect(sessions, target.dsn, read_only=False)
-            reader = sessions.store
-        else:
-            sessions.source = self._connect(sessions, target.dsn, read_only=True)
-            sessions.store = self._connect(sessions, self.store, read_only=False)
-            reader = sessions.source
-        require_samples(sessions.store, "dbtools collect")
-        sessions.prepared = stats.prepare(reader)
-        if sessions.name is None:
-            sessions.name = sessions.prepared[0].database
-        key = collect_lock_key(sessions.name)
-        if not locks.try_lock(sessions.store, key):
-            holder = locks.holder(sessions.store, key)
-            sessions.close()
+        store = sampler.open()
+        assert sampler.name is not None
+        key = collect_lock_key(sampler.name)
+        if not locks.try_lock(store, key):
+            holder = locks.holder(store, key)
+            sampler.close()
             raise samples.TargetBusy(
-                f"another collector holds target {sessions.name!r}: "
+                f"another collector holds target {sampler.name!r}: "
                 f"{holder or 'a session that has since gone'}"
             )
 
@@ -338,35 +411,20 @@ class Collector:
             except (DbtoolsError, psycopg.Error) as err:
                 log.info("target %s: %s; tried again each round", sessions.target, _reason(err))
                 unreachable.append(str(sessions.target))
-                sessions.close()
+                sessions.sampler.close()
         return unreachable
 
     # -- one sample ---------------------------------------------------------------------------
 
     def _sample(self, sessions: _Sessions) -> Outcome:
-        name = str(sessions.name or sessions.target)
+        sampler = sessions.sampler
+        name = str(sampler)
         try:
             if self._stop.is_set():
                 raise Abandoned("stopping")
             self._open(sessions)
-            assert sessions.store is not None and sessions.prepared is not None
-            name = str(sessions.name)
-            store = sessions.store
-            reader = sessions.source or store
-            info, columns = sessions.prepared
-            with samples.write_lock(store, name):
-                state = samples.current_state(store, name, sessions.state)
-                read = stats.read_sample(reader, info, columns, state.texts, state.own)
-                if self._stop.is_set():
-                    raise Abandoned("stopping")
-                summary, sessions.state = samples.write_sample(
-                    store, name, read, state, interval_seconds=self.interval_s
-                )
-                purged = samples.Purged()
-                if self.retention_s is not None and not self._stop.is_set():
-                    purged = samples.purge(store, name, self.retention_s)
-                if self.rollup_after_s is not None and not self._stop.is_set():
-                    purged += samples.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
+            name = str(sampler)
+            summary, purged = sampler.sample(stopping=self._stop.is_set, after=self._tidy)
             return Outcome(name, summary, purged=purged)
         except (DbtoolsError, psycopg.Error) as err:
             if self._stop.is_set():
@@ -378,8 +436,17 @@ class Collector:
                 report("target %s: %s", name, err)
             else:
                 report("target %s: %s; retried next round", name, _reason(err))
-            sessions.close()
+            sampler.close()
             return Outcome(name, error=_reason(err))
+
+    def _tidy(self, store: psycopg.Connection[Any], name: str) -> samples.Purged:
+        """Retention and roll-up after a sample, under its write lock."""
+        purged = samples.Purged()
+        if self.retention_s is not None and not self._stop.is_set():
+            purged = samples.purge(store, name, self.retention_s)
+        if self.rollup_after_s is not None and not self._stop.is_set():
+            purged += samples.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
+        return purged
 
     # -- rounds -------------------------------------------------------------------------------
 
@@ -394,7 +461,7 @@ class Collector:
         for sessions in self._targets:
             key = str(sessions.target)
             if sessions.running is not None and not sessions.running.done():
-                outcomes[key] = Outcome(str(sessions.name or key), busy=True)
+                outcomes[key] = Outcome(str(sessions.sampler.name or key), busy=True)
                 continue
             sessions.running = self._pool.submit(self._sample, sessions)
             waiting[key] = sessions.running

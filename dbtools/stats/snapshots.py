@@ -243,6 +243,22 @@ def delete_snapshot(conn: psycopg.Connection[Any], label: str, target: str | Non
             return True
 
 
+def remove(dsn: str, label: str, *, target: str | None = None, store: str | None = None) -> str:
+    """Connect and remove the snapshot *label* of *target* (default: the database's name) from
+    its repository (``delete_snapshot``); returns the target's name. Raises ``UsageError`` when
+    there is no such snapshot."""
+    validate_label(label)
+    with _sessions(dsn, store) as (conn, source):
+        with translated_errors(f"snapshot {label!r}"):
+            _, layout = storage(conn)
+            name = (target or stats.prepare(source or conn)[0].database) if layout.samples else None
+        if not delete_snapshot(conn, label, name):
+            where = f" of target {name!r}" if name else ""
+            raise UsageError(f"no snapshot labelled {label!r}{where}")
+    log.info("snapshot %r of %s removed", label, name)
+    return name or ""
+
+
 def delete_quietly(store: str, label: str, target: str | None) -> None:
     """Best-effort ``delete_snapshot`` on a fresh session (used while unwinding)."""
     with suppress(DbtoolsError), writer(store) as conn:

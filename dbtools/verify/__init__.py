@@ -43,6 +43,7 @@ from dbtools.stats.measures import (
 )
 from dbtools.stats.sql_sums import roles_in_windows, sum_windows
 from dbtools.stats.windows import (
+    ResolvedWindows,
     Window,
     WindowBounds,
     loaded_windows,
@@ -252,25 +253,55 @@ def verify(
             live = read_live_state(conn)
         resolved = resolve_windows(samples, refs, operation=operation, target=target)
         refuse_overlap(*resolved.bounds)
-        known = frozenset[str]()
-        if scope.roles:
-            with translated_errors("reading the roles"):
-                known = existing_roles(conn, scope.roles)
-        with translated_errors("summing the windows"):
-            if resolved.layout.samples and resolved.target is not None:
-                # Compact samples: the database sums the windows (a few rows come back).
-                batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes]
-                sums = sum_windows(samples, resolved.target, resolved.bounds, scope,
-                                   indexes=batch)  # fmt: skip
-                if not scope.roles <= known:
-                    known |= roles_in_windows(samples, resolved.target, resolved.bounds,
-                                              scope.roles - known)  # fmt: skip
-            else:
-                windows = loaded_windows(samples, resolved)
-                sums = [sum_deltas(w, scope) for w in windows]
-                known |= statement_roles(windows)
-        refuse_unknown_roles(scope.roles, known, windows=len(refs))
-    before, after = (measure(b, s, scope) for b, s in zip(resolved.bounds, sums, strict=True))
+        before, after = _measures(conn, samples, resolved, scope, live)
     mode: Mode = "after-rollback" if after_rollback else "rollout"
     return evaluate(before, after, live, scope=scope, thresholds=thresholds,
                     operation=operation, mode=mode)  # fmt: skip
+
+
+def window_measures(
+    dsn: str,
+    window: str,
+    *,
+    scope: Scope = DEFAULT_SCOPE,
+    operation: str | None = None,
+    target: str | None = None,
+    store: str | None = None,
+) -> WindowMeasures:
+    """The figures of one window (``W``, ``A..B``, ``last:10m``) of *target*, and why it cannot
+    be trusted when it cannot (a deploy's preflight asks this of its baseline). Raises as
+    ``verify`` does."""
+    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
+        with translated_errors("reading the schema"):
+            live = read_live_state(conn)
+        resolved = resolve_windows(samples, [parse_window(window)], operation=operation,
+                                   target=target)  # fmt: skip
+        (measures,) = _measures(conn, samples, resolved, scope, live)
+    return measures
+
+
+def _measures(
+    conn: Any, samples: Any, resolved: ResolvedWindows, scope: Scope, live: LiveState
+) -> list[WindowMeasures]:
+    """The figures of each of the *resolved* windows over *scope*: summed in the database where
+    it holds compact samples, else from the samples' states. Refuses (``UsageError``) roles in
+    *scope* that neither the server nor any window knows."""
+    known = frozenset[str]()
+    if scope.roles:
+        with translated_errors("reading the roles"):
+            known = existing_roles(conn, scope.roles)
+    with translated_errors("summing the windows"):
+        if resolved.layout.samples and resolved.target is not None:
+            # Compact samples: the database sums the windows (a few rows come back).
+            batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes]
+            sums = sum_windows(samples, resolved.target, resolved.bounds, scope,
+                               indexes=batch)  # fmt: skip
+            if not scope.roles <= known:
+                known |= roles_in_windows(samples, resolved.target, resolved.bounds,
+                                          scope.roles - known)  # fmt: skip
+        else:
+            windows = loaded_windows(samples, resolved)
+            sums = [sum_deltas(w, scope) for w in windows]
+            known |= statement_roles(windows)
+    refuse_unknown_roles(scope.roles, known, windows=len(resolved.bounds))
+    return [measure(b, s, scope) for b, s in zip(resolved.bounds, sums, strict=True)]
