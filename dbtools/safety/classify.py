@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sqlglot
 from sqlglot import exp
 
 from dbtools.safety.locks import Blocking, LockLevel, storage_parameter_lock, strongest
@@ -76,6 +77,7 @@ class Classification:
     dropped: tuple[DbObject, ...] = ()
     references: tuple[str, ...] = ()  # tables the foreign keys of a created table reference
     column_types: tuple[tuple[str, str], ...] = ()  # (schema.table.column, type) it defines
+    renamed: tuple[str, str] | None = None  # (old, new) schema.table of ALTER TABLE … RENAME TO
     data_loss: tuple[DataLoss, ...] = ()
     idempotent: bool = True
     needs_autocommit: bool = False  # not allowed inside a transaction block (CONCURRENTLY, VACUUM)
@@ -122,6 +124,27 @@ class SchemaContext:
             if obj.kind == "table":
                 self.references[obj.name] = classification.references
         self.column_types.update(classification.column_types)
+        if classification.renamed is not None:
+            self._follow_rename(*classification.renamed)
+
+    def learn_column_types(self, types: dict[str, str]) -> None:
+        """Column types known from elsewhere (an ``alter_column``'s ``existing_type``), for the
+        columns no earlier statement defined."""
+        for column, sql_type in types.items():
+            self.column_types.setdefault(qualify(column), type_text(sql_type))
+
+    def _follow_rename(self, old: str, new: str) -> None:
+        """A table renamed: its columns, indexes and references are known under its new name."""
+        prefix = f"{old}."
+        self.column_types = {
+            (f"{new}.{key.removeprefix(prefix)}" if key.startswith(prefix) else key): value
+            for key, value in self.column_types.items()
+        }
+        self.index_tables = {
+            index: (new if table == old else table) for index, table in self.index_tables.items()
+        }
+        if old in self.references:
+            self.references[new] = self.references.pop(old)
 
     def copy(self) -> SchemaContext:
         return SchemaContext(
@@ -344,6 +367,7 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
     created: list[DbObject] = []
     dropped: list[DbObject] = []
     column_types: list[tuple[str, str]] = []
+    renamed: tuple[str, str] | None = None
     rewrites = scans = False
     idempotent = True
     for action in tree.args.get("actions") or []:
@@ -428,6 +452,9 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
             levels.append(AE)
             actions.append("RENAME")
             idempotent = False
+            if isinstance(action, exp.AlterRename) and isinstance(action.this, exp.Table):
+                new_name = action.this.name
+                renamed = (table, f"{table.rsplit('.', 1)[0]}.{new_name}")
         else:
             levels.append(AE)
             actions.append(type(action).__name__)
@@ -444,6 +471,7 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
         created=tuple(created),
         dropped=tuple(dropped),
         column_types=tuple(column_types),
+        renamed=renamed,
         data_loss=tuple(data_loss),
         idempotent=idempotent,
         rewrites_table=rewrites,
@@ -452,9 +480,29 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
     )
 
 
+def type_text(sql_type: str) -> str:
+    """A type written in SQL (``FLOAT``, ``VARCHAR(250)``) as ``_type_text`` names it."""
+    try:
+        tree = sqlglot.parse_one(f"CAST(NULL AS {sql_type})", read="postgres")
+    except sqlglot.errors.ParseError:
+        return sql_type.upper()
+    return _type_text(tree.args.get("to"))
+
+
+_FLOAT = re.compile(r"^FLOAT(?:\((?P<bits>\d+)\))?$")
+
+
 def _type_text(node: exp.Expression | None) -> str:
-    """A column type as PostgreSQL would name it, for comparing two of them."""
-    return node.sql("postgres").upper() if node is not None else "?"
+    """A column type as PostgreSQL would name it, for comparing two of them (``FLOAT(p)`` is
+    ``REAL`` up to 24 bits, else ``DOUBLE PRECISION``, as PostgreSQL stores it)."""
+    if node is None:
+        return "?"
+    text = node.sql("postgres").upper()
+    found = _FLOAT.match(text)
+    if found:
+        bits = int(found.group("bits") or 53)
+        return "REAL" if bits <= 24 else "DOUBLE PRECISION"
+    return text
 
 
 _VARCHAR = re.compile(r"^(?:VARCHAR|CHARACTER VARYING)(?:\((?P<length>\d+)\))?$")

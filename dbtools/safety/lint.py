@@ -57,7 +57,7 @@ from dbtools.safety.declarations import LintDeclarations, declarations_file, lin
 from dbtools.safety.locks import Blocking
 from dbtools.safety.squawk import run_squawk, squawk_version
 from dbtools.schema import revisions
-from dbtools.schema.revisions import Migrations, UnrenderableRevision
+from dbtools.schema.revisions import Migrations, RunOptions, UnrenderableRevision
 from dbtools.sqltext.split import OfflineStatement, read_offline_sql, strip_comments
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ def lint_revisions(
     ini: revisions.IniPath = None,
     only: Sequence[str] | None = None,
     config_file: Path | None = None,
+    run: RunOptions | None = None,
 ) -> LintResult:
     """Lint the upgrade and downgrade SQL of every revision (or of *only* these), in the order
     Alembic applies them, merges and branches included.
@@ -181,12 +182,15 @@ def lint_revisions(
     The project's declarations (``[tool.dbtools.lint]`` in *config_file*, else in the
     ``pyproject.toml`` beside its alembic.ini) leave rules and revisions out, each with a
     reason. A revision whose SQL cannot be rendered offline is one ``unrenderable-revision``
-    finding; the other revisions are linted.
+    finding; the other revisions are linted. A column whose type an ``alter_column`` changes is
+    known by its ``existing_type`` when no earlier revision created it; a renamed table keeps
+    what is known of its columns. *run*: how the project's env.py runs (``RunOptions``).
 
     Raises ``UsageError`` for an unknown revision in *only*, ``ConfigError`` for bad
-    declarations, ``PrerequisiteMissing`` when squawk is not installed.
+    declarations or an empty history, ``PrerequisiteMissing`` when squawk is not installed.
     """
-    migrations = Migrations(ini)
+    migrations = Migrations(ini, run)
+    migrations.require_revisions()
     order = migrations.upgrade_order()
     known = {revision.revision for revision in order}
     for wanted in only or ():
@@ -254,8 +258,10 @@ def _scripts(
                 continue
             table = rendered.environment.qualified_version_table
             context = before.copy() if direction == "upgrade" else history.copy()
+            context.learn_column_types(rendered.existing_types)
             script = _script(rendered.sql, revision.revision, direction, context, table)
             if direction == "upgrade":
+                history.learn_column_types(rendered.existing_types)
                 for found in script.classifications:
                     history.learn(found)
             if wanted:
