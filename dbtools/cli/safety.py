@@ -33,8 +33,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def project_run_options(func: F) -> F:
-    """``--python``, ``--driver``, ``--url-env``, ``--version-locations``: how the project's
-    env.py runs, handed to the command as one ``run`` (``RunOptions``)."""
+    """``--python``, ``--driver``, ``--url-env``, ``--version-locations``, ``--env-context``:
+    how the project's env.py runs, handed to the command as one ``run`` (``RunOptions``)."""
 
     @functools.wraps(func)
     def wrapper(
@@ -43,11 +43,12 @@ def project_run_options(func: F) -> F:
         driver: str | None,
         url_env: str | None,
         version_locations: tuple[str, ...],
+        env_context: str | None,
         **kwargs: Any,
     ) -> Any:
         from dbtools.schema.revisions import RunOptions
 
-        run = RunOptions(python, driver, url_env, version_locations)
+        run = RunOptions(python, driver, url_env, version_locations, env_context)
         return func(*args, run=run, **kwargs)
 
     options = [
@@ -79,6 +80,14 @@ def project_run_options(func: F) -> F:
             multiple=True,
             help="Where the revisions are (repeatable), when env.py chooses the folder itself. "
             "Default: the ini's; when it names none with revisions, where env.py points Alembic.",
+        ),
+        click.option(
+            "--env-context",
+            metavar="MODULE:CALLABLE",
+            default=None,
+            help="A context manager the project's migrations run inside, as its own tools run "
+            "them: MODULE:CALLABLE returns it (a Flask app's app_context(), the instance a "
+            "project's revisions ask for). Imported in the project's interpreter.",
         ),
     ]
     decorated: Any = wrapper

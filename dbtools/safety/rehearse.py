@@ -231,7 +231,13 @@ class BaseSchema:
     def load(self, dsn: str, migrations: Migrations) -> None:
         """Create the base in the (empty) database *dsn*; ``DbtoolsError`` naming what failed."""
         if self.metadata is not None:
-            tables = migrations.create_all(dsn, self.metadata)
+            try:
+                tables = migrations.create_all(dsn, self.metadata)
+            except EnvPyFailed as err:
+                found = err.failure
+                raise DbtoolsError(
+                    f"the base schema {self.metadata} cannot be created: {redact(found.reason)}"
+                ) from err
             log.info("base schema: %d tables from %s", len(tables), self.metadata)
             return
         assert self.sql_file is not None
@@ -680,8 +686,8 @@ def _column_differences(identity: str, old: str, new: str) -> list[SchemaDiffere
     if not before or not after or before[:2] != after[:2]:
         return []
     table = identity.removeprefix("table ")
-    old_lines = {line.split()[0]: line for line in before[2:]}
-    new_lines = {line.split()[0]: line for line in after[2:]}
+    old_lines = {_column_key(line): line for line in before[2:]}
+    new_lines = {_column_key(line): line for line in after[2:]}
     found = []
     for name, line in new_lines.items():
         if name not in old_lines:
@@ -698,6 +704,12 @@ def _column_differences(identity: str, old: str, new: str) -> list[SchemaDiffere
         if name not in new_lines
     ]
     return found
+
+
+def _column_key(line: str) -> str:
+    """A column's name, or ``CONSTRAINT name`` for a table constraint written in the table."""
+    words = line.split()
+    return " ".join(words[:2]) if words[0].upper() == "CONSTRAINT" and len(words) > 1 else words[0]
 
 
 def _generated_renames(
@@ -734,8 +746,8 @@ def _definitions(dump: str) -> dict[str, str]:
 
 
 def _first_change(old: str, new: str) -> str:
-    """The first lines that differ, both sides: ``before → after`` (``(none)`` for a side that
-    has no line there)."""
+    """The first lines that differ (one hunk), both sides: ``before → after`` (``(none)`` for a
+    side that has no line there)."""
     removed: list[str] = []
     added: list[str] = []
     for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0):
@@ -745,8 +757,17 @@ def _first_change(old: str, new: str) -> str:
             removed.append(" ".join(line[1:].split()))
         elif line.startswith("+") and not line.startswith("+++"):
             added.append(" ".join(line[1:].split()))
-    return _both_sides(removed[0] if removed else "(none)", added[0] if added else "(none)")
+    return _both_sides(" ".join(removed) or "(none)", " ".join(added) or "(none)")
 
 
-def _both_sides(before: str, after: str) -> str:
-    return f"{before[:100]} → {after[:100]}"
+def _both_sides(before: str, after: str, width: int = 100) -> str:
+    """``before → after``, each cut to *width* around where they start to differ."""
+    pairs = enumerate(zip(before, after, strict=False))
+    same = next((i for i, (a, b) in pairs if a != b), min(len(before), len(after)))
+    start = max(0, same - width // 3) if max(len(before), len(after)) > width else 0
+
+    def cut(text: str) -> str:
+        shown = text[start : start + width]
+        return ("…" if start else "") + shown + ("…" if start + width < len(text) else "")
+
+    return f"{cut(before)} → {cut(after)}"

@@ -7,9 +7,9 @@ interpreter needs neither dbtools nor its dependencies; dbtools keeps those on i
 **The connection handed to env.py.** Every online run sets ``sqlalchemy.url`` on the ``Config``
 (the target's URL with the project's driver), passes a connection from an engine whose URL names
 that same database in ``config.attributes["connection"]`` (an env.py that opens its own
-connection from ``connection.engine`` reaches the same database), and, with ``url_env``, puts
-the URL in that environment variable (an env.py that reads its own). With ``asyncpg`` no
-connection is passed: an async env.py connects from the URL itself.
+connection from ``connection.engine`` reaches the same database). With ``asyncpg`` no
+connection is passed: an async env.py connects from the URL itself. (An env.py that reads its
+URL from its own environment variable gets it from dbtools, which starts this runner with it.)
 
 **Event loops.** env.py runs in a worker thread of an event loop (AnyIO's when the interpreter has
 it, else a plain thread): an async env.py may ``asyncio.run`` its migrations, or call back into
@@ -80,6 +80,7 @@ class EnvFailure(Exception):
         self.source, self.reason, self.where = source, reason, where
         self.partial_sql, self.module = partial_sql, module
         self.environment: dict[str, Any] | None = None  # what env.py configured before failing
+        self.trace = ""  # the stack where it was raised (shown with dbtools --traceback)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class EnvFailure(Exception):
             "partial_sql": self.partial_sql,
             "module": self.module,
             "environment": self.environment,
+            "trace": self.trace,
         }
 
     @classmethod
@@ -101,6 +103,9 @@ class EnvFailure(Exception):
             module=found["module"],
         )
         failure.environment = found.get("environment")
+        failure.trace = found.get("trace") or ""
+        if failure.trace and hasattr(failure, "add_note"):
+            failure.add_note("in the project's interpreter:\n" + failure.trace)
         return failure
 
 
@@ -136,6 +141,7 @@ def failure(err: BaseException, script: ScriptDirectory | None) -> EnvFailure:
         else:
             found = EnvFailure("dbtools", reason_of(err), partial_sql=partial_sql)
     found.environment = getattr(err, "environment", None)
+    found.trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return found
 
 
@@ -216,8 +222,8 @@ def watching_configure(*, offline: bool) -> Iterator[_Watch]:
         original(self, **options)
 
     def alter_column(self: DefaultImpl, table_name: str, column_name: str, **kw: Any) -> Any:
-        existing = kw.get("existing_type")
-        if existing is not None and kw.get("type_") is not None:
+        existing = kw.get("existing_type")  # PostgreSQL's impl passes it on without type_
+        if existing is not None:
             schema = kw.get("schema") or "public"
             try:
                 text = sa.types.to_instance(existing).compile(dialect=self.dialect)
@@ -309,23 +315,6 @@ def stdout_to_stderr() -> Iterator[None]:
         if saved is not None:
             os.dup2(saved, 1)
             os.close(saved)
-
-
-@contextlib.contextmanager
-def environment_variable(name: str | None, value: str | None) -> Iterator[None]:
-    """``os.environ[name] = value`` for the run (``--url-env``)."""
-    if not name or value is None:
-        yield
-        return
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
 
 
 def in_worker_thread(run: Callable[[], Any]) -> Any:
@@ -437,12 +426,12 @@ class EnvRunner:
         section: str,
         options: dict[str, str],
         driver: str | None = "psycopg",
-        url_env: str | None = None,
+        env_context: str | None = None,
     ) -> None:
         self.config_file, self.toml_file, self.section = config_file, toml_file, section
         self.options = dict(options)
         self.driver = driver or "psycopg"
-        self.url_env = url_env
+        self.env_context = env_context
         self._script: ScriptDirectory | None = None
 
     def use_driver(self, driver: str) -> None:
@@ -497,7 +486,8 @@ class EnvRunner:
                 {
                     "revision": rev.revision,
                     "down_revision": _listed(rev.down_revision),
-                    "branch_labels": sorted(rev.branch_labels or ()),
+                    # the module's own labels (Alembic adds those of the branch to the revision's)
+                    "branch_labels": _listed(getattr(module, "branch_labels", None)),
                     "depends_on": _listed(getattr(module, "depends_on", None)),
                     "path": rev.path,
                     "doc": getattr(module, "__doc__", None) or rev.doc or "",
@@ -573,13 +563,9 @@ class EnvRunner:
         """The SQL ``alembic upgrade|downgrade RANGE --sql`` prints, in PostgreSQL."""
         buffer = io.StringIO()
         config = self.config(self.offline_url, output=buffer)
-        with (
-            watching_configure(offline=True),
-            preserving_logging(),
-            stdout_to_stderr(),
-            environment_variable(self.url_env, self.offline_url),
-        ):
-            (command.downgrade if downgrade else command.upgrade)(config, revision_range, sql=True)
+        with watching_configure(offline=True), preserving_logging(), stdout_to_stderr():
+            run = command.downgrade if downgrade else command.upgrade
+            in_worker_thread(lambda: self._inside(lambda: run(config, revision_range, sql=True)))
         return buffer.getvalue()
 
     # -- online
@@ -611,7 +597,12 @@ class EnvRunner:
     ) -> dict[str, Any]:
         """``alembic upgrade|downgrade TARGET``."""
         run = {"upgrade": command.upgrade, "downgrade": command.downgrade}[name]
-        return self._online(url, dsn, x_args, lambda config: run(config, target))
+
+        def alembic(config: Config) -> None:
+            with preserving_logging(), stdout_to_stderr():
+                in_worker_thread(lambda: self._inside(lambda: run(config, target)))
+
+        return self._online(url, dsn, x_args, alembic)
 
     def current(self, url: str, dsn: str | None = None) -> dict[str, Any]:
         """Run env.py against *url* without applying anything (nor creating the version
@@ -670,7 +661,6 @@ class EnvRunner:
         url = driver_url(url, self.driver)
         config = self.config(url, dsn=dsn, x_args=x_args)
         with contextlib.ExitStack() as stack:
-            stack.enter_context(environment_variable(self.url_env, url))
             connection = None
             if self.driver != "asyncpg":  # an async env.py connects from the URL itself
                 engine = create_engine(url, self.driver)
@@ -712,14 +702,26 @@ class EnvRunner:
             destination_rev=destination,
             dont_mutate=dont_mutate,
         )
-        url = config.get_main_option("sqlalchemy.url")
-        with (
-            preserving_logging(),
-            stdout_to_stderr(),
-            environment_variable(self.url_env, url),
-            context,
-        ):
-            in_worker_thread(script.run_env)
+
+        def run() -> None:
+            with context:  # inside the project's context: entering it may run Alembic too
+                script.run_env()
+
+        with preserving_logging(), stdout_to_stderr():
+            in_worker_thread(lambda: self._inside(run))
+
+    def _inside(self, run: Callable[[], Any]) -> Any:
+        """*run* inside the project's own context (``env_context``: ``module:callable``
+        returning a context manager, such as its application's context), entered in the
+        thread env.py runs in."""
+        if not self.env_context:
+            return run()
+        module_name, _, name = self.env_context.partition(":")
+        factory: Any = importlib.import_module(module_name)
+        for part in name.split("."):
+            factory = getattr(factory, part)
+        with factory():
+            return run()
 
 
 def _commit(connection: Any) -> None:

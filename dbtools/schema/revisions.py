@@ -266,6 +266,7 @@ class RunOptions:
     driver: str | None = None  # psycopg2, psycopg or asyncpg; None: detected
     url_env: str | None = None  # an environment variable env.py reads its URL from
     version_locations: tuple[str, ...] = ()  # where the revisions are, when env.py chooses
+    env_context: str | None = None  # module:callable, a context manager env.py runs inside
 
     def __post_init__(self) -> None:
         if self.driver is not None and self.driver not in envrun.DRIVERS:
@@ -330,21 +331,26 @@ module.serve()
 
 
 class _ProjectInterpreter:
-    """``EnvRunner``'s calls answered by envrun.py running in the project's interpreter: one
-    process for the whole command, a JSON line per call each way. Its stderr is ours."""
+    """``EnvRunner``'s calls answered by envrun.py running in the project's interpreter, a JSON
+    line per call each way; its stderr is ours. *environment*: variables it starts with (the
+    target's URL under ``--url-env``: a project may read it once, when it is imported)."""
 
-    def __init__(self, python: str, hello: dict[str, Any]) -> None:
+    def __init__(
+        self, python: str, hello: dict[str, Any], environment: dict[str, str] | None = None
+    ) -> None:
         self.python = python
+        self.environment = dict(environment or {})
         try:
             self.process = subprocess.Popen(
                 [python, "-c", _BOOTSTRAP, envrun.__file__],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                env={**os.environ, **self.environment},
             )
         except OSError as err:
             raise UsageError(f"--python: cannot run {python}: {err.strerror}") from err
-        weakref.finalize(self, _stop, self.process)
+        self.stop = weakref.finalize(self, _stop, self.process)
         self.versions = self._exchange(hello)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -446,21 +452,17 @@ class Migrations:
         self.project = project
         # What env.py configured in the latest online run, also when that run failed.
         self.last_environment = Environment()
-        hello: dict[str, Any] = {
-            "config_file": str(project.config_file) if project.config_file else None,
-            "toml_file": str(project.toml_file) if project.toml_file else None,
-            "section": project.section,
-            "options": project.options,
-            "url_env": self.run.url_env,
-        }
+        # --url-env: a project may read its URL once, when imported: it runs in a process of
+        # its own, started anew with the URL of each target.
+        self.python = self.run.python or (sys.executable if self.run.url_env else None)
         with self._named_failures():
-            if self.run.python is None:
+            if self.python is None:
                 self.driver = detect_driver(project, self.run.driver, ("psycopg",))
                 self.runner: _InProcess | _ProjectInterpreter = _InProcess(
-                    envrun.EnvRunner(**hello, driver=self.driver)
+                    envrun.EnvRunner(**self._hello(), driver=self.driver)
                 )
             else:
-                self.runner = _ProjectInterpreter(self.run.python, {**hello, "driver": None})
+                self.runner = _ProjectInterpreter(self.python, self._hello())
                 self.driver = detect_driver(
                     project, self.run.driver, tuple(self.runner.versions["drivers"])
                 )
@@ -471,7 +473,31 @@ class Migrations:
 
     @property
     def interpreter(self) -> str:
-        return self.run.python or sys.executable
+        return self.python or sys.executable
+
+    def _hello(self) -> dict[str, Any]:
+        project = self.project
+        return {
+            "config_file": str(project.config_file) if project.config_file else None,
+            "toml_file": str(project.toml_file) if project.toml_file else None,
+            "section": project.section,
+            "options": project.options,
+            "env_context": self.run.env_context,
+        }
+
+    def _call(self, name: str, *args: Any, target: str | None = None, **kwargs: Any) -> Any:
+        """One call to the runner; under ``--url-env`` in a runner started with *target* (a
+        SQLAlchemy URL; default: a URL never connected) in that variable."""
+        runner = self.runner
+        if self.run.url_env and isinstance(runner, _ProjectInterpreter):
+            url = target or envrun.driver_url(envrun.OFFLINE_URL, self.driver)
+            if runner.environment.get(self.run.url_env) != url:
+                runner.stop()
+                runner = self.runner = _ProjectInterpreter(
+                    runner.python, self._hello(), {self.run.url_env: url}
+                )
+                runner.call("use_driver", self.driver)
+        return runner.call(name, *args, **kwargs)
 
     @property
     def script(self) -> ScriptDirectory:
@@ -483,7 +509,7 @@ class Migrations:
     def _read_graph(self) -> RevisionMap:
         if isinstance(self.runner, _InProcess):
             return self.runner.runner.script.revision_map
-        described = self.runner.call("graph")
+        described = self._call("graph")
         scripts = [
             Script(envrun.project_module(rev), rev["revision"], rev["path"])  # type: ignore[arg-type]
             for rev in described
@@ -494,15 +520,15 @@ class Migrations:
         """An empty history: env.py may choose the versions folder while it runs (Prefect picks
         its dialect's); run it offline and read the revisions from where it pointed Alembic."""
         try:
-            locations = self.runner.call("version_locations")
+            locations = self._call("version_locations")
         except Exception as err:  # an env.py that fails offline: the history stays empty
             log.info("asking env.py where its revisions are failed: %s", err)
             return
         if not locations:
             return
         log.info("env.py chose the revisions' locations: %s", ", ".join(locations))
-        self.runner.call("use_version_locations", locations)
         self.project = _with_version_locations(self.project, tuple(locations))
+        self._call("use_version_locations", locations)
         self.graph = self._read_graph()
 
     def require_revisions(self) -> None:
@@ -622,7 +648,7 @@ class Migrations:
         live_url = self.url(live_dsn) if live_dsn is not None else None
         try:
             with self._named_imports():
-                found = self.runner.call(
+                found = self._call(
                     "render",
                     revision.revision,
                     direction,
@@ -648,7 +674,7 @@ class Migrations:
         run that renders nothing. Raises ``EnvPyFailed`` (an env.py that refuses offline mode)."""
         try:
             with self._named_imports():
-                return Environment.from_runner(self.runner.call("environment"))
+                return Environment.from_runner(self._call("environment"))
         except ProjectNotImportable:
             raise
         except Exception as err:  # whatever env.py raises offline
@@ -657,7 +683,7 @@ class Migrations:
     def render_range(self, revision_range: str, *, downgrade: bool = False) -> str:
         """The SQL ``alembic upgrade|downgrade RANGE --sql`` prints, in PostgreSQL."""
         with self._named_imports():
-            return str(self.runner.call("render_range", revision_range, downgrade))
+            return str(self._call("render_range", revision_range, downgrade))
 
     # -- online
 
@@ -687,7 +713,8 @@ class Migrations:
         project's interpreter. Raises ``EnvPyFailed``, ``ProjectNotImportable``."""
         try:
             with self._named_imports():
-                return list(self.runner.call("create_all", self.url(dsn), spec))
+                url = self.url(dsn)
+                return list(self._call("create_all", url, spec, target=url))
         except ProjectNotImportable:
             raise
         except Exception as err:  # the module's import, create_all's DDL
@@ -699,7 +726,7 @@ class Migrations:
         (in the project's interpreter: ``envrun.EnvFailure``)."""
         try:
             with self._named_imports():
-                found = self.runner.call(call, *args, **kwargs)
+                found = self._call(call, *args, target=args[0], **kwargs)
         except envrun.EnvFailure as err:
             self.last_environment = Environment.from_runner(err.environment)
             if err.source == "driver":
