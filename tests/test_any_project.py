@@ -17,6 +17,7 @@ import shutil
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ from dbtools.schema.revisions import (
     upgrade,
 )
 from tests.conftest import Database, PgServer
-from tests.helpers import REPO, assert_usage_error, run_cli
+from tests.helpers import REPO, assert_usage_error, run_cli, run_dbtools
 
 FIXTURES = REPO / "tests" / "fixtures"
 SHOP = FIXTURES / "shop"
@@ -540,3 +541,193 @@ def test_statements_real_projects_run_are_classified(
     assert (found.lock.value if found.lock else None) == lock
     assert [str(o) for o in found.created] == created
     assert [str(o) for o in found.dropped] == dropped
+
+
+# -- the project's driver and interpreter, env.py as teams write it (issue 26) --------------------
+
+CASTING_INI = FIXTURES / "casting" / "alembic.ini"
+WAREHOUSE_INI = FIXTURES / "warehouse" / "alembic.ini"
+WORKER_INI = FIXTURES / "worker" / "alembic.ini"
+GUARDED_INI = FIXTURES / "guarded" / "alembic.ini"
+
+
+def _steps(stdout: str) -> dict[str, dict[str, Any]]:
+    return {step["revision"]: step for step in json.loads(stdout)["steps"]}
+
+
+def test_migrations_run_with_the_projects_own_driver(
+    database: Database, pg_server: PgServer
+) -> None:
+    """Airflow's false failure: psycopg 3's dialect casts a string parameter (``::VARCHAR``)
+    that psycopg2 sends uncast, and a jsonb column refuses it. The ini's URL names psycopg2."""
+    assert Migrations(CASTING_INI).driver == "psycopg2"
+    assert Migrations(WORKER_INI).driver == "asyncpg"  # its pyproject.toml's dependencies
+    forced = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(CASTING_INI),
+                     "--driver", "psycopg", "--format", "json")  # fmt: skip
+    assert forced.exit_code == 1, forced.output
+    assert _steps(forced.stdout)["c001"]["error"] == (
+        'upgrade: DatatypeMismatch: column "kwargs" is of type jsonb but expression is of type '
+        "character varying (line 17 of c001_triggers.py)"
+    )
+    other = pg_server.create_database()
+    try:
+        dsn = pg_server.dsn(other)
+        result = run_cli("rehearse", "--dsn", dsn, "--alembic-ini", str(CASTING_INI),
+                         "--format", "json")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert _steps(result.stdout)["c001"]["passed"]
+        with pg_server_connection(pg_server, other) as conn:
+            rows = conn.execute("SELECT kwargs FROM trigger").fetchall()
+            assert rows == [({"delay": 5},)]  # the upgrade ran again after the downgrade
+    finally:
+        pg_server.drop_database(other)
+
+
+def test_the_migrations_run_in_the_projects_own_interpreter(database: Database) -> None:
+    """``--python``: a runner in that interpreter speaks JSON with dbtools; what it prints,
+    and its env.py's logging, go to stderr."""
+    result = run_dbtools(
+        "rehearse", "--dsn", database.dsn, "--alembic-ini", str(GUARDED_INI),
+        "--python", sys.executable, "--format", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    steps = _steps(result.stdout)  # stdout is dbtools' alone: it parses
+    assert list(steps) == ["g001", "g002"]
+    assert "guarded migrations: starting" in result.stderr
+    assert "logging to stdout, as Airflow's settings do" in result.stderr
+    bad = run_cli("lint", "--alembic-ini", str(GUARDED_INI), "--python", "/nonexistent/python")
+    assert_usage_error(bad, "Error: --python: no such interpreter: /nonexistent/python")
+
+
+def test_an_env_py_on_its_own_connection_from_a_create_all_base(database: Database) -> None:
+    """mlflow's shape: env.py opens its own connection from the engine it is handed (which names
+    the rehearsal's database), and the first revision alters a table create_all made."""
+    bare = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+                   "--format", "json")  # fmt: skip
+    assert bare.exit_code == 1, bare.output  # the real error, not "another database"
+    assert _steps(bare.stdout)["w001"]["error"] == (
+        'upgrade: UndefinedTable: relation "items" does not exist (line 11 of '
+        "w001_longer_labels.py)"
+    )
+    for base in (
+        "tests.fixtures.warehouse.models:metadata",
+        str(WAREHOUSE_INI.parent / "base.sql"),
+    ):
+        result = run_cli(
+            "rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+            "--base-schema", base, "--keep-going", "--format", "json", "--force",
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        payload = json.loads(result.stdout)
+        assert payload["failures"] == ["w004"] and payload["stopped"] is None, payload
+        steps = _steps(result.stdout)
+        assert [r for r, s in steps.items() if s["no_change"]] == ["w002"]  # Float → FLOAT(53)
+        assert steps["w004"]["differences"] == ["column public.items.size left behind"]
+        assert payload["base"] in (f"create_all of {base}", base)
+        # --keep-going recreated the database and loaded the base again before going on
+        assert database.execute("SELECT count(*) FROM pg_class WHERE relname = 'items'") == [(1,)]
+    unknown = run_cli("rehearse", "--alembic-ini", str(WAREHOUSE_INI), "--base-schema", "nothing")
+    assert_usage_error(unknown, "Error: --base-schema: 'nothing' is neither a SQL file nor a")
+
+
+def test_a_failure_below_from_is_named_not_an_internal_error(database: Database) -> None:
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+                     "--from", "w002", "--format", "json")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.stdout)
+    assert payload["steps"][0]["error"] == (
+        "upgrade to w001, below the revisions rehearsed, failed: UndefinedTable: relation "
+        '"items" does not exist (line 11 of w001_longer_labels.py)'
+    )
+    assert payload["not_run"] == ["w003", "w004"]
+
+
+def test_an_async_env_py_with_its_own_url_variable_and_versions_folder(
+    database: Database,
+) -> None:
+    """Prefect's shape: env.py reads its URL from WORKER_DATABASE_URL, picks its dialect's
+    versions folder while it runs, and calls back into an AnyIO worker thread."""
+    result = run_cli(
+        "rehearse", "--dsn", database.dsn, "--alembic-ini", str(WORKER_INI),
+        "--url-env", "WORKER_DATABASE_URL", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(_steps(result.stdout)) == ["k001", "k002"]  # the PostgreSQL tree, asked of env.py
+    assert database.execute("SELECT version_num FROM alembic_version") == [("k002",)]
+    linted = run_cli("lint", "--alembic-ini", str(WORKER_INI), "--url-env", "WORKER_DATABASE_URL",
+                     "--format", "json")  # fmt: skip
+    assert json.loads(linted.stdout)["revisions"] == ["k001", "k002"]
+    named = run_cli("lint", "--alembic-ini", str(WORKER_INI), "--format", "json",
+                    "--version-locations", str(WORKER_INI.parent / "migrations/versions/postgresql"))  # fmt: skip
+    assert json.loads(named.stdout)["revisions"] == ["k001", "k002"]
+
+
+def test_an_empty_history_is_never_a_pass(tmp_path: Path) -> None:
+    (tmp_path / "migrations" / "versions").mkdir(parents=True)
+    shutil.copy(CASTING_INI.parent / "migrations" / "env.py", tmp_path / "migrations" / "env.py")
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nscript_location = migrations\n")
+    for command in (["lint"], ["rehearse"], ["downgrade-plan", "--to", "base", "--offline"]):
+        result = run_cli(*command, "--alembic-ini", str(ini))
+        assert_usage_error(
+            result, f"Error: no revisions found in {tmp_path / 'migrations' / 'versions'} ({ini})"
+        )
+
+
+def test_an_env_py_that_refuses_offline_mode_is_planned_step_by_step(tmp_path: Path) -> None:
+    """dagster's shape: env.py raises without the connection it is handed, offline too; its
+    logging and banner on stdout never reach dbtools' stdout."""
+    result = run_dbtools("downgrade-plan", "--alembic-ini", str(GUARDED_INI), "--to", "base",
+                         "--offline", "--format", "json", "--output", "-")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    refusal = (
+        "env.py: Exception: No connection set in alembic config: run these migrations from the app"
+    )
+    assert [(s["revision"], s["kind"], s["action"]) for s in plan["revisions"][0]["steps"]] == [
+        ("g002", "unplanned", f"cannot be planned offline: {refusal}")
+    ]
+    assert len(plan["revisions"]) == 2
+    assert plan["warnings"][0].startswith(
+        "the project's env.py does not run offline (the project's env.py: Exception: No connection set"
+    )
+    linted = run_dbtools("lint", "--alembic-ini", str(GUARDED_INI), "--format", "json")
+    assert linted.returncode == 1, linted.stderr
+    findings = json.loads(linted.stdout)["findings"]
+    assert {(f["location"]["revision"], f["check"]) for f in findings} == {
+        ("g001", "unrenderable-revision"), ("g002", "unrenderable-revision"),
+    }  # fmt: skip
+
+
+def test_a_guarded_upgrade_that_changes_nothing_is_no_change(database: Database) -> None:
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(GUARDED_INI))
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("|")[1].strip(): line for line in result.stdout.splitlines() if "| g00" in line
+    }
+    assert "| PASS " in rows["g001"]
+    assert (
+        "| no change " in rows["g002"]
+        and "its upgrade changed nothing in the schema" in rows["g002"]
+    )
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(
+            "PASS: every downgrade undid its upgrade exactly (2 revisions, 1 with no change, database "
+        )
+    )
+
+
+def test_lint_honours_existing_type_and_follows_table_renames() -> None:
+    result = run_cli("lint", "--alembic-ini", str(WAREHOUSE_INI), "--format", "json")
+    findings = json.loads(result.stdout)["findings"]
+    changes = [(f["location"]["revision"], f["location"]["direction"], f["subject"])
+               for f in findings if f["check"] == "changing-column-type"]  # fmt: skip
+    # w001 varchar(250) → (5000) and w002 Float → FLOAT(53) by existing_type, w003 integer →
+    # integer after a rename: no rewrite. w001's downgrade shortens the varchar (existing_type
+    # says from 5000) and w004's int → bigint (the history says int) are real ones.
+    assert changes == [
+        ("w001", "downgrade", "ALTER TABLE items ALTER COLUMN label TYPE VARCHAR(250)"),
+        ("w004", "upgrade", "ALTER TABLE items ALTER COLUMN size TYPE BIGINT"),
+    ]

@@ -33,8 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def project_run_options(func: F) -> F:
-    """``--python``, ``--driver``, ``--url-env``, ``--version-locations``, ``--env-context``:
-    how the project's env.py runs, handed to the command as one ``run`` (``RunOptions``)."""
+    """``--python``, ``--driver``, ``--url-env``, ``--version-locations``, ``--env-context``,
+    ``--autocommit``: how the project's env.py runs, handed to the command as one ``run``
+    (``RunOptions``)."""
 
     @functools.wraps(func)
     def wrapper(
@@ -44,11 +45,12 @@ def project_run_options(func: F) -> F:
         url_env: str | None,
         version_locations: tuple[str, ...],
         env_context: str | None,
+        autocommit: bool,
         **kwargs: Any,
     ) -> Any:
         from dbtools.schema.revisions import RunOptions
 
-        run = RunOptions(python, driver, url_env, version_locations, env_context)
+        run = RunOptions(python, driver, url_env, version_locations, env_context, autocommit)
         return func(*args, run=run, **kwargs)
 
     options = [
@@ -88,6 +90,12 @@ def project_run_options(func: F) -> F:
             help="A context manager the project's migrations run inside, as its own tools run "
             "them: MODULE:CALLABLE returns it (a Flask app's app_context(), the instance a "
             "project's revisions ask for). Imported in the project's interpreter.",
+        ),
+        click.option(
+            "--autocommit",
+            is_flag=True,
+            help="Hand env.py an autocommit connection, as projects that build indexes "
+            "CONCURRENTLY inside their revisions run them (dagster-postgres does).",
         ),
     ]
     decorated: Any = wrapper

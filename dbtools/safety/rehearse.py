@@ -202,7 +202,11 @@ def rehearse(
     if pg_bin is not None:
         raise UsageError("--pg-bin chooses a sandbox's binaries; it makes no sense with --dsn")
     dsn = resolve_dsn(dsn)
-    version_table = migrations.environment().qualified_version_table
+    try:
+        environment = migrations.environment()
+    except EnvPyFailed:  # an env.py that refuses offline mode: ask it online, changing nothing
+        environment = migrations.current(dsn)
+    version_table = environment.qualified_version_table
     check_scratch_database(dsn, force=force, bookkeeping=(version_table,))
     target = describe(dsn)
     return plan.run(dsn, f"database {target.database} on {target.host}")

@@ -163,8 +163,11 @@ def driver_url(url: str, driver: str) -> str:
     return parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, driver: str, *, read_only: bool = False) -> sa.engine.Engine:
-    """A sync engine for *url* with *driver*: DDL-sized statement timeout, dbtools' name."""
+def create_engine(
+    url: str, driver: str, *, read_only: bool = False, autocommit: bool = False
+) -> sa.engine.Engine:
+    """A sync engine for *url* with *driver*: DDL-sized statement timeout, dbtools' name;
+    *autocommit*: every statement commits (as some projects run their migrations)."""
     options = f"-c statement_timeout={MIGRATION_STATEMENT_TIMEOUT}"
     if read_only:
         options += " -c default_transaction_read_only=on"
@@ -173,7 +176,8 @@ def create_engine(url: str, driver: str, *, read_only: bool = False) -> sa.engin
         "application_name": "dbtools-migrate",
         "connect_timeout": CONNECT_TIMEOUT_S,
     }
-    return sa.create_engine(driver_url(url, driver), poolclass=NullPool, connect_args=args)
+    extra: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    return sa.create_engine(driver_url(url, driver), poolclass=NullPool, connect_args=args, **extra)
 
 
 def hidden(url: object) -> str | None:
@@ -427,11 +431,13 @@ class EnvRunner:
         options: dict[str, str],
         driver: str | None = "psycopg",
         env_context: str | None = None,
+        autocommit: bool = False,
     ) -> None:
         self.config_file, self.toml_file, self.section = config_file, toml_file, section
         self.options = dict(options)
         self.driver = driver or "psycopg"
         self.env_context = env_context
+        self.autocommit = autocommit
         self._script: ScriptDirectory | None = None
 
     def use_driver(self, driver: str) -> None:
@@ -452,8 +458,10 @@ class EnvRunner:
         return self._script
 
     def _load(self, config: Config) -> ScriptDirectory:
+        """The revisions, loaded inside the project's context (they may import its app)."""
         script = ScriptDirectory.from_config(config)
-        script.revision_map.heads  # noqa: B018 - loads every revision file
+        with stdout_to_stderr():
+            self._inside(lambda: script.revision_map.heads)  # loads every revision file
         return script
 
     def config(
@@ -620,6 +628,8 @@ class EnvRunner:
         """``MetaData.create_all`` of *spec* (``module:attribute``, a ``MetaData`` or a declarative
         base) on *url*: the base schema a history starts from. Returns the tables created."""
         module_name, _, attribute = spec.partition(":")
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as ``python -c`` and Alembic's prepend_sys_path do
         with stdout_to_stderr(), preserving_logging():
             target: Any = importlib.import_module(module_name)
             for part in attribute.split("."):
@@ -663,7 +673,7 @@ class EnvRunner:
         with contextlib.ExitStack() as stack:
             connection = None
             if self.driver != "asyncpg":  # an async env.py connects from the URL itself
-                engine = create_engine(url, self.driver)
+                engine = create_engine(url, self.driver, autocommit=self.autocommit)
                 stack.callback(engine.dispose)
                 try:
                     connection = stack.enter_context(engine.connect())

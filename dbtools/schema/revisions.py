@@ -198,6 +198,8 @@ def _resolved(config_file: Path | None, toml_file: Path | None, section: str) ->
     base = (config_file or toml_file or Path.cwd()).parent
     getter = getattr(config, "get_alembic_option", config.get_main_option)
     location = getter("script_location")
+    if not location and config_file is not None and (config_file.parent / "env.py").is_file():
+        location = str(config_file.parent)  # Flask-Migrate's layout: the ini beside env.py
     if not location:
         raise ConfigError(f"{config_file or toml_file}: no script_location")
     options = {"script_location": _resolve_location(str(location), base, "script_location")}
@@ -267,6 +269,7 @@ class RunOptions:
     url_env: str | None = None  # an environment variable env.py reads its URL from
     version_locations: tuple[str, ...] = ()  # where the revisions are, when env.py chooses
     env_context: str | None = None  # module:callable, a context manager env.py runs inside
+    autocommit: bool = False  # the connection handed to env.py commits every statement
 
     def __post_init__(self) -> None:
         if self.driver is not None and self.driver not in envrun.DRIVERS:
@@ -483,6 +486,7 @@ class Migrations:
             "section": project.section,
             "options": project.options,
             "env_context": self.run.env_context,
+            "autocommit": self.run.autocommit,
         }
 
     def _call(self, name: str, *args: Any, target: str | None = None, **kwargs: Any) -> Any:
@@ -548,8 +552,8 @@ class Migrations:
 
     @contextlib.contextmanager
     def _named_failures(self) -> Iterator[None]:
-        """A missing package: ``ProjectNotImportable``; a history that does not load:
-        ``ConfigError``; a failure of the runner itself: ``EnvPyFailed``."""
+        """A missing package: ``ProjectNotImportable``; a history that does not load (here or
+        in the project's interpreter): ``ConfigError``."""
         try:
             yield
         except (ModuleNotFoundError, envrun.EnvFailure) as err:
@@ -562,7 +566,9 @@ class Migrations:
                     if found.module
                     else f"{self.interpreter} cannot run dbtools' env runner: {found.reason}"
                 ) from err
-            raise EnvPyFailed(found) from err
+            raise ConfigError(
+                f"cannot read the revisions of {self.project.name}: {redact(found.reason)}"
+            ) from err
         except DbtoolsError:
             raise
         except Exception as err:  # a revision file that does not load, a missing down revision
