@@ -354,19 +354,23 @@ def in_worker_thread(run: Callable[[], Any]) -> Any:
 # -- reads answered by a live database while rendering -----------------------------------------
 
 
-class _ReadingConnection(MockConnection):
-    """Alembic's offline "connection", except that plain reads (``SELECT``, ``WITH … SELECT``,
-    ``SHOW``) are answered from a live, read-only session."""
+class _OfflineConnection(MockConnection):
+    """Alembic's offline "connection", which revisions may also ``close()`` (a session they
+    opened on it); with *live*, plain reads (``SELECT``, ``WITH … SELECT``, ``SHOW``) are
+    answered from a live, read-only session."""
 
-    def __init__(self, dialect: Any, dump: Callable[..., Any], live: Any) -> None:
+    def __init__(self, dialect: Any, dump: Callable[..., Any], live: Any = None) -> None:
         super().__init__(dialect, dump)
         self._live = live
 
     def execute(self, obj: Any, parameters: Any = None, execution_options: Any = None) -> Any:
-        if is_read(obj):
+        if self._live is not None and is_read(obj):
             statement = sa.text(obj) if isinstance(obj, str) else obj
             return self._live.execute(statement, parameters or {})
         return super().execute(obj, parameters, execution_options)
+
+    def close(self) -> None:
+        """Nothing to close offline."""
 
 
 def is_read(obj: object) -> bool:
@@ -382,26 +386,28 @@ def is_read(obj: object) -> bool:
 
 
 @contextlib.contextmanager
-def reads_from(url: str, driver: str) -> Iterator[None]:
-    engine = create_engine(url, driver, read_only=True)
+def offline_connection(url: str | None = None, driver: str = "psycopg") -> Iterator[None]:
+    """Offline runs get ``_OfflineConnection``; with *url*, its reads answered there."""
     original = MigrationContext._stdout_connection
-    try:
-        with engine.connect() as live:
+    with contextlib.ExitStack() as stack:
+        live = None
+        if url is not None:
+            engine = create_engine(url, driver, read_only=True)
+            stack.callback(engine.dispose)
+            live = stack.enter_context(engine.connect())
+            stack.callback(live.rollback)
 
-            def stdout_connection(self: MigrationContext, connection: Any) -> MockConnection:
-                def dump(construct: Any, *args: Any, **kwargs: Any) -> None:
-                    self.impl._exec(construct)
+        def stdout_connection(self: MigrationContext, connection: Any) -> MockConnection:
+            def dump(construct: Any, *args: Any, **kwargs: Any) -> None:
+                self.impl._exec(construct)
 
-                return _ReadingConnection(self.dialect, dump, live)
+            return _OfflineConnection(self.dialect, dump, live)
 
-            MigrationContext._stdout_connection = stdout_connection  # type: ignore[method-assign]
-            try:
-                yield
-            finally:
-                MigrationContext._stdout_connection = original  # type: ignore[method-assign]
-                live.rollback()
-    finally:
-        engine.dispose()
+        MigrationContext._stdout_connection = stdout_connection  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            MigrationContext._stdout_connection = original  # type: ignore[method-assign]
 
 
 # -- the runner ---------------------------------------------------------------------------------
@@ -545,8 +551,8 @@ class EnvRunner:
         config = self.config(self.offline_url, output=buffer)
         destination = revision if upgrade else (_listed(rev.down_revision) or [BASE])[0]
         with contextlib.ExitStack() as stack:
-            if live_url is not None:
-                stack.enter_context(reads_from(live_url, self._sync_driver()))
+            driver = self._sync_driver() if live_url is not None else self.driver
+            stack.enter_context(offline_connection(live_url, driver))
             watch = stack.enter_context(watching_configure(offline=True))
             try:
                 self._run_env(config, script, [step], tuple(heads) or None, destination,
