@@ -469,6 +469,24 @@ def test_an_env_py_that_migrates_another_database_is_never_judged(
         pg_server.drop_database(other)
 
 
+def test_a_wrong_target_shows_the_real_error_too(database: Database, pg_server: PgServer) -> None:
+    other = pg_server.create_database()
+    try:
+        with pg_server_connection(pg_server, other) as conn:
+            conn.execute("CREATE TABLE things (id bigint)")  # e001 fails there
+        result = run_cli(
+            "rehearse", "--dsn", database.dsn, "--alembic-ini", str(ELSEWHERE_INI),
+            env={"ELSEWHERE_DSN": sqlalchemy_url(pg_server.dsn(other))},
+        )  # fmt: skip
+        line = assert_usage_error(result, "the project's env.py migrated another database")
+        assert line.endswith(
+            '; nothing was judged; the step itself failed: DuplicateTable: relation "things" '
+            "already exists (line 10 of e001_things.py)"
+        ), line
+    finally:
+        pg_server.drop_database(other)
+
+
 def pg_server_connection(pg_server: PgServer, name: str):  # type: ignore[no-untyped-def]
     import psycopg
 
@@ -500,6 +518,10 @@ def test_what_is_no_difference_is_said_in_a_note() -> None:
     assert [str(d) for d in schema_comparison(before, named)[0]] == [
         "constraint t_primary on public.t left behind",
         "constraint old_t_pkey on public.t missing",
+    ]
+    retyped = after.replace("    a text\n", "    a jsonb NOT NULL\n")
+    assert [str(d) for d in schema_comparison(before, retyped)[0]] == [
+        "column public.t.a changed (a text → a jsonb NOT NULL)"  # both sides
     ]
     renamed_column = after.replace("    a text\n", "    c text\n")
     assert [str(d) for d in schema_comparison(before, renamed_column)[0]] == [
