@@ -741,15 +741,22 @@ def test_a_guarded_upgrade_that_changes_nothing_is_no_change(database: Database)
     )
 
 
-def test_lint_honours_existing_type_and_follows_table_renames() -> None:
-    result = run_cli("lint", "--alembic-ini", str(WAREHOUSE_INI), "--format", "json")
-    findings = json.loads(result.stdout)["findings"]
-    changes = [(f["location"]["revision"], f["location"]["direction"], f["subject"])
-               for f in findings if f["check"] == "changing-column-type"]  # fmt: skip
-    # w001 varchar(250) → (5000) and w002 Float → FLOAT(53) by existing_type, w003 integer →
-    # integer after a rename: no rewrite. w001's downgrade shortens the varchar (existing_type
-    # says from 5000) and w004's int → bigint (the history says int) are real ones.
-    assert changes == [
+def test_lint_honours_existing_type_the_base_schema_and_table_renames() -> None:
+    def changes(*options: str) -> list[tuple[str, str, str]]:
+        result = run_cli("lint", "--alembic-ini", str(WAREHOUSE_INI), "--format", "json", *options)
+        findings = json.loads(result.stdout)["findings"]
+        return [(f["location"]["revision"], f["location"]["direction"], f["subject"])
+                for f in findings if f["check"] == "changing-column-type"]  # fmt: skip
+
+    # w001 varchar(250) → (5000) by existing_type, w003 integer → integer after a rename: no
+    # rewrite. w001's downgrade shortens the varchar (existing_type says from 5000) and w004's
+    # int → bigint (the history says int) are real ones.
+    real = [
         ("w001", "downgrade", "ALTER TABLE items ALTER COLUMN label TYPE VARCHAR(250)"),
         ("w004", "upgrade", "ALTER TABLE items ALTER COLUMN size TYPE BIGINT"),
     ]
+    # w002's Float → FLOAT(53): only the base says the column was a Float (double precision)
+    unknown = ("w002", "upgrade", "ALTER TABLE items ALTER COLUMN weight TYPE FLOAT(53)")
+    assert changes() == [real[0], unknown, real[1]]
+    assert changes("--base-schema", "tests.fixtures.warehouse.models:metadata") == real
+    assert changes("--base-schema", str(WAREHOUSE_INI.parent / "base.sql")) == real

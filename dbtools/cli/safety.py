@@ -104,6 +104,13 @@ def project_run_options(func: F) -> F:
     return decorated  # type: ignore[no-any-return]
 
 
+def base_schema_option(help: str) -> Callable[[F], F]:
+    """``--base-schema``: the schema the history starts from (``dbtools.safety.base``)."""
+    return click.option(
+        "--base-schema", metavar="FILE.sql|MODULE:METADATA", default=None, help=help
+    )
+
+
 @click.command("downgrade-plan")
 @click.option(
     "--from",
@@ -219,13 +226,10 @@ def downgrade_plan(
     help="Go on past a failure (the database is recreated, its base schema loaded again, and "
     "brought back) and print the whole table.",
 )
-@click.option(
-    "--base-schema",
-    metavar="FILE.sql|MODULE:METADATA",
-    default=None,
-    help="The schema the history starts from: a SQL file (a pg_dump --schema-only of "
-    "production too) or a module:metadata the project's interpreter creates with create_all. "
-    "The database is recreated empty and the base loaded first.",
+@base_schema_option(
+    "The schema the history starts from: a SQL file (a pg_dump --schema-only of production "
+    "too) or a module:metadata the project's interpreter creates with create_all. The database "
+    "is recreated empty and the base loaded first."
 )
 @pg_bin_option
 @alembic_ini_option
@@ -306,12 +310,17 @@ def rehearse(
 )
 @alembic_ini_option
 @project_run_options
+@base_schema_option(
+    "The schema the history starts from (a SQL file, or a module:metadata): the types of the "
+    "columns it defines are known to the revisions that change them."
+)
 @config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
 def lint(
     only: tuple[str, ...],
     alembic_ini: str | None,
     run: RunOptions,
+    base_schema: str | None,
     config_file: Path | None,
     output_format: str,
 ) -> None:
@@ -338,7 +347,13 @@ def lint(
     from dbtools.safety.lint import lint_revisions
     from dbtools.safety.render import lint_json, lint_table
 
-    result = lint_revisions(ini=alembic_ini, only=only or None, config_file=config_file, run=run)
+    result = lint_revisions(
+        ini=alembic_ini,
+        only=only or None,
+        config_file=config_file,
+        run=run,
+        base_schema=base_schema,
+    )
     click.echo(lint_json(result) if output_format == "json" else lint_table(result), nl=False)
     if not result.passed:
         click.get_current_context().exit(1)

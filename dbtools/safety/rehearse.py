@@ -48,7 +48,6 @@ import functools
 import logging
 import os
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,13 +58,14 @@ import psycopg
 from alembic.script import Script
 from psycopg import conninfo, sql
 
-from dbtools.db.connection import describe, resolve_dsn, session, split_password
+from dbtools.db.connection import describe, resolve_dsn, session
 from dbtools.db.server import inspect_server
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
+from dbtools.safety.base import BaseSchema
 from dbtools.safety.declarations import declarations_file, rehearse_declarations
 from dbtools.safety.live import BOOKKEEPING_TABLES, refuse_data
-from dbtools.sandbox import client_binary, temporary_sandbox
+from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
 from dbtools.schema.dump import dump_schema
 from dbtools.schema.revisions import (
@@ -210,62 +210,6 @@ def rehearse(
     check_scratch_database(dsn, force=force, bookkeeping=(version_table,))
     target = describe(dsn)
     return plan.run(dsn, f"database {target.database} on {target.host}")
-
-
-@dataclass(frozen=True)
-class BaseSchema:
-    """The schema a history starts from: a SQL file (``pg_dump --schema-only`` too), or a
-    ``module:attribute`` naming a ``MetaData`` (or a declarative base) to ``create_all``."""
-
-    sql_file: Path | None = None
-    metadata: str | None = None
-
-    @classmethod
-    def parse(cls, given: str) -> BaseSchema:
-        path = Path(given)
-        if path.is_file():
-            return cls(sql_file=path)
-        if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", given):
-            return cls(metadata=given)
-        raise UsageError(f"--base-schema: {given!r} is neither a SQL file nor a module:metadata")
-
-    def __str__(self) -> str:
-        return str(self.sql_file) if self.sql_file else f"create_all of {self.metadata}"
-
-    def load(self, dsn: str, migrations: Migrations) -> None:
-        """Create the base in the (empty) database *dsn*; ``DbtoolsError`` naming what failed."""
-        if self.metadata is not None:
-            try:
-                tables = migrations.create_all(dsn, self.metadata)
-            except EnvPyFailed as err:
-                found = err.failure
-                raise DbtoolsError(
-                    f"the base schema {self.metadata} cannot be created: {redact(found.reason)}"
-                ) from err
-            log.info("base schema: %d tables from %s", len(tables), self.metadata)
-            return
-        assert self.sql_file is not None
-        conninfo_text, env = split_password(dsn)
-        args = [str(client_binary("psql")), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
-        result = subprocess.run(
-            [
-                *args,
-                "--single-transaction",
-                "--file",
-                str(self.sql_file),
-                "--dbname",
-                conninfo_text,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if result.returncode != 0:
-            lines = [line for line in result.stderr.splitlines() if line.strip()]
-            raise DbtoolsError(
-                f"the base schema {self.sql_file} does not load: "
-                + redact(lines[-1] if lines else f"psql exited with {result.returncode}")
-            )
 
 
 def _selected(migrations: Migrations, order: list[Script], first: str | None) -> set[str]:

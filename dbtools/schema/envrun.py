@@ -633,6 +633,32 @@ class EnvRunner:
     def create_all(self, url: str, spec: str) -> list[str]:
         """``MetaData.create_all`` of *spec* (``module:attribute``, a ``MetaData`` or a declarative
         base) on *url*: the base schema a history starts from. Returns the tables created."""
+        metadata = self._metadata(spec)
+        engine = create_engine(url, self._sync_driver())
+        try:
+            with engine.begin() as connection:
+                metadata.create_all(connection)
+        finally:
+            engine.dispose()
+        return sorted(metadata.tables)
+
+    def create_all_ddl(self, spec: str) -> list[str]:
+        """The statements ``create_all`` of *spec* runs on an empty PostgreSQL database (its
+        tables, then their indexes), compiled without connecting."""
+        metadata = self._metadata(spec)
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+        statements = []
+        for table in metadata.sorted_tables:
+            statements.append(str(sa.schema.CreateTable(table).compile(dialect=dialect)).strip())
+            statements += [
+                str(sa.schema.CreateIndex(index).compile(dialect=dialect)).strip()
+                for index in table.indexes
+            ]
+        return statements
+
+    def _metadata(self, spec: str) -> sa.MetaData:
         module_name, _, attribute = spec.partition(":")
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # as ``python -c`` and Alembic's prepend_sys_path do
@@ -643,13 +669,7 @@ class EnvRunner:
         metadata = getattr(target, "metadata", target)
         if not isinstance(metadata, sa.MetaData):
             raise EnvFailure("dbtools", f"{spec} is not a MetaData (nor has a .metadata)")
-        engine = create_engine(url, self._sync_driver())
-        try:
-            with engine.begin() as connection:
-                metadata.create_all(connection)
-        finally:
-            engine.dispose()
-        return sorted(metadata.tables)
+        return metadata
 
     def _sync_driver(self) -> str:
         """The driver for dbtools' own connections in this interpreter: the project's, unless it

@@ -726,6 +726,17 @@ class Migrations:
         except Exception as err:  # the module's import, create_all's DDL
             raise EnvPyFailed(self.failure(err)) from err
 
+    def create_all_ddl(self, spec: str) -> list[str]:
+        """The DDL ``create_all`` of the project's ``module:metadata`` runs, compiled for
+        PostgreSQL in the project's interpreter. Raises ``EnvPyFailed``."""
+        try:
+            with self._named_imports():
+                return list(self._call("create_all_ddl", spec))
+        except ProjectNotImportable:
+            raise
+        except Exception as err:  # the module's import
+            raise EnvPyFailed(self.failure(err)) from err
+
     def _online(self, call: str, *args: Any, **kwargs: Any) -> Environment:
         """Run env.py online; a driver that cannot connect is ``ConnectionFailed``, a missing
         package ``ProjectNotImportable``; anything else the project raises goes up as it is
