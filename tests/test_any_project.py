@@ -760,3 +760,28 @@ def test_lint_honours_existing_type_the_base_schema_and_table_renames() -> None:
     assert changes() == [real[0], unknown, real[1]]
     assert changes("--base-schema", "tests.fixtures.warehouse.models:metadata") == real
     assert changes("--base-schema", str(WAREHOUSE_INI.parent / "base.sql")) == real
+
+
+@pytest.mark.parametrize(
+    ("rename", "column"),
+    [
+        ("ALTER TABLE t RENAME TO u", "public.u.a"),
+        ("ALTER TABLE t RENAME a TO b", "public.t.b"),  # sqlglot reads this as a table rename
+        ("ALTER TABLE t RENAME COLUMN a TO b", "public.t.b"),
+        ('ALTER TABLE t RENAME COLUMN "a" TO "b"', "public.t.b"),
+        ("ALTER TABLE t RENAME CONSTRAINT a TO b", "public.t.a"),
+    ],
+)
+def test_renames_are_followed(rename: str, column: str) -> None:
+    """Airflow's integer → integer after a rename is no rewrite; the same change on a column
+    nothing is known of is one."""
+    from dbtools.safety.classify import SchemaContext, classify
+
+    context = SchemaContext()
+    for statement in ("CREATE TABLE t (a integer)", rename):
+        context.learn(classify(statement, context))
+    assert context.column_types == {column: "INT"}
+    table, name = column.rsplit(".", 1)[0].removeprefix("public."), column.rsplit(".", 1)[1]
+    change = f"ALTER TABLE {table} ALTER COLUMN {name} TYPE integer"
+    assert not classify(change, context).rewrites_table
+    assert classify(change, SchemaContext()).rewrites_table

@@ -77,7 +77,8 @@ class Classification:
     dropped: tuple[DbObject, ...] = ()
     references: tuple[str, ...] = ()  # tables the foreign keys of a created table reference
     column_types: tuple[tuple[str, str], ...] = ()  # (schema.table.column, type) it defines
-    renamed: tuple[str, str] | None = None  # (old, new) schema.table of ALTER TABLE … RENAME TO
+    # (old, new) of ALTER TABLE … RENAME: schema.table for a table, schema.table.column for a column
+    renamed: tuple[str, str] | None = None
     data_loss: tuple[DataLoss, ...] = ()
     idempotent: bool = True
     needs_autocommit: bool = False  # not allowed inside a transaction block (CONCURRENTLY, VACUUM)
@@ -134,10 +135,13 @@ class SchemaContext:
             self.column_types.setdefault(qualify(column), type_text(sql_type))
 
     def _follow_rename(self, old: str, new: str) -> None:
-        """A table renamed: its columns, indexes and references are known under its new name."""
+        """A table or column renamed: what is known of it (a table's columns, indexes and
+        references) is known under its new name."""
         prefix = f"{old}."
         self.column_types = {
-            (f"{new}.{key.removeprefix(prefix)}" if key.startswith(prefix) else key): value
+            (new if key == old else f"{new}.{key.removeprefix(prefix)}")
+            if key == old or key.startswith(prefix)
+            else key: value
             for key, value in self.column_types.items()
         }
         self.index_tables = {
@@ -452,9 +456,7 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
             levels.append(AE)
             actions.append("RENAME")
             idempotent = False
-            if isinstance(action, exp.AlterRename) and isinstance(action.this, exp.Table):
-                new_name = action.this.name
-                renamed = (table, f"{table.rsplit('.', 1)[0]}.{new_name}")
+            renamed = _renamed(table, bare)
         else:
             levels.append(AE)
             actions.append(type(action).__name__)
@@ -478,6 +480,27 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
         scans_table=scans,
         notes=tuple(notes),
     )
+
+
+_RENAME_TABLE = re.compile(r"\bRENAME\s+TO\s+(?P<new>\"[^\"]+\"|[\w$]+)", re.I)
+_RENAME_COLUMN = re.compile(
+    r"\bRENAME\s+(?:COLUMN\s+)?(?P<old>\"[^\"]+\"|[\w$]+)\s+TO\s+(?P<new>\"[^\"]+\"|[\w$]+)", re.I
+)
+
+
+def _renamed(table: str, statement: str) -> tuple[str, str] | None:
+    """(old, new) of ``ALTER TABLE t RENAME TO u`` (tables) or ``RENAME [COLUMN] a TO b``
+    (columns), read from the text: sqlglot parses ``RENAME a TO b`` as a table rename."""
+    schema = table.rsplit(".", 1)[0]
+    found = _RENAME_TABLE.search(statement)
+    if found:
+        new_table = found.group("new").strip('"')
+        return table, f"{schema}.{new_table}"
+    found = _RENAME_COLUMN.search(statement)
+    if found and found.group("old").upper() not in ("CONSTRAINT", "TO"):
+        old, new = (found.group(g).strip('"') for g in ("old", "new"))
+        return f"{table}.{old}", f"{table}.{new}"
+    return None
 
 
 def type_text(sql_type: str) -> str:
