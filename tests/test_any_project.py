@@ -7,6 +7,14 @@ sqlalchemy.url and configures logging, a non-PostgreSQL placeholder URL, branche
 revisions that cannot render offline, an irreversible downgrade, a re-added column, a downgrade
 that forgets a column and rewrites data) and ``tests/fixtures/elsewhere`` (an env.py that
 ignores both the URL and the connection and migrates another database).
+
+Each false failure found on public projects (issue 26; docs/any-project.md) has its fixture:
+``casting`` (Airflow: psycopg2 sends a string uncast, psycopg 3 casts it and jsonb refuses it),
+``warehouse`` (mlflow: an env.py that connects from the engine it is handed, a history that
+alters a table ``create_all`` made, ``existing_type``, a table renamed), ``worker`` (Prefect: an
+env.py that reads its own URL variable, picks its versions folder while it runs and calls back
+into an AnyIO worker thread) and ``guarded`` (dagster and Airflow: an env.py that refuses
+offline mode, an upgrade guarded by "if the table exists", logging and a banner on stdout).
 """
 
 from __future__ import annotations
