@@ -629,6 +629,19 @@ def test_the_migrations_run_in_the_projects_own_interpreter(database: Database) 
     assert_usage_error(bad, "Error: --python: no such interpreter: /nonexistent/python")
 
 
+def test_an_interpreter_without_alembic_is_one_line(tmp_path: Path) -> None:
+    import venv
+
+    venv.create(tmp_path / "bare", with_pip=False)  # neither Alembic nor SQLAlchemy there
+    python = tmp_path / "bare" / "bin" / "python"
+    result = run_cli("lint", "--alembic-ini", str(GUARDED_INI), "--python", str(python))
+    assert_usage_error(
+        result,
+        f"Error: --python: {python} cannot run dbtools' env runner: No module named "
+        "'sqlalchemy' (it needs Alembic and SQLAlchemy, as the project's migrations do)",
+    )
+
+
 def test_an_env_py_on_its_own_connection_from_a_create_all_base(database: Database) -> None:
     """mlflow's shape: env.py opens its own connection from the engine it is handed (which names
     the rehearsal's database), and the first revision alters a table create_all made."""

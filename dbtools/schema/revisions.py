@@ -326,7 +326,7 @@ try:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
 except ImportError as err:
-    print(json.dumps({"failure": {"source": "import", "reason": str(err),
+    print(json.dumps({"failure": {"source": "runner", "reason": str(err),
                                   "module": err.name or "", "where": "", "partial_sql": ""}}))
     sys.exit(0)
 module.serve()
@@ -354,7 +354,15 @@ class _ProjectInterpreter:
         except OSError as err:
             raise UsageError(f"--python: cannot run {python}: {err.strerror}") from err
         self.stop = weakref.finalize(self, _stop, self.process)
-        self.versions = self._exchange(hello)
+        try:
+            self.versions = self._exchange(hello)
+        except envrun.EnvFailure as err:
+            if err.source != "runner":
+                raise
+            raise UsageError(
+                f"--python: {python} cannot run dbtools' env runner: {err.reason} (it needs "
+                "Alembic and SQLAlchemy, as the project's migrations do)"
+            ) from err
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self._exchange({"call": name, "args": list(args), "kwargs": kwargs})
