@@ -4,9 +4,11 @@ Generates a project (a stock env.py that reads only sqlalchemy.url, as other tea
 --revisions revisions in a temporary directory: tables, columns, indexes and their undoing, a
 branch and its merge every 30 revisions, and every 24th revision's downgrade broken on purpose
 (it forgets an index), so that the rehearsal fails there, recreates its database and goes on.
-It rehearses the whole history in a sandbox and writes, to benchmarks/RESULTS-rehearse.md, the
-total time, the time per revision (median, 95th percentile, slowest) for passing and failing
-revisions, and the machine and date.
+It rehearses the whole history in a sandbox twice, side by side: in dbtools' interpreter, and
+through a runner in a project interpreter (``--python``, here the same interpreter), and writes,
+to benchmarks/RESULTS-rehearse.md, the total time, the time per revision (median, 95th
+percentile, slowest) for passing and failing revisions, the load average, and the machine and
+date. Issue 26's bound: under 1 s per revision.
 
     .venv/bin/python -m benchmarks.rehearse_history [--revisions 120] [--pg-bin DIR]
 """
@@ -14,14 +16,19 @@ revisions, and the machine and date.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.machine import describe_machine
 from dbtools.safety.rehearse import Rehearsal, rehearse
+from dbtools.schema.revisions import RunOptions
 
 RESULTS = Path(__file__).with_name("RESULTS-rehearse.md")
 BROKEN_EVERY = 24
@@ -147,39 +154,70 @@ def _seconds(values: list[float]) -> str:
     return f"{statistics.median(ordered):.2f} / {p95:.2f} / {ordered[-1]:.2f}"
 
 
-def report(result: Rehearsal, count: int, elapsed: float, command: str) -> str:
-    passed = [s.seconds for s in result.steps if s.passed]
-    failed = [s.seconds for s in result.steps if not s.passed]
-    return "\n".join(
-        [
-            "# `dbtools rehearse --keep-going` over a long history",
-            "",
-            describe_machine(),
-            f"{result.where}; a generated project of {count} revisions (stock env.py reading "
-            f"sqlalchemy.url; a branch and its merge every {MERGE_EVERY} revisions; every "
-            f"{BROKEN_EVERY}th revision's downgrade broken on purpose: it forgets an index).",
-            "",
-            f"Command: `{command}`",
-            "",
-            "| what | figure |",
-            "|---|---:|",
-            f"| revisions rehearsed (not run) | {len(result.steps)} ({len(result.not_run)}) |",
-            f"| passed / failed (each failure followed by a recreated database) | "
-            f"{len(passed)} / {len(failed)} |",
-            f"| failed (exactly the broken ones) | {', '.join(s.revision for s in result.failures)} |",
-            f"| total, sandbox start and recreations included | {elapsed:.1f} s |",
-            f"| per revision (that total / revisions) | {elapsed / max(1, len(result.steps)):.2f} s |",
-            f"| per passing revision: median / p95 / slowest | {_seconds(passed)} s |",
-            f"| per failing revision (without the recreation): median / p95 / slowest | "
-            f"{_seconds(failed)} s |",
-            "",
-            "A passing revision is three Alembic runs (upgrade, downgrade, upgrade: each runs the "
-            "project's env.py), four `pg_dump --schema-only` and a version-table check after "
-            "each run; the dumps dominate. After a failure the database is dropped, created and "
-            "upgraded to where the history was, in one Alembic run per head.",
-            "",
-        ]
-    )
+@dataclass(frozen=True)
+class Run:
+    """One rehearsal of the generated history, and how long it took."""
+
+    label: str
+    result: Rehearsal
+    elapsed: float
+    load: float  # the 1-minute load average when it ended
+
+
+def report(runs: list[Run], count: int, command: str) -> str:
+    first = runs[0].result
+    rows: list[tuple[str, Callable[[Run], str]]] = [
+        ("revisions rehearsed (not run)", lambda r: f"{len(r.result.steps)} ({len(r.result.not_run)})"),
+        ("passed / failed (each failure followed by a recreated database)",
+         lambda r: f"{sum(s.passed for s in r.result.steps)} / {len(r.result.failures)}"),
+        ("failed (exactly the broken ones)", lambda r: ", ".join(s.revision for s in r.result.failures)),
+        ("total, sandbox start and recreations included", lambda r: f"{r.elapsed:.1f} s"),
+        ("per revision (that total / revisions)",
+         lambda r: f"{r.elapsed / max(1, len(r.result.steps)):.2f} s"),
+        ("per passing revision: median / p95 / slowest",
+         lambda r: _seconds([s.seconds for s in r.result.steps if s.passed]) + " s"),
+        ("per failing revision (without the recreation): median / p95 / slowest",
+         lambda r: _seconds([s.seconds for s in r.result.steps if not s.passed]) + " s"),
+        ("load average (1 min) at the end", lambda r: f"{r.load:.2f}"),
+    ]  # fmt: skip
+    header = "| what | " + " | ".join(run.label for run in runs) + " |"
+    lines = [
+        "# `dbtools rehearse --keep-going` over a long history",
+        "",
+        describe_machine(),
+        f"{first.where}; a generated project of {count} revisions (stock env.py reading "
+        f"sqlalchemy.url; a branch and its merge every {MERGE_EVERY} revisions; every "
+        f"{BROKEN_EVERY}th revision's downgrade broken on purpose: it forgets an index).",
+        "",
+        f"Command: `{command}`",
+        "",
+        header,
+        "|---|" + "---:|" * len(runs),
+        *(
+            "| " + what + " | " + " | ".join(cell(run) for run in runs) + " |"
+            for what, cell in rows
+        ),
+    ]
+    if len(runs) == 2:
+        ratio = runs[1].elapsed / runs[0].elapsed
+        lines += ["", f"{runs[1].label} / {runs[0].label}: {ratio:.2f}x the total time."]
+    lines += [
+        "",
+        "A passing revision is three Alembic runs (upgrade, downgrade, upgrade: each runs the "
+        "project's env.py, in a worker thread of an event loop), four `pg_dump --schema-only` "
+        "and a version-table check after each run; the dumps dominate. After a failure the "
+        "database is dropped, created and upgraded to where the history was, in one Alembic run "
+        "per head. With `--python` every Alembic run is a JSON request to one runner process "
+        "in that interpreter, started once.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _rehearse(ini: Path, pg_bin: str | None, label: str, run: RunOptions | None) -> Run:
+    started = time.monotonic()
+    result = rehearse(ini=ini, pg_bin=pg_bin, keep_going=True, run=run)
+    return Run(label, result, time.monotonic() - started, os.getloadavg()[0])
 
 
 def main() -> None:
@@ -192,19 +230,24 @@ def main() -> None:
         sources = {
             p.stem: p.read_text() for p in (ini.parent / "migrations" / "versions").glob("*.py")
         }
-        started = time.monotonic()
-        result = rehearse(ini=ini, pg_bin=args.pg_bin, keep_going=True)
-        elapsed = time.monotonic() - started
+        runs = [
+            _rehearse(ini, args.pg_bin, "in dbtools' interpreter", None),
+            _rehearse(ini, args.pg_bin, "--python (a runner process)",
+                      RunOptions(python=sys.executable)),
+        ]  # fmt: skip
     broken = {
         name for name, text in sources.items() if "DROP INDEX" not in text and "INDEX" in text
     }
-    failed = {step.revision for step in result.failures}
-    if failed != broken or result.not_run:
-        raise SystemExit(f"expected exactly {sorted(broken)} to fail, got {sorted(failed)}")
+    for run in runs:
+        failed = {step.revision for step in run.result.failures}
+        if failed != broken or run.result.not_run:
+            raise SystemExit(
+                f"{run.label}: expected exactly {sorted(broken)} to fail, got {sorted(failed)}"
+            )
     command = "python -m benchmarks.rehearse_history --revisions " + str(args.revisions)
     if args.pg_bin:
         command += f" --pg-bin {args.pg_bin}"
-    text = report(result, args.revisions, elapsed, command)
+    text = report(runs, args.revisions, command)
     RESULTS.write_text(text)
     print(text)
 

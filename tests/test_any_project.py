@@ -7,6 +7,14 @@ sqlalchemy.url and configures logging, a non-PostgreSQL placeholder URL, branche
 revisions that cannot render offline, an irreversible downgrade, a re-added column, a downgrade
 that forgets a column and rewrites data) and ``tests/fixtures/elsewhere`` (an env.py that
 ignores both the URL and the connection and migrates another database).
+
+Each false failure found on public projects (issue 26; docs/any-project.md) has its fixture:
+``casting`` (Airflow: psycopg2 sends a string uncast, psycopg 3 casts it and jsonb refuses it),
+``warehouse`` (mlflow: an env.py that connects from the engine it is handed, a history that
+alters a table ``create_all`` made, ``existing_type``, a table renamed), ``worker`` (Prefect: an
+env.py that reads its own URL variable, picks its versions folder while it runs and calls back
+into an AnyIO worker thread) and ``guarded`` (dagster and Airflow: an env.py that refuses
+offline mode, an upgrade guarded by "if the table exists", logging and a banner on stdout).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import shutil
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +43,7 @@ from dbtools.schema.revisions import (
     upgrade,
 )
 from tests.conftest import Database, PgServer
-from tests.helpers import REPO, assert_usage_error, run_cli
+from tests.helpers import REPO, assert_usage_error, run_cli, run_dbtools
 
 FIXTURES = REPO / "tests" / "fixtures"
 SHOP = FIXTURES / "shop"
@@ -374,7 +383,8 @@ def test_rehearse_keeps_going_over_a_history_with_branches(
     assert in_branch_order(list(rows)) == ORDER
     results = {revision: cells[5] for revision, cells in rows.items()}
     assert results == {
-        **dict.fromkeys(["s001", "s002", "s004", "s003", "s005", "s006", "s009"], "PASS"),
+        **dict.fromkeys(["s001", "s002", "s004", "s003", "s006", "s009"], "PASS"),
+        "s005": "no change",  # a merge: nothing in the schema changes
         "s007": "irreversible, by declaration",
         "s008": "FAIL",
     }
@@ -388,7 +398,7 @@ def test_rehearse_keeps_going_over_a_history_with_branches(
     not_null = "note: table public.orders: NOT NULL constraint names differ"
     assert rows["s003"][6].startswith(not_null) == (pg_server.major >= 18)
     assert result.stdout.strip().splitlines()[-1] == (
-        "FAIL: 1 of 9 revisions failed, 8 passed, 1 irreversible by declaration "
+        "FAIL: 1 of 9 revisions failed, 7 passed, 1 irreversible by declaration, 1 with no change "
         f"(database {database.name} on {_host(database)}): s008"
     )
     assert database.execute("SELECT version_num FROM alembic_version") == [("s009",)]
@@ -417,7 +427,10 @@ def test_rehearse_stops_at_the_first_failure_and_needs_the_declaration(
     )  # fmt: skip
     rows = _rows(result.stdout)
     assert rows["s007"][5] == "FAIL"
-    assert rows["s007"][6] == "downgrade: the original case of each email is gone"
+    assert rows["s007"][6] == (  # named by its source: the revision, and its line
+        "downgrade: NotImplementedError: the original case of each email is gone "
+        "(line 15 of s007_lower_emails.py)"
+    )
     assert [r for r, cells in rows.items() if cells[5] == "not run"] == ["s008", "s009"]
 
 
@@ -431,7 +444,10 @@ def test_rehearse_from_to(database: Database) -> None:
     assert (
         result.stdout.strip()
         .splitlines()[-1]
-        .startswith("PASS: every downgrade undid its upgrade exactly (2 revisions, database ")
+        .startswith(
+            "PASS: every downgrade undid its upgrade exactly (2 revisions, 1 with no change, "
+            "database "
+        )
     )
     assert database.execute("SELECT version_num FROM alembic_version") == [("s005",)]
     bad = run_cli("rehearse", "--alembic-ini", str(SHOP_INI), "--from", "s404")
@@ -457,6 +473,24 @@ def test_an_env_py_that_migrates_another_database_is_never_judged(
         with pg_server_connection(pg_server, other) as conn:
             assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("e001",)]
         assert database.execute("SELECT to_regclass('public.things')") == [(None,)]
+    finally:
+        pg_server.drop_database(other)
+
+
+def test_a_wrong_target_shows_the_real_error_too(database: Database, pg_server: PgServer) -> None:
+    other = pg_server.create_database()
+    try:
+        with pg_server_connection(pg_server, other) as conn:
+            conn.execute("CREATE TABLE things (id bigint)")  # e001 fails there
+        result = run_cli(
+            "rehearse", "--dsn", database.dsn, "--alembic-ini", str(ELSEWHERE_INI),
+            env={"ELSEWHERE_DSN": sqlalchemy_url(pg_server.dsn(other))},
+        )  # fmt: skip
+        line = assert_usage_error(result, "the project's env.py migrated another database")
+        assert line.endswith(
+            '; nothing was judged; the step itself failed: DuplicateTable: relation "things" '
+            "already exists (line 10 of e001_things.py)"
+        ), line
     finally:
         pg_server.drop_database(other)
 
@@ -492,6 +526,10 @@ def test_what_is_no_difference_is_said_in_a_note() -> None:
     assert [str(d) for d in schema_comparison(before, named)[0]] == [
         "constraint t_primary on public.t left behind",
         "constraint old_t_pkey on public.t missing",
+    ]
+    retyped = after.replace("    a text\n", "    a jsonb NOT NULL\n")
+    assert [str(d) for d in schema_comparison(before, retyped)[0]] == [
+        "column public.t.a changed (a text → a jsonb NOT NULL)"  # both sides
     ]
     renamed_column = after.replace("    a text\n", "    c text\n")
     assert [str(d) for d in schema_comparison(before, renamed_column)[0]] == [
@@ -533,3 +571,238 @@ def test_statements_real_projects_run_are_classified(
     assert (found.lock.value if found.lock else None) == lock
     assert [str(o) for o in found.created] == created
     assert [str(o) for o in found.dropped] == dropped
+
+
+# -- the project's driver and interpreter, env.py as teams write it (issue 26) --------------------
+
+CASTING_INI = FIXTURES / "casting" / "alembic.ini"
+WAREHOUSE_INI = FIXTURES / "warehouse" / "alembic.ini"
+WORKER_INI = FIXTURES / "worker" / "alembic.ini"
+GUARDED_INI = FIXTURES / "guarded" / "alembic.ini"
+
+
+def _steps(stdout: str) -> dict[str, dict[str, Any]]:
+    return {step["revision"]: step for step in json.loads(stdout)["steps"]}
+
+
+def test_migrations_run_with_the_projects_own_driver(
+    database: Database, pg_server: PgServer
+) -> None:
+    """Airflow's false failure: psycopg 3's dialect casts a string parameter (``::VARCHAR``)
+    that psycopg2 sends uncast, and a jsonb column refuses it. The ini's URL names psycopg2."""
+    assert Migrations(CASTING_INI).driver == "psycopg2"
+    assert Migrations(WORKER_INI).driver == "asyncpg"  # its pyproject.toml's dependencies
+    forced = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(CASTING_INI),
+                     "--driver", "psycopg", "--format", "json")  # fmt: skip
+    assert forced.exit_code == 1, forced.output
+    assert _steps(forced.stdout)["c001"]["error"] == (
+        'upgrade: DatatypeMismatch: column "kwargs" is of type jsonb but expression is of type '
+        "character varying (line 17 of c001_triggers.py)"
+    )
+    other = pg_server.create_database()
+    try:
+        dsn = pg_server.dsn(other)
+        result = run_cli("rehearse", "--dsn", dsn, "--alembic-ini", str(CASTING_INI),
+                         "--format", "json")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert _steps(result.stdout)["c001"]["passed"]
+        with pg_server_connection(pg_server, other) as conn:
+            rows = conn.execute("SELECT kwargs FROM trigger").fetchall()
+            assert rows == [({"delay": 5},)]  # the upgrade ran again after the downgrade
+    finally:
+        pg_server.drop_database(other)
+
+
+def test_the_migrations_run_in_the_projects_own_interpreter(database: Database) -> None:
+    """``--python``: a runner in that interpreter speaks JSON with dbtools; what it prints,
+    and its env.py's logging, go to stderr."""
+    result = run_dbtools(
+        "rehearse", "--dsn", database.dsn, "--alembic-ini", str(GUARDED_INI),
+        "--python", sys.executable, "--format", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    steps = _steps(result.stdout)  # stdout is dbtools' alone: it parses
+    assert list(steps) == ["g001", "g002"]
+    assert "guarded migrations: starting" in result.stderr
+    assert "logging to stdout, as Airflow's settings do" in result.stderr
+    bad = run_cli("lint", "--alembic-ini", str(GUARDED_INI), "--python", "/nonexistent/python")
+    assert_usage_error(bad, "Error: --python: no such interpreter: /nonexistent/python")
+
+
+def test_an_interpreter_without_alembic_is_one_line(tmp_path: Path) -> None:
+    import venv
+
+    venv.create(tmp_path / "bare", with_pip=False)  # neither Alembic nor SQLAlchemy there
+    python = tmp_path / "bare" / "bin" / "python"
+    result = run_cli("lint", "--alembic-ini", str(GUARDED_INI), "--python", str(python))
+    assert_usage_error(
+        result,
+        f"Error: --python: {python} cannot run dbtools' env runner: No module named "
+        "'sqlalchemy' (it needs Alembic and SQLAlchemy, as the project's migrations do)",
+    )
+
+
+def test_an_env_py_on_its_own_connection_from_a_create_all_base(database: Database) -> None:
+    """mlflow's shape: env.py opens its own connection from the engine it is handed (which names
+    the rehearsal's database), and the first revision alters a table create_all made."""
+    bare = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+                   "--format", "json")  # fmt: skip
+    assert bare.exit_code == 1, bare.output  # the real error, not "another database"
+    assert _steps(bare.stdout)["w001"]["error"] == (
+        'upgrade: UndefinedTable: relation "items" does not exist (line 11 of '
+        "w001_longer_labels.py)"
+    )
+    for base in (
+        "tests.fixtures.warehouse.models:metadata",
+        str(WAREHOUSE_INI.parent / "base.sql"),
+    ):
+        result = run_cli(
+            "rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+            "--base-schema", base, "--keep-going", "--format", "json", "--force",
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        payload = json.loads(result.stdout)
+        assert payload["failures"] == ["w004"] and payload["stopped"] is None, payload
+        steps = _steps(result.stdout)
+        assert [r for r, s in steps.items() if s["no_change"]] == ["w002"]  # Float → FLOAT(53)
+        assert steps["w004"]["differences"] == ["column public.items.size left behind"]
+        assert payload["base"] in (f"create_all of {base}", base)
+        # --keep-going recreated the database and loaded the base again before going on
+        assert database.execute("SELECT count(*) FROM pg_class WHERE relname = 'items'") == [(1,)]
+    unknown = run_cli("rehearse", "--alembic-ini", str(WAREHOUSE_INI), "--base-schema", "nothing")
+    assert_usage_error(unknown, "Error: --base-schema: 'nothing' is neither a SQL file nor a")
+
+
+def test_a_failure_below_from_is_named_not_an_internal_error(database: Database) -> None:
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+                     "--from", "w002", "--format", "json")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.stdout)
+    assert payload["steps"][0]["error"] == (
+        "upgrade to w001, below the revisions rehearsed, failed: UndefinedTable: relation "
+        '"items" does not exist (line 11 of w001_longer_labels.py)'
+    )
+    assert payload["not_run"] == ["w003", "w004"]
+
+
+def test_an_async_env_py_with_its_own_url_variable_and_versions_folder(
+    database: Database,
+) -> None:
+    """Prefect's shape: env.py reads its URL from WORKER_DATABASE_URL, picks its dialect's
+    versions folder while it runs, and calls back into an AnyIO worker thread."""
+    result = run_cli(
+        "rehearse", "--dsn", database.dsn, "--alembic-ini", str(WORKER_INI),
+        "--url-env", "WORKER_DATABASE_URL", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(_steps(result.stdout)) == ["k001", "k002"]  # the PostgreSQL tree, asked of env.py
+    assert database.execute("SELECT version_num FROM alembic_version") == [("k002",)]
+    linted = run_cli("lint", "--alembic-ini", str(WORKER_INI), "--url-env", "WORKER_DATABASE_URL",
+                     "--format", "json")  # fmt: skip
+    assert json.loads(linted.stdout)["revisions"] == ["k001", "k002"]
+    named = run_cli("lint", "--alembic-ini", str(WORKER_INI), "--format", "json",
+                    "--version-locations", str(WORKER_INI.parent / "migrations/versions/postgresql"))  # fmt: skip
+    assert json.loads(named.stdout)["revisions"] == ["k001", "k002"]
+
+
+def test_an_empty_history_is_never_a_pass(tmp_path: Path) -> None:
+    (tmp_path / "migrations" / "versions").mkdir(parents=True)
+    shutil.copy(CASTING_INI.parent / "migrations" / "env.py", tmp_path / "migrations" / "env.py")
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nscript_location = migrations\n")
+    for command in (["lint"], ["rehearse"], ["downgrade-plan", "--to", "base", "--offline"]):
+        result = run_cli(*command, "--alembic-ini", str(ini))
+        assert_usage_error(
+            result, f"Error: no revisions found in {tmp_path / 'migrations' / 'versions'} ({ini})"
+        )
+
+
+def test_an_env_py_that_refuses_offline_mode_is_planned_step_by_step(tmp_path: Path) -> None:
+    """dagster's shape: env.py raises without the connection it is handed, offline too; its
+    logging and banner on stdout never reach dbtools' stdout."""
+    result = run_dbtools("downgrade-plan", "--alembic-ini", str(GUARDED_INI), "--to", "base",
+                         "--offline", "--format", "json", "--output", "-")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    refusal = (
+        "env.py: Exception: No connection set in alembic config: run these migrations from the app"
+    )
+    assert [(s["revision"], s["kind"], s["action"]) for s in plan["revisions"][0]["steps"]] == [
+        ("g002", "unplanned", f"cannot be planned offline: {refusal}")
+    ]
+    assert len(plan["revisions"]) == 2
+    assert plan["warnings"][0].startswith(
+        "the project's env.py does not run offline (the project's env.py: Exception: No connection set"
+    )
+    linted = run_dbtools("lint", "--alembic-ini", str(GUARDED_INI), "--format", "json")
+    assert linted.returncode == 1, linted.stderr
+    findings = json.loads(linted.stdout)["findings"]
+    assert {(f["location"]["revision"], f["check"]) for f in findings} == {
+        ("g001", "unrenderable-revision"), ("g002", "unrenderable-revision"),
+    }  # fmt: skip
+
+
+def test_a_guarded_upgrade_that_changes_nothing_is_no_change(database: Database) -> None:
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(GUARDED_INI))
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("|")[1].strip(): line for line in result.stdout.splitlines() if "| g00" in line
+    }
+    assert "| PASS " in rows["g001"]
+    assert (
+        "| no change " in rows["g002"]
+        and "its upgrade changed nothing in the schema" in rows["g002"]
+    )
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(
+            "PASS: every downgrade undid its upgrade exactly (2 revisions, 1 with no change, database "
+        )
+    )
+
+
+def test_lint_honours_existing_type_the_base_schema_and_table_renames() -> None:
+    def changes(*options: str) -> list[tuple[str, str, str]]:
+        result = run_cli("lint", "--alembic-ini", str(WAREHOUSE_INI), "--format", "json", *options)
+        findings = json.loads(result.stdout)["findings"]
+        return [(f["location"]["revision"], f["location"]["direction"], f["subject"])
+                for f in findings if f["check"] == "changing-column-type"]  # fmt: skip
+
+    # w001 varchar(250) → (5000) by existing_type, w003 integer → integer after a rename: no
+    # rewrite. w001's downgrade shortens the varchar (existing_type says from 5000) and w004's
+    # int → bigint (the history says int) are real ones.
+    real = [
+        ("w001", "downgrade", "ALTER TABLE items ALTER COLUMN label TYPE VARCHAR(250)"),
+        ("w004", "upgrade", "ALTER TABLE items ALTER COLUMN size TYPE BIGINT"),
+    ]
+    # w002's Float → FLOAT(53): only the base says the column was a Float (double precision)
+    unknown = ("w002", "upgrade", "ALTER TABLE items ALTER COLUMN weight TYPE FLOAT(53)")
+    assert changes() == [real[0], unknown, real[1]]
+    assert changes("--base-schema", "tests.fixtures.warehouse.models:metadata") == real
+    assert changes("--base-schema", str(WAREHOUSE_INI.parent / "base.sql")) == real
+
+
+@pytest.mark.parametrize(
+    ("rename", "column"),
+    [
+        ("ALTER TABLE t RENAME TO u", "public.u.a"),
+        ("ALTER TABLE t RENAME a TO b", "public.t.b"),  # sqlglot reads this as a table rename
+        ("ALTER TABLE t RENAME COLUMN a TO b", "public.t.b"),
+        ('ALTER TABLE t RENAME COLUMN "a" TO "b"', "public.t.b"),
+        ("ALTER TABLE t RENAME CONSTRAINT a TO b", "public.t.a"),
+    ],
+)
+def test_renames_are_followed(rename: str, column: str) -> None:
+    """Airflow's integer → integer after a rename is no rewrite; the same change on a column
+    nothing is known of is one."""
+    from dbtools.safety.classify import SchemaContext, classify
+
+    context = SchemaContext()
+    for statement in ("CREATE TABLE t (a integer)", rename):
+        context.learn(classify(statement, context))
+    assert context.column_types == {column: "INT"}
+    table, name = column.rsplit(".", 1)[0].removeprefix("public."), column.rsplit(".", 1)[1]
+    change = f"ALTER TABLE {table} ALTER COLUMN {name} TYPE integer"
+    assert not classify(change, context).rewrites_table
+    assert classify(change, SchemaContext()).rewrites_table

@@ -123,7 +123,7 @@ def test_schema_differences_name_objects() -> None:
         "CREATE INDEX ix_t ON public.t USING btree (id);\n"
     )
     assert [str(d) for d in schema_differences(before, after)] == [
-        "table public.t changed (+WITH (fillfactor='90'))",
+        "table public.t changed ((none) → WITH (fillfactor='90'))",  # both sides
         "index public.ix_t left behind",
         "constraint t_pkey on public.t missing",
     ]

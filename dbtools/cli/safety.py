@@ -4,8 +4,11 @@ online-safety rules."""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,6 +25,90 @@ from dbtools.cli.options import (
 from dbtools.db.connection import resolve_dsn
 from dbtools.errors import UsageError
 from dbtools.output import Destination
+
+if TYPE_CHECKING:
+    from dbtools.schema.revisions import RunOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def project_run_options(func: F) -> F:
+    """``--python``, ``--driver``, ``--url-env``, ``--version-locations``, ``--env-context``,
+    ``--autocommit``: how the project's env.py runs, handed to the command as one ``run``
+    (``RunOptions``)."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        python: str | None,
+        driver: str | None,
+        url_env: str | None,
+        version_locations: tuple[str, ...],
+        env_context: str | None,
+        autocommit: bool,
+        **kwargs: Any,
+    ) -> Any:
+        from dbtools.schema.revisions import RunOptions
+
+        run = RunOptions(python, driver, url_env, version_locations, env_context, autocommit)
+        return func(*args, run=run, **kwargs)
+
+    options = [
+        click.option(
+            "--python",
+            metavar="PATH",
+            default=None,
+            help="The project's interpreter: its env.py and revisions run there (its SQLAlchemy, "
+            "its driver), dbtools' own dependencies stay here. Default: dbtools' interpreter.",
+        ),
+        click.option(
+            "--driver",
+            type=click.Choice(["psycopg2", "psycopg", "asyncpg"]),
+            default=None,
+            help="The project's PostgreSQL driver. Default: the one its ini's sqlalchemy.url "
+            "names, else its pyproject.toml's dependencies, else with --python the first "
+            "installed (psycopg2, psycopg, asyncpg), else psycopg.",
+        ),
+        click.option(
+            "--url-env",
+            metavar="NAME",
+            default=None,
+            help="An environment variable the project's env.py reads its database URL from: "
+            "it is set to the target's URL (offline: a URL never connected) while env.py runs.",
+        ),
+        click.option(
+            "--version-locations",
+            metavar="DIR",
+            multiple=True,
+            help="Where the revisions are (repeatable), when env.py chooses the folder itself. "
+            "Default: the ini's; when it names none with revisions, where env.py points Alembic.",
+        ),
+        click.option(
+            "--env-context",
+            metavar="MODULE:CALLABLE",
+            default=None,
+            help="A context manager the project's migrations run inside, as its own tools run "
+            "them: MODULE:CALLABLE returns it (a Flask app's app_context(), the instance a "
+            "project's revisions ask for). Imported in the project's interpreter.",
+        ),
+        click.option(
+            "--autocommit",
+            is_flag=True,
+            help="Hand env.py an autocommit connection, as projects that build indexes "
+            "CONCURRENTLY inside their revisions run them (dagster-postgres does).",
+        ),
+    ]
+    decorated: Any = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
+def base_schema_option(help: str) -> Callable[[F], F]:
+    """``--base-schema``: the schema the history starts from (``dbtools.safety.base``)."""
+    return click.option(
+        "--base-schema", metavar="FILE.sql|MODULE:METADATA", default=None, help=help
+    )
 
 
 @click.command("downgrade-plan")
@@ -46,6 +133,7 @@ from dbtools.output import Destination
 )
 @click.option("--offline", is_flag=True, help="Never connect, even if $DATABASE_URL is set.")
 @alembic_ini_option
+@project_run_options
 @format_option("md", "json", default="md")
 @output_options
 def downgrade_plan(
@@ -54,6 +142,7 @@ def downgrade_plan(
     dsn: str | None,
     offline: bool,
     alembic_ini: str | None,
+    run: RunOptions,
     output_format: str,
     destination: Destination,
 ) -> None:
@@ -78,7 +167,7 @@ def downgrade_plan(
 
     \b
     Exit codes: 0 planned; 2 bad input (unknown revision, --to not below --from, no
-    connection for --from current), nothing written.
+    connection for --from current, an empty history), nothing written.
     """
     from dbtools.safety.plan import build_plan
     from dbtools.safety.render import plan_json, plan_markdown
@@ -95,6 +184,7 @@ def downgrade_plan(
         from_revision,
         dsn=resolve_dsn(dsn) if connect else None,
         ini=alembic_ini,
+        run=run,
     )
     text = plan_json(plan) if output_format == "json" else plan_markdown(plan)
     losses = len(plan.data_loss_tables)
@@ -133,11 +223,17 @@ def downgrade_plan(
 @click.option(
     "--keep-going",
     is_flag=True,
-    help="Go on past a failure (the database is recreated and brought back) and print the "
-    "whole table.",
+    help="Go on past a failure (the database is recreated, its base schema loaded again, and "
+    "brought back) and print the whole table.",
+)
+@base_schema_option(
+    "The schema the history starts from: a SQL file (a pg_dump --schema-only of production "
+    "too) or a module:metadata the project's interpreter creates with create_all. The database "
+    "is recreated empty and the base loaded first."
 )
 @pg_bin_option
 @alembic_ini_option
+@project_run_options
 @config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
 def rehearse(
@@ -146,8 +242,10 @@ def rehearse(
     from_revision: str | None,
     to_revision: str | None,
     keep_going: bool,
+    base_schema: str | None,
     pg_bin: Path | None,
     alembic_ini: str | None,
+    run: RunOptions,
     config_file: Path | None,
     output_format: str,
 ) -> None:
@@ -169,9 +267,14 @@ def rehearse(
     create it). A database that holds data (a row in any table but the migrations' version
     table) or that $DATABASE_URL names is refused unless --force.
 
+    A revision whose upgrade changed nothing in the schema is "no change" (it passes). Every
+    failure names its source: the revision (its line), the project's env.py, the driver, or
+    dbtools.
+
     \b
     Exit codes: 0 every revision passes; 1 a revision fails; 2 refused database, no sandbox,
-    bad option, env.py migrated another database, project not importable.
+    bad option, empty history, env.py migrated another database or failed before any
+    revision, project not importable.
     """
     from dbtools.safety.rehearse import rehearse as run_rehearsal
     from dbtools.safety.render import rehearsal_json, rehearsal_table
@@ -187,6 +290,8 @@ def rehearse(
         to_revision=to_revision,
         keep_going=keep_going,
         config_file=config_file,
+        run=run,
+        base_schema=base_schema,
     )
     click.echo(
         rehearsal_json(result) if output_format == "json" else rehearsal_table(result), nl=False
@@ -204,10 +309,20 @@ def rehearse(
     help="Lint only this revision (repeatable). Default: every revision.",
 )
 @alembic_ini_option
+@project_run_options
+@base_schema_option(
+    "The schema the history starts from (a SQL file, or a module:metadata): the types of the "
+    "columns it defines are known to the revisions that change them."
+)
 @config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
 def lint(
-    only: tuple[str, ...], alembic_ini: str | None, config_file: Path | None, output_format: str
+    only: tuple[str, ...],
+    alembic_ini: str | None,
+    run: RunOptions,
+    base_schema: str | None,
+    config_file: Path | None,
+    output_format: str,
 ) -> None:
     """Check the migrations against the rules for online migrations.
 
@@ -227,12 +342,18 @@ def lint(
 
     \b
     Exit codes: 0 no violations; 1 violations; 2 squawk missing, unknown revision, bad
-    declarations, project not importable.
+    declarations, empty history, project not importable.
     """
     from dbtools.safety.lint import lint_revisions
     from dbtools.safety.render import lint_json, lint_table
 
-    result = lint_revisions(ini=alembic_ini, only=only or None, config_file=config_file)
+    result = lint_revisions(
+        ini=alembic_ini,
+        only=only or None,
+        config_file=config_file,
+        run=run,
+        base_schema=base_schema,
+    )
     click.echo(lint_json(result) if output_format == "json" else lint_table(result), nl=False)
     if not result.passed:
         click.get_current_context().exit(1)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sqlglot
 from sqlglot import exp
 
 from dbtools.safety.locks import Blocking, LockLevel, storage_parameter_lock, strongest
@@ -76,6 +77,8 @@ class Classification:
     dropped: tuple[DbObject, ...] = ()
     references: tuple[str, ...] = ()  # tables the foreign keys of a created table reference
     column_types: tuple[tuple[str, str], ...] = ()  # (schema.table.column, type) it defines
+    # (old, new) of ALTER TABLE … RENAME: schema.table for a table, schema.table.column for a column
+    renamed: tuple[str, str] | None = None
     data_loss: tuple[DataLoss, ...] = ()
     idempotent: bool = True
     needs_autocommit: bool = False  # not allowed inside a transaction block (CONCURRENTLY, VACUUM)
@@ -122,6 +125,30 @@ class SchemaContext:
             if obj.kind == "table":
                 self.references[obj.name] = classification.references
         self.column_types.update(classification.column_types)
+        if classification.renamed is not None:
+            self._follow_rename(*classification.renamed)
+
+    def learn_column_types(self, types: dict[str, str]) -> None:
+        """Column types known from elsewhere (an ``alter_column``'s ``existing_type``), for the
+        columns no earlier statement defined."""
+        for column, sql_type in types.items():
+            self.column_types.setdefault(qualify(column), type_text(sql_type))
+
+    def _follow_rename(self, old: str, new: str) -> None:
+        """A table or column renamed: what is known of it (a table's columns, indexes and
+        references) is known under its new name."""
+        prefix = f"{old}."
+        self.column_types = {
+            (new if key == old else f"{new}.{key.removeprefix(prefix)}")
+            if key == old or key.startswith(prefix)
+            else key: value
+            for key, value in self.column_types.items()
+        }
+        self.index_tables = {
+            index: (new if table == old else table) for index, table in self.index_tables.items()
+        }
+        if old in self.references:
+            self.references[new] = self.references.pop(old)
 
     def copy(self) -> SchemaContext:
         return SchemaContext(
@@ -344,6 +371,7 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
     created: list[DbObject] = []
     dropped: list[DbObject] = []
     column_types: list[tuple[str, str]] = []
+    renamed: tuple[str, str] | None = None
     rewrites = scans = False
     idempotent = True
     for action in tree.args.get("actions") or []:
@@ -428,6 +456,7 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
             levels.append(AE)
             actions.append("RENAME")
             idempotent = False
+            renamed = _renamed(table, bare)
         else:
             levels.append(AE)
             actions.append(type(action).__name__)
@@ -444,6 +473,7 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
         created=tuple(created),
         dropped=tuple(dropped),
         column_types=tuple(column_types),
+        renamed=renamed,
         data_loss=tuple(data_loss),
         idempotent=idempotent,
         rewrites_table=rewrites,
@@ -452,9 +482,50 @@ def _alter(tree: exp.Expression, bare: str, context: SchemaContext) -> Classific
     )
 
 
+_RENAME_TABLE = re.compile(r"\bRENAME\s+TO\s+(?P<new>\"[^\"]+\"|[\w$]+)", re.I)
+_RENAME_COLUMN = re.compile(
+    r"\bRENAME\s+(?:COLUMN\s+)?(?P<old>\"[^\"]+\"|[\w$]+)\s+TO\s+(?P<new>\"[^\"]+\"|[\w$]+)", re.I
+)
+
+
+def _renamed(table: str, statement: str) -> tuple[str, str] | None:
+    """(old, new) of ``ALTER TABLE t RENAME TO u`` (tables) or ``RENAME [COLUMN] a TO b``
+    (columns), read from the text: sqlglot parses ``RENAME a TO b`` as a table rename."""
+    schema = table.rsplit(".", 1)[0]
+    found = _RENAME_TABLE.search(statement)
+    if found:
+        new_table = found.group("new").strip('"')
+        return table, f"{schema}.{new_table}"
+    found = _RENAME_COLUMN.search(statement)
+    if found and found.group("old").upper() not in ("CONSTRAINT", "TO"):
+        old, new = (found.group(g).strip('"') for g in ("old", "new"))
+        return f"{table}.{old}", f"{table}.{new}"
+    return None
+
+
+def type_text(sql_type: str) -> str:
+    """A type written in SQL (``FLOAT``, ``VARCHAR(250)``) as ``_type_text`` names it."""
+    try:
+        tree = sqlglot.parse_one(f"CAST(NULL AS {sql_type})", read="postgres")
+    except sqlglot.errors.ParseError:
+        return sql_type.upper()
+    return _type_text(tree.args.get("to"))
+
+
+_FLOAT = re.compile(r"^FLOAT(?:\((?P<bits>\d+)\))?$")
+
+
 def _type_text(node: exp.Expression | None) -> str:
-    """A column type as PostgreSQL would name it, for comparing two of them."""
-    return node.sql("postgres").upper() if node is not None else "?"
+    """A column type as PostgreSQL would name it, for comparing two of them (``FLOAT(p)`` is
+    ``REAL`` up to 24 bits, else ``DOUBLE PRECISION``, as PostgreSQL stores it)."""
+    if node is None:
+        return "?"
+    text = node.sql("postgres").upper()
+    found = _FLOAT.match(text)
+    if found:
+        bits = int(found.group("bits") or 53)
+        return "REAL" if bits <= 24 else "DOUBLE PRECISION"
+    return text
 
 
 _VARCHAR = re.compile(r"^(?:VARCHAR|CHARACTER VARYING)(?:\((?P<length>\d+)\))?$")

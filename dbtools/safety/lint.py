@@ -52,13 +52,19 @@ from alembic.script import Script
 from dbtools.errors import UsageError
 from dbtools.findings import FAILING, Finding, Location, Rule, check_names, rule, run_rules
 from dbtools.redaction import redact
+from dbtools.safety.base import BaseSchema
 from dbtools.safety.classify import RUN_TIME, Classification, SchemaContext, classify, qualify
 from dbtools.safety.declarations import LintDeclarations, declarations_file, lint_declarations
 from dbtools.safety.locks import Blocking
 from dbtools.safety.squawk import run_squawk, squawk_version
 from dbtools.schema import revisions
-from dbtools.schema.revisions import Migrations, UnrenderableRevision
-from dbtools.sqltext.split import OfflineStatement, read_offline_sql, strip_comments
+from dbtools.schema.revisions import Migrations, RunOptions, UnrenderableRevision
+from dbtools.sqltext.split import (
+    OfflineStatement,
+    read_offline_sql,
+    split_statements,
+    strip_comments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +180,8 @@ def lint_revisions(
     ini: revisions.IniPath = None,
     only: Sequence[str] | None = None,
     config_file: Path | None = None,
+    run: RunOptions | None = None,
+    base_schema: str | None = None,
 ) -> LintResult:
     """Lint the upgrade and downgrade SQL of every revision (or of *only* these), in the order
     Alembic applies them, merges and branches included.
@@ -181,12 +189,17 @@ def lint_revisions(
     The project's declarations (``[tool.dbtools.lint]`` in *config_file*, else in the
     ``pyproject.toml`` beside its alembic.ini) leave rules and revisions out, each with a
     reason. A revision whose SQL cannot be rendered offline is one ``unrenderable-revision``
-    finding; the other revisions are linted.
+    finding; the other revisions are linted. A column whose type an ``alter_column`` changes is
+    known by its ``existing_type`` when no earlier revision created it; a renamed table keeps
+    what is known of its columns. *run*: how the project's env.py runs (``RunOptions``).
+    *base_schema*: the schema the history starts from (``dbtools.safety.base``): the columns
+    it defines are known to the revisions.
 
     Raises ``UsageError`` for an unknown revision in *only*, ``ConfigError`` for bad
-    declarations, ``PrerequisiteMissing`` when squawk is not installed.
+    declarations or an empty history, ``PrerequisiteMissing`` when squawk is not installed.
     """
-    migrations = Migrations(ini)
+    migrations = Migrations(ini, run)
+    migrations.require_revisions()
     order = migrations.upgrade_order()
     known = {revision.revision for revision in order}
     for wanted in only or ():
@@ -200,7 +213,11 @@ def lint_revisions(
         rev for rev in order if (not only or rev.revision in only) and rev.revision not in left_out
     ]
     log.info("linting %d revisions: %s", len(selected), ", ".join(r.revision for r in selected))
-    scripts, findings = _scripts(migrations, order, {rev.revision for rev in selected})
+    history = SchemaContext()
+    if base_schema is not None:
+        for statement in split_statements(BaseSchema.parse(base_schema).ddl(migrations)):
+            history.learn(classify(statement.sql, history))
+    scripts, findings = _scripts(migrations, order, {rev.revision for rev in selected}, history)
     findings += _squawk_findings(scripts) + [f for s in scripts for f in _rule_findings(s)]
     ignores: list[Ignore] = []
     for revision in selected:
@@ -233,12 +250,11 @@ def _revisions_left_out(migrations: Migrations, declared: LintDeclarations) -> d
 
 
 def _scripts(
-    migrations: Migrations, order: list[Script], selected: set[str]
+    migrations: Migrations, order: list[Script], selected: set[str], history: SchemaContext
 ) -> tuple[list[LintScript], list[Finding]]:
     """The upgrade and downgrade scripts of the *selected* revisions, each classified against
     what the revisions before it created (their upgrade SQL, rendered as far as it renders), and
-    a finding for each script that cannot be rendered."""
-    history = SchemaContext()
+    a finding for each script that cannot be rendered. *history*: what the base created."""
     scripts: list[LintScript] = []
     findings: list[Finding] = []
     last = max((i for i, rev in enumerate(order) if rev.revision in selected), default=-1)
@@ -254,8 +270,10 @@ def _scripts(
                 continue
             table = rendered.environment.qualified_version_table
             context = before.copy() if direction == "upgrade" else history.copy()
+            context.learn_column_types(rendered.existing_types)
             script = _script(rendered.sql, revision.revision, direction, context, table)
             if direction == "upgrade":
+                history.learn_column_types(rendered.existing_types)
                 for found in script.classifications:
                     history.learn(found)
             if wanted:

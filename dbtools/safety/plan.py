@@ -36,7 +36,10 @@ from dbtools.safety.locks import Blocking, LockLevel
 from dbtools.schema import revisions
 from dbtools.schema.online import MigrationSettings
 from dbtools.schema.revisions import (
+    Environment,
+    EnvPyFailed,
     Migrations,
+    RunOptions,
     UnrenderableRevision,
     down_revisions,
     heads_of,
@@ -183,6 +186,7 @@ def build_plan(
     dsn: str | None = None,
     ini: revisions.IniPath = None,
     rates: Rates | None = None,
+    run: RunOptions | None = None,
 ) -> DowngradePlan:
     """Plan the downgrade from *from_revision* down to *to_revision*.
 
@@ -191,18 +195,25 @@ def build_plan(
     *to_revision*: a revision id below it, ``"base"``, or ``"-N"`` (the first N revisions
     Alembic undoes). *dsn*: when given, a read-only session adds relation sizes, row estimates
     and durations, and answers what a revision reads while it is rendered. *ini*: another
-    project's migrations (``dbtools.schema.revisions``).
+    project's migrations (``dbtools.schema.revisions``); *run*: how its env.py runs (its
+    interpreter, driver…). An env.py that refuses to run offline plans each revision as one
+    "cannot be planned offline" step.
 
     Only the revisions in the range are rendered: each one's upgrade (what it created) and
     downgrade (the steps). Across a merge the revisions come in the order Alembic runs them. A
     revision whose downgrade cannot be rendered is one warning step; the rest is planned.
 
     Raises ``UsageError`` for an unknown revision or a target that is not below the start,
-    ``ConnectionFailed`` when *dsn* cannot be reached.
+    ``ConfigError`` for an empty history, ``ConnectionFailed`` when *dsn* cannot be reached.
     """
-    migrations = Migrations(ini)
+    migrations = Migrations(ini, run)
+    migrations.require_revisions()
     settings = MigrationSettings.from_alembic(migrations.config(), {})
-    environment = migrations.environment()
+    refusal = None
+    try:
+        environment = migrations.environment()
+    except EnvPyFailed as err:  # an env.py that refuses offline mode: each revision says so
+        environment, refusal = Environment(), str(err)
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(session(dsn)) if dsn is not None else None
         live = None
@@ -245,12 +256,16 @@ def build_plan(
             names = [r.name for plan in plans for step in plan.steps for r in step.relations]
             sizes = relation_sizes(conn, [name for name in names if not name.startswith("(")])
         plans = [_with_estimates(plan, sizes, rates or Rates()) for plan in plans]
+    warnings = _warnings(plans, live, _label(start))
+    if refusal is not None:
+        warnings.insert(0, f"the project's env.py does not run offline ({refusal}): its version "
+                           "table is taken to be public.alembic_version")  # fmt: skip
     return DowngradePlan(
         from_revision=_label(start),
         from_source=source,
         to_revision=target,
         revisions=tuple(plans),
-        warnings=tuple(_warnings(plans, live, _label(start))),
+        warnings=tuple(warnings),
         lock_timeout=preamble.get("lock_timeout"),
         statement_timeout=preamble.get("statement_timeout"),
         lock_retries=settings.lock_retries,

@@ -9,7 +9,18 @@ reapplied). ``from_revision``/``to_revision`` rehearse part of the history (the 
 are applied without rehearsing them). The first failure stops the rehearsal, unless
 ``keep_going``: then the database is recreated, brought back to where the failed revision left
 the history, and the rehearsal goes on. A revision the project declares irreversible
-(``[tool.dbtools.rehearse]``, with a reason) is upgraded but its downgrade is not rehearsed.
+(``[tool.dbtools.rehearse]``, with a reason) is upgraded but its downgrade is not rehearsed. A
+revision whose upgrade changed nothing in the schema passes as "no change" (an upgrade guarded
+by "if the table exists" finds nothing to do on a history that does not create the table).
+
+**A base schema.** A history that does not start from an empty database (its first revision
+alters tables the application creates with ``create_all``) is rehearsed on a base: a SQL file
+(a ``pg_dump --schema-only`` of production too) or a ``module:metadata`` the project's
+interpreter creates. The database is recreated empty and the base loaded before the first
+revision, and again each time ``keep_going`` recreates it.
+
+**Every failure named by its source**: a revision (its line), the project's env.py, the driver,
+or dbtools; a step below ``--from`` that fails is the failure of the revision standing on it.
 
 **Never judging a database it did not migrate.** After every step the version table the
 project's env.py uses is read in the rehearsal's database itself: it must hold exactly the
@@ -51,6 +62,7 @@ from dbtools.db.connection import describe, resolve_dsn, session
 from dbtools.db.server import inspect_server
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
+from dbtools.safety.base import BaseSchema
 from dbtools.safety.declarations import declarations_file, rehearse_declarations
 from dbtools.safety.live import BOOKKEEPING_TABLES, refuse_data
 from dbtools.sandbox import temporary_sandbox
@@ -59,8 +71,11 @@ from dbtools.schema.dump import dump_schema
 from dbtools.schema.revisions import (
     BASE,
     Environment,
+    EnvPyFailed,
     Migrations,
     ProjectNotImportable,
+    RunOptions,
+    describe_failure,
     down_revisions,
     heads_of,
     recorded_heads,
@@ -104,6 +119,12 @@ class RehearsalStep:
     irreversible: str | None = None  # declared irreversible: the reason; downgrade not run
     notes: tuple[str, ...] = ()  # what the comparison left out as no difference
     seconds: float = 0.0
+    changed: bool | None = None  # whether the upgrade changed the schema (None: not known)
+
+    @property
+    def no_change(self) -> bool:
+        """Rehearsed and passed, but its upgrade changed nothing in the schema."""
+        return self.passed and self.irreversible is None and self.changed is False
 
     @property
     def passed(self) -> bool:
@@ -123,6 +144,7 @@ class Rehearsal:
     not_run: tuple[str, ...]
     keep_going: bool = False
     stopped: str | None = None  # why it stopped early although it was to keep going
+    base: str | None = None  # the base schema the history was rehearsed on
 
     @property
     def passed(self) -> bool:
@@ -143,6 +165,8 @@ def rehearse(
     to_revision: str | None = None,
     keep_going: bool = False,
     config_file: Path | None = None,
+    run: RunOptions | None = None,
+    base_schema: str | None = None,
 ) -> Rehearsal:
     """Rehearse the downgrades in a sandbox (default) or in the scratch database *dsn*.
 
@@ -150,13 +174,18 @@ def rehearse(
     the database ``DATABASE_URL`` names. *from_revision*/*to_revision*: the first and last
     revision to rehearse (default: every one). *keep_going*: rehearse past failures.
     *config_file*: where the project's ``[tool.dbtools.rehearse]`` is (default: the
-    pyproject.toml beside its alembic.ini).
+    pyproject.toml beside its alembic.ini). *run*: how the project's env.py runs (its
+    interpreter, driver, URL variable, versions folders). *base_schema*: a SQL file or a
+    ``module:metadata`` the history starts from (module docstring).
 
-    Raises ``UsageError`` when *dsn* is refused or a revision is unknown, ``MigratedElsewhere``
-    when the project's env.py migrates another database, ``SandboxError`` when no sandbox
-    starts, ``ConnectionFailed`` when *dsn* cannot be reached.
+    Raises ``UsageError`` when *dsn* is refused, a revision or the base is unknown,
+    ``ConfigError`` when the history is empty, ``MigratedElsewhere`` when the project's env.py
+    migrates another database, ``EnvPyFailed`` when its env.py fails before any revision runs,
+    ``SandboxError`` when no sandbox starts, ``ConnectionFailed`` when *dsn* cannot be reached.
     """
-    migrations = Migrations(ini)
+    migrations = Migrations(ini, run)
+    migrations.require_revisions()
+    base = BaseSchema.parse(base_schema) if base_schema else None
     known = {rev.revision for rev in migrations.upgrade_order()}
     for option, given in (("--from", from_revision), ("--to", to_revision)):
         if given is not None and given not in known:
@@ -166,14 +195,18 @@ def rehearse(
     )
     order = migrations.upgrade_order(to_revision or "heads")
     selected = _selected(migrations, order, from_revision)
-    plan = _Plan(migrations, order, selected, declared.irreversible, keep_going)
+    plan = _Plan(migrations, order, selected, declared.irreversible, keep_going, base)
     if dsn is None:
         with _sandbox_database(pg_bin) as (sandbox_dsn, where):
             return plan.run(sandbox_dsn, where)
     if pg_bin is not None:
         raise UsageError("--pg-bin chooses a sandbox's binaries; it makes no sense with --dsn")
     dsn = resolve_dsn(dsn)
-    version_table = migrations.environment().qualified_version_table
+    try:
+        environment = migrations.environment()
+    except EnvPyFailed:  # an env.py that refuses offline mode: ask it online, changing nothing
+        environment = migrations.current(dsn)
+    version_table = environment.qualified_version_table
     check_scratch_database(dsn, force=force, bookkeeping=(version_table,))
     target = describe(dsn)
     return plan.run(dsn, f"database {target.database} on {target.host}")
@@ -239,6 +272,7 @@ class _Plan:
     selected: set[str]
     irreversible: dict[str, str]
     keep_going: bool
+    base: BaseSchema | None = None
     dsn: str = ""
     where: str = ""
     applied: set[str] = field(default_factory=set)  # revisions the database holds now
@@ -247,10 +281,17 @@ class _Plan:
         self.dsn, self.where = dsn, where
         with session(dsn) as conn:
             version_num = inspect_server(conn).version_num
-        environment = self.migrations.current(dsn)
-        if recorded_heads(dsn, environment):
-            log.info("downgrading %s to base before rehearsing", where)
-            self._step(lambda: self.migrations.downgrade(dsn, BASE), "downgrade base", ())
+        if self.base is not None:
+            recreate_database(dsn)  # the base is loaded into an empty database
+            self.base.load(dsn, self.migrations)
+        else:
+            environment = self._named(lambda: self.migrations.current(dsn))
+            if recorded_heads(dsn, environment):
+                log.info("downgrading %s to base before rehearsing", where)
+                try:
+                    self._step(lambda: self.migrations.downgrade(dsn, BASE), "downgrade base", ())
+                except _StepFailed as err:
+                    raise DbtoolsError(f"cannot downgrade {where} to base first: {err}") from err
         self.applied = set()
         steps: list[RehearsalStep] = []
         not_run: list[str] = []
@@ -285,7 +326,17 @@ class _Plan:
             tuple(not_run),
             keep_going=self.keep_going,
             stopped=stopped if self.keep_going and stopped else None,
+            base=str(self.base) if self.base else None,
         )
+
+    def _named(self, action: Callable[[], Environment]) -> Environment:
+        """*action*'s result; what the project raises, as ``EnvPyFailed`` naming its source."""
+        try:
+            return action()
+        except DbtoolsError:
+            raise
+        except Exception as err:  # whatever the project's env.py raises
+            raise EnvPyFailed(self.migrations.failure(err)) from err
 
     def _ancestors(self, revision: Script) -> set[str]:
         return {r.revision for r in self.migrations.upgrade_order(revision.revision)}
@@ -294,7 +345,12 @@ class _Plan:
         name = revision.revision
         down = ", ".join(down_revisions(revision)) or BASE
         started = time.monotonic()
-        self._apply_ancestors(revision)
+        try:
+            self._apply_ancestors(revision)
+        except _StepFailed as err:
+            return RehearsalStep(name, down, upgraded=False, downgrade_restores=None,
+                                 reupgrade_matches=None, error=str(err),
+                                 seconds=time.monotonic() - started)  # fmt: skip
         before_heads = heads_of(self.applied, self.migrations)
         after_heads = heads_of(self.applied | {name}, self.migrations)
         exclude = (self.migrations.last_environment.qualified_version_table,)
@@ -310,10 +366,11 @@ class _Plan:
             return step(upgraded=False, downgrade_restores=None, reupgrade_matches=None,
                         error=f"upgrade: {err}")  # fmt: skip
         upgraded = dump_schema(self.dsn, exclude_tables=exclude)
+        changed = upgraded != before
         if name in self.irreversible:
             self.applied.add(name)
             return step(upgraded=True, downgrade_restores=None, reupgrade_matches=None,
-                        irreversible=self.irreversible[name])  # fmt: skip
+                        irreversible=self.irreversible[name], changed=changed)  # fmt: skip
         try:
             self._apply(revision, "downgrade", before_heads)
         except _StepFailed as err:
@@ -337,20 +394,27 @@ class _Plan:
         again, more = schema_comparison(upgraded, dump_schema(self.dsn, exclude_tables=exclude))
         log.info("rehearsed %s: %s", name, "differs after the second upgrade" if again else "ok")
         return step(upgraded=True, downgrade_restores=True, reupgrade_matches=not again,
-                    differences=tuple(again), notes=tuple(dict.fromkeys(notes + more)))  # fmt: skip
+                    differences=tuple(again), notes=tuple(dict.fromkeys(notes + more)),
+                    changed=changed)  # fmt: skip
 
     def _apply_ancestors(self, revision: Script) -> None:
         """Upgrade to the revisions *revision* stands on, when they are not applied yet (the
-        revisions below ``--from``): one ``alembic upgrade`` each, not rehearsed."""
+        revisions below ``--from``): one ``alembic upgrade`` each, not rehearsed. A failure is
+        ``_StepFailed`` saying which."""
         for down in down_revisions(revision):
             if down in self.applied:
                 continue
             wanted = self.applied | {r.revision for r in self.migrations.upgrade_order(down)}
-            self._step(
-                functools.partial(self.migrations.upgrade, self.dsn, down),
-                f"upgrade {down}",
-                heads_of(wanted, self.migrations),
-            )
+            try:
+                self._step(
+                    functools.partial(self.migrations.upgrade, self.dsn, down),
+                    f"upgrade {down}",
+                    heads_of(wanted, self.migrations),
+                )
+            except _StepFailed as err:
+                raise _StepFailed(
+                    f"upgrade to {down}, below the revisions rehearsed, failed: {err}"
+                ) from err
             self.applied = wanted
 
     def _apply(self, revision: Script, direction: str, expected: tuple[str, ...]) -> None:
@@ -368,12 +432,19 @@ class _Plan:
             action()
         except (ProjectNotImportable, MigratedElsewhere):
             raise
-        except Exception as err:  # whatever a revision raises: Alembic, SQLAlchemy, psycopg…
-            self._refuse_elsewhere(what, None)
-            raise _StepFailed(_first_line(err)) from err
+        except Exception as err:  # whatever a revision raises: Alembic, SQLAlchemy, the driver…
+            reason = (
+                str(err)
+                if isinstance(err, DbtoolsError)
+                else describe_failure(self.migrations.failure(err))
+            )
+            self._refuse_elsewhere(what, None, reason)
+            raise _StepFailed(reason) from err
         self._refuse_elsewhere(what, expected)
 
-    def _refuse_elsewhere(self, what: str, expected: tuple[str, ...] | None) -> None:
+    def _refuse_elsewhere(
+        self, what: str, expected: tuple[str, ...] | None, error: str | None = None
+    ) -> None:
         environment = self.migrations.last_environment
         elsewhere = not same_database(self.dsn, environment.target)
         if expected is None and not elsewhere:
@@ -381,12 +452,15 @@ class _Plan:
         found = recorded_heads(self.dsn, environment)
         if expected is not None and tuple(found or ()) == tuple(sorted(expected)) and not elsewhere:
             return
-        raise MigratedElsewhere(_elsewhere_message(what, self.where, environment, found, expected))
+        message = _elsewhere_message(what, self.where, environment, found, expected)
+        raise MigratedElsewhere(message + (f"; the step itself failed: {error}" if error else ""))
 
     def _restore(self) -> None:
         """Recreate the database and upgrade it to the revisions applied so far."""
         log.info("recreating %s and upgrading it to %s", self.where, sorted(self.applied))
         recreate_database(self.dsn)
+        if self.base is not None:
+            self.base.load(self.dsn, self.migrations)
         done: set[str] = set()
         for head in heads_of(self.applied, self.migrations):
             done |= {r.revision for r in self.migrations.upgrade_order(head)}
@@ -560,20 +634,30 @@ def _column_differences(identity: str, old: str, new: str) -> list[SchemaDiffere
     if not before or not after or before[:2] != after[:2]:
         return []
     table = identity.removeprefix("table ")
-    old_lines = {line.split()[0]: line for line in before[2:]}
-    new_lines = {line.split()[0]: line for line in after[2:]}
+    old_lines = {_column_key(line): line for line in before[2:]}
+    new_lines = {_column_key(line): line for line in after[2:]}
     found = []
     for name, line in new_lines.items():
         if name not in old_lines:
             found.append(SchemaDifference("left behind", f"column {table}.{name}"))
         elif old_lines[name] != line:
-            found.append(SchemaDifference("changed", f"column {table}.{name}", line))
+            found.append(
+                SchemaDifference(
+                    "changed", f"column {table}.{name}", _both_sides(old_lines[name], line)
+                )
+            )
     found += [
         SchemaDifference("missing", f"column {table}.{name}")
         for name in old_lines
         if name not in new_lines
     ]
     return found
+
+
+def _column_key(line: str) -> str:
+    """A column's name, or ``CONSTRAINT name`` for a table constraint written in the table."""
+    words = line.split()
+    return " ".join(words[:2]) if words[0].upper() == "CONSTRAINT" and len(words) > 1 else words[0]
 
 
 def _generated_renames(
@@ -610,7 +694,28 @@ def _definitions(dump: str) -> dict[str, str]:
 
 
 def _first_change(old: str, new: str) -> str:
+    """The first lines that differ (one hunk), both sides: ``before → after`` (``(none)`` for a
+    side that has no line there)."""
+    removed: list[str] = []
+    added: list[str] = []
     for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0):
-        if line.startswith(("+", "-")) and not line.startswith(("+++", "---")):
-            return " ".join(line.split())[:120]
-    return ""
+        if line.startswith("@@") and (removed or added):
+            break
+        if line.startswith("-") and not line.startswith("---"):
+            removed.append(" ".join(line[1:].split()))
+        elif line.startswith("+") and not line.startswith("+++"):
+            added.append(" ".join(line[1:].split()))
+    return _both_sides(" ".join(removed) or "(none)", " ".join(added) or "(none)")
+
+
+def _both_sides(before: str, after: str, width: int = 100) -> str:
+    """``before → after``, each cut to *width* around where they start to differ."""
+    pairs = enumerate(zip(before, after, strict=False))
+    same = next((i for i, (a, b) in pairs if a != b), min(len(before), len(after)))
+    start = max(0, same - width // 3) if max(len(before), len(after)) > width else 0
+
+    def cut(text: str) -> str:
+        shown = text[start : start + width]
+        return ("…" if start else "") + shown + ("…" if start + width < len(text) else "")
+
+    return f"{cut(before)} → {cut(after)}"

@@ -203,6 +203,7 @@ def rehearsal_json(rehearsal: Rehearsal) -> str:
     payload["failures"] = [step.revision for step in rehearsal.failures]
     for step, item in zip(rehearsal.steps, payload["steps"], strict=True):
         item["passed"] = step.passed
+        item["no_change"] = step.no_change
         item["differences"] = [str(d) for d in step.differences]
     return dump_json("rehearsal", payload)
 
@@ -215,7 +216,7 @@ def rehearsal_table(rehearsal: Rehearsal) -> str:
 
     rows = []
     for step in rehearsal.steps:
-        result = "PASS" if step.passed else "FAIL"
+        result = ("no change" if step.no_change else "PASS") if step.passed else "FAIL"
         downgrade = yes_no(step.downgrade_restores)
         if step.irreversible is not None:
             result, downgrade = "irreversible, by declaration", "not rehearsed"
@@ -223,6 +224,8 @@ def rehearsal_table(rehearsal: Rehearsal) -> str:
         if step.irreversible is not None:
             said.append(step.irreversible)
         said += [f"note: {note}" for note in step.notes]
+        if step.no_change:
+            said.append("its upgrade changed nothing in the schema")
         rows.append(
             (
                 step.revision,
@@ -247,7 +250,11 @@ def rehearsal_table(rehearsal: Rehearsal) -> str:
 
 def _rehearsal_verdict(rehearsal: Rehearsal) -> str:
     declared = sum(1 for step in rehearsal.steps if step.irreversible is not None)
+    unchanged = sum(1 for step in rehearsal.steps if step.no_change)
     also = f", {declared} irreversible by declaration" if declared else ""
+    also += f", {unchanged} with no change" if unchanged else ""
+    if rehearsal.base:
+        also += f", on the base {rehearsal.base}"
     failed = rehearsal.failures
     if rehearsal.passed:
         return (
@@ -259,7 +266,7 @@ def _rehearsal_verdict(rehearsal: Rehearsal) -> str:
         return f"FAIL: revision {failed[0].revision} ({rehearsal.where})" + (
             f": {differences}" if differences else ""
         )
-    passed = sum(1 for step in rehearsal.steps if step.passed)
+    passed = sum(1 for step in rehearsal.steps if step.passed and not step.no_change)
     verdict = (
         f"FAIL: {len(failed)} of {len(rehearsal.steps)} revisions failed, {passed} passed{also}"
         f" ({rehearsal.where}): {', '.join(step.revision for step in failed) or 'none'}"

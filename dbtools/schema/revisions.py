@@ -31,33 +31,29 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import io
+import json
 import logging
+import os
 import re
+import subprocess
 import sys
-import traceback
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from unittest import mock
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory
-from alembic.util import CommandError
+from alembic.script.revision import RevisionMap
 from psycopg import conninfo, sql
-from sqlalchemy.engine import Connection
-from sqlalchemy.engine.mock import MockConnection
-from sqlalchemy.pool import NullPool
 
 from dbtools.config import read_toml
-from dbtools.db.connection import connect, describe, session
-from dbtools.errors import ConfigError, DbtoolsError
+from dbtools.db.connection import describe, session
+from dbtools.errors import ConfigError, ConnectionFailed, DbtoolsError, UsageError
 from dbtools.redaction import redact
+from dbtools.schema import envrun
 from dbtools.schema.frozen import IniPath as IniPath  # the safety commands name it from here
 from dbtools.schema.frozen import find_alembic_ini
 
@@ -66,10 +62,6 @@ log = logging.getLogger(__name__)
 BASE = "base"
 ALEMBIC_SECTION = "alembic"
 DEFAULT_VERSION_TABLE = "alembic_version"
-# A PostgreSQL URL that is never connected: foreign env.py files pick their dialect from it.
-OFFLINE_URL = "postgresql+psycopg://dbtools@offline.invalid/dbtools"
-# The passed connection's statement timeout: DDL-sized (dbtools' env.py sets its own settings).
-MIGRATION_STATEMENT_TIMEOUT = "2h"
 # Alembic 1.16 reads [tool.alembic] from pyproject.toml (Config(toml_file=…)).
 ALEMBIC_READS_TOML = "toml_file" in inspect.signature(Config.__init__).parameters
 # How resolved path lists are joined for Alembic: package:dir entries hold a colon, so not os.
@@ -192,12 +184,12 @@ def _require_toml_support(path: Path) -> Path:
 def _new_config(
     config_file: Path | None, toml_file: Path | None, section: str, output: TextIO | None = None
 ) -> Config:
-    kwargs: dict[str, Any] = {"ini_section": section}
-    if output is not None:
-        kwargs["output_buffer"] = output
-    if toml_file is not None:
-        kwargs["toml_file"] = str(toml_file)
-    return Config(str(config_file) if config_file else None, **kwargs)
+    return envrun.new_config(
+        str(config_file) if config_file else None,
+        str(toml_file) if toml_file else None,
+        section,
+        output,
+    )
 
 
 def _resolved(config_file: Path | None, toml_file: Path | None, section: str) -> Project:
@@ -206,6 +198,8 @@ def _resolved(config_file: Path | None, toml_file: Path | None, section: str) ->
     base = (config_file or toml_file or Path.cwd()).parent
     getter = getattr(config, "get_alembic_option", config.get_main_option)
     location = getter("script_location")
+    if not location and config_file is not None and (config_file.parent / "env.py").is_file():
+        location = str(config_file.parent)  # Flask-Migrate's layout: the ini beside env.py
     if not location:
         raise ConfigError(f"{config_file or toml_file}: no script_location")
     options = {"script_location": _resolve_location(str(location), base, "script_location")}
@@ -262,7 +256,26 @@ def _existing(base: Path, value: str) -> Path | None:
     return None
 
 
-# -- what an env.py configured -------------------------------------------------------------------
+# -- how the project's env.py is run --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a project's env.py (``--python``, ``--driver``, ``--url-env``,
+    ``--version-locations``)."""
+
+    python: str | None = None  # the project's interpreter; None: dbtools' own, in-process
+    driver: str | None = None  # psycopg2, psycopg or asyncpg; None: detected
+    url_env: str | None = None  # an environment variable env.py reads its URL from
+    version_locations: tuple[str, ...] = ()  # where the revisions are, when env.py chooses
+    env_context: str | None = None  # module:callable, a context manager env.py runs inside
+    autocommit: bool = False  # the connection handed to env.py commits every statement
+
+    def __post_init__(self) -> None:
+        if self.driver is not None and self.driver not in envrun.DRIVERS:
+            raise UsageError(f"--driver: one of {', '.join(envrun.DRIVERS)}, not {self.driver!r}")
+        if self.python is not None and not Path(self.python).is_file():
+            raise UsageError(f"--python: no such interpreter: {self.python}")
 
 
 @dataclass(frozen=True)
@@ -280,129 +293,149 @@ class Environment:
         """The version table as the plan and lint name relations (schema.table)."""
         return f"{self.version_table_schema or 'public'}.{self.version_table}"
 
-
-@dataclass
-class _Watch:
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-
-_CONFIGURE_SIGNATURE = inspect.signature(EnvironmentContext.configure)
+    @classmethod
+    def from_runner(cls, found: dict[str, Any] | None) -> Environment:
+        return cls(**found) if found else cls()
 
 
-@contextlib.contextmanager
-def _watching_configure(*, offline: bool) -> Iterator[_Watch]:
-    """Record every ``context.configure`` call; offline, force PostgreSQL (module docstring)."""
-    watch = _Watch()
-    original = EnvironmentContext.configure
+class EnvPyFailed(DbtoolsError):
+    """A run of the project's env.py failed; the message names the source (``env.py``, a
+    revision, the driver, dbtools)."""
 
-    def configure(self: EnvironmentContext, *args: Any, **kwargs: Any) -> None:
-        bound = _CONFIGURE_SIGNATURE.bind_partial(self, *args, **kwargs).arguments
-        options = {k: v for k, v in bound.items() if k not in ("self", "kw")}
-        options.update(bound.get("kw", {}))
-        if offline:
-            options.pop("url", None)
-            options.pop("connection", None)
-            options["dialect_name"] = "postgresql"
-            options["dialect_opts"] = {**(options.get("dialect_opts") or {}), "paramstyle": "named"}
-            options["literal_binds"] = True
-        watch.calls.append(options)
-        original(self, **options)
-
-    EnvironmentContext.configure = configure  # type: ignore[method-assign]
-    try:
-        yield watch
-    finally:
-        EnvironmentContext.configure = original  # type: ignore[method-assign]
+    def __init__(self, failure: envrun.EnvFailure) -> None:
+        super().__init__(describe_failure(failure))
+        self.failure = failure
 
 
-def _environment(watch: _Watch, config: Config, passed: Connection | None) -> Environment:
-    if not watch.calls:
-        return Environment(is_dbtools=_is_dbtools(config))
-    options = watch.calls[-1]
-    connection = options.get("connection")
-    ours = passed is not None and connection is passed
-    target = None
-    if connection is not None and not ours:
-        target = _url_text(getattr(getattr(connection, "engine", None), "url", None))
-    elif options.get("url") is not None:
-        target = _url_text(options["url"])
-    return Environment(
-        version_table=options.get("version_table") or DEFAULT_VERSION_TABLE,
-        version_table_schema=options.get("version_table_schema"),
-        used_our_connection=ours,
-        target=target,
-        is_dbtools=_is_dbtools(config),
-    )
+def describe_failure(failure: envrun.EnvFailure) -> str:
+    """One line naming where a failure came from: ``the revision (line 7 of x.py): …``,
+    ``the project's env.py: …``, ``the driver: …``, ``dbtools: …``."""
+    reason = redact(failure.reason)
+    if failure.source == "revision":
+        return f"{reason}{failure.where}"
+    who = {"env.py": "the project's env.py", "driver": "the driver", "import": "an import"}
+    return f"{who.get(failure.source, failure.source)}: {reason}"
 
 
-def _is_dbtools(config: Config) -> bool:
-    return "dbtools.migration_settings" in config.attributes
+# The project's interpreter loads envrun.py by its path (it has no dbtools to import).
+_BOOTSTRAP = """
+import importlib.util, json, sys
+try:
+    spec = importlib.util.spec_from_file_location("dbtools_envrun", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+except ImportError as err:
+    print(json.dumps({"failure": {"source": "runner", "reason": str(err),
+                                  "module": err.name or "", "where": "", "partial_sql": ""}}))
+    sys.exit(0)
+module.serve()
+"""
 
 
-def _url_text(url: object) -> str | None:
-    if url is None:
-        return None
-    if isinstance(url, sa.engine.URL):
-        return url.render_as_string(hide_password=True)
-    return redact(str(url))
+class _ProjectInterpreter:
+    """``EnvRunner``'s calls answered by envrun.py running in the project's interpreter, a JSON
+    line per call each way; its stderr is ours. *environment*: variables it starts with (the
+    target's URL under ``--url-env``: a project may read it once, when it is imported)."""
 
-
-@contextlib.contextmanager
-def _preserving_logging() -> Iterator[None]:
-    """A project's env.py often calls ``logging.config.fileConfig``, which would disable every
-    logger that exists and print Alembic's progress: it is not run, and whatever else the
-    env.py does to logging is put back as the caller had it."""
-    manager = logging.Logger.manager
-    root = logging.getLogger()
-    saved = {
-        name: (logger.disabled, logger.level, list(logger.handlers), logger.propagate)
-        for name, logger in manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
-    root_state = (root.level, list(root.handlers))
-    try:
-        # Its env.py may configure logging from the ini: dbtools' output stays dbtools'.
-        with mock.patch("logging.config.fileConfig", lambda *args, **kwargs: None):
-            yield
-    finally:
-        for name, logger in list(manager.loggerDict.items()):
-            if not isinstance(logger, logging.Logger):
-                continue
-            disabled, level, handlers, propagate = saved.get(
-                name, (False, logging.NOTSET, [], True)
+    def __init__(
+        self, python: str, hello: dict[str, Any], environment: dict[str, str] | None = None
+    ) -> None:
+        self.python = python
+        self.environment = dict(environment or {})
+        try:
+            self.process = subprocess.Popen(
+                [python, "-c", _BOOTSTRAP, envrun.__file__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **self.environment},
             )
-            logger.disabled, logger.level, logger.propagate = disabled, level, propagate
-            logger.handlers[:] = handlers
-        root.level, root.handlers[:] = root_state[0], root_state[1]
+        except OSError as err:
+            raise UsageError(f"--python: cannot run {python}: {err.strerror}") from err
+        self.stop = weakref.finalize(self, _stop, self.process)
+        try:
+            self.versions = self._exchange(hello)
+        except envrun.EnvFailure as err:
+            if err.source != "runner":
+                raise
+            raise UsageError(
+                f"--python: {python} cannot run dbtools' env runner: {err.reason} (it needs "
+                "Alembic and SQLAlchemy, as the project's migrations do)"
+            ) from err
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._exchange({"call": name, "args": list(args), "kwargs": kwargs})
+
+    def _exchange(self, request: dict[str, Any]) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            code = self.process.wait()
+            raise DbtoolsError(
+                f"dbtools' env runner in {self.python} ended (exit code {code}); its stderr "
+                "says why"
+            )
+        answer = json.loads(line)
+        if "failure" in answer:
+            raise envrun.EnvFailure.from_json(answer["failure"])
+        return answer["ok"]
 
 
-# -- errors from the project's code ----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _project_imports() -> Iterator[None]:
-    """A package the migrations import that this interpreter lacks: one line saying which."""
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
     try:
-        yield
-    except ModuleNotFoundError as err:
-        raise ProjectNotImportable(
-            f"the migrations import {err.name!r}, which {sys.executable} cannot import: install "
-            f"the project into that interpreter ({sys.executable} -m pip install …)"
-        ) from err
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
-def _where_in_revision(err: BaseException, revision: Script) -> str:
-    """``line 57 of versions/x.py`` for the innermost frame in the revision's file."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == revision.path]
-    if not frames:
-        return ""
-    return f" (line {frames[-1].lineno} of {Path(revision.path).name})"
+class _InProcess:
+    """``EnvRunner``'s calls in dbtools' own interpreter (the same interface as
+    ``_ProjectInterpreter``)."""
+
+    def __init__(self, runner: envrun.EnvRunner) -> None:
+        self.runner = runner
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.runner, name)(*args, **kwargs)
 
 
-def _reason(err: BaseException) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    first = text.splitlines()[0] if text else ""
-    return redact(f"{type(err).__name__}: {first}" if first else type(err).__name__)
+def detect_driver(project: Project, given: str | None, installed: tuple[str, ...]) -> str:
+    """The driver the project uses: *given* (``--driver``); the one its ini's ``sqlalchemy.url``
+    names (``postgresql://`` is SQLAlchemy's default, psycopg2); one its pyproject.toml depends
+    on; else the first of *installed* (psycopg2, psycopg, asyncpg in that order)."""
+    if given:
+        return given
+    config = _new_config(project.config_file, project.toml_file, project.section)
+    url = config.get_main_option("sqlalchemy.url") or ""
+    named = re.match(r"^postgres(?:ql)?(?:\+(\w+))?://", url)
+    if named and (named.group(1) or "psycopg2") in envrun.DRIVERS:
+        return named.group(1) or "psycopg2"
+    for directory in (project.directory, *project.directory.parents):
+        pyproject = directory / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        listed = read_toml(pyproject).get("project", {}).get("dependencies", [])
+        names = {re.split(r"[\s\[<>=!~;]", str(d), maxsplit=1)[0].lower() for d in listed}
+        for driver in envrun.DRIVERS:
+            if names & {driver, f"{driver}-binary"}:
+                return driver
+        break
+    if not installed:
+        raise UsageError(
+            "no PostgreSQL driver found for the project (psycopg2, psycopg or asyncpg): "
+            "install one into its interpreter or name it with --driver"
+        )
+    return installed[0]
 
 
 # -- the migrations ----------------------------------------------------------------------------------
@@ -410,29 +443,151 @@ def _reason(err: BaseException) -> str:
 
 @dataclass(frozen=True)
 class RenderedSql:
-    """One revision's offline SQL in one direction, and what the env.py configured."""
+    """One revision's offline SQL in one direction, what the env.py configured, and the old type
+    of each column an ``alter_column`` changed as its ``existing_type`` says (schema.table.col)."""
 
     sql: str
     environment: Environment
+    existing_types: dict[str, str] = field(default_factory=dict)
 
 
 class Migrations:
-    """A project's migrations as Alembic runs them: found once, then rendered and applied."""
+    """A project's migrations as Alembic runs them: found once, then rendered and applied, in
+    dbtools' interpreter or in the project's own (``RunOptions.python``)."""
 
-    def __init__(self, ini: IniPath = None) -> None:
-        self.project = find_project(ini)
+    def __init__(self, ini: IniPath = None, run: RunOptions | None = None) -> None:
+        self.run = run or RunOptions()
+        project = find_project(ini)
+        if self.run.version_locations:
+            project = _with_version_locations(project, self.run.version_locations)
+        self.project = project
         # What env.py configured in the latest online run, also when that run failed.
         self.last_environment = Environment()
-        with _project_imports():
-            try:
-                self.script = ScriptDirectory.from_config(self.config())
-                self.script.revision_map.heads  # noqa: B018 - loads every revision file
-            except ModuleNotFoundError:
-                raise  # _project_imports says which
-            except Exception as err:  # a revision file that does not load, a missing down revision
-                raise ConfigError(
-                    f"cannot read the revisions of {self.project.name}: {_reason(err)}"
+        # --url-env: a project may read its URL once, when imported: it runs in a process of
+        # its own, started anew with the URL of each target.
+        self.python = self.run.python or (sys.executable if self.run.url_env else None)
+        with self._named_failures():
+            if self.python is None:
+                self.driver = detect_driver(project, self.run.driver, ("psycopg",))
+                self.runner: _InProcess | _ProjectInterpreter = _InProcess(
+                    envrun.EnvRunner(**self._hello(), driver=self.driver)
+                )
+            else:
+                self.runner = _ProjectInterpreter(self.python, self._hello())
+                self.driver = detect_driver(
+                    project, self.run.driver, tuple(self.runner.versions["drivers"])
+                )
+                self.runner.call("use_driver", self.driver)
+            self.graph = self._read_graph()
+            if not self.graph.heads and not self.run.version_locations:
+                self._ask_env_py_where_revisions_are()
+
+    @property
+    def interpreter(self) -> str:
+        return self.python or sys.executable
+
+    def _hello(self) -> dict[str, Any]:
+        project = self.project
+        return {
+            "config_file": str(project.config_file) if project.config_file else None,
+            "toml_file": str(project.toml_file) if project.toml_file else None,
+            "section": project.section,
+            "options": project.options,
+            "env_context": self.run.env_context,
+            "autocommit": self.run.autocommit,
+        }
+
+    def _call(self, name: str, *args: Any, target: str | None = None, **kwargs: Any) -> Any:
+        """One call to the runner; under ``--url-env`` in a runner started with *target* (a
+        SQLAlchemy URL; default: a URL never connected) in that variable."""
+        runner = self.runner
+        if self.run.url_env and isinstance(runner, _ProjectInterpreter):
+            url = target or envrun.driver_url(envrun.OFFLINE_URL, self.driver)
+            if runner.environment.get(self.run.url_env) != url:
+                runner.stop()
+                runner = self.runner = _ProjectInterpreter(
+                    runner.python, self._hello(), {self.run.url_env: url}
+                )
+                runner.call("use_driver", self.driver)
+        return runner.call(name, *args, **kwargs)
+
+    @property
+    def script(self) -> ScriptDirectory:
+        """The project's ``ScriptDirectory`` (in dbtools' interpreter only)."""
+        if not isinstance(self.runner, _InProcess):
+            raise UsageError("the project's scripts are in its own interpreter (--python)")
+        return self.runner.runner.script
+
+    def _read_graph(self) -> RevisionMap:
+        if isinstance(self.runner, _InProcess):
+            return self.runner.runner.script.revision_map
+        described = self._call("graph")
+        scripts = [
+            Script(envrun.project_module(rev), rev["revision"], rev["path"])  # type: ignore[arg-type]
+            for rev in described
+        ]
+        return RevisionMap(lambda: scripts)
+
+    def _ask_env_py_where_revisions_are(self) -> None:
+        """An empty history: env.py may choose the versions folder while it runs (Prefect picks
+        its dialect's); run it offline and read the revisions from where it pointed Alembic."""
+        try:
+            locations = self._call("version_locations")
+        except Exception as err:  # an env.py that fails offline: the history stays empty
+            log.info("asking env.py where its revisions are failed: %s", err)
+            return
+        if not locations:
+            return
+        log.info("env.py chose the revisions' locations: %s", ", ".join(locations))
+        self.project = _with_version_locations(self.project, tuple(locations))
+        self._call("use_version_locations", locations)
+        self.graph = self._read_graph()
+
+    def require_revisions(self) -> None:
+        """``ConfigError`` for a history with no revision: never a pass over nothing."""
+        if self.graph.heads:
+            return
+        locations = self.project.options.get("version_locations")
+        where = (
+            ", ".join(locations.split(_SEPARATOR))
+            if locations
+            else os.path.join(self.project.options["script_location"], "versions")
+        )
+        raise ConfigError(
+            f"no revisions found in {where} ({self.project.name}): if the project's env.py "
+            "chooses the versions folder, name it with --version-locations"
+        )
+
+    @contextlib.contextmanager
+    def _named_failures(self) -> Iterator[None]:
+        """A missing package: ``ProjectNotImportable``; a history that does not load (here or
+        in the project's interpreter): ``ConfigError``."""
+        try:
+            yield
+        except (ModuleNotFoundError, envrun.EnvFailure) as err:
+            found = envrun.failure(err, None)
+            if found.source == "import":
+                raise ProjectNotImportable(
+                    f"the migrations import {found.module!r}, which {self.interpreter} cannot "
+                    f"import: install the project into that interpreter ({self.interpreter} -m "
+                    "pip install …)"
+                    if found.module
+                    else f"{self.interpreter} cannot run dbtools' env runner: {found.reason}"
                 ) from err
+            raise ConfigError(
+                f"cannot read the revisions of {self.project.name}: {redact(found.reason)}"
+            ) from err
+        except DbtoolsError:
+            raise
+        except Exception as err:  # a revision file that does not load, a missing down revision
+            raise ConfigError(
+                f"cannot read the revisions of {self.project.name}: {redact(envrun.reason_of(err))}"
+            ) from err
+
+    def failure(self, err: BaseException) -> envrun.EnvFailure:
+        """*err* (raised by a run of env.py, here or in the project's interpreter), named."""
+        script = self.runner.runner._script if isinstance(self.runner, _InProcess) else None
+        return envrun.failure(err, script)
 
     def config(
         self,
@@ -450,38 +605,41 @@ class Migrations:
         config.attributes["configure_logging"] = False
         if dsn is not None:
             config.attributes["dsn"] = dsn
-            config.set_main_option("sqlalchemy.url", sqlalchemy_url(dsn).replace("%", "%%"))
+            config.set_main_option("sqlalchemy.url", self.url(dsn).replace("%", "%%"))
         if x_args:
             config.attributes["x_args"] = dict(x_args)
         return config
+
+    def url(self, dsn: str) -> str:
+        """*dsn* as a SQLAlchemy URL with the project's driver."""
+        return sqlalchemy_url(dsn, self.driver)
 
     # -- the graph
 
     def get(self, revision: str) -> Script:
         """The revision *revision* names; ``ConfigError`` when there is none."""
         try:
-            found = self.script.get_revision(revision)
-        except CommandError as err:
+            found = self.graph.get_revision(revision)
+        except Exception as err:  # RevisionError and its kin
             raise ConfigError(str(err)) from err
         if found is None:
             raise ConfigError(f"unknown revision {revision!r}")
-        return found
+        return found  # type: ignore[return-value]
 
     def heads(self) -> tuple[str, ...]:
-        return tuple(self.script.get_heads())
+        return tuple(self.graph.heads)
 
     def upgrade_order(self, upper: str | tuple[str, ...] = "heads") -> list[Script]:
         """Every revision up to *upper*, in an order Alembic can apply them (base first)."""
-        return list(reversed(list(self.script.iterate_revisions(upper, BASE))))
+        return list(reversed(list(self.graph.iterate_revisions(upper, BASE))))  # type: ignore[arg-type]
 
     def downgrade_order(self, upper: tuple[str, ...], lower: str) -> list[Script]:
         """The revisions ``alembic downgrade`` from heads *upper* to *lower* undoes, in its
         order (a merge first, then each branch's revisions)."""
-        with _project_imports():
-            try:
-                return list(self.script.iterate_revisions(upper, lower, select_for_downgrade=True))
-            except Exception as err:  # RevisionError and its kin: a target not below the start
-                raise ConfigError(str(err)) from err
+        try:
+            return list(self.graph.iterate_revisions(upper, lower, select_for_downgrade=True))  # type: ignore[arg-type]
+        except Exception as err:  # RevisionError and its kin: a target not below the start
+            raise ConfigError(str(err)) from err
 
     # -- offline
 
@@ -501,138 +659,144 @@ class Migrations:
 
         Raises ``UnrenderableRevision``, ``ProjectNotImportable``.
         """
-        upgrade = direction == "upgrade"
-        if heads is None:
-            heads = down_revisions(revision) if upgrade else (revision.revision,)
-        step = RevisionStep(self.script.revision_map, revision, upgrade)
-        buffer = io.StringIO()
-        config = self.config(output=buffer)
-        config.set_main_option("sqlalchemy.url", OFFLINE_URL)
-        destination = revision.revision if upgrade else (down_revisions(revision) or (BASE,))[0]
-        with contextlib.ExitStack() as stack:
-            if live_dsn is not None:
-                stack.enter_context(_reads_from(live_dsn))
-            watch = stack.enter_context(_watching_configure(offline=True))
-            try:
-                with _project_imports():
-                    self._run_env(config, [step], heads or None, destination, offline=True)
-            except ProjectNotImportable:
-                raise
-            except Exception as err:  # whatever a revision or its env.py raises offline
-                raise UnrenderableRevision(
+        live_url = self.url(live_dsn) if live_dsn is not None else None
+        try:
+            with self._named_imports():
+                found = self._call(
+                    "render",
                     revision.revision,
                     direction,
-                    _reason(err) + _where_in_revision(err, revision),
-                    buffer.getvalue(),
-                ) from err
-        return RenderedSql(buffer.getvalue(), _environment(watch, config, None))
+                    list(heads) if heads is not None else None,
+                    live_url,
+                )
+        except ProjectNotImportable:
+            raise
+        except Exception as err:  # whatever a revision or its env.py raises offline
+            named = self.failure(err)
+            raise UnrenderableRevision(
+                revision.revision,
+                direction,
+                _named_reason(named),
+                named.partial_sql,
+            ) from err
+        return RenderedSql(
+            found["sql"], Environment.from_runner(found["environment"]), found["existing_types"]
+        )
 
     def environment(self) -> Environment:
         """What env.py configures offline (its version table; whether it is dbtools'), from a
-        run that renders nothing."""
-        config = self.config(output=io.StringIO())
-        config.set_main_option("sqlalchemy.url", OFFLINE_URL)
-        with _watching_configure(offline=True) as watch, _project_imports():
-            self._run_env(config, [], None, None, offline=True)
-        return _environment(watch, config, None)
+        run that renders nothing. Raises ``EnvPyFailed`` (an env.py that refuses offline mode)."""
+        try:
+            with self._named_imports():
+                return Environment.from_runner(self._call("environment"))
+        except ProjectNotImportable:
+            raise
+        except Exception as err:  # whatever env.py raises offline
+            raise EnvPyFailed(self.failure(err)) from err
 
     def render_range(self, revision_range: str, *, downgrade: bool = False) -> str:
         """The SQL ``alembic upgrade|downgrade RANGE --sql`` prints, in PostgreSQL."""
-        buffer = io.StringIO()
-        config = self.config(output=buffer)
-        config.set_main_option("sqlalchemy.url", OFFLINE_URL)
-        with _watching_configure(offline=True), _project_imports(), _preserving_logging():
-            (command.downgrade if downgrade else command.upgrade)(config, revision_range, sql=True)
-        return buffer.getvalue()
+        with self._named_imports():
+            return str(self._call("render_range", revision_range, downgrade))
 
     # -- online
 
     def apply(self, dsn: str, revision: Script, direction: str) -> Environment:
         """Apply one revision's upgrade or downgrade to the database at *dsn*, from its current
         heads (Alembic records the step exactly as ``alembic upgrade|downgrade`` would)."""
-        upgrade = direction == "upgrade"
-        step = RevisionStep(self.script.revision_map, revision, upgrade)
-        destination = revision.revision if upgrade else (down_revisions(revision) or (BASE,))[0]
         log.info("alembic %s %s (one revision)", direction, revision.revision)
-        return self._online(
-            dsn, lambda config: self._run_env(config, [step], None, destination, offline=False)
-        )
+        return self._online("apply", self.url(dsn), revision.revision, direction, dsn=dsn)
 
     def upgrade(
         self, dsn: str, target: str = "head", x_args: dict[str, str] | None = None
     ) -> Environment:
         log.info("alembic upgrade %s", target)
-        return self._online(dsn, lambda config: command.upgrade(config, target), x_args)
+        return self._online("command", self.url(dsn), "upgrade", target, dsn=dsn, x_args=x_args)
 
     def downgrade(self, dsn: str, target: str, x_args: dict[str, str] | None = None) -> Environment:
         log.info("alembic downgrade %s", target)
-        return self._online(dsn, lambda config: command.downgrade(config, target), x_args)
+        return self._online("command", self.url(dsn), "downgrade", target, dsn=dsn, x_args=x_args)
 
     def current(self, dsn: str) -> Environment:
         """Run env.py against *dsn* without applying anything (nor creating the version
         table, as ``alembic current``): what it configures."""
-        return self._online(
-            dsn,
-            lambda config: self._run_env(config, [], None, None, offline=False, dont_mutate=True),
-        )
+        return self._online("current", self.url(dsn), dsn=dsn)
 
-    def _online(
-        self,
-        dsn: str,
-        run: Callable[[Config], object],
-        x_args: dict[str, str] | None = None,
-    ) -> Environment:
-        config = self.config(dsn, x_args=x_args)
-        engine = sa.create_engine(
-            "postgresql+psycopg://",
-            creator=lambda: connect(
-                dsn,
-                read_only=False,
-                statement_timeout=MIGRATION_STATEMENT_TIMEOUT,
-                application_name="dbtools-migrate",
-            ),
-            poolclass=NullPool,
-        )
+    def create_all(self, dsn: str, spec: str) -> list[str]:
+        """``create_all`` of the project's ``module:metadata`` in the database at *dsn*, in the
+        project's interpreter. Raises ``EnvPyFailed``, ``ProjectNotImportable``."""
         try:
-            with engine.connect() as connection:
-                config.attributes["connection"] = connection
-                with _watching_configure(offline=False) as watch:
-                    try:
-                        with _project_imports(), _preserving_logging():
-                            run(config)
-                    finally:
-                        self.last_environment = _environment(watch, config, connection)
-                if connection.in_transaction():
-                    connection.commit()
-        finally:
-            engine.dispose()
+            with self._named_imports():
+                url = self.url(dsn)
+                return list(self._call("create_all", url, spec, target=url))
+        except ProjectNotImportable:
+            raise
+        except Exception as err:  # the module's import, create_all's DDL
+            raise EnvPyFailed(self.failure(err)) from err
+
+    def create_all_ddl(self, spec: str) -> list[str]:
+        """The DDL ``create_all`` of the project's ``module:metadata`` runs, compiled for
+        PostgreSQL in the project's interpreter. Raises ``EnvPyFailed``."""
+        try:
+            with self._named_imports():
+                return list(self._call("create_all_ddl", spec))
+        except ProjectNotImportable:
+            raise
+        except Exception as err:  # the module's import
+            raise EnvPyFailed(self.failure(err)) from err
+
+    def _online(self, call: str, *args: Any, **kwargs: Any) -> Environment:
+        """Run env.py online; a driver that cannot connect is ``ConnectionFailed``, a missing
+        package ``ProjectNotImportable``; anything else the project raises goes up as it is
+        (in the project's interpreter: ``envrun.EnvFailure``)."""
+        try:
+            with self._named_imports():
+                found = self._call(call, *args, target=args[0], **kwargs)
+        except envrun.EnvFailure as err:
+            self.last_environment = Environment.from_runner(err.environment)
+            if err.source == "driver":
+                raise ConnectionFailed(
+                    f"cannot connect to {describe(kwargs['dsn'])} with {self.driver}: "
+                    f"{redact(err.reason)}"
+                ) from err
+            raise
+        except Exception as err:
+            self.last_environment = Environment.from_runner(getattr(err, "environment", None))
+            raise
+        self.last_environment = Environment.from_runner(found)
         return self.last_environment
 
-    def _run_env(
-        self,
-        config: Config,
-        steps: list[RevisionStep],
-        starting: tuple[str, ...] | None,
-        destination: str | None,
-        *,
-        offline: bool,
-        dont_mutate: bool = False,
-    ) -> None:
-        """Run env.py with Alembic's own machinery, applying exactly *steps* from *starting*
-        (offline; online the database's own heads)."""
-        with (
-            _preserving_logging(),
-            EnvironmentContext(
-                config,
-                self.script,
-                fn=lambda _heads, _context: steps,
-                as_sql=offline,
-                starting_rev=starting if offline else None,
-                destination_rev=destination,
-                dont_mutate=dont_mutate,
-            ),
-        ):
-            self.script.run_env()
+    @contextlib.contextmanager
+    def _named_imports(self) -> Iterator[None]:
+        """A package the migrations import that the interpreter lacks: one line saying which."""
+        try:
+            yield
+        except (ModuleNotFoundError, envrun.EnvFailure) as err:
+            found = envrun.failure(err, None)
+            if found.source != "import":
+                raise
+            raise ProjectNotImportable(
+                f"the migrations import {found.module!r}, which {self.interpreter} cannot "
+                f"import: install the project into that interpreter ({self.interpreter} -m pip "
+                "install …)"
+            ) from err
+
+
+def _named_reason(found: envrun.EnvFailure) -> str:
+    """An offline failure's reason, as ``UnrenderableRevision`` gives it."""
+    reason = redact(found.reason) + found.where
+    return reason if found.source in ("revision", "dbtools") else f"{found.source}: {reason}"
+
+
+def _with_version_locations(project: Project, locations: tuple[str, ...]) -> Project:
+    options = {k: v for k, v in project.options.items() if "separator" not in k}
+    options["version_locations"] = _SEPARATOR.join(
+        _resolve_location(v, project.directory, "version_locations") for v in locations
+    )
+    options["path_separator" if ALEMBIC_READS_TOML else "version_path_separator"] = (
+        "newline" if ALEMBIC_READS_TOML else "space"
+    )
+    return Project(project.config_file, project.toml_file, project.section, options)
 
 
 def down_revisions(revision: Script) -> tuple[str, ...]:
@@ -651,8 +815,8 @@ def heads_of(applied: Iterable[str], migrations: Migrations) -> tuple[str, ...]:
     return tuple(sorted(applied - below))
 
 
-def sqlalchemy_url(dsn: str) -> str:
-    """*dsn* (URL or keyword DSN) as a SQLAlchemy URL with the psycopg driver (dbtools' own)."""
+def sqlalchemy_url(dsn: str, driver: str = "psycopg") -> str:
+    """*dsn* (URL or keyword DSN) as a SQLAlchemy URL with *driver* (default: dbtools' own)."""
     params = {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items()}
     host = params.pop("host", None)
     query = {k: v for k, v in params.items() if k not in ("user", "password", "dbname", "port")}
@@ -663,7 +827,7 @@ def sqlalchemy_url(dsn: str) -> str:
             query["port"] = port
         host, port = None, None
     url = sa.engine.URL.create(
-        "postgresql+psycopg",
+        f"postgresql+{driver}",
         username=params.get("user"),
         password=params.get("password"),
         host=host,
@@ -672,66 +836,6 @@ def sqlalchemy_url(dsn: str) -> str:
         query=query,
     )
     return url.render_as_string(hide_password=False)
-
-
-# -- reads answered by a live database while rendering ---------------------------------------------
-
-
-class _ReadingConnection(MockConnection):
-    """Alembic's offline "connection", except that plain reads (``SELECT``, ``WITH … SELECT``,
-    ``SHOW``) are answered from a live, read-only session."""
-
-    def __init__(self, dialect: Any, dump: Callable[..., Any], live: Connection) -> None:
-        super().__init__(dialect, dump)
-        self._live = live
-
-    def execute(self, obj: Any, parameters: Any = None, execution_options: Any = None) -> Any:
-        if _is_read(obj):
-            statement = sa.text(obj) if isinstance(obj, str) else obj
-            return self._live.execute(statement, parameters or {})
-        return super().execute(obj, parameters, execution_options)
-
-
-def _is_read(obj: object) -> bool:
-    if isinstance(obj, sa.sql.Select):
-        return True
-    text = (
-        obj.text
-        if isinstance(obj, sa.sql.elements.TextClause)
-        else obj
-        if isinstance(obj, str)
-        else ""
-    )
-    return bool(re.match(r"^\s*(SELECT|WITH|SHOW|VALUES)\b", text, re.I)) and not re.search(
-        r"\b(INSERT|UPDATE|DELETE|ALTER|CREATE|DROP)\b", text, re.I
-    )
-
-
-@contextlib.contextmanager
-def _reads_from(dsn: str) -> Iterator[None]:
-    engine = sa.create_engine(
-        "postgresql+psycopg://",
-        creator=lambda: connect(dsn, read_only=True, application_name="dbtools"),
-        poolclass=NullPool,
-    )
-    original = MigrationContext._stdout_connection
-    try:
-        with engine.connect() as live:
-
-            def stdout_connection(self: MigrationContext, connection: Any) -> MockConnection:
-                def dump(construct: Any, *args: Any, **kwargs: Any) -> None:
-                    self.impl._exec(construct)
-
-                return _ReadingConnection(self.dialect, dump, live)
-
-            MigrationContext._stdout_connection = stdout_connection  # type: ignore[method-assign]
-            try:
-                yield
-            finally:
-                MigrationContext._stdout_connection = original  # type: ignore[method-assign]
-                live.rollback()
-    finally:
-        engine.dispose()
 
 
 # -- the version table, read in the database itself -------------------------------------------------
