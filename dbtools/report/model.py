@@ -571,12 +571,12 @@ Key = tuple[int, int, int, bool]
 @dataclass(slots=True)
 class _Family:
     shape: StatementShape
-    rows: dict[str, list[StatementRow]] = field(default_factory=dict)
+    members: list[Mapping[str, StatementRow]] = field(default_factory=list)  # per statement
 
     def figures(
         self, name: str, total_time: float, requests: int | None, seconds: float | None
     ) -> FamilyFigures | None:
-        rows = self.rows.get(name)
+        rows = [member[name] for member in self.members if name in member]
         if not rows:
             return None
         calls = sum(row.calls for row in rows)
@@ -593,7 +593,7 @@ class _Family:
 
     @property
     def nested(self) -> bool:
-        return not any(row.toplevel for rows in self.rows.values() for row in rows)
+        return not any(row.toplevel for member in self.members for row in member.values())
 
 
 def _heaviest_first(times: Mapping[str, float]) -> float:
@@ -687,9 +687,7 @@ def _build_report(
 
     families: dict[str, _Family] = {}
     for key, rows in sorted(statements.items(), key=lambda item: _statement_order(item[1])):
-        family = families.setdefault(shapes[key].fingerprint, _Family(shapes[key]))
-        for name, row in rows.items():
-            family.rows.setdefault(name, []).append(row)
+        families.setdefault(shapes[key].fingerprint, _Family(shapes[key])).members.append(rows)
     family_lines = []
     suspects = []
     target = (
@@ -769,8 +767,8 @@ def _build_report(
     )
     changes: tuple[FamilyChange, ...] = (
         story.family_changes(
-            [_counts(line, families[line.fingerprint]) for line in family_lines
-             if not line.nested],
+            (_counts(line, families[line.fingerprint]) for line in family_lines
+             if not line.nested),  # one at a time: pairing keeps only those that changed
             names[0], names[1], requests, min_change=options.min_family_change,
         )
         if len(names) == 2

@@ -88,7 +88,8 @@ def scrub_query(text: str) -> str:
         tokens = _tokens(text)
     except _Unreadable:
         return unreadable(text)
-    return redact(_rebuild(text, tokens))
+    scrubbed = redact(_rebuild(text, tokens))
+    return text if scrubbed == text else scrubbed  # a text scrubbed already: one copy kept
 
 
 def _is_space(piece: str) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,13 +71,14 @@ def _kind(node: str, content: dict[str, Any]) -> str | None:
     return kind
 
 
-# What the key leaves out: where things are in the text, and which parameter a value is.
-# (A key PostgreSQL leaves out when it is 0 or -1 goes with its comma either side.)
-_POSITION_KEY = (
-    r'"(?:location|list_start|list_end|rexpr_list_start|rexpr_list_end|stmt_location|stmt_len)"'
-    r":-?\d+"
-)
-_POSITIONS = re.compile(rf',{_POSITION_KEY}|{_POSITION_KEY},?|(?<=\{{"ParamRef":\{{)"number":\d+,?')
+# What the key leaves out: where things are in the text (``location`` is the last field of the
+# nodes that have one: it follows a comma, or stands alone), and which parameter a value is. The
+# walk drops the few other positions (``_POSITIONS``).
+_LOCATION = re.compile(r',"(?:arg_)?location":-?\d+')
+_LONE_LOCATION = re.compile(r'\{"location":-?\d+')
+_PARAMETER_NUMBER = re.compile(r'"number":\d+')
+_POSITIONS = ("stmt_location", "stmt_len", "list_start", "list_end", "rexpr_list_start",
+              "rexpr_list_end")  # fmt: skip
 # A column reference as written: identifiers (plain or "quoted") joined by dots.
 _WRITTEN_COLUMN = re.compile(
     r'(?:"(?:[^"]|"")*"|[^\s."(),;=<>!+*/\-]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[^\s."(),;=<>!+*/\-]+))*'
@@ -87,6 +89,8 @@ _EQUALS = [{"String": {"sval": "="}}]
 # Fields the walk does not enter: FOR UPDATE OF names FROM items (often by alias), not tables;
 # the CTEs are visited first.
 _SKIPPED = frozenset({"lockedRels", "withClause"})
+# Fields whose columns are compared: WHERE, JOIN … ON, FILTER (WHERE …).
+_CONDITIONS = frozenset({"whereClause", "quals", "agg_filter"})
 
 
 def is_key_like(column: str) -> bool:
@@ -117,7 +121,10 @@ class Statement:
 
 
 def _dumps(stmts: Any) -> str:
-    return _POSITIONS.sub("", json.dumps(stmts, separators=(",", ":")))
+    text = _LOCATION.sub("", json.dumps(stmts, separators=(",", ":")))
+    if '{"location":' in text:
+        text = _LONE_LOCATION.sub("{", text)
+    return _PARAMETER_NUMBER.sub("", text)
 
 
 def read_statement(text: str) -> Statement | None:
@@ -133,6 +140,7 @@ def read_statement(text: str) -> Statement | None:
         return None
     kinds = []
     for raw in stmts:
+        _drop_positions(raw)
         ((node, content),) = raw["stmt"].items()
         kind = _kind(node, content)
         if kind is None:
@@ -141,8 +149,13 @@ def read_statement(text: str) -> Statement | None:
     walk = _Walk(text)
     for node, content, _ in kinds:
         walk.node(content, node)
+    # Interned: thousands of statements name the same few tables and columns.
     tables = sorted(
-        {str(ref) for ref in walk.tables if ref.schema is not None or ref.name not in walk.ctes}
+        {
+            sys.intern(str(ref))
+            for ref in walk.tables
+            if ref.schema is not None or ref.name not in walk.ctes
+        }
     )
     key = _dumps(stmts)
     lookup = None
@@ -152,7 +165,7 @@ def read_statement(text: str) -> Statement | None:
         key=key,
         kind=kinds[0][2],
         tables=tuple(tables),
-        columns=tuple(sorted(name for name in walk.columns if name)),
+        columns=tuple(sorted(sys.intern(name) for name in walk.columns if name)),
         lookup=lookup,
     )
 
@@ -193,36 +206,35 @@ class _Walk:
         if with_clause is not None:  # the CTEs come first in the text
             self.node(with_clause, "", condition)
         for field, value in content.items():
-            if field in _SKIPPED or not isinstance(value, (dict, list)):
+            kind = type(value)
+            if (kind is not dict and kind is not list) or field in _SKIPPED:
                 continue
-            if isinstance(value, dict) and "TypeCast" in value:
-                value = content[field] = _uncast(value)
-            if field == "whereClause":
-                self.wheres.append((value, content if owner == "SelectStmt" else None))
-                self.value(value, True)
-            elif field == "quals":
-                self.value(value, True)
-            elif field == "agg_filter":  # FILTER (WHERE …)
-                self.wheres.append((value, None))
-                self.value(value, True)
+            inside = condition
+            if field in _CONDITIONS:
+                inside = True
+                if field != "quals":  # a WHERE, or FILTER (WHERE …)
+                    self.wheres.append((value, content if owner == "SelectStmt" else None))
             elif field == "larg" or field == "rarg":  # a set operation's SELECTs, unwrapped
                 self.node(value, owner if owner == "SelectStmt" else "", condition)
-            else:
-                self.value(value, condition)
-
-    def value(self, value: Any, condition: bool) -> None:
-        if isinstance(value, list):
+                continue
+            if kind is dict:
+                if "TypeCast" in value:
+                    value = content[field] = _uncast(value)
+                self.enter(value, inside)
+                continue
             for i, item in enumerate(value):
-                if isinstance(item, dict):
+                if type(item) is dict:
                     if "TypeCast" in item:
                         item = value[i] = _uncast(item)
-                    self.value(item, condition)
-                elif isinstance(item, list):
-                    self.value(item, condition)
-            return
+                    self.enter(item, inside)
+                elif type(item) is list:
+                    self.node({"": item}, "", inside)
+
+    def enter(self, value: dict[str, Any], condition: bool) -> None:
+        """Visit a field's value: a node (``{"Type": {...}}``) or a struct."""
         if len(value) == 1:
             ((name, content),) = value.items()
-            if isinstance(content, dict) and name[0].isupper():  # a node: {"Type": {...}}
+            if type(content) is dict and name[:1].isupper():
                 if condition and name == "ColumnRef":
                     self.columns.add(_column_name(content))
                 self.node(content, name, condition)
@@ -232,6 +244,7 @@ class _Walk:
     # -- what some nodes add ---------------------------------------------------------------
 
     def _a_expr(self, content: dict[str, Any]) -> None:
+        _drop_positions(content)
         kind = content["kind"]
         if kind == "AEXPR_IN":
             items = content["rexpr"].get("List", {}).get("items") if content.get("rexpr") else None
@@ -241,6 +254,7 @@ class _Walk:
             self.any_form = True
 
     def _array(self, content: dict[str, Any]) -> None:
+        _drop_positions(content)
         elements = content.get("elements")
         if elements and len(elements) > 1:
             del elements[1:]
@@ -334,6 +348,11 @@ _SPECIAL: dict[str, Callable[[_Walk, dict[str, Any]], None]] = {
     "CommentStmt": _Walk._comment,
 }
 _NAMED_TABLES = frozenset({"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW"})
+
+
+def _drop_positions(content: dict[str, Any]) -> None:
+    for key in _POSITIONS:
+        content.pop(key, None)
 
 
 def _uncast(node: dict[str, Any]) -> dict[str, Any]:
