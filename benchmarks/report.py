@@ -6,7 +6,7 @@ Measures, side by side in one run:
    a report over 5,000 distinct statements (each build in a fresh process: pure sqlglot, the
    compiled build, both cores, the parse cache warm), its peak RSS, and a ``--live`` report end
    to end (the ``dbtools report`` process, cache cold and warm), each as a ratio to its goal;
-1. statements classified per second (scrub + sqlglot parse + fingerprint) with and without the
+1. statements classified per second (scrub, parse, fingerprint) with and without the
    in-memory cache, over two periods holding the same 5,000 statements (a before/after report);
 2. building and rendering a before/after report from constructed rows (no database): time per
    format and the peak of Python allocations (tracemalloc);
@@ -22,6 +22,12 @@ run the file held are kept under "Earlier runs" (``benchmarks.history``).
 Run: ``.venv/bin/python -m benchmarks.report`` (writes benchmarks/RESULTS-report.md).
 ``--before DIR``: a checkout of the code to compare with (default: main's commit 4615b43,
 extracted with ``git archive`` into a temporary directory).
+
+``--issue-28`` measures only issue 28's goals (shapes from PostgreSQL's parser): the build over
+5,000 and over 20,000 statements on one core with the parse cache cold, before (commit
+d7df6b8, or ``--before``) and now, interleaved fresh processes, CPU seconds, wall time and peak
+RSS, with the load average before and after each group; it writes them at the head of
+RESULTS-report.md (replacing its previous ones) and leaves the rest of the file as it was.
 """
 
 from __future__ import annotations
