@@ -120,8 +120,11 @@ class Statement:
     lookup: Lookup | None
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _dumps(stmts: Any) -> str:
-    text = _LOCATION.sub("", json.dumps(stmts, separators=(",", ":")))
+    text = _LOCATION.sub("", _ENCODER.encode(stmts))
     if '{"location":' in text:
         text = _LONE_LOCATION.sub("{", text)
     return _PARAMETER_NUMBER.sub("", text)
