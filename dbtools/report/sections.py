@@ -853,7 +853,7 @@ def space_sequences(report: Report) -> Section | None:
          percent(q.fraction_used), q.fix]
         for q in space.sequences
     ]  # fmt: skip
-    share = percent(space.settings.sequence_warning, 0)
+    share = percent(space.settings.sequence_fraction, 0)
     return Section(
         "space-sequences",
         "Space: sequences running out",
@@ -874,7 +874,7 @@ def space_health(report: Report) -> Section | None:
     return _findings(
         "space-health",
         "Space health",
-        f"Sequences {percent(settings.sequence_warning, 0)} through the range of the column "
+        f"Sequences {percent(settings.sequence_fraction, 0)} through the range of the column "
         f"they feed (critical from {percent(settings.sequence_critical, 0)}), tables and btree "
         f"indexes {percent(settings.bloat_warning, 0)} or more bloat (and at least "
         f"{byte_size(settings.bloat_min_bytes)}), each with the method that measured it.",

@@ -278,7 +278,7 @@ class SpaceSettings:
     top_indexes: int = 20
     measure_tables: int = 20  # the largest tables measured with pgstattuple_approx, when usable
     measure_min_pages: int = 128  # smaller tables are only estimated (1 MiB at 8 kB pages)
-    sequence_warning: float = 0.75  # a sequence this far through its range: listed, a warning
+    sequence_fraction: float = 0.75  # a sequence this far through its range: listed, a warning
     sequence_critical: float = 0.90  # ...this far: critical
     bloat_warning: float = 0.5  # a table or index this much bloat (of its size): a warning
     bloat_min_bytes: int = 8 * 2**20  # ...and at least this much (less is not worth a rewrite)
@@ -394,7 +394,7 @@ class SpaceReport:
 
     tables: tuple[TableSpaceLine, ...]
     indexes: tuple[IndexSpaceLine, ...]
-    sequences: tuple[SequenceLine, ...]  # at or past settings.sequence_warning
+    sequences: tuple[SequenceLine, ...]  # at or past settings.sequence_fraction
     sequences_checked: int
     pgstattuple: str  # used, not created, not permitted
     settings: SpaceSettings
@@ -511,13 +511,13 @@ class SpaceEvidence:
 
 @rule("sequence_near_end")
 def sequences_near_end(evidence: SpaceEvidence) -> list[Finding]:
-    """Sequences (not cycling) past ``sequence_warning`` of their range, critical past
+    """Sequences (not cycling) past ``sequence_fraction`` of their range, critical past
     ``sequence_critical``; the range ends at the smaller of the sequence's maximum and the type
     of the column it feeds (PgHero's sequence_danger)."""
     settings, findings = evidence.settings, []
     for sequence, line in evidence.sequences:
         used = line.fraction_used
-        if sequence.cycle or used is None or used < settings.sequence_warning:
+        if sequence.cycle or used is None or used < settings.sequence_fraction:
             continue
         critical = used >= settings.sequence_critical
         limit = (
@@ -533,7 +533,7 @@ def sequences_near_end(evidence: SpaceEvidence) -> list[Finding]:
                 f"{used:.2%} of its range used: last value {line.last_value:,} of "
                 f"{line.maximum:,}, the largest {limit} takes",
                 used,
-                settings.sequence_critical if critical else settings.sequence_warning,
+                settings.sequence_critical if critical else settings.sequence_fraction,
                 fix=line.fix,
             )
         )
@@ -594,7 +594,7 @@ SPACE_RULES: tuple[Rule[SpaceEvidence], ...] = (sequences_near_end, table_bloat,
 
 def build_space(facts: SpaceFacts, settings: SpaceSettings) -> SpaceReport:
     """The space section from what was read (pure): the largest tables and indexes, the
-    sequences past ``sequence_warning``, and every rule's findings over all of them."""
+    sequences past ``sequence_fraction``, and every rule's findings over all of them."""
     measured = {m.relid: m for m in facts.measured}
     tables = tuple(_table_line(t, facts.block_size, measured.get(t.relid)) for t in facts.tables)
     indexes = tuple(_index_line(i, facts.block_size) for i in facts.indexes)
@@ -602,7 +602,7 @@ def build_space(facts: SpaceFacts, settings: SpaceSettings) -> SpaceReport:
     near_end = [
         line
         for s, line in sequences
-        if not s.cycle and (line.fraction_used or 0.0) >= settings.sequence_warning
+        if not s.cycle and (line.fraction_used or 0.0) >= settings.sequence_fraction
     ]
     near_end.sort(key=lambda line: (-(line.fraction_used or 0.0), line.sequence))
     evidence = SpaceEvidence(tables, indexes, sequences, settings)
