@@ -6,7 +6,7 @@ Measures, side by side in one run:
    a report over 5,000 distinct statements (each build in a fresh process: pure sqlglot, the
    compiled build, both cores, the parse cache warm), its peak RSS, and a ``--live`` report end
    to end (the ``dbtools report`` process, cache cold and warm), each as a ratio to its goal;
-1. statements classified per second (scrub + sqlglot parse + fingerprint) with and without the
+1. statements classified per second (scrub, parse, fingerprint) with and without the
    in-memory cache, over two periods holding the same 5,000 statements (a before/after report);
 2. building and rendering a before/after report from constructed rows (no database): time per
    format and the peak of Python allocations (tracemalloc);
@@ -22,6 +22,12 @@ run the file held are kept under "Earlier runs" (``benchmarks.history``).
 Run: ``.venv/bin/python -m benchmarks.report`` (writes benchmarks/RESULTS-report.md).
 ``--before DIR``: a checkout of the code to compare with (default: main's commit 4615b43,
 extracted with ``git archive`` into a temporary directory).
+
+``--issue-28`` measures only issue 28's goals (shapes from PostgreSQL's parser): the build over
+5,000 and over 20,000 statements on one core with the parse cache cold, before (commit
+d7df6b8, or ``--before``) and now, interleaved fresh processes, CPU seconds, wall time and peak
+RSS, with the load average before and after each group; it writes them at the head of
+RESULTS-report.md (replacing its previous ones) and leaves the rest of the file as it was.
 """
 
 from __future__ import annotations
@@ -199,6 +205,7 @@ class Build:
     workers: int | None
     store: Path | None = None
     before: bool = False
+    statements: int = STATEMENTS
 
 
 def build_once(build: Build) -> dict[str, float]:
@@ -207,7 +214,7 @@ def build_once(build: Build) -> dict[str, float]:
         "before": build.before,
         "workers": build.workers,
         "store": str(build.store) if build.store else None,
-        "statements": STATEMENTS,
+        "statements": build.statements,
     }
     program = (PURE_SQLGLOT if build.pure else "") + BUILD_ONCE
     done = subprocess.run(
@@ -278,6 +285,89 @@ def goal_row(what: str, before: float | None, now: float, goal: float, unit: str
     shown = "" if before is None else f"{before:,.2f}"
     verdict = "met" if now < goal else "**not met**"
     return f"| {what} | {shown} | {now:,.2f} | < {goal:g} {unit} | {now / goal:.2f} | {verdict} |"
+
+
+# -- issue 28's goals: the build on PostgreSQL's parser, before and now ---------------------------
+
+ISSUE_28_HEADING = "## Issue 28's goals, before and now"
+ISSUE_28_BEFORE = "d7df6b8"  # main before issue 28: shapes from sqlglot's parse
+ISSUE_28_RUNS = 3
+# Issue 28's goals, on one core with the parse cache cold.
+GOAL_28 = ((5_000, 1.0, None), (20_000, 3.0, 150.0))  # statements, CPU seconds, peak MiB
+
+
+def issue_28_goals(before_code: Path, loads: dict[str, tuple[str, str]]) -> list[str]:
+    """Issue 28's rows: the build over 5,000 and 20,000 statements, one core, cache cold,
+    before and now, medians of ``ISSUE_28_RUNS`` interleaved fresh processes."""
+    lines = [
+        ISSUE_28_HEADING,
+        "",
+        f"Before: commit {ISSUE_28_BEFORE} (shapes from sqlglot's parse). Now: this checkout "
+        "(shapes from PostgreSQL's parser through pglast, sqlglot renders only the SQL shown, "
+        "the input frozen out of garbage collection). Both with the compiled sqlglot, one "
+        f"worker, no parse cache; each figure the median of {ISSUE_28_RUNS} fresh processes, "
+        "before and now interleaved. CPU seconds are the build's (the load inflates wall time "
+        "more than CPU time); the peak RSS is the whole process's (interpreter, imports and the "
+        "input rows included).",
+        "",
+        "| goal | before | now | goal | ratio | |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    detail = []
+    for statements, cpu_goal, peak_goal in GOAL_28:
+        ways = {
+            "before": Build(before_code, pure=False, workers=1, statements=statements),
+            "now": Build(REPO, pure=False, workers=1, statements=statements),
+        }
+        found = under_load(
+            loads,
+            f"issue 28: the build over {statements:,} statements, 2 ways x {ISSUE_28_RUNS}",
+            lambda ways=ways: interleaved(ways, ISSUE_28_RUNS),  # type: ignore[misc]
+        )
+        before, now = found["before"], found["now"]
+        lines.append(
+            goal_row(f"build over {statements:,} statements, one core, cache cold (CPU s)",
+                     before.cpu, now.cpu, cpu_goal, "s")
+        )  # fmt: skip
+        if statements == 20_000:
+            lines.append(
+                goal_row("the same, wall time (s)", before.seconds, now.seconds, cpu_goal, "s")
+            )
+        if peak_goal is not None:
+            lines.append(
+                goal_row("peak RSS of that build (MiB)", before.peak_mib, now.peak_mib,
+                         peak_goal, "MiB")
+            )  # fmt: skip
+        detail += [
+            f"| {statements:,} | {name} | {m.cpu:.2f} | {m.seconds:.2f} | {m.peak_mib:.0f} |"
+            for name, m in found.items()
+        ]
+    return [
+        *lines,
+        "",
+        "| statements | code | CPU s | wall s | peak RSS MiB |",
+        "|---:|---|---:|---:|---:|",
+        *detail,
+        "",
+        "The load average (1/5/15 min) before and after each measured group:",
+        "",
+        *load_table(loads),
+        "",
+    ]
+
+
+def write_issue_28(lines: list[str]) -> None:
+    """Put issue 28's rows at the head of RESULTS (replacing the previous ones)."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Report benchmark\n"
+    if ISSUE_28_HEADING in text:
+        start = text.index(ISSUE_28_HEADING)
+        end = text.find("\n## ", start + len(ISSUE_28_HEADING))
+        text = text[:start] + text[end + 1 :] if end >= 0 else text[:start]
+    head, _, rest = text.partition("\n## ")
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = [f"Run {when}; machine: {machine()}; load average at the end: {load_average()}.", ""]
+    RESULTS.write_text(head.rstrip() + "\n\n" + "\n".join([*lines[:2], *block, *lines[2:]])
+                       + ("\n## " + rest if rest else ""))  # fmt: skip
 
 
 # -- 1. classification rate ---------------------------------------------------------------------
@@ -369,7 +459,16 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, default=None, help="the code to compare with")
+    parser.add_argument(
+        "--issue-28", action="store_true", help="only issue 28's goals (written to the head)"
+    )
     args = parser.parse_args()
+    if args.issue_28:
+        issue_loads: dict[str, tuple[str, str]] = {}
+        found = issue_28_goals(args.before or extract_before(ISSUE_28_BEFORE), issue_loads)
+        write_issue_28(found)
+        print("\n".join(found))
+        return
     before_code = args.before or extract_before(BEFORE_COMMIT)
     scratch = Path(tempfile.mkdtemp(prefix="dbtools-bench-cache-"))
     os.environ["DBTOOLS_CACHE_DIR"] = str(scratch / "in-process")  # never the user's cache

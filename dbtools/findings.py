@@ -1,5 +1,7 @@
 """One vocabulary for every check dbtools makes: verify's rollout gate (``verify.rules``), the
-report's index and autovacuum health (``report.health``) and migration lint (``safety.lint``).
+report's index and autovacuum health (``report.health``), schema health
+(``report.schema_health``), space health (``report.space``: sequences near their end, bloat)
+and migration lint (``safety.lint``).
 
 A *rule* is a small pure function over its module's evidence (verify's ``Evidence``, health's
 ``HealthInput``, lint's ``LintScript``) that returns ``Finding``s. ``@rule("name")`` gives it the

@@ -58,6 +58,11 @@ def test_one_family_whatever_the_constants_and_list_lengths(variants: list[str])
         ("SELECT a FROM t WHERE b = $1", "SELECT a FROM t WHERE b > $1"),
         ("SELECT a FROM t WHERE b = $1", "SELECT a FROM t WHERE b = ANY($1)"),
         ("SELECT a FROM t WHERE b IN ($1)", "SELECT a FROM t WHERE b = ANY($1)"),
+        # pglast's own fingerprint gives these three one value: a point lookup and its batched
+        # forms must stay apart.
+        ("SELECT a FROM t WHERE b = $1", "SELECT a FROM t WHERE b IN ($1, $2)"),
+        ("SELECT a FROM t WHERE b NOT IN ($1)", "SELECT a FROM t WHERE b IN ($1)"),
+        ("SELECT a FROM t WHERE b = $1::text::int", "SELECT a FROM t WHERE b = $1"),
         ("VACUUM t", "VACUUM u"),
     ],
 )
@@ -161,9 +166,11 @@ def test_sqlglot_never_sees_a_literal(caplog: pytest.LogCaptureFixture) -> None:
 def test_point_lookups_and_their_batched_form(
     text: str, columns: tuple[str, ...], batched: str
 ) -> None:
-    lookup = shape_of(text).lookup
+    shape = shape_of(text)
+    lookup = shape.lookup
     assert lookup is not None
-    assert (lookup.columns, lookup.batched_sql) == (columns, batched)
+    assert (lookup.columns, shape.batched_sql) == (columns, batched)
+    assert lookup.batched_fingerprint == fingerprint(batched)  # the family it has when it runs
     assert lookup.small_set is (" IN (" in text)
 
 

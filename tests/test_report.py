@@ -4,6 +4,7 @@ secrets in any format, and charts that a real browser renders."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import re
 import shutil
@@ -52,6 +53,21 @@ def test_markdown_golden() -> None:
 
 def test_json_golden() -> None:
     check_golden("report.json", render(fixed_report(), "json"))
+
+
+def test_the_build_leaves_the_collector_as_it_found_it() -> None:
+    """The build freezes the objects alive before it (its input) out of garbage collection
+    while it runs, then unfreezes them; objects a program froze itself stay frozen."""
+    assert gc.get_freeze_count() == 0
+    fixed_report()
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        fixed_report()
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_fixed_report_findings() -> None:

@@ -216,6 +216,84 @@ def test_sequence_at_95_percent_of_its_type(database: Database) -> None:
     assert report.space.sequences_checked == 3
 
 
+def test_a_sequence_feeding_a_narrower_column_by_its_default_is_a_critical_finding(
+    database: Database,
+) -> None:
+    """A bigint sequence made apart (owned by nothing) and called by an integer column's
+    default, at 2^31 - 100: 99.99999% of what the column takes, critical (PgHero's
+    sequence_danger), with the fix; an integer sequence of its own at 80% is a warning."""
+    db = database
+    db.execute("CREATE SEQUENCE wide_default")
+    db.execute("CREATE TABLE narrow_default (id int DEFAULT nextval('wide_default'), note text)")
+    db.execute("SELECT setval('wide_default', %s)", (2**31 - 100,))
+    db.execute("CREATE SEQUENCE near_own AS integer")
+    db.execute("SELECT setval('near_own', %s)", (1_717_986_918,))  # 80% of integer's range
+    db.execute("CREATE SEQUENCE calm_own")
+    db.execute("SELECT setval('calm_own', 1000)")
+    report = report_of(db, "space")
+    assert report.space is not None
+    found = {f.subject: f for f in report.space.findings if f.check == "sequence_near_end"}
+    assert set(found) == {"public.wide_default", "public.near_own"}
+    wide = found["public.wide_default"]
+    assert (wide.status, wide.threshold) == ("critical", 0.9)
+    assert wide.value == (2**31 - 100 - 1) / (2**31 - 1 - 1)
+    assert wide.message == (
+        "100.00% of its range used: last value 2,147,483,548 of 2,147,483,647, the largest "
+        "its column public.narrow_default.id (integer) takes"
+    )
+    assert wide.fix == (
+        "ALTER SEQUENCE public.wide_default AS bigint; ALTER TABLE public.narrow_default "
+        "ALTER COLUMN id TYPE bigint; (the second rewrites the table)"
+    )
+    near = found["public.near_own"]
+    assert (near.status, near.threshold) == ("warning", 0.75)
+    assert near.value == (1_717_986_918 - 1) / (2**31 - 1 - 1)
+    assert near.fix == "ALTER SEQUENCE public.near_own AS bigint;"
+    lines = {s.sequence: s for s in report.space.sequences}
+    assert lines["public.wide_default"].column == "public.narrow_default.id (integer, default)"
+    # In the report's findings, as every other check's, and in its JSON.
+    assert "sequence_near_end" in render(report, "md").split("## Space health")[1]
+    document = json.loads(render(report, "json"))
+    assert {(f["check"], f["subject"], f["status"]) for f in document["space"]["findings"]} == {
+        ("sequence_near_end", "public.wide_default", "critical"),
+        ("sequence_near_end", "public.near_own", "warning"),
+    }
+    # The thresholds are settings.
+    stricter = report_of(db, "space", space=SpaceSettings(sequence_critical=0.5))
+    assert stricter.space is not None
+    assert {f.status for f in stricter.space.findings} == {"critical"}
+
+
+def test_bloat_findings_name_their_method_and_fix(dead_space: Database) -> None:
+    """The padded table is 86 of its 173 pages bloat by the estimate: a finding from 40%
+    (the default 50% and 8 MiB leave it out); with pgstattuple, the measurement's figure."""
+    assert report_of(dead_space, "space").space.findings == ()  # type: ignore[union-attr]
+    settings = SpaceSettings(bloat_warning=0.4, bloat_min_bytes=0)
+    report = report_of(dead_space, "space", space=settings)
+    assert report.space is not None
+    found = {(f.check, f.subject): f for f in report.space.findings}
+    table = found[("table_bloat", "public.padded")]
+    assert (table.status, table.value, table.threshold) == ("warning", 86 / 173, 0.4)
+    assert table.message == "688.0 kB of 1.4 MB (50%) is bloat, by estimate"
+    assert table.fix == (
+        "VACUUM FULL public.padded; (an ACCESS EXCLUSIVE lock while it rewrites) or, online, "
+        "pg_repack --table=public.padded"
+    )
+    (index_line,) = [i for i in report.space.indexes if i.index == "public.padded_id"]
+    index = found[("index_bloat", "public.padded_id")]
+    assert index.value == index_line.bloat_ratio and index.fix == (
+        "REINDEX INDEX CONCURRENTLY public.padded_id;"
+    )
+    dead_space.execute("CREATE EXTENSION pgstattuple")
+    measured = report_of(dead_space, "space", space=settings)
+    assert measured.space is not None
+    (line,) = [t for t in measured.space.tables if t.table == "public.padded"]
+    assert line.dead_tuple_bytes == (ROWS // 2) * TUPLE_BYTES and line.bloat_bytes is not None
+    (table,) = [f for f in measured.space.findings if f.check == "table_bloat"]
+    assert table.value == line.bloat_bytes / line.heap_bytes
+    assert table.message.endswith("is bloat, by pgstattuple_approx")
+
+
 # -- settings ----------------------------------------------------------------------------------------
 
 

@@ -866,6 +866,22 @@ def space_sequences(report: Report) -> Section | None:
     )
 
 
+def space_health(report: Report) -> Section | None:
+    space = report.space
+    if space is None:
+        return None
+    settings = space.settings
+    return _findings(
+        "space-health",
+        "Space health",
+        f"Sequences {percent(settings.sequence_fraction, 0)} through the range of the column "
+        f"they feed (critical from {percent(settings.sequence_critical, 0)}), tables and btree "
+        f"indexes {percent(settings.bloat_warning, 0)} or more bloat (and at least "
+        f"{byte_size(settings.bloat_min_bytes)}), each with the method that measured it.",
+        space.findings,
+    )
+
+
 def settings_review(report: Report) -> Section | None:
     if report.settings is None:
         return None
@@ -952,6 +968,7 @@ INSPECTION_SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     space_tables,
     space_indexes,
     space_sequences,
+    space_health,
     settings_review,
     schema_health,
 )

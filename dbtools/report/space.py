@@ -12,7 +12,13 @@
 * every valid btree index's size and estimated bloat (the pages its entries need, at btree's
   default 90% leaf fill, against the pages it has);
 * every sequence (identity and serial columns' included) and how much of its range is used,
-  against the smaller of its own maximum and its column's type.
+  against the smaller of its own maximum and the type of the column it feeds (the column that
+  owns it, or any whose default calls it).
+
+``SPACE_RULES`` turn them into findings (``dbtools.findings``), each with its fix: a sequence
+near its end (``sequence_near_end``: warning and critical thresholds), a table or btree index
+whose bloat passes ``bloat_warning`` (``table_bloat``, ``index_bloat``, naming the method:
+estimate or pgstattuple_approx).
 
 Estimates need ``ANALYZE``d statistics the role can read (``pg_stats`` shows a column only to
 roles that may select it); without them a line says "no statistics". ``build_space`` (pure)
@@ -31,6 +37,8 @@ from psycopg.rows import class_row
 
 from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
+from dbtools.findings import Finding, Rule, rule, run_rules, worst_first
+from dbtools.output import byte_size
 
 BLOCK_HEADER = 24  # page header bytes
 TUPLE_HEADER = 24  # heap tuple header (23 bytes, aligned)
@@ -114,27 +122,41 @@ FROM indexes x LEFT JOIN widths w ON w.indexrelid = x.indexrelid
 ORDER BY x.index_bytes DESC, x.schema_name, x.index_name
 """
 
-# Every sequence, the column that owns it (identity: deptype 'i', serial: 'a') and that
-# column's type.
+# Every sequence and the column it feeds: the column that owns it (identity: deptype 'i',
+# serial or OWNED BY: 'a') or any column whose default calls it (its pg_attrdef depends on the
+# sequence: a bigint sequence created apart and used as DEFAULT nextval('s') on an integer
+# column). Of several, the one of the smallest type: it runs out first.
 SEQUENCES_SQL = f"""
 SELECT {SQL_MARKER} s.schemaname::text AS schema_name, s.sequencename::text AS sequence_name,
        s.data_type::text AS data_type, s.min_value, s.max_value, s.increment_by, s.cycle,
        s.last_value,
-       owner.table_name, owner.column_name, owner.column_type, owner.identity
+       feeds.table_name, feeds.column_name, feeds.column_type, feeds.identity, feeds.owned
 FROM pg_catalog.pg_sequences s
 LEFT JOIN LATERAL (
     SELECT quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS table_name,
            a.attname::text AS column_name, format_type(a.atttypid, NULL) AS column_type,
-           d.deptype = 'i' AS identity
-    FROM pg_catalog.pg_depend d
-    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+           f.deptype = 'i' AS identity, f.deptype IN ('a', 'i') AS owned
+    FROM (
+        SELECT d.refobjid AS relid, d.refobjsubid AS attnum, d.deptype
+        FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass
+          AND d.objid = format('%I.%I', s.schemaname, s.sequencename)::regclass
+          AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+        UNION ALL
+        SELECT ad.adrelid, ad.adnum, 'n'
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
+        WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass
+          AND d.refclassid = 'pg_catalog.pg_class'::regclass
+          AND d.refobjid = format('%I.%I', s.schemaname, s.sequencename)::regclass
+    ) f
+    JOIN pg_catalog.pg_class t ON t.oid = f.relid
     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-    WHERE d.classid = 'pg_catalog.pg_class'::regclass
-      AND d.objid = format('%I.%I', s.schemaname, s.sequencename)::regclass
-      AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = f.relid AND a.attnum = f.attnum
+    ORDER BY CASE a.atttypid WHEN 'int2'::regtype THEN 0 WHEN 'int4'::regtype THEN 1 ELSE 2 END,
+             f.deptype <> 'n' DESC, 1, 2
     LIMIT 1
-) owner ON true
+) feeds ON true
 WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY s.schemaname, s.sequencename
 """
@@ -212,10 +234,11 @@ class SequenceState:
     increment_by: int
     cycle: bool
     last_value: int | None  # None: never used, or not visible to this role
-    table_name: str | None
+    table_name: str | None  # the column it feeds (``SEQUENCES_SQL``), if any
     column_name: str | None
     column_type: str | None
     identity: bool | None
+    owned: bool | None = None  # the column owns it (identity, serial, OWNED BY); else a default
 
     @property
     def name(self) -> str:
@@ -255,7 +278,10 @@ class SpaceSettings:
     top_indexes: int = 20
     measure_tables: int = 20  # the largest tables measured with pgstattuple_approx, when usable
     measure_min_pages: int = 128  # smaller tables are only estimated (1 MiB at 8 kB pages)
-    sequence_fraction: float = 0.75  # a sequence this far through its range is listed
+    sequence_fraction: float = 0.75  # a sequence this far through its range: listed, a warning
+    sequence_critical: float = 0.90  # ...this far: critical
+    bloat_warning: float = 0.5  # a table or index this much bloat (of its size): a warning
+    bloat_min_bytes: int = 8 * 2**20  # ...and at least this much (less is not worth a rewrite)
 
 
 def read_space(conn: psycopg.Connection[Any], settings: SpaceSettings) -> SpaceFacts:
@@ -373,6 +399,7 @@ class SpaceReport:
     pgstattuple: str  # used, not created, not permitted
     settings: SpaceSettings
     growth: None = None  # filled from collected samples (dbtools collect), when there are some
+    findings: tuple[Finding, ...] = ()  # SPACE_RULES: sequences near their end, bloat
 
 
 def _table_line(
@@ -456,7 +483,7 @@ def _sequence_fix(sequence: SequenceState) -> str:
 def _sequence_line(sequence: SequenceState) -> SequenceLine:
     column = None
     if sequence.table_name and sequence.column_name:
-        kind = "identity" if sequence.identity else "serial"
+        kind = "identity" if sequence.identity else "serial" if sequence.owned else "default"
         column = f"{sequence.table_name}.{sequence.column_name} ({sequence.column_type}, {kind})"
     return SequenceLine(
         sequence=sequence.name,
@@ -469,25 +496,122 @@ def _sequence_line(sequence: SequenceState) -> SequenceLine:
     )
 
 
-def build_space(facts: SpaceFacts, settings: SpaceSettings) -> SpaceReport:
-    """The space section from what was read (pure)."""
-    measured = {m.relid: m for m in facts.measured}
-    tables = tuple(
-        _table_line(t, facts.block_size, measured.get(t.relid))
-        for t in facts.tables[: settings.top_tables]
+# -- findings (pure) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpaceEvidence:
+    """What the space rules judge: every table, index and sequence, with the section's lines."""
+
+    tables: tuple[TableSpaceLine, ...]
+    indexes: tuple[IndexSpaceLine, ...]
+    sequences: tuple[tuple[SequenceState, SequenceLine], ...]
+    settings: SpaceSettings
+
+
+@rule("sequence_near_end")
+def sequences_near_end(evidence: SpaceEvidence) -> list[Finding]:
+    """Sequences (not cycling) past ``sequence_fraction`` of their range, critical past
+    ``sequence_critical``; the range ends at the smaller of the sequence's maximum and the type
+    of the column it feeds (PgHero's sequence_danger)."""
+    settings, findings = evidence.settings, []
+    for sequence, line in evidence.sequences:
+        used = line.fraction_used
+        if sequence.cycle or used is None or used < settings.sequence_fraction:
+            continue
+        critical = used >= settings.sequence_critical
+        limit = (
+            f"its column {sequence.table_name}.{sequence.column_name} ({sequence.column_type})"
+            if line.maximum < sequence.max_value
+            else f"the sequence ({sequence.data_type})"
+        )
+        findings.append(
+            Finding(
+                "sequence_near_end",
+                "critical" if critical else "warning",
+                line.sequence,
+                f"{used:.2%} of its range used: last value {line.last_value:,} of "
+                f"{line.maximum:,}, the largest {limit} takes",
+                used,
+                settings.sequence_critical if critical else settings.sequence_fraction,
+                fix=line.fix,
+            )
+        )
+    return findings
+
+
+def _bloat(
+    check: str, subject: str, size: int, bloat: int | None, method: str, fix: str,
+    settings: SpaceSettings,
+) -> Finding | None:  # fmt: skip
+    if bloat is None or not size or bloat < settings.bloat_min_bytes:
+        return None
+    share = bloat / size
+    if share < settings.bloat_warning:
+        return None
+    return Finding(
+        check,
+        "warning",
+        subject,
+        f"{byte_size(bloat)} of {byte_size(size)} ({share:.0%}) is bloat, by {method}",
+        share,
+        settings.bloat_warning,
+        fix=fix,
     )
-    indexes = tuple(_index_line(i, facts.block_size) for i in facts.indexes[: settings.top_indexes])
+
+
+@rule("table_bloat")
+def table_bloat(evidence: SpaceEvidence) -> list[Finding]:
+    """Tables whose heap is at least ``bloat_warning`` bloat (and ``bloat_min_bytes``), measured
+    with pgstattuple_approx or estimated from the catalog: the method is named."""
+    found = (
+        _bloat(
+            "table_bloat", t.table, t.heap_bytes, t.bloat_bytes, t.method,
+            f"VACUUM FULL {t.table}; (an ACCESS EXCLUSIVE lock while it rewrites) or, online, "
+            f"pg_repack --table={t.table}",
+            evidence.settings,
+        )
+        for t in evidence.tables
+    )  # fmt: skip
+    return [finding for finding in found if finding is not None]
+
+
+@rule("index_bloat")
+def index_bloat(evidence: SpaceEvidence) -> list[Finding]:
+    """Btree indexes at least ``bloat_warning`` bloat (and ``bloat_min_bytes``), by estimate."""
+    found = (
+        _bloat(
+            "index_bloat", i.index, i.index_bytes, i.bloat_bytes, str(i.method),
+            f"REINDEX INDEX CONCURRENTLY {i.index};", evidence.settings,
+        )
+        for i in evidence.indexes
+    )  # fmt: skip
+    return [finding for finding in found if finding is not None]
+
+
+SPACE_RULES: tuple[Rule[SpaceEvidence], ...] = (sequences_near_end, table_bloat, index_bloat)
+
+
+def build_space(facts: SpaceFacts, settings: SpaceSettings) -> SpaceReport:
+    """The space section from what was read (pure): the largest tables and indexes, the
+    sequences past ``sequence_fraction``, and every rule's findings over all of them."""
+    measured = {m.relid: m for m in facts.measured}
+    tables = tuple(_table_line(t, facts.block_size, measured.get(t.relid)) for t in facts.tables)
+    indexes = tuple(_index_line(i, facts.block_size) for i in facts.indexes)
+    sequences = tuple((s, _sequence_line(s)) for s in facts.sequences)
     near_end = [
-        _sequence_line(s)
-        for s in facts.sequences
-        if not s.cycle and (fraction_used(s) or 0.0) >= settings.sequence_fraction
+        line
+        for s, line in sequences
+        if not s.cycle and (line.fraction_used or 0.0) >= settings.sequence_fraction
     ]
     near_end.sort(key=lambda line: (-(line.fraction_used or 0.0), line.sequence))
+    evidence = SpaceEvidence(tables, indexes, sequences, settings)
     return SpaceReport(
-        tables=tables,
-        indexes=indexes,
+        tables=tables[: settings.top_tables],
+        indexes=indexes[: settings.top_indexes],
         sequences=tuple(near_end),
         sequences_checked=len(facts.sequences),
         pgstattuple=facts.pgstattuple,
         settings=settings,
+        findings=tuple(worst_first(run_rules(SPACE_RULES, evidence))),
     )

@@ -17,7 +17,7 @@ figures, and what the pairs add up to. Everything here is pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,7 +72,7 @@ class FamilyChange:
 
 
 def family_changes(
-    families: Sequence[FamilyCounts],
+    families: Iterable[FamilyCounts],
     baseline: str,
     candidate: str,
     requests: Mapping[str, int | None],

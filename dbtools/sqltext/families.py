@@ -1,16 +1,19 @@
 """Query families: statements grouped by what they do, whatever their constants or list lengths.
 
 Each statement text is scrubbed (``sqltext.scrub.scrub_query``: every literal becomes a placeholder,
-so neither sqlglot's warnings nor a report can leak one), padded (``sqltext.parse.pad_placeholders``:
-sqlglot's ``$1,$2`` trap) and parsed with sqlglot. Its *fingerprint* hashes the generated SQL
-after every constant and placeholder is made the same, casts of parameters are dropped and every
-``IN (…)`` list, ``ARRAY[…]`` and multi-row ``VALUES`` is collapsed to one element: ``IN ($1,$2,$3)`` (PostgreSQL 15) and
-``IN ($1 /*, ... */)`` (18) are one family.
+so no report can show one) and parsed by PostgreSQL's own parser (``sqltext.tree``, through
+``pglast``). Its *fingerprint* hashes the parse tree after every constant and parameter is made
+the same, casts of parameters are dropped and every ``IN (…)`` list, ``ARRAY[…]`` and multi-row
+``VALUES`` is collapsed to one element: ``IN ($1,$2,$3)`` (PostgreSQL 15) and ``IN ($1 /*, ...
+*/)`` (18) are one family, while ``= $1``, ``IN (…)`` and ``= ANY($1)`` are three. What a report
+shows of a family (``StatementShape.sql``, ``batched_sql``) is sqlglot's rendering, made only for
+the statements a report shows.
 
-Texts sqlglot cannot parse (or only as an opaque ``Command``: ``VACUUM``, ``ALTER ROLE``…) are
-kept: their family is their scrubbed text with whitespace collapsed, ``parsed`` is False, and
-reports list them verbatim. A text the scrubber could not read (``<unreadable statement, N
-characters>``) is a family of its own, keyed by its queryid: equal lengths say nothing.
+Texts the parser rejects, and statements other than those ``tree.KINDS`` understands (``VACUUM``,
+``ALTER ROLE``, ``EXPLAIN``…), are kept: their family is their scrubbed text with whitespace
+collapsed, ``parsed`` is False, and reports list them verbatim. A text the scrubber could not
+read (``<unreadable statement, N characters>``) is a family of its own, keyed by its queryid:
+equal lengths say nothing.
 
 A *lookup* is a SELECT whose WHERE pins a column to one parameter (``id = $1``, a point lookup)
 or to a small list of them (``id IN ($1, $2)``), and has no ``= ANY`` form yet. Two rules judge
@@ -39,32 +42,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
 import math
 import multiprocessing
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlglot
-from sqlglot import exp
-from sqlglot import tokens as sqlglot_tokens
-from sqlglot.dialects.dialect import Dialect
-
-from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements, quiet_sqlglot, table_refs
+from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements
 from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.sqltext.scrub import is_unreadable, scrub_query
+from dbtools.sqltext.tree import is_key_like, read_statement
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+__all__ = ["is_key_like"]  # a lookup column's test, for the report's rules
 
 FINGERPRINT_LENGTH = 16
-_POSTGRES = Dialect.get_or_raise(DIALECT)
 _WHITESPACE = re.compile(r"\s+")
 _LEADING_WORDS = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(\w+)(?:\s+(\w+))?", re.S)
 # Utility statements named by two words (ALTER ROLE, CREATE INDEX…), the rest by one.
 _TWO_WORD_KINDS = frozenset({"alter", "create", "drop", "grant", "revoke", "comment", "reindex"})
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class LookupKey:
     """A lookup column and its table (``schema.name`` as written; None when the text does not
     say, e.g. an unqualified column in a join)."""
@@ -73,16 +77,16 @@ class LookupKey:
     column: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PointLookup:
     """A lookup of rows by one value (or a small list) per call, and the batched form that would
-    serve a batch."""
+    serve a batch (its SQL: ``StatementShape.batched_sql``)."""
 
-    columns: tuple[str, ...]  # the lookup columns (``id`` in ``id = $1``), one per WHERE
-    batched_sql: str  # the same statement with ``column = ANY($n)``
-    batched_fingerprint: str  # its family, to spot a batched form already running
+    columns: tuple[str, ...]  # the lookup columns as written (``id`` in ``id = $1``), per WHERE
+    batched_fingerprint: str  # the family of the same statement with ``column = ANY($n)``
     keys: tuple[LookupKey, ...] = ()  # the lookup columns with their tables
     small_set: bool = False  # ``column IN (…)``: a few values per call, not one
+    parameters: tuple[int, ...] = ()  # the parameter each lookup column is compared with
 
     @property
     def point(self) -> bool:
@@ -150,7 +154,7 @@ def concurrency_for(target: float, calls_per_request: float) -> int | None:
     return max(1, math.ceil(1 / ((1 - target) * calls_per_request) - 1e-9))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Footprint:
     """What a statement does, whatever its form: a per-request statement and its batched form
     share one (the columns are those its conditions compare, and those it writes)."""
@@ -160,24 +164,38 @@ class Footprint:
     columns: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatementShape:
-    """What one statement text is: its family, kind, tables, and whether it is a point lookup."""
+    """What one statement text is: its family, kind, tables, and whether it is a point lookup.
+
+    ``sql`` and ``batched_sql`` are sqlglot's rendering, made when asked for (not kept: a
+    report shows a few dozen of the thousands of statements it classifies, and keeps them all).
+    """
 
     fingerprint: str
     kind: str  # select, insert, upsert, update, delete, merge, ddl, set, transaction, or keywords
     tables: tuple[str, ...]  # schema.name as written (no CTE names); empty when not parsed
-    sql: str  # the scrubbed text as sqlglot regenerates it (lists collapsed), or the text itself
     text: str  # the scrubbed text as it came
     parsed: bool
     lookup: PointLookup | None = None
     footprint: Footprint | None = None  # None when not parsed
     foreign_key_check: TableRef | None = None  # the parent table the check's text names
 
+    @property
+    def sql(self) -> str:
+        """The text as sqlglot regenerates it (lists collapsed, casts of parameters dropped),
+        or the text itself when sqlglot cannot parse it (or it was not parsed)."""
+        return display_sql(self.text) if self.parsed else self.text
 
-def fingerprint_of(normalised_sql: str) -> str:
+    @property
+    def batched_sql(self) -> str | None:
+        """A lookup's batched form: each lookup condition as ``column = ANY($n)``."""
+        return None if self.lookup is None else batched_display(self.text, self.lookup)
+
+
+def fingerprint_of(normalised: str) -> str:
     """A short, stable hash of a normalised statement."""
-    return hashlib.sha1(normalised_sql.encode()).hexdigest()[:FINGERPRINT_LENGTH]
+    return hashlib.sha1(normalised.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def shape_of(text: str, queryid: int | None = None) -> StatementShape:
@@ -189,43 +207,39 @@ def shape_of(text: str, queryid: int | None = None) -> StatementShape:
             fingerprint=fingerprint_of(f"unreadable:{queryid}"),
             kind="unreadable",
             tables=(),
-            sql=scrubbed,
             text=scrubbed,
             parsed=False,
         )
-    trees = parse_statements(scrubbed)
-    if trees is None:
+    statement = read_statement(scrubbed)
+    if statement is None:
         verbatim = _WHITESPACE.sub(" ", scrubbed).strip()
         return StatementShape(
             fingerprint=fingerprint_of("unparsed:" + verbatim),
             kind=_leading_keywords(scrubbed),
             tables=(),
-            sql=scrubbed,
             text=scrubbed,
             parsed=False,
         )
-    # Copying a tree and generating SQL cost as much as parsing: one generation per statement
-    # (two for a point lookup); the family's hash comes from the generated text.
-    trees = [_simplified(tree) for tree in trees]
-    # Generated without a copy: the generator copies what its transforms would rewrite.
-    display = "; ".join(_POSTGRES.generate(tree, copy=False, comments=False) for tree in trees)
     parent = foreign_key_parent(scrubbed)
-    kind = "foreign-key check" if parent else _kind(trees[0])
-    tables = tuple(sorted({name for tree in trees for name in _tables(tree)}))
-    normalised = _hash_form(display)
-    footprint = Footprint(kind, tables, _footprint_columns(trees))
+    kind = "foreign-key check" if parent else statement.kind
+    found = statement.lookup
     lookup = None
-    if len(trees) == 1 and parent is None:
-        lookup = _point_lookup(trees[0])  # last: it rewrites the tree
+    if found is not None and parent is None:
+        lookup = PointLookup(
+            columns=found.columns,
+            batched_fingerprint=fingerprint_of(found.batched_key),
+            keys=tuple(LookupKey(table, column) for table, column in found.keys),
+            small_set=found.small_set,
+            parameters=found.parameters,
+        )
     return StatementShape(
-        fingerprint=fingerprint_of(normalised),
+        fingerprint=fingerprint_of(statement.key),
         kind=kind,
-        tables=tables,
-        sql=display,
+        tables=statement.tables,
         text=scrubbed,
         parsed=True,
         lookup=lookup,
-        footprint=footprint,
+        footprint=Footprint(kind, statement.tables, statement.columns),
         foreign_key_check=parent,
     )
 
@@ -237,17 +251,16 @@ def _shape_from_json(value: dict[str, Any]) -> StatementShape:
         fingerprint=value["fingerprint"],
         kind=value["kind"],
         tables=tuple(value["tables"]),
-        sql=value["sql"],
         text=value["text"],
         parsed=value["parsed"],
         lookup=None
         if lookup is None
         else PointLookup(
             columns=tuple(lookup["columns"]),
-            batched_sql=lookup["batched_sql"],
             batched_fingerprint=lookup["batched_fingerprint"],
             keys=tuple(LookupKey(**key) for key in lookup["keys"]),
             small_set=lookup["small_set"],
+            parameters=tuple(lookup["parameters"]),
         ),
         footprint=None
         if footprint is None
@@ -257,21 +270,23 @@ def _shape_from_json(value: dict[str, Any]) -> StatementShape:
 
 
 # Bump when shape_of's results change for a text: the stored shapes of older rules are misses.
-RULES_VERSION = 1
+RULES_VERSION = 2
 # Below this many texts to parse, starting worker processes costs more than they save.
 PARALLEL_FROM = 400
 
 
 def compiled_sqlglot() -> bool:
     """Whether sqlglot runs its compiled build (the ``sqlglotc`` distribution, ``dbtools[fast]``),
-    about twice as fast to parse as the pure Python one."""
+    about twice as fast to parse as the pure Python one (it renders the SQL a report shows)."""
+    from sqlglot import tokens as sqlglot_tokens
+
     return bool(getattr(sqlglot_tokens, "SQLGLOTC_INSTALLED", False))
 
 
 def cache_namespace() -> str:
-    """What a stored shape depends on besides its text: these rules and this sqlglot."""
-    build = "c" if compiled_sqlglot() else "py"
-    return f"shapes-v{RULES_VERSION};sqlglot-{getattr(sqlglot, '__version__', '?')}-{build}"
+    """What a stored shape depends on besides its text: these rules and PostgreSQL's parser
+    (pglast's version)."""
+    return f"shapes-v{RULES_VERSION};pglast-{importlib.metadata.version('pglast')}"
 
 
 def free_cores() -> int:
@@ -285,13 +300,12 @@ def free_cores() -> int:
 
 def shapes_of(texts: Sequence[str], *, workers: int = 1) -> list[StatementShape]:
     """``shape_of`` each of *texts*, in order; over *workers* processes when there are at least
-    ``PARALLEL_FROM`` (forked, so they start with sqlglot loaded; where fork is missing, here)."""
-    with quiet_sqlglot():
-        if workers < 2 or len(texts) < PARALLEL_FROM or not _CAN_FORK:
-            return [shape_of(text) for text in texts]
-        chunk = -(-len(texts) // (workers * 2))  # few, large chunks: each costs a round trip
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(shape_of, texts, chunksize=chunk)
+    ``PARALLEL_FROM`` (forked, so they start with pglast loaded; where fork is missing, here)."""
+    if workers < 2 or len(texts) < PARALLEL_FROM or not _CAN_FORK:
+        return [shape_of(text) for text in texts]
+    chunk = -(-len(texts) // (workers * 2))  # few, large chunks: each costs a round trip
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(shape_of, texts, chunksize=chunk)
 
 
 _CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
@@ -353,14 +367,55 @@ class Classifier:
         return shapes
 
 
-# -- normalisation ------------------------------------------------------------------------------
+# -- what a report shows: sqlglot's rendering ---------------------------------------------------
+
+
+def display_sql(text: str) -> str:
+    """*text* as sqlglot regenerates it, IN lists, ``ARRAY[…]`` and ``VALUES`` rows cut to their
+    first element and casts of parameters dropped; *text* itself when sqlglot cannot parse it."""
+    trees = parse_statements(text)
+    if trees is None:
+        return text
+    return "; ".join(_generate(_simplified(tree)) for tree in trees)
+
+
+def batched_display(text: str, lookup: PointLookup) -> str:
+    """The lookup *text* in its batched form: each of *lookup*'s conditions (its column
+    compared with its parameter) as ``column = ANY($n)``."""
+    from sqlglot import exp
+
+    trees = parse_statements(text)
+    if trees is None or len(trees) != 1:
+        return text
+    tree = _simplified(trees[0])
+    for key, parameter in zip(lookup.keys, lookup.parameters, strict=True):
+        for node in list(tree.find_all(exp.EQ, exp.In, bfs=False)):
+            pinned = _pinned(node)
+            if pinned is None or pinned[0].name.lower() != key.column:
+                continue
+            if parameter and pinned[1].name != str(parameter):
+                continue
+            column, value = pinned
+            node.replace(
+                exp.EQ(this=column.copy(), expression=exp.Any(this=exp.Paren(this=value.copy())))
+            )
+            break
+    return _generate(tree)
+
+
+def _generate(tree: exp.Expression) -> str:
+    from sqlglot.dialects.dialect import Dialect
+
+    # Generated without a copy: the generator copies what its transforms would rewrite.
+    return Dialect.get_or_raise(DIALECT).generate(tree, copy=False, comments=False)
 
 
 def _simplify(node: exp.Expression) -> exp.Expression:
+    from sqlglot import exp
+
     if isinstance(node, (exp.In, exp.Array, exp.Values)) and len(node.expressions) > 1:
         node.set("expressions", node.expressions[:1])
     elif isinstance(node, exp.Cast) and isinstance(node.this, (exp.Parameter, exp.Placeholder)):
-        # A cast parameter is a parameter: ``ANY($1::bigint[])`` and ``ANY($1)`` are one family.
         return node.this
     return node
 
@@ -371,37 +426,26 @@ def _simplified(tree: exp.Expression) -> exp.Expression:
     return tree.transform(_simplify, copy=False)
 
 
-# What still tells constants apart in generated SQL: placeholders, and the few literals sqlglot
-# writes itself (``INTERVAL $2`` comes out as ``INTERVAL '2'``).
-_CONSTANT = re.compile(r"'(?:[^']|'')*'|\$\d+|(?<![\w$.])\d+(?:\.\d+)?(?![\w$])")
+def _pinned(condition: exp.Expr) -> tuple[exp.Column, exp.Expression] | None:
+    """The column and its value in ``column = $n`` (either way round) or ``column IN ($n)``."""
+    from sqlglot import exp
 
-
-def _hash_form(generated_sql: str) -> str:
-    """The SQL that identifies a family: every constant and parameter made the same."""
-    return _CONSTANT.sub("?", generated_sql)
-
-
-def _tables(tree: exp.Expression) -> Iterator[str]:
-    return (str(ref) for ref in table_refs(tree))
-
-
-def _kind(tree: exp.Expression) -> str:
-    if isinstance(tree, (exp.Select, exp.SetOperation)):
-        return "select"
-    if isinstance(tree, exp.Insert):
-        return "upsert" if tree.args.get("conflict") else "insert"
-    kinds: tuple[tuple[type[exp.Expression] | tuple[type[exp.Expression], ...], str], ...] = (
-        (exp.Update, "update"),
-        (exp.Delete, "delete"),
-        (exp.Merge, "merge"),
-        ((exp.Transaction, exp.Commit, exp.Rollback), "transaction"),
-        ((exp.Create, exp.Drop, exp.Alter, exp.TruncateTable), "ddl"),
-        (exp.Set, "set"),
-    )
-    for types, kind in kinds:
-        if isinstance(tree, types):
-            return kind
-    return type(tree).__name__.lower()
+    parameter = (exp.Parameter, exp.Placeholder)
+    if isinstance(condition, exp.EQ):
+        left, right = condition.this, condition.expression
+        if isinstance(left, exp.Column) and isinstance(right, parameter):
+            return left, right
+        if isinstance(right, exp.Column) and isinstance(left, parameter):
+            return right, left
+    elif (
+        isinstance(condition, exp.In)
+        and isinstance(condition.this, exp.Column)
+        and not condition.args.get("query")
+        and condition.expressions
+        and isinstance(condition.expressions[0], (*parameter, exp.Literal))
+    ):
+        return condition.this, condition.expressions[0]
+    return None
 
 
 def _leading_keywords(text: str) -> str:
@@ -412,7 +456,7 @@ def _leading_keywords(text: str) -> str:
     return f"{first} {second}" if first in _TWO_WORD_KINDS and second else first
 
 
-# -- footprints and foreign-key checks ----------------------------------------------------------
+# -- foreign-key checks ----------------------------------------------------------
 
 # What ri_triggers.c sends for a foreign key, as pg_stat_statements keeps it: the parent table
 # (ONLY, except for a partitioned one) always aliased ``x``.
@@ -430,138 +474,3 @@ def foreign_key_parent(text: str) -> TableRef | None:
         return None
     schema, name = (part.replace('""', '"') for part in match.groups())
     return TableRef(schema, name)
-
-
-def _footprint_columns(trees: list[exp.Expression]) -> tuple[str, ...]:
-    """The columns the statements compare (WHERE, JOIN … ON) and write (INSERT's column list,
-    UPDATE's SET), by name: ``o.trip_request_id`` and ``trip_request_id`` are one column."""
-    names: set[str] = set()
-    for tree in trees:
-        conditions: list[exp.Expression] = list(tree.find_all(exp.Where))
-        conditions += [j.args["on"] for j in tree.find_all(exp.Join) if j.args.get("on")]
-        for condition in conditions:
-            names.update(column.name.lower() for column in condition.find_all(exp.Column))
-        for insert in tree.find_all(exp.Insert):
-            if isinstance(insert.this, exp.Schema):
-                names.update(column.name.lower() for column in insert.this.expressions)
-        for update in tree.find_all(exp.Update):
-            names.update(
-                assignment.this.name.lower()
-                for assignment in update.expressions
-                if isinstance(assignment, exp.EQ) and isinstance(assignment.this, exp.Column)
-            )
-    return tuple(sorted(name for name in names if name))
-
-
-# -- lookups ------------------------------------------------------------------------------------
-
-_KEY_LIKE = re.compile(r"(^|_)(id|key)$", re.I)
-
-
-def is_key_like(column: str) -> bool:
-    """``id``, ``trip_request_id``, ``search_key``: named as a key."""
-    return bool(_KEY_LIKE.search(column))
-
-
-def _conjuncts(condition: exp.Expression) -> Iterator[exp.Expression]:
-    if isinstance(condition, exp.And):
-        yield from _conjuncts(condition.this)
-        yield from _conjuncts(condition.expression)
-    elif isinstance(condition, exp.Paren):
-        yield from _conjuncts(condition.this)
-    else:
-        yield condition
-
-
-def _is_parameter(node: exp.Expression) -> bool:
-    return isinstance(node, (exp.Parameter, exp.Placeholder))
-
-
-def _pinned(condition: exp.Expression) -> tuple[exp.Column, exp.Expression] | None:
-    """The column and its parameter in ``column = $n`` (either way round, the parameter maybe
-    cast) or ``column IN ($n, …)`` (lists are cut to one element first), else None."""
-    if isinstance(condition, exp.EQ):
-        left, right = condition.this, condition.expression
-        if isinstance(left, exp.Column) and _is_parameter(right):
-            return left, right
-        if isinstance(right, exp.Column) and _is_parameter(left):
-            return right, left
-    elif (
-        isinstance(condition, exp.In)
-        and isinstance(condition.this, exp.Column)
-        and not condition.args.get("query")
-        and condition.expressions
-        and all(_is_parameter(e) or isinstance(e, exp.Literal) for e in condition.expressions)
-    ):
-        return condition.this, condition.expressions[0]
-    return None
-
-
-def _lookup_condition(where: exp.Where) -> exp.Expression | None:
-    """The condition a batch would turn into ``= ANY``: a key-like column's, else the first."""
-    pinned = {
-        condition: found[0]
-        for condition in _conjuncts(where.this)
-        if (found := _pinned(condition)) is not None
-    }
-    keyed = [condition for condition, column in pinned.items() if is_key_like(column.name)]
-    return next(iter(keyed or pinned), None)
-
-
-def _source_tables(select: exp.Expr) -> dict[str, str | None]:
-    """What a SELECT reads directly (FROM and JOINs), by the name its columns use (the alias, or
-    the table's name): the table (``schema.name`` as written), or None for anything else
-    (a subquery, a function)."""
-    sources = []
-    from_clause = select.args.get("from_") or select.args.get("from")
-    if isinstance(from_clause, exp.From):
-        sources.append(from_clause.this)
-    sources += [join.this for join in select.args.get("joins") or []]
-    found: dict[str, str | None] = {}
-    for source in sources:
-        if isinstance(source, exp.Table) and source.name:
-            found[source.alias_or_name.lower()] = str(next(table_refs(source)))
-        else:
-            found[source.alias_or_name.lower()] = None
-    return found
-
-
-def _lookup_key(column: exp.Column, where: exp.Where) -> LookupKey:
-    sources = _source_tables(where.parent) if where.parent is not None else {}
-    if column.table:
-        table = sources.get(column.table.lower())
-    else:  # unqualified: the table's only when the SELECT reads one table
-        table = next(iter(sources.values())) if len(sources) == 1 else None
-    return LookupKey(table, column.name.lower())
-
-
-def _point_lookup(tree: exp.Expression) -> PointLookup | None:
-    """A SELECT (or UNION of them) pinning a column to one parameter or a small list, with no
-    ``= ANY`` yet. Rewrites *tree* in place into the batched form."""
-    if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.find(exp.Any):
-        return None
-    columns, keys, small_set = [], [], False
-    for where in list(tree.find_all(exp.Where, bfs=False)):  # in the text's order
-        condition = _lookup_condition(where)
-        if condition is None:
-            continue
-        pinned = _pinned(condition)
-        assert pinned is not None
-        column, parameter = pinned
-        small_set = small_set or isinstance(condition, exp.In)
-        columns.append(column.sql(dialect=DIALECT))
-        keys.append(_lookup_key(column, where))
-        condition.replace(
-            exp.EQ(this=column.copy(), expression=exp.Any(this=exp.Paren(this=parameter.copy())))
-        )
-    if not columns:
-        return None
-    # The tree's last use: generate without the copy that guards against the generator's edits.
-    batched_sql = _POSTGRES.generate(tree, copy=False, comments=False)
-    return PointLookup(
-        columns=tuple(columns),
-        batched_sql=batched_sql,
-        batched_fingerprint=fingerprint_of(_hash_form(batched_sql)),
-        keys=tuple(keys),
-        small_set=small_set,
-    )

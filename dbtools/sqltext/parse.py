@@ -5,10 +5,11 @@ Every parse in dbtools goes through ``parse_statements``: it pads placeholders (
 texts are normalised to ``$1``, ``$2``…, and sqlglot's tokenizer reads ``($1,$2)`` as the start
 of a dollar-quoted string: docs/postgresql.md, "sqlglot"), silences sqlglot's logger (it logs
 the statement's text, which may hold a secret, for every fallback to ``exp.Command``) and turns
-every way of not understanding a text (an error, an opaque ``Command``, nothing) into None. Parsing costs about 0.2 ms a
-statement, so what is derived from a parse is cached: by text here
-(``tables_touched``), by text in ``families.Classifier`` (and across runs). Trees themselves are not cached:
-each call returns fresh ones, which callers may rewrite in place.
+every way of not understanding a text (an error, an opaque ``Command``, nothing) into None.
+Parsing costs about 0.2 ms a statement, so what is derived from a parse is cached by text
+(``tables_touched``); the report classifies its thousands of statements with PostgreSQL's own
+parser instead (``sqltext.tree``) and asks sqlglot only for the SQL it shows. Trees themselves
+are not cached: each call returns fresh ones, which callers may rewrite in place.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ A ``pglast`` error is never shown, logged or chained: its message quotes the tex
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from dbtools.redaction import redact
 
@@ -60,10 +59,11 @@ class _Unreadable(Exception):
     """The text cannot be vouched for. Carries nothing of the text."""
 
 
-class _Token(NamedTuple):  # a tuple: a text of a thousand tokens makes a thousand of them
-    kind: str  # literal, comment, param or keep
-    start: int  # character offsets into the text, end exclusive
-    end: int
+# A token: (kind, start, end). Kind is literal, comment, param or keep; start and end are
+# character offsets into the text, end exclusive. A plain tuple: a text of a thousand tokens
+# makes a thousand of them.
+_Token = tuple[str, int, int]
+_CHANGED = frozenset({"literal", "comment"})  # the kinds of token scrubbing rewrites
 
 
 def unreadable(text: str) -> str:
@@ -88,7 +88,10 @@ def scrub_query(text: str) -> str:
         tokens = _tokens(text)
     except _Unreadable:
         return unreadable(text)
-    return redact(_rebuild(text, tokens))
+    # A text with no literal and no comment rebuilds as itself (a text scrubbed already).
+    rebuilt = _rebuild(text, tokens) if any(t[0] in _CHANGED for t in tokens) else text
+    scrubbed = redact(rebuilt)
+    return text if scrubbed == text else scrubbed  # one copy of the text kept
 
 
 def _is_space(piece: str) -> bool:
@@ -132,7 +135,9 @@ def _tokens(text: str) -> list[_Token]:
     while i < len(spans):
         first = i
         name, keyword, start, end = spans[i]
-        if start < position or end <= start or not _is_space(text[position:start]):
+        if start < position or end <= start:
+            raise _Unreadable("text outside the tokens")
+        if start > position and not _is_space(text[position:start]):
             raise _Unreadable("text outside the tokens")  # the scanner stopped at a NUL
         following = (
             [n for n, _, _, _ in spans[i + 1 : i + 3]] if name in ("USCONST", "NCHAR") else []
@@ -159,7 +164,7 @@ def _tokens(text: str) -> list[_Token]:
             part = text[spans[k][2] : spans[k][3]]
             if spans[k][0] == "SCONST" and part.startswith("'") and _ambiguous_backslash(part):
                 raise _Unreadable("standard_conforming_strings decides the reading")
-        tokens.append(_Token(kind, start, spans[i][3]))
+        tokens.append((kind, start, spans[i][3]))
         position = spans[i][3]
         i += 1
     if not _is_space(text[position:]):
@@ -170,15 +175,15 @@ def _tokens(text: str) -> list[_Token]:
 def _rebuild(text: str, tokens: list[_Token]) -> str:
     """The text from its tokens: literals as new placeholders, comments dropped, the spacing
     around them kept as far as it separates words."""
-    numbers = (int(text[t.start + 1 : t.end]) for t in tokens if t.kind == "param")
+    numbers = (int(text[start + 1 : end]) for kind, start, end in tokens if kind == "param")
     next_number = 1 + max(numbers, default=0)
     pieces: list[str] = []
     position = 0
     gaps: list[str] = []  # the whitespace since the last token written, split by comments
-    for token in tokens:
-        gaps.append(text[position : token.start])
-        position = token.end
-        if token.kind == "comment":
+    for kind, start, end in tokens:
+        gaps.append(text[position:start])
+        position = end
+        if kind == "comment":
             continue
         if not pieces:
             separator = "" if len(gaps) > 1 else gaps[0]  # a leading comment takes its space
@@ -191,16 +196,16 @@ def _rebuild(text: str, tokens: list[_Token]) -> str:
         gaps = []
         previous = pieces[-1] if pieces else ""
         pieces.append(separator)
-        if token.kind == "literal":
+        if kind == "literal":
             # date'2024-01-01' must not become the identifier date$1, nor 'x'AS y $1AS y.
             before = " " if not separator and previous and _is_word_character(previous[-1]) else ""
-            after = text[token.end : token.end + 1]
+            after = text[end : end + 1]
             pieces.append(
                 f"{before}${next_number}{' ' if after and _is_word_character(after) else ''}"
             )
             next_number += 1
         else:
-            pieces.append(text[token.start : token.end])
-    if not tokens or tokens[-1].kind != "comment":
+            pieces.append(text[start:end])
+    if not tokens or tokens[-1][0] != "comment":
         pieces.append(text[position:])  # the space after a trailing comment goes with it
     return "".join(pieces)
