@@ -400,14 +400,14 @@ def judge_triggers(
 ) -> tuple[list[Finding], dict[str, Any]]:
     """The guide's automatic rollback triggers (error rate, p95, cache hit ratio) on one
     variant's request metrics: the findings whose status is ``rollback``, and the figures."""
-    requests = totals.requests if totals else 0
+    requests = totals.whole_requests if totals else 0  # of the buckets its errors come from
     errors = totals.errors if totals else 0
     looked_up = (totals.cache_hits + totals.cache_misses) if totals else 0
     figures = {
         "requests": requests,
         "errors": errors,
         "error_rate": errors / requests if requests else None,
-        "p95_ms": totals.p95_ms_max if totals else None,
+        "p95_ms": totals.p95_ms if totals else None,
         "cache_hit_ratio": totals.cache_hits / looked_up if totals and looked_up else None,
     }
     missing = "no requests of the candidate variant since the previous sample"
@@ -650,7 +650,8 @@ class Rollout:
         result: Any
         if self.options.traffic < 100:
             spec = CanarySpec(self.config.baseline_variant, self.config.candidate_variant,
-                              self.config.attribute, self.config.variant_roles)  # fmt: skip
+                              self.config.attribute, self.config.variant_roles,
+                              traffic=self.options.traffic)  # fmt: skip
             result = verify_canary(self.dsn, self.record.window, spec, thresholds=self.thresholds)
             how = f"verify --canary {self.record.window}"
         else:
