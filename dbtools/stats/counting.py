@@ -23,8 +23,9 @@ top-level call counted in the database. From two of them, a window is untrusted 
   statement in a round trip of its own (psycopg after five executions, asyncpg always: one
   transaction, at most one per statement it then executes). Per role: one that opens
   transaction blocks (BEGIN or START TRANSACTION counted) explains one transaction per BEGIN
-  (its statements run inside them; a COMMIT without a counted BEGIN, one more); one that does
-  not, two per top-level statement (each its own transaction, and a prepare round trip before
+  (its statements run inside them; a COMMIT without a counted BEGIN, one more), and as many
+  more as ``LATE_REPORT_SECONDS`` of them (an idle session's transactions from before the window
+  may be reported inside it); one that does not, two per top-level statement (each its own transaction, and a prepare round trip before
   it). dbtools' own statements (every top-level call counted in the database minus the
   applications' stored ones) are autocommit: two each. So at most ``sessions + autovacuum +
   those`` transactions commit; more means statements went uncounted. Rolled-back transactions
@@ -37,6 +38,7 @@ Pure: no database access. docs/postgresql.md ("What is counted") gives the facts
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +59,9 @@ SERVER_SOURCES = frozenset(
 # about two per table it vacuums or analyzes (measured on 15 and 18: docs/postgresql.md).
 TRANSACTIONS_PER_AUTOVACUUM_VISIT = 5
 TRANSACTIONS_PER_MAINTENANCE_RUN = 2
+# An idle session reports its committed transactions up to this late (PGSTAT_IDLE_INTERVAL,
+# docs/postgresql.md): a window may receive that much of its roles' earlier transactions.
+LATE_REPORT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -238,13 +243,13 @@ class RoleCalls:
     def calls(self) -> int:
         return self.begins + self.ends + self.others
 
-    @property
-    def transactions(self) -> int:
+    def transactions(self, late_share: float = 0.0) -> int:
         """The most transactions these calls can explain: the blocks opened (and a block's end
-        without a counted BEGIN) when the role opens blocks; else two per call (each its own
-        transaction, and a prepare round trip)."""
+        without a counted BEGIN), and *late_share* of them more (reported late from before the
+        window), when the role opens blocks; else two per call (each its own transaction, and a
+        prepare round trip)."""
         if self.begins:
-            return self.begins + max(0, self.ends - self.begins)
+            return math.ceil(self.begins * (1 + late_share)) + max(0, self.ends - self.begins)
         return 2 * self.calls
 
     def add(self, kind: str, calls: int) -> RoleCalls:
@@ -264,6 +269,7 @@ class TransactionCount:
     counted: int  # every top-level call counted in the database
     allowance: int  # transactions without a statement: sessions' start-up, autovacuum
     by_role: Mapping[str, RoleCalls] = field(default_factory=dict)
+    late_share: float = 0.0  # of a window, what idle sessions' late reports may add
 
     @property
     def own(self) -> int:
@@ -273,7 +279,11 @@ class TransactionCount:
     @property
     def explained(self) -> int:
         """The most transactions the counted statements can explain."""
-        return self.allowance + 2 * self.own + sum(r.transactions for r in self.by_role.values())
+        return (
+            self.allowance
+            + 2 * self.own
+            + sum(r.transactions(self.late_share) for r in self.by_role.values())
+        )
 
     @property
     def unexplained(self) -> int:
@@ -318,8 +328,9 @@ def transaction_count(
         + TRANSACTIONS_PER_MAINTENANCE_RUN * maintenance_runs
     )
     return TransactionCount(
-        committed, end.toplevel_calls - start.toplevel_calls, allowance, dict(by_role or {})
-    )
+        committed, end.toplevel_calls - start.toplevel_calls, allowance, dict(by_role or {}),
+        min(1.0, LATE_REPORT_SECONDS / seconds) if seconds > 0 else 1.0,
+    )  # fmt: skip
 
 
 def settings_problems_across(

@@ -533,7 +533,7 @@ def unreconciled(totals: RequestTotals, queries: int, tolerance: float) -> str |
     if counted.matches:
         return None
     assert counted.difference is not None and counted.relative is not None
-    side = "more" if counted.difference > 0 else "fewer"
+    side = "fewer" if counted.difference > 0 else "more"  # the application's, as the canary's
     return (
         f"the application's request metrics count {counted.application:,} statements, "
         f"pg_stat_statements {queries:,}: {abs(counted.difference):,} {side} "
