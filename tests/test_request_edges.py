@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from dbtools.metrics import MetricsRecorder
+from dbtools.schema.latency import histogram
 from dbtools.stats.measures import EDGE_TOLERANCE, Scope, WindowMeasures, measure
 from dbtools.stats.sql_sums import sum_windows
 from dbtools.stats.windows import WindowRef, load_request_totals, resolve_windows
@@ -200,3 +201,27 @@ def test_a_bucket_certainly_inside_is_exact_and_one_near_an_end_is_not(
         near = load_request_totals(conn, start, start + timedelta(seconds=1.12))
     assert (near.requests, near.requests_low, near.requests_high) == (100, 0, 100)
     assert near.edge_error == float("inf")
+
+
+def test_request_metrics_that_contradict_themselves_are_untrusted(
+    migrated_database: Database,
+) -> None:
+    """A writer whose rows claim more requests than their own latency histograms count, or
+    more errors or cache lookups than requests, is not believed (a bug, or a lie)."""
+    db = migrated_database
+    start, end = _window_of(db, "w", 1.0)
+    middle = start + (end - start) / 2
+    db.execute(
+        "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, operation, "
+        "requests, errors, cache_hits, cache_misses, latency_histogram) VALUES "
+        "(%s, 0, 'op', 1000, 0, 0, 0, %s), (%s, 0, 'op', 10, 11, 0, 0, NULL), "
+        "(%s, 0, 'op', 10, 0, 6, 5, NULL)",
+        (middle, histogram([5.0] * 10), middle, middle),
+    )
+    result = snapshots_verify(db)
+    assert result.problems == (
+        "request metrics inconsistent: the buckets with a latency histogram claim 1,000 "
+        "requests, their histograms count 10",
+        "request metrics inconsistent: 2 bucket(s) count more errors or cache lookups than "
+        "requests",
+    )

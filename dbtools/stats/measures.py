@@ -577,6 +577,7 @@ def measure(
         )
     elif not exact and (misaligned := edge_problem(totals, bounds.seconds, edge_tolerance)):
         problems.append(misaligned)
+    problems += totals.inconsistencies
     if max_mismatch is not None and (
         mismatch := unreconciled(totals, counts.queries, max_mismatch)
     ):

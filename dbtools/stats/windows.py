@@ -324,6 +324,28 @@ class RequestTotals:
     uncounted_buckets: int = 0
     queries_low: int | None = None  # None: exactly ``queries``
     queries_high: int | None = None
+    # What the rows claim that cannot be: requests their own histograms do not count, buckets
+    # with more errors or cache lookups than requests.
+    histogram_requests: int = 0  # the requests of the rows with a histogram…
+    histogram_count: int = 0  # …and what those histograms count
+    impossible_buckets: int = 0
+
+    @property
+    def inconsistencies(self) -> list[str]:
+        """What the application's rows claim that cannot be true (a writer's bug or a lie)."""
+        found = []
+        if self.histogram_requests != self.histogram_count:
+            found.append(
+                f"request metrics inconsistent: the buckets with a latency histogram claim "
+                f"{self.histogram_requests:,} requests, their histograms count "
+                f"{self.histogram_count:,}"
+            )
+        if self.impossible_buckets:
+            found.append(
+                f"request metrics inconsistent: {self.impossible_buckets} bucket(s) count more "
+                "errors or cache lookups than requests"
+            )
+        return found
 
     @property
     def whole_requests(self) -> int:
@@ -419,7 +441,12 @@ WITH {marker} m AS (
            round(sum(queries * inside))::bigint AS queries,
            sum(queries) FILTER (WHERE NOT cut)::bigint AS queries_low,
            sum(queries)::bigint AS queries_high,
-           count(*) FILTER (WHERE inside > 0 AND queries IS NULL) AS uncounted_buckets
+           count(*) FILTER (WHERE inside > 0 AND queries IS NULL) AS uncounted_buckets,
+           coalesce(sum(requests) FILTER (WHERE inside > 0 AND latency_histogram IS NOT NULL),
+                    0)::bigint AS histogram_requests,
+           count(*) FILTER (WHERE inside > 0 AND (errors > requests
+                                                  OR cache_hits + cache_misses > requests))
+               AS impossible_buckets
     FROM m GROUP BY g
 ), h AS (
     SELECT g, array_agg(c ORDER BY i) AS latency_histogram
@@ -476,6 +503,9 @@ def _totals(row: dict[str, Any]) -> dict[str, Any]:
         "uncounted_buckets": row["uncounted_buckets"],
         "queries_low": None if exact or not counted else row["queries_low"],
         "queries_high": None if exact or not counted else row["queries_high"],
+        "histogram_requests": row["histogram_requests"],
+        "histogram_count": sum(row["latency_histogram"] or ()),
+        "impossible_buckets": row["impossible_buckets"],
     }  # fmt: skip
 
 
