@@ -325,7 +325,7 @@ class RequestTotals:
     queries_low: int | None = None  # None: exactly ``queries``
     queries_high: int | None = None
     # What the rows claim that cannot be: requests their own histograms do not count, buckets
-    # with more errors or cache lookups than requests.
+    # with more failed requests than requests (an error rate above 100%).
     histogram_requests: int = 0  # the requests of the rows with a histogram…
     histogram_count: int = 0  # …and what those histograms count
     impossible_buckets: int = 0
@@ -343,7 +343,7 @@ class RequestTotals:
         if self.impossible_buckets:
             found.append(
                 f"request metrics inconsistent: {self.impossible_buckets} bucket(s) count more "
-                "errors or cache lookups than requests"
+                "failed requests than requests"
             )
         return found
 
@@ -444,9 +444,7 @@ WITH {marker} m AS (
            count(*) FILTER (WHERE inside > 0 AND queries IS NULL) AS uncounted_buckets,
            coalesce(sum(requests) FILTER (WHERE inside > 0 AND latency_histogram IS NOT NULL),
                     0)::bigint AS histogram_requests,
-           count(*) FILTER (WHERE inside > 0 AND (errors > requests
-                                                  OR cache_hits + cache_misses > requests))
-               AS impossible_buckets
+           count(*) FILTER (WHERE inside > 0 AND errors > requests) AS impossible_buckets
     FROM m GROUP BY g
 ), h AS (
     SELECT g, array_agg(c ORDER BY i) AS latency_histogram
