@@ -101,6 +101,7 @@ def test_windows_called_trusted_are_within_two_percent_and_the_others_say_why(
         pairs += [(i, i + span) for i in range(0, len(taken) - span, max(1, span // 2))][:12]
 
     judged = {"trusted": 0, "untrusted": 0, "off": 0}
+    per_width: dict[int, list[int]] = {width: [0, 0] for width in WIDTHS}  # trusted, untrusted
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         for width in WIDTHS:
             refs = [WindowRef(f"{labels[i]}..{labels[j]}", labels[i], labels[j]) for i, j in pairs]
@@ -113,6 +114,7 @@ def test_windows_called_trusted_are_within_two_percent_and_the_others_say_why(
                 where = f"{width} s buckets, {bounds.seconds:.1f} s window"
                 qpr = measured.queries_per_request
                 off = qpr is not None and abs(qpr / STATEMENTS_PER_REQUEST - 1) > EDGE_TOLERANCE
+                per_width[width][0 if measured.trusted else 1] += 1
                 if measured.trusted:
                     judged["trusted"] += 1
                     assert qpr is not None and not off, (where, qpr)
@@ -134,6 +136,7 @@ def test_windows_called_trusted_are_within_two_percent_and_the_others_say_why(
                         assert "(tolerance 2.0%)" in problem
     # Both kinds occur, and without the check some windows would pass with figures more than
     # 2% off (a window in an idle phase, its buckets' requests prorated into it).
+    print(f"windows judged: {judged}; trusted/untrusted per bucket width: {per_width}")
     assert judged["trusted"] and judged["untrusted"] and judged["off"], judged
 
 
