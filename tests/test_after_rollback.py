@@ -394,6 +394,7 @@ def test_a_one_second_spike_in_the_baseline_no_longer_hides_a_tripled_p95(
         assert (before.p95_low_ms, before.p95_ms) == (lower_bound_ms(95), upper_bound_ms(95))
         assert after_.p95_ms == upper_bound_ms(107)
         fast = sorted(_latencies(100.0) * 24)
+        assert before.p95_low_ms is not None and before.p95_ms is not None
         assert before.p95_low_ms < fast[1187] <= before.p95_ms
     else:  # the p95 of the bucket at the 95th percentile of the requests, by weight
         assert before.p95_ms == pytest.approx(percentile(_latencies(100.0), 0.95))
