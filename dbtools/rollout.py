@@ -542,14 +542,14 @@ def judge_triggers(
     """The guide's automatic rollback triggers (error rate, p95, cache hit ratio) on one
     variant's request metrics: the findings whose status is ``rollback``, and the figures.
     Fewer than *min_requests* requests are judged by none (too few to judge)."""
-    requests = totals.requests if totals else 0
+    requests = totals.whole_requests if totals else 0  # of the buckets its errors come from
     errors = totals.errors if totals else 0
     looked_up = (totals.cache_hits + totals.cache_misses) if totals else 0
     figures = {
         "requests": requests,
         "errors": errors,
         "error_rate": errors / requests if requests else None,
-        "p95_ms": totals.p95_ms_max if totals else None,
+        "p95_ms": totals.p95_ms if totals else None,
         "cache_hit_ratio": totals.cache_hits / looked_up if totals and looked_up else None,
     }
     if requests < min_requests:
@@ -780,7 +780,8 @@ class Rollout:
         from dbtools.verify import window_measures
 
         try:
-            measures = window_measures(self.dsn, baseline, target=self.sampler.name)
+            measures = window_measures(self.dsn, baseline, target=self.sampler.name,
+                                        thresholds=self.thresholds)  # fmt: skip
         except DbtoolsError as err:
             raise UsageError(f"preflight: the baseline window {baseline}: {err}") from err
         if not measures.trusted:
@@ -1081,7 +1082,8 @@ class Rollout:
         result: Any
         if self.options.traffic < 100:
             spec = CanarySpec(self.config.baseline_variant, self.config.candidate_variant,
-                              self.config.attribute, self.config.variant_roles)  # fmt: skip
+                              self.config.attribute, self.config.variant_roles,
+                              traffic=self.options.traffic)  # fmt: skip
             result = verify_canary(self.dsn, self.record.window, spec, thresholds=self.thresholds,
                                    target=self.sampler.name)  # fmt: skip
             how = f"verify --canary {self.record.window}"

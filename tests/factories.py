@@ -12,6 +12,7 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from dbtools.schema.latency import Percentile
 from dbtools.schema.manifest import manifest_at
 from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader, StatementRow
 from dbtools.stats.windows import RequestTotals, VariantTotals, Window, parse_window
@@ -103,9 +104,15 @@ def totals(
     cache_misses: int = 0,
     p95_ms: float | None = None,
 ) -> RequestTotals:
-    """Request metrics summed over a window (one bucket when there are requests)."""
+    """Request metrics summed over a window (one bucket when there are requests; *p95_ms* is
+    the window's p95 and its worst second's)."""
     count = buckets if buckets is not None else (1 if requests else 0)
-    return RequestTotals(count, requests, errors, cache_hits, cache_misses, p95_ms)
+    return RequestTotals(count, requests, errors, cache_hits, cache_misses, p95_ms,
+                         p95=_percentile(p95_ms))  # fmt: skip
+
+
+def _percentile(p95_ms: float | None) -> Percentile | None:
+    return None if p95_ms is None else Percentile(p95_ms)
 
 
 def variant_totals(
@@ -120,8 +127,9 @@ def variant_totals(
     p95_ms: float | None = None,
 ) -> VariantTotals:
     """One variant's request metrics summed over a window (one bucket)."""
-    return VariantTotals(1, requests, errors, cache_hits, cache_misses, p95_ms, variant, queries,
-                         uncounted_buckets)  # fmt: skip
+    return VariantTotals(1, requests, errors, cache_hits, cache_misses, p95_ms, variant,
+                         p95=_percentile(p95_ms), queries=queries,
+                         uncounted_buckets=uncounted_buckets)  # fmt: skip
 
 
 def window(start: Snapshot, end: Snapshot, metrics: RequestTotals | None = None,

@@ -22,6 +22,7 @@ from typing import Any
 from dbtools.report import ReportInput, build_report
 from dbtools.report.health import AutovacuumDefaults, Catalog, ForeignKey
 from dbtools.report.model import Report, period_from_window
+from dbtools.schema.latency import Percentile
 from dbtools.schema.manifest import manifest_at
 from dbtools.stats.rows import (
     DatabaseRow,
@@ -283,14 +284,14 @@ def windows() -> tuple[Window, Window]:
         snapshot(0, "baseline:start", BASELINE_START),
         snapshot(1, "baseline:end", BASELINE_END),
         RequestTotals(buckets=6, requests=100, errors=1, cache_hits=30, cache_misses=70,
-                      p95_ms_max=900.0),
+                      p95_ms_max=900.0, p95=Percentile(900.0)),
     )  # fmt: skip
     candidate = Window(
         WindowRef("candidate", "candidate:start", "candidate:end"),
         snapshot(1, "candidate:start", CANDIDATE_START),
         snapshot(2, "candidate:end", CANDIDATE_END),
         RequestTotals(buckets=6, requests=100, errors=0, cache_hits=55, cache_misses=45,
-                      p95_ms_max=240.0),
+                      p95_ms_max=240.0, p95=Percentile(240.0)),
     )  # fmt: skip
     return baseline, candidate
 

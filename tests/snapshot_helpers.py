@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from dbtools.schema.latency import histogram
 from dbtools.stats import snapshots, windows
 from dbtools.stats.samples import SampleSummary
 from tests.conftest import Database
@@ -86,15 +87,25 @@ def record_metrics(
     cache_misses: int = 50,
     operation: str = "flight_search",
 ) -> None:
-    """Write one request_metrics bucket lying inside the window LABEL (written after the window
-    closed, as a late flush would be, so the insert is not one of the window's statements)."""
+    """Write one request_metrics bucket lying inside the window LABEL: an instant (0 seconds)
+    at its middle, so that no end cuts it (written after the window closed, as a late flush
+    would be, so the insert is not one of the window's statements). Its latency: *p95_ms*,
+    as the bucket's p95 and as a histogram of every request at that latency (below revision
+    0007, which adds the histograms, the p95 only)."""
+    (has_histograms,) = db.execute(
+        "SELECT count(*) > 0 FROM information_schema.columns WHERE table_schema = "
+        "'perf_monitoring' AND table_name = 'request_metrics' AND column_name = 'latency_histogram'"
+    )[0]
     db.execute(
         "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, operation, "
-        "requests, errors, latency_p95_ms, cache_hits, cache_misses) "
-        "SELECT s.taken_at, floor(extract(epoch FROM e.taken_at - s.taken_at))::int, %s, %s, %s, "
-        "%s, %s, %s FROM perf_monitoring.snapshots s, perf_monitoring.snapshots e "
+        "requests, errors, latency_p95_ms, cache_hits, cache_misses"
+        + (", latency_histogram" if has_histograms else "") + ") "
+        "SELECT s.taken_at + (e.taken_at - s.taken_at) / 2, 0, %s, %s, %s, %s, %s, %s"
+        + (", %s" if has_histograms else "") + " "
+        "FROM perf_monitoring.snapshots s, perf_monitoring.snapshots e "
         "WHERE s.label = %s AND e.label = %s",
         (operation, requests, errors, p95_ms, cache_hits, cache_misses,
+         *([histogram([p95_ms] * requests) if requests else None] if has_histograms else []),
          *windows.window_labels(label)),
     )  # fmt: skip
 

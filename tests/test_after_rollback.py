@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from dbtools.errors import ConfigError
+from dbtools.metrics.buckets import percentile
+from dbtools.schema.latency import histogram, lower_bound_ms, upper_bound_ms
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import downgrade
 from dbtools.stats.snapshots import snapshot as take_snapshot
@@ -35,7 +37,7 @@ from dbtools.workload import (
 from tests.conftest import Database
 from tests.factories import healthy_live_state, simple_window, totals
 from tests.helpers import run_cli
-from tests.snapshot_helpers import record_metrics, window
+from tests.snapshot_helpers import record_metrics, run_requests, window
 
 # -- the rules, at their boundaries ---------------------------------------------------------------
 
@@ -333,3 +335,87 @@ def test_after_a_downgrade_the_objects_of_the_revision_are_judged(
     }
     assert [s for (c, _), (s, _) in by_check.items() if c == "window"] == ["untrusted"] * 2
     assert result.exit_code == 1
+
+
+# -- the window's p95 from merged histograms (issue 22, point 5) --------------------------------
+
+
+def _application_buckets(db: Database, label: str, buckets: list[list[float]], *,
+                         histograms: bool = True) -> int:  # fmt: skip
+    """Write the request-metrics rows an application would for window LABEL: one instant bucket
+    per list of request latencies, evenly inside the window, with its p95 and (*histograms*)
+    its latency histogram (an older writer leaves it NULL). Returns the requests written."""
+    rows = [
+        (index, len(latencies), percentile(latencies, 0.95),
+         histogram(latencies) if histograms else None)
+        for index, latencies in enumerate(buckets)
+    ]  # fmt: skip
+    with db.connect() as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, operation, "
+            "requests, latency_p95_ms, latency_histogram) "
+            "SELECT s.taken_at + (e.taken_at - s.taken_at) * (%s + 1) / (%s + 1), 0, 'search', "
+            "%s, %s, %s FROM perf_monitoring.snapshots s, perf_monitoring.snapshots e "
+            "WHERE s.label = %s AND e.label = %s",
+            [(index, len(buckets), requests, p95, counts, *window_labels(label))
+             for index, requests, p95, counts in rows],
+        )  # fmt: skip
+    return sum(len(latencies) for latencies in buckets)
+
+
+def _latencies(around: float, count: int = 50) -> list[float]:
+    """*count* latencies spread evenly within ±10% of *around* ms."""
+    return [around * (0.9 + 0.2 * i / (count - 1)) for i in range(count)]
+
+
+@pytest.mark.parametrize("histograms", [True, False], ids=["histograms", "older-writer"])
+def test_a_one_second_spike_in_the_baseline_no_longer_hides_a_tripled_p95(
+    migrated_database: Database, histograms: bool
+) -> None:
+    """The issue's case: the baseline's requests take ~100 ms but one second's took 400 ms; the
+    candidate's take ~300 ms. The highest bucket p95 compared 400 with 300: "returned". The
+    windows' p95s (merged histograms; an older writer's request-weighted estimate) compare 100
+    with 300: not returned."""
+    db = migrated_database
+    for label, buckets in (
+        ("baseline", [_latencies(100.0)] * 24 + [_latencies(400.0)]),  # 4% of requests slow
+        ("after-rollback", [_latencies(300.0)] * 25),
+    ):
+        start, end = window_labels(label)
+        take_snapshot(db.dsn, start)
+        window_statements(db, 1250)
+        take_snapshot(db.dsn, end)
+        assert _application_buckets(db, label, buckets, histograms=histograms) == 1250
+    result = verify(db.dsn, "baseline", "after-rollback", after_rollback=True)
+    before, after_ = result.baseline, result.candidate
+    assert before.p95_worst_second_ms == pytest.approx(percentile(_latencies(400.0), 0.95))
+    assert before.p95_estimated is after_.p95_estimated is not histograms
+    if histograms:  # the 1,188th fastest of 1,250 requests lies in (107.6, 117.4] ms
+        assert (before.p95_low_ms, before.p95_ms) == (lower_bound_ms(95), upper_bound_ms(95))
+        assert after_.p95_ms == upper_bound_ms(107)
+        fast = sorted(_latencies(100.0) * 24)
+        assert before.p95_low_ms is not None and before.p95_ms is not None
+        assert before.p95_low_ms < fast[1187] <= before.p95_ms
+    else:  # the p95 of the bucket at the 95th percentile of the requests, by weight
+        assert before.p95_ms == pytest.approx(percentile(_latencies(100.0), 0.95))
+        assert after_.p95_ms == pytest.approx(percentile(_latencies(300.0), 0.95))
+    (finding,) = [f for f in result.findings if f.check == "returned_p95_latency"]
+    assert finding.status == "fail" and result.verdict == "fail"
+    assert before.p95_ms is not None and after_.p95_ms is not None
+    estimate = "" if histograms else " (estimate)"
+    assert finding.message.startswith(
+        f"{before.p95_ms:.1f} ms{estimate} -> {after_.p95_ms:.1f} ms{estimate}: "
+        f"+{after_.p95_ms - before.p95_ms:.1f} ms from the baseline (allowed +50.0 ms: "
+    )
+    # The worst second is still shown, named so, and no longer decides.
+    table = run_cli("verify", "--dsn", db.dsn, "--baseline", "baseline", "--candidate",
+                    "after-rollback", "--after-rollback")  # fmt: skip
+    assert table.exit_code == 1
+    line = next(line for line in table.stdout.splitlines()
+                if line.startswith("p95 latency, worst second"))  # fmt: skip
+    assert f"{before.p95_worst_second_ms:.1f} ms" in line
+
+
+def window_statements(db: Database, requests: int) -> None:
+    """The window's statements: three per request (queries per request 3 in both windows)."""
+    run_requests(db, requests)

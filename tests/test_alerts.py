@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
+from dbtools.metrics.buckets import percentile
 from dbtools.report.alerts import alert_provisioning
 from dbtools.report.dashboard import (
     DASHBOARD_UID,
@@ -25,6 +26,7 @@ from dbtools.report.dashboard import (
     MEMORY_USAGE_METRIC,
     dashboard,
 )
+from dbtools.schema.latency import histogram, histogram_percentile, weighted_percentile
 from dbtools.stats import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
@@ -251,6 +253,44 @@ def test_p95_rules_fire_just_above_500_and_1000_ms(migrated_database: Database) 
         "over-rollback": True,
     }  # fmt: skip
     assert series(db, rules["dbtools-critical-p95"])["at-critical"] == 500.0
+
+
+def test_p95_rules_read_the_merged_histograms_not_the_worst_bucket(
+    migrated_database: Database,
+) -> None:
+    """Histograms (revision 0007): a variant whose requests take ~100 ms but one minute's took
+    2 s (4% of the requests) has a p95 of ~100 ms over the span, and fires no rule (the highest
+    bucket p95 would roll it back); one whose requests take 600 ms is critical. The value is
+    what verify computes for a window (schema.latency's percentile of the merged histogram)."""
+    db = migrated_database
+    fast = [100.0 * (0.9 + 0.2 * i / 99) for i in range(100)]
+    rows = [(4.5 - i / 10, "spiky", fast) for i in range(24)]
+    rows += [(2, "spiky", [2000.0] * 100), (3, "slow", [600.0] * 50)]
+    rows += [(6, "slow", [50.0] * 5000)]  # 6 minutes ago: outside the span
+    with db.connect() as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, "
+            "operation, variant, requests, latency_p95_ms, latency_histogram) "
+            "VALUES (%s, 1, 'search', %s, %s, %s, %s)",
+            [(NOW - timedelta(minutes=minutes), variant, len(values),
+              percentile(values, 0.95), histogram(values)) for minutes, variant, values in rows],
+        )  # fmt: skip
+    rules = rules_by_uid()
+    assert evaluate(db, rules["dbtools-critical-p95"]) == {"slow": True, "spiky": False}
+    assert evaluate(db, rules["dbtools-rollback-p95"]) == {"slow": False, "spiky": False}
+    merged = histogram_percentile(histogram(fast * 24 + [2000.0] * 100), 0.95)
+    assert merged is not None
+    assert series(db, rules["dbtools-critical-p95"]) == {
+        "slow": histogram_percentile(histogram([600.0]), 0.95).value_ms,  # type: ignore[union-attr]
+        "spiky": pytest.approx(merged.value_ms),
+    }
+    # One row without a histogram (an older writer) turns the variant's p95 into the estimate.
+    insert_request_metrics(db, [(1, "spiky", 100, 0, 110.0, 0, 0)])
+    expected = weighted_percentile(
+        [percentile(fast, 0.95)] * 24 + [2000.0, 110.0], [100] * 26, 0.95
+    )
+    assert expected is not None and expected.value_ms == 110.0
+    assert series(db, rules["dbtools-critical-p95"])["spiky"] == expected.value_ms
 
 
 def test_cache_hit_ratio_rules_fire_just_below_30_and_20_percent(

@@ -15,7 +15,13 @@ import pytest
 from dbtools.errors import UsageError
 from dbtools.metrics import MetricsRecorder
 from dbtools.stats.windows import VariantTotals, window_labels
-from dbtools.verify.canary import CANARY_RULES, CanarySpec, evaluate_canary, verify_canary
+from dbtools.verify.canary import (
+    CANARY_RULES,
+    CanarySpec,
+    evaluate_canary,
+    share_interval,
+    verify_canary,
+)
 from dbtools.verify.thresholds import Thresholds
 from dbtools.workload import DataPath, Duplication, WorkloadConfig, run_workload
 from tests.conftest import Database
@@ -202,7 +208,7 @@ ALL_PASS = {
     "variant_requests batched": "pass",
     "query_reduction queries per request": "pass",
     "app_cache_hit_ratio application cache hit ratio of batched": "pass",
-    "p95_latency p95 latency (highest bucket) of batched": "pass",
+    "p95_latency p95 latency of batched": "pass",
     "error_rate error rate of batched": "pass",
     "query_rate database query rate of batched": "pass",
     "verdict": "pass",
@@ -265,3 +271,201 @@ def test_a_misnamed_variant_is_too_few_requests_and_names_what_the_window_holds(
     assert result.other_variants == {BATCHED: 200, "(none)": 5}
     assert result.reconciliation is not None and result.reconciliation.difference == 0
     assert result.verdict == "fail"
+
+
+# -- role attribution reconciled (issue 22, point 3) --------------------------------------------
+
+
+def _health_checks(db: Database, role: str, count: int) -> None:
+    """*count* health checks (``SELECT 1``: no table read) in a session of *role*."""
+    with psycopg.connect(db.dsn, autocommit=True, options=f"-c role={role}") as conn:
+        for _ in range(count):
+            conn.execute("SELECT 1 AS health_check")
+
+
+def _one_role_for_both_paths(db: Database, roles: dict[str, str], traffic: int) -> WorkloadConfig:
+    """The canary window ``canary``: both paths run as the per-request path's role, and the
+    batched path's role sends 20 health checks."""
+    shared = {PER_REQUEST: roles[PER_REQUEST], BATCHED: roles[PER_REQUEST]}
+    config = WorkloadConfig(
+        path=DataPath.BATCHED, traffic=traffic, requests=400, concurrency=20,
+        duplication=Duplication.LOW, seed=7, bucket_seconds=1, variant_roles=shared,
+    )  # fmt: skip
+    start, end = window_labels("canary")
+    take(db, start)
+    run_workload(db.dsn, config)
+    _health_checks(db, roles[BATCHED], 20)
+    time.sleep(config.bucket_seconds + 0.05)
+    take(db, end)
+    return config
+
+
+def test_two_paths_sharing_one_role_are_untrusted_by_the_applications_own_counts(
+    seeded_database: Database, variant_roles: dict[str, str]
+) -> None:
+    """The issue's case: both paths run as one role, the other role sends 20 health checks.
+    Before, the batched "role" read 0.1 queries per request: a 99% reduction, PASS. The
+    application's per-variant counts are in request_metrics: neither role ran its variant's."""
+    db = seeded_database
+    sent = expected_paths(_one_role_for_both_paths(db, variant_roles, traffic=50))
+    spec = CanarySpec(PER_REQUEST, BATCHED, "role", variant_roles)
+    result = verify_canary(db.dsn, "canary", spec, thresholds=RELAXED)
+    counted = result.role_reconciliations
+    batched_app = counted[BATCHED].application
+    assert batched_app == sent[DataPath.BATCHED].statements  # what the batched path sent
+    assert counted[PER_REQUEST].application == sent[DataPath.PER_REQUEST].statements
+    assert counted[BATCHED].database == 20 and not counted[BATCHED].matches
+    per_request = counted[PER_REQUEST]
+    assert per_request.application is not None
+    assert per_request.database == per_request.application + batched_app  # both paths' own
+    findings = {f.subject: f for f in result.findings if f.check == "attribution"}
+    assert findings[BATCHED].status == findings[PER_REQUEST].status == "untrusted"
+    assert findings[BATCHED].message.startswith(
+        f"role {variant_roles[BATCHED]} ran 20 statements; the application counted "
+        f"{batched_app:,} for batched: {batched_app - 20:,} fewer ("
+    )
+    assert findings[BATCHED].message.endswith("the role's statements are not the variant's")
+    statuses = {f.check: f.status for f in result.findings}
+    assert statuses["query_reduction"] == statuses["query_rate"] == "untrusted"
+    assert result.verdict == "fail" and result.exit_code == 1
+
+
+def _uncounted_canary(db: Database, roles: dict[str, str], *, batched_sql: str,
+                      batched_statements: int) -> None:  # fmt: skip
+    """A canary whose application does not count its statements (queries NULL): 150 requests
+    per variant, the per-request path's three statements each run as its role, the batched
+    path's *batched_statements* statements (*batched_sql*) as its own."""
+    take(db, "canary:start")
+    recorder = MetricsRecorder(db.dsn, operation="flight_search", bucket_seconds=1,
+                               flush_interval_s=None)  # fmt: skip
+    options = {v: f"-c role={roles[v]}" for v in (PER_REQUEST, BATCHED)}
+    with (
+        psycopg.connect(db.dsn, autocommit=True, options=options[PER_REQUEST]) as per_request,
+        psycopg.connect(db.dsn, autocommit=True, options=options[BATCHED]) as batched,
+    ):
+        for n in range(150):
+            with recorder.request(PER_REQUEST):
+                for _ in range(3):
+                    per_request.execute("SELECT id FROM trip_requests WHERE id = %s", (n,))
+            with recorder.request(BATCHED):
+                pass
+        for n in range(batched_statements):
+            batched.execute(batched_sql, (n,))
+    recorder.flush(final=True)
+    time.sleep(1.05)
+    take(db, "canary:end")
+
+
+def test_a_role_that_ran_only_health_checks_is_not_the_variants(
+    seeded_database: Database, variant_roles: dict[str, str]
+) -> None:
+    """No per-variant counts to reconcile: the batched role's 20 statements read no block of
+    any table, so they are none of the batched path's work (untrusted)."""
+    db = seeded_database
+    _uncounted_canary(db, variant_roles, batched_sql="SELECT %s::int AS health_check",
+                      batched_statements=20)  # fmt: skip
+    result = verify_canary(db.dsn, "canary", CanarySpec(PER_REQUEST, BATCHED, "role",
+                                                        variant_roles), thresholds=RELAXED)  # fmt: skip
+    assert result.role_reconciliations == {}
+    findings = {f.subject: f for f in result.findings if f.check == "attribution"}
+    assert findings[PER_REQUEST].status == "pass"
+    assert (findings[BATCHED].status, findings[BATCHED].message) == (
+        "untrusted",
+        f"role {variant_roles[BATCHED]} ran 20 statements, none of which read a block of any "
+        "table (health checks, SET, SHOW…): not batched's work",
+    )
+    assert {f.check: f.status for f in result.findings}["query_reduction"] == "untrusted"
+    assert result.verdict == "fail"
+
+
+@pytest.mark.parametrize(("statements", "status"), [(19, "no data"), (20, "pass")])
+def test_a_role_with_a_few_statements_is_never_a_pass(
+    seeded_database: Database, variant_roles: dict[str, str], statements: int, status: str
+) -> None:
+    """Below canary_min_statements (20) of its role's, a variant's statements are too few to
+    judge: its figures are "no data", never a pass."""
+    db = seeded_database
+    _uncounted_canary(db, variant_roles, batched_sql="SELECT id FROM trip_requests WHERE id = %s",
+                      batched_statements=statements)  # fmt: skip
+    thresholds = Thresholds(critical_query_rate=1e9, canary_min_requests=10)
+    result = verify_canary(db.dsn, "canary", CanarySpec(PER_REQUEST, BATCHED, "role",
+                                                        variant_roles), thresholds=thresholds)  # fmt: skip
+    findings = {f.subject: f for f in result.findings if f.check == "attribution"}
+    assert findings[BATCHED].status == status
+    reduction = {f.check: f for f in result.findings}["query_reduction"]
+    if status == "no data":
+        assert findings[BATCHED].message == (
+            f"too few statements: role {variant_roles[BATCHED]} ran {statements} statements, "
+            "fewer than 20"
+        )
+        assert reduction.status == "no data" and result.verdict == "fail"
+    else:
+        assert reduction.status == "pass"  # 3 -> 20/150 queries per request
+
+
+# -- the share asked against the share measured (issue 22, point 4) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("asked", "requests", "candidate", "within"),
+    [
+        (10, 2000, 200, True),
+        (10, 2000, 160, True),   # 8.0%: inside 7.8% to 12.2%
+        (10, 2000, 155, False),  # 7.75%: outside
+        (10, 2000, 245, False),
+        (50, 400, 200, True),
+        (25, 400, 40, False),
+    ],
+)  # fmt: skip
+def test_the_share_asked_is_held_to_an_interval_for_that_many_requests(
+    asked: int, requests: int, candidate: int, within: bool
+) -> None:
+    low, high = share_interval(asked / 100, requests, 0.999)
+    assert (low <= candidate / requests <= high) is within
+    start = snapshot(T0, (statement(1, 0),))
+    end = snapshot(T0 + timedelta(seconds=60), (statement(1, 3 * requests),))
+    variants: dict[str | None, VariantTotals] = {
+        PER_REQUEST: variant_totals(PER_REQUEST, requests - candidate, queries=3 * requests - 30),
+        BATCHED: variant_totals(BATCHED, candidate, queries=30),
+    }
+    result = evaluate_canary(
+        with_index_scans(window(start, end, totals(requests))), variants, healthy_live_state(),
+        CanarySpec(PER_REQUEST, BATCHED, "app", traffic=asked), thresholds=RELAXED,
+    )  # fmt: skip
+    (finding,) = [f for f in result.findings if f.check == "traffic_share"]
+    assert finding.status == ("pass" if within else "fail")
+    assert finding.message.startswith(
+        f"batched served {candidate / requests:.1%} of {requests:,} requests; {asked}% was asked "
+        f"(rollout --traffic): {'within' if within else 'outside'} {low:.1%} to {high:.1%}, the "
+        "99.9% interval for that many requests routed independently"
+    )
+    # Not asked: not judged.
+    unasked = evaluate_canary(
+        with_index_scans(window(start, end, totals(requests))), variants, healthy_live_state(),
+        CanarySpec(PER_REQUEST, BATCHED, "app"), thresholds=RELAXED,
+    )  # fmt: skip
+    assert not [f for f in unasked.findings if f.check == "traffic_share"]
+
+
+def test_a_canary_of_the_reference_workload_matches_the_share_asked(
+    seeded_database: Database,
+) -> None:
+    """``workload run --traffic 20`` routes exactly a fifth of the requests: asked 20% passes,
+    asked 40% is named as not what the window measured (verify --canary --traffic)."""
+    db = seeded_database
+    config = WorkloadConfig(path=DataPath.BATCHED, traffic=20, requests=300, concurrency=20,
+                            duplication=Duplication.LOW, seed=3, bucket_seconds=1)  # fmt: skip
+    take(db, "canary:start")
+    run_workload(db.dsn, config)
+    time.sleep(1.05)
+    take(db, "canary:end")
+    for asked, status in ((20, "pass"), (40, "fail")):
+        cli = run_cli("verify", "--dsn", db.dsn, "--canary", "canary", "--baseline-variant",
+                      PER_REQUEST, "--candidate-variant", BATCHED, "--attribute", "app",
+                      "--traffic", str(asked), "--format", "json")  # fmt: skip
+        document = json.loads(cli.stdout)
+        (finding,) = [f for f in document["findings"] if f["check"] == "traffic_share"]
+        assert finding["status"] == status, finding
+        assert finding["message"].startswith(f"batched served 20.0% of 300 requests; {asked}% "
+                                             "was asked")  # fmt: skip
+        assert document["attribution"]["traffic_asked"] == asked

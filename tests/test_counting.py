@@ -122,6 +122,41 @@ def test_transactions_the_counted_statements_cannot_explain() -> None:
                                       maintenance_runs=0, seconds=1) is None  # fmt: skip
 
 
+def _per_role(committed: int, by_role: dict[str, counting.RoleCalls], own: int = 0,
+              seconds: float = 600) -> int:  # fmt: skip
+    """Unexplained transactions of a window whose stored calls are *by_role*, *own* of
+    dbtools' besides (no sessions; 10 autovacuum visits in 600 s, one run)."""
+    counted = sum(r.calls for r in by_role.values()) + own
+    found = counting.transaction_count(
+        _with(toplevel_calls=0), _with(toplevel_calls=counted), committed=committed,
+        sessions=0, maintenance_runs=1, seconds=seconds, by_role=by_role,
+    )  # fmt: skip
+    assert found is not None
+    return found.unexplained
+
+
+def test_a_role_that_opens_blocks_explains_one_transaction_per_begin() -> None:
+    # 100 blocks of BEGIN, 30 statements, COMMIT; 10 min: 10 s of late reports allowed (1/60).
+    blocks = counting.RoleCalls(begins=100, ends=100, others=3000)
+    assert blocks.transactions() == 100 and blocks.transactions(1 / 60) == 102
+    allowance = 5 * 11 + 2  # autovacuum visits (1 + 600 // 60) and one run
+    assert _per_role(100 + 2 + allowance, {"app": blocks}) == 0
+    assert _per_role(100 + 2 + allowance + 1, {"app": blocks}) == 1  # one too many
+    # The issue's case: 1,031 commits, 100 BEGINs seen (with 3,000 statements inside them).
+    assert _per_role(1031, {"app": blocks}) > 0
+    # Without blocks every call may be a transaction and a prepare: 2 x 3,200.
+    autocommit = counting.RoleCalls(others=3200)
+    assert autocommit.transactions(1.0) == 6400
+    assert _per_role(6400 + allowance, {"app": autocommit}) == 0
+    # A COMMIT without a counted BEGIN ends a block begun earlier: one more; dbtools' own: two.
+    assert counting.RoleCalls(begins=10, ends=12).transactions() == 12
+    late = 1  # ceil(10 / 60)
+    assert _per_role(10 + late + 2 + 2 * 7 + allowance, {"app": counting.RoleCalls(10, 12)},
+                     own=7) == 0  # fmt: skip
+    # A short window: as many again of a blocks role's transactions may be reported late.
+    assert _per_role(200 + 5 + 2, {"app": counting.RoleCalls(100, 100)}, seconds=5) == 0
+
+
 @pytest.mark.parametrize(
     ("before", "after", "reset"),
     [

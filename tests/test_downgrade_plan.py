@@ -64,10 +64,10 @@ def test_plan_removes_every_object_created_in_reverse_order(head_to_base: Downgr
     assert implicit and all(how.startswith("with table ") for how in implicit.values())
     assert {index.qualified_name for index in manifest_at("head").batch_indexes} <= set(explicit)
     # 14 tables, 10 indexes, a schema, a function, the six columns 0004 adds, 0005's 22
-    # columns, 5 indexes (its keys are constraints) and function, and 0006's two columns (the
-    # request metrics' variant and queries)
-    assert len(created) == len(removed) == 62
-    assert len(columns) == 30
+    # columns, 5 indexes (its keys are constraints) and function, 0006's two columns (the
+    # request metrics' variant and queries) and 0007's one (their latency histogram)
+    assert len(created) == len(removed) == 63
+    assert len(columns) == 31
 
 
 def test_plan_lock_levels_and_transactions(head_to_base: DowngradePlan) -> None:
@@ -87,7 +87,7 @@ def test_plan_lock_levels_and_transactions(head_to_base: DowngradePlan) -> None:
     assert all(step.rerunnable for step in head_to_base.steps)
     assert not any(step.warning for step in head_to_base.steps)
     assert [r.revision for r in head_to_base.revisions] == [
-        "0006", "0005", "0004", "0003", "0002", "0001"
+        "0007", "0006", "0005", "0004", "0003", "0002", "0001"
     ]  # fmt: skip
     assert head_to_base.from_revision == head_revision() and head_to_base.to_revision == "base"
 
@@ -195,13 +195,14 @@ def test_command_json_on_stdout() -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["schema_version"] == 1 and payload["kind"] == "downgrade-plan"
-    assert [r["revision"] for r in payload["revisions"]] == ["0006", "0005", "0004", "0003"]
+    assert [r["revision"] for r in payload["revisions"]] == ["0007", "0006", "0005", "0004", "0003"]
     assert [s["action"] for s in payload["revisions"][-1]["steps"]][-4:-1] == [
         "DROP INDEX CONCURRENTLY"
     ] * 3
     assert payload["data_loss_tables"] == [
         f"{MONITORING_SCHEMA}.{table}"
-        # 0006's downgrade drops the request metrics' variant and queries; 0005's the target
+        # 0007's and 0006's downgrades drop the request metrics' histogram, variant and
+        # queries; 0005's the target
         # columns (and tombstones) of every sample table and the metrics tables; 0004's and
         # 0003's, what they added
         for table in ("request_metrics", "app_metrics", "statement_texts", "database_stats",
@@ -216,11 +217,11 @@ def test_command_json_on_stdout() -> None:
         (
             ["--to", "0009"],
             "Error: --to: unknown revision '0009' (known: base, 0001, 0002, 0003, 0004, 0005, "
-            "0006, head)",
+            "0006, 0007, head)",
         ),
         (["--from", "0001", "--to", "0002"], "Error: --to 0002 is not below --from 0001"),
         (["--from", "nope", "--to", "base"], "Error: --from: unknown revision 'nope'"),
-        (["--to", "-7"], f"Error: --to -7: fewer than 7 revisions below {head_revision()}"),
+        (["--to", "-8"], f"Error: --to -8: fewer than 8 revisions below {head_revision()}"),
         (
             ["--from", "current", "--to", "base", "--offline"],
             "Error: --from current needs a connection",

@@ -19,7 +19,7 @@ BROKEN = REPO / "tests" / "fixtures" / "broken_migrations"
 def test_real_migrations_pass_with_reasoned_ignores() -> None:
     result = lint_revisions()
     assert result.passed, result.violations
-    assert result.revisions == ("0001", "0002", "0003", "0004", "0005", "0006")
+    assert result.revisions == ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
     ignored = Counter(
         (location(f).revision, location(f).direction, f.check) for f in result.ignored
     )
@@ -55,6 +55,9 @@ def test_real_migrations_pass_with_reasoned_ignores() -> None:
         ("0005", "downgrade", "require-concurrent-index-deletion"): 5,
         # 0006's downgrade drops the two request-metrics columns it added
         ("0006", "downgrade", "ban-drop-column"): 2,
+        # 0007's the latency histogram column it added (int4 counts, by declaration)
+        ("0007", "upgrade", "prefer-bigint-over-int"): 1,
+        ("0007", "downgrade", "ban-drop-column"): 1,
     }
     assert all(len((f.because or "").split()) >= 3 for f in result.ignored)
     assert result.squawk_excluded == {}
@@ -66,7 +69,7 @@ def test_real_migrations_command_exits_0() -> None:
     assert (
         result.stdout.strip()
         .splitlines()[-1]
-        .startswith("PASS: 0 violations, 106 ignored with reasons, in 6 revisions")
+        .startswith("PASS: 0 violations, 108 ignored with reasons, in 7 revisions")
     )
 
 

@@ -154,7 +154,7 @@ def test_manifests_count_what_the_revisions_create() -> None:
                             len(own.functions), len(own.batch_indexes))  # fmt: skip
     assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
                       "0004": (1, 1, 0, 0, 0), "0005": (0, 12, 0, 1, 0),
-                      "0006": (0, 0, 0, 0, 0)}  # fmt: skip
+                      "0006": (0, 0, 0, 0, 0), "0007": (0, 0, 0, 0, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -377,9 +377,11 @@ def test_manifest_at_each_revision() -> None:
     assert fifth.tables == fourth.tables and fifth.table_settings == fourth.table_settings
     assert len(fifth.indexes) == 27 - 8 + 12 == 31
     assert fifth.functions == (*fourth.functions, "perf_monitoring.fold_samples(text, bigint[])")
-    # 0006 adds columns only (request_metrics' variant and queries), which manifests do not list
+    # 0006 and 0007 add columns only (request_metrics' variant and queries, then its latency
+    # histogram), which manifests do not list
     assert dataclasses.replace(manifest_at("0006"), revision="0005") == fifth
-    assert manifest_at("head") == manifest_at("0006")
+    assert dataclasses.replace(manifest_at("0007"), revision="0005") == fifth
+    assert manifest_at("head") == manifest_at("0007")
 
 
 @pytest.mark.parametrize("revision", ["0009", "00", "0002,0003", "head-1"])
@@ -387,7 +389,7 @@ def test_manifest_at_an_unknown_revision_is_a_config_error(revision: str) -> Non
     with pytest.raises(ConfigError) as error:
         manifest_at(revision)
     assert str(error.value).startswith(f"unknown revision {revision!r}: the migrations in ")
-    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005, 0006")
+    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005, 0006, 0007")
 
 
 # -- the manifest's parts, pure -----------------------------------------------------------------

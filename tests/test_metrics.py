@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import socket
 import time
 from collections.abc import Iterator
@@ -17,13 +18,15 @@ import pytest
 import sqlalchemy as sa
 from psycopg_pool import AsyncConnectionPool
 
-from dbtools.db.connection import session
+from dbtools.db.connection import connect, session
 from dbtools.metrics import MetricsRecorder, count_statements
 from dbtools.metrics.buckets import Buckets, MetricsRow
+from dbtools.schema.latency import histogram, histogram_percentile
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import script_directory, upgrade
 from dbtools.stats.measures import measure_window
 from dbtools.stats.windows import load_windows, parse_window
+from dbtools.workload import DataPath, WorkloadConfig, run_workload
 from tests.conftest import Database
 from tests.snapshot_helpers import take
 
@@ -84,9 +87,13 @@ def test_buckets_hold_each_variants_requests_and_statements_apart() -> None:
     rows = buckets.rows(closed, counts_statements=True)
     assert rows[1].latency_p99_ms == pytest.approx(39.7)
     assert [dataclasses.replace(row, latency_p99_ms=None) for row in rows] == [
-        MetricsRow(12.0, "batched", 1, 1, 5.0, 5.0, None, 0, 0, 1, 3, 3),
-        MetricsRow(12.0, "per-request", 4, 0, 25.0, 38.5, None, 3, 1, 0, None, 9),
-    ]
+        MetricsRow(12.0, "batched", 1, 1, 5.0, 5.0, None, 0, 0, 1, 3, 3,
+                   histogram([5.0])),
+        MetricsRow(12.0, "per-request", 4, 0, 25.0, 38.5, None, 3, 1, 0, None, 9,
+                   histogram([10.0, 20.0, 30.0, 40.0])),
+    ]  # fmt: skip
+    # 5 ms is in (2**(18/8), 2**(19/8)] ms: index 40 + 19 (schema.latency), the array's last
+    assert rows[0].latency_histogram == [0] * 59 + [1]
     assert len(buckets) == 1  # the open bucket stays
     buckets.put_back(closed)  # a failed write: everything comes back
     assert [row.requests for row in buckets.rows(buckets.take(closed_only=False),
@@ -232,18 +239,17 @@ def test_sqlalchemy_counts_exactly_what_pg_stat_statements_counts(table: Databas
     assert tagged_calls(db) == 65
 
 
-def test_a_database_before_the_variant_columns_gets_its_metrics_without_them(
-    database: Database, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(("revision", "missing"), [("0006", ("0007",)), ("0005", ("0007", "0006"))])
+def test_a_database_before_the_newest_columns_gets_its_metrics_without_them(
+    database: Database, caplog: pytest.LogCaptureFixture, revision: str, missing: tuple[str, ...]
 ) -> None:
-    """A database whose request_metrics lacks the variant columns (a rollback's downgrade below
-    the revision that adds them): every request is served, and its metrics are written without
-    variant and queries, with one warning saying so (the rollback's windows keep their requests,
-    errors and latencies)."""
+    """A database whose request_metrics lacks the latency histogram (0007) or also the variant
+    columns (0006), a rollback's downgrade: every request is served, and its metrics are
+    written without them, with one warning per revision missing (the rollback's windows keep
+    their requests, errors and latencies)."""
     db = database
-    # the revision below the one that adds the variant columns (the head)
-    below_head = script_directory().get_revision(head_revision()).down_revision
-    assert isinstance(below_head, str)
-    upgrade(db.dsn, below_head)
+    assert script_directory().get_revision(head_revision()).down_revision == "0006"
+    upgrade(db.dsn, revision)
     recorder = MetricsRecorder(db.dsn, operation="search", bucket_seconds=1,
                                flush_interval_s=0.05)  # fmt: skip
     served = 0
@@ -257,7 +263,8 @@ def test_a_database_before_the_variant_columns_gets_its_metrics_without_them(
             time.sleep(0.01)
         recorder.close()
     assert recorder.failed_writes == 0 and recorder.rows_written >= 1
-    assert caplog.text.count("writing the metrics without them") == 1
+    warned = [line for line in caplog.text.splitlines() if "writing the metrics without" in line]
+    assert [line.split("(a revision before ")[1][:4] for line in warned] == list(missing)
     (row,) = db.execute(
         "SELECT sum(requests)::int, sum(errors)::int FROM perf_monitoring.request_metrics"
     )
@@ -300,3 +307,31 @@ def test_the_thread_writes_closed_buckets_in_batches(migrated_database: Database
     )[0]
     assert (rows, total) == (recorder.rows_written, requests)
     assert rows >= 2 * writes and writes <= 2.5 / 0.4 + 1
+
+
+def test_the_workloads_histograms_give_the_windows_p95_from_every_request(
+    seeded_database: Database,
+) -> None:
+    """The reference workload writes each bucket's latency histogram (``dbtools.metrics``): a
+    window around a run merges them into exactly the histogram of every request's latency, and
+    verify's p95 is its percentile, the run's own p95 (nearest rank) inside the stated interval."""
+    db = seeded_database
+    config = WorkloadConfig(path=DataPath.PER_REQUEST, requests=300, concurrency=10,
+                            bucket_seconds=1)  # fmt: skip
+    take(db, "w:start")
+    run = run_workload(db.dsn, config)
+    time.sleep(1.05)  # the last bucket closes inside the window
+    take(db, "w:end")
+    with connect(db.dsn, autocommit=True) as conn:
+        (window,) = load_windows(conn, [parse_window("w")])
+    totals = window.request_totals
+    assert totals.p95 == histogram_percentile(histogram(run.latencies_ms), 0.95)
+    assert totals.p95 is not None and totals.p95.low_ms is not None
+    ordered = sorted(run.latencies_ms)
+    nearest_rank = ordered[math.ceil(0.95 * len(ordered)) - 1]
+    assert totals.p95.low_ms < nearest_rank <= totals.p95.value_ms
+    measured = measure_window(window)
+    assert (measured.p95_ms, measured.p95_estimated) == (totals.p95.value_ms, False)
+    assert measured.p95_worst_second_ms == max(
+        row for (row,) in db.execute("SELECT latency_p95_ms FROM perf_monitoring.request_metrics")
+    )

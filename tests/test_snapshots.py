@@ -189,10 +189,11 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
     assert sum(small.values()) == sum(large.values()) == 1 + 2 + 1 + 1 + 4 + 7 + 1 + 1
     # verify: the revision (whether its table exists, and its row), the objects its manifest
     # names, the monitoring tables' columns (samples are read at any revision), the targets,
-    # the labels, the request metrics of each window, how many rows the windows hold, the
-    # windows' sums (one query per kind of row: statements, tables, indexes; both windows at
-    # once) and the database's row at the three samples.
-    assert sum(verified.values()) == 2 + 1 + 1 + 1 + 1 + 2 + 1 + 3 + 1
+    # the labels, the samples inside each window (their settings are judged) and its request
+    # metrics, how many rows the windows hold, the windows' sums (one query per kind of row:
+    # statements, tables, indexes; both windows at once) and the database's row at the three
+    # samples.
+    assert sum(verified.values()) == 2 + 1 + 1 + 1 + 1 + 2 + 2 + 1 + 3 + 1
 
 
 def test_reused_label_is_refused_and_nothing_written(migrated_database: Database) -> None:

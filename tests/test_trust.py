@@ -4,13 +4,16 @@ counted, refuses comparisons that mean nothing (exit 2), and shows what a headli
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from dbtools.stats import windows
-from dbtools.stats.measures import Scope
+from dbtools.stats.collector import Collector, Target
+from dbtools.stats.measures import Scope, measure_window
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.render import render_table
 from dbtools.verify.thresholds import Thresholds
@@ -272,3 +275,154 @@ def test_an_idle_window_has_no_buffer_cache_hit_ratio(migrated_database: Databas
     assert result.baseline.buffer_cache_hit_ratio is None
     assert result.candidate.buffer_cache_hit_ratio is None
     assert "buffer cache hit ratio (app statements)" in render_table(result)
+
+
+# -- tracking switched off for most of a window, with the server's setting (issue 22) ----------
+
+THIRTY = tuple(f"SELECT id FROM trip_requests WHERE id = %(ids)s[1] + {i}" for i in range(30))
+
+
+def _track(db: Database, value: str | None) -> None:
+    """``ALTER SYSTEM SET pg_stat_statements.track`` (None: RESET), reloaded, and waited for
+    until a new session sees it."""
+    statement = ("ALTER SYSTEM RESET pg_stat_statements.track" if value is None
+                 else f"ALTER SYSTEM SET pg_stat_statements.track = '{value}'")  # fmt: skip
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        conn.execute(statement)
+        conn.execute("SELECT pg_reload_conf()")
+    expected = value or "all"
+    for _ in range(100):
+        with psycopg.connect(db.dsn, autocommit=True) as conn:
+            row = conn.execute("SHOW pg_stat_statements.track").fetchone()
+        if row and row[0] == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pg_stat_statements.track is not {expected}")
+
+
+@pytest.fixture
+def server_track(migrated_database: Database) -> Iterator[Callable[[str | None], None]]:
+    """Switch the server's pg_stat_statements.track; RESET again afterwards, whatever happens."""
+    try:
+        yield lambda value: _track(migrated_database, value)
+    finally:
+        _track(migrated_database, None)
+
+
+def _mostly_untracked(db: Database, label: str, track: Callable[[str | None], None], *,
+                      transactions: bool, sample: Callable[[], object] = lambda: None) -> None:  # fmt: skip
+    """LABEL: 100 requests of 30 statements each, the first 90 with tracking off server-wide
+    (ALTER SYSTEM + pg_reload_conf), back on before the end snapshot."""
+    start, end = windows.window_labels(label)
+    take(db, start)
+    track("none")
+    run_requests(db, 90, statements=THIRTY, transactions=transactions)
+    sample()
+    track(None)
+    run_requests(db, 10, statements=THIRTY, transactions=transactions)
+    take(db, end, 100)
+
+
+MISSING = re.compile(
+    r"statements missing: ([\d,]+) transactions committed in the database, but "
+    r"pg_stat_statements saw the applications run ([\d,]+) \(([^;]*); dbtools' own ([\d,]+)\), "
+    r"which explain at most ([\d,]+) "
+)
+
+
+@pytest.mark.parametrize("transactions", [True, False], ids=["explicit", "autocommit"])
+def test_tracking_off_for_90_percent_of_a_window_is_untrusted_with_both_figures(
+    migrated_database: Database, server_track: Callable[[str | None], None], transactions: bool
+) -> None:
+    """The issue's case: 30 queries per request throughout; the candidate's counters read 3
+    (a "90% reduction") because tracking was off for 90 of its 100 requests. The settings are
+    the same at both ends; the database committed ten times the transactions
+    pg_stat_statements saw begin (or, autocommit, ten times its statements)."""
+    db = migrated_database
+    _window(db, "before", 100, statements=THIRTY, transactions=transactions)
+    _mostly_untracked(db, "after", server_track, transactions=transactions)
+    result = _verify(db)
+    assert result.baseline.trusted, result.baseline.problems  # honest explicit transactions
+    assert result.candidate.queries_per_request == pytest.approx(3.0, abs=0.05)
+    (problem,) = [p for p in result.candidate.problems if p.startswith("statements missing")]
+    match = MISSING.match(problem)
+    assert match, problem
+    committed, seen = (int(match.group(i).replace(",", "")) for i in (1, 2))
+    assert committed >= 100 * (1 if transactions else 30)
+    if transactions:
+        assert seen == 10 and match.group(3).endswith(" 10 BEGIN")
+    else:
+        # its 300 statements, and the test's few (ALTER SYSTEM, pg_reload_conf(), SHOW)
+        assert 10 * 30 <= seen <= 10 * 30 + 10
+    assert result.verdict == "fail"
+    assert {f.status for f in result.findings if f.check == "query_reduction"} == {"untrusted"}
+
+
+def test_tracking_off_at_a_collected_sample_inside_a_window_is_untrusted(
+    migrated_database: Database, server_track: Callable[[str | None], None]
+) -> None:
+    """With ``dbtools collect`` running, the sample taken while tracking was off shows it: the
+    window across it is untrusted by its settings, naming the samples."""
+    db = migrated_database
+    with Collector([Target(db.name, db.dsn)], interval_s=60) as collector:
+        collector.open_all()
+        _mostly_untracked(db, "after", server_track, transactions=True,
+                          sample=lambda: collector.run(rounds=1))  # fmt: skip
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        (window,) = windows.load_windows(conn, [windows.parse_window("after")])
+    assert len(window.inside) == 1
+    measured = measure_window(window)
+    settings = [p for p in measured.problems if "pg_stat_statements.track" in p]
+    assert settings[0].startswith(
+        "pg_stat_statements settings changed inside the window: pg_stat_statements.track = "
+        "none (was all) (between the samples at "
+    )
+    assert any(p.startswith("pg_stat_statements.track = none server-wide: statements are not "
+                            "counted (between the samples at ") for p in settings)  # fmt: skip
+
+
+def test_a_transient_per_role_setting_at_a_sample_is_untrusted(
+    migrated_database: Database, app_role: str
+) -> None:
+    """ALTER ROLE … SET pg_stat_statements.track = none, then RESET, inside the window: the
+    collected sample between records it."""
+    db = migrated_database
+    start, end = windows.window_labels("after")
+    take(db, start)
+    db.execute(f"ALTER ROLE {app_role} IN DATABASE {db.name} SET pg_stat_statements.track = none")
+    run_requests(db, 20, user=app_role)
+    with Collector([Target(db.name, db.dsn)], interval_s=60) as collector:
+        collector.open_all()
+        collector.run(rounds=1)
+    db.execute(f"ALTER ROLE {app_role} IN DATABASE {db.name} RESET pg_stat_statements.track")
+    run_requests(db, 5, user=app_role)
+    take(db, end, 25)
+    _window(db, "before", 25)
+    result = verify(db.dsn, "before", "after", thresholds=RELAXED)
+    expected = (f"pg_stat_statements.track = none for role {app_role} in database {db.name}: "
+                "its statements are not counted (between the samples at ")  # fmt: skip
+    assert any(p.startswith(expected) for p in result.baseline.problems) is False
+    assert any(p.startswith(expected) for p in result.candidate.problems), result.candidate.problems
+
+
+# -- what happened, never a negative count (issue 22, point 9) ----------------------------------
+
+NEGATIVE = re.compile(r"(?<![\w.])[-−]\d")
+
+
+def test_a_reset_inside_a_window_says_so_without_negative_counts(
+    migrated_database: Database,
+) -> None:
+    db = migrated_database
+    _window(db, "before", 10)
+    _probe(db, 500)  # counters to lose
+    _window(db, "after", 10, batch=10,
+            during=lambda: db.execute("SELECT pg_stat_statements_reset()"))  # fmt: skip
+    result = _verify(db)
+    problems = result.candidate.problems
+    assert "pg_stat_statements was reset inside the window (stats_reset changed)" in problems
+    assert not [p for p in problems if NEGATIVE.search(p)], problems
+    assert not any(p.startswith("statements missing") for p in problems), problems
+    assert result.verdict == "fail"
+    for text in (render_table(result), json.dumps(result.as_dict())):
+        assert not NEGATIVE.search(text.replace("-> ", "")), text

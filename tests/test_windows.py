@@ -5,6 +5,7 @@ exact times of the samples used printed by verify."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,6 +16,7 @@ from dbtools.stats import windows
 from dbtools.stats.collector import Collector, Target
 from tests.conftest import Database
 from tests.helpers import run_cli
+from tests.snapshot_helpers import run_requests, take
 
 T = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)
 
@@ -75,11 +77,20 @@ def test_a_window_by_time_uses_the_samples_inside_and_judges_their_coverage(
     def iso(moment: datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    # 09:59:30..10:02:30: the samples at 10:00 and 10:02, nothing missing.
+    # 10:00:00..10:02:05: the samples at 10:00 and 10:02, nothing missing.
+    problems, start, end = _problems(db, f"{iso(T)}..{iso(at[2] + timedelta(seconds=5))}")
+    assert (problems, start, end) == ((), at[0], at[2])
+    # 09:59:30..10:02:30: the same samples, each end within twice the interval of its time,
+    # but two minutes of three observed.
     problems, start, end = _problems(
         db, f"{iso(T - timedelta(seconds=30))}..{iso(at[2] + timedelta(seconds=30))}"
     )
-    assert (problems, start, end) == ((), at[0], at[2])
+    assert (start, end) == (at[0], at[2])
+    assert problems == (
+        "its samples cover 66.7% of it (2m 0s of 3m 0s, from 2026-11-30 10:00:00 to "
+        "2026-11-30 10:02:00 UTC; at least 90% needed): what happened in the rest was not "
+        "observed",
+    )
     problems, start, end = _problems(db, f"{iso(T)}..{iso(at[3])}")
     assert (start, end) == (at[0], at[3])
     assert problems == (
@@ -124,3 +135,53 @@ def test_verify_prints_the_samples_used_and_last_10m_of_a_fresh_collector_is_unt
     table = run_cli("verify", "--dsn", db.dsn, "--baseline", window, "--candidate", "last:10m")
     clock = f"{hour_ago[0].astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}"
     assert "samples used (UTC)" in table.stdout and clock in table.stdout
+
+
+def test_last_10m_answered_by_an_8_second_labelled_pair_is_untrusted_with_its_coverage(
+    migrated_database: Database,
+) -> None:
+    """The only samples of the last ten minutes are a labelled pair 8 s apart (no collector):
+    the window they answer covers 1.3% of the time asked, and verify says so (exit 1)."""
+    db = migrated_database
+    (now,) = db.execute(f"SELECT {SQL_MARKER} now()")[0]
+    hour_ago = _samples_at(db, [0, 60], now - timedelta(hours=1))
+    take(db, "pair:start")
+    run_requests(db, 8)
+    time.sleep(8)
+    take(db, "pair:end", 8)
+    result = run_cli("verify", "--dsn", db.dsn, "--baseline",
+                     f"{hour_ago[0].isoformat()}..{hour_ago[1].isoformat()}",
+                     "--candidate", "last:10m", "--format", "json")  # fmt: skip
+    document = json.loads(result.stdout)
+    candidate = document["windows"]["candidate"]
+    assert 8 <= candidate["seconds"] < 9.5
+    (problem,) = [p for p in candidate["problems"] if p.startswith("its samples cover")]
+    covered = candidate["seconds"] / 600
+    assert problem.startswith(f"its samples cover {covered:.1%} of it (8s of 10m 0s, from ")
+    assert problem.endswith("at least 90% needed): what happened in the rest was not observed")
+    assert candidate["trusted"] is False and document["verdict"] == "fail"
+    assert result.exit_code == 1
+    # The same pair asked by its labels is the window it is: nothing asked went unobserved.
+    with connect(db.dsn, autocommit=True) as conn:
+        (pair,) = windows.load_windows(conn, [windows.parse_window("pair")])
+    assert not any(p.startswith("its samples cover") for p in pair.problems)
+    # A setting: half of the time asked is enough (still untrusted here, at 1.3%).
+    with connect(db.dsn, autocommit=True) as conn:
+        (loose,) = windows.load_windows(conn, [windows.parse_window("last:10m")],
+                                        min_coverage=0.5)  # fmt: skip
+    assert any("at least 50% needed" in p for p in loose.problems)
+
+
+def test_the_coverage_boundary(migrated_database: Database) -> None:
+    """Samples spanning exactly 90% of the time asked pass; a second less does not."""
+    db = migrated_database
+    at = _samples_at(db, [0, 90], T)
+
+    def window(seconds: float) -> tuple[str, ...]:
+        end = T + timedelta(seconds=seconds)
+        return _problems(db, f"{T.isoformat()}..{end.isoformat()}")[0]
+
+    assert window(100) == ()  # 90 of 100 s
+    (problem,) = window(101)  # 90 of 101 s: 89.1%
+    assert problem.startswith("its samples cover 89.1% of it (1m 30s of 1m 41s, from ")
+    assert at[1] == T + timedelta(seconds=90)

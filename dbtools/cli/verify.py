@@ -63,6 +63,14 @@ from dbtools.cli.options import (
     help="--attribute role: the role VARIANT's sessions run as (one per variant).",
 )
 @click.option(
+    "--traffic",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="--canary: the candidate's share of the traffic asked for (rollout --traffic), in "
+    "percent; the share measured must lie in the interval for that many requests.",
+)
+@click.option(
     "--role",
     "roles",
     multiple=True,
@@ -101,6 +109,7 @@ def verify_command(
     candidate_variant: str | None,
     attribution: str | None,
     variant_roles: tuple[str, ...],
+    traffic: float | None,
     roles: tuple[str, ...],
     tables: tuple[str, ...],
     operation: str | None,
@@ -143,7 +152,9 @@ def verify_command(
     counts (request_metrics.queries, reconciled with pg_stat_statements within
     canary_max_mismatch, else the window is untrusted); a variant with fewer requests than
     canary_min_requests is "too few requests", never a pass; the guide's other thresholds are
-    judged on the candidate variant's own request metrics.
+    judged on the candidate variant's own request metrics. With --traffic PCT (the share
+    rollout --traffic asked for), the candidate's share of the requests must lie in the
+    canary_share_confidence interval for that many requests (traffic_share).
 
     \b
     dbtools verify --canary canary --baseline-variant per-request \\
@@ -169,10 +180,10 @@ def verify_command(
 
     canary_options = {
         "--baseline-variant": baseline_variant, "--candidate-variant": candidate_variant,
-        "--attribute": attribution, "--variant-role": variant_roles,
+        "--attribute": attribution, "--variant-role": variant_roles, "--traffic": traffic,
     }  # fmt: skip
     if canary is None:
-        given = [name for name, value in canary_options.items() if value]
+        given = [name for name, value in canary_options.items() if value not in (None, ())]
         if given:
             raise UsageError(f"{given[0]} is for --canary")
         if baseline is None or candidate is None:
@@ -186,7 +197,7 @@ def verify_command(
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
     if canary is not None:
         _canary(dsn, canary, baseline_variant, candidate_variant, attribution, variant_roles,
-                scope=scope, thresholds=thresholds, operation=operation, target=target,
+                traffic, scope=scope, thresholds=thresholds, operation=operation, target=target,
                 store=repository, output_format=output_format)  # fmt: skip
         return
     assert baseline is not None and candidate is not None
@@ -209,6 +220,7 @@ def _canary(
     candidate_variant: str | None,
     attribution: str | None,
     variant_roles: tuple[str, ...],
+    traffic: float | None,
     **options: Any,
 ) -> None:
     from dbtools.db.connection import resolve_dsn
@@ -219,7 +231,7 @@ def _canary(
     spec = CanarySpec(
         baseline_variant or "", candidate_variant or "",
         attribution,  # type: ignore[arg-type]  # click's Choice checked it
-        parse_variant_roles(variant_roles),
+        parse_variant_roles(variant_roles), traffic,
     )  # fmt: skip
     result = verify_canary(resolve_dsn(dsn), window, spec, **options)
     if output_format == "json":

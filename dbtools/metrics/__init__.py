@@ -7,7 +7,7 @@ monitoring schema's names: no verify, report or CLI::
 
     from dbtools.metrics import MetricsRecorder
 
-    recorder = MetricsRecorder(dsn, operation="flight_search", bucket_seconds=10)
+    recorder = MetricsRecorder(dsn, operation="flight_search", bucket_seconds=1)
     recorder.instrument_sqlalchemy(engine)            # count statements (or instrument_psycopg)
     with recorder.request(variant="batched") as request:
         ...

@@ -5,6 +5,9 @@ row's start falls inside the period the metrics were recorded in, and a pair of 
 around that period brackets its rows exactly. Rows carry their age (seconds from the bucket's
 start to the moment they are written); the writer turns it into server time
 (``statement_timestamp() - age``), so a skewed client clock cannot move a row out of its window.
+Each row carries its requests' latency histogram (``schema.latency``: fixed bounds, so the
+histograms of any buckets merge, and a window's percentile is read from their sum) beside its
+own percentiles, which cannot be merged.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from dbtools.schema import latency
 
 BucketKey = tuple[int, str | None]  # (bucket index, variant)
 
@@ -73,6 +78,7 @@ class MetricsRow:
     batches: int
     batch_size_max: int | None
     queries: int | None
+    latency_histogram: list[int] | None = None  # schema.latency's counts (None: no requests)
 
 
 class Buckets:
@@ -172,4 +178,5 @@ def _row(bucket: Bucket, age_s: float, variant: str | None, counts_statements: b
         batches=bucket.batches,
         batch_size_max=bucket.batch_size_max,
         queries=bucket.queries if counts_statements else None,
+        latency_histogram=latency.histogram(latencies) if latencies else None,
     )

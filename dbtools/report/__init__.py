@@ -140,14 +140,22 @@ def load_input(
     refs = [parse_window(reference) for _, reference in windows]
     verification = None
     timelines = None
+    t = thresholds or Thresholds()
     with translated_errors("reading statistics"):
         if refs:
             every = load_windows(
-                store or conn, [*refs, *(ref for _, ref in marks)], target=sample_target
-            )
+                store or conn, [*refs, *(ref for _, ref in marks)], target=sample_target,
+                min_coverage=t.min_window_coverage,
+            )  # fmt: skip
             loaded = every[: len(refs)]
             periods: tuple[Period, ...] = tuple(
-                period_from_window(w, name) for w, (name, _) in zip(loaded, windows, strict=True)
+                period_from_window(
+                    w,
+                    name,
+                    edge_tolerance=t.request_edge_tolerance,
+                    max_mismatch=t.canary_max_mismatch,
+                )
+                for w, (name, _) in zip(loaded, windows, strict=True)
             )
             state = loaded[-1].end
             timelines = load_timelines(
@@ -161,9 +169,7 @@ def load_input(
             )
             if len(loaded) == 2:
                 live = read_live_state(conn)
-                verification = evaluate(
-                    loaded[0], loaded[1], live, thresholds=thresholds or Thresholds()
-                )
+                verification = evaluate(loaded[0], loaded[1], live, thresholds=t)
         else:
             state = stats.collect(conn)
             periods = (period_from_snapshot(state),)

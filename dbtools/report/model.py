@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from dbtools.db.server import version_text
 from dbtools.findings import Finding
-from dbtools.output import SCHEMA_VERSIONS
+from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.report import health, story
 from dbtools.report.activity import Activity
 from dbtools.report.advice import AdviceReport
@@ -62,6 +62,7 @@ from dbtools.sqltext.families import (
 from dbtools.sqltext.parse import TableRef
 from dbtools.stats.deltas import statement_key
 from dbtools.stats.measures import (
+    EDGE_TOLERANCE,
     Scope,
     WindowMeasures,
     application_rows,
@@ -70,6 +71,7 @@ from dbtools.stats.measures import (
     heap_hit_ratio,
     index_hit_ratio,
     measure_window,
+    p95_text,
     per_request,
     query_reduction,
     ratio,
@@ -122,7 +124,13 @@ class Period:
     measures: WindowMeasures | None = None  # a window's figures, as verify computes them
 
 
-def period_from_window(window: Window, name: str | None = None) -> Period:
+def period_from_window(
+    window: Window,
+    name: str | None = None,
+    *,
+    edge_tolerance: float = EDGE_TOLERANCE,
+    max_mismatch: float | None = None,
+) -> Period:
     """A window's deltas (``window.deltas``, computed once), with the figures verify computes
     for it."""
     deltas = window.deltas
@@ -135,7 +143,7 @@ def period_from_window(window: Window, name: str | None = None) -> Period:
         tables=deltas.tables.rows,
         indexes=deltas.indexes.rows,
         database=deltas.database_row,
-        measures=measure_window(window),
+        measures=measure_window(window, edge_tolerance=edge_tolerance, max_mismatch=max_mismatch),
     )
 
 
@@ -190,9 +198,15 @@ class PeriodSummary:
     table_hit_ratio: float | None
     problems: tuple[str, ...]
     app_cache_hit_ratio: float | None  # the figures below: verify's, from request_metrics
-    p95_ms: float | None  # measures.P95_NAME: the highest bucket p95
+    p95_ms: float | None  # measures.P95_NAME: from the merged latency histograms
     error_rate: float | None
     work: StatementWork
+    p95_estimated: bool = False  # from buckets without a histogram
+    p95_worst_second_ms: float | None = None  # measures.WORST_SECOND_NAME
+
+    @property
+    def p95_text(self) -> str:
+        return p95_text(self.p95_ms, self.p95_estimated, missing=NO_VALUE)
 
 
 @dataclass(frozen=True)
@@ -507,6 +521,8 @@ def _summary(period: Period) -> PeriodSummary:
         p95_ms=measures.p95_ms if measures else None,
         error_rate=measures.error_rate if measures else None,
         work=_work(period.statements),
+        p95_estimated=measures.p95_estimated if measures else False,
+        p95_worst_second_ms=measures.p95_worst_second_ms if measures else None,
     )
 
 

@@ -29,13 +29,24 @@ DIALECT = "postgres"
 _PLACEHOLDER = re.compile(r"\$(\d+)(?!\d)")
 # Statements that only delimit transactions, after any leading spaces and comments: one
 # pattern for Python's re and PostgreSQL's regular expressions (verify classifies in SQL).
+_LEADING = r"(\s|--[^\n]*(\n|$)|/\*([^*]|\*+[^*/])*\*+/)*"  # spaces and comments
 TRANSACTION_CONTROL_PATTERN = (
-    r"(\s|--[^\n]*(\n|$)|/\*([^*]|\*+[^*/])*\*+/)*"
-    r"(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)"
+    _LEADING
+    + r"(begin|start\s+transaction|commit|end|rollback|abort|savepoint|release|prepare\s+transaction)"
 )
 _TRANSACTION_CONTROL = re.compile(rf"^{TRANSACTION_CONTROL_PATTERN}\b", re.I)
 # The same test in SQL, for ``~*`` (``\y``: PostgreSQL's word boundary).
 TRANSACTION_CONTROL_SQL_REGEX = rf"^{TRANSACTION_CONTROL_PATTERN}\y"
+# Of those, the ones that open a transaction block, and those that end one (not ROLLBACK TO a
+# savepoint): the transaction cross-check counts blocks by them (``stats.counting``).
+TRANSACTION_BEGIN_SQL_REGEX = rf"^{_LEADING}(begin|start\s+transaction)\y"
+TRANSACTION_END_SQL_REGEX = (
+    rf"^{_LEADING}(commit|end|rollback(?!\s+to\y)|abort|prepare\s+transaction)\y"
+)
+_TRANSACTION_BEGIN = re.compile(rf"^{_LEADING}(begin|start\s+transaction)\b", re.I)
+_TRANSACTION_END = re.compile(
+    rf"^{_LEADING}(commit|end|rollback(?!\s+to\b)|abort|prepare\s+transaction)\b", re.I
+)
 
 
 def pad_placeholders(text: str) -> str:
@@ -47,6 +58,15 @@ def is_transaction_control(text: str) -> bool:
     """BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE
     TRANSACTION (and COMMIT/ROLLBACK PREPARED)."""
     return bool(_TRANSACTION_CONTROL.match(text))
+
+
+def transaction_role(text: str) -> str:
+    """``begin`` (BEGIN, START TRANSACTION), ``end`` (COMMIT, END, ROLLBACK but not ROLLBACK
+    TO, ABORT, PREPARE TRANSACTION) or ``other``: what a top-level statement does to a
+    transaction block (SQL: ``TRANSACTION_BEGIN_SQL_REGEX``, ``TRANSACTION_END_SQL_REGEX``)."""
+    if _TRANSACTION_BEGIN.match(text):
+        return "begin"
+    return "end" if _TRANSACTION_END.match(text) else "other"
 
 
 @dataclass(frozen=True, order=True)

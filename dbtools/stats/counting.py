@@ -12,22 +12,36 @@ top-level call counted in the database. From two of them, a window is untrusted 
 * they changed between the two snapshots;
 * ``track`` is ``none`` for a role whose statements count (``--role``; without it, any role):
   its statements run and are not counted;
-* the database committed more transactions than the top-level statements pg_stat_statements
-  counted can explain: statements were run and not counted (an entry reset on its own,
-  tracking switched off and on again inside the window). With ``track_utility`` on every
-  statement is counted, BEGIN and COMMIT included, and a transaction commits only when it ran
-  something: a statement, a session's start-up, autovacuum's work, or a driver preparing a
+* a sample inside the window (``dbtools collect``'s, or any other snapshot between its ends)
+  recorded settings that left statements uncounted, or settings that changed from one sample
+  to the next: a setting switched off and on again between the ends is caught at every sample;
+* the database committed clearly more transactions than the top-level statements
+  pg_stat_statements counted can explain: statements were run and not counted (an entry reset
+  on its own, tracking switched off and on again inside the window). With ``track_utility`` on
+  every statement is counted, BEGIN and COMMIT included, and a transaction commits only when it
+  ran something: a statement, a session's start-up, autovacuum's work, or a driver preparing a
   statement in a round trip of its own (psycopg after five executions, asyncpg always: one
-  transaction, at most one per statement it then executes). So at most ``sessions + autovacuum
-  + 2 × statements`` transactions commit; more means statements went uncounted.
+  transaction, at most one per statement it then executes). Per role: one that opens
+  transaction blocks (BEGIN or START TRANSACTION counted) explains one transaction per BEGIN
+  (its statements run inside them; a COMMIT without a counted BEGIN, one more), and as many
+  more as ``LATE_REPORT_SECONDS`` of them (an idle session's transactions from before the window
+  may be reported inside it); one that does not, two per top-level statement (each its own transaction, and a prepare round trip before
+  it). dbtools' own statements (every top-level call counted in the database minus the
+  applications' stored ones) are autocommit: two each. So at most ``sessions + autovacuum +
+  those`` transactions commit; more means statements went uncounted. Rolled-back transactions
+  are not compared: a failed statement rolls back without being counted, so they prove
+  nothing; a block that rolls back only loosens the comparison.
 
 Pure: no database access. docs/postgresql.md ("What is counted") gives the facts this rests on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from dbtools.stats.rows import SnapshotHeader
@@ -45,6 +59,9 @@ SERVER_SOURCES = frozenset(
 # about two per table it vacuums or analyzes (measured on 15 and 18: docs/postgresql.md).
 TRANSACTIONS_PER_AUTOVACUUM_VISIT = 5
 TRANSACTIONS_PER_MAINTENANCE_RUN = 2
+# An idle session reports its committed transactions up to this late (PGSTAT_IDLE_INTERVAL,
+# docs/postgresql.md): a window may receive that much of its roles' earlier transactions.
+LATE_REPORT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -214,22 +231,69 @@ def _changes(start: SnapshotHeader, end: SnapshotHeader) -> list[str]:
 
 
 @dataclass(frozen=True)
+class RoleCalls:
+    """One role's top-level calls in a window, by what they do to a transaction block
+    (``sqltext.parse.transaction_role``)."""
+
+    begins: int = 0  # BEGIN, START TRANSACTION
+    ends: int = 0  # COMMIT, END, ROLLBACK (not ROLLBACK TO), ABORT, PREPARE TRANSACTION
+    others: int = 0  # every other top-level call
+
+    @property
+    def calls(self) -> int:
+        return self.begins + self.ends + self.others
+
+    def transactions(self, late_share: float = 0.0) -> int:
+        """The most transactions these calls can explain: the blocks opened (and a block's end
+        without a counted BEGIN), and *late_share* of them more (reported late from before the
+        window), when the role opens blocks; else two per call (each its own transaction, and a
+        prepare round trip)."""
+        if self.begins:
+            return math.ceil(self.begins * (1 + late_share)) + max(0, self.ends - self.begins)
+        return 2 * self.calls
+
+    def add(self, kind: str, calls: int) -> RoleCalls:
+        """These calls and *calls* more of *kind* (``begin``, ``end``, ``other``)."""
+        return RoleCalls(self.begins + calls * (kind == "begin"),
+                         self.ends + calls * (kind == "end"),
+                         self.others + calls * (kind == "other"))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class TransactionCount:
-    """A window's committed transactions against the top-level statements counted."""
+    """A window's committed transactions against what the top-level statements counted can
+    explain (``by_role``: the applications' stored calls; the rest of ``counted`` is dbtools'
+    own)."""
 
     committed: int
-    counted: int
+    counted: int  # every top-level call counted in the database
     allowance: int  # transactions without a statement: sessions' start-up, autovacuum
+    by_role: Mapping[str, RoleCalls] = field(default_factory=dict)
+    late_share: float = 0.0  # of a window, what idle sessions' late reports may add
+
+    @property
+    def own(self) -> int:
+        """dbtools' own top-level calls (autocommit, never stored)."""
+        return max(0, self.counted - sum(r.calls for r in self.by_role.values()))
 
     @property
     def explained(self) -> int:
-        """The most transactions the counted statements can explain: each one's own, and a
-        driver's prepare round trip before it."""
-        return self.allowance + 2 * self.counted
+        """The most transactions the counted statements can explain."""
+        return (
+            self.allowance
+            + 2 * self.own
+            + sum(r.transactions(self.late_share) for r in self.by_role.values())
+        )
 
     @property
     def unexplained(self) -> int:
         return self.committed - self.explained
+
+    @property
+    def seen(self) -> int:
+        """The transactions pg_stat_statements saw the applications run: BEGINs of the roles
+        that open blocks, top-level calls of the others (what a message shows)."""
+        return sum(r.begins or r.calls for r in self.by_role.values())
 
 
 def transaction_count(
@@ -240,11 +304,14 @@ def transaction_count(
     sessions: int | None,
     maintenance_runs: int,
     seconds: float,
+    by_role: Mapping[str, RoleCalls] | None = None,
 ) -> TransactionCount | None:
     """The cross-check of *committed* transactions (``pg_stat_database.xact_commit``) with the
-    top-level statements counted; None where it cannot expose anything: settings or the count
-    not recorded, no ``sessions`` counter (before PostgreSQL 14), ``track_utility`` off (BEGIN,
-    COMMIT and DDL are then not counted), or a setting that leaves statements out on purpose."""
+    top-level statements counted (*by_role*: the applications' stored calls per role; None:
+    every call explains two transactions); None where it cannot expose anything: settings or
+    the count not recorded, no ``sessions`` counter (before PostgreSQL 14), ``track_utility``
+    off (BEGIN, COMMIT and DDL are then not counted), or a setting that leaves statements out on
+    purpose."""
     if start.toplevel_calls is None or end.toplevel_calls is None or sessions is None:
         return None
     for header in (start, end):
@@ -260,4 +327,33 @@ def transaction_count(
         + TRANSACTIONS_PER_AUTOVACUUM_VISIT * visits
         + TRANSACTIONS_PER_MAINTENANCE_RUN * maintenance_runs
     )
-    return TransactionCount(committed, end.toplevel_calls - start.toplevel_calls, allowance)
+    return TransactionCount(
+        committed, end.toplevel_calls - start.toplevel_calls, allowance, dict(by_role or {}),
+        min(1.0, LATE_REPORT_SECONDS / seconds) if seconds > 0 else 1.0,
+    )  # fmt: skip
+
+
+def settings_problems_across(
+    headers: Sequence[SnapshotHeader], roles: Iterable[str] = ()
+) -> list[str]:
+    """``settings_problems`` at every sample of a window (*headers*: its start, the samples
+    inside it in time order, its end), between each sample and the next: a setting switched
+    off and back on between the window's ends is seen at the samples taken meanwhile."""
+    roles = list(roles)
+    found: list[str] = []
+    pairs = list(itertools.pairwise(headers))
+    for first, second in pairs:
+        where = (
+            f" (between the samples at {_clock(first.taken_at)} and {_clock(second.taken_at)} UTC)"
+            if len(pairs) > 1
+            else ""
+        )
+        for problem in settings_problems(first, second, roles):
+            seen = [p for p in found if p.startswith(problem)]
+            if not seen:
+                found.append(problem + where)
+    return found
+
+
+def _clock(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%H:%M:%S}"

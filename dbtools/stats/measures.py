@@ -12,16 +12,18 @@ figures per request (``per_request``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from dbtools.schema import latency
 from dbtools.schema.monitoring import InSchema, is_application
-from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any
+from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any, transaction_role
 from dbtools.stats import counting
 from dbtools.stats.rows import IndexRow, StatementRow, TableRow
-from dbtools.stats.windows import Window, WindowBounds
+from dbtools.stats.windows import RequestTotals, Window, WindowBounds
 
 # -- the application's tables and indexes -------------------------------------------------------
 
@@ -35,14 +37,30 @@ def application_rows(rows: Iterable[S]) -> tuple[S, ...]:
 
 # -- names ---------------------------------------------------------------------------------------
 
-# The one p95 dbtools gives for a window (verify, the report, the demo, by this name): request
-# metrics arrive as per-bucket percentiles, which cannot be merged into the window's, so the
-# highest bucket p95: it never passes what should fail.
-P95_NAME = "p95 latency (highest bucket)"
+# A window's p95 (verify, the canary, the report, the rollout's triggers, by this name): the
+# 95th percentile of its requests' latencies, read from the request-metrics buckets' histograms
+# merged (``schema.latency``); from buckets without one, an estimate, said so.
+P95_NAME = "p95 latency"
 P95_DEFINITION = (
-    "the highest p95 among the window's request-metrics buckets (bucket percentiles cannot be "
-    "merged; the highest never passes what should fail)"
+    "the 95th percentile of the window's request latencies, from the request-metrics buckets' "
+    "latency histograms merged: the upper bound of the histogram bucket holding it, at most "
+    f"{latency.RELATIVE_WIDTH:.1%} above it (buckets written without a histogram give an "
+    "estimate: the request-weighted 95th percentile of the buckets' own p95s)"
 )
+# The highest bucket's p95, kept beside it under its own name: one bad second shows, and never
+# stands for the window.
+WORST_SECOND_NAME = "p95 latency, worst second"
+WORST_SECOND_DEFINITION = "the highest p95 of a single request-metrics bucket in the window"
+# Queries per request may be off by this much (relative) from the buckets a window's ends cut
+# before the window is untrusted ([tool.dbtools.verify] request_edge_tolerance).
+EDGE_TOLERANCE = 0.02
+
+
+def p95_text(value: float | None, estimated: bool, missing: str = "no data") -> str:
+    """A window p95 for people: ``123.4 ms``, ``123.4 ms (estimate)``."""
+    if value is None:
+        return missing
+    return f"{value:.1f} ms" + (" (estimate)" if estimated else "")
 
 
 # -- scope and classification -------------------------------------------------------------------
@@ -140,6 +158,12 @@ RATIO_DEFINITIONS = {
     "of the application's indexes (the monitoring schema left out)",
     "app_cache_hit_ratio": "request_metrics cache_hits / (cache_hits + cache_misses)",
 }
+# What each figure of a JSON document is computed from: the ratios and both p95s.
+FIGURE_DEFINITIONS = {
+    **RATIO_DEFINITIONS,
+    "p95_ms": P95_DEFINITION,
+    "p95_worst_second_ms": WORST_SECOND_DEFINITION,
+}
 
 
 def heap_hit_ratio(tables: Iterable[TableRow]) -> float | None:
@@ -160,6 +184,60 @@ def statement_hit_ratio(row: StatementRow) -> float | None:
 
 
 @dataclass(frozen=True)
+class Reconciliation:
+    """The application's count of its statements against pg_stat_statements'.
+
+    The application's count comes from the request-metrics buckets overlapping the window,
+    prorated at its ends: it may lie *edge_allowance* statements from what was sent inside it
+    (``RequestTotals.queries_slack``), beyond the *tolerance* (relative to pg_stat_statements').
+    """
+
+    application: int | None  # None: some bucket did not count them
+    database: int
+    tolerance: float
+    uncounted_buckets: int = 0
+    edge_allowance: int = 0
+
+    @property
+    def difference(self) -> int | None:
+        """How many more statements the database counted than the application."""
+        return None if self.application is None else self.database - self.application
+
+    @property
+    def relative(self) -> float | None:
+        """|difference| / the database's count (1.0 when the database counted none)."""
+        if self.difference is None:
+            return None
+        return (
+            abs(self.difference) / self.database if self.database else float(bool(self.difference))
+        )
+
+    @property
+    def matches(self) -> bool:
+        if self.difference is None:
+            return False
+        return abs(self.difference) <= self.tolerance * self.database + self.edge_allowance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "application": self.application,
+            "database": self.database,
+            "difference": self.difference,
+            "relative_difference": self.relative,
+            "tolerance": self.tolerance,
+            "uncounted_buckets": self.uncounted_buckets,
+            "edge_allowance": self.edge_allowance,
+            "matches": self.matches,
+        }
+
+    @classmethod
+    def of(cls, totals: RequestTotals, database: int, tolerance: float) -> Reconciliation:
+        """The application's count in *totals* against *database*'s."""
+        return cls(totals.queries, database, tolerance, totals.uncounted_buckets,
+                   totals.queries_slack)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class WindowMeasures:
     """The figures of one window that verify judges and shows. None means "no data"."""
 
@@ -177,7 +255,7 @@ class WindowMeasures:
     buffer_cache_hit_ratio: float | None
     index_hit_ratio: float | None
     app_cache_hit_ratio: float | None
-    p95_ms: float | None  # P95_NAME
+    p95_ms: float | None  # P95_NAME: the window's, from the merged histograms
     error_rate: float | None
     hidden_calls: int
     problems: tuple[str, ...] = ()
@@ -188,10 +266,23 @@ class WindowMeasures:
     index_scans: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     database_oid: int | None = field(default=None, compare=False)  # the start sample's
     database_name: str = field(default="", compare=False)
+    # The p95's interval: above p95_low_ms, at most p95_ms (None: estimated, or no data).
+    p95_low_ms: float | None = None
+    p95_estimated: bool = False  # from buckets without a histogram
+    p95_worst_second_ms: float | None = None  # WORST_SECOND_NAME
+    # The requests' bounds when the window's ends cut request-metrics buckets (None: exact),
+    # and how far that can move queries per request (relative).
+    requests_bounds: tuple[int, int] | None = None
+    edge_error: float = 0.0
 
     @property
     def trusted(self) -> bool:
         return not self.problems
+
+    @property
+    def p95_text(self) -> str:
+        """The p95 for people (``p95_text``)."""
+        return p95_text(self.p95_ms, self.p95_estimated)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (stable keys)."""
@@ -218,6 +309,11 @@ class WindowMeasures:
             "index_hit_ratio": self.index_hit_ratio,
             "app_cache_hit_ratio": self.app_cache_hit_ratio,
             "p95_ms": self.p95_ms,
+            "p95_low_ms": self.p95_low_ms,
+            "p95_estimated": self.p95_estimated,
+            "p95_worst_second_ms": self.p95_worst_second_ms,
+            "requests_bounds": list(self.requests_bounds) if self.requests_bounds else None,
+            "edge_error": None if math.isinf(self.edge_error) else self.edge_error,
             "error_rate": self.error_rate,
             "nested_per_request": self.nested_per_request,
             "exec_time_per_request_ms": self.exec_time_per_request_ms,
@@ -251,6 +347,21 @@ class WindowSums:
     index_blks_hit: int  # of the application's indexes
     index_blks_read: int
     index_scans: Mapping[str, int]  # idx_scan by "schema.index" (sql_sums: the indexes asked)
+    # Every role's top-level calls, whatever the scope (the transaction cross-check's).
+    calls_by_role: Mapping[str, counting.RoleCalls] = field(default_factory=dict)
+
+
+def calls_by_role(rows: Iterable[StatementRow]) -> dict[str, counting.RoleCalls]:
+    """Every role's top-level calls in *rows* (a window's deltas), by what each does to a
+    transaction block."""
+    found: dict[str, counting.RoleCalls] = {}
+    for row in rows:
+        if row.toplevel and row.calls:
+            role = row.rolname or ""
+            found[role] = found.get(role, counting.RoleCalls()).add(
+                transaction_role(row.query), row.calls
+            )
+    return found
 
 
 def sum_deltas(window: Window, scope: Scope = Scope()) -> WindowSums:
@@ -270,6 +381,7 @@ def sum_deltas(window: Window, scope: Scope = Scope()) -> WindowSums:
         index_blks_hit=sum(row.idx_blks_hit for row in indexes),
         index_blks_read=sum(row.idx_blks_read for row in indexes),
         index_scans={f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in deltas.indexes.rows},
+        calls_by_role=calls_by_role(deltas.statements.rows),
     )  # fmt: skip
 
 
@@ -301,12 +413,32 @@ def problems_of(bounds: WindowBounds, sums: WindowSums, roles: Iterable[str] = (
         problems.append("database statistics were reset inside the window (pg_stat_reset)")
     if sums.counters_reset:
         problems.append("table or index statistics were reset inside the window")
-    if end.hidden_calls != start.hidden_calls:
+    hidden = end.hidden_calls - start.hidden_calls
+    if hidden > 0:
         problems.append(
-            f"{end.hidden_calls - start.hidden_calls} calls came from statements this role "
-            "cannot see (<insufficient privilege>): grant pg_read_all_stats (pg_monitor)"
+            f"{hidden} calls came from statements this role cannot see (<insufficient "
+            "privilege>): grant pg_read_all_stats (pg_monitor)"
         )
-    problems += counting.settings_problems(start, end, roles)
+    elif hidden < 0:
+        problems.append(
+            "entries of statements this role cannot see (<insufficient privilege>) were reset "
+            "or evicted inside the window: grant pg_read_all_stats (pg_monitor)"
+        )
+    problems += counting.settings_problems_across((start, *bounds.inside, end), roles)
+    reset = (
+        start.server_started_at != end.server_started_at
+        or start.pgss_stats_reset != end.pgss_stats_reset
+        or (start.pgss_dealloc or 0) != (end.pgss_dealloc or 0)
+        or bool(sums.statement_entries_reset or sums.database_stats_reset or sums.counters_reset)
+    )
+    problems += _transaction_problems(bounds, sums, reset=reset)
+    return problems
+
+
+def _transaction_problems(bounds: WindowBounds, sums: WindowSums, *, reset: bool) -> list[str]:
+    """The transaction cross-check (``counting.transaction_count``), in words: what its counters
+    say happened, never a negative count (*reset*: the window is known untrusted already)."""
+    start, end = bounds.start, bounds.end
     transactions = counting.transaction_count(
         start,
         end,
@@ -314,16 +446,39 @@ def problems_of(bounds: WindowBounds, sums: WindowSums, roles: Iterable[str] = (
         sessions=sums.sessions,
         maintenance_runs=sums.maintenance_runs,
         seconds=bounds.seconds,
+        by_role=sums.calls_by_role,
     )
-    if transactions is not None and transactions.unexplained > 0:
-        problems.append(
-            f"statements missing: {transactions.committed:,} transactions committed in the "
-            f"database, but the {transactions.counted:,} top-level statements "
-            f"pg_stat_statements counted explain at most {transactions.explained:,} (with "
-            "sessions opened, autovacuum and prepared statements): an entry was reset, or "
-            "tracking switched off, inside the window"
+    if transactions is None:
+        return []
+    if transactions.counted < 0 or transactions.committed < 0:
+        # Counters that went down were reset: said once, as what happened.
+        fell = (
+            "pg_stat_statements' count of top-level calls"
+            if transactions.counted < 0
+            else "the database's count of committed transactions"
         )
-    return problems
+        return (
+            []
+            if reset
+            else [
+                f"{fell} went down inside the window: statistics were reset, so whether every "
+                "statement was counted cannot be told"
+            ]
+        )
+    if transactions.unexplained <= 0:
+        return []
+    roles = ", ".join(
+        f"{role or '(unknown role)'} {calls.begins:,} BEGIN" if calls.begins
+        else f"{role or '(unknown role)'} {calls.calls:,} statements"
+        for role, calls in sorted(transactions.by_role.items())
+    )  # fmt: skip
+    return [
+        f"statements missing: {transactions.committed:,} transactions committed in the "
+        f"database, but pg_stat_statements saw the applications run {transactions.seen:,} "
+        f"({roles or 'none'}; dbtools' own {transactions.own:,}), which explain at most "
+        f"{transactions.explained:,} with sessions opened, autovacuum and prepared "
+        "statements: an entry was reset, or tracking switched off, inside the window"
+    ]
 
 
 def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
@@ -331,23 +486,87 @@ def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
     return problems_of(window.bounds, sum_deltas(window), roles)
 
 
-def measure_window(window: Window, scope: Scope = Scope()) -> WindowMeasures:
+def measure_window(
+    window: Window,
+    scope: Scope = Scope(),
+    *,
+    edge_tolerance: float = EDGE_TOLERANCE,
+    max_mismatch: float | None = None,
+) -> WindowMeasures:
     """The figures of *window* over the statements in *scope* (from ``window.deltas``)."""
-    return measure(window.bounds, sum_deltas(window, scope), scope)
+    return measure(window.bounds, sum_deltas(window, scope), scope,
+                   edge_tolerance=edge_tolerance, max_mismatch=max_mismatch)  # fmt: skip
 
 
-def measure(bounds: WindowBounds, sums: WindowSums, scope: Scope = Scope()) -> WindowMeasures:
-    """The figures of the window *bounds* whose entries add up to *sums* (over *scope*)."""
+def edge_problem(
+    totals: RequestTotals,
+    seconds: float,
+    tolerance: float,
+    *,
+    subject: str = "its",
+    bound: float | None = None,
+) -> str | None:
+    """Why a window's requests (*subject*'s) cannot be trusted to *tolerance* when its ends cut
+    request-metrics buckets (*bound*, by default ``RequestTotals.edge_error``); None when they
+    can."""
+    bound = totals.edge_error if bound is None else bound
+    if bound <= tolerance:
+        return None
+    low, high = totals.requests_low or 0, totals.requests_high or 0
+    off = "without limit" if math.isinf(bound) else f"by up to {bound:.1%}"
+    width = f"{totals.edge_bucket_seconds:g} s" if totals.edge_bucket_seconds else "?"
+    return (
+        f"requests not aligned with the window: its ends cut {totals.edge_buckets} "
+        f"request-metrics bucket(s) of up to {width} (window {seconds:.1f} s), so {subject} "
+        f"{totals.requests:,} requests could be {low:,} to {high:,} and queries per request "
+        f"off {off} (tolerance {tolerance:.1%}): use shorter buckets or a longer window"
+    )
+
+
+def unreconciled(totals: RequestTotals, queries: int, tolerance: float) -> str | None:
+    """Why the application's own count of its statements in a window's request metrics
+    (when it counts them) and pg_stat_statements' *queries* disagree beyond *tolerance*; None
+    when they agree, or when there is no count."""
+    if totals.queries is None or not totals.buckets:
+        return None
+    counted = Reconciliation.of(totals, queries, tolerance)
+    if counted.matches:
+        return None
+    assert counted.difference is not None and counted.relative is not None
+    side = "fewer" if counted.difference > 0 else "more"  # the application's, as the canary's
+    return (
+        f"the application's request metrics count {counted.application:,} statements, "
+        f"pg_stat_statements {queries:,}: {abs(counted.difference):,} {side} "
+        f"({counted.relative:.1%}, tolerance {tolerance:.1%}): request metrics late, missing or "
+        "not the window's, statements sent outside requests, or another application's "
+        "statements (narrow with --role)"
+    )
+
+
+def measure(
+    bounds: WindowBounds,
+    sums: WindowSums,
+    scope: Scope = Scope(),
+    *,
+    edge_tolerance: float = EDGE_TOLERANCE,
+    max_mismatch: float | None = None,
+) -> WindowMeasures:
+    """The figures of the window *bounds* whose entries add up to *sums* (over *scope*);
+    requests prorated at the window's ends may move queries per request by *edge_tolerance*
+    at most (relative), else the window is untrusted. With *max_mismatch*, the application's
+    own count of its statements (when its request metrics hold one) must match
+    pg_stat_statements' within it (``unreconciled``)."""
     start, end = bounds.start, bounds.end
     problems = problems_of(bounds, sums, scope.roles)
     counts = sums.counts
 
     totals = bounds.request_totals
+    exact = True
     if end.requests is not None:
         requests: int | None = end.requests
         source = "--requests"
     elif totals.buckets:
-        requests, source = totals.requests, "request_metrics"
+        requests, source, exact = totals.requests, "request_metrics", False
     else:
         requests, source = None, "none"
     if not requests:
@@ -356,8 +575,16 @@ def measure(bounds: WindowBounds, sums: WindowSums, scope: Scope = Scope()) -> W
             if requests is None
             else "zero requests in the window"
         )
+    elif not exact and (misaligned := edge_problem(totals, bounds.seconds, edge_tolerance)):
+        problems.append(misaligned)
+    problems += totals.inconsistencies
+    if max_mismatch is not None and (
+        mismatch := unreconciled(totals, counts.queries, max_mismatch)
+    ):
+        problems.append(mismatch)
 
-    has_metrics = totals.buckets > 0 and totals.requests > 0
+    has_metrics = totals.buckets > 0 and totals.whole_requests > 0
+    p95 = totals.p95 if has_metrics else None
     return WindowMeasures(
         name=bounds.ref.name,
         start_label=bounds.ref.start or start.taken_at.isoformat(),
@@ -373,8 +600,8 @@ def measure(bounds: WindowBounds, sums: WindowSums, scope: Scope = Scope()) -> W
         buffer_cache_hit_ratio=buffer_cache_hit_ratio(counts),
         index_hit_ratio=hit_ratio(sums.index_blks_hit, sums.index_blks_read),
         app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses),
-        p95_ms=totals.p95_ms_max if has_metrics else None,
-        error_rate=ratio(totals.errors, totals.requests) if has_metrics else None,
+        p95_ms=p95.value_ms if p95 else None,
+        error_rate=ratio(totals.errors, totals.whole_requests) if has_metrics else None,
         hidden_calls=end.hidden_calls - start.hidden_calls,
         problems=tuple(problems),
         notes=bounds.notes,
@@ -385,6 +612,13 @@ def measure(bounds: WindowBounds, sums: WindowSums, scope: Scope = Scope()) -> W
         index_scans=sums.index_scans,
         database_oid=start.database_oid,
         database_name=start.database_name,
+        p95_low_ms=p95.low_ms if p95 else None,
+        p95_estimated=bool(p95 and p95.estimated),
+        p95_worst_second_ms=totals.p95_ms_max if has_metrics else None,
+        requests_bounds=None
+        if exact or totals.requests_low is None or totals.requests_high is None
+        else (totals.requests_low, totals.requests_high),
+        edge_error=0.0 if exact else totals.edge_error,
     )
 
 

@@ -31,8 +31,13 @@ from psycopg import sql
 
 from dbtools.db.connection import SQL_MARKER
 from dbtools.schema import monitoring
-from dbtools.sqltext.parse import TRANSACTION_CONTROL_SQL_REGEX
+from dbtools.sqltext.parse import (
+    TRANSACTION_BEGIN_SQL_REGEX,
+    TRANSACTION_CONTROL_SQL_REGEX,
+    TRANSACTION_END_SQL_REGEX,
+)
 from dbtools.stats import samples
+from dbtools.stats.counting import RoleCalls
 from dbtools.stats.deltas import COUNTERS, TIME_TOLERANCE, delta_rows
 from dbtools.stats.measures import Scope, StatementCounts, WindowSums
 from dbtools.stats.samples import TEXT_NOT_STORED, RowKind
@@ -138,7 +143,8 @@ END"""
 
 
 # Per window: the entries reset or gone, then the calls of each class (per text for a table
-# scope), with the queries' blocks and time.
+# scope), with the queries' blocks and time; then every role's top-level calls (whatever the
+# scope) by what they do to a transaction block, for the transaction cross-check.
 @functools.cache
 def _statement_sums(by_entry: bool) -> sql.Composed:
     return sql.SQL(
@@ -166,7 +172,12 @@ UNION ALL
 SELECT n, class, CASE WHEN %(by_text)s AND class = 'query' THEN text END,
        sum(d_calls)::bigint, count(*), sum(d_shared_blks_hit)::bigint,
        sum(d_shared_blks_read)::bigint, sum(d_total_exec_time)::float8
-FROM k GROUP BY 1, 2, 3"""
+FROM k GROUP BY 1, 2, 3
+UNION ALL
+SELECT n, CASE WHEN text ~* %(begin)s THEN 'role:begin' WHEN text ~* %(end)s THEN 'role:end'
+               ELSE 'role:other' END,
+       coalesce(rolname, ''), sum(d_calls)::bigint, 0::bigint, 0::bigint, 0::bigint, 0::float8
+FROM c WHERE toplevel AND d_calls <> 0 AND NOT vanished GROUP BY 1, 2, 3"""
     ).format(
         marker=_MARKER,
         deltas=_deltas_sql(
@@ -276,6 +287,7 @@ class _Sums:
     index_hit: int = 0
     index_read: int = 0
     scans: dict[str, int] = field(default_factory=dict)
+    by_role: dict[str, RoleCalls] = field(default_factory=dict)
 
 
 def sum_windows(
@@ -297,6 +309,8 @@ def sum_windows(
         "start_ats": [w.start.taken_at for w in windows],
         "roles": sorted(scope.roles),
         "control": TRANSACTION_CONTROL_SQL_REGEX,
+        "begin": TRANSACTION_BEGIN_SQL_REGEX,
+        "end": TRANSACTION_END_SQL_REGEX,
         "by_text": bool(scope.tables),
         "left_out": list(monitoring.LEFT_OUT_SCHEMAS),
         "indexes": list(indexes),
@@ -311,6 +325,8 @@ def sum_windows(
         sums = found[n]
         if kind == "reset":
             sums.entries_reset = calls
+        elif kind.startswith("role:"):
+            sums.by_role[text] = sums.by_role.get(text, RoleCalls()).add(kind[5:], calls)
         elif kind == "nested":
             sums.nested += calls
         elif kind == "control":
@@ -364,6 +380,7 @@ def _window_sums(sums: _Sums, start_db: list[Any], end_db: list[Any]) -> WindowS
         index_blks_hit=sums.index_hit,
         index_blks_read=sums.index_read,
         index_scans=sums.scans,
+        calls_by_role=sums.by_role,
     )
 
 

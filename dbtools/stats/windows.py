@@ -18,20 +18,22 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from dbtools.config import parse_duration
 from dbtools.db.connection import SQL_MARKER, translated_errors
 from dbtools.errors import PrerequisiteMissing, UsageError
-from dbtools.schema import monitoring
+from dbtools.schema import latency, monitoring
+from dbtools.schema.latency import Percentile
 from dbtools.stats import legacy, samples
 from dbtools.stats.deltas import WindowDeltas, window_deltas
 from dbtools.stats.legacy import HEAD_LAYOUT, Layout, or_null, read_layout
@@ -274,12 +276,35 @@ def load_snapshots(
     return legacy.load_snapshots(conn, headers, layout)
 
 
+# A bucket's times are known to this slack: its start is the server's clock at the writing
+# statement minus an age the writer measured just before (``dbtools.metrics``), and a request
+# counts in the bucket of its end, its statements a little before.
+EDGE_SLACK_SECONDS = 0.05
+# Buckets longer than this are not read (the lower bound of the index scan on bucket_start).
+LONGEST_BUCKET_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class RequestTotals:
-    """The application's request metrics summed over the buckets lying inside a window.
+    """The application's request metrics over a window.
 
-    ``p95_ms_max`` is the highest bucket p95: percentiles of buckets cannot be merged exactly,
-    and the highest is the bound that never passes what should fail.
+    The request-metrics buckets do not start and end with the window's samples, so a bucket an
+    end cuts holds requests from both sides, in proportions nobody recorded. ``requests`` counts
+    each bucket by the share of its time inside the window (prorated); the true number lies
+    between ``requests_low`` (the buckets certainly inside, ``EDGE_SLACK_SECONDS`` allowed) and
+    ``requests_high`` (every bucket that may overlap): ``edge_error`` is how far that can move
+    queries per request. Errors, cache hits and latency are ratios and percentiles: taken over
+    the overlapping buckets whole (``bucket_requests``), never split.
+
+    ``p95``: the window's, read from the overlapping buckets' latency histograms merged
+    (``schema.latency``), or, when a bucket with requests has none (an older writer), an
+    estimate from each bucket's p95 and requests. ``p95_ms_max`` is the highest bucket p95: the
+    worst second (of one-second buckets), never the window's p95.
+
+    ``queries``: the statements the application counted for these requests (revision 0006's
+    ``request_metrics.queries``), prorated as the requests are (``queries_low``,
+    ``queries_high``: its bounds); None when a bucket did not count them
+    (``uncounted_buckets``).
     """
 
     buckets: int
@@ -288,48 +313,201 @@ class RequestTotals:
     cache_hits: int
     cache_misses: int
     p95_ms_max: float | None
+    _: KW_ONLY
+    bucket_requests: int | None = None  # None: ``requests`` (no bucket cut by an end)
+    requests_low: int | None = None  # None: exactly ``requests``
+    requests_high: int | None = None
+    edge_buckets: int = 0  # buckets with requests that an end may cut
+    edge_bucket_seconds: float | None = None  # the widest of them
+    p95: Percentile | None = None
+    queries: int | None = None
+    uncounted_buckets: int = 0
+    queries_low: int | None = None  # None: exactly ``queries``
+    queries_high: int | None = None
+    # What the rows claim that cannot be: requests their own histograms do not count, buckets
+    # with more failed requests than requests (an error rate above 100%).
+    histogram_requests: int = 0  # the requests of the rows with a histogram…
+    histogram_count: int = 0  # …and what those histograms count
+    impossible_buckets: int = 0
+
+    @property
+    def inconsistencies(self) -> list[str]:
+        """What the application's rows claim that cannot be true (a writer's bug or a lie)."""
+        found = []
+        if self.histogram_requests != self.histogram_count:
+            found.append(
+                f"request metrics inconsistent: the buckets with a latency histogram claim "
+                f"{self.histogram_requests:,} requests, their histograms count "
+                f"{self.histogram_count:,}"
+            )
+        if self.impossible_buckets:
+            found.append(
+                f"request metrics inconsistent: {self.impossible_buckets} bucket(s) count more "
+                "failed requests than requests"
+            )
+        return found
+
+    @property
+    def whole_requests(self) -> int:
+        """The overlapping buckets' requests, whole: what error and hit ratios divide by."""
+        return self.requests if self.bucket_requests is None else self.bucket_requests
+
+    @property
+    def edge_error(self) -> float:
+        """The most that queries per request (statements / ``requests``) can be off by, relative,
+        from the buckets the window's ends cut (infinity: none certainly inside)."""
+        return relative_bound(self.requests, self.requests_low, self.requests_high)
+
+    @property
+    def queries_edge_error(self) -> float:
+        """The most the application's own statements per request (``queries`` / ``requests``,
+        both prorated) can be off by, relative."""
+        if not self.queries or not self.requests:
+            return self.edge_error
+        low_q = self.queries if self.queries_low is None else self.queries_low
+        high_q = self.queries if self.queries_high is None else self.queries_high
+        low_r = self.requests if self.requests_low is None else self.requests_low
+        high_r = self.requests if self.requests_high is None else self.requests_high
+        if low_r <= 0:
+            return math.inf
+        estimate = self.queries / self.requests
+        return max(high_q / low_r / estimate - 1, 1 - low_q / high_r / estimate, 0.0)
+
+    @property
+    def queries_slack(self) -> int:
+        """How far ``queries`` may lie from the statements counted inside the window."""
+        if self.queries is None or self.queries_low is None or self.queries_high is None:
+            return 0
+        return max(self.queries - self.queries_low, self.queries_high - self.queries)
+
+    @property
+    def p95_ms(self) -> float | None:
+        """The window's p95 (``p95``), in ms; None without latencies."""
+        return self.p95.value_ms if self.p95 else None
 
 
-# The sums over the request_metrics buckets lying inside a window; {group} adds columns and
-# {group_by} groups (per variant).
+def relative_bound(estimate: float, low: float | None, high: float | None) -> float:
+    """How far a figure divided by *estimate* can be off, relative, when the true divisor lies
+    in [*low*, *high*] (None: exact); infinity when it may be zero."""
+    if low is None or high is None or not estimate:
+        return 0.0
+    if low <= 0:
+        return math.inf
+    return max(estimate / low - 1, 1 - estimate / high, 0.0)
+
+
+# A window's request metrics: each bucket that may overlap it (``m``), with the share of its
+# time inside (``inside``) and whether an end may cut it (``cut``); the sums ({group}: a row
+# per variant, with its queries); the histograms of the overlapping buckets merged.
 _REQUEST_TOTALS = """
-SELECT {marker} {group}count(*) AS buckets,
-       coalesce(sum(requests), 0)::bigint AS requests,
-       coalesce(sum(errors), 0)::bigint AS errors,
-       coalesce(sum(cache_hits), 0)::bigint AS cache_hits,
-       coalesce(sum(cache_misses), 0)::bigint AS cache_misses,
-       max(latency_p95_ms) FILTER (WHERE requests > 0) AS p95_ms_max{columns}
-FROM {request_metrics}
-WHERE bucket_start >= %(start)s
-  AND bucket_start + make_interval(secs => bucket_seconds) <= %(end)s
-  AND (%(operation)s::text IS NULL OR operation = %(operation)s::text)
-{of_target}{group_by}"""
+WITH {marker} m AS (
+    SELECT {group_key} AS g, requests, errors, cache_hits, cache_misses, latency_p95_ms,
+           {histogram} AS latency_histogram, {queries} AS queries, bucket_seconds,
+           CASE WHEN bucket_seconds <= 0  -- an instant
+                THEN (bucket_start >= %(start)s AND bucket_start <= %(end)s)::int
+                ELSE greatest(extract(epoch FROM least(bucket_start
+                                                       + make_interval(secs => bucket_seconds),
+                                                       %(end)s)
+                                                 - greatest(bucket_start, %(start)s)), 0)
+                     / bucket_seconds
+           END AS inside,
+           bucket_start - %(slack)s < %(start)s
+               OR bucket_start + make_interval(secs => bucket_seconds) + %(slack)s > %(end)s AS cut
+    FROM {request_metrics}
+    WHERE bucket_start >= %(start)s - make_interval(secs => %(longest)s)
+      AND bucket_start - %(slack)s < %(end)s
+      AND bucket_start + make_interval(secs => bucket_seconds) + %(slack)s > %(start)s
+      AND (%(operation)s::text IS NULL OR operation = %(operation)s::text)
+{of_target}), t AS (
+    SELECT g, count(*) FILTER (WHERE inside > 0) AS buckets,
+           round(coalesce(sum(requests * inside), 0))::bigint AS requests,
+           coalesce(sum(errors) FILTER (WHERE inside > 0), 0)::bigint AS errors,
+           coalesce(sum(cache_hits) FILTER (WHERE inside > 0), 0)::bigint AS cache_hits,
+           coalesce(sum(cache_misses) FILTER (WHERE inside > 0), 0)::bigint AS cache_misses,
+           max(latency_p95_ms) FILTER (WHERE requests > 0 AND inside > 0) AS p95_ms_max,
+           coalesce(sum(requests) FILTER (WHERE inside > 0), 0)::bigint AS bucket_requests,
+           coalesce(sum(requests) FILTER (WHERE NOT cut), 0)::bigint AS requests_low,
+           coalesce(sum(requests), 0)::bigint AS requests_high,
+           count(*) FILTER (WHERE cut AND requests > 0) AS edge_buckets,
+           max(bucket_seconds) FILTER (WHERE cut AND requests > 0)::float8 AS edge_bucket_seconds,
+           count(*) FILTER (WHERE inside > 0 AND requests > 0 AND latency_histogram IS NULL)
+               AS histogram_missing,
+           coalesce(array_agg(latency_p95_ms) FILTER (WHERE inside > 0 AND requests > 0
+                                                      AND latency_p95_ms IS NOT NULL),
+                    '{{}}') AS p95s,
+           coalesce(array_agg(requests) FILTER (WHERE inside > 0 AND requests > 0
+                                                AND latency_p95_ms IS NOT NULL),
+                    '{{}}') AS p95_requests,
+           round(sum(queries * inside))::bigint AS queries,
+           sum(queries) FILTER (WHERE NOT cut)::bigint AS queries_low,
+           sum(queries)::bigint AS queries_high,
+           count(*) FILTER (WHERE inside > 0 AND queries IS NULL) AS uncounted_buckets,
+           coalesce(sum(requests) FILTER (WHERE inside > 0 AND latency_histogram IS NOT NULL),
+                    0)::bigint AS histogram_requests,
+           count(*) FILTER (WHERE inside > 0 AND errors > requests) AS impossible_buckets
+    FROM m GROUP BY g
+), h AS (
+    SELECT g, array_agg(c ORDER BY i) AS latency_histogram
+    FROM (SELECT g, u.i, sum(u.c)::bigint AS c
+          FROM m CROSS JOIN LATERAL unnest(m.latency_histogram) WITH ORDINALITY AS u(c, i)
+          WHERE inside > 0 GROUP BY g, u.i) merged
+    GROUP BY g
+)
+SELECT t.*, h.latency_histogram FROM t LEFT JOIN h ON h.g IS NOT DISTINCT FROM t.g
+ORDER BY t.g NULLS FIRST"""
 # From revision 0005 an application may write its metrics to a central repository, naming its
 # target; rows without one are the database's own.
 OF_TARGET = "  AND (target IS NULL OR target = %(target)s::text)\n"
-_PER_VARIANT = {
-    "group": "variant, ",
-    "columns": """,
-       sum(queries)::bigint AS queries,
-       count(*) FILTER (WHERE queries IS NULL) AS uncounted_buckets""",
-    "group_by": "GROUP BY variant\nORDER BY variant NULLS FIRST\n",
-}
 
 
 def request_totals_sql(layout: Layout = HEAD_LAYOUT, *, per_variant: bool = False) -> sql.Composed:
     """The request totals of a window (*per_variant*: a row per variant), of the target where
     *layout*'s ``request_metrics`` names targets."""
-    parts = _PER_VARIANT if per_variant else dict.fromkeys(_PER_VARIANT, "")
     of_target = OF_TARGET if layout.has(monitoring.REQUEST_METRICS, "target") else ""
+    has = functools.partial(layout.has, monitoring.REQUEST_METRICS)
     return sql.SQL(_REQUEST_TOTALS).format(
         marker=sql.SQL(SQL_MARKER),
+        group_key=sql.SQL("variant" if per_variant else "NULL::text"),
+        histogram=sql.SQL("latency_histogram" if has("latency_histogram") else "NULL::int[]"),
+        queries=sql.SQL("queries" if has("queries") else "NULL::bigint"),
         request_metrics=_table(monitoring.REQUEST_METRICS),
         of_target=sql.SQL(of_target),
-        **{name: sql.SQL(text) for name, text in parts.items()},
     )
 
 
-REQUEST_TOTALS_SQL = request_totals_sql()
+def _totals_params(
+    start: datetime, end: datetime, operation: str | None, target: str | None
+) -> dict[str, Any]:
+    return {"start": start, "end": end, "operation": operation, "target": target,
+            "slack": timedelta(seconds=EDGE_SLACK_SECONDS), "longest": LONGEST_BUCKET_SECONDS}  # fmt: skip
+
+
+def _totals(row: dict[str, Any]) -> dict[str, Any]:
+    """``RequestTotals``' fields from a row of ``_REQUEST_TOTALS``."""
+    exact = not row["edge_buckets"]
+    counted = not row["uncounted_buckets"]
+    return {
+        "buckets": row["buckets"], "requests": row["requests"], "errors": row["errors"],
+        "cache_hits": row["cache_hits"], "cache_misses": row["cache_misses"],
+        "p95_ms_max": row["p95_ms_max"],
+        "bucket_requests": row["bucket_requests"],
+        "requests_low": None if exact else row["requests_low"],
+        "requests_high": None if exact else row["requests_high"],
+        "edge_buckets": row["edge_buckets"], "edge_bucket_seconds": row["edge_bucket_seconds"],
+        "p95": latency.histogram_percentile(row["latency_histogram"] or (), 0.95)
+        if not row["histogram_missing"]
+        else latency.weighted_percentile(row["p95s"], row["p95_requests"], 0.95),
+        "queries": row["queries"] if counted else None,
+        "uncounted_buckets": row["uncounted_buckets"],
+        "queries_low": None if exact or not counted else row["queries_low"],
+        "queries_high": None if exact or not counted else row["queries_high"],
+        "histogram_requests": row["histogram_requests"],
+        "histogram_count": sum(row["latency_histogram"] or ()),
+        "impossible_buckets": row["impossible_buckets"],
+    }  # fmt: skip
+
+
+NO_REQUESTS = RequestTotals(0, 0, 0, 0, 0, None)
 
 
 def load_request_totals(
@@ -341,24 +519,21 @@ def load_request_totals(
     target: str | None = None,
     layout: Layout = HEAD_LAYOUT,
 ) -> RequestTotals:
-    """Sum ``request_metrics`` buckets with bucket_start >= *start* and bucket end <= *end*
-    (the target's, and those that name none)."""
-    params = {"start": start, "end": end, "operation": operation, "target": target}
-    with conn.cursor(row_factory=class_row(RequestTotals)) as cur:
-        row = cur.execute(request_totals_sql(layout), params).fetchone()
-    assert row is not None
-    return row
+    """The request metrics of the window [*start*, *end*] (the target's, and those that name
+    none): see ``RequestTotals``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            request_totals_sql(layout), _totals_params(start, end, operation, target)
+        ).fetchone()
+    return NO_REQUESTS if row is None else RequestTotals(**_totals(row))
 
 
 @dataclass(frozen=True)
 class VariantTotals(RequestTotals):
-    """``RequestTotals`` of one variant (the code path that served the requests; None: rows
-    that name none), with the statements the application counted for them: ``queries`` is the
-    sum over the buckets that count them, ``uncounted_buckets`` how many do not (NULL)."""
+    """``RequestTotals`` of one variant: the code path that served the requests (None: rows
+    that name none)."""
 
     variant: str | None
-    queries: int | None
-    uncounted_buckets: int
 
 
 def load_variant_totals(
@@ -370,8 +545,8 @@ def load_variant_totals(
     target: str | None = None,
     layout: Layout = HEAD_LAYOUT,
 ) -> dict[str | None, VariantTotals]:
-    """``request_metrics`` of the buckets inside [*start*, *end*] (the target's, and those that
-    name none), summed per variant.
+    """The request metrics of the window [*start*, *end*] (the target's, and those that name
+    none), per variant.
 
     Raises ``PrerequisiteMissing`` when the table has no ``variant`` column (a revision before
     the one that adds it).
@@ -381,10 +556,10 @@ def load_variant_totals(
             f"{monitoring.monitoring_table(monitoring.REQUEST_METRICS)} has no variant column "
             "at this database's revision: run alembic upgrade head"
         )
-    params = {"start": start, "end": end, "operation": operation, "target": target}
-    with conn.cursor(row_factory=class_row(VariantTotals)) as cur:
-        rows = cur.execute(request_totals_sql(layout, per_variant=True), params).fetchall()
-    return {row.variant: row for row in rows}
+    query = request_totals_sql(layout, per_variant=True)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, _totals_params(start, end, operation, target)).fetchall()
+    return {row["g"]: VariantTotals(**_totals(row), variant=row["g"]) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -393,7 +568,8 @@ class WindowBounds:
     before any statistics row is loaded (what ``stats.sql_sums`` sums in the database).
 
     A window given by time also carries the times asked, why it cannot be trusted when its
-    samples do not cover it (``problems``), and ``notes`` (rolled-up samples).
+    samples do not cover it (``problems``), and ``notes`` (rolled-up samples). ``inside``: the
+    headers of the samples between its two (``collect``'s), whose settings are judged too.
     """
 
     ref: WindowRef
@@ -403,6 +579,7 @@ class WindowBounds:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     asked: tuple[datetime | None, datetime | None] = (None, None)
+    inside: tuple[SnapshotHeader, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -421,17 +598,18 @@ class Window:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     asked: tuple[datetime | None, datetime | None] = (None, None)
+    inside: tuple[SnapshotHeader, ...] = ()
 
     @classmethod
     def of(cls, bounds: WindowBounds, start: Snapshot, end: Snapshot) -> Window:
         """*bounds* with its two samples' states loaded."""
         return cls(bounds.ref, start, end, bounds.request_totals, bounds.problems, bounds.notes,
-                   bounds.asked)  # fmt: skip
+                   bounds.asked, bounds.inside)  # fmt: skip
 
     @property
     def bounds(self) -> WindowBounds:
         return WindowBounds(self.ref, self.start.header, self.end.header, self.request_totals,
-                            self.problems, self.notes, self.asked)  # fmt: skip
+                            self.problems, self.notes, self.asked, self.inside)  # fmt: skip
 
     @property
     def seconds(self) -> float:
@@ -512,18 +690,36 @@ def _span(seconds: float) -> str:
     )
 
 
+# A window by time is trusted only when its samples span this share of the time asked.
+MIN_COVERAGE = 0.90
+
+
 def coverage(
-    headers: Sequence[SnapshotHeader], asked: tuple[datetime | None, datetime | None]
+    headers: Sequence[SnapshotHeader],
+    asked: tuple[datetime | None, datetime | None],
+    min_coverage: float = MIN_COVERAGE,
 ) -> tuple[list[str], list[str]]:
     """Why a window by time cannot be trusted, and its notes, from the samples inside it
     (*headers*, in time order, its two ends first and last) and the times asked.
 
-    The collection interval is the largest among the window's collected samples (a rolled-up
-    sample stands for its period); an end farther than twice that from the time asked, or two
-    samples farther apart, leaves statements unaccounted for at those moments.
+    Its two samples must span *min_coverage* of the time asked (an end given as a label asks
+    its sample's time): a window answered by samples covering a few seconds of ten minutes says
+    nothing of the rest. The collection interval is the largest among the window's collected
+    samples (a rolled-up sample stands for its period); an end farther than twice that from the
+    time asked, or two samples farther apart, leaves statements unaccounted for at those moments.
     """
     problems: list[str] = []
     notes: list[str] = []
+    first, last = headers[0], headers[-1]
+    asked_from, asked_to = asked[0] or first.taken_at, asked[1] or last.taken_at
+    length = (asked_to - asked_from).total_seconds()
+    spanned = (last.taken_at - first.taken_at).total_seconds()
+    if length > 0 and spanned < min_coverage * length:
+        problems.append(
+            f"its samples cover {spanned / length:.1%} of it ({_span(spanned)} of {_span(length)}, "
+            f"from {_clock(first.taken_at)} to {_clock(last.taken_at)} UTC; at least "
+            f"{min_coverage:.0%} needed): what happened in the rest was not observed"
+        )
     intervals = [h.interval_seconds for h in headers if h.interval_seconds]
     rolled = [h for h in headers if h.rollup_seconds]
     if not intervals:
@@ -534,7 +730,6 @@ def coverage(
     def allowed(header: SnapshotHeader) -> float:
         return 2 * max(interval, header.rollup_seconds or 0.0)
 
-    first, last = headers[0], headers[-1]
     if asked[0] is not None and (first.taken_at - asked[0]).total_seconds() > allowed(first):
         problems.append(
             f"no sample at the start: the first inside the window is {_span((first.taken_at - asked[0]).total_seconds())} "
@@ -579,11 +774,13 @@ def resolve_windows(
     *,
     operation: str | None = None,
     target: str | None = None,
+    min_coverage: float = MIN_COVERAGE,
 ) -> ResolvedWindows:
     """Resolve the windows *refs* of *target* (``resolve_target``: by default the repository's
-    only one) to their samples' headers and request totals, loading no statistics row. Raises
-    ``UsageError`` for unknown labels, an end before its start, or no two samples between two
-    times."""
+    only one) to their samples' headers (the samples inside each too) and request totals,
+    loading no statistics row; a window by time whose samples span less than *min_coverage* of
+    it is untrusted (``coverage``). Raises ``UsageError`` for unknown labels, an end before its
+    start, or no two samples between two times."""
     with translated_errors("loading snapshots"):
         layout = read_layout(conn)
         if not layout.has(monitoring.SNAPSHOTS):
@@ -601,14 +798,15 @@ def resolve_windows(
             start, end, asked = _resolved(conn, ref, chosen, layout, by_label)
             problems: list[str] = []
             notes: list[str] = []
+            span = headers_between(conn, start.taken_at, end.taken_at, layout, chosen)
+            inside = tuple(h for h in span if h.id not in (start.id, end.id))
             if ref.by_time:
-                span = headers_between(conn, start.taken_at, end.taken_at, layout, chosen)
-                problems, notes = coverage(span, asked)
+                problems, notes = coverage([start, *inside, end], asked, min_coverage)
             totals = load_request_totals(
                 conn, start.taken_at, end.taken_at, operation, target=chosen, layout=layout
             )
             found.append(
-                WindowBounds(ref, start, end, totals, tuple(problems), tuple(notes), asked)
+                WindowBounds(ref, start, end, totals, tuple(problems), tuple(notes), asked, inside)
             )
             log.info(
                 "window %s: samples at %s and %s UTC, %d requests in the metrics",
@@ -623,10 +821,14 @@ def load_windows(
     *,
     operation: str | None = None,
     target: str | None = None,
+    min_coverage: float = MIN_COVERAGE,
 ) -> list[Window]:
     """The windows *refs* of *target* (``resolve_windows``), with their samples' states loaded
     whole."""
-    return loaded_windows(conn, resolve_windows(conn, refs, operation=operation, target=target))
+    resolved = resolve_windows(
+        conn, refs, operation=operation, target=target, min_coverage=min_coverage
+    )
+    return loaded_windows(conn, resolved)
 
 
 def loaded_windows(conn: psycopg.Connection[Any], resolved: ResolvedWindows) -> list[Window]:

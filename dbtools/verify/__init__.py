@@ -33,7 +33,7 @@ from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, U
 from dbtools.findings import FAILING, Finding, Rule, check_names, run_rules
 from dbtools.output import json_document
 from dbtools.stats.measures import (
-    RATIO_DEFINITIONS,
+    FIGURE_DEFINITIONS,
     Scope,
     WindowMeasures,
     measure,
@@ -128,7 +128,7 @@ class VerifyResult(Judged):
                 "query_reduction": self.reduction,
                 "thresholds": self.thresholds.as_dict(),
                 "findings": [finding.as_dict() for finding in self.findings],
-                "definitions": dict(RATIO_DEFINITIONS),
+                "definitions": dict(FIGURE_DEFINITIONS),
             },
         )
 
@@ -147,10 +147,13 @@ def evaluate(
     """Judge two windows (loaded, or their figures already measured) and the live state (pure:
     no database access)."""
     refuse_unknown_checks(thresholds)
+    mismatch = reconcile_tolerance(thresholds, scope, operation)
     before, after = (
-        w if isinstance(w, WindowMeasures) else measure_window(w, scope)
+        w if isinstance(w, WindowMeasures)
+        else measure_window(w, scope, edge_tolerance=thresholds.request_edge_tolerance,
+                            max_mismatch=mismatch)
         for w in (baseline, candidate)
-    )
+    )  # fmt: skip
     comparison = []
     if (before.database_oid, before.database_name) != (after.database_oid, after.database_name):
         comparison.append(
@@ -171,6 +174,17 @@ def evaluate(
         operation=operation,
         mode=mode,
     )
+
+
+def reconcile_tolerance(
+    thresholds: Thresholds, scope: Scope, operation: str | None
+) -> float | None:
+    """How far the application's own count of its statements may lie from pg_stat_statements'
+    in a window (``canary_max_mismatch``); None when they cannot be compared: the statements
+    narrowed to tables, or the requests to one operation (its count covers its own only)."""
+    if scope.tables or operation is not None:
+        return None
+    return thresholds.canary_max_mismatch
 
 
 def refuse_unknown_checks(thresholds: Thresholds) -> None:
@@ -251,9 +265,10 @@ def verify(
     with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        resolved = resolve_windows(samples, refs, operation=operation, target=target)
+        resolved = resolve_windows(samples, refs, operation=operation, target=target,
+                                   min_coverage=thresholds.min_window_coverage)  # fmt: skip
         refuse_overlap(*resolved.bounds)
-        before, after = _measures(conn, samples, resolved, scope, live)
+        before, after = _measures(conn, samples, resolved, scope, live, thresholds, operation)
     mode: Mode = "after-rollback" if after_rollback else "rollout"
     return evaluate(before, after, live, scope=scope, thresholds=thresholds,
                     operation=operation, mode=mode)  # fmt: skip
@@ -267,25 +282,34 @@ def window_measures(
     operation: str | None = None,
     target: str | None = None,
     store: str | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> WindowMeasures:
     """The figures of one window (``W``, ``A..B``, ``last:10m``) of *target*, and why it cannot
-    be trusted when it cannot (a deploy's preflight asks this of its baseline). Raises as
-    ``verify`` does."""
+    be trusted when it cannot (a deploy's preflight asks this of its baseline), judged with
+    *thresholds*' tolerances. Raises as ``verify`` does."""
     with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
         resolved = resolve_windows(samples, [parse_window(window)], operation=operation,
-                                   target=target)  # fmt: skip
-        (measures,) = _measures(conn, samples, resolved, scope, live)
+                                   target=target,
+                                   min_coverage=thresholds.min_window_coverage)  # fmt: skip
+        (measures,) = _measures(conn, samples, resolved, scope, live, thresholds, operation)
     return measures
 
 
 def _measures(
-    conn: Any, samples: Any, resolved: ResolvedWindows, scope: Scope, live: LiveState
+    conn: Any,
+    samples: Any,
+    resolved: ResolvedWindows,
+    scope: Scope,
+    live: LiveState,
+    thresholds: Thresholds,
+    operation: str | None,
 ) -> list[WindowMeasures]:
     """The figures of each of the *resolved* windows over *scope*: summed in the database where
-    it holds compact samples, else from the samples' states. Refuses (``UsageError``) roles in
-    *scope* that neither the server nor any window knows."""
+    it holds compact samples, else from the samples' states; requests prorated at the edges and
+    the application's count reconciled within *thresholds*' tolerances. Refuses
+    (``UsageError``) roles in *scope* that neither the server nor any window knows."""
     known = frozenset[str]()
     if scope.roles:
         with translated_errors("reading the roles"):
@@ -304,4 +328,9 @@ def _measures(
             sums = [sum_deltas(w, scope) for w in windows]
             known |= statement_roles(windows)
     refuse_unknown_roles(scope.roles, known, windows=len(resolved.bounds))
-    return [measure(b, s, scope) for b, s in zip(resolved.bounds, sums, strict=True)]
+    mismatch = reconcile_tolerance(thresholds, scope, operation)
+    return [
+        measure(b, s, scope, edge_tolerance=thresholds.request_edge_tolerance,
+                max_mismatch=mismatch)
+        for b, s in zip(resolved.bounds, sums, strict=True)
+    ]  # fmt: skip

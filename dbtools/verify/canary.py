@@ -6,11 +6,24 @@ Here the window's requests come from the request metrics per variant, and its st
 attributed to the variants one of two ways, named in the output:
 
 * ``role``: each variant runs as its own database role; pg_stat_statements keys its entries by
-  role, so the split is the database's own;
+  role, so the split is the database's own. A role is only the variant's when its statements
+  are: where the application counts each variant's statements (``request_metrics.queries``),
+  each role's count must match its variant's within ``canary_max_mismatch`` (two variants
+  sharing one role, or a role that ran far less than its variant sent, are untrusted); a role
+  whose statements read no block of any table (health checks, ``SET``) did none of the
+  variant's work (untrusted); one that ran fewer than ``canary_min_statements`` is too little to
+  judge (no data);
 * ``app``: the application's own count of the statements it sent (``request_metrics.queries``,
   ``dbtools.metrics``), trusted only when its sum over the window matches the pg_stat_statements
   delta of the application's statements within ``canary_max_mismatch``; otherwise the window is
   untrusted and the output says by how much they differ.
+
+Requests and the application's counts come from the buckets the window overlaps, prorated at
+its ends (``stats.windows.RequestTotals``): a variant whose queries per request the cut buckets
+could move by more than ``request_edge_tolerance`` is untrusted. With the share asked of the
+candidate (``rollout --traffic``, ``--traffic``), its measured share of the two variants'
+requests must lie in the ``canary_share_confidence`` interval for that many requests routed
+independently (``traffic_share``): a share outside it is named, and fails.
 
 A variant with fewer requests than ``canary_min_requests`` is "too few requests": every check
 resting on its figures says ``no data``, never pass. The query reduction is the candidate
@@ -23,24 +36,29 @@ the migrations create are judged as ``verify`` judges them.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
 from dbtools.db.connection import repository, session, translated_errors
 from dbtools.errors import UsageError
-from dbtools.findings import Finding, Rule, rule, run_rules
+from dbtools.findings import Finding, Rule, Status, rule, run_rules
 from dbtools.output import json_document, percent
 from dbtools.stats.legacy import read_layout
 from dbtools.stats.measures import (
+    FIGURE_DEFINITIONS,
     P95_NAME,
-    RATIO_DEFINITIONS,
+    Reconciliation,
     Scope,
     WindowMeasures,
     count_statements,
+    edge_problem,
     hit_ratio,
     measure_window,
+    p95_text,
     per_request,
     ratio,
 )
@@ -100,8 +118,12 @@ class CanarySpec:
     candidate_variant: str
     attribution: Attribution
     variant_roles: Mapping[str, str] = field(default_factory=dict)
+    traffic: float | None = None  # the candidate's share asked, in percent (None: not asked)
 
     def __post_init__(self) -> None:
+        if self.traffic is not None and not 0 < self.traffic < 100:
+            raise UsageError(f"--traffic is the candidate's share in percent, above 0 and below "
+                             f"100 for a canary, not {self.traffic:g}")  # fmt: skip
         variants = (self.baseline_variant, self.candidate_variant)
         if not all(v.strip() for v in variants):
             raise UsageError("a canary needs --baseline-variant and --candidate-variant")
@@ -163,13 +185,22 @@ class VariantMeasures:
     queries_per_request: float | None
     query_rate: float | None
     app_cache_hit_ratio: float | None
-    p95_ms: float | None
+    p95_ms: float | None  # measures.P95_NAME: from the variant's merged histograms
     error_rate: float | None
     min_requests: int
+    p95_estimated: bool = False
+    p95_worst_second_ms: float | None = None
+    # Why the variant's queries per request cannot be trusted to the edge tolerance (None: can).
+    misaligned: str | None = None
+    blocks_read: int | None = None  # role: the shared blocks its role's statements read
 
     @property
     def too_few(self) -> bool:
         return self.requests < self.min_requests
+
+    @property
+    def p95_text(self) -> str:
+        return p95_text(self.p95_ms, self.p95_estimated)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -185,46 +216,10 @@ class VariantMeasures:
             "query_rate": self.query_rate,
             "app_cache_hit_ratio": self.app_cache_hit_ratio,
             "p95_ms": self.p95_ms,
+            "p95_estimated": self.p95_estimated,
+            "p95_worst_second_ms": self.p95_worst_second_ms,
+            "misaligned": self.misaligned,
             "error_rate": self.error_rate,
-        }
-
-
-@dataclass(frozen=True)
-class Reconciliation:
-    """The application's count of its statements against pg_stat_statements' (``app``)."""
-
-    application: int | None  # None: some bucket did not count them
-    database: int
-    tolerance: float
-    uncounted_buckets: int = 0
-
-    @property
-    def difference(self) -> int | None:
-        """How many more statements the database counted than the application."""
-        return None if self.application is None else self.database - self.application
-
-    @property
-    def relative(self) -> float | None:
-        """|difference| / the database's count (1.0 when the database counted none)."""
-        if self.difference is None:
-            return None
-        return (
-            abs(self.difference) / self.database if self.database else float(bool(self.difference))
-        )
-
-    @property
-    def matches(self) -> bool:
-        return self.relative is not None and self.relative <= self.tolerance
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "application": self.application,
-            "database": self.database,
-            "difference": self.difference,
-            "relative_difference": self.relative,
-            "tolerance": self.tolerance,
-            "uncounted_buckets": self.uncounted_buckets,
-            "matches": self.matches,
         }
 
 
@@ -236,11 +231,20 @@ def _measure_variant(
     *,
     window_requests: int,
     seconds: float,
-    min_requests: int,
+    thresholds: Thresholds,
+    blocks_read: int | None = None,
 ) -> VariantMeasures:
     requests = totals.requests if totals else 0
-    has_metrics = totals is not None and totals.requests > 0
+    has_metrics = totals is not None and totals.whole_requests > 0
     reported = totals.queries if totals and not totals.uncounted_buckets else None
+    p95 = totals.p95 if totals and has_metrics else None
+    misaligned = None
+    if totals is not None and requests:
+        # The application's own counts are prorated as its requests are; pg_stat_statements'
+        # (by role) are exact.
+        bound = totals.queries_edge_error if role is None else totals.edge_error
+        misaligned = edge_problem(totals, seconds, thresholds.request_edge_tolerance,
+                                  subject=f"{name}'s", bound=bound)  # fmt: skip
     return VariantMeasures(
         variant=name,
         role=role,
@@ -252,9 +256,13 @@ def _measure_variant(
         queries_per_request=per_request(queries, requests) if queries is not None else None,
         query_rate=ratio(queries, seconds) if queries is not None else None,
         app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses) if totals else None,
-        p95_ms=totals.p95_ms_max if totals and has_metrics else None,
-        error_rate=ratio(totals.errors, totals.requests) if totals and has_metrics else None,
-        min_requests=min_requests,
+        p95_ms=p95.value_ms if p95 else None,
+        error_rate=ratio(totals.errors, totals.whole_requests) if totals and has_metrics else None,
+        min_requests=int(thresholds.canary_min_requests),
+        p95_estimated=bool(p95 and p95.estimated),
+        p95_worst_second_ms=totals.p95_ms_max if totals and has_metrics else None,
+        misaligned=misaligned,
+        blocks_read=blocks_read,
     )
 
 
@@ -274,6 +282,8 @@ class CanaryEvidence:
     reconciliation: Reconciliation | None = None  # app
     role_queries: Mapping[str, int] = field(default_factory=dict)  # role: statements in scope
     variants_seen: tuple[str, ...] = ()  # the variants the window's request metrics name
+    # role: each variant's role's statements against the application's count of the variant's
+    role_reconciliations: Mapping[str, Reconciliation] = field(default_factory=dict)
 
     @property
     def variants(self) -> tuple[VariantMeasures, VariantMeasures]:
@@ -284,7 +294,41 @@ class CanaryEvidence:
         """Whether the statements' split between the variants can be trusted."""
         if self.spec.attribution == "app":
             return self.reconciliation is not None and self.reconciliation.matches
-        return all(v.queries or not v.requests for v in self.variants)
+        return not any(
+            status == "untrusted" for v in self.variants for status, _, _ in [self.role_check(v)]
+        )
+
+    def role_check(self, v: VariantMeasures) -> tuple[Status, str, str | None]:
+        """Whether *v*'s role ran *v*'s statements (``--attribute role``): a status, a message
+        and a fix."""
+        ran = f"role {v.role} ran {v.queries or 0:,} statements"
+        if not v.requests:
+            return "pass", f"{ran} (no requests of {v.variant})", None
+        if not v.queries:
+            return ("untrusted", f"{v.requests:,} requests, but role {v.role} ran no statement in "
+                    "the window", f"check that the {v.variant} code path connects as {v.role}")  # fmt: skip
+        counted = self.role_reconciliations.get(v.variant)
+        if counted is not None and counted.application is not None and not counted.matches:
+            assert counted.difference is not None and counted.relative is not None
+            side = "fewer" if counted.difference < 0 else "more"
+            return (
+                "untrusted",
+                f"{ran}; the application counted {counted.application:,} for {v.variant}: "
+                f"{abs(counted.difference):,} {side} ({percent(counted.relative)}, tolerance "
+                f"{percent(counted.tolerance)}): the role's statements are not the variant's",
+                f"give each code path a role of its own (check which role {v.variant} connects "
+                "as)",
+            )  # fmt: skip
+        if v.blocks_read == 0:
+            return ("untrusted", f"{ran}, none of which read a block of any table (health "
+                    f"checks, SET, SHOW…): not {v.variant}'s work",
+                    f"check that the {v.variant} code path connects as {v.role}")  # fmt: skip
+        least = int(self.thresholds.canary_min_statements)
+        if v.queries < least:
+            return ("no data", f"too few statements: {ran}, fewer than {least:,}", None)
+        agreed = (f"; the application counted {counted.application:,}"
+                  if counted is not None and counted.application is not None else "")  # fmt: skip
+        return "pass", f"{ran}{agreed}", None
 
 
 @rule("window")
@@ -303,15 +347,8 @@ def attribution(e: CanaryEvidence) -> list[Finding]:
     if e.spec.attribution == "role":
         findings = []
         for v in e.variants:
-            if v.queries or not v.requests:
-                findings.append(Finding("attribution", "pass", v.variant,
-                                        f"{v.queries or 0:,} statements run as role {v.role}"))  # fmt: skip
-            else:
-                findings.append(Finding(
-                    "attribution", "untrusted", v.variant,
-                    f"{v.requests:,} requests, but role {v.role} ran no statement in the window",
-                    fix=f"check that the {v.variant} code path connects as {v.role}",
-                ))  # fmt: skip
+            status, message, fix = e.role_check(v)
+            findings.append(Finding("attribution", status, v.variant, message, fix=fix or ""))
         return findings
     r = e.reconciliation
     assert r is not None
@@ -366,12 +403,56 @@ def _blocked(e: CanaryEvidence, check: str, subject: str, *variants: VariantMeas
     if statements and not e.attributed:
         return [Finding(check, "untrusted", subject,
                         "the statements cannot be attributed to the variants")]  # fmt: skip
+    misaligned = [v for v in variants if v.misaligned] if statements else []
+    if misaligned:
+        return [Finding(check, "untrusted", subject, misaligned[0].misaligned or "")]
     few = [v for v in variants if v.too_few]
     if few:
         return [Finding(check, "no data", subject,
                         f"too few requests: {few[0].variant} has {few[0].requests:,}, fewer "
                         f"than {few[0].min_requests:,}")]  # fmt: skip
+    if statements and e.spec.attribution == "role":
+        thin = [(v, m) for v in variants for s, m, _ in [e.role_check(v)] if s == "no data"]
+        if thin:
+            return [Finding(check, "no data", subject, f"{thin[0][0].variant}: {thin[0][1]}")]
     return None
+
+
+def share_interval(asked: float, requests: int, confidence: float) -> tuple[float, float]:
+    """The shares of *requests* a candidate asked to serve the share *asked* (a fraction) may
+    show with probability *confidence*, each request routed independently: the normal
+    approximation of the binomial, with a continuity correction of half a request."""
+    z = NormalDist().inv_cdf(0.5 + min(confidence, 1 - 1e-12) / 2)
+    half = z * math.sqrt(asked * (1 - asked) / requests) + 0.5 / requests
+    return max(0.0, asked - half), min(1.0, asked + half)
+
+
+@rule("traffic_share")
+def traffic_share(e: CanaryEvidence) -> list[Finding]:
+    """The candidate's share of the two variants' requests against the share asked (when
+    asked): outside the interval for that many requests, the traffic is not routed as asked."""
+    if e.spec.traffic is None:
+        return []
+    c, asked = e.candidate, e.spec.traffic / 100
+    requests = e.baseline.requests + c.requests
+    subject = f"share of {c.variant}"
+    if not requests:
+        return [Finding("traffic_share", "no data", subject,
+                        f"no requests of {e.baseline.variant} or {c.variant} in the window")]  # fmt: skip
+    share = c.requests / requests
+    low, high = share_interval(asked, requests, e.thresholds.canary_share_confidence)
+    figures = (f"{c.variant} served {percent(share, 1)} of {requests:,} requests; "
+               f"{e.spec.traffic:g}% was asked (rollout --traffic)")  # fmt: skip
+    interval = (f"{percent(low, 1)} to {percent(high, 1)}, the "
+                f"{percent(e.thresholds.canary_share_confidence, 1)} interval for that many "
+                "requests routed independently")  # fmt: skip
+    if low <= share <= high:
+        return [Finding("traffic_share", "pass", subject, f"{figures}: within {interval}",
+                        share, asked)]  # fmt: skip
+    return [Finding("traffic_share", "fail", subject, f"{figures}: outside {interval}",
+                    share, asked,
+                    fix="check the traffic routing: the canary's figures are not those of the "
+                    "split asked")]  # fmt: skip
 
 
 @rule("query_reduction")
@@ -411,12 +492,12 @@ def canary_cache_hit_ratio(e: CanaryEvidence) -> list[Finding]:
 
 @rule("p95_latency")
 def canary_p95_latency(e: CanaryEvidence) -> list[Finding]:
-    """The candidate variant's p95 latency (the highest of its buckets')."""
+    """The candidate variant's p95 latency (from its buckets' merged histograms)."""
     c = e.candidate
     return _candidate_metric(e, "p95_latency", P95_NAME) or judge_p95_latency(
         c.p95_ms, e.thresholds,
         missing=f"no latency of {c.variant} in the window's request metrics",
-        subject=_of_candidate(e, P95_NAME),
+        subject=_of_candidate(e, P95_NAME), estimated=c.p95_estimated,
     )  # fmt: skip
 
 
@@ -444,6 +525,7 @@ CANARY_RULES: tuple[Rule[CanaryEvidence], ...] = (
     canary_window,
     attribution,
     variant_requests,
+    traffic_share,
     canary_query_reduction,
     canary_cache_hit_ratio,
     canary_p95_latency,
@@ -477,6 +559,7 @@ class CanaryResult(Judged):
     role_queries: Mapping[str, int] = field(default_factory=dict)
     other_variants: Mapping[str, int] = field(default_factory=dict)  # name: requests
     reported_queries: int | None = None  # every variant's, as the application counted them
+    role_reconciliations: Mapping[str, Reconciliation] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
     scope: Scope = field(default_factory=Scope)
     operation: str | None = None
@@ -504,6 +587,10 @@ class CanaryResult(Judged):
                     "reconciliation": self.reconciliation.as_dict()
                     if self.reconciliation
                     else None,
+                    "role_reconciliations": {
+                        variant: r.as_dict() for variant, r in self.role_reconciliations.items()
+                    },
+                    "traffic_asked": self.spec.traffic,
                 },
                 "variants": {
                     "baseline": self.baseline.as_dict(),
@@ -514,7 +601,7 @@ class CanaryResult(Judged):
                 "query_reduction": self.reduction,
                 "thresholds": self.thresholds.as_dict(),
                 "findings": [finding.as_dict() for finding in self.findings],
-                "definitions": dict(RATIO_DEFINITIONS),
+                "definitions": dict(FIGURE_DEFINITIONS),
             },
         )
 
@@ -533,34 +620,45 @@ def evaluate_canary(
     state (pure: no database access)."""
     refuse_unknown_checks(thresholds)
     roles = frozenset(spec.variant_roles.values()) | scope.roles
-    whole = measure_window(window, Scope(roles, scope.tables) if scope.roles else scope)
+    whole = measure_window(window, Scope(roles, scope.tables) if scope.roles else scope,
+                           edge_tolerance=thresholds.request_edge_tolerance)  # fmt: skip
     rows = window.deltas.statements.rows
-    role_queries = {
-        role: count_statements(rows, Scope(frozenset({role}), scope.tables)).queries
+    role_counts = {
+        role: count_statements(rows, Scope(frozenset({role}), scope.tables))
         for role in spec.variant_roles.values()
     }
-    min_requests = int(thresholds.canary_min_requests)
+    role_queries = {role: counts.queries for role, counts in role_counts.items()}
     window_requests = sum(v.requests for v in variants.values())
 
     def measured(name: str) -> VariantMeasures:
         totals = variants.get(name)
         role = spec.role_of(name)
+        blocks = None
         if spec.attribution == "role":
             assert role is not None
             queries: int | None = role_queries[role]
+            blocks = role_counts[role].shared_blks_hit + role_counts[role].shared_blks_read
         else:
-            queries = totals.queries if totals and not totals.uncounted_buckets else None
+            queries = totals.queries if totals else None
         return _measure_variant(name, totals, queries, role, window_requests=window_requests,
-                                seconds=window.seconds, min_requests=min_requests)  # fmt: skip
+                                seconds=window.seconds, thresholds=thresholds,
+                                blocks_read=blocks)  # fmt: skip
 
     baseline, candidate = measured(spec.baseline_variant), measured(spec.candidate_variant)
+    role_reconciliations = {
+        v.variant: Reconciliation.of(totals, v.queries or 0, thresholds.canary_max_mismatch)
+        for v in (baseline, candidate)
+        if spec.attribution == "role" and v.reported_queries is not None
+        and (totals := variants.get(v.variant)) is not None
+    }  # fmt: skip
     uncounted = sum(v.uncounted_buckets for v in variants.values())
     reported = None if uncounted else sum(v.queries or 0 for v in variants.values())
     reconciliation = None
     if spec.attribution == "app":
         reconciliation = Reconciliation(
-            reported, whole.counts.queries, thresholds.canary_max_mismatch, uncounted
-        )
+            reported, whole.counts.queries, thresholds.canary_max_mismatch, uncounted,
+            sum(v.queries_slack for v in variants.values()),
+        )  # fmt: skip
     reduction = None
     before, after = baseline.queries_per_request, candidate.queries_per_request
     if before and after is not None:
@@ -568,6 +666,7 @@ def evaluate_canary(
     evidence = CanaryEvidence(
         whole, baseline, candidate, spec, reduction, thresholds, reconciliation, role_queries,
         tuple(sorted(str(name) for name in variants if name is not None)),
+        role_reconciliations,
     )  # fmt: skip
     log.info("judging the canary %s: %s against %s", window.ref, candidate.variant,
              baseline.variant)  # fmt: skip
@@ -592,6 +691,7 @@ def evaluate_canary(
             if name not in (spec.baseline_variant, spec.candidate_variant)
         },
         reported_queries=reported,
+        role_reconciliations=role_reconciliations,
         thresholds=thresholds,
         scope=scope,
         operation=operation,
@@ -621,7 +721,8 @@ def verify_canary(
     with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        (loaded,) = load_windows(samples, [ref], operation=operation, target=target)
+        (loaded,) = load_windows(samples, [ref], operation=operation, target=target,
+                                 min_coverage=thresholds.min_window_coverage)  # fmt: skip
         with translated_errors("reading the request metrics"):
             variants = load_variant_totals(
                 samples, loaded.start.header.taken_at, loaded.end.header.taken_at, operation,

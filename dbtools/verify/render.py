@@ -9,7 +9,14 @@ from tabulate import tabulate
 
 from dbtools.findings import Finding
 from dbtools.output import number, percent
-from dbtools.stats.measures import P95_NAME, RATIO_DEFINITIONS, WindowMeasures
+from dbtools.stats.measures import (
+    P95_DEFINITION,
+    P95_NAME,
+    RATIO_DEFINITIONS,
+    WORST_SECOND_DEFINITION,
+    WORST_SECOND_NAME,
+    WindowMeasures,
+)
 from dbtools.verify import VerifyResult
 from dbtools.verify.canary import CanaryResult, VariantMeasures
 
@@ -41,7 +48,7 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
         row("duration", lambda w: f"{w.seconds:.1f} s"),
         row("trusted", lambda w: "yes" if w.trusted else "NO"),
         row("requests", lambda w: "no data" if w.requests is None
-            else f"{w.requests:,} ({w.requests_source})"),
+            else f"{w.requests:,} ({w.requests_source}{_bounds(w)})"),
         row("queries (application)", lambda w: f"{w.counts.queries:,}"),
         row("distinct statements", lambda w: f"{w.counts.statements:,}"),
         row("queries per request", lambda w: _num(w.queries_per_request)),
@@ -55,9 +62,18 @@ def _measure_rows(b: WindowMeasures, c: WindowMeasures) -> list[list[str]]:
         row("buffer cache hit ratio (app statements)", lambda w: _pct(w.buffer_cache_hit_ratio)),
         row("index hit ratio (app indexes)", lambda w: _pct(w.index_hit_ratio)),
         row("app cache hit ratio (request metrics)", lambda w: _pct(w.app_cache_hit_ratio)),
-        row(P95_NAME, lambda w: _num(w.p95_ms, 1, " ms")),
+        row(P95_NAME, lambda w: w.p95_text),
+        row(WORST_SECOND_NAME, lambda w: _num(w.p95_worst_second_ms, 1, " ms")),
         row("error rate", lambda w: _pct(w.error_rate)),
     ]  # fmt: skip
+
+
+def _bounds(window: WindowMeasures) -> str:
+    """The requests' bounds when the window's ends cut request-metrics buckets."""
+    if window.requests_bounds is None:
+        return ""
+    low, high = window.requests_bounds
+    return f"; {low:,} to {high:,}: edges prorated"
 
 
 def _findings_table(findings: Sequence[Finding]) -> str:
@@ -97,6 +113,7 @@ def render_table(result: VerifyResult) -> str:
         *(f"{w.name}: {note}" for w in (result.baseline, result.candidate) for note in w.notes),
         f"query reduction: {_pct(result.reduction)}",
         *(f"{name.replace('_', ' ')}: {text}" for name, text in RATIO_DEFINITIONS.items()),
+        f"{P95_NAME}: {P95_DEFINITION}; {WORST_SECOND_NAME}: {WORST_SECOND_DEFINITION}",
         "",
         _findings_table(result.findings),
         "",
@@ -129,7 +146,9 @@ def _canary_rows(result: CanaryResult) -> list[list[str]]:
             lambda v: counted(v.reported_queries)),
         row("app cache hit ratio", _pct(w.app_cache_hit_ratio),
             lambda v: _pct(v.app_cache_hit_ratio)),
-        row(P95_NAME, _num(w.p95_ms, 1, " ms"), lambda v: _num(v.p95_ms, 1, " ms")),
+        row(P95_NAME, w.p95_text, lambda v: v.p95_text),
+        row(WORST_SECOND_NAME, _num(w.p95_worst_second_ms, 1, " ms"),
+            lambda v: _num(v.p95_worst_second_ms, 1, " ms")),
         row("error rate", _pct(w.error_rate), lambda v: _pct(v.error_rate)),
     ]  # fmt: skip
 

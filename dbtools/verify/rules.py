@@ -168,20 +168,25 @@ def judge_app_cache_hit_ratio(
 
 @rule("p95_latency")
 def p95_latency(e: Evidence) -> list[Finding]:
-    """The candidate window's p95 latency (``measures.P95_NAME``: the highest bucket p95)."""
+    """The candidate window's p95 latency (``measures.P95_NAME``: from its request-metrics
+    buckets' merged latency histograms)."""
     return judge_p95_latency(
         e.candidate.p95_ms, e.thresholds,
         missing="no latency in the candidate window's request metrics",
+        estimated=e.candidate.p95_estimated,
     )  # fmt: skip
 
 
 def judge_p95_latency(
-    value: float | None, t: Thresholds, *, missing: str, subject: str = ""
-) -> list[Finding]:
-    """*value* (ms) against the p95 thresholds."""
+    value: float | None, t: Thresholds, *, missing: str, subject: str = "",
+    estimated: bool = False,
+) -> list[Finding]:  # fmt: skip
+    """*value* (ms; *estimated*: from buckets without a histogram, said so) against the p95
+    thresholds."""
+    estimate = " (estimate)" if estimated else ""
     return _graded(
         "p95_latency", subject or P95_NAME, value, missing=missing,
-        show=lambda v, digits: f"{v:.{digits}f} ms", passing=f"< {t.max_p95_ms:g} ms",
+        show=lambda v, digits: f"{v:.{digits}f} ms{estimate}", passing=f"< {t.max_p95_ms:g} ms",
         grades=(
             ("rollback", lambda v: v > t.rollback_p95_ms,
              f"rollback above {t.rollback_p95_ms:g} ms"),
@@ -352,4 +357,4 @@ RULES: tuple[Rule[Evidence], ...] = (
 CHECK_NAMES: tuple[str, ...] = check_names(RULES)
 # The checks only a canary makes (``verify.canary``); one [verify] table configures every mode,
 # so ``skip`` may name any of them.
-CANARY_CHECKS: tuple[str, ...] = ("attribution", "variant_requests")
+CANARY_CHECKS: tuple[str, ...] = ("attribution", "variant_requests", "traffic_share")

@@ -19,6 +19,8 @@ from typing import Any
 
 from dbtools.config import layered_table
 from dbtools.errors import ConfigError
+from dbtools.stats.measures import EDGE_TOLERANCE
+from dbtools.stats.windows import MIN_COVERAGE
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,16 @@ class Thresholds:
     # may differ from pg_stat_statements' by this share at most
     canary_min_requests: int = 100
     canary_max_mismatch: float = 0.05
+    # --attribute role: a variant's role with fewer statements is "too few statements", never a
+    # pass; the candidate's share of the requests must lie in this confidence interval around
+    # the share asked (rollout --traffic, verify --canary --traffic)
+    canary_min_statements: int = 20
+    canary_share_confidence: float = 0.999
+    # what a window must be to be trusted: queries per request off by at most this much from
+    # request-metrics buckets its ends cut (relative); a window by time spanned by its samples
+    # for at least this share of its length
+    request_edge_tolerance: float = EDGE_TOLERANCE
+    min_window_coverage: float = MIN_COVERAGE
     # checks to leave out (reported as "skipped", never as "pass")
     skip: tuple[str, ...] = ()
 
@@ -76,8 +88,11 @@ _RATIOS = {
     "after_rollback_error_rate_tolerance",
     "after_rollback_p95_tolerance",
     "canary_max_mismatch",
+    "canary_share_confidence",
+    "request_edge_tolerance",
+    "min_window_coverage",
 }
-_COUNTS = {"canary_min_requests"}
+_COUNTS = {"canary_min_requests", "canary_min_statements"}
 # (lower, higher): the first must not exceed the second.
 _ORDER = (
     ("max_error_rate", "critical_error_rate"),

@@ -129,24 +129,6 @@ PER_REQUEST_STATEMENTS = (LOAD_TRIP, LOOKUP_OFFERS, UPSERT_OFFERS)
 BATCHED_STATEMENTS = (LOAD_TRIPS_BATCH, LOOKUP_OFFERS_BATCH, UPSERT_OFFERS)
 STATEMENTS_PER_ROUND_TRIP = 3
 
-# -- the application's request metrics -------------------------------------------------------
-
-RECORD_METRICS = Statement(
-    "record_metrics",
-    """INSERT /* flight_search:record_metrics */ INTO perf_monitoring.request_metrics
-    (bucket_start, bucket_seconds, operation, requests, errors, latency_p50_ms,
-     latency_p95_ms, latency_p99_ms, cache_hits, cache_misses, batches, batch_size_max)
-SELECT statement_timestamp() - make_interval(secs => m.age_s), %(bucket_seconds)b::int,
-       %(operation)b::text, m.requests, m.errors, m.p50, m.p95, m.p99, m.cache_hits,
-       m.cache_misses, m.batches, m.batch_size_max
-FROM unnest(%(age_s)b::float8[], %(requests)b::bigint[], %(errors)b::bigint[],
-            %(p50)b::float8[], %(p95)b::float8[], %(p99)b::float8[], %(cache_hits)b::bigint[],
-            %(cache_misses)b::bigint[], %(batches)b::bigint[], %(batch_size_max)b::bigint[])
-    AS m(age_s, requests, errors, p50, p95, p99, cache_hits, cache_misses, batches,
-         batch_size_max)""",
-)
-
-
 # -- what the application's role needs -------------------------------------------------------
 
 # The privileges the statements above need (the upsert's ON CONFLICT also reads flight_offers;

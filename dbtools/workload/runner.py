@@ -137,7 +137,7 @@ class WorkloadConfig:
     search_cache_ttl_s: float = 900.0
     offer_ttl_s: float = 1800.0
     record_metrics: bool = True
-    bucket_seconds: int = 10
+    bucket_seconds: int = 1  # a window's ends cut at most a bucket each (stats.windows)
     operation: str = OPERATION
     application_name: str = APPLICATION_NAME
     statement_timeout: str = "30s"
