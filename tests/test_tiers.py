@@ -59,6 +59,7 @@ def test_server_tests_are_marked_through_their_fixtures() -> None:
         "test_demo_refuses_a_database_that_holds_data",
         "test_pg_stat_statements_is_loaded_and_counts_statements",
         "test_start_status_stop_leaves_no_process",
+        "test_start_by_major_runs_that_major",
         # by hand: they start sandboxes of their own
         "test_demo_command_runs_on_a_sandbox_and_leaves_no_process",
         "test_interrupted_demo_stops_its_server",
