@@ -398,7 +398,10 @@ def test_a_role_with_a_few_statements_is_never_a_pass(
             f"too few statements: role {variant_roles[BATCHED]} ran {statements} statements, "
             "fewer than 20"
         )
-        assert reduction.status == "no data" and result.verdict == "fail"
+        # "no data" -- unless the loaded machine made the short window itself untrusted (CI saw
+        # it once on 18), which blocks first: never a pass either way.
+        assert reduction.status in ("no data", "untrusted"), reduction.message
+        assert result.verdict == "fail"
     else:
         assert reduction.status == "pass"  # 3 -> 20/150 queries per request
 
