@@ -22,7 +22,7 @@ from dbtools.report.dashboard import (
     dashboard,
     panels,
 )
-from dbtools.stats import snapshots
+from dbtools.store import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli
