@@ -38,6 +38,7 @@ from dbtools.store.request_metrics import (
     REQUEST_RATE,
     p95_sql,
     per_bucket_sql,
+    requests_between_sql,
 )
 from dbtools.verify.thresholds import Thresholds
 
@@ -111,13 +112,11 @@ SELECT "time", metric, queries / nullif(seconds, 0) AS "queries/s"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""
 
-# Requests: the end sample's --requests, else the request_metrics buckets inside the step.
+# Requests: the end sample's --requests, else the request_metrics buckets overlapping the step,
+# each by the share of its time inside it (as a window counts them).
 QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
 SELECT "time", metric,
-       queries::float8 / nullif(coalesce(requests, (
-           SELECT sum(m.requests) FROM {REQUEST_METRICS} m
-           WHERE m.bucket_start >= previous_at
-             AND m.bucket_start + make_interval(secs => m.bucket_seconds) <= "time")), 0)
+       queries::float8 / nullif(coalesce(requests, {requests_between_sql("previous_at", '"time"')}), 0)
            AS "queries per request"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""

@@ -309,3 +309,14 @@ FROM {REQUEST_METRICS}
 WHERE {IN_RANGE}
 GROUP BY 1 HAVING {expression} IS NOT NULL
 ORDER BY 1"""
+
+
+def requests_between_sql(start: str, end: str) -> str:
+    """The requests of the buckets overlapping [*start*, *end*] (SQL expressions), each counted
+    by the share of its time inside (``inside_share``), as a window counts them: the
+    dashboard's steps between two samples."""
+    return f"""(SELECT round(sum(m.requests * {inside_share(start, end, "m.")}))
+             FROM {REQUEST_METRICS} m
+             WHERE m.bucket_start < {end}
+               AND m.bucket_start >= {start} - make_interval(secs => {LONGEST_BUCKET_SECONDS})
+               AND m.bucket_start + make_interval(secs => m.bucket_seconds) > {start})"""
