@@ -11,8 +11,7 @@ from dbtools.figures.measures import WindowMeasures
 from dbtools.figures.sums import ALL_STATEMENTS, Scope
 from dbtools.figures.windows import Window, parse_window, window_labels
 from dbtools.schema.latency import histogram
-from dbtools.store import Store, snapshots
-from dbtools.store.compact import SampleSummary
+from dbtools.store import SampleSummary, Store, snapshots
 from tests.conftest import Database
 
 # The three statements of a flight-search request, each served by one batch index (the planner

@@ -14,7 +14,7 @@ from dbtools.db.connection import normalise_dsn, resolve_dsn
 from dbtools.output import dump_json
 
 if TYPE_CHECKING:
-    from dbtools.store.compact import SampleSummary
+    from dbtools.store import SampleSummary
 
 # The library (SQLAlchemy, Alembic) is imported when a command runs: `dbtools --help` and the
 # other commands start faster.

@@ -36,7 +36,7 @@ from dbtools.figures.windows import Window, WindowRef, parse_window
 from dbtools.reading.rows import Snapshot, StatementRow
 from dbtools.sqltext.families import Classifier
 from dbtools.sqltext.scrub import scrub_query
-from dbtools.store.store import Store
+from dbtools.store import Store
 
 DEFAULT_STATEMENTS = 5
 DEFAULT_FAMILIES = 5

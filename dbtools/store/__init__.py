@@ -10,6 +10,7 @@ states, and the replay of stored changes. ``snapshots`` takes labelled samples (
 resets statistics.
 """
 
+from dbtools.store.compact import SampleSummary
 from dbtools.store.store import Replay, Store, open_store
 
-__all__ = ["Replay", "Store", "open_store"]
+__all__ = ["Replay", "SampleSummary", "Store", "open_store"]
