@@ -36,6 +36,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from dbtools.db.connection import describe, session
+from dbtools.figures.measures import P95_NAME, reduction
+from dbtools.figures.windows import window_labels
 from dbtools.output import DEFAULT_DIRECTORY, Destination, number, percent, write_output
 from dbtools.report import Report, make_report, write_report
 from dbtools.report.options import load_report_options
@@ -44,9 +46,7 @@ from dbtools.safety.plan import build_plan
 from dbtools.safety.render import plan_markdown
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import latency, revisions
-from dbtools.stats.measures import P95_NAME
-from dbtools.stats.snapshots import snapshot
-from dbtools.stats.windows import window_labels
+from dbtools.store.snapshots import snapshot
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.canary import CanaryResult, CanarySpec, verify_canary
 from dbtools.verify.render import render_table
@@ -254,7 +254,7 @@ def canary_text(result: DemoResult) -> list[str]:
     before = whole.baseline.queries_per_request  # the baseline window: every request per request
 
     def fewer(value: float | None) -> str:
-        return percent(None if value is None or not before else 1 - value / before, missing="-")
+        return percent(reduction(before, value), missing="-")
 
     rows = [
         ["requests", f"{whole.candidate.requests or 0:,}", f"{base.requests:,}",

@@ -33,6 +33,7 @@ from dbtools.db.connection import SQL_MARKER, describe, error_reason, session
 from dbtools.db.server import ServerInfo, inspect_server
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, ConfigError
 from dbtools.findings import FAILING, Finding
+from dbtools.reading.live import probe_reading, read_counting_overrides
 from dbtools.schema.frozen import IniPath
 from dbtools.schema.manifest import Manifest, head_revision, manifest_at
 from dbtools.schema.monitoring import (
@@ -47,7 +48,6 @@ from dbtools.schema.monitoring import (
     WRITTEN_BY_OTHERS,
     monitoring_table,
 )
-from dbtools.stats.collect import probe_collection, read_counting_overrides
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorF
     statistics_error = None
     if facts.pgss_ready:
         try:
-            probe_collection(conn)
+            probe_reading(conn)
         except psycopg.Error as err:
             statistics_error = error_reason(err)
     return dataclasses.replace(

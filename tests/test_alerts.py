@@ -27,7 +27,7 @@ from dbtools.report.dashboard import (
     dashboard,
 )
 from dbtools.schema.latency import histogram, histogram_percentile, weighted_percentile
-from dbtools.stats import snapshots
+from dbtools.store import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli

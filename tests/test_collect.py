@@ -180,7 +180,7 @@ def test_once_with_no_target_reachable_is_a_connection_error(migrated_database: 
 
 
 def test_a_targets_file_names_each_target(tmp_path: Path) -> None:
-    from dbtools.stats.collector import Target, read_targets
+    from dbtools.store.collector import Target, read_targets
 
     path = tmp_path / "targets.toml"
     path.write_text(

@@ -1,5 +1,5 @@
-"""Window deltas and a window's figures without a database (``dbtools.stats.deltas`` and
-``dbtools.stats.measures``), from in-memory snapshots (``tests.factories``)."""
+"""Window deltas and a window's figures without a database (``dbtools.figures.deltas`` and
+``dbtools.figures.measures``), from in-memory snapshots (``tests.factories``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from dbtools.figures.deltas import delta_rows, statement_deltas, statement_key
+from dbtools.figures.measures import measure_window, query_reduction
+from dbtools.figures.sums import Scope, count_statements
+from dbtools.figures.windows import Window
 from dbtools.sqltext.parse import TableRef
-from dbtools.stats.deltas import delta_rows, statement_deltas, statement_key
-from dbtools.stats.measures import Scope, count_statements, measure_window, query_reduction
-from dbtools.stats.windows import Window
 from tests.factories import (
     T0,
     database,

@@ -14,7 +14,7 @@ import pytest
 
 from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_text
 from dbtools.errors import UsageError
-from dbtools.stats.measures import P95_NAME
+from dbtools.figures.measures import P95_NAME
 from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
 from tests.conftest import Database
 from tests.helpers import (

@@ -26,6 +26,7 @@ import pytest
 
 from dbtools import redaction
 from dbtools.errors import ConfigError
+from dbtools.figures.requests import VariantTotals
 from dbtools.rollout import (
     PHASES,
     CommandRun,
@@ -38,7 +39,6 @@ from dbtools.rollout import (
     run_command,
 )
 from dbtools.schema.latency import Percentile
-from dbtools.stats.windows import VariantTotals
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import REPO, interruptible_child, run_cli

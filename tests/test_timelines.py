@@ -16,16 +16,15 @@ import pytest
 
 from dbtools.errors import ConfigError
 from dbtools.output import NO_VALUE
+from dbtools.reading.rows import Snapshot
 from dbtools.report import make_report, render
 from dbtools.report.charts import shade_colours, timeline_plots
 from dbtools.report.html import render_html
 from dbtools.report.model import ReportOptions
 from dbtools.report.options import options_from
-from dbtools.report.timelines import replayed_pairs, size_growth, step_between, step_points
-from dbtools.stats.legacy import read_layout
-from dbtools.stats.rows import Snapshot
-from dbtools.stats.samples import fold
-from dbtools.stats.windows import headers_between, load_snapshots, resolve_target
+from dbtools.report.timelines import size_growth, step_between, step_points
+from dbtools.store import Store
+from dbtools.store.compact import fold
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, take
@@ -325,15 +324,16 @@ def test_replaying_what_samples_stored_gives_the_steps_of_whole_states(
     take(db, "r:end")
 
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        layout = read_layout(conn)
-        target = resolve_target(conn, None, layout)
+        store = Store.of(conn)
+        target = store.resolve_target(None)
         assert target is not None
         (removed,) = db.execute("SELECT id FROM perf_monitoring.snapshots WHERE label = 'r:0'")
         assert fold(conn, target, [removed[0]]) > 0
         start, end = _taken_at(db, "r:start"), _taken_at(db, "r:end")
-        headers = headers_between(conn, start, end, layout, target)
-        replayed, first, last = replayed_pairs(conn, target, headers)
-        states = load_snapshots(conn, headers, layout)
+        headers = store.headers_between(start, end, target)
+        replay = store.replay(headers, target)
+        replayed, first, last = replay.steps, replay.first, replay.last
+        states = store.states(headers)
     whole = list(itertools.pairwise(states[h.id] for h in headers if h.id is not None))
     assert len(replayed) == len(whole) == 3
 

@@ -16,7 +16,7 @@ from dbtools.db.connection import normalise_dsn
 from dbtools.errors import EXIT_INTERRUPTED, ConnectionFailed
 
 if TYPE_CHECKING:
-    from dbtools.stats.collector import Collector, Round
+    from dbtools.store.collector import Collector, Round
 
 # The library is imported when the command runs: `dbtools --help` starts faster.
 
@@ -121,7 +121,7 @@ def collect(
     --once sampled no target at all; 130 Ctrl-C.
     """
     from dbtools.db.connection import resolve_dsn
-    from dbtools.stats.collector import Collector, targets_from
+    from dbtools.store.collector import Collector, targets_from
 
     given_dsn = resolve_dsn(dsn) if dsn is not None or not (targets or targets_file) else None
     chosen = targets_from(given_dsn, targets, targets_file)

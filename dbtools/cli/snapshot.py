@@ -14,7 +14,7 @@ from dbtools.db.connection import normalise_dsn, resolve_dsn
 from dbtools.output import dump_json
 
 if TYPE_CHECKING:
-    from dbtools.stats.samples import SampleSummary
+    from dbtools.store import SampleSummary
 
 # The library (SQLAlchemy, Alembic) is imported when a command runs: `dbtools --help` and the
 # other commands start faster.
@@ -85,7 +85,7 @@ def snapshot(
     them will do: a database rolled back below revision 0005 stores a full copy in the tables
     its revision has (one target, its own; --target and --store need revision 0005).
     """
-    from dbtools.stats import snapshots
+    from dbtools.store import snapshots
 
     if delete:
         name = snapshots.remove(resolve_dsn(dsn), label, target=target, store=_store(store))
@@ -158,8 +158,8 @@ def capture(
     (after a rollback's alembic downgrade too).
     --format json prints one document (schema_version, kind "capture", start, end).
     """
-    from dbtools.stats import snapshots
-    from dbtools.stats.windows import START_SUFFIX
+    from dbtools.figures.windows import START_SUFFIX
+    from dbtools.store import snapshots
 
     dsn = resolve_dsn(dsn)
     removed = f"{label}{START_SUFFIX} was removed, nothing is stored"

@@ -172,8 +172,8 @@ def verify_command(
     """
     from dbtools.db.connection import normalise_dsn, resolve_dsn
     from dbtools.errors import UsageError
+    from dbtools.figures.sums import Scope
     from dbtools.sqltext.parse import TableRef
-    from dbtools.stats.measures import Scope
     from dbtools.verify import verify
     from dbtools.verify.render import render_table
     from dbtools.verify.thresholds import load_thresholds

@@ -216,19 +216,6 @@ def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
 
 
 @contextmanager
-def repository(
-    conn: psycopg.Connection[Any], store: str | None
-) -> Iterator[psycopg.Connection[Any]]:
-    """Where samples are read: a read-only session on the central repository *store*, or
-    *conn* itself (samples kept in the database's own ``perf_monitoring``)."""
-    if store is None:
-        yield conn
-        return
-    with session(store, autocommit=True) as central:
-        yield central
-
-
-@contextmanager
 def translated_errors(what: str) -> Iterator[None]:
     """Turn driver errors raised while doing *what* into one-line ``DbtoolsError``s (exit 2).
 

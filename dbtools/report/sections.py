@@ -13,6 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from dbtools.figures.measures import (
+    P95_DEFINITION,
+    P95_NAME,
+    RATIO_DEFINITIONS,
+    WORST_SECOND_DEFINITION,
+    WORST_SECOND_NAME,
+)
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
 from dbtools.report.activity import SessionLine
@@ -28,13 +35,6 @@ from dbtools.report.model import (
 )
 from dbtools.report.plans import plan_text
 from dbtools.report.timelines import StatementPoint
-from dbtools.stats.measures import (
-    P95_DEFINITION,
-    P95_NAME,
-    RATIO_DEFINITIONS,
-    WORST_SECOND_DEFINITION,
-    WORST_SECOND_NAME,
-)
 
 SHORT_SQL = 72
 
