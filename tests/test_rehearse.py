@@ -72,7 +72,7 @@ def test_refuses_a_database_that_holds_data(migrated_database: Database) -> None
     assert assert_usage_error(result, "") == (
         f"Error: refusing to rehearse in {migrated_database.name}: it holds data "
         "(public.travelers); a rehearsal drops what the migrations created. Use a scratch "
-        "database (or --force)"
+        "database (or --allow-data)"
     )
     assert dump_schema(migrated_database.dsn) == before
     assert migrated_database.execute("SELECT count(*) FROM public.travelers") == [(1,)]
@@ -109,9 +109,9 @@ def test_without_dsn_it_uses_a_sandbox_never_database_url(
     assert migrated_database.execute("SELECT count(*) FROM public.travelers") == [(1,)]
 
 
-def test_force_without_dsn_is_a_usage_error() -> None:
-    result = run_cli("rehearse", "--force")
-    assert_usage_error(result, "Error: --force only applies")
+def test_allow_data_without_dsn_is_a_usage_error() -> None:
+    result = run_cli("rehearse", "--allow-data")
+    assert_usage_error(result, "Error: --allow-data only applies")
 
 
 def test_schema_differences_name_objects() -> None:

@@ -25,7 +25,8 @@ from typing import Any
 
 import psycopg
 
-from dbtools.db.connection import describe, repository, session, translated_errors
+from dbtools.db.connection import describe, repository, session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.report import health

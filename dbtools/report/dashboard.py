@@ -102,7 +102,7 @@ SELECT "time", metric, queries / nullif(seconds, 0) AS "queries/s"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""
 
-# Requests: the end sample's --requests, else the request_metrics buckets inside the step.
+# Requests: the end sample's --requests-served, else the request_metrics buckets inside the step.
 QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
 SELECT "time", metric,
        queries::float8 / nullif(coalesce(requests, (

@@ -24,7 +24,8 @@ import psycopg
 
 from dbtools.config import MAX_DURATION_VARIABLE, max_duration
 from dbtools.db.catalog import read_alembic_revision
-from dbtools.db.connection import connect, translated_errors
+from dbtools.db.connection import connect
+from dbtools.db.errors import translated_errors
 from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
 from dbtools.schema import monitoring
 from dbtools.schema.manifest import head_revision, manifest_at
@@ -97,7 +98,7 @@ def take_snapshot(
     """
     validate_label(label)
     if requests is not None and requests < 0:
-        raise UsageError(f"--requests must not be negative, not {requests}")
+        raise UsageError(f"--requests-served must not be negative, not {requests}")
     reader = source if source is not None else conn
     with translated_errors(f"snapshot {label!r}"):
         info, columns = stats.prepare(reader)

@@ -30,7 +30,8 @@ from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
 from dbtools.config import parse_duration
-from dbtools.db.connection import SQL_MARKER, translated_errors
+from dbtools.db.connection import SQL_MARKER
+from dbtools.db.errors import translated_errors
 from dbtools.errors import PrerequisiteMissing, UsageError
 from dbtools.schema import latency, monitoring
 from dbtools.schema.latency import Percentile

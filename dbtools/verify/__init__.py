@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import repository, session, translated_errors
+from dbtools.db.connection import repository, session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
 from dbtools.findings import FAILING, Finding, Rule, check_names, run_rules
 from dbtools.output import json_document

@@ -43,7 +43,8 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import repository, session, translated_errors
+from dbtools.db.connection import repository, session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
 from dbtools.findings import Finding, Rule, Status, rule, run_rules
 from dbtools.output import json_document, percent
