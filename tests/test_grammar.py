@@ -12,10 +12,12 @@ from pathlib import Path
 
 import click
 import pytest
+from psycopg import conninfo
 
 from dbtools.cli import cli
 from dbtools.cli.options import RENAMED
-from tests.helpers import REPO, run_cli
+from tests.conftest import Database
+from tests.helpers import REPO, run_cli, run_dbtools
 
 DOC = REPO / "docs" / "cli.md"
 
@@ -277,3 +279,43 @@ def test_a_file_given_as_output_dir_is_refused(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"Error: cannot write in {file}: it is not a directory"
     result = run_cli("dashboard", "-o", str(tmp_path))
     assert result.stderr.strip() == f"Error: cannot write {tmp_path}: it is a directory"
+
+
+# -- with a server ------------------------------------------------------------------------------
+
+
+def test_verbose_and_quiet_count_wherever_they_are_given(migrated_database: Database) -> None:
+    dsn = migrated_database.dsn
+    connecting = "INFO dbtools.db.connection: connecting to "
+    before = run_dbtools("-v", "doctor", "--dsn", dsn)
+    after = run_dbtools("doctor", "--dsn", dsn, "-v")
+    assert before.returncode == after.returncode == 0, after.stderr
+    assert connecting in before.stderr and connecting in after.stderr
+    assert after.stdout == before.stdout
+    cancelled = run_dbtools("-v", "doctor", "--dsn", dsn, "-q")  # one of each: the default
+    assert cancelled.returncode == 0 and cancelled.stderr == ""
+    # -q silences the warnings too (here a renamed option's), never the document
+    quiet = run_dbtools("snapshot", "--dsn", dsn, "--label", "x", "--requests", "3", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout.startswith("snapshot x of ")
+
+
+def test_connection_parts_beside_the_dsn_as_pg_dump_has_them(migrated_database: Database) -> None:
+    db = migrated_database
+    params = conninfo.conninfo_to_dict(db.dsn)
+    host, port, user = (str(params[key]) for key in ("host", "port", "user"))
+    other = conninfo.make_conninfo(db.dsn, dbname="postgres")
+    shown = f"database: {db.name} as role"
+    for args, env in [
+        # the parts alone (DATABASE_URL empty: libpq's defaults for the rest)
+        (["--host", host, "--port", port, "--username", user, "--dbname", db.name],
+         {"DATABASE_URL": ""}),
+        (["--dsn", other, "--dbname", db.name], {}),  # replacing a part of --dsn
+        (["--dbname", db.name], {"DATABASE_URL": other}),  # and of DATABASE_URL
+    ]:  # fmt: skip
+        result = run_dbtools("doctor", *args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        assert shown in result.stdout
+    result = run_dbtools("doctor", "--dsn", db.dsn, "--dbname", "no_such_database_here")
+    assert result.returncode == 2
+    assert 'database "no_such_database_here" does not exist' in result.stderr

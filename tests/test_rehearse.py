@@ -38,8 +38,15 @@ def test_real_migrations_pass_revision_by_revision(database: Database) -> None:
 
 
 def test_forgotten_index_fails_the_rehearsal_naming_it(database: Database) -> None:
-    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(BROKEN_INI))
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(BROKEN_INI), "-v")
     assert result.exit_code == 1, result.output
+    # -v after the command: the progress, revision i of n (b003 is never reached)
+    progress = [line.split(": upgrade")[0] for line in result.stderr.splitlines()
+                if "dbtools.safety.rehearse: rehearsing revision" in line]  # fmt: skip
+    assert progress == [
+        "INFO dbtools.safety.rehearse: rehearsing revision 1 of 3, b001",
+        "INFO dbtools.safety.rehearse: rehearsing revision 2 of 3, b002",
+    ]
     rows = {
         line.split("|")[1].strip(): line for line in result.stdout.splitlines() if "| b00" in line
     }

@@ -29,6 +29,7 @@ from dbtools.output import DEFAULT_DIRECTORY, STDOUT, Destination, write_output
 from dbtools.redaction import RedactingFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=click.Command)
 
 log = logging.getLogger("dbtools.cli")
 
@@ -50,7 +51,7 @@ def _count_verbosity(step: int) -> Callable[[click.Context, click.Parameter, int
 VERBOSITY_OPTIONS = ("--verbose", "--quiet")
 
 
-def add_verbosity(command: click.Command) -> click.Command:
+def add_verbosity(command: C) -> C:
     """Give *command* (and each command of a group) ``-v/--verbose`` and ``-q/--quiet``: they
     count wherever they are given, before or after the command's name."""
     if not any(set(VERBOSITY_OPTIONS) & set(p.opts) for p in command.params):

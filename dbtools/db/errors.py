@@ -28,10 +28,10 @@ _DENIED = re.compile(
 _NOT_OWNER = re.compile(r"must be owner of (\w+(?: \w+)?) (\S+)")
 _OBJECT = {"sequence": "SEQUENCE ", "function": "FUNCTION ", "schema": "SCHEMA "}
 _NAME = r'(?:"(?:[^"]|"")+"|\w+)'
-# A table a statement writes (a data-modifying CTE's too), after its verb.
+# The tables a statement writes (a data-modifying CTE's too), after its verb.
 _WRITE = re.compile(
     rf"\b(?P<verb>insert\s+into|update|delete\s+from|truncate|copy)\s+(?:table\s+)?(?:only\s+)?"
-    rf"(?P<name>{_NAME}(?:\.{_NAME})?)",
+    rf"(?P<names>{_NAME}(?:\.{_NAME})?(?:\s*,\s*{_NAME}(?:\.{_NAME})?)*)",
     re.I | re.S,
 )
 
@@ -50,7 +50,8 @@ def privilege_needed(kind: str, name: str, statement: str) -> str:
     if kind == "sequence":
         return "UPDATE" if re.search(r"\bsetval\s*\(", statement, re.I) else "USAGE"
     for write in _WRITE.finditer(statement):
-        if _unquoted(write.group("name").split(".")[-1]) != name:
+        written = (n.strip().split(".")[-1] for n in write.group("names").split(","))
+        if name not in {_unquoted(n) for n in written}:
             continue
         verb = write.group("verb").lower().split()[0]
         rest = statement[write.end() :].partition(";")[0]
