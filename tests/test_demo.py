@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_text
+from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_json, summary_text
 from dbtools.errors import UsageError
 from dbtools.stats.measures import P95_NAME
 from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
@@ -83,6 +84,10 @@ def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
         r"baseline = (demo-\S+-baseline):start..\1:end, candidate = (demo-\S+-canary):start..\2:end$",
         periods,
     )
+    document = json.loads(summary_json(result))  # what --format json prints
+    assert (document["kind"], document["verify"]["verdict"]) == ("demo", "pass")
+    assert document["files"] == [str(p) for p in (*result.report_paths, result.plan_path)]
+    assert document["canary_variants"]["kind"] == "verify-canary"
     plan = result.plan_path.read_text()
     assert "perf_monitoring.snapshots" in plan and "DROP INDEX CONCURRENTLY" in plan
     # The report tells the rollout's story: the pairs the workload's code defines (each

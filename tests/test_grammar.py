@@ -15,7 +15,7 @@ import pytest
 from psycopg import conninfo
 
 from dbtools.cli import cli
-from dbtools.cli.options import RENAMED
+from dbtools.cli.options import RENAMED, Percent
 from tests.conftest import Database
 from tests.helpers import REPO, run_cli, run_dbtools
 
@@ -319,3 +319,22 @@ def test_connection_parts_beside_the_dsn_as_pg_dump_has_them(migrated_database: 
     result = run_dbtools("doctor", "--dsn", db.dsn, "--dbname", "no_such_database_here")
     assert result.returncode == 2
     assert 'database "no_such_database_here" does not exist' in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "above_zero", "expected"),
+    [("10", False, 10), ("12.5", False, 12.5), ("10%", False, 10), (" 0 ", False, 0),
+     ("100", True, 100), ("0.5", True, 0.5)],
+)  # fmt: skip
+def test_a_share_of_the_traffic_is_one_type_everywhere(
+    given: str, above_zero: bool, expected: float
+) -> None:
+    value = Percent(above_zero=above_zero).convert(given, None, None)
+    assert value == expected and type(value) is type(expected)  # 10, not 10.0, in names
+
+
+@pytest.mark.parametrize(("given", "above_zero"), [("0", True), ("101", False), ("-1", False),
+                                                   ("ten", False), ("nan", False)])  # fmt: skip
+def test_a_share_outside_0_to_100_is_refused(given: str, above_zero: bool) -> None:
+    with pytest.raises(click.BadParameter):
+        Percent(above_zero=above_zero).convert(given, None, None)
