@@ -204,6 +204,7 @@ def test_a_renamed_option_warns_and_stands_for_the_new_one() -> None:
         "WARNING dbtools.cli: --force is deprecated: use --allow-data (the old name goes in the "
         "next release)",
         "Error: --allow-data only applies to --dsn (a sandbox holds no data)",
+        "Try 'dbtools rehearse --help'.",
     ]
     result = run_cli("collect", "--target", "nodsn")
     assert result.stderr.splitlines()[-1] == (

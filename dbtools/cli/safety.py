@@ -25,7 +25,6 @@ from dbtools.cli.options import (
     renamed_option,
 )
 from dbtools.db.connection import resolve_dsn
-from dbtools.errors import UsageError
 from dbtools.output import Destination
 
 if TYPE_CHECKING:
@@ -175,12 +174,12 @@ def downgrade_plan(
     from dbtools.safety.render import plan_json, plan_markdown
 
     if offline and dsn is not None:
-        raise UsageError("--offline and --dsn contradict each other")
+        raise click.UsageError("--offline and --dsn contradict each other")
     connect = dsn is not None or (
         not offline and (bool(os.environ.get("DATABASE_URL")) or from_revision == "current")
     )
     if offline and from_revision == "current":
-        raise UsageError("--from current needs a connection; drop --offline")
+        raise click.UsageError("--from current needs a connection; drop --offline")
     plan = build_plan(
         to_revision,
         from_revision,
@@ -287,7 +286,7 @@ def rehearse(
     from dbtools.safety.render import rehearsal_json, rehearsal_table
 
     if allow_data and dsn is None:
-        raise UsageError("--allow-data only applies to --dsn (a sandbox holds no data)")
+        raise click.UsageError("--allow-data only applies to --dsn (a sandbox holds no data)")
     result = run_rehearsal(
         dsn=dsn,
         ini=alembic_ini,

@@ -174,7 +174,6 @@ def verify_command(
     connection error (unknown label, malformed config, …).
     """
     from dbtools.db.connection import normalise_dsn, resolve_dsn
-    from dbtools.errors import UsageError
     from dbtools.sqltext.parse import TableRef
     from dbtools.stats.measures import Scope
     from dbtools.verify import verify
@@ -188,13 +187,13 @@ def verify_command(
     if canary is None:
         given = [name for name, value in canary_options.items() if value not in (None, ())]
         if given:
-            raise UsageError(f"{given[0]} is for --canary")
+            raise click.UsageError(f"{given[0]} is for --canary")
         if baseline is None or candidate is None:
-            raise UsageError("give --baseline and --candidate (or --canary)")
+            raise click.UsageError("give --baseline and --candidate (or --canary)")
     elif baseline is not None or candidate is not None:
-        raise UsageError("--canary judges one window: give it without --baseline/--candidate")
+        raise click.UsageError("--canary judges one window: give it without --baseline/--candidate")
     elif attribution is None:
-        raise UsageError("--canary needs --attribute role or --attribute app")
+        raise click.UsageError("--canary needs --attribute role or --attribute app")
     thresholds = load_thresholds(config_file)
     repository = normalise_dsn(store) if store is not None else None
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
