@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -56,7 +57,13 @@ def timestamped_path(
 
 def write_atomically(path: Path, text: str) -> Path:
     """Write *text* to *path* through a temporary file and a rename; return *path*. Its
-    directory must exist (as ``pg_dump -f`` has it: a typo never makes a tree of directories)."""
+    directory must exist (as ``pg_dump -f`` has it: a typo never makes a tree of directories).
+    A device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written through, never
+    replaced by a rename."""
+    if _is_special(path):
+        with path.open("w", encoding="utf-8") as stream:
+            stream.write(text)
+        return path
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
@@ -243,6 +250,8 @@ class Destination:
             return
         if self.path is not None:
             path = Path(self.path)
+            if _is_special(path):  # written through (write_atomically): nothing made beside it
+                return
             if path.is_dir():
                 raise UsageError(f"cannot write {path}: it is a directory")
             if not path.parent.is_dir():
@@ -295,3 +304,12 @@ def _check_writable(directory: Path, wanted: Path) -> None:
             pass
     except OSError as err:
         raise UsageError(f"cannot write {wanted}: {err.strerror or err}") from err
+
+
+def _is_special(path: Path) -> bool:
+    """Whether *path* exists and is neither a regular file nor a directory (a device, a pipe)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))

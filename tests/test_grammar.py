@@ -5,7 +5,11 @@ still work with a warning."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import stat
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,3 +343,17 @@ def test_a_share_of_the_traffic_is_one_type_everywhere(
 def test_a_share_outside_0_to_100_is_refused(given: str, above_zero: bool) -> None:
     with pytest.raises(click.BadParameter):
         Percent(above_zero=above_zero).convert(given, None, None)
+
+
+def test_a_pipe_given_as_output_is_written_through_never_replaced(tmp_path: Path) -> None:
+    """As /dev/null or /dev/stdout: an atomic rename would put a regular file in its place."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = run_cli("dashboard", "-o", str(fifo))
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert json.loads(received[0])["uid"] and list(tmp_path.iterdir()) == [fifo]
