@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dbtools.config import layered_table, max_duration, parse_duration
-from dbtools.db.connection import session, translated_errors
+from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -203,7 +204,7 @@ class RolloutOptions:
     """What the deploy script asked for."""
 
     environment: str
-    traffic: int
+    traffic: float  # percent, above 0 (a whole number as an int: 10, not 10.0, in names)
     monitor_seconds: int = 600
     dry_run: bool = False
     skip_tests: bool = False
@@ -215,8 +216,8 @@ class RolloutOptions:
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
             raise UsageError(f"--environment is staging or production, not {self.environment!r}")
-        if not 1 <= self.traffic <= 100:
-            raise UsageError(f"--traffic is a percentage from 1 to 100, not {self.traffic}")
+        if not 0 < self.traffic <= 100:
+            raise UsageError(f"--traffic is a percentage above 0 to 100, not {self.traffic}")
         if self.monitor_seconds <= 0:
             raise UsageError("--monitor must be positive")
         if self.on_interrupt not in ("rollback", "hold"):
@@ -278,7 +279,7 @@ class RolloutRecord:
     """Everything the rollout did, phase by phase; written whole after every phase."""
 
     environment: str
-    traffic: int
+    traffic: float
     dry_run: bool
     skip_tests: bool
     force: bool
@@ -396,7 +397,9 @@ def record_json(record: RolloutRecord) -> str:
 
 
 def write_record(record: RolloutRecord, directory: Path, stem: str) -> tuple[Path, Path]:
-    """Write the record's Markdown and JSON under *stem* in *directory* (atomically)."""
+    """Write the record's Markdown and JSON under *stem* in *directory* (atomically; the
+    directory made, one level, when missing)."""
+    directory.mkdir(exist_ok=True)
     destination = Destination(None, directory)
     md = write_output(record_markdown(record), dataclasses.replace(
         destination, path=str(directory / f"{stem}.md")), stem, "md")  # fmt: skip

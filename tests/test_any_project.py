@@ -658,7 +658,7 @@ def test_an_env_py_on_its_own_connection_from_a_create_all_base(database: Databa
     ):
         result = run_cli(
             "rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
-            "--base-schema", base, "--keep-going", "--format", "json", "--force",
+            "--base-schema", base, "--keep-going", "--format", "json", "--allow-data",
         )  # fmt: skip
         assert result.exit_code == 1, result.output
         payload = json.loads(result.stdout)

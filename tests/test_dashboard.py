@@ -290,6 +290,7 @@ def test_cli_writes_the_dashboard(tmp_path: Path) -> None:
     config = tmp_path / "thresholds.toml"
     config.write_text("[verify]\nmax_p95_ms = 250\n")
     out = tmp_path / "monitoring" / "dashboard.json"
+    out.parent.mkdir()
     result = run_cli("dashboard", "--config", str(config), "-o", str(out))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == str(out)

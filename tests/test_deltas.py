@@ -114,7 +114,7 @@ def test_requests_come_from_the_load_tool_first_then_the_metrics() -> None:
     assert _measured(from_metrics) == {"requests": 100, "source": "request_metrics", "qpr": 3.0,
                                        "rate": 30.0, "problems": ()}  # fmt: skip
     given = simple_window(queries=300, requests=100, seconds=10, end_overrides={"requests": 150})
-    assert _measured(given)["requests"] == 150 and _measured(given)["source"] == "--requests"
+    assert _measured(given)["requests"] == 150 and _measured(given)["source"] == "--requests-served"
     assert _measured(given)["qpr"] == 2.0
 
 
@@ -123,7 +123,7 @@ def test_no_requests_is_no_data_and_untrusted() -> None:
     measured = _measured(none)
     assert (measured["requests"], measured["source"], measured["qpr"]) == (None, "none", None)
     assert measured["problems"] == (
-        "zero requests in the window (no --requests and no request_metrics buckets inside it)",
+        "zero requests in the window (no --requests-served and no request_metrics buckets inside it)",
     )
     zero = simple_window(queries=300, requests=0, metrics=totals(0, buckets=2))
     assert _measured(zero)["problems"] == ("zero requests in the window",)

@@ -157,6 +157,20 @@ def test_a_chart_is_drawn_only_where_its_values_can_differ() -> None:
     assert charts.charts(alike)["summary"] == []
 
 
+def test_a_statement_label_is_drawn_as_text_never_as_mathematics() -> None:
+    """matplotlib typesets what lies between two $ as mathematics (italic glyphs, no $): the
+    placeholders of a statement must stay text. The SVG keeps each text as a comment beside
+    its glyphs."""
+    report = fixed_report()
+    query = "SELECT $3 AS source, $4 AS x FROM t"
+    lines = tuple(dataclasses.replace(line, query=query) for line in report.top_statements)
+    svg = charts.top_statements(dataclasses.replace(report, top_statements=lines))
+    assert svg is not None
+    assert f"<!-- #1 {query} -->" in svg
+    assert "Oblique" not in svg  # the glyphs of mathematics (DejaVuSans-Oblique) never drawn
+    assert "\\$" not in svg  # the escape is not drawn either
+
+
 def test_a_windows_deltas_are_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A report's period and its figures read one computation of a window's deltas (a window
     of in-memory snapshots: the reference sums)."""

@@ -513,6 +513,16 @@ def test_a_dry_run_touches_nothing(database: Database, tmp_path: Path) -> None:
         "deploy, traffic, rollback, load test commands resolve to executable files",
     ]
     assert result.stdout == f"rollout planned: {detail}\n"
+    # --format json: the record itself on -o (standard output), as written; a share of the
+    # traffic with decimals, as every --traffic takes it
+    again = rollout(database, app, tmp_path / "reports", "--traffic", "12.5", "--dry-run",
+                    "--format", "json")  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert (document["kind"], document["outcome"], document["traffic"]) == ("rollout", "planned",
+                                                                             12.5)  # fmt: skip
+    (written,) = (tmp_path / "reports").glob("rollout-production-12.5-*.json")
+    assert json.loads(written.read_text()) == document
 
 
 def preflight_refused(result: Any, app: Application, out: Path, expected: str) -> str:

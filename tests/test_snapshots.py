@@ -227,7 +227,7 @@ def test_window_references() -> None:
 
 def test_capture_stores_a_window(migrated_database: Database) -> None:
     result = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w",
-                     "--duration", "1s", "--requests", "7")  # fmt: skip
+                     "--duration", "1s", "--requests-served", "7")  # fmt: skip
     assert result.exit_code == 0, result.output
     name = migrated_database.name
     assert f"snapshot w:start of {name} stored" in result.stdout

@@ -146,6 +146,37 @@ def test_timeline_charts_shade_the_windows_and_draw_only_comparable_steps(
     section = section[: section.index("</section>")]
     assert section.count("<svg") == len(plots)
 
+    # Windows captured with two snapshots: one interval each, a point, never a trend: said on
+    # the charts of the intervals (drawn as points) and in the section's text.
+    assert report.timelines.sparse_windows == (("baseline", 1), ("candidate", 1))
+    note = "too few intervals per window for a trend (baseline: 1, candidate: 1): points"
+    assert {title: plot.note for title, plot in plots.items()} == {
+        title: "" if title.startswith("Application") else note for title in plots
+    }
+    assert section.count(f"<!-- {note} -->") == len(plots) - 2
+    assert "Too few intervals inside a window for a trend (baseline 1, candidate 1" in section
+
+
+def test_a_window_with_enough_intervals_is_no_sparse_window() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from dbtools.report.sections import sparse_note
+    from dbtools.report.timelines import MIN_INTERVALS, Shade, Step, Timelines
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    steps = tuple(
+        Step(t0 + timedelta(minutes=i), t0 + timedelta(minutes=i + 1), True, (), 1.0, 1.0)
+        for i in range(MIN_INTERVALS + 1)
+    )
+    wide = Shade("wide", t0, t0 + timedelta(minutes=MIN_INTERVALS + 1))  # every interval
+    narrow = Shade("narrow", t0 + timedelta(minutes=1), t0 + timedelta(minutes=2))  # one
+    found = Timelines(t0, wide.ended_at, len(steps) + 1, (wide, narrow), steps, (), (), (), ())
+    assert found.intervals_in(wide) == MIN_INTERVALS + 1
+    assert found.sparse_windows == (("narrow", 1),)
+    assert "(narrow 1;" in sparse_note(found)
+    alone = Timelines(t0, wide.ended_at, len(steps) + 1, (wide,), steps, (), (), (), ())
+    assert alone.sparse_windows == () and sparse_note(alone) == ""
+
 
 def test_timeline_statements_and_families_are_report_settings() -> None:
     assert (ReportOptions().timeline_statements, ReportOptions().timeline_families) == (5, 5)

@@ -211,7 +211,7 @@ class WindowMeasures:
     ended_at: datetime
     seconds: float
     requests: int | None
-    requests_source: str  # "--requests", "request_metrics" or "none"
+    requests_source: str  # "--requests-served", "request_metrics" or "none"
     counts: StatementCounts
     queries_per_request: float | None
     query_rate: float | None
@@ -472,14 +472,14 @@ def measure(
     exact = True
     if end.requests is not None:
         requests: int | None = end.requests
-        source = "--requests"
+        source = "--requests-served"
     elif totals.buckets:
         requests, source, exact = totals.requests, "request_metrics", False
     else:
         requests, source = None, "none"
     if not requests:
         problems.append(
-            "zero requests in the window (no --requests and no request_metrics buckets inside it)"
+            "zero requests in the window (no --requests-served and no request_metrics buckets inside it)"
             if requests is None
             else "zero requests in the window"
         )

@@ -18,7 +18,7 @@ class SnapshotHeader:
     """One snapshot's header: where, when and by whom it was taken (``perf_monitoring.snapshots``).
 
     A live collection (not stored) has ``id`` and ``label`` None. ``requests`` is what a load tool
-    reported (``--requests``), None otherwise.
+    reported (``--requests-served``), None otherwise.
     """
 
     id: int | None

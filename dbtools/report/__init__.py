@@ -25,7 +25,8 @@ from typing import Any
 
 import psycopg
 
-from dbtools.db.connection import describe, session, translated_errors
+from dbtools.db.connection import describe, session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
 from dbtools.figures.windows import WindowRef, parse_window
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output

@@ -112,8 +112,8 @@ SELECT "time", metric, queries / nullif(seconds, 0) AS "queries/s"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""
 
-# Requests: the end sample's --requests, else the request_metrics buckets overlapping the step,
-# each by the share of its time inside it (as a window counts them).
+# Requests: the end sample's --requests-served, else the request_metrics buckets overlapping the
+# step, each by the share of its time inside it (as a window counts them).
 QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
 SELECT "time", metric,
        queries::float8 / nullif(coalesce(requests, {requests_between_sql("previous_at", '"time"')}), 0)

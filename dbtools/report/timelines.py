@@ -39,6 +39,7 @@ from dbtools.sqltext.scrub import scrub_query
 from dbtools.store import Store
 
 DEFAULT_STATEMENTS = 5
+MIN_INTERVALS = 3  # intervals inside a window before its line on a chart shows a trend
 DEFAULT_FAMILIES = 5
 MARK_NAME = re.compile(r"^[A-Za-z0-9_][\w.:+-]{0,99}$")
 STEP = WindowRef("step", "", "")
@@ -116,6 +117,21 @@ class Timelines:
     families: tuple[FamilyTimeline, ...]
     buckets: tuple[MetricsBucket, ...]
     growth: tuple[Growth, ...]
+
+    def intervals_in(self, shade: Shade) -> int:
+        """The comparable intervals ending inside *shade*: its points on a chart."""
+        return sum(
+            1
+            for step in self.steps
+            if step.comparable and shade.started_at < step.ended_at <= shade.ended_at
+        )
+
+    @property
+    def sparse_windows(self) -> tuple[tuple[str, int], ...]:
+        """Each window with fewer than ``MIN_INTERVALS`` intervals inside (a window captured
+        with two snapshots has one), and how many: on a chart a point or two, never a trend."""
+        counted = ((shade.name, self.intervals_in(shade)) for shade in self.windows)
+        return tuple((name, count) for name, count in counted if count < MIN_INTERVALS)
 
 
 # -- steps ---------------------------------------------------------------------------------------

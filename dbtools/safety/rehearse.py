@@ -236,12 +236,12 @@ def check_scratch_database(
     if application and _same_database(resolve_dsn(application), dsn):
         raise UsageError(
             f"refusing to rehearse in {describe(dsn).database}: it is the database DATABASE_URL "
-            "names; give a scratch database (or --force)"
+            "names; give a scratch database (or --allow-data)"
         )
     refuse_data(
         dsn,
         refusing="rehearse",
-        because="a rehearsal drops what the migrations created. Use a scratch database (or --force)",
+        because="a rehearsal drops what the migrations created. Use a scratch database (or --allow-data)",
         ignore=(*BOOKKEEPING_TABLES, *bookkeeping),
     )
 
@@ -297,14 +297,13 @@ class _Plan:
         not_run: list[str] = []
         blocked: set[str] = set()  # upgrades that failed: nothing standing on them can run
         stopped = None
-        for revision in self.order:
+        chosen = [revision for revision in self.order if revision.revision in self.selected]
+        for position, revision in enumerate(chosen, 1):
             name = revision.revision
-            if name not in self.selected:
-                continue
             if stopped is not None or blocked & self._ancestors(revision):
                 not_run.append(name)
                 continue
-            step = self._rehearse_revision(revision)
+            step = self._rehearse_revision(revision, f"revision {position} of {len(chosen)}")
             steps.append(step)
             if step.passed:
                 continue
@@ -341,7 +340,7 @@ class _Plan:
     def _ancestors(self, revision: Script) -> set[str]:
         return {r.revision for r in self.migrations.upgrade_order(revision.revision)}
 
-    def _rehearse_revision(self, revision: Script) -> RehearsalStep:
+    def _rehearse_revision(self, revision: Script, position: str) -> RehearsalStep:
         name = revision.revision
         down = ", ".join(down_revisions(revision)) or BASE
         started = time.monotonic()
@@ -358,7 +357,8 @@ class _Plan:
         def step(**fields: Any) -> RehearsalStep:
             return RehearsalStep(name, down, seconds=time.monotonic() - started, **fields)
 
-        log.info("rehearsing %s: upgrade from %s, downgrade, upgrade again", name, down)
+        log.info("rehearsing %s, %s: upgrade from %s, downgrade, upgrade again",
+                 position, name, down)  # fmt: skip
         try:
             before = dump_schema(self.dsn, exclude_tables=exclude)
             self._apply(revision, "upgrade", after_heads)

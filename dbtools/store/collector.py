@@ -39,6 +39,7 @@ from dbtools.db.connection import (
     error_reason,
     normalise_dsn,
 )
+from dbtools.db.errors import refusal_message
 from dbtools.errors import ConfigError, DbtoolsError, UsageError
 from dbtools.reading import live
 from dbtools.store import compact
@@ -75,10 +76,10 @@ def validate_target_name(name: str) -> str:
 
 
 def parse_target(text: str) -> Target:
-    """``NAME=DSN`` (``--target``); raises ``UsageError`` for anything else."""
+    """``NAME=DSN`` (``--target-dsn``); raises ``UsageError`` for anything else."""
     name, separator, dsn = text.partition("=")
     if not separator or not dsn.strip() or " " in name:
-        raise UsageError(f"invalid --target {text.split('=')[0]!r}...: expected NAME=DSN")
+        raise UsageError(f"invalid --target-dsn {text.split('=')[0]!r}...: expected NAME=DSN")
     return Target(validate_target_name(name), normalise_dsn(dsn.strip()))
 
 
@@ -334,12 +335,12 @@ class Collector:
         once: bool = False,
     ) -> None:
         if not targets:
-            raise UsageError("no target to collect from: give --dsn, --target or --targets")
+            raise UsageError("no target to collect from: give --dsn, --target-dsn or --targets")
         if interval_s <= 0 or concurrency <= 0:
             raise UsageError("the interval and the concurrency must be positive")
         names = [t.name for t in targets]
         if len(targets) > 1 and (None in names or len(set(names)) != len(names)):
-            raise UsageError("several targets need distinct names (--target NAME=DSN)")
+            raise UsageError("several targets need distinct names (--target-dsn NAME=DSN)")
         self.store = store
         self.interval_s = interval_s
         self.retention_s = retention_s
@@ -501,13 +502,15 @@ class Collector:
 
 
 def _reason(err: BaseException) -> str:
+    if isinstance(err, psycopg.errors.InsufficientPrivilege):
+        return refusal_message(err)
     if isinstance(err, psycopg.Error):
         return error_reason(err)
     return str(err)
 
 
 def targets_from(dsn: str | None, given: Iterable[str], targets_file: Path | None) -> list[Target]:
-    """The targets of the command line: ``--target NAME=DSN``s, a ``--targets`` file, or the
+    """The targets of the command line: ``--target-dsn NAME=DSN``s, a ``--targets`` file, or the
     one ``--dsn`` (named after its database)."""
     found = [parse_target(text) for text in given]
     if targets_file is not None:

@@ -22,7 +22,8 @@ from typing import Any
 import psycopg
 
 from dbtools.config import MAX_DURATION_VARIABLE, max_duration
-from dbtools.db.connection import connect, translated_errors
+from dbtools.db.connection import connect
+from dbtools.db.errors import translated_errors
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.figures.windows import validate_label, window_labels
 from dbtools.reading import live
@@ -55,7 +56,7 @@ def take_snapshot(
     """
     validate_label(label)
     if requests is not None and requests < 0:
-        raise UsageError(f"--requests must not be negative, not {requests}")
+        raise UsageError(f"--requests-served must not be negative, not {requests}")
     reader = source if source is not None else conn
     with translated_errors(f"snapshot {label!r}"):
         info, columns = live.prepare(reader)

@@ -26,7 +26,8 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from dbtools.db.catalog import read_alembic_revision
-from dbtools.db.connection import SQL_MARKER, session, translated_errors
+from dbtools.db.connection import SQL_MARKER, session
+from dbtools.db.errors import translated_errors
 from dbtools.db.server import ServerInfo
 from dbtools.errors import PrerequisiteMissing, UsageError
 from dbtools.figures.measures import EDGE_TOLERANCE, WindowMeasures, measure

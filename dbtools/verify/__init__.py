@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import session, translated_errors
+from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
 from dbtools.figures.measures import FIGURE_DEFINITIONS, WindowMeasures, query_reduction
 from dbtools.figures.sums import Scope

@@ -43,7 +43,8 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import session, translated_errors
+from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
 from dbtools.figures.measures import (
     FIGURE_DEFINITIONS,
