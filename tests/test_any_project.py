@@ -13,8 +13,10 @@ Each false failure found on public projects (issue 26; docs/any-project.md) has 
 ``warehouse`` (mlflow: an env.py that connects from the engine it is handed, a history that
 alters a table ``create_all`` made, ``existing_type``, a table renamed), ``worker`` (Prefect: an
 env.py that reads its own URL variable, picks its versions folder while it runs and calls back
-into an AnyIO worker thread) and ``guarded`` (dagster and Airflow: an env.py that refuses
-offline mode, an upgrade guarded by "if the table exists", logging and a banner on stdout).
+into an AnyIO worker thread), ``guarded`` (dagster and Airflow: an env.py that refuses
+offline mode, an upgrade guarded by "if the table exists", logging and a banner on stdout) and
+``warehouse/production.sql`` (dagster's base: a pg_dump of production naming its roles, with a
+pg_dump 18's ``SET transaction_timeout``).
 """
 
 from __future__ import annotations
