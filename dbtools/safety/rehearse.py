@@ -198,7 +198,7 @@ def rehearse(
     plan = _Plan(migrations, order, selected, declared.irreversible, keep_going, base)
     if dsn is None:
         with _sandbox_database(pg_bin) as (sandbox_dsn, where):
-            return plan.run(sandbox_dsn, where)
+            return plan.run(sandbox_dsn, where, sandbox=True)
     if pg_bin is not None:
         raise UsageError("--pg-bin chooses a sandbox's binaries; it makes no sense with --dsn")
     dsn = resolve_dsn(dsn)
@@ -275,15 +275,16 @@ class _Plan:
     base: BaseSchema | None = None
     dsn: str = ""
     where: str = ""
+    sandbox: bool = False  # the server is dbtools' own: the base's roles may be created there
     applied: set[str] = field(default_factory=set)  # revisions the database holds now
 
-    def run(self, dsn: str, where: str) -> Rehearsal:
-        self.dsn, self.where = dsn, where
+    def run(self, dsn: str, where: str, *, sandbox: bool = False) -> Rehearsal:
+        self.dsn, self.where, self.sandbox = dsn, where, sandbox
         with session(dsn) as conn:
             version_num = inspect_server(conn).version_num
         if self.base is not None:
             recreate_database(dsn)  # the base is loaded into an empty database
-            self.base.load(dsn, self.migrations)
+            self.base.load(dsn, self.migrations, create_roles=sandbox)
         else:
             environment = self._named(lambda: self.migrations.current(dsn))
             if recorded_heads(dsn, environment):
@@ -460,7 +461,7 @@ class _Plan:
         log.info("recreating %s and upgrading it to %s", self.where, sorted(self.applied))
         recreate_database(self.dsn)
         if self.base is not None:
-            self.base.load(self.dsn, self.migrations)
+            self.base.load(self.dsn, self.migrations, create_roles=self.sandbox)
         done: set[str] = set()
         for head in heads_of(self.applied, self.migrations):
             done |= {r.revision for r in self.migrations.upgrade_order(head)}
