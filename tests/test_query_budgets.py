@@ -211,7 +211,6 @@ def test_the_request_handler_under_budgets_with_two_workers(
     assert broken.returncode == 1, broken.stdout + broken.stderr
     out = broken.stdout
     assert "1 failed, 2 passed" in out
-    print(out)
     assert "query budget exceeded: 12 statements for 10 requests (1.20 per request)" in out
     assert "the budget is 0.3 per request" in out
     assert "statements per request rose: 0.3 → 1.2 (test_search.query-budgets.json)" in out
@@ -226,3 +225,38 @@ def test_the_request_handler_under_budgets_with_two_workers(
     assert "query budgets" in lighter.stdout
     assert "statements fell: 5 → 4 (test_search.query-budgets.json)" in lighter.stdout
     assert "fell: insert on public.trip_notes: 5 → 4 calls" in lighter.stdout
+
+
+# -- the page's example, run as written -----------------------------------------------------
+
+DOC = REPO / "docs" / "query-budgets.md"
+
+
+def doc_files() -> dict[str, str]:
+    """The page's Python blocks that start with ``# NAME.py``, by NAME.py."""
+    blocks = re.findall(r"```python\n# (\w+\.py)\n(.*?)```", DOC.read_text(), re.S)
+    return {name: code for name, code in blocks}
+
+
+def test_the_pages_sqlalchemy_example_runs_as_written(pg_server: PgServer, tmp_path: Path) -> None:
+    files = doc_files()
+    assert sorted(files) == ["conftest.py", "models.py", "test_orders.py"]
+    assert len(files["test_orders.py"].strip().splitlines()) == 15
+    for name, code in files.items():
+        (tmp_path / name).write_text(code)
+    url = pg_server.admin_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    env = {"TEST_DATABASE_URL": url}
+    workers = ("-p", "xdist", "-n", "2", "--dbtools-budgets")
+    recorded = _pytest(tmp_path, env, *workers, "--dbtools-record")
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    budget = load_budgets(budget_path(tmp_path / "test_orders.py"))["test_order_totals"]
+    assert (budget.statements, budget.nested, budget.transactions) == (2, 0, 2)
+
+    test = tmp_path / "test_orders.py"
+    test.write_text(files["test_orders.py"].replace(".options(selectinload(Customer.orders))", ""))
+    lazy = _pytest(tmp_path, env, *workers)
+    assert lazy.returncode == 1, lazy.stdout + lazy.stderr
+    shown = re.search(r"```\n(query budget exceeded: 4 statements.*?)```", DOC.read_text(), re.S)
+    assert shown is not None
+    for line in shown.group(1).splitlines():
+        assert line in lazy.stdout, lazy.stdout

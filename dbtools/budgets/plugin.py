@@ -4,6 +4,7 @@ budget, recording it, and the notes at the end of the run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -125,10 +126,20 @@ class QueryBudgets:
         if not isinstance(blocks, BlockCounter):
             return (yield)
         start: Mark = blocks.counter.mark()
-        result = yield  # a test that failed raises here: no budget to hold it to
+        try:
+            result = yield
+        except Exception:
+            # The test failed on its own (its assert on the count, say): its report still says
+            # what changed, in a section of its own. Nothing is recorded.
+            with contextlib.suppress(DbtoolsError):
+                count = blocks.total() if blocks.blocks else blocks.counter.since(start)
+                failures = self._verdict(item, count, record=False).failures
+                if failures:
+                    item.add_report_section("call", "query budget", "\n".join(failures))
+            raise
         try:
             count = blocks.total() if blocks.blocks else blocks.counter.since(start)
-            verdict = self._verdict(item, count)
+            verdict = self._verdict(item, count, record=self.recording)
         except DbtoolsError as err:
             pytest.fail(f"query budgets: {err}", pytrace=False)
         for note in verdict.notes:
@@ -137,7 +148,7 @@ class QueryBudgets:
             pytest.fail("\n".join(verdict.failures), pytrace=False)
         return result
 
-    def _verdict(self, item: pytest.Item, count: QueryCount) -> Verdict:
+    def _verdict(self, item: pytest.Item, count: QueryCount, *, record: bool) -> Verdict:
         verdict = Verdict()
         marker = item.get_closest_marker(MARKER)
         if marker is not None:
@@ -145,7 +156,7 @@ class QueryBudgets:
                 raise DbtoolsError("query_budget takes keywords: query_budget(max=3, per='test')")
             verdict += within_limit(count, Limit(**marker.kwargs))
         path = budget_path(item.path)
-        if self.recording:
+        if record:
             record_budgets(path, {_name(item): count})
             item.user_properties.append((NOTE, f"recorded in {path.name}: {_name(item)}"))
             return verdict
