@@ -95,6 +95,23 @@ def test_other_databases_and_dbtools_own_reads_never_count(
     assert (count.statements, count.nested) == (1, 2)
 
 
+def test_with_track_top_nested_statements_are_not_counted_and_the_counter_says_so(
+    database: Database,
+) -> None:
+    database.execute(AUDIT_SCHEMA)
+    database.execute(f"ALTER DATABASE {database.name} SET pg_stat_statements.track = top")
+    counter = StatementCounter(database.dsn)
+    try:
+        start = counter.mark()
+        with database.connect() as app:
+            app.execute("INSERT INTO child VALUES (1, 1, 'x')")
+        count = counter.since(start)
+    finally:
+        counter.close()
+    assert counter.track == "top"
+    assert (count.statements, count.nested) == (1, 0)
+
+
 def test_a_reset_inside_the_block_is_refused(database: Database, counter: StatementCounter) -> None:
     database.execute("SELECT 1 FROM parent")
     start = counter.mark()
@@ -199,18 +216,20 @@ def test_the_request_handler_under_budgets_with_two_workers(
         "insert on public.trip_notes_audit": 5,
         "foreign-key check on public.trip_requests": 5,
     }
+    assert budgets["test_whole_body_counted_without_a_block"].statements == 2
     document = path.read_text()
     assert "private note" not in document
     assert json.loads(document)["version"] == 1
 
     # The same suite holds to its budgets.
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert "3 passed" in healthy.stdout
+    assert "4 passed" in healthy.stdout
 
     # The batched path falling back to a lookup per request: caught, the change named.
     assert broken.returncode == 1, broken.stdout + broken.stderr
     out = broken.stdout
-    assert "1 failed, 2 passed" in out
+    assert "2 failed, 2 passed" in out
+    assert "query budget exceeded: 3 statements, 0 nested; the budget is 2 per test" in out
     assert "query budget exceeded: 12 statements for 10 requests (1.20 per request)" in out
     assert "the budget is 0.3 per request" in out
     assert "statements per request rose: 0.3 → 1.2 (test_search.query-budgets.json)" in out

@@ -101,12 +101,18 @@ class QueryBudgets:
         return str(dsn)
 
     @pytest.fixture
-    def dbtools_queries(self, dbtools_dsn: str) -> Iterator[BlockCounter]:
+    def dbtools_queries(
+        self, request: pytest.FixtureRequest, dbtools_dsn: str
+    ) -> Iterator[BlockCounter]:
         """Count a block on the server: ``with dbtools_queries() as q: …; q.statements``."""
         try:
             counter = StatementCounter(dbtools_dsn)
         except DbtoolsError as err:
             pytest.fail(f"query budgets: {err}", pytrace=False)
+        if counter.track != "all":
+            request.node.user_properties.append((NOTE, (
+                f"{request.node.nodeid}: pg_stat_statements.track = {counter.track}: nested "
+                "statements (triggers, functions, foreign-key checks) are not counted")))  # fmt: skip
         try:
             yield BlockCounter(counter)
         finally:
