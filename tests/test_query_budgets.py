@@ -17,9 +17,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from dbtools.budgets.budget_file import budget_path, load_budgets
-from dbtools.budgets.count import CountNotExact, StatementCounter
+from dbtools.budgets.check import against_recorded, changes
+from dbtools.budgets.count import CountNotExact, FamilyCount, QueryCount, StatementCounter
 from dbtools.workload import queries
 from tests.conftest import Database, PgServer
 from tests.helpers import REPO
@@ -110,6 +112,24 @@ def test_with_track_top_nested_statements_are_not_counted_and_the_counter_says_s
         counter.close()
     assert counter.track == "top"
     assert (count.statements, count.nested) == (1, 0)
+
+
+def test_statements_the_reading_role_may_not_see_are_refused(
+    pg_server: PgServer, database: Database, counter: StatementCounter
+) -> None:
+    reader = f"{database.name}_reader"
+    database.execute(f"CREATE ROLE {reader} LOGIN")  # no pg_read_all_stats
+    try:
+        watcher = StatementCounter(conninfo.make_conninfo(database.dsn, user=reader))
+        try:
+            start = watcher.mark()
+            database.execute("SELECT id FROM parent")  # the superuser's: hidden from the reader
+            with pytest.raises(CountNotExact, match="pg_read_all_stats"):
+                watcher.since(start)
+        finally:
+            watcher.close()
+    finally:
+        database.execute(f"DROP ROLE {reader}")
 
 
 def test_a_reset_inside_the_block_is_refused(database: Database, counter: StatementCounter) -> None:
@@ -230,6 +250,7 @@ def test_the_request_handler_under_budgets_with_two_workers(
     out = broken.stdout
     assert "2 failed, 2 passed" in out
     assert "query budget exceeded: 3 statements, 0 nested; the budget is 2 per test" in out
+    assert "rose: select on public.trip_requests: 2 → 3 calls" in out
     assert "query budget exceeded: 12 statements for 10 requests (1.20 per request)" in out
     assert "the budget is 0.3 per request" in out
     assert "statements per request rose: 0.3 → 1.2 (test_search.query-budgets.json)" in out
@@ -279,3 +300,33 @@ def test_the_pages_sqlalchemy_example_runs_as_written(pg_server: PgServer, tmp_p
     assert shown is not None
     for line in shown.group(1).splitlines():
         assert line in lazy.stdout, lazy.stdout
+
+
+def test_what_changed_names_families_that_rose_appeared_and_went() -> None:
+    def family(label: str, sql: str, calls: int, nested: bool = False) -> FamilyCount:
+        return FamilyCount(label, label, calls, nested, sql)
+
+    recorded = QueryCount(2, 1, 0, (
+        family("select on a", "SELECT x FROM a", 1),
+        family("delete on c", "DELETE FROM c WHERE y > $1", 1),
+        family("insert on log", "INSERT INTO log VALUES ($1)", 1, nested=True),
+    ))  # fmt: skip
+    now = QueryCount(4, 2, 0, (
+        family("select on a", "SELECT x FROM a", 3),
+        family("update on b", "UPDATE b SET x = $1", 1),
+        family("insert on log", "INSERT INTO log VALUES ($1)", 2, nested=True),
+    ))  # fmt: skip
+    lines = [line for line in changes(recorded, now) if not line.startswith("      ")]
+    assert sorted(lines) == sorted([
+        "  rose: select on a: 1 → 3 calls",
+        "  appeared: update on b: 0 → 1 call",
+        "  gone: delete on c: 1 → 0 calls",
+        "  rose: insert on log (nested): 1 → 2 calls",
+    ])  # fmt: skip
+    verdict = against_recorded(now, recorded, "x.json")
+    assert [f.splitlines()[0] for f in verdict.failures] == [
+        "query budget exceeded: statements rose: 2 → 4 (x.json); accept with --dbtools-record",
+        "query budget exceeded: nested statements rose: 1 → 2 (x.json); accept with "
+        "--dbtools-record",
+    ]
+    assert against_recorded(recorded, now, "x.json").failures == ()

@@ -182,7 +182,7 @@ def _change_text(
             families[key].label + (" (nested)" if families[key].nested else "") for key in keys
         )
 
-    calls = f"{was} → {now} calls"
+    calls = f"{was} → {_calls(now)}"
     if change.change == "replaced":
         text = f"{named(change.before)} replaced by {named(change.after)}: {calls}"
     elif change.change == "new":
