@@ -132,6 +132,26 @@ def test_statements_the_reading_role_may_not_see_are_refused(
         database.execute(f"DROP ROLE {reader}")
 
 
+def test_roles_narrow_the_count_to_their_statements(database: Database) -> None:
+    app_role = f"{database.name}_app"
+    database.execute(AUDIT_SCHEMA)
+    database.execute(f"CREATE ROLE {app_role} LOGIN; GRANT SELECT ON parent TO {app_role}")
+    counter = StatementCounter(database.dsn, roles={app_role})
+    try:
+        start = counter.mark()
+        database.execute("SELECT id FROM parent")  # the superuser's: another role
+        with psycopg.connect(conninfo.make_conninfo(database.dsn, user=app_role)) as app:
+            app.execute("SELECT id FROM parent WHERE id = %s", (1,))
+            app.execute("SELECT id FROM parent WHERE id = %s", (2,))
+            app.commit()
+        count = counter.since(start)
+    finally:
+        counter.close()
+        database.execute(f"DROP OWNED BY {app_role}; DROP ROLE {app_role}")
+    assert (count.statements, count.transactions) == (2, 2)  # BEGIN, COMMIT
+    assert {f.label: f.calls for f in count.families} == {"lookup by id on parent": 2}
+
+
 def test_a_reset_inside_the_block_is_refused(database: Database, counter: StatementCounter) -> None:
     database.execute("SELECT 1 FROM parent")
     start = counter.mark()
