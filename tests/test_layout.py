@@ -26,8 +26,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.store",),
     ("dbtools.verify", "dbtools.safety", "dbtools.workload", "dbtools.doctor"),
     ("dbtools.report",),
-    # rollout runs migrations, doctor, snapshots and verify in turn: above them, beside demo
-    ("dbtools.demo", "dbtools.rollout"),
+    # rollout runs migrations, doctor, snapshots and verify in turn: above them, beside demo;
+    # budgets tells a test's count the way the report's story tells a rollout's
+    ("dbtools.demo", "dbtools.rollout", "dbtools.budgets"),
     ("dbtools.cli",),
     ("dbtools.__main__",),
 )  # fmt: skip

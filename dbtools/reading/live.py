@@ -332,6 +332,14 @@ def probe_reading(conn: psycopg.Connection[Any]) -> None:
         )
 
 
+def read_statements(
+    conn: psycopg.Connection[Any], columns: StatementColumns
+) -> tuple[tuple[StatementRow, ...], int, int]:
+    """The connected database's pg_stat_statements entries alone (one query; dbtools' own left
+    out, texts scrubbed), and the number and calls of the entries the role may not see."""
+    return _fetch_statements(conn, columns, {"marker": SQL_MARKER, "ri_marker": RI_MARKER})
+
+
 def _fetch_statements(
     conn: psycopg.Connection[Any], columns: StatementColumns, params: dict[str, Any]
 ) -> tuple[tuple[StatementRow, ...], int, int]:
