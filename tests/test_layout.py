@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dbtools"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools", "dbtools.errors"),
     ("dbtools.redaction", "dbtools.output", "dbtools.config", "dbtools.findings"),
-    ("dbtools.db", "dbtools.sandbox", "dbtools.sqltext"),
+    ("dbtools.db", "dbtools.sqltext"),
     ("dbtools.schema",),
     # the statistics, stage by stage: read from the server; the pure arithmetic of a window
     # (what it is, its deltas, sums and figures); the store that keeps samples and answers
@@ -24,10 +24,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.reading", "dbtools.metrics"),
     ("dbtools.figures",),
     ("dbtools.store",),
-    ("dbtools.verify", "dbtools.safety", "dbtools.workload", "dbtools.doctor"),
+    ("dbtools.verify", "dbtools.safety", "dbtools.workload"),
     ("dbtools.report",),
-    # rollout runs migrations, doctor, snapshots and verify in turn: above them, beside demo
-    ("dbtools.demo", "dbtools.rollout"),
+    # the commands (doctor, rollout, demo) orchestrate verify, report and safety: above them
+    ("dbtools.commands",),
     ("dbtools.cli",),
     ("dbtools.__main__",),
 )  # fmt: skip

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from dbtools.cli.options import dsn_option, emit, format_option, printed_output_option
+from dbtools.commands.doctor import render_checks, run_doctor
 from dbtools.db.connection import resolve_dsn
-from dbtools.doctor import render_checks, run_doctor
 from dbtools.output import Destination, dump_json
 
 

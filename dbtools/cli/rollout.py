@@ -93,7 +93,7 @@ def rollout(
     3 rolled back (the traffic was routed back); 4 rollback failed (route back by hand);
     130 interrupted (the record says in which phase and what happened to the traffic).
     """
-    from dbtools.rollout import Rollout, RolloutOptions, load_rollout_config, record_json
+    from dbtools.commands.rollout import Rollout, RolloutOptions, load_rollout_config, record_json
     from dbtools.verify.thresholds import load_thresholds
 
     options = RolloutOptions(environment, traffic, monitor_seconds, dry_run, skip_tests, force,

@@ -707,7 +707,7 @@ class Rollout:
         return passed
 
     def _doctor_preflight(self) -> list[str]:
-        from dbtools.doctor import CAPTURE, MEASURING, VERIFY, run_doctor
+        from dbtools.commands.doctor import CAPTURE, MEASURING, VERIFY, run_doctor
         from dbtools.schema.manifest import head_revision
 
         result = run_doctor(self.dsn)
@@ -946,7 +946,7 @@ class Rollout:
             raise _Stop("held", f"lint: {len(lint.violations)} violations (dbtools lint)")
 
     def _migrate(self, phase: PhaseRecord) -> None:
-        from dbtools.doctor import run_doctor
+        from dbtools.commands.doctor import run_doctor
         from dbtools.schema.manifest import head_revision
         from dbtools.schema.revisions import upgrade
 
