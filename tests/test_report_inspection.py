@@ -18,8 +18,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbtools import make_report
 from dbtools.reading.columns import StatementColumns
-from dbtools.report import ReportOptions, make_report, render
+from dbtools.report import ReportOptions, render
 from dbtools.report.activity import ActivitySettings
 from dbtools.report.inspection import SECTIONS, InspectionOptions
 from dbtools.report.model import Report

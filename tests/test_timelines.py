@@ -14,10 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbtools import make_report
 from dbtools.errors import ConfigError
 from dbtools.output import NO_VALUE
 from dbtools.reading.rows import Snapshot
-from dbtools.report import make_report, render
+from dbtools.report import render
 from dbtools.report.charts import shade_colours, timeline_plots
 from dbtools.report.html import render_html
 from dbtools.report.model import ReportOptions

@@ -142,7 +142,8 @@ def report_command(
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
-    from dbtools.report import make_report, render, report_stem, with_rollout_records
+    from dbtools import make_report
+    from dbtools.report import render, report_stem, with_rollout_records
     from dbtools.report.inspection import InspectionOptions
     from dbtools.report.options import load_report_options
 
@@ -211,10 +212,10 @@ def dashboard_command(
 
     Exit codes: 0 written; 2 usage or configuration error (nothing written).
     """
+    from dbtools import load_thresholds
     from dbtools.output import write_output
     from dbtools.report.alerts import check_provisioning_path, render_alert_rules
     from dbtools.report.dashboard import render_dashboard
-    from dbtools.verify.thresholds import load_thresholds
 
     alerts = Destination(str(alerts_file)) if alerts_file is not None else None
     if alerts is not None and alerts_file is not None:

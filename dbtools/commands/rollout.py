@@ -201,7 +201,8 @@ def load_rollout_config(
 
 @dataclass(frozen=True)
 class RolloutOptions:
-    """What the deploy script asked for."""
+    """What the deploy script asked for (``dbtools rollout``'s options): the environment, the
+    traffic percentage, how long to monitor. Raises ``UsageError`` for a value out of range."""
 
     environment: str
     traffic: float  # percent, above 0 (a whole number as an int: 10, not 10.0, in names)
