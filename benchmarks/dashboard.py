@@ -27,7 +27,7 @@ import psycopg
 
 from benchmarks.machine import machine_lines
 from dbtools.db.sandbox import Sandbox
-from dbtools.report.dashboard import TARGETS_SQL, panels
+from dbtools.grafana.dashboard import TARGETS_SQL, panels
 from dbtools.schema.revisions import upgrade
 from dbtools.store import snapshots
 

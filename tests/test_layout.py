@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.figures",),
     ("dbtools.store",),
     ("dbtools.verify", "dbtools.safety", "dbtools.workload"),
-    ("dbtools.report",),
+    ("dbtools.report", "dbtools.grafana"),
     # the commands (doctor, rollout, demo) orchestrate verify, report and safety: above them
     ("dbtools.commands",),
     # the public API (dbtools/__init__.py): the names a Python user calls, each loaded lazily

@@ -15,7 +15,7 @@ import pytest
 from dbtools import verify_candidate
 from dbtools.db.catalog import qualified, split_qualified
 from dbtools.errors import ConfigError
-from dbtools.report.dashboard import panels
+from dbtools.grafana.dashboard import panels
 from dbtools.schema.manifest import (
     IndexDefinition,
     Manifest,

@@ -213,9 +213,9 @@ def dashboard_command(
     Exit codes: 0 written; 2 usage or configuration error (nothing written).
     """
     from dbtools import load_thresholds
+    from dbtools.grafana.alerts import check_provisioning_path, render_alert_rules
+    from dbtools.grafana.dashboard import render_dashboard
     from dbtools.output import write_output
-    from dbtools.report.alerts import check_provisioning_path, render_alert_rules
-    from dbtools.report.dashboard import render_dashboard
 
     alerts = Destination(str(alerts_file)) if alerts_file is not None else None
     if alerts is not None and alerts_file is not None:
