@@ -24,9 +24,9 @@ from dbtools.figures.measures import P95_NAME, measure_window
 from dbtools.figures.windows import window_labels
 from dbtools.reading.rows import Snapshot
 from dbtools.report import FORMATS, charts, render
+from dbtools.report.contents import sections
 from dbtools.report.html import render_html
 from dbtools.report.model import Report, period_from_window
-from dbtools.report.sections import sections
 from dbtools.sqltext.families import shape_of
 from dbtools.store import snapshots
 from tests.conftest import Database, PgServer

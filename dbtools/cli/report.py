@@ -23,8 +23,8 @@ from dbtools.output import Destination
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
 REPORT_FORMATS = ("md", "html", "json")
-# The sections read from the database, likewise (dbtools.report.inspection.SECTIONS).
-INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
+# The subjects read from the database, likewise (dbtools.report.subjects.NAMES, in order).
+INSPECTION_SECTIONS = ("activity", "plans", "advice", "space", "settings", "schema")
 
 
 @click.command("report")
@@ -75,7 +75,7 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
     type=click.Choice(INSPECTION_SECTIONS),
     multiple=True,
     help="Leave out a section read from the database (repeatable): activity (--live only), "
-    "space, settings, plans, advice (index advice), schema (schema health).",
+    "plans, advice (index advice), space, settings, schema (schema health).",
 )
 @target_option
 @store_option
@@ -144,8 +144,8 @@ def report_command(
     """
     from dbtools import make_report
     from dbtools.report import render, report_stem, with_rollout_records
-    from dbtools.report.inspection import InspectionOptions
     from dbtools.report.options import load_report_options
+    from dbtools.report.subjects import InspectionOptions
 
     options = dataclasses.replace(
         load_report_options(config_file, top_statements=top),

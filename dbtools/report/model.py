@@ -45,18 +45,9 @@ from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 from dbtools.report import health, story
-from dbtools.report.activity import Activity
-from dbtools.report.advice import AdviceReport
-from dbtools.report.inspection import (
-    Inspection,
-    InspectionOptions,
-    InspectionSections,
-    build_inspection,
-)
-from dbtools.report.plans import PlanReport
-from dbtools.report.settings import SettingsReview
-from dbtools.report.space import SpaceReport
+from dbtools.report.inspection import Inspection, build_inspection
 from dbtools.report.story import FamilyChange
+from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.report.timelines import Timelines
@@ -431,14 +422,19 @@ class Report:
     batchable: tuple[BatchableLookup, ...]
     changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
     rules: ReportRules
-    # Read from the database when the report is made (``inspection``); None when not read.
-    activity: Activity | None = None
-    space: SpaceReport | None = None
-    settings: SettingsReview | None = None
-    plans: PlanReport | None = None
-    index_advice: AdviceReport | None = None
-    schema_health: tuple[Finding, ...] | None = None
+    # Read from the database when the report is made: each subject's model by its key
+    # (``report.subjects``; None when not read), its keys inline in the JSON document.
+    inspected: Mapping[str, Any] = field(default_factory=dict, metadata={"inline": True})
     timelines: Timelines | None = None  # per step between samples (stored windows only)
+
+    def __getattr__(self, name: str) -> Any:
+        """A subject's model by its key (``report.space``), as for the statistics' parts."""
+        if name.startswith("__") or name == "inspected":
+            raise AttributeError(name)
+        try:
+            return self.inspected[name]
+        except KeyError:
+            raise AttributeError(f"'Report' object has no attribute {name!r}") from None
 
     @property
     def schema_version(self) -> int:
@@ -758,16 +754,12 @@ def _build_report(
         state, data.catalog, options.health, expected_settings=data.manifest.table_settings
     )
     summaries = tuple(_summary(p) for p in periods)
-    inspected = (
-        build_inspection(
-            data.inspection,
-            options.inspection,
-            state,
-            periods[-1].statements,
-            large_table_rows=options.health.large_table_rows,
-        )
-        if data.inspection
-        else InspectionSections()
+    inspected = build_inspection(
+        data.inspection,
+        options.inspection,
+        state,
+        periods[-1].statements,
+        large_table_rows=options.health.large_table_rows,
     )
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
@@ -802,12 +794,7 @@ def _build_report(
         autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data, any(line.shared_entry for line in family_lines)),
-        activity=inspected.activity,
-        space=inspected.space,
-        settings=inspected.settings,
-        plans=inspected.plans,
-        index_advice=inspected.index_advice,
-        schema_health=inspected.schema_health,
+        inspected=inspected,
         verification=_verification(data.verification),
         story=_story(data.verification, changes, names),
         batchable=tuple(_with_replacements(lookup, changes) for lookup in batchable),
