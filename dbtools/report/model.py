@@ -654,42 +654,9 @@ def _build_report(
         shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }
 
-    def heaviest_first(key: Key) -> tuple[float, int, str, bool]:
-        rows = statements[key]
-        sample = next(iter(rows.values()))
-        times = {name: row.total_exec_time for name, row in rows.items()}
-        return (_heaviest_first(times), sample.queryid, sample.rolname or "", not sample.toplevel)
-
-    lines = []  # only the statements shown: a line's figures are most of a report's memory
-    for key in sorted(statements, key=heaviest_first)[: options.top_statements]:
-        rows = statements[key]
-        figures = {
-            name: _statement_figures(rows[name], total_time[name], requests[name])
-            if name in rows
-            else None
-            for name in names
-        }
-        sample = next(iter(rows.values()))
-        lines.append(
-            StatementLine(
-                queryid=sample.queryid,
-                role=sample.rolname,
-                toplevel=sample.toplevel,
-                fingerprint=shapes[key].fingerprint,
-                kind=shapes[key].kind,
-                query=shapes[key].text,
-                figures=figures,
-                change=change_between(figures[names[0]], figures[names[-1]])
-                if len(names) == 2
-                else None,
-                other_columns=data.inspection.unstored_columns.get(key)
-                if data.inspection
-                else None,
-                tables=covered[shapes[key].fingerprint][0],
-                shared_entry=covered[shapes[key].fingerprint][1],
-            )
-        )
-
+    lines = _statement_lines(
+        statements, shapes, covered, options.top_statements, total_time, requests, data
+    )
     families: dict[str, _Family] = {}
     for key, rows in sorted(statements.items(), key=lambda item: _statement_order(item[1])):
         families.setdefault(shapes[key].fingerprint, _Family(shapes[key])).members.append(rows)
@@ -716,24 +683,9 @@ def _build_report(
         found = _batchable(line, shape, indexed, options.batchable, target, families, seconds)
         if found is not None:
             batchable.append(found)
-        lookup = shape.lookup
-        if lookup is not None and any(
-            is_n_plus_one(lookup, found.calls, requests[name], options.n_plus_one)
-            for name, found in counted.items()
-            if found is not None
-        ):
-            batched = lookup.batched_fingerprint
-            suspects.append(
-                Suspect(
-                    fingerprint=fingerprint,
-                    sql=shape.sql,
-                    tables=shape.tables,
-                    columns=lookup.columns,
-                    batched_sql=shape.batched_sql or "",
-                    batched_family=batched if batched in families else None,
-                    figures=counted,
-                )
-            )
+        suspect = _suspect(line, shape, families, requests, options.n_plus_one)
+        if suspect is not None:
+            suspects.append(suspect)
     order = {
         line.fingerprint: (
             _heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
@@ -802,6 +754,58 @@ def _build_report(
         timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
     )
+
+
+def _statement_lines(
+    statements: Mapping[Key, Mapping[str, StatementRow]],
+    shapes: Mapping[Key, StatementShape],
+    covered: Mapping[str, tuple[tuple[str, ...], bool]],
+    top: int,
+    total_time: Mapping[str, float],
+    requests: Mapping[str, int | None],
+    data: ReportInput,
+) -> list[StatementLine]:
+    """The *top* statements, heaviest first, with their figures in each period (only those
+    shown: a line's figures are most of a report's memory)."""
+    names = tuple(p.name for p in data.periods)
+
+    def heaviest_first(key: Key) -> tuple[float, int, str, bool]:
+        rows = statements[key]
+        sample = next(iter(rows.values()))
+        times = {name: row.total_exec_time for name, row in rows.items()}
+        return (_heaviest_first(times), sample.queryid, sample.rolname or "", not sample.toplevel)
+
+    lines = []
+    for key in sorted(statements, key=heaviest_first)[:top]:
+        rows = statements[key]
+        figures = {
+            name: _statement_figures(rows[name], total_time[name], requests[name])
+            if name in rows
+            else None
+            for name in names
+        }
+        sample = next(iter(rows.values()))
+        tables, shared = covered[shapes[key].fingerprint]
+        lines.append(
+            StatementLine(
+                queryid=sample.queryid,
+                role=sample.rolname,
+                toplevel=sample.toplevel,
+                fingerprint=shapes[key].fingerprint,
+                kind=shapes[key].kind,
+                query=shapes[key].text,
+                figures=figures,
+                change=change_between(figures[names[0]], figures[names[-1]])
+                if len(names) == 2
+                else None,
+                other_columns=data.inspection.unstored_columns.get(key)
+                if data.inspection
+                else None,
+                tables=tables,
+                shared_entry=shared,
+            )
+        )
+    return lines
 
 
 def _with_replacements(lookup: BatchableLookup, changes: Sequence[FamilyChange]) -> BatchableLookup:
@@ -945,6 +949,33 @@ def _batchable(
         batched_family=batched if batched in families else None,
         target=target,
         figures=figures,
+    )
+
+
+def _suspect(
+    line: FamilyLine,
+    shape: StatementShape,
+    families: Mapping[str, _Family],
+    requests: Mapping[str, int | None],
+    limits: NPlusOne,
+) -> Suspect | None:
+    """*line* as an N+1 suspect, when its lookups are sent per request in any period."""
+    lookup = shape.lookup
+    if lookup is None or not any(
+        is_n_plus_one(lookup, found.calls, requests[name], limits)
+        for name, found in line.figures.items()
+        if found is not None
+    ):
+        return None
+    batched = lookup.batched_fingerprint
+    return Suspect(
+        fingerprint=line.fingerprint,
+        sql=shape.sql,
+        tables=shape.tables,
+        columns=lookup.columns,
+        batched_sql=shape.batched_sql or "",
+        batched_family=batched if batched in families else None,
+        figures=line.figures,
     )
 
 
