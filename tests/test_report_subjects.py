@@ -38,7 +38,7 @@ def test_each_registered_module_declares_its_subject() -> None:
         assert declared.sections, f"{name} shows nothing"
 
 
-def test_skip_offers_every_subject_in_the_report_s_order() -> None:
+def test_skip_offers_every_subject_in_the_registry_s_order() -> None:
     assert INSPECTION_SECTIONS == registry.NAMES
     shown = CliRunner().invoke(cli, ["report", "--help"]).output
     for name in registry.NAMES:
@@ -80,13 +80,14 @@ SUBJECT = Subject(
     read=lambda reading: reading.options.settings_of("probe").word,
     build=lambda facts, building: f"{facts}, heard",
     sections=(probe_section,),
+    place=99,
 )
 
 
 @pytest.fixture
 def probe_registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setitem(registry.REGISTRY, "probe", __name__)
-    monkeypatch.delitem(registry.REGISTRY, "space")
+    changed = {name: module for name, module in registry.REGISTRY.items() if name != "space"}
+    monkeypatch.setattr(registry, "REGISTRY", {**changed, "probe": __name__})
     registry.subject.cache_clear()
     yield
     registry.subject.cache_clear()
@@ -107,7 +108,7 @@ def test_the_registry_decides_what_is_read_built_and_shown() -> None:
     document = json.loads(render(report, "json"))
     assert document["probe_model"] == "ping, heard" and "space" not in document
     ids = [section.id for section in sections(report)]
-    assert ids[-1] == "probe"  # its line is the registry's last
+    assert ids[-1] == "probe"  # its place is the last
     assert not any(i.startswith("space-") for i in ids)
     assert "| ping, heard |" in render(report, "md")
 

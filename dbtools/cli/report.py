@@ -23,8 +23,8 @@ from dbtools.output import Destination
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
 REPORT_FORMATS = ("md", "html", "json")
-# The subjects read from the database, likewise (dbtools.report.subjects.NAMES, in order).
-INSPECTION_SECTIONS = ("activity", "plans", "advice", "space", "settings", "schema")
+# The subjects read from the database, likewise (dbtools.report.subjects.REGISTRY, in order).
+INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
 
 
 @click.command("report")
@@ -75,7 +75,7 @@ INSPECTION_SECTIONS = ("activity", "plans", "advice", "space", "settings", "sche
     type=click.Choice(INSPECTION_SECTIONS),
     multiple=True,
     help="Leave out a section read from the database (repeatable): activity (--live only), "
-    "plans, advice (index advice), space, settings, schema (schema health).",
+    "space, settings, plans, advice (index advice), schema (schema health).",
 )
 @target_option
 @store_option

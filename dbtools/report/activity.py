@@ -403,5 +403,6 @@ SUBJECT = Subject(
     read=lambda reading: read_activity(reading.conn),
     build=lambda facts, building: build_activity(facts, building.options.settings_of("activity")),
     sections=(activity_blocked, activity_running, activity_idle, activity_connections),
+    place=10,
     live_only=True,
 )

@@ -409,4 +409,5 @@ SUBJECT = Subject(
     read=read,
     build=build,
     sections=(advice_section,),
+    place=30,
 )

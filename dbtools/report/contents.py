@@ -668,7 +668,7 @@ def statement_costs(report: Report) -> Section:
 def sections(report: Report) -> list[Section]:
     """The report's sections, in order: the statistics', then each subject's that was read."""
     found = [build(report) for build in (*SECTIONS, statement_costs)]
-    for subject in subjects():
+    for subject in sorted(subjects(), key=lambda subject: subject.place):
         model = report.inspected.get(subject.key)
         if model is not None:
             found += [build(model) for build in subject.sections]

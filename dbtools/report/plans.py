@@ -390,4 +390,5 @@ SUBJECT = Subject(
         found, building.major, table_rows(building.state), building.large_table_rows
     ),
     sections=(plans_section,),
+    place=20,
 )

@@ -346,4 +346,5 @@ SUBJECT = Subject(
     read=lambda reading: read_schema_facts(reading.conn, reading.options.settings_of("schema")),
     build=lambda facts, building: schema_health(facts),
     sections=(schema_health_section,),
+    place=60,
 )

@@ -272,4 +272,5 @@ SUBJECT = Subject(
     read=lambda reading: read_settings(reading.conn),
     build=lambda found, building: review_settings(found, workload_facts(building)),
     sections=(settings_review,),
+    place=50,
 )

@@ -701,4 +701,5 @@ SUBJECT = Subject(
     read=lambda reading: read_space(reading.conn, reading.options.settings_of("space")),
     build=lambda facts, building: build_space(facts, building.options.settings_of("space")),
     sections=(space_tables, space_indexes, space_sequences, space_health),
+    place=40,
 )

@@ -4,8 +4,8 @@ Each subject declares in its own module, as ``SUBJECT``, everything the report d
 its name (``--skip NAME``) and its key in the report (``Report.inspected``, the JSON), its
 options (a settings class with defaults), what it reads (``read``, on the report's read-only
 session), its model (``build``, pure, from what was read) and its sections (each built from the
-model alone). ``REGISTRY`` lists them in the order the report shows them: adding a subject is
-its module and one line here. ``inspection`` reads and builds every registered subject;
+model alone, shown in the order of their ``place``). ``REGISTRY`` lists them in the order of
+the JSON document's keys: adding a subject is its module and one line here. ``inspection`` reads and builds every registered subject;
 ``contents`` lays out their sections; ``cli/report.py`` offers their names to ``--skip``.
 """
 
@@ -23,13 +23,13 @@ if TYPE_CHECKING:
     from dbtools.reading.rows import Snapshot, StatementRow
     from dbtools.report.sections import Section
 
-# name → the module whose SUBJECT it is, in the report's order.
+# name → the module whose SUBJECT it is, in the order of the JSON document's keys.
 REGISTRY: dict[str, str] = {
     "activity": "dbtools.report.activity",
-    "plans": "dbtools.report.plans",
-    "advice": "dbtools.report.advice",
     "space": "dbtools.report.space",
     "settings": "dbtools.report.settings",
+    "plans": "dbtools.report.plans",
+    "advice": "dbtools.report.advice",
     "schema": "dbtools.report.schema_health",
 }
 NAMES = tuple(REGISTRY)
@@ -93,6 +93,7 @@ class Subject:
     read: Callable[[Reading], Any]  # what it reads (None: nothing to show)
     build: Callable[[Any, Building], Any]  # its model, from what it read (pure)
     sections: tuple[Callable[[Any], Section | None], ...]  # each from its model
+    place: int  # where its sections go among the subjects' (lower first)
     live_only: bool = False  # read only for the live statistics (--live)
 
 
