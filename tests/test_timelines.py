@@ -161,8 +161,7 @@ def test_timeline_charts_shade_the_windows_and_draw_only_comparable_steps(
 def test_a_window_with_enough_intervals_is_no_sparse_window() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from dbtools.report.contents import sparse_note
-    from dbtools.report.timelines import MIN_INTERVALS, Shade, Step, Timelines
+    from dbtools.report.timelines import MIN_INTERVALS, Shade, Step, Timelines, sparse_note
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     steps = tuple(
