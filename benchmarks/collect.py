@@ -52,7 +52,7 @@ from typing import Any
 import psycopg
 
 from benchmarks.machine import machine_lines
-from dbtools.sandbox import Sandbox
+from dbtools.db.sandbox import Sandbox
 from dbtools.schema.revisions import upgrade
 from dbtools.store.collector import Collector, Target
 

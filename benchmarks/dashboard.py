@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 
 from benchmarks.machine import machine_lines
-from dbtools.report.dashboard import TARGETS_SQL, panels
-from dbtools.sandbox import Sandbox
+from dbtools.db.sandbox import Sandbox
+from dbtools.grafana.dashboard import TARGETS_SQL, panels
 from dbtools.schema.revisions import upgrade
 from dbtools.store import snapshots
 

@@ -23,8 +23,8 @@ import psycopg
 
 from benchmarks.index_build import SEED_SQL
 from benchmarks.machine import describe_machine
+from dbtools.db.sandbox import temporary_sandbox
 from dbtools.safety.plan import MiB, Rates
-from dbtools.sandbox import temporary_sandbox
 from dbtools.schema.revisions import upgrade
 
 RESULTS = Path(__file__).with_name("RESULTS-downgrade-rates.md")

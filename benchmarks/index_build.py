@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.machine import describe_machine, load_average
-from dbtools.sandbox import temporary_sandbox
+from dbtools.db.sandbox import temporary_sandbox
 from dbtools.schema.manifest import manifest_at
 from dbtools.schema.revisions import downgrade, upgrade
 

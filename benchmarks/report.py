@@ -55,10 +55,12 @@ import psycopg
 
 from benchmarks.history import earlier_runs
 from benchmarks.machine import load_average, load_table, machine_lines, under_load
+from dbtools.db.sandbox import temporary_sandbox
 from dbtools.report import ReportOptions, make_report, render
-from dbtools.report.inspection import SECTIONS, InspectionOptions, inspect
+from dbtools.report.inspection import inspect
 from dbtools.report.model import Report, ReportInput, build_report
-from dbtools.sandbox import temporary_sandbox
+from dbtools.report.subjects import NAMES as SECTIONS
+from dbtools.report.subjects import InspectionOptions
 from dbtools.sqltext.families import Classifier, compiled_sqlglot
 from tests.helpers import PURE_SQLGLOT
 from tests.report_fixture import grown, report_input, statement

@@ -45,7 +45,7 @@ import psycopg
 
 from benchmarks.machine import machine_lines
 from dbtools.db.connection import SQL_MARKER, split_password
-from dbtools.sandbox import Sandbox, client_binary
+from dbtools.db.sandbox import Sandbox, client_binary
 from dbtools.schema.revisions import upgrade
 from dbtools.store import snapshots, window_sums
 from dbtools.verify import verify

@@ -32,9 +32,9 @@ import psycopg
 
 from benchmarks.machine import machine_lines
 from benchmarks.snapshot_verify import TABLES, build, shapes
+from dbtools.db.sandbox import Sandbox
 from dbtools.figures.windows import parse_window
 from dbtools.report.timelines import load_timelines, step_between
-from dbtools.sandbox import Sandbox
 from dbtools.sqltext.families import Classifier
 from dbtools.store import Store, snapshots
 

@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.machine import machine_lines
-from dbtools.sandbox import temporary_sandbox
+from dbtools.db.sandbox import temporary_sandbox
 from dbtools.schema.revisions import upgrade
 from dbtools.workload import (
     ApplicationPool,

@@ -31,7 +31,8 @@ TABLES: dict[str, str] = {
     "lint": "dbtools.safety.declarations: rules left out, deploy timeouts, revisions not linted",
     "rehearse": "dbtools.safety.declarations: revisions whose downgrade is irreversible",
     "report": "dbtools.report.options: where the report's lookup rules draw their lines",
-    "rollout": "dbtools.rollout: the application's deploy, traffic, rollback, load-test commands",
+    "rollout": "dbtools.commands.rollout: the application's deploy, traffic, rollback, load-test "
+    "commands",
 }
 
 

@@ -184,13 +184,19 @@ FLOAT_DIGITS = 6  # so that a document does not depend on the last bit of a sum
 
 
 def to_jsonable(value: Any, name: str = "") -> Any:
-    """*value* as JSON-ready data: dataclasses by field, mappings, sequences, enums by value,
+    """*value* as JSON-ready data: dataclasses by field (a field marked ``inline`` gives its
+    mapping's keys instead), mappings, sequences, enums by value,
     datetimes in UTC ISO 8601, floats rounded to ``FLOAT_DIGITS``; anything else as text.
     *name* is the field the value came from (``AS_TEXT`` fields become strings)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_jsonable(getattr(value, f.name), f.name) for f in dataclasses.fields(value)
-        }
+        found: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            item = to_jsonable(getattr(value, f.name), f.name)
+            if f.metadata.get("inline"):  # a mapping whose keys are the dataclass's own
+                found.update(item)
+            else:
+                found[f.name] = item
+        return found
     if isinstance(value, enum.Enum):
         return to_jsonable(value.value, name)
     if isinstance(value, Mapping):

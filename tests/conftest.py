@@ -5,7 +5,7 @@ Which server, in order:
 * ``DBTOOLS_TEST_DSN``: an existing server (superuser or CREATEDB; pg_stat_statements preloaded);
 * ``DBTOOLS_TEST_DOCKER=1``: a testcontainers ``PostgresContainer`` with the sandbox's settings
   (``DBTOOLS_TEST_DOCKER_IMAGE``, default ``postgres:18``);
-* otherwise a ``dbtools.sandbox`` server from ``DBTOOLS_TEST_PG_BIN``, or the embedded one.
+* otherwise a ``dbtools.db.sandbox`` server from ``DBTOOLS_TEST_PG_BIN``, or the embedded one.
 
 When no server can be started every test fails with the reason: the suite never skips itself.
 """
@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from dbtools.sandbox import SERVER_SETTINGS, Sandbox, resolve_pg_bin
+from dbtools.db.sandbox import SERVER_SETTINGS, Sandbox, resolve_pg_bin
 from dbtools.sqltext.parse_cache import CACHE_DIR_VARIABLE
 
 TEMPLATE = "dbtools_test_template"

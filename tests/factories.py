@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from dbtools import CanarySpec
 from dbtools.figures.measures import WindowMeasures, measure_window
 from dbtools.figures.requests import RequestTotals, VariantTotals
 from dbtools.figures.sums import ALL_STATEMENTS, Scope, count_statements
@@ -21,13 +22,7 @@ from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader
 from dbtools.schema.latency import Percentile
 from dbtools.schema.manifest import manifest_at
 from dbtools.verify import DEFAULT_THRESHOLDS, VerifyResult, evaluate, measure_options
-from dbtools.verify.canary import (
-    CanaryResult,
-    CanarySpec,
-    evaluate_canary,
-    role_scopes,
-    whole_scope,
-)
+from dbtools.verify.canary import CanaryResult, evaluate_canary, role_scopes, whole_scope
 from dbtools.verify.live import IndexState, LiveState
 from dbtools.verify.thresholds import Thresholds
 

@@ -145,8 +145,9 @@ SCHEMA = SchemaFacts(
 UNSTORED = {(DBID, USERID, 102, True): {"max_exec_time": 3.5, "wal_fpi": 2}}
 
 INSPECTION = Inspection(
-    major=16, activity=ACTIVITY, space=SPACE, settings=SETTINGS, plans=PLANS, advice=ADVICE,
-    schema=SCHEMA, unstored_columns=UNSTORED,
+    major=16, unstored_columns=UNSTORED,
+    found={"activity": ACTIVITY, "space": SPACE, "settings": SETTINGS, "plans": PLANS,
+           "advice": ADVICE, "schema": SCHEMA},
 )  # fmt: skip
 
 

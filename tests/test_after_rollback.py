@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from dbtools import snapshot as take_snapshot
+from dbtools import verify_candidate
 from dbtools.errors import ConfigError
 from dbtools.figures.requests import RequestTotals
 from dbtools.figures.windows import Window, window_labels
@@ -23,8 +25,7 @@ from dbtools.metrics.buckets import percentile
 from dbtools.schema.latency import histogram, lower_bound_ms, upper_bound_ms
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import downgrade
-from dbtools.store.snapshots import snapshot as take_snapshot
-from dbtools.verify import VerifyResult, verify
+from dbtools.verify import VerifyResult
 from dbtools.verify.thresholds import Thresholds, thresholds_from
 from dbtools.workload import (
     DataPath,
@@ -237,7 +238,7 @@ def test_back_on_the_per_request_path_passes_still_batched_fails(
     assert baseline.statements_sent == back.statements_sent == 3 * baseline.cache_misses == 300
     assert rollout.statements_sent == 3 * rollout.batches
 
-    result = verify(db.dsn, "baseline", "after-rollback", after_rollback=True,
+    result = verify_candidate(db.dsn, "baseline", "after-rollback", after_rollback=True,
                     thresholds=LOOSE_P95)  # fmt: skip
     for measured, run in ((result.baseline, baseline), (result.candidate, back)):
         assert measured.requests == run.requests == 200
@@ -251,7 +252,9 @@ def test_back_on_the_per_request_path_passes_still_batched_fails(
     assert (result.verdict, result.exit_code) == ("pass", 0), result.as_dict()["findings"]
 
     # Traffic never routed back (the batched path still serving): not returned, the figure named.
-    still = verify(db.dsn, "baseline", "rollout", after_rollback=True, thresholds=LOOSE_P95)
+    still = verify_candidate(
+        db.dsn, "baseline", "rollout", after_rollback=True, thresholds=LOOSE_P95
+    )
     assert still.candidate.queries_per_request == pytest.approx(queries_per_request(rollout))
     after_qpr = queries_per_request(rollout)
     change = (after_qpr / before - 1) * 100
@@ -294,7 +297,7 @@ def test_errors_that_stayed_up_fail_with_the_rate_named(seeded: Database) -> Non
     assert baseline.errors == 0 and back.errors > 1  # more than the 0.5 points allowed
     rate = back.errors / back.requests
 
-    result = verify(db.dsn, "baseline", "after-rollback", after_rollback=True,
+    result = verify_candidate(db.dsn, "baseline", "after-rollback", after_rollback=True,
                     thresholds=LOOSE_P95)  # fmt: skip
     assert result.candidate.error_rate == pytest.approx(rate)
     assert returned(result)["returned_error_rate"] == ("fail", (
@@ -315,7 +318,7 @@ def test_after_a_downgrade_the_objects_of_the_revision_are_judged(
     downgrade(db.dsn, "0002")
     assert window(db, "after-rollback", 30) == 90
     record_metrics(db, "after-rollback", requests=30)
-    result = verify(db.dsn, "baseline", "after-rollback", after_rollback=True)
+    result = verify_candidate(db.dsn, "baseline", "after-rollback", after_rollback=True)
     assert (result.baseline.queries_per_request, result.candidate.queries_per_request) == (3, 3)
     by_check = {(f.check, f.subject): (f.status, f.message) for f in result.findings}
     assert by_check["schema_revision", "alembic_version"] == (
@@ -388,7 +391,7 @@ def test_a_one_second_spike_in_the_baseline_no_longer_hides_a_tripled_p95(
         window_statements(db, 1250)
         take_snapshot(db.dsn, end)
         assert _application_buckets(db, label, buckets, histograms=histograms) == 1250
-    result = verify(db.dsn, "baseline", "after-rollback", after_rollback=True)
+    result = verify_candidate(db.dsn, "baseline", "after-rollback", after_rollback=True)
     before, after_ = result.baseline, result.candidate
     assert before.p95_worst_second_ms == pytest.approx(percentile(_latencies(400.0), 0.95))
     assert before.p95_estimated is after_.p95_estimated is not histograms

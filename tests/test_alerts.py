@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
-from dbtools.metrics.buckets import percentile
-from dbtools.report.alerts import alert_provisioning
-from dbtools.report.dashboard import (
+from dbtools.grafana.alerts import alert_provisioning
+from dbtools.grafana.dashboard import (
     DASHBOARD_UID,
     DATASOURCE_TYPE,
     KMS_REUSE_METRIC,
     MEMORY_USAGE_METRIC,
     dashboard,
 )
+from dbtools.metrics.buckets import percentile
 from dbtools.schema.latency import histogram, histogram_percentile, weighted_percentile
 from dbtools.store import snapshots
 from dbtools.verify.thresholds import Thresholds

@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
+from dbtools import build_plan, lint_revisions
 from dbtools.errors import DbtoolsError
-from dbtools.safety.lint import lint_revisions, location
-from dbtools.safety.plan import build_plan
+from dbtools.safety.lint import location
 from dbtools.safety.rehearse import schema_comparison
 from dbtools.safety.render import plan_markdown
 from dbtools.safety.squawk import run_squawk

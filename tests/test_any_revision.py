@@ -9,9 +9,9 @@ import json
 import pytest
 from psycopg import conninfo
 
+from dbtools import verify_candidate
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import downgrade
-from dbtools.verify import verify
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli, run_dbtools
@@ -59,7 +59,9 @@ def test_windows_below_head_are_stored_scrubbed_and_measured_exactly(
         (revision,)
     ]
 
-    result = verify(db.dsn, "before", "after", thresholds=Thresholds(critical_query_rate=1e9))
+    result = verify_candidate(
+        db.dsn, "before", "after", thresholds=Thresholds(critical_query_rate=1e9)
+    )
     assert (result.baseline.counts.queries, result.candidate.counts.queries) == (90, 9)
     assert result.reduction == pytest.approx(0.9)
     by_check = {(f.check, f.subject): (f.status, f.message) for f in result.findings}

@@ -12,16 +12,12 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from dbtools import CanarySpec, verify_canary
 from dbtools.errors import UsageError
 from dbtools.figures.requests import VariantTotals
 from dbtools.figures.windows import window_labels
 from dbtools.metrics import MetricsRecorder
-from dbtools.verify.canary import (
-    CANARY_RULES,
-    CanarySpec,
-    share_interval,
-    verify_canary,
-)
+from dbtools.verify.canary import CANARY_RULES, share_interval
 from dbtools.verify.thresholds import Thresholds
 from dbtools.workload import DataPath, Duplication, WorkloadConfig, run_workload
 from tests.conftest import Database

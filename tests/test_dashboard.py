@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dbtools.db.connection import SQL_MARKER
-from dbtools.report.dashboard import (
+from dbtools.grafana.dashboard import (
     DATASOURCE_TYPE,
     KMS_REUSE_METRIC,
     TARGETS_SQL,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_json, summary_text
+from dbtools.commands.demo import APP_P95_NAME, DemoConfig, run_demo, summary_json, summary_text
 from dbtools.errors import UsageError
 from dbtools.figures.measures import P95_NAME
 from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS

@@ -6,8 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dbtools.db.server import ServerInfo
-from dbtools.doctor import (
+from dbtools.commands.doctor import (
     CHECKS,
     Check,
     DoctorFacts,
@@ -18,6 +17,7 @@ from dbtools.doctor import (
     render_checks,
     run_checks,
 )
+from dbtools.db.server import ServerInfo
 from dbtools.output import dump_json
 from dbtools.schema.manifest import manifest_at
 from tests.helpers import check_golden

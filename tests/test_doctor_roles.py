@@ -50,7 +50,7 @@ def make_role(migrated_database: Database) -> Iterator[MakeRole]:
 def doctor(dsn: str, *, ini: Path | None = None) -> dict[str, Any]:
     """``dbtools doctor --format json`` (or the library with another alembic.ini)."""
     if ini is not None:
-        from dbtools.doctor import run_doctor
+        from dbtools import run_doctor
 
         return dict(json.loads(json.dumps(run_doctor(dsn, ini=ini).as_dict())))
     result = run_cli("doctor", "--dsn", dsn, "--format", "json")

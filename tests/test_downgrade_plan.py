@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dbtools import build_plan
 from dbtools.safety.classify import DbObject, SchemaContext, classify
 from dbtools.safety.locks import Blocking, LockLevel
-from dbtools.safety.plan import DowngradePlan, build_plan
+from dbtools.safety.plan import DowngradePlan
 from dbtools.safety.render import plan_markdown
 from dbtools.schema.manifest import head_revision, manifest_at
 from dbtools.schema.monitoring import MONITORING_SCHEMA

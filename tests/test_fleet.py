@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from dbtools import Collector
 from dbtools.db.connection import SQL_MARKER, connect
-from dbtools.sandbox import Sandbox, resolve_pg_bin
-from dbtools.store.collector import Collector, Round, Target
+from dbtools.db.sandbox import Sandbox, resolve_pg_bin
+from dbtools.store.collector import Round, Target
 from tests.conftest import Database, PgServer
 from tests.snapshot_helpers import stored_measures
 

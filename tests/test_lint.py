@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.safety.lint import check_sql, lint_revisions, location
+from dbtools import lint_revisions
+from dbtools.safety.lint import check_sql, location
 from tests.helpers import REPO, assert_usage_error, run_cli
 
 BROKEN = REPO / "tests" / "fixtures" / "broken_migrations"

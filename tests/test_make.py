@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from dbtools.sandbox import embedded_bin_dir, installed_pg_bins
+from dbtools.db.sandbox import embedded_bin_dir, installed_pg_bins
 from tests.helpers import REPO
 
 OTHER_MAJORS = {m: str(b) for m, b in installed_pg_bins().items() if b != embedded_bin_dir()}

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from dbtools import verify_candidate
 from dbtools.db.catalog import qualified, split_qualified
 from dbtools.errors import ConfigError
-from dbtools.report.dashboard import panels
+from dbtools.grafana.dashboard import panels
 from dbtools.schema.manifest import (
     IndexDefinition,
     Manifest,
@@ -31,7 +32,6 @@ from dbtools.schema.revisions import (
     script_directory,
     upgrade,
 )
-from dbtools.verify import verify
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import REPO
@@ -262,13 +262,13 @@ def test_verify_after_a_downgrade_to_0002_judges_against_0002(migrated_database:
     for label in ("before", "after"):
         record_metrics(db, label, requests=20)
     relaxed = Thresholds(critical_query_rate=1e9)
-    at_head = verify(db.dsn, "before", "after", thresholds=relaxed)
+    at_head = verify_candidate(db.dsn, "before", "after", thresholds=relaxed)
     assert at_head.verdict == "pass"
     assert len([f for f in at_head.findings if f.check == "batch_indexes"]) == 3
     assert len([f for f in at_head.findings if f.check == "autovacuum_settings"]) == 3
 
     downgrade(db.dsn, "0002")
-    result = verify(db.dsn, "before", "after", thresholds=relaxed)
+    result = verify_candidate(db.dsn, "before", "after", thresholds=relaxed)
     by_check: dict[str, list[tuple[str, str, str]]] = {}
     for f in result.findings:
         by_check.setdefault(f.check, []).append((f.status, f.subject, f.message))
@@ -303,7 +303,7 @@ def test_verify_at_an_unknown_revision_is_a_config_error(migrated_database: Data
     window(db, "after", 3)
     db.execute("UPDATE public.alembic_version SET version_num = '0009'")
     with pytest.raises(ConfigError, match="unknown revision '0009'"):
-        verify(db.dsn, "before", "after")
+        verify_candidate(db.dsn, "before", "after")
 
 
 def test_dashboard_needs_the_tables_its_revision_creates() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbtools.sandbox import Sandbox, resolve_pg_bin
+from dbtools.db.sandbox import Sandbox, resolve_pg_bin
 from dbtools.workload import (
     DataPath,
     Dataset,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from dbtools import rehearse
 from dbtools.errors import UsageError
-from dbtools.safety.rehearse import object_identity, rehearse, schema_differences
+from dbtools.safety.rehearse import object_identity, schema_differences
 from dbtools.schema.dump import dump_schema
 from dbtools.schema.manifest import head_revision
 from tests.conftest import Database, PgServer

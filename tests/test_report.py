@@ -18,14 +18,15 @@ import psycopg
 import pytest
 from PIL import Image
 
+from dbtools import make_report, write_report
 from dbtools.figures.deltas import WindowDeltas, window_deltas
 from dbtools.figures.measures import P95_NAME, measure_window
 from dbtools.figures.windows import window_labels
 from dbtools.reading.rows import Snapshot
-from dbtools.report import FORMATS, charts, make_report, render, write_report
+from dbtools.report import FORMATS, charts, render
+from dbtools.report.contents import sections
 from dbtools.report.html import render_html
 from dbtools.report.model import Report, period_from_window
-from dbtools.report.sections import sections
 from dbtools.sqltext.families import shape_of
 from dbtools.store import snapshots
 from tests.conftest import Database, PgServer

@@ -11,19 +11,20 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
 import pytest
 
+from dbtools import make_report
 from dbtools.reading.columns import StatementColumns
-from dbtools.report import ReportOptions, make_report, render
+from dbtools.report import ReportOptions, render
 from dbtools.report.activity import ActivitySettings
-from dbtools.report.inspection import SECTIONS, InspectionOptions
 from dbtools.report.model import Report
 from dbtools.report.space import SpaceSettings
+from dbtools.report.subjects import NAMES as SECTIONS
+from dbtools.report.subjects import InspectionOptions
 from tests.conftest import Database, PgServer
 from tests.helpers import run_cli
 from tests.test_health import wait_for
@@ -33,7 +34,7 @@ SECRET = "Sekr1t-literal"
 
 def report_of(db: Database, *sections: str, live: bool = True, **settings: Any) -> Report:
     """The live report of *db* with only *sections* read."""
-    options = replace(InspectionOptions(sections=frozenset(sections)), **settings)
+    options = InspectionOptions(sections=frozenset(sections), settings=settings)
     return make_report(
         db.dsn,
         live=live,
@@ -267,7 +268,7 @@ def test_a_sequence_feeding_a_narrower_column_by_its_default_is_a_critical_findi
 def test_bloat_findings_name_their_method_and_fix(dead_space: Database) -> None:
     """The padded table is 86 of its 173 pages bloat by the estimate: a finding from 40%
     (the default 50% and 8 MiB leave it out); with pgstattuple, the measurement's figure."""
-    assert report_of(dead_space, "space").space.findings == ()  # type: ignore[union-attr]
+    assert report_of(dead_space, "space").space.findings == ()
     settings = SpaceSettings(bloat_warning=0.4, bloat_min_bytes=0)
     report = report_of(dead_space, "space", space=settings)
     assert report.space is not None

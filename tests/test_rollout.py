@@ -25,9 +25,7 @@ import psycopg
 import pytest
 
 from dbtools import redaction
-from dbtools.errors import ConfigError
-from dbtools.figures.requests import VariantTotals
-from dbtools.rollout import (
+from dbtools.commands.rollout import (
     PHASES,
     CommandRun,
     Triggers,
@@ -38,6 +36,8 @@ from dbtools.rollout import (
     rollout_config_from,
     run_command,
 )
+from dbtools.errors import ConfigError
+from dbtools.figures.requests import VariantTotals
 from dbtools.schema.latency import Percentile
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database

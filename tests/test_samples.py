@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from dbtools import Collector
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.figures.deltas import window_deltas
 from dbtools.figures.windows import parse_window
@@ -20,7 +21,7 @@ from dbtools.reading import live
 from dbtools.reading.rows import Snapshot, SnapshotHeader
 from dbtools.schema.revisions import downgrade, upgrade
 from dbtools.store import Store, compact
-from dbtools.store.collector import Collector, Target
+from dbtools.store.collector import Target
 from dbtools.store.layout import read_layout
 from tests.conftest import Database
 from tests.snapshot_helpers import take

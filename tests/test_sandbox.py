@@ -9,14 +9,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dbtools.errors import SandboxError
-from dbtools.sandbox import (
+from dbtools.db.sandbox import (
     Sandbox,
     installed_pg_bins,
     resolve_pg_bin,
     server_major,
     temporary_sandbox,
 )
+from dbtools.errors import SandboxError
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, postmaster_pid, run_dbtools, server_alive
 

@@ -15,10 +15,10 @@ from dbtools.figures.windows import Window
 from dbtools.findings import Finding
 from dbtools.reading.rows import IndexRow, StatementRow
 from dbtools.report import ReportInput, ReportOptions, build_report, render
+from dbtools.report.contents import sections
 from dbtools.report.health import Catalog
 from dbtools.report.model import Report, period_from_snapshot, period_from_window
 from dbtools.report.options import load_report_options
-from dbtools.report.sections import sections
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Batchable, shape_of
 from dbtools.verify import evaluate

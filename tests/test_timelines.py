@@ -14,10 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbtools import make_report
 from dbtools.errors import ConfigError
 from dbtools.output import NO_VALUE
 from dbtools.reading.rows import Snapshot
-from dbtools.report import make_report, render
+from dbtools.report import render
 from dbtools.report.charts import shade_colours, timeline_plots
 from dbtools.report.html import render_html
 from dbtools.report.model import ReportOptions
@@ -160,8 +161,7 @@ def test_timeline_charts_shade_the_windows_and_draw_only_comparable_steps(
 def test_a_window_with_enough_intervals_is_no_sparse_window() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from dbtools.report.sections import sparse_note
-    from dbtools.report.timelines import MIN_INTERVALS, Shade, Step, Timelines
+    from dbtools.report.timelines import MIN_INTERVALS, Shade, Step, Timelines, sparse_note
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     steps = tuple(

@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from dbtools import Collector, verify_candidate
 from dbtools.figures.sums import Scope
 from dbtools.figures.windows import window_labels
-from dbtools.store.collector import Collector, Target
-from dbtools.verify import VerifyResult, verify
+from dbtools.store.collector import Target
+from dbtools.verify import VerifyResult
 from dbtools.verify.render import render_table
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database, PgServer
@@ -45,7 +46,7 @@ def _window(db: Database, label: str, requests: int, *, during: Callable[[], obj
 
 def _verify(db: Database, **kwargs: object) -> VerifyResult:
     kwargs.setdefault("thresholds", RELAXED)
-    return verify(db.dsn, "before", "after", **kwargs)  # type: ignore[arg-type]
+    return verify_candidate(db.dsn, "before", "after", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -404,7 +405,7 @@ def test_a_transient_per_role_setting_at_a_sample_is_untrusted(
     run_requests(db, 5, user=app_role)
     take(db, end, 25)
     _window(db, "before", 25)
-    result = verify(db.dsn, "before", "after", thresholds=RELAXED)
+    result = verify_candidate(db.dsn, "before", "after", thresholds=RELAXED)
     expected = (f"pg_stat_statements.track = none for role {app_role} in database {db.name}: "
                 "its statements are not counted (between the samples at ")  # fmt: skip
     assert any(p.startswith(expected) for p in result.baseline.problems) is False

@@ -10,13 +10,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dbtools import verify_candidate
 from dbtools.figures.sums import Scope
 from dbtools.figures.windows import window_labels
 from dbtools.metrics import MetricsRecorder
 from dbtools.schema.manifest import head_revision
 from dbtools.sqltext.parse import TableRef
 from dbtools.store import snapshots
-from dbtools.verify import VerifyResult, verify
+from dbtools.verify import VerifyResult
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import run_cli
@@ -28,7 +29,7 @@ RELAXED = Thresholds(critical_query_rate=1e9)
 
 def _verify(db: Database, **kwargs: object) -> VerifyResult:
     kwargs.setdefault("thresholds", RELAXED)
-    return verify(db.dsn, "before", "after", **kwargs)  # type: ignore[arg-type]
+    return verify_candidate(db.dsn, "before", "after", **kwargs)  # type: ignore[arg-type]
 
 
 def _statuses(result: VerifyResult, check: str) -> dict[str, str]:
@@ -346,7 +347,7 @@ def test_request_metric_thresholds(
 def test_query_rate_is_critical_above_50_per_second(migrated_database: Database) -> None:
     db = migrated_database
     _rollout(db, requests=400, batch=2)  # 600 queries in well under a few seconds
-    result = verify(db.dsn, "before", "after")
+    result = verify_candidate(db.dsn, "before", "after")
     assert _statuses(result, "query_rate") == {"database query rate": "critical"}
     assert result.candidate.query_rate is not None and result.candidate.query_rate > 50
     assert result.verdict == "fail"

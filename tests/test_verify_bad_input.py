@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
+from dbtools import load_thresholds
+from dbtools.db.sandbox import Sandbox
 from dbtools.errors import ConfigError
-from dbtools.sandbox import Sandbox
-from dbtools.verify.thresholds import load_thresholds
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, run_cli, run_dbtools
 from tests.readme_runner import readme_monitor_grants

@@ -10,10 +10,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from dbtools import Collector
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
 from dbtools.figures import windows
-from dbtools.store.collector import Collector, Target
+from dbtools.store.collector import Target
 from tests.conftest import Database
 from tests.helpers import run_cli
 from tests.snapshot_helpers import run_requests, stored_windows, take

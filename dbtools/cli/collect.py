@@ -123,8 +123,9 @@ def collect(
     stored); 2 usage, connection or configuration error, another collector holds a target, or
     --once sampled no target at all; 130 Ctrl-C.
     """
+    from dbtools import Collector
     from dbtools.db.connection import resolve_dsn
-    from dbtools.store.collector import Collector, targets_from
+    from dbtools.store.collector import targets_from
 
     given_dsn = resolve_dsn(dsn) if dsn is not None or not (targets or targets_file) else None
     chosen = targets_from(given_dsn, targets, targets_file)

@@ -92,7 +92,7 @@ def demo(
     Exit codes: verify's (0 pass, 1 fail, 3 rollback); 2 usage or connection error; 130
     interrupted.
     """
-    from dbtools.demo import DemoConfig, run_demo, summary_json, summary_text
+    from dbtools.commands.demo import DemoConfig, run_demo, summary_json, summary_text
 
     config = DemoConfig(
         requests=requests, concurrency=concurrency, duplication=duplication,

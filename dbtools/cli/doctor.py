@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
+from dbtools import run_doctor
 from dbtools.cli.options import dsn_option, emit, format_option, printed_output_option
+from dbtools.commands.doctor import render_checks
 from dbtools.db.connection import resolve_dsn
-from dbtools.doctor import render_checks, run_doctor
 from dbtools.output import Destination, dump_json
 
 

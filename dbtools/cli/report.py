@@ -23,7 +23,7 @@ from dbtools.output import Destination
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
 REPORT_FORMATS = ("md", "html", "json")
-# The sections read from the database, likewise (dbtools.report.inspection.SECTIONS).
+# The subjects read from the database, likewise (dbtools.report.subjects.REGISTRY, in order).
 INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
 
 
@@ -142,9 +142,10 @@ def report_command(
 
     Exit codes: 0 written; 2 usage, connection or prerequisite error (nothing written).
     """
-    from dbtools.report import make_report, render, report_stem, with_rollout_records
-    from dbtools.report.inspection import InspectionOptions
+    from dbtools import make_report
+    from dbtools.report import render, report_stem, with_rollout_records
     from dbtools.report.options import load_report_options
+    from dbtools.report.subjects import InspectionOptions
 
     options = dataclasses.replace(
         load_report_options(config_file, top_statements=top),
@@ -211,10 +212,10 @@ def dashboard_command(
 
     Exit codes: 0 written; 2 usage or configuration error (nothing written).
     """
+    from dbtools import load_thresholds
+    from dbtools.grafana.alerts import check_provisioning_path, render_alert_rules
+    from dbtools.grafana.dashboard import render_dashboard
     from dbtools.output import write_output
-    from dbtools.report.alerts import check_provisioning_path, render_alert_rules
-    from dbtools.report.dashboard import render_dashboard
-    from dbtools.verify.thresholds import load_thresholds
 
     alerts = Destination(str(alerts_file)) if alerts_file is not None else None
     if alerts is not None and alerts_file is not None:

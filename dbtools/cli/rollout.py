@@ -93,8 +93,8 @@ def rollout(
     3 rolled back (the traffic was routed back); 4 rollback failed (route back by hand);
     130 interrupted (the record says in which phase and what happened to the traffic).
     """
-    from dbtools.rollout import Rollout, RolloutOptions, load_rollout_config, record_json
-    from dbtools.verify.thresholds import load_thresholds
+    from dbtools import Rollout, RolloutOptions, load_rollout_config, load_thresholds
+    from dbtools.commands.rollout import record_json
 
     options = RolloutOptions(environment, traffic, monitor_seconds, dry_run, skip_tests, force,
                              baseline, label, on_interrupt)  # type: ignore[arg-type]  # fmt: skip

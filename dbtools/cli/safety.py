@@ -170,7 +170,7 @@ def downgrade_plan(
     Exit codes: 0 planned; 2 bad input (unknown revision, --to not below --from, no
     connection for --from current, an empty history), nothing written.
     """
-    from dbtools.safety.plan import build_plan
+    from dbtools import build_plan
     from dbtools.safety.render import plan_json, plan_markdown
 
     if offline and dsn is not None:
@@ -282,7 +282,7 @@ def rehearse(
     bad option, empty history, env.py migrated another database or failed before any
     revision, project not importable.
     """
-    from dbtools.safety.rehearse import rehearse as run_rehearsal
+    from dbtools import rehearse as run_rehearsal
     from dbtools.safety.render import rehearsal_json, rehearsal_table
 
     if allow_data and dsn is None:
@@ -351,7 +351,7 @@ def lint(
     Exit codes: 0 no violations; 1 violations; 2 squawk missing, unknown revision, bad
     declarations, empty history, project not importable.
     """
-    from dbtools.safety.lint import lint_revisions
+    from dbtools import lint_revisions
     from dbtools.safety.render import lint_json, lint_table
 
     result = lint_revisions(

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from dbtools.cli.options import pg_bin_option
-from dbtools.sandbox import Sandbox, default_directory
+from dbtools.db.sandbox import Sandbox, default_directory
 
 _dir_option = click.option(
     "--dir",

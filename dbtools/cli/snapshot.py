@@ -106,13 +106,14 @@ def snapshot(
     them will do: a database rolled back below revision 0005 stores a full copy in the tables
     its revision has (one target, its own; --target and --store need revision 0005).
     """
+    import dbtools
     from dbtools.store import snapshots
 
     if delete:
         name = snapshots.remove(resolve_dsn(dsn), label, target=target, store=_store(store))
         click.echo(f"snapshot {label} of {name} removed")
         return
-    summary = snapshots.snapshot(
+    summary = dbtools.snapshot(
         resolve_dsn(dsn), label, requests=requests_served, target=target, store=_store(store)
     )
     if output_format == "json":
@@ -202,13 +203,13 @@ def capture(
     (after a rollback's alembic downgrade too).
     --format json prints one document (schema_version, kind "capture", start, end).
     """
+    import dbtools
     from dbtools.figures.windows import START_SUFFIX
-    from dbtools.store import snapshots
 
     dsn = resolve_dsn(dsn)
     removed = f"{label}{START_SUFFIX} was removed, nothing is stored"
     with interruptible(f"capture {label!r} interrupted: {removed}"):
-        start, end = snapshots.capture(
+        start, end = dbtools.capture(
             dsn, label, duration, requests=requests_served, wait=_wait_with_progress,
             target=target, store=_store(store),
         )  # fmt: skip

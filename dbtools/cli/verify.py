@@ -173,12 +173,11 @@ def verify_command(
     error rate > 5%, p95 > 1000 ms, cache hit ratio < 20%); 2 usage, configuration or
     connection error (unknown label, malformed config, …).
     """
+    from dbtools import load_thresholds, verify_candidate
     from dbtools.db.connection import normalise_dsn, resolve_dsn
     from dbtools.figures.sums import Scope
     from dbtools.sqltext.parse import TableRef
-    from dbtools.verify import verify
     from dbtools.verify.render import render_table
-    from dbtools.verify.thresholds import load_thresholds
 
     canary_options = {
         "--baseline-variant": baseline_variant, "--candidate-variant": candidate_variant,
@@ -204,7 +203,7 @@ def verify_command(
                 destination=destination)  # fmt: skip
         return
     assert baseline is not None and candidate is not None
-    result = verify(
+    result = verify_candidate(
         resolve_dsn(dsn), baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation, after_rollback=after_rollback,
         target=target, store=repository,
@@ -227,8 +226,9 @@ def _canary(
     traffic: float | None,
     **options: Any,
 ) -> None:
+    from dbtools import CanarySpec, verify_canary
     from dbtools.db.connection import resolve_dsn
-    from dbtools.verify.canary import CanarySpec, parse_variant_roles, verify_canary
+    from dbtools.verify.canary import parse_variant_roles
     from dbtools.verify.render import render_canary_table
 
     output_format = options.pop("output_format")

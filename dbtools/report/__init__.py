@@ -33,7 +33,7 @@ from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.reading.live import read_live
 from dbtools.report import health
 from dbtools.report.html import render_html
-from dbtools.report.inspection import InspectionOptions, inspect
+from dbtools.report.inspection import inspect
 from dbtools.report.jsonformat import render_json
 from dbtools.report.markdown import render_markdown
 from dbtools.report.model import (
@@ -46,6 +46,7 @@ from dbtools.report.model import (
     period_from_window,
 )
 from dbtools.report.model import build_report as build_report
+from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.report.timelines import load_timelines, parse_marks

@@ -20,6 +20,9 @@ import psycopg
 from psycopg.rows import class_row
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.output import NO_VALUE, percent
+from dbtools.report.sections import CodeBlock, Section, one_line, seconds
+from dbtools.report.subjects import Subject
 from dbtools.sqltext.scrub import scrub_query
 
 ACTIVITY_SQL = f"""
@@ -304,3 +307,102 @@ def connection_counts(clients: Iterable[Backend]) -> tuple[ConnectionCount, ...]
         key=lambda c: (-c.connections, c.database or "", c.role or "", c.application_name, c.state)
     )
     return tuple(lines)
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def activity_blocked(activity: Activity) -> Section:
+    rows = [
+        [str(b.pid), b.database or NO_VALUE, b.role or NO_VALUE, b.application_name,
+         seconds(b.waiting_seconds), b.lock, ", ".join(map(str, b.blocked_by)),
+         " ← ".join(map(str, b.chain)), f"{b.root_pid} ({b.root_state or 'unknown'})",
+         one_line(b.query)]
+        for b in activity.blocked
+    ]  # fmt: skip
+    code = [
+        CodeBlock(f"pid {b.pid}: chain head {b.root_pid} ({b.root_state or 'unknown'}), its "
+                  "statement", b.root_query)
+        for b in activity.blocked
+    ]  # fmt: skip
+    return Section(
+        "activity-blocked",
+        "Activity now: blocked sessions",
+        "Sessions waiting for a lock (pg_blocking_pids): the lock they wait for, who holds it, "
+        "and the chain to the session that waits for nobody (end it, or its transaction, to "
+        "release the chain).",
+        ["pid", "database", "role", "application", "waiting", "waits for", "blocked by",
+         "chain", "chain head", "statement"],
+        rows,
+        code,
+        empty="No session waits for a lock.",
+    )  # fmt: skip
+
+
+def _session_rows(lines: Sequence[SessionLine]) -> list[list[str]]:
+    return [
+        [str(s.pid), s.database or NO_VALUE, s.role or NO_VALUE, s.application_name,
+         s.state or NO_VALUE, seconds(s.seconds), seconds(s.transaction_seconds),
+         s.wait or NO_VALUE, one_line(s.query)]
+        for s in lines
+    ]  # fmt: skip
+
+
+_SESSION_HEADERS = ["pid", "database", "role", "application", "state", "for", "transaction",
+                    "wait", "statement"]  # fmt: skip
+
+
+def activity_running(activity: Activity) -> Section:
+    limit = activity.settings.long_running_seconds
+    return Section(
+        "activity-running",
+        "Activity now: long-running statements",
+        f"Statements active for {limit:g} s or more (texts scrubbed of literals).",
+        _SESSION_HEADERS,
+        _session_rows(activity.long_running),
+        empty=f"No statement has run for {limit:g} s.",
+    )
+
+
+def activity_idle(activity: Activity) -> Section:
+    return Section(
+        "activity-idle",
+        "Activity now: idle in transaction",
+        "Sessions inside a transaction that are doing nothing: they hold their locks and keep "
+        "vacuum from removing dead rows; 'for' is the time since their last statement.",
+        _SESSION_HEADERS,
+        _session_rows(activity.idle_in_transaction),
+        empty="No session is idle in a transaction.",
+    )
+
+
+def activity_connections(activity: Activity) -> Section:
+    rows = [
+        [c.database or NO_VALUE, c.role or NO_VALUE, c.application_name, c.state,
+         f"{c.connections:,}"]
+        for c in activity.connections
+    ]  # fmt: skip
+    return Section(
+        "activity-connections",
+        "Activity now: connections",
+        f"{activity.client_connections:,} client connections of max_connections "
+        f"{activity.max_connections:,} ({percent(activity.connection_share)}; "
+        f"{activity.reserved_connections} reserved for superusers), by database, role, "
+        "application and state.",
+        ["database", "role", "application", "state", "connections"],
+        rows,
+    )
+
+
+# -- the subject ------------------------------------------------------------------------------------
+
+SUBJECT = Subject(
+    name="activity",
+    key="activity",
+    settings=ActivitySettings,
+    read=lambda reading: read_activity(reading.conn),
+    build=lambda facts, building: build_activity(facts, building.options.settings_of("activity")),
+    sections=(activity_blocked, activity_running, activity_idle, activity_connections),
+    place=10,
+    live_only=True,
+)

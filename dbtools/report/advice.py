@@ -27,8 +27,20 @@ from sqlglot import exp
 
 from dbtools.db.catalog import quote_ident, split_qualified
 from dbtools.db.connection import SQL_MARKER
+from dbtools.output import byte_size
 from dbtools.reading.rows import IndexRow
-from dbtools.report.plans import Explained, PlanSettings, explain, plannable, statement_timeout
+from dbtools.report.plans import (
+    Explained,
+    PlanSettings,
+    explain,
+    explained,
+    large_scans,
+    plannable,
+    statement_timeout,
+    table_rows,
+)
+from dbtools.report.sections import CodeBlock, Section
+from dbtools.report.subjects import Building, Reading, Subject
 
 HYPOPG_SQL = f"""
 SELECT {SQL_MARKER} e.extversion AS version, n.nspname::text AS schema_name
@@ -343,3 +355,59 @@ def build_advice(
         status, facts.hypopg, settings.cost_factor, len(facts.examined), len(facts.trials),
         tuple(suggestions), facts.trials,
     )  # fmt: skip
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def advice_section(advice: AdviceReport) -> Section:
+    rows, code = [], []
+    for s in advice.suggestions:
+        served = "; ".join(
+            f"{x.queryid}: {x.cost_before:,.0f} → {x.cost_after:,.0f}" for x in s.serves
+        )
+        rows.append([s.table, ", ".join(s.columns), byte_size(s.estimated_bytes), served])
+        code.append(CodeBlock(f"{s.table} ({', '.join(s.columns)})", s.create_statement))
+    return Section(
+        "index-advice",
+        "Index advice",
+        advice.status,
+        ["table", "columns", "estimated size", "statements served (queryid: cost before → after)"],
+        rows,
+        code,
+        empty="No index suggested.",
+    )
+
+
+# -- the subject ------------------------------------------------------------------------------------
+
+
+def read(reading: Reading) -> AdviceFacts:
+    """The candidates of each statement whose plan scans a large table, tried with hypopg."""
+    plans = explained(reading)
+    scans = large_scans(plans, table_rows(reading.state), reading.large_table_rows)
+    options = reading.options
+    return try_candidates(
+        reading.conn, plans, scans, reading.state.indexes, options.settings_of("advice"),
+        options.settings_of("plans"),
+    )  # fmt: skip
+
+
+def build(facts: AdviceFacts, building: Building) -> AdviceReport:
+    """The advice, with the statements the plans subject read (none when it was skipped)."""
+    plans = building.found.get("plans") or ()
+    unplanned = sum(1 for e in plans if e.status != "planned")
+    queries = {e.queryid: e.query for e in plans}
+    settings = building.options.settings_of("advice")
+    return build_advice(facts, queries, settings, building.major, unplanned)
+
+
+SUBJECT = Subject(
+    name="advice",
+    key="index_advice",
+    settings=AdviceSettings,
+    read=read,
+    build=build,
+    sections=(advice_section,),
+    place=30,
+)

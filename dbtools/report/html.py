@@ -12,8 +12,9 @@ import re
 import jinja2
 
 from dbtools.report.charts import charts
+from dbtools.report.contents import sections
 from dbtools.report.model import Report
-from dbtools.report.sections import moment, sections
+from dbtools.report.sections import moment
 
 TEMPLATE = "report.html.j2"
 _NUMERIC = re.compile(r"^[+-]?[\d,]+(\.\d+)?( ?%| ms| s|/s| [kMG]?B)?$")

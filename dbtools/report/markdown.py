@@ -5,8 +5,9 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from dbtools.output import markdown_cell
+from dbtools.report.contents import sections
 from dbtools.report.model import Report
-from dbtools.report.sections import Section, moment, sections
+from dbtools.report.sections import Section, moment
 
 
 def _fence(text: str) -> str:

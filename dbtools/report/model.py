@@ -45,18 +45,9 @@ from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 from dbtools.report import health, story
-from dbtools.report.activity import Activity
-from dbtools.report.advice import AdviceReport
-from dbtools.report.inspection import (
-    Inspection,
-    InspectionOptions,
-    InspectionSections,
-    build_inspection,
-)
-from dbtools.report.plans import PlanReport
-from dbtools.report.settings import SettingsReview
-from dbtools.report.space import SpaceReport
+from dbtools.report.inspection import Inspection, build_inspection
 from dbtools.report.story import FamilyChange
+from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.report.timelines import Timelines
@@ -431,14 +422,19 @@ class Report:
     batchable: tuple[BatchableLookup, ...]
     changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
     rules: ReportRules
-    # Read from the database when the report is made (``inspection``); None when not read.
-    activity: Activity | None = None
-    space: SpaceReport | None = None
-    settings: SettingsReview | None = None
-    plans: PlanReport | None = None
-    index_advice: AdviceReport | None = None
-    schema_health: tuple[Finding, ...] | None = None
+    # Read from the database when the report is made: each subject's model by its key
+    # (``report.subjects``; None when not read), its keys inline in the JSON document.
+    inspected: Mapping[str, Any] = field(default_factory=dict, metadata={"inline": True})
     timelines: Timelines | None = None  # per step between samples (stored windows only)
+
+    def __getattr__(self, name: str) -> Any:
+        """A subject's model by its key (``report.space``), as for the statistics' parts."""
+        if name.startswith("__") or name == "inspected":
+            raise AttributeError(name)
+        try:
+            return self.inspected[name]
+        except KeyError:
+            raise AttributeError(f"'Report' object has no attribute {name!r}") from None
 
     @property
     def schema_version(self) -> int:
@@ -658,42 +654,9 @@ def _build_report(
         shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }
 
-    def heaviest_first(key: Key) -> tuple[float, int, str, bool]:
-        rows = statements[key]
-        sample = next(iter(rows.values()))
-        times = {name: row.total_exec_time for name, row in rows.items()}
-        return (_heaviest_first(times), sample.queryid, sample.rolname or "", not sample.toplevel)
-
-    lines = []  # only the statements shown: a line's figures are most of a report's memory
-    for key in sorted(statements, key=heaviest_first)[: options.top_statements]:
-        rows = statements[key]
-        figures = {
-            name: _statement_figures(rows[name], total_time[name], requests[name])
-            if name in rows
-            else None
-            for name in names
-        }
-        sample = next(iter(rows.values()))
-        lines.append(
-            StatementLine(
-                queryid=sample.queryid,
-                role=sample.rolname,
-                toplevel=sample.toplevel,
-                fingerprint=shapes[key].fingerprint,
-                kind=shapes[key].kind,
-                query=shapes[key].text,
-                figures=figures,
-                change=change_between(figures[names[0]], figures[names[-1]])
-                if len(names) == 2
-                else None,
-                other_columns=data.inspection.unstored_columns.get(key)
-                if data.inspection
-                else None,
-                tables=covered[shapes[key].fingerprint][0],
-                shared_entry=covered[shapes[key].fingerprint][1],
-            )
-        )
-
+    lines = _statement_lines(
+        statements, shapes, covered, options.top_statements, total_time, requests, data
+    )
     families: dict[str, _Family] = {}
     for key, rows in sorted(statements.items(), key=lambda item: _statement_order(item[1])):
         families.setdefault(shapes[key].fingerprint, _Family(shapes[key])).members.append(rows)
@@ -720,24 +683,9 @@ def _build_report(
         found = _batchable(line, shape, indexed, options.batchable, target, families, seconds)
         if found is not None:
             batchable.append(found)
-        lookup = shape.lookup
-        if lookup is not None and any(
-            is_n_plus_one(lookup, found.calls, requests[name], options.n_plus_one)
-            for name, found in counted.items()
-            if found is not None
-        ):
-            batched = lookup.batched_fingerprint
-            suspects.append(
-                Suspect(
-                    fingerprint=fingerprint,
-                    sql=shape.sql,
-                    tables=shape.tables,
-                    columns=lookup.columns,
-                    batched_sql=shape.batched_sql or "",
-                    batched_family=batched if batched in families else None,
-                    figures=counted,
-                )
-            )
+        suspect = _suspect(line, shape, families, requests, options.n_plus_one)
+        if suspect is not None:
+            suspects.append(suspect)
     order = {
         line.fingerprint: (
             _heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
@@ -758,16 +706,12 @@ def _build_report(
         state, data.catalog, options.health, expected_settings=data.manifest.table_settings
     )
     summaries = tuple(_summary(p) for p in periods)
-    inspected = (
-        build_inspection(
-            data.inspection,
-            options.inspection,
-            state,
-            periods[-1].statements,
-            large_table_rows=options.health.large_table_rows,
-        )
-        if data.inspection
-        else InspectionSections()
+    inspected = build_inspection(
+        data.inspection,
+        options.inspection,
+        state,
+        periods[-1].statements,
+        large_table_rows=options.health.large_table_rows,
     )
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
@@ -802,12 +746,7 @@ def _build_report(
         autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data, any(line.shared_entry for line in family_lines)),
-        activity=inspected.activity,
-        space=inspected.space,
-        settings=inspected.settings,
-        plans=inspected.plans,
-        index_advice=inspected.index_advice,
-        schema_health=inspected.schema_health,
+        inspected=inspected,
         verification=_verification(data.verification),
         story=_story(data.verification, changes, names),
         batchable=tuple(_with_replacements(lookup, changes) for lookup in batchable),
@@ -815,6 +754,58 @@ def _build_report(
         timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
     )
+
+
+def _statement_lines(
+    statements: Mapping[Key, Mapping[str, StatementRow]],
+    shapes: Mapping[Key, StatementShape],
+    covered: Mapping[str, tuple[tuple[str, ...], bool]],
+    top: int,
+    total_time: Mapping[str, float],
+    requests: Mapping[str, int | None],
+    data: ReportInput,
+) -> list[StatementLine]:
+    """The *top* statements, heaviest first, with their figures in each period (only those
+    shown: a line's figures are most of a report's memory)."""
+    names = tuple(p.name for p in data.periods)
+
+    def heaviest_first(key: Key) -> tuple[float, int, str, bool]:
+        rows = statements[key]
+        sample = next(iter(rows.values()))
+        times = {name: row.total_exec_time for name, row in rows.items()}
+        return (_heaviest_first(times), sample.queryid, sample.rolname or "", not sample.toplevel)
+
+    lines = []
+    for key in sorted(statements, key=heaviest_first)[:top]:
+        rows = statements[key]
+        figures = {
+            name: _statement_figures(rows[name], total_time[name], requests[name])
+            if name in rows
+            else None
+            for name in names
+        }
+        sample = next(iter(rows.values()))
+        tables, shared = covered[shapes[key].fingerprint]
+        lines.append(
+            StatementLine(
+                queryid=sample.queryid,
+                role=sample.rolname,
+                toplevel=sample.toplevel,
+                fingerprint=shapes[key].fingerprint,
+                kind=shapes[key].kind,
+                query=shapes[key].text,
+                figures=figures,
+                change=change_between(figures[names[0]], figures[names[-1]])
+                if len(names) == 2
+                else None,
+                other_columns=data.inspection.unstored_columns.get(key)
+                if data.inspection
+                else None,
+                tables=tables,
+                shared_entry=shared,
+            )
+        )
+    return lines
 
 
 def _with_replacements(lookup: BatchableLookup, changes: Sequence[FamilyChange]) -> BatchableLookup:
@@ -958,6 +949,33 @@ def _batchable(
         batched_family=batched if batched in families else None,
         target=target,
         figures=figures,
+    )
+
+
+def _suspect(
+    line: FamilyLine,
+    shape: StatementShape,
+    families: Mapping[str, _Family],
+    requests: Mapping[str, int | None],
+    limits: NPlusOne,
+) -> Suspect | None:
+    """*line* as an N+1 suspect, when its lookups are sent per request in any period."""
+    lookup = shape.lookup
+    if lookup is None or not any(
+        is_n_plus_one(lookup, found.calls, requests[name], limits)
+        for name, found in line.figures.items()
+        if found is not None
+    ):
+        return None
+    batched = lookup.batched_fingerprint
+    return Suspect(
+        fingerprint=line.fingerprint,
+        sql=shape.sql,
+        tables=shape.tables,
+        columns=lookup.columns,
+        batched_sql=shape.batched_sql or "",
+        batched_family=batched if batched in families else None,
+        figures=line.figures,
     )
 
 

@@ -29,8 +29,12 @@ from sqlglot import exp
 
 from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
-from dbtools.reading.rows import StatementRow
+from dbtools.output import NO_VALUE, number
+from dbtools.reading.rows import Snapshot, StatementRow
 from dbtools.redaction import redact
+from dbtools.report.health import table_name
+from dbtools.report.sections import CodeBlock, Section, one_line
+from dbtools.report.subjects import Reading, Subject
 from dbtools.sqltext.parse import is_transaction_control, parse_statements
 from dbtools.sqltext.scrub import scrub_query
 
@@ -317,3 +321,74 @@ def plan_text(nodes: Iterable[PlanNode]) -> str:
         lines.append(f"{pad}{what}  (cost {node.total_cost:.2f}, rows {node.plan_rows:.0f})")
         lines.extend(f"{pad}    {condition}" for condition in node.conditions)
     return "\n".join(lines)
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def plans_section(found: PlanReport) -> Section:
+    rows, code = [], []
+    for rank, p in enumerate(found.statements, 1):
+        scans = ", ".join(f"{s.table} ({number(s.table_rows)} rows)" for s in p.large_seq_scans)
+        rows.append([
+            str(rank), str(p.queryid), p.status, number(p.total_cost), ", ".join(p.indexes_used)
+            or NO_VALUE, scans or NO_VALUE, p.reason or one_line(p.query),
+        ])  # fmt: skip
+        body = f"{p.query}\n\n-- plan:\n{plan_text(p.nodes)}" if p.nodes else p.query
+        code.append(CodeBlock(f"#{rank}: {p.status}", body))
+    return Section(
+        "plans",
+        "Plans",
+        f"The costliest statements' plans ({found.method}). Sequential scans over tables of "
+        f"{found.large_table_rows:,} rows or more are flagged.",
+        ["#", "queryid", "plan", "cost", "indexes used", "sequential scans on large tables",
+         "statement, or why there is no plan"],
+        rows,
+        code,
+        empty="No statement to plan (only SELECT, INSERT, UPDATE and DELETE are explained).",
+    )  # fmt: skip
+
+
+# -- the subject ------------------------------------------------------------------------------------
+
+
+def table_rows(state: Snapshot) -> dict[str, int]:
+    """Live rows per table (``schema.table``), from the statistics."""
+    return {table_name(row): row.n_live_tup for row in state.tables}
+
+
+def large_scans(
+    explained: Sequence[Explained], rows: Mapping[str, int], large_table_rows: int
+) -> dict[int, list[tuple[str, str | None]]]:
+    """queryid → (table, alias) of each sequential scan over a large table in its plan."""
+    found: dict[int, list[tuple[str, str | None]]] = {}
+    for e in explained:
+        aliases = {n.relation: n.alias for n in e.nodes if n.relation}
+        for scan in seq_scans(e.nodes, rows, large_table_rows):
+            if scan.large:
+                found.setdefault(e.queryid, []).append((scan.table, aliases.get(scan.table)))
+    return found
+
+
+def explained(reading: Reading) -> tuple[Explained, ...]:
+    """The costliest statements explained, once per report (the plans and the advice read
+    them)."""
+    if "plans" not in reading.shared:
+        reading.shared["plans"] = plan_statements(
+            reading.conn, reading.statements, reading.major, reading.options.settings_of("plans")
+        )
+    found: tuple[Explained, ...] = reading.shared["plans"]
+    return found
+
+
+SUBJECT = Subject(
+    name="plans",
+    key="plans",
+    settings=PlanSettings,
+    read=explained,
+    build=lambda found, building: build_plans(
+        found, building.major, table_rows(building.state), building.large_table_rows
+    ),
+    sections=(plans_section,),
+    place=20,
+)

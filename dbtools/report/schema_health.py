@@ -22,6 +22,8 @@ from psycopg.rows import class_row
 from dbtools.db.connection import SQL_MARKER
 from dbtools.findings import Finding, Rule, rule, run_rules, worst_first
 from dbtools.output import byte_size
+from dbtools.report.sections import Section, findings_section
+from dbtools.report.subjects import Subject
 from dbtools.schema.monitoring import MONITORING_SCHEMA
 
 _USER_SCHEMAS = (
@@ -319,3 +321,30 @@ SCHEMA_RULES: tuple[Rule[SchemaFacts], ...] = (
 def schema_health(facts: SchemaFacts) -> tuple[Finding, ...]:
     """Every schema rule's findings, worst first."""
     return tuple(worst_first(run_rules(SCHEMA_RULES, facts)))
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def schema_health_section(findings: tuple[Finding, ...]) -> Section:
+    return findings_section(
+        "schema-health",
+        "Schema health",
+        "Tables without a primary key, NOT VALID constraints, foreign keys whose type differs "
+        "from the key they reference, btree indexes on boolean or array columns, indexes on "
+        "mostly-NULL columns (after pg-index-health's checks).",
+        findings,
+    )
+
+
+# -- the subject ------------------------------------------------------------------------------------
+
+SUBJECT = Subject(
+    name="schema",
+    key="schema_health",
+    settings=SchemaSettings,
+    read=lambda reading: read_schema_facts(reading.conn, reading.options.settings_of("schema")),
+    build=lambda facts, building: schema_health(facts),
+    sections=(schema_health_section,),
+    place=60,
+)

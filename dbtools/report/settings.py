@@ -19,6 +19,8 @@ import psycopg
 from psycopg.rows import class_row
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.report.sections import Section
+from dbtools.report.subjects import Building, Subject
 
 REVIEWED = (
     "shared_buffers",
@@ -227,3 +229,48 @@ def review_settings(settings: tuple[ServerSetting, ...], facts: WorkloadFacts) -
             note = "; ".join(filter(None, [note, "changed, waiting for a restart"]))
         lines.append(SettingLine(s.name, s.value, s.source, note))
     return SettingsReview(tuple(lines))
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def settings_review(review: SettingsReview) -> Section:
+    return Section(
+        "settings",
+        "Settings",
+        "The settings that matter for this workload, their values and where they come from "
+        "(pg_settings.source). Notes are rules of thumb, not prescriptions: the report does "
+        "not know the machine's memory or disks.",
+        ["setting", "value", "source", "note"],
+        [[s.name, s.value, s.source, s.note] for s in review.settings],
+    )
+
+
+# -- the subject ------------------------------------------------------------------------------------
+
+
+def workload_facts(building: Building) -> WorkloadFacts:
+    """What the statistics (and the activity, when read) say that bears on the settings."""
+    spilling = [row for row in building.statements if row.temp_blks_written > 0]
+    header = building.state.header
+    activity = building.found.get("activity")
+    return WorkloadFacts(
+        temp_blocks_written=sum(row.temp_blks_written for row in spilling),
+        statements_spilling=len(spilling),
+        pgss_entries=len(building.state.statements) + header.hidden_statements,
+        pgss_dealloc=header.pgss_dealloc,
+        client_connections=sum(1 for b in activity.backends if b.backend_type == "client backend")
+        if activity
+        else None,
+    )
+
+
+SUBJECT = Subject(
+    name="settings",
+    key="settings",
+    settings=lambda: None,  # nothing to set
+    read=lambda reading: read_settings(reading.conn),
+    build=lambda found, building: review_settings(found, workload_facts(building)),
+    sections=(settings_review,),
+    place=50,
+)

@@ -38,7 +38,9 @@ from psycopg.rows import class_row
 from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
 from dbtools.findings import Finding, Rule, rule, run_rules, worst_first
-from dbtools.output import byte_size
+from dbtools.output import NO_VALUE, byte_size, number, percent
+from dbtools.report.sections import Section, findings_section
+from dbtools.report.subjects import Subject
 
 BLOCK_HEADER = 24  # page header bytes
 TUPLE_HEADER = 24  # heap tuple header (23 bytes, aligned)
@@ -615,3 +617,89 @@ def build_space(facts: SpaceFacts, settings: SpaceSettings) -> SpaceReport:
         settings=settings,
         findings=tuple(worst_first(run_rules(SPACE_RULES, evidence))),
     )
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def space_tables(space: SpaceReport) -> Section:
+    rows = [
+        [t.table, byte_size(t.total_bytes), byte_size(t.heap_bytes), byte_size(t.toast_bytes),
+         byte_size(t.index_bytes), number(round(t.row_estimate)), byte_size(t.bloat_bytes),
+         percent(t.bloat_ratio), t.method]
+        for t in space.tables
+    ]  # fmt: skip
+    return Section(
+        "space-tables",
+        "Space: tables",
+        f"The {space.settings.top_tables} largest tables. Bloat is space the live rows do not "
+        "need (dead rows and free space): measured with pgstattuple_approx where the extension "
+        f"is created and permitted (here: {space.pgstattuple}), else estimated from the "
+        "catalog (pages held against the pages the rows need at the table's fillfactor, from "
+        "ANALYZE's widths). Growth over time will come from collected samples.",
+        ["table", "total", "heap", "TOAST", "indexes", "rows (est.)", "bloat", "bloat %",
+         "method"],
+        rows,
+    )  # fmt: skip
+
+
+def space_indexes(space: SpaceReport) -> Section:
+    rows = [
+        [i.index, i.table, i.access_method, byte_size(i.index_bytes), byte_size(i.bloat_bytes),
+         percent(i.bloat_ratio), i.method]
+        for i in space.indexes
+    ]  # fmt: skip
+    return Section(
+        "space-indexes",
+        "Space: indexes",
+        f"The {space.settings.top_indexes} largest indexes. Btree bloat is estimated: pages "
+        "held against the pages their entries need at the index's fillfactor (90% by "
+        "default); REINDEX INDEX CONCURRENTLY gives the space back.",
+        ["index", "table", "method", "size", "bloat", "bloat %", "estimated by"],
+        rows,
+    )
+
+
+def space_sequences(space: SpaceReport) -> Section:
+    rows = [
+        [q.sequence, q.data_type, q.column or NO_VALUE, number(q.last_value), number(q.maximum),
+         percent(q.fraction_used), q.fix]
+        for q in space.sequences
+    ]  # fmt: skip
+    share = percent(space.settings.sequence_fraction, 0)
+    return Section(
+        "space-sequences",
+        "Space: sequences running out",
+        f"Sequences (identity and serial columns' included) {share} or more through their "
+        f"range, of {space.sequences_checked} checked; the range ends at the smaller of the "
+        "sequence's maximum and its column type's.",
+        ["sequence", "type", "column", "last value", "maximum", "used", "fix"],
+        rows,
+        empty=f"No sequence is {share} through its range.",
+    )
+
+
+def space_health(space: SpaceReport) -> Section:
+    settings = space.settings
+    return findings_section(
+        "space-health",
+        "Space health",
+        f"Sequences {percent(settings.sequence_fraction, 0)} through the range of the column "
+        f"they feed (critical from {percent(settings.sequence_critical, 0)}), tables and btree "
+        f"indexes {percent(settings.bloat_warning, 0)} or more bloat (and at least "
+        f"{byte_size(settings.bloat_min_bytes)}), each with the method that measured it.",
+        space.findings,
+    )
+
+
+# -- the subject ------------------------------------------------------------------------------------
+
+SUBJECT = Subject(
+    name="space",
+    key="space",
+    settings=SpaceSettings,
+    read=lambda reading: read_space(reading.conn, reading.options.settings_of("space")),
+    build=lambda facts, building: build_space(facts, building.options.settings_of("space")),
+    sections=(space_tables, space_indexes, space_sequences, space_health),
+    place=40,
+)

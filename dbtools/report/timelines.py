@@ -33,7 +33,9 @@ from dbtools.figures.measures import buffer_cache_hit_ratio, hit_ratio, problems
 from dbtools.figures.requests import MetricsBucket
 from dbtools.figures.sums import application_rows, sum_deltas
 from dbtools.figures.windows import Window, WindowRef, parse_window
+from dbtools.output import NO_VALUE, byte_size, percent
 from dbtools.reading.rows import Snapshot, StatementRow
+from dbtools.report.sections import CodeBlock, Section, moment, ms
 from dbtools.sqltext.families import Classifier
 from dbtools.sqltext.scrub import scrub_query
 from dbtools.store import Store
@@ -342,3 +344,99 @@ def load_timelines(
         buckets=store.request_buckets(started_at, ended_at, chosen),
         growth=size_growth(replay.first, replay.last) if replay.first and replay.last else (),
     )
+
+
+# -- its sections -------------------------------------------------------------------------------
+
+
+def sparse_note(found: Timelines) -> str:
+    """What a chart of *found* cannot show: windows with too few intervals for a trend."""
+    sparse = found.sparse_windows
+    if not sparse:
+        return ""
+    counts = ", ".join(f"{name} {count}" for name, count in sparse)
+    return (
+        f" Too few intervals inside a window for a trend ({counts}; a window captured with "
+        "two snapshots has one): the charts draw their figures as points, not lines; "
+        "`dbtools collect` during the windows gives one interval per sample."
+    )
+
+
+def steps_section(found: Timelines) -> Section:
+    rows = [
+        [moment(step.started_at), moment(step.ended_at),
+         "yes" if step.comparable else "NO: " + "; ".join(step.problems),
+         percent(step.buffer_cache_hit_ratio), percent(step.index_hit_ratio)]
+        for step in found.steps
+    ]  # fmt: skip
+    windows = ", ".join(
+        f"{w.name} {moment(w.started_at)} to {moment(w.ended_at)}" for w in found.windows
+    )
+    return Section(
+        "timelines",
+        "Timelines",
+        f"Each interval between consecutive samples of the span ({found.samples} samples; "
+        f"windows: {windows}). The charts draw the top statements' calls, total and mean time "
+        "per interval (and the top families'), the hit ratios per interval, and the "
+        "application's p95 and error rate per request-metrics bucket, with the windows "
+        "shaded. An interval across a restart or a reset is not comparable and is not drawn."
+        + sparse_note(found),
+        ["from", "to", "comparable", "buffer cache hit ratio", "index hit ratio"],
+        rows,
+        empty="Fewer than two samples in the span.",
+    )
+
+
+def _per_interval(points: Sequence[StatementPoint | None], attribute: str) -> str:
+    """A line's figures per interval, in order (NO_VALUE where an interval is not comparable)."""
+    return ", ".join(
+        NO_VALUE
+        if p is None
+        else (f"{p.calls:,}" if attribute == "calls" else ms(getattr(p, attribute)))
+        for p in points
+    )
+
+
+def lines_section(found: Timelines) -> Section:
+    lines = [
+        *((f"#{rank}", "statement", line.total_time_ms, line.points, line.query)
+          for rank, line in enumerate(found.statements, 1)),
+        *((f"F{rank}", f"family {line.fingerprint} ({line.kind}, {line.statements:,} "
+           f"statement{'s' if line.statements != 1 else ''})",
+           line.total_time_ms, line.points, line.query)
+          for rank, line in enumerate(found.families, 1)),
+    ]  # fmt: skip
+    return Section(
+        "timeline-lines",
+        "Top statements and families per interval",
+        "The statements and the families (their statements summed) with the most execution "
+        "time over the span's comparable intervals: calls, total and mean time in each "
+        f"interval, in order ({NO_VALUE}: an interval that is not comparable).",
+        ["line", "what", "total ms", "calls per interval", "total ms per interval",
+         "mean ms per interval"],
+        [[rank, what, ms(total), _per_interval(points, "calls"),
+          _per_interval(points, "total_time_ms"), _per_interval(points, "mean_time_ms")]
+         for rank, what, total, points, _ in lines],
+        [CodeBlock(f"{rank}: {what}", query) for rank, what, _, _, query in lines],
+        empty="No statement ran in a comparable interval.",
+    )  # fmt: skip
+
+
+def growth_section(found: Timelines) -> Section:
+    rows = [
+        [g.kind, g.name, byte_size(g.first_bytes), byte_size(g.last_bytes),
+         NO_VALUE if g.growth_bytes is None else f"{g.growth_bytes:+,} B"]
+        for g in found.growth
+    ]  # fmt: skip
+    return Section(
+        "space-growth",
+        "Space growth",
+        f"Table and index sizes at the span's first and last sample ({moment(found.started_at)} "
+        f"to {moment(found.ended_at)}), the largest growth first.",
+        ["kind", "name", "first", "last", "growth"],
+        rows,
+        empty="No sizes in the samples.",
+    )
+
+
+SECTIONS = (steps_section, lines_section, growth_section)

@@ -27,9 +27,9 @@ from pathlib import Path
 from psycopg import sql
 
 from dbtools.db.connection import session, split_password
+from dbtools.db.sandbox import client_binary
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
-from dbtools.sandbox import client_binary
 from dbtools.schema.revisions import EnvPyFailed, Migrations
 from dbtools.sqltext.split import mask_literals
 

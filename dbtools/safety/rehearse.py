@@ -59,13 +59,13 @@ from alembic.script import Script
 from psycopg import conninfo, sql
 
 from dbtools.db.connection import describe, resolve_dsn, session
+from dbtools.db.sandbox import temporary_sandbox
 from dbtools.db.server import inspect_server
 from dbtools.errors import DbtoolsError, UsageError
 from dbtools.redaction import redact
 from dbtools.safety.base import BaseSchema
 from dbtools.safety.declarations import declarations_file, rehearse_declarations
 from dbtools.safety.live import BOOKKEEPING_TABLES, refuse_data
-from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import revisions
 from dbtools.schema.dump import dump_schema
 from dbtools.schema.revisions import (

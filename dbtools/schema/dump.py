@@ -10,8 +10,8 @@ import re
 import subprocess
 
 from dbtools.db.connection import split_password
+from dbtools.db.sandbox import client_binary
 from dbtools.errors import DbtoolsError
-from dbtools.sandbox import client_binary
 
 # Lines that differ between two dumps of the same schema: headers, session settings, and the
 # random \restrict key pg_dump writes since 17.6/18.

@@ -24,7 +24,7 @@ from typing import Any
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import UsageError
 from dbtools.figures.requests import UNNAMED_VARIANT
-from dbtools.report.dashboard import (
+from dbtools.grafana.dashboard import (
     APP_METRICS,
     DASHBOARD_UID,
     DATASOURCE_TYPE,

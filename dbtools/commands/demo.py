@@ -36,6 +36,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from dbtools.db.connection import describe, session
+from dbtools.db.sandbox import temporary_sandbox
 from dbtools.figures.measures import P95_NAME, reduction
 from dbtools.figures.windows import window_labels
 from dbtools.output import (
@@ -51,7 +52,6 @@ from dbtools.report.options import load_report_options
 from dbtools.safety.live import refuse_data
 from dbtools.safety.plan import build_plan
 from dbtools.safety.render import plan_markdown
-from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import latency, revisions
 from dbtools.store.snapshots import snapshot
 from dbtools.verify import VerifyResult, verify

@@ -201,7 +201,8 @@ def load_rollout_config(
 
 @dataclass(frozen=True)
 class RolloutOptions:
-    """What the deploy script asked for."""
+    """What the deploy script asked for (``dbtools rollout``'s options): the environment, the
+    traffic percentage, how long to monitor. Raises ``UsageError`` for a value out of range."""
 
     environment: str
     traffic: float  # percent, above 0 (a whole number as an int: 10, not 10.0, in names)
@@ -707,7 +708,7 @@ class Rollout:
         return passed
 
     def _doctor_preflight(self) -> list[str]:
-        from dbtools.doctor import CAPTURE, MEASURING, VERIFY, run_doctor
+        from dbtools.commands.doctor import CAPTURE, MEASURING, VERIFY, run_doctor
         from dbtools.schema.manifest import head_revision
 
         result = run_doctor(self.dsn)
@@ -946,7 +947,7 @@ class Rollout:
             raise _Stop("held", f"lint: {len(lint.violations)} violations (dbtools lint)")
 
     def _migrate(self, phase: PhaseRecord) -> None:
-        from dbtools.doctor import run_doctor
+        from dbtools.commands.doctor import run_doctor
         from dbtools.schema.manifest import head_revision
         from dbtools.schema.revisions import upgrade
 

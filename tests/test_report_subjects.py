@@ -1,0 +1,122 @@
+"""The registry drives the report: each subject read from the database declares itself in its
+own module (``SUBJECT``), and what ``report.subjects.REGISTRY`` lists is what the report reads,
+builds, shows and offers to ``--skip``. Pure (no server): the fixed inspection of the fixture."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from dbtools.cli import cli
+from dbtools.cli.report import INSPECTION_SECTIONS
+from dbtools.report import render
+from dbtools.report import subjects as registry
+from dbtools.report.contents import sections
+from dbtools.report.inspection import Inspection
+from dbtools.report.model import build_report
+from dbtools.report.sections import Section
+from dbtools.report.subjects import Building, Reading, Subject, subjects
+from tests.inspection_fixture import INSPECTION
+from tests.report_fixture import GENERATED_AT, report_input
+
+
+def report_with(inspection: Inspection) -> Any:
+    return build_report(dataclasses.replace(report_input(), inspection=inspection),
+                        generated_at=GENERATED_AT)  # fmt: skip
+
+
+def test_each_registered_module_declares_its_subject() -> None:
+    for name, module in registry.REGISTRY.items():
+        declared = importlib.import_module(module).SUBJECT
+        assert isinstance(declared, Subject) and declared.name == name
+        assert declared.sections, f"{name} shows nothing"
+
+
+def test_skip_offers_every_subject_in_the_registry_s_order() -> None:
+    assert INSPECTION_SECTIONS == registry.NAMES
+    shown = CliRunner().invoke(cli, ["report", "--help"]).output
+    for name in registry.NAMES:
+        assert name in shown.partition("--skip")[2], name
+
+
+def test_every_registered_subject_is_in_the_report() -> None:
+    report = report_with(INSPECTION)
+    document = json.loads(render(report, "json"))
+    ids = [section.id for section in sections(report)]
+    for subject in subjects():
+        model = report.inspected[subject.key]
+        assert model is not None and document[subject.key] is not None, subject.name
+        own = [build(model) for build in subject.sections]
+        assert [s.id for s in own if s is not None] == [
+            i for i in ids if i in {s.id for s in own if s}
+        ]
+
+
+# -- a subject added by its module and a registry line ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """The probe's options."""
+
+    word: str = "ping"
+
+
+def probe_section(model: str) -> Section:
+    return Section("probe", "Probe", "A subject added by one module and a registry line.",
+                   ["said"], [[model]])  # fmt: skip
+
+
+SUBJECT = Subject(
+    name="probe",
+    key="probe_model",
+    settings=Probe,
+    read=lambda reading: reading.options.settings_of("probe").word,
+    build=lambda facts, building: f"{facts}, heard",
+    sections=(probe_section,),
+    place=99,
+)
+
+
+@pytest.fixture
+def probe_registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    changed = {name: module for name, module in registry.REGISTRY.items() if name != "space"}
+    monkeypatch.setattr(registry, "REGISTRY", {**changed, "probe": __name__})
+    registry.subject.cache_clear()
+    yield
+    registry.subject.cache_clear()
+
+
+@pytest.mark.usefixtures("probe_registered")
+def test_the_registry_decides_what_is_read_built_and_shown() -> None:
+    names = [s.name for s in subjects()]
+    assert "probe" in names and "space" not in names
+    options = registry.InspectionOptions()
+    assert "probe" in options.sections
+    assert options.settings_of("probe") == Probe()
+    reading = Reading(None, None, (), options, 16, 0)  # type: ignore[arg-type]
+    assert SUBJECT.read(reading) == "ping"
+    found = dataclasses.replace(INSPECTION, found={**INSPECTION.found, "probe": "ping"})
+    report = report_with(found)
+    assert report.probe_model == "ping, heard"
+    document = json.loads(render(report, "json"))
+    assert document["probe_model"] == "ping, heard" and "space" not in document
+    ids = [section.id for section in sections(report)]
+    assert ids[-1] == "probe"  # its place is the last
+    assert not any(i.startswith("space-") for i in ids)
+    assert "| ping, heard |" in render(report, "md")
+
+
+def test_a_subject_not_read_is_none_in_the_report_and_shows_nothing() -> None:
+    report = report_with(dataclasses.replace(INSPECTION, found={}))
+    assert all(report.inspected[s.key] is None for s in subjects())
+    building = Building({}, registry.InspectionOptions(), None, (), 16, 0)  # type: ignore[arg-type]
+    assert building.found == {}
+    ids = {section.id for section in sections(report)}
+    assert not ids & {"plans", "index-advice", "settings", "schema-health", "space-tables"}
