@@ -1,0 +1,158 @@
+"""The docs stay true to the command line and to themselves.
+
+Every command and every option ``--help`` shows has its line in the commands table of
+docs/reference.md, and that table names no option a command lacks (as sqlite-utils' own
+tests/test_docs.py keeps its documentation complete). Every link between README.md and the
+pages of docs/ leads to a file that exists and, with an anchor, to a heading it has. The README
+stays the front door: short.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from dbtools.cli import cli
+from tests.helpers import REPO
+
+REFERENCE = REPO / "docs" / "reference.md"
+PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+README_MOST_LINES = 250  # alembic's and sqlite-utils' READMEs are about a hundred
+_ROW = re.compile(r"^\| `(dbtools[^`]*)` \|")
+_OPTION = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^(#{1,6}) +(.+?) *$")
+# Written on another branch at the same time as these pages (issue 24: the layers and the
+# store): the README links it already, and its links are checked once it is in the tree.
+ELSEWHERE = {REPO / "docs" / "architecture.md"}
+
+
+def commands() -> Iterator[tuple[str, click.Command]]:
+    """Every command of the tree, by its path (``dbtools``, ``dbtools sandbox start``…)."""
+
+    def walk(
+        command: click.Command, path: str, ctx: click.Context
+    ) -> Iterator[tuple[str, click.Command]]:
+        yield path, command
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
+                yield from walk(
+                    sub, f"{path} {name}", click.Context(sub, parent=ctx, info_name=name)
+                )
+
+    yield from walk(cli, "dbtools", click.Context(cli, info_name="dbtools"))
+
+
+def shown_options(command: click.Command) -> set[str]:
+    """The option names ``--help`` shows for *command* (hidden ones, such as a deprecated
+    spelling, left out; ``-h/--help`` is every command's)."""
+    return {
+        name
+        for param in command.params
+        if isinstance(param, click.Option) and not param.hidden
+        for name in (*param.opts, *param.secondary_opts)
+    }
+
+
+def documented() -> dict[str, set[str]]:
+    """Each command path in the commands table, and the options its synopses name."""
+    paths = sorted((path for path, _ in commands()), key=len, reverse=True)  # longest first
+    found: dict[str, set[str]] = {}
+    for line in REFERENCE.read_text(encoding="utf-8").splitlines():
+        if match := _ROW.match(line):
+            synopsis = match.group(1)
+            path = next(p for p in paths if synopsis == p or synopsis.startswith(f"{p} "))
+            found.setdefault(path, set()).update(_OPTION.findall(synopsis))
+    return found
+
+
+@pytest.mark.parametrize("path", [path for path, _ in commands()])
+def test_every_command_and_option_is_in_the_commands_table(path: str) -> None:
+    command = dict(commands())[path]
+    table = documented()
+    options = shown_options(command)
+    if isinstance(command, click.Group) and path != "dbtools" and not options:
+        return  # a group of commands (sandbox, workload): its commands have their rows
+    assert path in table, f"docs/reference.md has no row for `{path}`"
+    assert options - {"-h", "--help"} <= table[path], (
+        f"`{path}`: not in docs/reference.md: {sorted(options - table[path])}"
+    )
+
+
+def test_the_commands_table_names_no_option_a_command_lacks() -> None:
+    tree = dict(commands())
+    for path, options in documented().items():
+        known = shown_options(tree[path]) | {"-h", "--help"}
+        assert options <= known, f"`{path}` in docs/reference.md: {sorted(options - known)}"
+
+
+def test_the_table_checks_can_fail() -> None:
+    """A command whose option is left out of the table, and a row naming an option the command
+    does not have, are both caught."""
+    table = documented()
+    assert "--keep" in table["dbtools sandbox stop"]
+    without = table["dbtools sandbox stop"] - {"--keep"}
+    assert not shown_options(dict(commands())["dbtools sandbox stop"]) <= without | {"--help"}
+    assert "--nonexistent" not in shown_options(dict(commands())["dbtools rollout"])
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    found: set[str] = set()
+    fenced = False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (match := _HEADING.match(line)):
+            base = slug(match.group(2))
+            name, n = base, 0
+            while name in found:
+                n += 1
+                name = f"{base}-{n}"
+            found.add(name)
+    return found
+
+
+def test_slugs_are_github_s() -> None:
+    assert slug("Canary windows: `verify --canary`") == "canary-windows-verify---canary"
+    assert slug("Request metrics from the application: `dbtools.metrics`") == (
+        "request-metrics-from-the-application-dbtoolsmetrics"
+    )
+    assert slug("The roles, once per server") == "the-roles-once-per-server"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_link_leads_somewhere(page: Path) -> None:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    broken = []
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        file, _, anchor = target.partition("#")
+        path = (page.parent / file).resolve() if file else page
+        if not path.exists():
+            if path not in ELSEWHERE:
+                broken.append(target)
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)}: links that lead nowhere: {broken}"
+
+
+def test_the_readme_is_the_front_door() -> None:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MOST_LINES
+    text = "\n".join(lines)
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"(docs/{page.name}" in text, f"the README does not lead to docs/{page.name}"
+    assert "(docs/architecture.md)" in text
