@@ -54,7 +54,7 @@ import psycopg
 from benchmarks.machine import machine_lines
 from dbtools.sandbox import Sandbox
 from dbtools.schema.revisions import upgrade
-from dbtools.stats.collector import Collector, Target
+from dbtools.store.collector import Collector, Target
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -290,7 +290,7 @@ def one_database(
 OLD_CHILD = """
 import sys, time
 import dbtools
-from dbtools.stats import snapshots
+from dbtools.store import snapshots
 assert dbtools.__file__.startswith(sys.argv[2]), dbtools.__file__
 from dbtools.schema.revisions import upgrade
 upgrade(sys.argv[1])

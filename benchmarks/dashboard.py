@@ -29,7 +29,7 @@ from benchmarks.machine import machine_lines
 from dbtools.report.dashboard import TARGETS_SQL, panels
 from dbtools.sandbox import Sandbox
 from dbtools.schema.revisions import upgrade
-from dbtools.stats import snapshots
+from dbtools.store import snapshots
 
 HERE = Path(__file__).resolve().parent
 TARGETS = 20

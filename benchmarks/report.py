@@ -428,11 +428,11 @@ INSPECT_RUNS = 9
 def inspection_seconds(dsn: str) -> dict[str, float]:
     """Seconds ``inspect`` takes for each section alone, and for all of them."""
     from dbtools.db.connection import session
-    from dbtools.stats.collect import collect
+    from dbtools.reading.live import read_live
 
     found = {}
     with session(dsn, autocommit=True) as conn:
-        state = collect(conn)
+        state = read_live(conn)
         for name in (*SECTIONS, "all"):
             wanted = frozenset(SECTIONS if name == "all" else (name,))
             options = InspectionOptions(sections=wanted)

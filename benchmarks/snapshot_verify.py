@@ -47,7 +47,7 @@ from benchmarks.machine import machine_lines
 from dbtools.db.connection import SQL_MARKER, split_password
 from dbtools.sandbox import Sandbox, client_binary
 from dbtools.schema.revisions import upgrade
-from dbtools.stats import snapshots, sql_sums
+from dbtools.store import snapshots, window_sums
 from dbtools.verify import verify
 
 HERE = Path(__file__).resolve().parent
@@ -120,13 +120,13 @@ def interleaved(actions: dict[str, Callable[[], object]], runs: int) -> dict[str
 
 
 def from_rows(action: Callable[[], object]) -> None:
-    """*action* with every window summed from its rows, however many (``sql_sums``' other way)."""
-    by_entry = sql_sums.ROWS_BY_ENTRY
-    sql_sums.ROWS_BY_ENTRY = 1 << 62
+    """*action* with every window summed from its rows, however many (``window_sums``' other way)."""
+    by_entry = window_sums.ROWS_BY_ENTRY
+    window_sums.ROWS_BY_ENTRY = 1 << 62
     try:
         action()
     finally:
-        sql_sums.ROWS_BY_ENTRY = by_entry
+        window_sums.ROWS_BY_ENTRY = by_entry
 
 
 @contextmanager
@@ -342,13 +342,13 @@ def main() -> None:
         f"- one verify of two windows: {per_verify} statements ({len(sent)} executed by psycopg, "
         "`SET`s included: what `psql` runs above).",
         "",
-        "verify sums the windows in the database (`dbtools.stats.sql_sums`: one statement per "
+        "verify sums the windows in the database (`dbtools.store.window_sums`: one statement per "
         "kind of row for both windows) and receives a few rows. The CLI figures include the "
         "interpreter's start-up and dbtools' imports (`benchmarks/RESULTS-startup.md`).",
         "",
         f"A candidate of {LONG_SAMPLES} samples with every statement moving between each two "
         f"holds {LONG_SAMPLES * STATEMENTS:,} statement rows: past `ROWS_BY_ENTRY` "
-        f"({sql_sums.ROWS_BY_ENTRY:,}) verify sums it entry by entry (two probes per entry, "
+        f"({window_sums.ROWS_BY_ENTRY:,}) verify sums it entry by entry (two probes per entry, "
         "whatever the window's length); the row above it sums the same window from its rows.",
         "",
     ])  # fmt: skip

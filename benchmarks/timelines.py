@@ -32,18 +32,11 @@ import psycopg
 
 from benchmarks.machine import machine_lines
 from benchmarks.snapshot_verify import TABLES, build, shapes
+from dbtools.figures.windows import parse_window
 from dbtools.report.timelines import load_timelines, step_between
 from dbtools.sandbox import Sandbox
 from dbtools.sqltext.families import Classifier
-from dbtools.stats import snapshots
-from dbtools.stats.legacy import read_layout
-from dbtools.stats.windows import (
-    headers_between,
-    load_snapshots,
-    load_windows,
-    parse_window,
-    resolve_target,
-)
+from dbtools.store import Store, snapshots
 
 HERE = Path(__file__).resolve().parent
 SPANS = (50, 200, 500)
@@ -99,24 +92,22 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             stored = conn.execute("SELECT count(*) FROM perf_monitoring.statement_stats").fetchone()
+            store = Store.of(conn)
             for span in spans:
-                (window,) = load_windows(conn, [parse_window(f"s0..s{span - 1}")])
+                (window,) = store.windows([parse_window(f"s0..s{span - 1}")])
                 results[f"timelines over {span} samples (replayed)"] = timed(
                     lambda window=window: load_timelines(  # type: ignore[misc]
-                        conn, [("window", window)], classifier=classifier
+                        Store.of(conn), [("window", window)], classifier=classifier
                     ),
                     args.runs,
                 )
                 print(f"  {span} samples measured", file=sys.stderr)
-            layout = read_layout(conn)
-            target = resolve_target(conn, None, layout)
-            (window,) = load_windows(conn, [parse_window(f"s0..s{spans[0] - 1}")])
-            headers = headers_between(
-                conn, window.start.header.taken_at, window.end.header.taken_at, layout, target
-            )
+            target = store.resolve_target(None)
+            (window,) = store.windows([parse_window(f"s0..s{spans[0] - 1}")])
+            headers = store.headers_between(window.start.taken_at, window.end.taken_at, target)
 
             def whole() -> None:
-                states = load_snapshots(conn, headers, layout)
+                states = Store.of(conn).states(headers)  # a fresh store: nothing kept
                 ordered = [states[h.id] for h in headers if h.id is not None]
                 for start, end in itertools.pairwise(ordered):
                     step_between(start, end)

@@ -11,7 +11,7 @@ It walks the rollout guide's phases with the reference workload:
 7. a canary window: 10% of the requests on the batched path, the rest on the per-request path,
    judged whole (against the baseline window, as two-window ``verify`` would) and per variant
    (``verify --canary --attribute app``), side by side: the whole database shows a small cut,
-   the batched path its own.
+   the batched path its own; its report (the baseline window against it) beside the others.
 
 Defaults follow the guide's cache table and alert thresholds: medium duplication (a 50% app
 cache hit ratio), 20 concurrent requests per wave (so a batch replaces up to 20 requests' worth
@@ -36,7 +36,16 @@ from pathlib import Path
 from tabulate import tabulate
 
 from dbtools.db.connection import describe, session
-from dbtools.output import DEFAULT_DIRECTORY, Destination, number, percent, write_output
+from dbtools.figures.measures import P95_NAME, reduction
+from dbtools.figures.windows import window_labels
+from dbtools.output import (
+    DEFAULT_DIRECTORY,
+    Destination,
+    dump_json,
+    number,
+    percent,
+    write_output,
+)
 from dbtools.report import Report, make_report, write_report
 from dbtools.report.options import load_report_options
 from dbtools.safety.live import refuse_data
@@ -44,9 +53,7 @@ from dbtools.safety.plan import build_plan
 from dbtools.safety.render import plan_markdown
 from dbtools.sandbox import temporary_sandbox
 from dbtools.schema import latency, revisions
-from dbtools.stats.measures import P95_NAME
-from dbtools.stats.snapshots import snapshot
-from dbtools.stats.windows import window_labels
+from dbtools.store.snapshots import snapshot
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.canary import CanaryResult, CanarySpec, verify_canary
 from dbtools.verify.render import render_table
@@ -203,6 +210,10 @@ def _run(
     spec = CanarySpec(DataPath.PER_REQUEST.value, DataPath.BATCHED.value, "app",
                       traffic=config.canary_traffic)  # fmt: skip
     canary_variants = verify_canary(dsn, canary, spec, thresholds=thresholds)
+    on_step("dbtools report of the canary window (html, md)")
+    canary_report = make_report(dsn, baseline=baseline, candidate=canary, options=options)
+    report_paths += tuple(write_report(canary_report, fmt, config.output_dir)
+                          for fmt in ("html", "md"))  # fmt: skip
     return DemoResult(
         target=str(describe(dsn)),
         server_version=server_version,
@@ -247,6 +258,20 @@ def summary_text(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
+def summary_json(result: DemoResult) -> str:
+    """What ``dbtools demo --format json`` prints: verify's documents (the two windows, the
+    canary window whole and per variant) and the files written."""
+    return dump_json("demo", {
+        "server_version": result.server_version,
+        "target": result.target,
+        "verify": result.verification.as_dict(),
+        "canary_whole": result.canary_whole.as_dict(),
+        "canary_variants": result.canary_variants.as_dict(),
+        "files": [str(path) for path in (*result.report_paths, result.plan_path)],
+        "elapsed_s": round(result.elapsed_s, 1),
+    })  # fmt: skip
+
+
 def canary_text(result: DemoResult) -> list[str]:
     """The canary window, whole and per variant, side by side (what ``summary_text`` shows)."""
     whole, per_variant = result.canary_whole, result.canary_variants
@@ -254,7 +279,7 @@ def canary_text(result: DemoResult) -> list[str]:
     before = whole.baseline.queries_per_request  # the baseline window: every request per request
 
     def fewer(value: float | None) -> str:
-        return percent(None if value is None or not before else 1 - value / before, missing="-")
+        return percent(reduction(before, value), missing="-")
 
     rows = [
         ["requests", f"{whole.candidate.requests or 0:,}", f"{base.requests:,}",

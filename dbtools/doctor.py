@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +29,11 @@ from psycopg.rows import class_row
 
 from dbtools.db.catalog import quote_ident, read_alembic_revision
 from dbtools.db.connection import SQL_MARKER, describe, error_reason, session
+from dbtools.db.errors import grant_for
 from dbtools.db.server import ServerInfo, inspect_server
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, ConfigError
 from dbtools.findings import FAILING, Finding
+from dbtools.reading.live import probe_reading, read_counting_overrides
 from dbtools.schema.frozen import IniPath
 from dbtools.schema.manifest import Manifest, head_revision, manifest_at
 from dbtools.schema.monitoring import (
@@ -47,7 +48,6 @@ from dbtools.schema.monitoring import (
     WRITTEN_BY_OTHERS,
     monitoring_table,
 )
-from dbtools.stats.collect import probe_collection, read_counting_overrides
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def read_facts(conn: psycopg.Connection[Any], *, ini: IniPath = None) -> DoctorF
     statistics_error = None
     if facts.pgss_ready:
         try:
-            probe_collection(conn)
+            probe_reading(conn)
         except psycopg.Error as err:
             statistics_error = error_reason(err)
     return dataclasses.replace(
@@ -299,28 +299,6 @@ def reads_all_statistics(facts: DoctorFacts) -> list[Check]:
         "privilege>, and windows in which they ran are untrusted"
     )
     return [failed(name, role, message, f"GRANT pg_monitor TO {facts.role};", MEASURING)]
-
-
-_DENIED = re.compile(r"permission denied for (table|view|function|schema|sequence) (\S+)")
-_GRANT = {
-    "table": "SELECT ON",
-    "view": "SELECT ON",
-    "sequence": "SELECT ON SEQUENCE",
-    "function": "EXECUTE ON FUNCTION",
-    "schema": "USAGE ON SCHEMA",
-}
-
-
-def grant_for(error: str, role: str, schema_of: Callable[[str], str | None]) -> str | None:
-    """The GRANT that lifts the "permission denied for KIND NAME" in *error* (the server names
-    objects without their schema: *schema_of* gives it), None for any other error."""
-    denied = _DENIED.search(error)
-    if denied is None:
-        return None
-    kind, name = denied.groups()
-    schema = None if kind == "schema" else schema_of(name)
-    target = f"{quote_ident(schema)}.{name}" if schema else name
-    return f"GRANT {_GRANT[kind]} {target} TO {role};"
 
 
 def statistics_readable(facts: DoctorFacts) -> list[Check]:

@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,8 +56,14 @@ def timestamped_path(
 
 
 def write_atomically(path: Path, text: str) -> Path:
-    """Write *text* to *path* through a temporary file and a rename; return *path*."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write *text* to *path* through a temporary file and a rename; return *path*. Its
+    directory must exist (as ``pg_dump -f`` has it: a typo never makes a tree of directories).
+    A device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written through, never
+    replaced by a rename."""
+    if _is_special(path):
+        with path.open("w", encoding="utf-8") as stream:
+            stream.write(text)
+        return path
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
@@ -71,6 +79,28 @@ def write_atomically(path: Path, text: str) -> Path:
             os.unlink(temporary)
         raise
     return path
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+PROGRESS_EVERY_S = 2.0
+
+
+class ProgressLog:
+    """Long work's progress as log lines at INFO (``-v`` shows them, the library never prints):
+    ``WHAT: N of M`` when it starts, at most every *every_s* seconds, and when it is done."""
+
+    def __init__(
+        self, logger: logging.Logger, what: str, total: int, every_s: float = PROGRESS_EVERY_S
+    ) -> None:
+        self.logger, self.what, self.total, self.every_s = logger, what, total, every_s
+        self._last: float | None = None
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if self._last is None or done >= self.total or now - self._last >= self.every_s:
+            self.logger.info("%s: %d of %d", self.what, done, self.total)
+            self._last = now
 
 
 # -- figures as text -----------------------------------------------------------------------------
@@ -145,6 +175,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "snapshot": 1,
     "capture": 1,
     "rollout": 1,
+    "demo": 1,
 }
 
 # Fields whose integers are shown as strings: 64-bit ids do not survive JavaScript's numbers.
@@ -210,6 +241,32 @@ class Destination:
     def is_stdout(self) -> bool:
         return self.path == STDOUT
 
+    def check(self) -> None:
+        """Raise ``UsageError`` now, before any work, when the file could not be written later:
+        an ``--output`` that is a directory or whose directory does not exist (as ``pg_dump -f``
+        has it), an ``--output-dir`` that is not a directory or whose parent does not exist (it
+        is created, one level, when written to), or a directory that is not writable."""
+        if self.is_stdout:
+            return
+        if self.path is not None:
+            path = Path(self.path)
+            if _is_special(path):  # written through (write_atomically): nothing made beside it
+                return
+            if path.is_dir():
+                raise UsageError(f"cannot write {path}: it is a directory")
+            if not path.parent.is_dir():
+                raise UsageError(f"cannot write {path}: no directory {path.parent}")
+            _check_writable(path.parent, path)
+        elif self.directory.exists():
+            if not self.directory.is_dir():
+                raise UsageError(f"cannot write in {self.directory}: it is not a directory")
+            _check_writable(self.directory, self.directory)
+        elif not self.directory.parent.is_dir():
+            raise UsageError(f"cannot write in {self.directory}: no directory "
+                             f"{self.directory.parent} to create it in")  # fmt: skip
+        else:
+            _check_writable(self.directory.parent, self.directory)
+
     def file_for(self, stem: str, suffix: str, now: datetime | None = None) -> Path:
         """The file to write: *path*, or ``<directory>/<stem>-<UTC time>.<suffix>``."""
         if self.path is not None and not self.is_stdout:
@@ -229,8 +286,30 @@ def write_output(
         raise ValueError("write_output writes files; print to standard output instead")
     path = destination.file_for(stem, suffix, now)
     try:
+        if destination.path is None:
+            destination.directory.mkdir(exist_ok=True)  # one level: its parent must exist
         write_atomically(path, text)
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror or err}") from err
     log.info("written: %s", path)
     return path
+
+
+def _check_writable(directory: Path, wanted: Path) -> None:
+    """Raise ``UsageError`` unless a file can be made in *directory* (for *wanted*): a file is
+    made and removed, so that a read-only file system, or a directory only root may write to,
+    is found (a permission check would pass both for root)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix=".dbtools-probe-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write {wanted}: {err.strerror or err}") from err
+
+
+def _is_special(path: Path) -> bool:
+    """Whether *path* exists and is neither a regular file nor a directory (a device, a pipe)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))

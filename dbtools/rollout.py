@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dbtools.config import layered_table, max_duration, parse_duration
-from dbtools.db.connection import session, translated_errors
+from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -70,6 +71,9 @@ from dbtools.errors import (
     DbtoolsError,
     UsageError,
 )
+from dbtools.figures.measures import request_figures
+from dbtools.figures.requests import VariantTotals
+from dbtools.figures.windows import validate_label, window_labels
 from dbtools.findings import FAILING, Finding
 from dbtools.output import (
     Destination,
@@ -81,9 +85,8 @@ from dbtools.output import (
     write_output,
 )
 from dbtools.redaction import redact, redact_argv
-from dbtools.stats import snapshots, windows
-from dbtools.stats.collector import Target, TargetSampler
-from dbtools.stats.legacy import read_layout
+from dbtools.store import Store, snapshots
+from dbtools.store.collector import Target, TargetSampler
 from dbtools.verify.rules import judge_app_cache_hit_ratio, judge_error_rate, judge_p95_latency
 from dbtools.verify.thresholds import Thresholds
 
@@ -201,7 +204,7 @@ class RolloutOptions:
     """What the deploy script asked for."""
 
     environment: str
-    traffic: int
+    traffic: float  # percent, above 0 (a whole number as an int: 10, not 10.0, in names)
     monitor_seconds: int = 600
     dry_run: bool = False
     skip_tests: bool = False
@@ -213,14 +216,14 @@ class RolloutOptions:
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
             raise UsageError(f"--environment is staging or production, not {self.environment!r}")
-        if not 1 <= self.traffic <= 100:
-            raise UsageError(f"--traffic is a percentage from 1 to 100, not {self.traffic}")
+        if not 0 < self.traffic <= 100:
+            raise UsageError(f"--traffic is a percentage above 0 to 100, not {self.traffic}")
         if self.monitor_seconds <= 0:
             raise UsageError("--monitor must be positive")
         if self.on_interrupt not in ("rollback", "hold"):
             raise UsageError(f"--on-interrupt is rollback or hold, not {self.on_interrupt!r}")
         if self.label is not None:
-            windows.validate_label(self.label)
+            validate_label(self.label)
 
 
 # -- the record -------------------------------------------------------------------------------------
@@ -276,7 +279,7 @@ class RolloutRecord:
     """Everything the rollout did, phase by phase; written whole after every phase."""
 
     environment: str
-    traffic: int
+    traffic: float
     dry_run: bool
     skip_tests: bool
     force: bool
@@ -394,7 +397,9 @@ def record_json(record: RolloutRecord) -> str:
 
 
 def write_record(record: RolloutRecord, directory: Path, stem: str) -> tuple[Path, Path]:
-    """Write the record's Markdown and JSON under *stem* in *directory* (atomically)."""
+    """Write the record's Markdown and JSON under *stem* in *directory* (atomically; the
+    directory made, one level, when missing)."""
+    directory.mkdir(exist_ok=True)
     destination = Destination(None, directory)
     md = write_output(record_markdown(record), dataclasses.replace(
         destination, path=str(directory / f"{stem}.md")), stem, "md")  # fmt: skip
@@ -537,22 +542,20 @@ def _stop(child: subprocess.Popen[bytes]) -> str:
 
 
 def judge_triggers(
-    totals: windows.VariantTotals | None, thresholds: Thresholds, *, min_requests: int = 1
+    totals: VariantTotals | None, thresholds: Thresholds, *, min_requests: int = 1
 ) -> tuple[list[Finding], dict[str, Any]]:
     """The guide's automatic rollback triggers (error rate, p95, cache hit ratio) on one
     variant's request metrics: the findings whose status is ``rollback``, and the figures.
     Fewer than *min_requests* requests are judged by none (too few to judge)."""
-    requests = totals.whole_requests if totals else 0  # of the buckets its errors come from
-    errors = totals.errors if totals else 0
-    looked_up = (totals.cache_hits + totals.cache_misses) if totals else 0
+    measured = request_figures(totals)  # requests: of the buckets its errors come from
     figures = {
-        "requests": requests,
-        "errors": errors,
-        "error_rate": errors / requests if requests else None,
-        "p95_ms": totals.p95_ms if totals else None,
-        "cache_hit_ratio": totals.cache_hits / looked_up if totals and looked_up else None,
+        "requests": measured.requests,
+        "errors": totals.errors if totals else 0,
+        "error_rate": measured.error_rate,
+        "p95_ms": measured.p95_ms,
+        "cache_hit_ratio": measured.app_cache_hit_ratio,
     }
-    if requests < min_requests:
+    if measured.requests < min_requests:
         return [], figures
     missing = "no requests of the candidate variant since the last judged sample"
     findings = [
@@ -574,7 +577,7 @@ class Triggers:
     failure_threshold: int
     failing: int = 0  # judged samples in a row that crossed a trigger
 
-    def judge(self, totals: windows.VariantTotals | None) -> tuple[str, list[str], dict[str, Any]]:
+    def judge(self, totals: VariantTotals | None) -> tuple[str, list[str], dict[str, Any]]:
         """(status, the crossed triggers' messages, the figures) of the next sample; status is
         ``pass``, ``too few requests to judge (N of M)``, ``trigger crossed (N of M)`` or
         ``rollback``."""
@@ -729,15 +732,15 @@ class Rollout:
         return ["the monitoring role passes doctor's checks for the monitoring phase and verify"]
 
     def _labels_preflight(self, store: Any) -> list[str]:
-        start, end = windows.window_labels(self.label)
+        start, end = window_labels(self.label)
         name = self.sampler.name
         with translated_errors("preflight: the monitoring label"):
-            # Not migrated yet, or below the samples of 0005: no label of this target is taken.
-            layout = read_layout(store) if self._has_monitoring_tables(store) else None
-            if layout is None or not layout.samples:
+            stored = Store.of(store)
+            # Not migrated yet, below the samples of 0005, or none stored: no label is taken.
+            if not stored.targets():
                 return [f"the monitoring label {self.label!r} is free (no samples stored yet)"]
-            taken = windows.find_headers(store, [start, end], layout, target=name)
-            kept = self._kept_starts(store, layout)
+            taken = stored.headers([start, end], target=name)
+            kept = self._kept_starts(stored)
         if start in taken and end not in taken:
             raise UsageError(f"preflight: a stray {start!r} of target {name!r} from an "
                              f"interrupted run: {_delete_hint(start, name)}, or give another "
@@ -752,15 +755,7 @@ class Rollout:
                              f"interrupted rollout of {record}: {_delete_hint(label, name)}")  # fmt: skip
         return [f"the monitoring label {self.label!r} is free; no stray start is kept"]
 
-    @staticmethod
-    def _has_monitoring_tables(store: Any) -> bool:
-        from dbtools.schema.monitoring import MONITORING_SCHEMA, SNAPSHOTS
-
-        row = store.execute("SELECT /* dbtools */ to_regclass(%s) IS NOT NULL",
-                            (f"{MONITORING_SCHEMA}.{SNAPSHOTS}",)).fetchone()  # fmt: skip
-        return bool(row and row[0])
-
-    def _kept_starts(self, store: Any, layout: Any) -> list[tuple[str, str]]:
+    def _kept_starts(self, store: Store) -> list[tuple[str, str]]:
         """The ``:start`` labels earlier records in the output directory kept (their removal
         failed), and still stored, with the record that names each."""
         kept = []
@@ -772,7 +767,7 @@ class Rollout:
             label = document.get("kept_start") if isinstance(document, dict) else None
             if not isinstance(label, str) or document.get("target") != self.sampler.name:
                 continue
-            if windows.find_headers(store, [label], layout, target=self.sampler.name):
+            if store.headers([label], target=self.sampler.name):
                 kept.append((label, str(path)))
         return kept
 
@@ -1019,18 +1014,16 @@ class Rollout:
         summary, _ = self.sampler.sample(label)
         return summary.taken_at
 
-    def candidate_totals(self, start: datetime, end: datetime) -> windows.VariantTotals | None:
+    def candidate_totals(self, start: datetime, end: datetime) -> VariantTotals | None:
         """The candidate variant's request metrics in the buckets inside [*start*, *end*], read
         on the sampler's session (the one place a trigger's figures come from)."""
-        store = self.sampler.open()
         with translated_errors("reading the request metrics"):
-            layout = read_layout(store)
-            found = windows.load_variant_totals(store, start, end, target=self.sampler.name,
-                                                layout=layout)  # fmt: skip
+            found = Store.of(self.sampler.open()).variant_totals(start, end,
+                                                                 target=self.sampler.name)  # fmt: skip
         return found.get(self.config.candidate_variant)
 
     def _monitor(self, phase: PhaseRecord) -> None:
-        start_label, end_label = windows.window_labels(self.label)
+        start_label, end_label = window_labels(self.label)
         self.record.target = self.sampler.name
         self._open_start = start_label  # from before it is stored: a signal may come while it is
         started = judged_from = self._sample(start_label)

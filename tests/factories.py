@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from dbtools.figures.measures import WindowMeasures, measure_window
+from dbtools.figures.requests import RequestTotals, VariantTotals
+from dbtools.figures.sums import ALL_STATEMENTS, Scope, count_statements
+from dbtools.figures.windows import Window, parse_window
+from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader, StatementRow
 from dbtools.schema.latency import Percentile
 from dbtools.schema.manifest import manifest_at
-from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, SnapshotHeader, StatementRow
-from dbtools.stats.windows import RequestTotals, VariantTotals, Window, parse_window
+from dbtools.verify import DEFAULT_THRESHOLDS, VerifyResult, evaluate, measure_options
+from dbtools.verify.canary import (
+    CanaryResult,
+    CanarySpec,
+    evaluate_canary,
+    role_scopes,
+    whole_scope,
+)
 from dbtools.verify.live import IndexState, LiveState
+from dbtools.verify.thresholds import Thresholds
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 SERVER_STARTED = T0 - timedelta(days=1)
@@ -134,7 +147,48 @@ def variant_totals(
 
 def window(start: Snapshot, end: Snapshot, metrics: RequestTotals | None = None,
            name: str = "w") -> Window:  # fmt: skip
-    return Window(parse_window(name), start, end, metrics or totals())
+    """The window from *start* to *end*, its states in hand."""
+    return Window.between(start, end, parse_window(name), metrics or totals())
+
+
+def measured(
+    w: Window,
+    scope: Scope = ALL_STATEMENTS,
+    *,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+) -> WindowMeasures:
+    """*w*'s figures as verify measures a stored window with *thresholds* (from its deltas:
+    the reference sums)."""
+    return measure_window(w, scope, **measure_options(thresholds, scope, operation))
+
+
+def judge_windows(
+    baseline: Window, candidate: Window, live: LiveState, **kwargs: Any
+) -> VerifyResult:
+    """``verify.evaluate`` of two windows of in-memory snapshots, measured as verify does."""
+    options = {k: kwargs[k] for k in ("scope", "thresholds", "operation") if k in kwargs}
+    return evaluate(measured(baseline, **options), measured(candidate, **options), live, **kwargs)
+
+
+def judge_canary(
+    w: Window,
+    variants: Mapping[str | None, VariantTotals],
+    live: LiveState,
+    spec: CanarySpec,
+    *,
+    scope: Scope = ALL_STATEMENTS,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    operation: str | None = None,
+) -> CanaryResult:
+    """``evaluate_canary`` of a window of in-memory snapshots, measured as ``verify_canary``
+    measures a stored one (the reference sums)."""
+    whole = measure_window(w, whole_scope(spec, scope),
+                           edge_tolerance=thresholds.request_edge_tolerance)  # fmt: skip
+    rows = w.deltas.statements.rows
+    role_counts = {role: count_statements(rows, s) for role, s in role_scopes(spec, scope).items()}
+    return evaluate_canary(whole, role_counts, variants, live, spec, scope=scope,
+                           thresholds=thresholds, operation=operation)  # fmt: skip
 
 
 def simple_window(
@@ -180,9 +234,10 @@ def batch_index_rows(scans: int) -> tuple[IndexRow, ...]:
 
 def with_index_scans(w: Window, scans: int = 1) -> Window:
     """*w* with every batch index scanned *scans* times inside it."""
-    start = dataclasses.replace(w.start, indexes=batch_index_rows(0))
-    end = dataclasses.replace(w.end, indexes=batch_index_rows(scans))
-    return dataclasses.replace(w, start=start, end=end)
+    assert w.states is not None
+    start, end = w.states
+    return w.loaded(dataclasses.replace(start, indexes=batch_index_rows(0)),
+                    dataclasses.replace(end, indexes=batch_index_rows(scans)))  # fmt: skip
 
 
 def _fields(row_type: type[Any]) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ test's own server is running."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,10 +63,13 @@ def interruptible_child() -> None:
 
 def assert_usage_error(result: Result | subprocess.CompletedProcess[str], expected: str) -> str:
     """The contract for bad input: exit code 2, nothing on stdout, and exactly one line on
-    stderr, ``Error: …`` containing *expected*, without a traceback. Returns that line."""
+    stderr, ``Error: …`` containing *expected*, without a traceback, followed by the hint of an
+    error in the command line (``Try 'dbtools … --help'.``) if it is one. Returns that line."""
     code = result.exit_code if isinstance(result, Result) else result.returncode
     assert code == 2, (code, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
+    if len(lines) == 2 and re.fullmatch(r"Try 'dbtools [\w -]+ --help'\.", lines[1]):
+        lines = lines[:1]
     assert len(lines) == 1 and lines[0].startswith("Error: "), lines
     assert expected in lines[0], lines
     assert result.stdout == "", result.stdout

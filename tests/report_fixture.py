@@ -19,12 +19,9 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dbtools.report import ReportInput, build_report
-from dbtools.report.health import AutovacuumDefaults, Catalog, ForeignKey
-from dbtools.report.model import Report, period_from_window
-from dbtools.schema.latency import Percentile
-from dbtools.schema.manifest import manifest_at
-from dbtools.stats.rows import (
+from dbtools.figures.requests import RequestTotals
+from dbtools.figures.windows import Window, WindowRef
+from dbtools.reading.rows import (
     DatabaseRow,
     IndexRow,
     Snapshot,
@@ -32,10 +29,14 @@ from dbtools.stats.rows import (
     StatementRow,
     TableRow,
 )
-from dbtools.stats.windows import RequestTotals, Window, WindowRef
+from dbtools.report import ReportInput, build_report
+from dbtools.report.health import AutovacuumDefaults, Catalog, ForeignKey
+from dbtools.report.model import Report, period_from_window
+from dbtools.schema.latency import Percentile
+from dbtools.schema.manifest import manifest_at
 from dbtools.verify import evaluate
 from dbtools.verify.live import IndexState, LiveState
-from tests.factories import COUNTING_SETTINGS, healthy_live_state
+from tests.factories import COUNTING_SETTINGS, healthy_live_state, measured
 
 SECRET = "S3cretLiteral"
 T0 = datetime(2026, 1, 2, 10, 0, 0, tzinfo=timezone.utc)
@@ -279,17 +280,17 @@ def snapshot(step: int, label: str, statements: tuple[StatementRow, ...]) -> Sna
 
 
 def windows() -> tuple[Window, Window]:
-    baseline = Window(
-        WindowRef("baseline", "baseline:start", "baseline:end"),
+    baseline = Window.between(
         snapshot(0, "baseline:start", BASELINE_START),
         snapshot(1, "baseline:end", BASELINE_END),
+        WindowRef("baseline", "baseline:start", "baseline:end"),
         RequestTotals(buckets=6, requests=100, errors=1, cache_hits=30, cache_misses=70,
                       p95_ms_max=900.0, p95=Percentile(900.0)),
     )  # fmt: skip
-    candidate = Window(
-        WindowRef("candidate", "candidate:start", "candidate:end"),
+    candidate = Window.between(
         snapshot(1, "candidate:start", CANDIDATE_START),
         snapshot(2, "candidate:end", CANDIDATE_END),
+        WindowRef("candidate", "candidate:start", "candidate:end"),
         RequestTotals(buckets=6, requests=100, errors=0, cache_hits=55, cache_misses=45,
                       p95_ms_max=240.0, p95=Percentile(240.0)),
     )  # fmt: skip
@@ -310,15 +311,16 @@ def live_state() -> LiveState:
 
 def report_input() -> ReportInput:
     baseline, candidate = windows()
+    before, after = measured(baseline), measured(candidate)
     return ReportInput(
         source="comparison",
-        periods=(period_from_window(baseline, "baseline"),
-                 period_from_window(candidate, "candidate")),
-        state=candidate.end,
+        periods=(period_from_window(baseline, before, "baseline"),
+                 period_from_window(candidate, after, "candidate")),
+        state=candidate.end_state,
         catalog=Catalog(FOREIGN_KEYS, AutovacuumDefaults()),
         target=TARGET,
-        manifest=manifest_at(candidate.end.header.alembic_revision),
-        verification=evaluate(baseline, candidate, live_state()),
+        manifest=manifest_at(candidate.end.alembic_revision),
+        verification=evaluate(before, after, live_state()),
     )  # fmt: skip
 
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import psycopg
 
+from dbtools.figures.measures import WindowMeasures
+from dbtools.figures.sums import ALL_STATEMENTS, Scope
+from dbtools.figures.windows import Window, parse_window, window_labels
 from dbtools.schema.latency import histogram
-from dbtools.stats import snapshots, windows
-from dbtools.stats.samples import SampleSummary
+from dbtools.store import SampleSummary, Store, snapshots
 from tests.conftest import Database
 
 # The three statements of a flight-search request, each served by one batch index (the planner
@@ -68,7 +70,7 @@ def window(
     **kwargs: Any,
 ) -> int:
     """Bracket a workload with LABEL:start and LABEL:end; returns the statements sent."""
-    start, end = windows.window_labels(label)
+    start, end = window_labels(label)
     take(db, start)
     sent = run_requests(db, requests, batch=batch, **kwargs)
     time.sleep(pause)
@@ -106,9 +108,25 @@ def record_metrics(
         "WHERE s.label = %s AND e.label = %s",
         (operation, requests, errors, p95_ms, cache_hits, cache_misses,
          *([histogram([p95_ms] * requests) if requests else None] if has_histograms else []),
-         *windows.window_labels(label)),
+         *window_labels(label)),
     )  # fmt: skip
 
 
 def snapshot_count(db: Database) -> int:
     return int(db.execute("SELECT count(*) FROM perf_monitoring.snapshots")[0][0])
+
+
+def stored_windows(conn: psycopg.Connection[Any], *references: str, **options: Any) -> list[Window]:
+    """The windows *references* as the store on *conn* resolves them (``Store.windows``)."""
+    return Store.of(conn).windows([parse_window(r) for r in references], **options)
+
+
+def stored_measures(
+    conn: psycopg.Connection[Any],
+    *references: str,
+    scope: Scope = ALL_STATEMENTS,
+    **options: Any,
+) -> list[WindowMeasures]:
+    """The figures of the windows *references* as verify gets them (``Store.measures``)."""
+    store = Store.of(conn)
+    return store.measures(store.windows([parse_window(r) for r in references], **options), scope)

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from dbtools.errors import ConfigError
+from dbtools.figures.requests import RequestTotals
+from dbtools.figures.windows import Window, window_labels
 from dbtools.metrics.buckets import percentile
 from dbtools.schema.latency import histogram, lower_bound_ms, upper_bound_ms
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import downgrade
-from dbtools.stats.snapshots import snapshot as take_snapshot
-from dbtools.stats.windows import RequestTotals, Window, window_labels
-from dbtools.verify import VerifyResult, evaluate, verify
+from dbtools.store.snapshots import snapshot as take_snapshot
+from dbtools.verify import VerifyResult, verify
 from dbtools.verify.thresholds import Thresholds, thresholds_from
 from dbtools.workload import (
     DataPath,
@@ -35,7 +36,7 @@ from dbtools.workload import (
     seed_database,
 )
 from tests.conftest import Database
-from tests.factories import healthy_live_state, simple_window, totals
+from tests.factories import healthy_live_state, judge_windows, simple_window, totals
 from tests.helpers import run_cli
 from tests.snapshot_helpers import record_metrics, run_requests, window
 
@@ -58,7 +59,8 @@ def after(
 
 
 def judge(candidate: Window, baseline: Window = BASELINE, **kwargs: Any) -> VerifyResult:
-    return evaluate(baseline, candidate, healthy_live_state(), mode="after-rollback", **kwargs)
+    return judge_windows(baseline, candidate, healthy_live_state(), mode="after-rollback",
+                         **kwargs)  # fmt: skip
 
 
 def returned(result: VerifyResult) -> dict[str, tuple[str, str]]:

@@ -27,7 +27,7 @@ from dbtools.report.dashboard import (
     dashboard,
 )
 from dbtools.schema.latency import histogram, histogram_percentile, weighted_percentile
-from dbtools.stats import snapshots
+from dbtools.store import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli
@@ -383,9 +383,12 @@ def test_query_rate_rule_reads_the_steps_between_snapshots_in_its_span(
 def test_cli_writes_the_rules_beside_the_dashboard(tmp_path: Path) -> None:
     alerts = tmp_path / "provisioning" / "alerting" / "dbtools.yaml"
     board = tmp_path / "dashboard.json"
-    result = run_cli(
-        "dashboard", "--datasource-uid", "pg-main", "--alerts", str(alerts), "-o", str(board)
-    )
+    args = ("dashboard", "--datasource-uid", "pg-main", "--alerts", str(alerts), "-o", str(board))
+    missing = run_cli(*args)  # as pg_dump -f: the directory must exist, and nothing is written
+    assert missing.stderr == f"Error: cannot write {alerts}: no directory {alerts.parent}\n"
+    assert not board.exists()
+    alerts.parent.mkdir(parents=True)
+    result = run_cli(*args)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"{board}\n{alerts}\n"
     document = json.loads(alerts.read_text())
@@ -415,7 +418,7 @@ def test_cli_bad_alerts_option_is_exit_2_and_writes_nothing(
     tmp_path: Path, args: tuple[str, ...], expected: str
 ) -> None:
     out = tmp_path / "out"
-    named = [str(out / arg) if arg.startswith("rules.") else arg for arg in args]
+    named = [str(tmp_path / arg) if arg.startswith("rules.") else arg for arg in args]
     result = run_cli("dashboard", *named, "--output-dir", str(out))
     assert_usage_error(result, expected)
     assert not out.exists()

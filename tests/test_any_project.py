@@ -13,8 +13,10 @@ Each false failure found on public projects (issue 26; docs/any-project.md) has 
 ``warehouse`` (mlflow: an env.py that connects from the engine it is handed, a history that
 alters a table ``create_all`` made, ``existing_type``, a table renamed), ``worker`` (Prefect: an
 env.py that reads its own URL variable, picks its versions folder while it runs and calls back
-into an AnyIO worker thread) and ``guarded`` (dagster and Airflow: an env.py that refuses
-offline mode, an upgrade guarded by "if the table exists", logging and a banner on stdout).
+into an AnyIO worker thread), ``guarded`` (dagster and Airflow: an env.py that refuses
+offline mode, an upgrade guarded by "if the table exists", logging and a banner on stdout) and
+``warehouse/production.sql`` (dagster's base: a pg_dump of production naming its roles, with a
+pg_dump 18's ``SET transaction_timeout``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from dbtools.errors import DbtoolsError
 from dbtools.safety.lint import lint_revisions, location
 from dbtools.safety.plan import build_plan
 from dbtools.safety.rehearse import schema_comparison
@@ -658,7 +661,7 @@ def test_an_env_py_on_its_own_connection_from_a_create_all_base(database: Databa
     ):
         result = run_cli(
             "rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
-            "--base-schema", base, "--keep-going", "--format", "json", "--force",
+            "--base-schema", base, "--keep-going", "--format", "json", "--allow-data",
         )  # fmt: skip
         assert result.exit_code == 1, result.output
         payload = json.loads(result.stdout)
@@ -671,6 +674,74 @@ def test_an_env_py_on_its_own_connection_from_a_create_all_base(database: Databa
         assert database.execute("SELECT count(*) FROM pg_class WHERE relname = 'items'") == [(1,)]
     unknown = run_cli("rehearse", "--alembic-ini", str(WAREHOUSE_INI), "--base-schema", "nothing")
     assert_usage_error(unknown, "Error: --base-schema: 'nothing' is neither a SQL file nor a")
+
+
+PRODUCTION_DUMP = WAREHOUSE_INI.parent / "production.sql"
+
+
+def test_a_dump_of_production_is_a_base_in_a_sandbox(pg_server: PgServer) -> None:
+    """dagster's false failure: a pg_dump of production names its roles (owner, grantee), which a
+    sandbox lacks, and a pg_dump 18 sets transaction_timeout, which PostgreSQL 15 lacks."""
+    pg_bin = ["--pg-bin", str(pg_server.bin_dir)] if pg_server.bin_dir else []
+    result = run_cli(
+        "-v", "rehearse", "--alembic-ini", str(WAREHOUSE_INI), *pg_bin,
+        "--base-schema", str(PRODUCTION_DUMP), "--keep-going", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # w004's downgrade: the history's own failure
+    payload = json.loads(result.stdout)
+    assert payload["where"] == f"a sandbox (PostgreSQL {pg_server.major})"
+    assert payload["failures"] == ["w004"] and payload["stopped"] is None, payload
+    assert [r for r, s in _steps(result.stdout).items() if s["no_change"]] == ["w002"]
+    created = re.findall(r"base schema: created role (.+) \(NOLOGIN\)", result.stderr)
+    assert created == ["warehouse_owner", "warehouse reader"]  # once: keep-going reloads it
+    left_out = re.findall(r"base schema: left out (SET \w+)", result.stderr)
+    assert left_out == ([] if pg_server.major >= 17 else ["SET transaction_timeout"] * 2)
+
+
+def test_a_dump_naming_roles_a_given_server_lacks_says_so(database: Database) -> None:
+    """With --dsn the server is not dbtools' own: no role is created there."""
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(WAREHOUSE_INI),
+                     "--base-schema", str(PRODUCTION_DUMP))  # fmt: skip
+    assert_usage_error(
+        result,
+        f"Error: the base schema {PRODUCTION_DUMP} does not load: line 41: ERROR:  role "
+        "\"warehouse_owner\" does not exist (the server has no role 'warehouse_owner': create "
+        "it, or dump with --no-owner --no-privileges)",
+    )
+    assert database.execute(
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ('warehouse_owner', 'warehouse reader')"
+    ) == [(0,)]
+
+
+def test_a_base_leaves_out_only_settings_the_server_lacks(
+    database: Database, tmp_path: Path
+) -> None:
+    """Session settings the server does not know are left out; the same line in a function body
+    is not a setting; the text reaches the server as written (UTF-8, whatever the locale); an
+    error after them names its line in the file."""
+    from dbtools.safety.base import BaseSchema
+
+    body = "CREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n{}\nEND $$;\n"
+    base = tmp_path / "base.sql"
+    base.write_text(
+        "SET statement_timeout = 0;\nSET dbtools_future_timeout = 0;\n"
+        + body.format("SET dbtools_future_timeout = 0;")
+        + "CREATE TABLE public.t (id integer);\nCOMMENT ON TABLE public.t IS 'Flüge – vols';\n",
+        encoding="utf-8",
+    )
+    BaseSchema.parse(str(base)).load(database.dsn, Migrations(WAREHOUSE_INI))
+    assert database.execute("SELECT obj_description('public.t'::regclass)") == [("Flüge – vols",)]
+    assert database.execute("SELECT prosrc FROM pg_proc WHERE proname = 'f'") == [
+        ("\nBEGIN\nSET dbtools_future_timeout = 0;\nEND ",)
+    ]
+    base.write_text(
+        "SET dbtools_future_timeout = 0;\nSET statement_timeout = 0;\nSELECT nothing;\n"
+    )
+    with pytest.raises(DbtoolsError) as raised:
+        BaseSchema.parse(str(base)).load(database.dsn, Migrations(WAREHOUSE_INI))
+    assert str(raised.value) == (
+        f'the base schema {base} does not load: line 3: ERROR:  column "nothing" does not exist'
+    )
 
 
 def test_a_failure_below_from_is_named_not_an_internal_error(database: Database) -> None:
@@ -781,6 +852,7 @@ def test_lint_honours_existing_type_the_base_schema_and_table_renames() -> None:
     assert changes() == [real[0], unknown, real[1]]
     assert changes("--base-schema", "tests.fixtures.warehouse.models:metadata") == real
     assert changes("--base-schema", str(WAREHOUSE_INI.parent / "base.sql")) == real
+    assert changes("--base-schema", str(PRODUCTION_DUMP)) == real
 
 
 @pytest.mark.parametrize(

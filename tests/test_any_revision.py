@@ -159,7 +159,7 @@ def test_max_duration_shortens_a_capture(migrated_database: Database) -> None:
     result = run_dbtools("capture", "--dsn", db.dsn, "--label", "w", "--duration", "10m",
                          env={"DBTOOLS_MAX_DURATION": "2s"}, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "WARNING dbtools.stats.snapshots: DBTOOLS_MAX_DURATION shortens the window 'w' " \
+    assert "WARNING dbtools.store.snapshots: DBTOOLS_MAX_DURATION shortens the window 'w' " \
            "from 600 s to 2 s" in result.stderr  # fmt: skip
     ((seconds,),) = db.execute(
         "SELECT extract(epoch FROM max(taken_at) - min(taken_at)) FROM perf_monitoring.snapshots"

@@ -13,12 +13,12 @@ import psycopg
 import pytest
 
 from dbtools.errors import UsageError
+from dbtools.figures.requests import VariantTotals
+from dbtools.figures.windows import window_labels
 from dbtools.metrics import MetricsRecorder
-from dbtools.stats.windows import VariantTotals, window_labels
 from dbtools.verify.canary import (
     CANARY_RULES,
     CanarySpec,
-    evaluate_canary,
     share_interval,
     verify_canary,
 )
@@ -28,6 +28,7 @@ from tests.conftest import Database
 from tests.factories import (
     T0,
     healthy_live_state,
+    judge_canary,
     snapshot,
     statement,
     totals,
@@ -192,7 +193,7 @@ def _judged(per_request: int, batched: int, *, min_requests: int = 100) -> dict[
                                 cache_hits=batched // 2, cache_misses=batched - batched // 2,
                                 p95_ms=90.0),
     }  # fmt: skip
-    result = evaluate_canary(
+    result = judge_canary(
         with_index_scans(window(start, end, totals(per_request + batched))), variants, healthy_live_state(),
         CanarySpec(PER_REQUEST, BATCHED, "app"),
         thresholds=Thresholds(canary_min_requests=min_requests),
@@ -256,7 +257,7 @@ def test_a_misnamed_variant_is_too_few_requests_and_names_what_the_window_holds(
         BATCHED: variant_totals(BATCHED, 200, queries=30),
         None: variant_totals(None, 5, queries=0),  # rows that name no variant
     }
-    result = evaluate_canary(
+    result = judge_canary(
         with_index_scans(window(start, end, totals(405))), variants, healthy_live_state(),
         CanarySpec(PER_REQUEST, "batchd", "app"),
     )  # fmt: skip
@@ -398,7 +399,10 @@ def test_a_role_with_a_few_statements_is_never_a_pass(
             f"too few statements: role {variant_roles[BATCHED]} ran {statements} statements, "
             "fewer than 20"
         )
-        assert reduction.status == "no data" and result.verdict == "fail"
+        # "no data" -- unless the loaded machine made the short window itself untrusted (CI saw
+        # it once on 18), which blocks first: never a pass either way.
+        assert reduction.status in ("no data", "untrusted"), reduction.message
+        assert result.verdict == "fail"
     else:
         assert reduction.status == "pass"  # 3 -> 20/150 queries per request
 
@@ -428,7 +432,7 @@ def test_the_share_asked_is_held_to_an_interval_for_that_many_requests(
         PER_REQUEST: variant_totals(PER_REQUEST, requests - candidate, queries=3 * requests - 30),
         BATCHED: variant_totals(BATCHED, candidate, queries=30),
     }
-    result = evaluate_canary(
+    result = judge_canary(
         with_index_scans(window(start, end, totals(requests))), variants, healthy_live_state(),
         CanarySpec(PER_REQUEST, BATCHED, "app", traffic=asked), thresholds=RELAXED,
     )  # fmt: skip
@@ -440,7 +444,7 @@ def test_the_share_asked_is_held_to_an_interval_for_that_many_requests(
         "99.9% interval for that many requests routed independently"
     )
     # Not asked: not judged.
-    unasked = evaluate_canary(
+    unasked = judge_canary(
         with_index_scans(window(start, end, totals(requests))), variants, healthy_live_state(),
         CanarySpec(PER_REQUEST, BATCHED, "app"), thresholds=RELAXED,
     )  # fmt: skip

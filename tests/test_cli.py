@@ -200,6 +200,6 @@ def test_verbose_logs_progress_without_the_password(migrated_database: Database)
     lines = loud.stderr.splitlines()
     assert lines[0].startswith("INFO dbtools.db.connection: connecting to host ")
     assert lines[-1].startswith(
-        f"INFO dbtools.stats.snapshots: snapshot 'loud' of {migrated_database.name} stored: "
+        f"INFO dbtools.store.snapshots: snapshot 'loud' of {migrated_database.name} stored: "
     )
     assert "Pw-in-the-DSN" not in loud.stderr

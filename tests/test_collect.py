@@ -156,9 +156,9 @@ def test_retention_purges_old_samples_and_keeps_what_newer_ones_read(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--target", "no-equals-sign"], "expected NAME=DSN"),
-        (["--target", "=postgresql:///x"], "invalid target name"),
-        (["--target", "a=postgresql:///x", "--target", "a=postgresql:///y"], "given twice"),
+        (["--target-dsn", "no-equals-sign"], "expected NAME=DSN"),
+        (["--target-dsn", "=postgresql:///x"], "invalid target name"),
+        (["--target-dsn", "a=postgresql:///x", "--target-dsn", "a=postgresql:///y"], "given twice"),
     ],
 )
 def test_bad_targets_are_usage_errors(args: list[str], expected: str) -> None:
@@ -169,10 +169,10 @@ def test_once_with_no_target_reachable_is_a_connection_error(migrated_database: 
     """One round for cron that stores nothing says why and exits 2; a fleet where one target
     answers exits 0, its summary counting the failure."""
     gone = "postgresql://nobody@127.0.0.1:1/nothing"
-    alone = run_cli("collect", "--target", f"gone={gone}", "--once")
+    alone = run_cli("collect", "--target-dsn", f"gone={gone}", "--once")
     assert_usage_error(alone, "no target could be sampled: gone: no sample (cannot connect to")
-    mixed = run_cli("collect", "--target", f"gone={gone}",
-                    "--target", f"up={migrated_database.dsn}", "--once")  # fmt: skip
+    mixed = run_cli("collect", "--target-dsn", f"gone={gone}",
+                    "--target-dsn", f"up={migrated_database.dsn}", "--once")  # fmt: skip
     assert mixed.exit_code == 0, mixed.output
     assert mixed.stdout.startswith("collected 1 samples (")
     assert ", 1 failed target reads," in mixed.stdout
@@ -180,7 +180,7 @@ def test_once_with_no_target_reachable_is_a_connection_error(migrated_database: 
 
 
 def test_a_targets_file_names_each_target(tmp_path: Path) -> None:
-    from dbtools.stats.collector import Target, read_targets
+    from dbtools.store.collector import Target, read_targets
 
     path = tmp_path / "targets.toml"
     path.write_text(

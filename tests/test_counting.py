@@ -1,6 +1,6 @@
 """Whether pg_stat_statements counted everything, without a database: the recorded settings,
-their precedence, and the transaction cross-check (``dbtools.stats.counting``); a reset seen by
-an entry's min and max times (``dbtools.stats.deltas``)."""
+their precedence, and the transaction cross-check (``dbtools.figures.counting``); a reset seen by
+an entry's min and max times (``dbtools.figures.deltas``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from dbtools.stats import counting
-from dbtools.stats.deltas import statement_deltas
-from dbtools.stats.rows import SnapshotHeader
+from dbtools.figures import counting
+from dbtools.figures.deltas import statement_deltas
+from dbtools.reading.rows import SnapshotHeader
 from tests.factories import COUNTING_SETTINGS, T0, header, snapshot, statement
 
 TRACK = "pg_stat_statements.track"

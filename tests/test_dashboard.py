@@ -22,11 +22,11 @@ from dbtools.report.dashboard import (
     dashboard,
     panels,
 )
-from dbtools.stats import snapshots
+from dbtools.store import snapshots
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli
-from tests.snapshot_helpers import run_requests
+from tests.snapshot_helpers import run_requests, stored_measures
 
 TIME_FILTER = re.compile(r"\$__timeFilter\(([^)]+)\)")
 REQUESTS = 10
@@ -159,6 +159,39 @@ def test_a_statistics_reset_breaks_the_series(migrated_database: Database) -> No
     assert [value for _, _, value in rows] == [3.0]
 
 
+def test_a_step_counts_the_requests_of_the_buckets_its_ends_cut_as_a_window_does(
+    migrated_database: Database,
+) -> None:
+    """Without --requests, a step's requests are its overlapping buckets', each counted by the
+    share of its time inside the step (``request_metrics.inside_share``): the panel's queries
+    per request is the window's, as verify measures it."""
+    db = migrated_database
+    snapshots.snapshot(db.dsn, "p:start")
+    sent = run_requests(db, REQUESTS)
+    snapshots.snapshot(db.dsn, "p:end")
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    db.execute(
+        "UPDATE perf_monitoring.snapshots SET taken_at = %s + "
+        "CASE label WHEN 'p:end' THEN interval '60 s' ELSE interval '0' END",
+        (start,),
+    )
+    db.execute(
+        "INSERT INTO perf_monitoring.request_metrics (bucket_start, bucket_seconds, operation, "
+        "requests, errors, cache_hits, cache_misses) VALUES "
+        "(%(start)s - interval '30 s', 60, 'search', 100, 0, 0, 0), "  # half inside: 50
+        "(%(start)s + interval '40 s', 40, 'search', 60, 0, 0, 0), "  # half inside: 30
+        "(%(start)s + interval '90 s', 60, 'search', 1000, 0, 0, 0)",  # after the step
+        {"start": start},
+    )
+    (target,) = targets_in(db)
+    _, rows = run_panel(db, by_title()["Queries per request"], [target])
+    assert [value for _, _, value in rows] == [pytest.approx(sent / 80)]
+    with db.connect() as conn:
+        (measured,) = stored_measures(conn, "p")
+    assert measured.requests == 80
+    assert measured.queries_per_request == pytest.approx(sent / 80)
+
+
 # A day of samples, one a minute, for two targets. Per target, what each minute adds: queries,
 # shared blocks hit and read, index blocks hit and read; and the requests of each step.
 THE_DAY = datetime(2026, 11, 29, tzinfo=timezone.utc)
@@ -257,6 +290,7 @@ def test_cli_writes_the_dashboard(tmp_path: Path) -> None:
     config = tmp_path / "thresholds.toml"
     config.write_text("[verify]\nmax_p95_ms = 250\n")
     out = tmp_path / "monitoring" / "dashboard.json"
+    out.parent.mkdir()
     result = run_cli("dashboard", "--config", str(config), "-o", str(out))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == str(out)

@@ -1,5 +1,5 @@
-"""Window deltas and a window's figures without a database (``dbtools.stats.deltas`` and
-``dbtools.stats.measures``), from in-memory snapshots (``tests.factories``)."""
+"""Window deltas and a window's figures without a database (``dbtools.figures.deltas`` and
+``dbtools.figures.measures``), from in-memory snapshots (``tests.factories``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from dbtools.figures.deltas import delta_rows, statement_deltas, statement_key
+from dbtools.figures.measures import measure_window, query_reduction
+from dbtools.figures.sums import Scope, count_statements
+from dbtools.figures.windows import Window
 from dbtools.sqltext.parse import TableRef
-from dbtools.stats.deltas import delta_rows, statement_deltas, statement_key
-from dbtools.stats.measures import Scope, count_statements, measure_window, query_reduction
-from dbtools.stats.windows import Window
 from tests.factories import (
     T0,
     database,
@@ -113,7 +114,7 @@ def test_requests_come_from_the_load_tool_first_then_the_metrics() -> None:
     assert _measured(from_metrics) == {"requests": 100, "source": "request_metrics", "qpr": 3.0,
                                        "rate": 30.0, "problems": ()}  # fmt: skip
     given = simple_window(queries=300, requests=100, seconds=10, end_overrides={"requests": 150})
-    assert _measured(given)["requests"] == 150 and _measured(given)["source"] == "--requests"
+    assert _measured(given)["requests"] == 150 and _measured(given)["source"] == "--requests-served"
     assert _measured(given)["qpr"] == 2.0
 
 
@@ -122,7 +123,7 @@ def test_no_requests_is_no_data_and_untrusted() -> None:
     measured = _measured(none)
     assert (measured["requests"], measured["source"], measured["qpr"]) == (None, "none", None)
     assert measured["problems"] == (
-        "zero requests in the window (no --requests and no request_metrics buckets inside it)",
+        "zero requests in the window (no --requests-served and no request_metrics buckets inside it)",
     )
     zero = simple_window(queries=300, requests=0, metrics=totals(0, buckets=2))
     assert _measured(zero)["problems"] == ("zero requests in the window",)

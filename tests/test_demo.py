@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_text
+from dbtools.demo import APP_P95_NAME, DemoConfig, run_demo, summary_json, summary_text
 from dbtools.errors import UsageError
-from dbtools.stats.measures import P95_NAME
+from dbtools.figures.measures import P95_NAME
 from dbtools.workload.queries import BATCHED_STATEMENTS, PER_REQUEST_STATEMENTS
 from tests.conftest import Database
 from tests.helpers import (
@@ -70,8 +71,23 @@ def test_demo_on_a_given_database_measures_exactly_what_the_workload_sent(
     )
     assert verification.reduction is not None and verification.reduction >= 0.85
     written = sorted(path.suffix for path in (*result.report_paths, result.plan_path))
-    assert written == [".html", ".md", ".md"]
+    assert written == [".html", ".html", ".md", ".md", ".md"]
     assert all(path.parent == tmp_path and path.stat().st_size > 0 for path in result.report_paths)
+    # the canary window's report beside the others: the baseline window against it
+    canary_reports = {p.suffix: p for p in result.report_paths
+              if re.search(r"-baseline-vs-demo-\d{8}T\d{6}Z-canary-", p.name)}  # fmt: skip
+    assert sorted(canary_reports) == [".html", ".md"], result.report_paths
+    periods = next(
+        line for line in canary_reports[".md"].read_text().splitlines() if "periods:" in line
+    )
+    assert re.search(
+        r"baseline = (demo-\S+-baseline):start..\1:end, candidate = (demo-\S+-canary):start..\2:end$",
+        periods,
+    )
+    document = json.loads(summary_json(result))  # what --format json prints
+    assert (document["kind"], document["verify"]["verdict"]) == ("demo", "pass")
+    assert document["files"] == [str(p) for p in (*result.report_paths, result.plan_path)]
+    assert document["canary_variants"]["kind"] == "verify-canary"
     plan = result.plan_path.read_text()
     assert "perf_monitoring.snapshots" in plan and "DROP INDEX CONCURRENTLY" in plan
     # The report tells the rollout's story: the pairs the workload's code defines (each
@@ -183,7 +199,16 @@ def test_demo_command_runs_on_a_sandbox_and_leaves_no_process(
     assert "verdict: PASS (exit code 0)" in out
     reduction = re.search(r"^query reduction: ([\d.]+)%$", out, re.M)
     assert reduction and float(reduction.group(1)) >= 85
-    assert sum(1 for line in out.splitlines() if line.startswith("written: ")) == 3
+    written = [line.removeprefix("written: ") for line in out.splitlines()
+               if line.startswith("written: ")]  # fmt: skip
+    assert [Path(p).name.split("-2")[0] for p in written] == [
+        "report-baseline-vs-candidate",
+        "report-baseline-vs-candidate",
+        "report-baseline-vs-canary",
+        "report-baseline-vs-canary",
+        "downgrade-plan-head-to-base",
+    ]
+    assert sorted(Path(p).name for p in written) == sorted(p.name for p in tmp_path.iterdir())
     assert not server_alive(pid, data_dir)
     assert list(sandbox_dir.iterdir()) == []
 

@@ -1,7 +1,8 @@
 """The docs stay true to the command line and to themselves.
 
 Every command and every option ``--help`` shows has its line in the commands table of
-docs/reference.md, and that table names no option a command lacks (as sqlite-utils' own
+docs/reference.md (the grammar's shared options, ``-v``/``-q`` and the connection's parts, in
+docs/cli.md, which tests/test_grammar.py checks), and that table names no option a command lacks (as sqlite-utils' own
 tests/test_docs.py keeps its documentation complete). Every link between README.md and the
 pages of docs/ leads to a file that exists and, with an anchor, to a heading it has. The README
 stays the front door: short.
@@ -17,6 +18,7 @@ import click
 import pytest
 
 from dbtools.cli import cli
+from dbtools.cli.options import CONNECTION_PARTS
 from tests.helpers import REPO
 
 REFERENCE = REPO / "docs" / "reference.md"
@@ -26,9 +28,8 @@ _ROW = re.compile(r"^\| `(dbtools[^`]*)` \|")
 _OPTION = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^(#{1,6}) +(.+?) *$")
-# Written on another branch at the same time as these pages (issue 24: the layers and the
-# store): the README links it already, and its links are checked once it is in the tree.
-ELSEWHERE = {REPO / "docs" / "architecture.md"}
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+PACKAGE = REPO / "dbtools"
 
 
 def commands() -> Iterator[tuple[str, click.Command]]:
@@ -60,6 +61,21 @@ def shown_options(command: click.Command) -> set[str]:
     }
 
 
+def shared_options(command: click.Command) -> set[str]:
+    """The grammar's options every command (``-v``, ``-q``) or every connecting command (the
+    parts beside ``--dsn``) takes: docs/cli.md has them once (tests/test_grammar.py), so the
+    commands table need not repeat them on each row."""
+    names = {"verbose", "quiet"}
+    if any(param.name == "dsn" for param in command.params):
+        names |= set(CONNECTION_PARTS)
+    return {
+        name
+        for param in command.params
+        if isinstance(param, click.Option) and param.name in names
+        for name in param.opts
+    }
+
+
 def documented() -> dict[str, set[str]]:
     """Each command path in the commands table, and the options its synopses name."""
     paths = sorted((path for path, _ in commands()), key=len, reverse=True)  # longest first
@@ -76,11 +92,11 @@ def documented() -> dict[str, set[str]]:
 def test_every_command_and_option_is_in_the_commands_table(path: str) -> None:
     command = dict(commands())[path]
     table = documented()
-    options = shown_options(command)
-    if isinstance(command, click.Group) and path != "dbtools" and not options:
+    if isinstance(command, click.Group) and path != "dbtools":
         return  # a group of commands (sandbox, workload): its commands have their rows
+    options = shown_options(command) - shared_options(command) - {"-h", "--help"}
     assert path in table, f"docs/reference.md has no row for `{path}`"
-    assert options - {"-h", "--help"} <= table[path], (
+    assert options <= table[path], (
         f"`{path}`: not in docs/reference.md: {sorted(options - table[path])}"
     )
 
@@ -100,6 +116,13 @@ def test_the_table_checks_can_fail() -> None:
     without = table["dbtools sandbox stop"] - {"--keep"}
     assert not shown_options(dict(commands())["dbtools sandbox stop"]) <= without | {"--help"}
     assert "--nonexistent" not in shown_options(dict(commands())["dbtools rollout"])
+    # only the grammar's own options are left to docs/cli.md: a sandbox's --port is its own
+    assert shared_options(dict(commands())["dbtools rollout"]) == {
+        "-v", "--verbose", "-q", "--quiet", "--host", "--port", "--username", "--dbname"
+    }  # fmt: skip
+    assert shared_options(dict(commands())["dbtools sandbox start"]) == {
+        "-v", "--verbose", "-q", "--quiet"
+    }  # fmt: skip
 
 
 def slug(heading: str) -> str:
@@ -141,10 +164,7 @@ def test_every_link_leads_somewhere(page: Path) -> None:
             continue  # https:, mailto:
         file, _, anchor = target.partition("#")
         path = (page.parent / file).resolve() if file else page
-        if not path.exists():
-            if path not in ELSEWHERE:
-                broken.append(target)
-        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in anchors(path)):
             broken.append(target)
     assert not broken, f"{page.relative_to(REPO)}: links that lead nowhere: {broken}"
 
@@ -156,3 +176,36 @@ def test_the_readme_is_the_front_door() -> None:
     for page in sorted((REPO / "docs").glob("*.md")):
         assert f"(docs/{page.name}" in text, f"the README does not lead to docs/{page.name}"
     assert "(docs/architecture.md)" in text
+
+
+def parts_of_the_package() -> list[str]:
+    """Each package of dbtools/ (``store/``) and each module at its top (``rollout.py``)."""
+    packages = [f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
+    modules = [p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")]
+    return sorted(packages + modules)
+
+
+def unnamed(parts: list[str], page: str) -> list[str]:
+    return [part for part in parts if not re.search(rf"(?<![\w/]){re.escape(part)}", page)]
+
+
+def test_every_package_is_named_in_the_architecture_page() -> None:
+    parts = parts_of_the_package()
+    assert {"store/", "figures/", "reading/", "cli/", "rollout.py", "sandbox.py"} <= set(parts)
+    page = ARCHITECTURE.read_text(encoding="utf-8")
+    assert not unnamed(parts, page), f"docs/architecture.md does not name {unnamed(parts, page)}"
+    # the check can fail: a page without the store's line misses it
+    without = "\n".join(line for line in page.splitlines() if "store/" not in line)
+    assert unnamed(parts, without) == ["store/"]
+
+
+def test_ci_runs_the_readme_s_test_command() -> None:
+    """The README's two commands are make targets, and ``.ci/run`` runs the one that tests."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Two commands\n.*?```bash\n(.*?)```", readme, re.S)
+    assert block, "README.md: no bash block under 'Two commands'"
+    targets = re.findall(r"^make (\S+)", block.group(1), re.M)
+    assert targets == ["demo", "test"]
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    ci_targets = {t for line in re.findall(r"^make ([^\n#]+)", ci, re.M) for t in line.split()}
+    assert "test" in ci_targets, ".ci/run does not run `make test`, the README's test command"

@@ -14,9 +14,10 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
+from dbtools.figures.windows import window_labels
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import upgrade
-from dbtools.stats import snapshots, windows
+from dbtools.store import snapshots
 from tests.conftest import Database
 from tests.helpers import REPO, run_cli
 from tests.readme_runner import readme_monitor_grants
@@ -70,7 +71,7 @@ def ready(document: dict[str, Any]) -> dict[str, bool]:
 def stored_windows(db: Database) -> None:
     """Two windows, stored by the superuser, for verify and report to read."""
     for label in ("b", "c"):
-        for end in windows.window_labels(label):
+        for end in window_labels(label):
             snapshots.snapshot(db.dsn, end, requests=10)
 
 

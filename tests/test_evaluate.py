@@ -12,14 +12,16 @@ from typing import Any
 import pytest
 
 from dbtools.errors import ConfigError
-from dbtools.stats.windows import RequestTotals, Window
-from dbtools.verify import VerifyResult, evaluate
+from dbtools.figures.requests import RequestTotals
+from dbtools.figures.windows import Window
+from dbtools.verify import VerifyResult
 from dbtools.verify.live import IndexState
 from dbtools.verify.thresholds import Thresholds
 from tests.factories import (
     SERVER_STARTED,
     T0,
     healthy_live_state,
+    judge_windows,
     simple_window,
     totals,
     with_index_scans,
@@ -47,7 +49,7 @@ def candidate(
 
 def judge(baseline: Window = BASELINE, cand: Window | None = None, **kwargs: Any) -> VerifyResult:
     live = kwargs.pop("live", healthy_live_state())
-    return evaluate(baseline, cand or candidate(), live, **kwargs)
+    return judge_windows(baseline, cand or candidate(), live, **kwargs)
 
 
 def statuses(result: VerifyResult) -> dict[str, set[str]]:
@@ -287,7 +289,7 @@ def test_configured_thresholds_move_the_boundaries() -> None:
 def test_start_and_end_share_the_server_start() -> None:
     """The factory's windows are trustworthy unless a test breaks them (guards the factory)."""
     w = candidate()
-    assert w.start.header.server_started_at == w.end.header.server_started_at == SERVER_STARTED
+    assert w.start.server_started_at == w.end.server_started_at == SERVER_STARTED
     assert w.seconds == 60.0
 
 

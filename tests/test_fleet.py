@@ -17,10 +17,9 @@ import pytest
 
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.sandbox import Sandbox, resolve_pg_bin
-from dbtools.stats import windows
-from dbtools.stats.collector import Collector, Round, Target
-from dbtools.stats.measures import window_problems
+from dbtools.store.collector import Collector, Round, Target
 from tests.conftest import Database, PgServer
+from tests.snapshot_helpers import stored_measures
 
 INTERVAL_S = 1.0
 
@@ -90,18 +89,14 @@ def test_a_restart_of_one_target_marks_its_step_and_holds_up_no_other(
     # A window over the restart is untrusted; one after it is not.
     taken = _taken(store, "restarted")
     with connect(store.dsn, autocommit=True) as conn:
-        across, after_it = windows.load_windows(
+        across, after_it = stored_measures(
             conn,
-            [
-                windows.parse_window(f"{taken[0].isoformat()}..{taken[-1].isoformat()}"),
-                windows.parse_window(f"{taken[-2].isoformat()}..{taken[-1].isoformat()}"),
-            ],
+            f"{taken[0].isoformat()}..{taken[-1].isoformat()}",
+            f"{taken[-2].isoformat()}..{taken[-1].isoformat()}",
             target="restarted",
         )
-    assert "the server restarted inside the window (statistics start again)" in window_problems(
-        across
-    )
-    assert not any("restarted" in p for p in window_problems(after_it))
+    assert "the server restarted inside the window (statistics start again)" in across.problems
+    assert not any("restarted" in p for p in after_it.problems)
 
 
 def test_a_target_that_never_answers_holds_up_no_other(

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from dbtools.findings import Rule
+from dbtools.reading import live
 from dbtools.report import health
 from dbtools.report.health import AutovacuumDefaults, Catalog, HealthInput, HealthSettings
 from dbtools.schema.manifest import manifest_at
-from dbtools.stats import collect as stats
 from tests.conftest import Database
 from tests.report_fixture import T0, database, table
 
@@ -63,7 +63,7 @@ def scalar(db: Database, query: str) -> int:
 
 def read_health(db: Database) -> HealthInput:
     with db.connect() as conn:
-        snapshot = stats.collect(conn)
+        snapshot = live.read_live(conn)
         expected = manifest_at(snapshot.header.alembic_revision).table_settings
         return health.health_input(snapshot, health.read_catalog(conn), expected_settings=expected)
 

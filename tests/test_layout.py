@@ -18,7 +18,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dbtools.redaction", "dbtools.output", "dbtools.config", "dbtools.findings"),
     ("dbtools.db", "dbtools.sandbox", "dbtools.sqltext"),
     ("dbtools.schema",),
-    ("dbtools.stats", "dbtools.metrics"),
+    # the statistics, stage by stage: read from the server; the pure arithmetic of a window
+    # (what it is, its deltas, sums and figures); the store that keeps samples and answers
+    # with those figures
+    ("dbtools.reading", "dbtools.metrics"),
+    ("dbtools.figures",),
+    ("dbtools.store",),
     ("dbtools.verify", "dbtools.safety", "dbtools.workload", "dbtools.doctor"),
     ("dbtools.report",),
     # rollout runs migrations, doctor, snapshots and verify in turn: above them, beside demo

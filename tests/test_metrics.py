@@ -24,11 +24,9 @@ from dbtools.metrics.buckets import Buckets, MetricsRow
 from dbtools.schema.latency import histogram, histogram_percentile
 from dbtools.schema.manifest import head_revision
 from dbtools.schema.revisions import script_directory, upgrade
-from dbtools.stats.measures import measure_window
-from dbtools.stats.windows import load_windows, parse_window
 from dbtools.workload import DataPath, WorkloadConfig, run_workload
 from tests.conftest import Database
-from tests.snapshot_helpers import take
+from tests.snapshot_helpers import stored_measures, stored_windows, take
 
 # The statements the test applications send carry this tag, so their pg_stat_statements entries
 # can be told from everything else (the server keeps comments in the texts it stores).
@@ -180,8 +178,8 @@ def test_psycopg_counts_exactly_what_pg_stat_statements_counts(table: Database) 
     # The metrics' own write carries dbtools' marker: a snapshot window counts only the
     # application's statements, exactly the ones the recorder counted.
     with session(db.dsn) as conn:
-        (window,) = load_windows(conn, [parse_window("m")])
-    assert measure_window(window).counts.queries == 110
+        (measured,) = stored_measures(conn, "m")
+    assert measured.counts.queries == 110
 
 
 def test_asyncio_psycopg_through_a_pool(table: Database) -> None:
@@ -323,14 +321,14 @@ def test_the_workloads_histograms_give_the_windows_p95_from_every_request(
     time.sleep(1.05)  # the last bucket closes inside the window
     take(db, "w:end")
     with connect(db.dsn, autocommit=True) as conn:
-        (window,) = load_windows(conn, [parse_window("w")])
+        (window,) = stored_windows(conn, "w")
+        (measured,) = stored_measures(conn, "w")
     totals = window.request_totals
     assert totals.p95 == histogram_percentile(histogram(run.latencies_ms), 0.95)
     assert totals.p95 is not None and totals.p95.low_ms is not None
     ordered = sorted(run.latencies_ms)
     nearest_rank = ordered[math.ceil(0.95 * len(ordered)) - 1]
     assert totals.p95.low_ms < nearest_rank <= totals.p95.value_ms
-    measured = measure_window(window)
     assert (measured.p95_ms, measured.p95_estimated) == (totals.p95.value_ms, False)
     assert measured.p95_worst_second_ms == max(
         row for (row,) in db.execute("SELECT latency_p95_ms FROM perf_monitoring.request_metrics")

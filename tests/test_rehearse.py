@@ -38,8 +38,15 @@ def test_real_migrations_pass_revision_by_revision(database: Database) -> None:
 
 
 def test_forgotten_index_fails_the_rehearsal_naming_it(database: Database) -> None:
-    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(BROKEN_INI))
+    result = run_cli("rehearse", "--dsn", database.dsn, "--alembic-ini", str(BROKEN_INI), "-v")
     assert result.exit_code == 1, result.output
+    # -v after the command: the progress, revision i of n (b003 is never reached)
+    progress = [line.split(": upgrade")[0] for line in result.stderr.splitlines()
+                if "dbtools.safety.rehearse: rehearsing revision" in line]  # fmt: skip
+    assert progress == [
+        "INFO dbtools.safety.rehearse: rehearsing revision 1 of 3, b001",
+        "INFO dbtools.safety.rehearse: rehearsing revision 2 of 3, b002",
+    ]
     rows = {
         line.split("|")[1].strip(): line for line in result.stdout.splitlines() if "| b00" in line
     }
@@ -72,7 +79,7 @@ def test_refuses_a_database_that_holds_data(migrated_database: Database) -> None
     assert assert_usage_error(result, "") == (
         f"Error: refusing to rehearse in {migrated_database.name}: it holds data "
         "(public.travelers); a rehearsal drops what the migrations created. Use a scratch "
-        "database (or --force)"
+        "database (or --allow-data)"
     )
     assert dump_schema(migrated_database.dsn) == before
     assert migrated_database.execute("SELECT count(*) FROM public.travelers") == [(1,)]
@@ -109,9 +116,9 @@ def test_without_dsn_it_uses_a_sandbox_never_database_url(
     assert migrated_database.execute("SELECT count(*) FROM public.travelers") == [(1,)]
 
 
-def test_force_without_dsn_is_a_usage_error() -> None:
-    result = run_cli("rehearse", "--force")
-    assert_usage_error(result, "Error: --force only applies")
+def test_allow_data_without_dsn_is_a_usage_error() -> None:
+    result = run_cli("rehearse", "--allow-data")
+    assert_usage_error(result, "Error: --allow-data only applies")
 
 
 def test_schema_differences_name_objects() -> None:

@@ -18,17 +18,18 @@ import psycopg
 import pytest
 from PIL import Image
 
+from dbtools.figures.deltas import WindowDeltas, window_deltas
+from dbtools.figures.measures import P95_NAME, measure_window
+from dbtools.figures.windows import window_labels
+from dbtools.reading.rows import Snapshot
 from dbtools.report import FORMATS, charts, make_report, render, write_report
 from dbtools.report.html import render_html
 from dbtools.report.model import Report, period_from_window
 from dbtools.report.sections import sections
 from dbtools.sqltext.families import shape_of
-from dbtools.stats import snapshots
-from dbtools.stats import windows as stored_windows
-from dbtools.stats.deltas import WindowDeltas, window_deltas
-from dbtools.stats.measures import P95_NAME, measure_window
-from dbtools.stats.rows import Snapshot
+from dbtools.store import snapshots
 from tests.conftest import Database, PgServer
+from tests.factories import measured
 from tests.helpers import assert_usage_error, check_golden, run_cli
 from tests.report_fixture import (
     LOAD_TRIP,
@@ -156,17 +157,32 @@ def test_a_chart_is_drawn_only_where_its_values_can_differ() -> None:
     assert charts.charts(alike)["summary"] == []
 
 
+def test_a_statement_label_is_drawn_as_text_never_as_mathematics() -> None:
+    """matplotlib typesets what lies between two $ as mathematics (italic glyphs, no $): the
+    placeholders of a statement must stay text. The SVG keeps each text as a comment beside
+    its glyphs."""
+    report = fixed_report()
+    query = "SELECT $3 AS source, $4 AS x FROM t"
+    lines = tuple(dataclasses.replace(line, query=query) for line in report.top_statements)
+    svg = charts.top_statements(dataclasses.replace(report, top_statements=lines))
+    assert svg is not None
+    assert f"<!-- #1 {query} -->" in svg
+    assert "Oblique" not in svg  # the glyphs of mathematics (DejaVuSans-Oblique) never drawn
+    assert "\\$" not in svg  # the escape is not drawn either
+
+
 def test_a_windows_deltas_are_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The report's period and verify's figures read one computation of a window's deltas."""
+    """A report's period and its figures read one computation of a window's deltas (a window
+    of in-memory snapshots: the reference sums)."""
     computed: list[str | None] = []
 
     def counting(start: Snapshot, end: Snapshot) -> WindowDeltas:
         computed.append(start.header.label)
         return window_deltas(start, end)
 
-    monkeypatch.setattr("dbtools.stats.windows.window_deltas", counting)
+    monkeypatch.setattr("dbtools.figures.windows.window_deltas", counting)
     baseline, _ = windows()
-    period = period_from_window(baseline, "baseline")
+    period = period_from_window(baseline, measured(baseline), "baseline")
     assert measure_window(baseline) == period.measures
     assert computed == ["baseline:start"]
     assert period.statements is baseline.deltas.statements.rows
@@ -277,7 +293,7 @@ OFFER_LOOKUPS_PER_REQUEST = 3
 
 def serve(db: Database, label: str, work: list[tuple[str, Any]], requests: int) -> None:
     """Run *work* between the snapshots LABEL:start and LABEL:end (with *requests*)."""
-    start, end = stored_windows.window_labels(label)
+    start, end = window_labels(label)
     snapshots.snapshot(db.dsn, start)
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         for statement, params in work:
@@ -411,7 +427,7 @@ def test_the_work_pg_stat_statements_records_is_shown(migrated_database: Databas
     the window's statements, equal to what pg_stat_statements recorded for them."""
     db = migrated_database
     db.execute("CREATE TABLE big (id bigint, pad text)")
-    start, end = stored_windows.window_labels("work")
+    start, end = window_labels("work")
     snapshots.snapshot(db.dsn, start)
     with db.connect() as conn:
         conn.execute("SET pg_stat_statements.track_planning = on")
@@ -468,7 +484,7 @@ def test_password_literal_never_reaches_a_report(
         snapshots.snapshot(db.dsn, "p:end")
         db.execute(f"GRANT USAGE ON SCHEMA perf_monitoring TO {role}")
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA perf_monitoring TO {role}")
-        db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")  # stats.collect reads it
+        db.execute(f"GRANT SELECT ON public.alembic_version TO {role}")  # reading.live reads it
         stored = db.execute(
             "SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s AND dbid = "
             "(SELECT oid FROM pg_database WHERE datname = current_database())",

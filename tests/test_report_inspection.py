@@ -18,12 +18,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbtools.reading.columns import StatementColumns
 from dbtools.report import ReportOptions, make_report, render
 from dbtools.report.activity import ActivitySettings
 from dbtools.report.inspection import SECTIONS, InspectionOptions
 from dbtools.report.model import Report
 from dbtools.report.space import SpaceSettings
-from dbtools.stats.columns import StatementColumns
 from tests.conftest import Database, PgServer
 from tests.helpers import run_cli
 from tests.test_health import wait_for
@@ -133,7 +133,7 @@ def test_activity_shows_the_lock_chain(database: Database, lock_chain: dict[str,
 
 def test_activity_only_with_live(migrated_database: Database) -> None:
     """A window report reads no activity: it describes the past."""
-    from dbtools.stats import snapshots
+    from dbtools.store import snapshots
 
     snapshots.snapshot(migrated_database.dsn, "w:start")
     snapshots.snapshot(migrated_database.dsn, "w:end")

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from dbtools.figures.measures import EDGE_TOLERANCE, WindowMeasures
+from dbtools.figures.windows import WindowRef
 from dbtools.metrics import MetricsRecorder
 from dbtools.schema.latency import histogram
-from dbtools.stats.measures import EDGE_TOLERANCE, Scope, WindowMeasures, measure
-from dbtools.stats.sql_sums import sum_windows
-from dbtools.stats.windows import WindowRef, load_request_totals, resolve_windows
+from dbtools.store import Store
 from tests.conftest import Database
 from tests.snapshot_helpers import take
 
@@ -105,11 +105,9 @@ def test_windows_called_trusted_are_within_two_percent_and_the_others_say_why(
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         for width in WIDTHS:
             refs = [WindowRef(f"{labels[i]}..{labels[j]}", labels[i], labels[j]) for i, j in pairs]
-            resolved = resolve_windows(conn, refs, operation=f"w{width}")
-            assert resolved.target is not None
-            sums = sum_windows(conn, resolved.target, resolved.bounds, Scope())
-            for bounds, window_sums in zip(resolved.bounds, sums, strict=True):
-                measured = measure(bounds, window_sums, Scope())
+            store = Store.of(conn)
+            resolved = store.windows(refs, operation=f"w{width}")
+            for bounds, measured in zip(resolved, store.measures(resolved), strict=True):
                 own = app.requests_between(bounds.start.taken_at, bounds.end.taken_at)
                 where = f"{width} s buckets, {bounds.seconds:.1f} s window"
                 qpr = measured.queries_per_request
@@ -166,7 +164,7 @@ def test_the_edge_buckets_are_prorated_and_their_bound_stated(migrated_database:
     _bucket(db, end - timedelta(seconds=0.25), 1, 40)
     _bucket(db, end + timedelta(seconds=0.2), 1, 1000)  # after the end, beyond the slack
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        totals = load_request_totals(conn, start, end)
+        totals = Store.of(conn).request_totals(start, end)
     assert (totals.requests, totals.requests_low, totals.requests_high) == (110, 50, 190)
     assert (totals.buckets, totals.edge_buckets, totals.edge_bucket_seconds) == (3, 2, 1.0)
     assert totals.edge_error == pytest.approx(110 / 50 - 1)
@@ -184,10 +182,9 @@ def test_the_edge_buckets_are_prorated_and_their_bound_stated(migrated_database:
 def snapshots_verify(db: Database) -> WindowMeasures:
     """The window ``w``'s measures as verify computes them."""
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        resolved = resolve_windows(conn, [WindowRef("w", "w:start", "w:end")])
-        assert resolved.target is not None
-        (sums,) = sum_windows(conn, resolved.target, resolved.bounds, Scope())
-        return measure(resolved.bounds[0], sums, Scope())
+        store = Store.of(conn)
+        (measured,) = store.measures(store.windows([WindowRef("w", "w:start", "w:end")]))
+        return measured
 
 
 def test_a_bucket_certainly_inside_is_exact_and_one_near_an_end_is_not(
@@ -199,9 +196,10 @@ def test_a_bucket_certainly_inside_is_exact_and_one_near_an_end_is_not(
     start, end = _window_of(db, "w", 1.5)
     _bucket(db, start + timedelta(seconds=0.1), 1, 100)
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        exact = load_request_totals(conn, start, end)
+        store = Store.of(conn)
+        exact = store.request_totals(start, end)
         assert (exact.requests, exact.requests_low, exact.edge_error) == (100, None, 0.0)
-        near = load_request_totals(conn, start, start + timedelta(seconds=1.12))
+        near = store.request_totals(start, start + timedelta(seconds=1.12))
     assert (near.requests, near.requests_low, near.requests_high) == (100, 0, 100)
     assert near.edge_error == float("inf")
 

@@ -26,6 +26,7 @@ import pytest
 
 from dbtools import redaction
 from dbtools.errors import ConfigError
+from dbtools.figures.requests import VariantTotals
 from dbtools.rollout import (
     PHASES,
     CommandRun,
@@ -38,7 +39,6 @@ from dbtools.rollout import (
     run_command,
 )
 from dbtools.schema.latency import Percentile
-from dbtools.stats.windows import VariantTotals
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import REPO, interruptible_child, run_cli
@@ -513,6 +513,16 @@ def test_a_dry_run_touches_nothing(database: Database, tmp_path: Path) -> None:
         "deploy, traffic, rollback, load test commands resolve to executable files",
     ]
     assert result.stdout == f"rollout planned: {detail}\n"
+    # --format json: the record itself on -o (standard output), as written; a share of the
+    # traffic with decimals, as every --traffic takes it
+    again = rollout(database, app, tmp_path / "reports", "--traffic", "12.5", "--dry-run",
+                    "--format", "json")  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert (document["kind"], document["outcome"], document["traffic"]) == ("rollout", "planned",
+                                                                             12.5)  # fmt: skip
+    (written,) = (tmp_path / "reports").glob("rollout-production-12.5-*.json")
+    assert json.loads(written.read_text()) == document
 
 
 def preflight_refused(result: Any, app: Application, out: Path, expected: str) -> str:
@@ -682,7 +692,9 @@ def test_a_signal_routes_back_and_the_same_command_runs_again(
         assert stopped["interrupted"] == f"{name}: stopped (SIGTERM)"
     # The same command again starts anew (it never resumes half-way) and completes.
     app.setting(wait_deploy=0, wait_load_test=0)
-    again = rollout(db, app, out, *args, limit="4s")
+    # 8 s: a shorter window's edge buckets would leave its requests too uncertain to judge
+    # (request_edge_tolerance), which is not what this test is about.
+    again = rollout(db, app, out, *args, limit="8s")
     assert again.exit_code == 0, again.stdout + again.stderr
     assert again.stdout.startswith("rollout complete: ")
     assert app.traffic == "50" and labels(db) == ["sig:start", "sig:end"]
@@ -703,7 +715,7 @@ def test_on_interrupt_hold_keeps_the_traffic(
                       "traffic held where it is: 50% on the new path; the unfinished window's "
                       "'held:start' removed\n")  # fmt: skip
     assert "rollback" not in app.calls and app.traffic == "50" and labels(db) == []
-    again = rollout(db, app, out, "--traffic", "50", *args, limit="4s")  # starts anew
+    again = rollout(db, app, out, "--traffic", "50", *args, limit="8s")  # starts anew
     assert again.exit_code == 0, again.stdout + again.stderr
     assert app.traffic == "50" and labels(db) == ["held:start", "held:end"]
 

@@ -14,17 +14,20 @@ from typing import Any
 import pytest
 
 from dbtools.db.connection import SQL_MARKER, connect
+from dbtools.figures.deltas import window_deltas
+from dbtools.figures.windows import parse_window
+from dbtools.reading import live
+from dbtools.reading.rows import Snapshot, SnapshotHeader
 from dbtools.schema.revisions import downgrade, upgrade
-from dbtools.stats import collect as stats
-from dbtools.stats import legacy, samples, windows
-from dbtools.stats.collector import Collector, Target
-from dbtools.stats.deltas import window_deltas
-from dbtools.stats.rows import Snapshot, SnapshotHeader
+from dbtools.store import Store, compact
+from dbtools.store.collector import Collector, Target
+from dbtools.store.layout import read_layout
 from tests.conftest import Database
 from tests.snapshot_helpers import take
 
 # Three statements pg_stat_statements keeps apart (aliases are not part of a queryid; the
 # number of output columns is), and their normalised texts.
+EVER = (datetime.min.replace(tzinfo=timezone.utc), datetime.max.replace(tzinfo=timezone.utc))
 P1 = "SELECT 1 AS moves_every_round"
 P2 = "SELECT 1, 2 AS moves_once_then_vanishes"
 P3 = "SELECT 1, 2, 3 AS appears_last"
@@ -39,14 +42,14 @@ NORMALISED = {
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Snapshot]]:
     """Every full read a sample is made of, in order (the reference: a full snapshot)."""
     found: list[Snapshot] = []
-    read_sample = stats.read_sample
+    read_sample = live.read_sample
 
-    def recording(*args: Any, **kwargs: Any) -> stats.SampleRead:
+    def recording(*args: Any, **kwargs: Any) -> live.SampleRead:
         read = read_sample(*args, **kwargs)
         found.append(read.snapshot)
         return read
 
-    monkeypatch.setattr(stats, "read_sample", recording)
+    monkeypatch.setattr(live, "read_sample", recording)
     yield found
 
 
@@ -75,11 +78,7 @@ def _queryid(db: Database, text: str) -> int:
 
 def _headers(db: Database) -> list[SnapshotHeader]:
     with connect(db.dsn, autocommit=True) as conn:
-        return windows._fetch_headers(
-            conn,
-            windows._headers_sql(legacy.HEAD_LAYOUT, windows._BETWEEN, windows._IN_ORDER),
-            {"target": db.name, "from": "-infinity", "to": "infinity"},
-        )
+        return Store.of(conn).headers_between(EVER[0], EVER[1], db.name)
 
 
 def _blank(snapshot: Snapshot) -> Snapshot:
@@ -163,25 +162,24 @@ def test_states_and_time_windows_are_exactly_the_full_reads(
     headers = _workload_and_samples(db)
     assert len(reads) == len(headers) == 5
     with connect(db.dsn, autocommit=True) as conn:
-        states = samples.load_states(conn, db.name, headers)
+        store = Store.of(conn)
+        states = store.states(headers)
         for header, read in zip(headers, reads, strict=True):
             assert header.id is not None
             loaded = states[header.id]
             assert _blank(loaded) == _blank(read), header
-            assert all(r.query != samples.TEXT_NOT_STORED for r in loaded.statements)
+            assert all(r.query != compact.TEXT_NOT_STORED for r in loaded.statements)
         # Every window between two samples, by time, gives the full reads' deltas; the window
         # between the two labelled snapshots gives the same by label and by time.
         for i in range(5):
             for j in range(i + 1, 5):
                 ref = f"{headers[i].taken_at.isoformat()}..{headers[j].taken_at.isoformat()}"
-                (window,) = windows.load_windows(conn, [windows.parse_window(ref)], target=db.name)
-                assert (window.start.header.id, window.end.header.id) == (
-                    headers[i].id,
-                    headers[j].id,
-                )
+                (window,) = store.load(store.windows([parse_window(ref)], target=db.name))
+                assert (window.start.id, window.end.id) == (headers[i].id, headers[j].id)
+                assert window.states is not None
                 expected = window_deltas(_blank(reads[i]), _blank(reads[j]))
-                assert window_deltas(_blank(window.start), _blank(window.end)) == expected
-        (by_label,) = windows.load_windows(conn, [windows.parse_window("a..b")], target=db.name)
+                assert window_deltas(*map(_blank, window.states)) == expected
+        (by_label,) = store.load(store.windows([parse_window("a..b")], target=db.name))
     p1_calls = [r.calls for r in by_label.deltas.statements.rows if r.queryid == _queryid(db, P1)]
     assert p1_calls == [3]  # one run before sample 3, two before "b"
     assert [r.queryid for r in by_label.deltas.statements.vanished] == [_queryid_of_p2(reads)]
@@ -209,7 +207,7 @@ def test_roll_ups_keep_the_kept_samples_exact_and_say_so(
         (headers[0].id,),
     )
     with connect(db.dsn, autocommit=True, read_only=False) as conn:
-        done = samples.roll_up(conn, db.name, age_s=3600, period_s=3600, buckets=10)
+        done = compact.roll_up(conn, db.name, age_s=3600, period_s=3600, buckets=10)
     # The collected samples 1 and 3 are folded into 5, the last of their hour; labels stay.
     assert done.samples == 2
     kept = _headers(db)
@@ -219,12 +217,13 @@ def test_roll_ups_keep_the_kept_samples_exact_and_say_so(
         (headers[4].id, None, 3600),
     ]
     with connect(db.dsn, autocommit=True) as conn:
-        states = samples.load_states(conn, db.name, kept)
+        store = Store.of(conn)
+        states = store.states(kept)
         for header, read in zip(kept, (reads[1], reads[3], reads[4]), strict=True):
             assert header.id is not None
             assert _blank(states[header.id]) == _blank(read)
         ref = f"{kept[0].taken_at.isoformat()}..{kept[2].taken_at.isoformat()}"
-        (window,) = windows.load_windows(conn, [windows.parse_window(ref)], target=db.name)
+        (window,) = store.windows([parse_window(ref)], target=db.name)
     assert any("rolled-up data" in note for note in window.notes), window.notes
 
 
@@ -241,12 +240,11 @@ def test_downgrade_converts_back_to_full_copies_and_upgrade_to_the_same_rows(
             for t in tables
         ]
 
-    compact = counts()
+    stored = counts()
     downgrade(db.dsn, "0004")
     with connect(db.dsn, autocommit=True) as conn:
-        layout = legacy.read_layout(conn)
-        assert not layout.samples
-        full = windows.load_snapshots(conn, headers, layout)
+        assert not read_layout(conn).samples
+        full = Store.of(conn).states(headers)
     # Every snapshot holds a full copy again: its rows are the full read of that moment.
     for header, read in zip(headers, reads, strict=True):
         assert header.id is not None
@@ -263,10 +261,10 @@ def test_downgrade_converts_back_to_full_copies_and_upgrade_to_the_same_rows(
     # The same rows per change again, but for tables: a full copy keeps only each table's age
     # (not the transaction ID it was counted from), which moves with every transaction.
     again = counts()
-    assert (again[0], again[2], again[3]) == (compact[0], compact[2], compact[3])
-    assert compact[1] < again[1] <= sum(len(r.tables) for r in reads)
+    assert (again[0], again[2], again[3]) == (stored[0], stored[2], stored[3])
+    assert stored[1] < again[1] <= sum(len(r.tables) for r in reads)
     with connect(db.dsn, autocommit=True) as conn:
-        states = samples.load_states(conn, db.name, _headers(db))
+        states = Store.of(conn).states(_headers(db))
     for header, read in zip(headers, reads, strict=True):
         assert header.id is not None
         # relfrozenxid is not kept by a full copy: only the age counted from it

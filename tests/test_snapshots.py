@@ -14,12 +14,10 @@ import pytest
 
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
-from dbtools.schema import monitoring
-from dbtools.schema.manifest import head_revision, manifest_at
-from dbtools.stats import collect as stats
-from dbtools.stats import snapshots, windows
-from dbtools.stats.columns import parse_version
-from dbtools.stats.rows import (
+from dbtools.figures import windows
+from dbtools.reading import live
+from dbtools.reading.columns import parse_version
+from dbtools.reading.rows import (
     DatabaseRow,
     IndexRow,
     Snapshot,
@@ -29,6 +27,9 @@ from dbtools.stats.rows import (
     column_names,
     stored_columns,
 )
+from dbtools.schema import monitoring
+from dbtools.schema.manifest import head_revision, manifest_at
+from dbtools.store import Store, snapshots
 from tests.conftest import Database, PgServer
 from tests.helpers import REPO, assert_usage_error, interruptible_child, run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, snapshot_count, take
@@ -85,11 +86,11 @@ def test_collection_reads_every_extension_version(
         for i in range(7):
             conn.execute(PROBE, (i,))
     with connect(database.dsn, autocommit=True) as conn:
-        first = stats.collect(conn)
+        first = live.read_live(conn)
         with database.connect() as app:
             for i in range(5):
                 app.execute(PROBE, (i,))
-        second = stats.collect(conn)
+        second = live.read_live(conn)
     assert first.header.pgss_version == version
     assert _probe_calls(first) == 7 and _probe_calls(second) == 12
     probe = next(r for r in second.statements if "collection_probe" in r.query)
@@ -103,7 +104,7 @@ def test_collection_reads_every_extension_version(
 
 def test_collection_of_tables_indexes_and_validity(migrated_database: Database) -> None:
     with connect(migrated_database.dsn, autocommit=True) as conn:
-        snap = stats.collect(conn)
+        snap = live.read_live(conn)
     tables = {f"{t.schemaname}.{t.relname}": t for t in snap.tables}
     indexes = {f"{i.schemaname}.{i.indexrelname}": i for i in snap.indexes}
     head = manifest_at("head")
@@ -121,26 +122,27 @@ def test_collection_of_tables_indexes_and_validity(migrated_database: Database) 
     assert snap.header.alembic_revision == head_revision()
 
 
-def test_snapshot_stores_exactly_what_collection_reads(migrated_database: Database) -> None:
+def test_snapshot_stores_exactly_what_reading_gives(migrated_database: Database) -> None:
     db = migrated_database
     run_requests(db, 4)
     summary = take(db, "s1", requests=4)
     with connect(db.dsn, autocommit=True) as conn:
-        live = stats.collect(conn)
-        header = windows.find_headers(conn, ["s1"], target=db.name)["s1"]
-        stored = windows.load_snapshots(conn, [header])[summary.id]
+        now = live.read_live(conn)
+        store = Store.of(conn)
+        header = store.headers(["s1"], target=db.name)["s1"]
+        stored = store.states([header])[summary.id]
     assert header.requests == 4 and header.hidden_statements == 0
     assert header.alembic_revision == head_revision()
     assert summary.statements == len(stored.statements)
-    assert summary.tables == len(stored.tables) == len(live.tables)
-    assert summary.indexes == len(stored.indexes) == len(live.indexes)
+    assert summary.tables == len(stored.tables) == len(now.tables)
+    assert summary.indexes == len(stored.indexes) == len(now.indexes)
     calls = {row.query: row.calls for row in stored.statements}
     for statement in REQUEST_STATEMENTS:
         text = next(q for q in calls if q.startswith(statement.split(" WHERE")[0]))
         assert calls[text] == 4
-    assert not any(SQL_MARKER in q or stats.RI_MARKER in q for q in calls)
-    assert {t.relid for t in live.tables} == {t.relid for t in stored.tables}
-    assert {i.indexrelid for i in live.indexes} == {i.indexrelid for i in stored.indexes}
+    assert not any(SQL_MARKER in q or live.RI_MARKER in q for q in calls)
+    assert {t.relid for t in now.tables} == {t.relid for t in stored.tables}
+    assert {i.indexrelid for i in now.indexes} == {i.indexrelid for i in stored.indexes}
 
 
 def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
@@ -179,7 +181,7 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
     verified = sent_by(lambda: run_cli("verify", "--dsn", db.dsn, "--baseline", "b..c",
                                        "--candidate", "c..d"))  # fmt: skip
     for sent in (small, large, verified):
-        toplevel = {text: calls for text, calls in sent.items() if stats.RI_MARKER not in text}
+        toplevel = {text: calls for text, calls in sent.items() if live.RI_MARKER not in text}
         assert all(SQL_MARKER in text for text in toplevel), toplevel
     # A snapshot, whatever the number of statements, tables and indexes: the server facts; the
     # repository's revision (whether its table exists, and its row); the target's write lock,
@@ -225,7 +227,7 @@ def test_window_references() -> None:
 
 def test_capture_stores_a_window(migrated_database: Database) -> None:
     result = run_cli("capture", "--dsn", migrated_database.dsn, "--label", "w",
-                     "--duration", "1s", "--requests", "7")  # fmt: skip
+                     "--duration", "1s", "--requests-served", "7")  # fmt: skip
     assert result.exit_code == 0, result.output
     name = migrated_database.name
     assert f"snapshot w:start of {name} stored" in result.stdout

@@ -1,6 +1,6 @@
-"""The window sums the database computes over compact samples (``stats.sql_sums``, verify's way)
-equal the sums of the deltas of the two loaded states (``measures.sum_deltas``, the report's and
-the canary's way), and the known quantities, on windows crafted with each thing a delta must
+"""The window sums the database computes over compact samples (``store.window_sums``: the store's,
+the way every command gets a window's figures) equal the sums of the deltas of the two loaded
+states (``sums.sum_deltas``, the reference), and the known quantities, on windows crafted with each thing a delta must
 catch: plain work, transaction control behind comments, nested statements, roles, a table
 scope, a single entry reset, an entry gone, a new entry, a table's counters reset, an index
 dropped and one created."""
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from dbtools.figures.sums import Scope, WindowSums, sum_deltas
+from dbtools.figures.windows import parse_window
 from dbtools.sqltext.parse import TRANSACTION_CONTROL_SQL_REGEX, TableRef, is_transaction_control
-from dbtools.stats import sql_sums
-from dbtools.stats.measures import Scope, WindowSums, sum_deltas
-from dbtools.stats.sql_sums import roles_in_windows, sum_windows
-from dbtools.stats.windows import load_windows, parse_window, resolve_windows
+from dbtools.store import Store, window_sums
+from dbtools.store.window_sums import roles_in_windows, sum_windows
 from tests.conftest import Database
 from tests.snapshot_helpers import take
 
@@ -31,10 +31,13 @@ def both_ways(
     """The sums of *windows* computed by the database, and from the loaded states."""
     refs = [parse_window(w) for w in windows]
     with db.connect() as conn:
-        resolved = resolve_windows(conn, refs)
-        assert resolved.target is not None
-        in_sql = sum_windows(conn, resolved.target, resolved.bounds, scope, indexes=indexes)
-        loaded = load_windows(conn, refs)
+        store = Store.of(conn)
+        resolved = store.windows(refs)
+        target = resolved[0].target
+        assert target is not None
+        in_sql = sum_windows(conn, target, resolved, scope, indexes=indexes)
+        assert store.sums(resolved, scope, indexes=indexes) == in_sql  # the store's answer
+        loaded = store.load(resolved)
     in_python = [sum_deltas(w, scope) for w in loaded]
     asked = [  # sum_deltas gives every index's scans; sum_windows those asked
         dataclasses.replace(s, index_scans={k: v for k, v in s.index_scans.items() if k in indexes})
@@ -135,7 +138,7 @@ WINDOWS = ("w1", "w2", "w3", "w4", "w5", "w6")
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each window summed from its rows, or entry by entry (as a long window is)."""
     if request.param == "by-entry":
-        monkeypatch.setattr(sql_sums, "ROWS_BY_ENTRY", 1)
+        monkeypatch.setattr(window_sums, "ROWS_BY_ENTRY", 1)
     return str(request.param)
 
 
@@ -179,7 +182,7 @@ def test_the_roles_seen_in_the_windows(crafted: Database) -> None:
     db = crafted
     role = f"{db.name}_app"
     with db.connect() as conn:
-        w3, w4 = resolve_windows(conn, [parse_window("w3"), parse_window("w4")]).bounds
+        w3, w4 = Store.of(conn).windows([parse_window("w3"), parse_window("w4")])
         assert w3.start.target is not None
         asked = frozenset({role, "nobody"})
         assert roles_in_windows(conn, w3.start.target, [w3], asked) == {role}

@@ -55,18 +55,18 @@ def _leak(db: Database, role: str) -> None:
 def test_snapshots_store_every_text_scrubbed_and_once(
     migrated_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbtools.stats import collect
+    from dbtools.reading import live
 
     db = migrated_database
-    read_sample = collect.read_sample
+    read_sample = live.read_sample
     new_texts: list[set[tuple[int, int]]] = []
 
-    def recording(*args: Any, **kwargs: Any) -> collect.SampleRead:
+    def recording(*args: Any, **kwargs: Any) -> live.SampleRead:
         read = read_sample(*args, **kwargs)
         new_texts.append(set(read.texts))
         return read
 
-    monkeypatch.setattr(collect, "read_sample", recording)
+    monkeypatch.setattr(live, "read_sample", recording)
     role = f"{db.name}_victim"
     db.execute(f"CREATE ROLE {role} LOGIN")
     try:
@@ -178,11 +178,11 @@ def test_a_statement_whose_text_cannot_be_read_waits_for_the_next_sample(
     out of that sample, and stored with its text by the next one."""
     from psycopg import sql
 
-    from dbtools.stats import collect
+    from dbtools.reading import live
 
     db = migrated_database
     db.execute("SELECT 7 AS appeared_meanwhile")
-    read = collect.texts_sql
+    read = live.texts_sql
     calls: list[int] = []
 
     def no_text_the_first_time(columns: Any) -> sql.Composed:
@@ -192,7 +192,7 @@ def test_a_statement_whose_text_cannot_be_read_waits_for_the_next_sample(
             query if len(calls) > 1 else sql.SQL("SELECT * FROM ({}) q WHERE false").format(query)
         )
 
-    monkeypatch.setattr(collect, "texts_sql", no_text_the_first_time)
+    monkeypatch.setattr(live, "texts_sql", no_text_the_first_time)
     count = (
         "SELECT count(*) FROM perf_monitoring.statement_stats s "
         "JOIN perf_monitoring.statement_texts t USING (target, dbid, queryid) "

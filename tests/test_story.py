@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from dbtools.figures.windows import Window
 from dbtools.findings import Finding
+from dbtools.reading.rows import IndexRow, StatementRow
 from dbtools.report import ReportInput, ReportOptions, build_report, render
 from dbtools.report.health import Catalog
 from dbtools.report.model import Report, period_from_snapshot, period_from_window
@@ -19,10 +21,17 @@ from dbtools.report.options import load_report_options
 from dbtools.report.sections import sections
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Batchable, shape_of
-from dbtools.stats.rows import IndexRow, StatementRow
-from dbtools.stats.windows import Window
 from dbtools.verify import evaluate
-from tests.factories import T0, healthy_live_state, index, snapshot, statement, totals, window
+from tests.factories import (
+    T0,
+    healthy_live_state,
+    index,
+    measured,
+    snapshot,
+    statement,
+    totals,
+    window,
+)
 from tests.helpers import assert_usage_error, run_cli
 
 GENERATED_AT = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -69,14 +78,17 @@ def crafted_window(
 
 
 def report_of(*windows: Window, options: ReportOptions | None = None) -> Report:
-    periods = tuple(period_from_window(w, w.ref.name) for w in windows)
+    figures = [measured(w) for w in windows]
+    periods = tuple(
+        period_from_window(w, m, w.ref.name) for w, m in zip(windows, figures, strict=True)
+    )
     verification = (
-        evaluate(windows[0], windows[1], healthy_live_state()) if len(windows) == 2 else None
+        evaluate(figures[0], figures[1], healthy_live_state()) if len(windows) == 2 else None
     )
     data = ReportInput(
         source="comparison" if len(windows) == 2 else "window",
         periods=periods,
-        state=windows[-1].end,
+        state=windows[-1].end_state,
         catalog=Catalog(),
         target="crafted",
         manifest=manifest_at(None),
@@ -113,7 +125,7 @@ def test_a_high_rate_point_lookup_at_half_a_call_per_request_is_batchable() -> N
 
     # An index that leads with the column makes the email lookup a batchable one too.
     indexed = crafted_window(
-        "w", w.end.statements, indexes=(index("ix_travelers_email", relname="travelers",
+        "w", w.end_state.statements, indexes=(index("ix_travelers_email", relname="travelers",
                                               key_columns=["email"]),),
     )  # fmt: skip
     assert {b.fingerprint for b in report_of(indexed).batchable} == {

@@ -16,16 +16,15 @@ import pytest
 
 from dbtools.errors import ConfigError
 from dbtools.output import NO_VALUE
+from dbtools.reading.rows import Snapshot
 from dbtools.report import make_report, render
 from dbtools.report.charts import shade_colours, timeline_plots
 from dbtools.report.html import render_html
 from dbtools.report.model import ReportOptions
 from dbtools.report.options import options_from
-from dbtools.report.timelines import replayed_pairs, size_growth, step_between, step_points
-from dbtools.stats.legacy import read_layout
-from dbtools.stats.rows import Snapshot
-from dbtools.stats.samples import fold
-from dbtools.stats.windows import headers_between, load_snapshots, resolve_target
+from dbtools.report.timelines import size_growth, step_between, step_points
+from dbtools.store import Store
+from dbtools.store.compact import fold
 from tests.conftest import Database
 from tests.helpers import assert_usage_error, run_cli
 from tests.snapshot_helpers import REQUEST_STATEMENTS, run_requests, take
@@ -146,6 +145,37 @@ def test_timeline_charts_shade_the_windows_and_draw_only_comparable_steps(
     section = html[html.index('<section id="timelines">') :]
     section = section[: section.index("</section>")]
     assert section.count("<svg") == len(plots)
+
+    # Windows captured with two snapshots: one interval each, a point, never a trend: said on
+    # the charts of the intervals (drawn as points) and in the section's text.
+    assert report.timelines.sparse_windows == (("baseline", 1), ("candidate", 1))
+    note = "too few intervals per window for a trend (baseline: 1, candidate: 1): points"
+    assert {title: plot.note for title, plot in plots.items()} == {
+        title: "" if title.startswith("Application") else note for title in plots
+    }
+    assert section.count(f"<!-- {note} -->") == len(plots) - 2
+    assert "Too few intervals inside a window for a trend (baseline 1, candidate 1" in section
+
+
+def test_a_window_with_enough_intervals_is_no_sparse_window() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from dbtools.report.sections import sparse_note
+    from dbtools.report.timelines import MIN_INTERVALS, Shade, Step, Timelines
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    steps = tuple(
+        Step(t0 + timedelta(minutes=i), t0 + timedelta(minutes=i + 1), True, (), 1.0, 1.0)
+        for i in range(MIN_INTERVALS + 1)
+    )
+    wide = Shade("wide", t0, t0 + timedelta(minutes=MIN_INTERVALS + 1))  # every interval
+    narrow = Shade("narrow", t0 + timedelta(minutes=1), t0 + timedelta(minutes=2))  # one
+    found = Timelines(t0, wide.ended_at, len(steps) + 1, (wide, narrow), steps, (), (), (), ())
+    assert found.intervals_in(wide) == MIN_INTERVALS + 1
+    assert found.sparse_windows == (("narrow", 1),)
+    assert "(narrow 1;" in sparse_note(found)
+    alone = Timelines(t0, wide.ended_at, len(steps) + 1, (wide,), steps, (), (), (), ())
+    assert alone.sparse_windows == () and sparse_note(alone) == ""
 
 
 def test_timeline_statements_and_families_are_report_settings() -> None:
@@ -325,15 +355,16 @@ def test_replaying_what_samples_stored_gives_the_steps_of_whole_states(
     take(db, "r:end")
 
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        layout = read_layout(conn)
-        target = resolve_target(conn, None, layout)
+        store = Store.of(conn)
+        target = store.resolve_target(None)
         assert target is not None
         (removed,) = db.execute("SELECT id FROM perf_monitoring.snapshots WHERE label = 'r:0'")
         assert fold(conn, target, [removed[0]]) > 0
         start, end = _taken_at(db, "r:start"), _taken_at(db, "r:end")
-        headers = headers_between(conn, start, end, layout, target)
-        replayed, first, last = replayed_pairs(conn, target, headers)
-        states = load_snapshots(conn, headers, layout)
+        headers = store.headers_between(start, end, target)
+        replay = store.replay(headers, target)
+        replayed, first, last = replay.steps, replay.first, replay.last
+        states = store.states(headers)
     whole = list(itertools.pairwise(states[h.id] for h in headers if h.id is not None))
     assert len(replayed) == len(whole) == 3
 

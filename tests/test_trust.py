@@ -11,15 +11,21 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from dbtools.stats import windows
-from dbtools.stats.collector import Collector, Target
-from dbtools.stats.measures import Scope, measure_window
+from dbtools.figures.sums import Scope
+from dbtools.figures.windows import window_labels
+from dbtools.store.collector import Collector, Target
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.render import render_table
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, run_cli
-from tests.snapshot_helpers import record_metrics, run_requests, take
+from tests.snapshot_helpers import (
+    record_metrics,
+    run_requests,
+    stored_measures,
+    stored_windows,
+    take,
+)
 
 RELAXED = Thresholds(critical_query_rate=1e9)
 PROBE = "SELECT %s::int + 1 AS reset_probe"
@@ -28,7 +34,7 @@ PROBE = "SELECT %s::int + 1 AS reset_probe"
 def _window(db: Database, label: str, requests: int, *, during: Callable[[], object] = lambda: None,
             before_end: Callable[[], object] = lambda: None, **kwargs: object) -> None:  # fmt: skip
     """LABEL:start, *during*, *requests* requests (``run_requests``), *before_end*, LABEL:end."""
-    start, end = windows.window_labels(label)
+    start, end = window_labels(label)
     take(db, start)
     during()
     run_requests(db, requests, **kwargs)  # type: ignore[arg-type]
@@ -132,7 +138,7 @@ def test_single_entry_reset_seen_by_its_max_time(
     db.execute("CREATE EXTENSION pg_stat_statements VERSION '1.10'")
     _window(db, "before", 10)
     _probe(db, 5, 0.02)  # before the window: max >= 20 ms, 100 ms in all
-    start, end = windows.window_labels("after")
+    start, end = window_labels("after")
     take(db, start)
     _reset_probe(db)
     _probe(db, 50, 0.005)  # after the reset: 50 calls, >= 250 ms in all, max ~5 ms
@@ -153,7 +159,7 @@ def test_single_entry_reset_seen_by_the_transaction_counters(migrated_database: 
     db = migrated_database
     _window(db, "before", 10)
     _probe(db, 300)
-    start, end = windows.window_labels("after")
+    start, end = window_labels("after")
     take(db, start)
     _probe(db, 100)
     _reset_probe(db)
@@ -246,7 +252,7 @@ def test_buffer_cache_hit_ratio_counts_the_applications_statements(
                "SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 5000) i")  # fmt: skip
     _window(db, "before", 3)
     hit0, read0 = db.execute(_PROBE_BLOCKS)[0]
-    start, end = windows.window_labels("after")
+    start, end = window_labels("after")
     take(db, start)
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         for _ in range(20):
@@ -268,7 +274,7 @@ def test_an_idle_window_has_no_buffer_cache_hit_ratio(migrated_database: Databas
     """dbtools' own snapshot work read 100% before: nothing of the application ran."""
     db = migrated_database
     for label in ("before", "after"):
-        start, end = windows.window_labels(label)
+        start, end = window_labels(label)
         take(db, start)
         take(db, end, 1)
     result = _verify(db)
@@ -313,7 +319,7 @@ def _mostly_untracked(db: Database, label: str, track: Callable[[str | None], No
                       transactions: bool, sample: Callable[[], object] = lambda: None) -> None:  # fmt: skip
     """LABEL: 100 requests of 30 statements each, the first 90 with tracking off server-wide
     (ALTER SYSTEM + pg_reload_conf), back on before the end snapshot."""
-    start, end = windows.window_labels(label)
+    start, end = window_labels(label)
     take(db, start)
     track("none")
     run_requests(db, 90, statements=THIRTY, transactions=transactions)
@@ -369,9 +375,9 @@ def test_tracking_off_at_a_collected_sample_inside_a_window_is_untrusted(
         _mostly_untracked(db, "after", server_track, transactions=True,
                           sample=lambda: collector.run(rounds=1))  # fmt: skip
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        (window,) = windows.load_windows(conn, [windows.parse_window("after")])
+        (window,) = stored_windows(conn, "after")
+        (measured,) = stored_measures(conn, "after")
     assert len(window.inside) == 1
-    measured = measure_window(window)
     settings = [p for p in measured.problems if "pg_stat_statements.track" in p]
     assert settings[0].startswith(
         "pg_stat_statements settings changed inside the window: pg_stat_statements.track = "
@@ -387,7 +393,7 @@ def test_a_transient_per_role_setting_at_a_sample_is_untrusted(
     """ALTER ROLE … SET pg_stat_statements.track = none, then RESET, inside the window: the
     collected sample between records it."""
     db = migrated_database
-    start, end = windows.window_labels("after")
+    start, end = window_labels("after")
     take(db, start)
     db.execute(f"ALTER ROLE {app_role} IN DATABASE {db.name} SET pg_stat_statements.track = none")
     run_requests(db, 20, user=app_role)

@@ -10,11 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dbtools.figures.sums import Scope
+from dbtools.figures.windows import window_labels
 from dbtools.metrics import MetricsRecorder
 from dbtools.schema.manifest import head_revision
 from dbtools.sqltext.parse import TableRef
-from dbtools.stats import snapshots, windows
-from dbtools.stats.measures import Scope
+from dbtools.store import snapshots
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
@@ -194,7 +195,7 @@ def test_scope_by_role_and_table(migrated_database: Database) -> None:
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
     try:
         for label, batch in (("before", 1), ("after", 5)):
-            start, end = windows.window_labels(label)
+            start, end = window_labels(label)
             snapshots.snapshot(db.dsn, start)
             run_requests(db, 10, batch=batch, user=role)
             run_requests(db, 7)  # another role's traffic, same statements
@@ -215,7 +216,7 @@ def test_scope_by_role_and_table(migrated_database: Database) -> None:
 def test_reset_inside_a_window_is_untrusted(migrated_database: Database) -> None:
     db = migrated_database
     window(db, "before", 10)
-    start, end = windows.window_labels("after")
+    start, end = window_labels("after")
     snapshots.snapshot(db.dsn, start)
     run_requests(db, 10, batch=10)
     db.execute("SELECT pg_stat_statements_reset()")
@@ -380,7 +381,7 @@ def test_late_request_metrics_are_caught_by_the_applications_own_count(
     db = migrated_database
     window(db, "before", 30)
     record_metrics(db, "before", requests=30)
-    start, end = windows.window_labels("after")
+    start, end = window_labels("after")
     snapshots.snapshot(db.dsn, start)
     time.sleep(0.1)  # the first bucket starts certainly inside the window
     recorder = MetricsRecorder(db.dsn, operation="search", bucket_seconds=1,

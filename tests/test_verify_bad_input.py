@@ -187,7 +187,7 @@ def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
             started = run_dbtools("snapshot", "--label", f"{label}:start", "--dsn", dsn)
             assert started.returncode == 0, started.stderr
             run_requests(db, 20, batch=batch)  # the application, as another role
-            ended = run_dbtools("snapshot", "--label", f"{label}:end", "--requests", "20",
+            ended = run_dbtools("snapshot", "--label", f"{label}:end", "--requests-served", "20",
                                 "--dsn", dsn)  # fmt: skip
             assert ended.returncode == 0, ended.stderr
             assert "not visible" not in ended.stdout

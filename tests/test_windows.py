@@ -12,11 +12,11 @@ import pytest
 
 from dbtools.db.connection import SQL_MARKER, connect
 from dbtools.errors import UsageError
-from dbtools.stats import windows
-from dbtools.stats.collector import Collector, Target
+from dbtools.figures import windows
+from dbtools.store.collector import Collector, Target
 from tests.conftest import Database
 from tests.helpers import run_cli
-from tests.snapshot_helpers import run_requests, take
+from tests.snapshot_helpers import run_requests, stored_windows, take
 
 T = datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc)
 
@@ -64,8 +64,8 @@ def _samples_at(db: Database, offsets_s: list[int], base: datetime) -> list[date
 
 def _problems(db: Database, reference: str) -> tuple[tuple[str, ...], datetime, datetime]:
     with connect(db.dsn, autocommit=True) as conn:
-        (window,) = windows.load_windows(conn, [windows.parse_window(reference)])
-    return window.problems, window.start.header.taken_at, window.end.header.taken_at
+        (window,) = stored_windows(conn, reference)
+    return window.problems, window.start.taken_at, window.end.taken_at
 
 
 def test_a_window_by_time_uses_the_samples_inside_and_judges_their_coverage(
@@ -163,12 +163,11 @@ def test_last_10m_answered_by_an_8_second_labelled_pair_is_untrusted_with_its_co
     assert result.exit_code == 1
     # The same pair asked by its labels is the window it is: nothing asked went unobserved.
     with connect(db.dsn, autocommit=True) as conn:
-        (pair,) = windows.load_windows(conn, [windows.parse_window("pair")])
+        (pair,) = stored_windows(conn, "pair")
     assert not any(p.startswith("its samples cover") for p in pair.problems)
     # A setting: half of the time asked is enough (still untrusted here, at 1.3%).
     with connect(db.dsn, autocommit=True) as conn:
-        (loose,) = windows.load_windows(conn, [windows.parse_window("last:10m")],
-                                        min_coverage=0.5)  # fmt: skip
+        (loose,) = stored_windows(conn, "last:10m", min_coverage=0.5)
     assert any("at least 50% needed" in p for p in loose.problems)
 
 

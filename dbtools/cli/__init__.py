@@ -7,7 +7,6 @@ Every subcommand maps ``DbtoolsError`` to one ``Error: …`` line on stderr and 
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 import traceback
 from typing import Any
@@ -15,8 +14,9 @@ from typing import Any
 import click
 
 from dbtools import __version__, redaction
+from dbtools.cli.options import add_verbosity
 from dbtools.errors import EXIT_USAGE, DbtoolsError
-from dbtools.redaction import RedactingFilter, redact
+from dbtools.redaction import redact
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -42,9 +42,25 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
+class OptionError(click.UsageError):
+    """A usage error of the command line, shown as one ``Error:`` line and one hint (Click's
+    own shows the usage, a hint, a blank line, then the error)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+        if self.ctx is not None:
+            click.echo(f"Try '{self.ctx.command_path} --help'.", err=True)
+
+
+def _one_line(err: click.UsageError) -> click.UsageError:
+    if isinstance(err, (OptionError, click.exceptions.NoArgsIsHelpError)):
+        return err
+    return OptionError(err.format_message(), err.ctx)
+
+
 class DbtoolsGroup(click.Group):
     """A group whose commands report errors as one redacted line and a documented exit code,
-    and are loaded from ``COMMAND_MODULES`` when first asked for."""
+    and are loaded from ``COMMAND_MODULES`` when first asked for, each given ``-v``/``-q``."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMAND_MODULES})
@@ -53,17 +69,29 @@ class DbtoolsGroup(click.Group):
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
             module = importlib.import_module(COMMAND_MODULES[cmd_name])
             for command in module.COMMANDS:
-                self.add_command(command)
+                self.add_command(add_verbosity(command))
         return super().get_command(ctx, cmd_name)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as err:
+            raise _one_line(err) from err
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:
+            raise _one_line(err) from err
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except DbtoolsError as err:
             self._report(ctx, err, err.exit_code)
-        except Exception as err:  # a bug: still one line, but say how to get the stack
+        except Exception as err:
+            translated = _driver_error(err, f"dbtools {ctx.invoked_subcommand}")
+            if translated is not None:  # a server's refusal: what to grant, never a bug
+                self._report(ctx, translated, translated.exit_code)
+            # a bug: still one line, but say how to get the stack
             self._report(ctx, err, EXIT_USAGE, prefix="internal error: ")
 
     @staticmethod
@@ -76,16 +104,25 @@ class DbtoolsGroup(click.Group):
         ctx.exit(code)
 
 
-@click.group(cls=DbtoolsGroup, context_settings=CONTEXT_SETTINGS)
+def _driver_error(err: Exception, what: str) -> DbtoolsError | None:
+    """*err* as the one line a driver error (psycopg's) deserves, when it is one that escaped
+    the library's own translation; None otherwise. psycopg is looked at only when loaded."""
+    if "psycopg" not in sys.modules:
+        return None
+    from dbtools.db.errors import translate_driver_error
+
+    return translate_driver_error(err, what)
+
+
+@add_verbosity
+@click.group("dbtools", cls=DbtoolsGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="dbtools")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show the stack on errors.")
-@click.option(
-    "-v", "--verbose", count=True, help="Log progress on stderr (-v), or debug detail (-vv)."
-)
-def cli(show_traceback: bool, verbose: int) -> None:
+def cli(show_traceback: bool) -> None:
     """Take a PostgreSQL-backed service safely through a performance rollout.
 
-    Connection: --dsn, else DATABASE_URL, else libpq's PG* variables and service files.
+    Connection: --dsn (or --host, --port, --username, --dbname), else DATABASE_URL, else
+    libpq's PG* variables and service files. -v and -q go before or after any command.
 
     \b
     Exit codes:
@@ -99,16 +136,6 @@ def cli(show_traceback: bool, verbose: int) -> None:
     # command's in this process); the DSNs it is given add theirs (``redaction``).
     redaction.forget_secrets()
     redaction.add_environment()
-    _configure_logging(verbose)
-
-
-def _configure_logging(verbose: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("dbtools")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING - 10 * min(verbose, 2))
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dbtools.cli.options import Duration, dsn_option, store_option
+from dbtools.cli.options import Duration, dsn_option, renamed_option, store_option, verbosity
 from dbtools.db.connection import normalise_dsn
 from dbtools.errors import EXIT_INTERRUPTED, ConnectionFailed
 
 if TYPE_CHECKING:
-    from dbtools.stats.collector import Collector, Round
+    from dbtools.store.collector import Collector, Round
 
 # The library is imported when the command runs: `dbtools --help` starts faster.
 
@@ -42,12 +42,13 @@ def _stopped_by_signals(collector: Collector) -> Iterator[list[int]]:
 @click.command("collect")
 @dsn_option
 @click.option(
-    "--target",
+    "--target-dsn",
     "targets",
     metavar="NAME=DSN",
     multiple=True,
     help="A database to collect from, named NAME in the repository (repeatable).",
 )
+@renamed_option("--target", "--target-dsn", "targets", metavar="NAME=DSN", multiple=True)
 @click.option(
     "--targets",
     "targets_file",
@@ -78,12 +79,14 @@ def _stopped_by_signals(collector: Collector) -> Iterator[list[int]]:
     "on them says it is on rolled-up data. Default: keep every sample.",
 )
 @click.option(
-    "--concurrency",
+    "-j",
+    "--jobs",
     type=click.IntRange(1, 64),
     default=4,
     show_default=True,
-    help="Targets read at the same time (a connection each).",
+    help="Targets read at the same time (a connection each), as pg_dump's --jobs.",
 )
+@renamed_option("--concurrency", "--jobs", "jobs", type=click.IntRange(1, 64))
 @click.pass_context
 def collect(
     ctx: click.Context,
@@ -95,7 +98,7 @@ def collect(
     once: bool,
     retention: int | None,
     rollup_after: int | None,
-    concurrency: int,
+    jobs: int,
 ) -> None:
     """Store a sample of each target's statistics every interval, compactly.
 
@@ -108,8 +111,8 @@ def collect(
     \b
     dbtools collect --interval 60s --retention 14d -v
     dbtools collect --once                       # one round, e.g. from cron
-    dbtools collect --target app=postgresql://app-db/app --target billing=service=billing \\
-        --store postgresql://monitoring/perf --retention 14d
+    dbtools collect --target-dsn app=postgresql://app-db/app \\
+        --target-dsn billing=service=billing --store postgresql://monitoring/perf --retention 14d
 
     A target that is down or refusing is logged and retried next round; the others keep their
     interval. One collector per target: a second one is refused, naming the first.
@@ -121,18 +124,18 @@ def collect(
     --once sampled no target at all; 130 Ctrl-C.
     """
     from dbtools.db.connection import resolve_dsn
-    from dbtools.stats.collector import Collector, targets_from
+    from dbtools.store.collector import Collector, targets_from
 
     given_dsn = resolve_dsn(dsn) if dsn is not None or not (targets or targets_file) else None
     chosen = targets_from(given_dsn, targets, targets_file)
-    verbose = bool(ctx.find_root().params.get("verbose"))
+    verbose = verbosity() > 0
     with Collector(
         chosen,
         store=normalise_dsn(store) if store is not None else None,
         interval_s=float(interval),
         retention_s=float(retention) if retention is not None else None,
         rollup_after_s=float(rollup_after) if rollup_after is not None else None,
-        concurrency=concurrency,
+        concurrency=jobs,
         once=once,
     ) as collector, _stopped_by_signals(collector) as received:  # fmt: skip
         collector.open_all()

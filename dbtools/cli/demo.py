@@ -10,13 +10,24 @@ from typing import Any
 
 import click
 
-from dbtools.cli.options import dsn_option, output_dir_option, pg_bin_option
+from dbtools.cli.options import (
+    dsn_option,
+    emit,
+    format_option,
+    output_dir_option,
+    pg_bin_option,
+    printed_output_option,
+    show_progress,
+)
 from dbtools.cli.signals import interruptible
-from dbtools.output import DEFAULT_DIRECTORY
+from dbtools.output import Destination
 
 
 @contextlib.contextmanager
 def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    if not show_progress():
+        yield lambda done, total: None
+        return
     bar: Any = click.progressbar(length=total, label=f"  {label:<10}", file=sys.stderr)
     with bar:
         seen = [0]
@@ -32,7 +43,8 @@ def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]
 @dsn_option(
     help="An empty database to run the demo in (migrated and seeded; the server must preload "
     "pg_stat_statements). Without --dsn the demo starts a throwaway embedded PostgreSQL and "
-    "deletes it afterwards; $DATABASE_URL is never used."
+    "deletes it afterwards; $DATABASE_URL is never used.",
+    environment=False,
 )
 @click.option(
     "--requests",
@@ -55,11 +67,13 @@ def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]
     show_default=True,
     help="How often requests repeat (the app cache's hit ratio: 0/20/50/70%).",
 )
+@format_option("table", "json")
+@printed_output_option
 @output_dir_option
 @pg_bin_option
 def demo(
-    dsn: str | None, requests: int, concurrency: int, duplication: str,
-    output_dir: Path | None, pg_bin: Path | None,
+    dsn: str | None, requests: int, concurrency: int, duplication: str, output_format: str,
+    destination: Destination, output_dir: Path, pg_bin: Path | None,
 ) -> None:  # fmt: skip
     """Run the rollout end to end and show what dbtools measured.
 
@@ -67,8 +81,10 @@ def demo(
     flight-search tables, captures a baseline window on the per-request path (three queries per
     request) and a candidate window on the batched path (three queries per batch), runs
     `dbtools verify`, writes the report (HTML and Markdown) and a downgrade plan to
-    --output-dir, prints a summary, and stops the server: no process is left behind, also on
-    Ctrl-C.
+    --output-dir, then a canary window (10% of the requests batched) judged whole and per
+    variant, with its report beside the others; prints a summary (--format json: verify's
+    documents and the files written) and stops the server: no process is left behind, also on
+    Ctrl-C. --output-dir is checked before anything starts.
 
     With --dsn it runs against that database instead; it must be empty (the demo migrates and
     seeds it), and the server must have pg_stat_statements preloaded.
@@ -76,11 +92,11 @@ def demo(
     Exit codes: verify's (0 pass, 1 fail, 3 rollback); 2 usage or connection error; 130
     interrupted.
     """
-    from dbtools.demo import DemoConfig, run_demo, summary_text
+    from dbtools.demo import DemoConfig, run_demo, summary_json, summary_text
 
     config = DemoConfig(
         requests=requests, concurrency=concurrency, duplication=duplication,
-        output_dir=output_dir or DEFAULT_DIRECTORY, pg_bin=pg_bin,
+        output_dir=output_dir, pg_bin=pg_bin,
     )  # fmt: skip
     cleaned = (
         "the sandbox was stopped" if dsn is None else "the database keeps what was done so far"
@@ -92,8 +108,8 @@ def demo(
             on_step=lambda step: click.echo(f"- {step}", err=True),
             progress=_progress_bar,
         )
-    click.echo("")
-    click.echo(summary_text(result))
+    text = summary_json(result) if output_format == "json" else "\n" + summary_text(result)
+    emit(text, destination, "demo", output_format)
     click.get_current_context().exit(result.verification.exit_code)
 
 

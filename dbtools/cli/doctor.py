@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import click
 
-from dbtools.cli.options import dsn_option, format_option
+from dbtools.cli.options import dsn_option, emit, format_option, printed_output_option
 from dbtools.db.connection import resolve_dsn
 from dbtools.doctor import render_checks, run_doctor
-from dbtools.output import dump_json
+from dbtools.output import Destination, dump_json
 
 
 @click.command("doctor")
 @dsn_option
 @format_option("table", "json")
-def doctor(dsn: str | None, output_format: str) -> None:
+@printed_output_option
+def doctor(dsn: str | None, output_format: str, destination: Destination) -> None:
     """Check the connection, pg_stat_statements and the role's privileges.
 
     --format json prints one document (schema_version, kind "doctor", target, ok, server,
@@ -23,10 +24,10 @@ def doctor(dsn: str | None, output_format: str) -> None:
     cannot be reached.
     """
     result = run_doctor(resolve_dsn(dsn))
-    if output_format == "json":
-        click.echo(dump_json("doctor", result.as_dict()), nl=False)
-    else:
-        click.echo(render_checks(result))
+    text = (
+        dump_json("doctor", result.as_dict()) if output_format == "json" else render_checks(result)
+    )
+    emit(text, destination, "doctor", output_format)
     click.get_current_context().exit(result.exit_code)
 
 

@@ -161,6 +161,7 @@ def report_command(
 
 
 @click.command("dashboard")
+@format_option("json", default="json")
 @output_options
 @click.option(
     "--datasource-uid",
@@ -176,10 +177,11 @@ def report_command(
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Also write Grafana alert rules (unified alerting file provisioning) to FILE "
-    "(.yaml, .yml or .json), atomically.",
+    "(.yaml, .yml or .json), atomically; its directory must exist.",
 )
 @config_option
 def dashboard_command(
+    output_format: str,
     destination: Destination,
     datasource_uid: str | None,
     alerts_file: Path | None,
@@ -209,20 +211,23 @@ def dashboard_command(
 
     Exit codes: 0 written; 2 usage or configuration error (nothing written).
     """
-    from dbtools.output import write_atomically
+    from dbtools.output import write_output
     from dbtools.report.alerts import check_provisioning_path, render_alert_rules
     from dbtools.report.dashboard import render_dashboard
     from dbtools.verify.thresholds import load_thresholds
 
+    alerts = Destination(str(alerts_file)) if alerts_file is not None else None
+    if alerts is not None and alerts_file is not None:
+        check_provisioning_path(alerts_file)
+        alerts.check()
     thresholds = load_thresholds(config_file)
     text = render_dashboard(thresholds, datasource_uid=datasource_uid)
     rules = None
-    if alerts_file is not None:  # both rendered before either is written
-        check_provisioning_path(alerts_file)
+    if alerts is not None:  # both rendered before either is written
         rules = render_alert_rules(thresholds, datasource_uid=datasource_uid)
     # The rules first: a file that cannot be written leaves no dashboard behind either.
-    written = write_atomically(alerts_file, rules) if alerts_file and rules else None
-    emit(text, destination, "dashboard", "json")
+    written = write_output(rules, alerts, "alerts", "yaml") if alerts and rules else None
+    emit(text, destination, "dashboard", output_format)
     if written is not None:
         click.echo(str(written), err=destination.is_stdout)
 

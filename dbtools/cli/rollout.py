@@ -6,11 +6,20 @@ from pathlib import Path
 
 import click
 
-from dbtools.cli.options import Duration, config_option, dsn_option, output_dir_option
+from dbtools.cli.options import (
+    Duration,
+    config_option,
+    dsn_option,
+    emit,
+    format_option,
+    output_dir_option,
+    printed_output_option,
+    traffic_option,
+)
 from dbtools.cli.signals import interruptible
 from dbtools.config import has_table, read_toml
 from dbtools.db.connection import resolve_dsn
-from dbtools.output import DEFAULT_DIRECTORY
+from dbtools.output import Destination
 
 
 @click.command("rollout")
@@ -20,8 +29,8 @@ from dbtools.output import DEFAULT_DIRECTORY
               "Default: --dsn.")  # fmt: skip
 @click.option("-e", "--environment", type=click.Choice(["staging", "production"]),
               required=True, help="Target environment (given to the application's commands).")  # fmt: skip
-@click.option("-t", "--traffic", type=click.IntRange(1, 100), required=True, metavar="PCT",
-              help="Percentage of traffic to route to the new path (1-100).")  # fmt: skip
+@traffic_option("-t", above_zero=True, required=True,
+                help="Percentage of traffic to route to the new path (above 0 to 100).")  # fmt: skip
 @click.option("-d", "--dry-run", is_flag=True,
               help="The preflight without its connections, then offline SQL, lint and downgrade "
               "plan only: no connection, no command run.")  # fmt: skip
@@ -29,7 +38,7 @@ from dbtools.output import DEFAULT_DIRECTORY
 @click.option("-f", "--force", is_flag=True, help="Go on when the load test fails.")
 @click.option("--monitor", "monitor_seconds", type=Duration(), default="10m", show_default=True,
               help="The monitoring period (at most $DBTOOLS_MAX_DURATION when set).")  # fmt: skip
-@click.option("--baseline", metavar="W", default=None,
+@click.option("--baseline", metavar="WINDOW", default=None,
               help="The window a 100% rollout is compared with (default: baseline in "
               "[tool.dbtools.rollout]).")  # fmt: skip
 @click.option("--label", metavar="LABEL", default=None,
@@ -40,11 +49,14 @@ from dbtools.output import DEFAULT_DIRECTORY
               help="What Ctrl-C or SIGTERM during deploy, load test, monitor or complete does: "
               "run the rollback command, or hold the traffic where it is.")  # fmt: skip
 @config_option(help="TOML file with [rollout] (the application's commands) and [verify] tables.")
+@format_option("table", "json")
+@printed_output_option
 @output_dir_option
 def rollout(
-    dsn: str | None, migrate_dsn: str | None, environment: str, traffic: int, dry_run: bool,
+    dsn: str | None, migrate_dsn: str | None, environment: str, traffic: float, dry_run: bool,
     skip_tests: bool, force: bool, monitor_seconds: int, baseline: str | None, label: str | None,
-    on_interrupt: str, config_file: Path | None, output_dir: Path | None,
+    on_interrupt: str, config_file: Path | None, output_format: str, destination: Destination,
+    output_dir: Path,
 ) -> None:  # fmt: skip
     """Run the guide's five phases: migrate, deploy, test, monitor, complete.
 
@@ -68,7 +80,8 @@ def rollout(
     rollback, load_test; interval, min_requests, failure_threshold, baseline_variant,
     candidate_variant, attribute), run without a shell; {traffic} and {environment} are
     replaced inside arguments. Their output is logged (-v) and kept in the rollout record,
-    secrets masked: reports/rollout-ENV-PCT-TIME.md and .json, written after every phase.
+    secrets masked: --output-dir/rollout-ENV-PCT-TIME.md and .json, written after every phase.
+    The final line (--format table) or the record's JSON (--format json) goes to --output.
 
     Ctrl-C or SIGTERM routes the traffic back (--on-interrupt hold keeps it); a second one
     during that rollback stops waiting for it. A re-run never resumes half-way: it starts
@@ -80,7 +93,7 @@ def rollout(
     3 rolled back (the traffic was routed back); 4 rollback failed (route back by hand);
     130 interrupted (the record says in which phase and what happened to the traffic).
     """
-    from dbtools.rollout import Rollout, RolloutOptions, load_rollout_config
+    from dbtools.rollout import Rollout, RolloutOptions, load_rollout_config, record_json
     from dbtools.verify.thresholds import load_thresholds
 
     options = RolloutOptions(environment, traffic, monitor_seconds, dry_run, skip_tests, force,
@@ -92,7 +105,7 @@ def rollout(
     thresholds = load_thresholds(verify_file)
     target = resolve_dsn(dsn)  # not connected to in a dry run; its password masked
     run = Rollout(
-        target, options, config, thresholds, output_dir or DEFAULT_DIRECTORY,
+        target, options, config, thresholds, output_dir,
         migrate_dsn=resolve_dsn(migrate_dsn) if migrate_dsn else None, config_file=config_file,
         on_phase=lambda p: click.echo(f"- {p.name}: {p.status}  {p.detail}", err=True),
     )  # fmt: skip
@@ -102,7 +115,8 @@ def rollout(
     finally:
         if run.paths:
             click.echo(f"record: {run.paths[0]}", err=True)
-    click.echo(record.summary())
+    text = record_json(record) if output_format == "json" else record.summary()
+    emit(text, destination, f"rollout-{environment}-{traffic}", output_format)
     click.get_current_context().exit(record.exit_code)
 
 

@@ -21,9 +21,10 @@ from dbtools.cli.options import (
     format_option,
     output_options,
     pg_bin_option,
+    printed_output_option,
+    renamed_option,
 )
 from dbtools.db.connection import resolve_dsn
-from dbtools.errors import UsageError
 from dbtools.output import Destination
 
 if TYPE_CHECKING:
@@ -173,12 +174,12 @@ def downgrade_plan(
     from dbtools.safety.render import plan_json, plan_markdown
 
     if offline and dsn is not None:
-        raise UsageError("--offline and --dsn contradict each other")
+        raise click.UsageError("--offline and --dsn contradict each other")
     connect = dsn is not None or (
         not offline and (bool(os.environ.get("DATABASE_URL")) or from_revision == "current")
     )
     if offline and from_revision == "current":
-        raise UsageError("--from current needs a connection; drop --offline")
+        raise click.UsageError("--from current needs a connection; drop --offline")
     plan = build_plan(
         to_revision,
         from_revision,
@@ -205,13 +206,15 @@ def downgrade_plan(
 @click.command("rehearse")
 @dsn_option(
     help="A scratch database to rehearse in instead of a sandbox. Never taken from "
-    "$DATABASE_URL. Refused when it holds data or is the database $DATABASE_URL names."
+    "$DATABASE_URL. Refused when it holds data or is the database $DATABASE_URL names.",
+    environment=False,
 )
 @click.option(
-    "--force",
+    "--allow-data",
     is_flag=True,
     help="Rehearse in --dsn even though it holds data: its migration objects are dropped.",
 )
+@renamed_option("--force", "--allow-data", "allow_data", is_flag=True)
 @click.option(
     "--from", "from_revision", metavar="REV", default=None,
     help="First revision to rehearse; the ones below are applied without rehearsing them.",
@@ -236,9 +239,10 @@ def downgrade_plan(
 @project_run_options
 @config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
+@printed_output_option
 def rehearse(
     dsn: str | None,
-    force: bool,
+    allow_data: bool,
     from_revision: str | None,
     to_revision: str | None,
     keep_going: bool,
@@ -248,6 +252,7 @@ def rehearse(
     run: RunOptions,
     config_file: Path | None,
     output_format: str,
+    destination: Destination,
 ) -> None:
     """Rehearse every downgrade: upgrade → downgrade → upgrade, revision by revision.
 
@@ -265,7 +270,8 @@ def rehearse(
     It runs in a throwaway sandbox unless --dsn names a scratch database; that database is
     downgraded to base first and left at the last revision rehearsed (--keep-going may drop and
     create it). A database that holds data (a row in any table but the migrations' version
-    table) or that $DATABASE_URL names is refused unless --force.
+    table) or that $DATABASE_URL names is refused unless --allow-data. -v logs each revision
+    as it is rehearsed (revision i of n).
 
     A revision whose upgrade changed nothing in the schema is "no change" (it passes). Every
     failure names its source: the revision (its line), the project's env.py, the driver, or
@@ -279,13 +285,13 @@ def rehearse(
     from dbtools.safety.rehearse import rehearse as run_rehearsal
     from dbtools.safety.render import rehearsal_json, rehearsal_table
 
-    if force and dsn is None:
-        raise UsageError("--force only applies to --dsn (a sandbox needs no forcing)")
+    if allow_data and dsn is None:
+        raise click.UsageError("--allow-data only applies to --dsn (a sandbox holds no data)")
     result = run_rehearsal(
         dsn=dsn,
         ini=alembic_ini,
         pg_bin=pg_bin,
-        force=force,
+        force=allow_data,
         from_revision=from_revision,
         to_revision=to_revision,
         keep_going=keep_going,
@@ -293,9 +299,8 @@ def rehearse(
         run=run,
         base_schema=base_schema,
     )
-    click.echo(
-        rehearsal_json(result) if output_format == "json" else rehearsal_table(result), nl=False
-    )
+    text = rehearsal_json(result) if output_format == "json" else rehearsal_table(result)
+    emit(text, destination, "rehearsal", output_format)
     if not result.passed:
         click.get_current_context().exit(1)
 
@@ -316,6 +321,7 @@ def rehearse(
 )
 @config_option(help=DECLARATIONS_HELP)
 @format_option("table", "json")
+@printed_output_option
 def lint(
     only: tuple[str, ...],
     alembic_ini: str | None,
@@ -323,6 +329,7 @@ def lint(
     base_schema: str | None,
     config_file: Path | None,
     output_format: str,
+    destination: Destination,
 ) -> None:
     """Check the migrations against the rules for online migrations.
 
@@ -354,7 +361,8 @@ def lint(
         run=run,
         base_schema=base_schema,
     )
-    click.echo(lint_json(result) if output_format == "json" else lint_table(result), nl=False)
+    text = lint_json(result) if output_format == "json" else lint_table(result)
+    emit(text, destination, "lint", output_format)
     if not result.passed:
         click.get_current_context().exit(1)
 

@@ -4,29 +4,47 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from dbtools.cli.options import Duration, dsn_option, format_option, store_option, target_option
+from dbtools.cli.options import (
+    Duration,
+    dsn_option,
+    emit,
+    format_option,
+    printed_output_option,
+    renamed_option,
+    show_progress,
+    store_option,
+    target_option,
+)
 from dbtools.cli.signals import interruptible
 from dbtools.db.connection import normalise_dsn, resolve_dsn
-from dbtools.output import dump_json
+from dbtools.output import Destination, dump_json
 
 if TYPE_CHECKING:
-    from dbtools.stats.samples import SampleSummary
+    from dbtools.store import SampleSummary
 
 # The library (SQLAlchemy, Alembic) is imported when a command runs: `dbtools --help` and the
 # other commands start faster.
 
-_requests_option = click.option(
-    "--requests",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="Requests served in the window ending at this snapshot, as a load tool reported them. "
-    "Default: verify sums the application's perf_monitoring.request_metrics.",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _requests_served_option(func: F) -> F:
+    """``--requests-served N`` (was ``--requests``, which elsewhere means requests to send)."""
+    func = renamed_option("--requests", "--requests-served", "requests_served",
+                          type=click.IntRange(min=0), metavar="N")(func)  # fmt: skip
+    return click.option(
+        "--requests-served",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Requests served in the window ending at this snapshot, as a load tool reported "
+        "them. Default: verify sums the application's perf_monitoring.request_metrics.",
+    )(func)
 
 
 def _summary(summary: SampleSummary) -> str:
@@ -44,21 +62,24 @@ def _summary(summary: SampleSummary) -> str:
 
 @click.command("snapshot")
 @dsn_option
-@click.option("--label", required=True, help="A name for this snapshot, unique to its target.")
-@_requests_option
+@click.option("--label", metavar="LABEL", required=True,
+              help="A name for this snapshot, unique to its target.")  # fmt: skip
+@_requests_served_option
 @target_option
 @store_option
 @format_option("table", "json")
+@printed_output_option
 @click.option("--delete", is_flag=True,
               help="Remove the snapshot LABEL instead (a stray LABEL:start that an interrupted "
               "rollout names); what later samples need of it stays.")  # fmt: skip
 def snapshot(
     dsn: str | None,
     label: str,
-    requests: int | None,
+    requests_served: int | None,
     target: str | None,
     store: str | None,
     output_format: str,
+    destination: Destination,
     delete: bool,
 ) -> None:
     """Store one consistent snapshot of the database's statistics, labelled LABEL.
@@ -73,7 +94,7 @@ def snapshot(
 
     \b
     dbtools snapshot --label before-deploy
-    dbtools snapshot --label after-load --requests 12000 --format json
+    dbtools snapshot --label after-load --requests-served 12000 --format json
     dbtools snapshot --dsn "$REPLICA_URL" --store "$REPOSITORY_URL" --label replica-baseline
     dbtools snapshot --delete --label canary:start
 
@@ -85,31 +106,50 @@ def snapshot(
     them will do: a database rolled back below revision 0005 stores a full copy in the tables
     its revision has (one target, its own; --target and --store need revision 0005).
     """
-    from dbtools.stats import snapshots
+    from dbtools.store import snapshots
 
     if delete:
         name = snapshots.remove(resolve_dsn(dsn), label, target=target, store=_store(store))
         click.echo(f"snapshot {label} of {name} removed")
         return
     summary = snapshots.snapshot(
-        resolve_dsn(dsn), label, requests=requests, target=target, store=_store(store)
+        resolve_dsn(dsn), label, requests=requests_served, target=target, store=_store(store)
     )
     if output_format == "json":
-        click.echo(dump_json("snapshot", summary.as_dict()), nl=False)
+        text = dump_json("snapshot", summary.as_dict())
     else:
-        click.echo(_summary(summary))
+        text = _summary(summary)
+    emit(text, destination, f"snapshot-{label}", output_format)
 
 
 def _store(store: str | None) -> str | None:
     return normalise_dsn(store) if store is not None else None
 
 
+# A countdown line this often on a stderr that is not a terminal (a CI log, a deploy script's).
+COUNTDOWN_EVERY_S = 5
+
+
 def _wait_with_progress(seconds: float) -> None:
+    """Wait *seconds*, showing it: a bar on a terminal, else a countdown line every
+    ``COUNTDOWN_EVERY_S``; nothing with -q."""
+    deadline = time.monotonic() + seconds
+    if not show_progress():
+        time.sleep(seconds)
+    elif sys.stderr.isatty():
+        _bar_until(deadline, seconds)
+    else:
+        while (left := deadline - time.monotonic()) > 0:
+            click.echo(f"capturing: {left:.0f} s of {seconds:.0f} s left", err=True)
+            time.sleep(min(COUNTDOWN_EVERY_S, left))
+        click.echo("capturing: done", err=True)
+
+
+def _bar_until(deadline: float, seconds: float) -> None:
     bar: Any
     with click.progressbar(
         length=int(seconds), label="capturing", show_eta=True, file=sys.stderr
     ) as bar:
-        deadline = time.monotonic() + seconds
         done = 0
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(1.0, left))
@@ -120,7 +160,8 @@ def _wait_with_progress(seconds: float) -> None:
 
 @click.command("capture")
 @dsn_option
-@click.option("--label", required=True, help="The window's name: stores LABEL:start and LABEL:end.")
+@click.option("--label", metavar="LABEL", required=True,
+              help="The window's name: stores LABEL:start and LABEL:end.")  # fmt: skip
 @click.option(
     "--duration",
     type=Duration(),
@@ -129,27 +170,30 @@ def _wait_with_progress(seconds: float) -> None:
     help="How long the window lasts: 10m, 90s, 1h30m or seconds (at most $DBTOOLS_MAX_DURATION "
     "when set: a rehearsal).",
 )
-@_requests_option
+@_requests_served_option
 @target_option
 @store_option
 @format_option("table", "json")
+@printed_output_option
 def capture(
     dsn: str | None,
     label: str,
     duration: int,
-    requests: int | None,
+    requests_served: int | None,
     target: str | None,
     store: str | None,
     output_format: str,
+    destination: Destination,
 ) -> None:
     """Take the two snapshots that bracket a window: LABEL:start, wait, LABEL:end.
 
     The guide's monitoring phase: run it while the traffic you want to measure flows, then give
-    LABEL to `dbtools verify --baseline/--candidate`. A progress bar shows on stderr.
+    LABEL to `dbtools verify --baseline/--candidate`. A progress bar shows on stderr (where
+    that is not a terminal: a countdown line every few seconds; -q: neither).
 
     \b
     dbtools capture --label baseline --duration 10m
-    dbtools capture --label candidate --duration 10m --requests 6000
+    dbtools capture --label candidate --duration 10m --requests-served 6000
 
     Ctrl-C (or SIGTERM) during the wait deletes LABEL:start again, so no half window is left,
     and exits with code 130. A label already used is an error (exit code 2) before any wait.
@@ -158,22 +202,21 @@ def capture(
     (after a rollback's alembic downgrade too).
     --format json prints one document (schema_version, kind "capture", start, end).
     """
-    from dbtools.stats import snapshots
-    from dbtools.stats.windows import START_SUFFIX
+    from dbtools.figures.windows import START_SUFFIX
+    from dbtools.store import snapshots
 
     dsn = resolve_dsn(dsn)
     removed = f"{label}{START_SUFFIX} was removed, nothing is stored"
     with interruptible(f"capture {label!r} interrupted: {removed}"):
         start, end = snapshots.capture(
-            dsn, label, duration, requests=requests, wait=_wait_with_progress,
+            dsn, label, duration, requests=requests_served, wait=_wait_with_progress,
             target=target, store=_store(store),
         )  # fmt: skip
     if output_format == "json":
-        payload = {"start": start.as_dict(), "end": end.as_dict()}
-        click.echo(dump_json("capture", payload), nl=False)
+        text = dump_json("capture", {"start": start.as_dict(), "end": end.as_dict()})
     else:
-        click.echo(_summary(start))
-        click.echo(_summary(end))
+        text = f"{_summary(start)}\n{_summary(end)}\n"
+    emit(text, destination, f"capture-{label}", output_format)
 
 
 COMMANDS = [snapshot, capture]

@@ -12,10 +12,14 @@ from dbtools.cli.options import (
     WINDOW_HELP,
     config_option,
     dsn_option,
+    emit,
     format_option,
+    printed_output_option,
     store_option,
     target_option,
+    traffic_option,
 )
+from dbtools.output import Destination
 
 # The library (psycopg, and sqlglot for --table) is imported when the command runs: a deploy
 # script's `dbtools verify --help` and its argument errors cost no driver start-up.
@@ -62,11 +66,8 @@ from dbtools.cli.options import (
     metavar="VARIANT=ROLE",
     help="--attribute role: the role VARIANT's sessions run as (one per variant).",
 )
-@click.option(
-    "--traffic",
-    type=float,
+@traffic_option(
     default=None,
-    metavar="PCT",
     help="--canary: the candidate's share of the traffic asked for (rollout --traffic), in "
     "percent; the share measured must lie in the interval for that many requests.",
 )
@@ -100,6 +101,7 @@ from dbtools.cli.options import (
 @store_option
 @config_option
 @format_option("table", "json")
+@printed_output_option
 def verify_command(
     dsn: str | None,
     baseline: str | None,
@@ -118,6 +120,7 @@ def verify_command(
     store: str | None,
     config_file: Path | None,
     output_format: str,
+    destination: Destination,
 ) -> None:  # fmt: skip
     """Compare a baseline and a candidate window and decide: pass, fail or rollback.
 
@@ -171,9 +174,8 @@ def verify_command(
     connection error (unknown label, malformed config, …).
     """
     from dbtools.db.connection import normalise_dsn, resolve_dsn
-    from dbtools.errors import UsageError
+    from dbtools.figures.sums import Scope
     from dbtools.sqltext.parse import TableRef
-    from dbtools.stats.measures import Scope
     from dbtools.verify import verify
     from dbtools.verify.render import render_table
     from dbtools.verify.thresholds import load_thresholds
@@ -185,20 +187,21 @@ def verify_command(
     if canary is None:
         given = [name for name, value in canary_options.items() if value not in (None, ())]
         if given:
-            raise UsageError(f"{given[0]} is for --canary")
+            raise click.UsageError(f"{given[0]} is for --canary")
         if baseline is None or candidate is None:
-            raise UsageError("give --baseline and --candidate (or --canary)")
+            raise click.UsageError("give --baseline and --candidate (or --canary)")
     elif baseline is not None or candidate is not None:
-        raise UsageError("--canary judges one window: give it without --baseline/--candidate")
+        raise click.UsageError("--canary judges one window: give it without --baseline/--candidate")
     elif attribution is None:
-        raise UsageError("--canary needs --attribute role or --attribute app")
+        raise click.UsageError("--canary needs --attribute role or --attribute app")
     thresholds = load_thresholds(config_file)
     repository = normalise_dsn(store) if store is not None else None
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
     if canary is not None:
         _canary(dsn, canary, baseline_variant, candidate_variant, attribution, variant_roles,
                 traffic, scope=scope, thresholds=thresholds, operation=operation, target=target,
-                store=repository, output_format=output_format)  # fmt: skip
+                store=repository, output_format=output_format,
+                destination=destination)  # fmt: skip
         return
     assert baseline is not None and candidate is not None
     result = verify(
@@ -207,9 +210,10 @@ def verify_command(
         target=target, store=repository,
     )  # fmt: skip
     if output_format == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        text = json.dumps(result.as_dict(), indent=2)
     else:
-        click.echo(render_table(result))
+        text = render_table(result)
+    emit(text, destination, "verify", output_format)
     click.get_current_context().exit(result.exit_code)
 
 
@@ -228,6 +232,7 @@ def _canary(
     from dbtools.verify.render import render_canary_table
 
     output_format = options.pop("output_format")
+    destination = options.pop("destination")
     spec = CanarySpec(
         baseline_variant or "", candidate_variant or "",
         attribution,  # type: ignore[arg-type]  # click's Choice checked it
@@ -235,9 +240,10 @@ def _canary(
     )  # fmt: skip
     result = verify_canary(resolve_dsn(dsn), window, spec, **options)
     if output_format == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        text = json.dumps(result.as_dict(), indent=2)
     else:
-        click.echo(render_canary_table(result))
+        text = render_canary_table(result)
+    emit(text, destination, "verify-canary", output_format)
     click.get_current_context().exit(result.exit_code)
 
 

@@ -9,15 +9,22 @@ from typing import Any, TypeVar
 import click
 from tabulate import tabulate
 
-from dbtools.cli.options import dsn_option, format_option
+from dbtools.cli.options import (
+    dsn_option,
+    emit,
+    format_option,
+    printed_output_option,
+    traffic_option,
+)
 from dbtools.db.connection import resolve_dsn
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS
-from dbtools.output import dump_json, percent
+from dbtools.output import Destination, dump_json, percent
 from dbtools.workload import (
     DataPath,
     Dataset,
     Duplication,
     WorkloadConfig,
+    WorkloadResult,
     run_workload,
     seed_database,
 )
@@ -74,7 +81,10 @@ def workload() -> None:
 @dataset_options
 @click.option("--replace", is_flag=True, help="Truncate the flight-search tables first.")
 @format_option("table", "json")
-def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> None:
+@printed_output_option
+def seed(
+    dsn: str | None, replace: bool, output_format: str, destination: Destination, **options: Any
+) -> None:
     """Fill the flight-search tables with the reference data set.
 
     Rows go in with COPY in one transaction, then the tables are vacuumed and analysed.
@@ -92,9 +102,10 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
         "elapsed_s": round(summary.elapsed_s, 2),
     }
     if output_format == "json":
-        click.echo(dump_json("workload-seed", figures), nl=False)
+        text = dump_json("workload-seed", figures)
     else:
-        click.echo(tabulate(figures.items(), headers=["seeded", ""], tablefmt="simple"))
+        text = tabulate(figures.items(), headers=["seeded", ""], tablefmt="simple")
+    emit(text, destination, "workload-seed", output_format)
 
 
 @workload.command("run")
@@ -107,12 +118,9 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
     show_default=True,
     help="per-request: 3 statements per request; batched: 3 per coalesced batch.",
 )
-@click.option(
-    "--traffic",
-    type=click.FloatRange(0, 100),
+@traffic_option(
     default=_CONFIG_DEFAULTS.traffic,
     show_default=True,
-    metavar="PCT",
     help="Percentage of the requests sent down --path; the rest go down the other path "
     "(a canary: --path batched --traffic 10).",
 )
@@ -120,8 +128,8 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
     "--variant-role",
     "variant_roles",
     multiple=True,
-    metavar="PATH=ROLE",
-    help="Run PATH's sessions as ROLE (the login role must be a member), so that "
+    metavar="VARIANT=ROLE",
+    help="Run the sessions of VARIANT (a path) as ROLE (the login role must be a member), so that "
     "pg_stat_statements keys its statements apart (repeatable).",
 )
 @click.option(
@@ -206,6 +214,7 @@ def seed(dsn: str | None, replace: bool, output_format: str, **options: Any) -> 
 )
 @dataset_options
 @format_option("table", "json")
+@printed_output_option
 def run(
     dsn: str | None,
     path: str,
@@ -214,6 +223,7 @@ def run(
     no_metrics: bool,
     variant_roles: tuple[str, ...],
     output_format: str,
+    destination: Destination,
     **options: Any,
 ) -> None:
     """Send flight searches through the per-request or batched data path, or both.
@@ -246,28 +256,32 @@ def run(
     result = run_workload(resolve_dsn(dsn), config)
     summary = result.summary()
     if output_format == "json":
-        click.echo(dump_json("workload-run", summary), nl=False)
+        text = dump_json("workload-run", summary)
     else:
-        shown = [
-            (key, value) for key, value in summary.items() if key not in ("first_error", "paths")
-        ]
-        click.echo(tabulate([(key, _show(value)) for key, value in shown], tablefmt="simple"))
-        paths = summary["paths"]
-        if len(paths) > 1:
-            click.echo("")
-            figures = list(next(iter(paths.values())))
-            click.echo(tabulate(
-                [[name, *(_show(paths[p][name]) for p in paths)] for name in figures],
-                headers=["per path", *paths], tablefmt="simple",
-            ))  # fmt: skip
-        click.echo(f"errors: {result.errors} of {result.requests} requests "
-                   f"({percent(result.error_rate or 0.0)})")  # fmt: skip
-        if result.first_error is not None:
-            click.echo(f"first error: {result.first_error}")
-        if result.failed:
-            click.echo(f"{result.errors} of {result.requests} requests failed, more than "
-                       f"{percent(MAX_ERROR_RATE, 0)}: exit code {EXIT_PROBLEMS}")  # fmt: skip
+        text = _run_table(result, summary)
+    emit(text, destination, "workload-run", output_format)
     click.get_current_context().exit(EXIT_PROBLEMS if result.failed else EXIT_OK)
+
+
+def _run_table(result: WorkloadResult, summary: dict[str, Any]) -> str:
+    """The run's figures, per path beside each other when both ran, and its errors."""
+    shown = [(key, value) for key, value in summary.items() if key not in ("first_error", "paths")]
+    lines = [tabulate([(key, _show(value)) for key, value in shown], tablefmt="simple")]
+    paths = summary["paths"]
+    if len(paths) > 1:
+        figures = list(next(iter(paths.values())))
+        lines += ["", tabulate(
+            [[name, *(_show(paths[p][name]) for p in paths)] for name in figures],
+            headers=["per path", *paths], tablefmt="simple",
+        )]  # fmt: skip
+    lines.append(f"errors: {result.errors} of {result.requests} requests "
+                 f"({percent(result.error_rate or 0.0)})")  # fmt: skip
+    if result.first_error is not None:
+        lines.append(f"first error: {result.first_error}")
+    if result.failed:
+        lines.append(f"{result.errors} of {result.requests} requests failed, more than "
+                     f"{percent(MAX_ERROR_RATE, 0)}: exit code {EXIT_PROBLEMS}")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _variant_roles(items: tuple[str, ...]) -> dict[str, str]:

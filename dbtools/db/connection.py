@@ -15,15 +15,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import conninfo
+from psycopg import Copy, conninfo, sql
 
-from dbtools.errors import ConnectionFailed, DbtoolsError, PrerequisiteMissing, UsageError
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+from dbtools.errors import ConnectionFailed, UsageError
 from dbtools.redaction import add_connection, add_secret, redact
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,37 @@ def normalise_dsn(dsn: str) -> str:
         # Not chained: the driver's message (shown by --traceback) quotes the DSN.
         raise UsageError(f"malformed DSN: {dsn_problem(dsn)}") from None
     add_connection(params)  # every DSN dbtools is given passes here: its secrets are masked
+    if scheme and _stray_at(dsn.split("://", 1)[1]):
+        # libpq ends the user name and password at the first '@' or '/': the rest of an
+        # unencoded password became the host, port or database, which its errors would quote.
+        raise UsageError(
+            "malformed DSN: the URL has an '@' after its user name and password; "
+            "percent-encode '@', '/' and ':' inside them (%40, %2F, %3A)"
+        )
     return dsn
+
+
+def _stray_at(rest: str) -> bool:
+    """Whether a URL's text after ``scheme://`` holds an '@' after the user information as
+    libpq reads it (up to the first '@' or '/'), before the query string."""
+    end = min((i for i in (rest.find("@"), rest.find("/")) if i >= 0), default=len(rest))
+    after = rest[end + 1 :] if rest[end : end + 1] == "@" else rest
+    return "@" in after.partition("?")[0]
+
+
+def with_parts(
+    dsn: str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    user: str | None = None,
+    dbname: str | None = None,
+) -> str:
+    """*dsn* (normalised) with the parts given replaced, as pg_dump's ``--host``, ``--port``,
+    ``--username`` and ``--dbname`` replace them: a keyword DSN."""
+    parts = {"host": host, "port": port, "user": user, "dbname": dbname}
+    given = {key: str(value) for key, value in parts.items() if value is not None}
+    return normalise_dsn(conninfo.make_conninfo(normalise_dsn(dsn), **given))
 
 
 _PERCENT_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
@@ -168,6 +202,59 @@ def describe(dsn: str) -> Target:
     )
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """The statement a driver error came from, and the role that ran it (its login role)."""
+
+    role: str
+    statement: str
+
+
+_ATTEMPTS: weakref.WeakKeyDictionary[BaseException, Attempt] = weakref.WeakKeyDictionary()
+
+
+def attempt_of(err: BaseException) -> Attempt | None:
+    """What a dbtools session was running when it raised *err* (None: not from one)."""
+    return _ATTEMPTS.get(err)
+
+
+class _Cursor(psycopg.Cursor[Any]):
+    """dbtools' cursor: a driver error remembers its statement and role (``attempt_of``), so
+    that a refused privilege can be told as the GRANT it lacked (``db.errors.refusal``): the
+    server names neither."""
+
+    def _remember(self, err: psycopg.Error, query: Any) -> None:
+        try:
+            text = query.as_string(self.connection) if isinstance(query, sql.Composable) else query
+            statement = text.decode() if isinstance(text, bytes) else str(text)
+        except Exception:  # only a better message is lost
+            statement = ""
+        _ATTEMPTS[err] = Attempt(self.connection.info.user, statement)
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Self:
+        try:
+            return super().execute(query, params, **kwargs)
+        except psycopg.Error as err:
+            self._remember(err, query)
+            raise
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        try:
+            super().executemany(query, params_seq, **kwargs)
+        except psycopg.Error as err:
+            self._remember(err, query)
+            raise
+
+    @contextmanager
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Iterator[Copy]:
+        try:
+            with super().copy(statement, params, **kwargs) as copy:
+                yield copy
+        except psycopg.Error as err:
+            self._remember(err, statement)
+            raise
+
+
 def connect(
     dsn: str,
     *,
@@ -192,6 +279,7 @@ def connect(
     try:
         conn = psycopg.connect(
             dsn,
+            cursor_factory=_Cursor,
             autocommit=autocommit,
             application_name=application_name,
             options=options,
@@ -213,38 +301,6 @@ def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
             yield conn
     finally:
         conn.close()
-
-
-@contextmanager
-def repository(
-    conn: psycopg.Connection[Any], store: str | None
-) -> Iterator[psycopg.Connection[Any]]:
-    """Where samples are read: a read-only session on the central repository *store*, or
-    *conn* itself (samples kept in the database's own ``perf_monitoring``)."""
-    if store is None:
-        yield conn
-        return
-    with session(store, autocommit=True) as central:
-        yield central
-
-
-@contextmanager
-def translated_errors(what: str) -> Iterator[None]:
-    """Turn driver errors raised while doing *what* into one-line ``DbtoolsError``s (exit 2).
-
-    Missing privileges and objects become ``PrerequisiteMissing``; a lost connection
-    ``ConnectionFailed``; anything else from the server a ``DbtoolsError`` naming *what*.
-    """
-    try:
-        yield
-    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as err:
-        raise PrerequisiteMissing(f"{what}: {error_reason(err)}") from err
-    except psycopg.errors.QueryCanceled as err:
-        raise DbtoolsError(f"{what}: cancelled ({error_reason(err)})") from err
-    except psycopg.OperationalError as err:
-        raise ConnectionFailed(f"{what}: {error_reason(err)}") from err
-    except psycopg.Error as err:
-        raise DbtoolsError(f"{what}: {error_reason(err)}") from err
 
 
 def split_password(dsn: str) -> tuple[str, dict[str, str]]:

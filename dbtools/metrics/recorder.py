@@ -115,7 +115,7 @@ class MetricsRecorder:
     or *counts_statements* for connections instrumented with ``hooks`` directly); otherwise it is
     NULL (not counted), never 0. *flush_interval_s* None: no thread, write with ``flush()``.
     *bucket_seconds*: one second by default, as a window's ends each cut up to one bucket whose
-    requests cannot be split by time (``stats.windows.RequestTotals``): a 10-minute window of
+    requests cannot be split by time (``figures.requests.RequestTotals``): a 10-minute window of
     one-second buckets is exact to about 0.3%, of ten-second buckets only to about 3%.
     """
 

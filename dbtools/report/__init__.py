@@ -25,9 +25,12 @@ from typing import Any
 
 import psycopg
 
-from dbtools.db.connection import describe, repository, session, translated_errors
+from dbtools.db.connection import describe, session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
+from dbtools.figures.windows import WindowRef, parse_window
 from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
+from dbtools.reading.live import read_live
 from dbtools.report import health
 from dbtools.report.html import render_html
 from dbtools.report.inspection import InspectionOptions, inspect
@@ -49,9 +52,8 @@ from dbtools.report.timelines import load_timelines, parse_marks
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Classifier, cache_namespace
 from dbtools.sqltext.parse_cache import ParseCache
-from dbtools.stats import collect as stats
-from dbtools.stats.windows import WindowRef, load_windows, parse_window
-from dbtools.verify import evaluate
+from dbtools.store import Store, open_store
+from dbtools.verify import evaluate, measure_options
 from dbtools.verify.live import read_live_state
 from dbtools.verify.thresholds import Thresholds
 
@@ -116,7 +118,7 @@ def load_input(
     inspection: InspectionOptions | None = None,
     large_table_rows: int = health.HealthSettings().large_table_rows,
     thresholds: Thresholds | None = None,
-    store: psycopg.Connection[Any] | None = None,
+    store: Store | None = None,
     sample_target: str | None = None,
     timeline_statements: int = DEFAULT_TIMELINE_STATEMENTS,
     timeline_families: int = DEFAULT_TIMELINE_FAMILIES,
@@ -127,13 +129,14 @@ def load_input(
     none: the live statistics), the catalog facts health needs, and the manifest of the revision
     the latest snapshot was taken at (what its tables' settings are judged against). With
     *inspection*, also what ``inspection.inspect`` reads (activity only for the live statistics).
-    For two windows, also verify's answer on them (``verify.evaluate`` with *thresholds*, on the
-    live state of the migrations' objects, as ``dbtools verify`` reads it).
+    Each window's figures are verify's (``Store.measures`` with *thresholds*' tolerances); for
+    two windows, also verify's answer on them (``verify.evaluate``, on the live state of the
+    migrations' objects, as ``dbtools verify`` reads it).
 
     Raises ``UsageError`` for malformed or unknown labels, ``PrerequisiteMissing`` without
     pg_stat_statements (live) or the monitoring tables (windows), ``ConfigError`` for a revision
     the migrations do not know. The windows are *sample_target*'s, read from *store* (a
-    central repository) when given, else from *conn*'s database. The timelines' span covers
+    central repository's) when given, else from *conn*'s database. The timelines' span covers
     the windows and the *marks* ((name, window) pairs: ``timelines.parse_marks``; with windows
     only), all shaded; their families are *classifier*'s.
     """
@@ -143,35 +146,32 @@ def load_input(
     t = thresholds or Thresholds()
     with translated_errors("reading statistics"):
         if refs:
-            every = load_windows(
-                store or conn, [*refs, *(ref for _, ref in marks)], target=sample_target,
-                min_coverage=t.min_window_coverage,
-            )  # fmt: skip
-            loaded = every[: len(refs)]
+            stored = store or Store.of(conn)
+            every = stored.windows([*refs, *(ref for _, ref in marks)], target=sample_target,
+                                   min_coverage=t.min_window_coverage)  # fmt: skip
+            chosen = every[: len(refs)]
+            live = read_live_state(conn) if len(chosen) == 2 else None
+            batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes] if live else []
+            measured = stored.measures(chosen, indexes=batch, **measure_options(t))
+            loaded = stored.load(chosen)
             periods: tuple[Period, ...] = tuple(
-                period_from_window(
-                    w,
-                    name,
-                    edge_tolerance=t.request_edge_tolerance,
-                    max_mismatch=t.canary_max_mismatch,
-                )
-                for w, (name, _) in zip(loaded, windows, strict=True)
+                period_from_window(w, m, name)
+                for w, m, (name, _) in zip(loaded, measured, windows, strict=True)
             )
-            state = loaded[-1].end
+            state = loaded[-1].end_state
             timelines = load_timelines(
-                store or conn,
-                [(p.name, w) for p, w in zip(periods, loaded, strict=True)],
+                stored,
+                [(p.name, w) for p, w in zip(periods, chosen, strict=True)],
                 marks=[(name, w) for (name, _), w in zip(marks, every[len(refs) :], strict=True)],
                 target=sample_target,
                 statements=timeline_statements,
                 families=timeline_families,
                 classifier=classifier,
             )
-            if len(loaded) == 2:
-                live = read_live_state(conn)
-                verification = evaluate(loaded[0], loaded[1], live, thresholds=t)
+            if live is not None:
+                verification = evaluate(measured[0], measured[1], live, thresholds=t)
         else:
-            state = stats.collect(conn)
+            state = read_live(conn)
             periods = (period_from_snapshot(state),)
         catalog = health.read_catalog(conn)
         found = (
@@ -231,7 +231,7 @@ def make_report(
     parses = ParseCache(namespace=cache_namespace())
     try:
         classifier = Classifier(store=parses)
-        with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
+        with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
             data = load_input(
                 conn,
                 windows,
@@ -239,7 +239,7 @@ def make_report(
                 inspection=options.inspection,
                 large_table_rows=options.health.large_table_rows,
                 thresholds=options.thresholds,
-                store=samples,
+                store=stored,
                 sample_target=sample_target,
                 timeline_statements=options.timeline_statements,
                 timeline_families=options.timeline_families,

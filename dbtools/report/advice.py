@@ -27,8 +27,8 @@ from sqlglot import exp
 
 from dbtools.db.catalog import quote_ident, split_qualified
 from dbtools.db.connection import SQL_MARKER
+from dbtools.reading.rows import IndexRow
 from dbtools.report.plans import Explained, PlanSettings, explain, plannable, statement_timeout
-from dbtools.stats.rows import IndexRow
 
 HYPOPG_SQL = f"""
 SELECT {SQL_MARKER} e.extversion AS version, n.nspname::text AS schema_name

@@ -23,20 +23,22 @@ from typing import Any
 
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import UsageError
+from dbtools.figures.requests import UNNAMED_VARIANT
 from dbtools.report.dashboard import (
-    APP_CACHE_HIT_RATIO,
     APP_METRICS,
     DASHBOARD_UID,
     DATASOURCE_TYPE,
-    ERROR_RATE,
     KMS_REUSE_METRIC,
     MEMORY_USAGE_METRIC,
-    REQUEST_METRICS,
-    p95_sql,
     panels,
     sample_steps,
 )
-from dbtools.verify.canary import UNNAMED_VARIANT  # request metrics that name no variant
+from dbtools.store.request_metrics import (
+    APP_CACHE_HIT_RATIO,
+    ERROR_RATE,
+    p95_sql,
+    per_variant_sql,
+)
 from dbtools.verify.thresholds import Thresholds
 
 FOLDER = "dbtools"
@@ -55,20 +57,10 @@ BYTES_PER_MB = 2**20
 # -- the SQL: one row per series, text labels then the value ------------------------------------
 
 
-def request_metrics_per_variant(expression: str, column: str) -> str:
-    """A rule's SQL: *expression* over the ``request_metrics`` buckets in the span, per variant."""
-    return f"""SELECT {SQL_MARKER} coalesce(variant, '{UNNAMED_VARIANT}') AS variant,
-       {expression} AS "{column}"
-FROM {REQUEST_METRICS}
-WHERE $__timeFilter(bucket_start)
-GROUP BY 1 HAVING {expression} IS NOT NULL
-ORDER BY 1"""
-
-
-ERROR_RATE_ALERT_SQL = request_metrics_per_variant(ERROR_RATE, "error rate")
+ERROR_RATE_ALERT_SQL = per_variant_sql(ERROR_RATE, "error rate")
 # A variant's p95 over the span: its buckets' latency histograms merged (measures.P95_NAME).
 P95_ALERT_SQL = p95_sql(f"coalesce(variant, '{UNNAMED_VARIANT}')", "variant", "p95 (ms)")
-APP_CACHE_HIT_RATIO_ALERT_SQL = request_metrics_per_variant(APP_CACHE_HIT_RATIO, "cache hit ratio")
+APP_CACHE_HIT_RATIO_ALERT_SQL = per_variant_sql(APP_CACHE_HIT_RATIO, "cache hit ratio")
 
 # The only rule over the snapshot tables: statements per second over the comparable steps
 # between consecutive snapshots in the span.

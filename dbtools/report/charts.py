@@ -141,6 +141,7 @@ class TimelinePlot:
     ylabel: str
     series: tuple[Series, ...]
     shaded: tuple[tuple[str, datetime, datetime], ...]
+    note: str = ""  # drawn under the title: what the chart cannot show
 
 
 def timeline_plots(report: Report) -> list[TimelinePlot]:
@@ -167,8 +168,10 @@ def timeline_plots(report: Report) -> list[TimelinePlot]:
     def percent(values: Sequence[float | None]) -> tuple[float | None, ...]:
         return tuple(None if v is None else 100 * v for v in values)
 
+    sparse = ", ".join(f"{name}: {count}" for name, count in timelines.sparse_windows)
+    note = f"too few intervals per window for a trend ({sparse}): points" if sparse else ""
     plots = [
-        TimelinePlot(f"{title} per interval{whose}", unit, lines(found, attribute), shaded)
+        TimelinePlot(f"{title} per interval{whose}", unit, lines(found, attribute), shaded, note)
         for whose, found in (("", statements), (" (families)", families))
         for title, unit, attribute in (("Calls", "calls", "calls"),
                                        ("Total time", "total time (ms)", "total_time_ms"),
@@ -179,7 +182,7 @@ def timeline_plots(report: Report) -> list[TimelinePlot]:
             Series("buffer cache", ends,
                    percent([s.buffer_cache_hit_ratio for s in timelines.steps])),
             Series("index", ends, percent([s.index_hit_ratio for s in timelines.steps])),
-        ), shaded),
+        ), shaded, note),
         TimelinePlot("Application p95 per bucket", "p95 (ms)", (
             Series("p95", starts, tuple(b.p95_ms for b in timelines.buckets)),), shaded),
         TimelinePlot("Application error rate per bucket", "error rate (%)", (
@@ -203,11 +206,14 @@ def draw_timeline(plot: TimelinePlot, colours: Sequence[str]) -> str:
     figure, axes = _figure(7, 3)
     for (name, start, end), colour in zip(plot.shaded, colours, strict=True):
         axes.axvspan(start, end, color=colour, alpha=0.2, label=name)
+    # A sparse chart draws its figures as points: a line between two windows' single points
+    # would read as a trend.
+    style = {"linestyle": "none", "markersize": 6} if plot.note else {"markersize": 3}
     for series in plot.series:
         values = [math.nan if v is None else v for v in series.values]
-        axes.plot(series.times, values, marker="o", markersize=3, label=series.label)
+        axes.plot(series.times, values, marker="o", label=series.label, **style)
     axes.set_ylabel(plot.ylabel)
-    axes.set_title(plot.title)
+    axes.set_title(f"{plot.title}\n{plot.note}" if plot.note else plot.title)
     axes.legend(fontsize="small")
     figure.autofmt_xdate()
     return _svg(figure)
@@ -218,8 +224,11 @@ def _time(figures: StatementFigures | None) -> float:
 
 
 def _label(query: str, width: int = 40) -> str:
+    """*query* on one line, cut to *width*, as text: its ``$1`` placeholders escaped, or
+    matplotlib would typeset the text between two of them as mathematics."""
     flat = re.sub(r"\s+", " ", query).strip()
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    cut = flat if len(flat) <= width else flat[: width - 1] + "…"
+    return cut.replace("$", r"\$")
 
 
 def charts(report: Report) -> dict[str, list[str]]:

@@ -11,11 +11,13 @@ alert lines.
 A dashboard variable selects the targets (one series each, named by target) among those in the
 samples. Consecutive samples make a step only when their counters are comparable (no server
 restart, no pg_stat_statements reset or eviction, no database statistics reset in between), as
-``stats.measures`` demands of a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's
+``figures.measures`` demands of a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's
 polling is left out of what dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for
 the dashboard's time range, ``$target`` the selected targets as a quoted list. The tables and
 indexes the panels read are checked against the head revision's manifest. The alert rules
-(``alerts``) share the panels' request-metrics expressions and sample steps.
+(``alerts``) share the panels' sample steps; the SQL over ``request_metrics`` is
+``store.request_metrics``' (its one home: a window, a timeline's bucket and a panel count the
+same requests the same way).
 """
 
 from __future__ import annotations
@@ -26,9 +28,18 @@ from typing import Any
 
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import ConfigError
-from dbtools.schema import latency, monitoring
+from dbtools.schema import monitoring
 from dbtools.schema.manifest import Manifest, manifest_at
 from dbtools.schema.monitoring import monitoring_table
+from dbtools.store.request_metrics import (
+    APP_CACHE_HIT_RATIO,
+    ERROR_RATE,
+    REQUEST_METRICS,
+    REQUEST_RATE,
+    p95_sql,
+    per_bucket_sql,
+    requests_between_sql,
+)
 from dbtools.verify.thresholds import Thresholds
 
 DASHBOARD_UID = "dbtools-rollout"
@@ -42,7 +53,6 @@ GRID_HEIGHT = 8
 
 
 SNAPSHOTS = monitoring_table(monitoring.SNAPSHOTS)
-REQUEST_METRICS = monitoring_table(monitoring.REQUEST_METRICS)
 APP_METRICS = monitoring_table(monitoring.APP_METRICS)
 # What the panels read; the revision the dashboard is made for must create every one.
 TABLES_READ = (SNAPSHOTS, REQUEST_METRICS, APP_METRICS)
@@ -102,13 +112,11 @@ SELECT "time", metric, queries / nullif(seconds, 0) AS "queries/s"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""
 
-# Requests: the end sample's --requests, else the request_metrics buckets inside the step.
+# Requests: the end sample's --requests-served, else the request_metrics buckets overlapping the
+# step, each by the share of its time inside it (as a window counts them).
 QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
 SELECT "time", metric,
-       queries::float8 / nullif(coalesce(requests, (
-           SELECT sum(m.requests) FROM {REQUEST_METRICS} m
-           WHERE m.bucket_start >= previous_at
-             AND m.bucket_start + make_interval(secs => m.bucket_seconds) <= "time")), 0)
+       queries::float8 / nullif(coalesce(requests, {requests_between_sql("previous_at", '"time"')}), 0)
            AS "queries per request"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""
@@ -124,69 +132,10 @@ SELECT "time", metric,
 FROM steps WHERE comparable AND idx_blks_hit >= 0 AND idx_blks_read >= 0
 ORDER BY 1, 2"""
 
-# What a panel (per bucket) and an alert rule (per variant, over the rule's span) compute from
-# ``request_metrics``: one expression each, shared.
-APP_CACHE_HIT_RATIO = "sum(cache_hits)::float8 / nullif(sum(cache_hits + cache_misses), 0)"
-# The highest p95 of a bucket's rows: the worst second (the report's timelines, per bucket).
-P95 = "max(latency_p95_ms) FILTER (WHERE requests > 0)"
-ERROR_RATE = "sum(errors)::float8 / nullif(sum(requests), 0)"
-PERCENTILE = 0.95
-
-
-def p95_sql(group: str, alias: str, column: str) -> str:
-    """The p95 of the ``request_metrics`` rows in the time range, per *group* (an expression,
-    shown as *alias*), as ``measures.P95_NAME`` defines it for a window (``schema.latency``):
-    the percentile of the rows' latency histograms merged, else (a row with requests and no
-    histogram: an older writer) the request-weighted 95th percentile of the rows' own p95s."""
-    at = latency.PERCENTILE_AT_SQL.format(position="i")
-    return f"""WITH {SQL_MARKER} m AS (
-    SELECT {group} AS g, requests, latency_p95_ms, latency_histogram
-    FROM {REQUEST_METRICS} WHERE $__timeFilter(bucket_start) AND requests > 0
-), h AS (
-    SELECT g, u.i, sum(u.c) AS c
-    FROM m CROSS JOIN LATERAL unnest(m.latency_histogram) WITH ORDINALITY AS u(c, i)
-    GROUP BY g, u.i
-), merged AS (
-    SELECT DISTINCT ON (g) g, {at} AS p95
-    FROM (SELECT g, i, c, sum(c) OVER (PARTITION BY g ORDER BY i) AS seen,
-                 sum(c) OVER (PARTITION BY g) AS total FROM h) x
-    WHERE c > 0 AND seen >= {PERCENTILE} * total
-    ORDER BY g, i
-), estimated AS (
-    SELECT DISTINCT ON (g) g, latency_p95_ms AS p95
-    FROM (SELECT g, latency_p95_ms,
-                 sum(requests) OVER (PARTITION BY g ORDER BY latency_p95_ms) AS seen,
-                 sum(requests) OVER (PARTITION BY g) AS total
-          FROM m WHERE latency_p95_ms IS NOT NULL) x
-    WHERE seen >= {PERCENTILE} * total
-    ORDER BY g, latency_p95_ms
-)
-SELECT m.g AS {alias},
-       CASE WHEN bool_and(m.latency_histogram IS NOT NULL) THEN min(merged.p95)
-            ELSE min(estimated.p95) END AS "{column}"
-FROM m LEFT JOIN merged ON merged.g = m.g LEFT JOIN estimated ON estimated.g = m.g
-GROUP BY m.g
-HAVING CASE WHEN bool_and(m.latency_histogram IS NOT NULL) THEN min(merged.p95)
-            ELSE min(estimated.p95) END IS NOT NULL
-ORDER BY 1"""
-
-
-REQUEST_RATE = "sum(requests)::float8 / nullif(max(bucket_seconds), 0)"
-
-
-def request_metrics_series(expression: str, column: str) -> str:
-    """A panel's SQL: *expression* over ``request_metrics``, one point per bucket."""
-    return f"""SELECT {SQL_MARKER} bucket_start AS "time",
-       {expression} AS "{column}"
-FROM {REQUEST_METRICS}
-WHERE $__timeFilter(bucket_start)
-GROUP BY 1 ORDER BY 1"""
-
-
-APP_CACHE_HIT_RATIO_SQL = request_metrics_series(APP_CACHE_HIT_RATIO, "cache hit ratio")
+APP_CACHE_HIT_RATIO_SQL = per_bucket_sql(APP_CACHE_HIT_RATIO, "cache hit ratio")
 P95_SQL = p95_sql("bucket_start", '"time"', "p95 (ms)")
-ERROR_RATE_SQL = request_metrics_series(ERROR_RATE, "error rate")
-REQUEST_RATE_SQL = request_metrics_series(REQUEST_RATE, "requests/s")
+ERROR_RATE_SQL = per_bucket_sql(ERROR_RATE, "error rate")
+REQUEST_RATE_SQL = per_bucket_sql(REQUEST_RATE, "requests/s")
 
 KMS_REUSE_SQL = f"""SELECT {SQL_MARKER} recorded_at AS "time",
        avg(value) AS "KMS connection reuse ratio"

@@ -23,11 +23,11 @@ from psycopg.rows import class_row
 
 from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
+from dbtools.figures.sums import application_rows
 from dbtools.findings import Finding, Rule, Status, rule, run_rules, worst_first
 from dbtools.output import byte_size
+from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 from dbtools.schema.manifest import TableSettings, setting_differences
-from dbtools.stats.measures import application_rows
-from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 
 WRAPAROUND_LIMIT = 2**31  # transaction IDs before wraparound
 
@@ -159,7 +159,7 @@ def health_input(
     expected_settings: Sequence[TableSettings],
 ) -> HealthInput:
     """What the rules read about *snapshot*: the application's tables, indexes and foreign keys
-    (``stats.measures.is_application``: dbtools' monitoring schema left out), as of its time, and
+    (``schema.monitoring.is_application``: dbtools' monitoring schema left out), as of its time, and
     the per-table settings its revision sets (``manifest_at(revision).table_settings``)."""
     return HealthInput(
         as_of=snapshot.header.taken_at,

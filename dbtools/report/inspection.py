@@ -21,11 +21,11 @@ from dbtools.db.connection import SQL_MARKER
 from dbtools.db.server import inspect_server, major_of
 from dbtools.errors import PrerequisiteMissing
 from dbtools.findings import Finding
+from dbtools.reading.columns import statement_columns
+from dbtools.reading.live import read_unstored
+from dbtools.reading.rows import Snapshot, StatementRow
 from dbtools.report import activity, advice, plans, schema_health, settings, space
 from dbtools.report.health import table_name
-from dbtools.stats.collect import collect_unstored
-from dbtools.stats.columns import statement_columns
-from dbtools.stats.rows import Snapshot, StatementRow
 
 SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
 Key = tuple[int, int, int, bool]
@@ -89,7 +89,7 @@ def unstored_columns(conn: psycopg.Connection[Any]) -> dict[Key, dict[str, Any]]
         columns = statement_columns(inspect_server(conn))
     except PrerequisiteMissing:
         return {}
-    return collect_unstored(conn, columns)
+    return read_unstored(conn, columns)
 
 
 def inspect(

@@ -1,6 +1,6 @@
 """The report as data: built (purely) from periods of statistics, rendered by the renderers.
 
-A *period* is one column of the report: a window's deltas (``dbtools.stats.measures``), or the live
+A *period* is one column of the report: a window's deltas (``dbtools.figures.measures``), or the live
 totals since the statistics were last reset. One period, or two (baseline and candidate: the
 report then shows the change, opens with verify's verdict on the two windows, and tells what
 replaced what: ``report.story``). Health (index and autovacuum) is judged on the latest snapshot,
@@ -27,8 +27,23 @@ from datetime import datetime
 from typing import Any, Literal
 
 from dbtools.db.server import version_text
+from dbtools.figures.deltas import statement_key
+from dbtools.figures.measures import (
+    WindowMeasures,
+    buffer_cache_hit_ratio,
+    heap_hit_ratio,
+    index_hit_ratio,
+    p95_text,
+    per_request,
+    query_reduction,
+    ratio,
+    statement_hit_ratio,
+)
+from dbtools.figures.sums import Scope, application_rows, count_statements
+from dbtools.figures.windows import Window
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
+from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 from dbtools.report import health, story
 from dbtools.report.activity import Activity
 from dbtools.report.advice import AdviceReport
@@ -60,25 +75,6 @@ from dbtools.sqltext.families import (
     is_n_plus_one,
 )
 from dbtools.sqltext.parse import TableRef
-from dbtools.stats.deltas import statement_key
-from dbtools.stats.measures import (
-    EDGE_TOLERANCE,
-    Scope,
-    WindowMeasures,
-    application_rows,
-    buffer_cache_hit_ratio,
-    count_statements,
-    heap_hit_ratio,
-    index_hit_ratio,
-    measure_window,
-    p95_text,
-    per_request,
-    query_reduction,
-    ratio,
-    statement_hit_ratio,
-)
-from dbtools.stats.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
-from dbtools.stats.windows import Window
 from dbtools.verify import VerifyResult
 from dbtools.verify.thresholds import Thresholds
 
@@ -124,26 +120,20 @@ class Period:
     measures: WindowMeasures | None = None  # a window's figures, as verify computes them
 
 
-def period_from_window(
-    window: Window,
-    name: str | None = None,
-    *,
-    edge_tolerance: float = EDGE_TOLERANCE,
-    max_mismatch: float | None = None,
-) -> Period:
-    """A window's deltas (``window.deltas``, computed once), with the figures verify computes
-    for it."""
+def period_from_window(window: Window, measures: WindowMeasures, name: str | None = None) -> Period:
+    """A window's deltas (``window.deltas``: its states loaded, computed once), with its figures
+    (*measures*: verify's, ``Store.measures``)."""
     deltas = window.deltas
     return Period(
         name=name or window.ref.name,
         label=str(window.ref),
-        started_at=window.start.header.taken_at,
-        ended_at=window.end.header.taken_at,
+        started_at=window.start.taken_at,
+        ended_at=window.end.taken_at,
         statements=deltas.statements.rows,
         tables=deltas.tables.rows,
         indexes=deltas.indexes.rows,
         database=deltas.database_row,
-        measures=measure_window(window, edge_tolerance=edge_tolerance, max_mismatch=max_mismatch),
+        measures=measures,
     )
 
 

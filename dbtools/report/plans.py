@@ -29,10 +29,10 @@ from sqlglot import exp
 
 from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
+from dbtools.reading.rows import StatementRow
 from dbtools.redaction import redact
 from dbtools.sqltext.parse import is_transaction_control, parse_statements
 from dbtools.sqltext.scrub import scrub_query
-from dbtools.stats.rows import StatementRow
 
 GENERIC_PLAN_MAJOR = 16
 PLANNABLE = (exp.Select, exp.SetOperation, exp.Insert, exp.Update, exp.Delete)

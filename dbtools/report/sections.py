@@ -13,6 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from dbtools.figures.measures import (
+    P95_DEFINITION,
+    P95_NAME,
+    RATIO_DEFINITIONS,
+    WORST_SECOND_DEFINITION,
+    WORST_SECOND_NAME,
+)
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
 from dbtools.report.activity import SessionLine
@@ -27,14 +34,7 @@ from dbtools.report.model import (
     StatementWork,
 )
 from dbtools.report.plans import plan_text
-from dbtools.report.timelines import StatementPoint
-from dbtools.stats.measures import (
-    P95_DEFINITION,
-    P95_NAME,
-    RATIO_DEFINITIONS,
-    WORST_SECOND_DEFINITION,
-    WORST_SECOND_NAME,
-)
+from dbtools.report.timelines import StatementPoint, Timelines
 
 SHORT_SQL = 72
 
@@ -573,6 +573,19 @@ def autovacuum_health(report: Report) -> Section:
     )
 
 
+def sparse_note(found: Timelines) -> str:
+    """What a chart of *found* cannot show: windows with too few intervals for a trend."""
+    sparse = found.sparse_windows
+    if not sparse:
+        return ""
+    counts = ", ".join(f"{name} {count}" for name, count in sparse)
+    return (
+        f" Too few intervals inside a window for a trend ({counts}; a window captured with "
+        "two snapshots has one): the charts draw their figures as points, not lines; "
+        "`dbtools collect` during the windows gives one interval per sample."
+    )
+
+
 def timelines(report: Report) -> Section | None:
     found = report.timelines
     if found is None:
@@ -593,7 +606,8 @@ def timelines(report: Report) -> Section | None:
         f"windows: {windows}). The charts draw the top statements' calls, total and mean time "
         "per interval (and the top families'), the hit ratios per interval, and the "
         "application's p95 and error rate per request-metrics bucket, with the windows "
-        "shaded. An interval across a restart or a reset is not comparable and is not drawn.",
+        "shaded. An interval across a restart or a reset is not comparable and is not drawn."
+        + sparse_note(found),
         ["from", "to", "comparable", "buffer cache hit ratio", "index hit ratio"],
         rows,
         empty="Fewer than two samples in the span.",

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from dbtools.figures.measures import WindowMeasures, per_request
 from dbtools.findings import Finding
 from dbtools.output import number, percent
-from dbtools.stats.measures import WindowMeasures, per_request
 
 ChangeKind = Literal["replaced", "fewer calls", "gone", "new", "grew"]
 FELL: tuple[ChangeKind, ...] = ("replaced", "fewer calls", "gone")

@@ -198,7 +198,7 @@ def rehearse(
     plan = _Plan(migrations, order, selected, declared.irreversible, keep_going, base)
     if dsn is None:
         with _sandbox_database(pg_bin) as (sandbox_dsn, where):
-            return plan.run(sandbox_dsn, where)
+            return plan.run(sandbox_dsn, where, sandbox=True)
     if pg_bin is not None:
         raise UsageError("--pg-bin chooses a sandbox's binaries; it makes no sense with --dsn")
     dsn = resolve_dsn(dsn)
@@ -236,12 +236,12 @@ def check_scratch_database(
     if application and _same_database(resolve_dsn(application), dsn):
         raise UsageError(
             f"refusing to rehearse in {describe(dsn).database}: it is the database DATABASE_URL "
-            "names; give a scratch database (or --force)"
+            "names; give a scratch database (or --allow-data)"
         )
     refuse_data(
         dsn,
         refusing="rehearse",
-        because="a rehearsal drops what the migrations created. Use a scratch database (or --force)",
+        because="a rehearsal drops what the migrations created. Use a scratch database (or --allow-data)",
         ignore=(*BOOKKEEPING_TABLES, *bookkeeping),
     )
 
@@ -275,15 +275,16 @@ class _Plan:
     base: BaseSchema | None = None
     dsn: str = ""
     where: str = ""
+    sandbox: bool = False  # the server is dbtools' own: the base's roles may be created there
     applied: set[str] = field(default_factory=set)  # revisions the database holds now
 
-    def run(self, dsn: str, where: str) -> Rehearsal:
-        self.dsn, self.where = dsn, where
+    def run(self, dsn: str, where: str, *, sandbox: bool = False) -> Rehearsal:
+        self.dsn, self.where, self.sandbox = dsn, where, sandbox
         with session(dsn) as conn:
             version_num = inspect_server(conn).version_num
         if self.base is not None:
             recreate_database(dsn)  # the base is loaded into an empty database
-            self.base.load(dsn, self.migrations)
+            self.base.load(dsn, self.migrations, create_roles=sandbox)
         else:
             environment = self._named(lambda: self.migrations.current(dsn))
             if recorded_heads(dsn, environment):
@@ -297,14 +298,13 @@ class _Plan:
         not_run: list[str] = []
         blocked: set[str] = set()  # upgrades that failed: nothing standing on them can run
         stopped = None
-        for revision in self.order:
+        chosen = [revision for revision in self.order if revision.revision in self.selected]
+        for position, revision in enumerate(chosen, 1):
             name = revision.revision
-            if name not in self.selected:
-                continue
             if stopped is not None or blocked & self._ancestors(revision):
                 not_run.append(name)
                 continue
-            step = self._rehearse_revision(revision)
+            step = self._rehearse_revision(revision, f"revision {position} of {len(chosen)}")
             steps.append(step)
             if step.passed:
                 continue
@@ -341,7 +341,7 @@ class _Plan:
     def _ancestors(self, revision: Script) -> set[str]:
         return {r.revision for r in self.migrations.upgrade_order(revision.revision)}
 
-    def _rehearse_revision(self, revision: Script) -> RehearsalStep:
+    def _rehearse_revision(self, revision: Script, position: str) -> RehearsalStep:
         name = revision.revision
         down = ", ".join(down_revisions(revision)) or BASE
         started = time.monotonic()
@@ -358,7 +358,8 @@ class _Plan:
         def step(**fields: Any) -> RehearsalStep:
             return RehearsalStep(name, down, seconds=time.monotonic() - started, **fields)
 
-        log.info("rehearsing %s: upgrade from %s, downgrade, upgrade again", name, down)
+        log.info("rehearsing %s, %s: upgrade from %s, downgrade, upgrade again",
+                 position, name, down)  # fmt: skip
         try:
             before = dump_schema(self.dsn, exclude_tables=exclude)
             self._apply(revision, "upgrade", after_heads)
@@ -460,7 +461,7 @@ class _Plan:
         log.info("recreating %s and upgrading it to %s", self.where, sorted(self.applied))
         recreate_database(self.dsn)
         if self.base is not None:
-            self.base.load(self.dsn, self.migrations)
+            self.base.load(self.dsn, self.migrations, create_roles=self.sandbox)
         done: set[str] = set()
         for head in heads_of(self.applied, self.migrations):
             done |= {r.revision for r in self.migrations.upgrade_order(head)}

@@ -134,7 +134,7 @@ def setting_differences(
     expected: TableSettings, reloptions: Mapping[str, str]
 ) -> tuple[SettingDifference, ...]:
     """The settings in *expected* that a table's *reloptions* (name to value, as
-    ``stats.rows.parse_reloptions`` reads them) lack or hold another value for, in *expected*'s
+    ``reading.rows.parse_reloptions`` reads them) lack or hold another value for, in *expected*'s
     order; empty when every one is in place. Options nobody expects (a DBA's fillfactor) do not
     count."""
     return tuple(

@@ -43,18 +43,22 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
+import logging
 import math
 import multiprocessing
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dbtools.output import ProgressLog
 from dbtools.sqltext.parse import DIALECT, TableRef, parse_statements
 from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.sqltext.scrub import is_unreadable, scrub_query
 from dbtools.sqltext.tree import is_key_like, read_statement
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -273,6 +277,7 @@ def _shape_from_json(value: dict[str, Any]) -> StatementShape:
 RULES_VERSION = 2
 # Below this many texts to parse, starting worker processes costs more than they save.
 PARALLEL_FROM = 400
+PROGRESS_FROM = 100  # texts to parse from which -v shows the progress
 
 
 def compiled_sqlglot() -> bool:
@@ -300,12 +305,28 @@ def free_cores() -> int:
 
 def shapes_of(texts: Sequence[str], *, workers: int = 1) -> list[StatementShape]:
     """``shape_of`` each of *texts*, in order; over *workers* processes when there are at least
-    ``PARALLEL_FROM`` (forked, so they start with pglast loaded; where fork is missing, here)."""
-    if workers < 2 or len(texts) < PARALLEL_FROM or not _CAN_FORK:
-        return [shape_of(text) for text in texts]
-    chunk = -(-len(texts) // (workers * 2))  # few, large chunks: each costs a round trip
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(shape_of, texts, chunksize=chunk)
+    ``PARALLEL_FROM`` (forked, so they start with pglast loaded; where fork is missing, here).
+    From ``PROGRESS_FROM`` texts on, the progress is logged (``parsing statements: N of M``)."""
+    progress = (
+        ProgressLog(log, "parsing statements", len(texts))
+        if len(texts) >= PROGRESS_FROM
+        else lambda done: None
+    )
+    shapes: list[StatementShape] = []
+    progress(0)
+    with contextlib.ExitStack() as stack:
+        parsed: Iterable[StatementShape]
+        if workers < 2 or len(texts) < PARALLEL_FROM or not _CAN_FORK:
+            parsed = map(shape_of, texts)
+        else:
+            # chunks of a few hundred: few round trips, and progress to show between them
+            chunk = max(1, min(-(-len(texts) // (workers * 2)), PARALLEL_FROM))
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
+            parsed = pool.imap(shape_of, texts, chunksize=chunk)
+        for shape in parsed:
+            shapes.append(shape)
+            progress(len(shapes))
+    return shapes
 
 
 _CAN_FORK = "fork" in multiprocessing.get_all_start_methods()

@@ -38,7 +38,7 @@ _TRANSACTION_CONTROL = re.compile(rf"^{TRANSACTION_CONTROL_PATTERN}\b", re.I)
 # The same test in SQL, for ``~*`` (``\y``: PostgreSQL's word boundary).
 TRANSACTION_CONTROL_SQL_REGEX = rf"^{TRANSACTION_CONTROL_PATTERN}\y"
 # Of those, the ones that open a transaction block, and those that end one (not ROLLBACK TO a
-# savepoint): the transaction cross-check counts blocks by them (``stats.counting``).
+# savepoint): the transaction cross-check counts blocks by them (``figures.counting``).
 TRANSACTION_BEGIN_SQL_REGEX = rf"^{_LEADING}(begin|start\s+transaction)\y"
 TRANSACTION_END_SQL_REGEX = (
     rf"^{_LEADING}(commit|end|rollback(?!\s+to\y)|abort|prepare\s+transaction)\y"

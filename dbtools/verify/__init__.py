@@ -1,6 +1,6 @@
 """``verify``: compare a baseline and a candidate window and decide pass, fail or rollback.
 
-The figures come from snapshot deltas (``dbtools.stats.measures``), the objects the migrations create
+The figures come from snapshot deltas (``dbtools.figures.measures``), the objects the migrations create
 are read live from the catalog, the checks are ``dbtools.verify.rules``. Verdict and exit code:
 
 * ``rollback`` (exit 3) when any finding crossed a rollback threshold;
@@ -28,28 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import repository, session, translated_errors
+from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
+from dbtools.figures.measures import FIGURE_DEFINITIONS, WindowMeasures, query_reduction
+from dbtools.figures.sums import Scope
+from dbtools.figures.windows import Window, parse_window
 from dbtools.findings import FAILING, Finding, Rule, check_names, run_rules
 from dbtools.output import json_document
-from dbtools.stats.measures import (
-    FIGURE_DEFINITIONS,
-    Scope,
-    WindowMeasures,
-    measure,
-    measure_window,
-    query_reduction,
-    sum_deltas,
-)
-from dbtools.stats.sql_sums import roles_in_windows, sum_windows
-from dbtools.stats.windows import (
-    ResolvedWindows,
-    Window,
-    WindowBounds,
-    loaded_windows,
-    parse_window,
-    resolve_windows,
-)
+from dbtools.store import Store, open_store
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rollback import AFTER_ROLLBACK_RULES
 from dbtools.verify.rules import CANARY_CHECKS, RULES, Evidence
@@ -134,8 +121,8 @@ class VerifyResult(Judged):
 
 
 def evaluate(
-    baseline: Window | WindowMeasures,
-    candidate: Window | WindowMeasures,
+    baseline: WindowMeasures,
+    candidate: WindowMeasures,
     live: LiveState,
     *,
     scope: Scope = DEFAULT_SCOPE,
@@ -144,16 +131,11 @@ def evaluate(
     mode: Mode = "rollout",
     rules: tuple[Rule[Evidence], ...] | None = None,
 ) -> VerifyResult:
-    """Judge two windows (loaded, or their figures already measured) and the live state (pure:
+    """Judge the figures of the *baseline* window against the *candidate*'s (``Store.measures``
+    over *scope*, with *thresholds*' tolerances: ``measure_options``) and the live state (pure:
     no database access)."""
     refuse_unknown_checks(thresholds)
-    mismatch = reconcile_tolerance(thresholds, scope, operation)
-    before, after = (
-        w if isinstance(w, WindowMeasures)
-        else measure_window(w, scope, edge_tolerance=thresholds.request_edge_tolerance,
-                            max_mismatch=mismatch)
-        for w in (baseline, candidate)
-    )  # fmt: skip
+    before, after = baseline, candidate
     comparison = []
     if (before.database_oid, before.database_name) != (after.database_oid, after.database_name):
         comparison.append(
@@ -176,6 +158,18 @@ def evaluate(
     )
 
 
+def measure_options(
+    thresholds: Thresholds, scope: Scope = DEFAULT_SCOPE, operation: str | None = None
+) -> dict[str, Any]:
+    """How verify measures a window (``Store.measures``' keywords): requests prorated at its
+    ends within ``request_edge_tolerance``, the application's count of its statements
+    reconciled within ``reconcile_tolerance``."""
+    return {
+        "edge_tolerance": thresholds.request_edge_tolerance,
+        "max_mismatch": reconcile_tolerance(thresholds, scope, operation),
+    }
+
+
 def reconcile_tolerance(
     thresholds: Thresholds, scope: Scope, operation: str | None
 ) -> float | None:
@@ -195,7 +189,7 @@ def refuse_unknown_checks(thresholds: Thresholds) -> None:
                           f"{', '.join(KNOWN_CHECKS)}")  # fmt: skip
 
 
-def refuse_overlap(baseline: WindowBounds, candidate: WindowBounds) -> None:
+def refuse_overlap(baseline: Window, candidate: Window) -> None:
     """Raise ``UsageError`` when the two windows are the same or share any time (a shared end
     snapshot is fine: ``a..b`` then ``b..c``)."""
     b, c = baseline, candidate
@@ -212,14 +206,6 @@ def refuse_overlap(baseline: WindowBounds, candidate: WindowBounds) -> None:
             f"{b_end:%H:%M:%S} and {c_start:%H:%M:%S}-{c_end:%H:%M:%S} UTC): a statement in "
             "both would count twice; compare two separate windows"
         )
-
-
-def statement_roles(windows: Sequence[Window]) -> frozenset[str]:
-    """The roles with a statement entry at either end of one of *windows*."""
-    return frozenset(
-        row.rolname for w in windows for s in (w.start, w.end) for row in s.statements
-        if row.rolname is not None
-    )  # fmt: skip
 
 
 def refuse_unknown_roles(
@@ -262,13 +248,13 @@ def verify(
     monitoring tables, ``ConnectionFailed`` when a server cannot be reached (all exit code 2).
     """
     refs = [parse_window(baseline), parse_window(candidate)]
-    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
+    with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        resolved = resolve_windows(samples, refs, operation=operation, target=target,
-                                   min_coverage=thresholds.min_window_coverage)  # fmt: skip
-        refuse_overlap(*resolved.bounds)
-        before, after = _measures(conn, samples, resolved, scope, live, thresholds, operation)
+        windows = stored.windows(refs, operation=operation, target=target,
+                                 min_coverage=thresholds.min_window_coverage)  # fmt: skip
+        refuse_overlap(*windows)
+        before, after = _measures(conn, stored, windows, scope, live, thresholds, operation)
     mode: Mode = "after-rollback" if after_rollback else "rollout"
     return evaluate(before, after, live, scope=scope, thresholds=thresholds,
                     operation=operation, mode=mode)  # fmt: skip
@@ -287,50 +273,34 @@ def window_measures(
     """The figures of one window (``W``, ``A..B``, ``last:10m``) of *target*, and why it cannot
     be trusted when it cannot (a deploy's preflight asks this of its baseline), judged with
     *thresholds*' tolerances. Raises as ``verify`` does."""
-    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
+    with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        resolved = resolve_windows(samples, [parse_window(window)], operation=operation,
-                                   target=target,
-                                   min_coverage=thresholds.min_window_coverage)  # fmt: skip
-        (measures,) = _measures(conn, samples, resolved, scope, live, thresholds, operation)
+        windows = stored.windows([parse_window(window)], operation=operation, target=target,
+                                 min_coverage=thresholds.min_window_coverage)  # fmt: skip
+        (measures,) = _measures(conn, stored, windows, scope, live, thresholds, operation)
     return measures
 
 
 def _measures(
     conn: Any,
-    samples: Any,
-    resolved: ResolvedWindows,
+    store: Store,
+    windows: Sequence[Window],
     scope: Scope,
     live: LiveState,
     thresholds: Thresholds,
     operation: str | None,
 ) -> list[WindowMeasures]:
-    """The figures of each of the *resolved* windows over *scope*: summed in the database where
-    it holds compact samples, else from the samples' states; requests prorated at the edges and
-    the application's count reconciled within *thresholds*' tolerances. Refuses
-    (``UsageError``) roles in *scope* that neither the server nor any window knows."""
+    """The figures of each of *windows* over *scope* (``Store.measures``), the batch indexes'
+    scans among them; requests prorated at the edges and the application's count reconciled
+    within *thresholds*' tolerances. Refuses (``UsageError``) roles in *scope* that neither the
+    server nor any window knows."""
     known = frozenset[str]()
     if scope.roles:
         with translated_errors("reading the roles"):
             known = existing_roles(conn, scope.roles)
-    with translated_errors("summing the windows"):
-        if resolved.layout.samples and resolved.target is not None:
-            # Compact samples: the database sums the windows (a few rows come back).
-            batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes]
-            sums = sum_windows(samples, resolved.target, resolved.bounds, scope,
-                               indexes=batch)  # fmt: skip
-            if not scope.roles <= known:
-                known |= roles_in_windows(samples, resolved.target, resolved.bounds,
-                                          scope.roles - known)  # fmt: skip
-        else:
-            windows = loaded_windows(samples, resolved)
-            sums = [sum_deltas(w, scope) for w in windows]
-            known |= statement_roles(windows)
-    refuse_unknown_roles(scope.roles, known, windows=len(resolved.bounds))
-    mismatch = reconcile_tolerance(thresholds, scope, operation)
-    return [
-        measure(b, s, scope, edge_tolerance=thresholds.request_edge_tolerance,
-                max_mismatch=mismatch)
-        for b, s in zip(resolved.bounds, sums, strict=True)
-    ]  # fmt: skip
+        known |= store.roles_in(windows, scope.roles - known)
+    refuse_unknown_roles(scope.roles, known, windows=len(windows))
+    batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes]
+    return store.measures(windows, scope, indexes=batch,
+                          **measure_options(thresholds, scope, operation))  # fmt: skip

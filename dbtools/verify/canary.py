@@ -19,7 +19,7 @@ attributed to the variants one of two ways, named in the output:
   untrusted and the output says by how much they differ.
 
 Requests and the application's counts come from the buckets the window overlaps, prorated at
-its ends (``stats.windows.RequestTotals``): a variant whose queries per request the cut buckets
+its ends (``figures.requests.RequestTotals``): a variant whose queries per request the cut buckets
 could move by more than ``request_edge_tolerance`` is untrusted. With the share asked of the
 candidate (``rollout --traffic``, ``--traffic``), its measured share of the two variants'
 requests must lie in the ``canary_share_confidence`` interval for that many requests routed
@@ -43,39 +43,33 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import repository, session, translated_errors
+from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
-from dbtools.findings import Finding, Rule, Status, rule, run_rules
-from dbtools.output import json_document, percent
-from dbtools.stats.legacy import read_layout
-from dbtools.stats.measures import (
+from dbtools.figures.measures import (
     FIGURE_DEFINITIONS,
     P95_NAME,
     Reconciliation,
-    Scope,
     WindowMeasures,
-    count_statements,
     edge_problem,
-    hit_ratio,
-    measure_window,
     p95_text,
     per_request,
     ratio,
+    reduction,
+    request_figures,
 )
-from dbtools.stats.windows import (
-    VariantTotals,
-    Window,
-    load_variant_totals,
-    load_windows,
-    parse_window,
-)
+from dbtools.figures.requests import UNNAMED_VARIANT, VariantTotals
+from dbtools.figures.sums import Scope, StatementCounts
+from dbtools.figures.windows import parse_window
+from dbtools.findings import Finding, Rule, Status, rule, run_rules
+from dbtools.output import json_document, percent
+from dbtools.store import open_store
 from dbtools.verify import (
     DEFAULT_SCOPE,
     DEFAULT_THRESHOLDS,
     Judged,
     refuse_unknown_checks,
     refuse_unknown_roles,
-    statement_roles,
 )
 from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.rules import (
@@ -95,9 +89,6 @@ from dbtools.verify.thresholds import Thresholds
 log = logging.getLogger(__name__)
 
 Attribution = Literal["role", "app"]
-# How request-metrics rows that name no variant are shown (written before revision 0006, or by
-# an application that does not tell).
-UNNAMED_VARIANT = "(none)"
 ATTRIBUTIONS: dict[Attribution, str] = {
     "role": "each variant runs as its own database role, and pg_stat_statements keys its "
     "entries by role",
@@ -235,9 +226,8 @@ def _measure_variant(
     blocks_read: int | None = None,
 ) -> VariantMeasures:
     requests = totals.requests if totals else 0
-    has_metrics = totals is not None and totals.whole_requests > 0
+    figures = request_figures(totals)
     reported = totals.queries if totals and not totals.uncounted_buckets else None
-    p95 = totals.p95 if totals and has_metrics else None
     misaligned = None
     if totals is not None and requests:
         # The application's own counts are prorated as its requests are; pg_stat_statements'
@@ -255,12 +245,12 @@ def _measure_variant(
         reported_queries=reported,
         queries_per_request=per_request(queries, requests) if queries is not None else None,
         query_rate=ratio(queries, seconds) if queries is not None else None,
-        app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses) if totals else None,
-        p95_ms=p95.value_ms if p95 else None,
-        error_rate=ratio(totals.errors, totals.whole_requests) if totals and has_metrics else None,
+        app_cache_hit_ratio=figures.app_cache_hit_ratio,
+        p95_ms=figures.p95_ms,
+        error_rate=figures.error_rate,
         min_requests=int(thresholds.canary_min_requests),
-        p95_estimated=bool(p95 and p95.estimated),
-        p95_worst_second_ms=totals.p95_ms_max if totals and has_metrics else None,
+        p95_estimated=figures.p95_estimated,
+        p95_worst_second_ms=figures.p95_worst_second_ms,
         misaligned=misaligned,
         blocks_read=blocks_read,
     )
@@ -606,8 +596,21 @@ class CanaryResult(Judged):
         )
 
 
+def whole_scope(spec: CanarySpec, scope: Scope = DEFAULT_SCOPE) -> Scope:
+    """The statements the whole canary window counts: *scope*'s, and with ``--role`` the
+    variants' roles too."""
+    roles = frozenset(spec.variant_roles.values()) | scope.roles
+    return Scope(roles, scope.tables) if scope.roles else scope
+
+
+def role_scopes(spec: CanarySpec, scope: Scope = DEFAULT_SCOPE) -> dict[str, Scope]:
+    """Each variant role's statements (``--attribute role``), in *scope*'s tables."""
+    return {role: Scope(frozenset({role}), scope.tables) for role in spec.variant_roles.values()}
+
+
 def evaluate_canary(
-    window: Window,
+    whole: WindowMeasures,
+    role_counts: Mapping[str, StatementCounts],
     variants: Mapping[str | None, VariantTotals],
     live: LiveState,
     spec: CanarySpec,
@@ -616,17 +619,10 @@ def evaluate_canary(
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     operation: str | None = None,
 ) -> CanaryResult:
-    """Judge a canary window from its snapshots, its request metrics per variant and the live
-    state (pure: no database access)."""
+    """Judge a canary window from its figures (*whole*: over ``whole_scope``), each variant
+    role's statements (*role_counts*: over ``role_scopes``), its request metrics per variant and
+    the live state (pure: no database access)."""
     refuse_unknown_checks(thresholds)
-    roles = frozenset(spec.variant_roles.values()) | scope.roles
-    whole = measure_window(window, Scope(roles, scope.tables) if scope.roles else scope,
-                           edge_tolerance=thresholds.request_edge_tolerance)  # fmt: skip
-    rows = window.deltas.statements.rows
-    role_counts = {
-        role: count_statements(rows, Scope(frozenset({role}), scope.tables))
-        for role in spec.variant_roles.values()
-    }
     role_queries = {role: counts.queries for role, counts in role_counts.items()}
     window_requests = sum(v.requests for v in variants.values())
 
@@ -641,7 +637,7 @@ def evaluate_canary(
         else:
             queries = totals.queries if totals else None
         return _measure_variant(name, totals, queries, role, window_requests=window_requests,
-                                seconds=window.seconds, thresholds=thresholds,
+                                seconds=whole.seconds, thresholds=thresholds,
                                 blocks_read=blocks)  # fmt: skip
 
     baseline, candidate = measured(spec.baseline_variant), measured(spec.candidate_variant)
@@ -659,16 +655,13 @@ def evaluate_canary(
             reported, whole.counts.queries, thresholds.canary_max_mismatch, uncounted,
             sum(v.queries_slack for v in variants.values()),
         )  # fmt: skip
-    reduction = None
-    before, after = baseline.queries_per_request, candidate.queries_per_request
-    if before and after is not None:
-        reduction = 1 - after / before
+    fewer = reduction(baseline.queries_per_request, candidate.queries_per_request)
     evidence = CanaryEvidence(
-        whole, baseline, candidate, spec, reduction, thresholds, reconciliation, role_queries,
+        whole, baseline, candidate, spec, fewer, thresholds, reconciliation, role_queries,
         tuple(sorted(str(name) for name in variants if name is not None)),
         role_reconciliations,
     )  # fmt: skip
-    log.info("judging the canary %s: %s against %s", window.ref, candidate.variant,
+    log.info("judging the canary %s: %s against %s", whole.name, candidate.variant,
              baseline.variant)  # fmt: skip
     live_evidence = Evidence(whole, whole, None, live, thresholds)
     findings = [
@@ -676,12 +669,12 @@ def evaluate_canary(
         *run_rules(LIVE_RULES, live_evidence, skip=thresholds.skip),
     ]
     return CanaryResult(
-        database=window.end.header.database_name,
+        database=whole.database_name,
         whole=whole,
         baseline=baseline,
         candidate=candidate,
         spec=spec,
-        reduction=reduction,
+        reduction=fewer,
         findings=tuple(findings),
         reconciliation=reconciliation,
         role_queries=role_queries,
@@ -718,21 +711,27 @@ def verify_canary(
     cannot be reached (all exit code 2).
     """
     ref = parse_window(window)
-    with session(dsn, autocommit=True) as conn, repository(conn, store) as samples:
+    with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
         with translated_errors("reading the schema"):
             live = read_live_state(conn)
-        (loaded,) = load_windows(samples, [ref], operation=operation, target=target,
-                                 min_coverage=thresholds.min_window_coverage)  # fmt: skip
+        (resolved,) = stored.windows([ref], operation=operation, target=target,
+                                     min_coverage=thresholds.min_window_coverage)  # fmt: skip
         with translated_errors("reading the request metrics"):
-            variants = load_variant_totals(
-                samples, loaded.start.header.taken_at, loaded.end.header.taken_at, operation,
-                target=loaded.start.header.target, layout=read_layout(samples),
-            )  # fmt: skip
+            variants = stored.variant_totals(resolved.start.taken_at, resolved.end.taken_at,
+                                             operation=operation, target=resolved.target)  # fmt: skip
         roles = frozenset(spec.variant_roles.values()) | scope.roles
         if roles:
             with translated_errors("reading the roles"):
                 known = existing_roles(conn, roles)
-            refuse_unknown_roles(roles, known | statement_roles([loaded]), windows=1,
+            refuse_unknown_roles(roles, known | stored.roles_in([resolved], roles - known),
+                                 windows=1,
                                  option="--variant-role and --role name roles that run statements")  # fmt: skip
-    return evaluate_canary(loaded, variants, live, spec, scope=scope, thresholds=thresholds,
-                           operation=operation)  # fmt: skip
+        batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes]
+        (whole,) = stored.measures([resolved], whole_scope(spec, scope), indexes=batch,
+                                   edge_tolerance=thresholds.request_edge_tolerance)  # fmt: skip
+        role_counts = {
+            role: stored.sums([resolved], role_scope)[0].counts
+            for role, role_scope in role_scopes(spec, scope).items()
+        }
+    return evaluate_canary(whole, role_counts, variants, live, spec, scope=scope,
+                           thresholds=thresholds, operation=operation)  # fmt: skip

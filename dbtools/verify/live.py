@@ -11,9 +11,9 @@ import psycopg
 
 from dbtools.db.catalog import read_alembic_revision, read_objects, split_qualified
 from dbtools.errors import PrerequisiteMissing
+from dbtools.reading.rows import parse_reloptions
 from dbtools.schema import monitoring
 from dbtools.schema.manifest import Manifest, head_revision, manifest_at
-from dbtools.stats.rows import parse_reloptions
 
 # The monitoring tables verify reads; without them there is nothing to verify (exit 2).
 REQUIRED_TABLES = (

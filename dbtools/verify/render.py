@@ -7,9 +7,7 @@ from datetime import timezone
 
 from tabulate import tabulate
 
-from dbtools.findings import Finding
-from dbtools.output import number, percent
-from dbtools.stats.measures import (
+from dbtools.figures.measures import (
     P95_DEFINITION,
     P95_NAME,
     RATIO_DEFINITIONS,
@@ -17,6 +15,8 @@ from dbtools.stats.measures import (
     WORST_SECOND_NAME,
     WindowMeasures,
 )
+from dbtools.findings import Finding
+from dbtools.output import number, percent
 from dbtools.verify import VerifyResult
 from dbtools.verify.canary import CanaryResult, VariantMeasures
 

@@ -24,9 +24,9 @@ is a warning: the figures hold for the window measured, not yet for the period t
 
 from __future__ import annotations
 
+from dbtools.figures.measures import P95_NAME
 from dbtools.findings import Finding, Rule, Status, check_names, rule
 from dbtools.output import beside, percent
-from dbtools.stats.measures import P95_NAME
 from dbtools.verify.rules import (
     Evidence,
     autovacuum_settings,

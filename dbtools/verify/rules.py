@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dbtools.figures.measures import P95_NAME, WindowMeasures
 from dbtools.findings import Finding, Rule, Status, check_names, rule
 from dbtools.output import beside, percent
 from dbtools.schema.manifest import setting_differences
-from dbtools.stats.measures import P95_NAME, WindowMeasures
 from dbtools.verify.live import IndexState, LiveState
 from dbtools.verify.thresholds import Thresholds
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from dbtools.config import layered_table
 from dbtools.errors import ConfigError
-from dbtools.stats.measures import EDGE_TOLERANCE
-from dbtools.stats.windows import MIN_COVERAGE
+from dbtools.figures.measures import EDGE_TOLERANCE
+from dbtools.figures.windows import MIN_COVERAGE
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from dbtools.db.catalog import quote_ident
 from dbtools.db.connection import connect, error_reason
 from dbtools.errors import ConnectionFailed, PrerequisiteMissing, UsageError
+from dbtools.figures.measures import hit_ratio, ratio
 from dbtools.metrics import MetricsRecorder, instrument_psycopg, percentile
 from dbtools.redaction import redact
 from dbtools.workload import queries
@@ -137,7 +138,7 @@ class WorkloadConfig:
     search_cache_ttl_s: float = 900.0
     offer_ttl_s: float = 1800.0
     record_metrics: bool = True
-    bucket_seconds: int = 1  # a window's ends cut at most a bucket each (stats.windows)
+    bucket_seconds: int = 1  # a window's ends cut at most a bucket each (figures.requests)
     operation: str = OPERATION
     application_name: str = APPLICATION_NAME
     statement_timeout: str = "30s"
@@ -250,12 +251,11 @@ class WorkloadResult:
 
     @property
     def cache_hit_ratio(self) -> float | None:
-        looked_up = self.cache_hits + self.cache_misses
-        return self.cache_hits / looked_up if looked_up else None
+        return hit_ratio(self.cache_hits, self.cache_misses)
 
     @property
     def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
+        return ratio(self.errors, self.requests)
 
     @property
     def failed(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from dbtools.db.connection import session
+from dbtools.db.errors import translated_errors
 from dbtools.errors import PrerequisiteMissing, UsageError
 from dbtools.workload.catalog import (
     CURRENCY,
@@ -104,7 +105,8 @@ def seed_database(
     log.info("seeding %d trip requests, %d travelers", dataset.trip_requests, dataset.travelers)
     started = time.perf_counter()
     trips = trip_requests(dataset)
-    with session(dsn, read_only=False, statement_timeout=SEED_STATEMENT_TIMEOUT) as conn:
+    refused = translated_errors("seeding the flight-search tables")
+    with refused, session(dsn, read_only=False, statement_timeout=SEED_STATEMENT_TIMEOUT) as conn:
         _check_target(conn, replace=replace)
         with conn.transaction():
             if replace:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dbtools.stats.rows import DatabaseRow, IndexRow, Row, Snapshot, StatementRow, TableRow
+from dbtools.reading.rows import DatabaseRow, IndexRow, Row, Snapshot, StatementRow, TableRow
 
 # Cumulative counters: what a delta subtracts. Everything else (names, gauges such as
 # n_live_tup, sizes, settings) is taken from the end snapshot.

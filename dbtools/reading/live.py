@@ -18,10 +18,10 @@ else sees them. Nothing here resets statistics.
 
 The header also records what decides what pg_stat_statements counts (``counting_settings``,
 ``counting_overrides``) and every top-level call it counted in the database
-(``toplevel_calls``): ``stats.counting`` judges a window by them.
+(``toplevel_calls``): ``figures.counting`` judges a window by them.
 
 The row dataclasses' field names are the column names of the ``perf_monitoring`` tables
-(without ``snapshot_id``; texts in ``statement_texts``); ``dbtools.stats.snapshots`` stores and
+(without ``snapshot_id``; texts in ``statement_texts``); ``dbtools.store.snapshots`` stores and
 loads them.
 """
 
@@ -39,10 +39,8 @@ from psycopg.rows import class_row, dict_row
 from dbtools.db.catalog import read_alembic_revision
 from dbtools.db.connection import SQL_MARKER
 from dbtools.db.server import ServerInfo, inspect_server
-from dbtools.schema.monitoring import MONITORING_SCHEMA, STATEMENT_TEXTS
-from dbtools.sqltext.scrub import scrub_query
-from dbtools.stats.columns import StatementColumns, statement_columns
-from dbtools.stats.rows import (
+from dbtools.reading.columns import StatementColumns, statement_columns
+from dbtools.reading.rows import (
     DatabaseRow,
     IndexRow,
     Row,
@@ -53,6 +51,8 @@ from dbtools.stats.rows import (
     column_names,
     stored_columns,
 )
+from dbtools.schema.monitoring import MONITORING_SCHEMA, STATEMENT_TEXTS
+from dbtools.sqltext.scrub import scrub_query
 
 # -- SQL --------------------------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_d
 """
 
 
-def collect_unstored(
+def read_unstored(
     conn: psycopg.Connection[Any], columns: StatementColumns
 ) -> dict[tuple[int, int, int, bool], dict[str, Any]]:
     """The pg_stat_statements columns snapshots do not store (``columns.UNSTORED_COLUMNS``), live,
@@ -278,7 +278,7 @@ def header_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
     )
 
 
-# -- collection -------------------------------------------------------------------------------
+# -- reading -------------------------------------------------------------------------------
 
 
 def prepare(conn: psycopg.Connection[Any]) -> tuple[ServerInfo, StatementColumns]:
@@ -287,7 +287,7 @@ def prepare(conn: psycopg.Connection[Any]) -> tuple[ServerInfo, StatementColumns
     return info, statement_columns(info)
 
 
-def collect(conn: psycopg.Connection[Any]) -> Snapshot:
+def read_live(conn: psycopg.Connection[Any]) -> Snapshot:
     """Read the live statistics of the connected database (seven queries, whatever its size);
     query texts scrubbed.
 
@@ -313,8 +313,8 @@ def collect(conn: psycopg.Connection[Any]) -> Snapshot:
     )
 
 
-def probe_collection(conn: psycopg.Connection[Any]) -> None:
-    """Run every query ``collect`` (and a snapshot) runs, wrapped to return no rows: proof that
+def probe_reading(conn: psycopg.Connection[Any]) -> None:
+    """Run every query ``read_live`` (and a snapshot) runs, wrapped to return no rows: proof that
     the connected role may read every statistics view and function they use (``doctor``).
 
     Raises the server's error for the first one it may not read, ``PrerequisiteMissing`` when

@@ -1,6 +1,6 @@
 """The storage of revisions 0002–0004, written and read while a database is rolled back below 0005.
 
-From revision 0005 every snapshot is a compact sample (``stats.samples``). A rollback's
+From revision 0005 every snapshot is a compact sample (``store.compact``). A rollback's
 ``alembic downgrade`` below 0005 converts the samples back to this older storage: every
 snapshot a full copy of the statistics, one row per entry, with no target (the database's own).
 While a database stays there (the README's rollback runs ``capture`` and ``verify`` after
@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -32,11 +31,9 @@ from psycopg import sql
 from dbtools.db.connection import SQL_MARKER
 from dbtools.db.server import ServerInfo
 from dbtools.errors import UsageError
-from dbtools.schema import monitoring
-from dbtools.sqltext.scrub import scrub_query
-from dbtools.stats import collect as stats
-from dbtools.stats.columns import StatementColumns
-from dbtools.stats.rows import (
+from dbtools.reading import live
+from dbtools.reading.columns import StatementColumns
+from dbtools.reading.rows import (
     TEXT_COLUMN,
     DatabaseRow,
     IndexRow,
@@ -47,7 +44,10 @@ from dbtools.stats.rows import (
     column_names,
     stored_columns,
 )
-from dbtools.stats.samples import TEXT_NOT_STORED, SampleSummary
+from dbtools.schema import monitoring
+from dbtools.sqltext.scrub import scrub_query
+from dbtools.store.compact import TEXT_NOT_STORED, SampleSummary
+from dbtools.store.layout import Layout, or_null
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,10 @@ _ROW_TABLES: tuple[tuple[type[Any], str], ...] = (
     (DatabaseRow, monitoring.DATABASE_STATS),
 )
 _SOURCES: dict[str, sql.SQL] = {
-    monitoring.TABLE_STATS: sql.SQL(stats.TABLES_SQL),
-    monitoring.INDEX_STATS: sql.SQL(stats.INDEXES_SQL),
-    monitoring.DATABASE_STATS: sql.SQL(stats.DATABASE_SQL),
+    monitoring.TABLE_STATS: sql.SQL(live.TABLES_SQL),
+    monitoring.INDEX_STATS: sql.SQL(live.INDEXES_SQL),
+    monitoring.DATABASE_STATS: sql.SQL(live.DATABASE_SQL),
 }
-
-# The tables a snapshot writes: revision 0002 creates them (0004 adds statement_texts, used
-# where the database has it; 0005 keeps their names).
-SNAPSHOT_TABLES = (monitoring.SNAPSHOTS, *(table for _, table in _ROW_TABLES))
 
 
 def _table(name: str) -> sql.Identifier:
@@ -76,65 +72,6 @@ def _table(name: str) -> sql.Identifier:
 def _columns(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
     return sql.SQL(", ").join(
         sql.Identifier(prefix, name) if prefix else sql.Identifier(name) for name in names
-    )
-
-
-# -- the repository's layout --------------------------------------------------------------------
-
-LAYOUT_SQL = sql.SQL(
-    """SELECT {marker} c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
-FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-GROUP BY 1"""
-).format(marker=sql.SQL(SQL_MARKER))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The monitoring tables' columns as the database has them (its revision decides), or
-    None: as this dbtools writes them (head)."""
-
-    columns: dict[str, tuple[str, ...]] | None = None
-
-    def has(self, table: str, column: str | None = None) -> bool:
-        if self.columns is None:
-            return True
-        found = self.columns.get(table)
-        return found is not None and (column is None or column in found)
-
-    @property
-    def texts_stored_apart(self) -> bool:
-        """Whether texts are in ``statement_texts`` (revision 0004 on)."""
-        return self.has(monitoring.STATEMENT_TEXTS)
-
-    @property
-    def samples(self) -> bool:
-        """Whether snapshots are compact samples keyed by target (revision 0005 on: the storage
-        of ``stats.samples``); False: this module's full copies (0002–0004). The one test every
-        writer and reader of snapshots dispatches on."""
-        return self.has(monitoring.SNAPSHOTS, "target")
-
-
-HEAD_LAYOUT = Layout()
-
-
-def read_layout(conn: psycopg.Connection[Any]) -> Layout:
-    """The monitoring tables' columns in the connected database (one query)."""
-    rows = conn.execute(LAYOUT_SQL, {"schema": monitoring.MONITORING_SCHEMA}).fetchall()
-    return Layout({table: tuple(columns) for table, columns in rows})
-
-
-def or_null(
-    layout: Layout, table: str, names: Iterable[str], prefix: str | None = None
-) -> sql.Composed:
-    """The columns *names* of *table*, NULL for those its revision lacks."""
-    return sql.SQL(", ").join(
-        (sql.Identifier(prefix, name) if prefix else sql.Identifier(name))
-        if layout.has(table, name)
-        else sql.SQL("NULL AS {}").format(sql.Identifier(name))
-        for name in names
     )
 
 
@@ -233,10 +170,10 @@ SELECT h.id, h.taken_at,
 FROM header h"""
     ).format(
         marker=sql.SQL(SQL_MARKER),
-        statements=stats.statements_sql(columns, with_text=False),
+        statements=live.statements_sql(columns, with_text=False),
         stored_texts=sql.SQL(_TEXTS_CTE if texts_apart else _GIVEN_TEXTS_CTE).format(texts=texts),
         missing_texts=sql.SQL(_MISSING_TEXTS if texts_apart else "0").format(texts=texts),
-        header=stats.header_sql(columns, info),
+        header=live.header_sql(columns, info),
         snapshots=_table(monitoring.SNAPSHOTS),
         header_columns=_columns(
             ("label", *facts, "alembic_revision", "requests", "hidden_statements", "hidden_calls")
@@ -269,7 +206,7 @@ def take_snapshot(
         "alembic_revision": revision,
         "pgss_version": info.pgss_version,
         "marker": SQL_MARKER,
-        "ri_marker": stats.RI_MARKER,
+        "ri_marker": live.RI_MARKER,
         **_new_texts(conn, columns, layout),
     }
     try:
@@ -300,8 +237,8 @@ def _new_texts(
     """The texts ``statement_texts`` lacks (before revision 0004: every text, each row holds
     its own), read from pg_stat_statements and scrubbed, as the array parameters of
     ``store_sql`` and ``INSERT_TEXTS_SQL``."""
-    params = {"marker": SQL_MARKER, "ri_marker": stats.RI_MARKER}
-    query = stats.new_texts_sql(columns, only_unstored=layout.texts_stored_apart)
+    params = {"marker": SQL_MARKER, "ri_marker": live.RI_MARKER}
+    query = live.new_texts_sql(columns, only_unstored=layout.texts_stored_apart)
     rows = conn.execute(query, params).fetchall()
     log.debug("%d statement texts to store", len(rows))
     return {

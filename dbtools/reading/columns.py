@@ -8,13 +8,13 @@ from psycopg import sql
 
 from dbtools.db.server import ServerInfo, require_pg_stat_statements
 from dbtools.errors import PrerequisiteMissing
-from dbtools.stats.rows import StatementRow, column_names
+from dbtools.reading.rows import StatementRow, column_names
 
 OLDEST_SUPPORTED = (1, 8)
 NEWEST_KNOWN = (1, 12)
 
 # The columns pg_stat_statements has that snapshots do not store (yet), by the extension
-# version that added them; ``collect.collect_unstored`` reads them live. Storing one needs a
+# version that added them; ``live.read_unstored`` reads them live. Storing one needs a
 # revision of the monitoring tables; until then a report shows them as totals since the entry
 # started counting.
 UNSTORED_COLUMNS: tuple[tuple[tuple[int, int], tuple[str, ...]], ...] = (

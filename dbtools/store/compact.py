@@ -1,13 +1,14 @@
-"""Samples: the compact storage every snapshot and ``dbtools collect`` writes (revision 0005).
+"""Compact samples: the storage every snapshot and ``dbtools collect`` writes (revision 0005).
 
-A *sample* is one read of a target's statistics (``collect.read_sample``): a header row in
+A *sample* is one read of a target's statistics (``reading.live.read_sample``): a header row in
 ``perf_monitoring.snapshots`` (labelled: a snapshot; unlabelled: collected) and **a row per
 change**: a statement, table, index or database row is stored only when one of its values
 differs from the same entry's values at the target's previous sample. A row holds its entry's
 values from its sample on, until the entry's next row; an entry missing from a sample gets a
 ``vanished`` row there. The state of a target at sample S is, per entry, its latest row at or
 before S, not vanished (``load_states``): exactly what a full copy taken at S would hold, so any
-window between two samples gives the deltas two full copies would.
+window between two samples gives the deltas two full copies would, and the rows stored
+between two samples replay every step between them (``replay``).
 
 Two numbers make "did not move" exact for tables: ``xid_age`` grows with every transaction of
 the cluster, so it is not stored per row but counted from ``snapshots.xid_now`` and the table's
@@ -28,10 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,11 +47,8 @@ from psycopg.types.json import Jsonb
 from dbtools.db import locks
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.schema import monitoring
-from dbtools.schema.monitoring import is_application
-from dbtools.sqltext.parse import is_transaction_control
-from dbtools.stats.collect import SampleRead, StatementKey
-from dbtools.stats.rows import (
+from dbtools.reading.live import SampleRead, StatementKey
+from dbtools.reading.rows import (
     TEXT_COLUMN,
     DatabaseRow,
     IndexRow,
@@ -60,6 +59,9 @@ from dbtools.stats.rows import (
     column_names,
     stored_columns,
 )
+from dbtools.schema import monitoring
+from dbtools.schema.monitoring import is_application
+from dbtools.sqltext.parse import is_transaction_control
 
 log = logging.getLogger(__name__)
 
@@ -614,6 +616,74 @@ def load_changes(
         ]
         for kind in KINDS
     }
+
+
+# -- replaying stored changes ---------------------------------------------------------------------
+
+
+def _keyed(kind: RowKind, rows: Iterable[Any]) -> dict[tuple[Any, ...], Any]:
+    return {kind.key_of(row): row for row in rows}
+
+
+def _snapshot(header: SnapshotHeader, rows: dict[RowKind, Sequence[Any]]) -> Snapshot:
+    database = rows[DATABASE]
+    return Snapshot(
+        header=header,
+        statements=tuple(rows[STATEMENTS]),
+        tables=tuple(rows[TABLES]),
+        indexes=tuple(rows[INDEXES]),
+        database=database[0] if database else None,
+    )
+
+
+def replay(
+    conn: psycopg.Connection[Any], target: str, headers: Sequence[SnapshotHeader]
+) -> tuple[list[tuple[Snapshot, Snapshot]], Snapshot, Snapshot]:
+    """The steps between consecutive *headers* (compact samples of *target*, ids rising with
+    time), each as two partial snapshots holding only the entries that moved in it (and the
+    database row): their deltas are the full states' less the entries whose counters did not
+    move. Also the full states at the first and last sample. Reads the first state and the
+    rows stored after it (``load_changes``), not every sample's state."""
+    first, last = headers[0], headers[-1]
+    assert first.id is not None and last.id is not None
+    loaded = load_states(conn, target, [first])[first.id]
+    state = {
+        STATEMENTS: _keyed(STATEMENTS, loaded.statements),
+        TABLES: _keyed(TABLES, loaded.tables),
+        INDEXES: _keyed(INDEXES, loaded.indexes),
+        DATABASE: _keyed(DATABASE, (loaded.database,) if loaded.database else ()),
+    }
+    changes = load_changes(conn, target, first.id, last.id)
+    read = dict.fromkeys(KINDS, 0)
+    pairs = []
+    for before, after in itertools.pairwise(headers):
+        assert after.id is not None
+        ends: dict[RowKind, tuple[list[Any], list[Any]]] = {}
+        for kind in KINDS:
+            current, stored = state[kind], changes[kind]
+            moved: dict[tuple[Any, ...], Any] = {}  # each entry's row before the step
+            database_before = list(current.values()) if kind is DATABASE else []
+            while read[kind] < len(stored) and stored[read[kind]].sample_id <= after.id:
+                change = stored[read[kind]]
+                read[kind] += 1
+                key = kind.key_of(change.row)
+                if key not in moved:
+                    moved[key] = current.get(key)
+                if change.vanished:
+                    current.pop(key, None)
+                else:
+                    current[key] = change.row
+            if kind is DATABASE:  # whole, moved or not: a step's problems read it
+                ends[kind] = (database_before, list(current.values()))
+            else:
+                ends[kind] = ([row for row in moved.values() if row is not None],
+                              [current[key] for key in moved if key in current])  # fmt: skip
+        pairs.append((
+            _snapshot(before, {kind: start for kind, (start, _) in ends.items()}),
+            _snapshot(after, {kind: end for kind, (_, end) in ends.items()}),
+        ))  # fmt: skip
+    final = _snapshot(last, {kind: list(rows.values()) for kind, rows in state.items()})
+    return pairs, loaded, final
 
 
 # -- removing samples -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The field names are the column names of the ``perf_monitoring`` tables (without ``snapshot_id``;
 a statement's ``query`` lives in ``statement_texts``, once per statement: ``stored_columns``):
-``stats.snapshots`` stores and loads them, ``stats.collect`` reads them live.
+the store (``store.Store``) keeps and loads them, ``reading.live`` reads them live.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class SnapshotHeader:
     """One snapshot's header: where, when and by whom it was taken (``perf_monitoring.snapshots``).
 
     A live collection (not stored) has ``id`` and ``label`` None. ``requests`` is what a load tool
-    reported (``--requests``), None otherwise.
+    reported (``--requests-served``), None otherwise.
     """
 
     id: int | None
@@ -40,7 +40,7 @@ class SnapshotHeader:
     counting_settings: dict[str, dict[str, str]] | None = None  # name: {value, source}
     counting_overrides: list[dict[str, str | None]] | None = None  # None: not readable
     toplevel_calls: int | None = None  # every top-level call counted in the database
-    # Revision 0005 on (``stats.samples``): the target the sample was read from, the collection
+    # Revision 0005 on (``store.compact``): the target the sample was read from, the collection
     # interval (None: a labelled snapshot), the period a rolled-up sample stands for, the
     # transaction ID table ages count from, and the sums a dashboard draws a point per sample
     # from (None in snapshots converted from older revisions where noted there).

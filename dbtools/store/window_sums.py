@@ -30,18 +30,18 @@ import psycopg
 from psycopg import sql
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.figures.counting import RoleCalls
+from dbtools.figures.deltas import COUNTERS, TIME_TOLERANCE, delta_rows
+from dbtools.figures.sums import Scope, StatementCounts, WindowSums
+from dbtools.figures.windows import Window
 from dbtools.schema import monitoring
 from dbtools.sqltext.parse import (
     TRANSACTION_BEGIN_SQL_REGEX,
     TRANSACTION_CONTROL_SQL_REGEX,
     TRANSACTION_END_SQL_REGEX,
 )
-from dbtools.stats import samples
-from dbtools.stats.counting import RoleCalls
-from dbtools.stats.deltas import COUNTERS, TIME_TOLERANCE, delta_rows
-from dbtools.stats.measures import Scope, StatementCounts, WindowSums
-from dbtools.stats.samples import TEXT_NOT_STORED, RowKind
-from dbtools.stats.windows import WindowBounds
+from dbtools.store import compact
+from dbtools.store.compact import TEXT_NOT_STORED, RowKind
 
 _MARKER = sql.SQL(SQL_MARKER)
 
@@ -96,8 +96,8 @@ CROSS JOIN LATERAL (
         WHERE t.target = %(target)s AND {same} AND t.snapshot_id <= w.end_id
         ORDER BY t.snapshot_id DESC LIMIT 1) last
     WHERE last.snapshot_id > w.start_id) e"""
-        ).format(entries=samples.entries_cte(kind), table=table,
-                 same=samples.same_entry(kind, "t", "k"))  # fmt: skip
+        ).format(entries=compact.entries_cte(kind), table=table,
+                 same=compact.same_entry(kind, "t", "k"))  # fmt: skip
     else:
         changed = sql.SQL(
             """CROSS JOIN LATERAL (
@@ -122,7 +122,7 @@ CROSS JOIN LATERAL (SELECT s.snapshot_id IS NOT NULL AND ({went_down}) AS went_d
         windows=_WINDOWS,
         changed=changed,
         table=table,
-        same=samples.same_entry(kind, "t", "e"),
+        same=compact.same_entry(kind, "t", "e"),
     )
 
 
@@ -181,7 +181,7 @@ FROM c WHERE toplevel AND d_calls <> 0 AND NOT vanished GROUP BY 1, 2, 3"""
     ).format(
         marker=_MARKER,
         deltas=_deltas_sql(
-            samples.STATEMENTS,
+            compact.STATEMENTS,
             ("calls", "shared_blks_hit", "shared_blks_read", "total_exec_time"),
             ("stats_since", "min_exec_time", "max_exec_time", "calls", "total_exec_time"),
             by_entry=by_entry,
@@ -204,7 +204,7 @@ FROM d WHERE NOT vanished GROUP BY n"""
     ).format(
         marker=_MARKER,
         deltas=_deltas_sql(
-            samples.TABLES, ("autovacuum_count", "autoanalyze_count"), by_entry=by_entry
+            compact.TABLES, ("autovacuum_count", "autoanalyze_count"), by_entry=by_entry
         ),
     )
 
@@ -241,9 +241,9 @@ WHERE EXISTS (SELECT FROM missing) AND NOT r.vanished
     ).format(
         marker=_MARKER,
         deltas=_deltas_sql(
-            samples.INDEXES, ("idx_blks_hit", "idx_blks_read", "idx_scan"), by_entry=by_entry
+            compact.INDEXES, ("idx_blks_hit", "idx_blks_read", "idx_scan"), by_entry=by_entry
         ),
-        entries=samples.entries_cte(samples.INDEXES),
+        entries=compact.entries_cte(compact.INDEXES),
         windows=_WINDOWS,
         table=_table(monitoring.INDEX_STATS),
     )
@@ -262,9 +262,9 @@ _LONG_WINDOWS = sql.SQL(
     "coalesce(bool_or({indexes}), false) FROM {windows}"
 ).format(
     marker=_MARKER,
-    statements=_rows_inside(samples.STATEMENTS),
-    tables=_rows_inside(samples.TABLES),
-    indexes=_rows_inside(samples.INDEXES),
+    statements=_rows_inside(compact.STATEMENTS),
+    tables=_rows_inside(compact.TABLES),
+    indexes=_rows_inside(compact.INDEXES),
     windows=_WINDOWS,
 )
 
@@ -293,7 +293,7 @@ class _Sums:
 def sum_windows(
     conn: psycopg.Connection[Any],
     target: str,
-    windows: Sequence[WindowBounds],
+    windows: Sequence[Window],
     scope: Scope,
     *,
     indexes: Sequence[str] = (),
@@ -344,14 +344,14 @@ def sum_windows(
             found[n].indexes_reset, found[n].index_hit, found[n].index_read = went_down, value, read
         else:
             found[n].scans[name] = value
-    databases = samples.load_entries(conn, target, samples.DATABASE, _sample_ids(windows))
+    databases = compact.load_entries(conn, target, compact.DATABASE, _sample_ids(windows))
     return [
         _window_sums(found[n], databases[w.start.id], databases[w.end.id])  # type: ignore[index]
         for n, w in enumerate(windows, start=1)
     ]
 
 
-def _sample_ids(windows: Sequence[WindowBounds]) -> list[int]:
+def _sample_ids(windows: Sequence[Window]) -> list[int]:
     """The samples at the windows' ends, each once."""
     return sorted({h.id for w in windows for h in (w.start, w.end) if h.id is not None})
 
@@ -396,10 +396,10 @@ CROSS JOIN LATERAL (
 WHERE NOT s.vanished AND s.rolname = ANY (%(roles)s::text[])"""
 ).format(
     marker=_MARKER,
-    key=sql.SQL(", ").join(sql.Identifier(k) for k in samples.STATEMENTS.key),
-    table=_table(samples.STATEMENTS.table),
+    key=sql.SQL(", ").join(sql.Identifier(k) for k in compact.STATEMENTS.key),
+    table=_table(compact.STATEMENTS.table),
     same=sql.SQL(" AND ").join(
-        sql.SQL("t.{k} = e.{k}").format(k=sql.Identifier(k)) for k in samples.STATEMENTS.key
+        sql.SQL("t.{k} = e.{k}").format(k=sql.Identifier(k)) for k in compact.STATEMENTS.key
     ),
 )
 
@@ -407,7 +407,7 @@ WHERE NOT s.vanished AND s.rolname = ANY (%(roles)s::text[])"""
 def roles_in_windows(
     conn: psycopg.Connection[Any],
     target: str,
-    windows: Sequence[WindowBounds],
+    windows: Sequence[Window],
     roles: frozenset[str],
 ) -> frozenset[str]:
     """The roles of *roles* with a statement entry at either end of one of *windows*."""

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from dbtools.stats.rows import SnapshotHeader
+from dbtools.reading.rows import SnapshotHeader
 
 TRACK = "pg_stat_statements.track"
 TRACK_UTILITY = "pg_stat_statements.track_utility"

@@ -2,7 +2,7 @@
 
 A *target* is a monitored database with a name (``NAME=DSN``, or a TOML file of them). Each
 round reads the targets concurrently (at most ``concurrency`` at once, a session each) and
-stores a sample per target (``stats.samples``: only the entries that moved), in the target's
+stores a sample per target (``compact``: only the entries that moved), in the target's
 own ``perf_monitoring`` or, with a central *store*, in that repository keyed by target. A
 round never waits for a slow target: a target still busy from the previous round is skipped
 (``busy``), one that is down or refusing is logged and retried next round, and the others keep
@@ -39,10 +39,12 @@ from dbtools.db.connection import (
     error_reason,
     normalise_dsn,
 )
+from dbtools.db.errors import refusal_message
 from dbtools.errors import ConfigError, DbtoolsError, UsageError
-from dbtools.stats import collect as stats
-from dbtools.stats import samples
-from dbtools.stats.snapshots import SAMPLE_LOCK_TIMEOUT, require_samples
+from dbtools.reading import live
+from dbtools.store import compact
+from dbtools.store.snapshots import SAMPLE_LOCK_TIMEOUT
+from dbtools.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,10 @@ def validate_target_name(name: str) -> str:
 
 
 def parse_target(text: str) -> Target:
-    """``NAME=DSN`` (``--target``); raises ``UsageError`` for anything else."""
+    """``NAME=DSN`` (``--target-dsn``); raises ``UsageError`` for anything else."""
     name, separator, dsn = text.partition("=")
     if not separator or not dsn.strip() or " " in name:
-        raise UsageError(f"invalid --target {text.split('=')[0]!r}...: expected NAME=DSN")
+        raise UsageError(f"invalid --target-dsn {text.split('=')[0]!r}...: expected NAME=DSN")
     return Target(validate_target_name(name), normalise_dsn(dsn.strip()))
 
 
@@ -117,11 +119,11 @@ class Outcome:
     """What a round did for one target: its sample, or why there is none."""
 
     target: str
-    sample: samples.SampleSummary | None = None
+    sample: compact.SampleSummary | None = None
     error: str | None = None
     busy: bool = False  # still reading from the previous round
     abandoned: bool = False
-    purged: samples.Purged = field(default_factory=samples.Purged)
+    purged: compact.Purged = field(default_factory=compact.Purged)
 
     def describe(self) -> str:
         if self.sample is not None:
@@ -216,7 +218,7 @@ class TargetSampler:
         self.store: psycopg.Connection[Any] | None = None  # where samples are written
         self.source: psycopg.Connection[Any] | None = None  # a central store's target (else: store)
         self.prepared: tuple[Any, Any] | None = None
-        self.state: samples.TargetState | None = None
+        self.state: compact.TargetState | None = None
         self.connections: list[psycopg.Connection[Any]] = []
 
     def __str__(self) -> str:
@@ -251,8 +253,8 @@ class TargetSampler:
         else:
             self.source = self._connect(self.target.dsn, read_only=True)
             self.store = self._connect(self.store_dsn, read_only=False)
-        require_samples(self.store, self.purpose)
-        self.prepared = stats.prepare(self.source or self.store)
+        Store.checked(self.store).require_samples(self.purpose)
+        self.prepared = live.prepare(self.source or self.store)
         if self.name is None:
             self.name = self.prepared[0].database
         return self.store
@@ -262,23 +264,23 @@ class TargetSampler:
         label: str | None = None,
         *,
         stopping: Callable[[], bool] = lambda: False,
-        after: Callable[[psycopg.Connection[Any], str], samples.Purged] | None = None,
-    ) -> tuple[samples.SampleSummary, samples.Purged]:
+        after: Callable[[psycopg.Connection[Any], str], compact.Purged] | None = None,
+    ) -> tuple[compact.SampleSummary, compact.Purged]:
         """Read the target and store its sample (labelled *label*) under the target's write
         lock; *after* (purge, roll-up) runs under the same lock. Raises ``Abandoned`` when
         *stopping* says so before the write, ``UsageError`` for a label the target has."""
         store = self.open()
         assert self.prepared is not None and self.name is not None
         info, columns = self.prepared
-        with samples.write_lock(store, self.name):
-            state = samples.current_state(store, self.name, self.state)
-            read = stats.read_sample(self.source or store, info, columns, state.texts, state.own)
+        with compact.write_lock(store, self.name):
+            state = compact.current_state(store, self.name, self.state)
+            read = live.read_sample(self.source or store, info, columns, state.texts, state.own)
             if stopping():
                 raise Abandoned("stopping")
-            summary, self.state = samples.write_sample(
+            summary, self.state = compact.write_sample(
                 store, self.name, read, state, label=label, interval_seconds=self.interval_s
             )
-            purged = after(store, self.name) if after is not None else samples.Purged()
+            purged = after(store, self.name) if after is not None else compact.Purged()
         return summary, purged
 
     def stop(self) -> None:
@@ -333,12 +335,12 @@ class Collector:
         once: bool = False,
     ) -> None:
         if not targets:
-            raise UsageError("no target to collect from: give --dsn, --target or --targets")
+            raise UsageError("no target to collect from: give --dsn, --target-dsn or --targets")
         if interval_s <= 0 or concurrency <= 0:
             raise UsageError("the interval and the concurrency must be positive")
         names = [t.name for t in targets]
         if len(targets) > 1 and (None in names or len(set(names)) != len(names)):
-            raise UsageError("several targets need distinct names (--target NAME=DSN)")
+            raise UsageError("several targets need distinct names (--target-dsn NAME=DSN)")
         self.store = store
         self.interval_s = interval_s
         self.retention_s = retention_s
@@ -390,7 +392,7 @@ class Collector:
         if not locks.try_lock(store, key):
             holder = locks.holder(store, key)
             sampler.close()
-            raise samples.TargetBusy(
+            raise compact.TargetBusy(
                 f"another collector holds target {sampler.name!r}: "
                 f"{holder or 'a session that has since gone'}"
             )
@@ -405,7 +407,7 @@ class Collector:
         for sessions, future in opening:
             try:
                 future.result()
-            except samples.TargetBusy:
+            except compact.TargetBusy:
                 self.close()
                 raise
             except (DbtoolsError, psycopg.Error) as err:
@@ -432,20 +434,20 @@ class Collector:
             # one round (--once) reports its failures in its outcome; a collector that goes on
             # warns at once, so that a daemon's log shows a target that is down
             report = log.info if self.once else log.warning
-            if isinstance(err, samples.TargetBusy):
+            if isinstance(err, compact.TargetBusy):
                 report("target %s: %s", name, err)
             else:
                 report("target %s: %s; retried next round", name, _reason(err))
             sampler.close()
             return Outcome(name, error=_reason(err))
 
-    def _tidy(self, store: psycopg.Connection[Any], name: str) -> samples.Purged:
+    def _tidy(self, store: psycopg.Connection[Any], name: str) -> compact.Purged:
         """Retention and roll-up after a sample, under its write lock."""
-        purged = samples.Purged()
+        purged = compact.Purged()
         if self.retention_s is not None and not self._stop.is_set():
-            purged = samples.purge(store, name, self.retention_s)
+            purged = compact.purge(store, name, self.retention_s)
         if self.rollup_after_s is not None and not self._stop.is_set():
-            purged += samples.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
+            purged += compact.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
         return purged
 
     # -- rounds -------------------------------------------------------------------------------
@@ -500,13 +502,15 @@ class Collector:
 
 
 def _reason(err: BaseException) -> str:
+    if isinstance(err, psycopg.errors.InsufficientPrivilege):
+        return refusal_message(err)
     if isinstance(err, psycopg.Error):
         return error_reason(err)
     return str(err)
 
 
 def targets_from(dsn: str | None, given: Iterable[str], targets_file: Path | None) -> list[Target]:
-    """The targets of the command line: ``--target NAME=DSN``s, a ``--targets`` file, or the
+    """The targets of the command line: ``--target-dsn NAME=DSN``s, a ``--targets`` file, or the
     one ``--dsn`` (named after its database)."""
     found = [parse_target(text) for text in given]
     if targets_file is not None:

@@ -1,13 +1,15 @@
-"""What happened inside a window: deltas between two snapshots, and the figures verify judges.
+"""A window's figures: what verify, the canary, the report and the rollout judge and show.
 
-Everything here is computed from the difference between a window's two snapshots, never from
-totals since a reset, and is pure (no database access). A window whose counters cannot be
-trusted (a reset, evictions, a restart, zero requests, …) says why in ``problems``.
+``measure`` turns a window (its two samples' headers and its request metrics) and what its
+entries add up to (``sums.WindowSums``) into ``WindowMeasures``; the store answers the sums
+(``Store.measures`` is the one way from a stored window to its figures). Everything is computed
+from the difference between a window's two samples, never from totals since a reset, and is
+pure (no database access). A window whose counters cannot be trusted (a reset, evictions, a
+restart, zero requests, …) says why in ``problems``.
 
-This is also the one home of what every figure shares: which tables and indexes are the
-application's (``is_application``: dbtools' own monitoring schema is left out; a sample's header
-sums use it), the hit ratios (``hit_ratio`` and its family, ``hit / (hit + read)``) and
-figures per request (``per_request``).
+This is also the one home of the ratios every figure shares: the hit ratios (``hit_ratio`` and
+its family, ``hit / (hit + read)``), figures per request (``per_request``) and those of the
+application's request metrics (``request_figures``: error rate, cache hit ratio, p95s).
 """
 
 from __future__ import annotations
@@ -16,24 +18,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from dbtools.figures import counting
+from dbtools.figures.requests import RequestTotals
+from dbtools.figures.sums import ALL_STATEMENTS, Scope, StatementCounts, WindowSums, sum_deltas
+from dbtools.figures.windows import Window
+from dbtools.reading.rows import IndexRow, StatementRow, TableRow
 from dbtools.schema import latency
-from dbtools.schema.monitoring import InSchema, is_application
-from dbtools.sqltext.parse import TableRef, is_transaction_control, touches_any, transaction_role
-from dbtools.stats import counting
-from dbtools.stats.rows import IndexRow, StatementRow, TableRow
-from dbtools.stats.windows import RequestTotals, Window, WindowBounds
-
-# -- the application's tables and indexes -------------------------------------------------------
-
-S = TypeVar("S", bound=InSchema)
-
-
-def application_rows(rows: Iterable[S]) -> tuple[S, ...]:
-    """The rows of *rows* that are the application's."""
-    return tuple(row for row in rows if is_application(row))
-
 
 # -- names ---------------------------------------------------------------------------------------
 
@@ -61,66 +53,6 @@ def p95_text(value: float | None, estimated: bool, missing: str = "no data") -> 
     if value is None:
         return missing
     return f"{value:.1f} ms" + (" (estimate)" if estimated else "")
-
-
-# -- scope and classification -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which statements count: all of the target database's (dbtools' own never), or only
-    those run by *roles* and/or touching one of *tables*."""
-
-    roles: frozenset[str] = frozenset()
-    tables: frozenset[TableRef] = frozenset()
-
-    def includes_role(self, row: StatementRow) -> bool:
-        return not self.roles or row.rolname in self.roles
-
-    def includes_tables(self, row: StatementRow) -> bool:
-        return self.includes_text(row.query)
-
-    def includes_text(self, text: str) -> bool:
-        """Whether a statement with *text* touches one of the scope's tables (any, without)."""
-        return not self.tables or touches_any(text, self.tables)
-
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"roles": sorted(self.roles), "tables": sorted(str(t) for t in self.tables)}
-
-
-@dataclass(frozen=True)
-class StatementCounts:
-    """Calls in a window, split as verify reports them."""
-
-    queries: int = 0  # application statements: the headline
-    statements: int = 0  # distinct application statements called in the window
-    transaction_calls: int = 0  # BEGIN/COMMIT/ROLLBACK…, shown apart
-    nested_calls: int = 0  # statements run inside functions (toplevel = false), not sent
-    # The queries' own: shared blocks (a top-level statement's include its nested statements')
-    # and execution time (including the functions they call).
-    shared_blks_hit: int = 0
-    shared_blks_read: int = 0
-    exec_time_ms: float = 0.0
-
-
-def count_statements(rows: Iterable[StatementRow], scope: Scope) -> StatementCounts:
-    """Split the window's statement deltas into queries, transaction control and nested calls."""
-    queries = statements = transactions = nested = hit = read = 0
-    exec_time = 0.0
-    for row in rows:
-        if row.calls == 0 or not scope.includes_role(row):
-            continue
-        if not row.toplevel:
-            nested += row.calls
-        elif is_transaction_control(row.query):
-            transactions += row.calls
-        elif scope.includes_tables(row):
-            queries += row.calls
-            statements += 1
-            hit += row.shared_blks_hit
-            read += row.shared_blks_read
-            exec_time += row.total_exec_time
-    return StatementCounts(queries, statements, transactions, nested, hit, read, exec_time)
 
 
 # -- window measures ----------------------------------------------------------------------------
@@ -181,6 +113,37 @@ def index_hit_ratio(rows: Iterable[IndexRow | TableRow]) -> float | None:
 def statement_hit_ratio(row: StatementRow) -> float | None:
     """A statement's shared-buffer hit ratio (``pg_stat_statements``: shared_blks_*)."""
     return hit_ratio(row.shared_blks_hit, row.shared_blks_read)
+
+
+@dataclass(frozen=True)
+class RequestFigures:
+    """What the application's request metrics over a window (or one variant's) give. None
+    means no data; ``requests`` are those of the buckets the errors and hits come from."""
+
+    requests: int
+    error_rate: float | None
+    app_cache_hit_ratio: float | None
+    p95_ms: float | None  # P95_NAME: from the buckets' merged histograms
+    p95_low_ms: float | None = None  # the p95 lies above it (None: estimated, or no data)
+    p95_estimated: bool = False  # from buckets without a histogram
+    p95_worst_second_ms: float | None = None  # WORST_SECOND_NAME
+
+
+def request_figures(totals: RequestTotals | None) -> RequestFigures:
+    """The error rate, cache hit ratio and p95s of *totals* (None: no request metrics)."""
+    if totals is None:
+        return RequestFigures(0, None, None, None)
+    has_metrics = totals.buckets > 0 and totals.whole_requests > 0
+    p95 = totals.p95 if has_metrics else None
+    return RequestFigures(
+        requests=totals.whole_requests,
+        error_rate=ratio(totals.errors, totals.whole_requests) if has_metrics else None,
+        app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses),
+        p95_ms=p95.value_ms if p95 else None,
+        p95_low_ms=p95.low_ms if p95 else None,
+        p95_estimated=bool(p95 and p95.estimated),
+        p95_worst_second_ms=totals.p95_ms_max if has_metrics else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -248,7 +211,7 @@ class WindowMeasures:
     ended_at: datetime
     seconds: float
     requests: int | None
-    requests_source: str  # "--requests", "request_metrics" or "none"
+    requests_source: str  # "--requests-served", "request_metrics" or "none"
     counts: StatementCounts
     queries_per_request: float | None
     query_rate: float | None
@@ -327,69 +290,11 @@ class WindowMeasures:
         return self.queries_per_request + self.nested_per_request
 
 
-@dataclass(frozen=True)
-class WindowSums:
-    """What a window's entries add up to: all its measures need beyond its bounds.
-
-    Summed in Python from the two samples' loaded states (``sum_deltas``: every revision; the
-    report and the canary, which need the rows too) or by the database over compact samples
-    (``stats.sql_sums``: verify, which needs only these). Both give the same sums
-    (tests/test_sql_sums.py).
-    """
-
-    counts: StatementCounts
-    statement_entries_reset: int  # entries reset, re-created or evicted inside the window
-    counters_reset: bool  # a table's, an index's or the database's counters went down
-    database_stats_reset: bool  # pg_stat_database.stats_reset moved
-    committed: int  # pg_stat_database.xact_commit
-    sessions: int | None  # pg_stat_database.sessions (None: not counted, or no database row)
-    maintenance_runs: int  # autovacuum and autoanalyze runs on the tables
-    index_blks_hit: int  # of the application's indexes
-    index_blks_read: int
-    index_scans: Mapping[str, int]  # idx_scan by "schema.index" (sql_sums: the indexes asked)
-    # Every role's top-level calls, whatever the scope (the transaction cross-check's).
-    calls_by_role: Mapping[str, counting.RoleCalls] = field(default_factory=dict)
-
-
-def calls_by_role(rows: Iterable[StatementRow]) -> dict[str, counting.RoleCalls]:
-    """Every role's top-level calls in *rows* (a window's deltas), by what each does to a
-    transaction block."""
-    found: dict[str, counting.RoleCalls] = {}
-    for row in rows:
-        if row.toplevel and row.calls:
-            role = row.rolname or ""
-            found[role] = found.get(role, counting.RoleCalls()).add(
-                transaction_role(row.query), row.calls
-            )
-    return found
-
-
-def sum_deltas(window: Window, scope: Scope = Scope()) -> WindowSums:
-    """The sums of *window*'s deltas (``window.deltas``) over the statements in *scope*."""
-    deltas = window.deltas
-    start_db, end_db = window.start.database, window.end.database
-    database = deltas.database_row
-    indexes = application_rows(deltas.indexes.rows)
-    return WindowSums(
-        counts=count_statements(deltas.statements.rows, scope),
-        statement_entries_reset=len(deltas.statements.reset) + len(deltas.statements.vanished),
-        counters_reset=any(bool(kind.reset) for kind in (deltas.tables, deltas.indexes, deltas.database)),
-        database_stats_reset=bool(start_db and end_db and start_db.stats_reset != end_db.stats_reset),
-        committed=database.xact_commit if database else 0,
-        sessions=database.sessions if database else None,
-        maintenance_runs=sum(t.autovacuum_count + t.autoanalyze_count for t in deltas.tables.rows),
-        index_blks_hit=sum(row.idx_blks_hit for row in indexes),
-        index_blks_read=sum(row.idx_blks_read for row in indexes),
-        index_scans={f"{row.schemaname}.{row.indexrelname}": row.idx_scan for row in deltas.indexes.rows},
-        calls_by_role=calls_by_role(deltas.statements.rows),
-    )  # fmt: skip
-
-
-def problems_of(bounds: WindowBounds, sums: WindowSums, roles: Iterable[str] = ()) -> list[str]:
+def problems_of(window: Window, sums: WindowSums, roles: Iterable[str] = ()) -> list[str]:
     """Why the window's counters cannot be trusted (empty when they can); *roles*: whose
     statements count (none given: everyone's)."""
-    start, end = bounds.start, bounds.end
-    problems = list(bounds.problems)  # a window by time its samples do not cover
+    start, end = window.start, window.end
+    problems = list(window.problems)  # a window by time its samples do not cover
     if (start.database_oid, start.database_name) != (end.database_oid, end.database_name):
         problems.append(
             f"snapshots from different databases ({start.database_name}, {end.database_name})"
@@ -424,28 +329,28 @@ def problems_of(bounds: WindowBounds, sums: WindowSums, roles: Iterable[str] = (
             "entries of statements this role cannot see (<insufficient privilege>) were reset "
             "or evicted inside the window: grant pg_read_all_stats (pg_monitor)"
         )
-    problems += counting.settings_problems_across((start, *bounds.inside, end), roles)
+    problems += counting.settings_problems_across((start, *window.inside, end), roles)
     reset = (
         start.server_started_at != end.server_started_at
         or start.pgss_stats_reset != end.pgss_stats_reset
         or (start.pgss_dealloc or 0) != (end.pgss_dealloc or 0)
         or bool(sums.statement_entries_reset or sums.database_stats_reset or sums.counters_reset)
     )
-    problems += _transaction_problems(bounds, sums, reset=reset)
+    problems += _transaction_problems(window, sums, reset=reset)
     return problems
 
 
-def _transaction_problems(bounds: WindowBounds, sums: WindowSums, *, reset: bool) -> list[str]:
+def _transaction_problems(window: Window, sums: WindowSums, *, reset: bool) -> list[str]:
     """The transaction cross-check (``counting.transaction_count``), in words: what its counters
     say happened, never a negative count (*reset*: the window is known untrusted already)."""
-    start, end = bounds.start, bounds.end
+    start, end = window.start, window.end
     transactions = counting.transaction_count(
         start,
         end,
         committed=sums.committed,
         sessions=sums.sessions,
         maintenance_runs=sums.maintenance_runs,
-        seconds=bounds.seconds,
+        seconds=window.seconds,
         by_role=sums.calls_by_role,
     )
     if transactions is None:
@@ -482,19 +387,22 @@ def _transaction_problems(bounds: WindowBounds, sums: WindowSums, *, reset: bool
 
 
 def window_problems(window: Window, roles: Iterable[str] = ()) -> list[str]:
-    """Why *window*'s counters cannot be trusted (``problems_of`` its deltas' sums)."""
-    return problems_of(window.bounds, sum_deltas(window), roles)
+    """Why *window*'s counters cannot be trusted (``problems_of`` its deltas' sums; its states
+    loaded)."""
+    return problems_of(window, sum_deltas(window), roles)
 
 
 def measure_window(
     window: Window,
-    scope: Scope = Scope(),
+    scope: Scope = ALL_STATEMENTS,
     *,
     edge_tolerance: float = EDGE_TOLERANCE,
     max_mismatch: float | None = None,
 ) -> WindowMeasures:
-    """The figures of *window* over the statements in *scope* (from ``window.deltas``)."""
-    return measure(window.bounds, sum_deltas(window, scope), scope,
+    """The figures of *window* over the statements in *scope* from its deltas (its states
+    loaded: ``sums.sum_deltas``, the reference); the store's ``Store.measures`` is the way from a
+    stored window to its figures."""
+    return measure(window, sum_deltas(window, scope), scope,
                    edge_tolerance=edge_tolerance, max_mismatch=max_mismatch)  # fmt: skip
 
 
@@ -544,38 +452,38 @@ def unreconciled(totals: RequestTotals, queries: int, tolerance: float) -> str |
 
 
 def measure(
-    bounds: WindowBounds,
+    window: Window,
     sums: WindowSums,
-    scope: Scope = Scope(),
+    scope: Scope = ALL_STATEMENTS,
     *,
     edge_tolerance: float = EDGE_TOLERANCE,
     max_mismatch: float | None = None,
 ) -> WindowMeasures:
-    """The figures of the window *bounds* whose entries add up to *sums* (over *scope*);
+    """The figures of *window*, whose entries add up to *sums* (over *scope*);
     requests prorated at the window's ends may move queries per request by *edge_tolerance*
     at most (relative), else the window is untrusted. With *max_mismatch*, the application's
     own count of its statements (when its request metrics hold one) must match
     pg_stat_statements' within it (``unreconciled``)."""
-    start, end = bounds.start, bounds.end
-    problems = problems_of(bounds, sums, scope.roles)
+    start, end = window.start, window.end
+    problems = problems_of(window, sums, scope.roles)
     counts = sums.counts
 
-    totals = bounds.request_totals
+    totals = window.request_totals
     exact = True
     if end.requests is not None:
         requests: int | None = end.requests
-        source = "--requests"
+        source = "--requests-served"
     elif totals.buckets:
         requests, source, exact = totals.requests, "request_metrics", False
     else:
         requests, source = None, "none"
     if not requests:
         problems.append(
-            "zero requests in the window (no --requests and no request_metrics buckets inside it)"
+            "zero requests in the window (no --requests-served and no request_metrics buckets inside it)"
             if requests is None
             else "zero requests in the window"
         )
-    elif not exact and (misaligned := edge_problem(totals, bounds.seconds, edge_tolerance)):
+    elif not exact and (misaligned := edge_problem(totals, window.seconds, edge_tolerance)):
         problems.append(misaligned)
     problems += totals.inconsistencies
     if max_mismatch is not None and (
@@ -583,28 +491,27 @@ def measure(
     ):
         problems.append(mismatch)
 
-    has_metrics = totals.buckets > 0 and totals.whole_requests > 0
-    p95 = totals.p95 if has_metrics else None
+    figures = request_figures(totals)
     return WindowMeasures(
-        name=bounds.ref.name,
-        start_label=bounds.ref.start or start.taken_at.isoformat(),
-        end_label=bounds.ref.end or end.taken_at.isoformat(),
+        name=window.ref.name,
+        start_label=window.ref.start or start.taken_at.isoformat(),
+        end_label=window.ref.end or end.taken_at.isoformat(),
         started_at=start.taken_at,
         ended_at=end.taken_at,
-        seconds=bounds.seconds,
+        seconds=window.seconds,
         requests=requests,
         requests_source=source,
         counts=counts,
         queries_per_request=per_request(counts.queries, requests),
-        query_rate=ratio(counts.queries, bounds.seconds),
+        query_rate=ratio(counts.queries, window.seconds),
         buffer_cache_hit_ratio=buffer_cache_hit_ratio(counts),
         index_hit_ratio=hit_ratio(sums.index_blks_hit, sums.index_blks_read),
-        app_cache_hit_ratio=hit_ratio(totals.cache_hits, totals.cache_misses),
-        p95_ms=p95.value_ms if p95 else None,
-        error_rate=ratio(totals.errors, totals.whole_requests) if has_metrics else None,
+        app_cache_hit_ratio=figures.app_cache_hit_ratio,
+        p95_ms=figures.p95_ms,
+        error_rate=figures.error_rate,
         hidden_calls=end.hidden_calls - start.hidden_calls,
         problems=tuple(problems),
-        notes=bounds.notes,
+        notes=window.notes,
         nested_per_request=per_request(counts.nested_calls, requests)
         if counting.tracks_nested(start, end, scope.roles)
         else None,
@@ -612,9 +519,9 @@ def measure(
         index_scans=sums.index_scans,
         database_oid=start.database_oid,
         database_name=start.database_name,
-        p95_low_ms=p95.low_ms if p95 else None,
-        p95_estimated=bool(p95 and p95.estimated),
-        p95_worst_second_ms=totals.p95_ms_max if has_metrics else None,
+        p95_low_ms=figures.p95_low_ms,
+        p95_estimated=figures.p95_estimated,
+        p95_worst_second_ms=figures.p95_worst_second_ms,
         requests_bounds=None
         if exact or totals.requests_low is None or totals.requests_high is None
         else (totals.requests_low, totals.requests_high),
@@ -622,9 +529,13 @@ def measure(
     )
 
 
-def query_reduction(baseline: WindowMeasures, candidate: WindowMeasures) -> float | None:
-    """1 - candidate queries per request / baseline queries per request (None: no data)."""
-    before, after = baseline.queries_per_request, candidate.queries_per_request
+def reduction(before: float | None, after: float | None) -> float | None:
+    """``1 - after / before``: how much smaller *after* is (None: no data, or *before* zero)."""
     if before is None or after is None or before == 0:
         return None
     return 1 - after / before
+
+
+def query_reduction(baseline: WindowMeasures, candidate: WindowMeasures) -> float | None:
+    """1 - candidate queries per request / baseline queries per request (None: no data)."""
+    return reduction(baseline.queries_per_request, candidate.queries_per_request)

@@ -1,15 +1,14 @@
 """Snapshots: labelled samples, taken one at a time or as the two ends of a window.
 
-A snapshot is a sample (``stats.samples``: the storage ``dbtools collect`` writes too) with a
-label unique to its target: read from the target in one transaction, stored in the repository
-(the target's own ``perf_monitoring`` by default, or a central one with ``store``) in one
-transaction, as the rows that changed since the target's previous sample. ``capture`` stores
-``W:start``, waits, and stores ``W:end``: the window ``W`` (``stats.windows``). Nothing here
-resets statistics.
+A snapshot is a sample (the storage ``dbtools collect`` writes too) with a label unique to its
+target: read from the target in one transaction, stored in the repository (the target's own
+``perf_monitoring`` by default, or a central one with ``store``) in one transaction, as the rows
+that changed since the target's previous sample. ``capture`` stores ``W:start``, waits, and
+stores ``W:end``: the window ``W`` (``figures.windows``). Nothing here resets statistics.
 
-A database rolled back below revision 0005 (a rollback's ``alembic downgrade``) has the older
-storage of 0002–0004: there a snapshot is a full copy written by ``stats.legacy``, in the
-tables its revision has. ``storage`` decides which, once per session.
+A database rolled back below revision 0005 (a rollback's ``alembic downgrade``) keeps a full
+copy per snapshot instead, with no target; the store (``Store.write_snapshot``) decides which,
+once per session.
 """
 
 from __future__ import annotations
@@ -23,58 +22,18 @@ from typing import Any
 import psycopg
 
 from dbtools.config import MAX_DURATION_VARIABLE, max_duration
-from dbtools.db.catalog import read_alembic_revision
-from dbtools.db.connection import connect, translated_errors
-from dbtools.errors import DbtoolsError, PrerequisiteMissing, UsageError
-from dbtools.schema import monitoring
-from dbtools.schema.manifest import head_revision, manifest_at
-from dbtools.stats import collect as stats
-from dbtools.stats import legacy, samples
-from dbtools.stats.legacy import HEAD_LAYOUT, SNAPSHOT_TABLES, Layout, read_layout
-from dbtools.stats.samples import SampleSummary
-from dbtools.stats.windows import find_headers, validate_label, window_labels
+from dbtools.db.connection import connect
+from dbtools.db.errors import translated_errors
+from dbtools.errors import DbtoolsError, UsageError
+from dbtools.figures.windows import validate_label, window_labels
+from dbtools.reading import live
+from dbtools.store.compact import SampleSummary
+from dbtools.store.store import Store
 
 log = logging.getLogger(__name__)
 
 # A sample session never waits long for a lock: behind DDL it gives up, and is retried.
 SAMPLE_LOCK_TIMEOUT = "5s"
-
-
-def require_monitoring_tables(revision: str | None) -> None:
-    """Raise ``PrerequisiteMissing`` unless the database's revision has the tables a snapshot
-    writes (its manifest's; revision 0002 on), ``ConfigError`` for a revision these migrations
-    do not know. Any such revision will do: a snapshot stores what its tables hold."""
-    have = set(manifest_at(revision).monitoring_tables)
-    missing = [table for table in SNAPSHOT_TABLES if table not in have]
-    if missing:
-        state = "was never migrated" if revision is None else f"is at revision {revision}"
-        raise PrerequisiteMissing(
-            f"the database {state}, which has no {monitoring.monitoring_table(missing[0])} to "
-            "store snapshots in: run alembic upgrade head first"
-        )
-
-
-def storage(conn: psycopg.Connection[Any]) -> tuple[str | None, Layout]:
-    """The repository's revision and the layout of its monitoring tables: ``layout.samples``
-    says whether snapshots are compact samples (0005 on) or ``stats.legacy``'s full copies.
-
-    Raises ``PrerequisiteMissing`` without the monitoring tables (before revision 0002).
-    """
-    revision = read_alembic_revision(conn)
-    require_monitoring_tables(revision)
-    # At head the tables are this dbtools' own; below it, read what they are (one query).
-    return revision, HEAD_LAYOUT if revision == head_revision() else read_layout(conn)
-
-
-def require_samples(conn: psycopg.Connection[Any], purpose: str) -> None:
-    """Raise ``PrerequisiteMissing`` unless the repository stores compact samples (revision
-    0005 on), which *purpose* needs (a collector, a central repository, a named target)."""
-    revision, layout = storage(conn)
-    if not layout.samples:
-        raise PrerequisiteMissing(
-            f"{purpose} needs revision 0005 (samples keyed by target); the database is at "
-            f"revision {revision}: run alembic upgrade head first"
-        )
 
 
 def take_snapshot(
@@ -88,35 +47,22 @@ def take_snapshot(
     """Store one labelled sample of *source*'s statistics (default: *conn*'s own database) in
     the repository *conn* (an autocommit, read-write session), under *target* (default: the
     source's database name). Below revision 0005 (a rolled-back database) a full copy of its
-    own statistics is stored instead, under no target (``stats.legacy``).
+    own statistics is stored instead, under no target (``Store.write_snapshot``).
 
     Raises ``UsageError`` for a bad or reused label, ``PrerequisiteMissing`` when
     pg_stat_statements or the monitoring tables are missing (or, below 0005, for a *source* or
     *target*), ``TargetBusy`` when another writer holds the target longer than
-    ``samples.WRITE_WAIT_SECONDS`` (nothing is written).
+    ``compact.WRITE_WAIT_SECONDS`` (nothing is written).
     """
     validate_label(label)
     if requests is not None and requests < 0:
-        raise UsageError(f"--requests must not be negative, not {requests}")
+        raise UsageError(f"--requests-served must not be negative, not {requests}")
     reader = source if source is not None else conn
     with translated_errors(f"snapshot {label!r}"):
-        info, columns = stats.prepare(reader)
-        revision, layout = storage(conn)  # the repository's (local: the target's)
-        if not layout.samples:
-            if source is not None or target is not None:
-                require_samples(conn, "a snapshot with --store or --target")
-            summary = legacy.take_snapshot(
-                conn, label, info=info, columns=columns, revision=revision, layout=layout,
-                requests=requests,
-            )  # fmt: skip
-        else:
-            name = target or info.database
-            with samples.write_lock(conn, name):
-                state = samples.current_state(conn, name)
-                read = stats.read_sample(reader, info, columns, state.texts, state.own)
-                summary, _ = samples.write_sample(
-                    conn, name, read, state, label=label, requests=requests
-                )
+        info, columns = live.prepare(reader)
+        store = Store.checked(conn)  # the repository's (local: the target's)
+        summary = store.write_snapshot(label, reader, info, columns, target=target,
+                                       requests=requests)  # fmt: skip
     log.info(
         "snapshot %r of %s stored: %d statements, %d tables, %d indexes (%d rows)",
         label, summary.target, summary.statements, summary.tables, summary.indexes,
@@ -202,11 +148,11 @@ def capture(
         seconds = limit
     with _sessions(dsn, store) as (conn, source):
         with translated_errors("capture"):
-            _, layout = storage(conn)  # no monitoring tables: refused before any wait
-            if not layout.samples and (target is not None or store is not None):
-                require_samples(conn, "capture with --store or --target")
-            name = (target or stats.prepare(source or conn)[0].database) if layout.samples else None
-            taken = find_headers(conn, (start_label, end_label), layout, target=name)
+            repository = Store.checked(conn)  # no monitoring tables: refused before any wait
+            if target is not None or store is not None:
+                repository.require_samples("capture with --store or --target")
+            name = repository.target_of(target, source or conn)
+            taken = repository.headers((start_label, end_label), target=name)
         if taken:
             first = sorted(taken)[0]
             raise UsageError(
@@ -228,19 +174,11 @@ def capture(
 
 
 def delete_snapshot(conn: psycopg.Connection[Any], label: str, target: str | None) -> bool:
-    """Remove the target's snapshot *label* (``samples.fold``: rows later samples read stay;
-    below revision 0005 there are no targets and its rows go with it); True if there was one."""
+    """Remove the target's snapshot *label* from the repository on *conn*
+    (``Store.delete_snapshot``); True if there was one."""
     with translated_errors(f"deleting snapshot {label!r}"):
-        _, layout = storage(conn)
-        if not layout.samples:
-            return legacy.delete_snapshot(conn, label)
-        assert target is not None
-        with samples.write_lock(conn, target):
-            found = find_headers(conn, [label], layout, target=target)
-            if label not in found or found[label].id is None:
-                return False
-            samples.fold(conn, target, [found[label].id])  # type: ignore[list-item]
-            return True
+        store = Store.checked(conn)
+    return store.delete_snapshot(label, target)
 
 
 def remove(dsn: str, label: str, *, target: str | None = None, store: str | None = None) -> str:
@@ -250,8 +188,7 @@ def remove(dsn: str, label: str, *, target: str | None = None, store: str | None
     validate_label(label)
     with _sessions(dsn, store) as (conn, source):
         with translated_errors(f"snapshot {label!r}"):
-            _, layout = storage(conn)
-            name = (target or stats.prepare(source or conn)[0].database) if layout.samples else None
+            name = Store.checked(conn).target_of(target, source or conn)
         if not delete_snapshot(conn, label, name):
             where = f" of target {name!r}" if name else ""
             raise UsageError(f"no snapshot labelled {label!r}{where}")
