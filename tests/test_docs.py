@@ -209,3 +209,36 @@ def test_ci_runs_the_readme_s_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     ci_targets = {t for line in re.findall(r"^make ([^\n#]+)", ci, re.M) for t in line.split()}
     assert "test" in ci_targets, ".ci/run does not run `make test`, the README's test command"
+
+
+NEWCOMER = REPO / "benchmarks" / "RESULTS-newcomer.md"
+# Where the docs quote benchmarks/newcomer.py's figures: the page, the text just before the
+# figure, and the row of RESULTS-newcomer.md it comes from.
+QUOTED = (
+    ("README.md", "`make test-fast` runs only the tests that need no PostgreSQL server (", "`make test-fast`"),
+    ("README.md", "`make demo` runs `dbtools demo` (", "`make demo`"),
+    ("docs/development.md", "need no server (", "`make test-fast`"),
+    ("docs/rollout.md", "(the test ran it in ", "the runbook's test"),
+    ("docs/workload.md", "# 20,000 trips, ", "`dbtools workload seed`"),
+)  # fmt: skip
+
+
+def measured() -> dict[str, int]:
+    """Each row of RESULTS-newcomer.md and its median wall time, in whole seconds."""
+    rows = re.findall(r"^\| (`[^|]+`|the runbook's test) \|[^|]*\| ([\d.]+) s",
+                      NEWCOMER.read_text(encoding="utf-8"), re.M)  # fmt: skip
+    return {what: round(float(seconds)) for what, seconds in rows}
+
+
+def quoted(page: str, before: str) -> int:
+    found = re.search(re.escape(before) + r"(\d+) s here", (REPO / page).read_text("utf-8"))
+    assert found, f"{page}: no time quoted after {before!r}"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("page", "before", "row"), QUOTED, ids=[q[0] + ": " + q[2] for q in QUOTED]
+)
+def test_the_times_quoted_are_the_benchmark_s(page: str, before: str, row: str) -> None:
+    """The times the docs quote are the medians benchmarks/newcomer.py wrote down."""
+    assert quoted(page, before) == measured()[row], f"{page}: not {NEWCOMER.name}'s {row}"
