@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job on an embedded PostgreSQL: migrate, seed, baseline and candidate windows,
-# verify, report and downgrade plan (see README "A rollout, phase by phase").
+# verify, report and downgrade plan (the runbook: docs/rollout.md).
 demo: $(STAMP)
 	$(BIN)/dbtools demo
 

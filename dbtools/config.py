@@ -4,7 +4,7 @@ dbtools does not know (``[tool.dbtools.verfy]``): a typo must never leave every 
 silently.
 
 Durations (``--duration 10m``) and ``DBTOOLS_MAX_DURATION``, which shortens every wait a command
-is asked for (a rehearsal of a runbook, the README's test), are read here too."""
+is asked for (a rehearsal of a runbook, docs/rollout.md's test), are read here too."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One exception root and the exit codes every command shares.
 
-Exit codes (documented in the README and tested):
+Exit codes (documented in docs/reference.md and tested):
 
 * ``0`` success (for ``verify``: the rollout passes);
 * ``1`` checks found problems (``verify``: fail, ``lint``: violations, ``rehearse``: a step failed);

@@ -1,19 +1,19 @@
-"""The README's shell blocks, read from README.md by heading and run as a reader runs them.
+"""The runbook's shell blocks (and the README's), read by heading and run as a reader runs them.
 
 A section is the text under a heading, down to the next heading of the same or a higher level
 (its subsections included). In it, in order:
 
 * every ```` ```bash ```` block, split into commands: a line, its continuation lines (``\\``),
   its here-document (``<<'SQL'`` … ``SQL``), or a whole ``case``/``if``/``for``/``while``;
-* every ``<!-- application traffic: PATH -->`` comment (per-request, batched or none): where
-  the application's traffic changes, as the prose around it says.
+* every ``> **Application traffic:** `PATH`…`` line (per-request, batched or none), visible on
+  the rendered page: where the application's traffic changes, as the prose around it says.
 
 A command's exit code is what the comment on its command line says (the last line of a command
 continued with ``\\``) (``# exit 1: …``,
 ``# exit 0 or 1: …``), 0 when it says none. ``run_block`` runs one block in bash, the commands in
 order, and stops at the first whose exit code differs, raising ``ExitCodeMismatch`` naming the
-block (its line in README.md) and the command. Exported variables carry from one block to the
-next (a reader's shell), through a state file.
+block (its page and line) and the command. Exported variables carry from one block to the next
+(a reader's shell), through a state file; the output of the last block run is kept beside it.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from pathlib import Path
 
 from tests.helpers import REPO
 
+RUNBOOK = REPO / "docs" / "rollout.md"
 README = REPO / "README.md"
 TRAFFIC_PATHS = ("per-request", "batched", "none")
 
 _HEADING = re.compile(r"^(#{1,6}) +(.+?) *$")
 _FENCE = re.compile(r"^```(\w*) *$")
-_TRAFFIC = re.compile(r"^<!-- application traffic: ([\w-]+) -->$")
+_TRAFFIC = re.compile(r"^> \*\*Application traffic:\*\* `([\w-]+)`")
 _EXPECTED = re.compile(r"\bexit (\d+(?:(?:, | or )\d+)*)")
 _COMMENT = re.compile(r"(?:^|\s)#(?!!)\s?(.*)$")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
@@ -42,8 +43,8 @@ MISMATCH_STATUS = 97  # the generated script's exit status when a command's code
 
 @dataclass(frozen=True)
 class Command:
-    """One command of a block: its text as written, the exit codes the README gives it, and the
-    README line it starts on."""
+    """One command of a block: its text as written, the exit codes the runbook gives it, and the
+    runbook line it starts on."""
 
     text: str
     expected: frozenset[int]
@@ -57,30 +58,31 @@ class Command:
 @dataclass(frozen=True)
 class Block:
     section: str
-    line: int  # of the opening fence, in README.md
+    line: int  # of the opening fence, in its page
     text: str
     commands: tuple[Command, ...]
+    page: Path = RUNBOOK
 
     @property
     def name(self) -> str:
-        return f"the block at README.md line {self.line} ({self.section!r})"
+        return f"the block at {self.page.name} line {self.line} ({self.section!r})"
 
 
 @dataclass(frozen=True)
 class Traffic:
-    """``<!-- application traffic: PATH -->``: from here on the application sends PATH."""
+    """``> **Application traffic:** `PATH```: from here on the application sends PATH."""
 
     path: str
     line: int
 
 
 class ExitCodeMismatch(AssertionError):
-    """A command's exit code is not the one the README gives it."""
+    """A command's exit code is not the one the runbook gives it."""
 
 
 def section_lines(markdown: str, heading: str) -> tuple[int, list[str]]:
-    """The lines under *heading* (its subsections included) and the README line number of the
-    first one. Raises ``LookupError`` when no heading reads *heading*."""
+    """The lines under *heading* (its subsections included) and the line number of the first
+    one. Raises ``LookupError`` when no heading reads *heading*."""
     lines = markdown.splitlines()
     headings: list[tuple[int, int, str]] = []  # (line index, level, text), outside code blocks
     fenced = False
@@ -94,11 +96,12 @@ def section_lines(markdown: str, heading: str) -> tuple[int, list[str]]:
             after = [n for n, lv, _ in headings[position + 1 :] if lv <= level]
             end = after[0] if after else len(lines)
             return number + 2, lines[number + 1 : end]
-    raise LookupError(f"README.md has no heading {heading!r}")
+    raise LookupError(f"no heading {heading!r}")
 
 
-def section_events(markdown: str, heading: str) -> list[Block | Traffic]:
-    """The section's bash blocks and traffic changes, in the order they appear."""
+def section_events(markdown: str, heading: str, page: Path = RUNBOOK) -> list[Block | Traffic]:
+    """The section's bash blocks and traffic changes, in the order they appear (*markdown* is
+    *page*'s text)."""
     first, lines = section_lines(markdown, heading)
     events: list[Block | Traffic] = []
     fence: tuple[str, int, list[str]] | None = None
@@ -110,7 +113,9 @@ def section_events(markdown: str, heading: str) -> list[Block | Traffic]:
                 language, start, body = fence
                 if language == "bash":
                     text = "\n".join(body)
-                    events.append(Block(heading, start, text, split_commands(text, start + 1)))
+                    events.append(
+                        Block(heading, start, text, split_commands(text, start + 1), page)
+                    )
                 fence = None
             else:
                 fence[2].append(line)
@@ -119,11 +124,30 @@ def section_events(markdown: str, heading: str) -> list[Block | Traffic]:
         elif traffic := _TRAFFIC.match(line.strip()):
             path = traffic.group(1)
             if path not in TRAFFIC_PATHS:
-                raise ValueError(f"README.md line {number}: unknown traffic path {path!r}")
+                raise ValueError(f"{page.name} line {number}: unknown traffic path {path!r}")
             events.append(Traffic(path, number))
     if fence is not None:
-        raise ValueError(f"README.md line {fence[1]}: a code block that never closes")
+        raise ValueError(f"{page.name} line {fence[1]}: a code block that never closes")
     return events
+
+
+def fenced_blocks(markdown: str, heading: str, language: str) -> list[str]:
+    """The text of each ```` ```language ```` block under *heading* (``""``: blocks with no
+    language), indented ones (inside a list item) included, their indentation removed."""
+    _, lines = section_lines(markdown, heading)
+    blocks: list[str] = []
+    fence: tuple[str, str, list[str]] | None = None  # (language, indentation, body)
+    for line in lines:
+        stripped = line.strip()
+        if fence is None and stripped.startswith("```"):
+            fence = (stripped[3:], line[: len(line) - len(line.lstrip())], [])
+        elif fence is not None and stripped == "```":
+            if fence[0] == language:
+                blocks.append("\n".join(fence[2]))
+            fence = None
+        elif fence is not None:
+            fence[2].append(line.removeprefix(fence[1]))
+    return blocks
 
 
 def expected_codes(first_line: str) -> frozenset[int]:
@@ -136,7 +160,7 @@ def expected_codes(first_line: str) -> frozenset[int]:
 
 
 def split_commands(text: str, first_line: int) -> tuple[Command, ...]:
-    """*text* (a bash block starting at README line *first_line*) as its commands."""
+    """*text* (a bash block starting at line *first_line* of its page) as its commands."""
     lines = text.splitlines()
     commands = []
     i = 0
@@ -159,14 +183,14 @@ def split_commands(text: str, first_line: int) -> tuple[Command, ...]:
                     break
                 i += 1
             if depth:
-                raise ValueError(f"README.md line {first_line + start}: {opener} never closes")
+                raise ValueError(f"line {first_line + start}: {opener} never closes")
         elif heredoc := _HEREDOC.search(line.split(" #")[0]):
             terminator = heredoc.group(2)
             i += 1
             while i < len(lines) and lines[i].strip() != terminator:
                 i += 1
             if i == len(lines):
-                raise ValueError(f"README.md line {first_line + start}: {terminator} never comes")
+                raise ValueError(f"line {first_line + start}: {terminator} never comes")
         commands.append(
             Command("\n".join(lines[start : i + 1]), expected_codes(head[-1]), first_line + start)
         )
@@ -175,7 +199,7 @@ def split_commands(text: str, first_line: int) -> tuple[Command, ...]:
 
 
 def substitute(text: str, replacements: Mapping[str, str]) -> str:
-    """*text* with what the README tells the reader to replace, replaced."""
+    """*text* with what the runbook tells the reader to replace, replaced."""
     for placeholder, value in replacements.items():
         text = text.replace(placeholder, value)
     return text
@@ -183,7 +207,7 @@ def substitute(text: str, replacements: Mapping[str, str]) -> str:
 
 def _script(commands: tuple[Command, ...], state: Path, codes: Path) -> str:
     """Bash that runs *commands* in order in one shell, records each exit code in *codes*, and
-    stops at the first that differs from the README's; exported variables are kept in *state*."""
+    stops at the first that differs from the runbook's; exported variables are kept in *state*."""
     keep = f"export -p > {shlex.quote(str(state))}"
     parts = [f"[ -f {shlex.quote(str(state))} ] && . {shlex.quote(str(state))}"]
     for command in commands:
@@ -210,7 +234,8 @@ def run_block(
     """Run *block*'s commands (with *replacements*) in bash; return their exit codes.
 
     Raises ``ExitCodeMismatch`` naming the block and the first command whose exit code is not
-    the README's, with the end of the block's output."""
+    the runbook's, with the end of the block's output. The whole output (stdout, then stderr)
+    is kept in *state* with the suffix ``.out``."""
     commands = tuple(
         Command(substitute(c.text, replacements), c.expected, c.line) for c in block.commands
     )
@@ -221,6 +246,7 @@ def run_block(
         cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     found = [int(code) for code in codes.read_text().split()] if codes.exists() else []
+    state.with_suffix(".out").write_text(result.stdout + result.stderr)
     output = (result.stdout + result.stderr).strip().splitlines()
     tail = "\n".join(output[-25:])
     if result.returncode == MISMATCH_STATUS:
@@ -228,7 +254,7 @@ def run_block(
         expected = " or ".join(str(code) for code in sorted(command.expected))
         raise ExitCodeMismatch(
             f"{block.name}: `{command.first_line}` (line {command.line}) exited with "
-            f"{found[-1]}, the README says {expected}\n{tail}"
+            f"{found[-1]}, the runbook says {expected}\n{tail}"
         )
     if result.returncode != 0 or len(found) != len(commands):
         raise AssertionError(
@@ -239,9 +265,9 @@ def run_block(
 
 
 def readme_grants(grantee: str) -> list[str]:
-    """The README's ``GRANT … TO grantee`` statements, as written in the SQL its rollout's blocks
+    """The runbook's ``GRANT … TO grantee`` statements, as written in the SQL its rollout's blocks
     send to psql (``<<'SQL'``), in order, without their comments."""
-    markdown = README.read_text(encoding="utf-8")
+    markdown = RUNBOOK.read_text(encoding="utf-8")
     statements = []
     for event in section_events(markdown, "A rollout, phase by phase"):
         for command in event.commands if isinstance(event, Block) else ():
@@ -253,7 +279,7 @@ def readme_grants(grantee: str) -> list[str]:
 
 
 def readme_monitor_grants(role: str) -> str:
-    """The README's grants to the monitoring role (``pg_monitor`` first, then the tables', after
+    """The runbook's grants to the monitoring role (``pg_monitor`` first, then the tables', after
     the upgrade), exactly as written there, for *role*."""
     grants = readme_grants("dbtools_monitor")
     assert grants and grants[0] == "GRANT pg_monitor TO dbtools_monitor", grants

@@ -123,7 +123,7 @@ def test_without_the_monitoring_tables_snapshots_are_refused(
 
 
 def test_the_readme_monitoring_role_after_a_rollback(migrated_database: Database) -> None:
-    """Granted at head as the README says, then the deploy role downgrades to 0002: doctor calls
+    """Granted at head as the runbook says, then the deploy role downgrades to 0002: doctor calls
     every command ready, and each one runs as that role."""
     db = migrated_database
     role = f"{db.name}_mon"

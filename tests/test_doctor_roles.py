@@ -103,7 +103,7 @@ def assert_no_false_green(document: dict[str, Any], codes: dict[str, int]) -> No
             assert codes[command] != 2, (command, codes, failing(document))
 
 
-# -- the monitoring role, as the README sets it up, and less ------------------------------------
+# -- the monitoring role, as the runbook sets it up, and less -----------------------------------
 
 
 def test_pg_monitor_alone_fails_every_command_and_doctor_says_so(
@@ -166,6 +166,47 @@ def test_the_readme_monitoring_role_passes_and_every_command_works(
     codes = command_exit_codes(db, dsn, "readme")
     assert codes["snapshot"] == codes["capture"] == codes["report"] == codes["report --live"] == 0
     assert codes["verify"] in (0, 1)  # a measurement (these windows hold no requests' metrics)
+
+
+ROLLUP_MARK_GRANT = "GRANT UPDATE ON perf_monitoring.snapshots TO {role}"
+
+
+@pytest.mark.parametrize("with_update", [True, False], ids=["as-granted", "without-update"])
+def test_the_readme_monitoring_role_collects_with_retention_and_rollups(
+    migrated_database: Database, make_role: MakeRole, with_update: bool
+) -> None:
+    """``collect --retention --rollup-after`` as the runbook's role (doctor does not judge
+    collect): DELETE lets ``fold_samples`` remove old samples, their rows and texts; UPDATE on
+    ``snapshots`` marks the sample a roll-up keeps. Without that grant the round fails and
+    nothing is marked."""
+    db = migrated_database
+    grants = readme_monitor_grants("{role}")
+    assert f"{ROLLUP_MARK_GRANT};" in grants
+    dsn = make_role(grants if with_update else grants.replace(f"{ROLLUP_MARK_GRANT};", ""))
+    for _ in range(3):
+        assert run_cli("collect", "--dsn", dsn, "--once").exit_code == 0
+    # The first sample three days old (retention 2d removes it); the next two in one hour 30 hours
+    # ago (a roll-up after 1d keeps the later, folds the other).
+    db.execute(
+        "UPDATE perf_monitoring.snapshots s SET taken_at = CASE o.n "
+        "WHEN 1 THEN now() - interval '3 days' "
+        "ELSE date_trunc('hour', now() - interval '30 hours') + o.n * interval '10 minutes' END "
+        "FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM perf_monitoring.snapshots) o "
+        "WHERE s.id = o.id"
+    )
+    result = run_cli("collect", "--dsn", dsn, "--once", "--retention", "2d", "--rollup-after", "1d")
+    marked = db.execute(
+        "SELECT count(*) FROM perf_monitoring.snapshots WHERE rollup_seconds = 3600"
+    )
+    if with_update:
+        assert result.exit_code == 0, result.output
+        assert ", 2 old samples purged" in result.stdout  # one by retention, one folded
+        assert marked == [(1,)]
+        assert db.execute("SELECT count(*) FROM perf_monitoring.snapshots") == [(2,)]
+    else:
+        assert result.exit_code == 2, result.output
+        assert "permission denied" in result.output, result.output
+        assert marked == [(0,)]
 
 
 def test_without_pg_read_all_stats_other_roles_statements_are_hidden(

@@ -42,7 +42,7 @@ from dbtools.schema.latency import Percentile
 from dbtools.verify.thresholds import Thresholds
 from tests.conftest import Database
 from tests.helpers import REPO, interruptible_child, run_cli
-from tests.readme_runner import README
+from tests.readme_runner import RUNBOOK
 
 APP = Path(__file__).resolve().parent / "rollout_app.py"
 INTERVAL_S = 2
@@ -833,20 +833,20 @@ def test_no_secret_reaches_the_record_the_log_or_the_one_line_errors(
     )
 
 
-# -- the README's deploy script ---------------------------------------------------------------------
+# -- the runbook's deploy script -------------------------------------------------------------------
 
 
 def readme_deploy_script() -> str:
-    """The body of ``scripts/deploy-performance-optimizations.sh`` as the README writes it."""
-    text = README.read_text(encoding="utf-8")
+    """The body of ``scripts/deploy-performance-optimizations.sh`` as the runbook writes it."""
+    text = RUNBOOK.read_text(encoding="utf-8")
     match = re.search(r"cat > scripts/deploy-performance-optimizations\.sh <<'SH'\n(.*?)\nSH\n",
                       text, re.S)  # fmt: skip
-    assert match, "the README's deploy script"
+    assert match, "the runbook's deploy script"
     return match.group(1) + "\n"
 
 
 def deploy_script(project: Path, app: Application, db: Database, *args: str) -> Any:
-    """Run the README's deploy script in *project* (the application's rollout.toml there), with
+    """Run the runbook's deploy script in *project* (the application's rollout.toml there), with
     dbtools on PATH as after ``. .venv/bin/activate``."""
     project.mkdir(exist_ok=True)
     script = project / "deploy.sh"

@@ -1,5 +1,5 @@
 """Bad input to snapshot, capture and verify: one line, exit code 2, no traceback, nothing
-written. And the least-privileged monitoring role the README documents."""
+written. And the least-privileged monitoring role the runbook documents."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_least_privileged_monitoring_role(migrated_database: Database) -> None:
     db = migrated_database
     role = f"{db.name}_monitor"
     db.execute(f"CREATE ROLE {role} LOGIN")
-    db.execute(readme_monitor_grants(role))  # exactly the README's
+    db.execute(readme_monitor_grants(role))  # exactly the runbook's
     try:
         dsn = conninfo.make_conninfo(db.dsn, user=role)
         with psycopg.connect(dsn) as conn:

@@ -355,10 +355,11 @@ def _squawk_findings(scripts: list[LintScript]) -> list[Finding]:
 
 
 def _not_a_finding(check: str, script: LintScript, statement: OfflineStatement) -> bool:
-    """Squawk findings that are wrong about this statement (README, "dbtools lint"): Alembic's
-    own version table; NOT VALID asked of a primary key or unique constraint (PostgreSQL has no
-    such thing); a type "change" that keeps every value as stored (the same type, varchar to
-    text); DROP INDEX without CONCURRENTLY of an index whose table the script drops too."""
+    """Squawk findings that are wrong about this statement (docs/safety.md, "dbtools lint"):
+    Alembic's own version table; NOT VALID asked of a primary key or unique constraint
+    (PostgreSQL has no such thing); a type "change" that keeps every value as stored (the same
+    type, varchar to text); DROP INDEX without CONCURRENTLY of an index whose table the script
+    drops too."""
     found = script.classifications[script.statements.index(statement)]
     if _only_version_table(found, script.version_table):
         return True

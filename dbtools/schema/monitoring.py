@@ -24,7 +24,7 @@ SETTING_CHANGES = "setting_changes"
 
 # The monitoring tables others write and dbtools only reads, and who writes them. Every other
 # table a revision adds to the schema is one a snapshot writes: ``doctor`` checks that the
-# monitoring role may insert into it (tests/test_doctor_roles.py: the README's role passes
+# monitoring role may insert into it (tests/test_doctor_roles.py: the runbook's role passes
 # doctor, and the grants doctor asks for are enough to store a snapshot).
 WRITTEN_BY_OTHERS: dict[str, str] = {
     REQUEST_METRICS: "the application",
