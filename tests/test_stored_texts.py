@@ -59,7 +59,7 @@ def test_snapshots_store_every_text_scrubbed_and_once(
 
     db = migrated_database
     read_sample = live.read_sample
-    new_texts: list[set[tuple[int, int]]] = []
+    new_texts: list[set[live.StatementKey]] = []
 
     def recording(*args: Any, **kwargs: Any) -> live.SampleRead:
         read = read_sample(*args, **kwargs)
