@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 
 # Shown for a statement whose text no sample could store (it was evicted in between).
 TEXT_NOT_STORED = "<text not stored>"
+# Stored in place of the text of dbtools' own statements: the next process (``collect --once``)
+# knows them without reading the target's texts again (a read of texts loads the server's
+# whole texts file). ``fold_samples`` removes them with the texts no row refers to: they are
+# then learnt again once.
+OWN_TEXT = f"{SQL_MARKER} dbtools' own statement, never sampled"
 
 
 @dataclass(frozen=True)
@@ -484,6 +489,7 @@ def write_sample(
         for key, text in read.texts.items()
         if key in statements.present and key not in state.texts
     }
+    new_texts |= dict.fromkeys(read.own, OWN_TEXT)
     text_keys = [text_key_parts(key) for key in new_texts]
     gone = [entry_key_parts(key) for key in statements.vanished]
     values: dict[str, Any] = {name: getattr(header, name) for name in HEADER_COLUMNS}
@@ -515,7 +521,7 @@ def write_sample(
         sample_id,
         statements.fingerprints,
         {kind.table: {kind.key_of(r): r for r in found[kind]} for kind in ROW_KINDS},
-        (state.texts & statements.present) | set(new_texts),
+        (state.texts & statements.present) | (set(new_texts) - read.own),
         {key for key in control if key in statements.present},
         state.own | read.own,
         header.server_started_at,
@@ -595,9 +601,20 @@ def current_state(
     if state is not None and state.sample_id == latest.id:
         return state
     loaded = TargetState.of(load_states(conn, target, [latest])[latest.id])
-    loaded.own = state.own if state else set()
+    loaded.own = (state.own if state else set()) | own_statements(conn, target)
     log.info("state of %s loaded at sample %d", target, latest.id)
     return loaded
+
+
+_OWN_SQL = sql.SQL(
+    "SELECT {marker} dbid, queryid FROM {texts} WHERE target = %(target)s AND query = %(own)s"
+).format(marker=_MARKER, texts=_table(monitoring.STATEMENT_TEXTS))
+
+
+def own_statements(conn: psycopg.Connection[Any], target: str) -> set[StatementKey]:
+    """The target's statements the store knows as dbtools' own (``OWN_TEXT``)."""
+    rows = conn.execute(_OWN_SQL, {"target": target, "own": OWN_TEXT})
+    return {text_key(dbid, queryid) for dbid, queryid in rows}
 
 
 # -- loading states ------------------------------------------------------------------------------
