@@ -297,7 +297,7 @@ def one_database(
 OLD_CHILD = """
 import sys, time
 import dbtools
-from dbtools.store import snapshots
+from dbtools.stats import snapshots  # the package's name then
 assert dbtools.__file__.startswith(sys.argv[2]), dbtools.__file__
 from dbtools.schema.revisions import upgrade
 upgrade(sys.argv[1])
