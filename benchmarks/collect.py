@@ -52,6 +52,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.history import earlier_runs
 from benchmarks.machine import machine_lines
 from dbtools.sandbox import Sandbox
 from dbtools.schema.revisions import upgrade
@@ -509,6 +510,7 @@ def report(
     fleet_result: dict[str, Any],
     started: datetime.datetime,
     elapsed: float,
+    earlier: list[str],
 ) -> str:
     d, p, c = single["dbtools"], single["powa"], single["cli"]
     coalesce = single["coalesce"]
@@ -531,6 +533,7 @@ def report(
         "before each sample (not timed). Logical bytes: `pg_column_size` of the rows the "
         "sample added. Milliseconds: wall time of the call (client side).",
         "",
+        *goal_lines(fleet_result, d, p),
         "## One database, 5,000 statements, 10% moving",
         "",
         f"Medians of {len(d.values['ms'])} samples.",
@@ -576,8 +579,53 @@ def report(
         f"{old.median('bytes') / d.median('bytes'):.1f}x less than before.",
         "",
         *fleet_lines(fleet_result, d, p),
+        *earlier,
     ]
     return "\n".join(lines)
+
+
+GOALS = "## Goals (issue 25 points 4-5)"
+
+
+def goal_lines(result: dict[str, Any], one: Series, powa_one: Series) -> list[str]:
+    """The goals of issue 25 points 4-5 against this run's figures."""
+    before, after = result["before"]["series"], result["after"]["series"]
+    ob, oa = result["one_before"]["series"], result["one_after"]["series"]
+    per_target = (result["big"]["rss"] - result["after"]["rss"]) / (BIG_FLEET - FLEET)
+    serves = INTERVAL_S / (after.median("cpu") / FLEET)
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    server, server_before = after.median("server_cpu"), before.median("server_cpu")
+    cpu_one, cpu_one_before = oa.median("cpu"), ob.median("cpu")
+    cpu_fleet, cpu_fleet_before = after.median("cpu") / FLEET, before.median("cpu") / FLEET
+    return [
+        GOALS,
+        "",
+        "| goal | before | after | |",
+        "|---|---:|---:|---|",
+        f"| server CPU per round, {FLEET} databases x {STATEMENTS:,}: <= 1 s | "
+        f"{server_before:.2f} s | **{server:.2f} s** ({server / server_before:.2f}x) | "
+        f"{met(server <= 1)} |",
+        f"| the same, {BIG_FLEET} databases (figure asked) | - | "
+        f"{result['big']['series'].median('server_cpu'):.2f} s | |",
+        f"| per-sample wall time <= PoWA's (one database, same run: PoWA "
+        f"{powa_one.median('ms'):.0f} ms) | {ob.median('seconds') * 1000:.0f} ms | "
+        f"**{one.median('ms'):.0f} ms** in-process ({oa.median('seconds') * 1000:.0f} ms in "
+        f"the child) | {met(one.median('ms') <= powa_one.median('ms'))} |",
+        f"| collector CPU per sample halved (one database) | {cpu_one_before * 1000:.0f} ms | "
+        f"**{cpu_one * 1000:.0f} ms** ({cpu_one / cpu_one_before:.2f}x) | "
+        f"{met(cpu_one <= cpu_one_before / 2)} |",
+        f"| the same, per target in a round of {FLEET} | {cpu_fleet_before * 1000:.0f} ms | "
+        f"**{cpu_fleet * 1000:.0f} ms** ({cpu_fleet / cpu_fleet_before:.2f}x) | "
+        f"{met(cpu_fleet <= cpu_fleet_before / 2)} |",
+        f"| memory per target <= 2 MiB | - | **{per_target / 2**20:.2f} MiB** | "
+        f"{met(per_target <= 2 * 2**20)} |",
+        f"| targets one collector serves at {INTERVAL_S} s: 1,000 | "
+        f"{INTERVAL_S / cpu_fleet_before:,.0f} | **{serves:,.0f}** | {met(serves >= 1000)} |",
+        "",
+    ]
 
 
 def fleet_lines(result: dict[str, Any], one: Series, powa_one: Series) -> list[str]:
@@ -683,8 +731,12 @@ def main() -> None:
     parser.add_argument("dsns", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.replay is not None:
-        text = report(*pickle.loads(args.replay.read_bytes()))
+    if args.replay is not None:  # run with the results file the run replaced in place
+        options, version, single, old, fleet_result, started, elapsed = pickle.loads(
+            args.replay.read_bytes()
+        )[:7]
+        earlier = earlier_runs(args.output, GOALS)
+        text = report(options, version, single, old, fleet_result, started, elapsed, earlier)
         args.output.write_text(text)
         print(text)
         return
@@ -702,6 +754,7 @@ def main() -> None:
         capture_output=True, text=True,
     ).stdout or "?"  # fmt: skip
     rng = random.Random(args.seed)
+    earlier = earlier_runs(args.output, GOALS)
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="dbtools-bench-collect-"))
@@ -732,7 +785,16 @@ def main() -> None:
         fleet_result = fleet(
             sandbox, args.fleet_rounds, args.powa_fleet_rounds, args.one_rounds, rng
         )
-    measured = (args, version, single, old, fleet_result, started, time.monotonic() - clock)
+    measured = (
+        args,
+        version,
+        single,
+        old,
+        fleet_result,
+        started,
+        time.monotonic() - clock,
+        earlier,
+    )
     # kept, so that the results file can be written again from them (--replay)
     (directory.parent / f"{directory.name}.pickle").write_bytes(pickle.dumps(measured))
     text = report(*measured)
