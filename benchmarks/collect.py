@@ -349,6 +349,7 @@ def old_storage(sandbox: Sandbox, rounds: int, rng: random.Random) -> Series:
 # -- 3. the fleet --------------------------------------------------------------------------------
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FIRST_ROUND_WAIT_S = 900
 
 
 def server_cpu(postmaster: int) -> float:
@@ -381,7 +382,9 @@ def fleet_child(dsns: Sequence[str], rounds: int, seed: int, postmaster: int) ->
     prints one JSON line per round."""
     rng = random.Random(seed)
     targets = [Target(f"bench_{i:02d}", dsn) for i, dsn in enumerate(dsns, 1)]
-    with Collector(targets, interval_s=INTERVAL_S) as collector:
+    # a round waits for every target however long it takes (a first round of 50 reads every
+    # text: longer than a 60 s interval on a loaded machine)
+    with Collector(targets, interval_s=FIRST_ROUND_WAIT_S) as collector:
         collector.open_all()
         for number in range(rounds + 1):
             if number:
@@ -430,12 +433,15 @@ def run_fleet(
     dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, size + 1)]
     postmaster = int((sandbox.data_dir / "postmaster.pid").read_text().split()[0])
     with tree_of(commit) as tree:
-        lines = subprocess.run(
+        child = subprocess.run(
             [sys.executable, str(HERE / "collect.py"), "--fleet-child", str(rounds),
              "--seed", str(rng.randrange(1 << 30)), "--postmaster", str(postmaster), *dsns],
-            check=True, cwd=tree, capture_output=True, text=True,
+            check=False, cwd=tree, capture_output=True, text=True,
             env={**os.environ, "PYTHONPATH": str(tree)},
-        ).stdout.splitlines()  # fmt: skip
+        )  # fmt: skip
+    if child.returncode:
+        raise RuntimeError(f"the fleet child of {size} failed:\n{child.stderr[-3000:]}")
+    lines = child.stdout.splitlines()
     measured = [json.loads(line) for line in lines]
     series = Series()
     for entry in measured[1:]:
@@ -487,6 +493,10 @@ def fleet(
     result["before"] = run_fleet(sandbox, FLEET, rounds, rng, BEFORE)
     result["after"] = run_fleet(sandbox, FLEET, rounds, rng)
     result["powa"] = powa_fleet(sandbox, FLEET, powa_rounds, rng)
+    # what is measured so far, should the large fleet fail
+    (sandbox.directory.parent / f"{sandbox.directory.name}-fleet.pickle").write_bytes(
+        pickle.dumps(result)
+    )
     for i in range(FLEET + 1, BIG_FLEET + 1):
         run_statements(sandbox.dsn(f"bench_{i:02d}"), range(STATEMENTS))
     print(f"fleet: {BIG_FLEET} databases (after, PoWA)…", file=sys.stderr)
