@@ -35,6 +35,7 @@ import argparse
 import datetime
 import json
 import os
+import pickle
 import random
 import resource
 import statistics
@@ -51,6 +52,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.history import earlier_runs
 from benchmarks.machine import machine_lines
 from dbtools.db.sandbox import Sandbox
 from dbtools.schema.revisions import upgrade
@@ -63,13 +65,16 @@ TABLES, COLUMNS = 100, 50  # 5,000 distinct statements per database
 STATEMENTS = TABLES * COLUMNS
 MOVED = STATEMENTS // 10
 FLEET = 20
+BIG_FLEET = 50
+# The commit the fleet is compared with: main before one scan per server (issue 25 point 4).
+BEFORE = "8a9594a"
 INTERVAL_S = 60
 # The commit before revision 0005: its head is revision 0004 (every sample a full copy).
 OLD_STORAGE = "d94c174^"
 
 SETTINGS = {
     "shared_preload_libraries": "'pg_stat_statements,powa'",
-    "pg_stat_statements.max": "120000",  # 20 x 5,000 and the repositories' own statements
+    "pg_stat_statements.max": "300000",  # 50 x 5,000 and the repositories' own statements
     "pg_stat_statements.track": "top",
     "powa.frequency": "-1",  # no background snapshots: only the benchmark takes them
     "shared_buffers": "512MB",
@@ -221,7 +226,9 @@ def one_database(
                 # dbtools
                 before = table_bytes(mon, MONITORING_TABLES_SQL, vacuum=True)
                 wal = wal_lsn(mon)
+                cpu = time.process_time()
                 done = collector.run_round(number)
+                cpu = time.process_time() - cpu
                 wal_d = wal_lsn(mon) - wal
                 (outcome,) = done.outcomes
                 assert outcome.sample is not None, outcome.describe()
@@ -259,6 +266,7 @@ def one_database(
                     continue
                 dbtools.add(
                     ms=done.seconds * 1000,
+                    cpu_ms=cpu * 1000,
                     bytes=grown,
                     logical=logical,
                     rows=outcome.sample.rows_stored,
@@ -273,7 +281,7 @@ def one_database(
             before = table_bytes(mon, MONITORING_TABLES_SQL, vacuum=True)
             start = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "dbtools", "collect", "--once", "--target",
+                [sys.executable, "-m", "dbtools", "collect", "--once", "--target-dsn",
                  f"bench_01={dsn}"],
                 check=True, cwd=REPO, capture_output=True,
             )  # fmt: skip
@@ -290,7 +298,7 @@ def one_database(
 OLD_CHILD = """
 import sys, time
 import dbtools
-from dbtools.store import snapshots
+from dbtools.stats import snapshots  # the package's name then
 assert dbtools.__file__.startswith(sys.argv[2]), dbtools.__file__
 from dbtools.schema.revisions import upgrade
 upgrade(sys.argv[1])
@@ -340,28 +348,60 @@ def old_storage(sandbox: Sandbox, rounds: int, rng: random.Random) -> Series:
 
 # -- 3. the fleet --------------------------------------------------------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FIRST_ROUND_WAIT_S = 900
 
-def fleet_child(dsns: Sequence[str], rounds: int, seed: int) -> None:
-    """In its own process (peak RSS is the collector's): a first round, then *rounds* rounds
-    after a move in every database; prints one JSON line per measured round."""
+
+def server_cpu(postmaster: int) -> float:
+    """CPU seconds the server spent so far: the postmaster's own and its exited children's
+    (reaped), and every live child's (the backends, background processes). Only the
+    benchmark's sandbox: *postmaster* is its pid."""
+
+    def times(pid: int, reaped: bool) -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return 0  # exited in between (then counted in the postmaster's reaped time)
+        # utime, stime, cutime, cstime: fields 14-17 of stat (11-14 after the command)
+        return sum(int(f) for f in fields[11 : 15 if reaped else 13])
+
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    ticks = times(postmaster, True) + sum(times(int(pid), False) for pid in children)
+    return ticks / CLOCK_TICKS
+
+
+def current_rss() -> int:
+    """The process's resident memory now (bytes)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def fleet_child(dsns: Sequence[str], rounds: int, seed: int, postmaster: int) -> None:
+    """In its own process (RSS is the collector's; run from another tree, the collector of
+    another commit): a first round, then *rounds* rounds after a move in every database;
+    prints one JSON line per round."""
     rng = random.Random(seed)
     targets = [Target(f"bench_{i:02d}", dsn) for i, dsn in enumerate(dsns, 1)]
-    with Collector(targets, interval_s=INTERVAL_S) as collector:
+    # a round waits for every target however long it takes (a first round of 50 reads every
+    # text: longer than a 60 s interval on a loaded machine)
+    with Collector(targets, interval_s=FIRST_ROUND_WAIT_S) as collector:
         collector.open_all()
         for number in range(rounds + 1):
             if number:
                 for dsn in dsns:
                     move(dsn, rng)
             before = sum(bytes_of(dsn) for dsn in dsns)
-            cpu = time.process_time()
+            time.sleep(0.2)  # the movers' backends have exited and been reaped
+            cpu, server = time.process_time(), server_cpu(postmaster)
             done = collector.run_round(number)
-            cpu = time.process_time() - cpu
+            cpu, server = time.process_time() - cpu, server_cpu(postmaster) - server
             assert done.stored == len(dsns), done.line()
             grown = sum(bytes_of(dsn) for dsn in dsns) - before
             rows = sum(o.sample.rows_stored for o in done.outcomes if o.sample is not None)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             print(json.dumps({"round": number, "seconds": done.seconds, "cpu": cpu,
-                              "bytes": grown, "rows": rows, "peak_rss": peak}),
+                              "server_cpu": server, "bytes": grown, "rows": rows,
+                              "peak_rss": peak, "rss": current_rss()}),
                   flush=True)  # fmt: skip
 
 
@@ -370,36 +410,99 @@ def bytes_of(dsn: str) -> int:
         return table_bytes(conn, MONITORING_TABLES_SQL)
 
 
-def fleet(sandbox: Sandbox, rounds: int, powa_rounds: int, rng: random.Random) -> dict[str, Any]:
-    dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, FLEET + 1)]
-    with quiet(sandbox.dsn("powa")) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
-    for dsn in dsns:
-        run_statements(dsn, range(STATEMENTS))
-    lines = subprocess.run(
-        [sys.executable, "-m", "benchmarks.collect", "--fleet-child", str(rounds),
-         "--seed", str(rng.randrange(1 << 30)), *dsns],
-        check=True, cwd=REPO, capture_output=True, text=True,
-    ).stdout.splitlines()  # fmt: skip
+@contextmanager
+def tree_of(commit: str | None) -> Iterator[Path]:
+    """The repository's tree at *commit* (None: this one)."""
+    if commit is None:
+        yield REPO
+        return
+    with tempfile.TemporaryDirectory(prefix=f"dbtools-{commit}-") as tree:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True
+        ).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+        yield Path(tree)
+
+
+def run_fleet(
+    sandbox: Sandbox, size: int, rounds: int, rng: random.Random, commit: str | None = None
+) -> dict[str, Any]:
+    """*rounds* collector rounds over databases bench_01.. (*size* of them) by the collector
+    of *commit* (None: this tree), in a child process."""
+    dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, size + 1)]
+    postmaster = int((sandbox.data_dir / "postmaster.pid").read_text().split()[0])
+    with tree_of(commit) as tree:
+        child = subprocess.run(
+            [sys.executable, str(HERE / "collect.py"), "--fleet-child", str(rounds),
+             "--seed", str(rng.randrange(1 << 30)), "--postmaster", str(postmaster), *dsns],
+            check=False, cwd=tree, capture_output=True, text=True,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+        )  # fmt: skip
+    if child.returncode:
+        raise RuntimeError(f"the fleet child of {size} failed:\n{child.stderr[-3000:]}")
+    lines = child.stdout.splitlines()
     measured = [json.loads(line) for line in lines]
-    dbtools = Series()
+    series = Series()
     for entry in measured[1:]:
-        dbtools.add(**{k: entry[k] for k in ("seconds", "cpu", "bytes", "rows")})
+        series.add(**{k: entry[k] for k in ("seconds", "cpu", "server_cpu", "bytes", "rows")})
+    return {
+        "size": size,
+        "commit": commit,
+        "series": series,
+        "first": measured[0],
+        "peak_rss": max(e["peak_rss"] for e in measured),
+        "rss": measured[-1]["rss"],
+    }
+
+
+def powa_fleet(sandbox: Sandbox, size: int, rounds: int, rng: random.Random) -> Series:
+    """``powa_take_snapshot()`` covering the databases bench_01.. (*size*), after a move in
+    each: ms, server CPU, bytes, rows."""
+    dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, size + 1)]
+    postmaster = int((sandbox.data_dir / "postmaster.pid").read_text().split()[0])
     powa = Series()
     with quiet(sandbox.dsn("powa")) as repo:
         repo.execute("SET powa.coalesce = 1000")  # no aggregation in these rounds
-        for _ in range(powa_rounds):
+        for _ in range(rounds):
             for dsn in dsns:
                 move(dsn, rng)
             before = table_bytes(repo, POWA_TABLES_SQL, vacuum=True)
+            time.sleep(0.2)
+            server = server_cpu(postmaster)
             ms, rows = powa_snapshot(repo)
-            powa.add(ms=ms, bytes=table_bytes(repo, POWA_TABLES_SQL) - before, rows=rows)
-    return {
-        "dbtools": dbtools,
-        "first": measured[0],
-        "peak_rss": max(e["peak_rss"] for e in measured),
-        "powa": powa,
-    }
+            server = server_cpu(postmaster) - server
+            powa.add(ms=ms, server_cpu=server, rows=rows,
+                     bytes=table_bytes(repo, POWA_TABLES_SQL) - before)  # fmt: skip
+    return powa
+
+
+def fleet(
+    sandbox: Sandbox, rounds: int, powa_rounds: int, one_rounds: int, rng: random.Random
+) -> dict[str, Any]:
+    """One database, 20 and 50: the collector of this tree and of ``BEFORE`` side by side,
+    and PoWA."""
+    result: dict[str, Any] = {}
+    print("fleet: one database (before, after)…", file=sys.stderr)
+    result["one_before"] = run_fleet(sandbox, 1, one_rounds, rng, BEFORE)
+    result["one_after"] = run_fleet(sandbox, 1, one_rounds, rng)
+    # the server holds the entries of the databases measured, no more
+    for i in range(2, FLEET + 1):
+        run_statements(sandbox.dsn(f"bench_{i:02d}"), range(STATEMENTS))
+    print(f"fleet: {FLEET} databases (before, after, PoWA)…", file=sys.stderr)
+    result["before"] = run_fleet(sandbox, FLEET, rounds, rng, BEFORE)
+    result["after"] = run_fleet(sandbox, FLEET, rounds, rng)
+    result["powa"] = powa_fleet(sandbox, FLEET, powa_rounds, rng)
+    # what is measured so far, should the large fleet fail
+    (sandbox.directory.parent / f"{sandbox.directory.name}-fleet.pickle").write_bytes(
+        pickle.dumps(result)
+    )
+    for i in range(FLEET + 1, BIG_FLEET + 1):
+        run_statements(sandbox.dsn(f"bench_{i:02d}"), range(STATEMENTS))
+    print(f"fleet: {BIG_FLEET} databases (after, PoWA)…", file=sys.stderr)
+    result["big"] = run_fleet(sandbox, BIG_FLEET, rounds, rng)
+    result["big_powa"] = powa_fleet(sandbox, BIG_FLEET, powa_rounds, rng)
+    return result
 
 
 # -- the results file --------------------------------------------------------------------------
@@ -417,13 +520,12 @@ def report(
     fleet_result: dict[str, Any],
     started: datetime.datetime,
     elapsed: float,
+    earlier: list[str],
 ) -> str:
     d, p, c = single["dbtools"], single["powa"], single["cli"]
-    f, fp = fleet_result["dbtools"], fleet_result["powa"]
     coalesce = single["coalesce"]
     amortised = coalesce["history_bytes"] / coalesce["snapshots"]
     first = single["first"]
-    day = 86400 // INTERVAL_S
     lines = [
         "# Benchmark: dbtools collect beside PoWA",
         "",
@@ -441,6 +543,7 @@ def report(
         "before each sample (not timed). Logical bytes: `pg_column_size` of the rows the "
         "sample added. Milliseconds: wall time of the call (client side).",
         "",
+        *goal_lines(fleet_result, d, p),
         "## One database, 5,000 statements, 10% moving",
         "",
         f"Medians of {len(d.values['ms'])} samples.",
@@ -485,31 +588,141 @@ def report(
         f"{old.median('ms'):.0f} ms. Per sample, dbtools now stores "
         f"{old.median('bytes') / d.median('bytes'):.1f}x less than before.",
         "",
-        f"## A fleet: {FLEET} databases x {STATEMENTS:,} statements on the server",
-        "",
-        f"One collector process (`Collector`, the default concurrency of 4, each target's own "
-        f"`perf_monitoring`), {len(f.values['seconds'])} rounds after a first one, each after "
-        f"a 10% move in every database. CPU seconds: the process's CPU time during the round "
-        f"(all its threads). Per day: bytes per round x {day} rounds (a 60 s interval).",
-        "",
-        "| per round | dbtools collector | PoWA `powa_take_snapshot()` (one covers all) |",
-        "|---|---:|---:|",
-        f"| wall time, median (max) | **{f.median('seconds'):.2f} s** "
-        f"({f.low_high('seconds')[1]:.2f} s) of a {INTERVAL_S} s interval | "
-        f"{fp.median('ms') / 1000:.2f} s ({fp.low_high('ms')[1] / 1000:.2f} s) |",
-        f"| collector CPU seconds, median | {f.median('cpu'):.2f} | (in the server) |",
-        f"| rows stored | {n(f.median('rows'))} | {n(fp.median('rows'))} |",
-        f"| on-disk bytes | {n(f.median('bytes'))} | {n(fp.median('bytes'))} |",
-        f"| bytes a day | **{f.median('bytes') * day / 1e9:.2f} GB** | "
-        f"{fp.median('bytes') * day / 1e9:.2f} GB before aggregation |",
-        "",
-        f"Collector peak RSS: **{fleet_result['peak_rss'] / 2**20:.0f} MiB** (the whole "
-        f"benchmark child process: the collector and the client that moves the statements). "
-        f"The first round (every text, {n(fleet_result['first']['rows'])} rows): "
-        f"{fleet_result['first']['seconds']:.2f} s, {n(fleet_result['first']['bytes'])} B.",
-        "",
+        *fleet_lines(fleet_result, d, p),
+        *earlier,
     ]
     return "\n".join(lines)
+
+
+GOALS = "## Goals (issue 25 points 4-5)"
+
+
+def goal_lines(result: dict[str, Any], one: Series, powa_one: Series) -> list[str]:
+    """The goals of issue 25 points 4-5 against this run's figures."""
+    before, after = result["before"]["series"], result["after"]["series"]
+    ob, oa = result["one_before"]["series"], result["one_after"]["series"]
+    per_target = (result["big"]["rss"] - result["after"]["rss"]) / (BIG_FLEET - FLEET)
+    serves = INTERVAL_S / (after.median("cpu") / FLEET)
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    server, server_before = after.median("server_cpu"), before.median("server_cpu")
+    cpu_one, cpu_one_before = oa.median("cpu"), ob.median("cpu")
+    cpu_fleet, cpu_fleet_before = after.median("cpu") / FLEET, before.median("cpu") / FLEET
+    return [
+        GOALS,
+        "",
+        "| goal | before | after | |",
+        "|---|---:|---:|---|",
+        f"| server CPU per round, {FLEET} databases x {STATEMENTS:,}: <= 1 s | "
+        f"{server_before:.2f} s | **{server:.2f} s** ({server / server_before:.2f}x) | "
+        f"{met(server <= 1)} |",
+        f"| the same, {BIG_FLEET} databases (figure asked) | - | "
+        f"{result['big']['series'].median('server_cpu'):.2f} s | |",
+        f"| per-sample wall time <= PoWA's (one database, same run: PoWA "
+        f"{powa_one.median('ms'):.0f} ms) | {ob.median('seconds') * 1000:.0f} ms | "
+        f"**{one.median('ms'):.0f} ms** in-process ({oa.median('seconds') * 1000:.0f} ms in "
+        f"the child) | {met(one.median('ms') <= powa_one.median('ms'))} |",
+        f"| collector CPU per sample halved (one database) | {cpu_one_before * 1000:.0f} ms | "
+        f"**{cpu_one * 1000:.0f} ms** ({cpu_one / cpu_one_before:.2f}x) | "
+        f"{met(cpu_one <= cpu_one_before / 2)} |",
+        f"| the same, per target in a round of {FLEET} | {cpu_fleet_before * 1000:.0f} ms | "
+        f"**{cpu_fleet * 1000:.0f} ms** ({cpu_fleet / cpu_fleet_before:.2f}x) | "
+        f"{met(cpu_fleet <= cpu_fleet_before / 2)} |",
+        f"| memory per target <= 2 MiB | - | **{per_target / 2**20:.2f} MiB** | "
+        f"{met(per_target <= 2 * 2**20)} |",
+        f"| targets one collector serves at {INTERVAL_S} s: 1,000 | "
+        f"{INTERVAL_S / cpu_fleet_before:,.0f} | **{serves:,.0f}** | {met(serves >= 1000)} |",
+        "",
+    ]
+
+
+def fleet_lines(result: dict[str, Any], one: Series, powa_one: Series) -> list[str]:
+    """The fleet's sections: this tree's collector beside ``BEFORE``'s and PoWA's."""
+    day = 86400 // INTERVAL_S
+    ob, oa = result["one_before"]["series"], result["one_after"]["series"]
+    b, a, big = result["before"]["series"], result["after"]["series"], result["big"]["series"]
+    pw, bpw = result["powa"], result["big_powa"]
+    # memory per target: the collector's RSS growth from 20 to 50 targets (same code)
+    per_target = (result["big"]["rss"] - result["after"]["rss"]) / (BIG_FLEET - FLEET)
+    per_target_before = (result["before"]["rss"] - result["one_before"]["rss"]) / (FLEET - 1)
+    per_target_after = (result["after"]["rss"] - result["one_after"]["rss"]) / (FLEET - 1)
+    sample_cpu = a.median("cpu") / FLEET
+    serves = INTERVAL_S / sample_cpu
+
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f}x" if y else "-"
+
+    return [
+        "## The collector before and after one scan per server (issue 25 points 4-5)",
+        "",
+        f"Each line: a `Collector` in its own process (the default concurrency of 4, each "
+        f"target's own `perf_monitoring`), a first round then {len(a.values['seconds'])} "
+        f"measured rounds, each after a 10% move in every database. *Before*: the collector "
+        f"of commit `{BEFORE}` (main before this change: a scan of the server's "
+        "pg_stat_statements per target, a second for the header's `toplevel_calls`, a row "
+        "object per entry), run from its own tree; *after*: this tree. Server CPU: the "
+        "sandbox server's processes' CPU time during the round (`/proc/<pid>/stat` of its "
+        "postmaster, reaped children included, and of every live child: backends and "
+        "background processes). Collector CPU: the collector process's (all threads). "
+        "Medians; ratios after/before.",
+        "",
+        f"| per round, median | 1 database: before | after | after/before | {FLEET} "
+        f"databases: before | after | after/before | {BIG_FLEET} databases: after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| server CPU s | {ob.median('server_cpu'):.3f} | {oa.median('server_cpu'):.3f} | "
+        f"{ratio(oa.median('server_cpu'), ob.median('server_cpu'))} | "
+        f"{b.median('server_cpu'):.2f} | **{a.median('server_cpu'):.2f}** | "
+        f"{ratio(a.median('server_cpu'), b.median('server_cpu'))} | "
+        f"**{big.median('server_cpu'):.2f}** |",
+        f"| wall s | {ob.median('seconds'):.3f} | {oa.median('seconds'):.3f} | "
+        f"{ratio(oa.median('seconds'), ob.median('seconds'))} | {b.median('seconds'):.2f} | "
+        f"**{a.median('seconds'):.2f}** | {ratio(a.median('seconds'), b.median('seconds'))} | "
+        f"**{big.median('seconds'):.2f}** |",
+        f"| collector CPU s | {ob.median('cpu'):.3f} | {oa.median('cpu'):.3f} | "
+        f"{ratio(oa.median('cpu'), ob.median('cpu'))} | {b.median('cpu'):.2f} | "
+        f"{a.median('cpu'):.2f} | {ratio(a.median('cpu'), b.median('cpu'))} | "
+        f"{big.median('cpu'):.2f} |",
+        f"| rows stored | {n(ob.median('rows'))} | {n(oa.median('rows'))} | | "
+        f"{n(b.median('rows'))} | {n(a.median('rows'))} | | {n(big.median('rows'))} |",
+        f"| on-disk bytes | {n(ob.median('bytes'))} | {n(oa.median('bytes'))} | | "
+        f"{n(b.median('bytes'))} | {n(a.median('bytes'))} | | {n(big.median('bytes'))} |",
+        f"| collector RSS after the rounds, MiB | {result['one_before']['rss'] / 2**20:.1f} | "
+        f"{result['one_after']['rss'] / 2**20:.1f} | | {result['before']['rss'] / 2**20:.1f} | "
+        f"{result['after']['rss'] / 2**20:.1f} | | {result['big']['rss'] / 2**20:.1f} |",
+        "",
+        f"PoWA beside it, `powa_take_snapshot()` (one call covers the server), medians of "
+        f"{len(pw.values['ms'])}: {FLEET} databases: **{pw.median('ms') / 1000:.2f} s** wall, "
+        f"**{pw.median('server_cpu'):.2f} s** server CPU, {n(pw.median('rows'))} rows, "
+        f"{n(pw.median('bytes'))} B; {BIG_FLEET} databases: {bpw.median('ms') / 1000:.2f} s "
+        f"wall, {bpw.median('server_cpu'):.2f} s server CPU, {n(bpw.median('rows'))} rows, "
+        f"{n(bpw.median('bytes'))} B.",
+        "",
+        "Per sample (one database of 5,000 statements, the in-process collector of the first "
+        f"section beside PoWA in the same run): {one.median('ms'):.0f} ms wall and "
+        f"{one.median('cpu_ms'):.0f} ms collector CPU against PoWA's "
+        f"{powa_one.median('ms'):.0f} ms ({ratio(one.median('ms'), powa_one.median('ms'))} "
+        "of PoWA's time).",
+        "",
+        "Memory per target (the collector's RSS growth per added target): "
+        f"**{per_target / 2**20:.2f} MiB** from {FLEET} to {BIG_FLEET} targets (after); from 1 "
+        f"to {FLEET}: {per_target_before / 2**20:.2f} MiB before, "
+        f"{per_target_after / 2**20:.2f} MiB after.",
+        "",
+        f"Targets one collector serves at a {INTERVAL_S} s interval, from its CPU (one core, "
+        f"Python's lock held while it computes): {INTERVAL_S} s / "
+        f"{sample_cpu * 1000:.0f} ms per target = **{serves:,.0f}**; from memory at "
+        f"{per_target / 2**20:.2f} MiB per target, 1,000 targets take "
+        f"{per_target * 1000 / 2**30:.1f} GiB. Per day at a 60 s interval: "
+        f"{a.median('bytes') / FLEET * day / 1e6:.0f} MB per target "
+        f"({a.median('bytes') * day / 1e9:.2f} GB for {FLEET}).",
+        "",
+        f"The first round (every text): {FLEET} databases {result['after']['first']['seconds']:.1f}"
+        f" s after, {result['before']['first']['seconds']:.1f} s before (the state loaded "
+        f"from the store); {BIG_FLEET} databases {result['big']['first']['seconds']:.1f} s.",
+        "",
+    ]
 
 
 def main() -> None:
@@ -519,14 +732,29 @@ def main() -> None:
     parser.add_argument("--old-rounds", type=int, default=7)
     parser.add_argument("--fleet-rounds", type=int, default=8)
     parser.add_argument("--powa-fleet-rounds", type=int, default=5)
+    parser.add_argument("--one-rounds", type=int, default=10)
+    parser.add_argument("--postmaster", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pg-bin", default=PG15)
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS-collect.md")
     parser.add_argument("--fleet-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("dsns", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replay is not None:  # run with the results file the run replaced in place
+        options, version, single, old, fleet_result, started, elapsed = pickle.loads(
+            args.replay.read_bytes()
+        )[:7]
+        earlier = earlier_runs(args.output, GOALS)
+        text = report(options, version, single, old, fleet_result, started, elapsed, earlier)
+        args.output.write_text(text)
+        print(text)
+        return
     if args.fleet_child is not None:
-        fleet_child(args.dsns, args.fleet_child, args.seed)
+        import dbtools  # the collector measured is the tree's the child runs in
+
+        assert Path(dbtools.__file__).is_relative_to(Path.cwd()), dbtools.__file__
+        fleet_child(args.dsns, args.fleet_child, args.seed, args.postmaster)
         return
     powa_library = Path(args.pg_bin).parent / "lib" / "powa.so"
     if not powa_library.exists():
@@ -536,6 +764,7 @@ def main() -> None:
         capture_output=True, text=True,
     ).stdout or "?"  # fmt: skip
     rng = random.Random(args.seed)
+    earlier = earlier_runs(args.output, GOALS)
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="dbtools-bench-collect-"))
@@ -551,7 +780,7 @@ def main() -> None:
             conn.execute("CREATE DATABASE bench_head TEMPLATE bench_tables")
         upgrade(sandbox.dsn("bench_head"))
         with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
-            for i in range(1, FLEET + 1):
+            for i in range(1, BIG_FLEET + 1):
                 conn.execute(f"CREATE DATABASE bench_{i:02d} TEMPLATE bench_head")
         with psycopg.connect(sandbox.dsn("powa"), autocommit=True) as conn:
             for extension in ("btree_gist", "powa"):
@@ -563,8 +792,22 @@ def main() -> None:
         print("one database…", file=sys.stderr)
         single = one_database(sandbox, args.rounds, args.cli_rounds, rng)
         print("fleet…", file=sys.stderr)
-        fleet_result = fleet(sandbox, args.fleet_rounds, args.powa_fleet_rounds, rng)
-    text = report(args, version, single, old, fleet_result, started, time.monotonic() - clock)
+        fleet_result = fleet(
+            sandbox, args.fleet_rounds, args.powa_fleet_rounds, args.one_rounds, rng
+        )
+    measured = (
+        args,
+        version,
+        single,
+        old,
+        fleet_result,
+        started,
+        time.monotonic() - clock,
+        earlier,
+    )
+    # kept, so that the results file can be written again from them (--replay)
+    (directory.parent / f"{directory.name}.pickle").write_bytes(pickle.dumps(measured))
+    text = report(*measured)
     args.output.write_text(text)
     print(text)
 

@@ -9,10 +9,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.reading import live
+from dbtools.store.collector import Collector, Target
+from dbtools.store.compact import OWN_TEXT
 from tests.conftest import Database
 from tests.helpers import REPO, assert_usage_error, interruptible_child, run_cli
 from tests.snapshot_helpers import snapshot_count
@@ -73,6 +77,34 @@ def test_once_stores_one_sample_and_says_so(migrated_database: Database) -> None
         "JOIN perf_monitoring.statement_texts t USING (target, dbid, queryid) "
         "WHERE t.query = 'SELECT $1 AS collected'"
     ) == [(3,)]
+
+
+def test_once_keeps_its_own_statements_between_runs_and_never_reads_their_texts_again(
+    migrated_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``collect --once`` runs are processes that start with nothing in memory: dbtools' own
+    statements met by one run (their texts read: a read of texts loads the server's whole
+    texts file) are known to the next from the store, never asked for again."""
+    db = migrated_database
+    read_sample = live.read_sample
+    met: list[frozenset[int]] = []  # the own statements each run met (read their texts)
+
+    def recording(*args: Any, **kwargs: Any) -> live.SampleRead:
+        read = read_sample(*args, **kwargs)
+        met.append(read.own)
+        return read
+
+    monkeypatch.setattr(live, "read_sample", recording)
+    for _ in range(4):
+        with Collector([Target(db.name, db.dsn)], interval_s=60, once=True) as collector:
+            assert collector.run(rounds=1).samples == 1
+    assert len(met) == 4 and met[0] and met[1]  # a first sample's, then those run after it
+    assert sum(len(found) for found in met) == len(frozenset().union(*met))  # none twice
+    stored = db.execute(
+        f"SELECT {SQL_MARKER} dbid, queryid FROM perf_monitoring.statement_texts WHERE query = %s",
+        (OWN_TEXT,),
+    )
+    assert {live.text_key(dbid, queryid) for dbid, queryid in stored} == frozenset().union(*met)
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])

@@ -185,10 +185,11 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
         assert all(SQL_MARKER in text for text in toplevel), toplevel
     # A snapshot, whatever the number of statements, tables and indexes: the server facts; the
     # repository's revision (whether its table exists, and its row); the target's write lock,
-    # its latest sample and the state there (one query per row kind: a new process); the read
-    # (the header, the revision, the counters, the new texts, the database, tables and
-    # indexes); the write (one statement); the lock's release.
-    assert sum(small.values()) == sum(large.values()) == 1 + 2 + 1 + 1 + 4 + 7 + 1 + 1
+    # its latest sample and the state there (one query per row kind, and dbtools' own
+    # statements the store knows: a new process); the read (the header, the revision, the
+    # counters, the new texts, the database, tables and indexes); the write (one statement);
+    # the lock's release.
+    assert sum(small.values()) == sum(large.values()) == 1 + 2 + 1 + 1 + 4 + 1 + 7 + 1 + 1
     # verify: the revision (whether its table exists, and its row), the objects its manifest
     # names, the monitoring tables' columns (samples are read at any revision), the targets,
     # the labels, the samples inside each window (their settings are judged) and its request

@@ -28,8 +28,9 @@ loads them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -262,9 +263,13 @@ def read_counting_overrides(conn: psycopg.Connection[Any]) -> list[dict[str, str
     return list(row[0]) if row and row[0] is not None else []
 
 
-def header_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
+def header_sql(
+    columns: StatementColumns, info: ServerInfo, *, toplevel_calls: bool = True
+) -> sql.Composed:
     """The header's server facts (``%(pgss_version)s`` is a parameter). The per-role and
-    per-database settings are NULL when the role cannot read ``pg_db_role_setting``."""
+    per-database settings are NULL when the role cannot read ``pg_db_role_setting``. Without
+    *toplevel_calls* that sum is NULL: a sample counts it from the entries it reads (no second
+    scan of pg_stat_statements)."""
     stats_reset, dealloc = columns.info_expressions()
     return sql.SQL(_HEADER_SQL).format(
         marker=sql.SQL(SQL_MARKER),
@@ -274,7 +279,9 @@ def header_sql(columns: StatementColumns, info: ServerInfo) -> sql.Composed:
         counting_overrides=sql.SQL(
             _COUNTING_OVERRIDES if info.reads_role_settings else "NULL::jsonb"
         ),
-        toplevel_calls=columns.toplevel_calls(sql.SQL("d.oid")),
+        toplevel_calls=(
+            columns.toplevel_calls(sql.SQL("d.oid")) if toplevel_calls else sql.SQL("NULL::bigint")
+        ),
     )
 
 
@@ -370,10 +377,13 @@ def _fetch(
 
 # -- samples: what ``dbtools collect`` and a snapshot read ---------------------------------------
 
-_COUNTERS_SQL = f"""
-SELECT {{marker}} {{columns}}
-FROM {{view}}(false) s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
-WHERE {_CURRENT_DATABASE}
+# Every entry of the databases %(dbids)s, one scan of the server's pg_stat_statements whatever
+# their number (the view's function with ``showtext => false``: the texts file is not read);
+# ``now()`` is when the counters were read.
+_COUNTERS_SQL = """
+SELECT {marker} now(), s.dbid::bigint, {columns}
+FROM {view}(false) s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+WHERE s.dbid = ANY(%(dbids)s::oid[])
 """
 
 # The texts of the statements *queryids* (one per statement): the only texts a sample reads.
@@ -384,10 +394,12 @@ WHERE {_CURRENT_DATABASE} AND s.queryid = ANY(%(queryids)s)
 ORDER BY s.queryid, s.toplevel DESC, s.userid
 """
 
+_DATABASE_OID_SQL = f"SELECT {SQL_MARKER} oid::bigint FROM pg_catalog.pg_database WHERE datname = current_database()"
+
 
 def counters_sql(columns: StatementColumns) -> sql.Composed:
-    """Every pg_stat_statements entry of the current database without its text (the view's
-    function with ``showtext => false``: the texts file is not read), hidden rows included."""
+    """Every pg_stat_statements entry of the databases ``%(dbids)s``, without its text, hidden
+    rows included: the read time, the entry's database, then ``stored_columns(StatementRow)``."""
     expressions = columns.expressions()
     return sql.SQL(_COUNTERS_SQL).format(
         marker=sql.SQL(SQL_MARKER),
@@ -403,24 +415,92 @@ def texts_sql(columns: StatementColumns) -> sql.Composed:
     return sql.SQL(_TEXTS_SQL).format(marker=sql.SQL(SQL_MARKER), view=columns.view())
 
 
+def database_oid(conn: psycopg.Connection[Any]) -> int:
+    """The connected database's OID (what pg_stat_statements calls its ``dbid``)."""
+    row = conn.execute(_DATABASE_OID_SQL).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def is_own(text: str) -> bool:
     """Whether a raw pg_stat_statements text is dbtools' own statement (its marker, or a
     foreign-key check PostgreSQL ran for it)."""
     return SQL_MARKER in text or RI_MARKER in text
 
 
-StatementKey = tuple[int, int]  # (dbid, queryid): what a text belongs to
+# A statement's text belongs to (dbid, queryid), packed in one int (``text_key``): a target's
+# state holds thousands of them, and a set of ints is a third the size of a set of pairs.
+StatementKey = int
+_U64 = (1 << 64) - 1
+
+
+def text_key(dbid: int, queryid: int) -> StatementKey:
+    return dbid << 64 | (queryid & _U64)
+
+
+def text_key_parts(key: StatementKey) -> tuple[int, int]:
+    """(dbid, queryid) of a ``text_key``."""
+    queryid = key & _U64
+    return key >> 64, queryid - (1 << 64) if queryid >> 63 else queryid
+
+
+# Where the values of a counters row are (``stored_columns(StatementRow)`` order).
+_STATEMENT_COLUMNS = stored_columns(StatementRow)
+_DBID, _QUERYID = _STATEMENT_COLUMNS.index("dbid"), _STATEMENT_COLUMNS.index("queryid")
+_CALLS, _TOPLEVEL = _STATEMENT_COLUMNS.index("calls"), _STATEMENT_COLUMNS.index("toplevel")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """One scan's pg_stat_statements entries (text-less value tuples in
+    ``stored_columns(StatementRow)`` order, hidden rows and dbtools' own included) by
+    database, and when they were read."""
+
+    taken_at: datetime
+    by_database: dict[int, list[tuple[Any, ...]]]
+
+
+def scan_counters(
+    conn: psycopg.Connection[Any], columns: StatementColumns, dbids: Iterable[int]
+) -> Counters:
+    """The entries of the databases *dbids* of the connected server, one scan of its
+    pg_stat_statements (whichever database *conn* is in: the view shows the server's)."""
+    wanted = sorted(set(dbids))
+    by_database: dict[int, list[tuple[Any, ...]]] = {dbid: [] for dbid in wanted}
+    taken_at = None
+    for values in conn.execute(counters_sql(columns), {"dbids": wanted}):
+        taken_at = values[0]
+        by_database[values[1]].append(values[2:])
+    if taken_at is None:  # no entry at all: the time still counts
+        taken_at = conn.execute(f"SELECT {SQL_MARKER} now()").fetchone()[0]  # type: ignore[index]
+    return Counters(taken_at, by_database)
 
 
 @dataclass(frozen=True)
 class SampleRead:
-    """What one sample read of a database: its statistics, statements without their text
-    (``query`` is empty) and dbtools' own left out; the scrubbed texts of the statements whose
-    text was not known yet; and which of those were dbtools' own (never stored)."""
+    """What one sample read of a database: its header (``toplevel_calls`` counted from the
+    entries read), its statements as text-less value tuples (``stored_columns(StatementRow)``
+    order, dbtools' own and hidden ones left out: building thousands of row objects costs
+    more than the sample), its tables, indexes and database row; the scrubbed texts of the
+    statements whose text was not known yet; and which of those were dbtools' own (never
+    stored)."""
 
-    snapshot: Snapshot
+    header: SnapshotHeader
+    statements: tuple[tuple[Any, ...], ...]
+    tables: tuple[TableRow, ...]
+    indexes: tuple[IndexRow, ...]
+    database: DatabaseRow | None
     texts: dict[StatementKey, str]
     own: frozenset[StatementKey]
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The read as a snapshot (statements without their text: ``query`` is empty)."""
+        statements = tuple(
+            StatementRow(**dict(zip(_STATEMENT_COLUMNS, values, strict=True)), query="")
+            for values in self.statements
+        )
+        return Snapshot(self.header, statements, self.tables, self.indexes, self.database)
 
 
 def unlabelled_header(
@@ -444,54 +524,61 @@ def read_sample(
     columns: StatementColumns,
     known: Container[StatementKey] = frozenset(),
     own: Container[StatementKey] = frozenset(),
+    counters: Counters | None = None,
 ) -> SampleRead:
     """Read the connected database's statistics (an autocommit session: dbtools sends no
     BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's own entry),
     reading texts only of the statements neither *known* (texts already stored) nor *own*
     (dbtools' statements met before).
 
-    A statement whose text could not be read (evicted in between) is left out of this sample;
-    the next sample asks again.
+    *counters*: the server's entries already read by one scan for several databases (this
+    one's among them; ``scan_counters``); else this database's are scanned here. The sample is
+    taken when its entries were read (``taken_at``). A statement whose text could not be read
+    (evicted in between) is left out of this sample; the next sample asks again.
     """
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
     with conn.cursor(row_factory=dict_row) as cur:
-        facts = cur.execute(header_sql(columns, info), params).fetchone()
+        facts = cur.execute(header_sql(columns, info, toplevel_calls=False), params).fetchone()
     assert facts is not None
+    dbid = facts["database_oid"]
+    if counters is None or dbid not in counters.by_database:
+        counters = scan_counters(conn, columns, [dbid])
     revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
-    names = stored_columns(StatementRow)
-    queryid, calls = names.index("queryid"), names.index("calls")
-    found, hidden_statements, hidden_calls = [], 0, 0
-    for values in conn.execute(counters_sql(columns)):
-        if values[queryid] is None:
+    found, hidden_statements, hidden_calls, toplevel_calls = [], 0, 0, 0
+    for values in counters.by_database[dbid]:
+        if values[_TOPLEVEL]:
+            toplevel_calls += values[_CALLS]
+        if values[_QUERYID] is None:
             hidden_statements += 1
-            hidden_calls += values[calls]
+            hidden_calls += values[_CALLS]
         else:
-            found.append(StatementRow(**dict(zip(names, values, strict=True)), query=""))
+            found.append(values)
     asked = {
-        (row.dbid, row.queryid)
-        for row in found
-        if (row.dbid, row.queryid) not in known and (row.dbid, row.queryid) not in own
+        key
+        for values in found
+        if (key := text_key(dbid, values[_QUERYID])) not in known and key not in own
     }
     texts: dict[StatementKey, str] = {}
     mine: set[StatementKey] = set()
     if asked:
-        dbid = next(iter(asked))[0]  # every entry read is the current database's
-        rows = conn.execute(texts_sql(columns), {"queryids": [q for _, q in asked]})
-        for query_id, text in rows:
+        queryids = [text_key_parts(key)[1] for key in asked]
+        for query_id, text in conn.execute(texts_sql(columns), {"queryids": queryids}):
+            key = text_key(dbid, query_id)
             if is_own(text):
-                mine.add((dbid, query_id))
+                mine.add(key)
             else:
-                texts[dbid, query_id] = scrub_query(text)
+                texts[key] = scrub_query(text)
     databases = _fetch(conn, sql.SQL(DATABASE_SQL), DatabaseRow)
     tables = _fetch(conn, sql.SQL(TABLES_SQL), TableRow)
     indexes = _fetch(conn, sql.SQL(INDEXES_SQL), IndexRow)
     statements = tuple(
-        row
-        for row in found
-        if (key := (row.dbid, row.queryid)) not in own
+        values
+        for values in found
+        if (key := text_key(dbid, values[_QUERYID])) not in own
         and key not in mine
         and (key in known or key in texts)
     )
+    facts |= {"taken_at": counters.taken_at, "toplevel_calls": toplevel_calls}
     header = unlabelled_header(facts, revision, hidden_statements, hidden_calls)
-    snapshot = Snapshot(header, statements, tables, indexes, databases[0] if databases else None)
-    return SampleRead(snapshot, texts, frozenset(mine))
+    database = databases[0] if databases else None
+    return SampleRead(header, statements, tables, indexes, database, texts, frozenset(mine))

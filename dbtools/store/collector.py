@@ -4,7 +4,9 @@ A *target* is a monitored database with a name (``NAME=DSN``, or a TOML file of 
 round reads the targets concurrently (at most ``concurrency`` at once, a session each) and
 stores a sample per target (``compact``: only the entries that moved), in the target's
 own ``perf_monitoring`` or, with a central *store*, in that repository keyed by target. A
-round never waits for a slow target: a target still busy from the previous round is skipped
+round reads each server's ``pg_stat_statements`` once: targets whose DSNs differ only in
+the database (the same server, reached as the same role) share one scan per round
+(``ServerScan``), split by database. A round never waits for a slow target: a target still busy from the previous round is skipped
 (``busy``), one that is down or refusing is logged and retried next round, and the others keep
 their interval.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from dbtools.config import read_toml
 from dbtools.db import locks
@@ -66,6 +69,11 @@ class Target:
 
     def __str__(self) -> str:
         return self.name or describe(self.dsn).database
+
+
+def server_of(dsn: str) -> tuple[tuple[str, str], ...]:
+    """What says which server and role a DSN reaches: its parameters but the database."""
+    return tuple(sorted((k, str(v)) for k, v in conninfo_to_dict(dsn).items() if k != "dbname"))
 
 
 def validate_target_name(name: str) -> str:
@@ -218,6 +226,7 @@ class TargetSampler:
         self.store: psycopg.Connection[Any] | None = None  # where samples are written
         self.source: psycopg.Connection[Any] | None = None  # a central store's target (else: store)
         self.prepared: tuple[Any, Any] | None = None
+        self.dbid: int | None = None  # the target database's OID, read when opened
         self.state: compact.TargetState | None = None
         self.connections: list[psycopg.Connection[Any]] = []
 
@@ -255,6 +264,7 @@ class TargetSampler:
             self.store = self._connect(self.store_dsn, read_only=False)
         Store.checked(self.store).require_samples(self.purpose)
         self.prepared = live.prepare(self.source or self.store)
+        self.dbid = live.database_oid(self.source or self.store)
         if self.name is None:
             self.name = self.prepared[0].database
         return self.store
@@ -265,16 +275,20 @@ class TargetSampler:
         *,
         stopping: Callable[[], bool] = lambda: False,
         after: Callable[[psycopg.Connection[Any], str], compact.Purged] | None = None,
+        scan: ServerScan | None = None,
     ) -> tuple[compact.SampleSummary, compact.Purged]:
         """Read the target and store its sample (labelled *label*) under the target's write
-        lock; *after* (purge, roll-up) runs under the same lock. Raises ``Abandoned`` when
-        *stopping* says so before the write, ``UsageError`` for a label the target has."""
+        lock; *after* (purge, roll-up) runs under the same lock; *scan*: the round's one scan
+        of the target's server. Raises ``Abandoned`` when *stopping* says so before the write,
+        ``UsageError`` for a label the target has."""
         store = self.open()
         assert self.prepared is not None and self.name is not None
         info, columns = self.prepared
+        source = self.source or store
         with compact.write_lock(store, self.name):
             state = compact.current_state(store, self.name, self.state)
-            read = live.read_sample(self.source or store, info, columns, state.texts, state.own)
+            counters = scan.counters(source, columns) if scan is not None else None
+            read = live.read_sample(source, info, columns, state.texts, state.own, counters)
             if stopping():
                 raise Abandoned("stopping")
             summary, self.state = compact.write_sample(
@@ -297,6 +311,24 @@ class TargetSampler:
                 conn.close()
         self.store = self.source = None
         self.prepared = None
+
+
+class ServerScan:
+    """One round's scan of a server's ``pg_stat_statements``, shared by the targets on it:
+    the first of them to sample reads the entries of every open one (``live.scan_counters``),
+    the others take theirs from it. A failed scan is tried again by the next target."""
+
+    def __init__(self, samplers: Sequence[TargetSampler]) -> None:
+        self._samplers = samplers
+        self._lock = threading.Lock()
+        self._counters: live.Counters | None = None
+
+    def counters(self, conn: psycopg.Connection[Any], columns: Any) -> live.Counters:
+        with self._lock:
+            if self._counters is None:
+                dbids = [s.dbid for s in self._samplers if s.dbid is not None]
+                self._counters = live.scan_counters(conn, columns, dbids)
+            return self._counters
 
 
 @dataclass
@@ -352,6 +384,11 @@ class Collector:
                                     interval_s=interval_s))
             for t in targets
         ]  # fmt: skip
+        servers: dict[tuple[tuple[str, str], ...], list[TargetSampler]] = {}
+        for sessions in self._targets:
+            servers.setdefault(server_of(sessions.target.dsn), []).append(sessions.sampler)
+        # the targets that share a server, read with one scan a round
+        self._shared = [samplers for samplers in servers.values() if len(samplers) > 1]
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="dbtools-collect"
         )
@@ -418,7 +455,7 @@ class Collector:
 
     # -- one sample ---------------------------------------------------------------------------
 
-    def _sample(self, sessions: _Sessions) -> Outcome:
+    def _sample(self, sessions: _Sessions, scan: ServerScan | None) -> Outcome:
         sampler = sessions.sampler
         name = str(sampler)
         try:
@@ -426,7 +463,9 @@ class Collector:
                 raise Abandoned("stopping")
             self._open(sessions)
             name = str(sampler)
-            summary, purged = sampler.sample(stopping=self._stop.is_set, after=self._tidy)
+            summary, purged = sampler.sample(
+                stopping=self._stop.is_set, after=self._tidy, scan=scan
+            )
             return Outcome(name, summary, purged=purged)
         except (DbtoolsError, psycopg.Error) as err:
             if self._stop.is_set():
@@ -460,12 +499,17 @@ class Collector:
         clock = time.monotonic()
         waiting: dict[str, concurrent.futures.Future[Outcome]] = {}
         outcomes: dict[str, Outcome] = {}
+        scans: dict[int, ServerScan] = {}  # by id() of a sampler
+        for shared in self._shared:
+            one = ServerScan(shared)
+            scans |= {id(sampler): one for sampler in shared}
         for sessions in self._targets:
             key = str(sessions.target)
             if sessions.running is not None and not sessions.running.done():
                 outcomes[key] = Outcome(str(sessions.sampler.name or key), busy=True)
                 continue
-            sessions.running = self._pool.submit(self._sample, sessions)
+            scan = scans.get(id(sessions.sampler))
+            sessions.running = self._pool.submit(self._sample, sessions, scan)
             waiting[key] = sessions.running
         concurrent.futures.wait(waiting.values(), timeout=self.interval_s)
         for key, future in waiting.items():

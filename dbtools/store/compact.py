@@ -47,7 +47,7 @@ from psycopg.types.json import Jsonb
 from dbtools.db import locks
 from dbtools.db.connection import SQL_MARKER
 from dbtools.errors import DbtoolsError, UsageError
-from dbtools.reading.live import SampleRead, StatementKey
+from dbtools.reading.live import SampleRead, StatementKey, text_key, text_key_parts
 from dbtools.reading.rows import (
     TEXT_COLUMN,
     DatabaseRow,
@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 
 # Shown for a statement whose text no sample could store (it was evicted in between).
 TEXT_NOT_STORED = "<text not stored>"
+# Stored in place of the text of dbtools' own statements: the next process (``collect --once``)
+# knows them without reading the target's texts again (a read of texts loads the server's
+# whole texts file). ``fold_samples`` removes them with the texts no row refers to: they are
+# then learnt again once.
+OWN_TEXT = f"{SQL_MARKER} dbtools' own statement, never sampled"
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ TABLES = RowKind(TableRow, monitoring.TABLE_STATS, ("relid",), derived=("xid_age
 INDEXES = RowKind(IndexRow, monitoring.INDEX_STATS, ("indexrelid",))
 DATABASE = RowKind(DatabaseRow, monitoring.DATABASE_STATS, ("datid",))
 KINDS = (STATEMENTS, TABLES, INDEXES, DATABASE)
+# The kinds whose state keeps whole rows (a few hundred entries; statements keep fingerprints).
+ROW_KINDS = (TABLES, INDEXES, DATABASE)
 
 # The header's columns a writer fills (all but id), in the table's order.
 HEADER_COLUMNS = tuple(name for name in column_names(SnapshotHeader) if name != "id")
@@ -128,6 +135,14 @@ def _names(names: Sequence[str], prefix: str | None = None) -> sql.Composed:
 
 
 _MARKER = sql.SQL(SQL_MARKER)
+
+
+def same_entry(kind: RowKind, row: str, entry: str) -> sql.Composed:
+    """*row*'s key equals *entry*'s (two aliases)."""
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(row, k), sql.Identifier(entry, k))
+        for k in kind.key
+    )
 
 
 # -- age() as PostgreSQL counts it ------------------------------------------------------------
@@ -160,15 +175,53 @@ def xid_age(now: int | None, frozen: int | None) -> int | None:
 # -- the state of a target ---------------------------------------------------------------------
 
 
+# -- statements: compact state, compared without row objects ------------------------------------
+
+_STATEMENT_COLUMNS = STATEMENTS.columns
+_ENTRY_OF = operator.itemgetter(*(_STATEMENT_COLUMNS.index(name) for name in STATEMENTS.key))
+_VALUES_OF = operator.itemgetter(*(_STATEMENT_COLUMNS.index(name) for name in STATEMENTS.compared))
+_DBID, _QUERYID, _USERID, _TOPLEVEL, _CALLS, _HIT, _READ = (
+    _STATEMENT_COLUMNS.index(name)
+    for name in ("dbid", "queryid", "userid", "toplevel", "calls", "shared_blks_hit",
+                 "shared_blks_read")
+)  # fmt: skip
+_U64 = (1 << 64) - 1
+
+
+def entry_key(dbid: int, queryid: int, userid: int, toplevel: bool) -> int:
+    """A statement entry's key (``STATEMENTS.key``) packed in one int: a target's state holds
+    thousands of them (an int is a quarter of a 4-tuple of ints)."""
+    return ((dbid << 32 | userid) << 65) | (queryid & _U64) << 1 | int(toplevel)
+
+
+def entry_key_parts(key: int) -> tuple[int, int, int, bool]:
+    """(dbid, queryid, userid, toplevel) of an ``entry_key``."""
+    queryid = key >> 1 & _U64
+    ids = key >> 65
+    return ids >> 32, queryid - (1 << 64) if queryid >> 63 else queryid, ids & _U32, bool(key & 1)
+
+
+_U32 = (1 << 32) - 1
+
+
+def fingerprint(values: tuple[Any, ...]) -> int:
+    """The hash of an entry's compared values (``STATEMENTS.compared``): the state keeps it
+    instead of the values. Two different values collide with a chance of 2**-64 per moved
+    entry (Python's tuple hash); equal values always give equal fingerprints."""
+    return hash(values)
+
+
 @dataclass
 class TargetState:
-    """A target's entries at its latest sample (``sample_id``; None: it has none), which texts
-    the store holds, which statements are transaction control (left out of ``queries``), and
-    which are dbtools' own (never stored)."""
+    """A target's entries at its latest sample (``sample_id``; None: it has none): each
+    statement's ``fingerprint`` by ``entry_key``, the other kinds' rows by key; which texts the
+    store holds, which statements are transaction control (left out of ``queries``), and
+    which are dbtools' own (never stored), by ``live.text_key``."""
 
     sample_id: int | None = None
+    statements: dict[int, int] = field(default_factory=dict)
     rows: dict[str, dict[tuple[Any, ...], Any]] = field(
-        default_factory=lambda: {kind.table: {} for kind in KINDS}
+        default_factory=lambda: {kind.table: {} for kind in ROW_KINDS}
     )
     texts: set[StatementKey] = field(default_factory=set)
     control: set[StatementKey] = field(default_factory=set)
@@ -180,11 +233,16 @@ class TargetState:
         """The state a loaded sample (rows with their texts) stands for."""
         state = cls(snapshot.header.id, server_started_at=snapshot.header.server_started_at)
         for kind, rows in zip(KINDS, _rows_of(snapshot), strict=True):
-            state.rows[kind.table] = {kind.key_of(row): row for row in rows}
+            if kind is not STATEMENTS:
+                state.rows[kind.table] = {kind.key_of(row): row for row in rows}
         for row in snapshot.statements:
-            state.texts.add((row.dbid, row.queryid))
+            key = text_key(row.dbid, row.queryid)
+            state.statements[entry_key(row.dbid, row.queryid, row.userid, row.toplevel)] = (
+                fingerprint(STATEMENTS.values_of(row))
+            )
+            state.texts.add(key)
             if is_transaction_control(row.query):
-                state.control.add((row.dbid, row.queryid))
+                state.control.add(key)
         return state
 
 
@@ -219,18 +277,60 @@ def changes(kind: RowKind, before: dict[tuple[Any, ...], Any], rows: Sequence[An
     return Changes(tuple(moved), vanished)
 
 
-def sample_totals(snapshot: Snapshot, control: set[StatementKey]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StatementChanges:
+    """What a sample stores of its statements: the value tuples that moved (or appeared), the
+    ``entry_key`` of those that vanished; the new state (``fingerprint`` by ``entry_key``), the
+    statements' text keys, and the header's sums over every statement read."""
+
+    moved: tuple[tuple[Any, ...], ...]
+    vanished: tuple[int, ...]
+    fingerprints: dict[int, int]
+    present: set[StatementKey]
+    queries: int
+    shared_blks_hit: int
+    shared_blks_read: int
+
+    def __len__(self) -> int:
+        return len(self.moved) + len(self.vanished)
+
+
+def statement_changes(
+    before: dict[int, int], statements: Sequence[tuple[Any, ...]], control: set[StatementKey]
+) -> StatementChanges:
+    """Compare a read's statements (value tuples) with the state's fingerprints: one pass, no
+    row object built; the sums of the top-level statements (*control*: transaction control,
+    left out of ``queries``) along the way."""
+    moved, fingerprints, present = [], {}, set()
+    queries = hit = read = 0
+    for values in statements:
+        dbid, queryid, userid, toplevel = _ENTRY_OF(values)
+        key = entry_key(dbid, queryid, userid, toplevel)
+        fingerprints[key] = now = fingerprint(_VALUES_OF(values))
+        if before.get(key) != now:
+            moved.append(values)
+        statement = text_key(dbid, queryid)
+        present.add(statement)
+        if toplevel:
+            hit += values[_HIT]
+            read += values[_READ]
+            if statement not in control:
+                queries += values[_CALLS]
+    vanished = tuple(key for key in before if key not in fingerprints)
+    return StatementChanges(tuple(moved), vanished, fingerprints, present, queries, hit, read)
+
+
+def sample_totals(read: SampleRead, statements: StatementChanges) -> dict[str, Any]:
     """The header's sums a dashboard draws a point per sample from, and ``xid_now``."""
-    top = [row for row in snapshot.statements if row.toplevel]
-    indexes = [row for row in snapshot.indexes if is_application(row)]
+    indexes = [row for row in read.indexes if is_application(row)]
     return {
-        "queries": sum(r.calls for r in top if (r.dbid, r.queryid) not in control),
-        "shared_blks_hit": sum(r.shared_blks_hit for r in top),
-        "shared_blks_read": sum(r.shared_blks_read for r in top),
+        "queries": statements.queries,
+        "shared_blks_hit": statements.shared_blks_hit,
+        "shared_blks_read": statements.shared_blks_read,
         "idx_blks_hit": sum(r.idx_blks_hit for r in indexes),
         "idx_blks_read": sum(r.idx_blks_read for r in indexes),
-        "database_stats_reset": snapshot.database.stats_reset if snapshot.database else None,
-        "xid_now": xid_now(snapshot.tables),
+        "database_stats_reset": read.database.stats_reset if read.database else None,
+        "xid_now": xid_now(read.tables),
     }
 
 
@@ -284,6 +384,26 @@ def _rows_cte(kind: RowKind) -> sql.Composed:
     )
 
 
+# A vanished statement's row carries the values of the entry's latest row (a fingerprint is all
+# the state keeps of them; a vanished row's values are never read).
+_VANISHED_STATEMENTS_CTE = sql.SQL(
+    """stored_vanished_statements AS (
+    INSERT INTO {table} (snapshot_id, target, {columns}, vanished)
+    SELECT h.id, %(target)s, {latest}, true FROM header h,
+    unnest(%(gone_dbids)s::oid[], %(gone_queryids)s::bigint[], %(gone_userids)s::oid[],
+           %(gone_toplevel)s::boolean[]) AS g(dbid, queryid, userid, toplevel)
+    CROSS JOIN LATERAL (
+        SELECT * FROM {table} p
+        WHERE p.target = %(target)s AND {same}
+        ORDER BY p.snapshot_id DESC LIMIT 1) p
+    RETURNING 1)"""
+).format(
+    table=_table(STATEMENTS.table),
+    columns=_names(STATEMENTS.columns),
+    latest=_names(STATEMENTS.columns, "p"),
+    same=same_entry(STATEMENTS, "p", "g"),
+)
+
 # One statement stores a sample (the target may be the application's own database: dbtools
 # sends it no BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's entry).
 WRITE_SQL = sql.SQL(
@@ -294,7 +414,8 @@ WRITE_SQL = sql.SQL(
     SELECT %(target)s, * FROM unnest(%(text_dbids)s::oid[], %(text_queryids)s::bigint[],
                                      %(texts)s::text[])
     ON CONFLICT DO NOTHING RETURNING 1
-), {rows}
+), {rows},
+{vanished}
 SELECT id FROM header"""
 ).format(
     marker=_MARKER,
@@ -303,6 +424,7 @@ SELECT id FROM header"""
     values=sql.SQL(", ").join(sql.Placeholder(name) for name in HEADER_COLUMNS),
     texts=_table(monitoring.STATEMENT_TEXTS),
     rows=sql.SQL(",\n").join(_rows_cte(kind) for kind in KINDS),
+    vanished=_VANISHED_STATEMENTS_CTE,
 )
 
 
@@ -325,6 +447,13 @@ def _stored_rows(kind: RowKind, change: Changes) -> str:
     return json.dumps(rows, default=_json_value, allow_nan=False)
 
 
+def _stored_statements(statements: StatementChanges) -> str:
+    """The moved statements' value tuples as the JSON array ``WRITE_SQL`` reads."""
+    rows = [{**dict(zip(_STATEMENT_COLUMNS, values, strict=True)), "vanished": False}
+            for values in statements.moved]  # fmt: skip
+    return json.dumps(rows, default=_json_value, allow_nan=False)
+
+
 def write_sample(
     conn: psycopg.Connection[Any],
     target: str,
@@ -341,32 +470,42 @@ def write_sample(
 
     Raises ``UsageError`` for a label the target already has (nothing is written then).
     """
-    snapshot = read.snapshot
     control = state.control | {k for k, text in read.texts.items() if is_transaction_control(text)}
-    found = dict(zip(KINDS, _rows_of(snapshot), strict=True))
-    stored = {kind: changes(kind, state.rows[kind.table], found[kind]) for kind in KINDS}
+    statements = statement_changes(state.statements, read.statements, control)
+    found = {TABLES: read.tables, INDEXES: read.indexes,
+             DATABASE: (read.database,) if read.database else ()}  # fmt: skip
+    stored = {kind: changes(kind, state.rows[kind.table], found[kind]) for kind in ROW_KINDS}
     header = dataclasses.replace(
-        snapshot.header,
+        read.header,
         label=label,
         requests=requests,
         target=target,
         interval_seconds=interval_seconds,
         rollup_seconds=None,
-        **sample_totals(snapshot, control),
+        **sample_totals(read, statements),
     )
-    kept = {(row.dbid, row.queryid) for row in snapshot.statements}
     new_texts = {
-        key: text for key, text in read.texts.items() if key in kept and key not in state.texts
+        key: text
+        for key, text in read.texts.items()
+        if key in statements.present and key not in state.texts
     }
+    new_texts |= dict.fromkeys(read.own, OWN_TEXT)
+    text_keys = [text_key_parts(key) for key in new_texts]
+    gone = [entry_key_parts(key) for key in statements.vanished]
     values: dict[str, Any] = {name: getattr(header, name) for name in HEADER_COLUMNS}
     values["counting_settings"] = _json(header.counting_settings)
     values["counting_overrides"] = _json(header.counting_overrides)
     values |= {kind.table: _stored_rows(kind, change) for kind, change in stored.items()}
     values |= {
+        STATEMENTS.table: _stored_statements(statements),
         "target": target,
-        "text_dbids": [dbid for dbid, _ in new_texts],
-        "text_queryids": [queryid for _, queryid in new_texts],
+        "text_dbids": [dbid for dbid, _ in text_keys],
+        "text_queryids": [queryid for _, queryid in text_keys],
         "texts": list(new_texts.values()),
+        "gone_dbids": [dbid for dbid, _, _, _ in gone],
+        "gone_queryids": [queryid for _, queryid, _, _ in gone],
+        "gone_userids": [userid for _, _, userid, _ in gone],
+        "gone_toplevel": [toplevel for _, _, _, toplevel in gone],
     }
     try:
         row = conn.execute(WRITE_SQL, values).fetchone()
@@ -380,9 +519,10 @@ def write_sample(
         raise
     after = TargetState(
         sample_id,
-        {kind.table: {kind.key_of(r): r for r in found[kind]} for kind in KINDS},
-        (state.texts & kept) | set(new_texts),
-        {key for key in control if key in kept},
+        statements.fingerprints,
+        {kind.table: {kind.key_of(r): r for r in found[kind]} for kind in ROW_KINDS},
+        (state.texts & statements.present) | (set(new_texts) - read.own),
+        {key for key in control if key in statements.present},
         state.own | read.own,
         header.server_started_at,
     )
@@ -391,11 +531,11 @@ def write_sample(
         target=target,
         label=label,
         taken_at=header.taken_at,
-        statements=len(snapshot.statements),
-        tables=len(snapshot.tables),
-        indexes=len(snapshot.indexes),
+        statements=len(read.statements),
+        tables=len(read.tables),
+        indexes=len(read.indexes),
         hidden_statements=header.hidden_statements,
-        rows_stored=sum(len(change) for change in stored.values()),
+        rows_stored=len(statements) + sum(len(change) for change in stored.values()),
         restarted=state.server_started_at not in (None, header.server_started_at),
     )
     log.debug("sample %d of %s stored: %d rows", sample_id, target, summary.rows_stored)
@@ -461,9 +601,20 @@ def current_state(
     if state is not None and state.sample_id == latest.id:
         return state
     loaded = TargetState.of(load_states(conn, target, [latest])[latest.id])
-    loaded.own = state.own if state else set()
+    loaded.own = (state.own if state else set()) | own_statements(conn, target)
     log.info("state of %s loaded at sample %d", target, latest.id)
     return loaded
+
+
+_OWN_SQL = sql.SQL(
+    "SELECT {marker} dbid, queryid FROM {texts} WHERE target = %(target)s AND query = %(own)s"
+).format(marker=_MARKER, texts=_table(monitoring.STATEMENT_TEXTS))
+
+
+def own_statements(conn: psycopg.Connection[Any], target: str) -> set[StatementKey]:
+    """The target's statements the store knows as dbtools' own (``OWN_TEXT``)."""
+    rows = conn.execute(_OWN_SQL, {"target": target, "own": OWN_TEXT})
+    return {text_key(dbid, queryid) for dbid, queryid in rows}
 
 
 # -- loading states ------------------------------------------------------------------------------
@@ -487,14 +638,6 @@ def entries_cte(kind: RowKind) -> sql.Composed:
         t_key=_names(key, "t"),
         e_key=_names(key, "e"),
         table=_table(kind.table),
-    )
-
-
-def same_entry(kind: RowKind, row: str, entry: str) -> sql.Composed:
-    """*row*'s key equals *entry*'s (two aliases)."""
-    return sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(row, k), sql.Identifier(entry, k))
-        for k in kind.key
     )
 
 
