@@ -56,6 +56,11 @@ class Layout:
         found = self.columns.get(table)
         return found is not None and (column is None or column in found)
 
+    def columns_of(self, table: str) -> tuple[str, ...]:
+        """The columns *table* has, in order (a layout read from a database: ``read_layout``)."""
+        assert self.columns is not None, "the head layout lists no columns: read_layout"
+        return self.columns.get(table, ())
+
     @property
     def texts_stored_apart(self) -> bool:
         """Whether texts are in ``statement_texts`` (revision 0004 on)."""

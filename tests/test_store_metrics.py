@@ -1,0 +1,178 @@
+"""Request and application metrics in a central store (``collect --store``): two databases on
+two servers feed one store; each sample copies its target's ``request_metrics`` and
+``app_metrics`` rows exactly once, late rows within the grace period; verify on the store gives
+exactly the figures and verdict it gives on each target's own repository."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbtools.db.connection import SQL_MARKER
+from dbtools.sandbox import Sandbox
+from dbtools.schema.latency import histogram
+from dbtools.schema.revisions import upgrade
+from dbtools.store.collector import Target, TargetSampler
+from dbtools.verify import verify
+from tests.conftest import Database, PgServer
+from tests.snapshot_helpers import INDEX_OPTIONS, REQUEST_STATEMENTS
+
+GRACE_S = 60.0
+# What each window's figures are compared on: everything its requests and statements give
+# (its times and the database-wide counters differ: the two repositories' samples are read a
+# few milliseconds apart, each writing to its own repository).
+COMPARED = ("requests", "requests_source", "queries", "statements", "queries_per_request",
+            "trusted", "problems", "p95_ms", "error_rate", "app_cache_hit_ratio")  # fmt: skip
+REQUEST_COLUMNS = (
+    "bucket_start, bucket_seconds, operation, variant, requests, errors, "
+    "latency_p95_ms, cache_hits, cache_misses, queries, latency_histogram"
+)
+APP_COLUMNS = "recorded_at, name, value, labels"
+
+
+def _execute(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def fleet(
+    pg_server: PgServer, migrated_database: Database, second_server: Sandbox
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """A store (a migrated database) and two targets at head, by name: one on the session's
+    server, one on a second server."""
+    first = pg_server.create_database(
+        pg_server.template("dbtools_test_migrated", lambda dsn: upgrade(dsn))
+    )
+    _execute(second_server.dsn(), "CREATE DATABASE app")
+    upgrade(second_server.dsn("app"))
+    try:
+        yield migrated_database.dsn, {"near": pg_server.dsn(first), "far": second_server.dsn("app")}
+    finally:
+        pg_server.drop_database(first)
+
+
+def _record(
+    dsn: str, variant: str, requests: int, queries: int, p95_ms: float, age_s: float = 0.0
+) -> None:
+    """One request_metrics bucket of *variant* (an instant *age_s* seconds ago: its requests,
+    a tenth of them errors, its *queries*) and one app_metrics row at that time."""
+    _execute(
+        dsn,
+        f"INSERT {SQL_MARKER} INTO perf_monitoring.request_metrics ({REQUEST_COLUMNS}) "
+        "VALUES (now() - make_interval(secs => %s), 0, 'flight_search', %s, %s, %s, %s, %s, %s, "
+        "%s, %s)",
+        (age_s, variant, requests, requests // 10, p95_ms, requests, requests, queries,
+         histogram([p95_ms] * requests)),
+    )  # fmt: skip
+    _execute(
+        dsn,
+        f"INSERT {SQL_MARKER} INTO perf_monitoring.app_metrics ({APP_COLUMNS}) "
+        "VALUES (now() - make_interval(secs => %s), 'kms_connection_reuse_ratio', 0.97, "
+        """'{"pool": "kms"}')""",
+        (age_s,),
+    )
+
+
+def _rows(dsn: str, table: str, columns: str, target: str | None = None) -> list[tuple[Any, ...]]:
+    where = "WHERE target = %(target)s" if target else ""
+    return sorted(_execute(dsn, f"SELECT {columns} FROM perf_monitoring.{table} {where}",
+                           {"target": target}), key=repr)  # fmt: skip
+
+
+def _window(samplers: list[TargetSampler], dsn: str, name: str, batch: int, requests: int) -> None:
+    """Bracket *requests* requests served in batches of *batch* (three statements a batch) and
+    their bucket (variant *name*) with samples NAME0 and NAME1 in each repository."""
+    for sampler in samplers:
+        sampler.sample(f"{name}0")
+    # the bucket an instant well inside both repositories' windows (no end cuts it)
+    time.sleep(0.2)
+    sent = 3 * -(-requests // batch)
+    _record(dsn, name, requests, sent, p95_ms=80.0 if batch > 1 else 120.0)
+    with psycopg.connect(dsn, options=INDEX_OPTIONS, autocommit=True) as conn:
+        for start in range(0, requests, batch):
+            ids = list(range(start, min(start + batch, requests)))
+            for statement in REQUEST_STATEMENTS:
+                conn.execute(statement, {"ids": ids, "keys": [f"k{i}" for i in ids]})
+    time.sleep(0.2)
+    for sampler in samplers:
+        sampler.sample(f"{name}1")
+
+
+def _compared(result: dict[str, Any]) -> dict[str, Any]:
+    windows = result["windows"]
+    return {
+        "verdict": result["verdict"],
+        # the query rate is per second of the window: its status only
+        "findings": [(f["check"], f["status"], f["value"] if f["check"] != "query_rate" else 0)
+                     for f in result["findings"]],
+        **{side: {key: windows[side].get(key) for key in COMPARED} for side in windows},
+    }  # fmt: skip
+
+
+def test_two_servers_feed_one_store_and_verify_there_gives_each_targets_figures(
+    fleet: tuple[str, dict[str, str]],
+) -> None:
+    store, targets = fleet
+    for name, dsn in targets.items():
+        own = TargetSampler(Target(name, dsn))
+        central = TargetSampler(Target(name, dsn), store=store, metrics_grace_s=GRACE_S)
+        try:
+            _window([own, central], dsn, "per-request", batch=1, requests=40)
+            _window([own, central], dsn, "batched", batch=10, requests=40)
+        finally:
+            own.close()
+            central.close()
+        # every row once, under the target's name
+        for table, columns in (("request_metrics", REQUEST_COLUMNS),
+                               ("app_metrics", APP_COLUMNS)):  # fmt: skip
+            assert _rows(store, table, columns, name) == _rows(dsn, table, columns)
+            assert len(_rows(store, table, columns, name)) == 2
+        on_target = verify(dsn, "per-request0..per-request1", "batched0..batched1")
+        on_store = verify(dsn, "per-request0..per-request1", "batched0..batched1",
+                          target=name, store=store)  # fmt: skip
+        assert _compared(on_store.as_dict()) == _compared(on_target.as_dict())
+        windows = on_store.as_dict()["windows"]
+        # the ground truth: 40 requests, 120 and 12 statements
+        assert (windows["baseline"]["requests"], windows["baseline"]["queries"]) == (40, 120)
+        assert (windows["candidate"]["requests"], windows["candidate"]["queries"]) == (40, 12)
+        # a tenth of the requests failed: the error rate's rollback trigger, on both
+        assert on_store.verdict == "rollback"
+
+
+def test_rows_are_copied_once_late_ones_within_the_grace_period(
+    fleet: tuple[str, dict[str, str]],
+) -> None:
+    store, targets = fleet
+    dsn = targets["far"]
+    central = TargetSampler(Target("far", dsn), store=store, metrics_grace_s=GRACE_S)
+
+    def copied() -> list[int]:
+        return [r[4] for r in _rows(store, "request_metrics", REQUEST_COLUMNS, "far")]
+
+    try:
+        _record(dsn, "batched", 7, 21, 80.0, age_s=1000.0)  # before any copy: taken all the same
+        _record(dsn, "batched", 5, 15, 80.0)
+        central.sample()
+        assert sorted(copied()) == [5, 7]
+        central.sample()
+        assert sorted(copied()) == [5, 7]  # nothing twice
+        # late: committed now for buckets before the latest copied one
+        _record(dsn, "batched", 11, 33, 80.0, age_s=GRACE_S / 2)  # within the grace period
+        _record(dsn, "batched", 13, 39, 80.0, age_s=2 * GRACE_S)  # older: not taken
+        # two equal rows are two rows
+        _execute(dsn, f"INSERT {SQL_MARKER} INTO perf_monitoring.request_metrics "
+                      f"({REQUEST_COLUMNS}) SELECT {REQUEST_COLUMNS} "
+                      "FROM perf_monitoring.request_metrics WHERE requests = 5")  # fmt: skip
+        central.sample()
+        central.sample()
+    finally:
+        central.close()
+    assert sorted(copied()) == [5, 5, 7, 11]
+    # the app_metrics rows alike (one per bucket recorded, by its time)
+    assert len(_rows(store, "app_metrics", APP_COLUMNS, "far")) == 3
