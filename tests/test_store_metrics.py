@@ -5,8 +5,10 @@ exactly the figures and verdict it gives on each target's own repository."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,7 +20,9 @@ from dbtools.schema.latency import histogram
 from dbtools.schema.revisions import upgrade
 from dbtools.store.collector import Target, TargetSampler
 from dbtools.verify import verify
+from dbtools.verify.live import LIVE_CHECKS
 from tests.conftest import Database, PgServer
+from tests.helpers import assert_usage_error, run_cli
 from tests.snapshot_helpers import INDEX_OPTIONS, REQUEST_STATEMENTS
 
 GRACE_S = 60.0
@@ -115,6 +119,13 @@ def _compared(result: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _judged(result: dict[str, Any]) -> dict[str, Any]:
+    """``_compared`` but for the checks of the live objects."""
+    found = _compared(result)
+    found["findings"] = [f for f in found["findings"] if f[0] not in LIVE_CHECKS]
+    return found
+
+
 def test_two_servers_feed_one_store_and_verify_there_gives_each_targets_figures(
     fleet: tuple[str, dict[str, str]],
 ) -> None:
@@ -143,6 +154,14 @@ def test_two_servers_feed_one_store_and_verify_there_gives_each_targets_figures(
         assert (windows["candidate"]["requests"], windows["candidate"]["queries"]) == (40, 12)
         # a tenth of the requests failed: the error rate's rollback trigger, on both
         assert on_store.verdict == "rollback"
+        # the store alone (no session to the target): the same figures and verdict, the checks
+        # of the target's live objects skipped, saying why
+        alone = verify(None, "per-request0..per-request1", "batched0..batched1",
+                       target=name, store=store)  # fmt: skip
+        live = [f for f in alone.findings if f.check in LIVE_CHECKS]
+        assert live and all(f.status == "skipped" for f in live)
+        assert all(f"target {name} is not known" in (f.because or "") for f in live)
+        assert _judged(alone.as_dict()) == _judged(on_target.as_dict())
 
 
 def test_rows_are_copied_once_late_ones_within_the_grace_period(
@@ -176,3 +195,32 @@ def test_rows_are_copied_once_late_ones_within_the_grace_period(
     assert sorted(copied()) == [5, 5, 7, 11]
     # the app_metrics rows alike (one per bucket recorded, by its time)
     assert len(_rows(store, "app_metrics", APP_COLUMNS, "far")) == 3
+
+
+def test_reading_a_store_needs_no_target_and_names_the_store_at_fault(
+    fleet: tuple[str, dict[str, str]], database: Database, tmp_path: Path
+) -> None:
+    store, targets = fleet
+    sampler = TargetSampler(Target("far", targets["far"]), store=store)
+    try:
+        for label in ("a0", "a1", "b0", "b1"):
+            sampler.sample(label)
+    finally:
+        sampler.close()
+    windows = ("--baseline", "a0..a1", "--candidate", "b0..b1", "--format", "json")
+    env = {"DATABASE_URL": "postgresql://nobody@/nowhere?host=/nonexistent"}
+    # no --dsn: the store alone; the live checks skipped
+    alone = run_cli("verify", "--store", store, "--target", "far", *windows, env=env)
+    found = {(f["check"], f["status"]) for f in json.loads(alone.stdout)["findings"]}
+    assert ("schema_at_head", "skipped") in found, alone.stdout
+    # the targets file gives the target's DSN: the live checks are made
+    listed = tmp_path / "targets.toml"
+    listed.write_text(f"[[target]]\nname = 'far'\ndsn = '{targets['far']}'\n")
+    checked = run_cli("verify", "--store", store, "--target", "far", "--targets", str(listed),
+                      *windows, env=env)  # fmt: skip
+    found = {(f["check"], f["status"]) for f in json.loads(checked.stdout)["findings"]}
+    assert ("schema_at_head", "pass") in found, checked.stdout
+    # an un-migrated store is the store's fault
+    result = run_cli("verify", "--store", database.dsn, "--target", "far", *windows, env=env)
+    line = assert_usage_error(result, "the store (host ")
+    assert "has no monitoring tables" in line and database.name in line, line

@@ -45,7 +45,7 @@ from dbtools.reading import live
 from dbtools.store import compact, metrics_copy
 from dbtools.store.layout import Layout, read_layout
 from dbtools.store.snapshots import SAMPLE_LOCK_TIMEOUT
-from dbtools.store.store import Store
+from dbtools.store.store import Store, place
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,11 @@ def read_targets(path: Path) -> list[Target]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: a target name is given twice")
     return found
+
+
+def dsn_of_target(path: Path, name: str) -> str | None:
+    """The DSN of the target *name* in the targets file *path* (``read_targets``), or None."""
+    return next((t.dsn for t in read_targets(path) if t.name == name), None)
 
 
 class Abandoned(DbtoolsError):
@@ -258,7 +263,8 @@ class TargetSampler:
         else:
             self.source = self._connect(self.target.dsn, read_only=True)
             self.store = self._connect(self.store_dsn, read_only=False)
-        Store.checked(self.store).require_samples(self.purpose)
+        where = "the database" if self.store_dsn is None else place(self.store_dsn)
+        Store.checked(self.store, where).require_samples(self.purpose)
         self.prepared = live.prepare(self.source or self.store)
         if self.source is not None:
             self.layouts = (read_layout(self.source), read_layout(self.store))

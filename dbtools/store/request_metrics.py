@@ -324,13 +324,14 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
 
 def per_variant_sql(expression: str, column: str) -> str:
     """An alert rule's SQL: *expression* over the ``request_metrics`` buckets in the span, per
-    variant."""
-    return f"""SELECT {SQL_MARKER} coalesce(variant, '{UNNAMED_VARIANT}') AS variant,
+    target (``ROW_TARGET``: a store holds several) and variant."""
+    return f"""SELECT {SQL_MARKER} {ROW_TARGET} AS target,
+       coalesce(variant, '{UNNAMED_VARIANT}') AS variant,
        {expression} AS "{column}"
 FROM {REQUEST_METRICS}
 WHERE {IN_RANGE}
-GROUP BY 1 HAVING {expression} IS NOT NULL
-ORDER BY 1"""
+GROUP BY 1, 2 HAVING {expression} IS NOT NULL
+ORDER BY 1, 2"""
 
 
 def requests_between_sql(start: str, end: str, target: str) -> str:
