@@ -15,11 +15,15 @@ import psycopg
 import pytest
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.report import ReportOptions, make_report
+from dbtools.report.inspection import InspectionOptions
+from dbtools.report.model import PeriodSummary
 from dbtools.sandbox import Sandbox
 from dbtools.schema.latency import histogram
 from dbtools.schema.revisions import upgrade
 from dbtools.store.collector import Target, TargetSampler
 from dbtools.verify import verify
+from dbtools.verify.canary import CanarySpec, verify_canary
 from dbtools.verify.live import LIVE_CHECKS
 from tests.conftest import Database, PgServer
 from tests.helpers import assert_usage_error, run_cli
@@ -119,6 +123,17 @@ def _compared(result: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# the columns only: no live inspection of the target
+REPORT_OPTIONS = ReportOptions(inspection=InspectionOptions(sections=frozenset()))
+
+
+def _period(period: PeriodSummary) -> tuple[Any, ...]:
+    """A report column's figures from its requests and statements (not its times)."""
+    return (period.requests, period.requests_source, period.queries, period.calls,
+            period.queries_per_request, period.problems, period.app_cache_hit_ratio,
+            period.p95_ms, period.error_rate)  # fmt: skip
+
+
 def _judged(result: dict[str, Any]) -> dict[str, Any]:
     """``_compared`` but for the checks of the live objects."""
     found = _compared(result)
@@ -162,6 +177,29 @@ def test_two_servers_feed_one_store_and_verify_there_gives_each_targets_figures(
         assert live and all(f.status == "skipped" for f in live)
         assert all(f"target {name} is not known" in (f.because or "") for f in live)
         assert _judged(alone.as_dict()) == _judged(on_target.as_dict())
+        # the report on the store: each column's request and statement figures, and verify's
+        # verdict, as on the target
+        reports = [make_report(dsn, baseline="per-request0..per-request1",
+                               candidate="batched0..batched1", options=REPORT_OPTIONS,
+                               **where)
+                   for where in ({}, {"store": store, "sample_target": name})]  # fmt: skip
+        own, central = ([_period(p) for p in r.periods] for r in reports)
+        assert central == own
+        assert [(p.requests, p.queries) for p in reports[1].periods] == [(40, 120), (40, 12)]
+        verdicts = [(r.verification.verdict if r.verification else None) for r in reports]
+        assert verdicts == ["rollback", "rollback"]
+        # the canary over both variants' windows, the application's counts (request_metrics)
+        spec = CanarySpec("per-request", "batched", "app")
+        canaries = [verify_canary(dsn, "per-request0..batched1", spec, **where)
+                    for where in ({}, {"store": store, "target": name})]  # fmt: skip
+        own_variants, central_variants = (
+            [(v.variant, v.requests, v.queries, v.queries_per_request, v.p95_ms, v.error_rate)
+             for v in (c.baseline, c.candidate)]
+            for c in canaries
+        )  # fmt: skip
+        assert central_variants == own_variants
+        assert [v[1:3] for v in central_variants] == [(40, 120), (40, 12)]
+        assert canaries[1].verdict == canaries[0].verdict
 
 
 def test_rows_are_copied_once_late_ones_within_the_grace_period(
