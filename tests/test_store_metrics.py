@@ -134,6 +134,11 @@ def _period(period: PeriodSummary) -> tuple[Any, ...]:
             period.p95_ms, period.error_rate)  # fmt: skip
 
 
+def _own_and_store(central: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reader's keywords: the target's own repository, then the store's (*central*)."""
+    return [{}, central]
+
+
 def _judged(result: dict[str, Any]) -> dict[str, Any]:
     """``_compared`` but for the checks of the live objects."""
     found = _compared(result)
@@ -182,16 +187,16 @@ def test_two_servers_feed_one_store_and_verify_there_gives_each_targets_figures(
         reports = [make_report(dsn, baseline="per-request0..per-request1",
                                candidate="batched0..batched1", options=REPORT_OPTIONS,
                                **where)
-                   for where in ({}, {"store": store, "sample_target": name})]  # fmt: skip
-        own, central = ([_period(p) for p in r.periods] for r in reports)
-        assert central == own
+                   for where in _own_and_store({"store": store, "sample_target": name})]  # fmt: skip
+        on_own, on_central = ([_period(p) for p in r.periods] for r in reports)
+        assert on_central == on_own
         assert [(p.requests, p.queries) for p in reports[1].periods] == [(40, 120), (40, 12)]
         verdicts = [(r.verification.verdict if r.verification else None) for r in reports]
         assert verdicts == ["rollback", "rollback"]
         # the canary over both variants' windows, the application's counts (request_metrics)
         spec = CanarySpec("per-request", "batched", "app")
         canaries = [verify_canary(dsn, "per-request0..batched1", spec, **where)
-                    for where in ({}, {"store": store, "target": name})]  # fmt: skip
+                    for where in _own_and_store({"store": store, "target": name})]  # fmt: skip
         own_variants, central_variants = (
             [(v.variant, v.requests, v.queries, v.queries_per_request, v.p95_ms, v.error_rate)
              for v in (c.baseline, c.candidate)]
