@@ -100,7 +100,7 @@ def reading(
                 "give --dsn, or --targets with a file naming it"
             )
         else:
-            with translated_errors("reading the target's schema"):
+            with translated_errors("reading the schema"):
                 live = read_live_state(conn)
         yield conn, stored, live
 
