@@ -263,6 +263,22 @@ def test_reading_a_store_needs_no_target_and_names_the_store_at_fault(
                       *windows, env=env)  # fmt: skip
     found = {(f["check"], f["status"]) for f in json.loads(checked.stdout)["findings"]}
     assert ("schema_at_head", "pass") in found, checked.stdout
+    # the report on the store alone: the columns the target's DSN gives, and a note saying why
+    # nothing was read from the target
+    alone_report, with_target = (
+        make_report(where, baseline="a0..a1", candidate="b0..b1", options=REPORT_OPTIONS,
+                    store=store, sample_target="far")
+        for where in (None, targets["far"])
+    )  # fmt: skip
+    assert [_period(p) for p in alone_report.periods] == [_period(p) for p in with_target.periods]
+    assert any("Not read from the target" in note for note in alone_report.notes)
+    written = tmp_path / "report.json"
+    result = run_cli("report", "--store", store, "--target", "far", "--baseline", "a0..a1",
+                     "--candidate", "b0..b1", "--format", "json", "-o", str(written), env=env)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert with_target.verification is not None
+    verdict = json.loads(written.read_text())["verification"]["verdict"]
+    assert verdict == with_target.verification.verdict == "fail"  # no requests in the windows
     # an un-migrated store is the store's fault
     result = run_cli("verify", "--store", database.dsn, "--target", "far", *windows, env=env)
     line = assert_usage_error(result, "the store (host ")
