@@ -283,3 +283,21 @@ def test_reading_a_store_needs_no_target_and_names_the_store_at_fault(
     result = run_cli("verify", "--store", database.dsn, "--target", "far", *windows, env=env)
     line = assert_usage_error(result, "the store (host ")
     assert "has no monitoring tables" in line and database.name in line, line
+
+
+def test_a_copy_refused_is_logged_and_the_sample_stored(
+    fleet: tuple[str, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, targets = fleet
+    dsn = targets["near"]
+    _record(dsn, "batched", 5, 15, 80.0)
+    # a column the store's table requires is gone on the target: the store refuses the rows
+    _execute(dsn, "ALTER TABLE perf_monitoring.request_metrics RENAME COLUMN errors TO failed")
+    sampler = TargetSampler(Target("near", dsn), store=store)
+    try:
+        summary, _ = sampler.sample()
+    finally:
+        sampler.close()
+    assert summary.target == "near"
+    assert "request and app metrics not copied to the store" in caplog.text
+    assert _rows(store, "request_metrics", REQUEST_COLUMNS, "near") == []

@@ -296,12 +296,20 @@ class TargetSampler:
                 store, self.name, read, state, label=label, interval_seconds=self.interval_s
             )
             if self.source is not None and self.layouts is not None:
-                metrics_copy.copy_metrics(
-                    self.source, self.layouts[0], store, self.layouts[1], self.name,
-                    self.metrics_grace_s,
-                )  # fmt: skip
+                self._copy_metrics(store)
             purged = after(store, self.name) if after is not None else compact.Purged()
         return summary, purged
+
+    def _copy_metrics(self, store: psycopg.Connection[Any]) -> None:
+        """Copy the target's application metrics into the store (``metrics_copy``); a refusal
+        is logged, not the sample's failure (the sample is stored; the next one tries again)."""
+        assert self.source is not None and self.layouts is not None and self.name is not None
+        try:
+            metrics_copy.copy_metrics(self.source, self.layouts[0], store, self.layouts[1],
+                                      self.name, self.metrics_grace_s)  # fmt: skip
+        except psycopg.Error as err:
+            log.warning("target %s: request and app metrics not copied to the store: %s",
+                        self.name, _reason(err))  # fmt: skip
 
     def stop(self) -> None:
         """Cancel the statements running on the sessions (safe from a signal handler)."""
