@@ -7,13 +7,15 @@ and the alert rules read the store alone.
 
 Exactly once, without a bookkeeping table: each copy reads the target's rows from the store's
 latest copied time minus the *grace period* on (``bucket_start``; ``recorded_at`` for
-``app_metrics``), and inserts the multiset difference between them and the rows the store
-already holds of that target from the same time (``EXCEPT ALL``, every column compared): a row
-copied before is not copied again, two equal rows stay two. A row the application commits late
+``app_metrics``; the newer ones ``ROWS_PER_COPY`` at most, oldest first), and inserts the
+multiset difference between them and the rows the store already holds of that target from the
+same time (``EXCEPT ALL``, every column compared): a row copied before is not copied again, two
+equal rows stay two. A row the application commits late
 is taken if its time is no older than the grace period before the latest copied one; an older
 one is not (the documented bound: ``DEFAULT_GRACE_S``, ``collect --metrics-grace``). This
 rests on the application inserting rows and never updating them (``dbtools.metrics`` does
-so). The first copy of a target takes every row its database holds.
+so). The first copy of a target starts at the oldest row its database holds; a backlog is
+caught up ``ROWS_PER_COPY`` rows a sample.
 
 The rows travel as one JSON array (``to_jsonb``: timestamps and floats exact) and are written
 by one statement, under the target's write lock (a sample's), so a copy is whole or nothing.
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 # How late a row may arrive for its bucket and still be copied: 5 minutes behind the latest
 # copied bucket (an application flushes its buckets every few seconds).
 DEFAULT_GRACE_S = 300.0
+# The new rows one copy takes per table at most: one statement's JSON stays small, a backlog
+# (a target's history at its first copy, a collector that was down) is caught up over samples.
+ROWS_PER_COPY = 10_000
 
 # The tables copied, and the time each row is kept by.
 COPIED: dict[str, str] = {
@@ -55,10 +60,17 @@ def _table(name: str) -> sql.Identifier:
 
 _LATEST_SQL = "SELECT {marker} max({time}) FROM {table} WHERE target = %(target)s"
 
-# On the target: its own rows (naming no target, or this one) from the bound on.
+# On the target: its own rows (naming no target, or this one) of the grace period before the
+# latest copied time, and at most %(batch)s rows after it, oldest first (a backlog is caught up a
+# batch a sample; a row the batch cuts at its last time is read again with the grace period).
 _READ_SQL = """SELECT {marker} coalesce(jsonb_agg(to_jsonb(m)), '[]'::jsonb)
-FROM {table} m
-WHERE (%(since)s::timestamptz IS NULL OR {time} >= %(since)s::timestamptz){own}"""
+FROM ((SELECT * FROM {table}
+       WHERE %(latest)s::timestamptz IS NOT NULL
+         AND {time} >= %(since)s::timestamptz AND {time} <= %(latest)s::timestamptz{own})
+      UNION ALL
+      (SELECT * FROM {table}
+       WHERE (%(latest)s::timestamptz IS NULL OR {time} > %(latest)s::timestamptz){own}
+       ORDER BY {time} LIMIT %(batch)s)) m"""
 _OWN = " AND (target IS NULL OR target = %(target)s)"
 
 # In the store: the rows read that it does not hold yet, as many times as they are missing.
@@ -98,7 +110,9 @@ def copy_metrics(
             continue
         columns = [c for c in store_layout.columns_of(table) if c not in _NOT_COPIED]
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        params = {"target": target, "since": _since(store, table, time, target, grace_s)}
+        latest = _latest(store, table, time, target)
+        since = None if latest is None else latest - timedelta(seconds=grace_s)
+        params = {"target": target, "latest": latest, "since": since, "batch": ROWS_PER_COPY}
         read = sql.SQL(_READ_SQL).format(
             marker=sql.SQL(SQL_MARKER), table=_table(table), time=sql.Identifier(time),
             own=sql.SQL(_OWN if source_layout.has(table, "target") else ""),
@@ -115,14 +129,10 @@ def copy_metrics(
     return done
 
 
-def _since(
-    store: psycopg.Connection[Any], table: str, time: str, target: str, grace_s: float
-) -> datetime | None:
-    """The time copying starts from: the grace period before the latest the store holds of
-    *target* (None: nothing yet, copy every row)."""
+def _latest(store: psycopg.Connection[Any], table: str, time: str, target: str) -> datetime | None:
+    """The latest time the store holds of *target* in *table* (None: nothing yet)."""
     query = sql.SQL(_LATEST_SQL).format(
         marker=sql.SQL(SQL_MARKER), time=sql.Identifier(time), table=_table(table)
     )
     row = store.execute(query, {"target": target}).fetchone()
-    latest = row[0] if row else None
-    return None if latest is None else latest - timedelta(seconds=grace_s)
+    return row[0] if row else None
