@@ -81,7 +81,7 @@ def _stopped_by_signals(collector: Collector) -> Iterator[list[int]]:
 @click.option(
     "--metrics-grace",
     type=Duration(),
-    default="5m",
+    default="2m",
     show_default=True,
     help="With --store: how late an application's request/app metrics row may be committed "
     "for its time (behind the latest copied) and still be copied to the store.",
