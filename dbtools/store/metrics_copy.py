@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 
 # How late a row may arrive for its bucket and still be copied, behind the latest copied bucket:
 # an application flushes every few seconds; two minutes also covers a 60 s bucket written at its
-# end by an instance a bucket behind another. Each copy re-reads the rows of this period (on the
-# 6,000 rows of 5 minutes, 20 a second: ~150 ms at 60 s, ~1 s at 300 s, under load 7 on 2 cores).
+# end by an instance a bucket behind another. Each copy re-reads the rows of this period (at 20
+# rows a second: 80 ms at 60 s, 141 ms at 120 s, 448 ms at 300 s; benchmarks/metrics_copy.py).
 DEFAULT_GRACE_S = 120.0
 # The new rows one copy takes per table at most: one statement's JSON stays small, a backlog
 # (a target's history at its first copy, a collector that was down) is caught up over samples.
