@@ -229,6 +229,18 @@ def database(pg_server: PgServer) -> Iterator[Database]:
 
 
 @pytest.fixture
+def second_server(pg_server: PgServer, sandbox_dir: Path) -> Iterator[Sandbox]:
+    """A second server of the same major (a fleet's other server), which a test may restart."""
+    pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
+    sandbox = Sandbox(sandbox_dir, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.destroy()
+
+
+@pytest.fixture
 def migrated_database(pg_server: PgServer) -> Iterator[Database]:
     """A fresh database at alembic head (copied from a template migrated once per session)."""
     from dbtools.schema.revisions import upgrade

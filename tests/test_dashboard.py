@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from dbtools.db.connection import SQL_MARKER
+from dbtools.figures.requests import UNNAMED_VARIANT
 from dbtools.grafana.dashboard import (
     DATASOURCE_TYPE,
     KMS_REUSE_METRIC,
@@ -134,11 +135,12 @@ def test_every_panel_runs_on_a_migrated_database(migrated_database: Database) ->
     (target,) = targets_in(db)
     for panel in panels():
         columns, rows = run_panel(db, panel, [target])
-        series = ["metric"] if panel.title in STEP_PANELS else []
-        assert columns == ["time", *series, panel.value_column], panel.title
+        assert columns == ["time", "metric", panel.value_column], panel.title
         assert len(rows) == 1, (panel.title, rows)
-        ((moment, *named, value),) = rows
-        assert named == ([target] if series else []), panel.title
+        ((moment, named, value),) = rows
+        # the request panels: a series per target and variant (here: rows naming neither)
+        request_panel = panel.title not in (*STEP_PANELS, "KMS connection reuse ratio")
+        assert named == (f"{db.name} {UNNAMED_VARIANT}" if request_panel else target), panel.title
         assert isinstance(moment, datetime) and isinstance(value, float), (panel.title, rows)
         if panel.title in expected:
             assert value == pytest.approx(expected[panel.title]), panel.title
@@ -200,8 +202,9 @@ KNOWN = {"app": (120, 900, 100, 300, 100, 60), "billing": (30, 95, 5, 50, 50, 10
 RESTART = ("billing", 720)  # billing's server restarts before its sample 720 (from 0)
 
 
-def store_a_day_of_samples(db: Database) -> None:
-    """Headers as ``dbtools collect`` writes them (a real sample's, copied), with known sums."""
+def store_a_day_of_samples(db: Database, *, requests_served: bool = True) -> None:
+    """Headers as ``dbtools collect`` writes them (a real sample's, copied), with known sums
+    (without *requests_served*: no requests, as a collector's samples have none)."""
     snapshots.snapshot(db.dsn, "seed")
     columns = [
         row[0]
@@ -222,7 +225,7 @@ def store_a_day_of_samples(db: Database) -> None:
             "shared_blks_read": f"g * {read}",
             "idx_blks_hit": f"g * {idx_hit}",
             "idx_blks_read": f"g * {idx_read}",
-            "requests": str(requests),
+            "requests": str(requests) if requests_served else "NULL",
             "server_started_at": "s.server_started_at + CASE WHEN g >= %(restart_at)s "
             "THEN interval '1 hour' ELSE interval '0' END",
         }
@@ -284,6 +287,61 @@ def test_panels_over_a_day_of_samples_of_two_targets(migrated_database: Database
     _, rows = run_panel(db, by_title()["Database query rate"], ["app"], last_hour)
     assert rows == expected_points("app", 2.0, first=SAMPLES - 59)
     assert len(rows) == 59
+
+
+# A minute's request metrics per target and variant in a store (``collect --store`` copies them
+# under the target's name): requests, errors, p95 (ms; no histogram: the row's own), cache hits
+# and misses.
+VARIANTS = {
+    ("app", "per-request"): (40, 2, 200.0, 30, 10),
+    ("app", "batched"): (20, 0, 90.0, 18, 2),
+    ("billing", "per-request"): (4, 1, 400.0, 1, 3),
+    ("billing", "batched"): (6, 0, 150.0, 4, 1),
+}
+REQUEST_PANELS: dict[str, Callable[[int, int, float, int, int], float]] = {
+    "Request rate": lambda r, e, p95, h, m: r / 60,
+    "Error rate": lambda r, e, p95, h, m: e / r,
+    "App cache hit ratio": lambda r, e, p95, h, m: h / (h + m),
+    "Response time p95": lambda r, e, p95, h, m: p95,
+}
+
+
+def test_request_panels_by_target_and_variant_in_a_store(migrated_database: Database) -> None:
+    db = migrated_database
+    store_a_day_of_samples(db, requests_served=False)
+    for (target, variant), (requests, errors, p95, hits, misses) in VARIANTS.items():
+        db.execute(
+            "INSERT INTO perf_monitoring.request_metrics (target, bucket_start, bucket_seconds, "
+            "operation, variant, requests, errors, latency_p95_ms, cache_hits, cache_misses) "
+            "SELECT %s, %s + g * interval '1 minute', 60, 'search', %s, %s, %s, %s, %s, %s "
+            "FROM generate_series(0, %s) g",
+            (target, THE_DAY, variant, requests, errors, p95, hits, misses, SAMPLES - 1),
+        )
+    db.execute(
+        "INSERT INTO perf_monitoring.app_metrics (target, recorded_at, name, value) VALUES "
+        "('app', %(t)s, %(name)s, 0.9), ('billing', %(t)s, %(name)s, 0.5)",
+        {"t": THE_DAY + timedelta(hours=23, minutes=30), "name": KMS_REUSE_METRIC},
+    )
+    last_hour = (f"'{THE_DAY.isoformat()}'::timestamptz + interval '23 hours'",
+                 f"'{THE_DAY.isoformat()}'::timestamptz + interval '1 day'")  # fmt: skip
+    minutes = [THE_DAY + timedelta(minutes=g) for g in range(SAMPLES - 60, SAMPLES)]
+    for title, figure in REQUEST_PANELS.items():
+        for selected in (["app", "billing"], ["billing"]):
+            _, rows = run_panel(db, by_title()[title], selected, last_hour)
+            assert rows == [
+                (minute, f"{target} {variant}", pytest.approx(figure(*known)))
+                for minute in minutes
+                for (target, variant), known in sorted(VARIANTS.items())
+                if target in selected
+            ], (title, selected)
+    _, rows = run_panel(db, by_title()["KMS connection reuse ratio"], ["app"], last_hour)
+    assert [(target, value) for _, target, value in rows] == [("app", 0.9)]
+    # queries per request: a step's requests are its own target's buckets (both variants)
+    _, rows = run_panel(db, by_title()["Queries per request"], ["app", "billing"], last_hour)
+    assert rows == sorted(
+        expected_points("app", 120 / 60, first=SAMPLES - 59)
+        + expected_points("billing", 30 / 10, first=SAMPLES - 59)
+    )
 
 
 def test_cli_writes_the_dashboard(tmp_path: Path) -> None:

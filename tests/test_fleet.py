@@ -5,36 +5,21 @@ spanning it is untrusted), and a target that never answers (never holds the othe
 from __future__ import annotations
 
 import itertools
-import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from dbtools import Collector
 from dbtools.db.connection import SQL_MARKER, connect
-from dbtools.db.sandbox import Sandbox, resolve_pg_bin
+from dbtools.db.sandbox import Sandbox
 from dbtools.store.collector import Round, Target
-from tests.conftest import Database, PgServer
+from tests.conftest import Database
 from tests.snapshot_helpers import stored_measures
 
 INTERVAL_S = 1.0
-
-
-@pytest.fixture
-def second_server(pg_server: PgServer, sandbox_dir: Path) -> Iterator[Sandbox]:
-    """A second server of the same major, which a test may restart."""
-    pg_bin = os.environ.get("DBTOOLS_TEST_PG_BIN")
-    sandbox = Sandbox(sandbox_dir, pg_bin=resolve_pg_bin(pg_bin) if pg_bin else None)
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.destroy()
 
 
 def _taken(store: Database, target: str) -> list[datetime]:

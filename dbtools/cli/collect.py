@@ -79,6 +79,14 @@ def _stopped_by_signals(collector: Collector) -> Iterator[list[int]]:
     "on them says it is on rolled-up data. Default: keep every sample.",
 )
 @click.option(
+    "--metrics-grace",
+    type=Duration(),
+    default="2m",
+    show_default=True,
+    help="With --store: how late an application's request/app metrics row may be committed "
+    "for its time (behind the latest copied) and still be copied to the store.",
+)
+@click.option(
     "-j",
     "--jobs",
     type=click.IntRange(1, 64),
@@ -98,6 +106,7 @@ def collect(
     once: bool,
     retention: int | None,
     rollup_after: int | None,
+    metrics_grace: int,
     jobs: int,
 ) -> None:
     """Store a sample of each target's statistics every interval, compactly.
@@ -105,7 +114,9 @@ def collect(
     A sample is what `dbtools snapshot` stores, without a label: only the entries whose
     counters moved since the target's previous sample, texts once per statement. Samples go to
     each target's own perf_monitoring schema, or with --store to one central repository keyed
-    by target (required for a read replica). verify and report take windows of them by time
+    by target (required for a read replica), with each target's request_metrics and
+    app_metrics rows copied there exactly once (rows committed later than --metrics-grace
+    behind the latest copied are not). verify and report take windows of them by time
     (`--baseline last:10m`, `A..B` with ISO times).
 
     \b
@@ -138,6 +149,7 @@ def collect(
         rollup_after_s=float(rollup_after) if rollup_after is not None else None,
         concurrency=jobs,
         once=once,
+        metrics_grace_s=float(metrics_grace),
     ) as collector, _stopped_by_signals(collector) as received:  # fmt: skip
         collector.open_all()
 

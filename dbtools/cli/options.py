@@ -392,6 +392,39 @@ def target_option(func: F) -> F:
     return click.option("--target", metavar="NAME", default=None, help=TARGET_HELP)(func)
 
 
+def targets_file_option(func: F) -> F:
+    """``--targets FILE``: where a store reader finds the target's DSN (collect's file)."""
+    return click.option(
+        "--targets",
+        "targets_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="With --store and no --dsn: a TOML file of [[target]] tables (collect's) giving "
+        "the --target's DSN for the checks that read it live. Without either the store alone "
+        "is read and those checks are skipped.",
+    )(func)
+
+
+def reading_dsn(
+    dsn: str | None, store: str | None, target: str | None, targets_file: Path | None
+) -> str | None:
+    """The DSN of the target to read: ``--dsn`` (default: ``DATABASE_URL``, libpq's); with
+    ``--store`` and no ``--dsn``: the ``--targets`` file's entry for ``--target``, else None
+    (the store alone is read: no session to the target)."""
+    from dbtools.db.connection import resolve_dsn
+    from dbtools.store.collector import dsn_of_target
+
+    if store is None:
+        if targets_file is not None:
+            raise click.UsageError("--targets gives targets' DSNs for reading a --store")
+        return resolve_dsn(dsn)
+    if dsn is not None:
+        return resolve_dsn(dsn)
+    if targets_file is not None and target is not None:
+        return dsn_of_target(targets_file, target)
+    return None
+
+
 def store_option(func: F) -> F:
     """``--store DSN``: the central repository of samples, instead of the target's own."""
     return click.option(

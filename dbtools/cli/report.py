@@ -14,10 +14,12 @@ from dbtools.cli.options import (
     emit,
     format_option,
     output_options,
+    reading_dsn,
     store_option,
     target_option,
+    targets_file_option,
 )
-from dbtools.db.connection import normalise_dsn, resolve_dsn
+from dbtools.db.connection import normalise_dsn
 from dbtools.output import Destination
 
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
@@ -79,6 +81,7 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
 )
 @target_option
 @store_option
+@targets_file_option
 @config_option(
     help="TOML file with a [verify] table of thresholds and/or a [report] table of the lookup "
     "rules."
@@ -96,6 +99,7 @@ def report_command(
     skip: tuple[str, ...],
     target: str | None,
     store: str | None,
+    targets_file: Path | None,
     config_file: Path | None,
 ) -> None:  # fmt: skip
     """Write the DBA's report: the rollout's story, statements, lookups, health.
@@ -151,10 +155,11 @@ def report_command(
         load_report_options(config_file, top_statements=top),
         inspection=InspectionOptions().without(skip),
     )
+    repository = normalise_dsn(store) if store is not None else None
     report = make_report(
-        resolve_dsn(dsn), window=window, baseline=baseline, candidate=candidate, live=live,
-        options=options, sample_target=target,
-        store=normalise_dsn(store) if store is not None else None, marks=marks,
+        reading_dsn(dsn, repository, target, targets_file), window=window, baseline=baseline,
+        candidate=candidate, live=live, options=options, sample_target=target,
+        store=repository, marks=marks,
     )  # fmt: skip
     report = with_rollout_records(report, destination.directory)
     text = render(report, output_format)

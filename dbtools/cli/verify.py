@@ -15,8 +15,10 @@ from dbtools.cli.options import (
     emit,
     format_option,
     printed_output_option,
+    reading_dsn,
     store_option,
     target_option,
+    targets_file_option,
     traffic_option,
 )
 from dbtools.output import Destination
@@ -99,6 +101,7 @@ from dbtools.output import Destination
 )
 @target_option
 @store_option
+@targets_file_option
 @config_option
 @format_option("table", "json")
 @printed_output_option
@@ -118,6 +121,7 @@ def verify_command(
     after_rollback: bool,
     target: str | None,
     store: str | None,
+    targets_file: Path | None,
     config_file: Path | None,
     output_format: str,
     destination: Destination,
@@ -130,7 +134,8 @@ def verify_command(
     hit ratios; from perf_monitoring.request_metrics the app cache hit ratio, p95 latency and
     error rate; the query rate. Live checks: schema at alembic head, every batch index present,
     valid, ready and used in the candidate window, the autovacuum settings, the monitoring
-    tables. Thresholds: the rollout guide's, or [tool.dbtools.verify] in pyproject.toml, or
+    tables (read from the target: with --store and no --dsn, from the --targets file's DSN of
+    --target, else skipped, saying so). Thresholds: the rollout guide's, or [tool.dbtools.verify] in pyproject.toml, or
     --config.
 
     A window is two samples of one target: LABEL (LABEL:start..LABEL:end), A..B (labels or ISO
@@ -174,7 +179,7 @@ def verify_command(
     connection error (unknown label, malformed config, …).
     """
     from dbtools import load_thresholds, verify_candidate
-    from dbtools.db.connection import normalise_dsn, resolve_dsn
+    from dbtools.db.connection import normalise_dsn
     from dbtools.figures.sums import Scope
     from dbtools.sqltext.parse import TableRef
     from dbtools.verify.render import render_table
@@ -195,16 +200,17 @@ def verify_command(
         raise click.UsageError("--canary needs --attribute role or --attribute app")
     thresholds = load_thresholds(config_file)
     repository = normalise_dsn(store) if store is not None else None
+    source = reading_dsn(dsn, repository, target, targets_file)
     scope = Scope(frozenset(roles), frozenset(TableRef.parse(t) for t in tables))
     if canary is not None:
-        _canary(dsn, canary, baseline_variant, candidate_variant, attribution, variant_roles,
+        _canary(source, canary, baseline_variant, candidate_variant, attribution, variant_roles,
                 traffic, scope=scope, thresholds=thresholds, operation=operation, target=target,
                 store=repository, output_format=output_format,
                 destination=destination)  # fmt: skip
         return
     assert baseline is not None and candidate is not None
     result = verify_candidate(
-        resolve_dsn(dsn), baseline, candidate,
+        source, baseline, candidate,
         scope=scope, thresholds=thresholds, operation=operation, after_rollback=after_rollback,
         target=target, store=repository,
     )  # fmt: skip
@@ -227,7 +233,6 @@ def _canary(
     **options: Any,
 ) -> None:
     from dbtools import CanarySpec, verify_canary
-    from dbtools.db.connection import resolve_dsn
     from dbtools.verify.canary import parse_variant_roles
     from dbtools.verify.render import render_canary_table
 
@@ -238,7 +243,7 @@ def _canary(
         attribution,  # type: ignore[arg-type]  # click's Choice checked it
         parse_variant_roles(variant_roles), traffic,
     )  # fmt: skip
-    result = verify_canary(resolve_dsn(dsn), window, spec, **options)
+    result = verify_canary(dsn, window, spec, **options)
     if output_format == "json":
         text = json.dumps(result.as_dict(), indent=2)
     else:

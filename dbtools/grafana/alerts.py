@@ -8,8 +8,9 @@ configured) and over its span: five minutes for rates and ratios, thirty for mem
 
 Each rule is a chain Grafana evaluates: ``A``, the SQL (table format: one row per series, its
 text columns the series' labels, its one number the value), then ``B``, a threshold expression
-on ``A``, the condition. Request-metric rules give one series per variant (the code path, so a
-canary's own figures fire), application-metric rules one per metric ``labels`` set. The SQL
+on ``A``, the condition. Request-metric rules give one series per target and variant (the code
+path, so a canary's own figures fire; a store holds several targets), application-metric rules
+one per target and metric ``labels`` set. The SQL
 shares its expressions with the dashboard's panels (``dashboard``); the one rule that reads the
 snapshot tables (database query rate) is ``QUERY_RATE_ALERT_SQL``.
 """
@@ -36,6 +37,7 @@ from dbtools.grafana.dashboard import (
 from dbtools.store.request_metrics import (
     APP_CACHE_HIT_RATIO,
     ERROR_RATE,
+    ROW_TARGET,
     p95_sql,
     per_variant_sql,
 )
@@ -59,7 +61,8 @@ BYTES_PER_MB = 2**20
 
 ERROR_RATE_ALERT_SQL = per_variant_sql(ERROR_RATE, "error rate")
 # A variant's p95 over the span: its buckets' latency histograms merged (measures.P95_NAME).
-P95_ALERT_SQL = p95_sql(f"coalesce(variant, '{UNNAMED_VARIANT}')", "variant", "p95 (ms)")
+P95_ALERT_SQL = p95_sql(f"coalesce(variant, '{UNNAMED_VARIANT}')", "variant", "p95 (ms)",
+                        series=(ROW_TARGET, "target"))  # fmt: skip
 APP_CACHE_HIT_RATIO_ALERT_SQL = per_variant_sql(APP_CACHE_HIT_RATIO, "cache hit ratio")
 
 # The only rule over the snapshot tables: statements per second over the comparable steps
@@ -69,19 +72,19 @@ SELECT metric AS target, sum(queries)::float8 / nullif(sum(seconds), 0) AS "quer
 FROM steps WHERE comparable AND queries >= 0
 GROUP BY metric HAVING sum(seconds) > 0 ORDER BY 1"""
 
-KMS_REUSE_ALERT_SQL = f"""SELECT {SQL_MARKER} labels::text AS series,
+KMS_REUSE_ALERT_SQL = f"""SELECT {SQL_MARKER} {ROW_TARGET} AS target, labels::text AS series,
        avg(value) AS "KMS connection reuse ratio"
 FROM {APP_METRICS}
 WHERE name = '{KMS_REUSE_METRIC}' AND $__timeFilter(recorded_at)
-GROUP BY 1 ORDER BY 1"""
+GROUP BY 1, 2 ORDER BY 1, 2"""
 
 # A series' growth: its latest value in the span minus its earliest (a fall is not growth).
-MEMORY_GROWTH_ALERT_SQL = f"""SELECT {SQL_MARKER} labels::text AS series,
+MEMORY_GROWTH_ALERT_SQL = f"""SELECT {SQL_MARKER} {ROW_TARGET} AS target, labels::text AS series,
        ((array_agg(value ORDER BY recorded_at DESC))[1]
         - (array_agg(value ORDER BY recorded_at))[1]) / {BYTES_PER_MB} AS "memory growth (MB)"
 FROM {APP_METRICS}
 WHERE name = '{MEMORY_USAGE_METRIC}' AND $__timeFilter(recorded_at)
-GROUP BY 1 ORDER BY 1"""
+GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
 # -- the rules ----------------------------------------------------------------------------------

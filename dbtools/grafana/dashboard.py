@@ -9,7 +9,8 @@ latency, error rate, request rate and the KMS connection-reuse ratio. Thresholds
 alert lines.
 
 A dashboard variable selects the targets (one series each, named by target) among those in the
-samples. Consecutive samples make a step only when their counters are comparable (no server
+samples; the request panels read the selected targets' rows (and those naming none: the
+database's own), a series per target and variant (``request_metrics.TARGET_VARIANT``). Consecutive samples make a step only when their counters are comparable (no server
 restart, no pg_stat_statements reset or eviction, no database statistics reset in between), as
 ``figures.measures`` demands of a window. Every panel's SQL carries ``SQL_MARKER``, so Grafana's
 polling is left out of what dbtools measures. ``$__timeFilter(column)`` is Grafana's macro for
@@ -36,6 +37,9 @@ from dbtools.store.request_metrics import (
     ERROR_RATE,
     REQUEST_METRICS,
     REQUEST_RATE,
+    ROW_TARGET,
+    TARGET_VARIANT,
+    of_targets,
     p95_sql,
     per_bucket_sql,
     requests_between_sql,
@@ -116,7 +120,7 @@ ORDER BY 1, 2"""
 # step, each by the share of its time inside it (as a window counts them).
 QUERIES_PER_REQUEST_SQL = f"""{SNAPSHOT_STEPS}
 SELECT "time", metric,
-       queries::float8 / nullif(coalesce(requests, {requests_between_sql("previous_at", '"time"')}), 0)
+       queries::float8 / nullif(coalesce(requests, {requests_between_sql("previous_at", '"time"', "metric")}), 0)
            AS "queries per request"
 FROM steps WHERE comparable AND queries >= 0
 ORDER BY 1, 2"""
@@ -132,16 +136,19 @@ SELECT "time", metric,
 FROM steps WHERE comparable AND idx_blks_hit >= 0 AND idx_blks_read >= 0
 ORDER BY 1, 2"""
 
-APP_CACHE_HIT_RATIO_SQL = per_bucket_sql(APP_CACHE_HIT_RATIO, "cache hit ratio")
-P95_SQL = p95_sql("bucket_start", '"time"', "p95 (ms)")
-ERROR_RATE_SQL = per_bucket_sql(ERROR_RATE, "error rate")
-REQUEST_RATE_SQL = per_bucket_sql(REQUEST_RATE, "requests/s")
+# The request panels: the selected targets' rows, a series per target and variant.
+SELECTED = f"${TARGET_VARIABLE}"
+APP_CACHE_HIT_RATIO_SQL = per_bucket_sql(APP_CACHE_HIT_RATIO, "cache hit ratio", SELECTED)
+P95_SQL = p95_sql("bucket_start", '"time"', "p95 (ms)", series=(TARGET_VARIANT, "metric"),
+                  where=of_targets(SELECTED))  # fmt: skip
+ERROR_RATE_SQL = per_bucket_sql(ERROR_RATE, "error rate", SELECTED)
+REQUEST_RATE_SQL = per_bucket_sql(REQUEST_RATE, "requests/s", SELECTED)
 
-KMS_REUSE_SQL = f"""SELECT {SQL_MARKER} recorded_at AS "time",
+KMS_REUSE_SQL = f"""SELECT {SQL_MARKER} recorded_at AS "time", {ROW_TARGET} AS metric,
        avg(value) AS "KMS connection reuse ratio"
 FROM {APP_METRICS}
-WHERE name = '{KMS_REUSE_METRIC}' AND $__timeFilter(recorded_at)
-GROUP BY 1 ORDER BY 1"""
+WHERE name = '{KMS_REUSE_METRIC}' AND $__timeFilter(recorded_at){of_targets(SELECTED)}
+GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ def panels(
         ),
         Panel(
             "App cache hit ratio",
-            f"Search-cache hits / (hits + misses). Target above {t.min_cache_hit_ratio:.0%}; "
+            f"Search-cache hits / (hits + misses), per target and variant. Target above {t.min_cache_hit_ratio:.0%}; "
             f"warning alert below {t.warning_cache_hit_ratio:.0%}; rollback below "
             f"{t.rollback_cache_hit_ratio:.0%}.",
             APP_CACHE_HIT_RATIO_SQL, "cache hit ratio", "percentunit",
@@ -211,7 +218,7 @@ def panels(
         Panel(
             "Response time p95",
             "p95 latency of each bucket's requests, from their latency histograms merged "
-            f"(every operation and variant). Target below {t.max_p95_ms:g} ms; "
+            f"(every operation), a series per target and variant. Target below {t.max_p95_ms:g} ms; "
             f"critical alert above {t.critical_p95_ms:g} ms; rollback above "
             f"{t.rollback_p95_ms:g} ms.",
             P95_SQL, "p95 (ms)", "ms",
@@ -220,7 +227,7 @@ def panels(
         ),
         Panel(
             "Error rate",
-            f"Errors / requests. Target below {t.max_error_rate:.0%}; critical alert above "
+            f"Errors / requests, per target and variant. Target below {t.max_error_rate:.0%}; critical alert above "
             f"{t.critical_error_rate:.0%}; rollback above {t.rollback_error_rate:.0%}.",
             ERROR_RATE_SQL, "error rate", "percentunit",
             (Step(None, "green"), Step(t.max_error_rate, "yellow"),
@@ -241,12 +248,13 @@ def panels(
         ),
         Panel(
             "Request rate",
-            "Requests per second reported by the application (throughput should rise).",
+            "Requests per second reported by the application, per target and variant "
+            "(throughput should rise).",
             REQUEST_RATE_SQL, "requests/s", "reqps",
         ),
         Panel(
             "KMS connection reuse ratio",
-            f"Application metric {KMS_REUSE_METRIC}. Warning alert below "
+            f"Application metric {KMS_REUSE_METRIC}, per target. Warning alert below "
             f"{t.warning_kms_reuse_ratio:.0%}.",
             KMS_REUSE_SQL, "KMS connection reuse ratio", "percentunit",
             (Step(None, "yellow"), Step(t.warning_kms_reuse_ratio, "green")), maximum=1,

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from dbtools.sqltext.families import Classifier, cache_namespace
 from dbtools.sqltext.parse_cache import ParseCache
 from dbtools.store import Store, open_store
 from dbtools.verify import evaluate, measure_options
-from dbtools.verify.live import read_live_state
+from dbtools.verify.live import LiveState, read_live_state
 from dbtools.verify.thresholds import Thresholds
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
@@ -112,7 +113,7 @@ def _windows(
 
 
 def load_input(
-    conn: psycopg.Connection[Any],
+    conn: psycopg.Connection[Any] | None,
     windows: Sequence[tuple[str | None, str]] = (),
     *,
     target: str = "",
@@ -139,19 +140,29 @@ def load_input(
     the migrations do not know. The windows are *sample_target*'s, read from *store* (a
     central repository's) when given, else from *conn*'s database. The timelines' span covers
     the windows and the *marks* ((name, window) pairs: ``timelines.parse_marks``; with windows
-    only), all shaded; their families are *classifier*'s.
+    only), all shaded; their families are *classifier*'s. Without *conn* (a *store* read alone:
+    no session to the target) the windows are read from the store and what the target's
+    catalog would add (foreign keys, autovacuum defaults, the live objects verify checks, the
+    inspection) is not read (``LiveState.unread``).
     """
     refs = [parse_window(reference) for _, reference in windows]
+    if conn is None and (not refs or store is None):
+        raise UsageError("the live statistics need a session to the target: give --dsn")
     verification = None
     timelines = None
     t = thresholds or Thresholds()
     with translated_errors("reading statistics"):
         if refs:
-            stored = store or Store.of(conn)
+            if store is None:
+                assert conn is not None  # checked above
+                store = Store.of(conn)
+            stored = store
             every = stored.windows([*refs, *(ref for _, ref in marks)], target=sample_target,
                                    min_coverage=t.min_window_coverage)  # fmt: skip
             chosen = every[: len(refs)]
-            live = read_live_state(conn) if len(chosen) == 2 else None
+            live = None
+            if len(chosen) == 2:
+                live = read_live_state(conn) if conn is not None else LiveState.unread(UNREAD)
             batch = [f"{i.schema}.{i.name}" for i in live.manifest.batch_indexes] if live else []
             measured = stored.measures(chosen, indexes=batch, **measure_options(t))
             loaded = stored.load(chosen)
@@ -172,9 +183,10 @@ def load_input(
             if live is not None:
                 verification = evaluate(measured[0], measured[1], live, thresholds=t)
         else:
+            assert conn is not None
             state = read_live(conn)
             periods = (period_from_snapshot(state),)
-        catalog = health.read_catalog(conn)
+        catalog = health.read_catalog(conn) if conn is not None else health.Catalog()
         found = (
             inspect(
                 conn,
@@ -184,7 +196,7 @@ def load_input(
                 live=not refs,
                 large_table_rows=large_table_rows,
             )
-            if inspection is not None
+            if inspection is not None and conn is not None
             else None
         )
     source: Source = "live" if not refs else "comparison" if len(refs) == 2 else "window"
@@ -202,8 +214,14 @@ def load_input(
     )
 
 
+# Why a report on a store alone reads nothing of the target (its note, the live checks' reason).
+UNREAD = (
+    "the target's DSN is not known (give --dsn, or --targets naming it): read from the store alone"
+)
+
+
 def make_report(
-    dsn: str,
+    dsn: str | None,
     *,
     window: str | None = None,
     baseline: str | None = None,
@@ -232,11 +250,13 @@ def make_report(
     parses = ParseCache(namespace=cache_namespace())
     try:
         classifier = Classifier(store=parses)
-        with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
+        with ExitStack() as stack:
+            conn = stack.enter_context(session(dsn, autocommit=True)) if dsn is not None else None
+            stored = stack.enter_context(open_store(conn, store))
             data = load_input(
                 conn,
                 windows,
-                target=str(describe(dsn)),
+                target=str(describe(dsn)) if dsn is not None else stored.where,
                 inspection=options.inspection,
                 large_table_rows=options.health.large_table_rows,
                 thresholds=options.thresholds,
@@ -247,12 +267,18 @@ def make_report(
                 marks=marked,
                 classifier=classifier,
             )
-        return build_report(
+        report = build_report(
             data,
             options,
             generated_at=generated_at or datetime.now(timezone.utc),
             classifier=classifier,
         )
+        if dsn is None:
+            note = (
+                f"Not read from the target: {UNREAD}; its catalog and live objects are not judged."
+            )
+            report = dataclasses.replace(report, notes=(*report.notes, note))
+        return report
     finally:
         parses.close()
 

@@ -45,9 +45,10 @@ from dbtools.db.connection import (
 from dbtools.db.errors import refusal_message
 from dbtools.errors import ConfigError, DbtoolsError, UsageError
 from dbtools.reading import live
-from dbtools.store import compact
+from dbtools.store import compact, metrics_copy
+from dbtools.store.layout import Layout, read_layout
 from dbtools.store.snapshots import SAMPLE_LOCK_TIMEOUT
-from dbtools.store.store import Store
+from dbtools.store.store import Store, place
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ def read_targets(path: Path) -> list[Target]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: a target name is given twice")
     return found
+
+
+def dsn_of_target(path: Path, name: str) -> str | None:
+    """The DSN of the target *name* in the targets file *path* (``read_targets``), or None."""
+    return next((t.dsn for t in read_targets(path) if t.name == name), None)
 
 
 class Abandoned(DbtoolsError):
@@ -216,8 +222,10 @@ class TargetSampler:
         application_name: str = APPLICATION_NAME,
         interval_s: float | None = None,
         purpose: str = "dbtools collect",
+        metrics_grace_s: float = metrics_copy.DEFAULT_GRACE_S,
     ) -> None:
         self.target = target
+        self.metrics_grace_s = metrics_grace_s
         self.purpose = purpose
         self.name = target.name
         self.store_dsn = store
@@ -228,6 +236,8 @@ class TargetSampler:
         self.prepared: tuple[Any, Any] | None = None
         self.dbid: int | None = None  # the target database's OID, read when opened
         self.state: compact.TargetState | None = None
+        # with a central store: the target's and the store's layouts, to copy the metrics
+        self.layouts: tuple[Layout, Layout] | None = None
         self.connections: list[psycopg.Connection[Any]] = []
 
     def __str__(self) -> str:
@@ -262,9 +272,12 @@ class TargetSampler:
         else:
             self.source = self._connect(self.target.dsn, read_only=True)
             self.store = self._connect(self.store_dsn, read_only=False)
-        Store.checked(self.store).require_samples(self.purpose)
+        where = "the database" if self.store_dsn is None else place(self.store_dsn)
+        Store.checked(self.store, where).require_samples(self.purpose)
         self.prepared = live.prepare(self.source or self.store)
         self.dbid = live.database_oid(self.source or self.store)
+        if self.source is not None:
+            self.layouts = (read_layout(self.source), read_layout(self.store))
         if self.name is None:
             self.name = self.prepared[0].database
         return self.store
@@ -278,9 +291,10 @@ class TargetSampler:
         scan: ServerScan | None = None,
     ) -> tuple[compact.SampleSummary, compact.Purged]:
         """Read the target and store its sample (labelled *label*) under the target's write
-        lock; *after* (purge, roll-up) runs under the same lock; *scan*: the round's one scan
-        of the target's server. Raises ``Abandoned`` when *stopping* says so before the write,
-        ``UsageError`` for a label the target has."""
+        lock; with a central store the target's application metrics are copied into it
+        (``metrics_copy``) under the same lock, and *after* (purge, roll-up) runs under it
+        too; *scan*: the round's one scan of the target's server. Raises ``Abandoned`` when
+        *stopping* says so before the write, ``UsageError`` for a label the target has."""
         store = self.open()
         assert self.prepared is not None and self.name is not None
         info, columns = self.prepared
@@ -294,8 +308,21 @@ class TargetSampler:
             summary, self.state = compact.write_sample(
                 store, self.name, read, state, label=label, interval_seconds=self.interval_s
             )
+            if self.source is not None and self.layouts is not None:
+                self._copy_metrics(store)
             purged = after(store, self.name) if after is not None else compact.Purged()
         return summary, purged
+
+    def _copy_metrics(self, store: psycopg.Connection[Any]) -> None:
+        """Copy the target's application metrics into the store (``metrics_copy``); a refusal
+        is logged, not the sample's failure (the sample is stored; the next one tries again)."""
+        assert self.source is not None and self.layouts is not None and self.name is not None
+        try:
+            metrics_copy.copy_metrics(self.source, self.layouts[0], store, self.layouts[1],
+                                      self.name, self.metrics_grace_s)  # fmt: skip
+        except psycopg.Error as err:
+            log.warning("target %s: request and app metrics not copied to the store: %s",
+                        self.name, _reason(err))  # fmt: skip
 
     def stop(self) -> None:
         """Cancel the statements running on the sessions (safe from a signal handler)."""
@@ -310,7 +337,7 @@ class TargetSampler:
             if conn is not None and not conn.closed:
                 conn.close()
         self.store = self.source = None
-        self.prepared = None
+        self.prepared = self.layouts = None
 
 
 class ServerScan:
@@ -349,7 +376,8 @@ def collect_lock_key(name: str) -> int:
 
 class Collector:
     """Samples *targets* every *interval_s* seconds into their own repositories or *store*;
-    *retention_s*, *rollup_after_s*: purge and roll up after each round; *once*: one round,
+    *retention_s*, *rollup_after_s*: purge and roll up after each round; *metrics_grace_s*:
+    how late a target's metrics row may come and still be copied to *store*; *once*: one round,
     whose failures are in its outcomes (logged at INFO, not as warnings).
 
     Use as a context manager (its sessions, and the locks they hold, close on exit).
@@ -365,6 +393,7 @@ class Collector:
         rollup_after_s: float | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         once: bool = False,
+        metrics_grace_s: float = metrics_copy.DEFAULT_GRACE_S,
     ) -> None:
         if not targets:
             raise UsageError("no target to collect from: give --dsn, --target-dsn or --targets")
@@ -381,7 +410,7 @@ class Collector:
         self.application_name = f"{APPLICATION_NAME} collect (pid {os.getpid()})"
         self._targets = [
             _Sessions(TargetSampler(t, store=store, application_name=self.application_name,
-                                    interval_s=interval_s))
+                                    interval_s=interval_s, metrics_grace_s=metrics_grace_s))
             for t in targets
         ]  # fmt: skip
         servers: dict[tuple[tuple[str, str], ...], list[TargetSampler]] = {}

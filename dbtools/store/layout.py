@@ -56,6 +56,11 @@ class Layout:
         found = self.columns.get(table)
         return found is not None and (column is None or column in found)
 
+    def columns_of(self, table: str) -> tuple[str, ...]:
+        """The columns *table* has, in order (a layout read from a database: ``read_layout``)."""
+        assert self.columns is not None, "the head layout lists no columns: read_layout"
+        return self.columns.get(table, ())
+
     @property
     def texts_stored_apart(self) -> bool:
         """Whether texts are in ``statement_texts`` (revision 0004 on)."""
@@ -93,16 +98,17 @@ def or_null(
 # -- the revision's tables ----------------------------------------------------------------------
 
 
-def require_monitoring_tables(revision: str | None) -> None:
+def require_monitoring_tables(revision: str | None, where: str = "the database") -> None:
     """Raise ``PrerequisiteMissing`` unless the database's revision has the tables a snapshot
     writes (its manifest's; revision 0002 on), ``ConfigError`` for a revision these migrations
-    do not know. Any such revision will do: a snapshot stores what its tables hold."""
+    do not know. Any such revision will do: a snapshot stores what its tables hold. *where*
+    names the database in the message (a central store is not the target)."""
     have = set(manifest_at(revision).monitoring_tables)
     missing = [table for table in SNAPSHOT_TABLES if table not in have]
     if missing:
         state = "was never migrated" if revision is None else f"is at revision {revision}"
         raise PrerequisiteMissing(
-            f"the database {state}, which has no {monitoring.monitoring_table(missing[0])} to "
+            f"{where} {state}, which has no {monitoring.monitoring_table(missing[0])} to "
             "store snapshots in: run alembic upgrade head first"
         )
 

@@ -253,70 +253,94 @@ IN_RANGE = "$__timeFilter(bucket_start)"
 PERCENTILE = 0.95
 
 
-def p95_sql(group: str, alias: str, column: str) -> str:
+def p95_sql(
+    group: str, alias: str, column: str, *, series: tuple[str, str] | None = None, where: str = ""
+) -> str:
     """The p95 of the ``request_metrics`` rows in the time range, per *group* (an expression,
-    shown as *alias*), as ``measures.P95_NAME`` defines it for a window (``schema.latency``):
-    the percentile of the rows' latency histograms merged, else (a row with requests and no
-    histogram: an older writer) the request-weighted 95th percentile of the rows' own p95s."""
+    shown as *alias*) and *series* (an expression and its alias: a second key, e.g. a panel's
+    series), as ``measures.P95_NAME`` defines it for a window (``schema.latency``): the
+    percentile of the rows' latency histograms merged, else (a row with requests and no
+    histogram: an older writer) the request-weighted 95th percentile of the rows' own p95s.
+    *where*: a further condition on the rows (`` AND …``)."""
     at = latency.PERCENTILE_AT_SQL.format(position="i")
+    key, named = series if series is not None else ("NULL::text", "")
+    shown = f", m.s AS {named}" if named else ""
     return f"""WITH {SQL_MARKER} m AS (
-    SELECT {group} AS g, requests, latency_p95_ms, latency_histogram
-    FROM {REQUEST_METRICS} WHERE {IN_RANGE} AND requests > 0
+    SELECT {group} AS g, {key} AS s, requests, latency_p95_ms, latency_histogram
+    FROM {REQUEST_METRICS} WHERE {IN_RANGE} AND requests > 0{where}
 ), h AS (
-    SELECT g, u.i, sum(u.c) AS c
+    SELECT g, s, u.i, sum(u.c) AS c
     FROM m CROSS JOIN LATERAL unnest(m.latency_histogram) WITH ORDINALITY AS u(c, i)
-    GROUP BY g, u.i
+    GROUP BY g, s, u.i
 ), merged AS (
-    SELECT DISTINCT ON (g) g, {at} AS p95
-    FROM (SELECT g, i, c, sum(c) OVER (PARTITION BY g ORDER BY i) AS seen,
-                 sum(c) OVER (PARTITION BY g) AS total FROM h) x
+    SELECT DISTINCT ON (g, s) g, s, {at} AS p95
+    FROM (SELECT g, s, i, c, sum(c) OVER (PARTITION BY g, s ORDER BY i) AS seen,
+                 sum(c) OVER (PARTITION BY g, s) AS total FROM h) x
     WHERE c > 0 AND seen >= {PERCENTILE} * total
-    ORDER BY g, i
+    ORDER BY g, s, i
 ), estimated AS (
-    SELECT DISTINCT ON (g) g, latency_p95_ms AS p95
-    FROM (SELECT g, latency_p95_ms,
-                 sum(requests) OVER (PARTITION BY g ORDER BY latency_p95_ms) AS seen,
-                 sum(requests) OVER (PARTITION BY g) AS total
+    SELECT DISTINCT ON (g, s) g, s, latency_p95_ms AS p95
+    FROM (SELECT g, s, latency_p95_ms,
+                 sum(requests) OVER (PARTITION BY g, s ORDER BY latency_p95_ms) AS seen,
+                 sum(requests) OVER (PARTITION BY g, s) AS total
           FROM m WHERE latency_p95_ms IS NOT NULL) x
     WHERE seen >= {PERCENTILE} * total
-    ORDER BY g, latency_p95_ms
+    ORDER BY g, s, latency_p95_ms
 )
-SELECT m.g AS {alias},
+SELECT m.g AS {alias}{shown},
        CASE WHEN bool_and(m.latency_histogram IS NOT NULL) THEN min(merged.p95)
             ELSE min(estimated.p95) END AS "{column}"
-FROM m LEFT JOIN merged ON merged.g = m.g LEFT JOIN estimated ON estimated.g = m.g
-GROUP BY m.g
+FROM m LEFT JOIN merged ON merged.g = m.g AND merged.s IS NOT DISTINCT FROM m.s
+       LEFT JOIN estimated ON estimated.g = m.g AND estimated.s IS NOT DISTINCT FROM m.s
+GROUP BY m.g, m.s
 HAVING CASE WHEN bool_and(m.latency_histogram IS NOT NULL) THEN min(merged.p95)
             ELSE min(estimated.p95) END IS NOT NULL
-ORDER BY 1"""
+ORDER BY 1, 2"""
 
 
-def per_bucket_sql(expression: str, column: str) -> str:
-    """A panel's SQL: *expression* over ``request_metrics``, one point per bucket."""
-    return f"""SELECT {SQL_MARKER} bucket_start AS "time",
+# The target a row is shown under: its own, else (NULL: written by the application into its own
+# database) the database's, whose samples its own repository keeps under the database's name.
+ROW_TARGET = "coalesce(target, current_database())"
+# A panel's series: a target's variant (rows naming none: UNNAMED_VARIANT).
+TARGET_VARIANT = f"{ROW_TARGET} || ' ' || coalesce(variant, '{UNNAMED_VARIANT}')"
+
+
+def of_targets(selected: str, table: str = "") -> str:
+    """The condition (`` AND …``) keeping the rows of the targets *selected* (an SQL list:
+    Grafana's ``$target``) and those naming none (the database's own), as a window counts
+    them (``OF_TARGET``); *table*: the table's alias, with its dot."""
+    return f" AND ({table}target IS NULL OR {table}target IN ({selected}))"
+
+
+def per_bucket_sql(expression: str, column: str, selected: str) -> str:
+    """A panel's SQL: *expression* over the ``request_metrics`` rows of the targets *selected*
+    (``of_targets``), one point per bucket and series (a target's variant: ``TARGET_VARIANT``)."""
+    return f"""SELECT {SQL_MARKER} bucket_start AS "time", {TARGET_VARIANT} AS metric,
        {expression} AS "{column}"
 FROM {REQUEST_METRICS}
-WHERE {IN_RANGE}
-GROUP BY 1 ORDER BY 1"""
+WHERE {IN_RANGE}{of_targets(selected)}
+GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
 def per_variant_sql(expression: str, column: str) -> str:
     """An alert rule's SQL: *expression* over the ``request_metrics`` buckets in the span, per
-    variant."""
-    return f"""SELECT {SQL_MARKER} coalesce(variant, '{UNNAMED_VARIANT}') AS variant,
+    target (``ROW_TARGET``: a store holds several) and variant."""
+    return f"""SELECT {SQL_MARKER} {ROW_TARGET} AS target,
+       coalesce(variant, '{UNNAMED_VARIANT}') AS variant,
        {expression} AS "{column}"
 FROM {REQUEST_METRICS}
 WHERE {IN_RANGE}
-GROUP BY 1 HAVING {expression} IS NOT NULL
-ORDER BY 1"""
+GROUP BY 1, 2 HAVING {expression} IS NOT NULL
+ORDER BY 1, 2"""
 
 
-def requests_between_sql(start: str, end: str) -> str:
-    """The requests of the buckets overlapping [*start*, *end*] (SQL expressions), each counted
-    by the share of its time inside (``inside_share``), as a window counts them: the
-    dashboard's steps between two samples."""
+def requests_between_sql(start: str, end: str, target: str) -> str:
+    """The requests of the buckets of *target* overlapping [*start*, *end*] (SQL expressions),
+    each counted by the share of its time inside (``inside_share``), as a window counts them:
+    the dashboard's steps between two samples."""
     return f"""(SELECT round(sum(m.requests * {inside_share(start, end, "m.")}))
              FROM {REQUEST_METRICS} m
              WHERE m.bucket_start < {end}
                AND m.bucket_start >= {start} - make_interval(secs => {LONGEST_BUCKET_SECONDS})
-               AND m.bucket_start + make_interval(secs => m.bucket_seconds) > {start})"""
+               AND m.bucket_start + make_interval(secs => m.bucket_seconds) > {start}
+               {of_targets(target, "m.")})"""

@@ -28,7 +28,7 @@ from dbtools.errors import DbtoolsError, UsageError
 from dbtools.figures.windows import validate_label, window_labels
 from dbtools.reading import live
 from dbtools.store.compact import SampleSummary
-from dbtools.store.store import Store
+from dbtools.store.store import Store, place
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ def take_snapshot(
     reader = source if source is not None else conn
     with translated_errors(f"snapshot {label!r}"):
         info, columns = live.prepare(reader)
-        store = Store.checked(conn)  # the repository's (local: the target's)
+        # the repository's (local: the target's; with a source: a central store)
+        store = Store.checked(conn, "the database" if source is None else "the store")
         summary = store.write_snapshot(label, reader, info, columns, target=target,
                                        requests=requests)  # fmt: skip
     log.info(
@@ -148,7 +149,8 @@ def capture(
         seconds = limit
     with _sessions(dsn, store) as (conn, source):
         with translated_errors("capture"):
-            repository = Store.checked(conn)  # no monitoring tables: refused before any wait
+            # no monitoring tables: refused before any wait
+            repository = Store.checked(conn, "the database" if store is None else place(store))
             if target is not None or store is not None:
                 repository.require_samples("capture with --store or --target")
             name = repository.target_of(target, source or conn)
@@ -188,7 +190,8 @@ def remove(dsn: str, label: str, *, target: str | None = None, store: str | None
     validate_label(label)
     with _sessions(dsn, store) as (conn, source):
         with translated_errors(f"snapshot {label!r}"):
-            name = Store.checked(conn).target_of(target, source or conn)
+            where = "the database" if store is None else place(store)
+            name = Store.checked(conn, where).target_of(target, source or conn)
         if not delete_snapshot(conn, label, name):
             where = f" of target {name!r}" if name else ""
             raise UsageError(f"no snapshot labelled {label!r}{where}")

@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from dbtools.db.catalog import read_alembic_revision
-from dbtools.db.connection import SQL_MARKER, session
+from dbtools.db.connection import SQL_MARKER, describe, session
 from dbtools.db.errors import translated_errors
 from dbtools.db.server import ServerInfo
 from dbtools.errors import PrerequisiteMissing, UsageError
@@ -101,28 +101,34 @@ class Store:
     """
 
     def __init__(
-        self, conn: psycopg.Connection[Any], layout: Layout, revision: str | None = None
+        self,
+        conn: psycopg.Connection[Any],
+        layout: Layout,
+        revision: str | None = None,
+        where: str = "the database",
     ) -> None:
         self.conn = conn
         self._layout = layout
         self.revision = revision
+        self.where = where  # what messages call the repository: the target's or a store
         self._states: dict[int, Snapshot] = {}
 
     @classmethod
-    def of(cls, conn: psycopg.Connection[Any]) -> Store:
-        """The store on *conn*, whatever its revision (one query)."""
-        return cls(conn, read_layout(conn))
+    def of(cls, conn: psycopg.Connection[Any], where: str = "the database") -> Store:
+        """The store on *conn*, whatever its revision (one query); *where*: what messages call
+        it (``place``)."""
+        return cls(conn, read_layout(conn), where=where)
 
     @classmethod
-    def checked(cls, conn: psycopg.Connection[Any]) -> Store:
+    def checked(cls, conn: psycopg.Connection[Any], where: str = "the database") -> Store:
         """The store on *conn* for writing snapshots: raises ``PrerequisiteMissing`` without the
-        monitoring tables (before revision 0002), ``ConfigError`` for a revision these
-        migrations do not know."""
+        monitoring tables (before revision 0002), naming it *where* (``place``), ``ConfigError``
+        for a revision these migrations do not know."""
         revision = read_alembic_revision(conn)
-        require_monitoring_tables(revision)
+        require_monitoring_tables(revision, where)
         # At head the tables are this dbtools' own; below it, read what they are (one query).
         layout = HEAD_LAYOUT if revision == head_revision() else read_layout(conn)
-        return cls(conn, layout, revision)
+        return cls(conn, layout, revision, where)
 
     @property
     def _compact(self) -> bool:
@@ -135,7 +141,7 @@ class Store:
         if not self._compact:
             revision = self.revision or read_alembic_revision(self.conn)
             raise PrerequisiteMissing(
-                f"{purpose} needs revision 0005 (samples keyed by target); the database is at "
+                f"{purpose} needs revision 0005 (samples keyed by target); {self.where} is at "
                 f"revision {revision}: run alembic upgrade head first"
             )
 
@@ -249,7 +255,8 @@ class Store:
         with translated_errors("loading snapshots"):
             if not self._layout.has(monitoring.SNAPSHOTS):
                 raise PrerequisiteMissing(
-                    "no monitoring tables (perf_monitoring.snapshots): run alembic upgrade head"
+                    f"{self.where} has no monitoring tables (perf_monitoring.snapshots): run "
+                    "alembic upgrade head on it"
                 )
             chosen = self.resolve_target(target)
             labels = [label for ref in refs for label in _labels(ref)]
@@ -513,16 +520,23 @@ def _target_of(windows: Sequence[Window]) -> str | None:
     return next(iter(targets), None)
 
 
+def place(store: str) -> str:
+    """What messages call the central repository at the DSN *store* (no password)."""
+    return f"the store ({describe(store)})"
+
+
 @contextmanager
-def open_store(conn: psycopg.Connection[Any], store: str | None = None) -> Iterator[Store]:
+def open_store(conn: psycopg.Connection[Any] | None, store: str | None = None) -> Iterator[Store]:
     """The store samples are read from: the central repository *store* (a read-only session of
-    its own), or the database on *conn* itself (its own ``perf_monitoring``)."""
+    its own; no target session needed), or the database on *conn* itself (its own
+    ``perf_monitoring``)."""
     if store is None:
+        assert conn is not None, "a target's own repository needs its session"
         with translated_errors("loading snapshots"):
             found = Store.of(conn)
         yield found
         return
     with session(store, autocommit=True) as central:
-        with translated_errors("loading snapshots"):
-            found = Store.of(central)
+        with translated_errors("loading snapshots from the store"):
+            found = Store.of(central, place(store))
         yield found

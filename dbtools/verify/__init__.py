@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import session
 from dbtools.db.errors import translated_errors
 from dbtools.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_ROLLBACK, ConfigError, UsageError
 from dbtools.figures.measures import FIGURE_DEFINITIONS, WindowMeasures, query_reduction
@@ -36,8 +35,8 @@ from dbtools.figures.sums import Scope
 from dbtools.figures.windows import Window, parse_window
 from dbtools.findings import FAILING, Finding, Rule, check_names, run_rules
 from dbtools.output import json_document
-from dbtools.store import Store, open_store
-from dbtools.verify.live import LiveState, read_live_state
+from dbtools.store import Store
+from dbtools.verify.live import LiveState, reading, unjudged
 from dbtools.verify.rollback import AFTER_ROLLBACK_RULES
 from dbtools.verify.rules import CANARY_CHECKS, RULES, Evidence
 from dbtools.verify.thresholds import Thresholds
@@ -145,12 +144,13 @@ def evaluate(
     reduction = query_reduction(before, after)
     log.info("judging %s against %s", after.name, before.name)
     evidence = Evidence(before, after, reduction, live, thresholds, tuple(comparison))
+    rules = rules or RULES_OF_MODE[mode]
     return VerifyResult(
         database=after.database_name,
         baseline=before,
         candidate=after,
         reduction=reduction,
-        findings=tuple(run_rules(rules or RULES_OF_MODE[mode], evidence, skip=thresholds.skip)),
+        findings=tuple(unjudged(run_rules(rules, evidence, skip=thresholds.skip), live)),
         thresholds=thresholds,
         scope=scope,
         operation=operation,
@@ -228,7 +228,7 @@ def refuse_unknown_roles(
 
 
 def verify(
-    dsn: str,
+    dsn: str | None,
     baseline: str,
     candidate: str,
     *,
@@ -242,15 +242,14 @@ def verify(
     """Compare the windows *baseline* and *candidate* (``W``, ``A..B`` by labels or times,
     ``last:10m``) of *target* on the database at *dsn* (*after_rollback*: did the candidate
     return to the baseline?); the samples are read from the central repository *store* when
-    given (else from the database itself).
+    given (else from the database itself). With a *store* and no *dsn* the target is not
+    connected to: its live checks are skipped (``live.reading``).
 
     Raises ``UsageError`` for unknown labels or targets, ``PrerequisiteMissing`` without the
     monitoring tables, ``ConnectionFailed`` when a server cannot be reached (all exit code 2).
     """
     refs = [parse_window(baseline), parse_window(candidate)]
-    with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
-        with translated_errors("reading the schema"):
-            live = read_live_state(conn)
+    with reading(dsn, store, target) as (conn, stored, live):
         windows = stored.windows(refs, operation=operation, target=target,
                                  min_coverage=thresholds.min_window_coverage)  # fmt: skip
         refuse_overlap(*windows)
@@ -261,7 +260,7 @@ def verify(
 
 
 def window_measures(
-    dsn: str,
+    dsn: str | None,
     window: str,
     *,
     scope: Scope = DEFAULT_SCOPE,
@@ -273,9 +272,7 @@ def window_measures(
     """The figures of one window (``W``, ``A..B``, ``last:10m``) of *target*, and why it cannot
     be trusted when it cannot (a deploy's preflight asks this of its baseline), judged with
     *thresholds*' tolerances. Raises as ``verify`` does."""
-    with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
-        with translated_errors("reading the schema"):
-            live = read_live_state(conn)
+    with reading(dsn, store, target) as (conn, stored, live):
         windows = stored.windows([parse_window(window)], operation=operation, target=target,
                                  min_coverage=thresholds.min_window_coverage)  # fmt: skip
         (measures,) = _measures(conn, stored, windows, scope, live, thresholds, operation)
@@ -296,7 +293,7 @@ def _measures(
     within *thresholds*' tolerances. Refuses (``UsageError``) roles in *scope* that neither the
     server nor any window knows."""
     known = frozenset[str]()
-    if scope.roles:
+    if scope.roles and conn is not None:
         with translated_errors("reading the roles"):
             known = existing_roles(conn, scope.roles)
         known |= store.roles_in(windows, scope.roles - known)

@@ -43,7 +43,6 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from dbtools.db.catalog import existing_roles
-from dbtools.db.connection import session
 from dbtools.db.errors import translated_errors
 from dbtools.errors import UsageError
 from dbtools.figures.measures import (
@@ -63,7 +62,6 @@ from dbtools.figures.sums import Scope, StatementCounts
 from dbtools.figures.windows import parse_window
 from dbtools.findings import Finding, Rule, Status, rule, run_rules
 from dbtools.output import json_document, percent
-from dbtools.store import open_store
 from dbtools.verify import (
     DEFAULT_SCOPE,
     DEFAULT_THRESHOLDS,
@@ -71,7 +69,7 @@ from dbtools.verify import (
     refuse_unknown_checks,
     refuse_unknown_roles,
 )
-from dbtools.verify.live import LiveState, read_live_state
+from dbtools.verify.live import LiveState, reading, unjudged
 from dbtools.verify.rules import (
     Evidence,
     autovacuum_settings,
@@ -666,7 +664,7 @@ def evaluate_canary(
     live_evidence = Evidence(whole, whole, None, live, thresholds)
     findings = [
         *run_rules(CANARY_RULES, evidence, skip=thresholds.skip),
-        *run_rules(LIVE_RULES, live_evidence, skip=thresholds.skip),
+        *unjudged(run_rules(LIVE_RULES, live_evidence, skip=thresholds.skip), live),
     ]
     return CanaryResult(
         database=whole.database_name,
@@ -692,7 +690,7 @@ def evaluate_canary(
 
 
 def verify_canary(
-    dsn: str,
+    dsn: str | None,
     window: str,
     spec: CanarySpec,
     *,
@@ -711,9 +709,7 @@ def verify_canary(
     cannot be reached (all exit code 2).
     """
     ref = parse_window(window)
-    with session(dsn, autocommit=True) as conn, open_store(conn, store) as stored:
-        with translated_errors("reading the schema"):
-            live = read_live_state(conn)
+    with reading(dsn, store, target) as (conn, stored, live):
         (resolved,) = stored.windows([ref], operation=operation, target=target,
                                      min_coverage=thresholds.min_window_coverage)  # fmt: skip
         with translated_errors("reading the request metrics"):
@@ -721,8 +717,10 @@ def verify_canary(
                                              operation=operation, target=resolved.target)  # fmt: skip
         roles = frozenset(spec.variant_roles.values()) | scope.roles
         if roles:
-            with translated_errors("reading the roles"):
-                known = existing_roles(conn, roles)
+            known = frozenset[str]()
+            if conn is not None:
+                with translated_errors("reading the roles"):
+                    known = existing_roles(conn, roles)
             refuse_unknown_roles(roles, known | stored.roles_in([resolved], roles - known),
                                  windows=1,
                                  option="--variant-role and --role name roles that run statements")  # fmt: skip
