@@ -17,12 +17,10 @@ from dbtools.figures.measures import (
     WORST_SECOND_NAME,
 )
 from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
-from dbtools.report import timelines
+from dbtools.report import lookups, timelines
+from dbtools.report.families import FamilyFigures, FamilyLine
 from dbtools.report.model import (
     Change,
-    FamilyFigures,
-    FamilyLine,
-    LookupFigures,
     PeriodSummary,
     Report,
     StatementFigures,
@@ -263,98 +261,6 @@ def families(report: Report) -> Section:
     )
 
 
-def n_plus_one(report: Report) -> Section:
-    rows = []
-    code = []
-    for suspect in report.n_plus_one:
-        first = [suspect.fingerprint, ", ".join(suspect.columns), ", ".join(suspect.tables)]
-        for i, name in enumerate(report.period_names):
-            figures = suspect.figures[name]
-            label = first if i == 0 else ["", "", ""]
-            period = [name] if _per_period(report) else []
-            calls = f"{figures.calls:,}" if figures else "0"
-            per_request = number(figures.calls_per_request) if figures else NO_VALUE
-            seen = (suspect.batched_family or "not seen") if i == 0 else ""
-            rows.append([*label, *period, calls, per_request, seen])
-        code.append(CodeBlock(f"{suspect.fingerprint}: point lookup", suspect.sql))
-        code.append(CodeBlock(f"{suspect.fingerprint}: batched form", suspect.batched_sql))
-    period = ["period"] if _per_period(report) else []
-    limit = report.rules.n_plus_one.calls_per_request
-    times = "once" if limit == 1 else f"{limit:g} times"
-    return Section(
-        "n-plus-one",
-        "N+1 suspects: lookups each request sends",
-        f"Point lookups (column = $n) sent {times} or more per request (without a "
-        "request count: called often): the N+1 within a request; one statement with "
-        "column = ANY($n) could serve the request's, or a batch's, lookups. 'batched form' "
-        "names its family when it runs too. Lookups that requests send less often but at a "
-        "high rate are under 'Batchable lookups'.",
-        ["family", "lookup", "tables", *period, "calls", "calls/request", "batched form"],
-        rows,
-        code,
-        empty=f"No point lookup is sent {times} or more per request.",
-    )
-
-
-def _saving_text(figures: LookupFigures) -> str:
-    if not figures.fewer_calls:
-        return NO_VALUE
-    return " / ".join(f"{saving.fewer * 100:.0f}%" for saving in figures.fewer_calls)
-
-
-def _batched_form(family: str | None, replaced_by: tuple[str, ...]) -> str:
-    if family:
-        return family
-    if replaced_by:
-        return f"{', '.join(replaced_by)} (replaced it)"
-    return "not seen"
-
-
-def batchable(report: Report) -> Section:
-    rules = report.rules.batchable
-    levels = " / ".join(str(c) for c in rules.concurrency)
-    target = report.batchable[0].target if report.batchable else report.rules.target
-    rows, code = [], []
-    for lookup in report.batchable:
-        first = [lookup.fingerprint, ", ".join(lookup.columns) + (" (IN list)" if lookup.small_set
-                 else ""), ", ".join(lookup.tables)]  # fmt: skip
-        for i, name in enumerate(report.period_names):
-            figures = lookup.figures[name]
-            label = first if i == 0 else ["", "", ""]
-            period = [name] if _per_period(report) else []
-            seen = _batched_form(lookup.batched_family, lookup.replaced_by) if i == 0 else ""
-            if figures is None:
-                rows.append([*label, *period, "0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, seen])
-                continue
-            calls = f"{figures.calls:,}" + ("" if figures.batchable else " (below the rate)")
-            rows.append([*label, *period, calls, number(figures.calls_per_second, 1, unit="/s"),
-                         number(figures.calls_per_request), _saving_text(figures),
-                         number(figures.concurrency_for_target), seen])  # fmt: skip
-        code.append(CodeBlock(f"{lookup.fingerprint}: lookup", lookup.sql))
-        code.append(CodeBlock(f"{lookup.fingerprint}: batched form", lookup.batched_sql))
-    period = ["period"] if _per_period(report) else []
-    return Section(
-        "batchable",
-        "Batchable lookups: high-rate lookups across requests",
-        f"Point lookups (column = $n) and small-set lookups (column IN (…)) on a key or indexed "
-        f"column, called at least {rules.calls_per_second:g} times a second (and "
-        f"{rules.min_calls:,} times) in a period, whatever their calls per request: concurrent "
-        "requests each send them, and one statement with column = ANY($n) per batch of requests "
-        "could serve them all. Fewer calls with one batch per c concurrent requests, as the "
-        "rollout guide counts: they send c × (calls per request) lookups, a batch sends one (at "
-        "one call per request: 80%, 90%, 98% at 5, 10, 50). 'requests for "
-        f"{percent(target, 0)} fewer': the fewest concurrent requests one batch needs for "
-        "verify's query reduction. 'batched form': the family of its = ANY form when that "
-        "runs, or the family that replaced it between the windows.",
-        ["family", "lookup", "tables", *period, "calls", "calls/s", "calls/request",
-         f"fewer calls at {levels} concurrent requests",
-         f"requests for {percent(target, 0)} fewer", "batched form"],
-        rows,
-        code,
-        empty="No lookup on a key or indexed column runs at the batchable rate.",
-    )  # fmt: skip
-
-
 def _families_cell(fingerprints: tuple[str, ...], same: bool) -> str:
     if same:
         return "the same"
@@ -525,8 +431,8 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     changes,
     summary,
     top_statements,
-    batchable,
-    n_plus_one,
+    lookups.batchable,
+    lookups.n_plus_one,
     families,
     unparsed,
     table_hit_ratios,

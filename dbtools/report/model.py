@@ -44,7 +44,8 @@ from dbtools.figures.windows import Window
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
-from dbtools.report import health, story
+from dbtools.report import health, lookups, story
+from dbtools.report.families import Family, FamilyLine
 from dbtools.report.inspection import Inspection, build_inspection
 from dbtools.report.story import FamilyChange
 from dbtools.report.subjects import InspectionOptions
@@ -57,15 +58,8 @@ from dbtools.sqltext.families import (
     Batchable,
     Classifier,
     NPlusOne,
-    PointLookup,
     StatementShape,
-    batching_reduction,
-    concurrency_for,
-    is_batchable,
-    is_key_like,
-    is_n_plus_one,
 )
-from dbtools.sqltext.parse import TableRef
 from dbtools.verify import VerifyResult
 from dbtools.verify.thresholds import Thresholds
 
@@ -262,81 +256,6 @@ class StatementLine:
     shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
 
 
-@dataclass(frozen=True, slots=True)
-class FamilyFigures:
-    statements: int
-    calls: int
-    total_time_ms: float
-    share_of_time: float | None
-    calls_per_request: float | None
-    calls_per_second: float | None = None
-    rows: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FamilyLine:
-    fingerprint: str
-    kind: str
-    parsed: bool
-    tables: tuple[str, ...]  # every table the family may stand for
-    sql: str
-    figures: Mapping[str, FamilyFigures | None]
-    columns: tuple[str, ...] = ()  # what its conditions compare and it writes
-    nested: bool = False  # run inside other statements only (functions, foreign-key checks)
-    shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
-
-
-@dataclass(frozen=True)
-class Suspect:
-    """A point lookup sent per request that one batched ``= ANY($n)`` statement could serve."""
-
-    fingerprint: str
-    sql: str
-    tables: tuple[str, ...]
-    columns: tuple[str, ...]
-    batched_sql: str
-    batched_family: str | None  # the batched form's family, when it runs too
-    figures: Mapping[str, FamilyFigures | None]
-
-
-@dataclass(frozen=True)
-class Saving:
-    """What one batch per *concurrency* concurrent requests would save of a lookup's calls."""
-
-    concurrency: int
-    fewer: float
-
-
-@dataclass(frozen=True)
-class LookupFigures:
-    """A lookup in one period, and what batching it across requests would save."""
-
-    calls: int
-    calls_per_second: float | None
-    calls_per_request: float | None
-    total_time_ms: float
-    batchable: bool  # at the batchable rate in this period
-    fewer_calls: tuple[Saving, ...]  # at the guide's concurrency; empty without requests
-    concurrency_for_target: int | None  # the fewest requests a batch needs for the target
-
-
-@dataclass(frozen=True)
-class BatchableLookup:
-    """A point or small-set lookup on a key or indexed column called at a high rate, whatever
-    its calls per request: one ``= ANY($n)`` per batch of concurrent requests could serve it."""
-
-    fingerprint: str
-    sql: str
-    tables: tuple[str, ...]
-    columns: tuple[str, ...]
-    small_set: bool  # ``IN (…)`` rather than ``= $n``
-    batched_sql: str
-    batched_family: str | None  # the batched form's family, when it runs too
-    target: float  # the reduction ``concurrency_for_target`` aims at (verify's)
-    figures: Mapping[str, LookupFigures | None]
-    replaced_by: tuple[str, ...] = ()  # the families that replaced it (``Report.changes``)
-
-
 @dataclass(frozen=True)
 class ReportRules:
     """Where the report drew its lines (``ReportOptions``), shown beside what they found."""
@@ -410,7 +329,7 @@ class Report:
     top_statements: tuple[StatementLine, ...]
     families: tuple[FamilyLine, ...]
     unparsed: tuple[FamilyLine, ...]
-    n_plus_one: tuple[Suspect, ...]
+    n_plus_one: tuple[lookups.Suspect, ...]
     table_hit_ratios: tuple[TableHitLine, ...]
     indexes: tuple[IndexLine, ...]
     index_health: tuple[Finding, ...]
@@ -419,7 +338,7 @@ class Report:
     notes: tuple[str, ...]
     verification: Verification | None  # two windows only
     story: tuple[str, ...]  # the opening sentences (two windows only)
-    batchable: tuple[BatchableLookup, ...]
+    batchable: tuple[lookups.BatchableLookup, ...]
     changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
     rules: ReportRules
     # Read from the database when the report is made: each subject's model by its key
@@ -570,34 +489,6 @@ def change_between(
 Key = tuple[int, int, int, bool]
 
 
-@dataclass(slots=True)
-class _Family:
-    shape: StatementShape
-    members: list[Mapping[str, StatementRow]] = field(default_factory=list)  # per statement
-
-    def figures(
-        self, name: str, total_time: float, requests: int | None, seconds: float | None
-    ) -> FamilyFigures | None:
-        rows = [member[name] for member in self.members if name in member]
-        if not rows:
-            return None
-        calls = sum(row.calls for row in rows)
-        time = sum(row.total_exec_time for row in rows)
-        return FamilyFigures(
-            statements=len(rows),
-            calls=calls,
-            total_time_ms=time,
-            share_of_time=ratio(time, total_time),
-            calls_per_request=per_request(calls, requests),
-            calls_per_second=ratio(calls, seconds or 0),
-            rows=sum(row.rows for row in rows),
-        )
-
-    @property
-    def nested(self) -> bool:
-        return not any(row.toplevel for member in self.members for row in member.values())
-
-
 def _heaviest_first(times: Mapping[str, float]) -> float:
     return -max(times.values(), default=0.0)
 
@@ -657,16 +548,13 @@ def _build_report(
     lines = _statement_lines(
         statements, shapes, covered, options.top_statements, total_time, requests, data
     )
-    families: dict[str, _Family] = {}
+    families: dict[str, Family] = {}
     for key, rows in sorted(statements.items(), key=lambda item: _statement_order(item[1])):
-        families.setdefault(shapes[key].fingerprint, _Family(shapes[key])).members.append(rows)
+        families.setdefault(shapes[key].fingerprint, Family(shapes[key])).members.append(rows)
     family_lines = []
-    suspects = []
     target = (
         data.verification.thresholds if data.verification else options.thresholds
     ).min_query_reduction
-    indexed = _indexed_columns(data.state.indexes)
-    batchable = []
     for fingerprint, family in families.items():
         counted = {
             name: family.figures(name, total_time[name], requests[name], seconds[name])
@@ -680,26 +568,18 @@ def _build_report(
             nested=family.nested, shared_entry=shared,
         )  # fmt: skip
         family_lines.append(line)
-        found = _batchable(line, shape, indexed, options.batchable, target, families, seconds)
-        if found is not None:
-            batchable.append(found)
-        suspect = _suspect(line, shape, families, requests, options.n_plus_one)
-        if suspect is not None:
-            suspects.append(suspect)
-    order = {
-        line.fingerprint: (
-            _heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
-            line.fingerprint,
-        )
-        for line in family_lines
-    }
-    family_lines.sort(key=lambda line: order[line.fingerprint])
+    family_lines.sort(key=lambda line: (
+        _heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
+        line.fingerprint,
+    ))  # fmt: skip
 
     def shown(line: FamilyLine) -> FamilyLine:  # sqlglot renders only what the report shows
         return dataclasses.replace(line, sql=families[line.fingerprint].shape.sql)
 
-    suspects.sort(key=lambda suspect: order[suspect.fingerprint])
-    batchable.sort(key=lambda lookup: order[lookup.fingerprint])
+    suspects, batchable = lookups.found_in(
+        family_lines, families, data.state.indexes, options.n_plus_one, options.batchable,
+        target, requests, seconds,
+    )  # fmt: skip
 
     state = data.state
     health_input = health.health_input(
@@ -739,7 +619,7 @@ def _build_report(
         top_statements=tuple(lines),
         families=tuple(shown(line) for line in family_lines[: options.top_families]),
         unparsed=tuple(shown(line) for line in family_lines if not line.parsed),
-        n_plus_one=tuple(suspects),
+        n_plus_one=suspects,
         table_hit_ratios=_table_hit_lines(periods),
         indexes=_index_lines(periods, health_input.indexes),
         index_health=tuple(health.index_health(health_input)),
@@ -749,7 +629,7 @@ def _build_report(
         inspected=inspected,
         verification=_verification(data.verification),
         story=_story(data.verification, changes, names),
-        batchable=tuple(_with_replacements(lookup, changes) for lookup in batchable),
+        batchable=tuple(lookups.with_replacements(lookup, changes) for lookup in batchable),
         changes=changes,
         timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
@@ -808,17 +688,6 @@ def _statement_lines(
     return lines
 
 
-def _with_replacements(lookup: BatchableLookup, changes: Sequence[FamilyChange]) -> BatchableLookup:
-    """*lookup* with the families that replaced it between the windows, if any."""
-    after = tuple(
-        fingerprint
-        for change in changes
-        if change.change == "replaced" and lookup.fingerprint in change.before
-        for fingerprint in change.after
-    )
-    return dataclasses.replace(lookup, replaced_by=after) if after else lookup
-
-
 def _verification(result: VerifyResult | None) -> Verification | None:
     if result is None:
         return None
@@ -841,7 +710,7 @@ def _story(
     )  # fmt: skip
 
 
-def _counts(line: FamilyLine, family: _Family) -> story.FamilyCounts:
+def _counts(line: FamilyLine, family: Family) -> story.FamilyCounts:
     shape = family.shape
     footprint = (
         (shape.footprint.kind, shape.footprint.tables, shape.footprint.columns)
@@ -881,102 +750,6 @@ def covered_tables(
         return (named,), True
     parents = {fk.referenced_name for fk in catalog.foreign_keys if fk.referenced_key in keys}
     return tuple(sorted(parents)), len(parents) > 1
-
-
-def _indexed_columns(indexes: Iterable[IndexRow]) -> frozenset[tuple[TableRef, str]]:
-    """(table, column) for each index's leading column."""
-    return frozenset(
-        (TableRef(row.schemaname, row.relname), row.key_columns[0].strip('"').lower())
-        for row in indexes
-        if row.key_columns
-    )
-
-
-def _on_key_or_index(lookup: PointLookup, indexed: frozenset[tuple[TableRef, str]]) -> bool:
-    """Whether every lookup column is named as a key or leads an index of its table."""
-
-    def served(table: str | None, column: str) -> bool:
-        if is_key_like(column):
-            return True
-        if table is None:
-            return False
-        ref = TableRef.parse(table)
-        return any(ref.matches(found) and column == name for found, name in indexed)
-
-    return bool(lookup.keys) and all(served(key.table, key.column) for key in lookup.keys)
-
-
-def _batchable(
-    line: FamilyLine,
-    shape: StatementShape,
-    indexed: frozenset[tuple[TableRef, str]],
-    limits: Batchable,
-    target: float,
-    families: Mapping[str, _Family],
-    seconds: Mapping[str, float | None],
-) -> BatchableLookup | None:
-    """*line* as a batchable lookup, when it is one in any period."""
-    lookup = shape.lookup
-    if lookup is None or line.nested or not _on_key_or_index(lookup, indexed):
-        return None
-    figures: dict[str, LookupFigures | None] = {}
-    for name, found in line.figures.items():
-        if found is None:
-            figures[name] = None
-            continue
-        per = found.calls_per_request
-        figures[name] = LookupFigures(
-            calls=found.calls,
-            calls_per_second=found.calls_per_second,
-            calls_per_request=per,
-            total_time_ms=found.total_time_ms,
-            batchable=is_batchable(lookup, found.calls, seconds[name], limits),
-            fewer_calls=tuple(Saving(c, batching_reduction(c, per)) for c in limits.concurrency)
-            if per is not None
-            else (),
-            concurrency_for_target=concurrency_for(target, per) if per is not None else None,
-        )
-    if not any(f is not None and f.batchable for f in figures.values()):
-        return None
-    batched = lookup.batched_fingerprint
-    return BatchableLookup(
-        fingerprint=line.fingerprint,
-        sql=shape.sql,
-        tables=line.tables,
-        columns=lookup.columns,
-        small_set=lookup.small_set,
-        batched_sql=shape.batched_sql or "",
-        batched_family=batched if batched in families else None,
-        target=target,
-        figures=figures,
-    )
-
-
-def _suspect(
-    line: FamilyLine,
-    shape: StatementShape,
-    families: Mapping[str, _Family],
-    requests: Mapping[str, int | None],
-    limits: NPlusOne,
-) -> Suspect | None:
-    """*line* as an N+1 suspect, when its lookups are sent per request in any period."""
-    lookup = shape.lookup
-    if lookup is None or not any(
-        is_n_plus_one(lookup, found.calls, requests[name], limits)
-        for name, found in line.figures.items()
-        if found is not None
-    ):
-        return None
-    batched = lookup.batched_fingerprint
-    return Suspect(
-        fingerprint=line.fingerprint,
-        sql=shape.sql,
-        tables=shape.tables,
-        columns=lookup.columns,
-        batched_sql=shape.batched_sql or "",
-        batched_family=batched if batched in families else None,
-        figures=line.figures,
-    )
 
 
 def _statement_order(rows: Mapping[str, StatementRow]) -> tuple[float, int]:
