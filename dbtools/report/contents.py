@@ -17,7 +17,7 @@ from dbtools.figures.measures import (
     WORST_SECOND_NAME,
 )
 from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
-from dbtools.report import lookups, timelines
+from dbtools.report import health, lookups, timelines
 from dbtools.report.families import FamilyFigures, FamilyLine
 from dbtools.report.model import (
     Change,
@@ -30,7 +30,6 @@ from dbtools.report.sections import (
     CodeBlock,
     Section,
     before_after,
-    findings_section,
     moment,
     ms,
     one_line,
@@ -320,107 +319,6 @@ def unparsed(report: Report) -> Section:
     )
 
 
-def table_hit_ratios(report: Report) -> Section:
-    rows = []
-    for line in report.table_hit_ratios:
-        for i, name in enumerate(report.period_names):
-            f = line.figures[name]
-            period = [name] if _per_period(report) else []
-            rows.append([line.table if i == 0 else "", *period, percent(f.heap_hit_ratio),
-                         f"{f.heap_blocks_read:,}", percent(f.index_hit_ratio),
-                         f"{f.index_blocks_read:,}"])  # fmt: skip
-    period = ["period"] if _per_period(report) else []
-    return Section(
-        "hit-ratios",
-        "Hit ratios per table",
-        "hit / (hit + read) of pg_statio_user_tables, per table: heap blocks and its indexes' "
-        "blocks.",
-        [
-            "table",
-            *period,
-            "heap hit ratio",
-            "heap blocks read",
-            "index hit ratio",
-            "index blocks read",
-        ],
-        rows,
-    )
-
-
-def indexes(report: Report) -> Section:
-    rows = [
-        [line.index, line.table, "yes" if line.valid else "NO", "yes" if line.unique else "",
-         byte_size(line.size_bytes), f"{line.total_scans:,}",
-         *(number(line.scans[n]) for n in report.period_names)]
-        for line in report.indexes
-    ]  # fmt: skip
-    return Section(
-        "indexes",
-        "Indexes",
-        "Scans since the statistics were reset, and in each period.",
-        [
-            "index",
-            "table",
-            "valid",
-            "unique",
-            "size",
-            "scans (total)",
-            *(f"scans ({n})" for n in report.period_names),
-        ],
-        rows,
-    )
-
-
-def index_health(report: Report) -> Section:
-    return findings_section(
-        "index-health",
-        "Index health",
-        "Invalid, unused (unique, primary-key and FK-backing indexes left out), duplicate and "
-        "overlapping indexes, foreign keys without an index, large tables read by sequential "
-        "scans.",
-        report.index_health,
-    )
-
-
-def autovacuum(report: Report) -> Section:
-    rows = [
-        [line.table, f"{line.live_tuples:,}", f"{line.dead_tuples:,}", percent(line.dead_ratio),
-         moment(line.last_vacuum), moment(line.last_autovacuum), moment(line.last_analyze),
-         moment(line.last_autoanalyze), number(line.xid_age),
-         ", ".join(f"{k}={v}" for k, v in line.settings.items()) or NO_VALUE, line.expected]
-        for line in report.autovacuum
-    ]  # fmt: skip
-    return Section(
-        "autovacuum",
-        "Autovacuum",
-        "Dead tuples, last (auto)vacuum and (auto)analyze, transaction-ID age and the table's "
-        "settings against those the migrations declare.",
-        [
-            "table",
-            "live",
-            "dead",
-            "dead %",
-            "last vacuum",
-            "last autovacuum",
-            "last analyze",
-            "last autoanalyze",
-            "xid age",
-            "settings",
-            "expected settings",
-        ],
-        rows,
-    )
-
-
-def autovacuum_health(report: Report) -> Section:
-    return findings_section(
-        "autovacuum-health",
-        "Autovacuum health",
-        "Dead tuples past the autovacuum trigger, stale statistics, settings, transaction-ID age.",
-        report.autovacuum_health,
-    )
-
-
 def from_timelines(build: Callable[[Timelines], Section]) -> Callable[[Report], Section | None]:
     """A timelines section of the report, when it has timelines."""
     return lambda report: build(report.timelines) if report.timelines is not None else None
@@ -435,11 +333,11 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     lookups.n_plus_one,
     families,
     unparsed,
-    table_hit_ratios,
-    indexes,
-    index_health,
-    autovacuum,
-    autovacuum_health,
+    health.hit_ratios_section,
+    health.indexes_section,
+    health.index_health_section,
+    health.autovacuum_section,
+    health.autovacuum_health_section,
     *(from_timelines(build) for build in timelines.SECTIONS),
 )
 

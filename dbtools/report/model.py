@@ -52,8 +52,7 @@ from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.report.timelines import Timelines
-from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
-from dbtools.schema.monitoring import is_application
+from dbtools.schema.manifest import Manifest
 from dbtools.sqltext.families import (
     Batchable,
     Classifier,
@@ -277,46 +276,6 @@ class Verification:
 
 
 @dataclass(frozen=True)
-class TableHitLine:
-    table: str
-    figures: Mapping[str, TableHitFigures]
-
-
-@dataclass(frozen=True)
-class TableHitFigures:
-    heap_hit_ratio: float | None
-    index_hit_ratio: float | None
-    heap_blocks_read: int
-    index_blocks_read: int
-
-
-@dataclass(frozen=True)
-class IndexLine:
-    index: str
-    table: str
-    valid: bool
-    unique: bool
-    size_bytes: int | None
-    total_scans: int  # cumulative, at the latest snapshot
-    scans: Mapping[str, int | None]  # per period
-
-
-@dataclass(frozen=True)
-class VacuumLine:
-    table: str
-    live_tuples: int
-    dead_tuples: int
-    dead_ratio: float | None
-    last_vacuum: datetime | None
-    last_autovacuum: datetime | None
-    last_analyze: datetime | None
-    last_autoanalyze: datetime | None
-    xid_age: int | None
-    settings: Mapping[str, str]
-    expected: Literal["ok", "differs", "not declared"]
-
-
-@dataclass(frozen=True)
 class Report:
     title: str
     generated_at: datetime
@@ -330,10 +289,10 @@ class Report:
     families: tuple[FamilyLine, ...]
     unparsed: tuple[FamilyLine, ...]
     n_plus_one: tuple[lookups.Suspect, ...]
-    table_hit_ratios: tuple[TableHitLine, ...]
-    indexes: tuple[IndexLine, ...]
+    table_hit_ratios: tuple[health.TableHitLine, ...]
+    indexes: tuple[health.IndexLine, ...]
     index_health: tuple[Finding, ...]
-    autovacuum: tuple[VacuumLine, ...]
+    autovacuum: tuple[health.VacuumLine, ...]
     autovacuum_health: tuple[Finding, ...]
     notes: tuple[str, ...]
     verification: Verification | None  # two windows only
@@ -620,10 +579,10 @@ def _build_report(
         families=tuple(shown(line) for line in family_lines[: options.top_families]),
         unparsed=tuple(shown(line) for line in family_lines if not line.parsed),
         n_plus_one=suspects,
-        table_hit_ratios=_table_hit_lines(periods),
-        indexes=_index_lines(periods, health_input.indexes),
+        table_hit_ratios=health.table_hit_lines({p.name: p.tables for p in periods}),
+        indexes=health.index_lines({p.name: p.indexes for p in periods}, health_input.indexes),
         index_health=tuple(health.index_health(health_input)),
-        autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
+        autovacuum=health.vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data, any(line.shared_entry for line in family_lines)),
         inspected=inspected,
@@ -756,84 +715,6 @@ def _statement_order(rows: Mapping[str, StatementRow]) -> tuple[float, int]:
     """Heaviest statement first, so a family is represented by its costliest member."""
     sample = next(iter(rows.values()))
     return (-max(row.total_exec_time for row in rows.values()), sample.queryid)
-
-
-def _table_hit_lines(periods: Sequence[Period]) -> tuple[TableHitLine, ...]:
-    names: dict[int, str] = {}
-    by_period: dict[str, dict[int, TableRow]] = {}
-    for period in periods:
-        by_period[period.name] = {row.relid: row for row in period.tables if is_application(row)}
-        for row in by_period[period.name].values():
-            names[row.relid] = health.table_name(row)
-    lines = []
-    for relid, table in sorted(names.items(), key=lambda item: item[1]):
-        rows = [found[relid] for found in by_period.values() if relid in found]
-        if not any(r.heap_blks_hit + r.heap_blks_read + r.idx_blks_hit + r.idx_blks_read
-                   for r in rows):  # fmt: skip
-            continue  # not read in any period: nothing to say
-        figures = {}
-        for period in periods:
-            found = by_period[period.name].get(relid)
-            figures[period.name] = TableHitFigures(
-                heap_hit_ratio=heap_hit_ratio([found]) if found else None,
-                index_hit_ratio=index_hit_ratio([found]) if found else None,
-                heap_blocks_read=found.heap_blks_read if found else 0,
-                index_blocks_read=found.idx_blks_read if found else 0,
-            )
-        lines.append(TableHitLine(table, figures))
-    return tuple(lines)
-
-
-def _index_lines(periods: Sequence[Period], indexes: Iterable[IndexRow]) -> tuple[IndexLine, ...]:
-    scans = {
-        period.name: {row.indexrelid: row.idx_scan for row in period.indexes} for period in periods
-    }
-    lines = [
-        IndexLine(
-            index=health.index_name(row),
-            table=health.table_name(row),
-            valid=row.is_valid,
-            unique=row.is_unique,
-            size_bytes=row.index_bytes,
-            total_scans=row.idx_scan,
-            scans={name: found.get(row.indexrelid) for name, found in scans.items()},
-        )
-        for row in indexes
-    ]
-    return tuple(sorted(lines, key=lambda line: (line.table, line.index)))
-
-
-def _vacuum_lines(
-    tables: Iterable[TableRow], expected_settings: Iterable[TableSettings]
-) -> tuple[VacuumLine, ...]:
-    expected = {spec.qualified_table: spec for spec in expected_settings}
-    lines = []
-    for row in tables:
-        wanted = expected.get(health.table_name(row))
-        options = row.options
-        status: Literal["ok", "differs", "not declared"] = (
-            "not declared"
-            if wanted is None
-            else "differs"
-            if setting_differences(wanted, options)
-            else "ok"
-        )
-        lines.append(
-            VacuumLine(
-                table=health.table_name(row),
-                live_tuples=row.n_live_tup,
-                dead_tuples=row.n_dead_tup,
-                dead_ratio=health.dead_tuple_ratio(row),
-                last_vacuum=row.last_vacuum,
-                last_autovacuum=row.last_autovacuum,
-                last_analyze=row.last_analyze,
-                last_autoanalyze=row.last_autoanalyze,
-                xid_age=row.xid_age,
-                settings=dict(sorted(options.items())),
-                expected=status,
-            )
-        )
-    return tuple(sorted(lines, key=lambda line: line.table))
 
 
 def _title(data: ReportInput) -> str:
