@@ -16,14 +16,12 @@ from dbtools.figures.measures import (
     WORST_SECOND_DEFINITION,
     WORST_SECOND_NAME,
 )
-from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
-from dbtools.report import health, lookups, timelines
+from dbtools.output import NO_VALUE, byte_size, number, percent
+from dbtools.report import health, lookups, statements, timelines
 from dbtools.report.families import FamilyFigures, FamilyLine
 from dbtools.report.model import (
-    Change,
     PeriodSummary,
     Report,
-    StatementFigures,
     StatementWork,
 )
 from dbtools.report.sections import (
@@ -37,14 +35,6 @@ from dbtools.report.sections import (
 )
 from dbtools.report.subjects import subjects
 from dbtools.report.timelines import Timelines
-
-
-def change_text(change: Change | None) -> str:
-    if change is None:
-        return NO_VALUE
-    if change.status != "changed":
-        return change.status
-    return f"calls {signed_percent(change.calls)}, time {signed_percent(change.total_time)}"
 
 
 def _per_period(report: Report) -> bool:
@@ -172,54 +162,6 @@ def summary(report: Report) -> Section:
     )
 
 
-def _statement_cells(figures: StatementFigures | None) -> list[str]:
-    if figures is None:
-        return ["0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE]
-    return [
-        f"{figures.calls:,}",
-        ms(figures.total_time_ms),
-        ms(figures.mean_time_ms),
-        number(figures.rows_per_call),
-        percent(figures.hit_ratio),
-        percent(figures.share_of_time),
-        number(figures.calls_per_request),
-    ]
-
-
-def top_statements(report: Report) -> Section:
-    headers = ["#", "calls", "total ms", "mean ms", "rows/call", "hit ratio", "share of time",
-               "calls/request"]  # fmt: skip
-    compare = _per_period(report)
-    if compare:
-        headers[1:1] = ["period"]
-        headers.append("change")
-    rows, code = [], []
-    for rank, line in enumerate(report.top_statements, 1):
-        for i, name in enumerate(report.period_names):
-            cells = _statement_cells(line.figures[name])
-            label = str(rank) if i == 0 else ""
-            if compare:
-                change = change_text(line.change) if i == len(report.periods) - 1 else ""
-                rows.append([label, name, *cells, change])
-            else:
-                rows.append([label, *cells])
-        role = f", role {line.role}" if line.role else ""
-        nested = "" if line.toplevel else ", nested"
-        shared = f", {tables_text(line.tables, True)}" if line.shared_entry else ""
-        code.append(CodeBlock(
-            f"#{rank}: {line.kind}{shared}, family {line.fingerprint}{role}{nested}", line.query
-        ))  # fmt: skip
-    return Section(
-        "statements",
-        "Statements that cost most",
-        "Ranked by execution time; hit ratio is the shared-buffer hit ratio of the statement, "
-        "share of time its part of all statements' execution time.",
-        headers,
-        rows,
-        code,
-    )
-
-
 def _family_cells(figures: FamilyFigures | None) -> list[str]:
     if figures is None:
         return ["0", NO_VALUE, NO_VALUE, NO_VALUE]
@@ -328,7 +270,7 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     opening,
     changes,
     summary,
-    top_statements,
+    statements.top_statements,
     lookups.batchable,
     lookups.n_plus_one,
     families,
@@ -342,41 +284,9 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
 )
 
 
-def statement_costs(report: Report) -> Section:
-    """Where each top statement's cost goes: planning, I/O, temporary files, WAL."""
-    compare = _per_period(report)
-    rows = []
-    for rank, line in enumerate(report.top_statements, 1):
-        for i, name in enumerate(report.period_names):
-            f = line.figures[name]
-            period = [name] if compare else []
-            label = str(rank) if i == 0 else ""
-            if f is None:
-                rows.append([label, *period, *([NO_VALUE] * 10)])
-                continue
-            rows.append([
-                label, *period, f"{f.plans:,}", ms(f.plan_time_ms), ms(f.total_time_ms),
-                ms(f.blk_read_time_ms), ms(f.blk_write_time_ms), f"{f.shared_blks_read:,}",
-                f"{f.temp_blks_read:,}", f"{f.temp_blks_written:,}", f"{f.wal_records:,}",
-                byte_size(f.wal_bytes),
-            ])  # fmt: skip
-    return Section(
-        "statement-costs",
-        "Where the statements' time goes",
-        "The statements ranked above (same numbers): planning (counted with "
-        "pg_stat_statements.track_planning), time reading and writing blocks (with "
-        "track_io_timing), blocks read from outside shared buffers, temporary blocks (sorts and "
-        "hashes larger than work_mem), and the WAL they wrote. Every other column the server "
-        "records is in the JSON.",
-        ["#", *(["period"] if compare else []), "plans", "plan ms", "exec ms", "read ms",
-         "write ms", "blocks read", "temp read", "temp written", "WAL records", "WAL"],
-        rows,
-    )  # fmt: skip
-
-
 def sections(report: Report) -> list[Section]:
     """The report's sections, in order: the statistics', then each subject's that was read."""
-    found = [build(report) for build in (*SECTIONS, statement_costs)]
+    found = [build(report) for build in (*SECTIONS, statements.statement_costs)]
     for subject in sorted(subjects(), key=lambda subject: subject.place):
         model = report.inspected.get(subject.key)
         if model is not None:

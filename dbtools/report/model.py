@@ -34,19 +34,17 @@ from dbtools.figures.measures import (
     heap_hit_ratio,
     index_hit_ratio,
     p95_text,
-    per_request,
     query_reduction,
-    ratio,
-    statement_hit_ratio,
 )
 from dbtools.figures.sums import Scope, application_rows, count_statements
 from dbtools.figures.windows import Window
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
-from dbtools.report import health, lookups, story
+from dbtools.report import health, lookups, statements, story
 from dbtools.report.families import Family, FamilyLine
 from dbtools.report.inspection import Inspection, build_inspection
+from dbtools.report.statements import Key, heaviest_first
 from dbtools.report.story import FamilyChange
 from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
@@ -202,59 +200,6 @@ class StatementWork:
     blk_write_time_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class StatementFigures:
-    calls: int
-    total_time_ms: float
-    mean_time_ms: float | None
-    rows_per_call: float | None
-    hit_ratio: float | None  # shared buffers
-    share_of_time: float | None
-    calls_per_request: float | None
-    # Where the cost goes: every counter snapshots store (window deltas, or live totals).
-    plans: int = 0
-    plan_time_ms: float = 0.0
-    shared_blks_hit: int = 0
-    shared_blks_read: int = 0
-    shared_blks_dirtied: int = 0
-    shared_blks_written: int = 0
-    local_blks_hit: int = 0
-    local_blks_read: int = 0
-    temp_blks_read: int = 0
-    temp_blks_written: int = 0
-    blk_read_time_ms: float = 0.0
-    blk_write_time_ms: float = 0.0
-    wal_records: int = 0
-    wal_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class Change:
-    """Candidate against baseline: ``new``, ``gone``, or relative changes (0.5 = +50%)."""
-
-    status: Literal["new", "gone", "changed"]
-    calls: float | None = None
-    total_time: float | None = None
-    mean_time: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatementLine:
-    queryid: int
-    role: str | None
-    toplevel: bool
-    fingerprint: str
-    kind: str
-    query: str
-    figures: Mapping[str, StatementFigures | None]
-    change: Change | None
-    # The pg_stat_statements columns snapshots do not store (min/max/stddev times, JIT, WAL
-    # full-page images…), read live: totals since the entry started counting.
-    other_columns: Mapping[str, Any] | None = None
-    tables: tuple[str, ...] = ()  # every table the entry may stand for
-    shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
-
-
 @dataclass(frozen=True)
 class ReportRules:
     """Where the report drew its lines (``ReportOptions``), shown beside what they found."""
@@ -285,7 +230,7 @@ class Report:
     server_version: str
     periods: tuple[PeriodSummary, ...]
     query_reduction: float | None
-    top_statements: tuple[StatementLine, ...]
+    top_statements: tuple[statements.StatementLine, ...]
     families: tuple[FamilyLine, ...]
     unparsed: tuple[FamilyLine, ...]
     n_plus_one: tuple[lookups.Suspect, ...]
@@ -390,68 +335,6 @@ def _summary(period: Period) -> PeriodSummary:
     )
 
 
-def _statement_figures(
-    row: StatementRow, total_time: float, requests: int | None
-) -> StatementFigures:
-    return StatementFigures(
-        calls=row.calls,
-        total_time_ms=row.total_exec_time,
-        mean_time_ms=ratio(row.total_exec_time, row.calls),
-        rows_per_call=ratio(row.rows, row.calls),
-        hit_ratio=statement_hit_ratio(row),
-        share_of_time=ratio(row.total_exec_time, total_time),
-        calls_per_request=per_request(row.calls, requests),
-        plans=row.plans,
-        plan_time_ms=row.total_plan_time,
-        shared_blks_hit=row.shared_blks_hit,
-        shared_blks_read=row.shared_blks_read,
-        shared_blks_dirtied=row.shared_blks_dirtied,
-        shared_blks_written=row.shared_blks_written,
-        local_blks_hit=row.local_blks_hit,
-        local_blks_read=row.local_blks_read,
-        temp_blks_read=row.temp_blks_read,
-        temp_blks_written=row.temp_blks_written,
-        blk_read_time_ms=row.shared_blk_read_time,
-        blk_write_time_ms=row.shared_blk_write_time,
-        wal_records=row.wal_records,
-        wal_bytes=row.wal_bytes,
-    )
-
-
-def _relative(after: float, before: float) -> float | None:
-    return after / before - 1 if before else None
-
-
-def change_between(
-    before: StatementFigures | None, after: StatementFigures | None
-) -> Change | None:
-    """How a statement changed from the baseline to the candidate."""
-    if before is None and after is None:
-        return None
-    if before is None:
-        return Change("new")
-    if after is None:
-        return Change("gone")
-    mean = (
-        _relative(after.mean_time_ms, before.mean_time_ms)
-        if after.mean_time_ms is not None and before.mean_time_ms is not None
-        else None
-    )
-    return Change(
-        "changed",
-        calls=_relative(after.calls, before.calls),
-        total_time=_relative(after.total_time_ms, before.total_time_ms),
-        mean_time=mean,
-    )
-
-
-Key = tuple[int, int, int, bool]
-
-
-def _heaviest_first(times: Mapping[str, float]) -> float:
-    return -max(times.values(), default=0.0)
-
-
 def build_report(
     data: ReportInput,
     options: ReportOptions | None = None,
@@ -494,21 +377,22 @@ def _build_report(
     seconds = {p.name: _seconds(p, data.state) for p in periods}
     version = data.state.header.server_version_num
 
-    statements: dict[Key, dict[str, StatementRow]] = {}
+    by_key: dict[Key, dict[str, StatementRow]] = {}
     for period in periods:
         for row in _called(period.statements):
-            statements.setdefault(statement_key(row), {})[period.name] = row
-    samples = [(key[2], next(iter(rows.values())).query) for key, rows in statements.items()]
-    shapes = dict(zip(statements, classifier.shapes(samples), strict=True))
+            by_key.setdefault(statement_key(row), {})[period.name] = row
+    samples = [(key[2], next(iter(rows.values())).query) for key, rows in by_key.items()]
+    shapes = dict(zip(by_key, classifier.shapes(samples), strict=True))
     covered = {
         shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }
 
-    lines = _statement_lines(
-        statements, shapes, covered, options.top_statements, total_time, requests, data
-    )
+    lines = statements.statement_lines(
+        by_key, shapes, covered, options.top_statements, total_time, requests, names,
+        data.inspection.unstored_columns if data.inspection else None,
+    )  # fmt: skip
     families: dict[str, Family] = {}
-    for key, rows in sorted(statements.items(), key=lambda item: _statement_order(item[1])):
+    for key, rows in sorted(by_key.items(), key=lambda item: _statement_order(item[1])):
         families.setdefault(shapes[key].fingerprint, Family(shapes[key])).members.append(rows)
     family_lines = []
     target = (
@@ -528,7 +412,7 @@ def _build_report(
         )  # fmt: skip
         family_lines.append(line)
     family_lines.sort(key=lambda line: (
-        _heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
+        heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
         line.fingerprint,
     ))  # fmt: skip
 
@@ -593,58 +477,6 @@ def _build_report(
         timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
     )
-
-
-def _statement_lines(
-    statements: Mapping[Key, Mapping[str, StatementRow]],
-    shapes: Mapping[Key, StatementShape],
-    covered: Mapping[str, tuple[tuple[str, ...], bool]],
-    top: int,
-    total_time: Mapping[str, float],
-    requests: Mapping[str, int | None],
-    data: ReportInput,
-) -> list[StatementLine]:
-    """The *top* statements, heaviest first, with their figures in each period (only those
-    shown: a line's figures are most of a report's memory)."""
-    names = tuple(p.name for p in data.periods)
-
-    def heaviest_first(key: Key) -> tuple[float, int, str, bool]:
-        rows = statements[key]
-        sample = next(iter(rows.values()))
-        times = {name: row.total_exec_time for name, row in rows.items()}
-        return (_heaviest_first(times), sample.queryid, sample.rolname or "", not sample.toplevel)
-
-    lines = []
-    for key in sorted(statements, key=heaviest_first)[:top]:
-        rows = statements[key]
-        figures = {
-            name: _statement_figures(rows[name], total_time[name], requests[name])
-            if name in rows
-            else None
-            for name in names
-        }
-        sample = next(iter(rows.values()))
-        tables, shared = covered[shapes[key].fingerprint]
-        lines.append(
-            StatementLine(
-                queryid=sample.queryid,
-                role=sample.rolname,
-                toplevel=sample.toplevel,
-                fingerprint=shapes[key].fingerprint,
-                kind=shapes[key].kind,
-                query=shapes[key].text,
-                figures=figures,
-                change=change_between(figures[names[0]], figures[names[-1]])
-                if len(names) == 2
-                else None,
-                other_columns=data.inspection.unstored_columns.get(key)
-                if data.inspection
-                else None,
-                tables=tables,
-                shared_entry=shared,
-            )
-        )
-    return lines
 
 
 def _verification(result: VerifyResult | None) -> Verification | None:
