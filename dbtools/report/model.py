@@ -42,9 +42,9 @@ from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
 from dbtools.report import health, lookups, statements, story
-from dbtools.report.families import Family, FamilyLine
+from dbtools.report.families import Family, FamilyLine, grouped, lines_of
 from dbtools.report.inspection import Inspection, build_inspection
-from dbtools.report.statements import Key, heaviest_first
+from dbtools.report.statements import Key
 from dbtools.report.story import FamilyChange
 from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
@@ -391,30 +391,11 @@ def _build_report(
         by_key, shapes, covered, options.top_statements, total_time, requests, names,
         data.inspection.unstored_columns if data.inspection else None,
     )  # fmt: skip
-    families: dict[str, Family] = {}
-    for key, rows in sorted(by_key.items(), key=lambda item: _statement_order(item[1])):
-        families.setdefault(shapes[key].fingerprint, Family(shapes[key])).members.append(rows)
-    family_lines = []
+    families = grouped(by_key, shapes)
+    family_lines = lines_of(families, covered, total_time, requests, seconds)
     target = (
         data.verification.thresholds if data.verification else options.thresholds
     ).min_query_reduction
-    for fingerprint, family in families.items():
-        counted = {
-            name: family.figures(name, total_time[name], requests[name], seconds[name])
-            for name in names
-        }
-        shape = family.shape
-        tables, shared = covered[fingerprint]
-        line = FamilyLine(
-            fingerprint, shape.kind, shape.parsed, tables, "", counted,  # sql: when shown
-            columns=shape.footprint.columns if shape.footprint else (),
-            nested=family.nested, shared_entry=shared,
-        )  # fmt: skip
-        family_lines.append(line)
-    family_lines.sort(key=lambda line: (
-        heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
-        line.fingerprint,
-    ))  # fmt: skip
 
     def shown(line: FamilyLine) -> FamilyLine:  # sqlglot renders only what the report shows
         return dataclasses.replace(line, sql=families[line.fingerprint].shape.sql)
@@ -541,12 +522,6 @@ def covered_tables(
         return (named,), True
     parents = {fk.referenced_name for fk in catalog.foreign_keys if fk.referenced_key in keys}
     return tuple(sorted(parents)), len(parents) > 1
-
-
-def _statement_order(rows: Mapping[str, StatementRow]) -> tuple[float, int]:
-    """Heaviest statement first, so a family is represented by its costliest member."""
-    sample = next(iter(rows.values()))
-    return (-max(row.total_exec_time for row in rows.values()), sample.queryid)
 
 
 def _title(data: ReportInput) -> str:
