@@ -7,7 +7,7 @@ autovacuum health, timelines) are built here from the report; then each register
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from dbtools.figures.measures import (
     P95_DEFINITION,
@@ -17,8 +17,7 @@ from dbtools.figures.measures import (
     WORST_SECOND_NAME,
 )
 from dbtools.output import NO_VALUE, byte_size, number, percent
-from dbtools.report import health, lookups, statements, timelines
-from dbtools.report.families import FamilyFigures, FamilyLine
+from dbtools.report import families, health, lookups, statements, timelines
 from dbtools.report.model import (
     PeriodSummary,
     Report,
@@ -30,8 +29,6 @@ from dbtools.report.sections import (
     before_after,
     moment,
     ms,
-    one_line,
-    tables_text,
 )
 from dbtools.report.subjects import subjects
 from dbtools.report.timelines import Timelines
@@ -162,46 +159,6 @@ def summary(report: Report) -> Section:
     )
 
 
-def _family_cells(figures: FamilyFigures | None) -> list[str]:
-    if figures is None:
-        return ["0", NO_VALUE, NO_VALUE, NO_VALUE]
-    return [
-        f"{figures.calls:,}",
-        ms(figures.total_time_ms),
-        percent(figures.share_of_time),
-        number(figures.calls_per_request),
-    ]
-
-
-def _family_rows(report: Report, lines: Sequence[FamilyLine]) -> list[list[str]]:
-    rows = []
-    for line in lines:
-        first = [line.fingerprint, line.kind, tables_text(line.tables, line.shared_entry)]
-        for i, name in enumerate(report.period_names):
-            cells = _family_cells(line.figures[name])
-            label = first if i == 0 else ["", "", ""]
-            period = [name] if _per_period(report) else []
-            rows.append([*label, *period, *cells, one_line(line.sql) if i == 0 else ""])
-    return rows
-
-
-def _family_headers(report: Report) -> list[str]:
-    period = ["period"] if _per_period(report) else []
-    return ["family", "kind", "tables", *period, "calls", "total ms", "share of time",
-            "calls/request", "statement"]  # fmt: skip
-
-
-def families(report: Report) -> Section:
-    return Section(
-        "families",
-        "Query families",
-        "Statements grouped by fingerprint (sqlglot: constants and placeholders made equal, "
-        "IN lists, arrays and VALUES rows collapsed), heaviest first.",
-        _family_headers(report),
-        _family_rows(report, report.families),
-    )
-
-
 def _families_cell(fingerprints: tuple[str, ...], same: bool) -> str:
     if same:
         return "the same"
@@ -249,18 +206,6 @@ def changes(report: Report) -> Section | None:
     )  # fmt: skip
 
 
-def unparsed(report: Report) -> Section:
-    return Section(
-        "unparsed",
-        "Statements sqlglot cannot parse",
-        "Listed verbatim (literals scrubbed), never dropped.",
-        _family_headers(report),
-        _family_rows(report, report.unparsed),
-        [CodeBlock(f"{line.fingerprint}: {line.kind}", line.sql) for line in report.unparsed],
-        empty="Every statement was parsed.",
-    )
-
-
 def from_timelines(build: Callable[[Timelines], Section]) -> Callable[[Report], Section | None]:
     """A timelines section of the report, when it has timelines."""
     return lambda report: build(report.timelines) if report.timelines is not None else None
@@ -273,8 +218,8 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     statements.top_statements,
     lookups.batchable,
     lookups.n_plus_one,
-    families,
-    unparsed,
+    families.families_section,
+    families.unparsed_section,
     health.hit_ratios_section,
     health.indexes_section,
     health.index_health_section,

@@ -1,14 +1,18 @@
-"""A query family: the statements one fingerprint (``sqltext.families``) groups, and their
-figures in each period of the report.
+"""The report's query families: the statements one fingerprint (``sqltext.families``) groups,
+their figures in each period, and their sections (the heaviest families, and the statements
+sqlglot cannot parse).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dbtools.figures.measures import per_request, ratio
+from dbtools.output import NO_VALUE, number, percent
 from dbtools.reading.rows import StatementRow
+from dbtools.report.sections import CodeBlock, Section, ms, one_line, tables_text
 from dbtools.report.statements import Key, heaviest_first
 from dbtools.sqltext.families import StatementShape
 
@@ -110,3 +114,69 @@ def lines_of(
         line.fingerprint,
     ))  # fmt: skip
     return lines
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+
+class Shown(Protocol):
+    """What the families' sections read of the report (``model.Report``)."""
+
+    @property
+    def period_names(self) -> tuple[str, ...]: ...
+    @property
+    def families(self) -> tuple[FamilyLine, ...]: ...
+    @property
+    def unparsed(self) -> tuple[FamilyLine, ...]: ...
+
+
+def _family_cells(figures: FamilyFigures | None) -> list[str]:
+    if figures is None:
+        return ["0", NO_VALUE, NO_VALUE, NO_VALUE]
+    return [
+        f"{figures.calls:,}",
+        ms(figures.total_time_ms),
+        percent(figures.share_of_time),
+        number(figures.calls_per_request),
+    ]
+
+
+def _family_rows(report: Shown, lines: Sequence[FamilyLine]) -> list[list[str]]:
+    rows = []
+    for line in lines:
+        first = [line.fingerprint, line.kind, tables_text(line.tables, line.shared_entry)]
+        for i, name in enumerate(report.period_names):
+            cells = _family_cells(line.figures[name])
+            label = first if i == 0 else ["", "", ""]
+            period = [name] if len(report.period_names) > 1 else []
+            rows.append([*label, *period, *cells, one_line(line.sql) if i == 0 else ""])
+    return rows
+
+
+def _family_headers(report: Shown) -> list[str]:
+    period = ["period"] if len(report.period_names) > 1 else []
+    return ["family", "kind", "tables", *period, "calls", "total ms", "share of time",
+            "calls/request", "statement"]  # fmt: skip
+
+
+def families_section(report: Shown) -> Section:
+    return Section(
+        "families",
+        "Query families",
+        "Statements grouped by fingerprint (sqlglot: constants and placeholders made equal, "
+        "IN lists, arrays and VALUES rows collapsed), heaviest first.",
+        _family_headers(report),
+        _family_rows(report, report.families),
+    )
+
+
+def unparsed_section(report: Shown) -> Section:
+    return Section(
+        "unparsed",
+        "Statements sqlglot cannot parse",
+        "Listed verbatim (literals scrubbed), never dropped.",
+        _family_headers(report),
+        _family_rows(report, report.unparsed),
+        [CodeBlock(f"{line.fingerprint}: {line.kind}", line.sql) for line in report.unparsed],
+        empty="Every statement was parsed.",
+    )
