@@ -535,12 +535,6 @@ def test_skip_leaves_sections_out(database: Database, tmp_path: Any) -> None:
     assert document["schema_health"] == []
 
 
-def test_cli_names_the_inspection_sections() -> None:
-    from dbtools.cli.report import INSPECTION_SECTIONS
-
-    assert INSPECTION_SECTIONS == SECTIONS
-
-
 # -- the fixed inspection: golden renderings -------------------------------------------------------
 
 

@@ -21,12 +21,11 @@ from dbtools.cli.options import (
 )
 from dbtools.db.connection import normalise_dsn
 from dbtools.output import Destination
+from dbtools.report.subjects import NAMES as SUBJECTS
 
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
 REPORT_FORMATS = ("md", "html", "json")
-# The subjects read from the database, likewise (dbtools.report.subjects.REGISTRY, in order).
-INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "schema")
 
 
 @click.command("report")
@@ -74,7 +73,7 @@ INSPECTION_SECTIONS = ("activity", "space", "settings", "plans", "advice", "sche
 )
 @click.option(
     "--skip",
-    type=click.Choice(INSPECTION_SECTIONS),
+    type=click.Choice(SUBJECTS),
     multiple=True,
     help="Leave out a section read from the database (repeatable): activity (--live only), "
     "space, settings, plans, advice (index advice), schema (schema health).",

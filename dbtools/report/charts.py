@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbtools.report.model import Report, StatementFigures
+from dbtools.report.model import Report
+from dbtools.report.statements import StatementFigures
 
 if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: it takes ~0.3 s
     from matplotlib.figure import Figure

@@ -7,7 +7,7 @@ autovacuum health, timelines) are built here from the report; then each register
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from dbtools.figures.measures import (
     P95_DEFINITION,
@@ -16,38 +16,22 @@ from dbtools.figures.measures import (
     WORST_SECOND_DEFINITION,
     WORST_SECOND_NAME,
 )
-from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
-from dbtools.report import timelines
+from dbtools.output import NO_VALUE, byte_size, number, percent
+from dbtools.report import families, health, lookups, statements, timelines
 from dbtools.report.model import (
-    Change,
-    FamilyFigures,
-    FamilyLine,
-    LookupFigures,
     PeriodSummary,
     Report,
-    StatementFigures,
     StatementWork,
 )
 from dbtools.report.sections import (
     CodeBlock,
     Section,
     before_after,
-    findings_section,
     moment,
     ms,
-    one_line,
-    tables_text,
 )
 from dbtools.report.subjects import subjects
 from dbtools.report.timelines import Timelines
-
-
-def change_text(change: Change | None) -> str:
-    if change is None:
-        return NO_VALUE
-    if change.status != "changed":
-        return change.status
-    return f"calls {signed_percent(change.calls)}, time {signed_percent(change.total_time)}"
 
 
 def _per_period(report: Report) -> bool:
@@ -175,186 +159,6 @@ def summary(report: Report) -> Section:
     )
 
 
-def _statement_cells(figures: StatementFigures | None) -> list[str]:
-    if figures is None:
-        return ["0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE]
-    return [
-        f"{figures.calls:,}",
-        ms(figures.total_time_ms),
-        ms(figures.mean_time_ms),
-        number(figures.rows_per_call),
-        percent(figures.hit_ratio),
-        percent(figures.share_of_time),
-        number(figures.calls_per_request),
-    ]
-
-
-def top_statements(report: Report) -> Section:
-    headers = ["#", "calls", "total ms", "mean ms", "rows/call", "hit ratio", "share of time",
-               "calls/request"]  # fmt: skip
-    compare = _per_period(report)
-    if compare:
-        headers[1:1] = ["period"]
-        headers.append("change")
-    rows, code = [], []
-    for rank, line in enumerate(report.top_statements, 1):
-        for i, name in enumerate(report.period_names):
-            cells = _statement_cells(line.figures[name])
-            label = str(rank) if i == 0 else ""
-            if compare:
-                change = change_text(line.change) if i == len(report.periods) - 1 else ""
-                rows.append([label, name, *cells, change])
-            else:
-                rows.append([label, *cells])
-        role = f", role {line.role}" if line.role else ""
-        nested = "" if line.toplevel else ", nested"
-        shared = f", {tables_text(line.tables, True)}" if line.shared_entry else ""
-        code.append(CodeBlock(
-            f"#{rank}: {line.kind}{shared}, family {line.fingerprint}{role}{nested}", line.query
-        ))  # fmt: skip
-    return Section(
-        "statements",
-        "Statements that cost most",
-        "Ranked by execution time; hit ratio is the shared-buffer hit ratio of the statement, "
-        "share of time its part of all statements' execution time.",
-        headers,
-        rows,
-        code,
-    )
-
-
-def _family_cells(figures: FamilyFigures | None) -> list[str]:
-    if figures is None:
-        return ["0", NO_VALUE, NO_VALUE, NO_VALUE]
-    return [
-        f"{figures.calls:,}",
-        ms(figures.total_time_ms),
-        percent(figures.share_of_time),
-        number(figures.calls_per_request),
-    ]
-
-
-def _family_rows(report: Report, lines: Sequence[FamilyLine]) -> list[list[str]]:
-    rows = []
-    for line in lines:
-        first = [line.fingerprint, line.kind, tables_text(line.tables, line.shared_entry)]
-        for i, name in enumerate(report.period_names):
-            cells = _family_cells(line.figures[name])
-            label = first if i == 0 else ["", "", ""]
-            period = [name] if _per_period(report) else []
-            rows.append([*label, *period, *cells, one_line(line.sql) if i == 0 else ""])
-    return rows
-
-
-def _family_headers(report: Report) -> list[str]:
-    period = ["period"] if _per_period(report) else []
-    return ["family", "kind", "tables", *period, "calls", "total ms", "share of time",
-            "calls/request", "statement"]  # fmt: skip
-
-
-def families(report: Report) -> Section:
-    return Section(
-        "families",
-        "Query families",
-        "Statements grouped by fingerprint (sqlglot: constants and placeholders made equal, "
-        "IN lists, arrays and VALUES rows collapsed), heaviest first.",
-        _family_headers(report),
-        _family_rows(report, report.families),
-    )
-
-
-def n_plus_one(report: Report) -> Section:
-    rows = []
-    code = []
-    for suspect in report.n_plus_one:
-        first = [suspect.fingerprint, ", ".join(suspect.columns), ", ".join(suspect.tables)]
-        for i, name in enumerate(report.period_names):
-            figures = suspect.figures[name]
-            label = first if i == 0 else ["", "", ""]
-            period = [name] if _per_period(report) else []
-            calls = f"{figures.calls:,}" if figures else "0"
-            per_request = number(figures.calls_per_request) if figures else NO_VALUE
-            seen = (suspect.batched_family or "not seen") if i == 0 else ""
-            rows.append([*label, *period, calls, per_request, seen])
-        code.append(CodeBlock(f"{suspect.fingerprint}: point lookup", suspect.sql))
-        code.append(CodeBlock(f"{suspect.fingerprint}: batched form", suspect.batched_sql))
-    period = ["period"] if _per_period(report) else []
-    limit = report.rules.n_plus_one.calls_per_request
-    times = "once" if limit == 1 else f"{limit:g} times"
-    return Section(
-        "n-plus-one",
-        "N+1 suspects: lookups each request sends",
-        f"Point lookups (column = $n) sent {times} or more per request (without a "
-        "request count: called often): the N+1 within a request; one statement with "
-        "column = ANY($n) could serve the request's, or a batch's, lookups. 'batched form' "
-        "names its family when it runs too. Lookups that requests send less often but at a "
-        "high rate are under 'Batchable lookups'.",
-        ["family", "lookup", "tables", *period, "calls", "calls/request", "batched form"],
-        rows,
-        code,
-        empty=f"No point lookup is sent {times} or more per request.",
-    )
-
-
-def _saving_text(figures: LookupFigures) -> str:
-    if not figures.fewer_calls:
-        return NO_VALUE
-    return " / ".join(f"{saving.fewer * 100:.0f}%" for saving in figures.fewer_calls)
-
-
-def _batched_form(family: str | None, replaced_by: tuple[str, ...]) -> str:
-    if family:
-        return family
-    if replaced_by:
-        return f"{', '.join(replaced_by)} (replaced it)"
-    return "not seen"
-
-
-def batchable(report: Report) -> Section:
-    rules = report.rules.batchable
-    levels = " / ".join(str(c) for c in rules.concurrency)
-    target = report.batchable[0].target if report.batchable else report.rules.target
-    rows, code = [], []
-    for lookup in report.batchable:
-        first = [lookup.fingerprint, ", ".join(lookup.columns) + (" (IN list)" if lookup.small_set
-                 else ""), ", ".join(lookup.tables)]  # fmt: skip
-        for i, name in enumerate(report.period_names):
-            figures = lookup.figures[name]
-            label = first if i == 0 else ["", "", ""]
-            period = [name] if _per_period(report) else []
-            seen = _batched_form(lookup.batched_family, lookup.replaced_by) if i == 0 else ""
-            if figures is None:
-                rows.append([*label, *period, "0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE, seen])
-                continue
-            calls = f"{figures.calls:,}" + ("" if figures.batchable else " (below the rate)")
-            rows.append([*label, *period, calls, number(figures.calls_per_second, 1, unit="/s"),
-                         number(figures.calls_per_request), _saving_text(figures),
-                         number(figures.concurrency_for_target), seen])  # fmt: skip
-        code.append(CodeBlock(f"{lookup.fingerprint}: lookup", lookup.sql))
-        code.append(CodeBlock(f"{lookup.fingerprint}: batched form", lookup.batched_sql))
-    period = ["period"] if _per_period(report) else []
-    return Section(
-        "batchable",
-        "Batchable lookups: high-rate lookups across requests",
-        f"Point lookups (column = $n) and small-set lookups (column IN (…)) on a key or indexed "
-        f"column, called at least {rules.calls_per_second:g} times a second (and "
-        f"{rules.min_calls:,} times) in a period, whatever their calls per request: concurrent "
-        "requests each send them, and one statement with column = ANY($n) per batch of requests "
-        "could serve them all. Fewer calls with one batch per c concurrent requests, as the "
-        "rollout guide counts: they send c × (calls per request) lookups, a batch sends one (at "
-        "one call per request: 80%, 90%, 98% at 5, 10, 50). 'requests for "
-        f"{percent(target, 0)} fewer': the fewest concurrent requests one batch needs for "
-        "verify's query reduction. 'batched form': the family of its = ANY form when that "
-        "runs, or the family that replaced it between the windows.",
-        ["family", "lookup", "tables", *period, "calls", "calls/s", "calls/request",
-         f"fewer calls at {levels} concurrent requests",
-         f"requests for {percent(target, 0)} fewer", "batched form"],
-        rows,
-        code,
-        empty="No lookup on a key or indexed column runs at the batchable rate.",
-    )  # fmt: skip
-
-
 def _families_cell(fingerprints: tuple[str, ...], same: bool) -> str:
     if same:
         return "the same"
@@ -402,119 +206,6 @@ def changes(report: Report) -> Section | None:
     )  # fmt: skip
 
 
-def unparsed(report: Report) -> Section:
-    return Section(
-        "unparsed",
-        "Statements sqlglot cannot parse",
-        "Listed verbatim (literals scrubbed), never dropped.",
-        _family_headers(report),
-        _family_rows(report, report.unparsed),
-        [CodeBlock(f"{line.fingerprint}: {line.kind}", line.sql) for line in report.unparsed],
-        empty="Every statement was parsed.",
-    )
-
-
-def table_hit_ratios(report: Report) -> Section:
-    rows = []
-    for line in report.table_hit_ratios:
-        for i, name in enumerate(report.period_names):
-            f = line.figures[name]
-            period = [name] if _per_period(report) else []
-            rows.append([line.table if i == 0 else "", *period, percent(f.heap_hit_ratio),
-                         f"{f.heap_blocks_read:,}", percent(f.index_hit_ratio),
-                         f"{f.index_blocks_read:,}"])  # fmt: skip
-    period = ["period"] if _per_period(report) else []
-    return Section(
-        "hit-ratios",
-        "Hit ratios per table",
-        "hit / (hit + read) of pg_statio_user_tables, per table: heap blocks and its indexes' "
-        "blocks.",
-        [
-            "table",
-            *period,
-            "heap hit ratio",
-            "heap blocks read",
-            "index hit ratio",
-            "index blocks read",
-        ],
-        rows,
-    )
-
-
-def indexes(report: Report) -> Section:
-    rows = [
-        [line.index, line.table, "yes" if line.valid else "NO", "yes" if line.unique else "",
-         byte_size(line.size_bytes), f"{line.total_scans:,}",
-         *(number(line.scans[n]) for n in report.period_names)]
-        for line in report.indexes
-    ]  # fmt: skip
-    return Section(
-        "indexes",
-        "Indexes",
-        "Scans since the statistics were reset, and in each period.",
-        [
-            "index",
-            "table",
-            "valid",
-            "unique",
-            "size",
-            "scans (total)",
-            *(f"scans ({n})" for n in report.period_names),
-        ],
-        rows,
-    )
-
-
-def index_health(report: Report) -> Section:
-    return findings_section(
-        "index-health",
-        "Index health",
-        "Invalid, unused (unique, primary-key and FK-backing indexes left out), duplicate and "
-        "overlapping indexes, foreign keys without an index, large tables read by sequential "
-        "scans.",
-        report.index_health,
-    )
-
-
-def autovacuum(report: Report) -> Section:
-    rows = [
-        [line.table, f"{line.live_tuples:,}", f"{line.dead_tuples:,}", percent(line.dead_ratio),
-         moment(line.last_vacuum), moment(line.last_autovacuum), moment(line.last_analyze),
-         moment(line.last_autoanalyze), number(line.xid_age),
-         ", ".join(f"{k}={v}" for k, v in line.settings.items()) or NO_VALUE, line.expected]
-        for line in report.autovacuum
-    ]  # fmt: skip
-    return Section(
-        "autovacuum",
-        "Autovacuum",
-        "Dead tuples, last (auto)vacuum and (auto)analyze, transaction-ID age and the table's "
-        "settings against those the migrations declare.",
-        [
-            "table",
-            "live",
-            "dead",
-            "dead %",
-            "last vacuum",
-            "last autovacuum",
-            "last analyze",
-            "last autoanalyze",
-            "xid age",
-            "settings",
-            "expected settings",
-        ],
-        rows,
-    )
-
-
-def autovacuum_health(report: Report) -> Section:
-    return findings_section(
-        "autovacuum-health",
-        "Autovacuum health",
-        "Dead tuples past the autovacuum trigger, stale statistics, settings, transaction-ID age.",
-        report.autovacuum_health,
-    )
-
-
 def from_timelines(build: Callable[[Timelines], Section]) -> Callable[[Report], Section | None]:
     """A timelines section of the report, when it has timelines."""
     return lambda report: build(report.timelines) if report.timelines is not None else None
@@ -524,55 +215,23 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     opening,
     changes,
     summary,
-    top_statements,
-    batchable,
-    n_plus_one,
-    families,
-    unparsed,
-    table_hit_ratios,
-    indexes,
-    index_health,
-    autovacuum,
-    autovacuum_health,
+    statements.top_statements,
+    lookups.batchable,
+    lookups.n_plus_one,
+    families.families_section,
+    families.unparsed_section,
+    health.hit_ratios_section,
+    health.indexes_section,
+    health.index_health_section,
+    health.autovacuum_section,
+    health.autovacuum_health_section,
     *(from_timelines(build) for build in timelines.SECTIONS),
 )
 
 
-def statement_costs(report: Report) -> Section:
-    """Where each top statement's cost goes: planning, I/O, temporary files, WAL."""
-    compare = _per_period(report)
-    rows = []
-    for rank, line in enumerate(report.top_statements, 1):
-        for i, name in enumerate(report.period_names):
-            f = line.figures[name]
-            period = [name] if compare else []
-            label = str(rank) if i == 0 else ""
-            if f is None:
-                rows.append([label, *period, *([NO_VALUE] * 10)])
-                continue
-            rows.append([
-                label, *period, f"{f.plans:,}", ms(f.plan_time_ms), ms(f.total_time_ms),
-                ms(f.blk_read_time_ms), ms(f.blk_write_time_ms), f"{f.shared_blks_read:,}",
-                f"{f.temp_blks_read:,}", f"{f.temp_blks_written:,}", f"{f.wal_records:,}",
-                byte_size(f.wal_bytes),
-            ])  # fmt: skip
-    return Section(
-        "statement-costs",
-        "Where the statements' time goes",
-        "The statements ranked above (same numbers): planning (counted with "
-        "pg_stat_statements.track_planning), time reading and writing blocks (with "
-        "track_io_timing), blocks read from outside shared buffers, temporary blocks (sorts and "
-        "hashes larger than work_mem), and the WAL they wrote. Every other column the server "
-        "records is in the JSON.",
-        ["#", *(["period"] if compare else []), "plans", "plan ms", "exec ms", "read ms",
-         "write ms", "blocks read", "temp read", "temp written", "WAL records", "WAL"],
-        rows,
-    )  # fmt: skip
-
-
 def sections(report: Report) -> list[Section]:
     """The report's sections, in order: the statistics', then each subject's that was read."""
-    found = [build(report) for build in (*SECTIONS, statement_costs)]
+    found = [build(report) for build in (*SECTIONS, statements.statement_costs)]
     for subject in sorted(subjects(), key=lambda subject: subject.place):
         model = report.inspected.get(subject.key)
         if model is not None:

@@ -1,4 +1,6 @@
-"""Index and autovacuum health: small pure rules over the typed statistics rows.
+"""The report's health: hit ratios per table, indexes and autovacuum, each with its findings.
+Small pure rules over the typed statistics rows, the model built from the periods' rows, and
+the sections.
 
 The rules read a ``HealthInput`` (the tables and indexes of one snapshot, the foreign keys, the
 server's autovacuum settings, and the per-table settings the snapshot's revision sets, from its
@@ -16,18 +18,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import psycopg
 from psycopg.rows import class_row
 
 from dbtools.db.catalog import qualified
 from dbtools.db.connection import SQL_MARKER
+from dbtools.figures.measures import heap_hit_ratio, index_hit_ratio
 from dbtools.figures.sums import application_rows
 from dbtools.findings import Finding, Rule, Status, rule, run_rules, worst_first
-from dbtools.output import byte_size
+from dbtools.output import NO_VALUE, byte_size, number, percent
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, TableRow
+from dbtools.report.sections import Section, findings_section, moment
 from dbtools.schema.manifest import TableSettings, setting_differences
+from dbtools.schema.monitoring import is_application
 
 WRAPAROUND_LIMIT = 2**31  # transaction IDs before wraparound
 
@@ -640,3 +645,256 @@ def _when(moment: datetime | None, as_of: datetime) -> str:
         return "never"
     days = (as_of - moment).total_seconds() / 86400
     return f"{days:.1f} days before the snapshot"
+
+
+# -- the report's model -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableHitLine:
+    """A table read in some period, with its hit ratios in each."""
+
+    table: str
+    figures: Mapping[str, TableHitFigures]
+
+
+@dataclass(frozen=True)
+class TableHitFigures:
+    """A table's heap and index hit ratios in one period."""
+
+    heap_hit_ratio: float | None
+    index_hit_ratio: float | None
+    heap_blocks_read: int
+    index_blocks_read: int
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    """An index, with its scans in total and in each period."""
+
+    index: str
+    table: str
+    valid: bool
+    unique: bool
+    size_bytes: int | None
+    total_scans: int  # cumulative, at the latest snapshot
+    scans: Mapping[str, int | None]  # per period
+
+
+@dataclass(frozen=True)
+class VacuumLine:
+    """A table's tuples, (auto)vacuum and (auto)analyze, and its settings against the declared."""
+
+    table: str
+    live_tuples: int
+    dead_tuples: int
+    dead_ratio: float | None
+    last_vacuum: datetime | None
+    last_autovacuum: datetime | None
+    last_analyze: datetime | None
+    last_autoanalyze: datetime | None
+    xid_age: int | None
+    settings: Mapping[str, str]
+    expected: Literal["ok", "differs", "not declared"]
+
+
+def table_hit_lines(tables: Mapping[str, Iterable[TableRow]]) -> tuple[TableHitLine, ...]:
+    """Each application table read in any period, with its hit ratios in each (by name)."""
+    names: dict[int, str] = {}
+    by_period: dict[str, dict[int, TableRow]] = {}
+    for name, period_rows in tables.items():
+        by_period[name] = {row.relid: row for row in period_rows if is_application(row)}
+        for row in by_period[name].values():
+            names[row.relid] = table_name(row)
+    lines = []
+    for relid, table in sorted(names.items(), key=lambda item: item[1]):
+        rows = [found[relid] for found in by_period.values() if relid in found]
+        if not any(r.heap_blks_hit + r.heap_blks_read + r.idx_blks_hit + r.idx_blks_read
+                   for r in rows):  # fmt: skip
+            continue  # not read in any period: nothing to say
+        figures = {}
+        for name, found_in in by_period.items():
+            found = found_in.get(relid)
+            figures[name] = TableHitFigures(
+                heap_hit_ratio=heap_hit_ratio([found]) if found else None,
+                index_hit_ratio=index_hit_ratio([found]) if found else None,
+                heap_blocks_read=found.heap_blks_read if found else 0,
+                index_blocks_read=found.idx_blks_read if found else 0,
+            )
+        lines.append(TableHitLine(table, figures))
+    return tuple(lines)
+
+
+def index_lines(
+    scanned: Mapping[str, Iterable[IndexRow]], indexes: Iterable[IndexRow]
+) -> tuple[IndexLine, ...]:
+    """Each of *indexes* with its scans in total and in each period (*scanned*, by name)."""
+    scans = {name: {row.indexrelid: row.idx_scan for row in rows} for name, rows in scanned.items()}
+    lines = [
+        IndexLine(
+            index=index_name(row),
+            table=table_name(row),
+            valid=row.is_valid,
+            unique=row.is_unique,
+            size_bytes=row.index_bytes,
+            total_scans=row.idx_scan,
+            scans={name: found.get(row.indexrelid) for name, found in scans.items()},
+        )
+        for row in indexes
+    ]
+    return tuple(sorted(lines, key=lambda line: (line.table, line.index)))
+
+
+def vacuum_lines(
+    tables: Iterable[TableRow], expected_settings: Iterable[TableSettings]
+) -> tuple[VacuumLine, ...]:
+    """Each table's vacuum line; its settings judged against *expected_settings* (by name)."""
+    expected = {spec.qualified_table: spec for spec in expected_settings}
+    lines = []
+    for row in tables:
+        wanted = expected.get(table_name(row))
+        options = row.options
+        status: Literal["ok", "differs", "not declared"] = (
+            "not declared"
+            if wanted is None
+            else "differs"
+            if setting_differences(wanted, options)
+            else "ok"
+        )
+        lines.append(
+            VacuumLine(
+                table=table_name(row),
+                live_tuples=row.n_live_tup,
+                dead_tuples=row.n_dead_tup,
+                dead_ratio=dead_tuple_ratio(row),
+                last_vacuum=row.last_vacuum,
+                last_autovacuum=row.last_autovacuum,
+                last_analyze=row.last_analyze,
+                last_autoanalyze=row.last_autoanalyze,
+                xid_age=row.xid_age,
+                settings=dict(sorted(options.items())),
+                expected=status,
+            )
+        )
+    return tuple(sorted(lines, key=lambda line: line.table))
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+
+class Shown(Protocol):
+    """What the health's sections read of the report (``model.Report``)."""
+
+    @property
+    def period_names(self) -> tuple[str, ...]: ...
+    @property
+    def table_hit_ratios(self) -> tuple[TableHitLine, ...]: ...
+    @property
+    def indexes(self) -> tuple[IndexLine, ...]: ...
+    @property
+    def index_health(self) -> tuple[Finding, ...]: ...
+    @property
+    def autovacuum(self) -> tuple[VacuumLine, ...]: ...
+    @property
+    def autovacuum_health(self) -> tuple[Finding, ...]: ...
+
+
+def hit_ratios_section(report: Shown) -> Section:
+    rows = []
+    for line in report.table_hit_ratios:
+        for i, name in enumerate(report.period_names):
+            f = line.figures[name]
+            period = [name] if len(report.period_names) > 1 else []
+            rows.append([line.table if i == 0 else "", *period, percent(f.heap_hit_ratio),
+                         f"{f.heap_blocks_read:,}", percent(f.index_hit_ratio),
+                         f"{f.index_blocks_read:,}"])  # fmt: skip
+    period = ["period"] if len(report.period_names) > 1 else []
+    return Section(
+        "hit-ratios",
+        "Hit ratios per table",
+        "hit / (hit + read) of pg_statio_user_tables, per table: heap blocks and its indexes' "
+        "blocks.",
+        [
+            "table",
+            *period,
+            "heap hit ratio",
+            "heap blocks read",
+            "index hit ratio",
+            "index blocks read",
+        ],
+        rows,
+    )
+
+
+def indexes_section(report: Shown) -> Section:
+    rows = [
+        [line.index, line.table, "yes" if line.valid else "NO", "yes" if line.unique else "",
+         byte_size(line.size_bytes), f"{line.total_scans:,}",
+         *(number(line.scans[n]) for n in report.period_names)]
+        for line in report.indexes
+    ]  # fmt: skip
+    return Section(
+        "indexes",
+        "Indexes",
+        "Scans since the statistics were reset, and in each period.",
+        [
+            "index",
+            "table",
+            "valid",
+            "unique",
+            "size",
+            "scans (total)",
+            *(f"scans ({n})" for n in report.period_names),
+        ],
+        rows,
+    )
+
+
+def index_health_section(report: Shown) -> Section:
+    return findings_section(
+        "index-health",
+        "Index health",
+        "Invalid, unused (unique, primary-key and FK-backing indexes left out), duplicate and "
+        "overlapping indexes, foreign keys without an index, large tables read by sequential "
+        "scans.",
+        report.index_health,
+    )
+
+
+def autovacuum_section(report: Shown) -> Section:
+    rows = [
+        [line.table, f"{line.live_tuples:,}", f"{line.dead_tuples:,}", percent(line.dead_ratio),
+         moment(line.last_vacuum), moment(line.last_autovacuum), moment(line.last_analyze),
+         moment(line.last_autoanalyze), number(line.xid_age),
+         ", ".join(f"{k}={v}" for k, v in line.settings.items()) or NO_VALUE, line.expected]
+        for line in report.autovacuum
+    ]  # fmt: skip
+    return Section(
+        "autovacuum",
+        "Autovacuum",
+        "Dead tuples, last (auto)vacuum and (auto)analyze, transaction-ID age and the table's "
+        "settings against those the migrations declare.",
+        [
+            "table",
+            "live",
+            "dead",
+            "dead %",
+            "last vacuum",
+            "last autovacuum",
+            "last analyze",
+            "last autoanalyze",
+            "xid age",
+            "settings",
+            "expected settings",
+        ],
+        rows,
+    )
+
+
+def autovacuum_health_section(report: Shown) -> Section:
+    return findings_section(
+        "autovacuum-health",
+        "Autovacuum health",
+        "Dead tuples past the autovacuum trigger, stale statistics, settings, transaction-ID age.",
+        report.autovacuum_health,
+    )

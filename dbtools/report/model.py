@@ -34,38 +34,29 @@ from dbtools.figures.measures import (
     heap_hit_ratio,
     index_hit_ratio,
     p95_text,
-    per_request,
     query_reduction,
-    ratio,
-    statement_hit_ratio,
 )
 from dbtools.figures.sums import Scope, application_rows, count_statements
 from dbtools.figures.windows import Window
 from dbtools.findings import Finding
 from dbtools.output import NO_VALUE, SCHEMA_VERSIONS
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, StatementRow, TableRow
-from dbtools.report import health, story
+from dbtools.report import health, lookups, statements, story
+from dbtools.report.families import Family, FamilyLine, grouped, lines_of
 from dbtools.report.inspection import Inspection, build_inspection
+from dbtools.report.statements import Key
 from dbtools.report.story import FamilyChange
 from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.report.timelines import Timelines
-from dbtools.schema.manifest import Manifest, TableSettings, setting_differences
-from dbtools.schema.monitoring import is_application
+from dbtools.schema.manifest import Manifest
 from dbtools.sqltext.families import (
     Batchable,
     Classifier,
     NPlusOne,
-    PointLookup,
     StatementShape,
-    batching_reduction,
-    concurrency_for,
-    is_batchable,
-    is_key_like,
-    is_n_plus_one,
 )
-from dbtools.sqltext.parse import TableRef
 from dbtools.verify import VerifyResult
 from dbtools.verify.thresholds import Thresholds
 
@@ -209,134 +200,6 @@ class StatementWork:
     blk_write_time_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class StatementFigures:
-    calls: int
-    total_time_ms: float
-    mean_time_ms: float | None
-    rows_per_call: float | None
-    hit_ratio: float | None  # shared buffers
-    share_of_time: float | None
-    calls_per_request: float | None
-    # Where the cost goes: every counter snapshots store (window deltas, or live totals).
-    plans: int = 0
-    plan_time_ms: float = 0.0
-    shared_blks_hit: int = 0
-    shared_blks_read: int = 0
-    shared_blks_dirtied: int = 0
-    shared_blks_written: int = 0
-    local_blks_hit: int = 0
-    local_blks_read: int = 0
-    temp_blks_read: int = 0
-    temp_blks_written: int = 0
-    blk_read_time_ms: float = 0.0
-    blk_write_time_ms: float = 0.0
-    wal_records: int = 0
-    wal_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class Change:
-    """Candidate against baseline: ``new``, ``gone``, or relative changes (0.5 = +50%)."""
-
-    status: Literal["new", "gone", "changed"]
-    calls: float | None = None
-    total_time: float | None = None
-    mean_time: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatementLine:
-    queryid: int
-    role: str | None
-    toplevel: bool
-    fingerprint: str
-    kind: str
-    query: str
-    figures: Mapping[str, StatementFigures | None]
-    change: Change | None
-    # The pg_stat_statements columns snapshots do not store (min/max/stddev times, JIT, WAL
-    # full-page images…), read live: totals since the entry started counting.
-    other_columns: Mapping[str, Any] | None = None
-    tables: tuple[str, ...] = ()  # every table the entry may stand for
-    shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
-
-
-@dataclass(frozen=True, slots=True)
-class FamilyFigures:
-    statements: int
-    calls: int
-    total_time_ms: float
-    share_of_time: float | None
-    calls_per_request: float | None
-    calls_per_second: float | None = None
-    rows: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FamilyLine:
-    fingerprint: str
-    kind: str
-    parsed: bool
-    tables: tuple[str, ...]  # every table the family may stand for
-    sql: str
-    figures: Mapping[str, FamilyFigures | None]
-    columns: tuple[str, ...] = ()  # what its conditions compare and it writes
-    nested: bool = False  # run inside other statements only (functions, foreign-key checks)
-    shared_entry: bool = False  # one entry for several tables (foreign-key checks on 18)
-
-
-@dataclass(frozen=True)
-class Suspect:
-    """A point lookup sent per request that one batched ``= ANY($n)`` statement could serve."""
-
-    fingerprint: str
-    sql: str
-    tables: tuple[str, ...]
-    columns: tuple[str, ...]
-    batched_sql: str
-    batched_family: str | None  # the batched form's family, when it runs too
-    figures: Mapping[str, FamilyFigures | None]
-
-
-@dataclass(frozen=True)
-class Saving:
-    """What one batch per *concurrency* concurrent requests would save of a lookup's calls."""
-
-    concurrency: int
-    fewer: float
-
-
-@dataclass(frozen=True)
-class LookupFigures:
-    """A lookup in one period, and what batching it across requests would save."""
-
-    calls: int
-    calls_per_second: float | None
-    calls_per_request: float | None
-    total_time_ms: float
-    batchable: bool  # at the batchable rate in this period
-    fewer_calls: tuple[Saving, ...]  # at the guide's concurrency; empty without requests
-    concurrency_for_target: int | None  # the fewest requests a batch needs for the target
-
-
-@dataclass(frozen=True)
-class BatchableLookup:
-    """A point or small-set lookup on a key or indexed column called at a high rate, whatever
-    its calls per request: one ``= ANY($n)`` per batch of concurrent requests could serve it."""
-
-    fingerprint: str
-    sql: str
-    tables: tuple[str, ...]
-    columns: tuple[str, ...]
-    small_set: bool  # ``IN (…)`` rather than ``= $n``
-    batched_sql: str
-    batched_family: str | None  # the batched form's family, when it runs too
-    target: float  # the reduction ``concurrency_for_target`` aims at (verify's)
-    figures: Mapping[str, LookupFigures | None]
-    replaced_by: tuple[str, ...] = ()  # the families that replaced it (``Report.changes``)
-
-
 @dataclass(frozen=True)
 class ReportRules:
     """Where the report drew its lines (``ReportOptions``), shown beside what they found."""
@@ -358,46 +221,6 @@ class Verification:
 
 
 @dataclass(frozen=True)
-class TableHitLine:
-    table: str
-    figures: Mapping[str, TableHitFigures]
-
-
-@dataclass(frozen=True)
-class TableHitFigures:
-    heap_hit_ratio: float | None
-    index_hit_ratio: float | None
-    heap_blocks_read: int
-    index_blocks_read: int
-
-
-@dataclass(frozen=True)
-class IndexLine:
-    index: str
-    table: str
-    valid: bool
-    unique: bool
-    size_bytes: int | None
-    total_scans: int  # cumulative, at the latest snapshot
-    scans: Mapping[str, int | None]  # per period
-
-
-@dataclass(frozen=True)
-class VacuumLine:
-    table: str
-    live_tuples: int
-    dead_tuples: int
-    dead_ratio: float | None
-    last_vacuum: datetime | None
-    last_autovacuum: datetime | None
-    last_analyze: datetime | None
-    last_autoanalyze: datetime | None
-    xid_age: int | None
-    settings: Mapping[str, str]
-    expected: Literal["ok", "differs", "not declared"]
-
-
-@dataclass(frozen=True)
 class Report:
     title: str
     generated_at: datetime
@@ -407,19 +230,19 @@ class Report:
     server_version: str
     periods: tuple[PeriodSummary, ...]
     query_reduction: float | None
-    top_statements: tuple[StatementLine, ...]
+    top_statements: tuple[statements.StatementLine, ...]
     families: tuple[FamilyLine, ...]
     unparsed: tuple[FamilyLine, ...]
-    n_plus_one: tuple[Suspect, ...]
-    table_hit_ratios: tuple[TableHitLine, ...]
-    indexes: tuple[IndexLine, ...]
+    n_plus_one: tuple[lookups.Suspect, ...]
+    table_hit_ratios: tuple[health.TableHitLine, ...]
+    indexes: tuple[health.IndexLine, ...]
     index_health: tuple[Finding, ...]
-    autovacuum: tuple[VacuumLine, ...]
+    autovacuum: tuple[health.VacuumLine, ...]
     autovacuum_health: tuple[Finding, ...]
     notes: tuple[str, ...]
     verification: Verification | None  # two windows only
     story: tuple[str, ...]  # the opening sentences (two windows only)
-    batchable: tuple[BatchableLookup, ...]
+    batchable: tuple[lookups.BatchableLookup, ...]
     changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
     rules: ReportRules
     # Read from the database when the report is made: each subject's model by its key
@@ -512,96 +335,6 @@ def _summary(period: Period) -> PeriodSummary:
     )
 
 
-def _statement_figures(
-    row: StatementRow, total_time: float, requests: int | None
-) -> StatementFigures:
-    return StatementFigures(
-        calls=row.calls,
-        total_time_ms=row.total_exec_time,
-        mean_time_ms=ratio(row.total_exec_time, row.calls),
-        rows_per_call=ratio(row.rows, row.calls),
-        hit_ratio=statement_hit_ratio(row),
-        share_of_time=ratio(row.total_exec_time, total_time),
-        calls_per_request=per_request(row.calls, requests),
-        plans=row.plans,
-        plan_time_ms=row.total_plan_time,
-        shared_blks_hit=row.shared_blks_hit,
-        shared_blks_read=row.shared_blks_read,
-        shared_blks_dirtied=row.shared_blks_dirtied,
-        shared_blks_written=row.shared_blks_written,
-        local_blks_hit=row.local_blks_hit,
-        local_blks_read=row.local_blks_read,
-        temp_blks_read=row.temp_blks_read,
-        temp_blks_written=row.temp_blks_written,
-        blk_read_time_ms=row.shared_blk_read_time,
-        blk_write_time_ms=row.shared_blk_write_time,
-        wal_records=row.wal_records,
-        wal_bytes=row.wal_bytes,
-    )
-
-
-def _relative(after: float, before: float) -> float | None:
-    return after / before - 1 if before else None
-
-
-def change_between(
-    before: StatementFigures | None, after: StatementFigures | None
-) -> Change | None:
-    """How a statement changed from the baseline to the candidate."""
-    if before is None and after is None:
-        return None
-    if before is None:
-        return Change("new")
-    if after is None:
-        return Change("gone")
-    mean = (
-        _relative(after.mean_time_ms, before.mean_time_ms)
-        if after.mean_time_ms is not None and before.mean_time_ms is not None
-        else None
-    )
-    return Change(
-        "changed",
-        calls=_relative(after.calls, before.calls),
-        total_time=_relative(after.total_time_ms, before.total_time_ms),
-        mean_time=mean,
-    )
-
-
-Key = tuple[int, int, int, bool]
-
-
-@dataclass(slots=True)
-class _Family:
-    shape: StatementShape
-    members: list[Mapping[str, StatementRow]] = field(default_factory=list)  # per statement
-
-    def figures(
-        self, name: str, total_time: float, requests: int | None, seconds: float | None
-    ) -> FamilyFigures | None:
-        rows = [member[name] for member in self.members if name in member]
-        if not rows:
-            return None
-        calls = sum(row.calls for row in rows)
-        time = sum(row.total_exec_time for row in rows)
-        return FamilyFigures(
-            statements=len(rows),
-            calls=calls,
-            total_time_ms=time,
-            share_of_time=ratio(time, total_time),
-            calls_per_request=per_request(calls, requests),
-            calls_per_second=ratio(calls, seconds or 0),
-            rows=sum(row.rows for row in rows),
-        )
-
-    @property
-    def nested(self) -> bool:
-        return not any(row.toplevel for member in self.members for row in member.values())
-
-
-def _heaviest_first(times: Mapping[str, float]) -> float:
-    return -max(times.values(), default=0.0)
-
-
 def build_report(
     data: ReportInput,
     options: ReportOptions | None = None,
@@ -644,62 +377,33 @@ def _build_report(
     seconds = {p.name: _seconds(p, data.state) for p in periods}
     version = data.state.header.server_version_num
 
-    statements: dict[Key, dict[str, StatementRow]] = {}
+    by_key: dict[Key, dict[str, StatementRow]] = {}
     for period in periods:
         for row in _called(period.statements):
-            statements.setdefault(statement_key(row), {})[period.name] = row
-    samples = [(key[2], next(iter(rows.values())).query) for key, rows in statements.items()]
-    shapes = dict(zip(statements, classifier.shapes(samples), strict=True))
+            by_key.setdefault(statement_key(row), {})[period.name] = row
+    samples = [(key[2], next(iter(rows.values())).query) for key, rows in by_key.items()]
+    shapes = dict(zip(by_key, classifier.shapes(samples), strict=True))
     covered = {
         shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }
 
-    lines = _statement_lines(
-        statements, shapes, covered, options.top_statements, total_time, requests, data
-    )
-    families: dict[str, _Family] = {}
-    for key, rows in sorted(statements.items(), key=lambda item: _statement_order(item[1])):
-        families.setdefault(shapes[key].fingerprint, _Family(shapes[key])).members.append(rows)
-    family_lines = []
-    suspects = []
+    lines = statements.statement_lines(
+        by_key, shapes, covered, options.top_statements, total_time, requests, names,
+        data.inspection.unstored_columns if data.inspection else None,
+    )  # fmt: skip
+    families = grouped(by_key, shapes)
+    family_lines = lines_of(families, covered, total_time, requests, seconds)
     target = (
         data.verification.thresholds if data.verification else options.thresholds
     ).min_query_reduction
-    indexed = _indexed_columns(data.state.indexes)
-    batchable = []
-    for fingerprint, family in families.items():
-        counted = {
-            name: family.figures(name, total_time[name], requests[name], seconds[name])
-            for name in names
-        }
-        shape = family.shape
-        tables, shared = covered[fingerprint]
-        line = FamilyLine(
-            fingerprint, shape.kind, shape.parsed, tables, "", counted,  # sql: when shown
-            columns=shape.footprint.columns if shape.footprint else (),
-            nested=family.nested, shared_entry=shared,
-        )  # fmt: skip
-        family_lines.append(line)
-        found = _batchable(line, shape, indexed, options.batchable, target, families, seconds)
-        if found is not None:
-            batchable.append(found)
-        suspect = _suspect(line, shape, families, requests, options.n_plus_one)
-        if suspect is not None:
-            suspects.append(suspect)
-    order = {
-        line.fingerprint: (
-            _heaviest_first({n: f.total_time_ms for n, f in line.figures.items() if f}),
-            line.fingerprint,
-        )
-        for line in family_lines
-    }
-    family_lines.sort(key=lambda line: order[line.fingerprint])
 
     def shown(line: FamilyLine) -> FamilyLine:  # sqlglot renders only what the report shows
         return dataclasses.replace(line, sql=families[line.fingerprint].shape.sql)
 
-    suspects.sort(key=lambda suspect: order[suspect.fingerprint])
-    batchable.sort(key=lambda lookup: order[lookup.fingerprint])
+    suspects, batchable = lookups.found_in(
+        family_lines, families, data.state.indexes, options.n_plus_one, options.batchable,
+        target, requests, seconds,
+    )  # fmt: skip
 
     state = data.state
     health_input = health.health_input(
@@ -739,84 +443,21 @@ def _build_report(
         top_statements=tuple(lines),
         families=tuple(shown(line) for line in family_lines[: options.top_families]),
         unparsed=tuple(shown(line) for line in family_lines if not line.parsed),
-        n_plus_one=tuple(suspects),
-        table_hit_ratios=_table_hit_lines(periods),
-        indexes=_index_lines(periods, health_input.indexes),
+        n_plus_one=suspects,
+        table_hit_ratios=health.table_hit_lines({p.name: p.tables for p in periods}),
+        indexes=health.index_lines({p.name: p.indexes for p in periods}, health_input.indexes),
         index_health=tuple(health.index_health(health_input)),
-        autovacuum=_vacuum_lines(health_input.tables, health_input.expected_settings),
+        autovacuum=health.vacuum_lines(health_input.tables, health_input.expected_settings),
         autovacuum_health=tuple(health.autovacuum_health(health_input)),
         notes=_notes(data, any(line.shared_entry for line in family_lines)),
         inspected=inspected,
         verification=_verification(data.verification),
         story=_story(data.verification, changes, names),
-        batchable=tuple(_with_replacements(lookup, changes) for lookup in batchable),
+        batchable=tuple(lookups.with_replacements(lookup, changes) for lookup in batchable),
         changes=changes,
         timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
     )
-
-
-def _statement_lines(
-    statements: Mapping[Key, Mapping[str, StatementRow]],
-    shapes: Mapping[Key, StatementShape],
-    covered: Mapping[str, tuple[tuple[str, ...], bool]],
-    top: int,
-    total_time: Mapping[str, float],
-    requests: Mapping[str, int | None],
-    data: ReportInput,
-) -> list[StatementLine]:
-    """The *top* statements, heaviest first, with their figures in each period (only those
-    shown: a line's figures are most of a report's memory)."""
-    names = tuple(p.name for p in data.periods)
-
-    def heaviest_first(key: Key) -> tuple[float, int, str, bool]:
-        rows = statements[key]
-        sample = next(iter(rows.values()))
-        times = {name: row.total_exec_time for name, row in rows.items()}
-        return (_heaviest_first(times), sample.queryid, sample.rolname or "", not sample.toplevel)
-
-    lines = []
-    for key in sorted(statements, key=heaviest_first)[:top]:
-        rows = statements[key]
-        figures = {
-            name: _statement_figures(rows[name], total_time[name], requests[name])
-            if name in rows
-            else None
-            for name in names
-        }
-        sample = next(iter(rows.values()))
-        tables, shared = covered[shapes[key].fingerprint]
-        lines.append(
-            StatementLine(
-                queryid=sample.queryid,
-                role=sample.rolname,
-                toplevel=sample.toplevel,
-                fingerprint=shapes[key].fingerprint,
-                kind=shapes[key].kind,
-                query=shapes[key].text,
-                figures=figures,
-                change=change_between(figures[names[0]], figures[names[-1]])
-                if len(names) == 2
-                else None,
-                other_columns=data.inspection.unstored_columns.get(key)
-                if data.inspection
-                else None,
-                tables=tables,
-                shared_entry=shared,
-            )
-        )
-    return lines
-
-
-def _with_replacements(lookup: BatchableLookup, changes: Sequence[FamilyChange]) -> BatchableLookup:
-    """*lookup* with the families that replaced it between the windows, if any."""
-    after = tuple(
-        fingerprint
-        for change in changes
-        if change.change == "replaced" and lookup.fingerprint in change.before
-        for fingerprint in change.after
-    )
-    return dataclasses.replace(lookup, replaced_by=after) if after else lookup
 
 
 def _verification(result: VerifyResult | None) -> Verification | None:
@@ -841,7 +482,7 @@ def _story(
     )  # fmt: skip
 
 
-def _counts(line: FamilyLine, family: _Family) -> story.FamilyCounts:
+def _counts(line: FamilyLine, family: Family) -> story.FamilyCounts:
     shape = family.shape
     footprint = (
         (shape.footprint.kind, shape.footprint.tables, shape.footprint.columns)
@@ -881,186 +522,6 @@ def covered_tables(
         return (named,), True
     parents = {fk.referenced_name for fk in catalog.foreign_keys if fk.referenced_key in keys}
     return tuple(sorted(parents)), len(parents) > 1
-
-
-def _indexed_columns(indexes: Iterable[IndexRow]) -> frozenset[tuple[TableRef, str]]:
-    """(table, column) for each index's leading column."""
-    return frozenset(
-        (TableRef(row.schemaname, row.relname), row.key_columns[0].strip('"').lower())
-        for row in indexes
-        if row.key_columns
-    )
-
-
-def _on_key_or_index(lookup: PointLookup, indexed: frozenset[tuple[TableRef, str]]) -> bool:
-    """Whether every lookup column is named as a key or leads an index of its table."""
-
-    def served(table: str | None, column: str) -> bool:
-        if is_key_like(column):
-            return True
-        if table is None:
-            return False
-        ref = TableRef.parse(table)
-        return any(ref.matches(found) and column == name for found, name in indexed)
-
-    return bool(lookup.keys) and all(served(key.table, key.column) for key in lookup.keys)
-
-
-def _batchable(
-    line: FamilyLine,
-    shape: StatementShape,
-    indexed: frozenset[tuple[TableRef, str]],
-    limits: Batchable,
-    target: float,
-    families: Mapping[str, _Family],
-    seconds: Mapping[str, float | None],
-) -> BatchableLookup | None:
-    """*line* as a batchable lookup, when it is one in any period."""
-    lookup = shape.lookup
-    if lookup is None or line.nested or not _on_key_or_index(lookup, indexed):
-        return None
-    figures: dict[str, LookupFigures | None] = {}
-    for name, found in line.figures.items():
-        if found is None:
-            figures[name] = None
-            continue
-        per = found.calls_per_request
-        figures[name] = LookupFigures(
-            calls=found.calls,
-            calls_per_second=found.calls_per_second,
-            calls_per_request=per,
-            total_time_ms=found.total_time_ms,
-            batchable=is_batchable(lookup, found.calls, seconds[name], limits),
-            fewer_calls=tuple(Saving(c, batching_reduction(c, per)) for c in limits.concurrency)
-            if per is not None
-            else (),
-            concurrency_for_target=concurrency_for(target, per) if per is not None else None,
-        )
-    if not any(f is not None and f.batchable for f in figures.values()):
-        return None
-    batched = lookup.batched_fingerprint
-    return BatchableLookup(
-        fingerprint=line.fingerprint,
-        sql=shape.sql,
-        tables=line.tables,
-        columns=lookup.columns,
-        small_set=lookup.small_set,
-        batched_sql=shape.batched_sql or "",
-        batched_family=batched if batched in families else None,
-        target=target,
-        figures=figures,
-    )
-
-
-def _suspect(
-    line: FamilyLine,
-    shape: StatementShape,
-    families: Mapping[str, _Family],
-    requests: Mapping[str, int | None],
-    limits: NPlusOne,
-) -> Suspect | None:
-    """*line* as an N+1 suspect, when its lookups are sent per request in any period."""
-    lookup = shape.lookup
-    if lookup is None or not any(
-        is_n_plus_one(lookup, found.calls, requests[name], limits)
-        for name, found in line.figures.items()
-        if found is not None
-    ):
-        return None
-    batched = lookup.batched_fingerprint
-    return Suspect(
-        fingerprint=line.fingerprint,
-        sql=shape.sql,
-        tables=shape.tables,
-        columns=lookup.columns,
-        batched_sql=shape.batched_sql or "",
-        batched_family=batched if batched in families else None,
-        figures=line.figures,
-    )
-
-
-def _statement_order(rows: Mapping[str, StatementRow]) -> tuple[float, int]:
-    """Heaviest statement first, so a family is represented by its costliest member."""
-    sample = next(iter(rows.values()))
-    return (-max(row.total_exec_time for row in rows.values()), sample.queryid)
-
-
-def _table_hit_lines(periods: Sequence[Period]) -> tuple[TableHitLine, ...]:
-    names: dict[int, str] = {}
-    by_period: dict[str, dict[int, TableRow]] = {}
-    for period in periods:
-        by_period[period.name] = {row.relid: row for row in period.tables if is_application(row)}
-        for row in by_period[period.name].values():
-            names[row.relid] = health.table_name(row)
-    lines = []
-    for relid, table in sorted(names.items(), key=lambda item: item[1]):
-        rows = [found[relid] for found in by_period.values() if relid in found]
-        if not any(r.heap_blks_hit + r.heap_blks_read + r.idx_blks_hit + r.idx_blks_read
-                   for r in rows):  # fmt: skip
-            continue  # not read in any period: nothing to say
-        figures = {}
-        for period in periods:
-            found = by_period[period.name].get(relid)
-            figures[period.name] = TableHitFigures(
-                heap_hit_ratio=heap_hit_ratio([found]) if found else None,
-                index_hit_ratio=index_hit_ratio([found]) if found else None,
-                heap_blocks_read=found.heap_blks_read if found else 0,
-                index_blocks_read=found.idx_blks_read if found else 0,
-            )
-        lines.append(TableHitLine(table, figures))
-    return tuple(lines)
-
-
-def _index_lines(periods: Sequence[Period], indexes: Iterable[IndexRow]) -> tuple[IndexLine, ...]:
-    scans = {
-        period.name: {row.indexrelid: row.idx_scan for row in period.indexes} for period in periods
-    }
-    lines = [
-        IndexLine(
-            index=health.index_name(row),
-            table=health.table_name(row),
-            valid=row.is_valid,
-            unique=row.is_unique,
-            size_bytes=row.index_bytes,
-            total_scans=row.idx_scan,
-            scans={name: found.get(row.indexrelid) for name, found in scans.items()},
-        )
-        for row in indexes
-    ]
-    return tuple(sorted(lines, key=lambda line: (line.table, line.index)))
-
-
-def _vacuum_lines(
-    tables: Iterable[TableRow], expected_settings: Iterable[TableSettings]
-) -> tuple[VacuumLine, ...]:
-    expected = {spec.qualified_table: spec for spec in expected_settings}
-    lines = []
-    for row in tables:
-        wanted = expected.get(health.table_name(row))
-        options = row.options
-        status: Literal["ok", "differs", "not declared"] = (
-            "not declared"
-            if wanted is None
-            else "differs"
-            if setting_differences(wanted, options)
-            else "ok"
-        )
-        lines.append(
-            VacuumLine(
-                table=health.table_name(row),
-                live_tuples=row.n_live_tup,
-                dead_tuples=row.n_dead_tup,
-                dead_ratio=health.dead_tuple_ratio(row),
-                last_vacuum=row.last_vacuum,
-                last_autovacuum=row.last_autovacuum,
-                last_analyze=row.last_analyze,
-                last_autoanalyze=row.last_autoanalyze,
-                xid_age=row.xid_age,
-                settings=dict(sorted(options.items())),
-                expected=status,
-            )
-        )
-    return tuple(sorted(lines, key=lambda line: line.table))
 
 
 def _title(data: ReportInput) -> str:
