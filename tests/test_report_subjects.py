@@ -1,6 +1,7 @@
-"""The registry drives the report: each subject read from the database declares itself in its
-own module (``SUBJECT``), and what ``report.subjects.REGISTRY`` lists is what the report reads,
-builds, shows and offers to ``--skip``. Pure (no server): the fixed inspection of the fixture."""
+"""The registry drives the report: each subject read when the report is made (from the database,
+or the store's samples) declares itself in its own module (``SUBJECT``), and what
+``report.subjects.REGISTRY`` lists is what the report reads, builds, shows and offers to
+``--skip``. Pure (no server): the fixed inspection of the fixture, and fixed timelines."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 import importlib
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -19,17 +21,32 @@ from dbtools.cli.report import report_command
 from dbtools.report import render
 from dbtools.report import subjects as registry
 from dbtools.report.contents import sections
-from dbtools.report.inspection import Inspection
+from dbtools.report.inspection import Inspection, read_stored
 from dbtools.report.model import build_report
 from dbtools.report.sections import Section
-from dbtools.report.subjects import Building, Reading, Subject, subjects
+from dbtools.report.subjects import Building, Reading, StoreReading, Subject, subjects
+from dbtools.report.timelines import Shade, Step, Timelines
 from tests.inspection_fixture import INSPECTION
 from tests.report_fixture import GENERATED_AT, report_input
 
+# Timelines as the store's samples would give them: three comparable steps over one window.
+T0 = GENERATED_AT - timedelta(minutes=3)
+TIMELINES = Timelines(
+    T0, GENERATED_AT, 4, (Shade("candidate", T0, GENERATED_AT),),
+    tuple(Step(T0 + timedelta(minutes=i), T0 + timedelta(minutes=i + 1), True, (), 0.5, 0.25)
+          for i in range(3)),
+    (), (), (), (),
+)  # fmt: skip
+TIMELINE_SECTIONS = ["timelines", "timeline-lines", "space-growth"]
 
-def report_with(inspection: Inspection) -> Any:
-    return build_report(dataclasses.replace(report_input(), inspection=inspection),
-                        generated_at=GENERATED_AT)  # fmt: skip
+
+def report_with(inspection: Inspection, stored: dict[str, Any] | None = None) -> Any:
+    data = dataclasses.replace(
+        report_input(),
+        inspection=inspection,
+        stored={"timelines": TIMELINES} if stored is None else stored,
+    )
+    return build_report(data, generated_at=GENERATED_AT)  # fmt: skip
 
 
 def test_each_registered_module_declares_its_subject() -> None:
@@ -105,7 +122,7 @@ def test_the_registry_decides_what_is_read_built_and_shown() -> None:
     reading = Reading(None, None, (), options, 16, 0)  # type: ignore[arg-type]
     assert SUBJECT.read(reading) == "ping"
     found = dataclasses.replace(INSPECTION, found={**INSPECTION.found, "probe": "ping"})
-    report = report_with(found)
+    report = report_with(found, stored={})
     assert report.probe_model == "ping, heard"
     document = json.loads(render(report, "json"))
     assert document["probe_model"] == "ping, heard" and "space" not in document
@@ -116,9 +133,61 @@ def test_the_registry_decides_what_is_read_built_and_shown() -> None:
 
 
 def test_a_subject_not_read_is_none_in_the_report_and_shows_nothing() -> None:
-    report = report_with(dataclasses.replace(INSPECTION, found={}))
+    report = report_with(dataclasses.replace(INSPECTION, found={}), stored={})
     assert all(report.inspected[s.key] is None for s in subjects())
     building = Building({}, registry.InspectionOptions(), None, (), 16, 0)  # type: ignore[arg-type]
     assert building.found == {}
     ids = {section.id for section in sections(report)}
     assert not ids & {"plans", "index-advice", "settings", "schema-health", "space-tables"}
+    assert not ids & set(TIMELINE_SECTIONS)
+
+
+# -- a subject that reads the store: the timelines ------------------------------------------------
+
+
+def test_the_timelines_are_a_subject_of_the_store_shown_before_the_statements_costs() -> None:
+    timelines = registry.subject("timelines")
+    assert timelines.reads == "store" and timelines.place < 0
+    assert [s.name for s in subjects("store")] == ["timelines"]
+    assert "timelines" not in {s.name for s in subjects("database")}
+    report = report_with(INSPECTION)
+    assert report.timelines is TIMELINES
+    ids = [section.id for section in sections(report)]
+    costs = ids.index("statement-costs")
+    assert ids[costs - 3 : costs] == TIMELINE_SECTIONS  # right before the costs
+    from_database = {s.id for subject in subjects("database")
+                     for s in (build(report.inspected[subject.key]) for build in subject.sections)
+                     if s is not None}  # fmt: skip
+    assert from_database and all(ids.index(i) > costs for i in from_database)
+    document = json.loads(render(report, "json"))
+    assert list(document)[-1] == "timelines" and document["timelines"]["samples"] == 4
+
+
+@pytest.fixture
+def timelines_unregistered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    kept = {name: module for name, module in registry.REGISTRY.items() if name != "timelines"}
+    monkeypatch.setattr(registry, "REGISTRY", kept)
+    registry.subject.cache_clear()
+    yield
+    registry.subject.cache_clear()
+
+
+@pytest.mark.usefixtures("timelines_unregistered")
+def test_taking_the_timelines_out_of_the_registry_removes_their_sections_and_key() -> None:
+    report = report_with(INSPECTION)  # the samples' timelines given, but no subject reads them
+    assert "timelines" not in report.inspected
+    ids = [section.id for section in sections(report)]
+    assert not set(ids) & set(TIMELINE_SECTIONS) and "statement-costs" in ids
+    assert "timelines" not in json.loads(render(report, "json"))
+    reading = StoreReading(None, [("w", None)], (), None, 5, 5, None,  # type: ignore[arg-type, list-item]
+                           registry.InspectionOptions())  # fmt: skip
+    assert read_stored(reading) == {}  # nothing reads the store
+
+
+def test_the_store_is_read_only_for_the_subjects_chosen_and_never_for_the_live_statistics() -> None:
+    every = registry.InspectionOptions()
+    live = StoreReading(None, (), (), None, 5, 5, None, every)  # type: ignore[arg-type]
+    assert read_stored(live) == {"timelines": None}  # no window, no timelines
+    skipped = StoreReading(None, [("w", None)], (), None, 5, 5, None,  # type: ignore[arg-type, list-item]
+                           every.without(["timelines"]))  # fmt: skip
+    assert read_stored(skipped) == {}

@@ -75,8 +75,9 @@ REPORT_FORMATS = ("md", "html", "json")
     "--skip",
     type=click.Choice(SUBJECTS),
     multiple=True,
-    help="Leave out a section read from the database (repeatable): activity (--live only), "
-    "space, settings, plans, advice (index advice), schema (schema health).",
+    help="Leave out a section read when the report is made (repeatable): activity (--live "
+    "only), space, settings, plans, advice (index advice), schema (schema health), timelines "
+    "(stored windows).",
 )
 @target_option
 @store_option

@@ -1,8 +1,9 @@
 """The report's contents: its sections in order, those with nothing to say for it left out.
 
 The statistics' sections (the opening, statements, lookups, families, hit ratios, index and
-autovacuum health, timelines) are built here from the report; then each registered subject's
-(``report.subjects``) from its own model, when it was read.
+autovacuum health) are built here from the report; then each registered subject's
+(``report.subjects``) from its own model, when it was read, in the order of their ``place``:
+those placed below 0 (the timelines) before the statements' costs, the others after.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dbtools.figures.measures import (
     WORST_SECOND_NAME,
 )
 from dbtools.output import NO_VALUE, byte_size, number, percent
-from dbtools.report import families, health, lookups, statements, timelines
+from dbtools.report import families, health, lookups, statements
 from dbtools.report.model import (
     PeriodSummary,
     Report,
@@ -31,7 +32,6 @@ from dbtools.report.sections import (
     ms,
 )
 from dbtools.report.subjects import subjects
-from dbtools.report.timelines import Timelines
 
 
 def _per_period(report: Report) -> bool:
@@ -206,11 +206,6 @@ def changes(report: Report) -> Section | None:
     )  # fmt: skip
 
 
-def from_timelines(build: Callable[[Timelines], Section]) -> Callable[[Report], Section | None]:
-    """A timelines section of the report, when it has timelines."""
-    return lambda report: build(report.timelines) if report.timelines is not None else None
-
-
 SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     opening,
     changes,
@@ -225,15 +220,18 @@ SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
     health.index_health_section,
     health.autovacuum_section,
     health.autovacuum_health_section,
-    *(from_timelines(build) for build in timelines.SECTIONS),
 )
+COSTS_PLACE = 0  # the statements' costs come after the subjects placed before it
 
 
 def sections(report: Report) -> list[Section]:
     """The report's sections, in order: the statistics', then each subject's that was read."""
-    found = [build(report) for build in (*SECTIONS, statements.statement_costs)]
+    found = [build(report) for build in SECTIONS]
+    costs: list[Section | None] = [statements.statement_costs(report)]
     for subject in sorted(subjects(), key=lambda subject: subject.place):
+        if subject.place >= COSTS_PLACE:
+            found, costs = found + costs, []
         model = report.inspected.get(subject.key)
         if model is not None:
             found += [build(model) for build in subject.sections]
-    return [section for section in found if section is not None]
+    return [section for section in found + costs if section is not None]

@@ -1,11 +1,11 @@
-"""What the report reads from the database beyond the statistics: every registered subject
-(``report.subjects``: activity, plans, index advice, space, settings, schema health) and the
-pg_stat_statements columns snapshots do not store.
+"""What the report reads beyond the statistics: every registered subject (``report.subjects``:
+activity, plans, index advice, space, settings, schema health from the database; timelines from
+the store) and the pg_stat_statements columns snapshots do not store.
 
 ``inspect`` reads (on the report's read-only session, with a short lock timeout so that no
 catalog read queues behind DDL) what each subject in ``InspectionOptions.sections`` reads;
-``build_inspection`` (pure) turns what each read into its model. Timelines from collected
-samples (``dbtools collect``) are not here: they read the samples, not the live database.
+``read_stored`` reads what each subject that reads the store's samples (``dbtools collect``)
+reads; ``build_inspection`` (pure) turns what each read into its model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from dbtools.errors import PrerequisiteMissing
 from dbtools.reading.columns import statement_columns
 from dbtools.reading.live import read_unstored
 from dbtools.reading.rows import Snapshot, StatementRow
-from dbtools.report.subjects import Building, InspectionOptions, Reading, subjects
+from dbtools.report.subjects import (
+    Building,
+    InspectionOptions,
+    Reading,
+    StoreReading,
+    subjects,
+)
 
 Key = tuple[int, int, int, bool]
 
@@ -64,12 +70,21 @@ def inspect(
     try:
         found = {
             subject.name: subject.read(reading)
-            for subject in subjects()
+            for subject in subjects("database")
             if subject.name in options.sections and (live or not subject.live_only)
         }
         return Inspection(major=major, found=found, unstored_columns=unstored_columns(conn))
     finally:
         conn.execute(f"RESET {SQL_MARKER} lock_timeout")
+
+
+def read_stored(reading: StoreReading) -> dict[str, Any]:
+    """What each subject that reads the store, in ``reading.options.sections``, read."""
+    return {
+        subject.name: subject.read(reading)
+        for subject in subjects("store")
+        if subject.name in reading.options.sections
+    }
 
 
 def build_inspection(
@@ -79,9 +94,11 @@ def build_inspection(
     statements: Sequence[StatementRow],
     *,
     large_table_rows: int,
+    stored: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Each subject's model by its key (None: not read), in the report's order (pure)."""
-    facts = found.found if found else {}
+    """Each subject's model by its key (None: not read), in the report's order (pure); *stored*:
+    what the subjects that read the store read (``read_stored``)."""
+    facts = {**(found.found if found else {}), **(stored or {})}
     building = Building(
         facts, options, state, statements, found.major if found else 0, large_table_rows
     )

@@ -49,7 +49,6 @@ from dbtools.report.story import FamilyChange
 from dbtools.report.subjects import InspectionOptions
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
-from dbtools.report.timelines import Timelines
 from dbtools.schema.manifest import Manifest
 from dbtools.sqltext.families import (
     Batchable,
@@ -145,7 +144,7 @@ class ReportInput:
     manifest: Manifest  # what the state snapshot's revision sets up (``manifest_at``)
     inspection: Inspection | None = None  # activity, space, settings, plans… (``inspection``)
     verification: VerifyResult | None = None  # verify's answer on (baseline, candidate)
-    timelines: Timelines | None = None  # stored windows only (``timelines``)
+    stored: Mapping[str, Any] = field(default_factory=dict)  # timelines (``read_stored``)
 
 
 # -- output: the report --------------------------------------------------------------------------
@@ -245,10 +244,9 @@ class Report:
     batchable: tuple[lookups.BatchableLookup, ...]
     changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
     rules: ReportRules
-    # Read from the database when the report is made: each subject's model by its key
-    # (``report.subjects``; None when not read), its keys inline in the JSON document.
+    # Read when the report is made (the database, or the store's samples): each subject's model
+    # by its key (``report.subjects``; None when not read), its keys inline in the JSON document.
     inspected: Mapping[str, Any] = field(default_factory=dict, metadata={"inline": True})
-    timelines: Timelines | None = None  # per step between samples (stored windows only)
 
     def __getattr__(self, name: str) -> Any:
         """A subject's model by its key (``report.space``), as for the statistics' parts."""
@@ -416,6 +414,7 @@ def _build_report(
         state,
         periods[-1].statements,
         large_table_rows=options.health.large_table_rows,
+        stored=data.stored,
     )
     reduction = (
         query_reduction(periods[0].measures, periods[1].measures)
@@ -455,7 +454,6 @@ def _build_report(
         story=_story(data.verification, changes, names),
         batchable=tuple(lookups.with_replacements(lookup, changes) for lookup in batchable),
         changes=changes,
-        timelines=data.timelines,
         rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
     )
 

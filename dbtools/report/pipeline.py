@@ -25,7 +25,7 @@ from dbtools.output import DEFAULT_DIRECTORY, Destination, write_output
 from dbtools.reading.live import read_live
 from dbtools.report import health
 from dbtools.report.html import render_html
-from dbtools.report.inspection import inspect
+from dbtools.report.inspection import inspect, read_stored
 from dbtools.report.jsonformat import render_json
 from dbtools.report.markdown import render_markdown
 from dbtools.report.model import (
@@ -38,10 +38,10 @@ from dbtools.report.model import (
     period_from_snapshot,
     period_from_window,
 )
-from dbtools.report.subjects import InspectionOptions
+from dbtools.report.subjects import InspectionOptions, StoreReading
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
-from dbtools.report.timelines import load_timelines, parse_marks
+from dbtools.report.timelines import parse_marks
 from dbtools.schema.manifest import manifest_at
 from dbtools.sqltext.families import Classifier, cache_namespace
 from dbtools.sqltext.parse_cache import ParseCache
@@ -126,7 +126,7 @@ def load_input(
     if conn is None and (not refs or store is None):
         raise UsageError("the live statistics need a session to the target: give --dsn")
     verification = None
-    timelines = None
+    from_store: dict[str, Any] = {}
     t = thresholds or Thresholds()
     with translated_errors("reading statistics"):
         if refs:
@@ -148,14 +148,17 @@ def load_input(
                 for w, m, (name, _) in zip(loaded, measured, windows, strict=True)
             )
             state = loaded[-1].end_state
-            timelines = load_timelines(
-                stored,
-                [(p.name, w) for p, w in zip(periods, chosen, strict=True)],
-                marks=[(name, w) for (name, _), w in zip(marks, every[len(refs) :], strict=True)],
-                target=sample_target,
-                statements=timeline_statements,
-                families=timeline_families,
-                classifier=classifier,
+            from_store = read_stored(
+                StoreReading(
+                    stored,
+                    [(p.name, w) for p, w in zip(periods, chosen, strict=True)],
+                    [(name, w) for (name, _), w in zip(marks, every[len(refs) :], strict=True)],
+                    sample_target,
+                    timeline_statements,
+                    timeline_families,
+                    classifier,
+                    inspection or InspectionOptions(),
+                )
             )
             if live is not None:
                 verification = evaluate(measured[0], measured[1], live, thresholds=t)
@@ -187,7 +190,7 @@ def load_input(
         manifest,
         found,
         verification=verification,
-        timelines=timelines,
+        stored=from_store,
     )
 
 

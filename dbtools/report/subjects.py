@@ -1,11 +1,12 @@
-"""The report's subjects read from the database when the report is made, and their registry.
+"""The report's subjects read when the report is made, and their registry.
 
 Each subject declares in its own module, as ``SUBJECT``, everything the report does with it:
 its name (``--skip NAME``) and its key in the report (``Report.inspected``, the JSON), its
 options (a settings class with defaults), what it reads (``read``, on the report's read-only
 session), its model (``build``, pure, from what was read) and its sections (each built from the
 model alone, shown in the order of their ``place``). ``REGISTRY`` lists them in the order of
-the JSON document's keys: adding a subject is its module and one line here. ``inspection`` reads and builds every registered subject;
+the JSON document's keys: adding a subject is its module and one line here. ``inspection`` reads
+and builds every registered subject;
 ``contents`` lays out their sections; ``cli/report.py`` offers their names to ``--skip``.
 """
 
@@ -15,13 +16,16 @@ import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import psycopg
 
+    from dbtools.figures.windows import Window
     from dbtools.reading.rows import Snapshot, StatementRow
     from dbtools.report.sections import Section
+    from dbtools.sqltext.families import Classifier
+    from dbtools.store import Store
 
 # name → the module whose SUBJECT it is, in the order of the JSON document's keys.
 REGISTRY: dict[str, str] = {
@@ -31,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "plans": "dbtools.report.plans",
     "advice": "dbtools.report.advice",
     "schema": "dbtools.report.schema_health",
+    "timelines": "dbtools.report.timelines",
 }
 NAMES = tuple(REGISTRY)
 
@@ -71,6 +76,22 @@ class Reading:
 
 
 @dataclass(frozen=True)
+class StoreReading:
+    """What the ``read`` of a subject that reads the store is given: the store, the report's
+    windows and the marks ((name, window) pairs), whose samples (``sample_target``'s) it reads,
+    how many statements and families it draws, and the classifier of the report's families."""
+
+    store: Store
+    windows: Sequence[tuple[str, Window]]
+    marks: Sequence[tuple[str, Window]]
+    sample_target: str | None
+    statements: int
+    families: int
+    classifier: Classifier | None
+    options: InspectionOptions
+
+
+@dataclass(frozen=True)
 class Building:
     """What a subject's ``build`` is given beside its own facts: every subject's facts (by name,
     None when not read) and the statistics."""
@@ -90,11 +111,12 @@ class Subject:
     name: str  # --skip NAME
     key: str  # its key in Report.inspected and in the JSON document
     settings: Callable[[], Any]  # its options, with their defaults
-    read: Callable[[Reading], Any]  # what it reads (None: nothing to show)
+    read: Callable[[Any], Any]  # what it reads, from a Reading or StoreReading (None: nothing)
     build: Callable[[Any, Building], Any]  # its model, from what it read (pure)
     sections: tuple[Callable[[Any], Section | None], ...]  # each from its model
-    place: int  # where its sections go among the subjects' (lower first)
+    place: int  # where its sections go among the subjects' (lower first; < 0: before the costs)
     live_only: bool = False  # read only for the live statistics (--live)
+    reads: Literal["database", "store"] = "database"  # the live database, or the samples
 
 
 @functools.cache
@@ -105,6 +127,8 @@ def subject(name: str) -> Subject:
     return declared
 
 
-def subjects() -> tuple[Subject, ...]:
-    """Every registered subject, in the report's order."""
-    return tuple(subject(name) for name in REGISTRY)
+def subjects(reads: str | None = None) -> tuple[Subject, ...]:
+    """Every registered subject (those that read *reads* only, when given), in the report's
+    order."""
+    every = (subject(name) for name in REGISTRY)
+    return tuple(s for s in every if reads is None or s.reads == reads)

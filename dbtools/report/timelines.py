@@ -36,6 +36,7 @@ from dbtools.figures.windows import Window, WindowRef, parse_window
 from dbtools.output import NO_VALUE, byte_size, percent
 from dbtools.reading.rows import Snapshot, StatementRow
 from dbtools.report.sections import CodeBlock, Section, moment, ms
+from dbtools.report.subjects import StoreReading, Subject
 from dbtools.sqltext.families import Classifier
 from dbtools.sqltext.scrub import scrub_query
 from dbtools.store import Store
@@ -439,4 +440,29 @@ def growth_section(found: Timelines) -> Section:
     )
 
 
+def _read(reading: StoreReading) -> Timelines | None:
+    """The timelines of the report's windows (none for the live statistics)."""
+    if not reading.windows:
+        return None
+    return load_timelines(
+        reading.store,
+        reading.windows,
+        marks=reading.marks,
+        target=reading.sample_target,
+        statements=reading.statements,
+        families=reading.families,
+        classifier=reading.classifier,
+    )
+
+
 SECTIONS = (steps_section, lines_section, growth_section)
+SUBJECT = Subject(
+    name="timelines",
+    key="timelines",
+    settings=lambda: None,  # how many statements and families: ReportOptions.timeline_*
+    read=_read,
+    build=lambda found, building: found,  # what was loaded is the model
+    sections=SECTIONS,
+    place=-10,  # right after the statistics, before the statements' costs
+    reads="store",
+)
