@@ -34,6 +34,10 @@ _WRITE = re.compile(
     rf"(?P<names>{_NAME}(?:\.{_NAME})?(?:\s*,\s*{_NAME}(?:\.{_NAME})?)*)",
     re.I | re.S,
 )
+# The tables a statement reads: after FROM or JOIN (``delete from`` is a write, not a read).
+_READ = re.compile(
+    rf"(?<!delete)\s+(?:from|join)\s+(?:only\s+)?(?P<name>{_NAME}(?:\.{_NAME})?)", re.I
+)
 
 
 def _unquoted(name: str) -> str:
@@ -58,8 +62,14 @@ def privilege_needed(kind: str, name: str, statement: str) -> str:
         if verb == "copy":
             return "INSERT" if re.search(r"\bfrom\b", rest, re.I) else "SELECT"
         reads = verb in ("update", "delete") and re.search(r"\b(where|returning)\b", rest, re.I)
-        return f"SELECT, {verb.upper()}" if reads else verb.upper()
+        return f"SELECT, {verb.upper()}" if reads or _reads(statement, name) else verb.upper()
     return "SELECT"
+
+
+def _reads(statement: str, name: str) -> bool:
+    """Whether *statement* also reads table *name* (an INSERT … SELECT from the table it fills
+    needs SELECT on it as well)."""
+    return any(_unquoted(m.group("name").split(".")[-1]) == name for m in _READ.finditer(statement))
 
 
 def schema_in(statement: str, name: str) -> str | None:
