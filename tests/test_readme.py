@@ -380,14 +380,16 @@ def test_the_rollout_and_the_rollback_run_as_the_readme_says(
         assert {r.config.path.value for r in app.results} == {"per-request", "batched"}
 
         # The 10% step held for the reasons the runbook gives: each check that failed is named in
-        # its paragraph, too few of the new path's requests among them; no trigger crossed.
+        # its paragraph; too few of the new path's requests on a loaded machine, the reduction
+        # failed on a quiet one (the window then holds enough); no trigger crossed.
         (canary,) = (
             json.loads(p.read_text()) for p in (cwd / "reports").glob("rollout-*-10-*.json")
         )
         assert (canary["outcome"], canary["stopped_in"]) == ("held", "complete")
         failed = {f["check"]: f["status"] for f in canary["verdict"]["findings"]
                   if f["status"] not in ("pass", "info", "warning", "skipped")}  # fmt: skip
-        assert failed.get("variant_requests") == "no data", failed
+        assert (failed.get("variant_requests") == "no data"
+                or failed.get("query_reduction") == "fail"), failed  # fmt: skip
         markdown = RUNBOOK.read_text(encoding="utf-8")
         told = markdown[markdown.index("**10% first**") : markdown.index("**100%**")]
         assert all(f"`{check}" in told or f"({check} " in told for check in failed), failed
