@@ -53,6 +53,7 @@ from dbtools.safety.live import refuse_data
 from dbtools.safety.plan import build_plan
 from dbtools.safety.render import plan_markdown
 from dbtools.schema import latency, revisions
+from dbtools.store.request_metrics import EDGE_SLACK_SECONDS
 from dbtools.store.snapshots import snapshot
 from dbtools.verify import VerifyResult, verify
 from dbtools.verify.canary import CanaryResult, CanarySpec, verify_canary
@@ -333,9 +334,13 @@ def _measure_window(
     """``label:start``, the workload, a wait for its last metrics bucket to close, ``label:end``."""
     start, end = window_labels(label)
     snapshot(dsn, start)
+    # The workload's first request-metrics bucket starts when the workload does: past the slack
+    # a bucket's start is known to, or the window's start would cut it (and with few, fast
+    # requests, hold most of them: untrusted).
+    time.sleep(2 * EDGE_SLACK_SECONDS)
     with progress(label, workload.requests) as advance:
         result = run_workload(dsn, workload, progress=advance)
-    time.sleep(workload.bucket_seconds + 0.05)
+    time.sleep(workload.bucket_seconds + 2 * EDGE_SLACK_SECONDS)
     snapshot(dsn, end)
     return result
 
