@@ -9,6 +9,7 @@ import re
 import pytest
 
 from dbtools.safety.classify import classify
+from dbtools.sqltext import tree
 from dbtools.sqltext.families import (
     Batchable,
     Classifier,
@@ -21,6 +22,7 @@ from dbtools.sqltext.families import (
     shape_of,
 )
 from dbtools.sqltext.parse import TableRef, parse_statements, tables_touched
+from dbtools.sqltext.tree import read_statement
 from dbtools.workload import queries
 
 # The check PostgreSQL runs for a foreign key (ri_triggers.c), as pg_stat_statements keeps it.
@@ -307,3 +309,35 @@ def test_what_batching_would_save_at_the_guides_concurrency(
     found = tuple(batching_reduction(c, calls_per_request) for c in (5, 10, 50))
     assert found == pytest.approx(reductions)
     assert concurrency_for(0.85, calls_per_request) == for_85
+
+
+class _NoOrjson:
+    """``orjson`` refusing everything: ``tree._encode`` falls back to ``json``."""
+
+    @staticmethod
+    def dumps(value: object) -> bytes:
+        raise TypeError("refused")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT a FROM t WHERE id = $1 AND b IN ($2, $3)",
+        'SELECT "é" FROM t WHERE "ü" = $1',  # json escapes what is not ASCII, orjson does not
+        'SELECT "a\x7fb" FROM t WHERE id = $1',  # json escapes DEL, orjson does not
+        'SELECT U&"d\\00e9t" FROM t WHERE id = $1',  # an ASCII text, a tree that is not
+        'SELECT "a\tb\x01" FROM t WHERE id = $1',  # control characters: the same escapes
+    ],
+)
+def test_family_keys_are_the_bytes_json_writes(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = read_statement(text)
+    monkeypatch.setattr(tree, "orjson", _NoOrjson)
+    reference = read_statement(text)
+    assert fast is not None and reference is not None and fast.lookup is not None
+    assert fast == reference
+
+
+def test_a_float_in_a_tree_is_encoded_by_json() -> None:
+    found = tree._DECODER.decode('{"a": [1.5, 2, "x"]}')
+    assert type(found["a"][0]) is tree._Float
+    assert tree._encode(found) == '{"a":[1.5,2,"x"]}'

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 
+import pglast.parser
 import pytest
 from pglast.parser import ParseError, scan
 
+from benchmarks import shapes_corpus
+from benchmarks.report import distinct_texts
+from dbtools.sqltext import scrub
 from dbtools.sqltext.families import Classifier
 from dbtools.sqltext.scrub import is_unreadable, scrub_query
 
@@ -185,3 +190,88 @@ def test_random_texts_never_leak(separator: str) -> None:
         readable += 1
         assert _literal_free(out), (text, out)
     assert readable > 2000  # the generator does produce readable texts
+
+
+# -- the fast path: a text the scanner would give back as it is, known without the scanner ------
+
+
+def _scanner_only(monkeypatch: pytest.MonkeyPatch, text: str) -> str:
+    """``scrub_query`` with every text read by the scanner."""
+    with monkeypatch.context() as patched:
+        patched.setattr(scrub, "_PLAIN", re.compile("(?!)"))  # matches nothing
+        return scrub_query(text)
+
+
+def test_normalised_texts_skip_the_scanner(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = distinct_texts(2000)  # pg_stat_statements texts: $n, no literal, no comment
+    expected = [_scanner_only(monkeypatch, text) for text in texts]
+    assert expected == texts  # the scanner gives each back as it is
+    with monkeypatch.context() as patched:
+        patched.setattr(pglast.parser, "scan", None)  # scrub_query must not call it
+        assert [scrub_query(text) for text in texts] == texts
+
+
+def test_the_fast_path_agrees_with_the_scanner_on_the_shapes_corpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = shapes_corpus.corpus()
+    plain = [text for text in texts if scrub._PLAIN.fullmatch(text)]
+    assert len(texts) > len(plain) > len(texts) // 2  # both paths are taken
+    for text in texts:
+        assert scrub_query(text) == _scanner_only(monkeypatch, text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # literals: strings, dollar quotes, numbers in every place a digit can start one
+        ("SELECT a FROM t WHERE b = 'x'", "SELECT a FROM t WHERE b = $1"),
+        ("SELECT $$x$$", "SELECT $1"),
+        ("SELECT $q$x$q$ FROM t", "SELECT $1 FROM t"),
+        ("SELECT a FROM t LIMIT 10", "SELECT a FROM t LIMIT $1"),
+        ("SELECT .5, t.a", "SELECT $1, t.a"),
+        ("SELECT 1e3 FROM t", "SELECT $1 FROM t"),
+        ("SELECT a FROM t WHERE b = $1+2", "SELECT a FROM t WHERE b = $1+$2"),
+        ("SELECT $1.5", "SELECT $1 $2"),  # the scanner reads $1, then .5
+        ("SELECT a FROM t WHERE b=-1", "SELECT a FROM t WHERE b=-$1"),
+        # comments
+        ("SELECT a -- b", "SELECT a"),
+        ("SELECT a /* b */ FROM t", "SELECT a FROM t"),
+        ("SELECT a/*b*/", "SELECT a"),
+        # what the scanner refuses or cannot vouch for
+        ('SELECT "" FROM t', unreadable('SELECT "" FROM t')),
+        ('SELECT "a FROM t', unreadable('SELECT "a FROM t')),
+        ("SELECT a\x00 FROM t", unreadable("SELECT a\x00 FROM t")),
+        ('SELECT "a\x00b" FROM t', unreadable('SELECT "a\x00b" FROM t')),
+        ("SELECT 1abc", unreadable("SELECT 1abc")),
+        ("SELECT $9999999999", unreadable("SELECT $9999999999")),
+        ("SELECT a { b", unreadable("SELECT a { b")),
+        ("SELECT a } b", unreadable("SELECT a } b")),
+        ("SELECT a\x01 FROM t", unreadable("SELECT a\x01 FROM t")),
+        ("SELECT a\x7f FROM t", unreadable("SELECT a\x7f FROM t")),
+        ('SELECT "\ud800"', unreadable('SELECT "\ud800"')),
+        # kept as they are, but read by the scanner (not vouched for without it)
+        ("SELECT $1abc", "SELECT $1abc"),
+        ("SELECT é FROM t", "SELECT é FROM t"),
+        ("SELECT a\fFROM t", "SELECT a\fFROM t"),
+        ("SELECT a $ b", "SELECT a $ b"),
+    ],
+)
+def test_what_the_fast_path_leaves_to_the_scanner(text: str, expected: str) -> None:
+    assert scrub._PLAIN.fullmatch(text) is None
+    assert scrub_query(text) == expected
+
+
+def test_the_fast_path_agrees_with_the_scanner_on_random_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pieces = ["a", "SELECT", "_", "e", "x", "$", "$1", "1", "9", ".", "-", "/", "*", '"', '"a"',
+              "'", "''", " ", "\n", "\t", "\f", "\x00", "\x01", "{", "}", "\\", "é", "#", "?",
+              "`", "&", "U&", "(", ")", ":", ",", "=", "$$", "$q$", "--", "/*", "*/"]  # fmt: skip
+    rng = random.Random(20261207)
+    plain = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 10)))
+        plain += scrub._PLAIN.fullmatch(text) is not None
+        assert scrub_query(text) == _scanner_only(monkeypatch, text), text
+    assert plain > 1000  # the fast path is taken often enough to be tested

@@ -53,6 +53,23 @@ _KEPT = frozenset(
 # text of the server's with no data in it, kept so that the collapse stays visible.
 _KEPT_COMMENTS = frozenset({"/*, ... */"})
 _SPACE = " \t\n\r\f\v"  # the scanner's whitespace (str.isspace() is wider)
+# A text that is its own scrub, without the scanner (most texts pg_stat_statements holds: they
+# are normalised already): ASCII words, ``$n`` placeholders, "quoted" identifiers and operator
+# characters, nothing else. So no quote ``'`` (strings), no ``$`` that could open a dollar quote,
+# no digit that could start a number (``1``, ``.5``, ``1e3``), no ``--`` or ``/*`` (comments),
+# no NUL (the scanner stops there), no ``""``, no unterminated ``"``, no ``$n`` above 2^31 (the
+# scanner's errors), no character the scanner reads as a token of no known kind (``{``,
+# controls). Each of these is the scanner's (tests/test_scrub.py compares the two paths).
+_PLAIN = re.compile(
+    r"""(?:
+        [ \t\n\r]++
+      | [A-Za-z_][A-Za-z0-9_$]*+  # a keyword or an identifier: digits and $ only inside
+      | \$[0-9]{1,9}+(?![A-Za-z0-9_$])  # a placeholder (the scanner refuses one above 2^31)
+      | "[\t\n\r !#-~]++"  # a quoted identifier
+      | -(?!-) | /(?!\*) | [!#%&()*+,.:;<=>?@[\\\]^`|~]
+    )*+""",
+    re.VERBOSE,
+)
 
 
 class _Unreadable(Exception):
@@ -84,14 +101,23 @@ def scrub_query(text: str) -> str:
     """
     if is_unreadable(text):
         return text
-    try:
-        tokens = _tokens(text)
-    except _Unreadable:
-        return unreadable(text)
-    # A text with no literal and no comment rebuilds as itself (a text scrubbed already).
-    rebuilt = _rebuild(text, tokens) if any(t[0] in _CHANGED for t in tokens) else text
+    if _PLAIN.fullmatch(text) is not None:
+        rebuilt = text
+    else:
+        try:
+            rebuilt = _scanned(text)
+        except _Unreadable:
+            return unreadable(text)
     scrubbed = redact(rebuilt)
     return text if scrubbed == text else scrubbed  # one copy of the text kept
+
+
+def _scanned(text: str) -> str:
+    """*text* with its literals and comments rewritten, read by the scanner. Raises
+    ``_Unreadable``."""
+    tokens = _tokens(text)
+    # A text with no literal and no comment rebuilds as itself (a text scrubbed already).
+    return _rebuild(text, tokens) if any(t[0] in _CHANGED for t in tokens) else text
 
 
 def _is_space(piece: str) -> bool:
