@@ -23,7 +23,7 @@ from dbtools.report import ReportOptions, render
 from dbtools.report.activity import ActivitySettings
 from dbtools.report.model import Report
 from dbtools.report.space import SpaceSettings
-from dbtools.report.subjects import NAMES as SECTIONS
+from dbtools.report.subjects import REGISTRY as SECTIONS
 from dbtools.report.subjects import InspectionOptions
 from tests.conftest import Database, PgServer
 from tests.helpers import run_cli

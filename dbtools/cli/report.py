@@ -21,7 +21,7 @@ from dbtools.cli.options import (
 )
 from dbtools.db.connection import normalise_dsn
 from dbtools.output import Destination
-from dbtools.report.subjects import NAMES as SUBJECTS
+from dbtools.report.subjects import skip_help, skippable
 
 # The renderers' names, spelled here so that `dbtools --help` need not import the report
 # machinery (matplotlib, jinja2, SQLAlchemy); a test checks they match dbtools.report.FORMATS.
@@ -73,11 +73,9 @@ REPORT_FORMATS = ("md", "html", "json")
 )
 @click.option(
     "--skip",
-    type=click.Choice(SUBJECTS),
+    type=click.Choice(skippable()),
     multiple=True,
-    help="Leave out a section read when the report is made (repeatable): activity (--live "
-    "only), space, settings, plans, advice (index advice), schema (schema health), timelines "
-    "(stored windows).",
+    help=f"Leave out a section read when the report is made (repeatable): {skip_help()}.",
 )
 @target_option
 @store_option

@@ -1,14 +1,15 @@
 """The report's contents: its sections in order, those with nothing to say for it left out.
 
-The statistics' sections (the opening, statements, lookups, families, hit ratios, index and
-autovacuum health) are built here from the report; then each registered subject's
-(``report.subjects``) from its own model, when it was read, in the order of their ``place``:
-those placed below 0 (the timelines) before the statements' costs, the others after.
+The opening (verify's verdict, what replaced what, the summary) is built here from the report;
+then each registered subject's sections (``report.subjects``), in the order of their ``place``:
+the statistics' (statements, lookups, families, health) from the report, the timelines, the
+statements' costs, then those read from the database, each from its own model when it was read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from dbtools.figures.measures import (
     P95_DEFINITION,
@@ -18,7 +19,6 @@ from dbtools.figures.measures import (
     WORST_SECOND_NAME,
 )
 from dbtools.output import NO_VALUE, byte_size, number, percent
-from dbtools.report import families, health, lookups, statements
 from dbtools.report.model import (
     PeriodSummary,
     Report,
@@ -206,32 +206,18 @@ def changes(report: Report) -> Section | None:
     )  # fmt: skip
 
 
-SECTIONS: tuple[Callable[[Report], Section | None], ...] = (
-    opening,
-    changes,
-    summary,
-    statements.top_statements,
-    lookups.batchable,
-    lookups.n_plus_one,
-    families.families_section,
-    families.unparsed_section,
-    health.hit_ratios_section,
-    health.indexes_section,
-    health.index_health_section,
-    health.autovacuum_section,
-    health.autovacuum_health_section,
-)
-COSTS_PLACE = 0  # the statements' costs come after the subjects placed before it
+OPENING: tuple[Callable[[Report], Section | None], ...] = (opening, changes, summary)
 
 
 def sections(report: Report) -> list[Section]:
-    """The report's sections, in order: the statistics', then each subject's that was read."""
-    found = [build(report) for build in SECTIONS]
-    costs: list[Section | None] = [statements.statement_costs(report)]
-    for subject in sorted(subjects(), key=lambda subject: subject.place):
-        if subject.place >= COSTS_PLACE:
-            found, costs = found + costs, []
-        model = report.inspected.get(subject.key)
-        if model is not None:
-            found += [build(model) for build in subject.sections]
-    return [section for section in found + costs if section is not None]
+    """The report's sections, in order: the opening, then each subject's (those of the windows
+    from the report, the others from their model, when read) in the order of their place."""
+    placed: list[tuple[int, Callable[[Any], Section | None], Any]] = []
+    for subject in subjects():
+        shown = report if subject.fields else report.inspected.get(subject.key)
+        if shown is None:
+            continue
+        placed += [(place, build, shown) for place, build in subject.placed()]
+    placed.sort(key=lambda item: item[0])  # stable: the registry's order within a place
+    found = [build(report) for build in OPENING] + [build(shown) for _, build, shown in placed]
+    return [section for section in found if section is not None]

@@ -5,15 +5,17 @@ sqlglot cannot parse).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from dbtools.figures.measures import per_request, ratio
 from dbtools.output import NO_VALUE, number, percent
 from dbtools.reading.rows import StatementRow
 from dbtools.report.sections import CodeBlock, Section, ms, one_line, tables_text
 from dbtools.report.statements import Key, heaviest_first
+from dbtools.report.subjects import Subject, as_read
 from dbtools.sqltext.families import StatementShape
 
 
@@ -180,3 +182,51 @@ def unparsed_section(report: Shown) -> Section:
         [CodeBlock(f"{line.fingerprint}: {line.kind}", line.sql) for line in report.unparsed],
         empty="Every statement was parsed.",
     )
+
+
+# -- the subject -----------------------------------------------------------------------------------
+
+
+class _Options(Protocol):
+    @property
+    def top_families(self) -> int: ...
+
+
+class Grouped(Protocol):
+    """The windows' statements grouped into families (``model.WindowsReading``'s)."""
+
+    @property
+    def families(self) -> Mapping[str, Family]: ...
+    @property
+    def family_lines(self) -> Sequence[FamilyLine]: ...
+
+
+class Windows(Grouped, Protocol):
+    """What the families read of the windows (``model.WindowsReading``)."""
+
+    @property
+    def options(self) -> _Options: ...
+
+
+def _read(windows: Windows) -> dict[str, Any]:
+    def shown(line: FamilyLine) -> FamilyLine:  # sqlglot renders only what the report shows
+        return dataclasses.replace(line, sql=windows.families[line.fingerprint].shape.sql)
+
+    lines = windows.family_lines
+    return {
+        "families": tuple(shown(line) for line in lines[: windows.options.top_families]),
+        "unparsed": tuple(shown(line) for line in lines if not line.parsed),
+    }
+
+
+SUBJECT = Subject(
+    name="families",
+    key="families",
+    settings=lambda: None,  # how many: ReportOptions.top_families
+    read=_read,
+    build=as_read,
+    sections=(families_section, unparsed_section),
+    place=-30,
+    reads="windows",
+    fields=("families", "unparsed"),
+)

@@ -31,6 +31,7 @@ from dbtools.findings import Finding, Rule, Status, rule, run_rules, worst_first
 from dbtools.output import NO_VALUE, byte_size, number, percent
 from dbtools.reading.rows import DatabaseRow, IndexRow, Snapshot, TableRow
 from dbtools.report.sections import Section, findings_section, moment
+from dbtools.report.subjects import Subject, as_read
 from dbtools.schema.manifest import TableSettings, setting_differences
 from dbtools.schema.monitoring import is_application
 
@@ -898,3 +899,71 @@ def autovacuum_health_section(report: Shown) -> Section:
         "Dead tuples past the autovacuum trigger, stale statistics, settings, transaction-ID age.",
         report.autovacuum_health,
     )
+
+
+# -- the subject -----------------------------------------------------------------------------------
+
+
+class _Period(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def tables(self) -> tuple[TableRow, ...]: ...
+    @property
+    def indexes(self) -> tuple[IndexRow, ...]: ...
+
+
+class _Manifest(Protocol):
+    @property
+    def table_settings(self) -> Sequence[TableSettings]: ...
+
+
+class _Options(Protocol):
+    @property
+    def health(self) -> HealthSettings: ...
+
+
+class Windows(Protocol):
+    """What the health reads of the windows (``model.WindowsReading``)."""
+
+    @property
+    def periods(self) -> Sequence[_Period]: ...
+    @property
+    def state(self) -> Snapshot: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def manifest(self) -> _Manifest: ...
+    @property
+    def options(self) -> _Options: ...
+
+
+def _read(windows: Windows) -> dict[str, Any]:
+    data = health_input(
+        windows.state, windows.catalog, windows.options.health,
+        expected_settings=windows.manifest.table_settings,
+    )  # fmt: skip
+    periods = windows.periods
+    return {
+        "table_hit_ratios": table_hit_lines({p.name: p.tables for p in periods}),
+        "indexes": index_lines({p.name: p.indexes for p in periods}, data.indexes),
+        "index_health": tuple(index_health(data)),
+        "autovacuum": vacuum_lines(data.tables, data.expected_settings),
+        "autovacuum_health": tuple(autovacuum_health(data)),
+    }
+
+
+SUBJECT = Subject(
+    name="health",
+    key="health",
+    settings=HealthSettings,  # also ReportOptions.health, read by the catalog's subjects
+    read=_read,
+    build=as_read,
+    sections=(
+        hit_ratios_section, indexes_section, index_health_section, autovacuum_section,
+        autovacuum_health_section,
+    ),
+    place=-20,
+    reads="windows",
+    fields=("table_hit_ratios", "indexes", "index_health", "autovacuum", "autovacuum_health"),
+)  # fmt: skip

@@ -1,6 +1,7 @@
 """What the report reads beyond the statistics: every registered subject (``report.subjects``:
 activity, plans, index advice, space, settings, schema health from the database; timelines from
-the store) and the pg_stat_statements columns snapshots do not store.
+the store) and the pg_stat_statements columns snapshots do not store; and every subject's model
+(those of the windows too: statements, lookups, families, health).
 
 ``inspect`` reads (on the report's read-only session, with a short lock timeout so that no
 catalog read queues behind DDL) what each subject in ``InspectionOptions.sections`` reads;
@@ -71,7 +72,7 @@ def inspect(
         found = {
             subject.name: subject.read(reading)
             for subject in subjects("database")
-            if subject.name in options.sections and (live or not subject.live_only)
+            if options.reads(subject.name) and (live or not subject.live_only)
         }
         return Inspection(major=major, found=found, unstored_columns=unstored_columns(conn))
     finally:
@@ -83,7 +84,7 @@ def read_stored(reading: StoreReading) -> dict[str, Any]:
     return {
         subject.name: subject.read(reading)
         for subject in subjects("store")
-        if subject.name in reading.options.sections
+        if reading.options.reads(subject.name)
     }
 
 
@@ -95,10 +96,18 @@ def build_inspection(
     *,
     large_table_rows: int,
     stored: Mapping[str, Any] | None = None,
+    windows: Any = None,
 ) -> dict[str, Any]:
-    """Each subject's model by its key (None: not read), in the report's order (pure); *stored*:
-    what the subjects that read the store read (``read_stored``)."""
+    """Each subject's model by its key (None: not read), in the registry's order (pure);
+    *stored*: what the subjects that read the store read (``read_stored``); *windows*: what the
+    subjects of the windows read (``model.WindowsReading``), when given."""
     facts = {**(found.found if found else {}), **(stored or {})}
+    if windows is not None:
+        facts.update(
+            (subject.name, subject.read(windows))
+            for subject in subjects("windows")
+            if options.reads(subject.name)
+        )
     building = Building(
         facts, options, state, statements, found.major if found else 0, large_table_rows
     )

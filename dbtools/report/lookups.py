@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dbtools.output import NO_VALUE, number, percent
 from dbtools.reading.rows import IndexRow
+from dbtools.report.families import Grouped
 from dbtools.report.sections import CodeBlock, Section
+from dbtools.report.subjects import Subject, as_read
 from dbtools.sqltext.families import (
     Batchable,
     NPlusOne,
@@ -333,3 +335,54 @@ def batchable(report: Shown) -> Section:
         code,
         empty="No lookup on a key or indexed column runs at the batchable rate.",
     )  # fmt: skip
+
+
+# -- the subject -----------------------------------------------------------------------------------
+
+
+class _Snapshot(Protocol):
+    @property
+    def indexes(self) -> Sequence[IndexRow]: ...
+
+
+class Windows(Grouped, Protocol):
+    """What the lookups read of the windows (``model.WindowsReading``): the families, and
+    where the lookups' lines are drawn."""
+
+    @property
+    def state(self) -> _Snapshot: ...
+    @property
+    def options(self) -> _Rules: ...
+    @property
+    def target(self) -> float: ...
+    @property
+    def requests(self) -> Mapping[str, int | None]: ...
+    @property
+    def seconds(self) -> Mapping[str, float | None]: ...
+    @property
+    def changes(self) -> Sequence[FamilyChange]: ...
+
+
+def _read(windows: Windows) -> dict[str, Any]:
+    options = windows.options
+    suspects, found = found_in(
+        windows.family_lines, windows.families, windows.state.indexes, options.n_plus_one,
+        options.batchable, windows.target, windows.requests, windows.seconds,
+    )  # fmt: skip
+    return {
+        "n_plus_one": suspects,
+        "batchable": tuple(with_replacements(lookup, windows.changes) for lookup in found),
+    }
+
+
+SUBJECT = Subject(
+    name="lookups",
+    key="lookups",
+    settings=lambda: None,  # where their lines are drawn: ReportOptions.n_plus_one, .batchable
+    read=_read,
+    build=as_read,
+    sections=(batchable, n_plus_one),
+    place=-40,
+    reads="windows",
+    fields=("n_plus_one", "batchable"),
+)

@@ -19,7 +19,6 @@ any text in it. Nothing here reads a clock or a database: the same input gives t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from dbtools.report.families import Family, FamilyLine, grouped, lines_of
 from dbtools.report.inspection import Inspection, build_inspection
 from dbtools.report.statements import Key
 from dbtools.report.story import FamilyChange
-from dbtools.report.subjects import InspectionOptions
+from dbtools.report.subjects import InspectionOptions, subjects
 from dbtools.report.timelines import DEFAULT_FAMILIES as DEFAULT_TIMELINE_FAMILIES
 from dbtools.report.timelines import DEFAULT_STATEMENTS as DEFAULT_TIMELINE_STATEMENTS
 from dbtools.schema.manifest import Manifest
@@ -367,7 +366,82 @@ def _build_report(
     classifier: Classifier | None,
 ) -> Report:
     options = options or ReportOptions()
-    classifier = classifier or Classifier()
+    windows = read_windows(data, options, classifier or Classifier())
+    state = data.state
+    models = build_inspection(
+        data.inspection,
+        options.inspection,
+        state,
+        windows.periods[-1].statements,
+        large_table_rows=options.health.large_table_rows,
+        stored=data.stored,
+        windows=windows,
+    )
+    spine: dict[str, Any] = {}  # the statistics' subjects fill the Report's own fields
+    for subject in subjects():
+        if subject.fields:
+            model = models.pop(subject.key)
+            assert tuple(model) == subject.fields, f"{subject.name} builds {tuple(model)}"
+            spine.update(model)
+    names = windows.names
+    periods = windows.periods
+    reduction = (
+        query_reduction(periods[0].measures, periods[1].measures)
+        if len(periods) == 2 and periods[0].measures and periods[1].measures
+        else None
+    )
+    return Report(
+        title=_title(data),
+        generated_at=generated_at,
+        source=data.source,
+        target=data.target,
+        database=state.header.database_name,
+        server_version=version_text(state.header.server_version_num),
+        periods=tuple(_summary(p) for p in periods),
+        query_reduction=reduction,
+        notes=_notes(data, any(line.shared_entry for line in windows.family_lines)),
+        inspected=models,
+        verification=_verification(data.verification),
+        story=_story(data.verification, windows.changes, names),
+        changes=windows.changes,
+        rules=ReportRules(
+            options.n_plus_one, options.batchable, options.min_family_change, windows.target
+        ),
+        **spine,
+    )
+
+
+@dataclass(frozen=True)
+class WindowsReading:
+    """What a subject of the windows reads (``Subject.reads == "windows"``): the periods and
+    what the report makes of them once for all (their statements by key, classified into
+    shapes and families, the families' lines, what replaced what), the latest snapshot, the
+    catalog, the manifest and the options. Each such subject's module says what it reads of
+    it (its ``Windows`` protocol)."""
+
+    periods: tuple[Period, ...]
+    names: tuple[str, ...]
+    state: Snapshot
+    catalog: health.Catalog
+    manifest: Manifest
+    options: ReportOptions
+    unstored: Mapping[Key, Mapping[str, Any]] | None  # pg_stat_statements' unstored columns
+    total_time: Mapping[str, float]
+    requests: Mapping[str, int | None]
+    seconds: Mapping[str, float | None]
+    by_key: Mapping[Key, Mapping[str, StatementRow]]
+    shapes: Mapping[Key, StatementShape]
+    covered: Mapping[str, tuple[tuple[str, ...], bool]]
+    families: Mapping[str, Family]
+    family_lines: Sequence[FamilyLine]
+    changes: tuple[FamilyChange, ...]  # what replaced what (two windows only)
+    target: float  # the query reduction a batch is sized for (verify's min_query_reduction)
+
+
+def read_windows(
+    data: ReportInput, options: ReportOptions, classifier: Classifier
+) -> WindowsReading:
+    """The periods of *data* as the subjects of the windows read them (pure)."""
     periods = data.periods
     names = tuple(p.name for p in periods)
     total_time = {p.name: sum(row.total_exec_time for row in p.statements) for p in periods}
@@ -384,43 +458,11 @@ def _build_report(
     covered = {
         shape.fingerprint: covered_tables(shape, data.catalog, version) for shape in shapes.values()
     }
-
-    lines = statements.statement_lines(
-        by_key, shapes, covered, options.top_statements, total_time, requests, names,
-        data.inspection.unstored_columns if data.inspection else None,
-    )  # fmt: skip
     families = grouped(by_key, shapes)
     family_lines = lines_of(families, covered, total_time, requests, seconds)
     target = (
         data.verification.thresholds if data.verification else options.thresholds
     ).min_query_reduction
-
-    def shown(line: FamilyLine) -> FamilyLine:  # sqlglot renders only what the report shows
-        return dataclasses.replace(line, sql=families[line.fingerprint].shape.sql)
-
-    suspects, batchable = lookups.found_in(
-        family_lines, families, data.state.indexes, options.n_plus_one, options.batchable,
-        target, requests, seconds,
-    )  # fmt: skip
-
-    state = data.state
-    health_input = health.health_input(
-        state, data.catalog, options.health, expected_settings=data.manifest.table_settings
-    )
-    summaries = tuple(_summary(p) for p in periods)
-    inspected = build_inspection(
-        data.inspection,
-        options.inspection,
-        state,
-        periods[-1].statements,
-        large_table_rows=options.health.large_table_rows,
-        stored=data.stored,
-    )
-    reduction = (
-        query_reduction(periods[0].measures, periods[1].measures)
-        if len(periods) == 2 and periods[0].measures and periods[1].measures
-        else None
-    )
     changes: tuple[FamilyChange, ...] = (
         story.family_changes(
             (_counts(line, families[line.fingerprint]) for line in family_lines
@@ -430,32 +472,12 @@ def _build_report(
         if len(names) == 2
         else ()
     )  # fmt: skip
-    return Report(
-        title=_title(data),
-        generated_at=generated_at,
-        source=data.source,
-        target=data.target,
-        database=state.header.database_name,
-        server_version=version_text(state.header.server_version_num),
-        periods=summaries,
-        query_reduction=reduction,
-        top_statements=tuple(lines),
-        families=tuple(shown(line) for line in family_lines[: options.top_families]),
-        unparsed=tuple(shown(line) for line in family_lines if not line.parsed),
-        n_plus_one=suspects,
-        table_hit_ratios=health.table_hit_lines({p.name: p.tables for p in periods}),
-        indexes=health.index_lines({p.name: p.indexes for p in periods}, health_input.indexes),
-        index_health=tuple(health.index_health(health_input)),
-        autovacuum=health.vacuum_lines(health_input.tables, health_input.expected_settings),
-        autovacuum_health=tuple(health.autovacuum_health(health_input)),
-        notes=_notes(data, any(line.shared_entry for line in family_lines)),
-        inspected=inspected,
-        verification=_verification(data.verification),
-        story=_story(data.verification, changes, names),
-        batchable=tuple(lookups.with_replacements(lookup, changes) for lookup in batchable),
-        changes=changes,
-        rules=ReportRules(options.n_plus_one, options.batchable, options.min_family_change, target),
-    )
+    return WindowsReading(
+        periods, names, data.state, data.catalog, data.manifest, options,
+        data.inspection.unstored_columns if data.inspection else None,
+        total_time, requests, seconds, by_key, shapes, covered, families, family_lines,
+        changes, target,
+    )  # fmt: skip
 
 
 def _verification(result: VerifyResult | None) -> Verification | None:

@@ -13,6 +13,7 @@ from dbtools.figures.measures import per_request, ratio, statement_hit_ratio
 from dbtools.output import NO_VALUE, byte_size, number, percent, signed_percent
 from dbtools.reading.rows import StatementRow
 from dbtools.report.sections import CodeBlock, Section, ms, tables_text
+from dbtools.report.subjects import Subject, as_read
 from dbtools.sqltext.families import StatementShape
 
 Key = tuple[int, int, int, bool]  # a statement: queryid, user, database, top level
@@ -281,3 +282,54 @@ def statement_costs(report: Shown) -> Section:
          "write ms", "blocks read", "temp read", "temp written", "WAL records", "WAL"],
         rows,
     )  # fmt: skip
+
+
+# -- the subject -----------------------------------------------------------------------------------
+
+
+class _Options(Protocol):
+    @property
+    def top_statements(self) -> int: ...
+
+
+class Windows(Protocol):
+    """What the statements read of the windows (``model.WindowsReading``)."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def by_key(self) -> Mapping[Key, Mapping[str, StatementRow]]: ...
+    @property
+    def shapes(self) -> Mapping[Key, StatementShape]: ...
+    @property
+    def covered(self) -> Mapping[str, tuple[tuple[str, ...], bool]]: ...
+    @property
+    def total_time(self) -> Mapping[str, float]: ...
+    @property
+    def requests(self) -> Mapping[str, int | None]: ...
+    @property
+    def unstored(self) -> Mapping[Key, Mapping[str, Any]] | None: ...
+    @property
+    def options(self) -> _Options: ...
+
+
+def _read(windows: Windows) -> dict[str, Any]:
+    lines = statement_lines(
+        windows.by_key, windows.shapes, windows.covered, windows.options.top_statements,
+        windows.total_time, windows.requests, windows.names, windows.unstored,
+    )  # fmt: skip
+    return {"top_statements": tuple(lines)}
+
+
+COSTS_PLACE = 0  # the statements' costs: after the timelines, before the database's subjects
+SUBJECT = Subject(
+    name="statements",
+    key="statements",
+    settings=lambda: None,  # how many: ReportOptions.top_statements (--top)
+    read=_read,
+    build=as_read,
+    sections=(top_statements, (COSTS_PLACE, statement_costs)),
+    place=-50,
+    reads="windows",
+    fields=("top_statements",),
+)
