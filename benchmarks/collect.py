@@ -16,10 +16,14 @@ re-runs a random 10% (500) of a database's statements. Measured side by side:
 2. **the old full-copy storage** (revision 0004, the commit before revision 0005, extracted
    with `git archive` and run in a child process): bytes and ms per `snapshot()` of the same
    workload in its own database;
-3. **a fleet of 20 databases** on the server: `Collector` rounds over 20 targets (each
-   target's own `perf_monitoring`, the default concurrency) in a child process: a round's wall
-   time, the CPU seconds the process spent in it, its peak RSS, bytes per round and per day at
-   a 60 s interval; beside it `powa_take_snapshot()` covering the same 100,000 statements.
+3. **a fleet of 20 databases** on the server: `Collector` rounds over 20 targets (the
+   default concurrency) in a child process: a round's wall time, the CPU seconds the process
+   spent in it, the monitored server's CPU, the collector's RSS (memory per target: its growth
+   from 20 to 50 targets), bytes per round and per day at a 60 s interval; beside it
+   `powa_take_snapshot()` covering the same 100,000 statements. The samples go to a central
+   `--store` on a second sandbox server (`--fleet-store server`, the default: the monitored
+   server's CPU is what reading it costs), or to each target's own `perf_monitoring` on the
+   monitored server (`--fleet-store target`: its CPU then counts the samples' writes too).
 
 PoWA comes from Debian: `apt-get update && apt-get install -y postgresql-15-powa` (it pulls
 btree_gist and pg_stat_statements with postgresql-15; see /work/notes/powa.md).
@@ -27,6 +31,11 @@ btree_gist and pg_stat_statements with postgresql-15; see /work/notes/powa.md).
     .venv/bin/python -m benchmarks.collect [--rounds 40] [--fleet-rounds 8] [--output FILE]
 
 Medians over the rounds; results written to benchmarks/RESULTS-collect.md by default.
+`--fleet-only` runs the fleet's collectors alone at `--fleet-sizes` (no PoWA, no results
+file: a table on stdout), e.g. a check at a tiny size, or memory with `--tracemalloc`:
+
+    .venv/bin/python -m benchmarks.collect --fleet-only --tables 4 --fleet-sizes 2,3 \
+        --fleet-rounds 1 --one-rounds 1 --before HEAD
 """
 
 from __future__ import annotations
@@ -44,19 +53,22 @@ import sys
 import tarfile
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from benchmarks.history import earlier_runs
 from benchmarks.machine import machine_lines
-from dbtools.db.sandbox import Sandbox
 from dbtools.schema.revisions import upgrade
 from dbtools.store.collector import Collector, Target
+
+if TYPE_CHECKING:  # a fleet child runs this file on older trees, whose sandbox lived elsewhere
+    from dbtools.db.sandbox import Sandbox
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -66,6 +78,7 @@ STATEMENTS = TABLES * COLUMNS
 MOVED = STATEMENTS // 10
 FLEET = 20
 BIG_FLEET = 50
+STORE_SETTINGS = {"shared_buffers": "256MB", "max_wal_size": "4GB"}
 # The commit the fleet is compared with: main before one scan per server (issue 25 point 4).
 BEFORE = "8a9594a"
 INTERVAL_S = 60
@@ -376,32 +389,40 @@ def current_rss() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def fleet_child(dsns: Sequence[str], rounds: int, seed: int, postmaster: int) -> None:
+def fleet_child(
+    dsns: Sequence[str], rounds: int, seed: int, postmaster: int, store: str | None, trace: bool
+) -> None:
     """In its own process (RSS is the collector's; run from another tree, the collector of
-    another commit): a first round, then *rounds* rounds after a move in every database;
-    prints one JSON line per round."""
+    another commit): a first round, then *rounds* rounds after a move in every database, the
+    samples in *store* (None: each target's own repository); prints one JSON line per round
+    (*trace*: with tracemalloc's peak of Python allocations during the round: slower)."""
     rng = random.Random(seed)
     targets = [Target(f"bench_{i:02d}", dsn) for i, dsn in enumerate(dsns, 1)]
+    repositories = [store] if store is not None else dsns
     # a round waits for every target however long it takes (a first round of 50 reads every
     # text: longer than a 60 s interval on a loaded machine)
-    with Collector(targets, interval_s=FIRST_ROUND_WAIT_S) as collector:
+    with Collector(targets, store=store, interval_s=FIRST_ROUND_WAIT_S) as collector:
         collector.open_all()
         for number in range(rounds + 1):
             if number:
                 for dsn in dsns:
                     move(dsn, rng)
-            before = sum(bytes_of(dsn) for dsn in dsns)
+            before = sum(bytes_of(dsn) for dsn in repositories)
             time.sleep(0.2)  # the movers' backends have exited and been reaped
+            if trace:
+                tracemalloc.start()
             cpu, server = time.process_time(), server_cpu(postmaster)
             done = collector.run_round(number)
             cpu, server = time.process_time() - cpu, server_cpu(postmaster) - server
+            traced = tracemalloc.get_traced_memory()[1] if trace else None
+            tracemalloc.stop()
             assert done.stored == len(dsns), done.line()
-            grown = sum(bytes_of(dsn) for dsn in dsns) - before
+            grown = sum(bytes_of(dsn) for dsn in repositories) - before
             rows = sum(o.sample.rows_stored for o in done.outcomes if o.sample is not None)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             print(json.dumps({"round": number, "seconds": done.seconds, "cpu": cpu,
                               "server_cpu": server, "bytes": grown, "rows": rows,
-                              "peak_rss": peak, "rss": current_rss()}),
+                              "peak_rss": peak, "rss": current_rss(), "traced": traced}),
                   flush=True)  # fmt: skip
 
 
@@ -425,17 +446,40 @@ def tree_of(commit: str | None) -> Iterator[Path]:
         yield Path(tree)
 
 
+_STORES = iter(range(1, 1 << 30))
+
+
+def fresh_store(store_server: Sandbox) -> str:
+    """A new migrated central store on *store_server* (each collector run starts empty)."""
+    name = f"store_{next(_STORES):02d}"
+    with quiet(store_server.dsn()) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'store_head'").fetchone():
+            conn.execute("CREATE DATABASE store_head")
+            upgrade(store_server.dsn("store_head"))
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE store_head")
+    return store_server.dsn(name)
+
+
 def run_fleet(
-    sandbox: Sandbox, size: int, rounds: int, rng: random.Random, commit: str | None = None
+    sandbox: Sandbox,
+    size: int,
+    rounds: int,
+    rng: random.Random,
+    commit: str | None = None,
+    store_server: Sandbox | None = None,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """*rounds* collector rounds over databases bench_01.. (*size* of them) by the collector
-    of *commit* (None: this tree), in a child process."""
+    of *commit* (None: this tree), in a child process; the samples in a fresh store on
+    *store_server* (None: each target's own repository)."""
     dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, size + 1)]
     postmaster = int((sandbox.data_dir / "postmaster.pid").read_text().split()[0])
+    store = ["--store", fresh_store(store_server)] if store_server is not None else []
     with tree_of(commit) as tree:
         child = subprocess.run(
             [sys.executable, str(HERE / "collect.py"), "--fleet-child", str(rounds),
-             "--seed", str(rng.randrange(1 << 30)), "--postmaster", str(postmaster), *dsns],
+             "--seed", str(rng.randrange(1 << 30)), "--postmaster", str(postmaster),
+             "--tables", str(TABLES), *store, *(["--tracemalloc"] if trace else []), *dsns],
             check=False, cwd=tree, capture_output=True, text=True,
             env={**os.environ, "PYTHONPATH": str(tree)},
         )  # fmt: skip
@@ -453,6 +497,8 @@ def run_fleet(
         "first": measured[0],
         "peak_rss": max(e["peak_rss"] for e in measured),
         "rss": measured[-1]["rss"],
+        "traced": measured[-1].get("traced"),
+        "store": store_server is not None,
     }
 
 
@@ -478,31 +524,76 @@ def powa_fleet(sandbox: Sandbox, size: int, rounds: int, rng: random.Random) -> 
 
 
 def fleet(
-    sandbox: Sandbox, rounds: int, powa_rounds: int, one_rounds: int, rng: random.Random
+    sandbox: Sandbox,
+    rounds: int,
+    powa_rounds: int,
+    one_rounds: int,
+    rng: random.Random,
+    store_server: Sandbox | None,
+    before: str = BEFORE,
+    powa: bool = True,
+    trace: bool = False,
 ) -> dict[str, Any]:
-    """One database, 20 and 50: the collector of this tree and of ``BEFORE`` side by side,
-    and PoWA."""
-    result: dict[str, Any] = {}
+    """One database, ``FLEET`` and ``BIG_FLEET``: the collector of this tree and of *before*
+    side by side, and PoWA (unless not *powa*); the samples on *store_server* (None: each
+    target's own repository)."""
+    result: dict[str, Any] = {"before_commit": before}
+
+    def run(size: int, rounds: int, commit: str | None = None) -> dict[str, Any]:
+        return run_fleet(sandbox, size, rounds, rng, commit, store_server, trace)
+
     print("fleet: one database (before, after)…", file=sys.stderr)
-    result["one_before"] = run_fleet(sandbox, 1, one_rounds, rng, BEFORE)
-    result["one_after"] = run_fleet(sandbox, 1, one_rounds, rng)
+    result["one_before"] = run(1, one_rounds, before)
+    result["one_after"] = run(1, one_rounds)
     # the server holds the entries of the databases measured, no more
     for i in range(2, FLEET + 1):
         run_statements(sandbox.dsn(f"bench_{i:02d}"), range(STATEMENTS))
-    print(f"fleet: {FLEET} databases (before, after, PoWA)…", file=sys.stderr)
-    result["before"] = run_fleet(sandbox, FLEET, rounds, rng, BEFORE)
-    result["after"] = run_fleet(sandbox, FLEET, rounds, rng)
-    result["powa"] = powa_fleet(sandbox, FLEET, powa_rounds, rng)
+    print(f"fleet: {FLEET} databases (before, after{', PoWA' * powa})…", file=sys.stderr)
+    result["before"] = run(FLEET, rounds, before)
+    result["after"] = run(FLEET, rounds)
+    if powa:
+        result["powa"] = powa_fleet(sandbox, FLEET, powa_rounds, rng)
     # what is measured so far, should the large fleet fail
     (sandbox.directory.parent / f"{sandbox.directory.name}-fleet.pickle").write_bytes(
         pickle.dumps(result)
     )
     for i in range(FLEET + 1, BIG_FLEET + 1):
         run_statements(sandbox.dsn(f"bench_{i:02d}"), range(STATEMENTS))
-    print(f"fleet: {BIG_FLEET} databases (after, PoWA)…", file=sys.stderr)
-    result["big"] = run_fleet(sandbox, BIG_FLEET, rounds, rng)
-    result["big_powa"] = powa_fleet(sandbox, BIG_FLEET, powa_rounds, rng)
+    print(f"fleet: {BIG_FLEET} databases ({'after, PoWA' if powa else 'before, after'})…",
+          file=sys.stderr)  # fmt: skip
+    if not powa:  # a fleet alone: the memory per target of both collectors
+        result["big_before"] = run(BIG_FLEET, rounds, before)
+    result["big"] = run(BIG_FLEET, rounds)
+    if powa:
+        result["big_powa"] = powa_fleet(sandbox, BIG_FLEET, powa_rounds, rng)
     return result
+
+
+def fleet_table(result: dict[str, Any]) -> str:
+    """The collectors alone (``--fleet-only``): medians per round, side by side."""
+    mib = 2**20
+    lines = [
+        f"| per round, median ({TABLES * COLUMNS:,} statements a database) | size | wall s | "
+        "collector CPU s | server CPU s | rows | repository bytes | RSS MiB | traced peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, who in (("one_before", "before"), ("one_after", "after"), ("before", "before"),
+                     ("after", "after"), ("big_before", "before"), ("big", "after")):  # fmt: skip
+        run = result[key]
+        series = run["series"]
+        traced = "-" if run["traced"] is None else f"{run['traced'] / mib:.1f}"
+        lines.append(
+            f"| {who} ({result['before_commit'] if who == 'before' else 'this tree'}) | "
+            f"{run['size']} | {series.median('seconds'):.2f} | {series.median('cpu'):.2f} | "
+            f"{series.median('server_cpu'):.2f} | {n(series.median('rows'))} | "
+            f"{n(series.median('bytes'))} | {run['rss'] / mib:.1f} | {traced} |"
+        )
+    for before_or_after, small, big in (("before", "before", "big_before"),
+                                        ("after", "after", "big")):  # fmt: skip
+        grown = (result[big]["rss"] - result[small]["rss"]) / (BIG_FLEET - FLEET) / mib
+        lines.append(f"\nMemory per target ({before_or_after}): RSS growth per added target "
+                     f"from {FLEET} to {BIG_FLEET}: **{grown:.2f} MiB**.")  # fmt: skip
+    return "\n".join(lines)
 
 
 # -- the results file --------------------------------------------------------------------------
@@ -654,16 +745,28 @@ def fleet_lines(result: dict[str, Any], one: Series, powa_one: Series) -> list[s
     def ratio(x: float, y: float) -> str:
         return f"{x / y:.2f}x" if y else "-"
 
+    before = result.get("before_commit", BEFORE)
+    described = (
+        " (main before one scan per server: a scan of the server's pg_stat_statements per "
+        "target, a second for the header's `toplevel_calls`, a row object per entry)"
+        if before == BEFORE
+        else ""
+    )
+    placement = (
+        "in a central `--store` on a second sandbox server"
+        if result["after"].get("store")
+        else "in each target's own `perf_monitoring`, on the monitored server"
+    )
+
     return [
         "## The collector before and after one scan per server (issue 25 points 4-5)",
         "",
-        f"Each line: a `Collector` in its own process (the default concurrency of 4, each "
-        f"target's own `perf_monitoring`), a first round then {len(a.values['seconds'])} "
+        f"Each line: a `Collector` in its own process (the default concurrency of 4, the "
+        f"samples {placement}), a first round then {len(a.values['seconds'])} "
         f"measured rounds, each after a 10% move in every database. *Before*: the collector "
-        f"of commit `{BEFORE}` (main before this change: a scan of the server's "
-        "pg_stat_statements per target, a second for the header's `toplevel_calls`, a row "
-        "object per entry), run from its own tree; *after*: this tree. Server CPU: the "
-        "sandbox server's processes' CPU time during the round (`/proc/<pid>/stat` of its "
+        f"of commit `{before}`{described}, run from its own tree; *after*: this tree. Server "
+        "CPU: the monitored sandbox server's processes' CPU time during the round "
+        "(`/proc/<pid>/stat` of its "
         "postmaster, reaped children included, and of every live child: backends and "
         "background processes). Collector CPU: the collector process's (all threads). "
         "Medians; ratios after/before.",
@@ -725,6 +828,67 @@ def fleet_lines(result: dict[str, Any], one: Series, powa_one: Series) -> list[s
     ]
 
 
+def configure(tables: int, sizes: str) -> None:
+    """The workload's size: *tables* per database, the fleet's two *sizes* ("20,50")."""
+    global TABLES, STATEMENTS, MOVED, FLEET, BIG_FLEET  # the workload size the run asked for
+    TABLES = tables
+    STATEMENTS = TABLES * COLUMNS
+    MOVED = STATEMENTS // 10
+    FLEET, BIG_FLEET = (int(size) for size in sizes.split(","))
+    if not 1 < FLEET < BIG_FLEET or TABLES < 1:
+        sys.exit("Error: --fleet-sizes takes two sizes, 1 < SMALL < BIG; --tables at least 1")
+
+
+@contextmanager
+def store_server_of(args: argparse.Namespace, directory: Path) -> Iterator[Sandbox | None]:
+    """The fleet's store server (``--fleet-store server``), or None (each target's own)."""
+    if args.fleet_store != "server":
+        yield None
+        return
+    from dbtools.db.sandbox import Sandbox
+
+    with Sandbox(directory / "store", pg_bin=args.pg_bin, settings=STORE_SETTINGS) as server:
+        yield server
+
+
+def workload_databases(sandbox: Sandbox) -> str:
+    """The template bench_tables, bench_head (migrated) and bench_01.. (``BIG_FLEET``) on
+    *sandbox*; returns the server's version."""
+    with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+        conn.execute(QUIET)
+        version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        conn.execute("CREATE DATABASE bench_tables")
+    build_template(sandbox.dsn("bench_tables"))
+    with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE bench_head TEMPLATE bench_tables")
+    upgrade(sandbox.dsn("bench_head"))
+    with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
+        for i in range(1, BIG_FLEET + 1):
+            conn.execute(f"CREATE DATABASE bench_{i:02d} TEMPLATE bench_head")
+    return version
+
+
+def fleet_only(args: argparse.Namespace) -> None:
+    """``--fleet-only``: the fleet's collectors, before and after, at the sizes asked; a
+    table on stdout."""
+    from dbtools.db.sandbox import Sandbox
+
+    rng = random.Random(args.seed)
+    directory = Path(tempfile.mkdtemp(prefix="dbtools-bench-fleet-"))
+    with Sandbox(directory, pg_bin=args.pg_bin, settings=SETTINGS) as sandbox, \
+            store_server_of(args, directory) as store_server:  # fmt: skip
+        version = workload_databases(sandbox)
+        run_statements(sandbox.dsn("bench_01"), range(STATEMENTS))
+        result = fleet(sandbox, args.fleet_rounds, 0, args.one_rounds, rng, store_server,
+                       args.before, powa=False, trace=args.tracemalloc)  # fmt: skip
+    where = "a second server" if store_server is not None else "each target's own repository"
+    print(f"PostgreSQL {version}, {STATEMENTS:,} statements a database, {MOVED} moving; "
+          f"samples in {where}; {args.fleet_rounds} measured rounds"
+          f"{' (traced)' if args.tracemalloc else ''}; load average "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")  # fmt: skip
+    print(fleet_table(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -740,7 +904,20 @@ def main() -> None:
     parser.add_argument("--fleet-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("dsns", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)  # the fleet child's central store
+    parser.add_argument("--tables", type=int, default=TABLES,
+                        help=f"tables per database ({COLUMNS} statements each)")  # fmt: skip
+    parser.add_argument("--fleet-sizes", default=f"{FLEET},{BIG_FLEET}",
+                        help="the fleet's two sizes (databases on the server)")  # fmt: skip
+    parser.add_argument("--fleet-store", choices=("server", "target"), default="server",
+                        help="the samples on a second server (default) or in each target")  # fmt: skip
+    parser.add_argument("--fleet-only", action="store_true",
+                        help="the fleet's collectors alone, before and after (no PoWA)")  # fmt: skip
+    parser.add_argument("--before", default=BEFORE, help="the commit compared with")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="the fleet's rounds traced (Python allocations' peak; slower)")  # fmt: skip
     args = parser.parse_args()
+    configure(args.tables, args.fleet_sizes)
     if args.replay is not None:  # run with the results file the run replaced in place
         options, version, single, old, fleet_result, started, elapsed = pickle.loads(
             args.replay.read_bytes()
@@ -754,8 +931,14 @@ def main() -> None:
         import dbtools  # the collector measured is the tree's the child runs in
 
         assert Path(dbtools.__file__).is_relative_to(Path.cwd()), dbtools.__file__
-        fleet_child(args.dsns, args.fleet_child, args.seed, args.postmaster)
+        fleet_child(args.dsns, args.fleet_child, args.seed, args.postmaster, args.store,
+                    args.tracemalloc)  # fmt: skip
         return
+    if args.fleet_only:
+        fleet_only(args)
+        return
+    from dbtools.db.sandbox import Sandbox
+
     powa_library = Path(args.pg_bin).parent / "lib" / "powa.so"
     if not powa_library.exists():
         sys.exit(f"Error: {powa_library} is missing: apt-get install -y postgresql-15-powa")
@@ -768,20 +951,12 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="dbtools-bench-collect-"))
-    with Sandbox(directory, pg_bin=args.pg_bin, settings=SETTINGS) as sandbox:
+    with Sandbox(directory, pg_bin=args.pg_bin, settings=SETTINGS) as sandbox, \
+            store_server_of(args, directory) as store_server:  # fmt: skip
+        version = workload_databases(sandbox)
         with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
-            conn.execute(QUIET)
-            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            conn.execute("CREATE DATABASE bench_tables")
             conn.execute("CREATE DATABASE powa")
-        build_template(sandbox.dsn("bench_tables"))
-        with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench_full TEMPLATE bench_tables")
-            conn.execute("CREATE DATABASE bench_head TEMPLATE bench_tables")
-        upgrade(sandbox.dsn("bench_head"))
-        with psycopg.connect(sandbox.dsn(), autocommit=True) as conn:
-            for i in range(1, BIG_FLEET + 1):
-                conn.execute(f"CREATE DATABASE bench_{i:02d} TEMPLATE bench_head")
         with psycopg.connect(sandbox.dsn("powa"), autocommit=True) as conn:
             for extension in ("btree_gist", "powa"):
                 conn.execute(f"CREATE EXTENSION {extension}")
@@ -793,8 +968,9 @@ def main() -> None:
         single = one_database(sandbox, args.rounds, args.cli_rounds, rng)
         print("fleet…", file=sys.stderr)
         fleet_result = fleet(
-            sandbox, args.fleet_rounds, args.powa_fleet_rounds, args.one_rounds, rng
-        )
+            sandbox, args.fleet_rounds, args.powa_fleet_rounds, args.one_rounds, rng,
+            store_server, args.before,
+        )  # fmt: skip
     measured = (
         args,
         version,

@@ -42,15 +42,28 @@ NORMALISED = {
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Snapshot]]:
-    """Every full read a sample is made of, in order (the reference: a full snapshot)."""
+    """Every full read a sample is made of, in order (the reference: a full snapshot): the
+    statements a streamed scan summarised as unmoved (``compact.Unmoved``) are recorded whole
+    too, beside what the sample keeps of them."""
     found: list[Snapshot] = []
-    read_sample = live.read_sample
+    summarised: dict[int, list[tuple[Any, ...]]] = {}
+    read_sample, summarises = live.read_sample, compact.Unmoved.summarises
+
+    def keeping(self: compact.Unmoved, values: tuple[Any, ...]) -> bool:
+        taken = summarises(self, values)
+        if taken:
+            summarised.setdefault(id(self), []).append(values)
+        return taken
 
     def recording(*args: Any, **kwargs: Any) -> live.SampleRead:
         read = read_sample(*args, **kwargs)
-        found.append(read.snapshot)
+        unmoved = tuple(summarised.pop(id(read.summary), ()))
+        assert len(unmoved) == read.statement_count - len(read.statements)
+        whole = dataclasses.replace(read, statements=read.statements + unmoved, summary=None)
+        found.append(whole.snapshot)
         return read
 
+    monkeypatch.setattr(compact.Unmoved, "summarises", keeping)
     monkeypatch.setattr(live, "read_sample", recording)
     yield found
 

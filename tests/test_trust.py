@@ -122,6 +122,22 @@ def _probe(db: Database, calls: int, seconds: float = 0.0) -> None:
             conn.execute("SELECT pg_sleep(%s) AS reset_probe", (seconds,))
 
 
+def _committed(db: Database) -> int:
+    ((count,),) = db.execute(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return int(count)
+
+
+def _wait_until_committed(db: Database, at_least: int) -> None:
+    """Until the database's committed transactions reach *at_least*: a closed session's counts
+    reach pg_stat_database when its backend exits, after the client has moved on."""
+    deadline = time.monotonic() + 10
+    while _committed(db) < at_least:
+        assert time.monotonic() < deadline, f"committed transactions never reached {at_least}"
+        time.sleep(0.05)
+
+
 def _reset_probe(db: Database) -> None:
     db.execute(
         "SELECT pg_stat_statements_reset(s.userid, s.dbid, s.queryid) FROM pg_stat_statements s "
@@ -162,9 +178,11 @@ def test_single_entry_reset_seen_by_the_transaction_counters(migrated_database: 
     _probe(db, 300)
     start, end = window_labels("after")
     take(db, start)
+    committed = _committed(db)
     _probe(db, 100)
     _reset_probe(db)
     _probe(db, 500)
+    _wait_until_committed(db, committed + 601)  # the probes and the reset
     take(db, end, 10)
     record_metrics(db, "after", requests=10)
     result = _verify(db)

@@ -28,10 +28,10 @@ loads them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -450,27 +450,72 @@ _DBID, _QUERYID = _STATEMENT_COLUMNS.index("dbid"), _STATEMENT_COLUMNS.index("qu
 _CALLS, _TOPLEVEL = _STATEMENT_COLUMNS.index("calls"), _STATEMENT_COLUMNS.index("toplevel")
 
 
+class Summarised(Protocol):
+    """Takes the entries of one database as a scan streams them (``scan_counters``): the
+    ones it ``summarises`` (the store's unmoved entries: their keys and sums) are not kept
+    as value tuples."""
+
+    def summarises(self, values: tuple[Any, ...]) -> bool: ...
+
+    @property
+    def count(self) -> int: ...
+
+
+@dataclass
+class DatabaseEntries:
+    """One database's pg_stat_statements entries from a scan: the header's sums over every
+    entry (hidden rows and dbtools' own included), the visible entries kept whole (text-less
+    value tuples in ``stored_columns(StatementRow)`` order) and, with *summary*, the ones it
+    took instead."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    summary: Summarised | None = None
+    toplevel_calls: int = 0
+    hidden_statements: int = 0
+    hidden_calls: int = 0
+
+    def add(self, values: tuple[Any, ...]) -> None:
+        if values[_TOPLEVEL]:
+            self.toplevel_calls += values[_CALLS]
+        if values[_QUERYID] is None:
+            self.hidden_statements += 1
+            self.hidden_calls += values[_CALLS]
+        elif self.summary is None or not self.summary.summarises(values):
+            self.rows.append(values)
+
+
 @dataclass(frozen=True)
 class Counters:
-    """One scan's pg_stat_statements entries (text-less value tuples in
-    ``stored_columns(StatementRow)`` order, hidden rows and dbtools' own included) by
-    database, and when they were read."""
+    """One scan's pg_stat_statements entries by database, and when they were read."""
 
     taken_at: datetime
-    by_database: dict[int, list[tuple[Any, ...]]]
+    by_database: dict[int, DatabaseEntries]
+
+
+# Rows a scan takes from the server at a time (libpq 17+: chunked rows; older: one by one): a
+# scan of a whole server's entries is never held whole, on either side of the driver.
+SCAN_BATCH_ROWS = 1000
 
 
 def scan_counters(
-    conn: psycopg.Connection[Any], columns: StatementColumns, dbids: Iterable[int]
+    conn: psycopg.Connection[Any],
+    columns: StatementColumns,
+    dbids: Iterable[int],
+    summaries: Mapping[int, Summarised] | None = None,
 ) -> Counters:
     """The entries of the databases *dbids* of the connected server, one scan of its
-    pg_stat_statements (whichever database *conn* is in: the view shows the server's)."""
+    pg_stat_statements (whichever database *conn* is in: the view shows the server's),
+    streamed: each entry goes to its database's ``DatabaseEntries`` as it arrives, and those
+    its database's *summaries* takes are not kept."""
     wanted = sorted(set(dbids))
-    by_database: dict[int, list[tuple[Any, ...]]] = {dbid: [] for dbid in wanted}
+    summaries = summaries or {}
+    by_database = {dbid: DatabaseEntries(summary=summaries.get(dbid)) for dbid in wanted}
     taken_at = None
-    for values in conn.execute(counters_sql(columns), {"dbids": wanted}):
-        taken_at = values[0]
-        by_database[values[1]].append(values[2:])
+    batch = SCAN_BATCH_ROWS if psycopg.pq.version() >= 170000 else 1
+    with conn.cursor() as cur:
+        for values in cur.stream(counters_sql(columns), {"dbids": wanted}, size=batch):
+            taken_at = values[0]
+            by_database[values[1]].add(values[2:])
     if taken_at is None:  # no entry at all: the time still counts
         taken_at = conn.execute(f"SELECT {SQL_MARKER} now()").fetchone()[0]  # type: ignore[index]
     return Counters(taken_at, by_database)
@@ -492,10 +537,18 @@ class SampleRead:
     database: DatabaseRow | None
     texts: dict[StatementKey, str]
     own: frozenset[StatementKey]
+    # the statements a streamed scan summarised (unmoved since the state it compared with)
+    summary: Summarised | None = None
+
+    @property
+    def statement_count(self) -> int:
+        return len(self.statements) + (self.summary.count if self.summary is not None else 0)
 
     @property
     def snapshot(self) -> Snapshot:
-        """The read as a snapshot (statements without their text: ``query`` is empty)."""
+        """The read as a snapshot (statements without their text: ``query`` is empty); only
+        of a read that kept every statement whole."""
+        assert self.summary is None, "a summarised read is no snapshot"
         statements = tuple(
             StatementRow(**dict(zip(_STATEMENT_COLUMNS, values, strict=True)), query="")
             for values in self.statements
@@ -531,10 +584,11 @@ def read_sample(
     reading texts only of the statements neither *known* (texts already stored) nor *own*
     (dbtools' statements met before).
 
-    *counters*: the server's entries already read by one scan for several databases (this
-    one's among them; ``scan_counters``); else this database's are scanned here. The sample is
-    taken when its entries were read (``taken_at``). A statement whose text could not be read
-    (evicted in between) is left out of this sample; the next sample asks again.
+    *counters*: the server's entries already read by one scan (this database's among them;
+    ``scan_counters``); else this database's are scanned here. The statements its
+    ``DatabaseEntries`` summarised are known (their texts stored, none of dbtools' own). The
+    sample is taken when its entries were read (``taken_at``). A statement whose text could not
+    be read (evicted in between) is left out of this sample; the next sample asks again.
     """
     params = {"marker": SQL_MARKER, "ri_marker": RI_MARKER, "pgss_version": info.pgss_version}
     with conn.cursor(row_factory=dict_row) as cur:
@@ -544,15 +598,8 @@ def read_sample(
     if counters is None or dbid not in counters.by_database:
         counters = scan_counters(conn, columns, [dbid])
     revision = read_alembic_revision(conn, table_exists=info.has_alembic_version)
-    found, hidden_statements, hidden_calls, toplevel_calls = [], 0, 0, 0
-    for values in counters.by_database[dbid]:
-        if values[_TOPLEVEL]:
-            toplevel_calls += values[_CALLS]
-        if values[_QUERYID] is None:
-            hidden_statements += 1
-            hidden_calls += values[_CALLS]
-        else:
-            found.append(values)
+    entries = counters.by_database[dbid]
+    found = entries.rows
     asked = {
         key
         for values in found
@@ -578,7 +625,8 @@ def read_sample(
         and key not in mine
         and (key in known or key in texts)
     )
-    facts |= {"taken_at": counters.taken_at, "toplevel_calls": toplevel_calls}
-    header = unlabelled_header(facts, revision, hidden_statements, hidden_calls)
+    facts |= {"taken_at": counters.taken_at, "toplevel_calls": entries.toplevel_calls}
+    header = unlabelled_header(facts, revision, entries.hidden_statements, entries.hidden_calls)
     database = databases[0] if databases else None
-    return SampleRead(header, statements, tables, indexes, database, texts, frozenset(mine))
+    return SampleRead(header, statements, tables, indexes, database, texts, frozenset(mine),
+                      entries.summary)  # fmt: skip

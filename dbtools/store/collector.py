@@ -24,7 +24,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,11 @@ DEFAULT_CONCURRENCY = 4
 ROLLUP_PERIOD_S = 3600.0
 # A sample's statements give up well inside a minute's interval.
 SAMPLE_STATEMENT_TIMEOUT = "20s"
+# A sample that stores more statements or texts than this (a target's first: every one) is
+# written through a session of its own, closed after: libpq keeps a session's output buffer
+# at the size of the largest message it ever sent (a first sample of 5,000 statements: 8 MiB
+# for the collector's life, per target).
+LARGE_WRITE_ENTRIES = 1000
 
 
 @dataclass(frozen=True)
@@ -301,17 +307,59 @@ class TargetSampler:
         source = self.source or store
         with compact.write_lock(store, self.name):
             state = compact.current_state(store, self.name, self.state)
-            counters = scan.counters(source, columns) if scan is not None else None
+            counters = scan.take(source, columns, self) if scan is not None else None
+            if counters is None or not self._compared_with(counters, state):
+                counters = self.scan(source, columns, [self], {self.dbid: state})
             read = live.read_sample(source, info, columns, state.texts, state.own, counters)
             if stopping():
                 raise Abandoned("stopping")
-            summary, self.state = compact.write_sample(
-                store, self.name, read, state, label=label, interval_seconds=self.interval_s
-            )
+            with self._writer(store, read) as writer:
+                summary, self.state = compact.write_sample(
+                    writer, self.name, read, state, label=label, interval_seconds=self.interval_s
+                )
             if self.source is not None and self.layouts is not None:
                 self._copy_metrics(store)
             purged = after(store, self.name) if after is not None else compact.Purged()
         return summary, purged
+
+    @contextmanager
+    def _writer(
+        self, store: psycopg.Connection[Any], read: live.SampleRead
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """The session that writes *read*: *store*, or for a large write a session of its own
+        (``LARGE_WRITE_ENTRIES``)."""
+        if max(len(read.statements), len(read.texts)) <= LARGE_WRITE_ENTRIES:
+            yield store
+            return
+        writer = self._connect(self.store_dsn or self.target.dsn, read_only=False)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+    @staticmethod
+    def scan(
+        conn: psycopg.Connection[Any],
+        columns: Any,
+        samplers: Sequence[TargetSampler],
+        states: dict[int | None, compact.TargetState | None],
+    ) -> live.Counters:
+        """One streamed scan of the server's entries of *samplers*' databases, each compared
+        as it arrives with its target's state in *states* (by database): only the entries that
+        moved are kept."""
+        dbids = [s.dbid for s in samplers if s.dbid is not None]
+        unmoved = {dbid: compact.Unmoved(state) for dbid in dbids
+                   if (state := states.get(dbid)) is not None}  # fmt: skip
+        return live.scan_counters(conn, columns, dbids, unmoved)
+
+    def _compared_with(self, counters: live.Counters, state: compact.TargetState) -> bool:
+        """Whether *counters* read this target's entries for a sample after *state*: kept
+        whole, or compared with *state* itself (not a state another writer replaced since)."""
+        entries = counters.by_database.get(self.dbid) if self.dbid is not None else None
+        if entries is None:
+            return False
+        summary = entries.summary
+        return summary is None or (isinstance(summary, compact.Unmoved) and summary.state is state)
 
     def _copy_metrics(self, store: psycopg.Connection[Any]) -> None:
         """Copy the target's application metrics into the store (``metrics_copy``); a refusal
@@ -342,20 +390,34 @@ class TargetSampler:
 
 class ServerScan:
     """One round's scan of a server's ``pg_stat_statements``, shared by the targets on it:
-    the first of them to sample reads the entries of every open one (``live.scan_counters``),
-    the others take theirs from it. A failed scan is tried again by the next target."""
+    the first of them to sample streams the entries of every one with a state, each
+    database's compared with its target's state as they arrive (``TargetSampler.scan``), and
+    each target takes its database's entries (the round holds only what moved, and lets go of
+    a database's once taken). A failed scan is tried again by the next target."""
 
     def __init__(self, samplers: Sequence[TargetSampler]) -> None:
         self._samplers = samplers
         self._lock = threading.Lock()
         self._counters: live.Counters | None = None
 
-    def counters(self, conn: psycopg.Connection[Any], columns: Any) -> live.Counters:
+    def take(
+        self, conn: psycopg.Connection[Any], columns: Any, sampler: TargetSampler
+    ) -> live.Counters | None:
+        """*sampler*'s database's entries (None: taken already, or not scanned)."""
         with self._lock:
+            # a target with no state yet (its first sample in this process) reads its own
+            # database: with nothing to compare its entries with, the round would hold them all
+            known = [s for s in self._samplers if s.state is not None]
+            if self._counters is None and sampler in known:
+                states = {s.dbid: s.state for s in known}
+                self._counters = TargetSampler.scan(conn, columns, known, states)
             if self._counters is None:
-                dbids = [s.dbid for s in self._samplers if s.dbid is not None]
-                self._counters = live.scan_counters(conn, columns, dbids)
-            return self._counters
+                return None
+            dbid = sampler.dbid
+            entries = self._counters.by_database.pop(dbid, None) if dbid is not None else None
+            if dbid is None or entries is None:
+                return None
+            return live.Counters(self._counters.taken_at, {dbid: entries})
 
 
 @dataclass

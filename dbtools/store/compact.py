@@ -178,7 +178,8 @@ def xid_age(now: int | None, frozen: int | None) -> int | None:
 # -- statements: compact state, compared without row objects ------------------------------------
 
 _STATEMENT_COLUMNS = STATEMENTS.columns
-_ENTRY_OF = operator.itemgetter(*(_STATEMENT_COLUMNS.index(name) for name in STATEMENTS.key))
+# An entry's key (``STATEMENTS.key``) in a statement's value tuple.
+STATEMENT_KEY_OF = operator.itemgetter(*(_STATEMENT_COLUMNS.index(name) for name in STATEMENTS.key))
 _VALUES_OF = operator.itemgetter(*(_STATEMENT_COLUMNS.index(name) for name in STATEMENTS.compared))
 _DBID, _QUERYID, _USERID, _TOPLEVEL, _CALLS, _HIT, _READ = (
     _STATEMENT_COLUMNS.index(name)
@@ -214,19 +215,25 @@ def fingerprint(values: tuple[Any, ...]) -> int:
 @dataclass
 class TargetState:
     """A target's entries at its latest sample (``sample_id``; None: it has none): each
-    statement's ``fingerprint`` by ``entry_key``, the other kinds' rows by key; which texts the
-    store holds, which statements are transaction control (left out of ``queries``), and
-    which are dbtools' own (never stored), by ``live.text_key``."""
+    statement's ``fingerprint`` by ``entry_key``, the other kinds' rows by key; which
+    statements are transaction control (left out of ``queries``), and which are dbtools' own
+    (never stored), by ``live.text_key``. The store holds the text of every statement of the
+    state (``texts``: a sample stores a statement only with its text)."""
 
     sample_id: int | None = None
     statements: dict[int, int] = field(default_factory=dict)
     rows: dict[str, dict[tuple[Any, ...], Any]] = field(
         default_factory=lambda: {kind.table: {} for kind in ROW_KINDS}
     )
-    texts: set[StatementKey] = field(default_factory=set)
     control: set[StatementKey] = field(default_factory=set)
     own: set[StatementKey] = field(default_factory=set)
     server_started_at: datetime | None = None
+
+    @property
+    def texts(self) -> set[StatementKey]:
+        """The statements whose text the store holds: those of the state (derived, not kept:
+        a set of 5,000 keys is a third of a target's state)."""
+        return {statement_of(key) for key in self.statements}
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> TargetState:
@@ -240,7 +247,6 @@ class TargetState:
             state.statements[entry_key(row.dbid, row.queryid, row.userid, row.toplevel)] = (
                 fingerprint(STATEMENTS.values_of(row))
             )
-            state.texts.add(key)
             if is_transaction_control(row.query):
                 state.control.add(key)
         return state
@@ -249,6 +255,41 @@ class TargetState:
 def _rows_of(snapshot: Snapshot) -> tuple[Sequence[Any], ...]:
     database = (snapshot.database,) if snapshot.database else ()
     return (snapshot.statements, snapshot.tables, snapshot.indexes, database)
+
+
+def statement_of(key: int) -> StatementKey:
+    """The ``live.text_key`` of an ``entry_key``."""
+    return key >> 97 << 64 | key >> 1 & _U64
+
+
+class Unmoved:
+    """The statements of one database that did not move since *state* (the target's state a
+    streamed scan compared them with, ``live.scan_counters``): their keys and the header's
+    sums over them, never their values. They are every statement of the state that the scan
+    met with the same fingerprint; being in the state, their texts are stored and none is
+    dbtools' own."""
+
+    def __init__(self, state: TargetState) -> None:
+        self.state = state
+        self.keys: list[int] = []
+        self.queries = self.shared_blks_hit = self.shared_blks_read = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.keys)
+
+    def summarises(self, values: tuple[Any, ...]) -> bool:
+        dbid, queryid, userid, toplevel = STATEMENT_KEY_OF(values)
+        key = entry_key(dbid, queryid, userid, toplevel)
+        if self.state.statements.get(key) != fingerprint(_VALUES_OF(values)):
+            return False
+        self.keys.append(key)
+        if toplevel:
+            self.shared_blks_hit += values[_HIT]
+            self.shared_blks_read += values[_READ]
+            if text_key(dbid, queryid) not in self.state.control:
+                self.queries += values[_CALLS]
+        return True
 
 
 @dataclass(frozen=True)
@@ -296,15 +337,24 @@ class StatementChanges:
 
 
 def statement_changes(
-    before: dict[int, int], statements: Sequence[tuple[Any, ...]], control: set[StatementKey]
+    before: dict[int, int],
+    statements: Sequence[tuple[Any, ...]],
+    control: set[StatementKey],
+    unmoved: Unmoved | None = None,
 ) -> StatementChanges:
     """Compare a read's statements (value tuples) with the state's fingerprints: one pass, no
     row object built; the sums of the top-level statements (*control*: transaction control,
-    left out of ``queries``) along the way."""
+    left out of ``queries``) along the way. *unmoved*: the read's other statements, found
+    unmoved against *before* by the scan."""
     moved, fingerprints, present = [], {}, set()
     queries = hit = read = 0
+    if unmoved is not None:
+        assert unmoved.state.statements is before, "unmoved against another state"
+        fingerprints = {key: before[key] for key in unmoved.keys}
+        present = {statement_of(key) for key in unmoved.keys}
+        queries, hit, read = unmoved.queries, unmoved.shared_blks_hit, unmoved.shared_blks_read
     for values in statements:
-        dbid, queryid, userid, toplevel = _ENTRY_OF(values)
+        dbid, queryid, userid, toplevel = STATEMENT_KEY_OF(values)
         key = entry_key(dbid, queryid, userid, toplevel)
         fingerprints[key] = now = fingerprint(_VALUES_OF(values))
         if before.get(key) != now:
@@ -471,7 +521,9 @@ def write_sample(
     Raises ``UsageError`` for a label the target already has (nothing is written then).
     """
     control = state.control | {k for k, text in read.texts.items() if is_transaction_control(text)}
-    statements = statement_changes(state.statements, read.statements, control)
+    unmoved = read.summary
+    assert unmoved is None or isinstance(unmoved, Unmoved)
+    statements = statement_changes(state.statements, read.statements, control, unmoved)
     found = {TABLES: read.tables, INDEXES: read.indexes,
              DATABASE: (read.database,) if read.database else ()}  # fmt: skip
     stored = {kind: changes(kind, state.rows[kind.table], found[kind]) for kind in ROW_KINDS}
@@ -484,10 +536,11 @@ def write_sample(
         rollup_seconds=None,
         **sample_totals(read, statements),
     )
+    stored_texts = state.texts if read.texts else set()
     new_texts = {
         key: text
         for key, text in read.texts.items()
-        if key in statements.present and key not in state.texts
+        if key in statements.present and key not in stored_texts
     }
     new_texts |= dict.fromkeys(read.own, OWN_TEXT)
     text_keys = [text_key_parts(key) for key in new_texts]
@@ -521,7 +574,6 @@ def write_sample(
         sample_id,
         statements.fingerprints,
         {kind.table: {kind.key_of(r): r for r in found[kind]} for kind in ROW_KINDS},
-        (state.texts & statements.present) | (set(new_texts) - read.own),
         {key for key in control if key in statements.present},
         state.own | read.own,
         header.server_started_at,
@@ -531,7 +583,7 @@ def write_sample(
         target=target,
         label=label,
         taken_at=header.taken_at,
-        statements=len(read.statements),
+        statements=read.statement_count,
         tables=len(read.tables),
         indexes=len(read.indexes),
         hidden_statements=header.hidden_statements,
