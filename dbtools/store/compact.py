@@ -33,10 +33,11 @@ import itertools
 import json
 import logging
 import operator
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -418,12 +419,17 @@ class SampleSummary:
         }
 
 
-def _rows_cte(kind: RowKind) -> sql.Composed:
+# Revision 0008 on, a row carries its sample's UTC day (the partition it is stored in).
+_DAY_COLUMN = {False: sql.SQL(""), True: sql.SQL(", sample_day")}
+_DAY_VALUE = {False: sql.SQL(""), True: sql.SQL(", h.sample_day")}
+
+
+def _rows_cte(kind: RowKind, by_day: bool) -> sql.Composed:
     """The CTE that stores a sample's rows of *kind*, handed over as one JSON array (its
     objects keyed by column name, ``vanished`` included) and typed by the table's row type."""
     return sql.SQL(
-        "{cte} AS (INSERT INTO {table} (snapshot_id, target, {columns}, vanished) "
-        "SELECT h.id, %(target)s, {values}, r.vanished FROM header h, "
+        "{cte} AS (INSERT INTO {table} (snapshot_id, target, {columns}, vanished{day}) "
+        "SELECT h.id, %(target)s, {values}, r.vanished{day_value} FROM header h, "
         "jsonb_populate_recordset(NULL::{table}, {rows}::jsonb) r RETURNING 1)"
     ).format(
         cte=sql.Identifier(f"stored_{kind.table}"),
@@ -431,15 +437,16 @@ def _rows_cte(kind: RowKind) -> sql.Composed:
         columns=_names(kind.columns),
         values=_names(kind.columns, "r"),
         rows=sql.Placeholder(kind.table),
+        day=_DAY_COLUMN[by_day],
+        day_value=_DAY_VALUE[by_day],
     )
 
 
 # A vanished statement's row carries the values of the entry's latest row (a fingerprint is all
 # the state keeps of them; a vanished row's values are never read).
-_VANISHED_STATEMENTS_CTE = sql.SQL(
-    """stored_vanished_statements AS (
-    INSERT INTO {table} (snapshot_id, target, {columns}, vanished)
-    SELECT h.id, %(target)s, {latest}, true FROM header h,
+_VANISHED_STATEMENTS_CTE = """stored_vanished_statements AS (
+    INSERT INTO {table} (snapshot_id, target, {columns}, vanished{day})
+    SELECT h.id, %(target)s, {latest}, true{day_value} FROM header h,
     unnest(%(gone_dbids)s::oid[], %(gone_queryids)s::bigint[], %(gone_userids)s::oid[],
            %(gone_toplevel)s::boolean[]) AS g(dbid, queryid, userid, toplevel)
     CROSS JOIN LATERAL (
@@ -447,18 +454,10 @@ _VANISHED_STATEMENTS_CTE = sql.SQL(
         WHERE p.target = %(target)s AND {same}
         ORDER BY p.snapshot_id DESC LIMIT 1) p
     RETURNING 1)"""
-).format(
-    table=_table(STATEMENTS.table),
-    columns=_names(STATEMENTS.columns),
-    latest=_names(STATEMENTS.columns, "p"),
-    same=same_entry(STATEMENTS, "p", "g"),
-)
 
-# One statement stores a sample (the target may be the application's own database: dbtools
-# sends it no BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's entry).
-WRITE_SQL = sql.SQL(
-    """WITH {marker} header AS (
-    INSERT INTO {snapshots} ({columns}) VALUES ({values}) RETURNING id
+_WRITE_SQL = """WITH {marker} header AS (
+    INSERT INTO {snapshots} ({columns}) VALUES ({values})
+    RETURNING id, (taken_at AT TIME ZONE 'UTC')::date AS sample_day
 ), stored_texts AS (
     INSERT INTO {texts} (target, dbid, queryid, query)
     SELECT %(target)s, * FROM unnest(%(text_dbids)s::oid[], %(text_queryids)s::bigint[],
@@ -467,15 +466,30 @@ WRITE_SQL = sql.SQL(
 ), {rows},
 {vanished}
 SELECT id FROM header"""
-).format(
-    marker=_MARKER,
-    snapshots=_table(monitoring.SNAPSHOTS),
-    columns=_names(HEADER_COLUMNS),
-    values=sql.SQL(", ").join(sql.Placeholder(name) for name in HEADER_COLUMNS),
-    texts=_table(monitoring.STATEMENT_TEXTS),
-    rows=sql.SQL(",\n").join(_rows_cte(kind) for kind in KINDS),
-    vanished=_VANISHED_STATEMENTS_CTE,
-)
+
+
+@functools.cache
+def write_sql(by_day: bool) -> sql.Composed:
+    """One statement stores a sample (the target may be the application's own database: dbtools
+    sends it no BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's entry);
+    *by_day*: its rows carry the sample's day (revision 0008 on)."""
+    vanished = sql.SQL(_VANISHED_STATEMENTS_CTE).format(
+        table=_table(STATEMENTS.table),
+        columns=_names(STATEMENTS.columns),
+        latest=_names(STATEMENTS.columns, "p"),
+        same=same_entry(STATEMENTS, "p", "g"),
+        day=_DAY_COLUMN[by_day],
+        day_value=_DAY_VALUE[by_day],
+    )
+    return sql.SQL(_WRITE_SQL).format(
+        marker=_MARKER,
+        snapshots=_table(monitoring.SNAPSHOTS),
+        columns=_names(HEADER_COLUMNS),
+        values=sql.SQL(", ").join(sql.Placeholder(name) for name in HEADER_COLUMNS),
+        texts=_table(monitoring.STATEMENT_TEXTS),
+        rows=sql.SQL(",\n").join(_rows_cte(kind, by_day) for kind in KINDS),
+        vanished=vanished,
+    )
 
 
 def _json_value(value: Any) -> Any:
@@ -485,7 +499,7 @@ def _json_value(value: Any) -> Any:
 
 
 def _stored_rows(kind: RowKind, change: Changes) -> str:
-    """*change*'s rows as the JSON array ``WRITE_SQL`` reads (derived values left NULL)."""
+    """*change*'s rows as the JSON array ``write_sql`` reads (derived values left NULL)."""
     rows = [
         {
             **{name: None if name in kind.derived else getattr(row, name) for name in kind.columns},
@@ -498,7 +512,7 @@ def _stored_rows(kind: RowKind, change: Changes) -> str:
 
 
 def _stored_statements(statements: StatementChanges) -> str:
-    """The moved statements' value tuples as the JSON array ``WRITE_SQL`` reads."""
+    """The moved statements' value tuples as the JSON array ``write_sql`` reads."""
     rows = [{**dict(zip(_STATEMENT_COLUMNS, values, strict=True)), "vanished": False}
             for values in statements.moved]  # fmt: skip
     return json.dumps(rows, default=_json_value, allow_nan=False)
@@ -513,10 +527,12 @@ def write_sample(
     label: str | None = None,
     requests: int | None = None,
     interval_seconds: float | None = None,
+    by_day: bool = True,
 ) -> tuple[SampleSummary, TargetState]:
     """Store *read* as the target's next sample after *state* (the state at its latest sample:
     the caller holds the target's write lock) in one statement; return what was stored and
-    the target's new state.
+    the target's new state. *by_day*: the rows carry the sample's day (revision 0008 on; a
+    day without its partition gets it, and the write is tried again).
 
     Raises ``UsageError`` for a label the target already has (nothing is written then).
     """
@@ -561,7 +577,13 @@ def write_sample(
         "gone_toplevel": [toplevel for _, _, _, toplevel in gone],
     }
     try:
-        row = conn.execute(WRITE_SQL, values).fetchone()
+        try:
+            row = conn.execute(write_sql(by_day), values).fetchone()
+        except psycopg.errors.CheckViolation as err:
+            if not (by_day and _no_partition(err)):
+                raise
+            add_days(conn, header.taken_at.astimezone(timezone.utc).date())
+            row = conn.execute(write_sql(by_day), values).fetchone()
         assert row is not None
         sample_id = row[0]
     except psycopg.errors.UniqueViolation as err:
@@ -903,9 +925,10 @@ class Purged:
 
     samples: int = 0
     rows: int = 0
+    days: int = 0  # day partitions dropped
 
     def __add__(self, other: Purged) -> Purged:
-        return Purged(self.samples + other.samples, self.rows + other.rows)
+        return Purged(self.samples + other.samples, self.rows + other.rows, self.days + other.days)
 
 
 MAX_PURGE_BATCH = 500
@@ -918,11 +941,19 @@ _EXPIRED_SQL = sql.SQL(
 
 
 def purge(
-    conn: psycopg.Connection[Any], target: str, retention_s: float, *, batch: int = MAX_PURGE_BATCH
+    conn: psycopg.Connection[Any],
+    target: str,
+    retention_s: float,
+    *,
+    batch: int = MAX_PURGE_BATCH,
+    by_day: bool = True,
 ) -> Purged:
-    """Retention: fold the target's samples older than *retention_s* (at most *batch* of
+    """Retention: remove the target's samples older than *retention_s* (at most *batch* of
     them), once the oldest is a tenth of the retention (at most an hour) past it, so that
-    retention works in batches rather than a sample at a time."""
+    retention works in batches rather than a sample at a time. *by_day* (revision 0008 on):
+    only their headers go, then the days no sample is left on are dropped whole
+    (``drop_days``: the state later samples read carried forward first); below 0008 they are
+    folded (their rows deleted)."""
     rows = conn.execute(
         _EXPIRED_SQL, {"target": target, "seconds": retention_s, "limit": batch}
     ).fetchall()
@@ -934,7 +965,69 @@ def purge(
     if (now - oldest).total_seconds() < retention_s + slack and len(rows) < batch:
         return Purged()
     ids = [sample_id for sample_id, _ in rows]
-    return Purged(len(ids), fold(conn, target, ids))
+    if not by_day:
+        return Purged(len(ids), fold(conn, target, ids))
+    conn.execute(_FORGET_SQL, {"target": target, "ids": ids})
+    cutoff = (now - timedelta(seconds=retention_s)).astimezone(timezone.utc).date()
+    return Purged(len(ids), days=drop_days(conn, cutoff))
+
+
+# Retention by day: a removed sample's header goes; its rows go with their day's partition.
+_FORGET_SQL = sql.SQL(
+    "DELETE {marker} FROM {snapshots} WHERE target = %(target)s AND id = ANY(%(ids)s::bigint[])"
+).format(marker=_MARKER, snapshots=_table(monitoring.SNAPSHOTS))
+
+
+# -- days (revision 0008 on) ----------------------------------------------------------------------
+
+_ADD_DAYS_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.add_sample_days(%(first)s::date, %(last)s::date)"
+).format(marker=_MARKER)
+_DROP_DAYS_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.drop_sample_days(%(before)s::date)"
+).format(marker=_MARKER)
+DAYS_AHEAD = 1
+DDL_TRIES = 3
+
+
+def _ddl(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> int:
+    """Run a day function (DDL under its own lock timeout, 2s): tried again, after 1s then
+    2s, while the lock is not available (another session reads or writes the table)."""
+    for attempt in range(1, DDL_TRIES + 1):
+        try:
+            row = conn.execute(query, params).fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+        except psycopg.errors.LockNotAvailable:
+            if attempt == DDL_TRIES:
+                raise
+            log.info("day partitions locked (try %d); retrying", attempt)
+            time.sleep(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def add_days(conn: psycopg.Connection[Any], first: date, ahead: int = 0) -> int:
+    """Create the missing day partitions from *first* to *ahead* days after it; returns how
+    many were created."""
+    return _ddl(conn, _ADD_DAYS_SQL, {"first": first, "last": first + timedelta(days=ahead)})
+
+
+def add_days_ahead(conn: psycopg.Connection[Any]) -> int:
+    """Today's and the next ``DAYS_AHEAD`` days' partitions (UTC), those missing."""
+    today = conn.execute(f"SELECT {SQL_MARKER} (now() AT TIME ZONE 'UTC')::date").fetchone()
+    assert today is not None
+    return add_days(conn, today[0], DAYS_AHEAD)
+
+
+def drop_days(conn: psycopg.Connection[Any], before: date) -> int:
+    """Drop the day partitions before *before* that no sample is left on, after carrying
+    forward the state each target's first sample reads from them; returns how many went."""
+    return _ddl(conn, _DROP_DAYS_SQL, {"before": before})
+
+
+def _no_partition(err: psycopg.Error) -> bool:
+    """A row refused for want of a partition: a check violation naming no constraint (``no
+    partition of relation … found for row``)."""
+    return err.diag.constraint_name is None
 
 
 _ROLLUP_SQL = sql.SQL(
