@@ -70,8 +70,8 @@ def test_plan_removes_every_object_created_in_reverse_order(head_to_base: Downgr
     # columns, 5 indexes (its keys are constraints) and function, 0006's two columns (the
     # request metrics' variant and queries) and 0007's one (their latency histogram), 0008's
     # four sample tables rebuilt partitioned (with 4 indexes; their keys are constraints) and
-    # its two functions
-    assert len(created) == len(removed) == 73
+    # its three functions
+    assert len(created) == len(removed) == 74
     assert len(columns) == 31
 
 

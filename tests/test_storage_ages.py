@@ -1,6 +1,7 @@
 """Storage that ages (revision 0008): samples live in one partition per UTC day; retention drops
-whole days once the state later samples read is carried forward, roll-ups fold samples within
-their days; every window over the samples that remain sums exactly as before."""
+whole days once the state later samples read is carried forward, roll-ups fold samples and
+rewrite each day they finish; every window over the samples that remain sums exactly as
+before."""
 
 from __future__ import annotations
 
@@ -168,6 +169,10 @@ def test_fourteen_days_of_twenty_targets_age_and_every_window_sums_as_before(
     first_day = _utc_day(start)
     dropped = {first_day + timedelta(days=d) for d in range((cutoff - first_day).days)}
     assert purged.days == 4 * len(dropped) and len(dropped) in (6, 7)
+    # The roll-up rewrote each day it finished (every 6 hours of it behind the roll-up age): the
+    # cutoff's day to the last whole day before the roll-up horizon.
+    finished = (_utc_day(now - ROLLUP_AGE) - cutoff).days
+    assert purged.rewritten == 4 * finished and finished in (3, 4)
     today = _utc_day(datetime.now(timezone.utc))
     for found in _partitions(db).values():
         assert not found & dropped

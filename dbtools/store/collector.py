@@ -589,7 +589,9 @@ class Collector:
         if self.retention_s is not None and not self._stop.is_set():
             purged = compact.purge(store, name, self.retention_s, by_day=sampler.by_day)
         if self.rollup_after_s is not None and not self._stop.is_set():
-            purged += compact.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
+            purged += compact.roll_up(
+                store, name, self.rollup_after_s, ROLLUP_PERIOD_S, by_day=sampler.by_day
+            )
         return purged
 
     # -- rounds -------------------------------------------------------------------------------

@@ -926,9 +926,15 @@ class Purged:
     samples: int = 0
     rows: int = 0
     days: int = 0  # day partitions dropped
+    rewritten: int = 0  # day partitions rewritten once rolled up
 
     def __add__(self, other: Purged) -> Purged:
-        return Purged(self.samples + other.samples, self.rows + other.rows, self.days + other.days)
+        return Purged(
+            self.samples + other.samples,
+            self.rows + other.rows,
+            self.days + other.days,
+            self.rewritten + other.rewritten,
+        )
 
 
 MAX_PURGE_BATCH = 500
@@ -1024,6 +1030,18 @@ def drop_days(conn: psycopg.Connection[Any], before: date) -> int:
     return _ddl(conn, _DROP_DAYS_SQL, {"before": before})
 
 
+_REWRITE_DAY_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.rewrite_sample_day(%(day)s::date)"
+).format(marker=_MARKER)
+
+
+def rewrite_day(conn: psycopg.Connection[Any], day: date) -> int:
+    """Rewrite *day*'s partitions (CLUSTER on their keys) once every collected sample of that
+    day is rolled up, returning the space folded rows left; returns how many were rewritten
+    (none while a sample of the day is left to roll up)."""
+    return _ddl(conn, _REWRITE_DAY_SQL, {"day": day})
+
+
 def _no_partition(err: psycopg.Error) -> bool:
     """A row refused for want of a partition: a check violation naming no constraint (``no
     partition of relation … found for row``)."""
@@ -1047,11 +1065,20 @@ _MARK_ROLLED_UP = sql.SQL(
 
 
 def roll_up(
-    conn: psycopg.Connection[Any], target: str, age_s: float, period_s: float, *, buckets: int = 1
+    conn: psycopg.Connection[Any],
+    target: str,
+    age_s: float,
+    period_s: float,
+    *,
+    buckets: int = 1,
+    by_day: bool = True,
 ) -> Purged:
     """Roll-ups: of the target's collected samples older than *age_s*, keep the latest of each
     whole *period_s* (marked ``rollup_seconds``) and fold the others, at most *buckets*
-    periods per call (the oldest first). Labelled snapshots are always kept."""
+    periods per call (the oldest first). Labelled snapshots are always kept. *by_day*
+    (revision 0008 on): a period that ends a UTC day asks for the day's partitions to be
+    rewritten (``rewrite_day``: done once no target has a sample of that day left to roll
+    up), so that the space the folds freed is returned."""
     rows = conn.execute(
         _ROLLUP_SQL, {"target": target, "age": age_s, "period": period_s}
     ).fetchall()
@@ -1063,4 +1090,11 @@ def roll_up(
         *doomed, kept = by_bucket[bucket]
         done += Purged(len(doomed), fold(conn, target, doomed))
         conn.execute(_MARK_ROLLED_UP, {"target": target, "period": period_s, "ids": [kept]})
+        end = (bucket + 1) * period_s
+        if by_day and end % _DAY_S == 0:
+            day = datetime.fromtimestamp(end - _DAY_S, timezone.utc).date()
+            done += Purged(rewritten=rewrite_day(conn, day))
     return done
+
+
+_DAY_S = 86400

@@ -15,6 +15,9 @@
   as before; then the texts no row refers to go. Both run as the tables' owner (SECURITY
   DEFINER, with ``lock_timeout`` 2s: dbtools retries); neither is executable by PUBLIC (the
   monitoring role is granted EXECUTE, docs/rollout.md).
+* ``perf_monitoring.rewrite_sample_day(day)``: once every collected sample of *day* is rolled
+  up, its partitions are rewritten (``CLUSTER`` on their keys), so that the space the folded
+  rows left is returned (as the tables' owner too; not executable by PUBLIC).
 
 The rows convert in one transaction: each table is renamed ``<table>_0007``, the partitioned
 table is created like it (columns, defaults, comments), the rows are copied with their day, the
@@ -378,11 +381,44 @@ END
 $$"""
 )
 
+REWRITE_SAMPLE_DAY = """CREATE FUNCTION perf_monitoring.rewrite_sample_day(day date)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    part record;
+    rewritten integer := 0;
+BEGIN
+    -- only once every collected sample of the day is rolled up (or gone)
+    IF /* dbtools */ EXISTS (SELECT FROM perf_monitoring.snapshots s
+                             WHERE s.label IS NULL AND s.rollup_seconds IS NULL
+                               AND s.taken_at >= day::timestamp AT TIME ZONE 'UTC'
+                               AND s.taken_at < (day + 1)::timestamp AT TIME ZONE 'UTC') THEN
+        RETURN 0;
+    END IF;
+    FOR part IN SELECT /* dbtools */ c.relname, x.relname AS key
+                FROM pg_class c
+                JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+                JOIN pg_class x ON x.oid = i.indexrelid
+                WHERE c.relnamespace = 'perf_monitoring'::regnamespace AND c.relispartition
+                  AND c.relname IN (SELECT t || '_p' || to_char(day, 'YYYYMMDD')
+                                    FROM unnest(ARRAY['statement_stats', 'table_stats',
+                                                      'index_stats', 'database_stats']) t)
+                ORDER BY 1 LOOP
+        -- the rows in key order, without the space the folded ones left
+        EXECUTE format('CLUSTER /* dbtools */ perf_monitoring.%I USING %I', part.relname, part.key);
+        rewritten := rewritten + 1;
+    END LOOP;
+    RETURN rewritten;
+END
+$$"""
+
 FUNCTIONS_UP: tuple[str, ...] = (
     ADD_SAMPLE_DAYS,
     "REVOKE ALL ON FUNCTION perf_monitoring.add_sample_days(date, date) FROM PUBLIC",
     DROP_SAMPLE_DAYS,
     "REVOKE ALL ON FUNCTION perf_monitoring.drop_sample_days(date) FROM PUBLIC",
+    REWRITE_SAMPLE_DAY,
+    "REVOKE ALL ON FUNCTION perf_monitoring.rewrite_sample_day(date) FROM PUBLIC",
 )
 
 
@@ -456,6 +492,7 @@ SELECT {columns} FROM perf_monitoring.{table}""",
 
 
 DOWNGRADE: tuple[str, ...] = (
+    "DROP FUNCTION perf_monitoring.rewrite_sample_day(date)",
     "DROP FUNCTION perf_monitoring.drop_sample_days(date)",
     "DROP FUNCTION perf_monitoring.add_sample_days(date, date)",
     *(statement for table, key, _ in reversed(ROW_TABLES) for statement in _unpartitioned(table, key)),
@@ -481,6 +518,7 @@ MANIFEST = Manifest(
     functions=(
         "perf_monitoring.add_sample_days(date, date)",
         "perf_monitoring.drop_sample_days(date)",
+        "perf_monitoring.rewrite_sample_day(date)",
     ),
     dropped=tuple(
         f"perf_monitoring.{name}"

@@ -6,6 +6,8 @@ BEGIN;
 
 -- Running downgrade 0008 -> 0007
 
+DROP FUNCTION perf_monitoring.rewrite_sample_day(date);
+
 DROP FUNCTION perf_monitoring.drop_sample_days(date);
 
 DROP FUNCTION perf_monitoring.add_sample_days(date, date);

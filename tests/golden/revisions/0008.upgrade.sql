@@ -195,6 +195,39 @@ $$;
 
 REVOKE ALL ON FUNCTION perf_monitoring.drop_sample_days(date) FROM PUBLIC;
 
+CREATE FUNCTION perf_monitoring.rewrite_sample_day(day date)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+    part record;
+    rewritten integer := 0;
+BEGIN
+    -- only once every collected sample of the day is rolled up (or gone)
+    IF /* dbtools */ EXISTS (SELECT FROM perf_monitoring.snapshots s
+                             WHERE s.label IS NULL AND s.rollup_seconds IS NULL
+                               AND s.taken_at >= day::timestamp AT TIME ZONE 'UTC'
+                               AND s.taken_at < (day + 1)::timestamp AT TIME ZONE 'UTC') THEN
+        RETURN 0;
+    END IF;
+    FOR part IN SELECT /* dbtools */ c.relname, x.relname AS key
+                FROM pg_class c
+                JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+                JOIN pg_class x ON x.oid = i.indexrelid
+                WHERE c.relnamespace = 'perf_monitoring'::regnamespace AND c.relispartition
+                  AND c.relname IN (SELECT t || '_p' || to_char(day, 'YYYYMMDD')
+                                    FROM unnest(ARRAY['statement_stats', 'table_stats',
+                                                      'index_stats', 'database_stats']) t)
+                ORDER BY 1 LOOP
+        -- the rows in key order, without the space the folded ones left
+        EXECUTE format('CLUSTER /* dbtools */ perf_monitoring.%I USING %I', part.relname, part.key);
+        rewritten := rewritten + 1;
+    END LOOP;
+    RETURN rewritten;
+END
+$$;
+
+REVOKE ALL ON FUNCTION perf_monitoring.rewrite_sample_day(date) FROM PUBLIC;
+
 SELECT perf_monitoring.add_sample_days((now() AT TIME ZONE 'UTC')::date,
                                        (now() AT TIME ZONE 'UTC')::date + 1);
 
