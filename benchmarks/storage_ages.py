@@ -24,6 +24,7 @@ import argparse
 import os
 import random
 import re
+import statistics
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -75,6 +76,23 @@ def sizes(dsn: str) -> tuple[int, int]:
                 table_bytes(conn, ROWS_SQL))  # fmt: skip
 
 
+def load_ms(dsn: str, name: str, by_day: bool) -> float:
+    """The median ms of 5 loads of the target's latest state (``current_state``'s read: the
+    entries tables when *by_day*, else every entry's latest row in the row tables)."""
+    with connect(dsn, autocommit=True, statement_timeout="0") as conn:
+        latest = compact.latest_header(conn, name)
+        assert latest is not None and latest.id is not None
+        times = []
+        for _ in range(5):
+            clock = time.perf_counter()
+            if by_day:
+                compact.load_latest(conn, name, latest)
+            else:
+                compact.load_states(conn, name, [latest])
+            times.append((time.perf_counter() - clock) * 1000)
+    return statistics.median(times)
+
+
 def roll_up_all(dsn: str, name: str, rounds: int) -> tuple[int, float]:
     """Every sample but the last folded (a roll-up of one period), the last marked rolled up:
     the rows deleted and the ms it took."""
@@ -121,6 +139,11 @@ def main() -> None:
                     for dsn in dsns.values():
                         run_statements(dsn, moved)
                 collector.run_round(number)
+        loads = {
+            "0008, from the entries tables": load_ms(dsns["bench_01"], "bench_01", True),
+            "0008, from the row tables": load_ms(dsns["bench_01"], "bench_01", False),
+            "0007, from the row tables": load_ms(dsns["bench_02"], "bench_02", False),
+        }
         for name, dsn in dsns.items():
             found[name]["kept"] = sizes(dsn)
             found[name]["rows"], found[name]["fold_ms"] = roll_up_all(dsn, name, args.rounds)
@@ -165,6 +188,13 @@ def main() -> None:
         f"| 0008 (by day), rolled up, the day's partitions rewritten ({rewritten_days} "
         f"partitions, {rewrite_ms:,.0f} ms) | {per('bench_01', 'rewritten')} |",
         f"| PoWA after its aggregation, the same span (RESULTS-collect.md) | | {powa:,} |",
+        "",
+        f"Loading the target's latest state ({STATEMENTS:,} statements; today's and tomorrow's "
+        "partitions only), median of 5:",
+        "",
+        "| read | ms |",
+        "|---|---:|",
+        *(f"| {what} | {ms:,.0f} |" for what, ms in loads.items()),
         "",
     ]
     text = "\n".join(lines)

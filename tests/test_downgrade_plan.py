@@ -69,9 +69,10 @@ def test_plan_removes_every_object_created_in_reverse_order(head_to_base: Downgr
     # 14 tables, 10 indexes, a schema, a function, the six columns 0004 adds, 0005's 22
     # columns, 5 indexes (its keys are constraints) and function, 0006's two columns (the
     # request metrics' variant and queries) and 0007's one (their latency histogram), 0008's
-    # four sample tables rebuilt partitioned (with 4 indexes; their keys are constraints) and
-    # its three functions
-    assert len(created) == len(removed) == 74
+    # four sample tables rebuilt partitioned (with 4 indexes; their keys are constraints), its
+    # three functions, and its 4 entries tables (keys: constraints), 8 trigger functions and 8
+    # triggers
+    assert len(created) == len(removed) == 94
     assert len(columns) == 31
 
 
@@ -212,12 +213,13 @@ def test_command_json_on_stdout() -> None:
     ] * 3
     assert payload["data_loss_tables"] == [
         f"{MONITORING_SCHEMA}.{table}"
-        # 0008's downgrade drops the partitioned sample tables (their rows copied into the
+        # 0008's downgrade drops the entries tables and the partitioned sample tables (their rows copied into the
         # unpartitioned ones first: the plan cannot tell); 0007's and 0006's drop the request
         # metrics' histogram, variant and queries; 0005's the target columns (and tombstones)
         # of every sample table and the metrics tables; 0004's and 0003's, what they added
-        for table in ("database_stats", "index_stats", "table_stats", "statement_stats",
-                      "request_metrics", "app_metrics", "statement_texts", "snapshots",
+        for table in ("database_stats_entries", "index_stats_entries", "table_stats_entries",
+                      "statement_stats_entries", "database_stats", "index_stats", "table_stats",
+                      "statement_stats", "request_metrics", "app_metrics", "statement_texts", "snapshots",
                       "setting_changes")
     ]  # fmt: skip
 

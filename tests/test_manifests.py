@@ -156,7 +156,7 @@ def test_manifests_count_what_the_revisions_create() -> None:
     assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
                       "0004": (1, 1, 0, 0, 0), "0005": (0, 12, 0, 1, 0),
                       "0006": (0, 0, 0, 0, 0), "0007": (0, 0, 0, 0, 0),
-                      "0008": (0, 8, 0, 3, 0)}  # fmt: skip
+                      "0008": (4, 12, 0, 11, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -385,15 +385,20 @@ def test_manifest_at_each_revision() -> None:
     assert dataclasses.replace(manifest_at("0007"), revision="0005") == fifth
     # 0008: the four sample tables partitioned by day (their 8 keys and indexes replaced by 8
     # on the partitioned tables; the day partitions are data, not listed) and the functions that
-    # add, drop and rewrite day partitions
+    # add, drop and rewrite day partitions; its entries tables (each entry's latest row) with
+    # their keys and the functions of the triggers that keep them
     eighth = manifest_at("0008")
-    assert eighth.tables == fifth.tables and len(eighth.indexes) == 31
-    assert eighth.functions == (
+    entries = [f"{t}_entries" for t in ("statement_stats", "table_stats", "index_stats",
+                                        "database_stats")]  # fmt: skip
+    assert eighth.tables == (*fifth.tables, *(f"perf_monitoring.{t}" for t in entries))
+    assert len(eighth.indexes) == 31 + 4  # the entries tables' keys
+    assert eighth.functions[: len(fifth.functions) + 3] == (
         *fifth.functions,
         "perf_monitoring.add_sample_days(date, date)",
         "perf_monitoring.drop_sample_days(date)",
         "perf_monitoring.rewrite_sample_day(date)",
     )
+    assert len(eighth.functions) == len(fifth.functions) + 3 + 8  # two triggers' a table
     assert manifest_at("head") == eighth
 
 

@@ -163,6 +163,11 @@ def test_fourteen_days_of_twenty_targets_age_and_every_window_sums_as_before(
             assert {i: _header_free(s) for i, s in after.items()} == {
                 i: _header_free(s) for i, s in states_before[target].items()
             }
+            # The entries tables the triggers keep give the latest state, after carry-forward,
+            # folds and dropped days (what collect --once and snapshot load).
+            latest = kept[-1]
+            assert latest.id is not None
+            assert _ordered(compact.load_latest(conn, target, latest)) == _ordered(after[latest.id])
 
     # Retention dropped whole days: the days before the cutoff's are gone, for every table.
     cutoff = _utc_day(now - RETENTION)
@@ -185,6 +190,16 @@ def test_fourteen_days_of_twenty_targets_age_and_every_window_sums_as_before(
     assert db.execute(f"SELECT {SQL_MARKER} count(*) FROM perf_monitoring.statement_texts") == [
         (TARGETS * STATEMENTS,)
     ]
+
+
+def _ordered(snapshot: Snapshot) -> Snapshot:
+    """*snapshot*'s entries in key order (the entries tables are read in no order)."""
+    return dataclasses.replace(
+        snapshot,
+        statements=tuple(sorted(snapshot.statements, key=compact.STATEMENTS.key_of)),
+        tables=tuple(sorted(snapshot.tables, key=compact.TABLES.key_of)),
+        indexes=tuple(sorted(snapshot.indexes, key=compact.INDEXES.key_of)),
+    )
 
 
 def _header_free(snapshot: Snapshot) -> Snapshot:

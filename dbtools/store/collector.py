@@ -310,7 +310,7 @@ class TargetSampler:
         info, columns = self.prepared
         source = self.source or store
         with compact.write_lock(store, self.name):
-            state = compact.current_state(store, self.name, self.state)
+            state = compact.current_state(store, self.name, self.state, by_day=self.by_day)
             counters = scan.take(source, columns, self) if scan is not None else None
             if counters is None or not self._compared_with(counters, state):
                 counters = self.scan(source, columns, [self], {self.dbid: state})

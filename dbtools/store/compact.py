@@ -664,17 +664,27 @@ def latest_header(conn: psycopg.Connection[Any], target: str) -> SnapshotHeader 
 
 
 def current_state(
-    conn: psycopg.Connection[Any], target: str, state: TargetState | None = None
+    conn: psycopg.Connection[Any],
+    target: str,
+    state: TargetState | None = None,
+    *,
+    by_day: bool = False,
 ) -> TargetState:
     """The state at the target's latest sample: *state* when it is that sample's, else loaded
-    from the store (a first sample of this process, or another writer stored one since)."""
+    from the store (a first sample of this process, or another writer stored one since);
+    *by_day* (revision 0008 on): from the entries tables (``load_latest``)."""
     latest = latest_header(conn, target)
     if latest is None:
         return TargetState(own=state.own if state else set())
     assert latest.id is not None
     if state is not None and state.sample_id == latest.id:
         return state
-    loaded = TargetState.of(load_states(conn, target, [latest])[latest.id])
+    snapshot = (
+        load_latest(conn, target, latest)
+        if by_day
+        else load_states(conn, target, [latest])[latest.id]
+    )
+    loaded = TargetState.of(snapshot)
     loaded.own = (state.own if state else set()) | own_statements(conn, target)
     log.info("state of %s loaded at sample %d", target, latest.id)
     return loaded
@@ -777,21 +787,52 @@ def load_states(
     loaded = {}
     for header in headers:
         assert header.id is not None
-        tables = [
-            row
-            if row.frozen_xid is None
-            else dataclasses.replace(row, xid_age=xid_age(header.xid_now, row.frozen_xid))
-            for row in found[TABLES][header.id]
-        ]
-        databases = found[DATABASE][header.id]
-        loaded[header.id] = Snapshot(
-            header=header,
-            statements=tuple(found[STATEMENTS][header.id]),
-            tables=tuple(tables),
-            indexes=tuple(found[INDEXES][header.id]),
-            database=databases[0] if databases else None,
-        )
+        loaded[header.id] = _state(header, {kind: found[kind][header.id] for kind in KINDS})
     return loaded
+
+
+def _state(header: SnapshotHeader, rows: dict[RowKind, list[Any]]) -> Snapshot:
+    """A sample's state from its entries' rows (tables' ``xid_age`` counted from the header)."""
+    tables = [
+        row
+        if row.frozen_xid is None
+        else dataclasses.replace(row, xid_age=xid_age(header.xid_now, row.frozen_xid))
+        for row in rows[TABLES]
+    ]
+    databases = rows[DATABASE]
+    return Snapshot(
+        header=header,
+        statements=tuple(rows[STATEMENTS]),
+        tables=tuple(tables),
+        indexes=tuple(rows[INDEXES]),
+        database=databases[0] if databases else None,
+    )
+
+
+def _latest_sql(kind: RowKind) -> sql.Composed:
+    return sql.SQL(
+        """SELECT {marker} {columns} FROM {entries} r {texts}
+WHERE r.target = %(target)s AND r.snapshot_id <= %(id)s AND NOT r.vanished"""
+    ).format(
+        marker=_MARKER,
+        columns=_row_columns(kind),
+        entries=_table(f"{kind.table}_entries"),
+        texts=_texts_join(kind),
+    )
+
+
+def load_latest(conn: psycopg.Connection[Any], target: str, header: SnapshotHeader) -> Snapshot:
+    """The target's state at its latest sample *header*, read from the entries tables that the
+    row tables' triggers keep (revision 0008 on: one small table a kind, not every day's
+    index); the same as ``load_states`` at that sample."""
+    params = {"target": target, "id": header.id}
+    return _state(
+        header,
+        {
+            kind: [kind.row_type(*v) for v in conn.execute(_latest_sql(kind), params)]
+            for kind in KINDS
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -489,7 +489,7 @@ class Store:
             )  # fmt: skip
         name = target or info.database
         with compact.write_lock(self.conn, name):
-            state = compact.current_state(self.conn, name)
+            state = compact.current_state(self.conn, name, by_day=self._layout.by_day)
             read = live.read_sample(source, info, columns, state.texts, state.own)
             summary, _ = compact.write_sample(
                 self.conn, name, read, state, label=label, requests=requests,

@@ -18,6 +18,11 @@
 * ``perf_monitoring.rewrite_sample_day(day)``: once every collected sample of *day* is rolled
   up, its partitions are rewritten (``CLUSTER`` on their keys), so that the space the folded
   rows left is returned (as the tables' owner too; not executable by PUBLIC).
+* ``<table>_entries`` (one a row table, keyed ``(target, <entry key>)``): each entry's latest
+  row, kept by two statement triggers on the row table (after INSERT and after DELETE, with
+  transition tables; SECURITY DEFINER, so the monitoring role needs only SELECT on them). A
+  target's state at its latest sample is read from them, not from every day's index; a day
+  dropped takes its entries rows (vanished ones, or a gone target's) with it.
 
 The rows convert in one transaction: each table is renamed ``<table>_0007``, the partitioned
 table is created like it (columns, defaults, comments), the rows are copied with their day, the
@@ -347,7 +352,8 @@ BEGIN
 """
     + "".join(_carry_forward(table, key, values) for table, key, values in ROW_TABLES)
     + """    END LOOP;
-    FOR part IN SELECT /* dbtools */ c.relname, to_date(right(c.relname, 8), 'YYYYMMDD') AS day
+    FOR part IN SELECT /* dbtools */ c.relname, p.relname AS parent,
+                       to_date(right(c.relname, 8), 'YYYYMMDD') AS day
                 FROM pg_inherits i
                 JOIN pg_class c ON c.oid = i.inhrelid
                 JOIN pg_class p ON p.oid = i.inhparent
@@ -358,7 +364,7 @@ BEGIN
                   AND c.relkind = 'r'
                   AND CASE WHEN c.relname ~ '_p[0-9]{8}$'
                            THEN to_date(right(c.relname, 8), 'YYYYMMDD') < before END
-                ORDER BY 2, 1 LOOP
+                ORDER BY 3, 1 LOOP
         -- a day some sample is still on, or whose rows a remaining sample reads, stays
         CONTINUE WHEN /* dbtools */ EXISTS (SELECT FROM perf_monitoring.snapshots s WHERE """
     + _DAY
@@ -368,6 +374,9 @@ BEGIN
                         WHERE s.id <= r.snapshot_id)', part.relname) INTO busy;
         CONTINUE WHEN busy;
         EXECUTE format('DROP /* dbtools */ TABLE perf_monitoring.%I', part.relname);
+        -- what the day held last of an entry is gone (vanished, or of a target gone)
+        EXECUTE format('DELETE /* dbtools */ FROM perf_monitoring.%I WHERE sample_day = %L',
+                       part.parent || '_entries', part.day);
         dropped := dropped + 1;
     END LOOP;
     IF dropped > 0 THEN
@@ -449,12 +458,66 @@ SELECT o.*, {_ROW_DAY} FROM perf_monitoring.{table}_0007 o""",
     )
 
 
+def _entries(table: str, key: Sequence[str]) -> tuple[str, ...]:
+    """``<table>_entries``: each entry's latest row of *table*, kept by two statement triggers
+    (as the tables' owner), so that a target's state at its latest sample is read from one
+    small table instead of every day's index."""
+    keyed = ", ".join(key)
+    columns = [*_columns_0007(table).split(", "), "sample_day"]
+    assigned = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in ("target", *key))
+    same = _same_entry(key, "g", "r")
+    return (
+        f"""CREATE TABLE perf_monitoring.{table}_entries (
+    LIKE perf_monitoring.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+)""",
+        f"ALTER TABLE perf_monitoring.{table}_entries ADD CONSTRAINT pk_{table}_entries PRIMARY KEY (target, {keyed})",
+        f"COMMENT ON TABLE perf_monitoring.{table}_entries IS 'each entry''s latest row of {table} (kept by its triggers): a target''s state at its latest sample'",
+        f"""INSERT INTO perf_monitoring.{table}_entries
+SELECT DISTINCT ON (target, {keyed}) * FROM perf_monitoring.{table}
+ORDER BY target, {keyed}, snapshot_id DESC""",
+        f"""CREATE FUNCTION perf_monitoring.{table}_entries_added() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT /* dbtools */ INTO perf_monitoring.{table}_entries AS e
+    SELECT DISTINCT ON (target, {keyed}) * FROM added
+    ORDER BY target, {keyed}, snapshot_id DESC
+    ON CONFLICT (target, {keyed}) DO UPDATE SET {assigned}
+    WHERE e.snapshot_id <= EXCLUDED.snapshot_id;
+    RETURN NULL;
+END
+$$""",
+        f"""CREATE FUNCTION perf_monitoring.{table}_entries_removed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- an entry whose latest row went: its latest remaining row, if any
+    WITH gone AS (
+        DELETE /* dbtools */ FROM perf_monitoring.{table}_entries e USING removed o
+        WHERE {_same_entry(key, "o", "e")} AND e.snapshot_id = o.snapshot_id
+        RETURNING e.target, {", ".join(f"e.{k}" for k in key)}
+    )
+    INSERT /* dbtools */ INTO perf_monitoring.{table}_entries
+    SELECT r.* FROM gone g CROSS JOIN LATERAL (
+        SELECT * FROM perf_monitoring.{table} r WHERE {same}
+        ORDER BY r.snapshot_id DESC LIMIT 1) r;
+    RETURN NULL;
+END
+$$""",
+        f"""CREATE TRIGGER {table}_entries_added AFTER INSERT ON perf_monitoring.{table}
+REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.{table}_entries_added()""",
+        f"""CREATE TRIGGER {table}_entries_removed AFTER DELETE ON perf_monitoring.{table}
+REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.{table}_entries_removed()""",
+    )
+
+
 UPGRADE: tuple[str, ...] = (
     *(statement for table, key, _ in ROW_TABLES for statement in _by_day(table, key)),
     *FUNCTIONS_UP,
     """SELECT perf_monitoring.add_sample_days((now() AT TIME ZONE 'UTC')::date,
                                        (now() AT TIME ZONE 'UTC')::date + 1)""",
     *(statement for table, _, _ in ROW_TABLES for statement in _rows_by_day(table)),
+    *(statement for table, key, _ in ROW_TABLES for statement in _entries(table, key)),
 )  # fmt: skip
 
 # -- downgrade -------------------------------------------------------------------------------------
@@ -492,6 +555,17 @@ SELECT {columns} FROM perf_monitoring.{table}""",
 
 
 DOWNGRADE: tuple[str, ...] = (
+    *(
+        statement
+        for table, _, _ in reversed(ROW_TABLES)
+        for statement in (
+            f"DROP TRIGGER {table}_entries_removed ON perf_monitoring.{table}",
+            f"DROP TRIGGER {table}_entries_added ON perf_monitoring.{table}",
+            f"DROP FUNCTION perf_monitoring.{table}_entries_removed()",
+            f"DROP FUNCTION perf_monitoring.{table}_entries_added()",
+            f"DROP TABLE perf_monitoring.{table}_entries",
+        )
+    ),
     "DROP FUNCTION perf_monitoring.rewrite_sample_day(date)",
     "DROP FUNCTION perf_monitoring.drop_sample_days(date)",
     "DROP FUNCTION perf_monitoring.add_sample_days(date, date)",
@@ -501,6 +575,7 @@ DOWNGRADE: tuple[str, ...] = (
 # What this revision creates (tests/test_manifests.py compares it with the catalog; the day
 # partitions, data, are not listed).
 MANIFEST = Manifest(
+    tables=tuple(f"perf_monitoring.{table}_entries" for table, _, _ in ROW_TABLES),
     indexes=tuple(
         IndexDefinition(
             f"CREATE UNIQUE INDEX pk_{table}_day ON ONLY perf_monitoring.{table} "
@@ -514,11 +589,23 @@ MANIFEST = Manifest(
             "USING btree (target, snapshot_id)"
         )
         for table, _, _ in ROW_TABLES
+    )
+    + tuple(
+        IndexDefinition(
+            f"CREATE UNIQUE INDEX pk_{table}_entries ON perf_monitoring.{table}_entries "
+            f"USING btree (target, {', '.join(key)})"
+        )
+        for table, key, _ in ROW_TABLES
     ),
     functions=(
         "perf_monitoring.add_sample_days(date, date)",
         "perf_monitoring.drop_sample_days(date)",
         "perf_monitoring.rewrite_sample_day(date)",
+        *(
+            f"perf_monitoring.{table}_entries_{event}()"
+            for table, _, _ in ROW_TABLES
+            for event in ("added", "removed")
+        ),
     ),
     dropped=tuple(
         f"perf_monitoring.{name}"

@@ -6,6 +6,46 @@ BEGIN;
 
 -- Running downgrade 0008 -> 0007
 
+DROP TRIGGER database_stats_entries_removed ON perf_monitoring.database_stats;
+
+DROP TRIGGER database_stats_entries_added ON perf_monitoring.database_stats;
+
+DROP FUNCTION perf_monitoring.database_stats_entries_removed();
+
+DROP FUNCTION perf_monitoring.database_stats_entries_added();
+
+DROP TABLE perf_monitoring.database_stats_entries;
+
+DROP TRIGGER index_stats_entries_removed ON perf_monitoring.index_stats;
+
+DROP TRIGGER index_stats_entries_added ON perf_monitoring.index_stats;
+
+DROP FUNCTION perf_monitoring.index_stats_entries_removed();
+
+DROP FUNCTION perf_monitoring.index_stats_entries_added();
+
+DROP TABLE perf_monitoring.index_stats_entries;
+
+DROP TRIGGER table_stats_entries_removed ON perf_monitoring.table_stats;
+
+DROP TRIGGER table_stats_entries_added ON perf_monitoring.table_stats;
+
+DROP FUNCTION perf_monitoring.table_stats_entries_removed();
+
+DROP FUNCTION perf_monitoring.table_stats_entries_added();
+
+DROP TABLE perf_monitoring.table_stats_entries;
+
+DROP TRIGGER statement_stats_entries_removed ON perf_monitoring.statement_stats;
+
+DROP TRIGGER statement_stats_entries_added ON perf_monitoring.statement_stats;
+
+DROP FUNCTION perf_monitoring.statement_stats_entries_removed();
+
+DROP FUNCTION perf_monitoring.statement_stats_entries_added();
+
+DROP TABLE perf_monitoring.statement_stats_entries;
+
 DROP FUNCTION perf_monitoring.rewrite_sample_day(date);
 
 DROP FUNCTION perf_monitoring.drop_sample_days(date);

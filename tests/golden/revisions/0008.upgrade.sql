@@ -162,7 +162,8 @@ BEGIN
           AND NOT EXISTS (SELECT FROM perf_monitoring.database_stats n
                           WHERE n.target = r.target AND n.datid = r.datid AND n.snapshot_id = f.id);
     END LOOP;
-    FOR part IN SELECT /* dbtools */ c.relname, to_date(right(c.relname, 8), 'YYYYMMDD') AS day
+    FOR part IN SELECT /* dbtools */ c.relname, p.relname AS parent,
+                       to_date(right(c.relname, 8), 'YYYYMMDD') AS day
                 FROM pg_inherits i
                 JOIN pg_class c ON c.oid = i.inhrelid
                 JOIN pg_class p ON p.oid = i.inhparent
@@ -173,7 +174,7 @@ BEGIN
                   AND c.relkind = 'r'
                   AND CASE WHEN c.relname ~ '_p[0-9]{8}$'
                            THEN to_date(right(c.relname, 8), 'YYYYMMDD') < before END
-                ORDER BY 2, 1 LOOP
+                ORDER BY 3, 1 LOOP
         -- a day some sample is still on, or whose rows a remaining sample reads, stays
         CONTINUE WHEN /* dbtools */ EXISTS (SELECT FROM perf_monitoring.snapshots s WHERE (s.taken_at AT TIME ZONE 'UTC')::date <= part.day);
         EXECUTE format('SELECT /* dbtools */ EXISTS (SELECT FROM perf_monitoring.%I r
@@ -181,6 +182,9 @@ BEGIN
                         WHERE s.id <= r.snapshot_id)', part.relname) INTO busy;
         CONTINUE WHEN busy;
         EXECUTE format('DROP /* dbtools */ TABLE perf_monitoring.%I', part.relname);
+        -- what the day held last of an entry is gone (vanished, or of a target gone)
+        EXECUTE format('DELETE /* dbtools */ FROM perf_monitoring.%I WHERE sample_day = %L',
+                       part.parent || '_entries', part.day);
         dropped := dropped + 1;
     END LOOP;
     IF dropped > 0 THEN
@@ -334,6 +338,202 @@ END
 $$;
 
 DROP TABLE perf_monitoring.database_stats_0007;
+
+CREATE TABLE perf_monitoring.statement_stats_entries (
+    LIKE perf_monitoring.statement_stats INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+);
+
+ALTER TABLE perf_monitoring.statement_stats_entries ADD CONSTRAINT pk_statement_stats_entries PRIMARY KEY (target, dbid, queryid, userid, toplevel);
+
+COMMENT ON TABLE perf_monitoring.statement_stats_entries IS 'each entry''s latest row of statement_stats (kept by its triggers): a target''s state at its latest sample';
+
+INSERT INTO perf_monitoring.statement_stats_entries
+SELECT DISTINCT ON (target, dbid, queryid, userid, toplevel) * FROM perf_monitoring.statement_stats
+ORDER BY target, dbid, queryid, userid, toplevel, snapshot_id DESC;
+
+CREATE FUNCTION perf_monitoring.statement_stats_entries_added() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT /* dbtools */ INTO perf_monitoring.statement_stats_entries AS e
+    SELECT DISTINCT ON (target, dbid, queryid, userid, toplevel) * FROM added
+    ORDER BY target, dbid, queryid, userid, toplevel, snapshot_id DESC
+    ON CONFLICT (target, dbid, queryid, userid, toplevel) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, rolname = EXCLUDED.rolname, query = EXCLUDED.query, calls = EXCLUDED.calls, rows = EXCLUDED.rows, plans = EXCLUDED.plans, total_exec_time = EXCLUDED.total_exec_time, total_plan_time = EXCLUDED.total_plan_time, shared_blks_hit = EXCLUDED.shared_blks_hit, shared_blks_read = EXCLUDED.shared_blks_read, shared_blks_dirtied = EXCLUDED.shared_blks_dirtied, shared_blks_written = EXCLUDED.shared_blks_written, local_blks_hit = EXCLUDED.local_blks_hit, local_blks_read = EXCLUDED.local_blks_read, temp_blks_read = EXCLUDED.temp_blks_read, temp_blks_written = EXCLUDED.temp_blks_written, shared_blk_read_time = EXCLUDED.shared_blk_read_time, shared_blk_write_time = EXCLUDED.shared_blk_write_time, wal_records = EXCLUDED.wal_records, wal_bytes = EXCLUDED.wal_bytes, stats_since = EXCLUDED.stats_since, min_exec_time = EXCLUDED.min_exec_time, max_exec_time = EXCLUDED.max_exec_time, vanished = EXCLUDED.vanished, sample_day = EXCLUDED.sample_day
+    WHERE e.snapshot_id <= EXCLUDED.snapshot_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION perf_monitoring.statement_stats_entries_removed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- an entry whose latest row went: its latest remaining row, if any
+    WITH gone AS (
+        DELETE /* dbtools */ FROM perf_monitoring.statement_stats_entries e USING removed o
+        WHERE e.target = o.target AND e.dbid = o.dbid AND e.queryid = o.queryid AND e.userid = o.userid AND e.toplevel = o.toplevel AND e.snapshot_id = o.snapshot_id
+        RETURNING e.target, e.dbid, e.queryid, e.userid, e.toplevel
+    )
+    INSERT /* dbtools */ INTO perf_monitoring.statement_stats_entries
+    SELECT r.* FROM gone g CROSS JOIN LATERAL (
+        SELECT * FROM perf_monitoring.statement_stats r WHERE r.target = g.target AND r.dbid = g.dbid AND r.queryid = g.queryid AND r.userid = g.userid AND r.toplevel = g.toplevel
+        ORDER BY r.snapshot_id DESC LIMIT 1) r;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER statement_stats_entries_added AFTER INSERT ON perf_monitoring.statement_stats
+REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.statement_stats_entries_added();
+
+CREATE TRIGGER statement_stats_entries_removed AFTER DELETE ON perf_monitoring.statement_stats
+REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.statement_stats_entries_removed();
+
+CREATE TABLE perf_monitoring.table_stats_entries (
+    LIKE perf_monitoring.table_stats INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+);
+
+ALTER TABLE perf_monitoring.table_stats_entries ADD CONSTRAINT pk_table_stats_entries PRIMARY KEY (target, relid);
+
+COMMENT ON TABLE perf_monitoring.table_stats_entries IS 'each entry''s latest row of table_stats (kept by its triggers): a target''s state at its latest sample';
+
+INSERT INTO perf_monitoring.table_stats_entries
+SELECT DISTINCT ON (target, relid) * FROM perf_monitoring.table_stats
+ORDER BY target, relid, snapshot_id DESC;
+
+CREATE FUNCTION perf_monitoring.table_stats_entries_added() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT /* dbtools */ INTO perf_monitoring.table_stats_entries AS e
+    SELECT DISTINCT ON (target, relid) * FROM added
+    ORDER BY target, relid, snapshot_id DESC
+    ON CONFLICT (target, relid) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, schemaname = EXCLUDED.schemaname, relname = EXCLUDED.relname, seq_scan = EXCLUDED.seq_scan, seq_tup_read = EXCLUDED.seq_tup_read, idx_scan = EXCLUDED.idx_scan, idx_tup_fetch = EXCLUDED.idx_tup_fetch, n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd, n_tup_del = EXCLUDED.n_tup_del, n_tup_hot_upd = EXCLUDED.n_tup_hot_upd, n_live_tup = EXCLUDED.n_live_tup, n_dead_tup = EXCLUDED.n_dead_tup, n_mod_since_analyze = EXCLUDED.n_mod_since_analyze, last_vacuum = EXCLUDED.last_vacuum, last_autovacuum = EXCLUDED.last_autovacuum, last_analyze = EXCLUDED.last_analyze, last_autoanalyze = EXCLUDED.last_autoanalyze, vacuum_count = EXCLUDED.vacuum_count, autovacuum_count = EXCLUDED.autovacuum_count, analyze_count = EXCLUDED.analyze_count, autoanalyze_count = EXCLUDED.autoanalyze_count, heap_blks_read = EXCLUDED.heap_blks_read, heap_blks_hit = EXCLUDED.heap_blks_hit, idx_blks_read = EXCLUDED.idx_blks_read, idx_blks_hit = EXCLUDED.idx_blks_hit, reloptions = EXCLUDED.reloptions, xid_age = EXCLUDED.xid_age, total_bytes = EXCLUDED.total_bytes, vanished = EXCLUDED.vanished, frozen_xid = EXCLUDED.frozen_xid, sample_day = EXCLUDED.sample_day
+    WHERE e.snapshot_id <= EXCLUDED.snapshot_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION perf_monitoring.table_stats_entries_removed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- an entry whose latest row went: its latest remaining row, if any
+    WITH gone AS (
+        DELETE /* dbtools */ FROM perf_monitoring.table_stats_entries e USING removed o
+        WHERE e.target = o.target AND e.relid = o.relid AND e.snapshot_id = o.snapshot_id
+        RETURNING e.target, e.relid
+    )
+    INSERT /* dbtools */ INTO perf_monitoring.table_stats_entries
+    SELECT r.* FROM gone g CROSS JOIN LATERAL (
+        SELECT * FROM perf_monitoring.table_stats r WHERE r.target = g.target AND r.relid = g.relid
+        ORDER BY r.snapshot_id DESC LIMIT 1) r;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER table_stats_entries_added AFTER INSERT ON perf_monitoring.table_stats
+REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.table_stats_entries_added();
+
+CREATE TRIGGER table_stats_entries_removed AFTER DELETE ON perf_monitoring.table_stats
+REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.table_stats_entries_removed();
+
+CREATE TABLE perf_monitoring.index_stats_entries (
+    LIKE perf_monitoring.index_stats INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+);
+
+ALTER TABLE perf_monitoring.index_stats_entries ADD CONSTRAINT pk_index_stats_entries PRIMARY KEY (target, indexrelid);
+
+COMMENT ON TABLE perf_monitoring.index_stats_entries IS 'each entry''s latest row of index_stats (kept by its triggers): a target''s state at its latest sample';
+
+INSERT INTO perf_monitoring.index_stats_entries
+SELECT DISTINCT ON (target, indexrelid) * FROM perf_monitoring.index_stats
+ORDER BY target, indexrelid, snapshot_id DESC;
+
+CREATE FUNCTION perf_monitoring.index_stats_entries_added() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT /* dbtools */ INTO perf_monitoring.index_stats_entries AS e
+    SELECT DISTINCT ON (target, indexrelid) * FROM added
+    ORDER BY target, indexrelid, snapshot_id DESC
+    ON CONFLICT (target, indexrelid) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, relid = EXCLUDED.relid, schemaname = EXCLUDED.schemaname, relname = EXCLUDED.relname, indexrelname = EXCLUDED.indexrelname, idx_scan = EXCLUDED.idx_scan, idx_tup_read = EXCLUDED.idx_tup_read, idx_tup_fetch = EXCLUDED.idx_tup_fetch, idx_blks_read = EXCLUDED.idx_blks_read, idx_blks_hit = EXCLUDED.idx_blks_hit, is_valid = EXCLUDED.is_valid, is_ready = EXCLUDED.is_ready, is_unique = EXCLUDED.is_unique, is_primary = EXCLUDED.is_primary, backs_constraint = EXCLUDED.backs_constraint, key_columns = EXCLUDED.key_columns, include_columns = EXCLUDED.include_columns, predicate = EXCLUDED.predicate, access_method = EXCLUDED.access_method, definition = EXCLUDED.definition, index_bytes = EXCLUDED.index_bytes, vanished = EXCLUDED.vanished, sample_day = EXCLUDED.sample_day
+    WHERE e.snapshot_id <= EXCLUDED.snapshot_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION perf_monitoring.index_stats_entries_removed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- an entry whose latest row went: its latest remaining row, if any
+    WITH gone AS (
+        DELETE /* dbtools */ FROM perf_monitoring.index_stats_entries e USING removed o
+        WHERE e.target = o.target AND e.indexrelid = o.indexrelid AND e.snapshot_id = o.snapshot_id
+        RETURNING e.target, e.indexrelid
+    )
+    INSERT /* dbtools */ INTO perf_monitoring.index_stats_entries
+    SELECT r.* FROM gone g CROSS JOIN LATERAL (
+        SELECT * FROM perf_monitoring.index_stats r WHERE r.target = g.target AND r.indexrelid = g.indexrelid
+        ORDER BY r.snapshot_id DESC LIMIT 1) r;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER index_stats_entries_added AFTER INSERT ON perf_monitoring.index_stats
+REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.index_stats_entries_added();
+
+CREATE TRIGGER index_stats_entries_removed AFTER DELETE ON perf_monitoring.index_stats
+REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.index_stats_entries_removed();
+
+CREATE TABLE perf_monitoring.database_stats_entries (
+    LIKE perf_monitoring.database_stats INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+);
+
+ALTER TABLE perf_monitoring.database_stats_entries ADD CONSTRAINT pk_database_stats_entries PRIMARY KEY (target, datid);
+
+COMMENT ON TABLE perf_monitoring.database_stats_entries IS 'each entry''s latest row of database_stats (kept by its triggers): a target''s state at its latest sample';
+
+INSERT INTO perf_monitoring.database_stats_entries
+SELECT DISTINCT ON (target, datid) * FROM perf_monitoring.database_stats
+ORDER BY target, datid, snapshot_id DESC;
+
+CREATE FUNCTION perf_monitoring.database_stats_entries_added() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT /* dbtools */ INTO perf_monitoring.database_stats_entries AS e
+    SELECT DISTINCT ON (target, datid) * FROM added
+    ORDER BY target, datid, snapshot_id DESC
+    ON CONFLICT (target, datid) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, datname = EXCLUDED.datname, numbackends = EXCLUDED.numbackends, xact_commit = EXCLUDED.xact_commit, xact_rollback = EXCLUDED.xact_rollback, blks_read = EXCLUDED.blks_read, blks_hit = EXCLUDED.blks_hit, tup_returned = EXCLUDED.tup_returned, tup_fetched = EXCLUDED.tup_fetched, tup_inserted = EXCLUDED.tup_inserted, tup_updated = EXCLUDED.tup_updated, tup_deleted = EXCLUDED.tup_deleted, conflicts = EXCLUDED.conflicts, temp_files = EXCLUDED.temp_files, temp_bytes = EXCLUDED.temp_bytes, deadlocks = EXCLUDED.deadlocks, blk_read_time = EXCLUDED.blk_read_time, blk_write_time = EXCLUDED.blk_write_time, stats_reset = EXCLUDED.stats_reset, xid_age = EXCLUDED.xid_age, database_bytes = EXCLUDED.database_bytes, sessions = EXCLUDED.sessions, vanished = EXCLUDED.vanished, sample_day = EXCLUDED.sample_day
+    WHERE e.snapshot_id <= EXCLUDED.snapshot_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION perf_monitoring.database_stats_entries_removed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- an entry whose latest row went: its latest remaining row, if any
+    WITH gone AS (
+        DELETE /* dbtools */ FROM perf_monitoring.database_stats_entries e USING removed o
+        WHERE e.target = o.target AND e.datid = o.datid AND e.snapshot_id = o.snapshot_id
+        RETURNING e.target, e.datid
+    )
+    INSERT /* dbtools */ INTO perf_monitoring.database_stats_entries
+    SELECT r.* FROM gone g CROSS JOIN LATERAL (
+        SELECT * FROM perf_monitoring.database_stats r WHERE r.target = g.target AND r.datid = g.datid
+        ORDER BY r.snapshot_id DESC LIMIT 1) r;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER database_stats_entries_added AFTER INSERT ON perf_monitoring.database_stats
+REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.database_stats_entries_added();
+
+CREATE TRIGGER database_stats_entries_removed AFTER DELETE ON perf_monitoring.database_stats
+REFERENCING OLD TABLE AS removed FOR EACH STATEMENT
+EXECUTE FUNCTION perf_monitoring.database_stats_entries_removed();
 
 UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';
 
