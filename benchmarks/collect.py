@@ -93,6 +93,11 @@ SETTINGS = {
     "shared_buffers": "512MB",
     "max_wal_size": "4GB",
 }
+# --fleet-only needs no PoWA (nor its package installed).
+FLEET_ONLY_SETTINGS = {
+    **{name: value for name, value in SETTINGS.items() if not name.startswith("powa.")},
+    "shared_preload_libraries": "'pg_stat_statements'",
+}
 # The harness's own statements (sizes, VACUUM) are not counted by pg_stat_statements.
 QUIET = "SET pg_stat_statements.track = 'none'"
 
@@ -584,10 +589,18 @@ def fleet_table(result: dict[str, Any]) -> str:
         traced = "-" if run["traced"] is None else f"{run['traced'] / mib:.1f}"
         lines.append(
             f"| {who} ({result['before_commit'] if who == 'before' else 'this tree'}) | "
-            f"{run['size']} | {series.median('seconds'):.2f} | {series.median('cpu'):.2f} | "
+            f"{run['size']} | {series.median('seconds'):.2f} | {series.median('cpu'):.3f} | "
             f"{series.median('server_cpu'):.2f} | {n(series.median('rows'))} | "
             f"{n(series.median('bytes'))} | {run['rss'] / mib:.1f} | {traced} |"
         )
+    cpu = {key: result[key]["series"].median("cpu") for key in ("one_before", "one_after",
+                                                                "before", "after")}  # fmt: skip
+    lines.append(
+        f"\nCollector CPU per sample, after/before: one database {cpu['one_after'] * 1000:.0f} "
+        f"vs {cpu['one_before'] * 1000:.0f} ms (**{cpu['one_after'] / cpu['one_before']:.2f}x**); "
+        f"per target in a round of {FLEET} {cpu['after'] / FLEET * 1000:.0f} vs "
+        f"{cpu['before'] / FLEET * 1000:.0f} ms (**{cpu['after'] / cpu['before']:.2f}x**)."
+    )
     for before_or_after, small, big in (("before", "before", "big_before"),
                                         ("after", "after", "big")):  # fmt: skip
         grown = (result[big]["rss"] - result[small]["rss"]) / (BIG_FLEET - FLEET) / mib
@@ -875,7 +888,7 @@ def fleet_only(args: argparse.Namespace) -> None:
 
     rng = random.Random(args.seed)
     directory = Path(tempfile.mkdtemp(prefix="dbtools-bench-fleet-"))
-    with Sandbox(directory, pg_bin=args.pg_bin, settings=SETTINGS) as sandbox, \
+    with Sandbox(directory, pg_bin=args.pg_bin, settings=FLEET_ONLY_SETTINGS) as sandbox, \
             store_server_of(args, directory) as store_server:  # fmt: skip
         version = workload_databases(sandbox)
         run_statements(sandbox.dsn("bench_01"), range(STATEMENTS))

@@ -202,6 +202,36 @@ def test_states_and_time_windows_are_exactly_the_full_reads(
     assert [r.queryid for r in by_label.deltas.statements.vanished] == [_queryid_of_p2(reads)]
 
 
+def test_a_dropped_table_and_its_index_vanish_with_their_latest_values(
+    migrated_database: Database, reads: list[Snapshot]
+) -> None:
+    """The state keeps only fingerprints of tables and indexes: a vanished row copies the
+    entry's latest stored row."""
+    db = migrated_database
+    db.execute(f"CREATE {SQL_MARKER} TABLE doomed (id int PRIMARY KEY)")
+    db.execute(f"INSERT {SQL_MARKER} INTO doomed VALUES (1), (2)")
+    _collect(db)  # 1: the table and its index
+    db.execute(f"DROP {SQL_MARKER} TABLE doomed")
+    _collect(db)  # 2: both vanished
+    first, second = _headers(db)
+    (table,) = [r for r in reads[0].tables if r.relname == "doomed"]
+    (index,) = [r for r in reads[0].indexes if r.relname == "doomed"]
+    with connect(db.dsn, autocommit=True) as conn:
+        states = Store.of(conn).states([first, second])
+    for header, read in zip((first, second), reads, strict=True):
+        assert header.id is not None
+        assert _blank(states[header.id]) == _blank(read)
+    for table_name, key, entry in (("table_stats", "relid", table.relid),
+                                   ("index_stats", "indexrelid", index.indexrelid)):  # fmt: skip
+        rows = db.execute(
+            f"SELECT {SQL_MARKER} snapshot_id, vanished, idx_blks_hit "
+            f"FROM perf_monitoring.{table_name} WHERE {key} = %s ORDER BY snapshot_id",
+            (entry,),
+        )
+        assert rows == [(first.id, False, table.idx_blks_hit if key == "relid" else
+                         index.idx_blks_hit), (second.id, True, rows[0][2])]  # fmt: skip
+
+
 def _queryid_of_p2(reads: list[Snapshot]) -> int:
     """P2's queryid, from the read of "a" (the texts are not in reads: find it by its calls)."""
     (queryid,) = {

@@ -45,7 +45,7 @@ def _synthetic_reads(template: live.SampleRead, start: datetime) -> list[live.Sa
     statements = [
         values
         for values in template.statements
-        if compact.statement_of(compact.entry_key(*compact.STATEMENT_KEY_OF(values))) in texts
+        if live.text_key(*compact.STATEMENT_KEY_OF(values)[:2]) in texts
     ]
     assert template.database is not None and len(texts) == len(statements) == STATEMENTS
     reads = []

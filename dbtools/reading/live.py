@@ -28,6 +28,7 @@ loads them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import Format
 from psycopg.rows import class_row, dict_row
 
 from dbtools.db.catalog import read_alembic_revision
@@ -379,9 +381,9 @@ def _fetch(
 
 # Every entry of the databases %(dbids)s, one scan of the server's pg_stat_statements whatever
 # their number (the view's function with ``showtext => false``: the texts file is not read);
-# ``now()`` is when the counters were read.
+# ``now()`` is when the counters were read, as text: decoded once, not once per entry.
 _COUNTERS_SQL = """
-SELECT {marker} now(), s.dbid::bigint, {columns}
+SELECT {marker} now()::text, {columns}
 FROM {view}(false) s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
 WHERE s.dbid = ANY(%(dbids)s::oid[])
 """
@@ -397,17 +399,23 @@ ORDER BY s.queryid, s.toplevel DESC, s.userid
 _DATABASE_OID_SQL = f"SELECT {SQL_MARKER} oid::bigint FROM pg_catalog.pg_database WHERE datname = current_database()"
 
 
-def counters_sql(columns: StatementColumns) -> sql.Composed:
+@functools.cache
+def counters_sql(columns: StatementColumns) -> sql.SQL:
     """Every pg_stat_statements entry of the databases ``%(dbids)s``, without its text, hidden
-    rows included: the read time, the entry's database, then ``stored_columns(StatementRow)``."""
+    rows included: the read time (text), then ``stored_columns(StatementRow)``. Composed once
+    per extension version (a scan a sample)."""
     expressions = columns.expressions()
-    return sql.SQL(_COUNTERS_SQL).format(
-        marker=sql.SQL(SQL_MARKER),
-        columns=sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(expressions[name], sql.Identifier(name))
-            for name in stored_columns(StatementRow)
-        ),
-        view=columns.view(),
+    return sql.SQL(
+        sql.SQL(_COUNTERS_SQL)
+        .format(
+            marker=sql.SQL(SQL_MARKER),
+            columns=sql.SQL(", ").join(
+                sql.SQL("{} AS {}").format(expressions[name], sql.Identifier(name))
+                for name in stored_columns(StatementRow)
+            ),
+            view=columns.view(),
+        )
+        .as_string()
     )
 
 
@@ -510,14 +518,22 @@ def scan_counters(
     wanted = sorted(set(dbids))
     summaries = summaries or {}
     by_database = {dbid: DatabaseEntries(summary=summaries.get(dbid)) for dbid in wanted}
-    taken_at = None
+    read_at = None
     batch = SCAN_BATCH_ROWS if psycopg.pq.version() >= 170000 else 1
     with conn.cursor() as cur:
-        for values in cur.stream(counters_sql(columns), {"dbids": wanted}, size=batch):
-            taken_at = values[0]
-            by_database[values[1]].add(values[2:])
-    if taken_at is None:  # no entry at all: the time still counts
+        # binary: the driver's C loaders read int8 and float8 cheaper than their text (the same
+        # values; the read time stays text, a text column reads the same in either format)
+        rows = cur.stream(counters_sql(columns), {"dbids": wanted}, binary=True, size=batch)
+        for values in rows:
+            read_at = values[0]
+            entry = values[1:]
+            by_database[entry[_DBID]].add(entry)
+    if read_at is None:  # no entry at all: the time still counts
         taken_at = conn.execute(f"SELECT {SQL_MARKER} now()").fetchone()[0]  # type: ignore[index]
+    else:  # as the driver reads a timestamptz
+        loader = conn.adapters.get_loader(conn.adapters.types["timestamptz"].oid, Format.TEXT)
+        assert loader is not None
+        taken_at = loader(0, conn).load(read_at.encode())
     return Counters(taken_at, by_database)
 
 

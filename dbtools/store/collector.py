@@ -412,8 +412,8 @@ class ServerScan:
         with self._lock:
             # a target with no state yet (its first sample in this process) reads its own
             # database: with nothing to compare its entries with, the round would hold them all
-            known = [s for s in self._samplers if s.state is not None]
-            if self._counters is None and sampler in known:
+            if self._counters is None and sampler.state is not None:
+                known = [s for s in self._samplers if s.state is not None]
                 states = {s.dbid: s.state for s in known}
                 self._counters = TargetSampler.scan(conn, columns, known, states)
             if self._counters is None:
