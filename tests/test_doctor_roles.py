@@ -119,7 +119,7 @@ def test_pg_monitor_alone_fails_every_command_and_doctor_says_so(
     found = doctor(dsn)
     assert found["ok"] is False  # no false green
     assert ready(found) == dict.fromkeys(COMMANDS, False)
-    # In the order revisions 0002 and 0004 create them (their manifests').
+    # In the order revisions 0002, 0004 and 0008 create them (their manifests').
     written = ", ".join(
         f"perf_monitoring.{t}"
         for t in ("snapshots", "database_stats", "index_stats", "statement_stats", "table_stats",
@@ -129,7 +129,8 @@ def test_pg_monitor_alone_fails_every_command_and_doctor_says_so(
         f"perf_monitoring.{t}"
         for t in ("app_metrics", "request_metrics", "setting_changes", "snapshots",
                   "database_stats", "index_stats", "statement_stats", "table_stats",
-                  "statement_texts")
+                  "statement_texts", "statement_stats_entries", "table_stats_entries",
+                  "index_stats_entries", "database_stats_entries")
     )  # fmt: skip
     assert failing(found) == {
         "alembic_version readable": f"GRANT SELECT ON public.alembic_version TO {role};",

@@ -43,6 +43,7 @@ PARENTS = dict(zip(REVISIONS, ["base", *REVISIONS[:-1]], strict=True))
 
 # -- the catalog, read the way a manifest names things ------------------------------------------
 
+# Partitions (revision 0008's sample days) are data and left out; a partitioned index is an index.
 # Everything outside the system schemas that no extension owns (pg_stat_statements lives in
 # public); Alembic's own version table is left out.
 _OWN = """NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass
@@ -52,10 +53,10 @@ SCHEMAS_SQL = f"""
 SELECT quote_ident(n.nspname) FROM pg_namespace n
 WHERE {_USER_SCHEMA} AND {_OWN.format(catalog="pg_namespace", oid="n.oid")}"""
 RELATIONS_SQL = f"""
-SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)), c.relkind::text,
-       CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END, c.reloptions::text[]
+SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)), lower(c.relkind::text),
+       CASE WHEN c.relkind IN ('i', 'I') THEN pg_get_indexdef(c.oid) END, c.reloptions::text[]
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'i') AND {_USER_SCHEMA}
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'i', 'I') AND NOT c.relispartition AND {_USER_SCHEMA}
   AND {_OWN.format(catalog="pg_class", oid="c.oid")}
   AND c.relname NOT IN ('alembic_version', 'alembic_version_pkc')"""
 FUNCTIONS_SQL = f"""
@@ -154,7 +155,8 @@ def test_manifests_count_what_the_revisions_create() -> None:
                             len(own.functions), len(own.batch_indexes))  # fmt: skip
     assert counts == {"0001": (5, 10, 0, 0, 0), "0002": (8, 13, 0, 1, 0), "0003": (0, 3, 3, 0, 3),
                       "0004": (1, 1, 0, 0, 0), "0005": (0, 12, 0, 1, 0),
-                      "0006": (0, 0, 0, 0, 0), "0007": (0, 0, 0, 0, 0)}  # fmt: skip
+                      "0006": (0, 0, 0, 0, 0), "0007": (0, 0, 0, 0, 0),
+                      "0008": (4, 12, 0, 11, 0)}  # fmt: skip
 
 
 # -- (b) a frozen revision's SQL never changes --------------------------------------------------
@@ -381,15 +383,31 @@ def test_manifest_at_each_revision() -> None:
     # histogram), which manifests do not list
     assert dataclasses.replace(manifest_at("0006"), revision="0005") == fifth
     assert dataclasses.replace(manifest_at("0007"), revision="0005") == fifth
-    assert manifest_at("head") == manifest_at("0007")
+    # 0008: the four sample tables partitioned by day (their 8 keys and indexes replaced by 8
+    # on the partitioned tables; the day partitions are data, not listed) and the functions that
+    # add, drop and rewrite day partitions; its entries tables (each entry's latest row) with
+    # their keys and the functions of the triggers that keep them
+    eighth = manifest_at("0008")
+    entries = [f"{t}_entries" for t in ("statement_stats", "table_stats", "index_stats",
+                                        "database_stats")]  # fmt: skip
+    assert eighth.tables == (*fifth.tables, *(f"perf_monitoring.{t}" for t in entries))
+    assert len(eighth.indexes) == 31 + 4  # the entries tables' keys
+    assert eighth.functions[: len(fifth.functions) + 3] == (
+        *fifth.functions,
+        "perf_monitoring.add_sample_days(date, date)",
+        "perf_monitoring.drop_sample_days(date)",
+        "perf_monitoring.rewrite_sample_day(date)",
+    )
+    assert len(eighth.functions) == len(fifth.functions) + 3 + 8  # two triggers' a table
+    assert manifest_at("head") == eighth
 
 
-@pytest.mark.parametrize("revision", ["0009", "00", "0002,0003", "head-1"])
+@pytest.mark.parametrize("revision", ["0010", "00", "0002,0003", "head-1"])
 def test_manifest_at_an_unknown_revision_is_a_config_error(revision: str) -> None:
     with pytest.raises(ConfigError) as error:
         manifest_at(revision)
     assert str(error.value).startswith(f"unknown revision {revision!r}: the migrations in ")
-    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005, 0006, 0007")
+    assert str(error.value).endswith(" have 0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008")
 
 
 # -- the manifest's parts, pure -----------------------------------------------------------------

@@ -3,6 +3,7 @@ schema, and safety under concurrency, faults and locks."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import subprocess
@@ -28,7 +29,7 @@ from dbtools.schema.revisions import (
 from tests.conftest import Database
 from tests.helpers import REPO
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
 HEAD_REVISION = REVISIONS[-1]
 HEAD = manifest_at(HEAD_REVISION)
 BATCH_INDEXES = HEAD.batch_indexes
@@ -126,9 +127,19 @@ def test_head_builds_every_declared_object(migrated_database: Database) -> None:
     for spec in AUTOVACUUM_SETTINGS:
         assert reloptions(migrated_database, spec.qualified_table) == dict(spec.settings)
     tables = migrated_database.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (MONITORING_SCHEMA,)
+        "SELECT c.relname, c.relispartition FROM pg_class c "
+        "WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1",
+        (MONITORING_SCHEMA,),
     )
-    assert [t for (t,) in tables] == sorted(MONITORING_TABLES)
+    assert [t for t, partition in tables if not partition] == sorted(MONITORING_TABLES)
+    # 0008: the four sample tables' partitions of today and tomorrow (UTC)
+    (today,) = migrated_database.execute("SELECT (now() AT TIME ZONE 'UTC')::date")[0]
+    days = [f"{day:%Y%m%d}" for day in (today, today + dt.timedelta(days=1))]
+    assert sorted(t for t, partition in tables if partition) == sorted(
+        f"{table}_p{day}"
+        for table in ("statement_stats", "table_stats", "index_stats", "database_stats")
+        for day in days
+    )
 
 
 def test_downgrade_restores_a_dba_setting_exactly(database: Database) -> None:
@@ -389,6 +400,8 @@ def test_offline_sql_of_each_revision_passes_squawk() -> None:
         "adding-foreign-key-constraint",
         # 0007: the latency histogram's counts, four bytes each
         "prefer-bigint-over-int",
+        # 0008: the sample tables renamed, rebuilt partitioned by day, and dropped
+        "renaming-table",
     }  # fmt: skip
 
 

@@ -31,6 +31,7 @@ def test_real_migrations_pass_revision_by_revision(database: Database) -> None:
         ("0005", "0004"),
         ("0006", "0005"),
         ("0007", "0006"),
+        ("0008", "0007"),
     ]
     assert all(s.upgraded and s.downgrade_restores and s.reupgrade_matches for s in result.steps)
     assert result.server_version_num // 10000 == database.server.major
@@ -111,7 +112,7 @@ def test_without_dsn_it_uses_a_sandbox_never_database_url(
     last = result.stdout.strip().splitlines()[-1]
     assert (
         last
-        == f"PASS: every downgrade undid its upgrade exactly (7 revisions, a sandbox (PostgreSQL {pg_server.major}))"
+        == f"PASS: every downgrade undid its upgrade exactly (8 revisions, a sandbox (PostgreSQL {pg_server.major}))"
     )
     assert dump_schema(migrated_database.dsn) == before
     assert migrated_database.execute("SELECT count(*) FROM public.travelers") == [(1,)]

@@ -52,10 +52,11 @@ def test_row_dataclasses_are_the_monitoring_tables_columns(migrated_database: Da
         (IndexRow, monitoring.INDEX_STATS),
         (DatabaseRow, monitoring.DATABASE_STATS),
     ):
-        # Each row is its sample's and its target's, and may say its entry vanished there.
+        # Each row is its sample's and its target's, may say its entry vanished there, and
+        # carries its sample's UTC day (the partition it is stored in: revision 0008).
         stored = columns(table)
-        assert {"target", "vanished"} <= set(stored), table
-        plain = tuple(c for c in stored if c not in ("target", "vanished"))
+        assert {"target", "vanished", "sample_day"} <= set(stored), table
+        plain = tuple(c for c in stored if c not in ("target", "vanished", "sample_day"))
         assert ("snapshot_id", *column_names(row_type)) == plain, table
     assert column_names(SnapshotHeader) == columns(monitoring.SNAPSHOTS)
     # statement_stats.query stays NULL: a statement's text is stored once, in statement_texts.
@@ -188,8 +189,9 @@ def test_dbtools_sends_only_marked_statements_and_a_fixed_number(
     # its latest sample and the state there (one query per row kind, and dbtools' own
     # statements the store knows: a new process); the read (the header, the revision, the
     # counters, the new texts, the database, tables and indexes); the write (one statement);
-    # the lock's release.
-    assert sum(small.values()) == sum(large.values()) == 1 + 2 + 1 + 1 + 4 + 1 + 7 + 1 + 1
+    # the lock's release; and, nested in the write, the entries tables' triggers (one statement
+    # a row kind, revision 0008).
+    assert sum(small.values()) == sum(large.values()) == 1 + 2 + 1 + 1 + 4 + 1 + 7 + 1 + 1 + 4
     # verify: the revision (whether its table exists, and its row), the objects its manifest
     # names, the monitoring tables' columns (samples are read at any revision), the targets,
     # the labels, the samples inside each window (their settings are judged) and its request

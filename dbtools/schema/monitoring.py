@@ -30,6 +30,11 @@ WRITTEN_BY_OTHERS: dict[str, str] = {
     REQUEST_METRICS: "the application",
     APP_METRICS: "the application",
     SETTING_CHANGES: "the migrations",
+    # revision 0008: each entry's latest row, kept by the row tables' triggers as their owner
+    **{
+        f"{table}_entries": "the sample tables' triggers"
+        for table in (STATEMENT_STATS, TABLE_STATS, INDEX_STATS, DATABASE_STATS)
+    },
 }
 
 # From revision 0005 samples are removed (retention, roll-ups, an interrupted capture) by this

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,8 @@ class TargetSampler:
         self.prepared: tuple[Any, Any] | None = None
         self.dbid: int | None = None  # the target database's OID, read when opened
         self.state: compact.TargetState | None = None
+        self.by_day = True  # the store keeps samples by day (revision 0008 on), read when opened
+        self.days_added: date | None = None  # the UTC day the partitions ahead were made on
         # with a central store: the target's and the store's layouts, to copy the metrics
         self.layouts: tuple[Layout, Layout] | None = None
         self.connections: list[psycopg.Connection[Any]] = []
@@ -279,7 +281,9 @@ class TargetSampler:
             self.source = self._connect(self.target.dsn, read_only=True)
             self.store = self._connect(self.store_dsn, read_only=False)
         where = "the database" if self.store_dsn is None else place(self.store_dsn)
-        Store.checked(self.store, where).require_samples(self.purpose)
+        checked = Store.checked(self.store, where)
+        checked.require_samples(self.purpose)
+        self.by_day = checked.by_day
         self.prepared = live.prepare(self.source or self.store)
         self.dbid = live.database_oid(self.source or self.store)
         if self.source is not None:
@@ -293,7 +297,7 @@ class TargetSampler:
         label: str | None = None,
         *,
         stopping: Callable[[], bool] = lambda: False,
-        after: Callable[[psycopg.Connection[Any], str], compact.Purged] | None = None,
+        after: Callable[[psycopg.Connection[Any], TargetSampler], compact.Purged] | None = None,
         scan: ServerScan | None = None,
     ) -> tuple[compact.SampleSummary, compact.Purged]:
         """Read the target and store its sample (labelled *label*) under the target's write
@@ -306,7 +310,7 @@ class TargetSampler:
         info, columns = self.prepared
         source = self.source or store
         with compact.write_lock(store, self.name):
-            state = compact.current_state(store, self.name, self.state)
+            state = compact.current_state(store, self.name, self.state, by_day=self.by_day)
             counters = scan.take(source, columns, self) if scan is not None else None
             if counters is None or not self._compared_with(counters, state):
                 counters = self.scan(source, columns, [self], {self.dbid: state})
@@ -315,11 +319,12 @@ class TargetSampler:
                 raise Abandoned("stopping")
             with self._writer(store, read) as writer:
                 summary, self.state = compact.write_sample(
-                    writer, self.name, read, state, label=label, interval_seconds=self.interval_s
-                )
+                    writer, self.name, read, state, label=label,
+                    interval_seconds=self.interval_s, by_day=self.by_day,
+                )  # fmt: skip
             if self.source is not None and self.layouts is not None:
                 self._copy_metrics(store)
-            purged = after(store, self.name) if after is not None else compact.Purged()
+            purged = after(store, self) if after is not None else compact.Purged()
         return summary, purged
 
     @contextmanager
@@ -571,13 +576,22 @@ class Collector:
             sampler.close()
             return Outcome(name, error=_reason(err))
 
-    def _tidy(self, store: psycopg.Connection[Any], name: str) -> compact.Purged:
-        """Retention and roll-up after a sample, under its write lock."""
+    def _tidy(self, store: psycopg.Connection[Any], sampler: TargetSampler) -> compact.Purged:
+        """After a sample, under its write lock: the day partitions ahead (once a day),
+        retention and roll-up."""
+        name = sampler.name
+        assert name is not None
+        today = datetime.now(timezone.utc).date()
+        if sampler.by_day and sampler.days_added != today:
+            compact.add_days_ahead(store)
+            sampler.days_added = today
         purged = compact.Purged()
         if self.retention_s is not None and not self._stop.is_set():
-            purged = compact.purge(store, name, self.retention_s)
+            purged = compact.purge(store, name, self.retention_s, by_day=sampler.by_day)
         if self.rollup_after_s is not None and not self._stop.is_set():
-            purged += compact.roll_up(store, name, self.rollup_after_s, ROLLUP_PERIOD_S)
+            purged += compact.roll_up(
+                store, name, self.rollup_after_s, ROLLUP_PERIOD_S, by_day=sampler.by_day
+            )
         return purged
 
     # -- rounds -------------------------------------------------------------------------------

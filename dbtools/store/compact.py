@@ -32,10 +32,11 @@ import functools
 import itertools
 import logging
 import operator
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -429,7 +430,12 @@ class SampleSummary:
         }
 
 
-def _rows_cte(kind: RowKind) -> sql.Composed:
+# Revision 0008 on, a row carries its sample's UTC day (the partition it is stored in).
+_DAY_COLUMN = {False: sql.SQL(""), True: sql.SQL(", sample_day")}
+_DAY_VALUE = {False: sql.SQL(""), True: sql.SQL(", h.sample_day")}
+
+
+def _rows_cte(kind: RowKind, by_day: bool) -> sql.Composed:
     """The CTE that stores a sample's moved rows of *kind*, handed over as one JSON array and
     typed by the table's row type: objects keyed by column name, or for statements (hundreds a
     sample) arrays of values in ``STATEMENTS.columns`` order, each made that object in SQL: a
@@ -447,18 +453,20 @@ def _rows_cte(kind: RowKind) -> sql.Composed:
     else:
         rows = sql.SQL("jsonb_populate_recordset(NULL::{table}, {rows}::jsonb) r")
     return sql.SQL(
-        "{cte} AS (INSERT INTO {table} (snapshot_id, target, {columns}, vanished) "
-        "SELECT h.id, %(target)s, {values}, false FROM header h, {source} RETURNING 1)"
+        "{cte} AS (INSERT INTO {table} (snapshot_id, target, {columns}, vanished{day}) "
+        "SELECT h.id, %(target)s, {values}, false{day_value} FROM header h, {source} RETURNING 1)"
     ).format(
         cte=sql.Identifier(f"stored_{kind.table}"),
         table=_table(kind.table),
         columns=_names(kind.columns),
         values=_names(kind.columns, "r"),
         source=rows.format(rows=sql.Placeholder(kind.table), table=_table(kind.table), pairs=pairs),
+        day=_DAY_COLUMN[by_day],
+        day_value=_DAY_VALUE[by_day],
     )
 
 
-def _vanished_cte(kind: RowKind) -> sql.Composed:
+def _vanished_cte(kind: RowKind, by_day: bool) -> sql.Composed:
     """The CTE that stores a vanished row of *kind* per key gone (statements: the arrays
     ``%(gone_dbids)s`` …; other kinds, whose key is one column: ``%(gone_<table>)s``) with the
     values of the entry's latest row: fingerprints are all the state keeps of them, and a
@@ -473,8 +481,8 @@ def _vanished_cte(kind: RowKind) -> sql.Composed:
         gone = sql.SQL("unnest({}::bigint[])").format(sql.Placeholder(f"gone_{kind.table}"))
     return sql.SQL(
         """{cte} AS (
-    INSERT INTO {table} (snapshot_id, target, {columns}, vanished)
-    SELECT h.id, %(target)s, {latest}, true FROM header h, {gone} AS g({key})
+    INSERT INTO {table} (snapshot_id, target, {columns}, vanished{day})
+    SELECT h.id, %(target)s, {latest}, true{day_value} FROM header h, {gone} AS g({key})
     CROSS JOIN LATERAL (
         SELECT * FROM {table} p
         WHERE p.target = %(target)s AND {same}
@@ -488,14 +496,14 @@ def _vanished_cte(kind: RowKind) -> sql.Composed:
         gone=gone,
         key=_names(kind.key),
         same=same_entry(kind, "p", "g"),
+        day=_DAY_COLUMN[by_day],
+        day_value=_DAY_VALUE[by_day],
     )
 
 
-# One statement stores a sample (the target may be the application's own database: dbtools
-# sends it no BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's entry).
-_WRITE_COMPOSED = sql.SQL(
-    """WITH {marker} header AS (
-    INSERT INTO {snapshots} ({columns}) VALUES ({values}) RETURNING id
+_WRITE_SQL = """WITH {marker} header AS (
+    INSERT INTO {snapshots} ({columns}) VALUES ({values})
+    RETURNING id, (taken_at AT TIME ZONE 'UTC')::date AS sample_day
 ), stored_texts AS (
     INSERT INTO {texts} (target, dbid, queryid, query)
     SELECT %(target)s, * FROM unnest(%(text_dbids)s::oid[], %(text_queryids)s::bigint[],
@@ -504,27 +512,34 @@ _WRITE_COMPOSED = sql.SQL(
 ), {rows},
 {vanished}
 SELECT id FROM header"""
-).format(
-    marker=_MARKER,
-    snapshots=_table(monitoring.SNAPSHOTS),
-    columns=_names(HEADER_COLUMNS),
-    values=sql.SQL(", ").join(sql.Placeholder(name) for name in HEADER_COLUMNS),
-    texts=_table(monitoring.STATEMENT_TEXTS),
-    rows=sql.SQL(",\n").join(_rows_cte(kind) for kind in KINDS),
-    vanished=sql.SQL(",\n").join(_vanished_cte(kind) for kind in KINDS),
-)
-# Composed once: its hundreds of parts cost a millisecond a sample to join again.
-WRITE_SQL = sql.SQL(_WRITE_COMPOSED.as_string())
+
+
+@functools.cache
+def write_sql(by_day: bool) -> sql.SQL:
+    """One statement stores a sample (the target may be the application's own database: dbtools
+    sends it no BEGIN or COMMIT, which PostgreSQL 16+ would count in the application's entry);
+    *by_day*: its rows carry the sample's day (revision 0008 on). Composed once: its hundreds of
+    parts cost a millisecond a sample to join again."""
+    composed = sql.SQL(_WRITE_SQL).format(
+        marker=_MARKER,
+        snapshots=_table(monitoring.SNAPSHOTS),
+        columns=_names(HEADER_COLUMNS),
+        values=sql.SQL(", ").join(sql.Placeholder(name) for name in HEADER_COLUMNS),
+        texts=_table(monitoring.STATEMENT_TEXTS),
+        rows=sql.SQL(",\n").join(_rows_cte(kind, by_day) for kind in KINDS),
+        vanished=sql.SQL(",\n").join(_vanished_cte(kind, by_day) for kind in KINDS),
+    )
+    return sql.SQL(composed.as_string())
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
-    """*rows* as the JSON array ``WRITE_SQL`` reads: ``orjson`` gives the same values as
+    """*rows* as the JSON array ``write_sql`` reads: ``orjson`` gives the same values as
     ``json`` (datetimes in ISO 8601 with their offset), several times faster."""
     return orjson.dumps(rows).decode()
 
 
 def _stored_rows(kind: RowKind, change: Changes) -> str:
-    """*change*'s moved rows as the JSON array ``WRITE_SQL`` reads (derived values left NULL)."""
+    """*change*'s moved rows as the JSON array ``write_sql`` reads (derived values left NULL)."""
     return _json_rows([
         {name: None if name in kind.derived else getattr(row, name) for name in kind.columns}
         for row in change.moved
@@ -532,7 +547,7 @@ def _stored_rows(kind: RowKind, change: Changes) -> str:
 
 
 def _stored_statements(statements: StatementChanges) -> str:
-    """The moved statements' value tuples as the JSON array ``WRITE_SQL`` reads (500 of them:
+    """The moved statements' value tuples as the JSON array ``write_sql`` reads (500 of them:
     0.1 ms and 69 kB, against 4.4 ms and 293 kB as objects through ``json``)."""
     return orjson.dumps(statements.moved).decode()
 
@@ -546,10 +561,12 @@ def write_sample(
     label: str | None = None,
     requests: int | None = None,
     interval_seconds: float | None = None,
+    by_day: bool = True,
 ) -> tuple[SampleSummary, TargetState]:
     """Store *read* as the target's next sample after *state* (the state at its latest sample:
     the caller holds the target's write lock) in one statement; return what was stored and
-    the target's new state.
+    the target's new state. *by_day*: the rows carry the sample's day (revision 0008 on; a
+    day without its partition gets it, and the write is tried again).
 
     Raises ``UsageError`` for a label the target already has (nothing is written then).
     """
@@ -598,7 +615,13 @@ def write_sample(
         },
     }
     try:
-        row = conn.execute(WRITE_SQL, values).fetchone()
+        try:
+            row = conn.execute(write_sql(by_day), values).fetchone()
+        except psycopg.errors.CheckViolation as err:
+            if not (by_day and _no_partition(err)):
+                raise
+            add_days(conn, header.taken_at.astimezone(timezone.utc).date())
+            row = conn.execute(write_sql(by_day), values).fetchone()
         assert row is not None
         sample_id = row[0]
     except psycopg.errors.UniqueViolation as err:
@@ -679,17 +702,27 @@ def latest_header(conn: psycopg.Connection[Any], target: str) -> SnapshotHeader 
 
 
 def current_state(
-    conn: psycopg.Connection[Any], target: str, state: TargetState | None = None
+    conn: psycopg.Connection[Any],
+    target: str,
+    state: TargetState | None = None,
+    *,
+    by_day: bool = False,
 ) -> TargetState:
     """The state at the target's latest sample: *state* when it is that sample's, else loaded
-    from the store (a first sample of this process, or another writer stored one since)."""
+    from the store (a first sample of this process, or another writer stored one since);
+    *by_day* (revision 0008 on): from the entries tables (``load_latest``)."""
     latest = latest_header(conn, target)
     if latest is None:
         return TargetState(own=state.own if state else set())
     assert latest.id is not None
     if state is not None and state.sample_id == latest.id:
         return state
-    loaded = TargetState.of(load_states(conn, target, [latest])[latest.id])
+    snapshot = (
+        load_latest(conn, target, latest)
+        if by_day
+        else load_states(conn, target, [latest])[latest.id]
+    )
+    loaded = TargetState.of(snapshot)
     loaded.own = (state.own if state else set()) | own_statements(conn, target)
     log.info("state of %s loaded at sample %d", target, latest.id)
     return loaded
@@ -792,21 +825,52 @@ def load_states(
     loaded = {}
     for header in headers:
         assert header.id is not None
-        tables = [
-            row
-            if row.frozen_xid is None
-            else dataclasses.replace(row, xid_age=xid_age(header.xid_now, row.frozen_xid))
-            for row in found[TABLES][header.id]
-        ]
-        databases = found[DATABASE][header.id]
-        loaded[header.id] = Snapshot(
-            header=header,
-            statements=tuple(found[STATEMENTS][header.id]),
-            tables=tuple(tables),
-            indexes=tuple(found[INDEXES][header.id]),
-            database=databases[0] if databases else None,
-        )
+        loaded[header.id] = _state(header, {kind: found[kind][header.id] for kind in KINDS})
     return loaded
+
+
+def _state(header: SnapshotHeader, rows: dict[RowKind, list[Any]]) -> Snapshot:
+    """A sample's state from its entries' rows (tables' ``xid_age`` counted from the header)."""
+    tables = [
+        row
+        if row.frozen_xid is None
+        else dataclasses.replace(row, xid_age=xid_age(header.xid_now, row.frozen_xid))
+        for row in rows[TABLES]
+    ]
+    databases = rows[DATABASE]
+    return Snapshot(
+        header=header,
+        statements=tuple(rows[STATEMENTS]),
+        tables=tuple(tables),
+        indexes=tuple(rows[INDEXES]),
+        database=databases[0] if databases else None,
+    )
+
+
+def _latest_sql(kind: RowKind) -> sql.Composed:
+    return sql.SQL(
+        """SELECT {marker} {columns} FROM {entries} r {texts}
+WHERE r.target = %(target)s AND r.snapshot_id <= %(id)s AND NOT r.vanished"""
+    ).format(
+        marker=_MARKER,
+        columns=_row_columns(kind),
+        entries=_table(f"{kind.table}_entries"),
+        texts=_texts_join(kind),
+    )
+
+
+def load_latest(conn: psycopg.Connection[Any], target: str, header: SnapshotHeader) -> Snapshot:
+    """The target's state at its latest sample *header*, read from the entries tables that the
+    row tables' triggers keep (revision 0008 on: one small table a kind, not every day's
+    index); the same as ``load_states`` at that sample."""
+    params = {"target": target, "id": header.id}
+    return _state(
+        header,
+        {
+            kind: [kind.row_type(*v) for v in conn.execute(_latest_sql(kind), params)]
+            for kind in KINDS
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -940,9 +1004,16 @@ class Purged:
 
     samples: int = 0
     rows: int = 0
+    days: int = 0  # day partitions dropped
+    rewritten: int = 0  # day partitions rewritten once rolled up
 
     def __add__(self, other: Purged) -> Purged:
-        return Purged(self.samples + other.samples, self.rows + other.rows)
+        return Purged(
+            self.samples + other.samples,
+            self.rows + other.rows,
+            self.days + other.days,
+            self.rewritten + other.rewritten,
+        )
 
 
 MAX_PURGE_BATCH = 500
@@ -955,11 +1026,19 @@ _EXPIRED_SQL = sql.SQL(
 
 
 def purge(
-    conn: psycopg.Connection[Any], target: str, retention_s: float, *, batch: int = MAX_PURGE_BATCH
+    conn: psycopg.Connection[Any],
+    target: str,
+    retention_s: float,
+    *,
+    batch: int = MAX_PURGE_BATCH,
+    by_day: bool = True,
 ) -> Purged:
-    """Retention: fold the target's samples older than *retention_s* (at most *batch* of
+    """Retention: remove the target's samples older than *retention_s* (at most *batch* of
     them), once the oldest is a tenth of the retention (at most an hour) past it, so that
-    retention works in batches rather than a sample at a time."""
+    retention works in batches rather than a sample at a time. *by_day* (revision 0008 on):
+    only their headers go, then the days no sample is left on are dropped whole
+    (``drop_days``: the state later samples read carried forward first); below 0008 they are
+    folded (their rows deleted)."""
     rows = conn.execute(
         _EXPIRED_SQL, {"target": target, "seconds": retention_s, "limit": batch}
     ).fetchall()
@@ -971,7 +1050,81 @@ def purge(
     if (now - oldest).total_seconds() < retention_s + slack and len(rows) < batch:
         return Purged()
     ids = [sample_id for sample_id, _ in rows]
-    return Purged(len(ids), fold(conn, target, ids))
+    if not by_day:
+        return Purged(len(ids), fold(conn, target, ids))
+    conn.execute(_FORGET_SQL, {"target": target, "ids": ids})
+    cutoff = (now - timedelta(seconds=retention_s)).astimezone(timezone.utc).date()
+    return Purged(len(ids), days=drop_days(conn, cutoff))
+
+
+# Retention by day: a removed sample's header goes; its rows go with their day's partition.
+_FORGET_SQL = sql.SQL(
+    "DELETE {marker} FROM {snapshots} WHERE target = %(target)s AND id = ANY(%(ids)s::bigint[])"
+).format(marker=_MARKER, snapshots=_table(monitoring.SNAPSHOTS))
+
+
+# -- days (revision 0008 on) ----------------------------------------------------------------------
+
+_ADD_DAYS_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.add_sample_days(%(first)s::date, %(last)s::date)"
+).format(marker=_MARKER)
+_DROP_DAYS_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.drop_sample_days(%(before)s::date)"
+).format(marker=_MARKER)
+DAYS_AHEAD = 1
+DDL_TRIES = 3
+
+
+def _ddl(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> int:
+    """Run a day function (DDL under its own lock timeout, 2s): tried again, after 1s then
+    2s, while the lock is not available (another session reads or writes the table)."""
+    for attempt in range(1, DDL_TRIES + 1):
+        try:
+            row = conn.execute(query, params).fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+        except psycopg.errors.LockNotAvailable:
+            if attempt == DDL_TRIES:
+                raise
+            log.info("day partitions locked (try %d); retrying", attempt)
+            time.sleep(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def add_days(conn: psycopg.Connection[Any], first: date, ahead: int = 0) -> int:
+    """Create the missing day partitions from *first* to *ahead* days after it; returns how
+    many were created."""
+    return _ddl(conn, _ADD_DAYS_SQL, {"first": first, "last": first + timedelta(days=ahead)})
+
+
+def add_days_ahead(conn: psycopg.Connection[Any]) -> int:
+    """Today's and the next ``DAYS_AHEAD`` days' partitions (UTC), those missing."""
+    today = conn.execute(f"SELECT {SQL_MARKER} (now() AT TIME ZONE 'UTC')::date").fetchone()
+    assert today is not None
+    return add_days(conn, today[0], DAYS_AHEAD)
+
+
+def drop_days(conn: psycopg.Connection[Any], before: date) -> int:
+    """Drop the day partitions before *before* that no sample is left on, after carrying
+    forward the state each target's first sample reads from them; returns how many went."""
+    return _ddl(conn, _DROP_DAYS_SQL, {"before": before})
+
+
+_REWRITE_DAY_SQL = sql.SQL(
+    "SELECT {marker} perf_monitoring.rewrite_sample_day(%(day)s::date)"
+).format(marker=_MARKER)
+
+
+def rewrite_day(conn: psycopg.Connection[Any], day: date) -> int:
+    """Rewrite *day*'s partitions (CLUSTER on their keys) once every collected sample of that
+    day is rolled up, returning the space folded rows left; returns how many were rewritten
+    (none while a sample of the day is left to roll up)."""
+    return _ddl(conn, _REWRITE_DAY_SQL, {"day": day})
+
+
+def _no_partition(err: psycopg.Error) -> bool:
+    """A row refused for want of a partition: a check violation naming no constraint (``no
+    partition of relation … found for row``)."""
+    return err.diag.constraint_name is None
 
 
 _ROLLUP_SQL = sql.SQL(
@@ -991,11 +1144,20 @@ _MARK_ROLLED_UP = sql.SQL(
 
 
 def roll_up(
-    conn: psycopg.Connection[Any], target: str, age_s: float, period_s: float, *, buckets: int = 1
+    conn: psycopg.Connection[Any],
+    target: str,
+    age_s: float,
+    period_s: float,
+    *,
+    buckets: int = 1,
+    by_day: bool = True,
 ) -> Purged:
     """Roll-ups: of the target's collected samples older than *age_s*, keep the latest of each
     whole *period_s* (marked ``rollup_seconds``) and fold the others, at most *buckets*
-    periods per call (the oldest first). Labelled snapshots are always kept."""
+    periods per call (the oldest first). Labelled snapshots are always kept. *by_day*
+    (revision 0008 on): a period that ends a UTC day asks for the day's partitions to be
+    rewritten (``rewrite_day``: done once no target has a sample of that day left to roll
+    up), so that the space the folds freed is returned."""
     rows = conn.execute(
         _ROLLUP_SQL, {"target": target, "age": age_s, "period": period_s}
     ).fetchall()
@@ -1007,4 +1169,11 @@ def roll_up(
         *doomed, kept = by_bucket[bucket]
         done += Purged(len(doomed), fold(conn, target, doomed))
         conn.execute(_MARK_ROLLED_UP, {"target": target, "period": period_s, "ids": [kept]})
+        end = (bucket + 1) * period_s
+        if by_day and end % _DAY_S == 0:
+            day = datetime.fromtimestamp(end - _DAY_S, timezone.utc).date()
+            done += Purged(rewritten=rewrite_day(conn, day))
     return done
+
+
+_DAY_S = 86400

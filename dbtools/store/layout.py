@@ -38,7 +38,8 @@ LAYOUT_SQL = sql.SQL(
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND a.attnum > 0 AND NOT a.attisdropped
 GROUP BY 1"""
 ).format(marker=sql.SQL(SQL_MARKER))
 
@@ -72,6 +73,12 @@ class Layout:
         of ``store.compact``); False: ``store.full_copies`` (0002–0004). The one test every
         writer and reader of snapshots dispatches on."""
         return self.has(monitoring.SNAPSHOTS, "target")
+
+    @property
+    def by_day(self) -> bool:
+        """Whether a sample's rows are stored in its day's partition (revision 0008 on:
+        ``sample_day``), so that retention drops whole days."""
+        return self.has(monitoring.STATEMENT_STATS, "sample_day")
 
 
 HEAD_LAYOUT = Layout()

@@ -134,6 +134,11 @@ class Store:
     def _compact(self) -> bool:
         return self._layout.samples
 
+    @property
+    def by_day(self) -> bool:
+        """Whether samples are stored by day (revision 0008 on: ``Layout.by_day``)."""
+        return self._layout.by_day
+
     def require_samples(self, purpose: str) -> None:
         """Raise ``PrerequisiteMissing`` unless the repository keeps compact samples keyed by
         target (revision 0005 on), which *purpose* needs (a collector, a central repository, a
@@ -484,11 +489,12 @@ class Store:
             )  # fmt: skip
         name = target or info.database
         with compact.write_lock(self.conn, name):
-            state = compact.current_state(self.conn, name)
+            state = compact.current_state(self.conn, name, by_day=self._layout.by_day)
             read = live.read_sample(source, info, columns, state.texts, state.own)
             summary, _ = compact.write_sample(
-                self.conn, name, read, state, label=label, requests=requests
-            )
+                self.conn, name, read, state, label=label, requests=requests,
+                by_day=self._layout.by_day,
+            )  # fmt: skip
         return summary
 
     def delete_snapshot(self, label: str, target: str | None) -> bool:
