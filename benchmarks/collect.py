@@ -454,14 +454,21 @@ def tree_of(commit: str | None) -> Iterator[Path]:
 _STORES = iter(range(1, 1 << 30))
 
 
-def fresh_store(store_server: Sandbox) -> str:
-    """A new migrated central store on *store_server* (each collector run starts empty)."""
-    name = f"store_{next(_STORES):02d}"
+def newest_revision(tree: Path) -> str:
+    """The newest revision *tree*'s migrations hold (an older commit's collector refuses a store
+    at a revision it does not know)."""
+    return max(path.name[:4] for path in (tree / "migrations" / "versions").glob("[0-9]*_*.py"))
+
+
+def fresh_store(store_server: Sandbox, revision: str) -> str:
+    """A new central store on *store_server* migrated to *revision* (each collector run starts
+    empty)."""
+    name, template = f"store_{next(_STORES):02d}", f"store_{revision}"
     with quiet(store_server.dsn()) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'store_head'").fetchone():
-            conn.execute("CREATE DATABASE store_head")
-            upgrade(store_server.dsn("store_head"))
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE store_head")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,)).fetchone():
+            conn.execute(f"CREATE DATABASE {template}")
+            upgrade(store_server.dsn(template), revision)
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     return store_server.dsn(name)
 
 
@@ -479,8 +486,12 @@ def run_fleet(
     *store_server* (None: each target's own repository)."""
     dsns = [sandbox.dsn(f"bench_{i:02d}") for i in range(1, size + 1)]
     postmaster = int((sandbox.data_dir / "postmaster.pid").read_text().split()[0])
-    store = ["--store", fresh_store(store_server)] if store_server is not None else []
     with tree_of(commit) as tree:
+        store = (
+            ["--store", fresh_store(store_server, newest_revision(tree))]
+            if store_server is not None
+            else []
+        )
         child = subprocess.run(
             [sys.executable, str(HERE / "collect.py"), "--fleet-child", str(rounds),
              "--seed", str(rng.randrange(1 << 30)), "--postmaster", str(postmaster),

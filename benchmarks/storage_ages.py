@@ -61,7 +61,7 @@ POWA = re.compile(r"\*\*([\d,]+) B per snapshot\*\* in the long run")
 def powa_recorded() -> int:
     """PoWA's bytes per snapshot after its aggregation, the latest RESULTS-collect.md holds."""
     found = POWA.findall((HERE / "RESULTS-collect.md").read_text())
-    return int(found[-1].replace(",", ""))
+    return int(found[0].replace(",", ""))  # the newest run is the file's first
 
 
 # The statement and database rows (PoWA's history holds statements only), day partitions included.
