@@ -77,10 +77,11 @@ REFUSED = re.compile(
          ["GRANT SELECT ON public.alembic_version", "GRANT SELECT ON perf_monitoring.snapshots",
           "GRANT INSERT ON perf_monitoring.snapshots",
           "GRANT INSERT ON perf_monitoring.statement_texts",
-          "GRANT SELECT, INSERT ON perf_monitoring.statement_stats",  # it reads a vanished one's last row
-          "GRANT INSERT ON perf_monitoring.table_stats",
-          "GRANT INSERT ON perf_monitoring.index_stats",
-          "GRANT INSERT ON perf_monitoring.database_stats"]),
+          # each kind's vanished rows copy the entry's last row: SELECT too
+          "GRANT SELECT, INSERT ON perf_monitoring.statement_stats",
+          "GRANT SELECT, INSERT ON perf_monitoring.table_stats",
+          "GRANT SELECT, INSERT ON perf_monitoring.index_stats",
+          "GRANT SELECT, INSERT ON perf_monitoring.database_stats"]),
     ],
     ids=["workload seed", "snapshot"],
 )  # fmt: skip
